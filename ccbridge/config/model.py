@@ -1,0 +1,279 @@
+"""Frozen typed configuration objects: the validated shape of a deployment YAML file."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime, time
+from enum import StrEnum
+
+WEEKDAYS: tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+class SecretValue:
+    """A resolved secret; its repr never shows the value."""
+
+    __slots__ = ("_source", "_value")
+
+    def __init__(self, value: str, source: str) -> None:
+        self._value = value
+        self._source = source
+
+    def reveal(self) -> str:
+        return self._value
+
+    @property
+    def source(self) -> str:
+        return self._source
+
+    def __repr__(self) -> str:
+        return f"SecretValue(<hidden>, source={self._source!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, SecretValue) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+@dataclass(frozen=True, slots=True)
+class HostPort:
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class TimeRange:
+    """Opening hours within one shift; ``end <= start`` means the shift runs past midnight."""
+
+    start: time
+    end: time
+
+    @property
+    def overnight(self) -> bool:
+        return self.end <= self.start
+
+
+@dataclass(frozen=True, slots=True)
+class WeeklyRule:
+    """Open on ``days`` (0=Monday) from ``hours.start``; an overnight range ends the next day."""
+
+    days: frozenset[int]
+    hours: TimeRange
+
+
+@dataclass(frozen=True, slots=True)
+class Schedule:
+    """When a service is open at a site, in that site's time zone."""
+
+    weekly: tuple[WeeklyRule, ...]
+    always_open: bool = False
+    holidays_country: str | None = None
+    holidays_subdivision: str | None = None
+    observe_holidays: bool = True
+    closed_dates: frozenset[date] = frozenset()
+    special_hours: tuple[tuple[date, tuple[TimeRange, ...]], ...] = ()
+
+    def special_for(self, day: date) -> tuple[TimeRange, ...] | None:
+        for d, ranges in self.special_hours:
+            if d == day:
+                return ranges
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class QueueSettings:
+    """Asterisk queue options rendered into queues.conf."""
+
+    strategy: str = "rrmemory"
+    timeout: int = 15
+    retry: int = 2
+    maxlen: int = 0
+    wrapuptime: int = 5
+    servicelevel: int = 20
+    max_wait: int = 300
+    announce_position: bool = True
+    announce_frequency: int = 0
+    joinempty: str = "yes"
+    leavewhenempty: str = "no"
+
+
+@dataclass(frozen=True, slots=True)
+class Offering:
+    """A service a site serves: its languages, hours and queue options."""
+
+    service: str
+    languages: tuple[str, ...]
+    schedule: Schedule
+    queue: QueueSettings
+
+
+@dataclass(frozen=True, slots=True)
+class AmiSettings:
+    host: str
+    port: int
+    username: str
+    secret: SecretValue
+    ping_interval: float = 1.0
+    ping_timeout: float = 2.0
+    action_timeout: float = 5.0
+    reconnect_min: float = 0.5
+    reconnect_max: float = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class Agent:
+    """A statically configured queue member (the lab's SIPp agents, or real phones)."""
+
+    name: str
+    contact: str
+    queues: tuple[str, ...]
+    penalty: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Site:
+    name: str
+    timezone: str
+    country: str
+    sip: HostPort
+    ami: AmiSettings
+    rtp_start: int
+    rtp_end: int
+    offerings: tuple[Offering, ...]
+    carrier_sources: tuple[str, ...] = ()
+    agents: tuple[Agent, ...] = ()
+
+    def offering(self, service: str) -> Offering | None:
+        for o in self.offerings:
+            if o.service == service:
+                return o
+        return None
+
+
+def queue_name(service: str, language: str) -> str:
+    """The Asterisk queue for a service in a language, the same at every site."""
+    return f"{service}-{language}"
+
+
+class TrunkKind(StrEnum):
+    INTERSITE = "intersite"
+    CARRIER = "carrier"
+
+
+@dataclass(frozen=True, slots=True)
+class Trunk:
+    name: str
+    site: str
+    kind: TrunkKind
+    remote: HostPort
+    peer_site: str | None = None
+    order: int = 1
+    weight: int = 1
+    qualify_frequency: int = 5
+    countries: tuple[str, ...] = ()
+
+
+class NumberKind(StrEnum):
+    LOCAL = "local"
+    TOLLFREE = "tollfree"
+
+
+@dataclass(frozen=True, slots=True)
+class Number:
+    did: str
+    kind: NumberKind
+    country: str
+    service: str
+    site: str
+    home_site: str | None = None
+    caller_id_for: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Country:
+    code: str
+    calling_code: str
+    default_language: str
+
+
+class AfterHoursAction(StrEnum):
+    VOICEMAIL = "voicemail"
+    CALLBACK = "callback"
+    CLOSED = "closed"
+    SITE = "site"
+
+
+@dataclass(frozen=True, slots=True)
+class AfterHours:
+    action: AfterHoursAction = AfterHoursAction.CLOSED
+    site: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RoutingSettings:
+    home_max_ewt: float = 60.0
+    home_max_waiting: int = 5
+    hysteresis: float = 15.0
+    ewt_weight: float = 1.0
+    waiting_weight: float = 5.0
+    site_holdoff: float = 10.0
+    after_hours: AfterHours = field(default_factory=AfterHours)
+
+
+@dataclass(frozen=True, slots=True)
+class BridgeSettings:
+    agi_listen: HostPort
+    agi_url_host: HostPort
+    http_listen: HostPort
+    api_token: SecretValue | None = None
+    fixed_clock: datetime | None = None
+    max_agi_sessions: int = 1000
+    agi_session_timeout: float = 5.0
+    log_level: str = "INFO"
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    source: str
+    bridge: BridgeSettings
+    sites: tuple[Site, ...]
+    trunks: tuple[Trunk, ...]
+    numbers: tuple[Number, ...]
+    countries: tuple[Country, ...]
+    languages: tuple[str, ...]
+    services: tuple[str, ...]
+    routing: RoutingSettings
+
+    def site(self, name: str) -> Site:
+        for s in self.sites:
+            if s.name == name:
+                return s
+        raise KeyError(name)
+
+    def number(self, did: str) -> Number | None:
+        for n in self.numbers:
+            if n.did == did:
+                return n
+        return None
+
+    def country(self, code: str) -> Country | None:
+        for c in self.countries:
+            if c.code == code:
+                return c
+        return None
+
+    def trunks_between(self, site: str, peer: str) -> tuple[Trunk, ...]:
+        """Inter-site trunks from ``site`` to ``peer`` in configured order."""
+        found = [
+            t
+            for t in self.trunks
+            if t.site == site and t.kind is TrunkKind.INTERSITE and t.peer_site == peer
+        ]
+        return tuple(sorted(found, key=lambda t: (t.order, -t.weight, t.name)))
+
+    def carrier_trunks(self, site: str) -> tuple[Trunk, ...]:
+        found = [t for t in self.trunks if t.site == site and t.kind is TrunkKind.CARRIER]
+        return tuple(sorted(found, key=lambda t: (t.order, -t.weight, t.name)))
