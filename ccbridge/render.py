@@ -1,0 +1,149 @@
+"""Render each site's Asterisk configuration from the Jinja2 templates in dialplans/."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import jinja2
+
+from ccbridge import variables
+from ccbridge.config.model import Config, Number, QueueSettings, Site, Trunk, TrunkKind, queue_name
+
+TEMPLATE_FILES = (
+    "pjsip.conf",
+    "extensions.conf",
+    "queues.conf",
+    "manager.conf",
+    "rtp.conf",
+    "modules.conf",
+    "logger.conf",
+)
+
+
+def default_template_dir() -> Path:
+    """dialplans/ beside the package (a checkout or editable install), or CCBRIDGE_TEMPLATES."""
+    env = os.environ.get("CCBRIDGE_TEMPLATES")
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parent.parent / "dialplans"
+
+
+@dataclass(frozen=True, slots=True)
+class QueueView:
+    name: str
+    service: str
+    language: str
+    settings: QueueSettings
+    members: tuple[tuple[str, int], ...]  # (endpoint name, penalty)
+
+
+@dataclass(frozen=True, slots=True)
+class FallbackView:
+    """Where a number goes when the bridge cannot be asked: a local queue or a remote one."""
+
+    did: str
+    queue: str
+    trunks: tuple[str, ...]  # empty: the queue is local
+
+
+def fallback_for(config: Config, site: Site, number: Number) -> FallbackView | None:
+    """The static route for ``number`` received at ``site``: the same for every call."""
+    country = config.country(number.country)
+    preferred = country.default_language if country else None
+    candidates = [site.name]
+    if number.home_site and number.home_site != site.name:
+        candidates.append(number.home_site)
+    candidates += [s.name for s in config.sites if s.name not in candidates]
+    for name in candidates:
+        target = config.site(name)
+        offering = target.offering(number.service)
+        if offering is None or not offering.languages:
+            continue
+        lang = preferred if preferred in offering.languages else offering.languages[0]
+        trunks = () if name == site.name else config.trunks_between(site.name, name)
+        if name != site.name and not trunks:
+            continue
+        return FallbackView(
+            number.did, queue_name(number.service, lang), tuple(t.name for t in trunks)
+        )
+    return None
+
+
+def _queues(site: Site) -> list[QueueView]:
+    out = []
+    for o in site.offerings:
+        for lang in o.languages:
+            q = queue_name(o.service, lang)
+            members = tuple((a.name, a.penalty) for a in site.agents if q in a.queues)
+            out.append(QueueView(q, o.service, lang, o.queue, members))
+    return out
+
+
+def _inbound_peers(config: Config, site: Site) -> list[tuple[Trunk, str]]:
+    """Trunks of this site paired with the peer site's address, for identify by source IP."""
+    out = []
+    for t in config.trunks:
+        if t.site == site.name and t.kind is TrunkKind.INTERSITE and t.peer_site:
+            out.append((t, config.site(t.peer_site).sip.host))
+    return out
+
+
+def make_environment(template_dir: Path) -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(template_dir)),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        autoescape=False,  # Asterisk config files, not HTML
+    )
+    env.globals["v"] = variables
+    env.globals["var"] = lambda name: "${" + getattr(variables, name) + "}"
+    return env
+
+
+def site_context(config: Config, site: Site) -> dict[str, object]:
+    numbers = [n for n in config.numbers if n.site == site.name]
+    fallbacks = [f for n in numbers if (f := fallback_for(config, site, n)) is not None]
+    queues = _queues(site)
+    default_fallback = fallbacks[0] if fallbacks else None
+    if default_fallback is None and queues:
+        default_fallback = FallbackView("", queues[0].name, ())
+    return {
+        "config": config,
+        "site": site,
+        "bridge": config.bridge,
+        "agi_url": f"agi://{config.bridge.agi_url_host}/route",
+        "numbers": numbers,
+        "fallbacks": fallbacks,
+        "default_fallback": default_fallback,
+        "queues": queues,
+        "site_trunks": [t for t in config.trunks if t.site == site.name],
+        "inbound_peers": _inbound_peers(config, site),
+        "carriers": config.carrier_trunks(site.name),
+        "ami_secret": site.ami.secret.reveal(),
+    }
+
+
+def render_site(config: Config, site: Site, template_dir: Path | None = None) -> dict[str, str]:
+    """File name -> rendered text for one site."""
+    env = make_environment(template_dir or default_template_dir())
+    ctx = site_context(config, site)
+    return {name: env.get_template(f"{name}.j2").render(ctx) for name in TEMPLATE_FILES}
+
+
+def render_all(config: Config, out_dir: Path, template_dir: Path | None = None) -> list[Path]:
+    """Write out_dir/SITE/*.conf for every site; return the files written."""
+    written = []
+    for site in config.sites:
+        d = out_dir / site.name
+        d.mkdir(parents=True, exist_ok=True)
+        for name, text in render_site(config, site, template_dir).items():
+            p = d / name
+            p.write_text(text, encoding="utf-8")
+            if name == "manager.conf":
+                p.chmod(0o600)  # it holds the AMI secret
+            written.append(p)
+    return written

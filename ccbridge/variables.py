@@ -1,0 +1,51 @@
+"""The channel variables and route kinds shared by the dialplan templates and the bridge."""
+
+from __future__ import annotations
+
+PREFIX = "CCB_"
+
+# Set by the bridge's `route` FastAGI handler; read by dialplans/extensions.conf.j2.
+ROUTE = "CCB_ROUTE"  # one of the ROUTE_* kinds below; empty means "use the fallback"
+SITE = "CCB_SITE"  # the site that will take the call
+QUEUE = "CCB_QUEUE"  # the queue at that site, e.g. orders-bn
+SERVICE = "CCB_SERVICE"
+LANGUAGE = "CCB_LANGUAGE"
+TRUNK_COUNT = "CCB_TRUNK_COUNT"  # how many CCB_TRUNK_n follow
+TRUNK_PREFIX = "CCB_TRUNK_"  # CCB_TRUNK_1 .. CCB_TRUNK_n: inter-site trunks in dial order
+REASONS = "CCB_REASONS"  # comma-separated machine-readable reasons
+AFTER_HOURS = "CCB_AFTER_HOURS"  # voicemail | callback | closed
+
+# Set by the dialplan itself.
+DID = "CCB_DID"  # the number the caller dialled, carried across sites in a SIP header
+FALLBACK = "CCB_FALLBACK"  # 1 when the static fallback route took the call
+IVR_LANGUAGE = "CCB_IVR_LANGUAGE"  # the language picked in an IVR menu
+
+# SIP headers that carry the call's context from the receiving site to the target site.
+HEADER_DID = "X-CCB-DID"
+HEADER_LANGUAGE = "X-CCB-Lang"
+
+# Route kinds (values of CCB_ROUTE).
+ROUTE_QUEUE = "queue"  # a queue at the receiving site
+ROUTE_REMOTE = "remote"  # a queue at another site, over CCB_TRUNK_1..n
+ROUTE_AFTER_HOURS = "after_hours"
+ROUTE_REJECT = "reject"
+
+ROUTE_KINDS = (ROUTE_QUEUE, ROUTE_REMOTE, ROUTE_AFTER_HOURS, ROUTE_REJECT)
+
+
+def trunk_var(index: int) -> str:
+    """CCB_TRUNK_1 for index 1: the dialplan reads them as ${CCB_TRUNK_${i}}."""
+    return f"{TRUNK_PREFIX}{index}"
+
+
+def all_names() -> frozenset[str]:
+    """Every fixed CCB_ variable name (the numbered trunk variables are checked apart)."""
+    return frozenset(
+        v
+        for k, v in globals().items()
+        if k.isupper()
+        and isinstance(v, str)
+        and v.startswith(PREFIX)
+        and v != PREFIX
+        and k != "TRUNK_PREFIX"
+    )
