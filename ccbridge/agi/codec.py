@@ -1,0 +1,514 @@
+"""FastAGI wire codec: request-header parser, reply parser, command encoders (no I/O)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Final
+from urllib.parse import parse_qs
+
+__all__ = [
+    "HANGUP",
+    "MAX_COMMAND_BYTES",
+    "MAX_HEADER_BYTES",
+    "MAX_HEADER_LINES",
+    "MAX_LINE_BYTES",
+    "AgiCommandError",
+    "AgiHangup",
+    "AgiProtocolError",
+    "AgiReply",
+    "AgiReplyParser",
+    "AgiRequest",
+    "AgiRequestParser",
+    "exec_app",
+    "get_data",
+    "get_variable",
+    "mask_number",
+    "parse_reply",
+    "quote_arg",
+    "set_variable",
+    "stream_file",
+    "validate_variable_name",
+    "verbose",
+]
+
+# Asterisk's own header lines are short; a callerid name or a long query string is the
+# longest legitimate one.  Anything near these limits is not Asterisk talking.
+MAX_LINE_BYTES: Final = 4096
+MAX_HEADER_BYTES: Final = 16 * 1024
+MAX_HEADER_LINES: Final = 200
+# res_agi.c reads each command into char buf[AGI_BUF_LEN=2048] with fgets: a longer
+# line is split and its remainder runs as a second command, so refuse to send one.
+MAX_COMMAND_BYTES: Final = 2046
+# A 520 usage block is a few dozen lines; bound it so a peer cannot grow it forever.
+MAX_USAGE_LINES: Final = 500
+
+
+class AgiProtocolError(ValueError):
+    """The peer sent bytes that are not FastAGI (bad header, bad reply, limit exceeded)."""
+
+
+class AgiHangup(Exception):
+    """The channel hung up (``HANGUP`` line, ``511`` reply) or Asterisk closed the socket."""
+
+
+class AgiCommandError(Exception):
+    """Asterisk answered a command with something other than ``200`` (510, 520, ...)."""
+
+    def __init__(self, command: str, reply: AgiReply) -> None:
+        super().__init__(f"{command.split(' ', 2)[:2]!r} -> {reply.raw!r}")
+        self.command = command
+        self.reply = reply
+
+
+# --------------------------------------------------------------------------- request
+
+
+_KEY_RE: Final = re.compile(rb"agi_[a-z0-9_]+")
+# Control bytes other than TAB never appear in a header Asterisk writes; they mean
+# binary garbage (a TLS hello, a port scanner) rather than a weird caller name.
+_CONTROL_RE: Final = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
+_ARG_RE: Final = re.compile(r"agi_arg_([0-9]+)")
+
+
+@dataclass(frozen=True, slots=True)
+class AgiRequest:
+    """One FastAGI request: the ``agi_*`` header block Asterisk sends on connect.
+
+    ``path`` is ``agi_network_script`` without the query and without leading ``/``
+    (``agi://host/route?site=in`` -> ``route``; Asterisk omits the key for
+    ``agi://host``, giving ``""``).  ``query`` is last-wins.  ``args`` are
+    ``agi_arg_1..N`` in numeric order.  The convenience properties return the raw
+    value, including Asterisk's ``unknown`` placeholder, or ``""`` when absent.
+    """
+
+    env: Mapping[str, str]
+    args: tuple[str, ...]
+    network_script: str
+    path: str
+    query: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> AgiRequest:
+        """Build a request from already-decoded ``agi_*`` pairs (also handy in tests)."""
+        frozen = MappingProxyType(dict(env))
+        numbered = sorted(
+            (int(m.group(1)), value)
+            for key, value in frozen.items()
+            if (m := _ARG_RE.fullmatch(key)) is not None
+        )
+        script = frozen.get("agi_network_script", "")
+        raw_path, _, raw_query = script.partition("?")
+        query = {k: v[-1] for k, v in parse_qs(raw_query, keep_blank_values=True).items()}
+        return cls(
+            env=frozen,
+            args=tuple(value for _, value in numbered),
+            network_script=script,
+            path=raw_path.lstrip("/"),
+            query=MappingProxyType(query),
+        )
+
+    @property
+    def channel(self) -> str:
+        return self.env.get("agi_channel", "")
+
+    @property
+    def uniqueid(self) -> str:
+        return self.env.get("agi_uniqueid", "")
+
+    @property
+    def callerid(self) -> str:
+        return self.env.get("agi_callerid", "")
+
+    @property
+    def dnid(self) -> str:
+        return self.env.get("agi_dnid", "")
+
+    @property
+    def extension(self) -> str:
+        return self.env.get("agi_extension", "")
+
+    @property
+    def context(self) -> str:
+        return self.env.get("agi_context", "")
+
+    @property
+    def language(self) -> str:
+        return self.env.get("agi_language", "")
+
+
+class AgiRequestParser:
+    """Incremental parser for the header block; feed it whatever the socket returned.
+
+    Asterisk writes ``agi_key: value\\n`` lines and then an empty line::
+
+        agi_network: yes
+        agi_network_script: route?site=in
+        agi_request: agi://10.0.0.5/route?site=in
+        agi_channel: PJSIP/carrier-00000001
+        agi_callerid: 919876543210
+        agi_arg_1: sales
+
+    ``feed`` returns ``None`` until the empty line arrives, then the request once.
+    Bytes after the empty line are kept in ``tail``.  Any violation raises
+    ``AgiProtocolError``, and so does every later ``feed``.
+    """
+
+    __slots__ = (
+        "_buf",
+        "_consumed",
+        "_env",
+        "_error",
+        "_lines",
+        "_max_header",
+        "_max_line",
+        "_max_lines",
+        "_request",
+        "tail",
+    )
+
+    def __init__(
+        self,
+        *,
+        max_line_bytes: int = MAX_LINE_BYTES,
+        max_header_bytes: int = MAX_HEADER_BYTES,
+        max_lines: int = MAX_HEADER_LINES,
+    ) -> None:
+        self._max_line = max_line_bytes
+        self._max_header = max_header_bytes
+        self._max_lines = max_lines
+        self._buf = bytearray()
+        self._consumed = 0
+        self._lines = 0
+        self._env: dict[str, str] = {}
+        self._error: str | None = None
+        self._request: AgiRequest | None = None
+        self.tail = b""
+
+    @property
+    def done(self) -> bool:
+        return self._request is not None
+
+    def feed(self, data: bytes) -> AgiRequest | None:
+        if self._error is not None:
+            raise AgiProtocolError(self._error)
+        if self._request is not None:
+            raise RuntimeError("AgiRequestParser.feed() after the request was complete")
+        try:
+            return self._feed(data)
+        except AgiProtocolError as exc:
+            self._error = str(exc)
+            raise
+
+    def _feed(self, data: bytes) -> AgiRequest | None:
+        buf = self._buf
+        start = len(buf)
+        buf += data
+        pos = 0
+        # Only the new bytes can hold a newline we have not seen yet.
+        search_from = start
+        while True:
+            nl = buf.find(b"\n", search_from)
+            if nl < 0:
+                pending = len(buf) - pos
+                if pending > self._max_line:
+                    raise AgiProtocolError(f"header line longer than {self._max_line} bytes")
+                if self._consumed + pending > self._max_header:
+                    raise AgiProtocolError(f"header block larger than {self._max_header} bytes")
+                del buf[:pos]
+                return None
+            line = bytes(buf[pos:nl])
+            self._consumed += nl + 1 - pos
+            pos = search_from = nl + 1
+            if len(line) > self._max_line:
+                raise AgiProtocolError(f"header line longer than {self._max_line} bytes")
+            if self._consumed > self._max_header:
+                raise AgiProtocolError(f"header block larger than {self._max_header} bytes")
+            if line.endswith(b"\r"):
+                line = line[:-1]
+            if not line:
+                if not self._env:
+                    raise AgiProtocolError("empty header block")
+                self.tail = bytes(buf[pos:])
+                buf.clear()
+                self._request = AgiRequest.from_env(self._env)
+                return self._request
+            self._lines += 1
+            if self._lines > self._max_lines:
+                raise AgiProtocolError(f"header has more than {self._max_lines} lines")
+            self._parse_line(line)
+
+    def _parse_line(self, line: bytes) -> None:
+        key, sep, value = line.partition(b":")
+        if not sep or _KEY_RE.fullmatch(key) is None:
+            raise AgiProtocolError(f"not an agi_ header line: {_preview(line)}")
+        if _CONTROL_RE.search(value) is not None:
+            raise AgiProtocolError(f"control bytes in header line: {_preview(line)}")
+        if value.startswith(b" "):
+            value = value[1:]
+        name = key.decode("ascii")
+        if name in self._env:
+            raise AgiProtocolError(f"duplicate header key {name!r}")
+        # Caller names are not always UTF-8 (latin-1 trunks): keep the call, lose a glyph.
+        self._env[name] = value.decode("utf-8", errors="replace")
+
+
+def _preview(line: bytes, limit: int = 40) -> str:
+    return repr(line[:limit]) + ("..." if len(line) > limit else "")
+
+
+# --------------------------------------------------------------------------- replies
+
+
+_REPLY_RE: Final = re.compile(r"([0-9]{3})([ -])(.*)", re.DOTALL)
+_RESULT_RE: Final = re.compile(r"result=(\S*)(?:\s+(.*))?", re.DOTALL)
+_INT_RE: Final = re.compile(r"-?[0-9]+")
+_USAGE_END: Final = "520 End of proper usage."
+
+
+@dataclass(frozen=True, slots=True)
+class AgiReply:
+    """One reply from Asterisk.
+
+    ``200 result=1 (value) endpos=1234`` -> code 200, result 1, result_text ``"1"``,
+    data ``"value"``, extra ``"endpos=1234"``.  ``result`` is ``None`` when the result
+    is not an integer (``GET DATA`` can return ``*12#`` or nothing) and for non-200
+    codes, whose text goes to ``data``.  ``raw`` is the line(s) as received.
+    """
+
+    code: int
+    result: int | None
+    data: str
+    raw: str
+    result_text: str = ""
+    extra: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.code == 200
+
+    @property
+    def is_hangup(self) -> bool:
+        return self.code == 0 and self.raw == "HANGUP"
+
+
+#: What ``parse_reply("HANGUP")`` returns: Asterisk's unsolicited hangup notice.
+HANGUP: Final = AgiReply(code=0, result=None, data="", raw="HANGUP")
+
+
+def parse_reply(line: str) -> AgiReply:
+    """Parse one reply line.
+
+    >>> parse_reply("200 result=0 (timeout)").data
+    'timeout'
+    >>> parse_reply("510 Invalid or unknown command").code
+    510
+    >>> parse_reply("HANGUP") is HANGUP
+    True
+    """
+    line = line.rstrip("\r\n")
+    if line == "HANGUP":
+        return HANGUP
+    m = _REPLY_RE.fullmatch(line)
+    if m is None:
+        raise AgiProtocolError(f"malformed AGI reply: {line[:60]!r}")
+    code = int(m.group(1))
+    text = m.group(3)
+    if code != 200:
+        return AgiReply(code=code, result=None, data=text, raw=line)
+    r = _RESULT_RE.fullmatch(text)
+    if r is None:
+        raise AgiProtocolError(f"200 reply without result=: {line[:60]!r}")
+    result_text = r.group(1)
+    result = int(result_text) if _INT_RE.fullmatch(result_text) else None
+    rest = r.group(2) or ""
+    data = ""
+    if rest.startswith("("):
+        # The value is not escaped by Asterisk, so it may itself contain ")": take the
+        # last one.  GET VARIABLE's "200 result=1 (a) b)" keeps "a) b".
+        close = rest.rfind(")")
+        if close < 0:
+            raise AgiProtocolError(f"unbalanced '(' in reply: {line[:60]!r}")
+        data, rest = rest[1:close], rest[close + 1 :].strip()
+    return AgiReply(
+        code=code, result=result, data=data, raw=line, result_text=result_text, extra=rest
+    )
+
+
+class AgiReplyParser:
+    """Incremental reply parser: bytes in, complete replies out.
+
+    Handles the multi-line usage reply::
+
+        520-Invalid command syntax.  Proper usage follows:
+        Usage: SET VARIABLE <variablename> <value>
+        520 End of proper usage.
+
+    which becomes one ``AgiReply(code=520, data=<usage text>)``.
+    """
+
+    __slots__ = ("_buf", "_error", "_max_line", "_usage")
+
+    def __init__(self, *, max_line_bytes: int = MAX_LINE_BYTES) -> None:
+        self._max_line = max_line_bytes
+        self._buf = bytearray()
+        self._usage: list[str] | None = None
+        self._error: str | None = None
+
+    def feed(self, data: bytes) -> list[AgiReply]:
+        if self._error is not None:
+            raise AgiProtocolError(self._error)
+        try:
+            return self._feed(data)
+        except AgiProtocolError as exc:
+            self._error = str(exc)
+            raise
+
+    def _feed(self, data: bytes) -> list[AgiReply]:
+        buf = self._buf
+        search_from = len(buf)
+        buf += data
+        out: list[AgiReply] = []
+        pos = 0
+        while (nl := buf.find(b"\n", search_from)) >= 0:
+            raw = bytes(buf[pos:nl])
+            pos = search_from = nl + 1
+            if len(raw) > self._max_line:
+                raise AgiProtocolError(f"reply line longer than {self._max_line} bytes")
+            line = raw.decode("utf-8", errors="replace").rstrip("\r")
+            reply = self._line(line)
+            if reply is not None:
+                out.append(reply)
+        del buf[:pos]
+        if len(buf) > self._max_line:
+            raise AgiProtocolError(f"reply line longer than {self._max_line} bytes")
+        return out
+
+    def _line(self, line: str) -> AgiReply | None:
+        usage = self._usage
+        if usage is not None:
+            if line.startswith(_USAGE_END):
+                self._usage = None
+                body = usage[1:]
+                return AgiReply(
+                    code=520, result=None, data="\n".join(body), raw="\n".join([*usage, line])
+                )
+            usage.append(line)
+            if len(usage) > MAX_USAGE_LINES:
+                raise AgiProtocolError(f"520 usage block longer than {MAX_USAGE_LINES} lines")
+            return None
+        if line.startswith("520-"):
+            self._usage = [line]
+            return None
+        if not line:
+            # Never sent by Asterisk; skipping it costs nothing and avoids failing a call.
+            return None
+        return parse_reply(line)
+
+
+# --------------------------------------------------------------------------- commands
+
+
+_VARNAME_RE: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\([^\s\"\\()]*\))?")
+_APP_RE: Final = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
+_DIGITS_RE: Final = re.compile(r"[0-9*#]*")
+_FORBIDDEN: Final = ("\n", "\r", "\x00")
+
+
+def validate_variable_name(name: str) -> str:
+    """Return ``name`` if it is a plain variable, ``__INHERITED`` or ``FUNC(args)``."""
+    if _VARNAME_RE.fullmatch(name) is None:
+        raise ValueError(f"invalid channel variable name: {name!r}")
+    return name
+
+
+def quote_arg(value: str) -> str:
+    """Quote one argument the way res_agi.c's ``parse_args`` unquotes it.
+
+    ``say "hi"`` -> ``"say \\"hi\\""``; a backslash is doubled.  CR, LF and NUL are
+    refused: a newline would end the command and start another one.
+    """
+    if any(ch in value for ch in _FORBIDDEN):
+        raise ValueError("AGI arguments cannot contain CR, LF or NUL")
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _check_length(line: str) -> str:
+    if len(line.encode("utf-8")) > MAX_COMMAND_BYTES:
+        raise ValueError(f"AGI command longer than {MAX_COMMAND_BYTES} bytes")
+    return line
+
+
+def set_variable(name: str, value: str) -> str:
+    """``SET VARIABLE CCB_ROUTE "queue-sales"``  (reply ``200 result=1``)."""
+    return _check_length(f"SET VARIABLE {validate_variable_name(name)} {quote_arg(value)}")
+
+
+def get_variable(name: str) -> str:
+    """``GET VARIABLE CALLERID(num)``  (reply ``200 result=1 (919876543210)`` or
+    ``200 result=0`` when unset)."""
+    return _check_length(f"GET VARIABLE {validate_variable_name(name)}")
+
+
+def verbose(message: str, level: int = 1) -> str:
+    """``VERBOSE "routing to sales" 1``  (level 1-4; reply ``200 result=1``)."""
+    if not 1 <= level <= 4:
+        raise ValueError("verbose level must be 1..4")
+    return _check_length(f"VERBOSE {quote_arg(message)} {level}")
+
+
+def get_data(filename: str, timeout_ms: int | None = None, max_digits: int | None = None) -> str:
+    """``GET DATA "ivr/menu" 5000 1``  (reply ``200 result=2`` or
+    ``200 result= (timeout)``; the digits are in ``result_text``)."""
+    parts = [f"GET DATA {quote_arg(filename)}"]
+    if timeout_ms is not None or max_digits is not None:
+        # maxdigits is positional after timeout; 0 means Asterisk's default timeout.
+        parts.append(str(timeout_ms if timeout_ms is not None else 0))
+    if max_digits is not None:
+        if max_digits < 1:
+            raise ValueError("max_digits must be >= 1")
+        parts.append(str(max_digits))
+    return _check_length(" ".join(parts))
+
+
+def stream_file(filename: str, escape_digits: str = "", offset: int | None = None) -> str:
+    """``STREAM FILE "welcome" "12"``  (reply ``200 result=0 endpos=8000``, or the
+    ASCII code of the escape digit pressed: ``200 result=49 endpos=4000``)."""
+    if _DIGITS_RE.fullmatch(escape_digits) is None:
+        raise ValueError(f"invalid escape digits: {escape_digits!r}")
+    line = f"STREAM FILE {quote_arg(filename)} {quote_arg(escape_digits)}"
+    if offset is not None:
+        line += f" {int(offset)}"
+    return _check_length(line)
+
+
+def exec_app(app: str, args: str | Sequence[str] = "") -> str:
+    """``EXEC Dial "PJSIP/100@site-a,30"``  (reply ``200 result=<app return>``;
+    ``-2`` when the application does not exist)."""
+    if _APP_RE.fullmatch(app) is None:
+        raise ValueError(f"invalid application name: {app!r}")
+    joined = args if isinstance(args, str) else ",".join(args)
+    if not joined:
+        return f"EXEC {app}"
+    return _check_length(f"EXEC {app} {quote_arg(joined)}")
+
+
+# --------------------------------------------------------------------------- logging aid
+
+
+def mask_number(number: str, keep: int = 3) -> str:
+    """Mask a caller number for logs, keeping the last ``keep`` characters.
+
+    >>> mask_number("+919876543210")
+    '**********210'
+    >>> mask_number("101")
+    '***'
+    """
+    if not number or number in ("unknown", "anonymous"):
+        # Asterisk's placeholders carry no personal data and help debugging.
+        return number
+    if len(number) <= keep:
+        return "*" * len(number)
+    return "*" * (len(number) - keep) + number[-keep:]
