@@ -1,0 +1,246 @@
+"""AMI codec: stream parsing (any split, banners, repeats, command output, limits), encoding."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from ccbridge.ami.codec import (
+    AmiMessage,
+    AmiParser,
+    AmiProtocolError,
+    encode_action,
+    encode_fields,
+)
+
+BANNER = b"Asterisk Call Manager/9.0.0\r\n"
+LOGIN_OK = b"Response: Success\r\nActionID: a1\r\nMessage: Authentication accepted\r\n\r\n"
+MEMBER_STATUS = (
+    b"Event: QueueMemberStatus\r\n"
+    b"Privilege: agent,all\r\n"
+    b"Queue: sales-en\r\n"
+    b"MemberName: Agent 1001\r\n"
+    b"Interface: PJSIP/agent1001\r\n"
+    b"Status: 1\r\n"
+    b"Paused: 0\r\n"
+    b"\r\n"
+)
+STREAM = BANNER + LOGIN_OK + MEMBER_STATUS
+
+
+def parse_all(data: bytes, **kwargs: object) -> list[AmiMessage]:
+    return AmiParser(**kwargs).feed(data)  # type: ignore[arg-type]
+
+
+def test_banner_then_messages() -> None:
+    parser = AmiParser()
+    messages = parser.feed(STREAM)
+    assert parser.banner == "Asterisk Call Manager/9.0.0"
+    assert parser.version == "9.0.0"
+    assert [(m.kind, m.name) for m in messages] == [
+        ("response", "Success"),
+        ("event", "QueueMemberStatus"),
+    ]
+    assert messages[0].action_id == "a1"
+    assert messages[1]["Interface"] == "PJSIP/agent1001"
+    assert messages[1].to_dict()["Status"] == "1"
+
+
+def test_split_at_every_byte_gives_the_same_messages() -> None:
+    whole = [m.fields for m in parse_all(STREAM)]
+    for cut in range(1, len(STREAM)):
+        parser = AmiParser()
+        got = parser.feed(STREAM[:cut]) + parser.feed(STREAM[cut:])
+        assert [m.fields for m in got] == whole, cut
+
+
+def test_one_byte_at_a_time() -> None:
+    parser = AmiParser()
+    got: list[AmiMessage] = []
+    for i in range(len(STREAM)):
+        got.extend(parser.feed(STREAM[i : i + 1]))
+    assert [m.name for m in got] == ["Success", "QueueMemberStatus"]
+
+
+@given(st.lists(st.integers(min_value=0, max_value=len(STREAM)), max_size=12))
+def test_any_chunking_gives_the_same_messages(cuts: list[int]) -> None:
+    points = sorted(set(cuts))
+    chunks = [STREAM[a:b] for a, b in zip([0, *points], [*points, len(STREAM)], strict=True)]
+    parser = AmiParser()
+    got = [m for chunk in chunks for m in parser.feed(chunk)]
+    assert [m.fields for m in got] == [m.fields for m in parse_all(STREAM)]
+
+
+def test_bare_lf_line_ends() -> None:
+    data = STREAM.replace(b"\r\n", b"\n")
+    assert [m.fields for m in parse_all(data)] == [m.fields for m in parse_all(STREAM)]
+
+
+def test_not_an_ami_banner_is_rejected() -> None:
+    with pytest.raises(AmiProtocolError, match="banner"):
+        AmiParser().feed(b"HTTP/1.1 400 Bad Request\r\n\r\n")
+
+
+def test_proxy_banner_accepted_and_client_side_has_none() -> None:
+    assert AmiParser().feed(b"Asterisk Call Manager Proxy/1.0\r\n") == []
+    (action,) = AmiParser(expect_banner=False).feed(b"Action: Ping\r\nActionID: 7\r\n\r\n")
+    assert action.kind == "other"
+    assert action["Action"] == "Ping"
+
+
+def test_repeated_keys_keep_every_value_and_first_wins() -> None:
+    data = (
+        b"Event: Newchannel\r\nChannel: PJSIP/a-00000001\r\n"
+        b"ChanVariable: FROM_DID=\r\nChanVariable: SIPURI=sip:42@10.0.0.1:5060\r\n\r\n"
+    )
+    (msg,) = AmiParser(expect_banner=False).feed(data)
+    assert msg["ChanVariable"] == "FROM_DID="
+    assert msg.getall("ChanVariable") == ["FROM_DID=", "SIPURI=sip:42@10.0.0.1:5060"]
+    assert msg.getall("chanvariable") == msg.getall("ChanVariable")
+    assert msg.getall("Missing") == []
+    assert len(msg) == 3
+
+
+def test_lookup_falls_back_to_case_insensitive() -> None:
+    (msg,) = parse_all(STREAM)[:1]
+    assert msg["actionid"] == "a1"
+    assert "ACTIONID" in msg
+    assert msg.get("nope") is None
+    with pytest.raises(KeyError):
+        msg["nope"]
+
+
+def test_values_keep_colons_and_empty_values() -> None:
+    data = b"Event: DialBegin\r\nDestChannel: PJSIP/trunk: x\r\nCallerIDName: \r\nEmpty:\r\n\r\n"
+    (msg,) = AmiParser(expect_banner=False).feed(data)
+    assert msg["DestChannel"] == "PJSIP/trunk: x"
+    assert msg["CallerIDName"] == ""
+    assert msg["Empty"] == ""
+
+
+def test_originate_response_event_is_an_event() -> None:
+    data = b"Event: OriginateResponse\r\nResponse: Success\r\nChannel: Local/1@x\r\n\r\n"
+    (msg,) = AmiParser(expect_banner=False).feed(data)
+    assert (msg.kind, msg.name) == ("event", "OriginateResponse")
+
+
+def test_command_output_asterisk_22_style() -> None:
+    data = (
+        b"Response: Success\r\nActionID: c1\r\nMessage: Command output follows\r\n"
+        b"Output: Asterisk 22.1.0 built by root\r\nOutput: \r\nOutput: uptime: 5 s\r\n\r\n"
+    )
+    (msg,) = AmiParser(expect_banner=False).feed(data)
+    assert msg.getall("Output") == ["Asterisk 22.1.0 built by root", "", "uptime: 5 s"]
+
+
+def test_command_output_old_follows_style_with_blank_and_colon_lines() -> None:
+    data = (
+        b"Response: Follows\r\nPrivilege: Command\r\nActionID: c2\r\n"
+        b"Channel              Location             State   Application(Data)\n"
+        b"\n"
+        b"Local/1@dial: x      IVR_603@default:1    Up      AppDial((Outgoing Line))\n"
+        b"1 calls processed\n"
+        b"--END COMMAND--\r\n\r\n"
+        b"Event: FullyBooted\r\n\r\n"
+    )
+    msg, booted = AmiParser(expect_banner=False).feed(data)
+    assert msg["ActionID"] == "c2"
+    assert msg["Privilege"] == "Command"
+    assert msg.getall("Output") == [
+        "Channel              Location             State   Application(Data)",
+        "",
+        "Local/1@dial: x      IVR_603@default:1    Up      AppDial((Outgoing Line))",
+        "1 calls processed",
+    ]
+    assert booted.name == "FullyBooted"
+
+
+def test_follows_marker_glued_to_last_output_line() -> None:
+    data = b"Response: Follows\r\nPrivilege: Command\r\nNo such command--END COMMAND--\r\n\r\n"
+    (msg,) = AmiParser(expect_banner=False).feed(data)
+    assert msg.getall("Output") == ["No such command"]
+
+
+def test_follows_without_body_ends_at_blank_line() -> None:
+    data = b"Response: Follows\r\nMessage: x\r\n\r\nEvent: Hangup\r\n\r\n"
+    first, second = AmiParser(expect_banner=False).feed(data)
+    assert first["Message"] == "x"
+    assert second.name == "Hangup"
+
+
+def test_colonless_line_outside_command_output_is_skipped_and_counted() -> None:
+    parser = AmiParser(expect_banner=False)
+    (msg,) = parser.feed(b"Event: Hangup\r\ngarbage\r\nCause: 16\r\n\r\n")
+    assert dict(msg) == {"Event": "Hangup", "Cause": "16"}
+    assert parser.skipped_lines == 1
+
+
+def test_extra_blank_lines_between_messages_are_ignored() -> None:
+    got = AmiParser(expect_banner=False).feed(b"\r\n\r\nEvent: A\r\n\r\n\r\n\r\nEvent: B\r\n\r\n")
+    assert [m.name for m in got] == ["A", "B"]
+
+
+def test_utf8_split_across_chunks() -> None:
+    data = "Event: Newchannel\r\nCallerIDName: José Ñandú\r\n\r\n".encode()
+    cut = data.index("é".encode()) + 1
+    parser = AmiParser(expect_banner=False)
+    got = parser.feed(data[:cut]) + parser.feed(data[cut:])
+    assert got[0]["CallerIDName"] == "José Ñandú"
+
+
+def test_line_limit_on_a_complete_line() -> None:
+    with pytest.raises(AmiProtocolError, match="line"):
+        AmiParser(expect_banner=False, max_line=32).feed(b"Event: " + b"x" * 64 + b"\r\n")
+
+
+def test_line_limit_on_an_unterminated_line() -> None:
+    parser = AmiParser(expect_banner=False, max_line=32)
+    assert parser.feed(b"Event: " + b"x" * 20) == []
+    with pytest.raises(AmiProtocolError, match="line"):
+        parser.feed(b"y" * 20)
+
+
+def test_message_size_limit() -> None:
+    parser = AmiParser(expect_banner=False, max_message=100)
+    with pytest.raises(AmiProtocolError, match="message"):
+        parser.feed(b"Event: X\r\n" + b"Key: value-value\r\n" * 10 + b"\r\n")
+
+
+def test_size_limit_resets_per_message() -> None:
+    one = b"Event: X\r\nKey: value\r\n\r\n"
+    got = AmiParser(expect_banner=False, max_message=len(one) + 2).feed(one * 50)
+    assert len(got) == 50
+
+
+def test_secret_hidden_in_repr() -> None:
+    (msg,) = AmiParser(expect_banner=False).feed(
+        b"Action: Login\r\nUsername: ccb\r\nSecret: hunter2\r\n\r\n"
+    )
+    assert "hunter2" not in repr(msg)
+    assert msg["Secret"] == "hunter2"
+
+
+def test_encode_action_with_repeated_values_round_trips() -> None:
+    wire = encode_action(
+        "Originate",
+        {"Channel": "PJSIP/1001", "Variable": ["A=1", "B=2"], "Async": "true"},
+    )
+    assert wire == (
+        b"Action: Originate\r\nChannel: PJSIP/1001\r\nVariable: A=1\r\nVariable: B=2\r\n"
+        b"Async: true\r\n\r\n"
+    )
+    (msg,) = AmiParser(expect_banner=False).feed(wire)
+    assert msg.getall("Variable") == ["A=1", "B=2"]
+
+
+@pytest.mark.parametrize("bad", ["x\r\nAction: Hangup", "x\nEvil: 1", "x\r"])
+def test_encode_rejects_cr_lf_in_values(bad: str) -> None:
+    with pytest.raises(ValueError, match="CR/LF"):
+        encode_action("QueuePause", {"Interface": bad})
+
+
+@pytest.mark.parametrize("bad", ["", "A: B", "A\nB"])
+def test_encode_rejects_bad_keys(bad: str) -> None:
+    with pytest.raises(ValueError, match="key"):
+        encode_fields([(bad, "v")])
