@@ -47,10 +47,13 @@ class LanguageResolver:
         else:
             # National or withheld numbers say nothing reliable about the country.
             return None
+        if not digits.isdigit():
+            return None
         for n in self._lengths:
             lang = self._prefixes.get(digits[:n])
-            if lang is not None and len(digits) > n:
-                return lang
+            if lang is not None:
+                # The longest code decides; a bare code with no subscriber part is no number.
+                return lang if len(digits) > n else None
         return None
 
     def resolve(self, number: Number, caller: str, ivr_language: str | None) -> tuple[str, str]:
