@@ -1,0 +1,511 @@
+"""FastAGI server: accepts Asterisk connections and runs one handler per request path."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+import time
+from collections import Counter, deque
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType, TracebackType
+from typing import Final
+
+from ccbridge.agi import codec
+from ccbridge.agi.codec import (
+    MAX_COMMAND_BYTES,
+    AgiCommandError,
+    AgiHangup,
+    AgiProtocolError,
+    AgiReply,
+    AgiReplyParser,
+    AgiRequest,
+    AgiRequestParser,
+    mask_number,
+)
+
+__all__ = [
+    "AgiCommandError",
+    "AgiHangup",
+    "AgiProtocolError",
+    "AgiSession",
+    "FastAgiServer",
+    "FastAgiStats",
+    "Handler",
+    "SessionEndHook",
+    "SessionOutcome",
+]
+
+_READ_CHUNK: Final = 64 * 1024
+# StreamReader pauses the socket past 2 * limit; we never use readline(), so this is
+# only flow control.  The header parser rejects a long line after 4 KiB anyway.
+_STREAM_LIMIT: Final = 64 * 1024
+# Asterisk opens one connection per AGI() call; a burst of calls must not overflow the
+# accept queue (a dropped SYN costs the caller a 1 s retransmit, Asterisk gives up at 2 s).
+_BACKLOG: Final = 1024
+# res_agi.c treats a first line starting with "failure" as AGI_RESULT_FAILURE, so
+# AGISTATUS=FAILURE and the dialplan takes its fallback branch.  Closing without a
+# line would give AGISTATUS=SUCCESS (the "script completed" path).
+_FAILURE_LINE: Final = b"FAILURE\n"
+_BUSY_LOG_INTERVAL_S: Final = 1.0
+
+
+class SessionOutcome(enum.StrEnum):
+    """How a connection ended: a bounded set, safe as a metrics label."""
+
+    OK = "ok"
+    HANGUP = "hangup"
+    NO_REQUEST = "no_request"  # closed before a complete header: probe or health check
+    HEADER_TIMEOUT = "header_timeout"
+    PROTOCOL_ERROR = "protocol_error"
+    NOT_FOUND = "not_found"
+    HANDLER_ERROR = "handler_error"
+    TIMEOUT = "timeout"
+    BUSY = "busy"
+    CANCELLED = "cancelled"  # server stopped while the session ran
+    INTERNAL_ERROR = "internal_error"
+
+
+_ERROR_OUTCOMES: Final = frozenset(
+    {
+        SessionOutcome.NO_REQUEST,
+        SessionOutcome.HEADER_TIMEOUT,
+        SessionOutcome.PROTOCOL_ERROR,
+        SessionOutcome.NOT_FOUND,
+        SessionOutcome.HANDLER_ERROR,
+        SessionOutcome.TIMEOUT,
+        SessionOutcome.INTERNAL_ERROR,
+    }
+)
+
+
+class _Close(enum.Enum):
+    CLOSE = "close"  # plain FIN: AGISTATUS=SUCCESS (or HANGUP if the call is gone)
+    FAILURE = "failure"  # FAILURE line, half-close, wait briefly for Asterisk to close
+    FAILURE_NOW = "failure_now"  # FAILURE line and close, no waiting (server stopping)
+    ABORT = "abort"  # RST: the peer is not speaking FastAGI
+
+
+Handler = Callable[["AgiSession"], Awaitable[None]]
+#: ``on_session_end(route, outcome, duration_s)``; ``route`` is the matched handler
+#: key or ``""``, never the raw requested path, so it is safe as a label.
+SessionEndHook = Callable[[str, SessionOutcome, float], None]
+
+
+@dataclass
+class FastAgiStats:
+    """Counters a metrics collector reads at scrape time."""
+
+    sessions_total: int = 0  # connections given a session slot
+    sessions_active: int = 0
+    rejected_busy: int = 0
+    errors_total: Counter[str] = field(default_factory=Counter)  # by SessionOutcome
+
+
+class AgiSession:
+    """One FastAGI conversation; a handler drives it with commands.
+
+    Not safe for concurrent use from several tasks: AGI is strictly one reply per
+    command, in order.  After a hangup every command raises ``AgiHangup``.
+    """
+
+    __slots__ = (
+        "_in_use",
+        "_parser",
+        "_pending",
+        "_reader",
+        "_tail",
+        "_writer",
+        "hung_up",
+        "request",
+        "route",
+    )
+
+    def __init__(
+        self,
+        request: AgiRequest,
+        route: str,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        tail: bytes = b"",
+    ) -> None:
+        self.request = request
+        self.route = route
+        self.hung_up = False
+        self._reader = reader
+        self._writer = writer
+        self._parser = AgiReplyParser()
+        self._pending: deque[AgiReply] = deque()
+        self._tail = tail
+        self._in_use = False
+
+    async def command(self, line: str) -> AgiReply:
+        """Send one command line (no newline) and return its reply.
+
+        Raises ``AgiHangup`` on ``HANGUP``/``511``/closed socket and
+        ``AgiProtocolError`` on a malformed reply; 510/520 are returned, not raised.
+        """
+        return (await self.commands((line,)))[0]
+
+    async def commands(self, lines: Sequence[str]) -> list[AgiReply]:
+        """Pipeline several commands: one write, then one reply per line in order."""
+        if self.hung_up:
+            raise AgiHangup("channel already hung up")
+        if self._in_use:
+            raise RuntimeError("AgiSession used concurrently from two tasks")
+        payload = bytearray()
+        for line in lines:
+            if "\n" in line or "\r" in line:
+                raise ValueError("an AGI command is a single line")
+            encoded = line.encode("utf-8")
+            if len(encoded) > MAX_COMMAND_BYTES:
+                raise ValueError(f"AGI command longer than {MAX_COMMAND_BYTES} bytes")
+            payload += encoded
+            payload += b"\n"
+        self._in_use = True
+        try:
+            try:
+                self._writer.write(payload)
+                await self._writer.drain()
+            except ConnectionError as exc:
+                self.hung_up = True
+                raise AgiHangup("connection lost while sending a command") from exc
+            replies: list[AgiReply] = []
+            for _ in lines:
+                reply = await self._read_reply()
+                if reply.is_hangup or reply.code == 511:
+                    self.hung_up = True
+                    raise AgiHangup(reply.raw)
+                replies.append(reply)
+            return replies
+        finally:
+            self._in_use = False
+
+    async def _read_reply(self) -> AgiReply:
+        while not self._pending:
+            if self._tail:
+                data, self._tail = self._tail, b""
+            else:
+                try:
+                    data = await self._reader.read(_READ_CHUNK)
+                except ConnectionError as exc:
+                    self.hung_up = True
+                    raise AgiHangup("connection lost while waiting for a reply") from exc
+                if not data:
+                    self.hung_up = True
+                    raise AgiHangup("Asterisk closed the connection")
+            self._pending.extend(self._parser.feed(data))
+        return self._pending.popleft()
+
+    async def set_variable(self, name: str, value: str) -> None:
+        """``SET VARIABLE name "value"``; raises ``AgiCommandError`` unless 200."""
+        line = codec.set_variable(name, value)
+        reply = await self.command(line)
+        if not reply.ok:
+            raise AgiCommandError(line, reply)
+
+    async def set_variables(self, variables: Mapping[str, str]) -> None:
+        """Set several variables in one round trip (pipelined)."""
+        lines = [codec.set_variable(name, value) for name, value in variables.items()]
+        if not lines:
+            return
+        for line, reply in zip(lines, await self.commands(lines), strict=True):
+            if not reply.ok:
+                raise AgiCommandError(line, reply)
+
+    async def get_variable(self, name: str) -> str | None:
+        """Value of a channel variable or function, ``None`` when unset."""
+        line = codec.get_variable(name)
+        reply = await self.command(line)
+        if not reply.ok:
+            raise AgiCommandError(line, reply)
+        return reply.data if reply.result == 1 else None
+
+    async def verbose(self, message: str, level: int = 1) -> None:
+        """Write to the Asterisk console/log at verbosity ``level``."""
+        line = codec.verbose(message, level)
+        reply = await self.command(line)
+        if not reply.ok:
+            raise AgiCommandError(line, reply)
+
+
+class FastAgiServer:
+    """Asyncio FastAGI listener.
+
+    Request paths map to handlers (``"route"`` and ``"/route"`` are the same key).
+    Every failure ends the connection with a ``FAILURE`` line so Asterisk sets
+    ``AGISTATUS=FAILURE``; a handler that returns normally closes the socket, which
+    Asterisk reports as ``AGISTATUS=SUCCESS``.
+    """
+
+    def __init__(
+        self,
+        handlers: Mapping[str, Handler],
+        host: str = "127.0.0.1",
+        port: int = 4573,
+        *,
+        max_sessions: int = 1000,
+        session_timeout: float = 5.0,
+        header_timeout: float = 2.0,
+        logger: logging.Logger | None = None,
+        on_session_end: SessionEndHook | None = None,
+        linger: float = 1.0,
+    ) -> None:
+        if max_sessions < 1:
+            raise ValueError("max_sessions must be >= 1")
+        routes: dict[str, Handler] = {}
+        for key, handler in handlers.items():
+            norm = key.lstrip("/")
+            if norm in routes:
+                raise ValueError(f"handler paths {key!r} and {norm!r} collide")
+            routes[norm] = handler
+        self._handlers: Mapping[str, Handler] = MappingProxyType(routes)
+        self._host = host
+        self._port = port
+        self._max_sessions = max_sessions
+        self._session_timeout = session_timeout
+        self._header_timeout = header_timeout
+        self._linger = linger
+        self._log = logger if logger is not None else logging.getLogger("ccbridge.agi")
+        self._on_session_end = on_session_end
+        self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._last_busy_log = 0.0
+        self._busy_unlogged = 0
+        self.stats = FastAgiStats()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        if self._server is not None:
+            raise RuntimeError("FastAgiServer already started")
+        self._server = await asyncio.start_server(
+            self._on_connect, self._host, self._port, limit=_STREAM_LIMIT, backlog=_BACKLOG
+        )
+        self._log.info(
+            "FastAGI listening on %s:%d, routes %s", self._host, self.port, sorted(self._handlers)
+        )
+
+    async def stop(self, grace: float = 1.0) -> None:
+        """Stop accepting, give running sessions ``grace`` seconds, then cancel them."""
+        server = self._server
+        if server is None:
+            return
+        self._server = None
+        server.close()
+        running = set(self._tasks)
+        if running:
+            _, pending = await asyncio.wait(running, timeout=grace)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending)
+        await server.wait_closed()
+        self._log.info("FastAGI on %s stopped", self._host)
+
+    async def __aenter__(self) -> FastAgiServer:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    @property
+    def port(self) -> int:
+        """The bound port (useful with ``port=0``); the first socket's if several."""
+        if self._server is None or not self._server.sockets:
+            raise RuntimeError("FastAgiServer is not listening")
+        port: int = self._server.sockets[0].getsockname()[1]
+        return port
+
+    @property
+    def listening(self) -> bool:
+        return self._server is not None and self._server.is_serving()
+
+    # ------------------------------------------------------------------ connections
+
+    async def _on_connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        started = time.monotonic()
+        task = asyncio.current_task()
+        assert task is not None  # start_server runs this callback as a task
+        self._tasks.add(task)
+        stats = self.stats
+        busy = stats.sessions_active >= self._max_sessions
+        if busy:
+            stats.rejected_busy += 1
+            self._log_busy()
+        else:
+            stats.sessions_total += 1
+            stats.sessions_active += 1
+        routed: list[str] = []  # set by _serve once a handler matched, survives a cancel
+        outcome = SessionOutcome.BUSY
+        close = _Close.FAILURE
+        try:
+            if not busy:
+                outcome, close = await self._serve(reader, writer, routed)
+        except asyncio.CancelledError:
+            # Only stop() cancels these tasks.  Not re-raised: on 3.11 the streams
+            # done-callback calls task.exception() on a cancelled task and logs an
+            # error; this task is the top of its stack and nobody awaits its result.
+            # uncancel() so the asyncio.timeout() in _shutdown still works as a timeout.
+            task.uncancel()
+            outcome, close = SessionOutcome.CANCELLED, _Close.FAILURE_NOW
+        except Exception:
+            # A bug in this module, not in a handler: keep serving other calls.
+            self._log.exception("FastAGI %s: internal error", _peer(writer))
+            outcome, close = SessionOutcome.INTERNAL_ERROR, _Close.FAILURE_NOW
+        finally:
+            if not busy:
+                stats.sessions_active -= 1
+            try:
+                await self._shutdown(reader, writer, close)
+            except asyncio.CancelledError:
+                # stop() cancelled a lingering close: same reasoning as above.
+                task.uncancel()
+                writer.transport.abort()
+            finally:
+                self._tasks.discard(task)
+                if outcome in _ERROR_OUTCOMES:
+                    stats.errors_total[outcome] += 1
+                self._report(routed[0] if routed else "", outcome, time.monotonic() - started)
+
+    async def _serve(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, routed: list[str]
+    ) -> tuple[SessionOutcome, _Close]:
+        parser = AgiRequestParser()
+        request: AgiRequest | None = None
+        try:
+            async with asyncio.timeout(self._header_timeout):
+                while request is None:
+                    data = await reader.read(_READ_CHUNK)
+                    if not data:
+                        # EOF must end the loop: re-reading it forever is what freezes
+                        # panoramisk's fast_agi on a plain port probe.
+                        self._log.debug("FastAGI %s: closed before a request", _peer(writer))
+                        return SessionOutcome.NO_REQUEST, _Close.CLOSE
+                    request = parser.feed(data)
+        except TimeoutError:
+            self._log.warning(
+                "FastAGI %s: no complete request within %.1fs, dropped",
+                _peer(writer),
+                self._header_timeout,
+            )
+            return SessionOutcome.HEADER_TIMEOUT, _Close.ABORT
+        except AgiProtocolError as exc:
+            self._log.warning("FastAGI %s: not a FastAGI request (%s), dropped", _peer(writer), exc)
+            return SessionOutcome.PROTOCOL_ERROR, _Close.ABORT
+        except ConnectionError:
+            return SessionOutcome.NO_REQUEST, _Close.ABORT
+
+        handler = self._handlers.get(request.path)
+        if handler is None:
+            self._log.warning(
+                "FastAGI %s: no handler for path %r (uniqueid %s), answered FAILURE",
+                _peer(writer),
+                request.path[:80],
+                request.uniqueid,
+            )
+            return SessionOutcome.NOT_FOUND, _Close.FAILURE
+
+        route = request.path
+        routed.append(route)
+        session = AgiSession(request, route, reader, writer, parser.tail)
+        deadline = asyncio.timeout(self._session_timeout)
+        try:
+            async with deadline:
+                await handler(session)
+        except AgiHangup as exc:
+            self._log.debug("FastAGI %r: hangup (%s)", route, exc)
+            return SessionOutcome.HANGUP, _Close.CLOSE
+        except Exception as exc:
+            if deadline.expired():
+                self._log.warning(
+                    "FastAGI %r: handler exceeded %.1fs (caller %s, uniqueid %s), answered FAILURE",
+                    route,
+                    self._session_timeout,
+                    mask_number(request.callerid),
+                    request.uniqueid,
+                )
+                return SessionOutcome.TIMEOUT, _Close.FAILURE
+            if isinstance(exc, AgiProtocolError):
+                self._log.warning(
+                    "FastAGI %r: bad reply from Asterisk (%s), answered FAILURE", route, exc
+                )
+                return SessionOutcome.PROTOCOL_ERROR, _Close.FAILURE
+            self._log.error(
+                "FastAGI %r: handler failed (caller %s, uniqueid %s), answered FAILURE",
+                route,
+                mask_number(request.callerid),
+                request.uniqueid,
+                exc_info=True,
+            )
+            return SessionOutcome.HANDLER_ERROR, _Close.FAILURE
+        if session.hung_up:
+            return SessionOutcome.HANGUP, _Close.CLOSE
+        return SessionOutcome.OK, _Close.CLOSE
+
+    async def _shutdown(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, mode: _Close
+    ) -> None:
+        """Close the connection; never raises, never waits longer than ``linger`` twice."""
+        transport = writer.transport
+        try:
+            if mode is _Close.ABORT:
+                transport.abort()
+            else:
+                if mode is not _Close.CLOSE:
+                    writer.write(_FAILURE_LINE)
+                if mode is _Close.FAILURE:
+                    # Closing with unread input sends an RST, which can destroy the
+                    # FAILURE line before Asterisk reads it: half-close, then read
+                    # (and discard) until Asterisk closes its side.
+                    if writer.can_write_eof():
+                        writer.write_eof()
+                    async with asyncio.timeout(self._linger):
+                        while await reader.read(_READ_CHUNK):
+                            pass
+                writer.close()
+            async with asyncio.timeout(self._linger):
+                await writer.wait_closed()
+        except Exception:
+            # Peer reset, linger expired, or a send buffer that will not drain.
+            transport.abort()
+            # The reset is the expected outcome here, not worth a log line.
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
+
+    def _report(self, route: str, outcome: SessionOutcome, duration_s: float) -> None:
+        if self._on_session_end is None:
+            return
+        try:
+            self._on_session_end(route, outcome, duration_s)
+        except Exception:
+            self._log.exception("FastAGI on_session_end hook failed")
+
+    def _log_busy(self) -> None:
+        # Under overload every rejected call would log a line: summarise instead.
+        now = time.monotonic()
+        self._busy_unlogged += 1
+        if now - self._last_busy_log >= _BUSY_LOG_INTERVAL_S:
+            self._log.warning(
+                "FastAGI: %d connection(s) refused, %d sessions active (max_sessions), "
+                "answered FAILURE",
+                self._busy_unlogged,
+                self.stats.sessions_active,
+            )
+            self._last_busy_log = now
+            self._busy_unlogged = 0
+
+
+def _peer(writer: asyncio.StreamWriter) -> str:
+    peer = writer.get_extra_info("peername")
+    if isinstance(peer, tuple) and len(peer) >= 2:
+        return f"{peer[0]}:{peer[1]}"
+    return str(peer)
