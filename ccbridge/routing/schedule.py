@@ -25,6 +25,8 @@ _ALL_DAY = (TimeRange(time(0), time(0)),)  # end <= start: a full 24 h shift fro
 
 # Pure memoisation: building a holidays calendar is slow, looking a date up is not.
 _HOLIDAY_CACHE: dict[tuple[str, str | None], Any] = {}
+# ZoneInfo's own cache keeps only 8 zones strongly; more sites than that re-read tzdata.
+_ZONES: dict[str, ZoneInfo] = {}
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,7 +93,10 @@ def is_open(schedule: Schedule, tz: str, now: datetime) -> OpenState:
       starts at the first existing minute after it; in the repeated autumn hour both
       passes count, so an overnight shift is an hour shorter or longer on those nights.
     """
-    local = now.astimezone(ZoneInfo(tz))
+    zone = _ZONES.get(tz)
+    if zone is None:
+        zone = _ZONES[tz] = ZoneInfo(tz)
+    local = now.astimezone(zone)
     today = local.date()
     t = local.time().replace(tzinfo=None, fold=0)
     closed_reason: str | None = None
