@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from datetime import date, datetime, time
 from zoneinfo import ZoneInfo
 
@@ -27,6 +28,7 @@ from ccbridge.config.model import (
     TrunkKind,
     WeeklyRule,
 )
+from ccbridge.routing.engine import Router
 from ccbridge.routing.state import LiveState, QueueLoad, SiteState
 
 DAY = {d: i for i, d in enumerate(("mon", "tue", "wed", "thu", "fri", "sat", "sun"))}
@@ -199,3 +201,75 @@ def live(
         for name, queues in sites.items()
     }
     return LiveState(states, synced, dict(sticky or {}), frozenset(unhealthy))
+
+
+IN_ORDERS, IN_RETURNS, BD_ORDERS, PH_ORDERS = (
+    "+918000000001",
+    "+918000000002",
+    "+8809600000001",
+    "+6328000001",
+)
+LAB_QUEUES = (
+    "orders-en",
+    "orders-hi",
+    "orders-bn",
+    "orders-tl",
+    "returns-en",
+    "returns-hi",
+    "returns-bn",
+)
+
+
+def lab(**routing: object) -> Router:
+    """A Router over the lab's shape: blr (IN), dac (BD), mnl (PH), after hours to mnl."""
+    sites = [
+        site(
+            "blr",
+            [
+                offering(
+                    "orders", ["en", "hi"], schedule({"mon-sat": "09:00-21:00"}, country="IN")
+                ),
+                offering("returns", ["en", "hi"], schedule({"mon-fri": "09:00-18:00"})),
+            ],
+            tz="Asia/Kolkata",
+            n=1,
+        ),
+        site(
+            "dac",
+            [
+                offering(
+                    "orders",
+                    ["en", "bn"],
+                    schedule({"sun-thu": "09:00-18:00", "mon": "22:00-06:00"}, country="BD"),
+                ),
+                offering("returns", ["bn"], schedule({"sun-thu": "09:00-18:00"})),
+            ],
+            tz="Asia/Dhaka",
+            country="BD",
+            n=2,
+        ),
+        site(
+            "mnl",
+            [
+                offering("orders", ["en", "tl"], schedule(always=True)),
+                offering("returns", ["en"], schedule({"mon-fri": "08:00-20:00"})),
+            ],
+            tz="Asia/Manila",
+            country="PH",
+            n=3,
+        ),
+    ]
+    settings = RoutingSettings(after_hours=after_hours("site", "mnl"))
+    return Router(
+        config(
+            sites,
+            [
+                number(IN_ORDERS, "orders", "blr"),
+                number(IN_RETURNS, "returns", "blr"),
+                number(BD_ORDERS, "orders", "dac", country="BD"),
+                number(PH_ORDERS, "orders", "mnl", country="PH", home=None),
+            ],
+            trunks=full_mesh(["blr", "dac", "mnl"], per_pair=2),
+            routing=replace(settings, **routing),  # type: ignore[arg-type]
+        )
+    )

@@ -9,27 +9,20 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from ccbridge.config.model import RoutingSettings
-from ccbridge.routing.engine import CallRequest, Decision, Router, decide, remember
+from ccbridge.routing.engine import CallRequest, Decision, decide, remember
 from ccbridge.routing.state import LiveState, QueueLoad
 from tests.unit.routing_factories import (
+    BD_ORDERS,
+    IN_ORDERS,
+    IN_RETURNS,
+    LAB_QUEUES,
+    PH_ORDERS,
     after_hours,
-    config,
-    full_mesh,
+    lab,
     live,
     load,
-    number,
-    offering,
-    schedule,
-    site,
 )
 
-IN_ORDERS, IN_RETURNS, BD_ORDERS, PH_ORDERS = (
-    "+918000000001",
-    "+918000000002",
-    "+8809600000001",
-    "+6328000001",
-)
 EN_CALLER, HI_CALLER, BN_CALLER, UR_CALLER = (
     "+447700900123",
     "+919812345678",
@@ -38,72 +31,10 @@ EN_CALLER, HI_CALLER, BN_CALLER, UR_CALLER = (
 )
 
 
-def lab(**routing: object) -> Router:
-    sites = [
-        site(
-            "blr",
-            [
-                offering(
-                    "orders", ["en", "hi"], schedule({"mon-sat": "09:00-21:00"}, country="IN")
-                ),
-                offering("returns", ["en", "hi"], schedule({"mon-fri": "09:00-18:00"})),
-            ],
-            tz="Asia/Kolkata",
-            n=1,
-        ),
-        site(
-            "dac",
-            [
-                offering(
-                    "orders",
-                    ["en", "bn"],
-                    schedule({"sun-thu": "09:00-18:00", "mon": "22:00-06:00"}, country="BD"),
-                ),
-                offering("returns", ["bn"], schedule({"sun-thu": "09:00-18:00"})),
-            ],
-            tz="Asia/Dhaka",
-            country="BD",
-            n=2,
-        ),
-        site(
-            "mnl",
-            [
-                offering("orders", ["en", "tl"], schedule(always=True)),
-                offering("returns", ["en"], schedule({"mon-fri": "08:00-20:00"})),
-            ],
-            tz="Asia/Manila",
-            country="PH",
-            n=3,
-        ),
-    ]
-    settings = RoutingSettings(after_hours=after_hours("site", "mnl"))
-    return Router(
-        config(
-            sites,
-            [
-                number(IN_ORDERS, "orders", "blr"),
-                number(IN_RETURNS, "returns", "blr"),
-                number(BD_ORDERS, "orders", "dac", country="BD"),
-                number(PH_ORDERS, "orders", "mnl", country="PH", home=None),
-            ],
-            trunks=full_mesh(["blr", "dac", "mnl"], per_pair=2),
-            routing=replace(settings, **routing),  # type: ignore[arg-type]
-        )
-    )
-
-
 ROUTER = lab()
+QUEUES = LAB_QUEUES
 # Wednesday 2025-01-08 10:00 in Bangalore: 10:30 in Dhaka, 12:30 in Manila.
 WED = datetime(2025, 1, 8, 4, 30, tzinfo=UTC)
-QUEUES = (
-    "orders-en",
-    "orders-hi",
-    "orders-bn",
-    "orders-tl",
-    "returns-en",
-    "returns-hi",
-    "returns-bn",
-)
 
 
 def everyone(**per_site: dict[str, QueueLoad]) -> dict[str, dict[str, QueueLoad]]:
@@ -118,7 +49,7 @@ CALM = live(everyone())
 
 
 def call(did: str = IN_ORDERS, caller: str = HI_CALLER, at: str = "blr", **kw: str) -> CallRequest:
-    return CallRequest(did, caller, at, **kw)  # type: ignore[arg-type]
+    return CallRequest(did, caller, at, **kw)
 
 
 def test_unknown_did_is_rejected_not_raised() -> None:

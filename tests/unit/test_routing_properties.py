@@ -11,7 +11,10 @@ from ccbridge.config.model import queue_name
 from ccbridge.routing.engine import CallRequest, Router
 from ccbridge.routing.schedule import is_open
 from ccbridge.routing.state import LiveState, QueueLoad, SiteState
-from tests.unit.test_routing_engine import QUEUES, ROUTER
+from tests.unit.routing_factories import LAB_QUEUES as QUEUES
+from tests.unit.routing_factories import lab
+
+ROUTER = lab()
 
 CFG = ROUTER.config
 SITES = [s.name for s in CFG.sites]
