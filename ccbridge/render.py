@@ -19,6 +19,7 @@ TEMPLATE_FILES = (
     "rtp.conf",
     "modules.conf",
     "logger.conf",
+    "voicemail.conf",
 )
 
 

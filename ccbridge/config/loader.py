@@ -387,6 +387,8 @@ def _bridge(r: _Reader, v: Any) -> BridgeSettings:
 def _schedule(r: _Reader, v: Any, site_extra: dict[str, Any]) -> Schedule:
     base = dict(site_extra)
     if v == "always":
+        # A 24/7 line stays open on national holidays unless `holidays` says otherwise.
+        base.setdefault("observe_holidays", False)
         return Schedule(weekly=(), always_open=True, **base)
     items = v if isinstance(v, list) else [v]
     rules: list[WeeklyRule] = []

@@ -1,0 +1,65 @@
+# ccbridge: `make test` installs what it needs and runs the whole suite (real Asterisk
+# included); `make run` brings up the three-site lab with the bridge and demo calls.
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+CONFIG ?= examples/lab.yaml
+SYSTEM_PACKAGES := debootstrap sip-tester prometheus
+
+.PHONY: test unit integration lint typecheck run down lab status bench bench-quick deps system-deps venv clean
+
+test: deps lint typecheck
+	$(BIN)/ccbridge lab prepare --config $(CONFIG)
+	$(BIN)/pytest
+
+unit: venv
+	$(BIN)/pytest tests/unit
+
+integration: deps
+	$(BIN)/pytest tests/integration
+
+lint: venv
+	$(BIN)/ruff check ccbridge tests
+	$(BIN)/ruff format --check ccbridge tests
+
+typecheck: venv
+	$(BIN)/mypy
+
+run: deps
+	$(BIN)/ccbridge lab demo --config $(CONFIG)
+
+down:
+	@if [ -x $(BIN)/ccbridge ]; then $(BIN)/ccbridge lab down --config $(CONFIG); fi
+
+lab: deps
+	$(BIN)/ccbridge lab up --config $(CONFIG)
+
+status: venv
+	$(BIN)/ccbridge lab status --config $(CONFIG)
+
+bench: deps
+	$(BIN)/python -m tests.bench.run_all
+
+deps: venv system-deps
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+# Debian packages: debootstrap builds the lab's Asterisk root, sip-tester is SIPp,
+# prometheus is the real server the metrics tests scrape with.
+system-deps:
+	@missing=""; for p in $(SYSTEM_PACKAGES); do \
+	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
+	fi
+
+clean: down
+	rm -rf $(VENV) .lab .mypy_cache .ruff_cache .pytest_cache

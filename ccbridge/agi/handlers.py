@@ -1,0 +1,89 @@
+"""FastAGI handlers: turn a routing Decision into the channel variables the dialplan reads."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+from ccbridge import variables as v
+from ccbridge.agi.server import AgiSession
+from ccbridge.logs import ctx, mask_number
+from ccbridge.routing.engine import AFTER_HOURS, QUEUE, CallRequest, Decision
+
+log = logging.getLogger("ccbridge.route")
+
+Decide = Callable[[CallRequest], Decision]
+
+
+def decision_variables(decision: Decision, receiving_site: str) -> dict[str, str]:
+    """The variables for one decision, in the order the dialplan contract defines them."""
+    out = {
+        v.SITE: decision.site or "",
+        v.QUEUE: decision.queue or "",
+        v.SERVICE: decision.service or "",
+        v.LANGUAGE: decision.language or "",
+        v.REASONS: ",".join(decision.reasons),
+    }
+    takes_call = decision.site is not None and decision.queue is not None
+    if decision.outcome in (QUEUE, AFTER_HOURS) and takes_call:
+        if decision.site == receiving_site:
+            out[v.ROUTE] = v.ROUTE_QUEUE
+        else:
+            out[v.ROUTE] = v.ROUTE_REMOTE
+            out[v.TRUNK_COUNT] = str(len(decision.trunks))
+            for i, trunk in enumerate(decision.trunks, 1):
+                out[v.trunk_var(i)] = trunk
+    elif decision.outcome == AFTER_HOURS:
+        out[v.ROUTE] = v.ROUTE_AFTER_HOURS
+        out[v.AFTER_HOURS] = decision.action or "closed"
+    else:
+        out[v.ROUTE] = v.ROUTE_REJECT
+    return out
+
+
+def call_request(session: AgiSession, default_site: str | None = None) -> CallRequest:
+    """What the dialplan told us: the DID is the extension, the site is in the query."""
+    req = session.request
+    site = req.query.get("site") or default_site or ""
+    lang = req.query.get("lang") or None
+    service = req.query.get("service") or None
+    return CallRequest(
+        did=req.extension,
+        caller=req.callerid if req.callerid not in ("", "unknown") else "",
+        receiving_site=site,
+        ivr_language=lang,
+        service=service,
+    )
+
+
+def make_route_handler(
+    decide: Decide, on_decision: Callable[[CallRequest, Decision], None] | None = None
+) -> Callable[[AgiSession], Awaitable[None]]:
+    async def route(session: AgiSession) -> None:
+        call = call_request(session)
+        decision = decide(call)
+        if on_decision is not None:
+            on_decision(call, decision)
+        values = decision_variables(decision, call.receiving_site)
+        # ROUTE last: the dialplan treats an empty CCB_ROUTE as "take the fallback", so a
+        # session cut half-way through leaves the call on the static route, never half-set.
+        route_value = values.pop(v.ROUTE)
+        values[v.ROUTE] = route_value
+        # One command per round trip: Asterisk reads AGI commands through a buffered
+        # stream but polls the socket for more, so pipelined lines stall (seen in the lab).
+        for name, value in values.items():
+            await session.set_variable(name, value)
+        log.info(
+            "routed",
+            extra=ctx(
+                did=call.did,
+                caller=mask_number(call.caller),
+                at=call.receiving_site,
+                route=route_value,
+                site=decision.site,
+                queue=decision.queue,
+                reasons=",".join(decision.reasons),
+            ),
+        )
+
+    return route

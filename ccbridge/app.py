@@ -1,0 +1,213 @@
+"""Composition root: build the bridge's parts, start them in order, stop them cleanly."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Mapping
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+
+from ccbridge.agi.handlers import make_route_handler
+from ccbridge.agi.server import FastAgiServer, SessionOutcome
+from ccbridge.ami.client import LinkState, SiteDownError, SiteLink
+from ccbridge.clock import Clock
+from ccbridge.config.model import Config
+from ccbridge.http.app import build_app
+from ccbridge.logs import ctx
+from ccbridge.metrics import BridgeMetrics, LinkSnapshot
+from ccbridge.routing.engine import CallRequest, Decision, Router, remember
+from ccbridge.routing.state import (
+    LiveState,
+    apply_event,
+    begin_sync,
+    complete_sync,
+    initial_state,
+    set_site_up,
+)
+
+log = logging.getLogger("ccbridge.bridge")
+
+# Events the live state uses; everything else is dropped before the reducer.
+STATE_EVENTS = frozenset(
+    {
+        "QueueCallerJoin",
+        "QueueCallerLeave",
+        "QueueCallerAbandon",
+        "QueueMemberStatus",
+        "QueueMemberAdded",
+        "QueueMemberRemoved",
+        "QueueMemberPause",
+        "QueueMemberPenalty",
+        "AgentConnect",
+        "AgentComplete",
+    }
+)
+
+
+class Bridge:
+    """One process: an AMI link per site, the FastAGI server, the HTTP API, shared state."""
+
+    def __init__(self, config: Config, clock: Clock | None = None) -> None:
+        self.config = config
+        self.clock = clock or Clock.from_settings(config.bridge.fixed_clock)
+        self.router = Router(config)
+        self.state: LiveState = initial_state(s.name for s in config.sites)
+        self.registry = CollectorRegistry()
+        self.metrics = BridgeMetrics(self.registry, lambda: self.state, self._link_snapshots)
+        self.links: dict[str, SiteLink] = {}
+        self._connected_once: set[str] = set()
+        self._sync_tasks: set[asyncio.Task[None]] = set()
+        self.agi = FastAgiServer(
+            {"route": make_route_handler(self.decide, self._on_decision)},
+            config.bridge.agi_listen.host,
+            config.bridge.agi_listen.port,
+            max_sessions=config.bridge.max_agi_sessions,
+            session_timeout=config.bridge.agi_session_timeout,
+            on_session_end=self._on_agi_session_end,
+        )
+        self._runner: web.AppRunner | None = None
+        self.http_port: int | None = None
+
+    # -- routing -------------------------------------------------------------------
+    def decide(self, call: CallRequest) -> Decision:
+        decision = self.router.decide(call, self.state, self.clock.now())
+        self.state = remember(self.state, decision)
+        return decision
+
+    def _on_decision(self, call: CallRequest, decision: Decision) -> None:
+        self.metrics.decisions.labels(
+            call.receiving_site or "unknown",
+            decision.site or "none",
+            decision.outcome,
+            decision.service or "none",
+            decision.language or "none",
+        ).inc()
+        for reason in decision.reasons:
+            self.metrics.reasons.labels(reason).inc()
+
+    def _on_agi_session_end(self, route: str, outcome: SessionOutcome, seconds: float) -> None:
+        self.metrics.agi_session_end(route, outcome.value, seconds)
+
+    # -- AMI -----------------------------------------------------------------------
+    def _on_event(self, site: str, event: Mapping[str, str]) -> None:
+        if event.get("Event") in STATE_EVENTS:
+            self.state = apply_event(self.state, site, event, self.clock.time())
+
+    def _on_link_state(self, site: str, link_state: LinkState) -> None:
+        up = link_state is LinkState.UP
+        now = self.clock.time()
+        if up and site not in self._connected_once:
+            # The first connection after start is not a recovery: no hold-off for it.
+            self._connected_once.add(site)
+            now -= self.config.routing.site_holdoff
+        self.state = set_site_up(self.state, site, up, now)
+        log.info("site %s", link_state.value.lower(), extra=ctx(site=site))
+
+    async def _sync_site(self, link: SiteLink) -> None:
+        """Full queue state on every (re)connect: QueueStatus replaces what we had."""
+        site = link.site_name
+        self.state = begin_sync(self.state, site)
+        try:
+            events = await link.action("QueueStatus", {}, as_list=True)
+        except (SiteDownError, TimeoutError) as exc:
+            log.warning("queue sync failed: %s", exc, extra=ctx(site=site))
+            return
+        now = self.clock.time()
+        for ev in events:
+            self.state = apply_event(self.state, site, dict(ev.items()), now)
+        self.state = complete_sync(self.state, site)
+        log.info(
+            "queue state synced", extra=ctx(site=site, queues=len(self.state.sites[site].queues))
+        )
+
+    def _link_snapshots(self) -> list[LinkSnapshot]:
+        return [
+            LinkSnapshot(
+                site=name,
+                up=link.connected,
+                state=link.state.value,
+                reconnects=link.reconnects,
+                action_timeouts=link.action_timeouts,
+                auth_failures=link.auth_failures,
+                ping_timeouts=link.ping_timeouts,
+            )
+            for name, link in self.links.items()
+        ]
+
+    # -- lifecycle -------------------------------------------------------------------
+    def readiness(self) -> dict[str, bool]:
+        return {
+            "config_loaded": True,
+            "fastagi_listening": self.agi.listening,
+            "site_connected": any(link.connected for link in self.links.values()),
+        }
+
+    async def start(self) -> None:
+        await self.agi.start()
+        runner = web.AppRunner(build_app(self), access_log=None, handle_signals=False)
+        await runner.setup()
+        http = self.config.bridge.http_listen
+        site = web.TCPSite(runner, http.host, http.port)
+        await site.start()
+        self._runner = runner
+        server = getattr(site, "_server", None)
+        sockets = getattr(server, "sockets", None) or []
+        self.http_port = sockets[0].getsockname()[1] if sockets else http.port
+        for s in self.config.sites:
+            link = SiteLink(
+                s.name,
+                s.ami,
+                self._on_event,
+                self._on_link_state,
+                logging.getLogger("ccbridge.ami"),
+                on_ready=self._sync_site,
+            )
+            self.links[s.name] = link
+            await link.start()
+        log.info(
+            "bridge started",
+            extra=ctx(
+                agi=f"{self.config.bridge.agi_listen.host}:{self.agi.port}",
+                http=f"{http.host}:{self.http_port}",
+                sites=len(self.links),
+                clock=self.clock.now().isoformat() if self.clock.fixed else "real",
+            ),
+        )
+
+    async def stop(self) -> None:
+        await self.agi.stop()
+        for link in self.links.values():
+            await link.stop()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        log.info("bridge stopped")
+
+
+async def serve(config: Config) -> None:
+    bridge = Bridge(config)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await bridge.start()
+    try:
+        await stop.wait()
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(Exception):
+                loop.remove_signal_handler(sig)
+        await bridge.stop()
+
+
+def run_bridge(config: Config) -> int:
+    try:
+        asyncio.run(serve(config))
+    except OSError as exc:
+        log.error("cannot start: %s", exc)
+        return 1
+    return 0

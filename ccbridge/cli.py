@@ -1,0 +1,175 @@
+"""Command line: argument parsing only; the work is done by the modules it calls."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from ccbridge.config import Config, ConfigError, load_config
+
+EXIT_CONFIG = 2
+DEFAULT_LAB_CONFIG = Path(__file__).resolve().parent.parent / "examples" / "lab.yaml"
+
+
+def _load(path: str, *, resolve_secrets: bool = True) -> Config:
+    try:
+        return load_config(path, resolve_secrets=resolve_secrets)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(f"error: {problem}", file=sys.stderr)
+        raise SystemExit(EXIT_CONFIG) from None
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from ccbridge.checks import check_deployment
+
+    config = _load(args.config)
+    problems = check_deployment(config)
+    for p in problems:
+        print(f"error: {p}", file=sys.stderr)
+    if problems:
+        return EXIT_CONFIG
+    print(
+        f"{args.config}: ok: {len(config.sites)} sites, {len(config.numbers)} numbers, "
+        f"{len(config.trunks)} trunks, services {', '.join(config.services)}"
+    )
+    return 0
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    from ccbridge.render import render_all
+
+    config = _load(args.config)
+    written = render_all(config, Path(args.out), Path(args.templates) if args.templates else None)
+    for p in written:
+        print(p)
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from ccbridge import logs
+    from ccbridge.app import run_bridge
+
+    config = _load(args.config)
+    logs.setup(args.log_level or config.bridge.log_level, args.log_format)
+    return run_bridge(config)
+
+
+def cmd_preview(args: argparse.Namespace) -> int:
+    from ccbridge.preview import preview
+
+    config = _load(args.config, resolve_secrets=False)
+    try:
+        result = preview(
+            config,
+            did=args.did,
+            caller=args.caller,
+            at=args.at,
+            language=args.lang,
+            state_file=args.state,
+        )
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+def _status_line(name: str, st: dict[str, object]) -> str:
+    return f"{name:<12} pid={st['pid']} sip={st['sip']} ami={'ok' if st['ami'] else 'DOWN'}"
+
+
+def cmd_lab(args: argparse.Namespace) -> int:
+    from ccbridge import logs
+    from ccbridge.lab.rootfs import LabError
+    from ccbridge.lab.secrets import ensure_lab_secrets
+    from ccbridge.lab.sites import Lab
+
+    logs.setup("INFO")
+    ensure_lab_secrets()
+    config = _load(args.config)
+    lab = Lab(config)
+    try:
+        if args.action == "prepare":
+            took = lab.prepare()
+            how = f"built in {took:.0f}s" if took else "cached"
+            print(f"lab root ready ({how}): {lab.root}")
+        elif args.action == "up":
+            t = lab.up()
+            print(
+                f"lab up: {len(config.sites)} sites; root build {t['build']:.1f}s, "
+                f"sites answering AMI after {t['start']:.1f}s"
+            )
+            for name, st in lab.status().items():
+                print("  " + _status_line(name, st))
+        elif args.action == "down":
+            lab.down()
+            print("lab down")
+        elif args.action == "status":
+            status = lab.status()
+            for name, st in status.items():
+                print(_status_line(name, st))
+            return 0 if all(st["ami"] for st in status.values()) else 1
+        elif args.action == "demo":
+            from ccbridge.lab.demo import run_demo
+
+            return run_demo(lab, calls=args.calls, keep_running=not args.once)
+    except LabError as exc:
+        print(f"lab: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="ccbridge", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    c = sub.add_parser("check", help="validate a deployment file")
+    c.add_argument("config")
+    c.set_defaults(func=cmd_check)
+
+    r = sub.add_parser("render", help="render each site's Asterisk configs")
+    r.add_argument("config")
+    r.add_argument("--out", required=True, help="output folder: one subfolder per site")
+    r.add_argument("--templates", help="template folder (default: dialplans/)")
+    r.set_defaults(func=cmd_render)
+
+    run = sub.add_parser("run", help="run the bridge")
+    run.add_argument("config")
+    run.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    run.add_argument(
+        "--log-format", choices=["kv", "json"], default=os.environ.get("CCBRIDGE_LOG_FORMAT", "kv")
+    )
+    run.set_defaults(func=cmd_run)
+
+    pv = sub.add_parser("preview", help="print the routing decision for a call, as JSON")
+    pv.add_argument("config")
+    pv.add_argument("--did", required=True, help="the number dialled, e.g. +918000000001")
+    pv.add_argument("--caller", default="", help="the caller's number, e.g. +8801712345678")
+    pv.add_argument("--at", help="the instant, ISO 8601 with offset (default: now)")
+    pv.add_argument("--lang", help="a language chosen in the IVR")
+    pv.add_argument("--state", help="a JSON file of live state (sites up/down, queue load)")
+    pv.set_defaults(func=cmd_preview)
+
+    lab = sub.add_parser("lab", help="the local multi-site Asterisk lab")
+    lab.add_argument("action", choices=["prepare", "up", "down", "status", "demo"])
+    lab.add_argument("--config", default=str(DEFAULT_LAB_CONFIG))
+    lab.add_argument("--calls", type=int, default=6, help="demo: how many calls to place")
+    lab.add_argument("--once", action="store_true", help="demo: stop after the calls")
+    lab.set_defaults(func=cmd_lab)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,193 @@
+"""Run SIPp callers and agents against the lab: every process bounded in calls and time."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+SCENARIOS = Path(__file__).resolve().parent / "scenarios"
+_SIPP = "sipp"
+
+
+class SippError(RuntimeError):
+    pass
+
+
+def sipp_binary() -> str:
+    found = shutil.which(_SIPP)
+    if not found:
+        raise SippError("SIPp is missing: apt-get install sip-tester")
+    return found
+
+
+@dataclass
+class CallResult:
+    """What a bounded SIPp caller run achieved, read from its final statistics."""
+
+    created: int
+    successful: int
+    failed: int
+    returncode: int
+    output: str = field(repr=False)
+
+    @property
+    def ok(self) -> bool:
+        return self.failed == 0 and self.successful == self.created and self.created > 0
+
+
+def _port_for(sip_port: int) -> int:
+    # SIPp's media port defaults to 6000 for every process: give each its own.
+    return 20000 + (sip_port % 10000) * 4
+
+
+class Agent:
+    """A SIPp UAS answering as one queue member's phone at ``contact`` (sip:agent@IP:PORT)."""
+
+    def __init__(
+        self, host: str, port: int, *, max_seconds: float = 600.0, workdir: Path | None = None
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.max_seconds = max_seconds
+        self.workdir = workdir or Path(tempfile.mkdtemp(prefix="ccb-agent-"))
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @classmethod
+    def from_contact(cls, contact: str, **kw: object) -> Agent:
+        hostport = contact.split("@", 1)[-1].split(";", 1)[0]
+        host, _, port = hostport.rpartition(":")
+        return cls(host, int(port), **kw)  # type: ignore[arg-type]
+
+    def start(self) -> None:
+        cmd = [
+            sipp_binary(),
+            "-sf",
+            str(SCENARIOS / "agent.xml"),
+            "-i",
+            self.host,
+            "-p",
+            str(self.port),
+            "-mp",
+            str(_port_for(self.port)),
+            "-nostdin",
+            # A UAS is bounded by time, not count: Asterisk may send it OPTIONS too.
+            "-timeout",
+            f"{int(self.max_seconds)}s",
+            "-timeout_error",
+            "-trace_stat",
+            "-stf",
+            str(self.workdir / f"agent-{self.port}.csv"),
+            "-fd",
+            "1",
+        ]
+        self.proc = subprocess.Popen(
+            cmd,
+            cwd=self.workdir,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(3)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(3)
+        self.proc = None
+
+    def __enter__(self) -> Agent:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def place_calls(
+    target: str,
+    did: str,
+    *,
+    caller: str = "+441632960001",
+    calls: int = 1,
+    rate: float = 1.0,
+    duration_ms: int = 500,
+    local_port: int = 6100,
+    max_seconds: float = 60.0,
+    limit: int | None = None,
+) -> CallResult:
+    """Place ``calls`` calls to ``did`` at ``target`` (HOST:PORT), bounded by max_seconds."""
+    cmd = [
+        sipp_binary(),
+        "-sf",
+        str(SCENARIOS / "caller.xml"),
+        "-key",
+        "caller",
+        caller,
+        "-s",
+        did,
+        target,
+        "-i",
+        "127.0.0.1",
+        "-p",
+        str(local_port),
+        "-mp",
+        str(_port_for(local_port)),
+        "-m",
+        str(calls),
+        "-r",
+        str(rate),
+        "-d",
+        str(duration_ms),
+        "-l",
+        str(limit or max(calls, 1)),
+        "-nostdin",
+        "-timeout",
+        f"{int(max_seconds)}s",
+        "-timeout_error",
+    ]
+    with tempfile.TemporaryDirectory(prefix="ccb-caller-") as wd:
+        try:
+            out = subprocess.run(
+                cmd, cwd=wd, capture_output=True, text=True, timeout=max_seconds + 10, check=False
+            )
+            text, rc = out.stdout + out.stderr, out.returncode
+        except subprocess.TimeoutExpired as exc:
+            text, rc = str(exc.stdout or "") + str(exc.stderr or ""), -1
+    return CallResult(
+        created=_stat(text, "Total Calls created"),
+        successful=_stat(text, "Successful call"),
+        failed=_stat(text, "Failed call"),
+        returncode=rc,
+        output=text,
+    )
+
+
+def _stat(text: str, label: str) -> int:
+    """The cumulative column of a line in SIPp's final statistics screen."""
+    value = 0
+    for line in text.splitlines():
+        if line.strip().startswith(label):
+            cols = [c.strip() for c in line.split("|")]
+            if len(cols) >= 3 and cols[2].isdigit():
+                value = int(cols[2])
+    return value
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 0.05) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return False

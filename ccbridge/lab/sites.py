@@ -1,0 +1,311 @@
+"""Run one Asterisk per configured site, each with its own directories and loopback address."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import jinja2
+
+from ccbridge.config.model import Config, Site
+from ccbridge.lab.rootfs import LabError, build_root
+from ccbridge.render import render_site
+
+log = logging.getLogger("ccbridge.lab")
+
+REPO_ROOT = Path(__file__).resolve().parent.parent.parent
+BASE_CONFIGS = REPO_ROOT / "asterisk"
+
+
+def default_lab_dir() -> Path:
+    return Path(os.environ.get("CCBRIDGE_LAB_DIR", str(REPO_ROOT / ".lab")))
+
+
+@dataclass(frozen=True, slots=True)
+class SiteDirs:
+    """A site's directories as Asterisk sees them (inside) and as this process sees them."""
+
+    inside: dict[str, str]
+    host_root: Path  # prefix that maps an inside path to a host path
+
+    def host(self, key: str) -> Path:
+        return Path(str(self.host_root) + self.inside[key])
+
+
+def _modules_dir(prefix: Path) -> str:
+    for cand in (
+        "usr/lib/x86_64-linux-gnu/asterisk/modules",
+        "usr/lib/aarch64-linux-gnu/asterisk/modules",
+        "usr/lib/asterisk/modules",
+    ):
+        if (prefix / cand).is_dir():
+            return "/" + cand
+    raise LabError(f"no Asterisk modules directory under {prefix}")
+
+
+class Lab:
+    """The local multi-site lab: build, start, check and stop the sites of one config."""
+
+    def __init__(
+        self, config: Config, lab_dir: Path | None = None, *, system: bool | None = None
+    ) -> None:
+        self.config = config
+        self.dir = (lab_dir or default_lab_dir()).resolve()
+        if system is None:
+            system = os.environ.get("CCBRIDGE_LAB_SYSTEM_ASTERISK") == "1"
+        self.system = system
+        self.root = Path("/") if system else self.dir / "root"
+        self.run_dir = self.dir / "run"
+        self.log_dir = self.dir / "logs"
+
+    # -- layout ------------------------------------------------------------
+    def dirs(self, site: Site) -> SiteDirs:
+        if self.system:
+            base = f"{self.dir}/sites/{site.name}"
+            inside = {
+                "etc": f"{base}/etc",
+                "db": f"{base}/db",
+                "spool": f"{base}/spool",
+                "run": f"{base}/run",
+                "log": f"{base}/log",
+                "cache": f"{base}/cache",
+                "varlib": "/var/lib/asterisk",
+                "data": "/usr/share/asterisk",
+                "modules": _modules_dir(Path("/")),
+            }
+            return SiteDirs(inside, Path(""))
+        n = site.name
+        inside = {
+            "etc": f"/etc/ast-{n}",
+            "db": f"/var/lib/ast-{n}",
+            "spool": f"/var/spool/ast-{n}",
+            "run": f"/var/run/ast-{n}",
+            "log": f"/var/log/ast-{n}",
+            "cache": f"/var/cache/ast-{n}",
+            "varlib": "/var/lib/asterisk",
+            "data": "/usr/share/asterisk",
+            "modules": _modules_dir(self.root),
+        }
+        return SiteDirs(inside, self.root)
+
+    def pidfile(self, site: Site) -> Path:
+        return self.run_dir / f"{site.name}.pid"
+
+    def console_log(self, site: Site) -> Path:
+        return self.log_dir / f"{site.name}.console.log"
+
+    def messages_log(self, site: Site) -> Path:
+        return self.dirs(site).host("log") / "messages.log"
+
+    # -- build and configure -------------------------------------------------
+    def prepare(self) -> float:
+        """Build the root when needed; returns the seconds the build took (0 when cached)."""
+        if self.system:
+            if shutil.which("asterisk") is None:
+                raise LabError("CCBRIDGE_LAB_SYSTEM_ASTERISK=1 but no asterisk on PATH")
+            return 0.0
+        return build_root(self.root)
+
+    def install_configs(self, site: Site) -> None:
+        d = self.dirs(site)
+        for key in ("etc", "db", "spool", "run", "log", "cache"):
+            d.host(key).mkdir(parents=True, exist_ok=True)
+        etc = d.host("etc")
+        for name, text in render_site(self.config, site).items():
+            (etc / name).write_text(text, encoding="utf-8")
+        (etc / "manager.conf").chmod(0o600)
+        for base in sorted(BASE_CONFIGS.iterdir()):
+            if base.suffix == ".conf":
+                shutil.copyfile(base, etc / base.name)
+        env = jinja2.Environment(
+            loader=jinja2.FileSystemLoader(str(BASE_CONFIGS)),
+            undefined=jinja2.StrictUndefined,
+            keep_trailing_newline=True,
+        )
+        index = [s.name for s in self.config.sites].index(site.name) + 1
+        (etc / "asterisk.conf").write_text(
+            env.get_template("asterisk.conf.j2").render(site=site, dirs=d.inside, site_index=index)
+        )
+
+    # -- processes -------------------------------------------------------------
+    def _command(self, site: Site, *args: str) -> list[str]:
+        conf = self.dirs(site).inside["etc"] + "/asterisk.conf"
+        cmd = ["/usr/sbin/asterisk", "-C", conf, *args]
+        return cmd if self.system else ["chroot", str(self.root), *cmd]
+
+    def pid(self, site: Site) -> int | None:
+        try:
+            pid = int(self.pidfile(site).read_text().strip())
+        except (OSError, ValueError):
+            return None
+        return pid if _alive(pid) else None
+
+    def start_site(self, site: Site) -> int:
+        if (pid := self.pid(site)) is not None:
+            return pid
+        self.install_configs(site)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.console_log(site), "ab") as out:
+            proc = subprocess.Popen(
+                self._command(site, "-f", "-n", "-q"),
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # outlives `ccbridge lab up`; stopped by `lab down`
+            )
+        self.pidfile(site).write_text(f"{proc.pid}\n")
+        return proc.pid
+
+    def stop_site(self, site: Site, timeout: float = 10.0) -> None:
+        pid = self.pid(site)
+        if pid is not None:
+            _signal(pid, signal.SIGCONT)  # a hung (SIGSTOPped) site must be able to exit
+            _signal(pid, signal.SIGTERM)
+            _wait_gone(pid, timeout)
+            if _alive(pid):
+                _signal(pid, signal.SIGKILL)
+                _wait_gone(pid, 5.0)
+        self.pidfile(site).unlink(missing_ok=True)
+
+    def signal_site(self, site: Site, sig: signal.Signals) -> None:
+        pid = self.pid(site)
+        if pid is None:
+            raise LabError(f"site {site.name} is not running")
+        os.kill(pid, sig)
+
+    def cli(self, site: Site, command: str, timeout: float = 10.0) -> str:
+        """Run an Asterisk CLI command on a site through its own control socket."""
+        out = subprocess.run(
+            self._command(site, "-rx", command),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        return out.stdout + out.stderr
+
+    def up(self, timeout: float = 60.0) -> dict[str, float]:
+        """Start every site and wait until each answers AMI; returns timings in seconds."""
+        t0 = time.monotonic()
+        build = self.prepare()
+        t1 = time.monotonic()
+        for site in self.config.sites:
+            self.start_site(site)
+        for site in self.config.sites:
+            self.wait_ami(site, timeout=max(5.0, timeout - (time.monotonic() - t1)))
+        return {"build": build, "start": time.monotonic() - t1, "total": time.monotonic() - t0}
+
+    def wait_ami(self, site: Site, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        last = "no answer"
+        while time.monotonic() < deadline:
+            if self.pid(site) is None:
+                tail = _tail(self.console_log(site)) + _tail(self.messages_log(site))
+                raise LabError(f"site {site.name}: Asterisk exited during start-up\n{tail}")
+            try:
+                if ami_login_ok(site, timeout=2.0):
+                    return
+                last = "login refused"
+            except OSError as exc:
+                last = str(exc)
+            time.sleep(0.2)
+        raise LabError(f"site {site.name}: AMI not ready after {timeout:.0f}s ({last})")
+
+    def down(self) -> None:
+        for site in self.config.sites:
+            self.stop_site(site)
+        # Leave no process behind, even from an earlier lab whose pid files are gone.
+        for pid in processes_in(self.root) if not self.system else []:
+            _signal(pid, signal.SIGCONT)
+            _signal(pid, signal.SIGKILL)
+
+    def status(self) -> dict[str, dict[str, object]]:
+        out: dict[str, dict[str, object]] = {}
+        for site in self.config.sites:
+            pid = self.pid(site)
+            try:
+                ami = pid is not None and ami_login_ok(site, timeout=1.0)
+            except OSError:
+                ami = False
+            out[site.name] = {"pid": pid, "sip": str(site.sip), "ami": ami}
+        return out
+
+
+def ami_login_ok(site: Site, timeout: float) -> bool:
+    """Connect to the site's AMI, read the banner and log in: True when it says Success."""
+    with socket.create_connection((site.ami.host, site.ami.port), timeout=timeout) as s:
+        s.settimeout(timeout)
+        buf = b""
+        while b"\r\n" not in buf:
+            chunk = s.recv(4096)
+            if not chunk:
+                raise OSError("AMI closed before its banner")
+            buf += chunk
+        if not buf.startswith(b"Asterisk Call Manager/"):
+            raise OSError(f"not an AMI banner: {buf[:60]!r}")
+        s.sendall(
+            f"Action: Login\r\nUsername: {site.ami.username}\r\n"
+            f"Secret: {site.ami.secret.reveal()}\r\nEvents: off\r\n\r\n".encode()
+        )
+        buf = buf.split(b"\r\n", 1)[1]
+        while b"\r\n\r\n" not in buf:
+            chunk = s.recv(4096)
+            if not chunk:
+                raise OSError("AMI closed during login")
+            buf += chunk
+        ok = b"Response: Success" in buf.split(b"\r\n\r\n", 1)[0]
+        s.sendall(b"Action: Logoff\r\n\r\n")
+        return ok
+
+
+def processes_in(root: Path) -> list[int]:
+    """PIDs of processes whose root directory is ``root`` (chrooted lab sites)."""
+    found = []
+    target = str(root.resolve())
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if os.readlink(entry / "root") == target:
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            state = f.read().rsplit(")", 1)[1].split()[0]
+        return state != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def _signal(pid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, sig)
+
+
+def _wait_gone(pid: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while _alive(pid) and time.monotonic() < deadline:
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)
+        time.sleep(0.05)
+
+
+def _tail(path: Path, lines: int = 20) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) + "\n"
+    except OSError:
+        return ""

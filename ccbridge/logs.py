@@ -1,0 +1,76 @@
+"""Structured logging for the bridge: key=value lines or JSON, caller numbers masked."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+import time
+from typing import Any
+
+_DIGITS = re.compile(r"\d")
+
+
+def mask_number(number: str | None) -> str:
+    """Keep a number's first two and last two digits: '+918000000001' -> '+91********01'."""
+    if not number:
+        return ""
+    digits = [i for i, ch in enumerate(number) if ch.isdigit()]
+    if len(digits) <= 4:
+        return _DIGITS.sub("*", number)
+    keep = set(digits[:2] + digits[-2:])
+    return "".join(ch if (i in keep or not ch.isdigit()) else "*" for i, ch in enumerate(number))
+
+
+class KeyValueFormatter(logging.Formatter):
+    """`ts=... level=info logger=ccbridge.agi msg="..." key=value` on one line."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        fields: dict[str, Any] = {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        fields.update(getattr(record, "ctx", {}))
+        if record.exc_info:
+            fields["exc"] = self.formatException(record.exc_info)
+        return " ".join(f"{k}={_quote(v)}" for k, v in fields.items())
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        fields: dict[str, Any] = {
+            "ts": record.created,
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        fields.update(getattr(record, "ctx", {}))
+        if record.exc_info:
+            fields["exc"] = self.formatException(record.exc_info)
+        return json.dumps(fields, default=str)
+
+
+def _quote(v: Any) -> str:
+    s = str(v)
+    if s == "" or any(c in s for c in ' "=\n'):
+        return json.dumps(s)
+    return s
+
+
+def setup(level: str = "INFO", fmt: str = "kv") -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter() if fmt == "json" else KeyValueFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    # panoramisk logs every reconnect attempt with a traceback; the wrapper logs its own.
+    logging.getLogger("panoramisk").setLevel(logging.CRITICAL)
+
+
+def ctx(**fields: Any) -> dict[str, Any]:
+    """`log.info("msg", extra=ctx(site="dhaka"))` adds key=value fields to the line."""
+    return {"ctx": fields}
