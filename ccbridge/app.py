@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry
@@ -59,6 +59,8 @@ class Bridge:
         self.registry = CollectorRegistry()
         self.metrics = BridgeMetrics(self.registry, lambda: self.state, self._link_snapshots)
         self.links: dict[str, SiteLink] = {}
+        # Other parts (KPIs, trunk health, agents) subscribe to every AMI event here.
+        self.event_listeners: list[Callable[[str, Mapping[str, str]], None]] = []
         self._connected_once: set[str] = set()
         self._sync_tasks: set[asyncio.Task[None]] = set()
         self.agi = FastAgiServer(
@@ -96,6 +98,11 @@ class Bridge:
     def _on_event(self, site: str, event: Mapping[str, str]) -> None:
         if event.get("Event") in STATE_EVENTS:
             self.state = apply_event(self.state, site, event, self.clock.time())
+        for listener in self.event_listeners:
+            try:
+                listener(site, event)
+            except Exception:
+                log.exception("event listener failed", extra=ctx(site=site))
 
     def _on_link_state(self, site: str, link_state: LinkState) -> None:
         up = link_state is LinkState.UP

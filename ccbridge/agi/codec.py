@@ -70,7 +70,10 @@ _KEY_RE: Final = re.compile(rb"agi_[a-z0-9_]+")
 # Control bytes other than TAB never appear in a header Asterisk writes; they mean
 # binary garbage (a TLS hello, a port scanner) rather than a weird caller name.
 _CONTROL_RE: Final = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
-_ARG_RE: Final = re.compile(r"agi_arg_([0-9]+)")
+# Control bytes other than TAB are refused anywhere; CR only right before LF.
+_BLOCK_RE: Final = re.compile(rb"(?:agi_[a-z0-9_]+:[^\x00-\x08\x0a-\x1f\x7f]*\r?\n)*")
+# Asterisk writes "agi_key: value": drop exactly one space, keep the rest verbatim.
+_PAIR_RE: Final = re.compile(r"(agi_[a-z0-9_]+): ?([^\r\n]*)\r?\n")
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,13 +98,17 @@ class AgiRequest:
         """Build a request from already-decoded ``agi_*`` pairs (also handy in tests)."""
         frozen = MappingProxyType(dict(env))
         numbered = sorted(
-            (int(m.group(1)), value)
+            (int(key[8:]), value)
             for key, value in frozen.items()
-            if (m := _ARG_RE.fullmatch(key)) is not None
+            if key.startswith("agi_arg_") and key[8:].isascii() and key[8:].isdigit()
         )
         script = frozen.get("agi_network_script", "")
         raw_path, _, raw_query = script.partition("?")
-        query = {k: v[-1] for k, v in parse_qs(raw_query, keep_blank_values=True).items()}
+        query = (
+            {k: v[-1] for k, v in parse_qs(raw_query, keep_blank_values=True).items()}
+            if raw_query
+            else {}
+        )
         return cls(
             env=frozen,
             args=tuple(value for _, value in numbered),
@@ -158,10 +165,8 @@ class AgiRequestParser:
 
     __slots__ = (
         "_buf",
-        "_consumed",
-        "_env",
+        "_checked",
         "_error",
-        "_lines",
         "_max_header",
         "_max_line",
         "_max_lines",
@@ -180,9 +185,7 @@ class AgiRequestParser:
         self._max_header = max_header_bytes
         self._max_lines = max_lines
         self._buf = bytearray()
-        self._consumed = 0
-        self._lines = 0
-        self._env: dict[str, str] = {}
+        self._checked = 0  # bytes of complete lines already validated
         self._error: str | None = None
         self._request: AgiRequest | None = None
         self.tail = b""
@@ -203,56 +206,75 @@ class AgiRequestParser:
             raise
 
     def _feed(self, data: bytes) -> AgiRequest | None:
+        # Whole-block regexes instead of a Python loop per line: the header is parsed
+        # once per call and this was most of the per-session CPU.
         buf = self._buf
-        start = len(buf)
+        prev = len(buf)
         buf += data
-        pos = 0
-        # Only the new bytes can hold a newline we have not seen yet.
-        search_from = start
-        while True:
-            nl = buf.find(b"\n", search_from)
-            if nl < 0:
-                pending = len(buf) - pos
-                if pending > self._max_line:
-                    raise AgiProtocolError(f"header line longer than {self._max_line} bytes")
-                if self._consumed + pending > self._max_header:
-                    raise AgiProtocolError(f"header block larger than {self._max_header} bytes")
-                del buf[:pos]
-                return None
-            line = bytes(buf[pos:nl])
-            self._consumed += nl + 1 - pos
-            pos = search_from = nl + 1
-            if len(line) > self._max_line:
-                raise AgiProtocolError(f"header line longer than {self._max_line} bytes")
-            if self._consumed > self._max_header:
+        if buf[:1] == b"\n" or buf[:2] == b"\r\n":
+            raise AgiProtocolError("empty header block")
+        head = bytes(buf[:4])
+        if head != b"agi_"[: len(head)] and head != b"\r":
+            # Reject a TLS hello or an HTTP request on its first bytes, not at a limit.
+            raise AgiProtocolError(f"not an agi_ header line: {_preview(bytes(buf))}")
+        search = max(prev - 2, 0)
+        lf = buf.find(b"\n\n", search)
+        crlf = buf.find(b"\n\r\n", search)
+        if lf < 0 and crlf < 0:
+            if len(buf) > self._max_header:
                 raise AgiProtocolError(f"header block larger than {self._max_header} bytes")
-            if line.endswith(b"\r"):
-                line = line[:-1]
-            if not line:
-                if not self._env:
-                    raise AgiProtocolError("empty header block")
-                self.tail = bytes(buf[pos:])
-                buf.clear()
-                self._request = AgiRequest.from_env(self._env)
-                return self._request
-            self._lines += 1
-            if self._lines > self._max_lines:
-                raise AgiProtocolError(f"header has more than {self._max_lines} lines")
-            self._parse_line(line)
+            last_nl = buf.rfind(b"\n")
+            if len(buf) - last_nl - 1 > self._max_line:
+                raise AgiProtocolError(f"header line longer than {self._max_line} bytes")
+            if last_nl + 1 > self._checked:
+                self._validate(self._checked, last_nl + 1)
+                self._checked = last_nl + 1
+            return None
+        if lf >= 0 and (crlf < 0 or lf < crlf):
+            block_end, tail_start = lf + 1, lf + 2
+        else:
+            block_end, tail_start = crlf + 1, crlf + 3
+        if tail_start > self._max_header:
+            raise AgiProtocolError(f"header block larger than {self._max_header} bytes")
+        self._validate(self._checked, block_end)
+        text = buf[:block_end].decode("utf-8", errors="replace")
+        pairs = _PAIR_RE.findall(text)
+        env = dict(pairs)
+        if len(env) != len(pairs):
+            seen: set[str] = set()
+            for key, _ in pairs:
+                if key in seen:
+                    raise AgiProtocolError(f"duplicate header key {key!r}")
+                seen.add(key)
+        self.tail = bytes(buf[tail_start:])
+        buf.clear()
+        self._request = AgiRequest.from_env(env)
+        return self._request
 
-    def _parse_line(self, line: bytes) -> None:
-        key, sep, value = line.partition(b":")
-        if not sep or _KEY_RE.fullmatch(key) is None:
-            raise AgiProtocolError(f"not an agi_ header line: {_preview(line)}")
-        if _CONTROL_RE.search(value) is not None:
-            raise AgiProtocolError(f"control bytes in header line: {_preview(line)}")
-        if value.startswith(b" "):
-            value = value[1:]
-        name = key.decode("ascii")
-        if name in self._env:
-            raise AgiProtocolError(f"duplicate header key {name!r}")
-        # Caller names are not always UTF-8 (latin-1 trunks): keep the call, lose a glyph.
-        self._env[name] = value.decode("utf-8", errors="replace")
+    def _validate(self, start: int, end: int) -> None:
+        """Check the complete lines in ``buf[start:end]``; explain precisely on failure."""
+        buf = self._buf
+        if buf.count(b"\n", 0, end) > self._max_lines:
+            raise AgiProtocolError(f"header has more than {self._max_lines} lines")
+        if _BLOCK_RE.fullmatch(buf, start, end) is None:
+            for line in bytes(buf[start:end]).split(b"\n")[:-1]:
+                _diagnose(line.removesuffix(b"\r"))
+            raise AgiProtocolError("malformed header block")  # not reached: a line failed
+        # Cheap guard first: a region shorter than the limit cannot hold a long line.
+        if end - start > self._max_line and any(
+            len(line.removesuffix(b"\r")) > self._max_line
+            for line in bytes(buf[start:end]).split(b"\n")
+        ):
+            raise AgiProtocolError(f"header line longer than {self._max_line} bytes")
+
+
+def _diagnose(line: bytes) -> None:
+    """Slow path: raise the specific error for one bad header line."""
+    key, sep, value = line.partition(b":")
+    if not sep or _KEY_RE.fullmatch(key) is None:
+        raise AgiProtocolError(f"not an agi_ header line: {_preview(line)}")
+    if _CONTROL_RE.search(value) is not None:
+        raise AgiProtocolError(f"control bytes in header line: {_preview(line)}")
 
 
 def _preview(line: bytes, limit: int = 40) -> str:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import enum
 import logging
 import time
@@ -147,10 +146,10 @@ class AgiSession:
         Raises ``AgiHangup`` on ``HANGUP``/``511``/closed socket and
         ``AgiProtocolError`` on a malformed reply; 510/520 are returned, not raised.
         """
-        return (await self.commands((line,)))[0]
+        return (await self._exchange((line,)))[0]
 
-    async def commands(self, lines: Sequence[str]) -> list[AgiReply]:
-        """Pipeline several commands: one write, then one reply per line in order."""
+    async def _exchange(self, lines: Sequence[str]) -> list[AgiReply]:
+        """Write ``lines`` in one go, then read one reply per line, in order."""
         if self.hung_up:
             raise AgiHangup("channel already hung up")
         if self._in_use:
@@ -206,12 +205,23 @@ class AgiSession:
         if not reply.ok:
             raise AgiCommandError(line, reply)
 
-    async def set_variables(self, variables: Mapping[str, str]) -> None:
-        """Set several variables in one round trip (pipelined)."""
+    async def set_variables(self, variables: Mapping[str, str], *, pipelined: bool = False) -> None:
+        """Set several variables, one command per round trip unless ``pipelined``.
+
+        ``pipelined=True`` writes every command before reading any reply; it saves
+        (n-1) round trips but is unverified against a real Asterisk and probably
+        unsafe: res_agi.c reads commands with fgets() on a stdio FILE but waits for
+        the next one by polling the raw socket, so lines already pulled into the
+        stdio buffer may sit there while Asterisk waits for more bytes.
+        """
         lines = [codec.set_variable(name, value) for name, value in variables.items()]
         if not lines:
             return
-        for line, reply in zip(lines, await self.commands(lines), strict=True):
+        if pipelined:
+            replies = await self._exchange(lines)
+        else:
+            replies = [await self.command(line) for line in lines]
+        for line, reply in zip(lines, replies, strict=True):
             if not reply.ok:
                 raise AgiCommandError(line, reply)
 
@@ -454,32 +464,33 @@ class FastAgiServer:
     async def _shutdown(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, mode: _Close
     ) -> None:
-        """Close the connection; never raises, never waits longer than ``linger`` twice."""
+        """Close the connection; never raises, waits at most ``linger``."""
         transport = writer.transport
-        try:
-            if mode is _Close.ABORT:
-                transport.abort()
-            else:
-                if mode is not _Close.CLOSE:
-                    writer.write(_FAILURE_LINE)
-                if mode is _Close.FAILURE:
-                    # Closing with unread input sends an RST, which can destroy the
-                    # FAILURE line before Asterisk reads it: half-close, then read
-                    # (and discard) until Asterisk closes its side.
-                    if writer.can_write_eof():
-                        writer.write_eof()
-                    async with asyncio.timeout(self._linger):
-                        while await reader.read(_READ_CHUNK):
-                            pass
-                writer.close()
-            async with asyncio.timeout(self._linger):
-                await writer.wait_closed()
-        except Exception:
-            # Peer reset, linger expired, or a send buffer that will not drain.
+        if mode is _Close.ABORT:
             transport.abort()
-            # The reset is the expected outcome here, not worth a log line.
-            with contextlib.suppress(Exception):
-                await writer.wait_closed()
+            return
+        try:
+            if mode is not _Close.CLOSE:
+                writer.write(_FAILURE_LINE)
+            if mode is _Close.FAILURE:
+                # Closing with unread input sends an RST, which can destroy the
+                # FAILURE line before Asterisk reads it: half-close, then read
+                # (and discard) until Asterisk closes its side.
+                if writer.can_write_eof():
+                    writer.write_eof()
+                async with asyncio.timeout(self._linger):
+                    while await reader.read(_READ_CHUNK):
+                        pass
+        except Exception:
+            # Peer reset or linger expired: nothing more to say to it.
+            transport.abort()
+            return
+        # No wait_closed(): the socket is released on the next loop iteration, and
+        # an extra wake-up per call is measurable at high call rates.
+        writer.close()
+        if transport.get_write_buffer_size():
+            # A peer that stopped reading must not hold the socket forever.
+            asyncio.get_running_loop().call_later(self._linger, transport.abort)
 
     def _report(self, route: str, outcome: SessionOutcome, duration_s: float) -> None:
         if self._on_session_end is None:

@@ -64,6 +64,8 @@ class Lab:
         self.system = system
         self.root = Path("/") if system else self.dir / "root"
         self.run_dir = self.dir / "run"
+        # Children started by this object: kept so they are reaped, not left as zombies.
+        self._procs: dict[str, subprocess.Popen[bytes]] = {}
         self.log_dir = self.dir / "logs"
 
     # -- layout ------------------------------------------------------------
@@ -162,6 +164,7 @@ class Lab:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # outlives `ccbridge lab up`; stopped by `lab down`
             )
+        self._procs[site.name] = proc
         self.pidfile(site).write_text(f"{proc.pid}\n")
         return proc.pid
 
@@ -174,6 +177,10 @@ class Lab:
             if _alive(pid):
                 _signal(pid, signal.SIGKILL)
                 _wait_gone(pid, 5.0)
+        proc = self._procs.pop(site.name, None)
+        if proc is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(5.0)
         self.pidfile(site).unlink(missing_ok=True)
 
     def signal_site(self, site: Site, sig: signal.Signals) -> None:

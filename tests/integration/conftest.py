@@ -1,0 +1,176 @@
+"""Fixtures for tests against the real lab: Asterisk sites, SIPp agents, the bridge, AMI events.
+
+The lab is one per machine (sites bind 127.0.N.1:5060), so a session holds an exclusive
+lock on it; parallel test runs wait for each other instead of colliding.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import os
+import shutil
+import time
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from ccbridge.ami.client import SiteLink
+from ccbridge.app import Bridge
+from ccbridge.clock import Clock
+from ccbridge.config import Config, load_config
+from ccbridge.lab.secrets import ensure_lab_secrets
+from ccbridge.lab.sipp import Agent
+from ccbridge.lab.sites import REPO_ROOT, Lab
+
+LAB_CONFIG = REPO_ROOT / "examples" / "lab.yaml"
+LOCK_FILE = Path("/tmp/ccbridge-lab.lock")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "tests/integration" in str(item.fspath):
+            item.add_marker(pytest.mark.lab)
+
+
+@pytest.fixture(scope="session")
+def lab_config() -> Config:
+    ensure_lab_secrets()
+    return load_config(LAB_CONFIG)
+
+
+@pytest.fixture(scope="session")
+def lab(lab_config: Config) -> Iterator[Lab]:
+    if os.geteuid() != 0:
+        pytest.fail("the lab tests need root (chroot): run them as root, e.g. via make test")
+    with open(LOCK_FILE, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        lab = Lab(lab_config)
+        lab.down()  # a clean start: no site left from an interrupted run
+        lab.up()
+        try:
+            yield lab
+        finally:
+            lab.down()
+
+
+@pytest.fixture(scope="session")
+def agents(lab: Lab) -> Iterator[dict[str, Agent]]:
+    """A SIPp UAS for every configured agent, answering for the whole session."""
+    started: dict[str, Agent] = {}
+    for site in lab.config.sites:
+        for a in site.agents:
+            agent = Agent.from_contact(a.contact, max_seconds=1800, workdir=lab.log_dir)
+            agent.start()
+            started[a.name] = agent
+    time.sleep(0.3)
+    try:
+        yield started
+    finally:
+        for agent in started.values():
+            agent.stop()
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> object:
+    report = yield
+    if report.failed and "lab" in item.fixturenames:
+        lab: Lab = item.funcargs["lab"]  # type: ignore[attr-defined]
+        keep = lab.dir / "failed" / item.name
+        keep.mkdir(parents=True, exist_ok=True)
+        for site in lab.config.sites:
+            for src in (lab.messages_log(site), lab.console_log(site)):
+                if src.exists():
+                    shutil.copyfile(src, keep / f"{site.name}-{src.name}")
+            tail = _tail(lab.messages_log(site))
+            report.sections.append((f"asterisk {site.name} messages.log (tail)", tail))
+        report.sections.append(("kept Asterisk logs", str(keep)))
+    return report
+
+
+def _tail(path: Path, lines: int = 40) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+class AmiRecorder:
+    """An independent AMI observer per site: records every event the tests assert on."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.events: list[tuple[str, dict[str, str]]] = []
+        self.links: list[SiteLink] = []
+
+    def _on_event(self, site: str, event: Mapping[str, str]) -> None:
+        self.events.append((site, dict(event)))
+
+    async def start(self) -> None:
+        for site in self.config.sites:
+            link = SiteLink(site.name, site.ami, self._on_event)
+            self.links.append(link)
+            await link.start()
+        deadline = time.monotonic() + 10
+        while not all(link.connected for link in self.links):
+            if time.monotonic() > deadline:
+                raise AssertionError("AMI recorder could not connect to every site")
+            await asyncio.sleep(0.05)
+
+    async def stop(self) -> None:
+        for link in self.links:
+            await link.stop()
+
+    def named(self, name: str, site: str | None = None) -> list[dict[str, str]]:
+        return [e for s, e in self.events if e.get("Event") == name and (site is None or s == site)]
+
+    async def wait_for(
+        self, predicate: Callable[[], bool], timeout: float = 10.0, what: str = "condition"
+    ) -> None:
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            if time.monotonic() > deadline:
+                seen = sorted({e.get("Event", "?") for _, e in self.events})
+                raise AssertionError(f"timed out waiting for {what}; events seen: {seen}")
+            await asyncio.sleep(0.05)
+
+
+@pytest.fixture
+async def ami(lab: Lab, lab_config: Config) -> AsyncIterator[AmiRecorder]:
+    rec = AmiRecorder(lab_config)
+    await rec.start()
+    try:
+        yield rec
+    finally:
+        await rec.stop()
+
+
+BridgeFactory = Callable[..., "contextlib.AbstractAsyncContextManager[Bridge]"]
+
+
+@pytest.fixture
+def bridge_at(lab: Lab, lab_config: Config) -> BridgeFactory:
+    """`async with bridge_at(datetime) as b:` a started bridge whose clock starts there."""
+
+    @contextlib.asynccontextmanager
+    async def factory(
+        at: datetime | None = None, config: Config | None = None
+    ) -> AsyncIterator[Bridge]:
+        bridge = Bridge(config or lab_config, Clock(at))
+        await bridge.start()
+        try:
+            deadline = time.monotonic() + 10
+            while not (bridge.state.synced and all(s.up for s in bridge.state.sites.values())):
+                if time.monotonic() > deadline:
+                    raise AssertionError(
+                        f"bridge did not sync every site: {bridge.state.sites.keys()}"
+                    )
+                await asyncio.sleep(0.05)
+            yield bridge
+        finally:
+            await bridge.stop()
+
+    return factory
