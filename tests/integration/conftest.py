@@ -128,9 +128,9 @@ class AmiRecorder:
         return [e for s, e in self.events if e.get("Event") == name and (site is None or s == site)]
 
     async def wait_for(
-        self, predicate: Callable[[], bool], timeout: float = 10.0, what: str = "condition"
+        self, predicate: Callable[[], bool], within: float = 10.0, what: str = "condition"
     ) -> None:
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + within
         while not predicate():
             if time.monotonic() > deadline:
                 seen = sorted({e.get("Event", "?") for _, e in self.events})

@@ -134,7 +134,7 @@ def test_request_is_immutable() -> None:
         (b"AGI_NETWORK: yes\n", "not an agi_ header line"),
         (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\n", "not an agi_ header line"),
         (b"agi_x: a\x00b\n", "control bytes"),
-        (b"agi_x: 1\nagi_x: 2\n", "duplicate"),
+        (b"agi_x: 1\nagi_x: 2\n\n", "duplicate"),
         (b"agi_x: " + b"a" * 5000, "line longer"),
         (b"agi_x: " + b"a" * 5000 + b"\n", "line longer"),
     ],

@@ -152,7 +152,7 @@ async def test_pipelined_set_variables_and_get_variable() -> None:
     seen: dict[str, str | None] = {}
 
     async def handler(session: AgiSession) -> None:
-        await session.set_variables({"A": "1", "B": 'two "2"', "C": ""})
+        await session.set_variables({"A": "1", "B": 'two "2"', "C": ""}, pipelined=True)
         seen["num"] = await session.get_variable("CALLERID(num)")
         seen["unset"] = await session.get_variable("NOPE")
         await session.verbose("done", 2)
@@ -175,6 +175,23 @@ async def test_pipelined_set_variables_and_get_variable() -> None:
         assert await ast.rest() == b""
         assert await ends.wait(1) == [("route", SessionOutcome.OK)]
     assert seen == {"num": CALLER, "unset": None}
+
+
+async def test_set_variables_is_lockstep_by_default() -> None:
+    async def handler(session: AgiSession) -> None:
+        await session.set_variables({"A": "1", "B": "2"})
+
+    async with running({"route": handler}) as (server, ends), asterisk(server.port) as ast:
+        await ast.send(header())
+        assert await ast.line() == 'SET VARIABLE A "1"'
+        # Asterisk reads one command per poll(): the next must wait for this reply.
+        with pytest.raises(TimeoutError):
+            await ast.line(within=0.1)
+        await ast.send(b"200 result=1\n")
+        assert await ast.line() == 'SET VARIABLE B "2"'
+        await ast.send(b"200 result=1\n")
+        assert await ast.rest() == b""
+        assert await ends.wait(1) == [("route", SessionOutcome.OK)]
 
 
 async def test_connect_and_close_does_not_block_the_server() -> None:
@@ -321,7 +338,7 @@ async def test_hangup_mid_session(answer: bytes) -> None:
 async def test_hangup_swallowed_by_handler_still_counts_as_hangup() -> None:
     async def handler(session: AgiSession) -> None:
         with suppress(AgiHangup):
-            await session.set_variables({"A": "1", "B": "2"})
+            await session.set_variables({"A": "1", "B": "2"}, pipelined=True)
         with pytest.raises(AgiHangup):
             await session.verbose("after hangup")
 
