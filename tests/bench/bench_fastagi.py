@@ -1,0 +1,321 @@
+"""FastAGI benchmark: ccbridge's FastAgiServer against a bare asyncio server, same client.
+
+Each server runs in its own process (spawned the same way) so the synthetic Asterisk
+client never shares its event loop.  One session = connect, send an Asterisk-shaped
+header, read ``SET VARIABLE``, answer ``200 result=1``, read until the server closes.
+
+    .venv/bin/python tests/bench/bench_fastagi.py                  # closed loop + 300/s
+    .venv/bin/python tests/bench/bench_fastagi.py --concurrency 20 --sessions 8000 \\
+        --rate 300 --rate-seconds 5 --rounds 3
+
+Targets: ccbridge/bare throughput ratio >= 0.7; p99 < 2 ms at 300 sessions/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import multiprocessing as mp
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from pathlib import Path
+
+if __package__ in (None, ""):
+    # Run as a script from anywhere: make the repository importable (and the spawned
+    # server processes, which re-import this file as __mp_main__).
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+HEADER = (
+    b"agi_network: yes\n"
+    b"agi_network_script: route?site=in\n"
+    b"agi_request: agi://127.0.0.1/route?site=in\n"
+    b"agi_channel: PJSIP/carrier-in-00000001\n"
+    b"agi_language: en\n"
+    b"agi_type: PJSIP\n"
+    b"agi_uniqueid: 1732265000.1\n"
+    b"agi_version: 22.10.1\n"
+    b"agi_callerid: 919876543210\n"
+    b"agi_calleridname: Bench\n"
+    b"agi_callingpres: 0\n"
+    b"agi_callingani2: 0\n"
+    b"agi_callington: 0\n"
+    b"agi_callingtns: 0\n"
+    b"agi_dnid: 18005550100\n"
+    b"agi_rdnis: unknown\n"
+    b"agi_context: from-carrier\n"
+    b"agi_extension: 18005550100\n"
+    b"agi_priority: 3\n"
+    b"agi_enhanced: 0.0\n"
+    b"agi_accountcode: \n"
+    b"agi_threadid: 140230000000000\n"
+    b"agi_arg_1: sales\n"
+    b"\n"
+)
+EXPECTED = (b'SET VARIABLE CCB_ROUTE "queue-sales"\n',)
+THREE_VARS = {"CCB_ROUTE": "queue-sales", "CCB_SITE": "in", "CCB_LANG": "hi"}
+EXPECTED_THREE = tuple(f'SET VARIABLE {k} "{v}"\n'.encode() for k, v in THREE_VARS.items())
+
+
+# --------------------------------------------------------------------------- servers
+
+
+async def _bare_session(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    # The minimum a FastAGI server must do: read the header, one command, one reply.
+    try:
+        await reader.readuntil(b"\n\n")
+        writer.write(b'SET VARIABLE CCB_ROUTE "queue-sales"\n')
+        await reader.readline()
+    except (asyncio.IncompleteReadError, ConnectionError):
+        pass
+    finally:
+        writer.close()
+
+
+async def _run_server(kind: str, conn: Connection) -> None:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    loop.add_reader(conn.fileno(), stop.set)  # any byte (or EOF) from the parent stops us
+    if kind == "bare":
+        server = await asyncio.start_server(_bare_session, "127.0.0.1", 0, backlog=1024)
+        conn.send(server.sockets[0].getsockname()[1])
+        await stop.wait()
+        server.close()
+        await server.wait_closed()
+        return
+    from ccbridge.agi.server import AgiSession, FastAgiServer
+
+    async def route(session: AgiSession) -> None:
+        await session.set_variable("CCB_ROUTE", "queue-sales")
+
+    async def three_sequential(session: AgiSession) -> None:
+        for name, value in THREE_VARS.items():
+            await session.set_variable(name, value)
+
+    async def three_pipelined(session: AgiSession) -> None:
+        await session.set_variables(THREE_VARS, pipelined=True)
+
+    handler = {"ccbridge": route, "seq3": three_sequential, "pipe3": three_pipelined}[kind]
+    agi = FastAgiServer({"route": handler}, "127.0.0.1", 0, max_sessions=10_000)
+    await agi.start()
+    conn.send(agi.port)
+    await stop.wait()
+    conn.send(
+        {
+            "sessions_total": agi.stats.sessions_total,
+            "errors": dict(agi.stats.errors_total),
+            "rejected_busy": agi.stats.rejected_busy,
+        }
+    )
+    await agi.stop()
+
+
+def _server_main(kind: str, conn: Connection) -> None:
+    logging.basicConfig(level=logging.WARNING)
+    asyncio.run(_run_server(kind, conn))
+
+
+class ServerProcess:
+    """One benchmark server in a spawned process; both kinds start the same way."""
+
+    def __init__(self, kind: str) -> None:
+        ctx = mp.get_context("spawn")
+        self.kind = kind
+        self._conn, child = ctx.Pipe()
+        self._proc = ctx.Process(target=_server_main, args=(kind, child), daemon=True)
+        self._proc.start()
+        child.close()
+        if not self._conn.poll(20):
+            raise RuntimeError(f"{kind} server did not start")
+        self.port: int = self._conn.recv()
+
+    def stop(self) -> object:
+        self._conn.send(b"stop")
+        stats = self._conn.recv() if self.kind != "bare" and self._conn.poll(5) else None
+        self._proc.join(5)
+        if self._proc.is_alive():
+            self._proc.kill()
+            self._proc.join()
+        self._conn.close()
+        return stats
+
+
+# --------------------------------------------------------------------------- client
+
+
+async def one_session(port: int, expected: tuple[bytes, ...] = EXPECTED) -> float:
+    """Latency in seconds of one complete FastAGI call, as Asterisk would see it."""
+    started = time.perf_counter()
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(HEADER)
+        for want in expected:
+            # Like Asterisk: one command line at a time, each answered before the next.
+            line = await reader.readline()
+            if line != want:
+                raise RuntimeError(f"unexpected command {line!r}")
+            writer.write(b"200 result=1\n")
+        if await reader.read() != b"":
+            raise RuntimeError("unexpected bytes after the reply")
+        return time.perf_counter() - started
+    finally:
+        writer.close()
+
+
+@dataclass
+class Result:
+    sessions: int
+    errors: int
+    seconds: float
+    latencies: list[float]
+
+    @property
+    def rate(self) -> float:
+        return self.sessions / self.seconds
+
+    def pct(self, q: float) -> float:
+        ordered = sorted(self.latencies)
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000.0
+
+    def line(self, label: str) -> str:
+        return (
+            f"{label:<10} {self.sessions:>6} sessions in {self.seconds:5.2f}s "
+            f"= {self.rate:7.0f}/s   p50 {self.pct(0.50):6.3f} ms   "
+            f"p99 {self.pct(0.99):6.3f} ms   max {max(self.latencies) * 1000:7.3f} ms   "
+            f"errors {self.errors}"
+        )
+
+
+async def closed_loop(
+    port: int,
+    concurrency: int,
+    sessions: int,
+    max_seconds: float,
+    expected: tuple[bytes, ...] = EXPECTED,
+) -> Result:
+    latencies: list[float] = []
+    errors = 0
+    remaining = sessions
+    deadline = time.perf_counter() + max_seconds
+
+    async def worker() -> None:
+        nonlocal remaining, errors
+        while remaining > 0 and time.perf_counter() < deadline:
+            remaining -= 1
+            try:
+                latencies.append(await one_session(port, expected))
+            except (OSError, RuntimeError):
+                errors += 1
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return Result(len(latencies), errors, time.perf_counter() - started, latencies)
+
+
+async def fixed_rate(
+    port: int, rate: float, seconds: float, expected: tuple[bytes, ...] = EXPECTED
+) -> Result:
+    latencies: list[float] = []
+    errors = 0
+
+    async def timed() -> None:
+        nonlocal errors
+        try:
+            latencies.append(await one_session(port, expected))
+        except (OSError, RuntimeError):
+            errors += 1
+
+    tasks: set[asyncio.Task[None]] = set()
+    started = time.perf_counter()
+    for i in range(int(rate * seconds)):
+        delay = started + i / rate - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        task = asyncio.create_task(timed())
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+    while tasks:
+        await asyncio.gather(*tasks)
+    return Result(len(latencies), errors, time.perf_counter() - started, latencies)
+
+
+# --------------------------------------------------------------------------- driver
+
+
+def run_against(
+    kind: str, body: Callable[[int], Result], expected: tuple[bytes, ...] = EXPECTED
+) -> tuple[Result, object]:
+    server = ServerProcess(kind)
+    try:
+        asyncio.run(closed_loop(server.port, 10, 300, 5.0, expected))  # warm-up
+        result = body(server.port)
+    finally:
+        stats = server.stop()
+    return result, stats
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--concurrency", type=int, default=20)
+    parser.add_argument("--sessions", type=int, default=5000)
+    parser.add_argument("--max-seconds", type=float, default=15.0)
+    parser.add_argument("--rate", type=float, default=300.0)
+    parser.add_argument("--rate-seconds", type=float, default=5.0)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args(argv)
+
+    print(
+        f"closed loop: {args.concurrency} concurrent connections, "
+        f"{args.sessions} sessions per run, {args.rounds} rounds (servers alternate)"
+    )
+    rates: dict[str, list[float]] = {"ccbridge": [], "bare": []}
+    for rnd in range(args.rounds):
+        for kind in ("ccbridge", "bare") if rnd % 2 == 0 else ("bare", "ccbridge"):
+            result, stats = run_against(
+                kind,
+                lambda port: asyncio.run(
+                    closed_loop(port, args.concurrency, args.sessions, args.max_seconds)
+                ),
+            )
+            rates[kind].append(result.rate)
+            print(f"  round {rnd + 1} " + result.line(kind) + (f"   {stats}" if stats else ""))
+    cc, bare = statistics.median(rates["ccbridge"]), statistics.median(rates["bare"])
+    ratio = cc / bare
+    print(f"median: ccbridge {cc:.0f}/s, bare {bare:.0f}/s, ratio {ratio:.2f} (target >= 0.7)")
+
+    print(f"\nfixed rate: {args.rate:.0f} sessions/s for {args.rate_seconds:.0f}s")
+    p99: dict[str, float] = {}
+    for kind in ("ccbridge", "bare"):
+        result, _ = run_against(
+            kind, lambda port: asyncio.run(fixed_rate(port, args.rate, args.rate_seconds))
+        )
+        p99[kind] = result.pct(0.99)
+        print("  " + result.line(kind))
+
+    print(
+        f"\npipelining: 3 variables per call at {args.rate:.0f}/s, one command per RTT vs one write"
+    )
+    for kind in ("seq3", "pipe3"):
+        result, _ = run_against(
+            kind,
+            lambda port: asyncio.run(
+                fixed_rate(port, args.rate, args.rate_seconds, EXPECTED_THREE)
+            ),
+            EXPECTED_THREE,
+        )
+        print("  " + result.line(kind))
+    ok = ratio >= 0.7 and p99["ccbridge"] < 2.0
+    print(
+        f"\nverdict: ratio {ratio:.2f} {'OK' if ratio >= 0.7 else 'MISS'}; "
+        f"p99 at {args.rate:.0f}/s {p99['ccbridge']:.3f} ms "
+        f"{'OK' if p99['ccbridge'] < 2.0 else 'MISS'}"
+    )
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
