@@ -496,6 +496,11 @@ def _site(r: _Reader, name: str, v: Any, languages: set[str], services: set[str]
                 extra["holidays_country"] = r.get(h, "country", r.country_code, country)
                 extra["holidays_subdivision"] = r.get(h, "subdivision", r.string, None)
                 extra["observe_holidays"] = r.get(h, "observe", r.boolean, True)
+    if extra.get("observe_holidays", True):
+        hc = extra["holidays_country"]
+        sub = extra.get("holidays_subdivision")
+        with r.at("holidays" if "holidays" in d else "country", d):
+            _check_holiday_calendar(r, hc, sub)
     extra["closed_dates"] = frozenset(r.get(d, "closed_dates", lambda v: _list(r, v, r.a_date), ()))
     if "special_hours" in d:
         with r.at("special_hours", d):
@@ -537,6 +542,20 @@ def _site(r: _Reader, name: str, v: Any, languages: set[str], services: set[str]
         carrier_sources=r.get(d, "carrier_sources", r.str_list(r.ip), ()),
         agents=agents,
     )
+
+
+def _check_holiday_calendar(r: _Reader, country: str, subdivision: str | None) -> None:
+    """Refuse a country the `holidays` package has no calendar for: it would fail at routing."""
+    import holidays
+
+    supported = holidays.list_supported_countries()
+    if country not in supported:
+        raise r.fail(
+            f"no national holiday calendar for '{country}': "
+            "set `holidays: false` or `holidays: {country: XX}` with a supported country"
+        )
+    if subdivision is not None and subdivision not in supported[country]:
+        raise r.fail(f"'{subdivision}' is not a subdivision of {country} in the holiday calendar")
 
 
 def _agents(r: _Reader, v: Any, queues: set[str]) -> tuple[Agent, ...]:

@@ -1,0 +1,194 @@
+"""Bad input never takes the bridge down: FastAGI garbage under live calls, AMI faults."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from dataclasses import replace
+from datetime import UTC, datetime
+
+import pytest
+
+from ccbridge.ami.client import LinkState, SiteDownError
+from ccbridge.config import Config
+from ccbridge.config.model import SecretValue
+from ccbridge.lab.sipp import Agent, place_calls
+from ccbridge.lab.sites import Lab
+from tests.integration.conftest import BridgeFactory
+
+WEDNESDAY_MORNING = datetime(2026, 11, 25, 5, 0, tzinfo=UTC)
+
+
+async def _probe(port: int, payload: bytes, linger: float) -> float:
+    """Connect, send ``payload``, keep quiet; return how long until the bridge hung up."""
+    start = time.monotonic()
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        if payload:
+            writer.write(payload)
+            await writer.drain()
+        if linger == 0:
+            return 0.0
+        await asyncio.wait_for(reader.read(), timeout=linger)  # EOF when the bridge drops us
+        return time.monotonic() - start
+    except (ConnectionError, TimeoutError):
+        return time.monotonic() - start
+    finally:
+        writer.close()
+        with contextlib.suppress(ConnectionError):
+            await writer.wait_closed()
+
+
+async def test_fastagi_garbage_while_real_calls_are_routed(
+    lab: Lab, agents: dict[str, Agent], bridge_at: BridgeFactory
+) -> None:
+    async with bridge_at(WEDNESDAY_MORNING) as bridge:
+        port = bridge.agi.port
+        calls = asyncio.create_task(
+            asyncio.to_thread(
+                place_calls,
+                "127.0.1.1:5060",
+                "+918000000001",
+                caller="+919812345678",
+                calls=10,
+                rate=5,
+                duration_ms=300,
+                max_seconds=30,
+                local_port=6130,
+            )
+        )
+        bad = [
+            b"",  # connect-and-close: a port probe or a health check
+            b"agi_network: yes\nagi_request: agi://127.0.0.1/route\n",  # half a header, silence
+            bytes(range(256)) * 8,  # garbage
+            b"agi_network: " + b"x" * 1_000_000 + b"\n",  # a 1 MB line
+            b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",  # the wrong protocol
+        ]
+        dropped_after: list[float] = []
+        deadline = time.monotonic() + 3.0
+        while time.monotonic() < deadline:
+            got = await asyncio.gather(*(_probe(port, p, 0 if not p else 5.0) for p in bad))
+            dropped_after += [t for p, t in zip(bad, got, strict=True) if p]
+        result = await calls
+        assert result.ok, result.output[-2000:]
+        # Every bad connection was dropped within the header deadline (2 s) plus slack.
+        assert dropped_after and max(dropped_after) < 3.0, max(dropped_after)
+        # The calls were routed by the bridge, not by the fallback.
+        routed = bridge.registry.get_sample_value(
+            "ccbridge_route_decisions_total",
+            {
+                "receiving_site": "bangalore",
+                "site": "bangalore",
+                "outcome": "queue",
+                "service": "orders",
+                "language": "hi",
+            },
+        )
+        assert routed == 10.0
+        assert bridge.agi.listening
+
+
+def _with_site(config: Config, name: str, **ami: object) -> Config:
+    sites = tuple(
+        replace(s, ami=replace(s.ami, **ami)) if s.name == name else s  # type: ignore[arg-type]
+        for s in config.sites
+    )
+    return replace(config, sites=sites)
+
+
+async def test_wrong_ami_password_is_logged_and_retried_and_the_site_is_not_ready(
+    lab: Lab, lab_config: Config, caplog: pytest.LogCaptureFixture
+) -> None:
+    from ccbridge.app import Bridge
+    from ccbridge.clock import Clock
+
+    wrong = SecretValue("not-the-password", "test")
+    config = _with_site(lab_config, "dhaka", secret=wrong, reconnect_min=0.2, reconnect_max=0.5)
+    bridge = Bridge(config, Clock(WEDNESDAY_MORNING))
+    caplog.set_level(logging.INFO)
+    await bridge.start()
+    try:
+        await _until(lambda: bridge.links["dhaka"].auth_failures >= 2, 10)
+        assert bridge.links["dhaka"].state is LinkState.AUTH_FAILED
+        assert not bridge.state.sites["dhaka"].up
+        await _until(lambda: bridge.links["bangalore"].connected, 5)
+        assert bridge.readiness()["site_connected"]
+        text = caplog.text
+        assert "dhaka" in text and "auth" in text.lower()
+        assert "not-the-password" not in text
+    finally:
+        await bridge.stop()
+
+
+async def test_unreachable_site_at_start_does_not_stop_the_bridge(
+    lab: Lab, lab_config: Config, agents: dict[str, Agent]
+) -> None:
+    from ccbridge.app import Bridge
+    from ccbridge.clock import Clock
+
+    config = _with_site(lab_config, "manila", host="127.0.9.1")  # nothing listens there
+    bridge = Bridge(config, Clock(WEDNESDAY_MORNING))
+    started = time.monotonic()
+    await bridge.start()
+    try:
+        assert time.monotonic() - started < 2.0
+        await _until(
+            lambda: bridge.links["bangalore"].connected and bridge.links["dhaka"].connected, 5
+        )
+        assert not bridge.links["manila"].connected
+        assert not bridge.state.sites["manila"].up
+        with pytest.raises(SiteDownError):
+            await bridge.links["manila"].action("Ping", {})
+        result = await asyncio.to_thread(
+            place_calls,
+            "127.0.1.1:5060",
+            "+918000000001",
+            caller="+919812345678",
+            calls=2,
+            rate=2,
+            duration_ms=300,
+            max_seconds=20,
+            local_port=6140,
+        )
+        assert result.ok
+    finally:
+        await bridge.stop()
+
+
+async def test_link_cut_mid_session_fails_fast_and_reconnects(
+    lab: Lab, bridge_at: BridgeFactory
+) -> None:
+    dhaka = lab.config.site("dhaka")
+    async with bridge_at(WEDNESDAY_MORNING) as bridge:
+        link = bridge.links["dhaka"]
+        pending = asyncio.create_task(
+            link.action("Command", {"Command": "core waitfullybooted"}, timeout=30)
+        )
+        killed_at = time.monotonic()
+        lab.signal_site(dhaka, signal.SIGKILL)
+        await _until(lambda: not link.connected, 3)
+        detect = time.monotonic() - killed_at
+        assert detect < 1.0, f"link down noticed after {detect:.2f}s"
+        assert not bridge.state.sites["dhaka"].up
+        with pytest.raises((SiteDownError, TimeoutError)):
+            await asyncio.wait_for(pending, 2)
+        t0 = time.monotonic()
+        with pytest.raises(SiteDownError):
+            await link.action("Ping", {})
+        assert time.monotonic() - t0 < 0.1  # fails at once, never hangs
+        lab.stop_site(dhaka)
+        lab.start_site(dhaka)
+        await asyncio.to_thread(lab.wait_ami, dhaka, 20)
+        await _until(lambda: bridge.state.sites["dhaka"].synced, 15)
+        assert link.reconnects >= 1
+
+
+async def _until(predicate: object, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while not (callable(predicate) and predicate()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {seconds}s")
+        await asyncio.sleep(0.05)

@@ -1,0 +1,175 @@
+"""The deployment loader: valid files become frozen objects, bad ones name file, line and key."""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ccbridge.config import ConfigError, load_config, parse_config
+from ccbridge.config.model import TrunkKind
+
+REPO = Path(__file__).resolve().parents[2]
+LAB = REPO / "examples" / "lab.yaml"
+
+
+@pytest.fixture
+def lab_text() -> str:
+    return LAB.read_text()
+
+
+@pytest.fixture(autouse=True)
+def secrets_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CCBRIDGE_AMI_SECRET", "ami-secret-from-env")
+    monkeypatch.setenv("CCBRIDGE_API_TOKEN", "token-from-env")
+
+
+def parse(text: str) -> object:
+    return parse_config(text, "deploy.yaml", REPO / "examples")
+
+
+def problems(text: str) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        parse(text)
+    return [str(p) for p in info.value.problems]
+
+
+def line_of(text: str, needle: str) -> int:
+    for i, line in enumerate(text.splitlines(), 1):
+        if needle in line:
+            return i
+    raise AssertionError(needle)
+
+
+def test_lab_config_loads_into_frozen_objects(lab_text: str) -> None:
+    config = parse(lab_text)
+    assert [s.name for s in config.sites] == ["bangalore", "dhaka", "manila"]  # type: ignore[attr-defined]
+    dhaka = config.site("dhaka")  # type: ignore[attr-defined]
+    assert dhaka.timezone == "Asia/Dhaka"
+    assert dhaka.ami.host == "127.0.2.1" and dhaka.ami.port == 5038  # merged from the anchor
+    assert dhaka.ami.secret.reveal() == "ami-secret-from-env"
+    assert "ami-secret" not in repr(dhaka.ami)
+    orders = dhaka.offering("orders")
+    assert orders.languages == ("en", "bn")
+    overnight = [r for r in orders.schedule.weekly if r.hours.overnight]
+    assert len(overnight) == 1 and overnight[0].days == frozenset({0})
+    assert config.trunks_between("bangalore", "dhaka")[0].kind is TrunkKind.INTERSITE  # type: ignore[attr-defined]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        dhaka.timezone = "UTC"  # type: ignore[misc]
+
+
+def test_always_open_ignores_holidays_by_default(lab_text: str) -> None:
+    manila = parse(lab_text).site("manila")  # type: ignore[attr-defined]
+    schedule = manila.offering("orders").schedule
+    assert schedule.always_open and not schedule.observe_holidays
+
+
+def test_bad_time_zone_names_file_line_and_key(lab_text: str) -> None:
+    text = lab_text.replace("Asia/Kolkata", "Asia/Calcuta")
+    found = problems(text)
+    line = line_of(text, "Asia/Calcuta")
+    assert (
+        f"deploy.yaml:{line}: sites.bangalore.timezone: unknown time zone 'Asia/Calcuta'"
+        in found[0]
+    )
+    assert "did you mean" in found[0]
+
+
+def test_unknown_key_suggests_the_right_one(lab_text: str) -> None:
+    text = lab_text.replace("    rtp: [11000, 11999]", "    rtp: [11000, 11999]\n    timezon: UTC")
+    (msg,) = problems(text)
+    assert f"deploy.yaml:{line_of(text, 'timezon: UTC')}: sites.dhaka.timezon: unknown key" in msg
+    assert "did you mean 'timezone'" in msg
+
+
+def test_yaml_typo_is_a_syntax_error_with_a_line(lab_text: str) -> None:
+    text = lab_text.replace("services: [orders, returns]", "services: [orders, returns")
+    (msg,) = problems(text)
+    assert msg.startswith("deploy.yaml:") and "YAML syntax" in msg
+
+
+def test_duplicate_key_is_an_error(lab_text: str) -> None:
+    text = lab_text.replace("languages: [en, hi, bn, ur, tl]", "languages: [en]\nlanguages: [hi]")
+    (msg,) = problems(text)
+    assert "duplicate key 'languages'" in msg
+
+
+def test_missing_secret_says_where_it_looked(
+    lab_text: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("CCBRIDGE_AMI_SECRET")
+    text = lab_text.replace("file: ../.lab/secrets/ami", "file: /nonexistent/ami")
+    found = problems(text)
+    assert all("ami.secret: secret not found" in m for m in found)
+    assert "env CCBRIDGE_AMI_SECRET" in found[0] and "/nonexistent/ami" in found[0]
+    assert {m.split(": ")[1].split(".")[1] for m in found} == {"bangalore", "dhaka", "manila"}
+
+
+def test_literal_secret_is_refused(lab_text: str) -> None:
+    text = lab_text.replace(
+        "secret: {env: CCBRIDGE_AMI_SECRET, file: ../.lab/secrets/ami}", "secret: hunter2"
+    )
+    assert any("must not be written in the config" in m for m in problems(text))
+
+
+def test_every_problem_is_reported_at_once(lab_text: str) -> None:
+    text = lab_text.replace("Asia/Manila", "Mars/Olympus").replace(
+        "country: BD\n", "country: XX\n", 1
+    )
+    found = problems(text)
+    assert any("sites.manila.timezone" in m for m in found)
+    assert any("numbers.+8809600000001.country" in m or "sites.dhaka" in m for m in found)
+
+
+def test_references_are_checked(lab_text: str) -> None:
+    text = lab_text.replace(
+        "service: returns, site: bangalore", "service: refunds, site: bangalore"
+    )
+    (msg,) = problems(text)
+    assert "numbers.+918000000002.service: unknown service 'refunds'" in msg
+
+
+def test_time_ranges_and_days_are_validated(lab_text: str) -> None:
+    text = lab_text.replace(
+        '{mon-sat: "09:00-21:00"}', '{mon-sat: "09:00-25:00", funday: "10:00-11:00"}'
+    )
+    found = problems(text)
+    assert any("invalid time in '09:00-25:00'" in m for m in found)
+
+
+def test_load_config_reports_unreadable_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(tmp_path / "missing.yaml")
+    assert "cannot read" in str(info.value)
+
+
+def test_check_command_exits_2_with_no_traceback(tmp_path: Path, lab_text: str) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        lab_text.replace("Asia/Dhaka", "Asia/Dhakka").replace("../.lab", str(REPO / ".lab"))
+    )
+    out = subprocess.run(
+        [sys.executable, "-m", "ccbridge.cli", "check", str(bad)],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={"PATH": "/usr/bin:/bin", "CCBRIDGE_AMI_SECRET": "x", "CCBRIDGE_API_TOKEN": "y"},
+    )
+    assert out.returncode == 2
+    assert "sites.dhaka.timezone: unknown time zone 'Asia/Dhakka'" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_check_command_accepts_the_lab_config() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "ccbridge.cli", "check", str(LAB)],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={"PATH": "/usr/bin:/bin", "CCBRIDGE_AMI_SECRET": "x", "CCBRIDGE_API_TOKEN": "y"},
+    )
+    assert out.returncode == 0, out.stderr
+    assert "3 sites" in out.stdout

@@ -1,0 +1,119 @@
+"""Rendering the dialplan templates: the contract with the code and the static fallback."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from ccbridge import variables
+from ccbridge.config import Config, load_config
+from ccbridge.render import TEMPLATE_FILES, fallback_for, render_all, render_site
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def config() -> Config:
+    mp = pytest.MonkeyPatch()
+    mp.setenv("CCBRIDGE_AMI_SECRET", "s3cret-ami")
+    mp.setenv("CCBRIDGE_API_TOKEN", "tok")
+    try:
+        return load_config(REPO / "examples" / "lab.yaml")
+    finally:
+        mp.undo()
+
+
+def test_every_site_gets_every_file(config: Config, tmp_path: Path) -> None:
+    written = render_all(config, tmp_path)
+    assert len(written) == len(config.sites) * len(TEMPLATE_FILES)
+    manager = tmp_path / "dhaka" / "manager.conf"
+    assert manager.stat().st_mode & 0o777 == 0o600
+    assert "secret=s3cret-ami" in manager.read_text()
+    assert "bindaddr=127.0.2.1" in manager.read_text()
+
+
+def test_dialplan_uses_only_variables_the_code_defines(config: Config) -> None:
+    known = variables.all_names()
+    for site in config.sites:
+        text = render_site(config, site)["extensions.conf"]
+        used = set(re.findall(r"\bCCB_[A-Z_]+[0-9]*\b", text))
+        numbered = {u for u in used if re.fullmatch(r"CCB_TRUNK_\d*", u)}  # CCB_TRUNK_${i}
+        # Globals of the template itself (the AGI URL, the site name) are not channel variables.
+        own = {"CCB_AGI_URL", "CCB_THIS_SITE"}
+        assert used - numbered - own <= known, used - numbered - own - known
+        for name in (variables.ROUTE, variables.QUEUE, variables.TRUNK_COUNT, variables.DID):
+            assert name in text
+
+
+def test_every_inbound_call_asks_the_bridge_then_falls_back(config: Config) -> None:
+    text = render_site(config, config.site("bangalore"))["extensions.conf"]
+    assert "AGI(${CCB_AGI_URL}?site=bangalore" in text
+    assert (
+        'GotoIf($["${AGISTATUS}"!="SUCCESS" | "${CCB_ROUTE}"=""]?ccb-fallback,${EXTEN},1)' in text
+    )
+    assert "exten => +918000000001,1,Set(__CCB_FALLBACK=1)" in text
+    assert "CCB_AGI_URL=agi://127.0.0.1:4573/route" in text
+
+
+def test_trunks_fail_over_only_on_unavailable_or_congestion(config: Config) -> None:
+    text = render_site(config, config.site("bangalore"))["extensions.conf"]
+    assert '"${DIALSTATUS}"="CHANUNAVAIL" | "${DIALSTATUS}"="CONGESTION"' in text
+    assert "BUSY" not in text.split("[ccb-dial-trunks]")[1].split("[ccb-predial]")[0]
+
+
+def test_fallback_prefers_the_local_queue_in_the_numbers_language(config: Config) -> None:
+    blr = config.site("bangalore")
+    number = config.number("+918000000001")
+    assert number is not None
+    fb = fallback_for(config, blr, number)
+    assert fb is not None and fb.queue == "orders-hi" and fb.trunks == ()
+
+
+def test_fallback_crosses_a_trunk_when_the_site_does_not_serve_the_service(config: Config) -> None:
+    # Dhaka does not serve returns in English or Hindi; Bangalore's number for returns
+    # received at dhaka would go over the trunk to the home site.
+    from dataclasses import replace
+
+    number = config.number("+918000000002")
+    assert number is not None
+    moved = replace(number, site="manila")
+    cfg = replace(config, numbers=(*config.numbers, moved))
+    fb = fallback_for(cfg, cfg.site("manila"), moved)
+    assert fb is not None
+    assert fb.queue == "returns-en"  # manila serves returns in English itself
+    only_home = replace(
+        cfg,
+        sites=tuple(
+            replace(s, offerings=tuple(o for o in s.offerings if o.service != "returns"))
+            if s.name == "manila"
+            else s
+            for s in cfg.sites
+        ),
+    )
+    fb = fallback_for(only_home, only_home.site("manila"), moved)
+    assert fb is not None and fb.trunks == ("mnl-blr",) and fb.queue == "returns-hi"
+
+
+def test_queues_and_members_are_rendered(config: Config) -> None:
+    text = render_site(config, config.site("dhaka"))["queues.conf"]
+    assert "[orders-bn]" in text and "[orders-en]" in text and "[returns-bn]" in text
+    assert "member => PJSIP/dac-agent2,0,dac-agent2" in text
+
+
+def test_pjsip_identifies_peers_and_carriers_by_address(config: Config) -> None:
+    text = render_site(config, config.site("dhaka"))["pjsip.conf"]
+    assert "bind=127.0.2.1:5060" in text
+    assert "[dac-blr-identify]" in text and "match=127.0.1.1" in text
+    assert "direct_media=no" in text and "send_connected_line=no" in text
+
+
+def test_a_template_typo_fails_loudly(config: Config, tmp_path: Path) -> None:
+    import jinja2
+
+    for name in TEMPLATE_FILES:
+        (tmp_path / f"{name}.j2").write_text((REPO / "dialplans" / f"{name}.j2").read_text())
+    (tmp_path / "rtp.conf.j2").write_text("rtpstart={{ site.rtp_strat }}\n")
+    with pytest.raises(jinja2.UndefinedError):
+        render_site(config, config.sites[0], tmp_path)
