@@ -533,15 +533,52 @@ def _build_action(name: str, fields: ActionFields, as_list: bool | None) -> Any:
 
 
 def _to_panoramisk(ami: AmiMessage) -> Message:
-    headers: dict[str, str | list[str]] = {**ami.to_dict()}
-    if len(headers) != len(ami.fields):
-        for key in headers:
-            values = ami.getall(key)
-            if len(values) > 1:
-                headers[key] = values
-    message = Message(headers)
+    """The panoramisk Message its matching and dispatch need, carrying ``ami`` along."""
+    headers: Mapping[str, str | list[str]] = ami
+    if ami.has_repeats:  # panoramisk's convention: a repeated key holds a list
+        headers = {key: _one_or_all(ami.getall(key)) for key in ami}
+    message = _new_message(headers)
     message.ami = ami
     return message
+
+
+def _one_or_all(values: list[str]) -> str | list[str]:
+    return values[0] if len(values) == 1 else values
+
+
+def _slow_message(headers: Mapping[str, str | list[str]]) -> Message:
+    return Message(headers)
+
+
+def _fast_message(headers: Mapping[str, str | list[str]]) -> Message:
+    """Message(headers) without CaseInsensitiveDict's per-key Python __setitem__ (half the
+    cost of a live event); fills the layout of panoramisk 1.4, checked at import."""
+    store = {key.lower(): (key, value) for key, value in headers.items()}
+    store["content"] = ("content", "")  # Message.__init__ stores its body as a key
+    message = Message.__new__(Message)
+    message._store = store
+    message.manager = None
+    return message
+
+
+def _pick_message_factory() -> Callable[[Mapping[str, str | list[str]]], Message]:
+    sample: dict[str, str | list[str]] = {
+        "Event": "Hangup",
+        "ActionID": "a/1",
+        "ChanVariable": ["A=1", "B=2"],
+    }
+    slow, fast = _slow_message(sample), _fast_message(sample)
+    same = (
+        list(slow.items()) == list(fast.items())
+        and fast["event"] == "Hangup"
+        and fast.id == slow.id == "a/1"
+        and fast.content == slow.content
+        and fast.manager is None
+    )
+    return _fast_message if same else _slow_message
+
+
+_new_message = _pick_message_factory()
 
 
 def _as_ami(message: Message) -> AmiMessage:

@@ -72,6 +72,51 @@ def test_any_chunking_gives_the_same_messages(cuts: list[int]) -> None:
     assert [m.fields for m in got] == [m.fields for m in parse_all(STREAM)]
 
 
+RICH = (
+    BANNER
+    + b"\r\n"
+    + MEMBER_STATUS
+    + b"Response: Follows\r\nPrivilege: Command\r\nActionID: c9\r\n"
+    + b"line one: with colon\n\n\nline after two blanks\n--END COMMAND--\r\n\r\n"
+    + b"Event: Newchannel\r\nChanVariable: A=1\r\nChanVariable: B=2\r\n\r\n"
+    + b"Event: Hangup\r\nodd line\r\nEmpty:\r\n\r\n\r\n"
+    + LOGIN_OK.replace(b"\r\n", b"\n")
+)
+
+
+@given(st.lists(st.integers(min_value=0, max_value=len(RICH)), max_size=20))
+def test_rich_stream_any_chunking(cuts: list[int]) -> None:
+    points = sorted(set(cuts))
+    chunks = [RICH[a:b] for a, b in zip([0, *points], [*points, len(RICH)], strict=True)]
+    parser = AmiParser()
+    got = [m for chunk in chunks for m in parser.feed(chunk)]
+    assert [m.name for m in got] == [
+        "QueueMemberStatus",
+        "Follows",
+        "Newchannel",
+        "Hangup",
+        "Success",
+    ]
+    assert got[1].getall("Output") == [
+        "line one: with colon",
+        "",
+        "",
+        "line after two blanks",
+    ]
+    assert got[2].getall("ChanVariable") == ["A=1", "B=2"]
+    assert got[3].fields == (("Event", "Hangup"), ("Empty", ""))
+    assert parser.skipped_lines == 1
+
+
+def test_parsed_and_constructed_messages_agree() -> None:
+    (parsed,) = AmiParser(expect_banner=False).feed(MEMBER_STATUS)
+    built = AmiMessage(parsed.fields)
+    assert built == parsed
+    assert built.fields == parsed.fields
+    assert not parsed.has_repeats
+    assert (built.kind, built.name) == (parsed.kind, parsed.name)
+
+
 def test_bare_lf_line_ends() -> None:
     data = STREAM.replace(b"\r\n", b"\n")
     assert [m.fields for m in parse_all(data)] == [m.fields for m in parse_all(STREAM)]
