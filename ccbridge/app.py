@@ -17,6 +17,7 @@ from ccbridge.ami.client import LinkState, SiteDownError, SiteLink
 from ccbridge.clock import Clock
 from ccbridge.config.model import Config
 from ccbridge.http.app import build_app
+from ccbridge.kpi import KpiTracker
 from ccbridge.logs import ctx
 from ccbridge.metrics import BridgeMetrics, LinkSnapshot
 from ccbridge.routing.engine import CallRequest, Decision, Router, remember
@@ -57,10 +58,14 @@ class Bridge:
         self.router = Router(config)
         self.state: LiveState = initial_state(s.name for s in config.sites)
         self.registry = CollectorRegistry()
-        self.metrics = BridgeMetrics(self.registry, lambda: self.state, self._link_snapshots)
+        self.metrics = BridgeMetrics(
+            self.registry, lambda: self.state, self._link_snapshots, config=config
+        )
         self.links: dict[str, SiteLink] = {}
         # Other parts (KPIs, trunk health, agents) subscribe to every AMI event here.
         self.event_listeners: list[Callable[[str, Mapping[str, str]], None]] = []
+        self.kpi = KpiTracker(config, self.registry)
+        self.event_listeners.append(self.kpi.on_event)
         self._connected_once: set[str] = set()
         self._sync_tasks: set[asyncio.Task[None]] = set()
         self.agi = FastAgiServer(
@@ -90,6 +95,7 @@ class Bridge:
         ).inc()
         for reason in decision.reasons:
             self.metrics.reasons.labels(reason).inc()
+        self.metrics.record_decision(call.receiving_site, decision)
 
     def _on_agi_session_end(self, route: str, outcome: SessionOutcome, seconds: float) -> None:
         self.metrics.agi_session_end(route, outcome.value, seconds)

@@ -2,16 +2,42 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from ccbridge.routing.state import LiveState, ewt
+from ccbridge.config.model import Config, queue_name
+from ccbridge.routing.engine import AFTER_HOURS, Decision
+from ccbridge.routing.state import LiveState, Member, ewt
 
 AGI_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+# The AGI server's SessionOutcome values; pre-created so error ratios exist before errors do.
+AGI_OUTCOMES = (
+    "ok",
+    "hangup",
+    "no_request",
+    "header_timeout",
+    "protocol_error",
+    "not_found",
+    "handler_error",
+    "timeout",
+    "busy",
+    "cancelled",
+    "internal_error",
+)
+AGI_ROUTES = ("route", "lookup")
+
+# Reasons (see routing.engine) that mean the call left its home site because of load.
+OVERFLOW_REASONS = frozenset({"overflow_ewt", "home_site_busy"})
+# kind of a failover: "trunk" = the next trunk of the same route was tried (a trunk
+# failed); "site" = the call went to another site because the chosen one failed.
+FAILOVER_KINDS = ("trunk", "site")
+BREAKER_STATES = ("closed", "open", "half_open")
+AGENT_STATES = ("available", "busy", "paused", "logged_out")
+OTHER = "other"
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,16 +53,105 @@ class LinkSnapshot:
     ping_timeouts: int
 
 
+@dataclass(frozen=True, slots=True)
+class TrunkSnapshot:
+    """One trunk's health as the bridge sees it, read at scrape time."""
+
+    name: str
+    site: str
+    kind: str  # intersite | carrier
+    peer: str  # peer site, or "" for carriers
+    up: bool
+    breaker: str  # one of BREAKER_STATES
+
+
+TrunkSource = Callable[[], Iterable[TrunkSnapshot]]
+
+
+def trunks_from_state(config: Config, state: LiveState) -> list[TrunkSnapshot]:
+    """Default trunk view: configured trunks, down when the live state marks them unhealthy.
+
+    Without a circuit breaker the only knowledge is the unhealthy set, so an unhealthy
+    trunk shows as breaker "open" and a healthy one as "closed".
+    """
+    bad = state.unhealthy_trunks
+    return [
+        TrunkSnapshot(
+            t.name,
+            t.site,
+            t.kind.value,
+            t.peer_site or "",
+            t.name not in bad,
+            "open" if t.name in bad else "closed",
+        )
+        for t in config.trunks
+    ]
+
+
+def agent_state(m: Member) -> str:
+    """One of AGENT_STATES for a queue membership."""
+    if not m.logged_in:
+        return "logged_out"
+    if m.paused:
+        return "paused"
+    return "available" if m.available else "busy"
+
+
+def site_agent_states(members: Iterable[Member]) -> dict[str, str]:
+    """interface -> state of each distinct agent, over all the queues it is a member of.
+
+    Device state is per agent, so any membership tells busy from free; an agent counts
+    as paused only when paused in every queue it is logged in to (it still takes calls
+    from the others).
+    """
+    per_agent: dict[str, list[str]] = {}
+    for m in members:
+        per_agent.setdefault(m.interface, []).append(agent_state(m))
+    out: dict[str, str] = {}
+    for iface, states in per_agent.items():
+        active = [s for s in states if s != "logged_out"]
+        if not active:
+            out[iface] = "logged_out"
+        elif all(s == "paused" for s in active):
+            out[iface] = "paused"
+        elif "busy" in active:
+            out[iface] = "busy"
+        else:
+            out[iface] = "available"
+    return out
+
+
+def occupancy(counts: Mapping[str, int]) -> float | None:
+    """Busy share of agents ready to work (busy + available); None when nobody is."""
+    ready = counts.get("busy", 0) + counts.get("available", 0)
+    return counts.get("busy", 0) / ready if ready else None
+
+
 class BridgeMetrics:
-    """Counters the bridge increments, plus a collector over its live state and links."""
+    """Counters the bridge increments, plus a collector over its live state and links.
+
+    Trunk health and breaker state are read at scrape time from ``trunk_source`` (by
+    default derived from the config and the live state's unhealthy trunks); a trunk
+    health component replaces it with ``set_trunk_source`` and counts failovers with
+    ``failover(site, kind)``.
+    """
 
     def __init__(
         self,
         registry: CollectorRegistry,
         state: Callable[[], LiveState],
         links: Callable[[], Iterable[LinkSnapshot]],
+        *,
+        config: Config | None = None,
+        trunks: TrunkSource | None = None,
     ) -> None:
         self.registry = registry
+        sites = [s.name for s in config.sites] if config else []
+        self._sites = frozenset(sites)
+        if trunks is None and config is not None:
+            cfg = config
+            trunks = lambda: trunks_from_state(cfg, state())  # noqa: E731
+        self.trunk_source: TrunkSource = trunks or (lambda: ())
         self.decisions = Counter(
             "ccbridge_route_decisions_total",
             "Routing decisions by receiving site, target site and outcome.",
@@ -47,6 +162,25 @@ class BridgeMetrics:
             "ccbridge_route_reasons_total",
             "Reasons given with routing decisions.",
             ["reason"],
+            registry=registry,
+        )
+        queue_labels = ["receiving_site", "site", "service", "language", "queue"]
+        self.overflowed = Counter(
+            "ccbridge_calls_overflowed_total",
+            "Calls routed away from their home site because of load (overflow reasons).",
+            queue_labels,
+            registry=registry,
+        )
+        self.after_hours = Counter(
+            "ccbridge_calls_after_hours_total",
+            "Calls that arrived when no site was open for them, by after-hours action.",
+            [*queue_labels, "action"],
+            registry=registry,
+        )
+        self.failovers = Counter(
+            "ccbridge_failovers_total",
+            "Failovers: kind=trunk (next trunk tried), kind=site (another site chosen).",
+            ["site", "kind"],
             registry=registry,
         )
         self.agi_sessions = Counter(
@@ -62,7 +196,49 @@ class BridgeMetrics:
             buckets=AGI_BUCKETS,
             registry=registry,
         )
-        registry.register(_StateCollector(state, links))
+        # Known label sets exist at zero from the start, so ratios and alerts have data
+        # before the first error or failover (absent would read as "not exported").
+        for site in sites:
+            for kind in FAILOVER_KINDS:
+                self.failovers.labels(site, kind)
+        for route in AGI_ROUTES:
+            self.agi_latency.labels(route)
+            for outcome in AGI_OUTCOMES:
+                self.agi_sessions.labels(route, outcome)
+        known = (
+            frozenset(
+                (site.name, queue_name(o.service, lang))
+                for site in config.sites
+                for o in site.offerings
+                for lang in o.languages
+            )
+            if config
+            else None
+        )
+        registry.register(_StateCollector(state, links, lambda: self.trunk_source(), known))
+
+    def set_trunk_source(self, trunks: TrunkSource) -> None:
+        """Read trunk health and breaker state from ``trunks`` at every scrape from now on."""
+        self.trunk_source = trunks
+
+    def failover(self, site: str, kind: str) -> None:
+        """Count one failover at ``site``; ``kind`` is one of FAILOVER_KINDS."""
+        label_site = site if not self._sites or site in self._sites else OTHER
+        self.failovers.labels(label_site, kind if kind in FAILOVER_KINDS else OTHER).inc()
+
+    def record_decision(self, receiving_site: str, decision: Decision) -> None:
+        """Count overflowed and after-hours calls; labels come from the decision only."""
+        labels = (
+            receiving_site or "unknown",
+            decision.site or "none",
+            decision.service or "none",
+            decision.language or "none",
+            decision.queue or "none",
+        )
+        if decision.outcome == AFTER_HOURS:
+            self.after_hours.labels(*labels, decision.action or "none").inc()
+        elif OVERFLOW_REASONS.intersection(decision.reasons):
+            self.overflowed.labels(*labels).inc()
 
     def agi_session_end(self, route: str, outcome: str, seconds: float) -> None:
         # Unknown paths would make the label unbounded: fold them into one value.
@@ -73,13 +249,31 @@ class BridgeMetrics:
 
 class _StateCollector(Collector):
     def __init__(
-        self, state: Callable[[], LiveState], links: Callable[[], Iterable[LinkSnapshot]]
+        self,
+        state: Callable[[], LiveState],
+        links: Callable[[], Iterable[LinkSnapshot]],
+        trunks: TrunkSource,
+        known_queues: frozenset[tuple[str, str]] | None,
     ) -> None:
         self._state = state
         self._links = links
+        self._trunks = trunks
+        self._known = known_queues
+
+    def _queue_label(self, site: str, queue: str) -> str:
+        # Queue names come from Asterisk: only configured ones become label values.
+        if self._known is None or (site, queue) in self._known:
+            return queue
+        return OTHER
 
     def collect(self) -> Iterable[GaugeMetricFamily | CounterMetricFamily]:
         st = self._state()
+        yield from self._sites(st)
+        yield from self._agents(st)
+        yield from self._trunk_families()
+        yield from self._link_families()
+
+    def _sites(self, st: LiveState) -> Iterable[GaugeMetricFamily]:
         site_up = GaugeMetricFamily(
             "ccbridge_site_up", "1 when the site's AMI link is up.", labels=["site"]
         )
@@ -94,7 +288,7 @@ class _StateCollector(Collector):
         )
         expected = GaugeMetricFamily(
             "ccbridge_queue_expected_wait_seconds",
-            "Expected wait for a new caller.",
+            "Expected wait for a new caller; -1 when nobody is logged in.",
             labels=["site", "queue"],
         )
         logged_in = GaugeMetricFamily(
@@ -112,14 +306,84 @@ class _StateCollector(Collector):
             site_up.add_metric([name], 1.0 if s.up else 0.0)
             drained.add_metric([name], 1.0 if s.drained else 0.0)
             synced.add_metric([name], 1.0 if s.synced else 0.0)
+            sums: dict[str, list[int]] = {}
             for qname, q in s.queues.items():
-                waiting.add_metric([name, qname], q.waiting)
-                e = ewt(q)
-                expected.add_metric([name, qname], e if e != float("inf") else -1.0)
-                logged_in.add_metric([name, qname], q.logged_in)
-                available.add_metric([name, qname], q.available)
-                paused.add_metric([name, qname], q.paused)
+                label = self._queue_label(name, qname)
+                row = sums.setdefault(label, [0, 0, 0, 0])
+                for i, v in enumerate((q.waiting, q.logged_in, q.available, q.paused)):
+                    row[i] += v
+                if label == qname:  # an expected wait of several queues means nothing
+                    e = ewt(q)
+                    expected.add_metric([name, qname], e if e != float("inf") else -1.0)
+            for label, (n_wait, n_in, n_avail, n_paused) in sorted(sums.items()):
+                waiting.add_metric([name, label], n_wait)
+                logged_in.add_metric([name, label], n_in)
+                available.add_metric([name, label], n_avail)
+                paused.add_metric([name, label], n_paused)
         yield from (site_up, drained, synced, waiting, expected, logged_in, available, paused)
+
+    def _agents(self, st: LiveState) -> Iterable[GaugeMetricFamily]:
+        by_queue = GaugeMetricFamily(
+            "ccbridge_queue_agents",
+            "Queue members by state (available, busy, paused, logged_out).",
+            labels=["site", "queue", "state"],
+        )
+        by_site = GaugeMetricFamily(
+            "ccbridge_site_agents",
+            "Distinct agents at the site by state, over all their queues.",
+            labels=["site", "state"],
+        )
+        q_occ = GaugeMetricFamily(
+            "ccbridge_queue_occupancy_ratio",
+            "Busy share of the queue's members that are ready to work (busy + available).",
+            labels=["site", "queue"],
+        )
+        s_occ = GaugeMetricFamily(
+            "ccbridge_site_occupancy_ratio",
+            "Busy share of the site's agents that are ready to work (busy + available).",
+            labels=["site"],
+        )
+        for name, s in st.sites.items():
+            queues: dict[str, dict[str, int]] = {
+                self._queue_label(name, q): dict.fromkeys(AGENT_STATES, 0) for q in s.queues
+            }
+            for (qname, _), m in s.members.items():
+                label = self._queue_label(name, qname)
+                queues.setdefault(label, dict.fromkeys(AGENT_STATES, 0))[agent_state(m)] += 1
+            for qname, counts in sorted(queues.items()):
+                for state in AGENT_STATES:
+                    by_queue.add_metric([name, qname, state], counts[state])
+                occ = occupancy(counts)
+                if occ is not None:
+                    q_occ.add_metric([name, qname], occ)
+            site_counts = dict.fromkeys(AGENT_STATES, 0)
+            for state in site_agent_states(s.members.values()).values():
+                site_counts[state] += 1
+            for state in AGENT_STATES:
+                by_site.add_metric([name, state], site_counts[state])
+            occ = occupancy(site_counts)
+            if occ is not None:
+                s_occ.add_metric([name], occ)
+        yield from (by_queue, by_site, q_occ, s_occ)
+
+    def _trunk_families(self) -> Iterable[GaugeMetricFamily]:
+        up = GaugeMetricFamily(
+            "ccbridge_trunk_up",
+            "1 when the trunk is usable.",
+            labels=["site", "trunk", "kind", "peer"],
+        )
+        breaker = GaugeMetricFamily(
+            "ccbridge_trunk_breaker_state",
+            "1 for the trunk's current circuit-breaker state (closed, open, half_open).",
+            labels=["site", "trunk", "state"],
+        )
+        for t in self._trunks():
+            up.add_metric([t.site, t.name, t.kind, t.peer or "none"], 1.0 if t.up else 0.0)
+            for state in BREAKER_STATES:
+                breaker.add_metric([t.site, t.name, state], 1.0 if t.breaker == state else 0.0)
+        yield from (up, breaker)
+
+    def _link_families(self) -> Iterable[CounterMetricFamily]:
         reconnects = CounterMetricFamily(
             "ccbridge_ami_reconnects", "AMI reconnection attempts.", labels=["site"]
         )

@@ -1,0 +1,143 @@
+"""Contact-centre KPIs (offered, answered, abandoned, wait, talk) counted from AMI queue events."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from ccbridge.config.model import Config, queue_name
+
+# Seconds. Dense where service-level thresholds usually sit (10-60 s) so quantiles are
+# meaningful there; the exact "within threshold" share comes from its own counter.
+WAIT_BUCKETS = (1.0, 5.0, 10.0, 15.0, 20.0, 30.0, 45.0, 60.0, 90.0, 120.0, 180.0, 300.0, 600.0)
+TALK_BUCKETS = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 180.0, 300.0, 600.0, 900.0, 1800.0, 3600.0)
+
+OTHER = "other"  # label value for a queue or site the config does not know: keeps labels bounded
+QUEUE_LABELS = ("site", "service", "language", "queue")
+
+
+@dataclass(frozen=True, slots=True)
+class QueueInfo:
+    """What the config says about one queue at one site."""
+
+    service: str
+    language: str
+    servicelevel: int  # seconds: an answer within this counts towards the service level
+
+
+def queue_index(config: Config) -> dict[tuple[str, str], QueueInfo]:
+    """(site, queue) -> service, language and service-level threshold, for every offering."""
+    out: dict[tuple[str, str], QueueInfo] = {}
+    for site in config.sites:
+        for o in site.offerings:
+            for lang in o.languages:
+                info = QueueInfo(o.service, lang, o.queue.servicelevel)
+                out[(site.name, queue_name(o.service, lang))] = info
+    return out
+
+
+def _seconds(event: Mapping[str, str], key: str) -> float | None:
+    try:
+        value = float(event[key])
+    except (KeyError, ValueError):
+        return None
+    return value if value >= 0 else None
+
+
+class KpiTracker:
+    """Counts queue KPIs per (site, service, language, queue) from every site's AMI events."""
+
+    def __init__(self, config: Config, registry: CollectorRegistry) -> None:
+        self._queues = queue_index(config)
+        self._sites = frozenset(s.name for s in config.sites)
+        labels = list(QUEUE_LABELS)
+        self.offered = Counter(
+            "ccbridge_calls_offered_total",
+            "Calls that joined a queue (QueueCallerJoin).",
+            labels,
+            registry=registry,
+        )
+        self.answered = Counter(
+            "ccbridge_calls_answered_total",
+            "Queue calls an agent answered (AgentConnect).",
+            labels,
+            registry=registry,
+        )
+        self.answered_in_sl = Counter(
+            "ccbridge_calls_answered_within_sl_total",
+            "Queue calls answered within the queue's service-level threshold.",
+            labels,
+            registry=registry,
+        )
+        self.abandoned = Counter(
+            "ccbridge_calls_abandoned_total",
+            "Callers who hung up while waiting in a queue (QueueCallerAbandon).",
+            labels,
+            registry=registry,
+        )
+        self.wait = Histogram(
+            "ccbridge_queue_wait_seconds",
+            "Time in queue until answered or abandoned.",
+            [*labels, "outcome"],
+            buckets=WAIT_BUCKETS,
+            registry=registry,
+        )
+        self.talk = Histogram(
+            "ccbridge_queue_talk_seconds",
+            "Talk time of completed queue calls (AgentComplete).",
+            labels,
+            buckets=TALK_BUCKETS,
+            registry=registry,
+        )
+        threshold = Gauge(
+            "ccbridge_queue_service_level_threshold_seconds",
+            "The queue's configured service-level threshold (queues.conf servicelevel).",
+            labels,
+            registry=registry,
+        )
+        # Every configured queue exists from the first scrape, at zero: a dashboard then
+        # tells "no calls" (0) from "not exported" (no data), and rates start cleanly.
+        for (site, queue), info in self._queues.items():
+            key = (site, info.service, info.language, queue)
+            for counter in (self.offered, self.answered, self.answered_in_sl, self.abandoned):
+                counter.labels(*key)
+            self.wait.labels(*key, "answered")
+            self.wait.labels(*key, "abandoned")
+            self.talk.labels(*key)
+            threshold.labels(*key).set(info.servicelevel)
+
+    def _key(self, site: str, event: Mapping[str, str]) -> tuple[tuple[str, ...], QueueInfo | None]:
+        queue = event.get("Queue", "")
+        info = self._queues.get((site, queue))
+        if info is None:
+            # Only configured names become labels: anything else is folded into one series.
+            return (site if site in self._sites else OTHER, OTHER, OTHER, OTHER), None
+        return (site, info.service, info.language, queue), info
+
+    def on_event(self, site: str, event: Mapping[str, str]) -> None:
+        """An event listener for Bridge.event_listeners: (site, AMI event)."""
+        name = event.get("Event")
+        if name == "QueueCallerJoin":
+            self.offered.labels(*self._key(site, event)[0]).inc()
+        elif name == "AgentConnect":
+            key, info = self._key(site, event)
+            self.answered.labels(*key).inc()
+            hold = _seconds(event, "HoldTime")
+            if hold is not None:
+                self.wait.labels(*key, "answered").observe(hold)
+                # app_queue counts "completed within service level" with <= too.
+                if info is not None and hold <= info.servicelevel:
+                    self.answered_in_sl.labels(*key).inc()
+        elif name == "AgentComplete":
+            key, _ = self._key(site, event)
+            talk = _seconds(event, "TalkTime")
+            if talk is not None:
+                self.talk.labels(*key).observe(talk)
+        elif name == "QueueCallerAbandon":
+            key, _ = self._key(site, event)
+            self.abandoned.labels(*key).inc()
+            hold = _seconds(event, "HoldTime")
+            if hold is not None:
+                self.wait.labels(*key, "abandoned").observe(hold)
