@@ -7,19 +7,22 @@ import contextlib
 import logging
 import signal
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
+from ccbridge import variables
 from ccbridge.agi.handlers import make_route_handler
 from ccbridge.agi.server import FastAgiServer, SessionOutcome
-from ccbridge.ami.client import LinkState, SiteDownError, SiteLink
+from ccbridge.ami.client import AmiError, LinkState, SiteLink
 from ccbridge.clock import Clock
 from ccbridge.config.model import Config
 from ccbridge.http.app import build_app
 from ccbridge.kpi import KpiTracker
 from ccbridge.logs import ctx
 from ccbridge.metrics import BridgeMetrics, LinkSnapshot
+from ccbridge.routing import trunks as trunk_health
 from ccbridge.routing.engine import CallRequest, Decision, Router, remember
 from ccbridge.routing.state import (
     LiveState,
@@ -27,6 +30,7 @@ from ccbridge.routing.state import (
     begin_sync,
     complete_sync,
     initial_state,
+    set_drained,
     set_site_up,
 )
 
@@ -62,6 +66,10 @@ class Bridge:
             self.registry, lambda: self.state, self._link_snapshots, config=config
         )
         self.links: dict[str, SiteLink] = {}
+        self.trunk_policy = trunk_health.BreakerPolicy()
+        self.trunks: dict[str, trunk_health.TrunkHealth] = {
+            t.name: trunk_health.TrunkHealth(t.name) for t in config.trunks
+        }
         # Other parts (KPIs, trunk health, agents) subscribe to every AMI event here.
         self.event_listeners: list[Callable[[str, Mapping[str, str]], None]] = []
         self.kpi = KpiTracker(config, self.registry)
@@ -69,7 +77,9 @@ class Bridge:
         self._connected_once: set[str] = set()
         self._sync_tasks: set[asyncio.Task[None]] = set()
         self.agi = FastAgiServer(
-            {"route": make_route_handler(self.decide, self._on_decision)},
+            {
+                "route": make_route_handler(self.decide, self._on_decision),
+            },
             config.bridge.agi_listen.host,
             config.bridge.agi_listen.port,
             max_sessions=config.bridge.max_agi_sessions,
@@ -81,6 +91,7 @@ class Bridge:
 
     # -- routing -------------------------------------------------------------------
     def decide(self, call: CallRequest) -> Decision:
+        self._refresh_trunks()
         decision = self.router.decide(call, self.state, self.clock.now())
         self.state = remember(self.state, decision)
         return decision
@@ -102,8 +113,13 @@ class Bridge:
 
     # -- AMI -----------------------------------------------------------------------
     def _on_event(self, site: str, event: Mapping[str, str]) -> None:
-        if event.get("Event") in STATE_EVENTS:
+        name = event.get("Event")
+        if name in STATE_EVENTS:
             self.state = apply_event(self.state, site, event, self.clock.time())
+        elif name == "UserEvent" and event.get("UserEvent") == variables.EVENT_TRUNK_RESULT:
+            self._on_trunk_result(event.get("Trunk", ""), event.get("DialStatus", ""))
+        elif name == "ContactStatus":
+            self._on_contact_status(event.get("AOR", ""), event.get("ContactStatus", ""))
         for listener in self.event_listeners:
             try:
                 listener(site, event)
@@ -126,16 +142,73 @@ class Bridge:
         self.state = begin_sync(self.state, site)
         try:
             events = await link.action("QueueStatus", {}, as_list=True)
-        except (SiteDownError, TimeoutError) as exc:
-            log.warning("queue sync failed: %s", exc, extra=ctx(site=site))
-            return
+        except (AmiError, TimeoutError) as exc:
+            # E.g. a site still booting (AMI answers before app_queue is loaded): raising
+            # makes the link reconnect with backoff and sync again.
+            log.warning("queue sync failed, will retry: %s", exc, extra=ctx(site=site))
+            raise
         now = self.clock.time()
         for ev in events:
             self.state = apply_event(self.state, site, dict(ev.items()), now)
         self.state = complete_sync(self.state, site)
+        await self._sync_contacts(link)
         log.info(
             "queue state synced", extra=ctx(site=site, queues=len(self.state.sites[site].queues))
         )
+
+    # -- trunks ----------------------------------------------------------------------
+    def _on_trunk_result(self, trunk: str, status: str) -> None:
+        h = self.trunks.get(trunk)
+        if h is None:
+            return
+        after = trunk_health.record_dial(h, status, self.clock.time(), self.trunk_policy)
+        self.trunks[trunk] = after
+        if status.upper() in trunk_health.FAILOVER_STATUSES:
+            log.warning("trunk failed over", extra=ctx(trunk=trunk, dialstatus=status))
+        if after.breaker is not h.breaker:
+            log.warning("trunk breaker %s", after.breaker.value, extra=ctx(trunk=trunk))
+        self._refresh_trunks()
+
+    def _on_contact_status(self, aor: str, status: str) -> None:
+        h = self.trunks.get(aor)
+        if h is None:
+            return
+        after = trunk_health.record_contact(h, status)
+        if after.reachable != h.reachable:
+            log.info("trunk %s", status.lower(), extra=ctx(trunk=aor))
+        self.trunks[aor] = after
+        self._refresh_trunks()
+
+    def _refresh_trunks(self) -> None:
+        bad = trunk_health.unhealthy(self.trunks, self.clock.time(), self.trunk_policy)
+        if bad != self.state.unhealthy_trunks:
+            self.state = replace(self.state, unhealthy_trunks=bad)
+
+    # -- drain ---------------------------------------------------------------------
+    def set_drained(self, site: str, drained: bool) -> None:
+        """Take a site out of routing for maintenance; its calls in progress go on."""
+        self.state = set_drained(self.state, site, drained)
+        log.warning("site %s", "drained" if drained else "undrained", extra=ctx(site=site))
+
+    async def _sync_contacts(self, link: SiteLink) -> None:
+        """Trunk reachability as qualify sees it now; ContactStatus events keep it current.
+
+        PJSIPShowContacts lists only registered contacts, not a trunk's static one, so
+        each of the site's trunks is asked with PJSIPShowEndpoint (ContactStatusDetail).
+        """
+        for trunk in self.config.trunks:
+            if trunk.site != link.site_name:
+                continue
+            try:
+                reply = await link.action(
+                    "PJSIPShowEndpoint", {"Endpoint": trunk.name}, as_list=True
+                )
+            except (AmiError, TimeoutError) as exc:
+                log.warning("trunk status unknown: %s", exc, extra=ctx(trunk=trunk.name))
+                continue
+            for ev in reply:
+                if ev.get("Event") == "ContactStatusDetail" and ev.get("AOR") == trunk.name:
+                    self._on_contact_status(trunk.name, ev.get("Status", ""))
 
     def _link_snapshots(self) -> list[LinkSnapshot]:
         return [
@@ -193,6 +266,8 @@ class Bridge:
 
     async def stop(self) -> None:
         await self.agi.stop()
+        if self.selfservice is not None:
+            await self.selfservice.close()
         for link in self.links.values():
             await link.stop()
         if self._runner is not None:

@@ -19,10 +19,26 @@ AFTER_HOURS = "CCB_AFTER_HOURS"  # voicemail | callback | closed
 DID = "CCB_DID"  # the number the caller dialled, carried across sites in a SIP header
 FALLBACK = "CCB_FALLBACK"  # 1 when the static fallback route took the call
 IVR_LANGUAGE = "CCB_IVR_LANGUAGE"  # the language picked in an IVR menu
+IVR_SERVICE = "CCB_IVR_SERVICE"  # the service picked in an IVR menu (the number's until then)
+IVR_TRIES = "CCB_IVR_TRIES"  # invalid keys and timeouts so far in the current menu
+LOOKUP_DIGITS = "CCB_LOOKUP_DIGITS"  # what the caller keyed in for a self-service lookup
+
+# Set by the bridge's `lookup` FastAGI handler (dialplans/ivr.conf.j2 reads them).
+LOOKUP_RESULT = "CCB_LOOKUP_RESULT"  # LOOKUP_OK or LOOKUP_FAILED; empty: the bridge is down
+LOOKUP_ANSWER = "CCB_LOOKUP_ANSWER"  # one of the lookup's configured answers, or "default"
+LOOKUP_SAY = "CCB_LOOKUP_SAY"  # digits to read back with SayDigits, may be empty
+LOOKUP_OK = "ok"
+LOOKUP_FAILED = "failed"
+LOOKUP_DEFAULT_ANSWER = "default"
+EVENT_IVR = "CcbIvr"  # UserEvent: Menu, Step (option key | invalid | timeout | final), Site
+EVENT_LOOKUP = "CcbLookup"  # UserEvent: Lookup, Result, Answer, Site
 
 # SIP headers that carry the call's context from the receiving site to the target site.
 HEADER_DID = "X-CCB-DID"
 HEADER_LANGUAGE = "X-CCB-Lang"
+
+# AMI UserEvents the dialplan sends to the bridge.
+EVENT_TRUNK_RESULT = "CcbTrunkResult"  # Trunk, DialStatus, Site: one per trunk attempt
 
 # Route kinds (values of CCB_ROUTE).
 ROUTE_QUEUE = "queue"  # a queue at the receiving site

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 from prometheus_client.aiohttp import make_aiohttp_handler
 
+from ccbridge.routing import trunks as trunk_health
 from ccbridge.routing.engine import CallRequest
 from ccbridge.routing.state import ewt
 
@@ -188,6 +189,51 @@ async def route_preview(request: web.Request) -> web.Response:
     return web.json_response({"at": now.isoformat(), "decision": decision.as_dict()})
 
 
+def _site_name(request: web.Request) -> str:
+    name = request.match_info["name"]
+    bridge = request.app[BRIDGE]
+    if name not in {s.name for s in bridge.config.sites}:
+        raise ApiError(404, "no-such-site", f"no site named {name!r}", site=name)
+    return name
+
+
+async def drain(request: web.Request) -> web.Response:
+    require_token(request)
+    name = _site_name(request)
+    request.app[BRIDGE].set_drained(name, True)
+    return web.json_response({"site": name, "drained": True})
+
+
+async def undrain(request: web.Request) -> web.Response:
+    require_token(request)
+    name = _site_name(request)
+    request.app[BRIDGE].set_drained(name, False)
+    return web.json_response({"site": name, "drained": False})
+
+
+async def trunks(request: web.Request) -> web.Response:
+    bridge = request.app[BRIDGE]
+    now = bridge.clock.time()
+    out = []
+    for t in bridge.config.trunks:
+        h = trunk_health.at(bridge.trunks[t.name], now, bridge.trunk_policy)
+        out.append(
+            {
+                "name": t.name,
+                "site": t.site,
+                "kind": t.kind.value,
+                "peer": t.peer_site,
+                "order": t.order,
+                "reachable": h.reachable,
+                "breaker": h.breaker.value,
+                "usable": trunk_health.usable(h, now, bridge.trunk_policy),
+                "failed_total": h.failed_total,
+                "answered_total": h.answered_total,
+            }
+        )
+    return web.json_response({"trunks": out})
+
+
 def _receiving_site(bridge: Bridge, did: str) -> str:
     number = bridge.config.number(did)
     return number.site if number else (bridge.config.sites[0].name if bridge.config.sites else "")
@@ -202,4 +248,7 @@ def build_app(bridge: Bridge) -> web.Application:
     app.router.add_get("/api/v1/sites", sites)
     app.router.add_get("/api/v1/queues", queues)
     app.router.add_post("/api/v1/route/preview", route_preview)
+    app.router.add_get("/api/v1/trunks", trunks)
+    app.router.add_post("/api/v1/sites/{name}/drain", drain)
+    app.router.add_post("/api/v1/sites/{name}/undrain", undrain)
     return app

@@ -30,16 +30,16 @@ def start_agents(lab: Lab) -> list[Agent]:
 
 def start_bridge(lab: Lab, extra_env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
     lab.log_dir.mkdir(parents=True, exist_ok=True)
-    log = open(lab.log_dir / "bridge.log", "ab")  # noqa: SIM115 - owned by the child
     env = {**os.environ, **(extra_env or {})}
-    return subprocess.Popen(
-        [sys.executable, "-m", "ccbridge.cli", "run", lab.config.source],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        env=env,
-        start_new_session=True,
-    )
+    with open(lab.log_dir / "bridge.log", "ab") as log:  # the child keeps its own copy
+        return subprocess.Popen(
+            [sys.executable, "-m", "ccbridge.cli", "run", lab.config.source],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            start_new_session=True,
+        )
 
 
 def http_json(url: str, body: dict[str, object] | None = None, timeout: float = 2.0) -> object:

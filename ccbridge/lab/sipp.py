@@ -48,14 +48,27 @@ def _port_for(sip_port: int) -> int:
 
 
 class Agent:
-    """A SIPp UAS answering as one queue member's phone at ``contact`` (sip:agent@IP:PORT)."""
+    """A SIPp UAS answering as one queue member's phone at ``contact`` (sip:agent@IP:PORT).
+
+    Other scenarios make it a carrier or trunk far end: ``carrier_answer.xml`` (answers
+    qualify and calls), ``carrier_503.xml`` (answers qualify, rejects calls with 503).
+    """
 
     def __init__(
-        self, host: str, port: int, *, max_seconds: float = 600.0, workdir: Path | None = None
+        self,
+        host: str,
+        port: int,
+        *,
+        max_seconds: float = 600.0,
+        workdir: Path | None = None,
+        scenario: str = "agent.xml",
+        keys: dict[str, str] | None = None,
     ) -> None:
         self.host = host
         self.port = port
         self.max_seconds = max_seconds
+        self.scenario = scenario
+        self.keys = keys or {}
         self.workdir = workdir or Path(tempfile.mkdtemp(prefix="ccb-agent-"))
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -69,7 +82,8 @@ class Agent:
         cmd = [
             sipp_binary(),
             "-sf",
-            str(SCENARIOS / "agent.xml"),
+            str(SCENARIOS / self.scenario),
+            *[arg for k, val in self.keys.items() for arg in ("-key", k, val)],
             "-i",
             self.host,
             "-p",
@@ -92,8 +106,21 @@ class Agent:
             cwd=self.workdir,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
             start_new_session=True,
+        )
+        # SIPp exits at once on a bad scenario or a port in use: say so here, not later
+        # as a mysteriously unreachable agent.
+        try:
+            rc = self.proc.wait(0.2)
+        except subprocess.TimeoutExpired:
+            if self.proc.stderr is not None:
+                self.proc.stderr.close()
+            return
+        err = self.proc.stderr.read().decode(errors="replace") if self.proc.stderr else ""
+        self.proc = None
+        raise SippError(
+            f"SIPp {self.scenario} on {self.host}:{self.port} exited ({rc}): {err[-500:]}"
         )
 
     def stop(self) -> None:

@@ -211,6 +211,16 @@ class Lab:
             self.wait_ami(site, timeout=max(5.0, timeout - (time.monotonic() - t1)))
         return {"build": build, "start": time.monotonic() - t1, "total": time.monotonic() - t0}
 
+    def reconfigure(self, config: Config, timeout: float = 30.0) -> None:
+        """Restart every site with another config (a test's variant of the same sites)."""
+        for site in self.config.sites:
+            self.stop_site(site)
+        self.config = config
+        for site in config.sites:
+            self.start_site(site)
+        for site in config.sites:
+            self.wait_ami(site, timeout)
+
     def wait_ami(self, site: Site, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
         last = "no answer"
@@ -220,6 +230,10 @@ class Lab:
                 raise LabError(f"site {site.name}: Asterisk exited during start-up\n{tail}")
             try:
                 if ami_login_ok(site, timeout=2.0):
+                    # AMI answers before every module is loaded: wait for the full boot.
+                    self.cli(
+                        site, "core waitfullybooted", timeout=max(1.0, deadline - time.monotonic())
+                    )
                     return
                 last = "login refused"
             except OSError as exc:
@@ -230,8 +244,11 @@ class Lab:
     def down(self) -> None:
         for site in self.config.sites:
             self.stop_site(site)
-        # Leave no process behind, even from an earlier lab whose pid files are gone.
-        for pid in processes_in(self.root) if not self.system else []:
+        # Leave no process behind, even from an earlier lab whose pid files are gone:
+        # Asterisks in the root, and SIPp agents whose stats go to this lab's logs.
+        strays = [] if self.system else processes_in(self.root)
+        strays += processes_mentioning(str(self.log_dir), "sipp")
+        for pid in strays:
             _signal(pid, signal.SIGCONT)
             _signal(pid, signal.SIGKILL)
 
@@ -286,6 +303,21 @@ def processes_in(root: Path) -> list[int]:
                 found.append(int(entry.name))
         except OSError:
             continue
+    return found
+
+
+def processes_mentioning(text: str, program: str) -> list[int]:
+    """PIDs of ``program`` processes whose command line contains ``text``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if argv and argv[0].endswith(program.encode()) and any(text.encode() in a for a in argv):
+            found.append(int(entry.name))
     return found
 
 

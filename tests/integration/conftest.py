@@ -61,16 +61,21 @@ def lab(lab_config: Config) -> Iterator[Lab]:
 def agents(lab: Lab) -> Iterator[dict[str, Agent]]:
     """A SIPp UAS for every configured agent, answering for the whole session."""
     started: dict[str, Agent] = {}
+    by_contact: dict[str, Agent] = {}
     for site in lab.config.sites:
         for a in site.agents:
-            agent = Agent.from_contact(a.contact, max_seconds=1800, workdir=lab.log_dir)
-            agent.start()
+            # One phone may be a member at several sites (a roaming agent): one UAS each.
+            agent = by_contact.get(a.contact)
+            if agent is None:
+                agent = Agent.from_contact(a.contact, max_seconds=1800, workdir=lab.log_dir)
+                agent.start()
+                by_contact[a.contact] = agent
             started[a.name] = agent
     time.sleep(0.3)
     try:
         yield started
     finally:
-        for agent in started.values():
+        for agent in by_contact.values():
             agent.stop()
 
 
