@@ -192,3 +192,49 @@ async def _until(predicate: object, seconds: float) -> None:
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {seconds}s")
         await asyncio.sleep(0.05)
+
+
+async def test_a_failing_route_handler_sends_the_call_to_the_static_fallback(
+    lab: Lab, agents: dict[str, Agent], bridge_at: BridgeFactory
+) -> None:
+    """The server answers FAILURE on a handler error: Asterisk sets AGISTATUS=FAILURE."""
+    from tests.integration.conftest import AmiRecorder
+
+    async with bridge_at(WEDNESDAY_MORNING) as bridge:
+        recorder = AmiRecorder(bridge.config)
+        await recorder.start()
+
+        def broken(*args: object) -> object:
+            raise RuntimeError("routing blew up")
+
+        bridge.router.decide = broken  # type: ignore[method-assign]
+        try:
+            # A Bengali caller: the bridge would send it to dhaka; the fallback keeps it
+            # at bangalore in the number's language (orders-hi).
+            result = await asyncio.to_thread(
+                place_calls,
+                "127.0.1.1:5060",
+                "+918000000001",
+                caller="+8801712345678",
+                calls=2,
+                rate=2,
+                duration_ms=300,
+                max_seconds=20,
+                local_port=6250,
+            )
+            assert result.ok, result.output[-2000:]
+            await recorder.wait_for(
+                lambda: (
+                    sum(
+                        1
+                        for e in recorder.named("QueueCallerJoin", "bangalore")
+                        if e.get("Queue") == "orders-hi"
+                    )
+                    >= 2
+                ),
+                what="fallback queue at bangalore",
+            )
+            assert recorder.named("QueueCallerJoin", "dhaka") == []
+            assert bridge.agi.stats.errors_total["handler_error"] >= 2
+        finally:
+            await recorder.stop()
