@@ -160,6 +160,10 @@ def build_parser() -> argparse.ArgumentParser:
     lab.add_argument("--calls", type=int, default=6, help="demo: how many calls to place")
     lab.add_argument("--once", action="store_true", help="demo: stop after the calls")
     lab.set_defaults(func=cmd_lab)
+
+    from ccbridge.loadtest.cli import add_parser as add_loadtest
+
+    add_loadtest(sub, str(DEFAULT_LAB_CONFIG))
     return p
 
 

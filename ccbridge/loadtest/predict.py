@@ -1,0 +1,99 @@
+"""Where the routing engine says the same calls go, at the same instants, faults included.
+
+The predicted state is the lab at rest: every site up and synced, every configured agent
+logged in and free. A site is down from when the bridge can notice a kill or hang until
+its hold-off after recovery has passed, and drained while a drain lasts. Queue load the
+calls themselves build up is not modelled: overflow under load shows as a difference.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
+
+from ccbridge.config.model import Config
+from ccbridge.loadtest.options import CallerGroup
+from ccbridge.loadtest.timeline import Fault, FaultKind
+from ccbridge.routing.engine import CallRequest, Decision, Router
+from ccbridge.routing.state import LiveState, QueueLoad, SiteState
+
+Key = tuple[str, str]  # (site, queue) or ("-", outcome) when no queue takes the call
+
+
+def rest_state(config: Config, ts: float, down: set[str], drained: set[str]) -> LiveState:
+    sites: dict[str, SiteState] = {}
+    for site in config.sites:
+        members: Counter[str] = Counter(q for a in site.agents for q in a.queues)
+        queues = {
+            q: QueueLoad(logged_in=n, available=n, paused=0, waiting=0, member_count=n)
+            for q, n in members.items()
+        }
+        up = site.name not in down
+        sites[site.name] = SiteState(
+            site.name,
+            up=up,
+            drained=site.name in drained,
+            up_since=ts - 86_400 if up else None,
+            synced=up,
+            queues=queues,
+        )
+    return LiveState(sites=sites, synced=True)
+
+
+def fault_sets(config: Config, faults: Sequence[Fault], t: float) -> tuple[set[str], set[str]]:
+    """(down sites, drained sites) as the bridge sees them ``t`` seconds into the run."""
+    down: set[str] = set()
+    drained: set[str] = set()
+    for f in faults:
+        if f.kind in (FaultKind.KILL_SITE, FaultKind.HANG_SITE):
+            ami = config.site(f.target).ami
+            # a kill closes the AMI socket at once; a hang waits for the Ping deadline
+            notice = 0.0 if f.kind is FaultKind.KILL_SITE else ami.ping_interval + ami.ping_timeout
+            if f.at + notice <= t < f.ends + config.routing.site_holdoff:
+                down.add(f.target)
+        elif f.kind is FaultKind.DRAIN_SITE and f.at <= t < f.ends:
+            drained.add(f.target)
+    return down, drained
+
+
+NO_QUEUE: Key = ("-", "no queue")  # after hours closed, rejected, or never reached a queue
+
+
+def key(decision: Decision) -> Key:
+    if decision.queue is not None and decision.site is not None:
+        return (decision.site, decision.queue)
+    return NO_QUEUE
+
+
+def predict(
+    config: Config,
+    groups: Sequence[CallerGroup],
+    placed: Mapping[int, Mapping[int, int]],
+    at: datetime,
+    faults: Sequence[Fault] = (),
+) -> Counter[Key]:
+    """Sum of decisions for ``placed[group index][second] = calls`` from the run's stats."""
+    router = Router(config)
+    out: Counter[Key] = Counter()
+    for gi, per_second in placed.items():
+        g = groups[gi]
+        call = CallRequest(g.did, g.caller, g.site, g.language, g.service)
+        for t, n in per_second.items():
+            if n <= 0:
+                continue
+            now = at + timedelta(seconds=t)
+            down, drained = fault_sets(config, faults, t)
+            decision = router.decide(call, rest_state(config, now.timestamp(), down, drained), now)
+            out[key(decision)] += n
+    return out
+
+
+def compare(predicted: Counter[Key], observed: Counter[Key]) -> list[dict[str, object]]:
+    """One row per (site, queue): predicted, observed and their difference, biggest first."""
+    rows = []
+    for k in set(predicted) | set(observed):
+        p, o = predicted.get(k, 0), observed.get(k, 0)
+        rows.append({"site": k[0], "queue": k[1], "predicted": p, "observed": o, "diff": o - p})
+    rows.sort(key=lambda r: (-int(str(r["predicted"])), str(r["site"]), str(r["queue"])))
+    return rows

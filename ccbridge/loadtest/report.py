@@ -1,0 +1,242 @@
+"""The load test's report: one JSON document, the same as Markdown, and the chart beside them."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from ccbridge.loadtest.stats import FailedCall, Series
+from ccbridge.loadtest.timeline import Fault, FaultKind
+
+SITE_FAULTS = (FaultKind.KILL_SITE, FaultKind.HANG_SITE)
+
+
+@dataclass(frozen=True, slots=True)
+class FailedCallReport:
+    """A failed call, why it failed, and whether the bridge could have saved it."""
+
+    t: float  # seconds since the run started
+    group: str
+    call_id: str
+    cause: str
+    fault: str | None  # the fault active around that moment
+    saveable: bool
+    why: str
+    bridge_log: tuple[str, ...] = ()  # bridge warnings/errors within a second or two
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "t": round(self.t, 3),
+            "group": self.group,
+            "call_id": self.call_id,
+            "cause": self.cause,
+            "fault": self.fault,
+            "saveable": self.saveable,
+            "why": self.why,
+            "bridge_log": list(self.bridge_log),
+        }
+
+
+def classify(
+    t: float,
+    receiving_site: str,
+    target_sites: Sequence[str],
+    faults: Sequence[Fault],
+    talk_s: float,
+    grace: float = 5.0,
+) -> tuple[Fault | None, bool, str]:
+    """(active fault, saveable, why) for a call that failed ``t`` s into the run.
+
+    No routing can save a call whose own Asterisk died (it was delivered to a dead PBX),
+    nor one in progress at a site that died under it. Everything else — bridge restarts,
+    drains, dead carriers, other sites failing — the bridge is there to survive.
+    """
+    window = talk_s + grace  # a call failing at t may have started this long before
+    for f in faults:
+        if f.kind not in SITE_FAULTS:
+            continue
+        if f.target == receiving_site and f.at - grace <= t <= f.ends + grace:
+            return f, False, f"its receiving site {f.target} was down ({f.kind.value})"
+        if f.target in target_sites and f.at <= t <= f.at + window:
+            return f, False, f"in progress at {f.target} when it went down ({f.kind.value})"
+    active = None
+    for f in faults:
+        if f.at - grace <= t <= f.ends + window:
+            active = f
+    if active is not None:
+        return active, True, f"failed during {active.label}: the bridge should have saved it"
+    return None, True, "no fault active: a failure of the system under test"
+
+
+_TS = re.compile(r"^ts=(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?)Z")
+
+
+def bridge_lines_near(lines: Sequence[str], epoch: float, within: float = 2.0) -> tuple[str, ...]:
+    """The bridge's warning and error lines logged within ``within`` s of ``epoch``."""
+    out = []
+    for line in lines:
+        if "level=warning" not in line and "level=error" not in line:
+            continue
+        m = _TS.match(line)
+        if m is None:
+            continue
+        ts = datetime.fromisoformat(m.group(1) + "+00:00").timestamp()
+        if abs(ts - epoch) <= within:
+            out.append(line[:300])
+    return tuple(out[:5])
+
+
+@dataclass
+class Report:
+    """Everything a run measured; ``as_dict`` is the JSON written to report.json."""
+
+    plan: dict[str, Any]
+    series: Series
+    faults: list[dict[str, object]]
+    failed_calls: list[FailedCallReport]
+    distribution: list[dict[str, object]]
+    groups: list[dict[str, object]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def totals(self) -> dict[str, int]:
+        created, ok, failed = self.series.totals
+        saveable = sum(1 for f in self.failed_calls if f.saveable)
+        return {
+            "placed": created,
+            "successful": ok,
+            "failed": failed,
+            "failed_saveable": saveable,
+            "failed_unsaveable": len(self.failed_calls) - saveable,
+            "failed_unexplained": max(0, failed - len(self.failed_calls)),
+        }
+
+    @property
+    def mean_rate(self) -> float:
+        """Calls placed per second over the seconds in which calls were placed."""
+        busy = [s.created for s in self.series.seconds if s.created]
+        return sum(busy) / len(busy) if busy else 0.0
+
+    @property
+    def peak_rate(self) -> float:
+        secs = [s.created for s in self.series.seconds]
+        return float(max(secs)) if secs else 0.0
+
+    def as_dict(self) -> dict[str, object]:
+        rts = [s.response_ms for s in self.series.seconds if s.response_ms is not None]
+        return {
+            "plan": self.plan,
+            "totals": self.totals,
+            "mean_calls_per_s": round(self.mean_rate, 2),
+            "peak_calls_per_s": self.peak_rate,
+            "response_ms_mean": round(sum(rts) / len(rts), 2) if rts else None,
+            "response_ms_max_second": round(max(rts), 2) if rts else None,
+            "faults": self.faults,
+            "failed_calls": [f.as_dict() for f in self.failed_calls],
+            "distribution": self.distribution,
+            "groups": self.groups,
+            "seconds": [
+                {
+                    "t": s.t,
+                    "created": s.created,
+                    "successful": s.successful,
+                    "failed": s.failed,
+                    "open": s.current,
+                    "response_ms": round(s.response_ms, 2) if s.response_ms else None,
+                }
+                for s in self.series.seconds
+            ],
+            "notes": self.notes,
+        }
+
+    def markdown(self, chart_name: str | None = "report.png") -> str:
+        d = self.as_dict()
+        t = self.totals
+        p = self.plan
+        out = [
+            "# ccbridge load test",
+            "",
+            f"Rate {p['rate']} calls/s for {p['duration']} s (ramp {p['ramp']} s), "
+            f"talk {p['talk_ms']} ms, {len(self.groups)} caller groups, clock {p['at']}.",
+            "",
+            "| placed | successful | failed | saveable failures | mean / peak calls/s "
+            "| mean INVITE->200 ms |",
+            "|---:|---:|---:|---:|---:|---:|",
+            f"| {t['placed']} | {t['successful']} | {t['failed']} | {t['failed_saveable']} "
+            f"| {self.mean_rate:.1f} / {self.peak_rate:.0f} | {d['response_ms_mean']} |",
+            "",
+        ]
+        if chart_name:
+            out += [f"![calls/s, failures, response time]({chart_name})", ""]
+        out += ["## Faults", ""]
+        if self.faults:
+            out += ["| kind | target | planned at s | started s | recovered s | notes |"]
+            out += ["|---|---|---:|---:|---:|---|"]
+            for f in self.faults:
+                raw = f.get("notes")
+                notes = "; ".join(str(n) for n in (raw if isinstance(raw, list) else [])) + (
+                    f" ERROR {f['error']}" if f.get("error") else ""
+                )
+                out.append(
+                    f"| {f['kind']} | {f['target']} | {f['planned_at']} | {_n(f['started'])} "
+                    f"| {_n(f['recovered'])} | {notes} |"
+                )
+        else:
+            out.append("None.")
+        out += ["", "## Where calls went: routing engine prediction vs observed", ""]
+        out += ["Observed = QueueCallerJoin events per site and queue over AMI.", ""]
+        out += ["| site | queue | predicted | observed | diff |", "|---|---|---:|---:|---:|"]
+        for r in self.distribution:
+            out.append(
+                f"| {r['site']} | {r['queue']} | {r['predicted']} | {r['observed']} "
+                f"| {int(str(r['diff'])):+d} |"
+            )
+        out += ["", "## Caller groups", ""]
+        out += ["| group | rate | placed | successful | failed |", "|---|---:|---:|---:|---:|"]
+        for g in self.groups:
+            out.append(
+                f"| {g['label']} | {g['rate']} | {g['placed']} | {g['successful']} "
+                f"| {g['failed']} |"
+            )
+        out += ["", f"## Failed calls ({len(self.failed_calls)})", ""]
+        if self.failed_calls:
+            out += ["| t s | group | cause | fault | saveable | why |"]
+            out += ["|---:|---|---|---|---|---|"]
+            for fc in self.failed_calls[:500]:
+                out.append(
+                    f"| {fc.t:.1f} | {fc.group} | {fc.cause} | {fc.fault or ''} "
+                    f"| {'yes' if fc.saveable else 'no'} | {fc.why} |"
+                )
+        else:
+            out.append("None.")
+        if self.notes:
+            out += ["", "## Notes", "", *[f"- {n}" for n in self.notes]]
+        return "\n".join(out) + "\n"
+
+    def write(self, out_dir: Path, chart: bool = True) -> dict[str, Path]:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        paths = {"json": out_dir / "report.json", "markdown": out_dir / "report.md"}
+        paths["json"].write_text(json.dumps(self.as_dict(), indent=2) + "\n")
+        chart_name = None
+        if chart:
+            from ccbridge.loadtest.chart import draw
+
+            paths["png"] = out_dir / "report.png"
+            draw(self, paths["png"])
+            chart_name = paths["png"].name
+        paths["markdown"].write_text(self.markdown(chart_name))
+        return paths
+
+
+def _n(x: object) -> str:
+    return f"{x:.1f}" if isinstance(x, float) else ("" if x is None else str(x))
+
+
+def from_sipp(failures: Sequence[FailedCall]) -> list[FailedCall]:
+    """Failures in time order (several SIPp processes' logs merged)."""
+    return sorted(failures, key=lambda f: f.epoch)

@@ -1,0 +1,203 @@
+"""SIPp processes of a load test: command lines, start, and stop every process group at once."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import os
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+
+from ccbridge.lab.sipp import SCENARIOS, _port_for, sipp_binary
+from ccbridge.loadtest.options import CallerGroup
+
+DTMF_PCAPS = Path("/usr/share/sip-tester")
+FIRST_CALLER_PORT = 6300  # agents use 7000+, tests' callers 6100-6299
+CARRIER_SCENARIOS = {
+    "answer": "carrier_answer.xml",
+    "503": "carrier_503.xml",
+    "486": "loadtest_carrier_486.xml",
+    "silent": "loadtest_carrier_silent.xml",
+}
+_PCAP_NAMES = {"*": "star", "#": "pound"}
+
+
+def dtmf_steps(digits: str, first_ms: int = 1500, gap_ms: int = 1200) -> str:
+    """SIPp scenario steps keying ``digits`` as RFC 2833 events, the first after ``first_ms``.
+
+    The pause before each digit lets the IVR play its prompt; pcap play needs root.
+    """
+    steps = []
+    for i, d in enumerate(digits):
+        name = _PCAP_NAMES.get(d, d)
+        steps.append(f'  <pause milliseconds="{first_ms if i == 0 else gap_ms}"/>')
+        steps.append(
+            f'  <nop><action><exec play_pcap_audio="{DTMF_PCAPS}/dtmf_2833_{name}.pcap"/>'
+            "</action></nop>"
+        )
+    return "\n".join(steps)
+
+
+def dtmf_scenario(digits: str, out: Path) -> Path:
+    """Write the DTMF caller for ``digits`` into ``out``; returns its path."""
+    text = (SCENARIOS / "loadtest_dtmf_caller.xml").read_text()
+    path = out / f"loadtest_dtmf_{digits.replace('*', 's').replace('#', 'p')}.xml"
+    path.write_text(text.replace("\nLOADTEST_DTMF\n", "\n" + dtmf_steps(digits) + "\n"))
+    return path
+
+
+@dataclass(frozen=True, slots=True)
+class CallerRun:
+    """One bounded SIPp UAC: its command line and the files it writes."""
+
+    name: str
+    argv: tuple[str, ...]
+    stat_file: Path
+    error_file: Path
+    max_seconds: float
+
+
+def caller_argv(
+    *,
+    scenario: Path,
+    target: str,
+    did: str,
+    caller: str,
+    calls: int,
+    rate: float,
+    limit: int,
+    talk_ms: int,
+    port: int,
+    max_seconds: float,
+    stat_file: Path,
+    error_file: Path,
+    ramp: float = 0.0,
+) -> tuple[str, ...]:
+    """A SIPp caller bounded by ``-m calls`` and ``-timeout max_seconds``.
+
+    Rates are given per 10 s (``-rp 10s``) so the ramp's integer ``-rate_increase`` steps
+    still resolve 0.1 calls/s.
+    """
+    per10 = rate * 10
+    rate_args: list[str] = ["-rp", "10s"]
+    if ramp > 0:
+        step = max(1, round(per10 / ramp))
+        rate_args += ["-r", str(step), "-rate_increase", str(step), "-rate_interval", "1s"]
+        rate_args += ["-rate_max", str(max(step, round(per10))), "-no_rate_quit"]
+    else:
+        rate_args += ["-r", f"{per10:.3f}"]
+    return (
+        sipp_binary(),
+        "-sf",
+        str(scenario),
+        "-key",
+        "caller",
+        caller,
+        "-s",
+        did,
+        target,
+        "-i",
+        "127.0.0.1",
+        "-p",
+        str(port),
+        "-mp",
+        str(_port_for(port)),
+        "-m",
+        str(calls),
+        *rate_args,
+        "-l",
+        str(limit),
+        "-d",
+        str(talk_ms),
+        "-nostdin",
+        "-timeout",
+        f"{math.ceil(max_seconds)}s",
+        "-recv_timeout",
+        "32000",  # a call nobody answers fails after 32 s instead of waiting forever
+        "-trace_stat",
+        "-stf",
+        str(stat_file),
+        "-fd",
+        "1",
+        "-trace_err",
+        "-error_file",
+        str(error_file),
+    )
+
+
+def group_run(
+    index: int,
+    group: CallerGroup,
+    *,
+    target: str,
+    calls: int,
+    rate: float,
+    limit: int,
+    talk_ms: int,
+    ramp: float,
+    max_seconds: float,
+    out: Path,
+) -> CallerRun:
+    scenario = dtmf_scenario(group.digits, out) if group.digits else SCENARIOS / "caller.xml"
+    name = f"g{index:02d}"
+    stat, err = out / f"{name}.stat.csv", out / f"{name}.errors.log"
+    argv = caller_argv(
+        scenario=scenario,
+        target=target,
+        did=group.did,
+        caller=group.caller,
+        calls=calls,
+        rate=rate,
+        limit=limit,
+        talk_ms=talk_ms,
+        port=FIRST_CALLER_PORT + index,
+        max_seconds=max_seconds,
+        stat_file=stat,
+        error_file=err,
+        ramp=ramp,
+    )
+    return CallerRun(name, argv, stat, err, max_seconds)
+
+
+class ProcessGroup:
+    """SIPp children, each in its own session: stopped together on Ctrl-C or any error."""
+
+    def __init__(self) -> None:
+        self.procs: dict[str, asyncio.subprocess.Process] = {}
+
+    async def start(self, run: CallerRun, cwd: Path) -> asyncio.subprocess.Process:
+        # SIPp's screen goes nowhere: its stats and error files say what happened.
+        proc = await asyncio.create_subprocess_exec(
+            *run.argv,
+            cwd=cwd,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        self.procs[run.name] = proc
+        return proc
+
+    @property
+    def running(self) -> int:
+        return sum(1 for p in self.procs.values() if p.returncode is None)
+
+    async def wait_all(self, within: float) -> bool:
+        """True when every process exited within ``within`` seconds."""
+        waits = [p.wait() for p in self.procs.values() if p.returncode is None]
+        if not waits:
+            return True
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.gather(*waits), within)
+        return self.running == 0
+
+    async def stop_all(self, grace: float = 3.0) -> None:
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            for p in self.procs.values():
+                if p.returncode is None:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(p.pid, sig)
+            if await self.wait_all(grace):
+                return
