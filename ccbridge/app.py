@@ -13,7 +13,9 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from ccbridge import variables
+from ccbridge.agents import AgentMirror
 from ccbridge.agi.handlers import make_route_handler
+from ccbridge.agi.lookup import make_lookup_handler
 from ccbridge.agi.server import FastAgiServer, SessionOutcome
 from ccbridge.ami.client import AmiError, LinkState, SiteLink
 from ccbridge.clock import Clock
@@ -33,6 +35,7 @@ from ccbridge.routing.state import (
     set_drained,
     set_site_up,
 )
+from ccbridge.selfservice import SelfServiceClient
 
 log = logging.getLogger("ccbridge.bridge")
 
@@ -76,9 +79,14 @@ class Bridge:
         self.event_listeners.append(self.kpi.on_event)
         self._connected_once: set[str] = set()
         self._sync_tasks: set[asyncio.Task[None]] = set()
+        # IVR self-service and the agents' cross-site view (ccbridge/agents.py).
+        self.selfservice = SelfServiceClient(config.self_service) if config.self_service else None
+        self.agents = AgentMirror(self.clock.time)
+        self.event_listeners.append(self.agents.on_event)
         self.agi = FastAgiServer(
             {
                 "route": make_route_handler(self.decide, self._on_decision),
+                "lookup": make_lookup_handler(config.ivr, self.selfservice),
             },
             config.bridge.agi_listen.host,
             config.bridge.agi_listen.port,
@@ -266,6 +274,8 @@ class Bridge:
 
     async def stop(self) -> None:
         await self.agi.stop()
+        if self.selfservice is not None:
+            await self.selfservice.close()
         if self.selfservice is not None:
             await self.selfservice.close()
         for link in self.links.values():

@@ -10,10 +10,12 @@ import jinja2
 
 from ccbridge import variables
 from ccbridge.config.model import Config, Number, QueueSettings, Site, Trunk, TrunkKind, queue_name
+from ccbridge.ivr_render import ivr_context
 
 TEMPLATE_FILES = (
     "pjsip.conf",
     "extensions.conf",
+    "ivr.conf",
     "queues.conf",
     "manager.conf",
     "rtp.conf",
@@ -125,6 +127,7 @@ def site_context(config: Config, site: Site) -> dict[str, object]:
         "inbound_peers": _inbound_peers(config, site),
         "carriers": config.carrier_trunks(site.name),
         "ami_secret": site.ami.secret.reveal(),
+        **ivr_context(config, site),
     }
 
 

@@ -642,7 +642,7 @@ def _number(
         raise r.fail(f"'{did}' is not a phone number in E.164 form like +918000000001")
     d = r.mapping(
         v,
-        {"kind", "country", "service", "site", "home_site", "caller_id_for"},
+        {"kind", "country", "service", "site", "home_site", "caller_id_for", "menu"},
         {"kind", "country", "service", "site"},
     )
     kind_s = r.req(d, "kind", r.string)
@@ -677,6 +677,7 @@ def _number(
         site=site,
         home_site=home,
         caller_id_for=r.get(d, "caller_id_for", r.str_list(r.country_code), ()),
+        menu=r.get(d, "menu", r.name, None),  # checked against ivr.menus in ivr_loader
     )
 
 
@@ -720,6 +721,7 @@ _TOP = {
     "numbers",
     "ami_defaults",
     "ivr",
+    "self_service",
 }
 
 
@@ -815,6 +817,9 @@ def parse_config(
         r.collect(lambda: r.get(top, "routing", lambda v: _routing(r, v, set(smap or {})), None))
         or RoutingSettings()
     )
+    from ccbridge.config.ivr_loader import parse_ivr  # it imports this module
+
+    ivr, self_service = parse_ivr(r, top, languages, services, numbers, bridge)
     if r.problems or bridge is None:
         raise ConfigError(r.problems)
     return Config(
@@ -827,6 +832,8 @@ def parse_config(
         languages=tuple(languages),
         services=tuple(services),
         routing=routing,
+        ivr=ivr,
+        self_service=self_service,
     )
 
 

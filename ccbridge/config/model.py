@@ -5,6 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from enum import StrEnum
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ccbridge.config.ivr import IvrSettings, SelfServiceSettings
 
 WEEKDAYS: tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
@@ -190,6 +194,7 @@ class Number:
     site: str
     home_site: str | None = None
     caller_id_for: tuple[str, ...] = ()
+    menu: str | None = None  # an IVR menu in `ivr.menus` answers the number first
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,6 +251,8 @@ class Config:
     languages: tuple[str, ...]
     services: tuple[str, ...]
     routing: RoutingSettings
+    ivr: IvrSettings = field(default_factory=lambda: _no_ivr())
+    self_service: SelfServiceSettings | None = None
 
     def site(self, name: str) -> Site:
         for s in self.sites:
@@ -277,3 +284,9 @@ class Config:
     def carrier_trunks(self, site: str) -> tuple[Trunk, ...]:
         found = [t for t in self.trunks if t.site == site and t.kind is TrunkKind.CARRIER]
         return tuple(sorted(found, key=lambda t: (t.order, -t.weight, t.name)))
+
+
+def _no_ivr() -> IvrSettings:
+    from ccbridge.config.ivr import IvrSettings  # ivr.py imports this module
+
+    return IvrSettings()

@@ -251,4 +251,7 @@ def build_app(bridge: Bridge) -> web.Application:
     app.router.add_get("/api/v1/trunks", trunks)
     app.router.add_post("/api/v1/sites/{name}/drain", drain)
     app.router.add_post("/api/v1/sites/{name}/undrain", undrain)
+    from ccbridge.http.agents import add_routes as add_agent_routes  # it imports this module
+
+    add_agent_routes(app)
     return app
