@@ -276,8 +276,6 @@ class Bridge:
         await self.agi.stop()
         if self.selfservice is not None:
             await self.selfservice.close()
-        if self.selfservice is not None:
-            await self.selfservice.close()
         for link in self.links.values():
             await link.stop()
         if self._runner is not None:
