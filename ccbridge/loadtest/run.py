@@ -40,6 +40,7 @@ class Setup:
     target: str | None = None  # HOST:PORT of any Asterisk; every call goes there
     agents: bool = True
     bridge: bool = True
+    fresh_lab: bool = True  # False: the caller owns a running lab (the test suite's fixture)
 
 
 class QueueJoins:
@@ -101,7 +102,7 @@ async def run(setup: Setup, progress: Progress = print) -> Report:
     notes: list[str] = []
     log_offset = 0
     try:
-        if lab is not None:
+        if lab is not None and setup.fresh_lab:
             progress(f"lab: starting {len(config.sites)} sites")
             await asyncio.to_thread(lab.down)
             await asyncio.to_thread(lab.up)
@@ -189,7 +190,7 @@ async def run(setup: Setup, progress: Progress = print) -> Report:
             bridge.stop()
         for a in [*agents.values(), *carriers.values()]:
             a.stop()
-        if lab is not None:
+        if lab is not None and setup.fresh_lab:
             await asyncio.to_thread(lab.down)
 
 

@@ -74,6 +74,7 @@ def caller_argv(
     stat_file: Path,
     error_file: Path,
     ramp: float = 0.0,
+    recv_timeout_ms: int = 32_000,
 ) -> tuple[str, ...]:
     """A SIPp caller bounded by ``-m calls`` and ``-timeout max_seconds``.
 
@@ -115,7 +116,7 @@ def caller_argv(
         "-timeout",
         f"{math.ceil(max_seconds)}s",
         "-recv_timeout",
-        "32000",  # a call nobody answers fails after 32 s instead of waiting forever
+        str(recv_timeout_ms),  # a call nobody answers fails instead of waiting forever
         "-trace_stat",
         "-stf",
         str(stat_file),

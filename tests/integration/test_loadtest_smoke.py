@@ -1,0 +1,50 @@
+"""The load-test harness on the real lab, small: a few calls, one bridge restart, a report.
+
+Keeps `ccbridge loadtest` from rotting; the real runs are `make bench`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ccbridge.config import Config
+from ccbridge.lab.sipp import Agent
+from ccbridge.lab.sites import Lab
+from ccbridge.loadtest.options import LoadPlan, plain_groups
+from ccbridge.loadtest.run import EVERY_SITE_OPEN, Setup, run
+from ccbridge.loadtest.timeline import parse_fault
+
+
+async def test_smoke_run_with_a_bridge_restart_writes_a_consistent_report(
+    lab: Lab, lab_config: Config, agents: dict[str, Agent], tmp_path: Path
+) -> None:
+    groups = plain_groups(lab_config, ["+918000000001", "+6328000001"], {"GB": 1, "IN": 1})
+    plan = LoadPlan(
+        rate=4,
+        duration=6,
+        groups=tuple(groups),
+        talk_ms=300,
+        faults=(parse_fault("2s:restart-bridge"),),
+        at=EVERY_SITE_OPEN,
+        out_dir=tmp_path,
+    )
+    lines: list[str] = []
+    # The session's lab and agents stay up: the harness only adds the bridge and callers.
+    setup = Setup(lab_config, plan, lab, agents=False, fresh_lab=False)
+    report = await run(setup, progress=lines.append)
+    paths = report.write(tmp_path)
+
+    for p in paths.values():
+        assert p.exists() and p.stat().st_size > 0, p
+    data = json.loads(paths["json"].read_text())
+    t = data["totals"]
+    assert t["placed"] == plan.expected_calls == sum(g["placed"] for g in data["groups"])
+    assert t["successful"] + t["failed"] == t["placed"]
+    assert t["failed_saveable"] == 0, data["failed_calls"]
+    assert sum(r["observed"] for r in data["distribution"]) == t["placed"]
+    assert sum(r["predicted"] for r in data["distribution"]) == t["placed"]
+    [fault] = data["faults"]
+    assert fault["kind"] == "restart-bridge" and fault["error"] is None
+    assert fault["started"] is not None and fault["recovered"] is not None
+    assert any("placed=" in line for line in lines)  # the progress line
