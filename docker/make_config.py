@@ -24,6 +24,7 @@ ADDRESSES = {
     "127.0.3.1": "172.28.0.13",  # manila
     "127.0.0.1": "172.28.0.30",  # phones
 }
+SUBNET = "172.28.0.0/24"  # compose.yaml's network
 BRIDGE_LINES = {
     "agi_listen": "0.0.0.0:4573         # all interfaces of the bridge container",
     "agi_url_host": "bridge:4573        # the compose service: Asterisk resolves it by DNS",
@@ -51,6 +52,10 @@ def transform(lab_text: str) -> str:
         body, n = re.subn(rf"(?m)^(  {key}: ).*$", rf"\g<1>{value}", body)
         if n != 1:
             raise ValueError(f"examples/lab.yaml: expected one bridge.{key} line, found {n}")
+    # The bridge logs in to AMI from its own container, not from loopback.
+    body, n = re.subn(r"(?m)^(ami_defaults: &ami\n)", rf"\g<1>  permit: [{SUBNET}]\n", body)
+    if n != 1:
+        raise ValueError("examples/lab.yaml: expected one 'ami_defaults: &ami' anchor")
     for lab_path, docker_path in SECRET_FILES.items():
         body = body.replace(f"file: {lab_path}}}", f"file: {docker_path}}}")
     for lab_ip, docker_ip in ADDRESSES.items():

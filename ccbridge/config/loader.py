@@ -466,6 +466,7 @@ def _site(r: _Reader, name: str, v: Any, languages: set[str], services: set[str]
                 "ping_interval",
                 "ping_timeout",
                 "action_timeout",
+                "permit",
             },
             {"username", "secret"},
         )
@@ -477,6 +478,7 @@ def _site(r: _Reader, name: str, v: Any, languages: set[str], services: set[str]
             ping_interval=r.get(a, "ping_interval", r.number(0.1, 60), 1.0),
             ping_timeout=r.get(a, "ping_timeout", r.number(0.1, 60), 2.0),
             action_timeout=r.get(a, "action_timeout", r.number(0.1, 120), 5.0),
+            permit=r.get(a, "permit", r.str_list(r.ip), ("127.0.0.0/8",)),
         )
     with r.at("rtp", d):
         rtp = d["rtp"]

@@ -125,6 +125,8 @@ class AmiSettings:
     action_timeout: float = 5.0
     reconnect_min: float = 0.5
     reconnect_max: float = 10.0
+    # Networks manager.conf lets log in (the bridge's address must be in one of them).
+    permit: tuple[str, ...] = ("127.0.0.0/8",)
 
 
 @dataclass(frozen=True, slots=True)
