@@ -23,7 +23,7 @@ from ccbridge.config.model import Config
 from ccbridge.http.app import build_app
 from ccbridge.kpi import KpiTracker
 from ccbridge.logs import ctx
-from ccbridge.metrics import BridgeMetrics, LinkSnapshot
+from ccbridge.metrics import BridgeMetrics, LinkSnapshot, TrunkSnapshot
 from ccbridge.routing import trunks as trunk_health
 from ccbridge.routing.engine import CallRequest, Decision, Router, remember
 from ccbridge.routing.state import (
@@ -70,9 +70,11 @@ class Bridge:
         )
         self.links: dict[str, SiteLink] = {}
         self.trunk_policy = trunk_health.BreakerPolicy()
+        self._trunk_site = {t.name: t.site for t in config.trunks}
         self.trunks: dict[str, trunk_health.TrunkHealth] = {
             t.name: trunk_health.TrunkHealth(t.name) for t in config.trunks
         }
+        self.metrics.set_trunk_source(self.trunk_snapshots)
         # Other parts (KPIs, trunk health, agents) subscribe to every AMI event here.
         self.event_listeners: list[Callable[[str, Mapping[str, str]], None]] = []
         self.kpi = KpiTracker(config, self.registry)
@@ -172,6 +174,7 @@ class Bridge:
         after = trunk_health.record_dial(h, status, self.clock.time(), self.trunk_policy)
         self.trunks[trunk] = after
         if status.upper() in trunk_health.FAILOVER_STATUSES:
+            self.metrics.failover(self._trunk_site.get(trunk, ""), "trunk")
             log.warning("trunk failed over", extra=ctx(trunk=trunk, dialstatus=status))
         if after.breaker is not h.breaker:
             log.warning("trunk breaker %s", after.breaker.value, extra=ctx(trunk=trunk))
@@ -191,6 +194,18 @@ class Bridge:
         bad = trunk_health.unhealthy(self.trunks, self.clock.time(), self.trunk_policy)
         if bad != self.state.unhealthy_trunks:
             self.state = replace(self.state, unhealthy_trunks=bad)
+
+    def trunk_snapshots(self) -> list[TrunkSnapshot]:
+        """Trunk health for the metrics, read at scrape time."""
+        now = self.clock.time()
+        out = []
+        for t in self.config.trunks:
+            h = trunk_health.at(self.trunks[t.name], now, self.trunk_policy)
+            up = trunk_health.usable(h, now, self.trunk_policy)
+            out.append(
+                TrunkSnapshot(t.name, t.site, t.kind.value, t.peer_site or "", up, h.breaker.value)
+            )
+        return out
 
     # -- drain ---------------------------------------------------------------------
     def set_drained(self, site: str, drained: bool) -> None:

@@ -14,6 +14,8 @@ TRUNK_COUNT = "CCB_TRUNK_COUNT"  # how many CCB_TRUNK_n follow
 TRUNK_PREFIX = "CCB_TRUNK_"  # CCB_TRUNK_1 .. CCB_TRUNK_n: inter-site trunks in dial order
 REASONS = "CCB_REASONS"  # comma-separated machine-readable reasons
 AFTER_HOURS = "CCB_AFTER_HOURS"  # voicemail | callback | closed
+RING_SECONDS = "CCB_RING_SECONDS"  # Dial timeout per trunk; empty: none (inter-site)
+CALLER_ID = "CCB_CALLER_ID"  # outbound: the caller ID presented to the customer
 
 # Set by the dialplan itself.
 DID = "CCB_DID"  # the number the caller dialled, carried across sites in a SIP header

@@ -251,6 +251,9 @@ def build_app(bridge: Bridge) -> web.Application:
     app.router.add_get("/api/v1/trunks", trunks)
     app.router.add_post("/api/v1/sites/{name}/drain", drain)
     app.router.add_post("/api/v1/sites/{name}/undrain", undrain)
+    from ccbridge.http.calls import add_routes as add_call_routes  # it imports this module
+
+    add_call_routes(app)
     from ccbridge.http.agents import add_routes as add_agent_routes  # it imports this module
 
     add_agent_routes(app)

@@ -349,3 +349,83 @@ async def test_bridge_killed_and_restarted_under_load_loses_no_call(
         except subprocess.TimeoutExpired:
             bridge.kill()
             bridge.wait(5)
+
+
+# -- outbound -------------------------------------------------------------------------------
+
+
+async def test_callback_fails_over_between_carriers_with_local_caller_id(
+    lab: Lab,
+    lab_config: Config,
+    agents: dict[str, Agent],
+    ami: AmiRecorder,
+    bridge_at: BridgeFactory,
+) -> None:
+    local = Number("+918045000000", NumberKind.LOCAL, "IN", "orders", "bangalore")
+    config = replace(lab_config, numbers=(*lab_config.numbers, local))
+    broken = Agent(
+        "127.0.0.1", 7101, scenario="carrier_503.xml", max_seconds=120, workdir=lab.log_dir
+    )
+    healthy = Agent(
+        "127.0.0.1", 7102, scenario="carrier_answer.xml", max_seconds=120, workdir=lab.log_dir
+    )
+    broken.start()
+    healthy.start()
+    try:
+        async with bridge_at(WEDNESDAY_MORNING, config=config) as bridge:
+            await until(
+                lambda: all(bridge.trunks[t].reachable for t in ("blr-pstn1", "blr-pstn2")),
+                12,
+                "both carriers qualified",
+            )
+            token = lab_config.bridge.api_token
+            assert token is not None
+            base = f"http://127.0.0.1:{bridge.http_port}/api/v1/calls"
+            auth = {"Authorization": f"Bearer {token.reveal()}"}
+            async with aiohttp.ClientSession() as http:
+                assert (await http.post(base, json={"to": "+919812345678"})).status == 401
+                bad = await http.post(base, json={"to": "12345"}, headers=auth)
+                assert bad.status == 400 and (await bad.json())["error"] == "invalid-field"
+                nowhere = await http.post(
+                    base, json={"to": "+639171234567", "queue": "orders-en"}, headers=auth
+                )
+                assert nowhere.status == 503 and (await nowhere.json())["error"] == "no-carrier"
+                resp = await http.post(
+                    base, json={"to": "+919812345678", "queue": "orders-hi"}, headers=auth
+                )
+                assert resp.status == 202, await resp.text()
+                body = await resp.json()
+            assert body["site"] == "bangalore" and body["trunks"] == ["blr-pstn1", "blr-pstn2"]
+            assert body["caller_id"] == "+918045000000"
+
+            def results() -> list[tuple[str, str]]:
+                return [
+                    (e.get("Trunk", ""), e.get("DialStatus", ""))
+                    for s, e in ami.events
+                    if e.get("UserEvent") == "CcbTrunkResult"
+                ]
+
+            await ami.wait_for(
+                lambda: ("blr-pstn2", "ANSWER") in results(), within=15, what="carrier 2 answers"
+            )
+            assert results()[0] == ("blr-pstn1", "CONGESTION")
+            await ami.wait_for(
+                lambda: any(
+                    e.get("Queue") == "orders-hi" for e in ami.named("AgentConnect", "bangalore")
+                ),
+                within=15,
+                what="an agent takes the callback",
+            )
+            to_carrier = [
+                e
+                for e in ami.named("DialBegin", "bangalore")
+                if e.get("DestChannel", "").startswith("PJSIP/blr-pstn2-")
+            ]
+            assert to_carrier and to_carrier[0].get("CallerIDNum") == "+918045000000"
+            await bridge.links["bangalore"].action(
+                "Hangup", {"Channel": "/^Local\\/\\+919812345678@ccb-outbound/"}, as_list=False
+            )
+            report("callback", carriers_tried=len(results()), failed_over=results()[0][1])
+    finally:
+        broken.stop()
+        healthy.stop()
