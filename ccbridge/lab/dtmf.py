@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import subprocess
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from ccbridge.lab.sipp import SCENARIOS, CallResult, _port_for, _stat, sipp_binary
+from ccbridge.lab.sipp import SCENARIOS, CallResult, caller_command, run_callers
 
 PCAP_DIR = Path("/usr/share/sip-tester")
 _KEY_FILES = {"#": "pound", "*": "star"}
@@ -83,45 +81,8 @@ def ivr_call(
     max_seconds: float = 60.0,
 ) -> CallResult:
     """One call to ``did`` at ``target`` that keys ``steps``; needs root (pcap play)."""
-    with tempfile.TemporaryDirectory(prefix="ccb-ivr-") as wd:
-        sf = Path(wd) / "ivr.xml"
-        sf.write_text(scenario(steps, hold_ms), encoding="utf-8")
-        cmd = [
-            sipp_binary(),
-            "-sf",
-            str(sf),
-            "-key",
-            "caller",
-            caller,
-            "-s",
-            did,
-            target,
-            "-i",
-            "127.0.0.1",
-            "-p",
-            str(local_port),
-            "-mp",
-            str(_port_for(local_port)),
-            "-m",
-            "1",
-            "-l",
-            "1",
-            "-nostdin",
-            "-timeout",
-            f"{int(max_seconds)}s",
-            "-timeout_error",
-        ]
-        try:
-            out = subprocess.run(
-                cmd, cwd=wd, capture_output=True, text=True, timeout=max_seconds + 10, check=False
-            )
-            text, rc = out.stdout + out.stderr, out.returncode
-        except subprocess.TimeoutExpired as exc:
-            text, rc = str(exc.stdout or "") + str(exc.stderr or ""), -1
-    return CallResult(
-        created=_stat(text, "Total Calls created"),
-        successful=_stat(text, "Successful call"),
-        failed=_stat(text, "Failed call"),
-        returncode=rc,
-        output=text,
-    )
+    cmd = caller_command(
+        Path("scenario.xml"), target, did, caller=caller, local_port=local_port, calls=1,
+        max_seconds=max_seconds, extra=("-l", "1"),
+    )  # fmt: skip
+    return run_callers(cmd, scenario(steps, hold_ms), max_seconds)

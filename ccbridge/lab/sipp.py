@@ -8,7 +8,7 @@ import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -141,49 +141,43 @@ class Agent:
         self.stop()
 
 
-def place_calls(
+def caller_command(
+    scenario: Path,
     target: str,
     did: str,
     *,
-    caller: str = "+441632960001",
-    calls: int = 1,
-    rate: float = 1.0,
-    duration_ms: int = 500,
-    local_port: int = 6100,
-    max_seconds: float = 60.0,
-    limit: int | None = None,
-) -> CallResult:
-    """Place ``calls`` calls to ``did`` at ``target`` (HOST:PORT), bounded by max_seconds."""
-    cmd = [
+    caller: str,
+    local_port: int,
+    calls: int,
+    max_seconds: float,
+    extra: Sequence[str] = (),
+) -> list[str]:
+    """The argv of a bounded SIPp caller run: ``calls`` calls, at most ``max_seconds``."""
+    return [
         sipp_binary(),
-        "-sf",
-        str(SCENARIOS / "caller.xml"),
-        "-key",
-        "caller",
-        caller,
-        "-s",
-        did,
+        "-sf", str(scenario),
+        "-key", "caller", caller,
+        "-s", did,
         target,
-        "-i",
-        "127.0.0.1",
-        "-p",
-        str(local_port),
-        "-mp",
-        str(_port_for(local_port)),
-        "-m",
-        str(calls),
-        "-r",
-        str(rate),
-        "-d",
-        str(duration_ms),
-        "-l",
-        str(limit or max(calls, 1)),
+        "-i", "127.0.0.1",
+        "-p", str(local_port),
+        "-mp", str(_port_for(local_port)),
+        "-m", str(calls),
+        *extra,
         "-nostdin",
-        "-timeout",
-        f"{int(max_seconds)}s",
+        "-timeout", f"{int(max_seconds)}s",
         "-timeout_error",
-    ]
+    ]  # fmt: skip
+
+
+def run_callers(cmd: list[str], scenario_text: str | None, max_seconds: float) -> CallResult:
+    """Run one bounded SIPp caller command in a scratch folder; read its final statistics.
+
+    ``scenario_text``, when given, is written to ``scenario.xml`` in that folder first
+    (``cmd`` then names that file)."""
     with tempfile.TemporaryDirectory(prefix="ccb-caller-") as wd:
+        if scenario_text is not None:
+            (Path(wd) / "scenario.xml").write_text(scenario_text, encoding="utf-8")
         try:
             out = subprocess.run(
                 cmd, cwd=wd, capture_output=True, text=True, timeout=max_seconds + 10, check=False
@@ -198,6 +192,27 @@ def place_calls(
         returncode=rc,
         output=text,
     )
+
+
+def place_calls(
+    target: str,
+    did: str,
+    *,
+    caller: str = "+441632960001",
+    calls: int = 1,
+    rate: float = 1.0,
+    duration_ms: int = 500,
+    local_port: int = 6100,
+    max_seconds: float = 60.0,
+    limit: int | None = None,
+) -> CallResult:
+    """Place ``calls`` calls to ``did`` at ``target`` (HOST:PORT), bounded by max_seconds."""
+    cmd = caller_command(
+        SCENARIOS / "caller.xml", target, did, caller=caller, local_port=local_port,
+        calls=calls, max_seconds=max_seconds,
+        extra=("-r", str(rate), "-d", str(duration_ms), "-l", str(limit or max(calls, 1))),
+    )  # fmt: skip
+    return run_callers(cmd, None, max_seconds)
 
 
 def _stat(text: str, label: str) -> int:
