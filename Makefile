@@ -38,8 +38,13 @@ lab: deps
 status: venv
 	$(BIN)/ccbridge lab status --config $(CONFIG)
 
+# Benchmarks (BENCHMARKS.md): full = 30-minute memory and fault soaks (BENCH_SOAK_MINUTES);
+# bench-quick = the same benches in about 15 minutes. Both wait for the lab's lock.
 bench: deps
 	$(BIN)/python -m tests.bench.run_all
+
+bench-quick: deps
+	$(BIN)/python -m tests.bench.run_all --quick
 
 deps: venv system-deps
 

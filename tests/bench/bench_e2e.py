@@ -43,6 +43,7 @@ SITE = "bangalore"
 DID = "+918000000001"
 CALLER = "+919812345678"
 TARGET_RATIO = 0.95
+VARIANTS = ("static", "routed")
 
 
 def dialplan_commands(site: str) -> list[str]:
@@ -138,7 +139,9 @@ def count_routed(log: Path, offset: int) -> tuple[int, int]:
     return n, offset + len(data)
 
 
-def run(rates: list[float], seconds: float, max_total: float) -> dict[str, object]:
+def run(
+    rates: list[float], seconds: float, max_total: float, variants: tuple[str, ...] = VARIANTS
+) -> dict[str, object]:
     ensure_lab_secrets()
     config = load_config(REPO_ROOT / "examples" / "lab.yaml")
     lab = Lab(config)
@@ -157,7 +160,7 @@ def run(rates: list[float], seconds: float, max_total: float) -> dict[str, objec
             offset = bridge.log_file.stat().st_size
             with tempfile.TemporaryDirectory(prefix="ccb-e2e-") as wd:
                 started = time.monotonic()
-                alive = {"static": True, "routed": True}
+                alive = {var: var in variants for var in VARIANTS}
                 for rate in rates:
                     for variant, exten in (("static", "bench-static"), ("routed", f"br{DID}")):
                         if not alive[variant] or time.monotonic() - started > max_total:
@@ -196,9 +199,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rates", default="100,200,300,350,400,450,500")
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--max-total", type=float, default=600.0, help="seconds for all steps")
+    ap.add_argument("--only", choices=VARIANTS, help="one variant (e.g. to find a ceiling)")
     ap.add_argument("--json", help="write the result here too")
     args = ap.parse_args(argv)
-    result = run([float(r) for r in args.rates.split(",")], args.seconds, args.max_total)
+    variants = (args.only,) if args.only else VARIANTS
+    rates = [float(r) for r in args.rates.split(",")]
+    result = run(rates, args.seconds, args.max_total, variants)
     print(
         f"e2e: static {result['best_static']:g} calls/s, routed {result['best_routed']:g} "
         f"calls/s with 0 failed: ratio {result['ratio']} (target >= {TARGET_RATIO})"
