@@ -160,3 +160,45 @@ def test_report_totals_json_and_markdown(tmp_path: Path) -> None:
     md = paths["markdown"].read_text()
     assert "| a | q | 20 | 18 | -2 |" in md and "SIP/2.0 503" in md
     assert paths["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_cli_builds_a_plan_with_periodic_faults(config: Config, tmp_path: Path) -> None:
+    from ccbridge.cli import build_parser
+    from ccbridge.loadtest.cli import build_plan
+
+    args = build_parser().parse_args(
+        [
+            "loadtest",
+            "--rate",
+            "4",
+            "--duration",
+            "5m",
+            "--did",
+            "+918000000001",
+            "--countries",
+            "IN=1,GB=1",
+            "--ivr",
+            "+918000000003:11:en:orders",
+            "--fault",
+            "30s:drain:manila:10s",
+            "--fault-every",
+            "2m",
+            "--fault-kinds",
+            "restart-bridge",
+            "--carrier",
+            "blr-pstn1=503",
+            "--out",
+            str(tmp_path),
+        ]
+    )
+    plan = build_plan(config, args)
+    assert len(plan.groups) == 3 and plan.groups[2].digits == "11"
+    assert [(f.at, f.kind.value) for f in plan.faults] == [
+        (30.0, "drain"),
+        (120.0, "restart-bridge"),
+        (240.0, "restart-bridge"),
+    ]
+    assert plan.carriers == (("blr-pstn1", "503"),) and plan.duration == 300
+    args.carrier = ["blr-pstn1=loud"]
+    with pytest.raises(PlanError, match="mode"):
+        build_plan(config, args)
