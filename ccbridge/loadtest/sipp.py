@@ -21,6 +21,7 @@ CARRIER_SCENARIOS = {
     "486": "loadtest_carrier_486.xml",
     "silent": "loadtest_carrier_silent.xml",
 }
+RAMP_MIN_RATE = 2.0  # calls/s a group needs for SIPp to ramp it (see caller_argv)
 _PCAP_NAMES = {"*": "star", "#": "pound"}
 
 
@@ -78,17 +79,17 @@ def caller_argv(
 ) -> tuple[str, ...]:
     """A SIPp caller bounded by ``-m calls`` and ``-timeout max_seconds``.
 
-    Rates are given per 10 s (``-rp 10s``) so the ramp's integer ``-rate_increase`` steps
-    still resolve 0.1 calls/s.
+    Steady rates are given per 10 s (``-rp 10s``) to resolve 0.1 calls/s. SIPp ramps in
+    whole calls per interval and starts each interval's count afresh, so a ramp below
+    2 calls/s would open no call at all (seen): such a group starts at its full rate.
     """
-    per10 = rate * 10
-    rate_args: list[str] = ["-rp", "10s"]
-    if ramp > 0:
-        step = max(1, round(per10 / ramp))
-        rate_args += ["-r", str(step), "-rate_increase", str(step), "-rate_interval", "1s"]
-        rate_args += ["-rate_max", str(max(step, round(per10))), "-no_rate_quit"]
+    if ramp > 0 and rate >= RAMP_MIN_RATE:
+        step = max(1, round(rate / ramp))
+        rate_args = ["-rp", "1s", "-r", str(step), "-rate_increase", str(step)]
+        rate_args += ["-rate_interval", "1s", "-rate_max", str(max(step, round(rate)))]
+        rate_args += ["-no_rate_quit"]
     else:
-        rate_args += ["-r", f"{per10:.3f}"]
+        rate_args = ["-rp", "10s", "-r", f"{rate * 10:.3f}"]
     return (
         sipp_binary(),
         "-sf",

@@ -7,6 +7,7 @@ import json
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -76,25 +77,29 @@ def test_ivr_groups(config: Config) -> None:
 
 
 def test_sipp_command_lines_are_bounded(tmp_path: Path) -> None:
-    argv = caller_argv(
-        scenario=tmp_path / "x.xml",
-        target="127.0.1.1:5060",
-        did="+918000000001",
-        caller="+441",
-        calls=50,
-        rate=2.5,
-        limit=10,
-        talk_ms=500,
-        port=6300,
-        max_seconds=40.2,
-        stat_file=tmp_path / "s.csv",
-        error_file=tmp_path / "e.log",
-        ramp=5,
-    )
+    kw: dict[str, Any] = {
+        "scenario": tmp_path / "x.xml",
+        "target": "127.0.1.1:5060",
+        "did": "+918000000001",
+        "caller": "+441",
+        "calls": 50,
+        "rate": 6,
+        "limit": 10,
+        "talk_ms": 500,
+        "port": 6300,
+        "max_seconds": 40.2,
+        "stat_file": tmp_path / "s.csv",
+        "error_file": tmp_path / "e.log",
+        "ramp": 3,
+    }
+    argv = caller_argv(**kw)
     flags = dict(itertools.pairwise(argv))  # each flag -> the word after it
     assert flags["-m"] == "50" and flags["-timeout"] == "41s" and flags["-l"] == "10"
-    assert flags["-rp"] == "10s" and flags["-rate_max"] == "25" and flags["-r"] == "5"
-    assert "-nostdin" in argv
+    assert flags["-rp"] == "1s" and flags["-rate_max"] == "6" and flags["-r"] == "2"
+    assert flags["-rate_increase"] == "2" and "-nostdin" in argv
+    # below 2 calls/s SIPp cannot ramp: the group starts at its full rate, per 10 s
+    slow = dict(itertools.pairwise(caller_argv(**{**kw, "rate": 0.5})))
+    assert slow["-rp"] == "10s" and slow["-r"] == "5.000" and "-rate_increase" not in slow
     steps = dtmf_steps("1#")
     assert "dtmf_2833_1.pcap" in steps and "dtmf_2833_pound.pcap" in steps
 
