@@ -196,7 +196,7 @@ def run(
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    ap.add_argument("--rates", default="100,200,300,350,400,450,500")
+    ap.add_argument("--rates", default="100,200,300,350,400,450,500,600,700,800,1000")
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--max-total", type=float, default=600.0, help="seconds for all steps")
     ap.add_argument("--only", choices=VARIANTS, help="one variant (e.g. to find a ceiling)")
