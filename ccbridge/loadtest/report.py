@@ -118,9 +118,11 @@ class Report:
 
     @property
     def mean_rate(self) -> float:
-        """Calls placed per second over the seconds in which calls were placed."""
-        busy = [s.created for s in self.series.seconds if s.created]
-        return sum(busy) / len(busy) if busy else 0.0
+        """Calls placed per second from the first call placed to the last."""
+        busy = [s.t for s in self.series.seconds if s.created]
+        if not busy:
+            return 0.0
+        return sum(s.created for s in self.series.seconds) / (busy[-1] - busy[0] + 1)
 
     @property
     def peak_rate(self) -> float:

@@ -163,6 +163,8 @@ async def run(setup: Setup, progress: Progress = print) -> Report:
             injector.t0 = t0
         for r in runs:
             await callers.start(r, sipp_dir)
+            # groups started together place their calls in phase (bursts): spread them
+            await asyncio.sleep(min(1.0, 1 / plan.rate))
         progress(f"{len(runs)} SIPp callers started: {plan.expected_calls} calls planned")
         pending = list(plan.faults)
         hard_stop = max(r.max_seconds for r in runs) + 15

@@ -114,7 +114,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     ap.add_argument("--minutes", type=float, default=3.0)
     ap.add_argument("--every", default="", help="fault interval (default: minutes/5, >= 30s)")
-    ap.add_argument("--rate", type=float, default=3.0, help="calls/s")
+    ap.add_argument(
+        "--rate", type=float, default=0.8, help="calls/s (the lab: 7 agents, 5 s wrap-up)"
+    )
     ap.add_argument("--out", default=str(default_lab_dir() / "bench" / "soak"))
     ap.add_argument("--json", help="write the result here too")
     args = ap.parse_args(argv)

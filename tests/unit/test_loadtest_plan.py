@@ -158,7 +158,7 @@ def test_report_totals_json_and_markdown(tmp_path: Path) -> None:
         "failed_unsaveable": 1,
         "failed_unexplained": 1,
     }
-    assert report.mean_rate == 10.0
+    assert report.mean_rate == 10.0  # 20 calls placed over seconds 0 and 1
     paths = report.write(tmp_path)
     data = json.loads(paths["json"].read_text())
     assert data["totals"]["failed"] == 2 and len(data["seconds"]) == 3
