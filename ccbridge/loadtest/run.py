@@ -92,6 +92,9 @@ async def run(setup: Setup, progress: Progress = print) -> Report:
     out = plan.out_dir
     sipp_dir = out / "sipp"
     sipp_dir.mkdir(parents=True, exist_ok=True)
+    # SIPp only opens its error file on a first error: an old run's would be read as ours
+    for old in [*sipp_dir.glob("*.csv"), *sipp_dir.glob("*.log"), *sipp_dir.glob("*.xml")]:
+        old.unlink()
     at = plan.at or (EVERY_SITE_OPEN if lab is not None else datetime.now(UTC))
     keep_for = plan.duration + plan.talk_ms / 1000 + 180  # every UAS bounded in time
     callers = ProcessGroup()
@@ -239,6 +242,8 @@ def _report(
         g = plan.groups[i]
         for fc in parse_error_log(text):
             t = fc.epoch - start
+            if t < -5:
+                continue  # not this run's
             targets = _target_sites(router, config, g, at, plan, t)
             fault, saveable, why = classify(
                 t, g.site, targets, plan.faults, talk_s=plan.talk_ms / 1000
