@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 
 from ccbridge import variables as v
+from ccbridge.agi import codec
 from ccbridge.agi.server import AgiSession
 from ccbridge.logs import ctx, mask_number
 from ccbridge.routing.engine import AFTER_HOURS, QUEUE, CallRequest, Decision
@@ -22,7 +23,7 @@ def decision_variables(decision: Decision, receiving_site: str) -> dict[str, str
         v.QUEUE: decision.queue or "",
         v.SERVICE: decision.service or "",
         v.LANGUAGE: decision.language or "",
-        v.REASONS: ",".join(decision.reasons),
+        v.REASONS: " ".join(decision.reasons),
     }
     takes_call = decision.site is not None and decision.queue is not None
     if decision.outcome in (QUEUE, AFTER_HOURS) and takes_call:
@@ -56,6 +57,32 @@ def call_request(session: AgiSession, default_site: str | None = None) -> CallRe
     )
 
 
+def mset_argument(values: Mapping[str, str]) -> str | None:
+    """``A=1,B=2`` for MSet, or None when a value holds a comma (MSet splits at commas)."""
+    if any("," in val for val in values.values()):
+        return None
+    return ",".join(f"{name}={val}" for name, val in values.items())
+
+
+async def set_all(session: AgiSession, values: Mapping[str, str]) -> None:
+    """Set every variable in one round trip with ``EXEC MSet``, which is also atomic: a
+    session cut before the reply leaves CCB_ROUTE empty, so the call takes the fallback.
+
+    Pipelining several SET VARIABLE lines is no option: Asterisk reads AGI commands
+    through a buffered stream but polls the socket for more, so they stall (seen in the
+    lab). Without MSet (result -2) or with a comma in a value, one SET VARIABLE each,
+    CCB_ROUTE last.
+    """
+    arg = mset_argument(values)
+    if arg is not None:
+        reply = await session.command(codec.exec_app("MSet", arg))
+        if reply.ok and reply.result != -2:
+            return
+        log.warning("MSet unavailable (%s): setting route variables one by one", reply.raw)
+    for name, value in values.items():
+        await session.set_variable(name, value)
+
+
 def make_route_handler(
     decide: Decide, on_decision: Callable[[CallRequest, Decision], None] | None = None
 ) -> Callable[[AgiSession], Awaitable[None]]:
@@ -69,10 +96,7 @@ def make_route_handler(
         # session cut half-way through leaves the call on the static route, never half-set.
         route_value = values.pop(v.ROUTE)
         values[v.ROUTE] = route_value
-        # One command per round trip: Asterisk reads AGI commands through a buffered
-        # stream but polls the socket for more, so pipelined lines stall (seen in the lab).
-        for name, value in values.items():
-            await session.set_variable(name, value)
+        await set_all(session, values)
         log.info(
             "routed",
             extra=ctx(

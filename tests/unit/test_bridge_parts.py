@@ -170,3 +170,49 @@ def test_key_value_log_lines_quote_and_carry_context() -> None:
     record.ctx = ctx(site="dhaka", reasons="a b")["ctx"]
     line = KeyValueFormatter().format(record)
     assert 'msg="routed call"' in line and "site=dhaka" in line and 'reasons="a b"' in line
+
+
+class _RecordingSession:
+    """Stands in for an AgiSession: records command lines, answers from a script."""
+
+    def __init__(self, *replies: str) -> None:
+        self.lines: list[str] = []
+        self.replies = list(replies)
+
+    async def command(self, line: str) -> object:
+        from ccbridge.agi.codec import parse_reply
+
+        self.lines.append(line)
+        return parse_reply(self.replies.pop(0) if self.replies else "200 result=1")
+
+    async def set_variable(self, name: str, value: str) -> None:
+        from ccbridge.agi import codec
+
+        await self.command(codec.set_variable(name, value))
+
+
+async def test_route_variables_go_in_one_mset_round_trip() -> None:
+    from ccbridge.agi.handlers import set_all
+
+    session = _RecordingSession("200 result=0")
+    await set_all(session, {v.QUEUE: "orders-bn", v.REASONS: "a b", v.ROUTE: "remote"})  # type: ignore[arg-type]
+    assert session.lines == ['EXEC MSet "CCB_QUEUE=orders-bn,CCB_REASONS=a b,CCB_ROUTE=remote"']
+
+
+async def test_without_mset_each_variable_is_set_route_last() -> None:
+    from ccbridge.agi.handlers import set_all
+
+    session = _RecordingSession("200 result=-2")
+    await set_all(session, {v.QUEUE: "orders-bn", v.ROUTE: "queue"})  # type: ignore[arg-type]
+    assert session.lines[1:] == [
+        'SET VARIABLE CCB_QUEUE "orders-bn"',
+        'SET VARIABLE CCB_ROUTE "queue"',
+    ]
+
+
+async def test_a_comma_in_a_value_skips_mset() -> None:
+    from ccbridge.agi.handlers import set_all
+
+    session = _RecordingSession()
+    await set_all(session, {v.QUEUE: "a,b", v.ROUTE: "queue"})  # type: ignore[arg-type]
+    assert [line.split()[0] for line in session.lines] == ["SET", "SET"]
