@@ -56,6 +56,10 @@ STATE_EVENTS = frozenset(
 )
 
 
+# The AMI events the bridge and its listeners (KPIs, agents, trunks) read; see Filter.
+AMI_EVENT_FILTER = "Event: (Queue|Agent|ContactStatus|UserEvent|Shutdown|FullyBooted)"
+
+
 class Bridge:
     """One process: an AMI link per site, the FastAGI server, the HTTP API, shared state."""
 
@@ -149,6 +153,7 @@ class Bridge:
     async def _sync_site(self, link: SiteLink) -> None:
         """Full queue state on every (re)connect: QueueStatus replaces what we had."""
         site = link.site_name
+        await self._filter_events(link)
         self.state = begin_sync(self.state, site)
         try:
             events = await link.action("QueueStatus", {}, as_list=True)
@@ -212,6 +217,22 @@ class Bridge:
         """Take a site out of routing for maintenance; its calls in progress go on."""
         self.state = set_drained(self.state, site, drained)
         log.warning("site %s", "drained" if drained else "undrained", extra=ctx(site=site))
+
+    async def _filter_events(self, link: SiteLink) -> None:
+        """Ask Asterisk to send this session only the events the bridge uses.
+
+        Every call makes dozens of events (Newexten, VarSet, ...) the bridge would parse
+        and drop; under load that parsing costs more than routing. Replies to actions
+        (QueueStatus lists) are not events to the filter and still arrive.
+        """
+        try:
+            await link.action("Filter", {"Operation": "Add", "Filter": AMI_EVENT_FILTER})
+        except (AmiError, TimeoutError) as exc:
+            log.warning(
+                "AMI event filter refused, taking every event: %s",
+                exc,
+                extra=ctx(site=link.site_name),
+            )
 
     async def _sync_contacts(self, link: SiteLink) -> None:
         """Trunk reachability as qualify sees it now; ContactStatus events keep it current.

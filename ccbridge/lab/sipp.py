@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import signal
@@ -151,6 +152,7 @@ def caller_command(
     calls: int,
     max_seconds: float,
     extra: Sequence[str] = (),
+    timeout_is_error: bool = True,
 ) -> list[str]:
     """The argv of a bounded SIPp caller run: ``calls`` calls, at most ``max_seconds``."""
     return [
@@ -165,8 +167,8 @@ def caller_command(
         "-m", str(calls),
         *extra,
         "-nostdin",
-        "-timeout", f"{int(max_seconds)}s",
-        "-timeout_error",
+        "-timeout", f"{math.ceil(max_seconds)}s",
+        *(["-timeout_error"] if timeout_is_error else []),
     ]  # fmt: skip
 
 

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import math
 import os
 import signal
 from dataclasses import dataclass
 from pathlib import Path
 
-from ccbridge.lab.sipp import SCENARIOS, _port_for, sipp_binary
+from ccbridge.lab.sipp import SCENARIOS, caller_command
 from ccbridge.loadtest.options import CallerGroup
 
 DTMF_PCAPS = Path("/usr/share/sip-tester")
@@ -90,43 +89,18 @@ def caller_argv(
         rate_args += ["-no_rate_quit"]
     else:
         rate_args = ["-rp", "10s", "-r", f"{rate * 10:.3f}"]
-    return (
-        sipp_binary(),
-        "-sf",
-        str(scenario),
-        "-key",
-        "caller",
-        caller,
-        "-s",
-        did,
-        target,
-        "-i",
-        "127.0.0.1",
-        "-p",
-        str(port),
-        "-mp",
-        str(_port_for(port)),
-        "-m",
-        str(calls),
-        *rate_args,
-        "-l",
-        str(limit),
-        "-d",
-        str(talk_ms),
-        "-nostdin",
-        "-timeout",
-        f"{math.ceil(max_seconds)}s",
-        "-recv_timeout",
-        str(recv_timeout_ms),  # a call nobody answers fails instead of waiting forever
-        "-trace_stat",
-        "-stf",
-        str(stat_file),
-        "-fd",
-        "1",
-        "-trace_err",
-        "-error_file",
-        str(error_file),
-    )
+    argv = caller_command(
+        scenario, target, did, caller=caller, local_port=port, calls=calls,
+        max_seconds=max_seconds, timeout_is_error=False,
+        extra=(
+            *rate_args, "-l", str(limit), "-d", str(talk_ms),
+            # a call nobody answers fails instead of waiting forever
+            "-recv_timeout", str(recv_timeout_ms),
+            "-trace_stat", "-stf", str(stat_file), "-fd", "1",
+            "-trace_err", "-error_file", str(error_file),
+        ),
+    )  # fmt: skip
+    return tuple(argv)
 
 
 def group_run(
