@@ -183,7 +183,7 @@ async def agi_session(port: int, n: int, hold: float, stats: dict[str, int]) -> 
                 await asyncio.sleep(hold)  # Asterisk holding the call between commands
                 first = False
             writer.write(b"200 result=1\n")
-            if line.startswith(b"SET VARIABLE CCB_ROUTE "):
+            if b"CCB_ROUTE" in line:  # EXEC MSet "...,CCB_ROUTE=..." (or SET VARIABLE)
                 stats["routed"] += 1
     except (ConnectionError, asyncio.IncompleteReadError):
         stats["errors"] += 1
