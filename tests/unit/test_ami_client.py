@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -395,7 +396,9 @@ async def test_non_ami_peer_is_dropped_and_retried(make_link: LinkFactory) -> No
     async def http(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         hits.append(1)
         writer.write(b"HTTP/1.1 400 Bad Request\r\n\r\n")
-        await reader.read()
+        # Bounded: a client that never closes must not keep the server (and the test) alive.
+        with contextlib.suppress(TimeoutError, ConnectionError):
+            await asyncio.wait_for(reader.read(), 2.0)
         writer.close()
 
     server = await asyncio.start_server(http, "127.0.0.1", 0)
