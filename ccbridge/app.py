@@ -67,6 +67,8 @@ class Bridge:
         self.config = config
         self.clock = clock or Clock.from_settings(config.bridge.fixed_clock)
         self.router = Router(config)
+        self._site_names = frozenset(s.name for s in config.sites)
+        self._services = frozenset(config.services)
         self.state: LiveState = initial_state(s.name for s in config.sites)
         self.registry = CollectorRegistry()
         self.metrics = BridgeMetrics(
@@ -111,16 +113,20 @@ class Bridge:
         return decision
 
     def _on_decision(self, call: CallRequest, decision: Decision) -> None:
+        # The site and service come from the AGI request: only configured names may
+        # become label values, or any client of the FastAGI port could add series.
+        receiving = call.receiving_site if call.receiving_site in self._site_names else "other"
+        service = decision.service if decision.service in self._services else "other"
         self.metrics.decisions.labels(
-            call.receiving_site or "unknown",
+            receiving,
             decision.site or "none",
             decision.outcome,
-            decision.service or "none",
+            service if decision.service else "none",
             decision.language or "none",
         ).inc()
         for reason in decision.reasons:
             self.metrics.reasons.labels(reason).inc()
-        self.metrics.record_decision(call.receiving_site, decision)
+        self.metrics.record_decision(receiving, decision)
 
     def _on_agi_session_end(self, route: str, outcome: SessionOutcome, seconds: float) -> None:
         self.metrics.agi_session_end(route, outcome.value, seconds)

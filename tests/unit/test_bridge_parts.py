@@ -216,3 +216,21 @@ async def test_a_comma_in_a_value_skips_mset() -> None:
     session = _RecordingSession()
     await set_all(session, {v.QUEUE: "a,b", v.ROUTE: "queue"})  # type: ignore[arg-type]
     assert [line.split()[0] for line in session.lines] == ["SET", "SET"]
+
+
+def test_request_supplied_names_never_become_label_values(config: Config) -> None:
+    from ccbridge.routing.engine import CallRequest
+
+    bridge = Bridge(config, Clock(datetime(2026, 11, 25, 5, 0, tzinfo=UTC)))
+    for i in range(5):
+        call = CallRequest("+918000000001", "", receiving_site=f"probe-{i}", service=f"svc-{i}")
+        bridge._on_decision(call, bridge.decide(call))
+    values = {
+        value
+        for metric in bridge.registry.collect()
+        if metric.name == "ccbridge_route_decisions"
+        for sample in metric.samples
+        for value in sample.labels.values()
+    }
+    assert not any(v.startswith(("probe-", "svc-")) for v in values)
+    assert "other" in values
