@@ -122,6 +122,7 @@ class SiteLink:
         self._protocol: _Protocol | None = None
         self._pending: dict[str, asyncio.Future[Any]] = {}
         self._side_tasks: set[asyncio.Task[None]] = set()
+        self._stopping = False
 
     @property
     def state(self) -> LinkState:
@@ -139,14 +140,20 @@ class SiteLink:
     async def start(self) -> None:
         """Start connecting in the background; never waits for the site."""
         if self._task is None:
+            self._stopping = False
             self._task = asyncio.create_task(self._run(), name=f"ami-link-{self.site_name}")
 
     async def stop(self) -> None:
         """Close the connection and end every task this link started."""
+        self._stopping = True
         task, self._task = self._task, None
         if task is not None:
-            task.cancel()
-            await asyncio.wait({task})
+            # Python 3.11's asyncio.wait_for can swallow a cancellation that races with
+            # its inner future finishing (seen as a stop() that never returned while the
+            # link was reconnecting): cancel again until the task has really ended.
+            while not task.done():
+                task.cancel()
+                await asyncio.wait({task}, timeout=0.5)
         self._set_state(LinkState.DOWN)
 
     @overload
@@ -219,7 +226,7 @@ class SiteLink:
 
     async def _run(self) -> None:
         attempt = 0
-        while True:
+        while not self._stopping:
             try:
                 if await self._session(attempt):
                     attempt = 0
