@@ -179,16 +179,7 @@ class _Reader:
         return v
 
     def str_list(self, item: Callable[[Any], str]) -> Callable[[Any], tuple[str, ...]]:
-        def conv(v: Any) -> tuple[str, ...]:
-            if not isinstance(v, list):
-                raise self.fail(f"expected a list, got {_kind(v)}")
-            out = []
-            for i, x in enumerate(v):
-                with self.at(i):
-                    out.append(item(x))
-            return tuple(out)
-
-        return conv
+        return lambda v: tuple(_list(self, v, item))
 
     def host_port(self, default_port: int | None = None) -> Callable[[Any], HostPort]:
         def conv(v: Any) -> HostPort:

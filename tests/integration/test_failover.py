@@ -7,7 +7,6 @@ import asyncio
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
@@ -18,7 +17,7 @@ import pytest
 
 from ccbridge.config import Config
 from ccbridge.config.model import HostPort, Number, NumberKind, Trunk, TrunkKind
-from ccbridge.lab.demo import bridge_ready
+from ccbridge.lab.demo import bridge_ready, start_bridge
 from ccbridge.lab.sipp import Agent, CallResult, place_calls
 from ccbridge.lab.sites import Lab
 from ccbridge.routing.trunks import Breaker, BreakerPolicy, at
@@ -299,15 +298,7 @@ async def test_drain_under_load_sends_new_calls_elsewhere_and_lets_calls_finish(
 
 
 def _start_bridge(lab: Lab) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "CCBRIDGE_CLOCK": WEDNESDAY_MORNING.isoformat()}
-    with open(lab.log_dir / "bridge-restart.log", "ab") as log:  # the child keeps its copy
-        return subprocess.Popen(
-            [sys.executable, "-m", "ccbridge.cli", "run", lab.config.source],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env=env,
-        )
+    return start_bridge(lab, {"CCBRIDGE_CLOCK": WEDNESDAY_MORNING.isoformat()})
 
 
 async def test_bridge_killed_and_restarted_under_load_loses_no_call(
