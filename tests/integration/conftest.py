@@ -6,7 +6,6 @@ lock on it; parallel test runs wait for each other instead of colliding.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import fcntl
 import os
@@ -25,6 +24,7 @@ from ccbridge.config import Config, load_config
 from ccbridge.lab.secrets import ensure_lab_secrets
 from ccbridge.lab.sipp import Agent
 from ccbridge.lab.sites import REPO_ROOT, Lab
+from tests.polling import until
 
 LAB_CONFIG = REPO_ROOT / "examples" / "lab.yaml"
 LOCK_FILE = Path("/tmp/ccbridge-lab.lock")
@@ -119,11 +119,11 @@ class AmiRecorder:
             link = SiteLink(site.name, site.ami, self._on_event)
             self.links.append(link)
             await link.start()
-        deadline = time.monotonic() + 10
-        while not all(link.connected for link in self.links):
-            if time.monotonic() > deadline:
-                raise AssertionError("AMI recorder could not connect to every site")
-            await asyncio.sleep(0.05)
+        await until(
+            lambda: all(link.connected for link in self.links),
+            10,
+            "the AMI recorder to connect to every site",
+        )
 
     async def stop(self) -> None:
         for link in self.links:
@@ -135,12 +135,12 @@ class AmiRecorder:
     async def wait_for(
         self, predicate: Callable[[], bool], within: float = 10.0, what: str = "condition"
     ) -> None:
-        deadline = time.monotonic() + within
-        while not predicate():
-            if time.monotonic() > deadline:
-                seen = sorted({e.get("Event", "?") for _, e in self.events})
-                raise AssertionError(f"timed out waiting for {what}; events seen: {seen}")
-            await asyncio.sleep(0.05)
+        """`until`, with the names of the events seen so far in the failure message."""
+        try:
+            await until(predicate, within, what)
+        except AssertionError as timed_out:
+            seen = sorted({e.get("Event", "?") for _, e in self.events})
+            raise AssertionError(f"{timed_out}; events seen: {seen}") from None
 
 
 @pytest.fixture
@@ -167,13 +167,11 @@ def bridge_at(lab: Lab, lab_config: Config) -> BridgeFactory:
         bridge = Bridge(config or lab_config, Clock(at))
         await bridge.start()
         try:
-            deadline = time.monotonic() + 10
-            while not (bridge.state.synced and all(s.up for s in bridge.state.sites.values())):
-                if time.monotonic() > deadline:
-                    raise AssertionError(
-                        f"bridge did not sync every site: {bridge.state.sites.keys()}"
-                    )
-                await asyncio.sleep(0.05)
+            await until(
+                lambda: bridge.state.synced and all(s.up for s in bridge.state.sites.values()),
+                10,
+                f"the bridge to sync every site: {sorted(bridge.state.sites)}",
+            )
             yield bridge
         finally:
             await bridge.stop()

@@ -13,6 +13,7 @@ from ccbridge.app import Bridge
 from ccbridge.lab.sipp import Agent, place_calls
 from ccbridge.lab.sites import Lab
 from tests.integration.conftest import AmiRecorder, BridgeFactory
+from tests.polling import until
 
 WEDNESDAY_MORNING = datetime(2026, 11, 25, 5, 0, tzinfo=UTC)
 CARE_IN = "+918000000004"  # care: no static members, received at bangalore
@@ -42,14 +43,6 @@ async def _agents(bridge: Bridge) -> list[dict[str, Any]]:
 def _logged_in(bridge: Bridge, site: str) -> int:
     q = bridge.state.sites[site].queues.get("care-en")
     return q.logged_in if q else 0
-
-
-async def _wait(predicate: Any, what: str, within: float = 10.0) -> None:
-    for _ in range(int(within / 0.05)):
-        if predicate():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def _connects(ami: AmiRecorder, site: str) -> list[dict[str, str]]:
@@ -85,7 +78,7 @@ async def test_calls_follow_the_agent_through_login_pause_and_a_move(
         try:
             # Logged in at bangalore: the call is answered there.
             await _post(bridge, "login", {"site": "bangalore", "queues": ["care-en"]})
-            await _wait(lambda: _logged_in(bridge, "bangalore") == 1, "login mirrored")
+            await until(lambda: _logged_in(bridge, "bangalore") == 1, 10, "login mirrored")
             listed = [a for a in await _agents(bridge) if a["id"] == AGENT]
             assert [s["site"] for s in listed[0]["sites"]] == ["bangalore"]
             await _call(6161)
@@ -93,8 +86,8 @@ async def test_calls_follow_the_agent_through_login_pause_and_a_move(
 
             # Paused: a call waits in the queue and the agent's phone never rings.
             await _post(bridge, "pause", {"reason": "lunch"})
-            await _wait(
-                lambda: bridge.state.sites["bangalore"].queues["care-en"].paused == 1, "pause"
+            await until(
+                lambda: bridge.state.sites["bangalore"].queues["care-en"].paused == 1, 10, "pause"
             )
             listed = [a for a in await _agents(bridge) if a["id"] == AGENT]
             assert listed[0]["paused"] and listed[0]["sites"][0]["pause_reason"] == "lunch"
@@ -119,8 +112,9 @@ async def test_calls_follow_the_agent_through_login_pause_and_a_move(
             # Logged out at bangalore, in at dhaka: the bridge sends the call to dhaka.
             await _post(bridge, "logout", {"site": "bangalore"})
             await _post(bridge, "login", {"site": "dhaka", "queues": ["care-en"], "penalty": 1})
-            await _wait(
+            await until(
                 lambda: _logged_in(bridge, "bangalore") == 0 and _logged_in(bridge, "dhaka") == 1,
+                10,
                 "the move mirrored",
             )
             await _call(6163)

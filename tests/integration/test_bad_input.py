@@ -18,6 +18,7 @@ from ccbridge.config.model import SecretValue
 from ccbridge.lab.sipp import Agent, place_calls
 from ccbridge.lab.sites import Lab
 from tests.integration.conftest import BridgeFactory
+from tests.polling import until
 
 WEDNESDAY_MORNING = datetime(2026, 11, 25, 5, 0, tzinfo=UTC)
 
@@ -111,10 +112,10 @@ async def test_wrong_ami_password_is_logged_and_retried_and_the_site_is_not_read
     caplog.set_level(logging.INFO)
     await bridge.start()
     try:
-        await _until(lambda: bridge.links["dhaka"].auth_failures >= 2, 10)
+        await until(lambda: bridge.links["dhaka"].auth_failures >= 2, 10, "two auth failures")
         assert bridge.links["dhaka"].state is LinkState.AUTH_FAILED
         assert not bridge.state.sites["dhaka"].up
-        await _until(lambda: bridge.links["bangalore"].connected, 5)
+        await until(lambda: bridge.links["bangalore"].connected, 5, "bangalore connected")
         assert bridge.readiness()["site_connected"]
         text = caplog.text
         assert "dhaka" in text and "auth" in text.lower()
@@ -135,8 +136,10 @@ async def test_unreachable_site_at_start_does_not_stop_the_bridge(
     await bridge.start()
     try:
         assert time.monotonic() - started < 2.0
-        await _until(
-            lambda: bridge.links["bangalore"].connected and bridge.links["dhaka"].connected, 5
+        await until(
+            lambda: bridge.links["bangalore"].connected and bridge.links["dhaka"].connected,
+            5,
+            "bangalore and dhaka connected",
         )
         assert not bridge.links["manila"].connected
         assert not bridge.state.sites["manila"].up
@@ -169,7 +172,7 @@ async def test_link_cut_mid_session_fails_fast_and_reconnects(
         )
         killed_at = time.monotonic()
         lab.signal_site(dhaka, signal.SIGKILL)
-        await _until(lambda: not link.connected, 3)
+        await until(lambda: not link.connected, 3, "dhaka link down")
         detect = time.monotonic() - killed_at
         assert detect < 1.0, f"link down noticed after {detect:.2f}s"
         assert not bridge.state.sites["dhaka"].up
@@ -182,16 +185,8 @@ async def test_link_cut_mid_session_fails_fast_and_reconnects(
         lab.stop_site(dhaka)
         lab.start_site(dhaka)
         await asyncio.to_thread(lab.wait_ami, dhaka, 20)
-        await _until(lambda: bridge.state.sites["dhaka"].synced, 15)
+        await until(lambda: bridge.state.sites["dhaka"].synced, 15, "dhaka resynced")
         assert link.reconnects >= 1
-
-
-async def _until(predicate: object, seconds: float) -> None:
-    deadline = time.monotonic() + seconds
-    while not (callable(predicate) and predicate()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {seconds}s")
-        await asyncio.sleep(0.05)
 
 
 async def test_a_failing_route_handler_sends_the_call_to_the_static_fallback(

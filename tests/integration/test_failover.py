@@ -8,7 +8,7 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
 
@@ -22,25 +22,18 @@ from ccbridge.lab.sipp import Agent, CallResult, place_calls
 from ccbridge.lab.sites import Lab
 from ccbridge.routing.trunks import Breaker, BreakerPolicy, at
 from tests.integration.conftest import AmiRecorder, BridgeFactory
+from tests.polling import until
 
 WEDNESDAY_MORNING = datetime(2026, 11, 25, 5, 0, tzinfo=UTC)  # every site open
 BENGALI = "+8801712345678"
 ENGLISH = "+447700900123"
 ORDERS_IN = "+918000000001"
 DHAKA_HOME = "+918000000009"  # an Indian toll-free number whose home site is dhaka
+POLL = 0.02  # seconds between checks in `until`: the detection times reported are this fine
 
 
 def report(what: str, **figures: object) -> None:
     print(f"\nMEASURED {what}: " + ", ".join(f"{k}={v}" for k, v in figures.items()))
-
-
-async def until(predicate: Callable[[], bool], seconds: float, what: str = "condition") -> float:
-    start = time.monotonic()
-    while not predicate():
-        if time.monotonic() - start > seconds:
-            raise AssertionError(f"{what} not met within {seconds}s")
-        await asyncio.sleep(0.02)
-    return time.monotonic() - start
 
 
 async def calls(
@@ -110,7 +103,9 @@ async def test_dead_trunk_costs_no_calls_and_returns_after_its_breaker_closes(
             policy = BreakerPolicy(failures=3, window=30.0, cooldown=120.0)
             bridge.trunk_policy = policy
             trunk = lambda: bridge.trunks["blr-dac-a"]  # noqa: E731
-            await until(lambda: trunk().reachable is True, 10, "qualify sees the far end")
+            await until(
+                lambda: trunk().reachable is True, 10, "qualify sees the far end", interval=POLL
+            )
 
             # 1. The trunk answers 503: every call fails over to blr-dac inside the call.
             r1 = await calls(ORDERS_IN, BENGALI, 6, rate=3)
@@ -121,7 +116,9 @@ async def test_dead_trunk_costs_no_calls_and_returns_after_its_breaker_closes(
             # 2. The trunk goes silent (SIGSTOP): qualify marks it Unreachable.
             assert far.proc is not None
             os.killpg(far.proc.pid, signal.SIGSTOP)
-            silent_detect = await until(lambda: trunk().reachable is False, 10, "unreachable")
+            silent_detect = await until(
+                lambda: trunk().reachable is False, 10, "unreachable", interval=POLL
+            )
             r2 = await calls(ORDERS_IN, BENGALI, 4, port=6160)
             assert r2.ok, r2.output[-1500:]
 
@@ -141,12 +138,17 @@ async def test_dead_trunk_costs_no_calls_and_returns_after_its_breaker_closes(
             )
             back.start()
             try:
-                back_detect = await until(lambda: trunk().reachable is True, 10, "reachable again")
+                back_detect = await until(
+                    lambda: trunk().reachable is True, 10, "reachable again", interval=POLL
+                )
                 assert at(trunk(), bridge.clock.time(), policy).breaker is Breaker.OPEN
                 policy = BreakerPolicy(failures=3, window=30.0, cooldown=1.0)
                 bridge.trunk_policy = policy
                 await until(
-                    lambda: at(trunk(), bridge.clock.time(), policy).breaker is not Breaker.OPEN, 10
+                    lambda: at(trunk(), bridge.clock.time(), policy).breaker is not Breaker.OPEN,
+                    10,
+                    "the breaker out of OPEN",
+                    interval=POLL,
                 )
                 r4 = await calls(ORDERS_IN, BENGALI, 3, port=6180)
                 assert r4.ok, r4.output[-1500:]
@@ -193,7 +195,9 @@ async def test_site_killed_mid_load_moves_calls_and_takes_them_back_after_holdof
         await asyncio.sleep(1.5)
         killed = time.monotonic()
         lab.signal_site(dhaka, signal.SIGKILL)
-        detect = await until(lambda: not bridge.state.sites["dhaka"].up, 3, "site down")
+        detect = await until(
+            lambda: not bridge.state.sites["dhaka"].up, 3, "site down", interval=POLL
+        )
         mark = len(ami.events)
         r1 = await load
         # Calls already bridged to dhaka when it died are cut: that is the site's loss,
@@ -207,7 +211,7 @@ async def test_site_killed_mid_load_moves_calls_and_takes_them_back_after_holdof
         lab.stop_site(dhaka)
         lab.start_site(dhaka)
         await asyncio.to_thread(lab.wait_ami, dhaka, 20)
-        await until(lambda: bridge.state.sites["dhaka"].synced, 10, "dhaka resynced")
+        await until(lambda: bridge.state.sites["dhaka"].synced, 10, "dhaka resynced", interval=POLL)
         back_mark = len(ami.events)
         r3 = await calls(DHAKA_HOME, ENGLISH, 2, port=6210)  # within the 3 s hold-off
         assert r3.ok and _joins(ami, "dhaka", back_mark) == 0
@@ -233,11 +237,15 @@ async def test_hung_site_is_marked_down_within_3s_and_back_on_sigcont(
     async with bridge_at(WEDNESDAY_MORNING) as bridge:
         lab.signal_site(dhaka, signal.SIGSTOP)
         try:
-            detect = await until(lambda: not bridge.state.sites["dhaka"].up, 4, "hung site down")
+            detect = await until(
+                lambda: not bridge.state.sites["dhaka"].up, 4, "hung site down", interval=POLL
+            )
         finally:
             lab.signal_site(dhaka, signal.SIGCONT)
         assert detect < 3.0
-        back = await until(lambda: bridge.state.sites["dhaka"].synced, 15, "resynced")
+        back = await until(
+            lambda: bridge.state.sites["dhaka"].synced, 15, "resynced", interval=POLL
+        )
         report("site hung", detect_s=f"{detect:.2f}", back_s=f"{back:.2f}")
 
 
@@ -308,7 +316,7 @@ async def test_bridge_killed_and_restarted_under_load_loses_no_call(
     base = f"http://{http.host}:{http.port}"
     bridge = _start_bridge(lab)
     try:
-        await until(lambda: bridge_ready(base), 15, "bridge ready")
+        await until(lambda: bridge_ready(base), 15, "bridge ready", interval=POLL)
         load = asyncio.create_task(
             calls(ORDERS_IN, BENGALI, 40, rate=8, duration_ms=300, port=6240)
         )
@@ -318,7 +326,7 @@ async def test_bridge_killed_and_restarted_under_load_loses_no_call(
         down_at = time.monotonic()
         await asyncio.sleep(1.5)
         bridge = _start_bridge(lab)
-        await until(lambda: bridge_ready(base), 15, "bridge ready again")
+        await until(lambda: bridge_ready(base), 15, "bridge ready again", interval=POLL)
         restart_s = time.monotonic() - down_at
         result = await load
         assert result.created == 40
@@ -368,6 +376,7 @@ async def test_callback_fails_over_between_carriers_with_local_caller_id(
                 lambda: all(bridge.trunks[t].reachable for t in ("blr-pstn1", "blr-pstn2")),
                 12,
                 "both carriers qualified",
+                interval=POLL,
             )
             token = lab_config.bridge.api_token
             assert token is not None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -21,6 +22,7 @@ from ccbridge.ami.client import (
 )
 from ccbridge.config.model import AmiSettings, SecretValue
 from tests.amifake import FakeAmi
+from tests.polling import until
 
 SITE = "mumbai"
 SECRET = "s3cret-do-not-log"
@@ -62,14 +64,8 @@ def make_settings(
     )
 
 
-async def wait_until(check: Callable[[], bool], timeout: float = 2.0) -> float:  # noqa: ASYNC109
-    """Poll ``check``; return the seconds it took, fail the test after ``timeout``."""
-    start = time.monotonic()
-    while not check():
-        if time.monotonic() - start > timeout:
-            raise AssertionError(f"condition not met within {timeout}s")
-        await asyncio.sleep(0.005)
-    return time.monotonic() - start
+# `until` at the fake server's pace: checked every 5 ms, 2 s unless a test says `within`.
+wait_until = functools.partial(until, within=2.0, interval=0.005)
 
 
 @pytest.fixture
@@ -160,7 +156,7 @@ async def test_wrong_password_is_auth_failed_logged_and_retried_with_backoff(
     caplog.set_level(logging.DEBUG)
     link = make_link(make_settings(fake.port, secret="wrong-secret-value"))
     await link.start()
-    await wait_until(lambda: link.auth_failures >= 4, timeout=3.0)
+    await wait_until(lambda: link.auth_failures >= 4, within=3.0)
     assert link.state is LinkState.AUTH_FAILED
     assert not link.connected
     assert recorder.states == [LinkState.AUTH_FAILED]
@@ -208,7 +204,7 @@ async def test_cut_mid_session_fails_pending_fast_then_reconnects(
     await asyncio.sleep(0.05)  # let the half list reach the client
     cut_at = time.monotonic()
     await fake.cut()
-    await wait_until(lambda: link.state is LinkState.DOWN, timeout=1.0)
+    await wait_until(lambda: link.state is LinkState.DOWN, within=1.0)
     for task in (silent, half_list):
         with pytest.raises(SiteDownError):
             await task
@@ -225,7 +221,7 @@ async def test_hung_server_is_detected_by_ping_deadline(
     link = await up_link(make_link, fake)
     await asyncio.sleep(0.3)  # a few good pings first
     fake.hang()
-    elapsed = await wait_until(lambda: link.state is LinkState.DOWN, timeout=2.0)
+    elapsed = await wait_until(lambda: link.state is LinkState.DOWN, within=2.0)
     assert elapsed <= 0.2 + 0.3 + 0.2  # ping_interval + ping_timeout + margin
     assert link.ping_timeouts == 1
     fake.hang(False)
@@ -386,7 +382,7 @@ async def test_failing_on_ready_drops_the_connection_to_retry(
 async def test_shutdown_event_takes_the_link_down(fake: FakeAmi, make_link: LinkFactory) -> None:
     link = await up_link(make_link, fake)
     fake.push_event("Shutdown", {"Shutdown": "Cleanly", "Restart": "True"})
-    await wait_until(lambda: link.state is LinkState.DOWN, timeout=1.0)
+    await wait_until(lambda: link.state is LinkState.DOWN, within=1.0)
     await wait_until(lambda: link.state is LinkState.UP)
 
 
@@ -421,6 +417,6 @@ async def test_stop_closes_the_socket_and_no_secret_is_logged(
     await link.action("Ping")
     await link.stop()
     assert link.state is LinkState.DOWN
-    await wait_until(lambda: fake.client_count == 0, timeout=1.0)
+    await wait_until(lambda: fake.client_count == 0, within=1.0)
     assert "AMI logged in" in caplog.text
     assert SECRET not in caplog.text

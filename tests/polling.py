@@ -1,0 +1,23 @@
+"""The one "poll until a condition holds" helper of the unit and integration tests."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+
+async def until(
+    predicate: Callable[[], bool],
+    within: float,
+    what: str = "condition",
+    interval: float = 0.05,
+) -> float:
+    """Poll ``predicate`` every ``interval`` seconds until it holds; return the seconds it
+    took. Fail the test (AssertionError naming ``what``) once ``within`` seconds passed."""
+    start = time.monotonic()
+    while not predicate():
+        if time.monotonic() - start > within:
+            raise AssertionError(f"timed out after {within}s waiting for {what}")
+        await asyncio.sleep(interval)
+    return time.monotonic() - start
