@@ -8,6 +8,7 @@ import logging
 import signal
 from collections.abc import Callable, Mapping
 from dataclasses import replace
+from typing import NamedTuple
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry
@@ -19,7 +20,7 @@ from ccbridge.agi.lookup import make_lookup_handler
 from ccbridge.agi.server import FastAgiServer, SessionOutcome
 from ccbridge.ami.client import AmiError, LinkState, SiteLink
 from ccbridge.clock import Clock
-from ccbridge.config.model import Config
+from ccbridge.config.model import Config, Trunk
 from ccbridge.http.app import build_app
 from ccbridge.kpi import KpiTracker
 from ccbridge.logs import ctx
@@ -58,6 +59,14 @@ STATE_EVENTS = frozenset(
 
 # The AMI events the bridge and its listeners (KPIs, agents, trunks) read; see Filter.
 AMI_EVENT_FILTER = "Event: (Queue|Agent|ContactStatus|UserEvent|Shutdown|FullyBooted)"
+
+
+class TrunkNow(NamedTuple):
+    """One trunk as the bridge sees it now; see Bridge.trunks_now."""
+
+    trunk: Trunk
+    health: trunk_health.TrunkHealth
+    usable: bool
 
 
 class Bridge:
@@ -206,17 +215,23 @@ class Bridge:
         if bad != self.state.unhealthy_trunks:
             self.state = replace(self.state, unhealthy_trunks=bad)
 
-    def trunk_snapshots(self) -> list[TrunkSnapshot]:
-        """Trunk health for the metrics, read at scrape time."""
+    def trunks_now(self) -> list[TrunkNow]:
+        """Every configured trunk's health as of now (an open breaker past its cool-down
+        is half-open) and whether routes may use it: what GET /api/v1/trunks shows and
+        the metrics' trunk snapshots are made from."""
         now = self.clock.time()
         out = []
         for t in self.config.trunks:
             h = trunk_health.at(self.trunks[t.name], now, self.trunk_policy)
-            up = trunk_health.usable(h, now, self.trunk_policy)
-            out.append(
-                TrunkSnapshot(t.name, t.site, t.kind.value, t.peer_site or "", up, h.breaker.value)
-            )
+            out.append(TrunkNow(t, h, trunk_health.usable(h, now, self.trunk_policy)))
         return out
+
+    def trunk_snapshots(self) -> list[TrunkSnapshot]:
+        """Trunk health for the metrics, read at scrape time."""
+        return [
+            TrunkSnapshot(t.name, t.site, t.kind.value, t.peer_site or "", up, h.breaker.value)
+            for t, h, up in self.trunks_now()
+        ]
 
     # -- drain ---------------------------------------------------------------------
     def set_drained(self, site: str, drained: bool) -> None:

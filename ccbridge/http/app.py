@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 from prometheus_client.aiohttp import make_aiohttp_handler
 
-from ccbridge.routing import trunks as trunk_health
 from ccbridge.routing.engine import CallRequest
 from ccbridge.routing.state import ewt
 
@@ -212,25 +211,21 @@ async def undrain(request: web.Request) -> web.Response:
 
 
 async def trunks(request: web.Request) -> web.Response:
-    bridge = request.app[BRIDGE]
-    now = bridge.clock.time()
-    out = []
-    for t in bridge.config.trunks:
-        h = trunk_health.at(bridge.trunks[t.name], now, bridge.trunk_policy)
-        out.append(
-            {
-                "name": t.name,
-                "site": t.site,
-                "kind": t.kind.value,
-                "peer": t.peer_site,
-                "order": t.order,
-                "reachable": h.reachable,
-                "breaker": h.breaker.value,
-                "usable": trunk_health.usable(h, now, bridge.trunk_policy),
-                "failed_total": h.failed_total,
-                "answered_total": h.answered_total,
-            }
-        )
+    out = [
+        {
+            "name": t.name,
+            "site": t.site,
+            "kind": t.kind.value,
+            "peer": t.peer_site,
+            "order": t.order,
+            "reachable": h.reachable,
+            "breaker": h.breaker.value,
+            "usable": usable,
+            "failed_total": h.failed_total,
+            "answered_total": h.answered_total,
+        }
+        for t, h, usable in request.app[BRIDGE].trunks_now()
+    ]
     return web.json_response({"trunks": out})
 
 

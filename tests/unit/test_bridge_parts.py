@@ -129,6 +129,17 @@ async def test_sites_and_queues_show_the_state(client: TestClient) -> None:  # t
     assert (await (await client.get("/api/v1/queues")).json()) == {"queues": []}
 
 
+async def test_trunks_api_shows_the_breakers_the_metrics_see(config: Config) -> None:
+    bridge = Bridge(config, Clock(datetime(2026, 11, 25, 5, 0, tzinfo=UTC)))
+    for _ in range(3):
+        bridge._on_trunk_result("blr-dac", "CONGESTION")
+    async with TestClient(TestServer(build_app(bridge))) as c:
+        body = await (await c.get("/api/v1/trunks")).json()
+    api = {t["name"]: (t["usable"], t["breaker"]) for t in body["trunks"]}
+    assert api["blr-dac"] == (False, "open")
+    assert api == {s.name: (s.up, s.breaker) for s in bridge.trunk_snapshots()}
+
+
 async def test_metrics_are_served(client: TestClient) -> None:  # type: ignore[type-arg]
     resp = await client.get("/metrics")
     assert resp.status == 200
