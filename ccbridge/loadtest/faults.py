@@ -6,7 +6,7 @@ import asyncio
 import logging
 import signal
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from ccbridge.lab.sipp import Agent
 from ccbridge.lab.sites import Lab
@@ -25,6 +25,14 @@ class FaultRecord:
     recovered: float | None = None  # undone (site back answering AMI, bridge ready, ...)
     error: str | None = None
     notes: list[str] = field(default_factory=list)
+
+    def as_run(self) -> Fault:
+        """The fault as it ran: from its start to its recovery (the plan where unknown)."""
+        f = self.fault
+        if self.started is None:
+            return f
+        ends = self.recovered if self.recovered is not None else f.ends
+        return replace(f, at=self.started, duration=max(0.0, ends - self.started))
 
     def as_dict(self) -> dict[str, object]:
         return {

@@ -4,12 +4,18 @@ The predicted state is the lab at rest: every site up and synced, every configur
 logged in and free. A site is down from when the bridge can notice a kill or hang until
 its hold-off after recovery has passed, and drained while a drain lasts. Queue load the
 calls themselves build up is not modelled: overflow under load shows as a difference.
+
+A call for another site leaves over the decision's trunks in order. When the run puts a
+SIPp carrier (``--carrier TRUNK=MODE``) at a trunk's far end, the call meets that carrier
+instead of the site: one that answers takes the call (it never joins the site's queue),
+a 503 or a killed carrier sends it on to the next trunk, a busy or silent one ends it.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from datetime import datetime, timedelta
 
 from ccbridge.config.model import Config
@@ -58,6 +64,12 @@ def fault_sets(config: Config, faults: Sequence[Fault], t: float) -> tuple[set[s
 
 
 NO_QUEUE: Key = ("-", "no queue")  # after hours closed, rejected, or never reached a queue
+NEXT_TRUNK_MODES = frozenset({"503"})  # CONGESTION: the dialplan tries the next trunk
+
+
+def carrier_key(trunk: str) -> Key:
+    """Calls answered by the run's SIPp carrier at ``trunk``'s far end."""
+    return (f"carrier {trunk}", "answered by SIPp")
 
 
 def key(decision: Decision) -> Key:
@@ -66,14 +78,39 @@ def key(decision: Decision) -> Key:
     return NO_QUEUE
 
 
+def killed_carriers(faults: Sequence[Fault], t: float) -> set[str]:
+    return {f.target for f in faults if f.kind is FaultKind.KILL_CARRIER and f.at <= t < f.ends}
+
+
+def landing(decision: Decision, carriers: Mapping[str, str], killed: AbstractSet[str]) -> Key:
+    """Where the call ends up, given the run's SIPp carriers (trunk -> mode) and dead ones.
+
+    The first trunk without a harness carrier reaches the decision's site. When every
+    trunk fails the static fallback takes the call: not modelled, the decision stands.
+    """
+    for trunk in decision.trunks:
+        mode = carriers.get(trunk)
+        if mode is None:
+            break
+        if trunk in killed or mode in NEXT_TRUNK_MODES:
+            continue
+        return carrier_key(trunk) if mode == "answer" else NO_QUEUE
+    return key(decision)
+
+
 def predict(
     config: Config,
     groups: Sequence[CallerGroup],
     placed: Mapping[int, Mapping[int, int]],
     at: datetime,
     faults: Sequence[Fault] = (),
+    carriers: Mapping[str, str] | None = None,
 ) -> Counter[Key]:
-    """Sum of decisions for ``placed[group index][second] = calls`` from the run's stats."""
+    """Sum of decisions for ``placed[group index][second] = calls`` from the run's stats.
+
+    ``carriers`` maps a trunk to the mode of the SIPp carrier the run put at its far end.
+    """
+    carriers = carriers or {}
     router = Router(config)
     out: Counter[Key] = Counter()
     for gi, per_second in placed.items():
@@ -85,7 +122,7 @@ def predict(
             now = at + timedelta(seconds=t)
             down, drained = fault_sets(config, faults, t)
             decision = router.decide(call, rest_state(config, now.timestamp(), down, drained), now)
-            out[key(decision)] += n
+            out[landing(decision, carriers, killed_carriers(faults, t))] += n
     return out
 
 

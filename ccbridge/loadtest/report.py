@@ -10,6 +10,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from ccbridge.loadtest.placement import CallSpan
 from ccbridge.loadtest.stats import FailedCall, Series
 from ccbridge.loadtest.timeline import Fault, FaultKind
 
@@ -20,18 +21,20 @@ SITE_FAULTS = (FaultKind.KILL_SITE, FaultKind.HANG_SITE)
 class FailedCallReport:
     """A failed call, why it failed, and whether the bridge could have saved it."""
 
-    t: float  # seconds since the run started
+    t: float  # seconds since the run started, when it failed
     group: str
     call_id: str
     cause: str
-    fault: str | None  # the fault active around that moment
+    fault: str | None  # the fault active while the call was up
     saveable: bool
     why: str
     bridge_log: tuple[str, ...] = ()  # bridge warnings/errors within a second or two
+    placed: float | None = None  # the latest it can have been placed (placement.py)
 
     def as_dict(self) -> dict[str, object]:
         return {
             "t": round(self.t, 3),
+            "placed": None if self.placed is None else round(self.placed, 3),
             "group": self.group,
             "call_id": self.call_id,
             "cause": self.cause,
@@ -42,31 +45,46 @@ class FailedCallReport:
         }
 
 
+def _overlaps(a0: float, a1: float, b0: float, b1: float) -> bool:
+    return a0 <= b1 and b0 <= a1
+
+
 def classify(
-    t: float,
+    call: CallSpan,
     receiving_site: str,
     target_sites: Sequence[str],
     faults: Sequence[Fault],
-    talk_s: float,
     grace: float = 5.0,
 ) -> tuple[Fault | None, bool, str]:
-    """(active fault, saveable, why) for a call that failed ``t`` s into the run.
+    """(fault, saveable, why) for a call placed at ``call.placed`` that failed at ``call.failed``.
 
-    No routing can save a call whose own Asterisk died (it was delivered to a dead PBX),
-    nor one in progress at a site that died under it. Everything else — bridge restarts,
-    drains, dead carriers, other sites failing — the bridge is there to survive.
+    The call is judged over its whole life, [placed, failed] (``placed`` being the latest
+    it can have been placed, so the interval never reaches outside the real call), against
+    the faults as they ran (started to recovered). Unsaveable, and only then:
+
+    - its receiving site (where the carrier delivered it) was killed or hung at any
+      moment of that interval: the call was set up on, or delivered to, a dead PBX;
+    - a site the engine sends it to was killed or hung after it was placed and before it
+      failed: it was in progress there when that site went down.
+
+    Every other failure counts against the bridge, since it exists to survive them: one
+    during a bridge restart, a drain, a dead carrier, another site's failure, a call
+    placed at a site that had already come back, or one with no fault at all. A call
+    sent to a target site that was hung but not yet noticed by the bridge counts as
+    saveable too (the AMI ping deadline is not modelled). ``grace`` only widens the time
+    after each fault in which that fault is named as the failure's context.
     """
-    window = talk_s + grace  # a call failing at t may have started this long before
     for f in faults:
         if f.kind not in SITE_FAULTS:
             continue
-        if f.target == receiving_site and f.at - grace <= t <= f.ends + grace:
-            return f, False, f"its receiving site {f.target} was down ({f.kind.value})"
-        if f.target in target_sites and f.at <= t <= f.at + window:
+        if f.target == receiving_site and _overlaps(call.placed, call.failed, f.at, f.ends):
+            why = f"its receiving site {f.target} was down ({f.kind.value}) while the call was up"
+            return f, False, why
+        if f.target in target_sites and call.placed <= f.at <= call.failed:
             return f, False, f"in progress at {f.target} when it went down ({f.kind.value})"
     active = None
     for f in faults:
-        if f.at - grace <= t <= f.ends + window:
+        if _overlaps(call.placed, call.failed, f.at, f.ends + grace):
             active = f
     if active is not None:
         return active, True, f"failed during {active.label}: the bridge should have saved it"
@@ -191,7 +209,11 @@ class Report:
         else:
             out.append("None.")
         out += ["", "## Where calls went: routing engine prediction vs observed", ""]
-        out += ["Observed = QueueCallerJoin events per site and queue over AMI.", ""]
+        out += [
+            "Observed = QueueCallerJoin events per site and queue over AMI, and calls the"
+            " run's SIPp carriers answered at a trunk's far end (CcbTrunkResult ANSWER).",
+            "",
+        ]
         out += ["| site | queue | predicted | observed | diff |", "|---|---|---:|---:|---:|"]
         for r in self.distribution:
             out.append(
@@ -207,11 +229,11 @@ class Report:
             )
         out += ["", f"## Failed calls ({len(self.failed_calls)})", ""]
         if self.failed_calls:
-            out += ["| t s | group | cause | fault | saveable | why |"]
-            out += ["|---:|---|---|---|---|---|"]
+            out += ["| placed s | failed s | group | cause | fault | saveable | why |"]
+            out += ["|---:|---:|---|---|---|---|---|"]
             for fc in self.failed_calls[:500]:
                 out.append(
-                    f"| {fc.t:.1f} | {fc.group} | {fc.cause} | {fc.fault or ''} "
+                    f"| {_n(fc.placed)} | {fc.t:.1f} | {fc.group} | {fc.cause} | {fc.fault or ''} "
                     f"| {'yes' if fc.saveable else 'no'} | {fc.why} |"
                 )
         else:

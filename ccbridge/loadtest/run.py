@@ -7,9 +7,9 @@ import contextlib
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from ccbridge.ami.client import SiteLink
@@ -19,11 +19,22 @@ from ccbridge.lab.sites import Lab
 from ccbridge.loadtest.bridgectl import BridgeProcess
 from ccbridge.loadtest.faults import FaultInjector
 from ccbridge.loadtest.options import CallerGroup, LoadPlan
-from ccbridge.loadtest.predict import NO_QUEUE, Key, compare, fault_sets, predict, rest_state
+from ccbridge.loadtest.placement import call_span
+from ccbridge.loadtest.predict import (
+    NO_QUEUE,
+    Key,
+    carrier_key,
+    compare,
+    fault_sets,
+    predict,
+    rest_state,
+)
 from ccbridge.loadtest.report import FailedCallReport, Report, bridge_lines_near, classify
 from ccbridge.loadtest.sipp import CARRIER_SCENARIOS, CallerRun, ProcessGroup, group_run
 from ccbridge.loadtest.stats import StatRow, merge, parse_error_log, read_stat_file
+from ccbridge.loadtest.timeline import Fault
 from ccbridge.routing.engine import CallRequest, Router
+from ccbridge.variables import EVENT_TRUNK_RESULT
 
 log = logging.getLogger("ccbridge.loadtest")
 EVERY_SITE_OPEN = datetime(2026, 11, 25, 5, 0, tzinfo=UTC)  # a Wednesday: all lab sites open
@@ -44,16 +55,27 @@ class Setup:
 
 
 class QueueJoins:
-    """Counts QueueCallerJoin per (site, queue) over an AMI link per site: where calls went."""
+    """Where calls went, over an AMI link per site: QueueCallerJoin per (site, queue), and
+    calls answered by the run's SIPp carriers at trunks' far ends (the dialplan's
+    ``CcbTrunkResult`` UserEvent with ``DialStatus: ANSWER``), which join no queue."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, carrier_trunks: Iterable[str] = ()) -> None:
         self.config = config
+        self.carrier_trunks = frozenset(carrier_trunks)
         self.joins: Counter[Key] = Counter()
         self.links: list[SiteLink] = []
 
     def _on_event(self, site: str, event: Mapping[str, str]) -> None:
-        if event.get("Event") == "QueueCallerJoin":
+        name = event.get("Event")
+        if name == "QueueCallerJoin":
             self.joins[(site, event.get("Queue", "?"))] += 1
+        elif (
+            name == "UserEvent"
+            and event.get("UserEvent") == EVENT_TRUNK_RESULT
+            and event.get("DialStatus") == "ANSWER"
+            and event.get("Trunk", "") in self.carrier_trunks
+        ):
+            self.joins[carrier_key(event.get("Trunk", ""))] += 1
 
     async def start(self, within: float = 10.0) -> bool:
         quiet = logging.getLogger("ccbridge.loadtest.ami")
@@ -101,7 +123,7 @@ async def run(setup: Setup, progress: Progress = print) -> Report:
     agents: dict[str, Agent] = {}
     carriers: dict[str, Agent] = {}
     bridge: BridgeProcess | None = None
-    joins = QueueJoins(config)
+    joins = QueueJoins(config, carrier_trunks=(name for name, _ in plan.carriers))
     notes: list[str] = []
     log_offset = 0
     try:
@@ -224,7 +246,7 @@ def _report(
     rows = [read_stat_file(r.stat_file) for r in runs]
     series = merge(rows, start)
     placed = {i: _placed_per_second(r, start) for i, r in enumerate(rows)}
-    predicted = predict(config, plan.groups, placed, at, plan.faults)
+    predicted = predict(config, plan.groups, placed, at, plan.faults, dict(plan.carriers))
     observed = Counter(joins.joins)
     observed[NO_QUEUE] = max(0, series.totals[0] - sum(joins.joins.values()))
     bridge_lines: list[str] = []
@@ -232,35 +254,8 @@ def _report(
         with contextlib.suppress(OSError), open(bridge.log_file, "rb") as fh:
             fh.seek(log_offset)
             bridge_lines = fh.read().decode(errors="replace").splitlines()
-    router = Router(config)
-    failed: list[FailedCallReport] = []
-    for i, run_ in enumerate(runs):
-        try:
-            text = run_.error_file.read_text(errors="replace")
-        except OSError:
-            continue
-        g = plan.groups[i]
-        for fc in parse_error_log(text):
-            t = fc.epoch - start
-            if t < -5:
-                continue  # not this run's
-            targets = _target_sites(router, config, g, at, plan, t)
-            fault, saveable, why = classify(
-                t, g.site, targets, plan.faults, talk_s=plan.talk_ms / 1000
-            )
-            failed.append(
-                FailedCallReport(
-                    t,
-                    g.label,
-                    fc.call_id,
-                    fc.cause,
-                    fault.label if fault else None,
-                    saveable,
-                    why,
-                    bridge_lines_near(bridge_lines, fc.epoch),
-                )
-            )
-    failed.sort(key=lambda f: f.t)
+    faults = [r.as_run() for r in injector.records] if injector else list(plan.faults)
+    failed = _failed_calls(setup, at, runs, rows, start, faults, bridge_lines)
     groups = []
     for i, (g, r) in enumerate(zip(plan.groups, rows, strict=True)):
         last = r[-1] if r else None
@@ -281,9 +276,13 @@ def _report(
     notes = [
         *notes,
         "Prediction: the routing engine on the lab at rest (every configured agent free),"
-        " sites down from when the bridge can notice a fault until hold-off after recovery.",
-        "Saveable: every failed call except those whose receiving site was down and those in"
-        " progress at a site that went down.",
+        " sites down from when the bridge can notice a fault until hold-off after recovery;"
+        " a call sent over a trunk whose far end is one of the run's SIPp carriers ends there"
+        " when that carrier answers.",
+        "Saveable: every failed call except those whose receiving site was killed or hung"
+        " at any moment from their placement to their failure, and those placed before a site"
+        " the engine sends them to went down and failing after (placement: the latest the"
+        " Call-ID's creation in SIPp's stats or the cause's SIPp timeout allows).",
     ]
     plan_dict = {
         "rate": plan.rate,
@@ -307,13 +306,51 @@ def _report(
     )
 
 
-def _target_sites(
-    router: Router, config: Config, g: CallerGroup, at: datetime, plan: LoadPlan, t: float
-) -> list[str]:
-    """Sites the engine would send this group's call to at ``t`` (before the fault)."""
-    from datetime import timedelta
+def _failed_calls(
+    setup: Setup,
+    at: datetime,
+    runs: list[CallerRun],
+    rows: list[list[StatRow]],
+    start: float,
+    faults: Sequence[Fault],
+    bridge_lines: list[str],
+) -> list[FailedCallReport]:
+    """Every call a SIPp caller aborted, judged over its life from placement to failure."""
+    plan, config = setup.plan, setup.config
+    router = Router(config)
+    failed: list[FailedCallReport] = []
+    for run_, group_rows, g in zip(runs, rows, plan.groups, strict=True):
+        try:
+            text = run_.error_file.read_text(errors="replace")
+        except OSError:
+            continue
+        for fc in parse_error_log(text):
+            if fc.epoch - start < -5:
+                continue  # not this run's
+            span = call_span(fc, group_rows, start, talk_s=plan.talk_ms / 1000)
+            targets = _target_sites(router, config, g, at, span.placed)
+            fault, saveable, why = classify(span, g.site, targets, faults)
+            failed.append(
+                FailedCallReport(
+                    span.failed,
+                    g.label,
+                    fc.call_id,
+                    fc.cause,
+                    fault.label if fault else None,
+                    saveable,
+                    why,
+                    bridge_lines_near(bridge_lines, fc.epoch),
+                    placed=span.placed,
+                )
+            )
+    return sorted(failed, key=lambda f: f.t)
 
-    now = at + timedelta(seconds=max(0.0, t - plan.talk_ms / 1000 - 1))
+
+def _target_sites(
+    router: Router, config: Config, g: CallerGroup, at: datetime, placed: float
+) -> list[str]:
+    """Sites the engine would send this group's call to when it was placed, faults aside."""
+    now = at + timedelta(seconds=max(0.0, placed))
     down, drained = fault_sets(config, (), 0)
     state = rest_state(config, now.timestamp(), down, drained)
     decision = router.decide(

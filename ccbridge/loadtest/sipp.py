@@ -21,6 +21,7 @@ CARRIER_SCENARIOS = {
     "silent": "loadtest_carrier_silent.xml",
 }
 RAMP_MIN_RATE = 2.0  # calls/s a group needs for SIPp to ramp it (see caller_argv)
+RECV_TIMEOUT_MS = 32_000  # a caller waiting longer than this for a response fails
 _PCAP_NAMES = {"*": "star", "#": "pound"}
 
 
@@ -74,7 +75,7 @@ def caller_argv(
     stat_file: Path,
     error_file: Path,
     ramp: float = 0.0,
-    recv_timeout_ms: int = 32_000,
+    recv_timeout_ms: int = RECV_TIMEOUT_MS,
 ) -> tuple[str, ...]:
     """A SIPp caller bounded by ``-m calls`` and ``-timeout max_seconds``.
 

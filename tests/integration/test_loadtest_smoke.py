@@ -44,6 +44,7 @@ async def test_smoke_run_with_a_bridge_restart_writes_a_consistent_report(
     assert t["placed"] == plan.expected_calls == sum(g["placed"] for g in data["groups"])
     assert t["successful"] + t["failed"] == t["placed"]
     assert t["failed_saveable"] == 0, data["failed_calls"]
+    assert all(f["placed"] <= f["t"] for f in data["failed_calls"])  # judged from placement
     assert sum(r["observed"] for r in data["distribution"]) == t["placed"]
     assert sum(r["predicted"] for r in data["distribution"]) == t["placed"]
     [fault] = data["faults"]

@@ -22,6 +22,7 @@ from ccbridge.loadtest.options import (
     parse_weights,
     plain_groups,
 )
+from ccbridge.loadtest.placement import CallSpan
 from ccbridge.loadtest.predict import NO_QUEUE, compare, fault_sets, predict
 from ccbridge.loadtest.report import FailedCallReport, Report, classify
 from ccbridge.loadtest.sipp import caller_argv, dtmf_steps
@@ -127,15 +128,15 @@ def test_classify_failed_calls() -> None:
     kill = parse_fault("10s:kill-site:dhaka:20s")
     bridge = parse_fault("60s:restart-bridge")
     faults = [kill, bridge]
-    f, saveable, why = classify(15, "dhaka", ["dhaka"], faults, talk_s=1)
+    f, saveable, why = classify(CallSpan(14, 15), "dhaka", ["dhaka"], faults)
     assert (f, saveable) == (kill, False) and "receiving site" in why
-    f, saveable, _ = classify(11, "bangalore", ["dhaka"], faults, talk_s=1)
+    f, saveable, _ = classify(CallSpan(9, 11), "bangalore", ["dhaka"], faults)
     assert (f, saveable) == (kill, False)  # in progress at dhaka when it died
-    f, saveable, _ = classify(25, "bangalore", ["dhaka"], faults, talk_s=1)
+    f, saveable, _ = classify(CallSpan(24, 25), "bangalore", ["dhaka"], faults)
     assert (f, saveable) == (kill, True)  # a new call while dhaka was down: reroutable
-    f, saveable, _ = classify(61, "bangalore", ["bangalore"], faults, talk_s=1)
+    f, saveable, _ = classify(CallSpan(60.5, 61), "bangalore", ["bangalore"], faults)
     assert (f, saveable) == (bridge, True)
-    assert classify(200, "bangalore", [], faults, talk_s=1)[:2] == (None, True)
+    assert classify(CallSpan(199, 200), "bangalore", [], faults)[:2] == (None, True)
 
 
 def test_report_totals_json_and_markdown(tmp_path: Path) -> None:
