@@ -1,16 +1,23 @@
-"""`make run`: the lab, its SIPp agents and the bridge, a few demo calls, then wait for Ctrl-C."""
+"""`make run`: the lab, its SIPp agents and the bridge, a few demo calls, then wait for Ctrl-C;
+the bridge as a subprocess (also the load tests' and the failover test's)."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
 import threading
+import time
 import urllib.request
+from datetime import datetime
+from pathlib import Path
 
-from ccbridge.lab.sipp import Agent, place_calls, wait_until
+from ccbridge.config.model import Config
+from ccbridge.lab.sipp import Agent, place_calls
 from ccbridge.lab.sites import Lab
 from ccbridge.logs import mask_number
 
@@ -28,20 +35,6 @@ def start_agents(lab: Lab) -> list[Agent]:
     return agents
 
 
-def start_bridge(lab: Lab, extra_env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-    lab.log_dir.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, **(extra_env or {})}
-    with open(lab.log_dir / "bridge.log", "ab") as log:  # the child keeps its own copy
-        return subprocess.Popen(
-            [sys.executable, "-m", "ccbridge.cli", "run", lab.config.source],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env=env,
-            start_new_session=True,
-        )
-
-
 def http_json(url: str, body: dict[str, object] | None = None, timeout: float = 2.0) -> object:
     data = json.dumps(body).encode() if body is not None else None
     req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
@@ -57,17 +50,92 @@ def bridge_ready(base: str) -> bool:
     return isinstance(out, dict) and bool(out.get("ready"))
 
 
+class BridgeError(RuntimeError):
+    pass
+
+
+class BridgeProcess:
+    """`ccbridge run` on the lab's config as a subprocess of its own session, its output
+    appended to ``log_file``, its clock set to ``at``: start, wait ready, kill, stop."""
+
+    def __init__(self, lab: Lab, at: datetime | None = None) -> None:
+        self.lab = lab
+        self.config: Config = lab.config
+        self.env = {"CCBRIDGE_CLOCK": at.isoformat()} if at is not None else {}
+        http = self.config.bridge.http_listen
+        self.base = f"http://{http.host}:{http.port}"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.starts = 0
+
+    @property
+    def log_file(self) -> Path:
+        return self.lab.log_dir / "bridge.log"
+
+    def spawn(self) -> subprocess.Popen[bytes]:
+        """Start the process, not waiting for it to be ready."""
+        self.lab.log_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.log_file, "ab") as log:  # the child keeps its own copy
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "ccbridge.cli", "run", self.config.source],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env={**os.environ, **self.env},
+                start_new_session=True,
+            )
+        self.starts += 1
+        return self.proc
+
+    async def start(self, ready_within: float = 20.0, poll: float = 0.1) -> float:
+        """Start and wait for /readyz, checked every ``poll`` seconds; returns the seconds
+        it took."""
+        t0 = time.monotonic()
+        proc = self.spawn()
+        while not await asyncio.to_thread(bridge_ready, self.base):
+            if proc.poll() is not None:
+                raise BridgeError(f"bridge exited ({proc.returncode}); see {self.log_file}")
+            if time.monotonic() - t0 > ready_within:
+                raise BridgeError(
+                    f"bridge not ready after {ready_within:.0f}s; see {self.log_file}"
+                )
+            await asyncio.sleep(poll)
+        return time.monotonic() - t0
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def kill(self) -> None:
+        """SIGKILL: the crash the dialplan's static fallback is there for."""
+        if self.proc is not None and self.running:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(5)
+        self.proc = None
+
+    def stop(self) -> None:
+        """SIGTERM (a clean stop), SIGKILL if it is not gone within 10 s."""
+        if self.proc is not None and self.running:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        self.proc = None
+
+
 def run_demo(lab: Lab, calls: int = 6, keep_running: bool = True) -> int:
     config = lab.config
     timings = lab.up()
     print(f"lab: {len(config.sites)} sites up in {timings['total']:.1f}s")
     agents = start_agents(lab)
-    bridge = start_bridge(lab)
-    http = config.bridge.http_listen
-    base = f"http://{http.host}:{http.port}"
+    bridge = BridgeProcess(lab)
+    base = bridge.base
     try:
-        if not wait_until(lambda: bridge_ready(base), timeout=15):
-            print(f"bridge did not become ready; see {lab.log_dir / 'bridge.log'}")
+        try:
+            asyncio.run(bridge.start(ready_within=15))
+        except BridgeError as exc:
+            print(exc)
             return 1
         print(f"bridge ready: FastAGI {config.bridge.agi_listen}, API {base}")
         numbers = list(config.numbers)
@@ -99,17 +167,13 @@ def run_demo(lab: Lab, calls: int = 6, keep_running: bool = True) -> int:
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
         try:
-            while not stop.is_set() and bridge.poll() is None:
+            while not stop.is_set() and bridge.running:
                 stop.wait(5)
         except KeyboardInterrupt:
             pass
         return 0
     finally:
-        bridge.terminate()
-        try:
-            bridge.wait(10)
-        except subprocess.TimeoutExpired:
-            bridge.kill()
+        bridge.stop()
         for a in agents:
             a.stop()
         lab.down()

@@ -1,72 +1,19 @@
-"""The bridge under test as a subprocess: start, wait ready, kill, restart, drain over the API."""
+"""The bridge under test: the lab's bridge subprocess (start, wait ready, kill, restart) and
+the authenticated API calls the fault injector makes (drain, undrain)."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import os
-import signal
-import subprocess
-import time
 import urllib.error
 import urllib.request
-from datetime import datetime
-from pathlib import Path
 
-from ccbridge.config.model import Config
-from ccbridge.lab.demo import bridge_ready, start_bridge
-from ccbridge.lab.sites import Lab
+from ccbridge.lab import demo
+from ccbridge.lab.demo import BridgeError
 
-
-class BridgeError(RuntimeError):
-    pass
+__all__ = ["BridgeError", "BridgeProcess"]
 
 
-class BridgeProcess:
-    """`ccbridge run CONFIG` started the way `make run` does, its clock set to ``at``."""
-
-    def __init__(self, lab: Lab, at: datetime | None) -> None:
-        self.lab = lab
-        self.config: Config = lab.config
-        self.env = {"CCBRIDGE_CLOCK": at.isoformat()} if at is not None else {}
-        http = self.config.bridge.http_listen
-        self.base = f"http://{http.host}:{http.port}"
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.starts = 0
-
-    @property
-    def log_file(self) -> Path:
-        return self.lab.log_dir / "bridge.log"
-
-    async def start(self, ready_within: float = 20.0) -> float:
-        """Start and wait for /readyz; returns the seconds it took."""
-        t0 = time.monotonic()
-        self.proc = start_bridge(self.lab, self.env)
-        self.starts += 1
-        while not await asyncio.to_thread(bridge_ready, self.base):
-            if self.proc.poll() is not None:
-                raise BridgeError(f"bridge exited ({self.proc.returncode}); see {self.log_file}")
-            if time.monotonic() - t0 > ready_within:
-                raise BridgeError(f"bridge not ready after {ready_within:.0f}s")
-            await asyncio.sleep(0.1)
-        return time.monotonic() - t0
-
-    def kill(self) -> None:
-        """SIGKILL: the crash the dialplan's static fallback is there for."""
-        if self.proc is not None and self.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(5)
-        self.proc = None
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.kill()
-        self.proc = None
+class BridgeProcess(demo.BridgeProcess):
+    """The lab's bridge process (start, kill, stop, log file), plus its API for faults."""
 
     def api(self, method: str, path: str, timeout: float = 3.0) -> int:
         """An authenticated API call; returns the HTTP status."""

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import replace
@@ -17,7 +16,7 @@ import pytest
 
 from ccbridge.config import Config
 from ccbridge.config.model import HostPort, Number, NumberKind, Trunk, TrunkKind
-from ccbridge.lab.demo import bridge_ready, start_bridge
+from ccbridge.lab.demo import BridgeProcess
 from ccbridge.lab.sipp import Agent, CallResult, place_calls
 from ccbridge.lab.sites import Lab
 from ccbridge.routing.trunks import Breaker, BreakerPolicy, at
@@ -305,28 +304,20 @@ async def test_drain_under_load_sends_new_calls_elsewhere_and_lets_calls_finish(
 # -- the bridge itself ----------------------------------------------------------------------
 
 
-def _start_bridge(lab: Lab) -> subprocess.Popen[bytes]:
-    return start_bridge(lab, {"CCBRIDGE_CLOCK": WEDNESDAY_MORNING.isoformat()})
-
-
 async def test_bridge_killed_and_restarted_under_load_loses_no_call(
     lab: Lab, agents: dict[str, Agent], ami: AmiRecorder
 ) -> None:
-    http = lab.config.bridge.http_listen
-    base = f"http://{http.host}:{http.port}"
-    bridge = _start_bridge(lab)
+    bridge = BridgeProcess(lab, WEDNESDAY_MORNING)
     try:
-        await until(lambda: bridge_ready(base), 15, "bridge ready", interval=POLL)
+        await bridge.start(ready_within=15, poll=POLL)
         load = asyncio.create_task(
             calls(ORDERS_IN, BENGALI, 40, rate=8, duration_ms=300, port=6240)
         )
         await asyncio.sleep(1.5)
         bridge.kill()
-        bridge.wait(5)
         down_at = time.monotonic()
         await asyncio.sleep(1.5)
-        bridge = _start_bridge(lab)
-        await until(lambda: bridge_ready(base), 15, "bridge ready again", interval=POLL)
+        await bridge.start(ready_within=15, poll=POLL)
         restart_s = time.monotonic() - down_at
         result = await load
         assert result.created == 40
@@ -342,12 +333,7 @@ async def test_bridge_killed_and_restarted_under_load_loses_no_call(
             via_fallback=fallback,
         )
     finally:
-        bridge.terminate()
-        try:
-            bridge.wait(10)
-        except subprocess.TimeoutExpired:
-            bridge.kill()
-            bridge.wait(5)
+        bridge.stop()
 
 
 # -- outbound -------------------------------------------------------------------------------
