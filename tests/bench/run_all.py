@@ -63,7 +63,7 @@ def benches(quick: bool, soak_minutes: float, out: Path) -> list[Bench]:
     def j(name: str) -> list[str]:
         return ["--json", str(out / f"{name}.json")]
 
-    e2e_args = ["--rates", "100,200,300,350", "--seconds", "5"] if quick else []
+    e2e_args = ["--rates", "100,200,300,350", "--seconds", "5", "--trials", "1"] if quick else []
     fastagi_args = ["--rounds", "1", "--sessions", "3000"] if quick else []
     return [
         Bench(
@@ -71,7 +71,8 @@ def benches(quick: bool, soak_minutes: float, out: Path) -> list[Bench]:
             _py("tests.bench.bench_e2e", *e2e_args, *j("e2e")),
             lambda r: (
                 f"static {r['best_static']:g}/s, routed {r['best_routed']:g}/s, "
-                f"ratio {r['ratio']} (target >= 0.95)"
+                f"ratio {r['ratio']} (target >= 0.95); agi-floor {r['best_agi_floor']:g}/s, "
+                f"routed/agi-floor {r['ratio_to_agi_floor']}"
             ),
         ),
         Bench(
