@@ -113,7 +113,8 @@ def build_plan(config: Config, args: argparse.Namespace) -> LoadPlan:
         faults=timeline(faults),
         carriers=tuple(carriers),
         at=at,
-        out_dir=Path(args.out) if args.out else out_dir_default(),
+        # Absolute: SIPp processes run in their own folders and write stat files here.
+        out_dir=(Path(args.out) if args.out else out_dir_default()).resolve(),
         max_sipp=args.max_sipp,
     )
 

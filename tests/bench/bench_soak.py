@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", help="write the result here too")
     args = ap.parse_args(argv)
     every = args.every or f"{max(30, int(args.minutes * 60 / 5))}s"
-    r = run(args.minutes, every, args.rate, Path(args.out))
+    r = run(args.minutes, every, args.rate, Path(args.out).resolve())
     t = r["totals"]
     assert isinstance(t, dict)
     print(

@@ -208,3 +208,15 @@ def test_cli_builds_a_plan_with_periodic_faults(config: Config, tmp_path: Path) 
     args.carrier = ["blr-pstn1=loud"]
     with pytest.raises(PlanError, match="mode"):
         build_plan(config, args)
+
+
+def test_cli_report_folder_is_absolute(
+    config: Config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # SIPp runs in its own folder: a relative --out once made it fail to open its stat file.
+    from ccbridge.cli import build_parser
+    from ccbridge.loadtest.cli import build_plan
+
+    monkeypatch.chdir(tmp_path)
+    args = build_parser().parse_args(["loadtest", "--rate", "1", "--out", "rel/run"])
+    assert build_plan(config, args).out_dir == tmp_path / "rel" / "run"
