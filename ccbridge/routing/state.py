@@ -28,7 +28,7 @@ rings such members (devices without state reporting stay UNKNOWN forever).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 
 __all__ = [
@@ -235,6 +235,8 @@ def set_sticky(state: LiveState, service: str, language: str, site: str) -> Live
 # --- event handlers: (queues, members, event, now) -> new pair, or None if unchanged -----
 
 _Pair = tuple[Queues, Members]
+_Handler = Callable[[_Pair, Mapping[str, str], float], _Pair | None]
+_QueueUpdate = Callable[[QueueLoad, Mapping[str, str], float], QueueLoad | None]
 
 
 def _int(ev: Mapping[str, str], key: str, default: int = 0) -> int:
@@ -342,14 +344,27 @@ def _status_member(pair: _Pair, ev: Mapping[str, str], now: float) -> _Pair | No
     return _member_update(pair, ev, "Name", "Location", removed=False)
 
 
-def _queue_params(pair: _Pair, ev: Mapping[str, str], now: float) -> _Pair | None:
-    queues, members = pair
-    qname = ev.get("Queue")
-    if not qname:
-        return None
-    q = queues.get(qname, EMPTY_QUEUE)
+def _per_queue(update: _QueueUpdate) -> _Handler:
+    """A handler for an event about one queue: ``update`` gets that queue (empty if not
+    seen yet) and returns its new load, or None if the event changes nothing."""
+
+    def handle(pair: _Pair, ev: Mapping[str, str], now: float) -> _Pair | None:
+        queues, members = pair
+        qname = ev.get("Queue")
+        if not qname:
+            return None
+        q = update(queues.get(qname, EMPTY_QUEUE), ev, now)
+        if q is None:
+            return None
+        return _with_queue(queues, qname, q), members
+
+    return handle
+
+
+@_per_queue
+def _queue_params(q: QueueLoad, ev: Mapping[str, str], now: float) -> QueueLoad | None:
     hold, talk = _float(ev, "Holdtime"), _float(ev, "TalkTime")
-    q = replace(
+    return replace(
         q,
         waiting=_int(ev, "Calls", q.waiting),
         avg_hold=hold if hold else q.avg_hold,
@@ -357,32 +372,22 @@ def _queue_params(pair: _Pair, ev: Mapping[str, str], now: float) -> _Pair | Non
         completed=_int(ev, "Completed", q.completed),
         abandoned=_int(ev, "Abandoned", q.abandoned),
     )
-    return _with_queue(queues, qname, q), members
 
 
-def _queue_entry(pair: _Pair, ev: Mapping[str, str], now: float) -> _Pair | None:
-    queues, members = pair
-    qname = ev.get("Queue")
-    if not qname:
-        return None
-    q = queues.get(qname, EMPTY_QUEUE)
+@_per_queue
+def _queue_entry(q: QueueLoad, ev: Mapping[str, str], now: float) -> QueueLoad | None:
     since = now - _int(ev, "Wait", 0)
     callers = (*q.callers, Caller(ev.get("Uniqueid", ""), since))
-    q = replace(
+    return replace(
         q,
         callers=callers,
         waiting=max(q.waiting, len(callers)),
         longest_wait_since=callers[0].since,
     )
-    return _with_queue(queues, qname, q), members
 
 
-def _queue_summary(pair: _Pair, ev: Mapping[str, str], now: float) -> _Pair | None:
-    queues, members = pair
-    qname = ev.get("Queue")
-    if not qname:
-        return None
-    q = queues.get(qname, EMPTY_QUEUE)
+@_per_queue
+def _queue_summary(q: QueueLoad, ev: Mapping[str, str], now: float) -> QueueLoad | None:
     waiting = _int(ev, "Callers", q.waiting)
     longest = _int(ev, "LongestHoldTime", 0)
     hold, talk = _float(ev, "HoldTime"), _float(ev, "TalkTime")
@@ -401,29 +406,20 @@ def _queue_summary(pair: _Pair, ev: Mapping[str, str], now: float) -> _Pair | No
         logged_in=logged_in,
         available=available,
     )
-    return None if new == q else (_with_queue(queues, qname, new), members)
+    return None if new == q else new
 
 
-def _caller_join(pair: _Pair, ev: Mapping[str, str], now: float) -> _Pair | None:
-    queues, members = pair
-    qname = ev.get("Queue")
-    if not qname:
-        return None
-    q = queues.get(qname, EMPTY_QUEUE)
+@_per_queue
+def _caller_join(q: QueueLoad, ev: Mapping[str, str], now: float) -> QueueLoad | None:
     pos = _int(ev, "Position", len(q.callers) + 1)
     callers = list(q.callers)
     callers.insert(max(pos - 1, 0), Caller(ev.get("Uniqueid", ""), now))
     waiting = _int(ev, "Count", q.waiting + 1)
-    q = replace(q, callers=tuple(callers), waiting=waiting, longest_wait_since=callers[0].since)
-    return _with_queue(queues, qname, q), members
+    return replace(q, callers=tuple(callers), waiting=waiting, longest_wait_since=callers[0].since)
 
 
-def _caller_leave(pair: _Pair, ev: Mapping[str, str], now: float) -> _Pair | None:
-    queues, members = pair
-    qname = ev.get("Queue")
-    if not qname:
-        return None
-    q = queues.get(qname, EMPTY_QUEUE)
+@_per_queue
+def _caller_leave(q: QueueLoad, ev: Mapping[str, str], now: float) -> QueueLoad | None:
     uid = ev.get("Uniqueid")
     callers = [c for c in q.callers if c.uniqueid != uid] if uid else list(q.callers)
     if len(callers) == len(q.callers) and callers:
@@ -436,39 +432,27 @@ def _caller_leave(pair: _Pair, ev: Mapping[str, str], now: float) -> _Pair | Non
         longest: float | None = callers[0].since
     else:
         longest = q.longest_wait_since if waiting else None
-    q = replace(q, callers=tuple(callers), waiting=waiting, longest_wait_since=longest)
-    return _with_queue(queues, qname, q), members
+    return replace(q, callers=tuple(callers), waiting=waiting, longest_wait_since=longest)
 
 
-def _caller_abandon(pair: _Pair, ev: Mapping[str, str], now: float) -> _Pair | None:
+@_per_queue
+def _caller_abandon(q: QueueLoad, ev: Mapping[str, str], now: float) -> QueueLoad | None:
     # app_queue sends QueueCallerLeave as well, which removes the caller; count only.
-    queues, members = pair
-    qname = ev.get("Queue")
-    if not qname:
-        return None
-    q = queues.get(qname, EMPTY_QUEUE)
-    return _with_queue(queues, qname, replace(q, abandoned=q.abandoned + 1)), members
+    return replace(q, abandoned=q.abandoned + 1)
 
 
-def _agent_connect(pair: _Pair, ev: Mapping[str, str], now: float) -> _Pair | None:
-    queues, members = pair
-    qname = ev.get("Queue")
+@_per_queue
+def _agent_connect(q: QueueLoad, ev: Mapping[str, str], now: float) -> QueueLoad | None:
     hold = _float(ev, "HoldTime")
-    if not qname or hold is None:
-        return None
-    q = queues.get(qname, EMPTY_QUEUE)
-    return _with_queue(queues, qname, replace(q, avg_hold=_ewma(q.avg_hold, hold))), members
+    return None if hold is None else replace(q, avg_hold=_ewma(q.avg_hold, hold))
 
 
-def _agent_complete(pair: _Pair, ev: Mapping[str, str], now: float) -> _Pair | None:
-    queues, members = pair
-    qname = ev.get("Queue")
+@_per_queue
+def _agent_complete(q: QueueLoad, ev: Mapping[str, str], now: float) -> QueueLoad | None:
     talk = _float(ev, "TalkTime")
-    if not qname or talk is None:
+    if talk is None:
         return None
-    q = queues.get(qname, EMPTY_QUEUE)
-    q = replace(q, avg_talk=_ewma(q.avg_talk, talk), completed=q.completed + 1)
-    return _with_queue(queues, qname, q), members
+    return replace(q, avg_talk=_ewma(q.avg_talk, talk), completed=q.completed + 1)
 
 
 # Items of a QueueStatus reply: go to the sync buffer while a sync is in progress.
