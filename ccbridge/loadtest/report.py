@@ -30,6 +30,7 @@ class FailedCallReport:
     why: str
     bridge_log: tuple[str, ...] = ()  # bridge warnings/errors within a second or two
     placed: float | None = None  # the latest it can have been placed (placement.py)
+    abandoned: bool = False  # the caller gave up waiting in a queue (queuelog.py)
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -40,6 +41,7 @@ class FailedCallReport:
             "cause": self.cause,
             "fault": self.fault,
             "saveable": self.saveable,
+            "abandoned_in_queue": self.abandoned,
             "why": self.why,
             "bridge_log": list(self.bridge_log),
         }
@@ -125,12 +127,14 @@ class Report:
     def totals(self) -> dict[str, int]:
         created, ok, failed = self.series.totals
         saveable = sum(1 for f in self.failed_calls if f.saveable)
+        abandoned = sum(1 for f in self.failed_calls if f.abandoned)
         return {
             "placed": created,
             "successful": ok,
             "failed": failed,
             "failed_saveable": saveable,
-            "failed_unsaveable": len(self.failed_calls) - saveable,
+            "failed_abandoned_in_queue": abandoned,
+            "failed_unsaveable": len(self.failed_calls) - saveable - abandoned,
             "failed_unexplained": max(0, failed - len(self.failed_calls)),
         }
 
@@ -184,10 +188,11 @@ class Report:
             f"Rate {p['rate']} calls/s for {p['duration']} s (ramp {p['ramp']} s), "
             f"talk {p['talk_ms']} ms, {len(self.groups)} caller groups, clock {p['at']}.",
             "",
-            "| placed | successful | failed | saveable failures | mean / peak calls/s "
-            "| mean INVITE->200 ms |",
-            "|---:|---:|---:|---:|---:|---:|",
+            "| placed | successful | failed | saveable failures | abandoned in queue "
+            "| mean / peak calls/s | mean INVITE->200 ms |",
+            "|---:|---:|---:|---:|---:|---:|---:|",
             f"| {t['placed']} | {t['successful']} | {t['failed']} | {t['failed_saveable']} "
+            f"| {t['failed_abandoned_in_queue']} "
             f"| {self.mean_rate:.1f} / {self.peak_rate:.0f} | {d['response_ms_mean']} |",
             "",
         ]
@@ -234,7 +239,7 @@ class Report:
             for fc in self.failed_calls[:500]:
                 out.append(
                     f"| {_n(fc.placed)} | {fc.t:.1f} | {fc.group} | {fc.cause} | {fc.fault or ''} "
-                    f"| {'yes' if fc.saveable else 'no'} | {fc.why} |"
+                    f"| {_verdict(fc)} | {fc.why} |"
                 )
         else:
             out.append("None.")
@@ -255,6 +260,12 @@ class Report:
             chart_name = paths["png"].name
         paths["markdown"].write_text(self.markdown(chart_name))
         return paths
+
+
+def _verdict(fc: FailedCallReport) -> str:
+    if fc.abandoned:
+        return "no (abandoned in queue)"
+    return "yes" if fc.saveable else "no"
 
 
 def _n(x: object) -> str:

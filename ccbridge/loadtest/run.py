@@ -29,6 +29,7 @@ from ccbridge.loadtest.predict import (
     predict,
     rest_state,
 )
+from ccbridge.loadtest.queuelog import QueueLog, QueueStay, abandoned_in_queue
 from ccbridge.loadtest.report import FailedCallReport, Report, bridge_lines_near, classify
 from ccbridge.loadtest.sipp import CARRIER_SCENARIOS, CallerRun, ProcessGroup, group_run
 from ccbridge.loadtest.stats import StatRow, merge, parse_error_log, read_stat_file
@@ -57,16 +58,19 @@ class Setup:
 class QueueJoins:
     """Where calls went, over an AMI link per site: QueueCallerJoin per (site, queue), and
     calls answered by the run's SIPp carriers at trunks' far ends (the dialplan's
-    ``CcbTrunkResult`` UserEvent with ``DialStatus: ANSWER``), which join no queue."""
+    ``CcbTrunkResult`` UserEvent with ``DialStatus: ANSWER``), which join no queue; and
+    each caller's stay in a queue, join to abandon/connect/leave (``queue_log``)."""
 
     def __init__(self, config: Config, carrier_trunks: Iterable[str] = ()) -> None:
         self.config = config
         self.carrier_trunks = frozenset(carrier_trunks)
         self.joins: Counter[Key] = Counter()
+        self.queue_log = QueueLog()  # each caller's stay in a queue, with epochs
         self.links: list[SiteLink] = []
 
     def _on_event(self, site: str, event: Mapping[str, str]) -> None:
         name = event.get("Event")
+        self.queue_log.on_event(site, event, time.time())
         if name == "QueueCallerJoin":
             self.joins[(site, event.get("Queue", "?"))] += 1
         elif (
@@ -255,7 +259,8 @@ def _report(
             fh.seek(log_offset)
             bridge_lines = fh.read().decode(errors="replace").splitlines()
     faults = [r.as_run() for r in injector.records] if injector else list(plan.faults)
-    failed = _failed_calls(setup, at, runs, rows, start, faults, bridge_lines)
+    stays = [s.relative(start) for s in joins.queue_log.stays]
+    failed = _failed_calls(setup, at, runs, rows, start, faults, bridge_lines, stays)
     groups = []
     for i, (g, r) in enumerate(zip(plan.groups, rows, strict=True)):
         last = r[-1] if r else None
@@ -283,6 +288,11 @@ def _report(
         " at any moment from their placement to their failure, and those placed before a site"
         " the engine sends them to went down and failing after (placement: the latest the"
         " Call-ID's creation in SIPp's stats or the cause's SIPp timeout allows).",
+        "Abandoned in queue (counted apart, not saveable): a failed call whose caller number"
+        " was seen joining a queue (QueueCallerJoin) from about its placement to its failure,"
+        " at a site up all along, and that left it by abandon or was still waiting when the"
+        " caller gave up, where no other up, open site offered that queue: no agent was free"
+        " (a capacity shortfall). Had another site offered it, it stays saveable.",
     ]
     plan_dict = {
         "rate": plan.rate,
@@ -314,6 +324,7 @@ def _failed_calls(
     start: float,
     faults: Sequence[Fault],
     bridge_lines: list[str],
+    stays: Sequence[QueueStay] = (),
 ) -> list[FailedCallReport]:
     """Every call a SIPp caller aborted, judged over its life from placement to failure."""
     plan, config = setup.plan, setup.config
@@ -330,6 +341,11 @@ def _failed_calls(
             span = call_span(fc, group_rows, start, talk_s=plan.talk_ms / 1000)
             targets = _target_sites(router, config, g, at, span.placed)
             fault, saveable, why = classify(span, g.site, targets, faults)
+            abandoned = False
+            if saveable:
+                waited = abandoned_in_queue(router, config, g, span, stays, at, faults)
+                if waited is not None:
+                    saveable, abandoned, why = False, True, waited
             failed.append(
                 FailedCallReport(
                     span.failed,
@@ -341,6 +357,7 @@ def _failed_calls(
                     why,
                     bridge_lines_near(bridge_lines, fc.epoch),
                     placed=span.placed,
+                    abandoned=abandoned,
                 )
             )
     return sorted(failed, key=lambda f: f.t)

@@ -156,6 +156,7 @@ def test_report_totals_json_and_markdown(tmp_path: Path) -> None:
         "successful": 20,
         "failed": 2,
         "failed_saveable": 0,
+        "failed_abandoned_in_queue": 0,
         "failed_unsaveable": 1,
         "failed_unexplained": 1,
     }
