@@ -82,8 +82,10 @@ def agents(lab: Lab) -> Iterator[dict[str, Agent]]:
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> object:
     report = yield
-    if report.failed and "lab" in item.fixturenames:
-        lab: Lab = item.funcargs["lab"]  # type: ignore[attr-defined]
+    # A test that failed while the lab fixture was still being set up (e.g. waiting for
+    # the lab lock until pytest-timeout) has no lab to keep logs from.
+    lab: Lab | None = getattr(item, "funcargs", {}).get("lab")
+    if report.failed and lab is not None:
         keep = lab.dir / "failed" / item.name
         keep.mkdir(parents=True, exist_ok=True)
         for site in lab.config.sites:
