@@ -256,6 +256,21 @@ async def test_drain_under_load_sends_new_calls_elsewhere_and_lets_calls_finish(
     bridge_at: BridgeFactory,
 ) -> None:
     async with bridge_at(WEDNESDAY_MORNING, config=with_dhaka_home(lab_config)) as bridge:
+        # An earlier test may have stopped dhaka: bangalore's qualify (every 5 s) must see
+        # its trunks to dhaka again, or the first calls fall back before any reaches dhaka.
+        await until(
+            lambda: (
+                bridge.state.sites["dhaka"].synced
+                and all(
+                    now.usable and now.health.reachable is not False
+                    for now in bridge.trunks_now()
+                    if now.trunk.site == "bangalore" and now.trunk.peer_site == "dhaka"
+                )
+            ),
+            15,
+            "dhaka synced and bangalore's trunks to it reachable",
+            interval=POLL,
+        )
         base = f"http://127.0.0.1:{bridge.http_port}"
         token = lab_config.bridge.api_token
         assert token is not None
