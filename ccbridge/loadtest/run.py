@@ -260,6 +260,12 @@ def _report(
             bridge_lines = fh.read().decode(errors="replace").splitlines()
     faults = [r.as_run() for r in injector.records] if injector else list(plan.faults)
     stays = [s.relative(start) for s in joins.queue_log.stays]
+    ended = Counter(s.how or "still waiting" for s in stays)
+    notes.append(
+        f"Queue stays observed over AMI: {len(stays)} ("
+        + ", ".join(f"{how} {n}" for how, n in sorted(ended.items()))
+        + ")."
+    )
     failed = _failed_calls(setup, at, runs, rows, start, faults, bridge_lines, stays)
     groups = []
     for i, (g, r) in enumerate(zip(plan.groups, rows, strict=True)):
