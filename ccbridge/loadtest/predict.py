@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 
 from ccbridge.config.model import Config
 from ccbridge.loadtest.options import CallerGroup
-from ccbridge.loadtest.timeline import Fault, FaultKind
+from ccbridge.loadtest.timeline import SITE_DOWN, Fault, FaultKind
 from ccbridge.routing.engine import CallRequest, Decision, Router
 from ccbridge.routing.state import LiveState, QueueLoad, SiteState
 
@@ -52,7 +52,7 @@ def fault_sets(config: Config, faults: Sequence[Fault], t: float) -> tuple[set[s
     down: set[str] = set()
     drained: set[str] = set()
     for f in faults:
-        if f.kind in (FaultKind.KILL_SITE, FaultKind.HANG_SITE):
+        if f.kind in SITE_DOWN:
             ami = config.site(f.target).ami
             # a kill closes the AMI socket at once; a hang waits for the Ping deadline
             notice = 0.0 if f.kind is FaultKind.KILL_SITE else ami.ping_interval + ami.ping_timeout
@@ -61,6 +61,23 @@ def fault_sets(config: Config, faults: Sequence[Fault], t: float) -> tuple[set[s
         elif f.kind is FaultKind.DRAIN_SITE and f.at <= t < f.ends:
             drained.add(f.target)
     return down, drained
+
+
+def decide_at(
+    router: Router,
+    config: Config,
+    g: CallerGroup,
+    at: datetime,
+    t: float,
+    faults: Sequence[Fault],
+    also_down: AbstractSet[str] = frozenset(),
+) -> Decision:
+    """The engine's decision for a call of group ``g`` placed ``t`` s into a run that
+    started at ``at``, on the lab at rest with the faults' sites (and ``also_down``) down."""
+    down, drained = fault_sets(config, faults, t)
+    now = at + timedelta(seconds=max(0.0, t))
+    call = CallRequest(g.did, g.caller, g.site, g.language, g.service)
+    return router.decide(call, rest_state(config, now.timestamp(), down | also_down, drained), now)
 
 
 NO_QUEUE: Key = ("-", "no queue")  # after hours closed, rejected, or never reached a queue
@@ -114,14 +131,10 @@ def predict(
     router = Router(config)
     out: Counter[Key] = Counter()
     for gi, per_second in placed.items():
-        g = groups[gi]
-        call = CallRequest(g.did, g.caller, g.site, g.language, g.service)
         for t, n in per_second.items():
             if n <= 0:
                 continue
-            now = at + timedelta(seconds=t)
-            down, drained = fault_sets(config, faults, t)
-            decision = router.decide(call, rest_state(config, now.timestamp(), down, drained), now)
+            decision = decide_at(router, config, groups[gi], at, t, faults)
             out[landing(decision, carriers, killed_carriers(faults, t))] += n
     return out
 

@@ -22,21 +22,21 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from ccbridge.config.model import Config
 from ccbridge.loadtest.options import CallerGroup
 from ccbridge.loadtest.placement import CallSpan
-from ccbridge.loadtest.predict import fault_sets, rest_state
-from ccbridge.loadtest.timeline import Fault, FaultKind
-from ccbridge.routing.engine import CallRequest, Router
+from ccbridge.loadtest.predict import decide_at, fault_sets
+from ccbridge.loadtest.report import overlaps
+from ccbridge.loadtest.timeline import SITE_DOWN, Fault
+from ccbridge.routing.engine import Router
 
 # the join may come before ``placed``: that is the latest the call can have been placed,
 # and the caller's Ringing (which ends SIPp's receive timeout) can follow the join
 JOIN_SLACK_S = 2.0
 # an abandon is the caller's CANCEL reaching Asterisk: at the failure, give or take
 ABANDON_AFTER_S = 5.0
-SITE_FAULTS = (FaultKind.KILL_SITE, FaultKind.HANG_SITE)
 
 
 @dataclass(slots=True)
@@ -74,9 +74,9 @@ class QueueLog:
         name = event.get("Event")
         uid = event.get("Uniqueid", "")
         if name == "QueueCallerJoin":
-            stay = QueueStay(site, event.get("Queue", "?"), event.get("CallerIDNum", ""), uid, now)
-            self.stays.append(stay)
-            self._open[(site, uid)] = stay
+            new = QueueStay(site, event.get("Queue", "?"), event.get("CallerIDNum", ""), uid, now)
+            self.stays.append(new)
+            self._open[(site, uid)] = new
             return
         how = {
             "QueueCallerAbandon": "abandon",
@@ -85,10 +85,9 @@ class QueueLog:
         }.get(name or "")
         if how is None:
             return
-        open_stay = self._open.get((site, uid))
-        if open_stay is None:
+        stay = self._open.get((site, uid))
+        if stay is None:
             return
-        stay = open_stay
         if how == "leave":
             # Asterisk sends Leave after Abandon or AgentConnect too: it only closes
             # a stay nothing else ended (a timeout, leavewhenempty, a hangup unseen)
@@ -131,17 +130,8 @@ def find_stay(stays: Sequence[QueueStay], caller: str, span: CallSpan) -> QueueS
 
 def _site_up(site: str, faults: Sequence[Fault], t0: float, t1: float) -> bool:
     return not any(
-        f.kind in SITE_FAULTS and f.target == site and f.at <= t1 and t0 <= f.ends for f in faults
+        f.kind in SITE_DOWN and f.target == site and overlaps(t0, t1, f.at, f.ends) for f in faults
     )
-
-
-def _queue_for(
-    router: Router, config: Config, g: CallerGroup, at: datetime, t: float, faults: Sequence[Fault]
-) -> str | None:
-    down, drained = fault_sets(config, faults, t)
-    now = at + timedelta(seconds=max(0.0, t))
-    call = CallRequest(g.did, g.caller, g.site, g.language, g.service)
-    return router.decide(call, rest_state(config, now.timestamp(), down, drained), now).queue
 
 
 def alternative_site(
@@ -154,11 +144,7 @@ def alternative_site(
     faults: Sequence[Fault],
 ) -> str | None:
     """Another site the engine would send this call's queue to at ``t``, ``stay.site`` aside."""
-    down, drained = fault_sets(config, faults, t)
-    now = at + timedelta(seconds=max(0.0, t))
-    state = rest_state(config, now.timestamp(), down | {stay.site}, drained)
-    call = CallRequest(g.did, g.caller, g.site, g.language, g.service)
-    d = router.decide(call, state, now)
+    d = decide_at(router, config, g, at, t, faults, also_down={stay.site})
     if d.queue == stay.queue and d.site is not None and d.site != stay.site:
         return d.site
     return None
@@ -180,7 +166,7 @@ def abandoned_in_queue(
     stay = find_stay(stays, g.caller, span)
     if stay is None:
         return None
-    if _queue_for(router, config, g, at, span.placed, faults) != stay.queue:
+    if decide_at(router, config, g, at, span.placed, faults).queue != stay.queue:
         return None  # the same number calling another DID: not this call's wait
     if stay.how == "leave":
         return None  # left the queue some other way: not judged here

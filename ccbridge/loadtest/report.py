@@ -12,9 +12,7 @@ from typing import Any
 
 from ccbridge.loadtest.placement import CallSpan
 from ccbridge.loadtest.stats import FailedCall, Series
-from ccbridge.loadtest.timeline import Fault, FaultKind
-
-SITE_FAULTS = (FaultKind.KILL_SITE, FaultKind.HANG_SITE)
+from ccbridge.loadtest.timeline import SITE_DOWN, Fault
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +45,7 @@ class FailedCallReport:
         }
 
 
-def _overlaps(a0: float, a1: float, b0: float, b1: float) -> bool:
+def overlaps(a0: float, a1: float, b0: float, b1: float) -> bool:
     return a0 <= b1 and b0 <= a1
 
 
@@ -77,16 +75,16 @@ def classify(
     after each fault in which that fault is named as the failure's context.
     """
     for f in faults:
-        if f.kind not in SITE_FAULTS:
+        if f.kind not in SITE_DOWN:
             continue
-        if f.target == receiving_site and _overlaps(call.placed, call.failed, f.at, f.ends):
+        if f.target == receiving_site and overlaps(call.placed, call.failed, f.at, f.ends):
             why = f"its receiving site {f.target} was down ({f.kind.value}) while the call was up"
             return f, False, why
         if f.target in target_sites and call.placed <= f.at <= call.failed:
             return f, False, f"in progress at {f.target} when it went down ({f.kind.value})"
     active = None
     for f in faults:
-        if _overlaps(call.placed, call.failed, f.at, f.ends + grace):
+        if overlaps(call.placed, call.failed, f.at, f.ends + grace):
             active = f
     if active is not None:
         return active, True, f"failed during {active.label}: the bridge should have saved it"

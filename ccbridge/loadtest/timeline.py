@@ -16,6 +16,8 @@ class FaultKind(StrEnum):
     DRAIN_SITE = "drain"  # POST /api/v1/sites/SITE/drain; undrain after FOR
 
 
+# Faults that take a site's PBX away (as opposed to draining it or a carrier).
+SITE_DOWN = frozenset({FaultKind.KILL_SITE, FaultKind.HANG_SITE})
 NEEDS_TARGET = frozenset(
     {FaultKind.KILL_SITE, FaultKind.HANG_SITE, FaultKind.KILL_CARRIER, FaultKind.DRAIN_SITE}
 )
