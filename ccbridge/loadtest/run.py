@@ -9,7 +9,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 from ccbridge.ami.client import SiteLink
@@ -25,16 +25,15 @@ from ccbridge.loadtest.predict import (
     Key,
     carrier_key,
     compare,
-    fault_sets,
+    decide_at,
     predict,
-    rest_state,
 )
 from ccbridge.loadtest.queuelog import QueueLog, QueueStay, abandoned_in_queue
 from ccbridge.loadtest.report import FailedCallReport, Report, bridge_lines_near, classify
 from ccbridge.loadtest.sipp import CARRIER_SCENARIOS, CallerRun, ProcessGroup, group_run
 from ccbridge.loadtest.stats import StatRow, merge, parse_error_log, read_stat_file
 from ccbridge.loadtest.timeline import Fault
-from ccbridge.routing.engine import CallRequest, Router
+from ccbridge.routing.engine import Router
 from ccbridge.variables import EVENT_TRUNK_RESULT
 
 log = logging.getLogger("ccbridge.loadtest")
@@ -373,12 +372,7 @@ def _target_sites(
     router: Router, config: Config, g: CallerGroup, at: datetime, placed: float
 ) -> list[str]:
     """Sites the engine would send this group's call to when it was placed, faults aside."""
-    now = at + timedelta(seconds=max(0.0, placed))
-    down, drained = fault_sets(config, (), 0)
-    state = rest_state(config, now.timestamp(), down, drained)
-    decision = router.decide(
-        CallRequest(g.did, g.caller, g.site, g.language, g.service), state, now
-    )
+    decision = decide_at(router, config, g, at, placed, ())
     return [decision.site] if decision.site else []
 
 
