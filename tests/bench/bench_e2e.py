@@ -28,17 +28,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import multiprocessing as mp
 import os
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from multiprocessing.connection import Connection
 from pathlib import Path
 
 from ccbridge import variables as v
@@ -53,6 +49,7 @@ from ccbridge.loadtest.bridgectl import BridgeProcess
 from ccbridge.loadtest.run import EVERY_SITE_OPEN
 from ccbridge.loadtest.sipp import caller_argv
 from ccbridge.loadtest.stats import read_stat_file
+from tests.bench.bench_fastagi import ServerProcess
 
 SITE = "bangalore"
 DID = "+918000000001"
@@ -103,56 +100,6 @@ def dialplan_commands(site: str) -> list[str]:
         *_route_context(route, "${CCB_AGI_URL}", site),
         *_route_context(floor, f"agi://127.0.0.1:{FLOOR_PORT}/route", site),
     ]
-
-
-# --------------------------------------------------------------------------- the floor
-
-
-async def _floor_session(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    try:
-        await reader.readuntil(b"\n\n")
-        writer.write(FLOOR_COMMAND)
-        await reader.readline()
-    except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
-        pass
-    finally:
-        writer.close()
-
-
-async def _floor_serve(conn: Connection) -> None:
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    loop.add_reader(conn.fileno(), stop.set)  # any byte (or EOF) from the parent stops us
-    server = await asyncio.start_server(_floor_session, "127.0.0.1", FLOOR_PORT, backlog=1024)
-    conn.send(os.getpid())
-    await stop.wait()
-    server.close()
-
-
-def _floor_main(conn: Connection) -> None:
-    asyncio.run(_floor_serve(conn))
-
-
-@contextmanager
-def floor_server() -> Iterator[int]:
-    """The minimal FastAGI server in its own process; yields its pid."""
-    ctx = mp.get_context("spawn")
-    parent, child = ctx.Pipe()
-    proc = ctx.Process(target=_floor_main, args=(child,), daemon=True)
-    proc.start()
-    child.close()
-    if not parent.poll(20):
-        proc.kill()
-        raise RuntimeError("the floor FastAGI server did not start")
-    pid: int = parent.recv()
-    try:
-        yield pid
-    finally:
-        parent.send(b"stop")
-        proc.join(5)
-        if proc.is_alive():
-            proc.kill()
-            proc.join()
 
 
 # --------------------------------------------------------------------------- CPU per call
@@ -314,8 +261,12 @@ def run(
             offset = bridge.log_file.stat().st_size
             asterisk_pid = lab.pid(site)
             assert bridge.proc is not None and asterisk_pid is not None
-            with floor_server() as floor_pid, tempfile.TemporaryDirectory(prefix="ccb-e2e-") as wd:
-                servers = {"routed": bridge.proc.pid, "agi-floor": floor_pid}
+            # The cheapest FastAGI answer: bench_fastagi's bare server sending our MSet line.
+            with (
+                ServerProcess("bare", port=FLOOR_PORT, command=FLOOR_COMMAND) as floor,
+                tempfile.TemporaryDirectory(prefix="ccb-e2e-") as wd,
+            ):
+                servers = {"routed": bridge.proc.pid, "agi-floor": floor.pid}
                 started = time.monotonic()
                 alive = {var: var in variants for var in VARIANTS}
                 for rate in rates:

@@ -24,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
+from typing import Any
 
 if __package__ in (None, ""):
     # Run as a script from anywhere: make the repository importable (and the spawned
@@ -56,7 +57,8 @@ HEADER = (
     b"agi_arg_1: sales\n"
     b"\n"
 )
-EXPECTED = (b'SET VARIABLE CCB_ROUTE "queue-sales"\n',)
+BARE_COMMAND = b'SET VARIABLE CCB_ROUTE "queue-sales"\n'
+EXPECTED = (BARE_COMMAND,)
 THREE_VARS = {"CCB_ROUTE": "queue-sales", "CCB_SITE": "in", "CCB_LANG": "hi"}
 EXPECTED_THREE = tuple(f'SET VARIABLE {k} "{v}"\n'.encode() for k, v in THREE_VARS.items())
 
@@ -64,24 +66,28 @@ EXPECTED_THREE = tuple(f'SET VARIABLE {k} "{v}"\n'.encode() for k, v in THREE_VA
 # --------------------------------------------------------------------------- servers
 
 
-async def _bare_session(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    # The minimum a FastAGI server must do: read the header, one command, one reply.
-    try:
-        await reader.readuntil(b"\n\n")
-        writer.write(b'SET VARIABLE CCB_ROUTE "queue-sales"\n')
-        await reader.readline()
-    except (asyncio.IncompleteReadError, ConnectionError):
-        pass
-    finally:
-        writer.close()
+def _bare_session(command: bytes) -> Callable[[asyncio.StreamReader, asyncio.StreamWriter], Any]:
+    async def session(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        # The minimum a FastAGI server must do: read the header, one command, one reply.
+        try:
+            await reader.readuntil(b"\n\n")
+            writer.write(command)
+            await reader.readline()
+        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    return session
 
 
-async def _run_server(kind: str, conn: Connection) -> None:
+async def _run_server(kind: str, conn: Connection, port: int, command: bytes) -> None:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     loop.add_reader(conn.fileno(), stop.set)  # any byte (or EOF) from the parent stops us
     if kind == "bare":
-        server = await asyncio.start_server(_bare_session, "127.0.0.1", 0, backlog=1024)
+        session = _bare_session(command)
+        server = await asyncio.start_server(session, "127.0.0.1", port, backlog=1024)
         conn.send(server.sockets[0].getsockname()[1])
         await stop.wait()
         server.close()
@@ -114,24 +120,42 @@ async def _run_server(kind: str, conn: Connection) -> None:
     await agi.stop()
 
 
-def _server_main(kind: str, conn: Connection) -> None:
+def _server_main(kind: str, conn: Connection, port: int, command: bytes) -> None:
     logging.basicConfig(level=logging.WARNING)
-    asyncio.run(_run_server(kind, conn))
+    asyncio.run(_run_server(kind, conn, port, command))
 
 
 class ServerProcess:
-    """One benchmark server in a spawned process; both kinds start the same way."""
+    """One benchmark server in a spawned process; both kinds start the same way.
 
-    def __init__(self, kind: str) -> None:
+    The bare server answers every session with ``command`` (bench_e2e's agi-floor sends
+    ccbridge's own MSet line) on ``port`` (0: any free port).
+    """
+
+    def __init__(self, kind: str, port: int = 0, command: bytes = BARE_COMMAND) -> None:
         ctx = mp.get_context("spawn")
         self.kind = kind
         self._conn, child = ctx.Pipe()
-        self._proc = ctx.Process(target=_server_main, args=(kind, child), daemon=True)
+        self._proc = ctx.Process(
+            target=_server_main, args=(kind, child, port, command), daemon=True
+        )
         self._proc.start()
         child.close()
         if not self._conn.poll(20):
             raise RuntimeError(f"{kind} server did not start")
         self.port: int = self._conn.recv()
+
+    @property
+    def pid(self) -> int:
+        pid = self._proc.pid
+        assert pid is not None  # started
+        return pid
+
+    def __enter__(self) -> ServerProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
 
     def stop(self) -> object:
         self._conn.send(b"stop")
