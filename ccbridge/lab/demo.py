@@ -17,7 +17,7 @@ from datetime import datetime
 from pathlib import Path
 
 from ccbridge.config.model import Config
-from ccbridge.lab.sipp import Agent, place_calls
+from ccbridge.lab.sipp import Agent, place_calls, start_member_agents
 from ccbridge.lab.sites import Lab
 from ccbridge.logs import mask_number
 
@@ -26,13 +26,7 @@ AGENT_SECONDS = 4 * 3600  # SIPp agents are bounded in time even in a long demo
 
 
 def start_agents(lab: Lab) -> list[Agent]:
-    agents = []
-    for site in lab.config.sites:
-        for a in site.agents:
-            agent = Agent.from_contact(a.contact, max_seconds=AGENT_SECONDS, workdir=lab.log_dir)
-            agent.start()
-            agents.append(agent)
-    return agents
+    return list(start_member_agents(lab.config, AGENT_SECONDS, lab.log_dir).values())
 
 
 def http_json(url: str, body: dict[str, object] | None = None, timeout: float = 2.0) -> object:
@@ -128,10 +122,11 @@ def run_demo(lab: Lab, calls: int = 6, keep_running: bool = True) -> int:
     config = lab.config
     timings = lab.up()
     print(f"lab: {len(config.sites)} sites up in {timings['total']:.1f}s")
-    agents = start_agents(lab)
+    agents: list[Agent] = []
     bridge = BridgeProcess(lab)
     base = bridge.base
     try:
+        agents = start_agents(lab)  # inside: a SIPp that fails to start still takes the lab down
         try:
             asyncio.run(bridge.start(ready_within=15))
         except BridgeError as exc:

@@ -12,6 +12,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ccbridge.config.model import Config
+
 SCENARIOS = Path(__file__).resolve().parent / "scenarios"
 _SIPP = "sipp"
 
@@ -139,6 +141,30 @@ class Agent:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def start_member_agents(config: Config, max_seconds: float, workdir: Path) -> dict[str, Agent]:
+    """A SIPp UAS for every configured queue member's contact, keyed by contact.
+
+    One phone may be a member at several sites (a roaming agent): it gets one UAS, not one
+    a site (a second would find the port taken). If one fails to start, the ones already
+    started are stopped before the error goes up.
+    """
+    agents: dict[str, Agent] = {}
+    try:
+        for site in config.sites:
+            for member in site.agents:
+                if member.contact not in agents:
+                    agent = Agent.from_contact(
+                        member.contact, max_seconds=max_seconds, workdir=workdir
+                    )
+                    agent.start()
+                    agents[member.contact] = agent
+    except BaseException:
+        for agent in agents.values():
+            agent.stop()
+        raise
+    return agents
 
 
 def caller_command(

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ccbridge.ami.client import SiteLink
 from ccbridge.config.model import Config
-from ccbridge.lab.sipp import Agent
+from ccbridge.lab.sipp import Agent, start_member_agents
 from ccbridge.lab.sites import Lab
 from ccbridge.loadtest.bridgectl import BridgeProcess
 from ccbridge.loadtest.faults import FaultInjector
@@ -135,14 +135,7 @@ async def run(setup: Setup, progress: Progress = print) -> Report:
             await asyncio.to_thread(lab.down)
             await asyncio.to_thread(lab.up)
         if setup.agents:
-            for site in config.sites:
-                for member in site.agents:
-                    if member.contact not in agents:
-                        uas = Agent.from_contact(
-                            member.contact, max_seconds=keep_for, workdir=sipp_dir
-                        )
-                        uas.start()
-                        agents[member.contact] = uas
+            agents = start_member_agents(config, keep_for, sipp_dir)
         for name, mode in plan.carriers:
             trunk = next((t for t in config.trunks if t.name == name), None)
             if trunk is None:

@@ -22,7 +22,7 @@ from ccbridge.app import Bridge
 from ccbridge.clock import Clock
 from ccbridge.config import Config, load_config
 from ccbridge.lab.secrets import ensure_lab_secrets
-from ccbridge.lab.sipp import Agent
+from ccbridge.lab.sipp import Agent, start_member_agents
 from ccbridge.lab.sites import REPO_ROOT, Lab
 from tests.polling import until
 
@@ -60,17 +60,8 @@ def lab(lab_config: Config) -> Iterator[Lab]:
 @pytest.fixture(scope="session")
 def agents(lab: Lab) -> Iterator[dict[str, Agent]]:
     """A SIPp UAS for every configured agent, answering for the whole session."""
-    started: dict[str, Agent] = {}
-    by_contact: dict[str, Agent] = {}
-    for site in lab.config.sites:
-        for a in site.agents:
-            # One phone may be a member at several sites (a roaming agent): one UAS each.
-            agent = by_contact.get(a.contact)
-            if agent is None:
-                agent = Agent.from_contact(a.contact, max_seconds=1800, workdir=lab.log_dir)
-                agent.start()
-                by_contact[a.contact] = agent
-            started[a.name] = agent
+    by_contact = start_member_agents(lab.config, 1800, lab.log_dir)
+    started = {a.name: by_contact[a.contact] for site in lab.config.sites for a in site.agents}
     time.sleep(0.3)
     try:
         yield started
