@@ -119,7 +119,10 @@ class Agent:
             if self.proc.stderr is not None:
                 self.proc.stderr.close()
             return
-        err = self.proc.stderr.read().decode(errors="replace") if self.proc.stderr else ""
+        err = ""
+        if self.proc.stderr is not None:
+            with self.proc.stderr:
+                err = self.proc.stderr.read().decode(errors="replace")
         self.proc = None
         raise SippError(
             f"SIPp {self.scenario} on {self.host}:{self.port} exited ({rc}): {err[-500:]}"
