@@ -1,0 +1,97 @@
+"""AMI events by name: parts subscribe to the events they read; the AMI filter is built from that.
+
+Dispatch costs one dictionary lookup for an event nobody reads, and calls only the
+handlers subscribed to that event's name (``UserEvent``s also by their own name). The
+filter each AMI session asks Asterisk for is made from the same subscriptions, so a part
+cannot read an event the filter drops (the hand-kept list this replaces had drifted).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from typing import Final
+
+Event = Mapping[str, str]
+EventHandler = Callable[[str, Event], None]  # (site, event)
+
+USER_EVENT: Final = "UserEvent"
+# Link-level events the bridge always wants, whoever subscribes (a site restarting).
+ALWAYS: Final = frozenset({"Shutdown", "FullyBooted"})
+
+log = logging.getLogger("ccbridge.events")
+
+
+class EventBus:
+    """Subscriptions by AMI event name; ``dispatch(site, event)`` is the event path's end."""
+
+    def __init__(self) -> None:
+        self._by_name: dict[str, tuple[EventHandler, ...]] = {}
+        self._by_user_event: dict[str, tuple[EventHandler, ...]] = {}
+        self.handler_errors = 0
+        self.unwanted = 0  # events that arrived though no part reads them (filter off)
+
+    def subscribe(self, name: str, handler: EventHandler) -> None:
+        """Call ``handler(site, event)`` for every event whose ``Event`` is ``name``
+        (case as Asterisk writes it: ``QueueCallerJoin``), in subscription order."""
+        _check_name(name)
+        if name == USER_EVENT:
+            raise ValueError("subscribe to a UserEvent by its own name: subscribe_user_event()")
+        self._by_name[name] = (*self._by_name.get(name, ()), handler)
+
+    def subscribe_user_event(self, user_event: str, handler: EventHandler) -> None:
+        """Call ``handler`` for ``Event: UserEvent`` with ``UserEvent: user_event``."""
+        _check_name(user_event)
+        self._by_user_event[user_event] = (*self._by_user_event.get(user_event, ()), handler)
+
+    def names(self) -> frozenset[str]:
+        """Every event name some part reads (``UserEvent`` if any user event is read)."""
+        names = set(self._by_name)
+        if self._by_user_event:
+            names.add(USER_EVENT)
+        return frozenset(names)
+
+    def user_event_names(self) -> frozenset[str]:
+        return frozenset(self._by_user_event)
+
+    def handlers(self, name: str) -> tuple[EventHandler, ...]:
+        return self._by_name.get(name, ())
+
+    def ami_filter(self) -> str:
+        """The regex for AMI's ``Filter`` action (``Operation: Add``) that lets through
+        exactly the subscribed events and the link-level ones.
+
+        Asterisk matches it against the whole event text, whose lines end in CR LF: the
+        ``[[:space:]]`` after the name makes ``QueueMemberStatus`` not also admit
+        ``QueueMemberStatusX``. POSIX classes only: Asterisk uses regcomp(REG_EXTENDED).
+        """
+        names = sorted(self.names() | ALWAYS)
+        return "Event: (" + "|".join(names) + ")[[:space:]]"
+
+    def dispatch(self, site: str, event: Event) -> None:
+        """Hand one event to its subscribers; a handler that raises is logged and counted,
+        and the others still run."""
+        name = event.get("Event")
+        if name is None:
+            return
+        handlers = self._by_name.get(name)
+        if handlers is None:
+            if name != USER_EVENT:
+                self.unwanted += 1
+                return
+            handlers = self._by_user_event.get(event.get(USER_EVENT, ""))
+            if handlers is None:
+                self.unwanted += 1
+                return
+        for handler in handlers:
+            try:
+                handler(site, event)
+            except Exception:
+                self.handler_errors += 1
+                log.exception("event handler failed for %s from %s", name, site)
+
+
+def _check_name(name: str) -> None:
+    # An AMI event name is one token; anything else would also break the filter regex.
+    if not name or not all(ch.isalnum() or ch in "_-" for ch in name):
+        raise ValueError(f"not an AMI event name: {name!r}")
