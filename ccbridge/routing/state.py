@@ -475,6 +475,8 @@ _LIVE_HANDLERS = {
     "AgentConnect": _agent_connect,
     "AgentComplete": _agent_complete,
 }
+# The live AMI events this reducer folds in: what the bridge subscribes it to.
+HANDLED_EVENTS: frozenset[str] = frozenset(_LIVE_HANDLERS)
 
 
 def apply_event(state: LiveState, site: str, event: Mapping[str, str], now: float) -> LiveState:
