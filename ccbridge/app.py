@@ -21,6 +21,7 @@ from ccbridge.agi.server import FastAgiServer, SessionOutcome
 from ccbridge.ami.client import AmiError, LinkState, SiteLink
 from ccbridge.clock import Clock
 from ccbridge.config.model import Config, Trunk
+from ccbridge.heldroutes import HeldRoutePublisher
 from ccbridge.http.app import build_app
 from ccbridge.kpi import KpiTracker
 from ccbridge.logs import ctx
@@ -78,12 +79,22 @@ class Bridge:
         self.router = Router(config)
         self._site_names = frozenset(s.name for s in config.sites)
         self._services = frozenset(config.services)
-        self.state: LiveState = initial_state(s.name for s in config.sites)
+        self._state: LiveState = initial_state(s.name for s in config.sites)
         self.registry = CollectorRegistry()
         self.metrics = BridgeMetrics(
             self.registry, lambda: self.state, self._link_snapshots, config=config
         )
         self.links: dict[str, SiteLink] = {}
+        # Routes held in each site's AstDB for calls the bridge is not asked about.
+        self.held = HeldRoutePublisher(
+            config,
+            self.router,
+            lambda: self._state,
+            self.clock,
+            self.links,
+            self.registry,
+            on_held_call=self._on_held_call,
+        )
         self.trunk_policy = trunk_health.BreakerPolicy()
         self._trunk_site = {t.name: t.site for t in config.trunks}
         self.trunks: dict[str, trunk_health.TrunkHealth] = {
@@ -94,6 +105,7 @@ class Bridge:
         self.event_listeners: list[Callable[[str, Mapping[str, str]], None]] = []
         self.kpi = KpiTracker(config, self.registry)
         self.event_listeners.append(self.kpi.on_event)
+        self.event_listeners.append(self.held.on_event)
         self._connected_once: set[str] = set()
         self._sync_tasks: set[asyncio.Task[None]] = set()
         # IVR self-service and the agents' cross-site view (ccbridge/agents.py).
@@ -114,12 +126,27 @@ class Bridge:
         self._runner: web.AppRunner | None = None
         self.http_port: int | None = None
 
+    @property
+    def state(self) -> LiveState:
+        return self._state
+
+    @state.setter
+    def state(self, new: LiveState) -> None:
+        # Every change of the live state may change a held route: the publisher coalesces.
+        if new is not self._state:
+            self._state = new
+            self.held.state_changed()
+
     # -- routing -------------------------------------------------------------------
     def decide(self, call: CallRequest) -> Decision:
         self._refresh_trunks()
         decision = self.router.decide(call, self.state, self.clock.now())
         self.state = remember(self.state, decision)
         return decision
+
+    def _on_held_call(self, decision: Decision) -> None:
+        """The dialplan routed a call from a held route: remember it as if decided here."""
+        self.state = remember(self.state, decision)
 
     def _on_decision(self, call: CallRequest, decision: Decision) -> None:
         # The site and service come from the AGI request: only configured names may
@@ -163,6 +190,7 @@ class Bridge:
             self._connected_once.add(site)
             now -= self.config.routing.site_holdoff
         self.state = set_site_up(self.state, site, up, now)
+        self.held.link_changed(site)
         log.info("site %s", link_state.value.lower(), extra=ctx(site=site))
 
     async def _sync_site(self, link: SiteLink) -> None:
@@ -319,6 +347,7 @@ class Bridge:
             )
             self.links[s.name] = link
             await link.start()
+        await self.held.start()
         log.info(
             "bridge started",
             extra=ctx(
@@ -330,6 +359,7 @@ class Bridge:
         )
 
     async def stop(self) -> None:
+        await self.held.stop()
         await self.agi.stop()
         if self.selfservice is not None:
             await self.selfservice.close()

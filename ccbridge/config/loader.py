@@ -22,6 +22,7 @@ from ccbridge.config.model import (
     BridgeSettings,
     Config,
     Country,
+    HeldRouteSettings,
     HostPort,
     Number,
     NumberKind,
@@ -692,6 +693,10 @@ def _routing(r: _Reader, v: Any, sites: set[str]) -> RoutingSettings:
             if action is AfterHoursAction.SITE and (site is None or site not in sites):
                 raise r.fail("after_hours action 'site' needs 'site': a configured site")
             after = AfterHours(action, site)
+    held = dflt.held_routes
+    if "held_routes" in d:
+        with r.at("held_routes", d):
+            held = _held_routes(r, d["held_routes"])
     return RoutingSettings(
         home_max_ewt=r.get(d, "home_max_ewt", r.number(0, 86_400), dflt.home_max_ewt),
         home_max_waiting=r.get(d, "home_max_waiting", r.integer(0, 100_000), dflt.home_max_waiting),
@@ -700,7 +705,30 @@ def _routing(r: _Reader, v: Any, sites: set[str]) -> RoutingSettings:
         waiting_weight=r.get(d, "waiting_weight", r.number(0, 1000), dflt.waiting_weight),
         site_holdoff=r.get(d, "site_holdoff", r.number(0, 3600), dflt.site_holdoff),
         after_hours=after,
+        held_routes=held,
     )
+
+
+def _held_routes(r: _Reader, v: Any) -> HeldRouteSettings:
+    h = r.mapping(v, set(HeldRouteSettings.__dataclass_fields__))
+    dflt = HeldRouteSettings()
+    out = HeldRouteSettings(
+        enabled=r.get(h, "enabled", r.boolean, dflt.enabled),
+        use_without_bridge=r.get(h, "use_without_bridge", r.boolean, dflt.use_without_bridge),
+        fresh_age=r.get(h, "fresh_age", r.number(1, 3600), dflt.fresh_age),
+        max_age=r.get(h, "max_age", r.number(1, 86_400), dflt.max_age),
+        min_interval=r.get(h, "min_interval", r.number(0.05, 60), dflt.min_interval),
+        refresh=r.get(h, "refresh", r.number(0.1, 60), dflt.refresh),
+    )
+    # The heartbeat is written every `refresh` s: a fresh_age at or below it (plus a
+    # write's round trip) would call a live bridge stale between two heartbeats.
+    if out.fresh_age < 2 * out.refresh:
+        with r.at("fresh_age", h):
+            raise r.fail(f"must be at least twice refresh ({out.refresh:g}s)")
+    if out.max_age < out.fresh_age:
+        with r.at("max_age", h):
+            raise r.fail(f"must be at least fresh_age ({out.fresh_age:g}s)")
+    return out
 
 
 _TOP = {

@@ -13,7 +13,7 @@ closing time still switches at the right second.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
@@ -66,6 +66,9 @@ class HeldEntry:
     next: HeldRoute
     until: float
     next_until: float
+    # The engine's decisions behind ``now`` and ``next`` (what the bridge remembers when
+    # the dialplan reports a call routed from this entry); not part of the value.
+    decisions: tuple[Decision, Decision] | None = field(default=None, compare=False, repr=False)
 
     @property
     def key(self) -> str:
@@ -144,7 +147,9 @@ class Boundaries:
         self._holdoff = config.routing.site_holdoff
         self._memo: dict[tuple[str, str], tuple[datetime, datetime | None]] = {}
 
-    def _offer_change(self, key: tuple[str, str], tz: str, s: Schedule, after: datetime) -> datetime:
+    def _offer_change(
+        self, key: tuple[str, str], tz: str, s: Schedule, after: datetime
+    ) -> datetime:
         hit = self._memo.get(key)
         # A memo computed at or before ``after`` stays right until its change has passed.
         if hit is not None and hit[0] <= after and (hit[1] is None or after < hit[1]):
@@ -215,6 +220,7 @@ def held_entries(
                 route_of(d_next, site.name),
                 until.timestamp(),
                 next_until.timestamp(),
+                (d_now, d_next),
             )
 
 
@@ -287,6 +293,10 @@ def _alt(names: object) -> str:
     return "(" + "|".join(items) + ")" if items else "()"
 
 
+def _site_queues(site: Site) -> list[str]:
+    return [queue_name(o.service, lang) for o in site.offerings for lang in o.languages]
+
+
 def value_pattern(config: Config, site: Site) -> str:
     """A POSIX extended regex matching exactly the values ``encode`` can write for
     ``site``: the dialplan refuses anything else (garbage or a stale hand edit).
@@ -295,9 +305,12 @@ def value_pattern(config: Config, site: Site) -> str:
     configured queues and this site's inter-site trunks for a remote one. The whole
     pattern is one group, so Asterisk's ``=~`` returns the matched text (empty: no match).
     """
-    local = [queue_name(o.service, lang) for o in site.offerings for lang in o.languages]
+    local = _site_queues(site)
     every = [
-        queue_name(o.service, lang) for s in config.sites for o in s.offerings for lang in o.languages
+        queue_name(o.service, lang)
+        for s in config.sites
+        for o in s.offerings
+        for lang in o.languages
     ]
     peers = [s.name for s in config.sites if s.name != site.name]
     trunks = [t.name for t in config.trunks if t.site == site.name and t.peer_site]
