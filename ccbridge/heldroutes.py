@@ -111,7 +111,8 @@ class HeldRoutePublisher:
         self._dirty = {name: asyncio.Event() for name in self._sites}
         self._written: dict[str, _Written | None] = dict.fromkeys(self._sites)
         self._tasks: list[asyncio.Task[None]] = []
-        self.passes = 0  # complete passes (tests wait on it)
+        self._stopping = False
+        self.passes: dict[str, int] = dict.fromkeys(self._sites, 0)  # complete passes per site
 
     # -- inputs ---------------------------------------------------------------------
     def state_changed(self) -> None:
@@ -143,7 +144,7 @@ class HeldRoutePublisher:
             )
             # Rewrite that key on the next pass: a hand edit is undone within a second.
             written = self._written.get(site)
-            key = held_key(event.get("Did", ""), event.get("Language", ""))
+            key = held_key(event.get("Did", ""), event.get("Lang", ""))
             if written is not None and written.values.pop(key, None) is not None:
                 self._dirty[site].set()
 
@@ -153,7 +154,7 @@ class HeldRoutePublisher:
         written = self._written.get(site)
         if written is None or self._on_held_call is None:
             return
-        found = written.decisions.get(held_key(event.get("Did", ""), event.get("Language", "")))
+        found = written.decisions.get(held_key(event.get("Did", ""), event.get("Lang", "")))
         if found is not None:
             until, now, after = found
             self._on_held_call(now if self.clock.time() < until else after)
@@ -162,22 +163,25 @@ class HeldRoutePublisher:
     async def start(self) -> None:
         if not self.settings.enabled:
             return
+        self._stopping = False
         for name in self._sites:
             self._tasks.append(asyncio.create_task(self._run(name), name=f"held-{name}"))
 
     async def stop(self) -> None:
+        self._stopping = True
         tasks, self._tasks = self._tasks, []
         for t in tasks:
-            t.cancel()
-        for t in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await t
+            # Python 3.11's wait_for can swallow a cancellation that races with its inner
+            # future (see SiteLink.stop): cancel until the task has really ended.
+            while not t.done():
+                t.cancel()
+                await asyncio.wait({t}, timeout=0.5)
 
     async def _run(self, name: str) -> None:
         site = self._sites[name]
         dirty = self._dirty[name]
         s = self.settings
-        while True:
+        while not self._stopping:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(dirty.wait(), s.refresh)
             dirty.clear()
@@ -250,5 +254,5 @@ class HeldRoutePublisher:
         if count:
             self.metrics.writes.labels(name).inc(count)
             log.info("held routes written", extra=ctx(site=name, keys=count))
-        self.passes += 1
+        self.passes[name] += 1
         return count

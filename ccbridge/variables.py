@@ -54,8 +54,9 @@ HELD_LANGUAGE = "CCB_HELD_LANGUAGE"  # the language ccb-held resolved for the ca
 HELD_SOURCE = "CCB_HELD"  # fresh | fallback: a held route took the call (empty: it did not)
 HELD_FRESH = "fresh"  # the bridge was alive: no FastAGI round trip
 HELD_FALLBACK = "fallback"  # the bridge did not answer: the last known route
-EVENT_HELD_ROUTE = "CcbHeldRoute"  # Did, Language, Source, Site: a held route took the call
-EVENT_HELD_REJECTED = "CcbHeldRejected"  # Did, Language, Reason, Site: a held value refused
+# Their language field is Lang: every UserEvent already carries the channel's Language.
+EVENT_HELD_ROUTE = "CcbHeldRoute"  # Did, Lang, Source, Site: a held route took the call
+EVENT_HELD_REJECTED = "CcbHeldRejected"  # Did, Lang, Reason, Site: a held value refused
 HELD_REJECT_INVALID = "invalid"  # not a value the bridge writes for this site
 HELD_REJECT_EXPIRED = "expired"  # past both of its validity windows
 

@@ -193,9 +193,11 @@ async def test_a_failing_route_handler_sends_the_call_to_the_static_fallback(
     lab: Lab, agents: dict[str, Agent], bridge_at: BridgeFactory
 ) -> None:
     """The server answers FAILURE on a handler error: Asterisk sets AGISTATUS=FAILURE."""
-    from tests.integration.conftest import AmiRecorder
+    from tests.integration.conftest import AmiRecorder, clear_held_routes, without_held_routes
 
-    async with bridge_at(WEDNESDAY_MORNING) as bridge:
+    # No held route may answer for the bridge: this is about FastAGI's failure path.
+    clear_held_routes(lab)
+    async with bridge_at(WEDNESDAY_MORNING, without_held_routes(lab.config)) as bridge:
         recorder = AmiRecorder(bridge.config)
         await recorder.start()
 
