@@ -331,7 +331,7 @@ class Reader:
         path = ""
         if file:
             p = Path(file)
-            p = p if p.is_absolute() else (self.base_dir / p)
+            p = Path(os.path.normpath(p if p.is_absolute() else (self.base_dir / p)))
             path = str(p)
             try:
                 value = p.read_text(encoding="utf-8").strip()
