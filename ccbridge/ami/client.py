@@ -391,18 +391,24 @@ class SiteLink:
             if not future.done():
                 future.set_exception(error)
         self._pending.clear()
-        tasks = list(self._side_tasks)
-        for task in tasks:
-            task.cancel()
-        if tasks:
-            await asyncio.wait(tasks)
-        manager.close()
-        if protocol is not None:
-            _, pending = await asyncio.wait({protocol.gone}, timeout=_CLOSE_GRACE)
-            if pending:
-                # A write buffer that a hung peer never drains keeps close() waiting.
+        try:
+            tasks = list(self._side_tasks)
+            for task in tasks:
+                task.cancel()
+            if tasks:
+                await asyncio.wait(tasks)
+            manager.close()
+            if protocol is not None:
+                _, pending = await asyncio.wait({protocol.gone}, timeout=_CLOSE_GRACE)
+                if pending:
+                    # A write buffer that a hung peer never drains keeps close() waiting.
+                    protocol.transport.abort()
+                    await asyncio.wait({protocol.gone}, timeout=_CLOSE_GRACE)
+        finally:
+            # stop() cancels again every 0.5 s until the task ends: a cancellation that
+            # lands in one of the waits above must still not leave the socket open.
+            if protocol is not None and not protocol.gone.done():
                 protocol.transport.abort()
-                await asyncio.wait({protocol.gone}, timeout=_CLOSE_GRACE)
 
     def _spawn(self, coro: Coroutine[Any, Any, None], what: str) -> None:
         task = asyncio.create_task(coro, name=f"ami-{what}-{self.site_name}")
