@@ -31,6 +31,9 @@ class MemberExtra:
     changed_at: float | None = None
 
 
+_NOTHING_YET = MemberExtra()
+
+
 class AgentMirror:
     """An AMI event listener (Bridge.event_listeners) keeping pause reasons and times.
 
@@ -48,7 +51,7 @@ class AgentMirror:
         if not iface or name not in _MEMBER_EVENTS:
             return
         key = (site, iface)
-        old = self.extra.get(key, MemberExtra())
+        old = self.extra.get(key, _NOTHING_YET)
         now = self._clock()
         if name == "QueueMemberAdded":
             self.extra[key] = MemberExtra(old.pause_reason, old.logged_in_at or now, now)

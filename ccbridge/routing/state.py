@@ -563,30 +563,59 @@ def apply_event(state: LiveState, site: str, event: Mapping[str, str], now: floa
 
     Unknown events return ``state`` itself, so callers can test ``new is old`` cheaply.
     """
-    name = event.get("Event", "")
-    handler = _LIVE_HANDLERS.get(name)
+    handler = _LIVE_HANDLERS.get(event.get("Event", ""))
+    if handler is None:
+        return _apply_list_item(state, site, event, now)
+    # The hot path, written out: _evolve twice and _as_map three times, inlined.
     sites = state.sites
+    if type(sites) is not Map:
+        sites = Map(sites)
     s = sites.get(site)
     if s is None:
         s = SiteState(site)
-    if handler is None:
-        sync = _SYNC_HANDLERS.get(name)
-        if sync is None:
-            return complete_sync(state, site) if name == "QueueStatusComplete" else state
-        pending = s.pending
-        if pending is not None:
-            got = sync(_as_map(pending.queues), _as_map(pending.members), event, now)
-            if got is None:
-                return state
-            fields = s.__dict__.copy()
-            fields["pending"] = SyncBuffer(got[0], got[1])
-            return _with_site(state, _evolve(s, fields))
-        handler = sync  # a list item outside begin_sync/complete_sync: merge into live data
-    got = handler(_as_map(s.queues), _as_map(s.members), event, now)
+    queues, members = s.queues, s.members
+    got = handler(
+        queues if type(queues) is Map else Map(queues),
+        members if type(members) is Map else Map(members),
+        event,
+        now,
+    )
     if got is None:
         return state
     fields = s.__dict__.copy()
     fields["queues"], fields["members"] = got
+    new_site = _new(SiteState)
+    _set(new_site, "__dict__", fields)
+    fields = state.__dict__.copy()
+    fields["sites"] = sites.set(site, new_site)
+    new_state = _new(LiveState)
+    _set(new_state, "__dict__", fields)
+    return new_state
+
+
+def _apply_list_item(
+    state: LiveState, site: str, event: Mapping[str, str], now: float
+) -> LiveState:
+    """The items of a QueueStatus reply, and its end; anything else changes nothing."""
+    name = event.get("Event", "")
+    sync = _SYNC_HANDLERS.get(name)
+    if sync is None:
+        return complete_sync(state, site) if name == "QueueStatusComplete" else state
+    s = _site(state, site)
+    pending = s.pending
+    if pending is None:
+        # A list item outside begin_sync/complete_sync: merge into live data.
+        got = sync(_as_map(s.queues), _as_map(s.members), event, now)
+        if got is None:
+            return state
+        fields = s.__dict__.copy()
+        fields["queues"], fields["members"] = got
+        return _with_site(state, _evolve(s, fields))
+    got = sync(_as_map(pending.queues), _as_map(pending.members), event, now)
+    if got is None:
+        return state
+    fields = s.__dict__.copy()
+    fields["pending"] = SyncBuffer(got[0], got[1])
     return _with_site(state, _evolve(s, fields))
 
 
