@@ -50,7 +50,7 @@ class _BridgeFactory:
 
     def dispatch(self, message: Any) -> list[str]:
         self.count += 1
-        self.bridge._on_event(self.site, message.ami.to_dict())
+        self.bridge.bus.dispatch(self.site, message.ami.to_dict())
         return []
 
 
