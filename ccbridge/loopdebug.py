@@ -25,7 +25,10 @@ def env_threshold_ms() -> float | None:
     raw = os.environ.get(ENV, "").strip()
     if not raw:
         return None
-    value = float(raw)
+    try:
+        value = float(raw)
+    except ValueError:
+        value = 0.0
     if not value > 0:
         raise ValueError(f"{ENV} must be a positive number of milliseconds, not {raw!r}")
     return value
