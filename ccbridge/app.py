@@ -88,8 +88,8 @@ class Bridge:
         self.services = Services.over(self)
         self.agi = FastAgiServer(
             {
-                "route": make_route_handler(self.decide, self._on_decision),
-                "lookup": make_lookup_handler(config.ivr, self.selfservice),
+                variables.AGI_ROUTE: make_route_handler(self.decide, self._on_decision),
+                variables.AGI_LOOKUP: make_lookup_handler(config.ivr, self.selfservice),
             },
             config.bridge.agi_listen.host,
             config.bridge.agi_listen.port,

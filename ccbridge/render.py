@@ -118,7 +118,7 @@ def site_context(config: Config, site: Site) -> dict[str, object]:
         "config": config,
         "site": site,
         "bridge": config.bridge,
-        "agi_url": f"agi://{config.bridge.agi_url_host}/route",
+        "agi_url": variables.agi_url(str(config.bridge.agi_url_host), variables.AGI_ROUTE),
         "numbers": numbers,
         "fallbacks": fallbacks,
         "default_fallback": default_fallback,

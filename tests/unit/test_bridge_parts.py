@@ -166,9 +166,13 @@ def test_clock_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     [
         ("+918000000001", "+91********01"),
         ("8801712345678", "88*********78"),
+        ("+44 7700 900123", "+44 **** ****23"),
+        ("12345", "12*45"),
         ("1234", "****"),
+        ("101", "***"),
         ("", ""),
         ("anonymous", "anonymous"),
+        ("unknown", "unknown"),
     ],
 )
 def test_mask_number(number: str, masked: str) -> None:
