@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Literal, NamedTuple, Protocol
 
 from ccbridge.agents import AgentMirror
-from ccbridge.ami.client import ActionFields, LinkState
+from ccbridge.ami.client import LinkState
 from ccbridge.ami.codec import AmiMessage
 from ccbridge.clock import Clock
 from ccbridge.config.model import Config, Trunk
 from ccbridge.routing.engine import Router
 from ccbridge.routing.state import LiveState
 from ccbridge.routing.trunks import TrunkHealth
+
+ActionFields = Mapping[str, str | Sequence[str]]  # as SiteLink.action takes them
 
 
 class AmiLink(Protocol):
