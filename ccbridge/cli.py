@@ -24,9 +24,16 @@ def _load(path: str, *, resolve_secrets: bool = True) -> Config:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from ccbridge.checks import check_deployment
+    from ccbridge.checks import check_deployment, deployment_warnings
+    from ccbridge.config.reader import missing_secret_problem
 
-    config = _load(args.config)
+    # Secrets are the deployment's, not the file's: an admin checking the file on a
+    # laptop has none, so they are warnings unless --secrets asks for them.
+    config = _load(args.config, resolve_secrets=args.secrets)
+    warnings = [str(missing_secret_problem(m)) for m in config.missing_secrets]
+    warnings += deployment_warnings(config)
+    for w in warnings:
+        print(f"warning: {w}", file=sys.stderr)
     problems = check_deployment(config)
     for p in problems:
         print(f"error: {p}", file=sys.stderr)
@@ -35,6 +42,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     print(
         f"{args.config}: ok: {len(config.sites)} sites, {len(config.numbers)} numbers, "
         f"{len(config.trunks)} trunks, services {', '.join(config.services)}"
+        + (f"; {len(warnings)} warnings" if warnings else "")
     )
     return 0
 
@@ -144,6 +152,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("check", help="validate a deployment file")
     c.add_argument("config")
+    c.add_argument(
+        "--secrets",
+        action="store_true",
+        help="require every secret to be readable here (default: warn about missing ones)",
+    )
     c.set_defaults(func=cmd_check)
 
     r = sub.add_parser("render", help="render each site's Asterisk configs")

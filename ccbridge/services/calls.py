@@ -82,7 +82,10 @@ class CallService:
                     "Context": "ccb-queue",
                     "Exten": target,
                     "Priority": "1",
-                    "CallerID": plan.caller_id or "",
+                    # The queue half's caller ID: what the agent who takes the call is
+                    # shown. The carrier half presents the site's number (CALLER_ID,
+                    # ccb-outbound).
+                    "CallerID": to,
                     "Timeout": str((RING_SECONDS * len(plan.trunks) + 5) * 1000),
                     "Async": "true",
                     "Variable": [f"{k}={val}" for k, val in variables.items()],
