@@ -68,6 +68,7 @@ async def test_a_callback_dials_the_customer_through_the_carriers(
     assert name == "Originate"
     assert fields["Channel"] == "Local/+919812345678@ccb-outbound/n"
     assert fields["Exten"] == "orders-hi" and fields["Async"] == "true"
+    assert fields["CallerID"] == "+919812345678"  # what the agent who takes it sees
     assert "__CCB_TRUNK_1=blr-pstn1" in fields["Variable"]
 
 
