@@ -58,12 +58,17 @@ def cmd_render(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from ccbridge import logs
+    from ccbridge import logs, loopdebug
     from ccbridge.app import run_bridge
 
     config = _load(args.config)
     logs.setup(args.log_level or config.bridge.log_level, args.log_format)
-    return run_bridge(config)
+    try:
+        slow_ms = args.slow_callback_ms or loopdebug.env_threshold_ms()
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    return run_bridge(config, slow_callback_ms=slow_ms)
 
 
 def cmd_preview(args: argparse.Namespace) -> int:
@@ -131,6 +136,16 @@ def cmd_lab(args: argparse.Namespace) -> int:
     return 0
 
 
+def _positive_ms(raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        value = 0.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"not a positive number of milliseconds: {raw!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="ccbridge", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -155,6 +170,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     run.add_argument(
         "--log-format", choices=["kv", "json"], default=os.environ.get("CCBRIDGE_LOG_FORMAT", "kv")
+    )
+    run.add_argument(
+        "--slow-callback-ms",
+        type=_positive_ms,
+        help="log every event-loop callback that runs longer than this (asyncio debug "
+        "mode; default: $CCBRIDGE_LOOP_DEBUG_MS, else off)",
     )
     run.set_defaults(func=cmd_run)
 
