@@ -70,7 +70,8 @@ def udp_port_taken(host: str, port: int) -> bool:
 @pytest.fixture(scope="session")
 def agents(lab: Lab) -> Iterator[dict[str, Agent]]:
     """A SIPp UAS for every configured agent, answering for the whole session."""
-    by_contact = start_member_agents(lab.config, 1800, lab.log_dir)
+    # identity_log: what each phone was shown as the caller (callback tests read it).
+    by_contact = start_member_agents(lab.config, 1800, lab.log_dir, identity_log=True)
     started = {a.name: by_contact[a.contact] for site in lab.config.sites for a in site.agents}
     until_sync(
         lambda: all(udp_port_taken(a.host, a.port) for a in by_contact.values()),

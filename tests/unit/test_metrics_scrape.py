@@ -14,7 +14,6 @@ from ccbridge.agi.server import SessionOutcome
 from ccbridge.app import Bridge
 from ccbridge.clock import Clock
 from ccbridge.config import load_config
-from ccbridge.http.app import build_app
 from ccbridge.routing.engine import CallRequest
 
 REPO = Path(__file__).resolve().parents[2]
@@ -44,11 +43,11 @@ async def client() -> AsyncIterator[TestClient]:  # type: ignore[type-arg]
         {"Event": "AgentConnect", "Queue": "orders-bn", "Uniqueid": "1.1", "HoldTime": "3"},
         {"Event": "AgentComplete", "Queue": "orders-bn", "Uniqueid": "1.1", "TalkTime": "40"},
     ):  # fmt: skip
-        bridge._on_event("dhaka", ev)
+        bridge.bus.dispatch("dhaka", ev)
     call = CallRequest("+918000000001", "+8801712345678", "bangalore")
     bridge._on_decision(call, bridge.decide(call))
     bridge._on_agi_session_end("route", SessionOutcome.OK, 0.002)
-    async with TestClient(TestServer(build_app(bridge))) as c:
+    async with TestClient(TestServer(bridge.http_app())) as c:
         yield c
 
 
