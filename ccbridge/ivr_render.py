@@ -226,5 +226,5 @@ def ivr_context(config: Config, site: Site) -> dict[str, object]:
         "ivr_menus": [_menu_view(m, resolver) for m in ivr.menus],
         "ivr_lookups": [_lookup_view(x, resolver) for x in ivr.lookups],
         "ivr_fallbacks": choice_fallbacks(config, site),
-        "lookup_agi_url": f"agi://{config.bridge.agi_url_host}/lookup",
+        "lookup_agi_url": v.agi_url(str(config.bridge.agi_url_host), v.AGI_LOOKUP),
     }

@@ -4,6 +4,13 @@ from __future__ import annotations
 
 PREFIX = "CCB_"
 
+# FastAGI route names: the path of the dialplan's AGI URL (agi://HOST:PORT/NAME?...) and
+# the key of the bridge's handler for it; also the `route` label of the FastAGI metrics.
+AGI_ROUTE = "route"  # every inbound call asks where to go (extensions.conf.j2)
+AGI_LOOKUP = "lookup"  # an IVR self-service lookup (ivr.conf.j2)
+AGI_ROUTES = (AGI_ROUTE, AGI_LOOKUP)
+
+
 # Set by the bridge's `route` FastAGI handler; read by dialplans/extensions.conf.j2.
 ROUTE = "CCB_ROUTE"  # one of the ROUTE_* kinds below; empty means "use the fallback"
 SITE = "CCB_SITE"  # the site that will take the call
@@ -67,6 +74,11 @@ ROUTE_AFTER_HOURS = "after_hours"
 ROUTE_REJECT = "reject"
 
 ROUTE_KINDS = (ROUTE_QUEUE, ROUTE_REMOTE, ROUTE_AFTER_HOURS, ROUTE_REJECT)
+
+
+def agi_url(host: str, route: str) -> str:
+    """``agi://127.0.0.1:4573/route``: the URL the dialplan calls for ``route``."""
+    return f"agi://{host}/{route}"
 
 
 def trunk_var(index: int) -> str:

@@ -20,6 +20,7 @@ from ccbridge.ami.client import (
     SiteLink,
     backoff_delay,
 )
+from ccbridge.ami.codec import AmiMessage
 from ccbridge.config.model import AmiSettings, SecretValue
 from tests.amifake import FakeAmi
 from tests.polling import until
@@ -134,7 +135,10 @@ async def test_login_ok_goes_up_and_delivers_events(
     )
     await wait_until(lambda: bool(recorder.named("QueueMemberStatus")))
     (event,) = recorder.named("QueueMemberStatus")
-    assert type(event) is dict
+    # The parsed message itself, read-only: every subscriber shares it, none may change it.
+    assert isinstance(event, AmiMessage)
+    with pytest.raises(TypeError, match="read-only"):
+        event["Interface"] = "PJSIP/other"  # type: ignore[index]
     assert event["Interface"] == "PJSIP/agent1001"
     assert recorder.named("FullyBooted")  # events right after login are not lost
     assert all(site == SITE for site, _ in recorder.events)
@@ -185,8 +189,7 @@ async def test_unreachable_at_start_then_server_appears(
     await wait_until(lambda: link.state is LinkState.DOWN)
     with pytest.raises(SiteDownError):
         await link.action("Ping")
-    await asyncio.sleep(0.3)
-    assert link.reconnects >= 1
+    await wait_until(lambda: link.reconnects >= 1, what="a reconnection attempt")
     await fake.start()
     await wait_until(lambda: link.state is LinkState.UP)
     assert recorder.states == [LinkState.DOWN, LinkState.UP]
@@ -201,7 +204,9 @@ async def test_cut_mid_session_fails_pending_fast_then_reconnects(
     silent = asyncio.create_task(link.action("CoreSettings"))
     half_list = asyncio.create_task(link.action("QueueStatus"))
     await wait_until(lambda: len(fake.actions_named("QueueStatus")) == 1)
-    await asyncio.sleep(0.05)  # let the half list reach the client
+    # The half list has reached the client once an event written after it has: one stream.
+    fake.push_event("TestMarker")
+    await wait_until(lambda: bool(recorder.named("TestMarker")), what="the half list read")
     cut_at = time.monotonic()
     await fake.cut()
     await wait_until(lambda: link.state is LinkState.DOWN, within=1.0)
@@ -219,7 +224,7 @@ async def test_hung_server_is_detected_by_ping_deadline(
     fake: FakeAmi, make_link: LinkFactory
 ) -> None:
     link = await up_link(make_link, fake)
-    await asyncio.sleep(0.3)  # a few good pings first
+    await wait_until(lambda: len(fake.actions_named("Ping")) >= 2, what="a few good pings first")
     fake.hang()
     elapsed = await wait_until(lambda: link.state is LinkState.DOWN, within=2.0)
     assert elapsed <= 0.2 + 0.3 + 0.2  # ping_interval + ping_timeout + margin
