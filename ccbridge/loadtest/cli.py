@@ -6,7 +6,6 @@ import argparse
 import asyncio
 import signal
 import sys
-from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from types import FrameType
@@ -76,12 +75,6 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], default
     p.add_argument("--target", help="HOST:PORT of any Asterisk: calls only, no lab or bridge")
     p.add_argument("--max-sipp", type=int, default=MAX_SIPP_DEFAULT)
     p.add_argument("--no-chart", action="store_true")
-    p.add_argument(
-        "--no-held-routes",
-        action="store_true",
-        help="today's static fallback only: the bridge keeps no routes in the sites' AstDB"
-        " (routing.held_routes.enabled: false), for a comparison",
-    )
     p.add_argument("--lock-timeout", type=float, default=1800.0, help="seconds to wait for the lab")
     p.set_defaults(func=cmd_loadtest)
 
@@ -126,11 +119,6 @@ def build_plan(config: Config, args: argparse.Namespace) -> LoadPlan:
     )
 
 
-def without_held_routes(config: Config) -> Config:
-    held = replace(config.routing.held_routes, enabled=False)
-    return replace(config, routing=replace(config.routing, held_routes=held))
-
-
 def _interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt  # SIGTERM stops the run like Ctrl-C: every SIPp group killed
 
@@ -147,8 +135,6 @@ def cmd_loadtest(args: argparse.Namespace) -> int:
     if args.target is None:
         ensure_lab_secrets()
     config = load_config(args.config)
-    if args.no_held_routes:
-        config = without_held_routes(config)
     try:
         plan = build_plan(config, args)
     except (PlanError, TimelineError, ValueError, KeyError) as exc:
