@@ -131,9 +131,11 @@ class Bridge:
         self.state = remember(self.state, decision)
         return decision
 
-    def _on_held_call(self, decision: Decision) -> None:
-        """The dialplan routed a call from a held route: remember it as if decided here."""
+    def _on_held_call(self, call: CallRequest, decision: Decision) -> None:
+        """The dialplan routed a call from a held route: remembered and counted as if
+        decided here, so the decision metrics cover every routed call."""
         self.state = remember(self.state, decision)
+        self._on_decision(call, decision)
 
     def _on_decision(self, call: CallRequest, decision: Decision) -> None:
         # The site and service come from the AGI request: only configured names may

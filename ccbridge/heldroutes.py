@@ -25,7 +25,7 @@ from ccbridge.ami.client import AmiError, SiteLink
 from ccbridge.clock import Clock
 from ccbridge.config.model import Config, Site
 from ccbridge.logs import ctx
-from ccbridge.routing.engine import Decision, Router
+from ccbridge.routing.engine import CallRequest, Decision, Router
 from ccbridge.routing.held import Boundaries, HeldEntry, held_entries, held_key, same_routes
 from ccbridge.routing.held import encode as encode_entry
 from ccbridge.routing.state import LiveState
@@ -96,7 +96,7 @@ class HeldRoutePublisher:
         clock: Clock,
         links: Mapping[str, SiteLink],
         registry: CollectorRegistry,
-        on_held_call: Callable[[Decision], None] | None = None,
+        on_held_call: Callable[[CallRequest, Decision], None] | None = None,
     ) -> None:
         self.config = config
         self.settings = config.routing.held_routes
@@ -149,15 +149,18 @@ class HeldRoutePublisher:
                 self._dirty[site].set()
 
     def _remember(self, site: str, event: Mapping[str, str]) -> None:
-        """A held route took a call: the engine's memory (sticky site) learns of it as if
-        the bridge had decided it."""
+        """A held route took a call: the engine's memory (sticky site) and the decision
+        metrics learn of it as if the bridge had decided it (only for keys this bridge
+        wrote: the event's text never becomes a label)."""
         written = self._written.get(site)
         if written is None or self._on_held_call is None:
             return
-        found = written.decisions.get(held_key(event.get("Did", ""), event.get("Lang", "")))
+        did = event.get("Did", "")
+        found = written.decisions.get(held_key(did, event.get("Lang", "")))
         if found is not None:
             until, now, after = found
-            self._on_held_call(now if self.clock.time() < until else after)
+            call = CallRequest(did, "", site)
+            self._on_held_call(call, now if self.clock.time() < until else after)
 
     # -- lifecycle -----------------------------------------------------------------------
     async def start(self) -> None:

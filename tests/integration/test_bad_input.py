@@ -46,7 +46,11 @@ async def _probe(port: int, payload: bytes, linger: float) -> float:
 async def test_fastagi_garbage_while_real_calls_are_routed(
     lab: Lab, agents: dict[str, Agent], bridge_at: BridgeFactory
 ) -> None:
-    async with bridge_at(WEDNESDAY_MORNING) as bridge:
+    from tests.integration.conftest import clear_held_routes, without_held_routes
+
+    # The real calls must ask over FastAGI, not take a held route: none is kept.
+    clear_held_routes(lab)
+    async with bridge_at(WEDNESDAY_MORNING, without_held_routes(lab.config)) as bridge:
         port = bridge.agi.port
         calls = asyncio.create_task(
             asyncio.to_thread(

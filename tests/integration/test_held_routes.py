@@ -98,7 +98,8 @@ async def test_held_routes_appear_in_astdb_as_the_engine_decides(
         call = CallRequest(ORDERS_IN, "", "bangalore", ivr_language="bn")
         now = bridge.router.decide(call, bridge.state, bridge.clock.now())
         assert held.now == route_of(now, "bangalore")
-        assert held.now == HeldRoute(v.ROUTE_REMOTE, "dhaka", "orders-bn", trunks=("blr-dac",))
+        dhaka_trunks = tuple(t.name for t in held_config.trunks_between("bangalore", "dhaka"))
+        assert held.now == HeldRoute(v.ROUTE_REMOTE, "dhaka", "orders-bn", trunks=dhaka_trunks)
         assert held.service == "orders"
         # Times are the PBX's wall clock, not the bridge's shifted one.
         assert abs(held.computed - time.time()) < 10
@@ -138,8 +139,16 @@ async def test_a_fresh_held_route_routes_without_asking_the_bridge(
             5,
             "the bridge to count the held calls",
         )
-        # The engine's memory learnt of them as if it had decided them.
+        # The engine's memory and decision metrics learnt of them as if it had decided them.
         assert bridge.state.sticky.get(("orders", "bn")) == "dhaka"
+        decided = {
+            "receiving_site": "bangalore",
+            "site": "dhaka",
+            "outcome": "queue",
+            "service": "orders",
+            "language": "bn",
+        }
+        assert _metric(bridge, "ccbridge_route_decisions_total", **decided) == 2
 
 
 @pytest.mark.parametrize(

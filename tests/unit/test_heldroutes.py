@@ -17,7 +17,7 @@ from ccbridge.clock import Clock
 from ccbridge.config import Config, load_config
 from ccbridge.heldroutes import HeldRoutePublisher
 from ccbridge.loadtest.predict import rest_state
-from ccbridge.routing.engine import Decision, Router
+from ccbridge.routing.engine import CallRequest, Decision, Router
 from ccbridge.routing.held import decode, held_key, same_routes
 from ccbridge.routing.state import LiveState, set_drained
 from tests.amifake import FakeAmi
@@ -54,6 +54,7 @@ class Harness:
         ami = replace(config.site("bangalore").ami, host="127.0.0.1", port=fake.port)
         self.link = SiteLink("bangalore", ami, lambda s, e: None, logger=logging.getLogger("t"))
         self.remembered: list[Decision] = []
+        self.calls: list[CallRequest] = []
         self.registry = CollectorRegistry()
         self.pub = HeldRoutePublisher(
             config,
@@ -62,8 +63,12 @@ class Harness:
             self.clock,
             {"bangalore": self.link},
             self.registry,
-            on_held_call=self.remembered.append,
+            on_held_call=self._held,
         )
+
+    def _held(self, call: CallRequest, decision: Decision) -> None:
+        self.calls.append(call)
+        self.remembered.append(decision)
 
     def puts(self, fake: FakeAmi, key: str | None = None) -> list[str]:
         return [m["Val"] for m in fake.actions_named("DBPut") if key is None or m.get("Key") == key]
@@ -171,6 +176,7 @@ async def test_a_held_call_is_remembered_as_the_engines_decision(harness: Harnes
         },
     )
     [d] = harness.remembered
+    assert harness.calls == [CallRequest("+918000000001", "", "bangalore")]
     assert (d.site, d.queue, d.language) == ("dhaka", "orders-bn", "bn")
     labels = {"site": "bangalore", "source": v.HELD_FRESH}
     assert harness.metric("ccbridge_held_route_used_total", **labels) == 1
