@@ -32,6 +32,7 @@ class SunRow:
 
     language: str
     start: datetime  # UTC
+    end: datetime
     open_sites: tuple[str, ...]  # a queue in the language is open there
     staffed_sites: tuple[str, ...]  # ... and has agents in it
 
@@ -122,23 +123,22 @@ def follow_the_sun(
                     open_sites.append(site.name)
                     if any(staff.get((site.name, q), 0) > 0 for q in queues):
                         staffed_sites.append(site.name)
-            rows.append(SunRow(lang, t0, tuple(open_sites), tuple(staffed_sites)))
+            rows.append(SunRow(lang, t0, t0 + step, tuple(open_sites), tuple(staffed_sites)))
     return rows
 
 
 def gaps(rows: list[SunRow]) -> list[Gap]:
     """Runs of consecutive uncovered steps of the same kind, per language."""
     out: list[Gap] = []
-    for i, r in enumerate(rows):
+    for r in rows:
         kind = r.gap
         if kind is None:
             continue
-        end = rows[i + 1].start if i + 1 < len(rows) else r.start + (r.start - rows[i - 1].start)
         last = out[-1] if out else None
         if last and last.language == r.language and last.kind == kind and last.end == r.start:
-            out[-1] = Gap(r.language, last.start, end, kind)
+            out[-1] = Gap(r.language, last.start, r.end, kind)
         else:
-            out.append(Gap(r.language, r.start, end, kind))
+            out.append(Gap(r.language, r.start, r.end, kind))
     return out
 
 

@@ -12,7 +12,8 @@ The method, kept simple enough to explain to a planner:
   Slots touching a coverage gap and holidays are left out, not read as low demand.
 * **Trend**: each week's volume as a ratio to the profile (counts capped at the
   profile plus four Poisson standard deviations, so one spike does not tilt a week); a
-  least-squares line through those ratios, read at the forecast day's week. The factor
+  Theil-Sen line (median of pairwise slopes) through those ratios, read at the
+  forecast day's week. The factor
   is held to [0.5, 2]: a short history must not extrapolate into fantasy.
 * **Holidays** of the site's calendar: the median of the same slot on past holidays in
   the history, when there are any; otherwise the weekly value, flagged
@@ -111,15 +112,17 @@ def robust_level(counts: Sequence[int]) -> float:
 
 
 def _fit(points: Sequence[tuple[float, float]]) -> tuple[float, float]:
-    """Least-squares line (intercept, slope) through (t, ratio) points."""
-    n = len(points)
-    mt = sum(t for t, _ in points) / n
-    mr = sum(r for _, r in points) / n
-    sxx = sum((t - mt) ** 2 for t, _ in points)
-    if sxx == 0:
-        return mr, 0.0
-    slope = sum((t - mt) * (r - mr) for t, r in points) / sxx
-    return mr - slope * mt, slope
+    """Theil-Sen line (intercept, slope) through (t, ratio) points: the median of the
+    pairwise slopes, then the median intercept. One odd week (a campaign, an outage
+    the store did not flag) moves it far less than it would a least-squares line."""
+    slopes = [
+        (r2 - r1) / (t2 - t1)
+        for i, (t1, r1) in enumerate(points)
+        for t2, r2 in points[i + 1 :]
+        if t2 != t1
+    ]
+    slope = statistics.median(slopes) if slopes else 0.0
+    return statistics.median(r - slope * t for t, r in points), slope
 
 
 def forecast(
