@@ -45,8 +45,7 @@ def draw(rows: Sequence[IntervalPlan], path: Path) -> None:
             (abs(r.staffed - r.required) for r in rows if r.required is not None), default=1
         )
         norm = TwoSlopeNorm(vmin=-max(worst, 1), vcenter=0.0, vmax=max(worst, 1))
-        cmap = plt.get_cmap("RdBu").copy()
-        cmap.set_bad("#dddddd")  # closed
+        cmap = plt.get_cmap("RdBu").with_extremes(bad="#dddddd")  # NaN: closed
         image = None
         legend = False
         for ax, site in zip(axes[:, 0], sites, strict=True):

@@ -24,7 +24,7 @@ MAX_DAYS = 62  # two months of half hours per queue: a plan, not a data export
 EXAMPLES = """examples:
   ccbridge staffing deploy.yaml --history arrivals.csv --from 2026-12-07 --to 2026-12-13
   ccbridge staffing deploy.yaml --history arrivals.csv --from 2026-12-24 --to 2026-12-24 \\
-      --volume +20% --aht 200 --target 90/15 --csv plan.csv --chart plan.png
+      --volume=+20% --aht 200 --target 90/15 --csv plan.csv --chart plan.png
 
 The history is a CSV of arrivals per local half hour:
   site,service,language,interval_start,calls[,complete]
@@ -47,7 +47,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--to", dest="last", required=True, help="last local date (inclusive)")
     p.add_argument("--history", required=True, help="arrivals CSV (until the store lands)")
     p.add_argument("--weeks", type=int, default=8, help="weeks of history in the profile")
-    p.add_argument("--volume", default="+0%", help="what-if: change the forecast, e.g. +20%%")
+    p.add_argument(
+        "--volume", default="+0%", help="what-if: change the forecast, e.g. +20%% or --volume=-10%%"
+    )
     p.add_argument("--aht", default="180", help="average handle time in seconds")
     p.add_argument("--target", default="80/20", help="service level: PERCENT/SECONDS")
     p.add_argument("--max-occupancy", default="85", help="percent, default 85")
