@@ -92,7 +92,7 @@ class MemoryHistory:
                 days = [s.day for s in per]
                 self._spans[key] = (min(days), max(days))
 
-    def keys(self) -> list[QueueKey]:
+    def queues(self) -> list[QueueKey]:
         return sorted(set(self._rows) | set(self._spans))
 
     def span(self, key: QueueKey) -> tuple[date, date] | None:
