@@ -57,6 +57,10 @@ class ArrivalHistory(Protocol):
     Inside the span a source covers, a slot it gives no observation for had no calls
     (a store keeps rows for calls, not for empty half hours); outside it, nothing is
     known. Coverage gaps are observations with ``complete=False``.
+
+    A store implements it with one query of the calls that queued at ``key.site`` for
+    the service and language (arrival instants) and one of the site's coverage gaps,
+    put through ``ccbridge.staffing.bucket.bucket_arrivals`` (local slots, DST, gaps).
     """
 
     def span(self, key: QueueKey) -> tuple[date, date] | None:
