@@ -93,7 +93,7 @@ def _url(r: Reader, v: Any) -> str:
     scheme, sep, rest = raw.partition("://")
     if not sep or scheme not in _SCHEMES:
         raise r.fail(
-            f"unknown database URL '{raw.split('@')[-1]}': use sqlite:///PATH or "
+            f"unknown database URL scheme '{scheme}': use sqlite:///PATH or "
             "postgresql://USER@HOST[:PORT]/DATABASE"
         )
     driver = _SCHEMES[scheme]

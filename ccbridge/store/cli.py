@@ -7,6 +7,10 @@ import asyncio
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ccbridge.config.store import StoreSettings
 
 EXIT_SCHEMA = 2  # a schema this ccbridge refuses (as for a bad config: the admin acts)
 EXIT_UNREACHABLE = 1
@@ -32,25 +36,25 @@ def _err(line: str) -> None:
 
 async def run_db(
     action: str,
-    settings: object,
+    settings: StoreSettings,
     out: Callable[[str], None],
     err: Callable[[str], None],
 ) -> int:
-    from ccbridge.config.store import StoreSettings
+    from sqlalchemy.exc import DBAPIError
+
     from ccbridge.store.engine import make_engine, sqlite_path
     from ccbridge.store.migrate import SchemaError, check_schema, upgrade
 
-    assert isinstance(settings, StoreSettings)
     where = _where(settings)
     path = sqlite_path(settings)
-    if path is not None and action == "upgrade":
-        await asyncio.to_thread(_mkdir, path)
-    elif path is not None and not await asyncio.to_thread(path.exists):
-        # Opening a missing SQLite file would create an empty one: say so instead.
-        err(f"error: {where}: no such database file: run `ccbridge db upgrade CONFIG`")
-        return EXIT_SCHEMA
-    engine = make_engine(settings)
+    engine = make_engine(settings)  # connects lazily: nothing happens here yet
     try:
+        if path is not None and action == "upgrade":
+            await asyncio.to_thread(_mkdir, path)
+        elif path is not None and not await asyncio.to_thread(path.exists):
+            # Opening a missing SQLite file would create an empty one: say so instead.
+            err(f"error: {where}: no such database file: run `ccbridge db upgrade CONFIG`")
+            return EXIT_SCHEMA
         if action == "upgrade":
             before, after = await upgrade(engine)
             if before.current == after.current:
@@ -65,13 +69,10 @@ async def run_db(
         err(f"error: {where}: {exc}")
         return EXIT_SCHEMA
     except (OSError, TimeoutError) as exc:
-        err(f"error: {where}: cannot reach the database: {exc}")
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        err(f"error: {where}: cannot reach the database: {why}")
         return EXIT_UNREACHABLE
-    except Exception as exc:  # the drivers' own connection errors, without a traceback
-        from sqlalchemy.exc import DBAPIError
-
-        if not isinstance(exc, DBAPIError):
-            raise
+    except DBAPIError as exc:  # the drivers' own errors (refused password, no such db)
         first = str(exc.orig).splitlines()[0] if exc.orig is not None else str(exc)
         err(f"error: {where}: cannot use the database: {first}")
         return EXIT_UNREACHABLE
@@ -79,13 +80,10 @@ async def run_db(
         await engine.dispose()
 
 
-def _where(settings: object) -> str:
-    """The URL as the admin wrote it, without any password."""
+def _where(settings: StoreSettings) -> str:
+    """The URL without any password."""
     from sqlalchemy.engine import make_url
 
-    from ccbridge.config.store import StoreSettings
-
-    assert isinstance(settings, StoreSettings)
     return make_url(settings.url).render_as_string(hide_password=True)
 
 

@@ -10,6 +10,7 @@ A torn last line (the process killed inside ``write``) is cut off when the file 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import time
@@ -29,7 +30,10 @@ class Journal:
 
     def open(self) -> int:
         """Open (creating the folder and file), cut a torn tail; the size in bytes."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except FileExistsError:  # a file where a folder should be, here or above
+            raise NotADirectoryError(errno.ENOTDIR, "not a folder", str(self.path.parent)) from None
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
         try:
             size = os.fstat(fd).st_size

@@ -187,7 +187,7 @@ class RecordWriter:
             label = table if isinstance(table, str) and table in TABLES else "unknown"
             self._reject(label, 1, str(exc))
             return False
-        if len(self._buffer) + self._backlog_records >= self.queue_size:
+        if len(self._buffer) + self._backlog_records + self._in_flight >= self.queue_size:
             self._drop(1)
             return False
         self._buffer.append(record)
@@ -307,7 +307,8 @@ class RecordWriter:
             return
         self._backlog.append((batch, end))
         self._backlog_records += len(batch)
-        if self._backlog_records > self.queue_size:
+        # Half the memory for the database's backlog, half for records arriving.
+        if self._backlog_records > self.queue_size // 2:
             self._spill()
         self._db_wake.set()
 
