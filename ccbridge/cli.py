@@ -200,6 +200,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_loadtest(sub, str(DEFAULT_LAB_CONFIG))
     add_db(sub)
+
+    from ccbridge.staffing.cli import add_parser as add_staffing
+
+    add_staffing(sub)
     return p
 
 
