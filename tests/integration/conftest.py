@@ -7,6 +7,7 @@ lock on it; parallel test runs wait for each other instead of colliding.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import os
 import shutil
@@ -24,6 +25,7 @@ from ccbridge.config import Config, load_config
 from ccbridge.lab.secrets import ensure_lab_secrets
 from ccbridge.lab.sipp import Agent, start_member_agents
 from ccbridge.lab.sites import REPO_ROOT, Lab
+from ccbridge.variables import HELD_FAMILY
 from tests.polling import until, until_sync
 
 LAB_CONFIG = REPO_ROOT / "examples" / "lab.yaml"
@@ -185,3 +187,18 @@ def bridge_at(lab: Lab, lab_config: Config) -> BridgeFactory:
             await bridge.stop()
 
     return factory
+
+
+def clear_held_routes(lab: Lab) -> None:
+    """Forget every held route and heartbeat in every site's AstDB: the next call without
+    a bridge takes the static fallback, as before the bridge ever ran."""
+    for site in lab.config.sites:
+        lab.cli(site, f"database deltree {HELD_FAMILY}")
+
+
+def without_held_routes(config: Config) -> Config:
+    """The config with the bridge writing no held routes (the dialplan still reads them)."""
+    held = dataclasses.replace(config.routing.held_routes, enabled=False)
+    return dataclasses.replace(
+        config, routing=dataclasses.replace(config.routing, held_routes=held)
+    )
