@@ -156,7 +156,7 @@ def cmd_staffing(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_INPUT
     offered = set(offering_keys(config))
-    for key in history.keys():  # noqa: SIM118 (a MemoryHistory, not a dict)
+    for key in history.queues():
         if key not in offered:
             print(
                 f"warning: {args.history}: {key} is not a queue of the config; ignored",
