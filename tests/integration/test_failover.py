@@ -66,7 +66,7 @@ def with_dhaka_home(config: Config, holdoff: float = 3.0) -> Config:
 # -- trunks -----------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def trunk_lab(lab: Lab, lab_config: Config) -> Iterator[Config]:
     """The lab's own YAML with its first bangalore->dhaka trunk ending at a SIPp far end
     on 7201 instead of dhaka: the lab's second trunk to dhaka (blr-dac-2, dhaka's second
