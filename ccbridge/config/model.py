@@ -250,6 +250,20 @@ class AfterHours:
 
 
 @dataclass(frozen=True, slots=True)
+class HeldRouteSettings:
+    """Routes the bridge keeps in each site's AstDB so the dialplan can route without it."""
+
+    enabled: bool = True  # write the tables; the dialplan's held steps are rendered only then
+    # Route from a fresh held route without the FastAGI round trip (calls with no IVR
+    # service choice). Measured in BENCHMARKS.md §1: saves Asterisk the FastAGI step.
+    use_without_bridge: bool = True
+    fresh_age: float = 5.0  # seconds: a heartbeat younger than this counts as a live bridge
+    max_age: float = 300.0  # seconds: the last table still routes while the bridge is silent
+    min_interval: float = 0.25  # seconds between two recomputations of a site's table
+    refresh: float = 1.0  # seconds: heartbeat and recomputation on the timer
+
+
+@dataclass(frozen=True, slots=True)
 class RoutingSettings:
     home_max_ewt: float = 60.0
     home_max_waiting: int = 5
@@ -258,6 +272,7 @@ class RoutingSettings:
     waiting_weight: float = 5.0
     site_holdoff: float = 10.0
     after_hours: AfterHours = field(default_factory=AfterHours)
+    held_routes: HeldRouteSettings = field(default_factory=HeldRouteSettings)
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,6 +19,7 @@ from ccbridge.lab.sites import Lab
 from ccbridge.loadtest.bridgectl import BridgeProcess
 from ccbridge.loadtest.faults import FaultInjector
 from ccbridge.loadtest.options import CallerGroup, LoadPlan
+from ccbridge.loadtest.outage import outage_routing
 from ccbridge.loadtest.placement import call_span
 from ccbridge.loadtest.predict import (
     NO_QUEUE,
@@ -30,7 +31,13 @@ from ccbridge.loadtest.predict import (
 )
 from ccbridge.loadtest.queuelog import QueueLog, QueueStay, abandoned_in_queue
 from ccbridge.loadtest.report import FailedCallReport, Report, bridge_lines_near, classify
-from ccbridge.loadtest.sipp import CARRIER_SCENARIOS, CallerRun, ProcessGroup, group_run
+from ccbridge.loadtest.sipp import (
+    CARRIER_SCENARIOS,
+    CallerRun,
+    ProcessGroup,
+    group_run,
+    ivr_stay_ms,
+)
 from ccbridge.loadtest.stats import StatRow, merge, parse_error_log, read_stat_file
 from ccbridge.loadtest.timeline import Fault
 from ccbridge.routing.engine import Router
@@ -98,6 +105,11 @@ class QueueJoins:
             await link.stop()
 
 
+def stay_s(plan: LoadPlan, g: CallerGroup) -> float:
+    """Seconds a caller of ``g`` stays after the answer: an IVR caller keys and queues first."""
+    return (ivr_stay_ms(g.digits, plan.talk_ms) if g.digits else plan.talk_ms) / 1000
+
+
 def _progress_line(t: float, runs: list[CallerRun], rate: float, faults: int, n: int) -> str:
     rows = [read_stat_file(r.stat_file) for r in runs]
     created = sum(r[-1].created for r in rows if r)
@@ -121,7 +133,8 @@ async def run(setup: Setup, progress: Progress = print) -> Report:
     for old in [*sipp_dir.glob("*.csv"), *sipp_dir.glob("*.log"), *sipp_dir.glob("*.xml")]:
         old.unlink()
     at = plan.at or (EVERY_SITE_OPEN if lab is not None else datetime.now(UTC))
-    keep_for = plan.duration + plan.talk_ms / 1000 + 180  # every UAS bounded in time
+    longest_stay = max(stay_s(plan, g) for g in plan.groups)
+    keep_for = plan.duration + longest_stay + 180  # every UAS bounded in time
     callers = ProcessGroup()
     agents: dict[str, Agent] = {}
     carriers: dict[str, Agent] = {}
@@ -173,7 +186,7 @@ async def run(setup: Setup, progress: Progress = print) -> Report:
                 limit=plan.group_limit(g),
                 talk_ms=plan.talk_ms,
                 ramp=plan.ramp,
-                max_seconds=plan.duration + plan.talk_ms / 1000 + 40,
+                max_seconds=plan.duration + stay_s(plan, g) + 40,
                 out=sipp_dir,
             )
             for i, g in enumerate(plan.groups)
@@ -205,7 +218,12 @@ async def run(setup: Setup, progress: Progress = print) -> Report:
             await injector.settle(within=90)
         await callers.stop_all()
         await asyncio.sleep(0.5)  # the last QueueCallerJoin events
-        return _report(setup, at, runs, start_wall, joins, injector, bridge, log_offset, notes)
+        # Predict at the bridge's clock when the callers started (it started a little
+        # earlier, and runs on across restarts), so a schedule boundary falls on time.
+        at_calls = bridge.clock_at(start_wall) if bridge is not None else None
+        return _report(
+            setup, at_calls or at, runs, start_wall, joins, injector, bridge, log_offset, notes
+        )
     finally:
         await callers.stop_all()
         await joins.stop()
@@ -259,6 +277,7 @@ def _report(
         + ")."
     )
     failed = _failed_calls(setup, at, runs, rows, start, faults, bridge_lines, stays)
+    outages = outage_routing(config, plan.groups, placed, at, faults, stays)
     groups = []
     for i, (g, r) in enumerate(zip(plan.groups, rows, strict=True)):
         last = r[-1] if r else None
@@ -311,6 +330,7 @@ def _report(
         distribution=compare(predicted, observed),
         groups=groups,
         notes=notes,
+        outages=outages,
     )
 
 

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import fcntl
 import os
 import shutil
-import time
+import socket
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from datetime import datetime
 from pathlib import Path
@@ -26,7 +27,8 @@ from ccbridge.config import Config, load_config
 from ccbridge.lab.secrets import ensure_lab_secrets
 from ccbridge.lab.sipp import Agent, start_member_agents
 from ccbridge.lab.sites import REPO_ROOT, Lab
-from tests.polling import until
+from ccbridge.variables import HELD_FAMILY
+from tests.polling import until, until_sync
 
 LAB_CONFIG = REPO_ROOT / "examples" / "lab.yaml"
 LOCK_FILE = Path("/tmp/ccbridge-lab.lock")
@@ -64,13 +66,27 @@ def lab(lab_config: Config) -> Iterator[Lab]:
             lab.down()
 
 
+def udp_port_taken(host: str, port: int) -> bool:
+    """True once something (a SIPp UAS) has bound ``host:port``: our bind is refused."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
 @pytest.fixture(scope="session")
 def agents(lab: Lab) -> Iterator[dict[str, Agent]]:
     """A SIPp UAS for every configured agent, answering for the whole session."""
     # identity_log: what each phone was shown as the caller (callback tests read it).
     by_contact = start_member_agents(lab.config, 1800, lab.log_dir, identity_log=True)
     started = {a.name: by_contact[a.contact] for site in lab.config.sites for a in site.agents}
-    time.sleep(0.3)
+    until_sync(
+        lambda: all(udp_port_taken(a.host, a.port) for a in by_contact.values()),
+        5,
+        "every SIPp agent listening on its port",
+    )
     try:
         yield started
     finally:
@@ -222,3 +238,18 @@ def bridge_at(lab: Lab, lab_config: Config) -> BridgeFactory:
             await bridge.stop()
 
     return factory
+
+
+def clear_held_routes(lab: Lab) -> None:
+    """Forget every held route and heartbeat in every site's AstDB: the next call without
+    a bridge takes the static fallback, as before the bridge ever ran."""
+    for site in lab.config.sites:
+        lab.cli(site, f"database deltree {HELD_FAMILY}")
+
+
+def without_held_routes(config: Config) -> Config:
+    """The config with the bridge writing no held routes (the dialplan still reads them)."""
+    held = dataclasses.replace(config.routing.held_routes, enabled=False)
+    return dataclasses.replace(
+        config, routing=dataclasses.replace(config.routing, held_routes=held)
+    )
