@@ -33,6 +33,7 @@ from ccbridge.config.model import (
     queue_name,
 )
 from ccbridge.config.reader import Invalid, Reader, kind, missing_secret_problem
+from ccbridge.config.store import StoreSettings, parse_store
 from ccbridge.config.yamlsrc import ConfigError, LineDict, Problem, read_yaml
 
 _DID_RE = re.compile(r"^\+?[0-9]{3,20}$")
@@ -489,6 +490,7 @@ _TOP = {
     "ami_defaults",
     "ivr",
     "self_service",
+    "store",
 }
 
 
@@ -592,6 +594,11 @@ def parse_config(
         or RoutingSettings()
     )
     ivr, self_service = parse_ivr(r, top, languages, services, numbers, bridge)
+    if "store" in top:
+        with r.at("store", top):
+            store = r.collect(lambda: parse_store(r, top["store"]))
+    else:
+        store = parse_store(r, {})
     missing = r.missing_secrets()
     if resolve_secrets:
         r.problems += [missing_secret_problem(m) for m in missing]
@@ -609,6 +616,7 @@ def parse_config(
         routing=routing,
         ivr=ivr,
         self_service=self_service,
+        store=store or StoreSettings(),
         missing_secrets=missing,
     )
 

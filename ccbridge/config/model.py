@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from ccbridge.config.ivr import IvrSettings, SelfServiceSettings
+    from ccbridge.config.store import StoreSettings
 
 WEEKDAYS: tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
@@ -300,6 +301,7 @@ class Config:
     routing: RoutingSettings
     ivr: IvrSettings = field(default_factory=lambda: _no_ivr())
     self_service: SelfServiceSettings | None = None
+    store: StoreSettings = field(default_factory=lambda: _default_store())
     # Secrets that gave nothing where the file was read (only when loaded without
     # requiring them, e.g. by `ccbridge check` on an admin's laptop).
     missing_secrets: tuple[MissingSecret, ...] = ()
@@ -334,6 +336,12 @@ class Config:
     def carrier_trunks(self, site: str) -> tuple[Trunk, ...]:
         found = [t for t in self.trunks if t.site == site and t.kind is TrunkKind.CARRIER]
         return tuple(sorted(found, key=lambda t: (t.order, -t.weight, t.name)))
+
+
+def _default_store() -> StoreSettings:
+    from ccbridge.config.store import StoreSettings  # store.py imports this module
+
+    return StoreSettings()
 
 
 def _no_ivr() -> IvrSettings:
