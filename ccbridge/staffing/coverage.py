@@ -19,6 +19,7 @@ __all__ = [
     "GapCover",
     "SunRow",
     "cover_gap",
+    "coverage_at",
     "follow_the_sun",
     "gaps",
 ]
@@ -108,23 +109,49 @@ def follow_the_sun(
     for lang in config.languages:
         for k in range(1440 // step_minutes):
             t0 = start + k * step
-            mid = t0 + step / 2
-            open_sites: list[str] = []
-            staffed_sites: list[str] = []
-            for site in config.sites:
-                queues = [
-                    queue_name(o.service, lang)
-                    for o in site.offerings
-                    if lang in o.languages
-                    and (service is None or o.service == service)
-                    and is_open(o.schedule, site.timezone, mid).open
-                ]
-                if queues:
-                    open_sites.append(site.name)
-                    if any(staff.get((site.name, q), 0) > 0 for q in queues):
-                        staffed_sites.append(site.name)
-            rows.append(SunRow(lang, t0, t0 + step, tuple(open_sites), tuple(staffed_sites)))
+            rows.append(_row(config, lang, t0, t0 + step, t0 + step / 2, service, staff))
     return rows
+
+
+def coverage_at(
+    config: Config,
+    at: datetime,
+    staffed: Mapping[tuple[str, str], int],
+    *,
+    service: str | None = None,
+) -> list[SunRow]:
+    """One row per language for the instant ``at`` (start = end = at): the sites open
+    then, and those with agents in ``staffed`` (e.g. the logged-in ones, live_staff)."""
+    if at.tzinfo is None:
+        raise ValueError("the instant must carry a time zone")
+    at = at.astimezone(UTC)
+    return [_row(config, lang, at, at, at, service, staffed) for lang in config.languages]
+
+
+def _row(
+    config: Config,
+    lang: str,
+    t0: datetime,
+    t1: datetime,
+    probe: datetime,
+    service: str | None,
+    staff: Mapping[tuple[str, str], int],
+) -> SunRow:
+    open_sites: list[str] = []
+    staffed_sites: list[str] = []
+    for site in config.sites:
+        queues = [
+            queue_name(o.service, lang)
+            for o in site.offerings
+            if lang in o.languages
+            and (service is None or o.service == service)
+            and is_open(o.schedule, site.timezone, probe).open
+        ]
+        if queues:
+            open_sites.append(site.name)
+            if any(staff.get((site.name, q), 0) > 0 for q in queues):
+                staffed_sites.append(site.name)
+    return SunRow(lang, t0, t1, tuple(open_sites), tuple(staffed_sites))
 
 
 def gaps(rows: list[SunRow]) -> list[Gap]:
