@@ -114,9 +114,10 @@ def _held_context(name: str) -> list[str]:
         f"dialplan add extension _[+0-9].,3,{held} into {name} replace",
         f"dialplan add extension _[+0-9].,4,GotoIf($[${{LEN(${{{v.ROUTE}}})}}=0]?10) into {name}"
         " replace",
-        f"dialplan add extension _[+0-9].,6,Answer() into {name} replace",
-        f"dialplan add extension _[+0-9].,7,Wait(0.2) into {name} replace",
-        f"dialplan add extension _[+0-9].,8,Hangup() into {name} replace",
+        # priorities run on one by one: a gap would end the call ("auto fall through")
+        f"dialplan add extension _[+0-9].,5,Answer() into {name} replace",
+        f"dialplan add extension _[+0-9].,6,Wait(0.2) into {name} replace",
+        f"dialplan add extension _[+0-9].,7,Hangup() into {name} replace",
         f"dialplan add extension _[+0-9].,10,Hangup(34) into {name} replace",
     ]
 
