@@ -67,7 +67,7 @@ def with_dhaka_home(config: Config, holdoff: float = 3.0) -> Config:
 # -- trunks -----------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def trunk_lab(lab: Lab, lab_config: Config) -> Iterator[Config]:
     """The lab's own YAML with its first bangalore->dhaka trunk ending at a SIPp far end
     on 7201 instead of dhaka: the lab's second trunk to dhaka (blr-dac-2, dhaka's second
@@ -213,9 +213,10 @@ async def test_site_killed_mid_load_moves_calls_and_takes_them_back_after_holdof
 
         load_mark = len(ami.events)
         load = asyncio.create_task(calls(DHAKA_HOME, ENGLISH, 16, rate=4, port=6190))
-        # Kill dhaka mid-load: once the load has calls queued there.
+        # Kill dhaka mid-load: once the load has a call queued there (its one English
+        # agent busy, the next ones overflow).
         await until(
-            lambda: _joins(ami, "dhaka", load_mark) >= 2, 10, "load calls at dhaka", interval=POLL
+            lambda: _joins(ami, "dhaka", load_mark) >= 1, 10, "a load call at dhaka", interval=POLL
         )
         killed = time.monotonic()
         lab.signal_site(dhaka, signal.SIGKILL)
