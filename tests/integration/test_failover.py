@@ -237,6 +237,9 @@ async def test_site_killed_mid_load_moves_calls_and_takes_them_back_after_holdof
         lab.start_site(dhaka)
         await asyncio.to_thread(lab.wait_ami, dhaka, 20)
         await until(lambda: bridge.state.sites["dhaka"].synced, 10, "dhaka resynced", interval=POLL)
+        # The recorder's own link to dhaka reconnects with its backoff: until it is up, "no
+        # call joined at dhaka" would hold because nothing there is seen.
+        await until(lambda: ami.connected("dhaka"), 10, "the recorder back on dhaka", interval=POLL)
         back_mark = len(ami.events)
         r3 = await calls(DHAKA_HOME, ENGLISH, 2, port=6210)  # within the 3 s hold-off
         assert r3.ok and _joins(ami, "dhaka", back_mark) == 0
