@@ -39,7 +39,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
 from immutables import Map
 
@@ -73,9 +73,11 @@ DEFAULT_HANDLE_TIME = 180.0  # seconds, used until the queue has reported a talk
 EWMA_ALPHA = 0.25  # the weight app_queue gives a new sample in its own hold/talk averages
 
 
-@dataclass(frozen=True, slots=True)
-class Member:
-    """One queue member (agent) in one queue."""
+class Member(NamedTuple):
+    """One queue member (agent) in one queue.
+
+    A named tuple rather than a frozen dataclass: the reducer makes one per member event
+    and a tuple is built at C speed, a frozen dataclass by six ``object.__setattr__``."""
 
     name: str
     interface: str
@@ -185,6 +187,7 @@ _T = TypeVar("_T")
 
 _new = object.__new__
 _set = object.__setattr__
+_tuple_new = tuple.__new__
 
 
 def _evolve(obj: _T, fields: dict[str, object]) -> _T:
@@ -341,28 +344,39 @@ def _member_update(
     old = members.get(key)
     new: Member | None
     if removed:
+        if old is None:
+            return None
         new = None
-    elif old is None:
-        new = Member(
-            ev.get(name_key) or iface,
-            iface,
-            _int(ev, "Status", UNKNOWN),
-            _bool(ev, "Paused", False),
-            _bool(ev, "InCall", False),
-            _int(ev, "Penalty", 0),
-        )
     else:
-        # QueueMemberPause and friends may omit fields: keep what we knew.
-        new = Member(
-            ev.get(name_key) or old.name,
-            iface,
-            _int(ev, "Status", old.status),
-            _bool(ev, "Paused", old.paused),
-            _bool(ev, "InCall", old.in_call),
-            _int(ev, "Penalty", old.penalty),
-        )
-    if new == old:
-        return None
+        # Written out for the event path; QueueMemberPause and friends may omit fields:
+        # keep what we knew.
+        if old is None:
+            name, status, paused, in_call, penalty = ev.get(name_key) or iface, 0, False, False, 0
+        else:
+            name = ev.get(name_key) or old.name
+            status, paused, in_call, penalty = old.status, old.paused, old.in_call, old.penalty
+        v = ev.get("Status")
+        if v is not None:
+            status = int(v) if v.isdecimal() else _int(ev, "Status", status)
+        v = ev.get("Paused")
+        if v is not None:
+            paused = False if v == "0" else _bool(ev, "Paused", paused)
+        v = ev.get("InCall")
+        if v is not None:
+            in_call = False if v == "0" else (True if v == "1" else _bool(ev, "InCall", in_call))
+        v = ev.get("Penalty")
+        if v is not None:
+            penalty = int(v) if v.isdecimal() else _int(ev, "Penalty", penalty)
+        if (
+            old is not None
+            and name == old.name
+            and status == old.status
+            and paused == old.paused
+            and in_call == old.in_call
+            and penalty == old.penalty
+        ):
+            return None
+        new = _tuple_new(Member, (name, iface, status, paused, in_call, penalty))
     q = queues.get(qname, EMPTY_QUEUE)
     c0, l0, a0, p0 = _counts(old)
     c1, l1, a1, p1 = _counts(new)

@@ -28,7 +28,7 @@ def norm(state: Any) -> Any:
 
     def values(m: Mapping[Any, Any]) -> dict[Any, Any]:
         # The two modules have their own QueueLoad and Member classes: compare as tuples.
-        return {k: astuple(v) for k, v in m.items()}
+        return {k: tuple(v) if isinstance(v, tuple) else astuple(v) for k, v in m.items()}
 
     def site(s: Any) -> Any:
         pending = None
