@@ -93,12 +93,6 @@ def _construct_mapping(loader: _Loader, node: Node) -> LineDict:
     assert isinstance(node, MappingNode)
     seen: dict[str, int] = {}
     for key_node, _ in node.value:
-        if not isinstance(key_node, ScalarNode):  # `? [a, b]: ...`, a complex key
-            raise _KeyedError(
-                join_path(loader.key_path),
-                "unsupported mapping key: a list or mapping as a key; keys are plain text",
-                key_node.start_mark,
-            )
         # Check the keys written in this mapping before merges (<<) flatten it:
         # a merged key overridden by an explicit one is YAML's rule, not a typo.
         if key_node.tag == "tag:yaml.org,2002:merge":
