@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 from collections.abc import Mapping
@@ -332,6 +333,11 @@ class Bridge:
             except StopError as stop_failed:
                 log.error("%s while undoing a failed start", stop_failed)
             raise
+        # Everything built so far (config, routing indexes, modules, the parts) lives as
+        # long as the process: move it out of the collector's reach. A full collection
+        # otherwise walks it all and stalls the loop (81-126 ms measured with the lab's
+        # config on the shared 2-core machine; 0.002 ms after the freeze).
+        gc.freeze()
         log.info(
             "bridge started",
             extra=ctx(

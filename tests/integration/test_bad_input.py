@@ -186,8 +186,8 @@ async def test_link_cut_mid_session_fails_fast_and_reconnects(
         with pytest.raises(SiteDownError):
             await link.action("Ping", {})
         assert time.monotonic() - t0 < 0.1  # fails at once, never hangs
-        lab.stop_site(dhaka)
-        lab.start_site(dhaka)
+        await asyncio.to_thread(lab.stop_site, dhaka)
+        await asyncio.to_thread(lab.start_site, dhaka)
         await asyncio.to_thread(lab.wait_ami, dhaka, 20)
         await until(lambda: bridge.state.sites["dhaka"].synced, 15, "dhaka resynced")
         assert link.reconnects >= 1
