@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 from collections.abc import Callable, Mapping
 from dataclasses import replace
@@ -13,8 +14,9 @@ from typing import NamedTuple
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from ccbridge import variables
+from ccbridge import sdnotify, variables
 from ccbridge.agents import AgentMirror
+from ccbridge.agi import health as agi_health
 from ccbridge.agi.handlers import make_route_handler
 from ccbridge.agi.lookup import make_lookup_handler
 from ccbridge.agi.server import FastAgiServer, SessionOutcome
@@ -104,6 +106,7 @@ class Bridge:
             {
                 "route": make_route_handler(self.decide, self._on_decision),
                 "lookup": make_lookup_handler(config.ivr, self.selfservice),
+                agi_health.ROUTE: agi_health.health,  # the AGI guard's check
             },
             config.bridge.agi_listen.host,
             config.bridge.agi_listen.port,
@@ -347,13 +350,17 @@ async def serve(config: Config) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    sdnotify.install_stall_hook(loop, os.environ)
+    service = sdnotify.ServiceNotifier()
     await bridge.start()
+    service.ready(f"serving FastAGI on {config.bridge.agi_listen}")
     try:
         await stop.wait()
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(Exception):
                 loop.remove_signal_handler(sig)
+        await service.stopping()
         await bridge.stop()
 
 

@@ -28,7 +28,7 @@ AGI_OUTCOMES = (
     "cancelled",
     "internal_error",
 )
-AGI_ROUTES = ("route", "lookup")
+AGI_ROUTES = ("route", "lookup", "health")  # health: the AGI guard's checks
 
 # Reasons (see routing.engine) that mean the call left its home site because of load.
 OVERFLOW_REASONS = frozenset({"overflow_ewt", "home_site_busy"})
@@ -242,7 +242,7 @@ class BridgeMetrics:
 
     def agi_session_end(self, route: str, outcome: str, seconds: float) -> None:
         # Unknown paths would make the label unbounded: fold them into one value.
-        label = route if route in ("route", "lookup", "") else "other"
+        label = route if route in AGI_ROUTES or route == "" else "other"
         self.agi_sessions.labels(label or "none", str(outcome)).inc()
         self.agi_latency.labels(label or "none").observe(seconds)
 

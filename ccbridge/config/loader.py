@@ -34,6 +34,7 @@ from ccbridge.config.model import (
     TimeRange,
     Trunk,
     TrunkKind,
+    Watchdog,
     WeeklyRule,
     queue_name,
 )
@@ -344,6 +345,8 @@ def _closest(word: str, choices: set[str] | frozenset[str]) -> str | None:
 
 
 def _bridge(r: _Reader, v: Any) -> BridgeSettings:
+    from ccbridge.config.guard_loader import parse_agi_guard, parse_watchdog  # imports this
+
     d = r.mapping(
         v,
         {
@@ -355,6 +358,8 @@ def _bridge(r: _Reader, v: Any) -> BridgeSettings:
             "max_agi_sessions",
             "agi_session_timeout",
             "log_level",
+            "agi_guard",
+            "watchdog",
         },
         {"agi_listen", "http_listen"},
     )
@@ -372,6 +377,10 @@ def _bridge(r: _Reader, v: Any) -> BridgeSettings:
         max_agi_sessions=r.get(d, "max_agi_sessions", r.integer(1, 100_000), 1000),
         agi_session_timeout=r.get(d, "agi_session_timeout", r.number(0.1, 600), 5.0),
         log_level=level,
+        # Collected apart: a problem in one is reported with the other's.
+        agi_guard=r.collect(lambda: r.get(d, "agi_guard", partial(parse_agi_guard, r), None)),
+        watchdog=r.collect(lambda: r.get(d, "watchdog", partial(parse_watchdog, r), Watchdog()))
+        or Watchdog(),
     )
 
 
@@ -813,6 +822,11 @@ def parse_config(
     from ccbridge.config.ivr_loader import parse_ivr  # it imports this module
 
     ivr, self_service = parse_ivr(r, top, languages, services, numbers, bridge)
+    if bridge is not None:
+        from ccbridge.config.guard_loader import check_guard  # it imports this module
+
+        budget = self_service.budget if self_service else None
+        check_guard(r, top, bridge, tuple(sites.values()), budget)
     if r.problems or bridge is None:
         raise ConfigError(r.problems)
     return Config(
