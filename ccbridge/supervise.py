@@ -87,6 +87,7 @@ class Supervisor:
         self.ready = False
         self._last_beat = 0.0
         self._sock: socket.socket | None = None
+        self.notify_path: Path | None = None  # NOTIFY_SOCKET while running
         self._last_garbage_log = 0.0
 
     # -- the notify socket -------------------------------------------------------------
@@ -217,7 +218,7 @@ class Supervisor:
     async def run(self, stop: asyncio.Event) -> int:
         loop = asyncio.get_running_loop()
         with tempfile.TemporaryDirectory(prefix="ccb-supervise-") as tmp:
-            path = Path(tmp) / "notify"
+            path = self.notify_path = Path(tmp) / "notify"
             sock = self._sock = self._open_socket(path)
             loop.add_reader(sock.fileno(), self._on_readable)
             failures = 0
@@ -237,7 +238,7 @@ class Supervisor:
             finally:
                 loop.remove_reader(sock.fileno())
                 sock.close()
-                self._sock = None
+                self._sock = self.notify_path = None
                 if self.child is not None and self.child.returncode is None:
                     await self._terminate(self.child)
                 if self.pid_file is not None:
