@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
+from ccbridge.events import EventBus
 from ccbridge.routing.state import LiveState, Member
 
 # Device state numbers (ast_device_state) as words for the API.
@@ -22,6 +23,10 @@ DEVICE_STATES = (
 )
 
 
+# The AMI events the mirror reads (see on_event): what it subscribes to.
+EVENTS: Final = frozenset({"QueueMemberAdded", "QueueMemberPause", "QueueMemberStatus"})
+
+
 @dataclass(frozen=True, slots=True)
 class MemberExtra:
     """Per (site, interface): what Bridge.state does not keep."""
@@ -32,7 +37,7 @@ class MemberExtra:
 
 
 class AgentMirror:
-    """An AMI event listener (Bridge.event_listeners) keeping pause reasons and times.
+    """Subscribed to the AMI events in EVENTS, it keeps pause reasons and times.
 
     Membership, pause and device state come from Bridge.state.sites[*].members, which
     the routing reducer already maintains from the same events and resyncs.
@@ -42,10 +47,14 @@ class AgentMirror:
         self._clock = clock
         self.extra: dict[tuple[str, str], MemberExtra] = {}
 
+    def subscribe(self, bus: EventBus) -> None:
+        for name in sorted(EVENTS):
+            bus.subscribe(name, self.on_event)
+
     def on_event(self, site: str, event: Mapping[str, str]) -> None:
         name = event.get("Event")
         iface = event.get("Interface") or event.get("Location") or ""
-        if not iface or name not in _MEMBER_EVENTS:
+        if not iface or name not in EVENTS:
             return
         key = (site, iface)
         old = self.extra.get(key, MemberExtra())
@@ -61,9 +70,6 @@ class AgentMirror:
 
     def forget(self, site: str, iface: str) -> None:
         self.extra.pop((site, iface), None)
-
-
-_MEMBER_EVENTS = frozenset({"QueueMemberAdded", "QueueMemberPause", "QueueMemberStatus"})
 
 
 def _member_json(queue: str, m: Member) -> dict[str, Any]:

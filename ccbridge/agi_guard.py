@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ccbridge import variables as v
 from ccbridge.agi import health as agi_health
 from ccbridge.config.model import Config, Site
 
@@ -23,6 +24,7 @@ class GuardView:
     client_ms: int
     check_ms: int
     check_timeout_ms: int
+    check_url: str
     check_request_hex: str
     check_expect: str
     check_reply_hex: str
@@ -48,6 +50,7 @@ def guard_view(config: Config, site: Site) -> GuardView | None:
         check_ms=check_ms,
         # A bridge slower than a route may wait is as good as hung for the calls.
         check_timeout_ms=min(check_ms, route_ms),
+        check_url=agi_health.CHECK_URL,
         check_request_hex=agi_health.check_request().encode().hex(),
         check_expect=agi_health.COMMAND.split()[-1],
         check_reply_hex=(agi_health.REPLY + "\n").encode().hex(),
@@ -58,9 +61,9 @@ def agi_urls(config: Config, site: Site) -> tuple[str, str]:
     """What the site's dialplan dials for a route and for a lookup: its guard, when on."""
     guard = config.bridge.agi_guard
     if guard is None:
-        host = config.bridge.agi_url_host
-        return f"agi://{host}/route", f"agi://{host}/lookup"
+        host = str(config.bridge.agi_url_host)
+        return v.agi_url(host, v.AGI_ROUTE), v.agi_url(host, v.AGI_LOOKUP)
     return (
-        f"agi://{site.sip.host}:{guard.port}/route",
-        f"agi://{site.sip.host}:{guard.lookup_port}/lookup",
+        v.agi_url(f"{site.sip.host}:{guard.port}", v.AGI_ROUTE),
+        v.agi_url(f"{site.sip.host}:{guard.lookup_port}", v.AGI_LOOKUP),
     )

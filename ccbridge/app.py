@@ -7,14 +7,14 @@ import contextlib
 import logging
 import os
 import signal
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import replace
-from typing import NamedTuple
+from typing import Final
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from ccbridge import sdnotify, variables
+from ccbridge import loopdebug, sdnotify, variables
 from ccbridge.agents import AgentMirror
 from ccbridge.agi import health as agi_health
 from ccbridge.agi.handlers import make_route_handler
@@ -22,53 +22,33 @@ from ccbridge.agi.lookup import make_lookup_handler
 from ccbridge.agi.server import FastAgiServer, SessionOutcome
 from ccbridge.ami.client import AmiError, LinkState, SiteLink
 from ccbridge.clock import Clock
-from ccbridge.config.model import Config, Trunk
+from ccbridge.config.model import Config
+from ccbridge.events import EventBus
 from ccbridge.http.app import build_app
 from ccbridge.kpi import KpiTracker
+from ccbridge.lifecycle import Parts, StartError, StopError
 from ccbridge.logs import ctx
 from ccbridge.metrics import BridgeMetrics, LinkSnapshot, TrunkSnapshot
 from ccbridge.routing import trunks as trunk_health
 from ccbridge.routing.engine import CallRequest, Decision, Router, remember
 from ccbridge.routing.state import (
+    HANDLED_EVENTS,
     LiveState,
     apply_event,
     begin_sync,
     complete_sync,
     initial_state,
-    set_drained,
     set_site_up,
 )
 from ccbridge.selfservice import SelfServiceClient
+from ccbridge.services import Services
+from ccbridge.services.ports import TrunkNow
+
+__all__ = ["Bridge", "TrunkNow", "run_bridge", "serve"]
 
 log = logging.getLogger("ccbridge.bridge")
 
-# Events the live state uses; everything else is dropped before the reducer.
-STATE_EVENTS = frozenset(
-    {
-        "QueueCallerJoin",
-        "QueueCallerLeave",
-        "QueueCallerAbandon",
-        "QueueMemberStatus",
-        "QueueMemberAdded",
-        "QueueMemberRemoved",
-        "QueueMemberPause",
-        "QueueMemberPenalty",
-        "AgentConnect",
-        "AgentComplete",
-    }
-)
-
-
-# The AMI events the bridge and its listeners (KPIs, agents, trunks) read; see Filter.
-AMI_EVENT_FILTER = "Event: (Queue|Agent|ContactStatus|UserEvent|Shutdown|FullyBooted)"
-
-
-class TrunkNow(NamedTuple):
-    """One trunk as the bridge sees it now; see Bridge.trunks_now."""
-
-    trunk: Trunk
-    health: trunk_health.TrunkHealth
-    usable: bool
+CONTACT_STATUS: Final = "ContactStatus"  # qualify results of the trunks' AORs
 
 
 class Bridge:
@@ -92,21 +72,27 @@ class Bridge:
             t.name: trunk_health.TrunkHealth(t.name) for t in config.trunks
         }
         self.metrics.set_trunk_source(self.trunk_snapshots)
-        # Other parts (KPIs, trunk health, agents) subscribe to every AMI event here.
-        self.event_listeners: list[Callable[[str, Mapping[str, str]], None]] = []
         self.kpi = KpiTracker(config, self.registry)
-        self.event_listeners.append(self.kpi.on_event)
         self._connected_once: set[str] = set()
-        self._sync_tasks: set[asyncio.Task[None]] = set()
         # IVR self-service and the agents' cross-site view (ccbridge/agents.py).
         self.selfservice = SelfServiceClient(config.self_service) if config.self_service else None
         self.agents = AgentMirror(self.clock.time)
-        self.event_listeners.append(self.agents.on_event)
+        # Every part subscribes to the AMI events it reads, by name; each AMI session's
+        # Filter is built from these subscriptions (bus.ami_filter), so none can drift.
+        # The reducer first: the KPIs and the mirror see the state after the event.
+        self.bus = EventBus()
+        for name in sorted(HANDLED_EVENTS):
+            self.bus.subscribe(name, self._on_state_event)
+        self.kpi.subscribe(self.bus)
+        self.agents.subscribe(self.bus)
+        self.bus.subscribe_user_event(variables.EVENT_TRUNK_RESULT, self._on_trunk_result_event)
+        self.bus.subscribe(CONTACT_STATUS, self._on_contact_status_event)
+        self.services = Services.over(self)
         self.agi = FastAgiServer(
             {
-                "route": make_route_handler(self.decide, self._on_decision),
-                "lookup": make_lookup_handler(config.ivr, self.selfservice),
-                agi_health.ROUTE: agi_health.health,  # the AGI guard's check
+                variables.AGI_ROUTE: make_route_handler(self.decide, self._on_decision),
+                variables.AGI_LOOKUP: make_lookup_handler(config.ivr, self.selfservice),
+                variables.AGI_HEALTH: agi_health.health,  # the AGI guard's check
             },
             config.bridge.agi_listen.host,
             config.bridge.agi_listen.port,
@@ -114,7 +100,7 @@ class Bridge:
             session_timeout=config.bridge.agi_session_timeout,
             on_session_end=self._on_agi_session_end,
         )
-        self._runner: web.AppRunner | None = None
+        self._parts: Parts | None = None
         self.http_port: int | None = None
 
     # -- routing -------------------------------------------------------------------
@@ -144,19 +130,14 @@ class Bridge:
         self.metrics.agi_session_end(route, outcome.value, seconds)
 
     # -- AMI -----------------------------------------------------------------------
-    def _on_event(self, site: str, event: Mapping[str, str]) -> None:
-        name = event.get("Event")
-        if name in STATE_EVENTS:
-            self.state = apply_event(self.state, site, event, self.clock.time())
-        elif name == "UserEvent" and event.get("UserEvent") == variables.EVENT_TRUNK_RESULT:
-            self._on_trunk_result(event.get("Trunk", ""), event.get("DialStatus", ""))
-        elif name == "ContactStatus":
-            self._on_contact_status(event.get("AOR", ""), event.get("ContactStatus", ""))
-        for listener in self.event_listeners:
-            try:
-                listener(site, event)
-            except Exception:
-                log.exception("event listener failed", extra=ctx(site=site))
+    def _on_state_event(self, site: str, event: Mapping[str, str]) -> None:
+        self.state = apply_event(self.state, site, event, self.clock.time())
+
+    def _on_trunk_result_event(self, site: str, event: Mapping[str, str]) -> None:
+        self._on_trunk_result(event.get("Trunk", ""), event.get("DialStatus", ""))
+
+    def _on_contact_status_event(self, site: str, event: Mapping[str, str]) -> None:
+        self._on_contact_status(event.get("AOR", ""), event.get("ContactStatus", ""))
 
     def _on_link_state(self, site: str, link_state: LinkState) -> None:
         up = link_state is LinkState.UP
@@ -236,21 +217,16 @@ class Bridge:
             for t, h, up in self.trunks_now()
         ]
 
-    # -- drain ---------------------------------------------------------------------
-    def set_drained(self, site: str, drained: bool) -> None:
-        """Take a site out of routing for maintenance; its calls in progress go on."""
-        self.state = set_drained(self.state, site, drained)
-        log.warning("site %s", "drained" if drained else "undrained", extra=ctx(site=site))
-
     async def _filter_events(self, link: SiteLink) -> None:
         """Ask Asterisk to send this session only the events the bridge uses.
 
         Every call makes dozens of events (Newexten, VarSet, ...) the bridge would parse
         and drop; under load that parsing costs more than routing. Replies to actions
-        (QueueStatus lists) are not events to the filter and still arrive.
+        (QueueStatus lists) are not events to the filter and still arrive. The filter is
+        made from the bus's subscriptions, so it admits exactly what some part reads.
         """
         try:
-            await link.action("Filter", {"Operation": "Add", "Filter": AMI_EVENT_FILTER})
+            await link.action("Filter", {"Operation": "Add", "Filter": self.bus.ami_filter()})
         except (AmiError, TimeoutError) as exc:
             log.warning(
                 "AMI event filter refused, taking every event: %s",
@@ -300,61 +276,98 @@ class Bridge:
             "site_connected": any(link.connected for link in self.links.values()),
         }
 
+    def http_app(self) -> web.Application:
+        """The HTTP API over this bridge's services and metrics registry."""
+        return build_app(
+            self.services, registry=self.registry, api_token=self.config.bridge.api_token
+        )
+
     async def start(self) -> None:
-        await self.agi.start()
-        runner = web.AppRunner(build_app(self), access_log=None, handle_signals=False)
-        await runner.setup()
-        http = self.config.bridge.http_listen
-        site = web.TCPSite(runner, http.host, http.port)
-        await site.start()
-        self._runner = runner
-        server = getattr(site, "_server", None)
-        sockets = getattr(server, "sockets", None) or []
-        self.http_port = sockets[0].getsockname()[1] if sockets else http.port
-        for s in self.config.sites:
-            link = SiteLink(
-                s.name,
-                s.ami,
-                self._on_event,
-                self._on_link_state,
-                logging.getLogger("ccbridge.ami"),
-                on_ready=self._sync_site,
-            )
-            self.links[s.name] = link
-            await link.start()
+        """Start every part: the HTTP API, the AMI links, then FastAGI (calls come last,
+        and stop first).
+
+        If a part fails to start, the parts already started are stopped and StartError
+        names the part and its address; nothing is left running.
+        """
+        if self._parts is not None:
+            raise RuntimeError("bridge already started")
+        parts = self._parts = Parts()
+        try:
+            await self._start_parts(parts)
+        except BaseException:
+            self._parts = None
+            self.links.clear()
+            self.http_port = None
+            try:
+                await parts.aclose()
+            except StopError as stop_failed:
+                log.error("%s while undoing a failed start", stop_failed)
+            raise
         log.info(
             "bridge started",
             extra=ctx(
                 agi=f"{self.config.bridge.agi_listen.host}:{self.agi.port}",
-                http=f"{http.host}:{self.http_port}",
+                http=f"{self.config.bridge.http_listen.host}:{self.http_port}",
                 sites=len(self.links),
                 clock=self.clock.now().isoformat() if self.clock.fixed else "real",
             ),
         )
 
-    async def stop(self) -> None:
-        await self.agi.stop()
+    async def _start_parts(self, parts: Parts) -> None:
         if self.selfservice is not None:
-            await self.selfservice.close()
-        for link in self.links.values():
-            await link.stop()
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-        log.info("bridge stopped")
+            parts.on_stop("self-service client", self.selfservice.close)
+        http = self.config.bridge.http_listen
+        runner = web.AppRunner(self.http_app(), access_log=None, handle_signals=False)
+        await parts.start("HTTP API", str(http), runner.setup, runner.cleanup)
+        # The runner's cleanup (just pushed) also closes the site's socket.
+        await parts.start("HTTP API", str(http), web.TCPSite(runner, http.host, http.port).start)
+        self.http_port = runner.addresses[0][1]
+        for s in self.config.sites:
+            link = SiteLink(
+                s.name,
+                s.ami,
+                self.bus.dispatch,
+                self._on_link_state,
+                logging.getLogger("ccbridge.ami"),
+                on_ready=self._sync_site,
+            )
+            self.links[s.name] = link
+            await parts.start(
+                f"AMI link to {s.name}", f"{s.ami.host}:{s.ami.port}", link.start, link.stop
+            )
+        agi = self.config.bridge.agi_listen
+        await parts.start("FastAGI server", str(agi), self.agi.start, self.agi.stop)
+
+    async def stop(self) -> None:
+        """Stop every part, newest first, each even when another fails; raises StopError
+        listing every failure."""
+        parts, self._parts = self._parts, None
+        if parts is None:
+            return
+        try:
+            await parts.aclose()
+        finally:
+            self.links.clear()
+            self.http_port = None
+            log.info("bridge stopped")
 
 
-async def serve(config: Config) -> None:
+async def serve(config: Config, *, slow_callback_ms: float | None = None) -> None:
+    """Run the bridge until SIGTERM or SIGINT; ``slow_callback_ms`` turns on the loop's
+    slow-callback report (ccbridge/loopdebug.py)."""
+    loop = asyncio.get_running_loop()
+    if slow_callback_ms is not None:
+        loopdebug.report_slow_callbacks(loop, slow_callback_ms)
     bridge = Bridge(config)
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     sdnotify.install_stall_hook(loop, os.environ)
     service = sdnotify.ServiceNotifier()
-    await bridge.start()
-    service.ready(f"serving FastAGI on {config.bridge.agi_listen}")
     try:
+        await bridge.start()
+        # Only now: systemd or `ccbridge supervise` starts judging the heartbeat.
+        service.ready(f"serving FastAGI on {config.bridge.agi_listen}")
         await stop.wait()
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -364,10 +377,16 @@ async def serve(config: Config) -> None:
         await bridge.stop()
 
 
-def run_bridge(config: Config) -> int:
+def run_bridge(config: Config, *, slow_callback_ms: float | None = None) -> int:
+    """``ccbridge run``: 0 after a clean stop; 1 with one error line when a part cannot
+    start (everything started is stopped again) or when parts failed to stop."""
     try:
-        asyncio.run(serve(config))
-    except OSError as exc:
-        log.error("cannot start: %s", exc)
+        asyncio.run(serve(config, slow_callback_ms=slow_callback_ms))
+    except StartError as exc:
+        log.error("%s", exc)
+        return 1
+    except StopError as exc:
+        # Each failure was logged as it happened (lifecycle.Parts); this is the summary.
+        log.error("bridge stop: %s", exc)
         return 1
     return 0

@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from ccbridge.config.model import Config, TrunkKind
+from ccbridge.config.model import Config, HostPort, TrunkKind
 from ccbridge.ivr_render import custom_prompts, prompts_dir, sound_names
 from ccbridge.render import fallback_for
 
@@ -29,15 +29,64 @@ def check_deployment(config: Config) -> list[str]:
                 f"numbers.{n.did}: site {s} serves '{n.service}' but {n.site} has no "
                 f"intersite trunk to it, so calls to this number can never overflow there"
             )
+    problems += _trunk_problems(config)
+    problems += _address_problems(config)
+    problems += prompt_problems(config)
+    return problems
+
+
+def deployment_warnings(config: Config) -> list[str]:
+    """Things that may be right, but deserve a second look."""
+    warnings = []
     for t in config.trunks:
         if t.kind is TrunkKind.INTERSITE and t.peer_site:
             peer = config.site(t.peer_site)
-            if t.remote.host != peer.sip.host:
-                problems.append(
-                    f"trunks.{t.name}: remote {t.remote} is not site {peer.name}'s SIP "
-                    f"address {peer.sip}; the far site will not recognise the calls"
+            if t.remote not in peer.sip_addresses:
+                listed = ", ".join(str(a) for a in peer.sip_addresses)
+                warnings.append(
+                    f"trunks.{t.name}: remote {t.remote} is none of site {peer.name}'s SIP "
+                    f"addresses ({listed}): right behind a NAT or SBC that forwards to it, "
+                    f"else add it to sites.{peer.name}.sip_alternates"
                 )
-    problems += prompt_problems(config)
+    return warnings
+
+
+def _trunk_problems(config: Config) -> list[str]:
+    """A site pair may have several trunks, one per network path (address, port or
+    transport); what strands calls is a far site that cannot tell who is calling."""
+    problems = []
+    paths: dict[tuple[str, str, HostPort], str] = {}
+    for t in config.trunks:
+        if t.kind is not TrunkKind.INTERSITE or not t.peer_site:
+            continue
+        # The far site recognises this site's calls by source address, through its own
+        # trunks back here (their identify sections): without one the calls are strangers.
+        if not config.trunks_between(t.peer_site, t.site):
+            problems.append(
+                f"trunks.{t.name}: site {t.peer_site} has no intersite trunk back to "
+                f"{t.site}, so it cannot recognise the calls {t.site} sends over this trunk"
+            )
+        key = (t.site, t.peer_site, t.remote)
+        if key in paths:
+            problems.append(
+                f"trunks.{t.name}: trunk {paths[key]} already reaches {t.peer_site} at "
+                f"{t.remote}: a second trunk needs another path (address, port or transport)"
+            )
+        paths.setdefault(key, t.name)
+    return problems
+
+
+def _address_problems(config: Config) -> list[str]:
+    """Two sites listening on one address: the second Asterisk would fail to bind."""
+    owner: dict[HostPort, str] = {}
+    problems = []
+    for site in config.sites:
+        for addr in site.sip_addresses:
+            if addr in owner and owner[addr] != site.name:
+                problems.append(
+                    f"sites.{site.name}: SIP address {addr} is also site {owner[addr]}'s"
+                )
+            owner.setdefault(addr, site.name)
     return problems
 
 

@@ -24,9 +24,16 @@ def _load(path: str, *, resolve_secrets: bool = True) -> Config:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from ccbridge.checks import check_deployment
+    from ccbridge.checks import check_deployment, deployment_warnings
+    from ccbridge.config.reader import missing_secret_problem
 
-    config = _load(args.config)
+    # Secrets are the deployment's, not the file's: an admin checking the file on a
+    # laptop has none, so they are warnings unless --secrets asks for them.
+    config = _load(args.config, resolve_secrets=args.secrets)
+    warnings = [str(missing_secret_problem(m)) for m in config.missing_secrets]
+    warnings += deployment_warnings(config)
+    for w in warnings:
+        print(f"warning: {w}", file=sys.stderr)
     problems = check_deployment(config)
     for p in problems:
         print(f"error: {p}", file=sys.stderr)
@@ -35,6 +42,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     print(
         f"{args.config}: ok: {len(config.sites)} sites, {len(config.numbers)} numbers, "
         f"{len(config.trunks)} trunks, services {', '.join(config.services)}"
+        + (f"; {len(warnings)} warnings" if warnings else "")
     )
     return 0
 
@@ -50,12 +58,17 @@ def cmd_render(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from ccbridge import logs
+    from ccbridge import logs, loopdebug
     from ccbridge.app import run_bridge
 
     config = _load(args.config)
     logs.setup(args.log_level or config.bridge.log_level, args.log_format)
-    return run_bridge(config)
+    try:
+        slow_ms = args.slow_callback_ms or loopdebug.env_threshold_ms()
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    return run_bridge(config, slow_callback_ms=slow_ms)
 
 
 def cmd_supervise(args: argparse.Namespace) -> int:
@@ -138,12 +151,27 @@ def cmd_lab(args: argparse.Namespace) -> int:
     return 0
 
 
+def _positive_ms(raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        value = 0.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"not a positive number of milliseconds: {raw!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="ccbridge", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
 
     c = sub.add_parser("check", help="validate a deployment file")
     c.add_argument("config")
+    c.add_argument(
+        "--secrets",
+        action="store_true",
+        help="require every secret to be readable here (default: warn about missing ones)",
+    )
     c.set_defaults(func=cmd_check)
 
     r = sub.add_parser("render", help="render each site's Asterisk configs")
@@ -157,6 +185,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     run.add_argument(
         "--log-format", choices=["kv", "json"], default=os.environ.get("CCBRIDGE_LOG_FORMAT", "kv")
+    )
+    run.add_argument(
+        "--slow-callback-ms",
+        type=_positive_ms,
+        help="log every event-loop callback that runs longer than this (asyncio debug "
+        "mode; default: $CCBRIDGE_LOOP_DEBUG_MS, else off)",
     )
     run.set_defaults(func=cmd_run)
 

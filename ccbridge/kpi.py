@@ -4,15 +4,22 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Final
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from ccbridge.config.model import Config, queue_name
+from ccbridge.events import EventBus
 
 # Seconds. Dense where service-level thresholds usually sit (10-60 s) so quantiles are
 # meaningful there; the exact "within threshold" share comes from its own counter.
 WAIT_BUCKETS = (1.0, 5.0, 10.0, 15.0, 20.0, 30.0, 45.0, 60.0, 90.0, 120.0, 180.0, 300.0, 600.0)
 TALK_BUCKETS = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 180.0, 300.0, 600.0, 900.0, 1800.0, 3600.0)
+
+# The AMI events the tracker reads (see on_event): what it subscribes to.
+EVENTS: Final = frozenset(
+    {"QueueCallerJoin", "AgentConnect", "AgentComplete", "QueueCallerAbandon"}
+)
 
 OTHER = "other"  # label value for a queue or site the config does not know: keeps labels bounded
 QUEUE_LABELS = ("site", "service", "language", "queue")
@@ -116,8 +123,12 @@ class KpiTracker:
             return (site if site in self._sites else OTHER, OTHER, OTHER, OTHER), None
         return (site, info.service, info.language, queue), info
 
+    def subscribe(self, bus: EventBus) -> None:
+        for name in sorted(EVENTS):
+            bus.subscribe(name, self.on_event)
+
     def on_event(self, site: str, event: Mapping[str, str]) -> None:
-        """An event listener for Bridge.event_listeners: (site, AMI event)."""
+        """One AMI event from ``site``, for the names in EVENTS."""
         name = event.get("Event")
         if name == "QueueCallerJoin":
             self.offered.labels(*self._key(site, event)[0]).inc()

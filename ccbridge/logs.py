@@ -13,7 +13,13 @@ _DIGITS = re.compile(r"\d")
 
 
 def mask_number(number: str | None) -> str:
-    """Keep a number's first two and last two digits: '+918000000001' -> '+91********01'."""
+    """The one masker of phone numbers for logs, everywhere in the bridge.
+
+    Keeps the first two and last two digits, enough to tell countries and calls apart
+    while debugging, and every non-digit: '+918000000001' -> '+91********01'. Four
+    digits or fewer (an extension) are all masked; Asterisk's placeholders 'unknown' and
+    'anonymous' have no digit and stay as they are.
+    """
     if not number:
         return ""
     digits = [i for i, ch in enumerate(number) if ch.isdigit()]

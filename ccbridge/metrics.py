@@ -9,29 +9,20 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from ccbridge.agi.server import SessionOutcome
 from ccbridge.config.model import Config, queue_name
-from ccbridge.routing.engine import AFTER_HOURS, Decision
-from ccbridge.routing.state import LiveState, Member, ewt
+from ccbridge.routing.engine import Decision
+from ccbridge.routing.reasons import Outcome, Reason
+from ccbridge.routing.state import LiveState, Member, ewt, initial_state
+from ccbridge.variables import AGI_ROUTES
 
 AGI_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
-# The AGI server's SessionOutcome values; pre-created so error ratios exist before errors do.
-AGI_OUTCOMES = (
-    "ok",
-    "hangup",
-    "no_request",
-    "header_timeout",
-    "protocol_error",
-    "not_found",
-    "handler_error",
-    "timeout",
-    "busy",
-    "cancelled",
-    "internal_error",
-)
-AGI_ROUTES = ("route", "lookup", "health")  # health: the AGI guard's checks
+# Pre-created so error ratios exist before errors do.
+AGI_OUTCOMES = tuple(o.value for o in SessionOutcome)
 
-# Reasons (see routing.engine) that mean the call left its home site because of load.
-OVERFLOW_REASONS = frozenset({"overflow_ewt", "home_site_busy"})
+# The reason that means the call left its home site because of load (routing.reasons);
+# a closed, down or drained home is a hand-over with a home_* reason of its own.
+OVERFLOW_REASONS = frozenset({Reason.OVERFLOW_EWT})
 # kind of a failover: "trunk" = the next trunk of the same route was tried (a trunk
 # failed); "site" = the call went to another site because the chosen one failed.
 FAILOVER_KINDS = ("trunk", "site")
@@ -164,6 +155,12 @@ class BridgeMetrics:
             ["reason"],
             registry=registry,
         )
+        self.skips = Counter(
+            "ccbridge_route_skips_total",
+            "Sites passed over by routing decisions, by site and why (a Skip reason).",
+            ["site", "reason"],
+            registry=registry,
+        )
         queue_labels = ["receiving_site", "site", "service", "language", "queue"]
         self.overflowed = Counter(
             "ccbridge_calls_overflowed_total",
@@ -235,19 +232,24 @@ class BridgeMetrics:
             decision.language or "none",
             decision.queue or "none",
         )
-        if decision.outcome == AFTER_HOURS:
+        if decision.outcome == Outcome.AFTER_HOURS:
             self.after_hours.labels(*labels, decision.action or "none").inc()
         elif OVERFLOW_REASONS.intersection(decision.reasons):
             self.overflowed.labels(*labels).inc()
+        for site, why in decision.skipped:
+            label_site = site if not self._sites or site in self._sites else OTHER
+            self.skips.labels(label_site, why).inc()
 
     def agi_session_end(self, route: str, outcome: str, seconds: float) -> None:
         # Unknown paths would make the label unbounded: fold them into one value.
-        label = route if route in AGI_ROUTES or route == "" else "other"
+        label = route if route in AGI_ROUTES or not route else OTHER
         self.agi_sessions.labels(label or "none", str(outcome)).inc()
         self.agi_latency.labels(label or "none").observe(seconds)
 
 
 class _StateCollector(Collector):
+    """The live state, links and trunks as gauge and counter families, built at scrape time."""
+
     def __init__(
         self,
         state: Callable[[], LiveState],
@@ -267,11 +269,23 @@ class _StateCollector(Collector):
         return OTHER
 
     def collect(self) -> Iterable[GaugeMetricFamily | CounterMetricFamily]:
-        st = self._state()
-        yield from self._sites(st)
-        yield from self._agents(st)
-        yield from self._trunk_families()
-        yield from self._link_families()
+        return self._families(self._state(), self._trunks(), self._links())
+
+    def describe(self) -> Iterable[GaugeMetricFamily | CounterMetricFamily]:
+        """The families without samples. The registry learns the collector's names from
+        this: without it a filtered scrape (``/metrics?name[]=ccbridge_site_up``) finds no
+        collector for the name and returns nothing."""
+        return self._families(initial_state(()), (), ())
+
+    def _families(
+        self, st: LiveState, trunks: Iterable[TrunkSnapshot], links: Iterable[LinkSnapshot]
+    ) -> list[GaugeMetricFamily | CounterMetricFamily]:
+        return [
+            *self._sites(st),
+            *self._agents(st),
+            *self._trunk_families(trunks),
+            *self._link_families(links),
+        ]
 
     def _sites(self, st: LiveState) -> Iterable[GaugeMetricFamily]:
         site_up = GaugeMetricFamily(
@@ -366,7 +380,7 @@ class _StateCollector(Collector):
                 s_occ.add_metric([name], occ)
         yield from (by_queue, by_site, q_occ, s_occ)
 
-    def _trunk_families(self) -> Iterable[GaugeMetricFamily]:
+    def _trunk_families(self, trunks: Iterable[TrunkSnapshot]) -> Iterable[GaugeMetricFamily]:
         up = GaugeMetricFamily(
             "ccbridge_trunk_up",
             "1 when the trunk is usable.",
@@ -377,13 +391,13 @@ class _StateCollector(Collector):
             "1 for the trunk's current circuit-breaker state (closed, open, half_open).",
             labels=["site", "trunk", "state"],
         )
-        for t in self._trunks():
+        for t in trunks:
             up.add_metric([t.site, t.name, t.kind, t.peer or "none"], 1.0 if t.up else 0.0)
             for state in BREAKER_STATES:
                 breaker.add_metric([t.site, t.name, state], 1.0 if t.breaker == state else 0.0)
         yield from (up, breaker)
 
-    def _link_families(self) -> Iterable[CounterMetricFamily]:
+    def _link_families(self, links: Iterable[LinkSnapshot]) -> Iterable[CounterMetricFamily]:
         reconnects = CounterMetricFamily(
             "ccbridge_ami_reconnects", "AMI reconnection attempts.", labels=["site"]
         )
@@ -396,7 +410,7 @@ class _StateCollector(Collector):
         pings = CounterMetricFamily(
             "ccbridge_ami_ping_timeouts", "AMI pings unanswered in time.", labels=["site"]
         )
-        for link in self._links():
+        for link in links:
             reconnects.add_metric([link.site], link.reconnects)
             timeouts.add_metric([link.site], link.action_timeouts)
             auth.add_metric([link.site], link.auth_failures)

@@ -89,12 +89,26 @@ def _queues(site: Site) -> list[QueueView]:
     return out
 
 
-def _inbound_peers(config: Config, site: Site) -> list[tuple[Trunk, str]]:
-    """Trunks of this site paired with the peer site's address, for identify by source IP."""
+def _inbound_peers(config: Config, site: Site) -> list[tuple[Trunk, tuple[str, ...]]]:
+    """This site's intersite trunks, each with the peer addresses it identifies calls by.
+
+    A peer sends from its main SIP address (and may from an alternate one its trunk here
+    ends at): each address is matched by one trunk only, the first in order, so two
+    trunks to one peer never claim the same caller. A trunk that ends elsewhere (a NAT,
+    an SBC) matches nothing of its own: the far end's address may be a carrier's too.
+    """
     out = []
+    claimed: set[str] = set()
     for t in config.trunks:
-        if t.site == site.name and t.kind is TrunkKind.INTERSITE and t.peer_site:
-            out.append((t, config.site(t.peer_site).sip.host))
+        if t.site != site.name or t.kind is not TrunkKind.INTERSITE or not t.peer_site:
+            continue
+        peer = config.site(t.peer_site)
+        hosts = [peer.sip.host]
+        if t.remote in peer.sip_alternates:
+            hosts.append(t.remote.host)
+        mine = tuple(dict.fromkeys(h for h in hosts if h not in claimed))
+        claimed.update(mine)
+        out.append((t, mine))
     return out
 
 

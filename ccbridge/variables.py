@@ -4,6 +4,14 @@ from __future__ import annotations
 
 PREFIX = "CCB_"
 
+# FastAGI route names: the path of the dialplan's AGI URL (agi://HOST:PORT/NAME?...) and
+# the key of the bridge's handler for it; also the `route` label of the FastAGI metrics.
+AGI_ROUTE = "route"  # every inbound call asks where to go (extensions.conf.j2)
+AGI_LOOKUP = "lookup"  # an IVR self-service lookup (ivr.conf.j2)
+AGI_HEALTH = "health"  # the AGI guard's health check (dialplans/haproxy.cfg.j2)
+AGI_ROUTES = (AGI_ROUTE, AGI_LOOKUP, AGI_HEALTH)
+
+
 # Set by the bridge's `route` FastAGI handler; read by dialplans/extensions.conf.j2.
 ROUTE = "CCB_ROUTE"  # one of the ROUTE_* kinds below; empty means "use the fallback"
 SITE = "CCB_SITE"  # the site that will take the call
@@ -49,6 +57,11 @@ ROUTE_AFTER_HOURS = "after_hours"
 ROUTE_REJECT = "reject"
 
 ROUTE_KINDS = (ROUTE_QUEUE, ROUTE_REMOTE, ROUTE_AFTER_HOURS, ROUTE_REJECT)
+
+
+def agi_url(host: str, route: str) -> str:
+    """``agi://127.0.0.1:4573/route``: the URL the dialplan calls for ``route``."""
+    return f"agi://{host}/{route}"
 
 
 def trunk_var(index: int) -> str:

@@ -25,7 +25,6 @@ __all__ = [
     "exec_app",
     "get_data",
     "get_variable",
-    "mask_number",
     "parse_reply",
     "quote_arg",
     "set_variable",
@@ -515,22 +514,3 @@ def exec_app(app: str, args: str | Sequence[str] = "") -> str:
     if not joined:
         return f"EXEC {app}"
     return _check_length(f"EXEC {app} {quote_arg(joined)}")
-
-
-# --------------------------------------------------------------------------- logging aid
-
-
-def mask_number(number: str, keep: int = 3) -> str:
-    """Mask a caller number for logs, keeping the last ``keep`` characters.
-
-    >>> mask_number("+919876543210")
-    '**********210'
-    >>> mask_number("101")
-    '***'
-    """
-    if not number or number in ("unknown", "anonymous"):
-        # Asterisk's placeholders carry no personal data and help debugging.
-        return number
-    if len(number) <= keep:
-        return "*" * len(number)
-    return "*" * (len(number) - keep) + number[-keep:]

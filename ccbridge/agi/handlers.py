@@ -9,7 +9,8 @@ from ccbridge import variables as v
 from ccbridge.agi import codec
 from ccbridge.agi.server import AgiSession
 from ccbridge.logs import ctx, mask_number
-from ccbridge.routing.engine import AFTER_HOURS, QUEUE, CallRequest, Decision
+from ccbridge.routing.engine import CallRequest, Decision
+from ccbridge.routing.reasons import Outcome
 
 log = logging.getLogger("ccbridge.route")
 
@@ -26,7 +27,7 @@ def decision_variables(decision: Decision, receiving_site: str) -> dict[str, str
         v.REASONS: " ".join(decision.reasons),
     }
     takes_call = decision.site is not None and decision.queue is not None
-    if decision.outcome in (QUEUE, AFTER_HOURS) and takes_call:
+    if decision.outcome in (Outcome.QUEUE, Outcome.AFTER_HOURS) and takes_call:
         if decision.site == receiving_site:
             out[v.ROUTE] = v.ROUTE_QUEUE
         else:
@@ -34,7 +35,7 @@ def decision_variables(decision: Decision, receiving_site: str) -> dict[str, str
             out[v.TRUNK_COUNT] = str(len(decision.trunks))
             for i, trunk in enumerate(decision.trunks, 1):
                 out[v.trunk_var(i)] = trunk
-    elif decision.outcome == AFTER_HOURS:
+    elif decision.outcome == Outcome.AFTER_HOURS:
         out[v.ROUTE] = v.ROUTE_AFTER_HOURS
         out[v.AFTER_HOURS] = decision.action or "closed"
     else:

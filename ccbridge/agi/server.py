@@ -22,8 +22,8 @@ from ccbridge.agi.codec import (
     AgiReplyParser,
     AgiRequest,
     AgiRequestParser,
-    mask_number,
 )
+from ccbridge.logs import mask_number
 
 __all__ = [
     "AgiCommandError",

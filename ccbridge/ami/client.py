@@ -1,10 +1,16 @@
 """One AMI link per site over panoramisk: login check, Ping liveness, fail-fast actions, retries.
 
-panoramisk 1.4 does the connection and the action/response matching; this module owns
-everything it gets wrong (see docs/asterisk-facts.md): a fresh ``Manager`` per connection
-attempt (its own reconnect and re-send of queued actions are switched off), our own
-login check, our own Ping with a deadline, and our own record of pending actions so they
-fail at once with SiteDownError when the link drops.
+panoramisk 1.4 does the connection and the action/response matching (everything that
+touches its internals is in ``ami/pano.py``); this module owns everything it gets wrong
+(see docs/asterisk-facts.md): a fresh ``Manager`` per connection attempt (its own
+reconnect and re-send of queued actions are switched off), our own login check, our own
+Ping with a deadline, and our own record of pending actions so they fail at once with
+SiteDownError when the link drops.
+
+Events bypass panoramisk: each is parsed once into an AmiMessage, a read-only mapping,
+and that same object goes to ``on_event(site, event)`` (then to every subscriber).
+Bad input is dropped and counted in ``bad_input``; a broken framing drops the connection,
+which reconnects like any other loss.
 
 Order on every successful login: the state becomes UP, ``on_state(site, UP)`` runs, then
 the ``on_ready(link)`` coroutine runs in a task (it needs UP to send actions, e.g. a full
@@ -16,23 +22,28 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import functools
 import logging
 import random
-from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import Any, Final, Literal, overload
 
-from panoramisk import actions as pano_actions
-from panoramisk.ami_protocol import AMIProtocol
-from panoramisk.manager import Manager
-from panoramisk.message import Message
-
-from ccbridge.ami.codec import AmiMessage, AmiParser, AmiProtocolError, action_fields, check_field
+from ccbridge.ami.codec import AmiMessage
+from ccbridge.ami.pano import (
+    ERROR_RESPONSES,
+    ActionFields,
+    OneShotManager,
+    Protocol,
+    RedactingLog,
+    build_action,
+    convert_result,
+    ping_action,
+)
 from ccbridge.config.model import AmiSettings
 
 EventCallback = Callable[[str, Mapping[str, str]], None]
 StateCallback = Callable[[str, "LinkState"], None]
 ReadyHook = Callable[["SiteLink"], Awaitable[None]]
-ActionFields = Mapping[str, str | Sequence[str]]
 
 # Actions whose reply is "Response: Success / EventList: start", events, then "...Complete".
 LIST_ACTIONS: Final = frozenset(
@@ -50,7 +61,6 @@ LIST_ACTIONS: Final = frozenset(
 )
 # panoramisk 1.4 reads "Added interface to queue" as the start of a list that never comes.
 SINGLE_ACTIONS: Final = frozenset({"queueadd"})
-_ERROR_RESPONSES: Final = frozenset({"Error", "Fail", "Failure"})
 _CLOSE_GRACE: Final = 1.0  # seconds to wait for the socket to close before aborting it
 
 
@@ -110,6 +120,7 @@ class SiteLink:
         self.action_timeouts = 0
         self.auth_failures = 0
         self.ping_timeouts = 0
+        self._bad_input_before = 0  # bad input counted on connections already closed
         self._on_event = on_event
         self._on_state = on_state
         self._on_ready = on_ready
@@ -118,8 +129,8 @@ class SiteLink:
         self._state = LinkState.CONNECTING
         self._ready = False
         self._task: asyncio.Task[None] | None = None
-        self._manager: _Manager | None = None
-        self._protocol: _Protocol | None = None
+        self._manager: OneShotManager | None = None
+        self._protocol: Protocol | None = None
         self._pending: dict[str, asyncio.Future[Any]] = {}
         self._side_tasks: set[asyncio.Task[None]] = set()
         self._stopping = False
@@ -131,6 +142,12 @@ class SiteLink:
     @property
     def connected(self) -> bool:
         return self._state is LinkState.UP
+
+    @property
+    def bad_input(self) -> int:
+        """Lines and messages dropped and framing errors, over every connection so far."""
+        protocol = self._protocol
+        return self._bad_input_before + (protocol.bad_input if protocol is not None else 0)
 
     @property
     def ready(self) -> bool:
@@ -205,7 +222,7 @@ class SiteLink:
         manager, protocol = self._manager, self._protocol
         if self._state is not LinkState.UP or manager is None or protocol is None:
             raise SiteDownError(f"{self.site_name}: AMI link is {self._state.value}")
-        pano = _build_action(name, fields or {}, _list_mode(name, as_list))
+        pano = build_action(name, fields or {}, _list_mode(name, as_list))
         action_id: str = pano.id
         future: asyncio.Future[Any] = manager.send_action(pano, as_list=pano.as_list)
         self._pending[action_id] = future
@@ -220,7 +237,14 @@ class SiteLink:
             ) from None
         finally:
             self._pending.pop(action_id, None)
-        return _convert_result(name, result)
+        reply = convert_result(result)
+        if (
+            isinstance(reply, AmiMessage)
+            and reply.kind == "response"
+            and reply.name in ERROR_RESPONSES
+        ):
+            raise AmiActionError(name, reply)
+        return reply
 
     # -- connection lifecycle -------------------------------------------------
 
@@ -244,19 +268,18 @@ class SiteLink:
 
     async def _session(self, attempt: int) -> bool:
         """One connection attempt and its whole life; True if it got UP."""
-        manager = _Manager(
+        manager = OneShotManager(
             host=self.settings.host,
             port=self.settings.port,
             username=self.settings.username,
             secret=self.settings.secret.reveal(),
             loop=asyncio.get_running_loop(),
             ping_delay=3600,  # panoramisk's own ping is disabled below; ours checks replies
-            log=_RedactingLog(self._log.getChild("panoramisk"), self.settings.secret.reveal()),
-            protocol_factory=_Protocol,
+            log=RedactingLog(self._log.getChild("panoramisk"), self.settings.secret.reveal()),
+            protocol_factory=functools.partial(Protocol, self._deliver),
         )
-        manager.register_event("*", self._on_panoramisk_event)
         self._manager = manager
-        protocol: _Protocol | None = None
+        protocol: Protocol | None = None
         try:
             protocol = await self._connect(manager, attempt)
             if protocol is None or not await self._login(manager, protocol):
@@ -273,7 +296,7 @@ class SiteLink:
         finally:
             await self._teardown(manager, protocol)
 
-    async def _connect(self, manager: _Manager, attempt: int) -> _Protocol | None:
+    async def _connect(self, manager: OneShotManager, attempt: int) -> Protocol | None:
         where = f"{self.settings.host}:{self.settings.port}"
         try:
             await asyncio.wait_for(manager.connect(), self.settings.action_timeout)
@@ -288,10 +311,10 @@ class SiteLink:
                 exc or type(exc).__name__,
             )
             return None
-        protocol: _Protocol | None = manager.protocol
+        protocol: Protocol | None = manager.protocol
         return protocol
 
-    async def _login(self, manager: _Manager, protocol: _Protocol) -> bool:
+    async def _login(self, manager: OneShotManager, protocol: Protocol) -> bool:
         login = manager.login_future
         if login is None:
             return False
@@ -326,12 +349,12 @@ class SiteLink:
         self._set_state(LinkState.AUTH_FAILED)
         return False
 
-    async def _ping_loop(self, manager: _Manager, protocol: _Protocol) -> None:
+    async def _ping_loop(self, manager: OneShotManager, protocol: Protocol) -> None:
         """Ping every ping_interval; no reply within ping_timeout means the peer is gone
         (e.g. SIGSTOPped), which TCP alone would not notice."""
         while True:
             await asyncio.sleep(self.settings.ping_interval)
-            ping = pano_actions.Action({"Action": "Ping"}, as_list=False)
+            ping = ping_action()
             reply: asyncio.Future[Any] = manager.send_action(ping, as_list=False)
             try:
                 await asyncio.wait_for(reply, self.settings.ping_timeout)
@@ -345,7 +368,7 @@ class SiteLink:
                 protocol.transport.abort()
                 return
 
-    async def _run_on_ready(self, hook: ReadyHook, protocol: _Protocol) -> None:
+    async def _run_on_ready(self, hook: ReadyHook, protocol: Protocol) -> None:
         try:
             await hook(self)
         except Exception:
@@ -355,8 +378,10 @@ class SiteLink:
         if self._protocol is protocol:
             self._ready = True
 
-    async def _teardown(self, manager: _Manager, protocol: _Protocol | None) -> None:
+    async def _teardown(self, manager: OneShotManager, protocol: Protocol | None) -> None:
         """Mark the link down, fail pending actions, stop side tasks, close the socket."""
+        if protocol is not None:
+            self._bad_input_before += protocol.bad_input
         self._protocol = None
         self._ready = False
         if self._state in (LinkState.UP, LinkState.CONNECTING):
@@ -366,18 +391,24 @@ class SiteLink:
             if not future.done():
                 future.set_exception(error)
         self._pending.clear()
-        tasks = list(self._side_tasks)
-        for task in tasks:
-            task.cancel()
-        if tasks:
-            await asyncio.wait(tasks)
-        manager.close()
-        if protocol is not None:
-            _, pending = await asyncio.wait({protocol.gone}, timeout=_CLOSE_GRACE)
-            if pending:
-                # A write buffer that a hung peer never drains keeps close() waiting.
+        try:
+            tasks = list(self._side_tasks)
+            for task in tasks:
+                task.cancel()
+            if tasks:
+                await asyncio.wait(tasks)
+            manager.close()
+            if protocol is not None:
+                _, pending = await asyncio.wait({protocol.gone}, timeout=_CLOSE_GRACE)
+                if pending:
+                    # A write buffer that a hung peer never drains keeps close() waiting.
+                    protocol.transport.abort()
+                    await asyncio.wait({protocol.gone}, timeout=_CLOSE_GRACE)
+        finally:
+            # stop() cancels again every 0.5 s until the task ends: a cancellation that
+            # lands in one of the waits above must still not leave the socket open.
+            if protocol is not None and not protocol.gone.done():
                 protocol.transport.abort()
-                await asyncio.wait({protocol.gone}, timeout=_CLOSE_GRACE)
 
     def _spawn(self, coro: Coroutine[Any, Any, None], what: str) -> None:
         task = asyncio.create_task(coro, name=f"ami-{what}-{self.site_name}")
@@ -397,121 +428,14 @@ class SiteLink:
             except Exception:
                 self._log.exception("%s: on_state callback failed", self.site_name)
 
-    def _on_panoramisk_event(self, manager: object, message: Message) -> None:
-        if manager is not self._manager:
-            return  # a late event from a connection already replaced
-        ami: AmiMessage | None = getattr(message, "ami", None)
-        data = ami.to_dict() if ami is not None else {k: str(v) for k, v in message.items()}
+    def _deliver(self, event: AmiMessage) -> None:
+        """The event path's end in the link: ``event`` is the parsed mapping itself."""
         try:
-            self._on_event(self.site_name, data)
+            self._on_event(self.site_name, event)
         except Exception:
             self._log.exception(
-                "%s: on_event callback failed for %s", self.site_name, data.get("Event")
+                "%s: on_event callback failed for %s", self.site_name, event.get("Event")
             )
-
-
-class _Protocol(AMIProtocol):  # type: ignore[misc]
-    """panoramisk's protocol with ccbridge's parser (limits, bare LF, old command output),
-    an Error reply that ends a list action, and futures that tell when the link is over."""
-
-    parser: AmiParser
-    version: str | None
-    lost: asyncio.Future[None]  # first sign the connection is over
-    gone: asyncio.Future[None]  # asyncio has closed the socket
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        super().connection_made(transport)
-        loop = asyncio.get_running_loop()
-        self.parser = AmiParser()
-        self.lost = loop.create_future()
-        self.gone = loop.create_future()
-
-    def data_received(self, data: bytes) -> None:
-        try:
-            messages = self.parser.feed(data)
-        except AmiProtocolError as exc:
-            self.log.error("AMI protocol error, dropping the connection: %s", exc)
-            self.transport.abort()
-            return
-        if self.version is None and self.parser.version is not None:
-            self.version = self.parser.version
-        for ami in messages:
-            if ami.kind != "other" and not self.closed:
-                self.handle_message(_to_panoramisk(ami))
-
-    def handle_message(self, message: Message) -> None:
-        action = self.responses.get(message.id)
-        if action is None and message.action_id:
-            action = self.responses.get(message.action_id)
-        super().handle_message(message)
-        if (
-            action is not None
-            and not action.future.done()
-            and len(action.responses) == 1
-            and message.get("Response") in _ERROR_RESPONSES
-        ):
-            # panoramisk 1.4 keeps a list action waiting for events an Error never starts.
-            self.responses.pop(action.id, None)
-            action.future.set_result(message)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        super().connection_lost(exc)
-        if not self.lost.done():
-            self.lost.set_result(None)
-        # panoramisk calls this with a Message on a Shutdown event; only asyncio's call
-        # (None or an exception) means the socket is closed.
-        if (exc is None or isinstance(exc, BaseException)) and not self.gone.done():
-            self.gone.set_result(None)
-
-
-class _Manager(Manager):  # type: ignore[misc]
-    """panoramisk's Manager for exactly one connection attempt: SiteLink owns retries."""
-
-    login_future: asyncio.Future[Any] | None = None
-    pinger: asyncio.TimerHandle | None
-
-    def connection_made(self, f: asyncio.Future[Any]) -> None:
-        if f.cancelled() or f.exception() is not None:
-            return  # SiteLink logs the failure and schedules the retry itself
-        super().connection_made(f)
-        self.login_future = self.authenticated_future
-
-    def login(self, future: asyncio.Future[Any]) -> bool:
-        # Replaces panoramisk's, which re-arms its own unchecked pinger.
-        self.authenticated_future = None
-        if future.cancelled() or future.exception() is not None:
-            return False
-        self.authenticated = bool(future.result().success)
-        return bool(self.authenticated)
-
-    def ping(self) -> None:
-        """Disabled: panoramisk never checks the reply; SiteLink pings with a deadline."""
-
-    def send_awaiting_actions(self, *_: object) -> None:
-        """Disabled: re-sending after a reconnect would repeat actions already failed."""
-
-    def connection_lost(self, exc: object) -> None:
-        # No log and no call_later(reconnect): SiteLink reconnects with its own backoff.
-        self._connected = False
-        if self.pinger is not None:
-            self.pinger.cancel()
-            self.pinger = None
-
-
-class _RedactingLog(logging.LoggerAdapter[logging.Logger]):
-    """panoramisk's logger: it may log a whole action, and Login carries the secret."""
-
-    def __init__(self, logger: logging.Logger, secret: str) -> None:
-        super().__init__(logger, {})
-        self._secret = secret
-
-    def log(self, level: int, msg: object, *args: object, **kwargs: Any) -> None:
-        if not self.isEnabledFor(level):
-            return
-        text = str(msg) % args if args else str(msg)
-        if self._secret:
-            text = text.replace(self._secret, "<hidden>")
-        self.logger.log(level, "%s", text, **kwargs)
 
 
 def _list_mode(name: str, as_list: bool | None) -> bool | None:
@@ -523,82 +447,3 @@ def _list_mode(name: str, as_list: bool | None) -> bool | None:
     if lowered in SINGLE_ACTIONS:
         return False
     return None
-
-
-def _build_action(name: str, fields: ActionFields, as_list: bool | None) -> Any:
-    grouped: dict[str, str | list[str]] = {}
-    for key, value in action_fields(name, fields):
-        check_field(key, value)
-        have = grouped.get(key)
-        if have is None:
-            grouped[key] = value
-        elif isinstance(have, list):
-            have.append(value)
-        else:
-            grouped[key] = [have, value]
-    return pano_actions.Action(grouped, as_list=as_list)
-
-
-def _to_panoramisk(ami: AmiMessage) -> Message:
-    """The panoramisk Message its matching and dispatch need, carrying ``ami`` along."""
-    headers: Mapping[str, str | list[str]] = ami
-    if ami.has_repeats:  # panoramisk's convention: a repeated key holds a list
-        headers = {key: _one_or_all(ami.getall(key)) for key in ami}
-    message = _new_message(headers)
-    message.ami = ami
-    return message
-
-
-def _one_or_all(values: list[str]) -> str | list[str]:
-    return values[0] if len(values) == 1 else values
-
-
-def _slow_message(headers: Mapping[str, str | list[str]]) -> Message:
-    return Message(headers)
-
-
-def _fast_message(headers: Mapping[str, str | list[str]]) -> Message:
-    """Message(headers) without CaseInsensitiveDict's per-key Python __setitem__ (half the
-    cost of a live event); fills the layout of panoramisk 1.4, checked at import."""
-    store = {key.lower(): (key, value) for key, value in headers.items()}
-    store["content"] = ("content", "")  # Message.__init__ stores its body as a key
-    message = Message.__new__(Message)
-    message._store = store
-    message.manager = None
-    return message
-
-
-def _pick_message_factory() -> Callable[[Mapping[str, str | list[str]]], Message]:
-    sample: dict[str, str | list[str]] = {
-        "Event": "Hangup",
-        "ActionID": "a/1",
-        "ChanVariable": ["A=1", "B=2"],
-    }
-    slow, fast = _slow_message(sample), _fast_message(sample)
-    same = (
-        list(slow.items()) == list(fast.items())
-        and fast["event"] == "Hangup"
-        and fast.id == slow.id == "a/1"
-        and fast.content == slow.content
-        and fast.manager is None
-    )
-    return _fast_message if same else _slow_message
-
-
-_new_message = _pick_message_factory()
-
-
-def _as_ami(message: Message) -> AmiMessage:
-    ami: AmiMessage | None = getattr(message, "ami", None)
-    if ami is not None:
-        return ami
-    return AmiMessage((str(k), str(v)) for k, v in message.items())
-
-
-def _convert_result(name: str, result: Any) -> list[AmiMessage] | AmiMessage:
-    if isinstance(result, list):
-        return [_as_ami(m) for m in result]
-    reply = _as_ami(result)
-    if reply.kind == "response" and reply.name in _ERROR_RESPONSES:
-        raise AmiActionError(name, reply)
-    return reply

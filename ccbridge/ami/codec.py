@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import Final, Literal
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Final, Literal, NoReturn
 
 BANNER_PREFIX: Final = "Asterisk Call Manager"
 END_COMMAND: Final = "--END COMMAND--"
@@ -16,77 +16,81 @@ _ONE: Final = itertools.repeat(1)
 
 # Keys whose values never appear in a repr (the fake server parses Login actions too).
 _HIDDEN_KEYS: Final = frozenset({"secret", "key"})
+# Keys that start a message: one of them twice in a block means a blank line was lost and
+# two messages ran together.
+_STARTS: Final = frozenset({"Event", "Response"})
+
+_dict_new = dict.__new__
+_dict_update = dict.update
+_dict_clear = dict.clear
 
 
 class AmiProtocolError(ValueError):
     """The peer broke the AMI framing or a size limit; the connection must be dropped."""
 
 
-class AmiMessage(Mapping[str, str]):
-    """One AMI message: an immutable mapping of its fields, first value per key.
+class AmiMessage(dict[str, str]):
+    """One AMI message: a read-only mapping of its fields, first value per key.
 
     ``Event: QueueMemberStatus`` gives ``kind == "event"`` and ``name ==
     "QueueMemberStatus"``; ``Response: Success`` gives ``kind == "response"``. Repeated
     keys (``ChanVariable: FROM_DID=``, ``Output: ...``) stay available via :meth:`getall`.
-    Lookups are exact first, then case-insensitive (``msg["actionid"]`` works).
+
+    It is a ``dict`` underneath so that ``get``, ``in`` and ``[]`` run at C speed: every
+    subscriber of an event reads this one object (no copies), a dozen lookups per event.
+    Those are exact-case, as Asterisk writes its keys; ``msg["actionid"]`` (a miss) and
+    :meth:`getall` fall back to a case-insensitive match. Every mutator raises TypeError:
+    one event is shared by the reducer, the KPIs and the agent mirror.
     """
 
-    __slots__ = ("_first", "_folded", "_pairs", "kind", "name")
+    __slots__ = ("_pairs",)
 
-    # (key, value) pairs in wire order, only kept when a key repeats: otherwise _first's
+    # (key, value) pairs in wire order, only set when a key repeats: otherwise the dict's
     # insertion order is the wire order, and not keeping ~30 small lists per event halves
     # the parse cost (allocation and garbage collection).
-    _pairs: Sequence[Sequence[str]] | None
-    _first: dict[str, str]
+    _pairs: Sequence[Sequence[str]]
 
-    def __init__(self, fields: Iterable[tuple[str, str]]) -> None:
+    def __init__(self, fields: Iterable[tuple[str, str]] = ()) -> None:
         pairs = tuple(fields)
-        first = dict(pairs)
-        if len(first) != len(pairs):
-            self._setup(_first_values(pairs), pairs)
-        else:
-            self._setup(first, None)
+        _dict_update(self, pairs)
+        if len(self) != len(pairs):
+            _dict_clear(self)
+            _dict_update(self, _first_values(pairs))
+            self._pairs = pairs
 
     @classmethod
-    def _parsed(cls, first: dict[str, str], pairs: Sequence[Sequence[str]] | None) -> AmiMessage:
-        """Build from the parser's own objects without copying them again (the hot path)."""
-        msg = cls.__new__(cls)
-        msg._setup(first, pairs)
+    def _parsed(cls, lines: Iterable[Sequence[str]]) -> AmiMessage:
+        """Build from ``[key, value]`` pairs without Python-level work per field (the hot
+        path); the caller checks for repeats with :meth:`_keep_first`."""
+        msg: AmiMessage = _dict_new(cls)
+        # Each item is one [key, value] list: what dict.update takes at C speed.
+        _dict_update(msg, lines)  # type: ignore[arg-type]
         return msg
 
-    def _setup(self, first: dict[str, str], pairs: Sequence[Sequence[str]] | None) -> None:
-        self._first = first
+    def _keep_first(self, pairs: Sequence[Sequence[str]]) -> None:
+        """``pairs`` had a repeated key: keep the first value of each, and all pairs."""
+        _dict_clear(self)
+        _dict_update(self, _first_values(pairs))
         self._pairs = pairs
-        self._folded: dict[str, str] | None = None
-        kind: MessageKind
-        if "Event" in first:
-            # Checked first: OriginateResponse events also carry a Response key.
-            kind, name = "event", first["Event"]
-        elif "Response" in first:
-            kind, name = "response", first["Response"]
-        else:
-            kind, name = "other", ""
-        self.kind: MessageKind = kind
-        self.name: str = name
 
-    def __getitem__(self, key: str) -> str:
-        try:
-            return self._first[key]
-        except KeyError:
-            pass
-        folded = self._folded
-        if folded is None:
-            folded = {}
-            for k, v in self._wire():
-                folded.setdefault(k.lower(), v)
-            self._folded = folded
-        return folded[key.lower()]
+    @property
+    def kind(self) -> MessageKind:
+        # Event is checked first: OriginateResponse events also carry a Response key.
+        if "Event" in self:
+            return "event"
+        return "response" if "Response" in self else "other"
 
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._first)
+    @property
+    def name(self) -> str:
+        """The event's name, or the response's status (``Success``), or ``""``."""
+        return self.get("Event") or self.get("Response") or ""
 
-    def __len__(self) -> int:
-        return len(self._first)
+    def __missing__(self, key: str) -> str:
+        folded = key.lower()
+        for k, v in self._wire():
+            if k.lower() == folded:
+                return v
+        raise KeyError(key)
 
     def getall(self, key: str) -> list[str]:
         """Every value of ``key`` in wire order (case-insensitive), ``[]`` if absent."""
@@ -101,18 +105,40 @@ class AmiMessage(Mapping[str, str]):
     @property
     def has_repeats(self) -> bool:
         """True if some key occurs more than once (then ``getall`` matters)."""
-        return self._pairs is not None
+        try:
+            self._pairs  # noqa: B018 (set only when a key repeats)
+        except AttributeError:
+            return False
+        return True
 
     def _wire(self) -> Iterable[Sequence[str]]:
-        return self._first.items() if self._pairs is None else self._pairs
+        try:
+            return self._pairs
+        except AttributeError:
+            return self.items()
 
     @property
     def action_id(self) -> str | None:
-        return self._first.get("ActionID")
+        return self.get("ActionID")
 
     def to_dict(self) -> dict[str, str]:
         """A plain mutable copy, first value per key."""
-        return dict(self._first)
+        return dict(self)
+
+    def _read_only(self, *args: object, **kwargs: object) -> NoReturn:
+        raise TypeError("an AmiMessage is read-only (it is shared by every subscriber)")
+
+    __setitem__ = __delitem__ = __ior__ = _read_only
+    clear = pop = popitem = setdefault = update = _read_only
+
+    def __copy__(self) -> AmiMessage:
+        return self  # immutable
+
+    def __deepcopy__(self, memo: object) -> AmiMessage:
+        return self
+
+    def __reduce__(self) -> tuple[type[AmiMessage], tuple[tuple[tuple[str, str], ...]]]:
+        return (type(self), (self.fields,))
 
     def __repr__(self) -> str:
         shown = ", ".join(
@@ -146,6 +172,12 @@ class AmiParser:
     header lines, raw output lines, then ``--END COMMAND--``. The raw lines are stored
     as ``Output`` fields, so ``msg.getall("Output")`` reads both the same way.
     Colon-less lines elsewhere are skipped and counted in ``skipped_lines``.
+
+    Limits: a line over ``max_line`` or a message over ``max_message`` bytes raises
+    AmiProtocolError (the framing is lost: drop the connection). An event with more than
+    ``max_fields`` fields, or a block holding two ``Event``/``Response`` keys (a lost
+    blank line ran two messages together), is dropped and counted in ``dropped``: the
+    stream itself is still in step.
     """
 
     def __init__(
@@ -154,9 +186,12 @@ class AmiParser:
         expect_banner: bool = True,
         max_line: int = 64 * 1024,
         max_message: int = 1024 * 1024,
+        max_fields: int = 1000,
     ) -> None:
         self.banner: str | None = None
         self.skipped_lines = 0
+        self.dropped = 0
+        self._max_fields = max_fields
         self._need_banner = expect_banner
         self._max_line = max_line
         self._max_message = max_message
@@ -179,7 +214,7 @@ class AmiParser:
         """Consume ``data``; return the messages it completed. Raises AmiProtocolError."""
         buf = self._tail + data if self._tail else data
         cut = buf.rfind(b"\n")
-        max_line, max_message = self._max_line, self._max_message
+        max_line, max_message, max_fields = self._max_line, self._max_message, self._max_fields
         if len(buf) - cut - 1 > max_line:
             raise AmiProtocolError(f"line longer than {max_line} bytes")
         if cut < 0:
@@ -216,16 +251,21 @@ class AmiParser:
             lines = block.split("\n")
             if size > max_line and max(map(len, lines)) > max_line:
                 raise AmiProtocolError(f"line longer than {max_line} bytes")
+            if len(lines) > max_fields:
+                self.dropped += 1  # no event has that many: not worth a dict
+                continue
             try:
-                first = dict(map(str.split, lines, _SEP, _ONE))
+                msg = parsed(map(str.split, lines, _SEP, _ONE))
             except ValueError:  # a line without ": "
                 self._slow(block, out)
                 continue
-            if len(first) == len(lines):
-                out.append(parsed(first, None))
-            else:  # a repeated key: keep every pair
+            if len(msg) != len(lines):  # a repeated key: keep every pair
                 pairs = [line.split(": ", 1) for line in lines]
-                out.append(parsed(_first_values(pairs), pairs))
+                if sum(1 for key, _ in pairs if key in _STARTS) > 1:
+                    self.dropped += 1
+                    continue
+                msg._keep_first(pairs)
+            out.append(msg)
         return out
 
     def _take_banner(self, line: str) -> None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from ccbridge.config.loader import _kind, _Reader
 from ccbridge.config.model import AgiGuard, BridgeSettings, HostPort, Site, Watchdog
+from ccbridge.config.reader import Reader, kind
 from ccbridge.config.yamlsrc import LineDict
 
 # Asterisk gives up connecting to a FastAGI server after 2 s: a guard that takes longer
@@ -14,14 +14,14 @@ from ccbridge.config.yamlsrc import LineDict
 _MAX_CONNECT = 1.9
 
 
-def parse_agi_guard(r: _Reader, v: Any) -> AgiGuard | None:
+def parse_agi_guard(r: Reader, v: Any) -> AgiGuard | None:
     """`agi_guard: false` (or absent) is off; `true` or a mapping turns it on."""
     if v is False:
         return None
     if v is True:
         return AgiGuard()
     if not isinstance(v, dict):
-        raise r.fail(f"expected true, false or a mapping, got {_kind(v)}")
+        raise r.fail(f"expected true, false or a mapping, got {kind(v)}")
     d = r.mapping(v, set(AgiGuard.__dataclass_fields__))
     g = AgiGuard()
     port = r.get(d, "port", r.integer(1, 65535), g.port)
@@ -43,9 +43,9 @@ def parse_agi_guard(r: _Reader, v: Any) -> AgiGuard | None:
     )
 
 
-def _servers(r: _Reader, v: Any) -> tuple[HostPort, ...]:
+def _servers(r: Reader, v: Any) -> tuple[HostPort, ...]:
     if not isinstance(v, list) or not v:
-        raise r.fail(f"expected a non-empty list of HOST:PORT, got {_kind(v)}")
+        raise r.fail(f"expected a non-empty list of HOST:PORT, got {kind(v)}")
     out: list[HostPort] = []
     for i, item in enumerate(v):
         with r.at(i):
@@ -58,7 +58,7 @@ def _servers(r: _Reader, v: Any) -> tuple[HostPort, ...]:
     return tuple(out)
 
 
-def parse_watchdog(r: _Reader, v: Any) -> Watchdog:
+def parse_watchdog(r: Reader, v: Any) -> Watchdog:
     d = r.mapping(v, set(Watchdog.__dataclass_fields__))
     w = Watchdog()
     timeout = r.get(d, "timeout", r.number(0.2, 600), w.timeout)
@@ -77,7 +77,7 @@ def parse_watchdog(r: _Reader, v: Any) -> Watchdog:
 
 
 def check_guard(
-    r: _Reader,
+    r: Reader,
     top: LineDict,
     bridge: BridgeSettings,
     sites: Sequence[Site],

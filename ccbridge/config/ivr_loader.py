@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from contextlib import nullcontext
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -11,8 +12,6 @@ from urllib.parse import urlsplit
 
 from ccbridge.config.ivr import (
     ACTIONS,
-    DEFAULT_PROMPTS_PATH,
-    OPERATOR,
     BreakerSettings,
     Destination,
     DestKind,
@@ -21,8 +20,8 @@ from ccbridge.config.ivr import (
     Menu,
     SelfServiceSettings,
 )
-from ccbridge.config.loader import _kind, _Reader
 from ccbridge.config.model import BridgeSettings, Number
+from ccbridge.config.reader import Reader, kind
 from ccbridge.config.yamlsrc import LineDict
 
 # A prompt is a sound file name without extension, as Playback() takes it. No '&', ',',
@@ -34,7 +33,7 @@ _DEST_KEYS = {"menu", "service", "lookup", "action"}
 
 
 def parse_ivr(
-    r: _Reader,
+    r: Reader,
     top: LineDict,
     languages: Sequence[str],
     services: Sequence[str],
@@ -62,11 +61,11 @@ def parse_ivr(
     return ivr, self_service
 
 
-def _raise(r: _Reader, message: str) -> None:
+def _raise(r: Reader, message: str) -> None:
     raise r.fail(message)
 
 
-def _self_service(r: _Reader, v: Any, bridge: BridgeSettings | None) -> SelfServiceSettings:
+def _self_service(r: Reader, v: Any, bridge: BridgeSettings | None) -> SelfServiceSettings:
     d = r.mapping(v, {"url", "timeout", "retries", "retry_backoff", "breaker", "token"}, {"url"})
     url = r.req(d, "url", r.string)
     parts = urlsplit(url)
@@ -78,16 +77,20 @@ def _self_service(r: _Reader, v: Any, bridge: BridgeSettings | None) -> SelfServ
         with r.at("breaker", d):
             b = r.mapping(d["breaker"], {"failures", "reset_after"})
             breaker = BreakerSettings(
-                failures=r.get(b, "failures", r.integer(1, 1000), breaker.failures),
-                reset_after=r.get(b, "reset_after", r.number(0.1, 3600), breaker.reset_after),
+                **r.given(b, {"failures": r.integer(1, 1000), "reset_after": r.number(0.1, 3600)})
             )
     s = SelfServiceSettings(
         url=url,
-        timeout=r.get(d, "timeout", r.number(0.05, 60), 1.0),
-        retries=r.get(d, "retries", r.integer(0, 5), 1),
-        retry_backoff=r.get(d, "retry_backoff", r.number(0, 10), 0.1),
         breaker=breaker,
-        token=r.get(d, "token", r.secret, None),
+        **r.given(
+            d,
+            {
+                "timeout": r.number(0.05, 60),
+                "retries": r.integer(0, 5),
+                "retry_backoff": r.number(0, 10),
+                "token": r.secret,
+            },
+        ),
     )
     # Asterisk waits on the AGI socket with no timeout of its own, and the bridge cuts a
     # session at agi_session_timeout: every retry must fit before that cut.
@@ -101,7 +104,7 @@ def _self_service(r: _Reader, v: Any, bridge: BridgeSettings | None) -> SelfServ
 
 
 def _ivr(
-    r: _Reader,
+    r: Reader,
     v: Any,
     languages: set[str],
     services: set[str],
@@ -127,16 +130,24 @@ def _ivr(
                 m = r.collect(partial(_menu, r, name, mv, names))
                 if m:
                     menus.append(m)
-    prompts_path = r.get(d, "prompts_path", r.string, DEFAULT_PROMPTS_PATH)
-    if not prompts_path.startswith("/") or not _PROMPT_RE.match(prompts_path.strip("/")):
-        with r.at("prompts_path", d):
-            raise r.fail(f"expected an absolute path without spaces, got '{prompts_path}'")
+
+    def prompts_path(v: Any) -> str:
+        s = r.string(v)
+        if not s.startswith("/") or not _PROMPT_RE.match(s.strip("/")):
+            raise r.fail(f"expected an absolute path without spaces, got '{s}'")
+        return s.rstrip("/")
+
     return IvrSettings(
         menus=tuple(menus),
         lookups=tuple(lookups),
-        prompts_dir=r.get(d, "prompts_dir", lambda x: _dir(r, x), None),
-        prompts_path=prompts_path.rstrip("/"),
-        sounds_dir=r.get(d, "sounds_dir", lambda x: _dir(r, x), None),
+        **r.given(
+            d,
+            {
+                "prompts_dir": lambda x: _dir(r, x),
+                "prompts_path": prompts_path,
+                "sounds_dir": lambda x: _dir(r, x),
+            },
+        ),
     )
 
 
@@ -152,16 +163,16 @@ class _Names:
         self.services = services
 
 
-def _dir(r: _Reader, v: Any) -> Path:
+def _dir(r: Reader, v: Any) -> Path:
     p = Path(r.string(v))
     return p if p.is_absolute() else (r.base_dir / p).resolve()
 
 
-def _prompts(r: _Reader, v: Any) -> tuple[str, ...]:
+def _prompts(r: Reader, v: Any) -> tuple[str, ...]:
     items = v if isinstance(v, list) else [v]
     out = []
     for i, x in enumerate(items):
-        with r.at(i) if isinstance(v, list) else _same():
+        with r.at(i) if isinstance(v, list) else nullcontext():
             s = r.string(x)
             if not _PROMPT_RE.match(s) or ".." in s.split("/"):
                 raise r.fail(
@@ -172,22 +183,13 @@ def _prompts(r: _Reader, v: Any) -> tuple[str, ...]:
     return tuple(out)
 
 
-class _same:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-
-def _destination(r: _Reader, v: Any, names: _Names, *, repeat_ok: bool) -> Destination:
+def _destination(r: Reader, v: Any, names: _Names, *, repeat_ok: bool) -> Destination:
     if isinstance(v, str):
         d = LineDict({"action": v})
-        d.key_lines = {}
     elif isinstance(v, dict):
         d = r.mapping(v, _DEST_KEYS | {"language"})
     else:
-        raise r.fail(f"expected a destination (e.g. operator, or {{menu: NAME}}), got {_kind(v)}")
+        raise r.fail(f"expected a destination (e.g. operator, or {{menu: NAME}}), got {kind(v)}")
     given = sorted(_DEST_KEYS & set(d))
     if len(given) != 1:
         raise r.fail(
@@ -203,16 +205,16 @@ def _destination(r: _Reader, v: Any, names: _Names, *, repeat_ok: bool) -> Desti
         target = r.string(d[key])
         if key == "action":
             try:
-                kind = DestKind(target)
+                action = DestKind(target)
             except ValueError:
-                kind = None
-            if kind not in ACTIONS:
+                action = None
+            if action not in ACTIONS:
                 choices = ", ".join(sorted(a.value for a in ACTIONS))
                 raise r.fail(f"unknown action '{target}': use one of {choices}")
-            assert kind is not None
-            if kind is DestKind.REPEAT and not repeat_ok:
+            assert action is not None
+            if action is DestKind.REPEAT and not repeat_ok:
                 raise r.fail("'repeat' only makes sense as a menu option")
-            return Destination(kind, None, language)
+            return Destination(action, None, language)
         known = {"menu": names.menus, "service": names.services, "lookup": names.lookups}[key]
         if target not in known:
             where = {"menu": "ivr.menus", "service": "services", "lookup": "ivr.lookups"}[key]
@@ -220,7 +222,7 @@ def _destination(r: _Reader, v: Any, names: _Names, *, repeat_ok: bool) -> Desti
     return Destination(DestKind(key), target, language)
 
 
-def _menu(r: _Reader, name: str, v: Any, names: _Names) -> Menu:
+def _menu(r: Reader, name: str, v: Any, names: _Names) -> Menu:
     r.name(name)
     d = r.mapping(
         v,
@@ -246,21 +248,27 @@ def _menu(r: _Reader, name: str, v: Any, names: _Names) -> Menu:
                 if not _KEY_RE.match(key):
                     raise r.fail(f"option keys are single keypad keys 0-9, * or #, got '{key}'")
                 options.append((key, _destination(r, ov, names, repeat_ok=True)))
-    final = r.get(d, "final", lambda x: _destination(r, x, names, repeat_ok=False), OPERATOR)
+    prompts = lambda x: _prompts(r, x)  # noqa: E731
     return Menu(
         name=name,
-        prompts=r.req(d, "prompt", lambda x: _prompts(r, x)),
+        prompts=r.req(d, "prompt", prompts),
         options=tuple(options),
-        greeting=r.get(d, "greeting", lambda x: _prompts(r, x), ()),
-        timeout=r.get(d, "timeout", r.integer(1, 60), 5),
-        retries=r.get(d, "retries", r.integer(0, 10), 2),
-        invalid_prompts=r.get(d, "invalid_prompt", lambda x: _prompts(r, x), ("please-try-again",)),
-        timeout_prompts=r.get(d, "timeout_prompt", lambda x: _prompts(r, x), ()),
-        final=final,
+        **r.given(
+            d,
+            {
+                "greeting": prompts,
+                "timeout": r.integer(1, 60),
+                "retries": r.integer(0, 10),
+                "invalid_prompt": prompts,
+                "timeout_prompt": prompts,
+                "final": lambda x: _destination(r, x, names, repeat_ok=False),
+            },
+            {"invalid_prompt": "invalid_prompts", "timeout_prompt": "timeout_prompts"},
+        ),
     )
 
 
-def _lookup(r: _Reader, name: str, v: Any, names: _Names) -> Lookup:
+def _lookup(r: Reader, name: str, v: Any, names: _Names) -> Lookup:
     r.name(name)
     d = r.mapping(
         v,
@@ -287,25 +295,29 @@ def _lookup(r: _Reader, name: str, v: Any, names: _Names) -> Lookup:
                 if not _ANSWER_RE.match(key):
                     raise r.fail(f"answer '{key}': use lowercase letters, digits, '-' or '_'")
                 answers.append((key, _prompts(r, av)))
-    max_digits = r.get(d, "max_digits", r.integer(1, 64), 10)
-    min_digits = r.get(d, "min_digits", r.integer(1, 64), 1)
-    if min_digits > max_digits:
-        with r.at("min_digits", d):
-            raise r.fail(f"min_digits {min_digits} is above max_digits {max_digits}")
     dest = lambda x: _destination(r, x, names, repeat_ok=False)  # noqa: E731
-    return Lookup(
+    prompts = lambda x: _prompts(r, x)  # noqa: E731
+    lookup = Lookup(
         name=name,
-        prompts=r.req(d, "prompt", lambda x: _prompts(r, x)),
+        prompts=r.req(d, "prompt", prompts),
         answers=tuple(answers),
-        default_prompts=r.get(d, "default", lambda x: _prompts(r, x), ()),
-        max_digits=max_digits,
-        min_digits=min_digits,
-        timeout=r.get(d, "timeout", r.integer(1, 60), 6),
-        attempts=r.get(d, "attempts", r.integer(1, 5), 2),
-        say_digits=r.get(d, "say_digits", r.boolean, True),
-        then=r.get(d, "then", dest, OPERATOR),
-        failure_prompts=r.get(
-            d, "failure_prompt", lambda x: _prompts(r, x), ("sorry", "one-moment-please")
+        **r.given(
+            d,
+            {
+                "default": prompts,
+                "max_digits": r.integer(1, 64),
+                "min_digits": r.integer(1, 64),
+                "timeout": r.integer(1, 60),
+                "attempts": r.integer(1, 5),
+                "say_digits": r.boolean,
+                "then": dest,
+                "failure_prompt": prompts,
+                "on_failure": dest,
+            },
+            {"default": "default_prompts", "failure_prompt": "failure_prompts"},
         ),
-        on_failure=r.get(d, "on_failure", dest, OPERATOR),
     )
+    if lookup.min_digits > lookup.max_digits:
+        with r.at("min_digits" if "min_digits" in d else "max_digits", d):
+            raise r.fail(f"min_digits {lookup.min_digits} is above max_digits {lookup.max_digits}")
+    return lookup

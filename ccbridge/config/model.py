@@ -40,6 +40,16 @@ class SecretValue:
 
 
 @dataclass(frozen=True, slots=True)
+class MissingSecret:
+    """A secret none of whose sources gave a value here, and every key that uses it."""
+
+    sources: tuple[str, ...]  # each source and why it gave nothing
+    uses: tuple[str, ...]  # key paths, in file order
+    file: str
+    line: int | None  # of the first use
+
+
+@dataclass(frozen=True, slots=True)
 class HostPort:
     host: str
     port: int
@@ -117,9 +127,9 @@ class Offering:
 @dataclass(frozen=True, slots=True)
 class AmiSettings:
     host: str
-    port: int
     username: str
     secret: SecretValue
+    port: int = 5038
     ping_interval: float = 1.0
     ping_timeout: float = 2.0
     action_timeout: float = 5.0
@@ -149,8 +159,15 @@ class Site:
     rtp_start: int
     rtp_end: int
     offerings: tuple[Offering, ...]
+    # More addresses this site's Asterisk listens on for SIP (one transport each): a
+    # second network path that another site's second intersite trunk can end at.
+    sip_alternates: tuple[HostPort, ...] = ()
     carrier_sources: tuple[str, ...] = ()
     agents: tuple[Agent, ...] = ()
+
+    @property
+    def sip_addresses(self) -> tuple[HostPort, ...]:
+        return (self.sip, *self.sip_alternates)
 
     def offering(self, service: str) -> Offering | None:
         for o in self.offerings:
@@ -169,6 +186,14 @@ class TrunkKind(StrEnum):
     CARRIER = "carrier"
 
 
+class CarrierPrivacy(StrEnum):
+    """What a carrier trunk gets when the caller ID is marked private (presentation
+    restricted), in pjsip's terms `trust_id_outbound`."""
+
+    WITHHOLD = "withhold"  # no identity at all: the carrier sees an anonymous call
+    ASSERT = "assert"  # P-Asserted-Identity plus `Privacy: id`: the carrier must hide it
+
+
 @dataclass(frozen=True, slots=True)
 class Trunk:
     name: str
@@ -180,6 +205,11 @@ class Trunk:
     weight: int = 1
     qualify_frequency: int = 5
     countries: tuple[str, ...] = ()
+    # Carrier trunks only: the caller ID in a P-Asserted-Identity (RFC 3325) and/or a
+    # Remote-Party-ID header, which many carriers need to accept or bill a call.
+    pai: bool = False
+    rpid: bool = False
+    privacy: CarrierPrivacy = CarrierPrivacy.WITHHOLD
 
 
 class NumberKind(StrEnum):
@@ -299,6 +329,9 @@ class Config:
     routing: RoutingSettings
     ivr: IvrSettings = field(default_factory=lambda: _no_ivr())
     self_service: SelfServiceSettings | None = None
+    # Secrets that gave nothing where the file was read (only when loaded without
+    # requiring them, e.g. by `ccbridge check` on an admin's laptop).
+    missing_secrets: tuple[MissingSecret, ...] = ()
 
     def lookup_guard_timeout(self) -> float:
         """The silence the guard allows a self-service lookup: the configured one, or the

@@ -16,6 +16,7 @@ import urllib.request
 from datetime import datetime
 from pathlib import Path
 
+from ccbridge import loopdebug
 from ccbridge.config.model import Config
 from ccbridge.lab.sipp import Agent, place_calls, start_member_agents
 from ccbridge.lab.sites import Lab
@@ -50,9 +51,16 @@ class BridgeError(RuntimeError):
 
 class BridgeProcess:
     """`ccbridge run` on the lab's config as a subprocess of its own session, its output
-    appended to ``log_file``, its clock set to ``at``: start, wait ready, kill, stop."""
+    appended to ``log_file``, its clock set to ``at``: start, wait ready, kill, stop.
 
-    def __init__(self, lab: Lab, at: datetime | None = None) -> None:
+    ``slow_callback_ms`` (default: $CCBRIDGE_LOOP_DEBUG_MS, which the integration tests
+    set) runs it with the event loop's slow-callback report; ``slow_callbacks()`` lists
+    the reports its log got since this object first started it.
+    """
+
+    def __init__(
+        self, lab: Lab, at: datetime | None = None, *, slow_callback_ms: float | None = None
+    ) -> None:
         self.lab = lab
         self.config: Config = lab.config
         self.env = {"CCBRIDGE_CLOCK": at.isoformat()} if at is not None else {}
@@ -60,6 +68,10 @@ class BridgeProcess:
         self.base = f"http://{http.host}:{http.port}"
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
+        self.slow_callback_ms = (
+            slow_callback_ms if slow_callback_ms is not None else loopdebug.env_threshold_ms()
+        )
+        self._log_start: int | None = None  # log_file's size when first spawned
 
     @property
     def log_file(self) -> Path:
@@ -68,9 +80,14 @@ class BridgeProcess:
     def spawn(self) -> subprocess.Popen[bytes]:
         """Start the process, not waiting for it to be ready."""
         self.lab.log_dir.mkdir(parents=True, exist_ok=True)
+        command = [sys.executable, "-m", "ccbridge.cli", "run", self.config.source]
+        if self.slow_callback_ms is not None:
+            command += ["--slow-callback-ms", str(self.slow_callback_ms)]
         with open(self.log_file, "ab") as log:  # the child keeps its own copy
+            if self._log_start is None:
+                self._log_start = log.tell()
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "ccbridge.cli", "run", self.config.source],
+                command,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
@@ -94,6 +111,15 @@ class BridgeProcess:
                 )
             await asyncio.sleep(poll)
         return time.monotonic() - t0
+
+    def slow_callbacks(self) -> list[str]:
+        """The slow-callback lines (ccbridge.loopdebug) of the runs this object started."""
+        if self._log_start is None:
+            return []
+        with open(self.log_file, "rb") as log:
+            log.seek(self._log_start)
+            text = log.read().decode(errors="replace")
+        return [line for line in text.splitlines() if loopdebug.MARK in line]
 
     @property
     def running(self) -> bool:

@@ -65,6 +65,7 @@ class Agent:
         workdir: Path | None = None,
         scenario: str = "agent.xml",
         keys: dict[str, str] | None = None,
+        identity_log: bool = False,
     ) -> None:
         self.host = host
         self.port = port
@@ -72,7 +73,21 @@ class Agent:
         self.scenario = scenario
         self.keys = keys or {}
         self.workdir = workdir or Path(tempfile.mkdtemp(prefix="ccb-agent-"))
+        self.identity_log = identity_log
         self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def identity_log_file(self) -> Path:
+        return self.workdir / f"agent-{self.port}-identity.log"
+
+    def identities(self) -> list[str]:
+        """With ``identity_log``: one line per INVITE received, the From and
+        P-Asserted-Identity it carried (agent.xml and carrier_answer.xml log them)."""
+        try:
+            text = self.identity_log_file.read_text(errors="replace")
+        except FileNotFoundError:
+            return []
+        return [line for line in text.splitlines() if line.startswith("INVITE ")]
 
     @classmethod
     def from_contact(cls, contact: str, **kw: object) -> Agent:
@@ -103,6 +118,9 @@ class Agent:
             "-fd",
             "1",
         ]
+        if self.identity_log:
+            self.identity_log_file.unlink(missing_ok=True)  # this run's calls only
+            cmd += ["-trace_logs", "-log_file", str(self.identity_log_file)]
         self.proc = subprocess.Popen(
             cmd,
             cwd=self.workdir,
@@ -146,7 +164,9 @@ class Agent:
         self.stop()
 
 
-def start_member_agents(config: Config, max_seconds: float, workdir: Path) -> dict[str, Agent]:
+def start_member_agents(
+    config: Config, max_seconds: float, workdir: Path, *, identity_log: bool = False
+) -> dict[str, Agent]:
     """A SIPp UAS for every configured queue member's contact, keyed by contact.
 
     One phone may be a member at several sites (a roaming agent): it gets one UAS, not one
@@ -159,7 +179,10 @@ def start_member_agents(config: Config, max_seconds: float, workdir: Path) -> di
             for member in site.agents:
                 if member.contact not in agents:
                     agent = Agent.from_contact(
-                        member.contact, max_seconds=max_seconds, workdir=workdir
+                        member.contact,
+                        max_seconds=max_seconds,
+                        workdir=workdir,
+                        identity_log=identity_log,
                     )
                     agent.start()
                     agents[member.contact] = agent

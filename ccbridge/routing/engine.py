@@ -9,14 +9,29 @@ from datetime import datetime
 
 from ccbridge.config.model import AfterHoursAction, Config, Number, Schedule, queue_name
 from ccbridge.routing.language import LanguageResolver
+from ccbridge.routing.reasons import AFTER_HOURS_REASON, HOME_REASON, Outcome, Reason, Skip
 from ccbridge.routing.schedule import OpenState, is_open
 from ccbridge.routing.state import LiveState, QueueLoad, SiteState, ewt, set_sticky
 
-__all__ = ["CallRequest", "Decision", "Router", "decide", "remember"]
+__all__ = [
+    "AFTER_HOURS",
+    "QUEUE",
+    "REJECT",
+    "CallRequest",
+    "Decision",
+    "Outcome",
+    "Reason",
+    "Router",
+    "Skip",
+    "decide",
+    "remember",
+]
 
-QUEUE = "queue"
-AFTER_HOURS = "after_hours"
-REJECT = "reject"
+QUEUE = Outcome.QUEUE
+AFTER_HOURS = Outcome.AFTER_HOURS
+REJECT = Outcome.REJECT
+# A closed schedule's reason (a Skip's value) -> the Skip itself, without Enum lookup cost.
+_CLOSED_BY: dict[str, Skip] = {s.value: s for s in Skip}
 
 # Schedule results are memoised per UTC minute. That is exact only when every boundary
 # falls on a whole local minute: true for configs with minute-resolution hours (checked
@@ -37,31 +52,35 @@ class CallRequest:
 
 @dataclass(frozen=True, slots=True)
 class Decision:
-    """Where a call goes and why; ``reasons`` are stable machine-readable strings."""
+    """Where a call goes and why.
 
-    outcome: str  # 'queue' | 'after_hours' | 'reject'
+    ``reasons`` say why the decision is what it is, the home site's own state included;
+    sites passed over are in ``skipped`` with their own reason each, never in ``reasons``.
+    """
+
+    outcome: Outcome
     site: str | None
     queue: str | None
     service: str | None
     language: str | None
     trunks: tuple[str, ...] = ()
-    reasons: tuple[str, ...] = ()
+    reasons: tuple[Reason, ...] = ()
     action: str | None = None  # after_hours only: voicemail | callback | closed | site
     ewt: float | None = None  # expected wait at the chosen site when known
-    skipped: tuple[tuple[str, str], ...] = ()  # (site, reason) for sites passed over
+    skipped: tuple[tuple[str, Skip], ...] = ()  # (site, why) for sites passed over
 
     def as_dict(self) -> dict[str, object]:
         return {
-            "outcome": self.outcome,
+            "outcome": str(self.outcome),  # str(): the plain value of the enum
             "site": self.site,
             "queue": self.queue,
             "service": self.service,
             "language": self.language,
             "trunks": list(self.trunks),
-            "reasons": list(self.reasons),
+            "reasons": [str(r) for r in self.reasons],
             "action": self.action,
             "ewt": self.ewt if self.ewt is not None and math.isfinite(self.ewt) else None,
-            "skipped": [{"site": s, "reason": r} for s, r in self.skipped],
+            "skipped": [{"site": s, "reason": str(r)} for s, r in self.skipped],
         }
 
     def to_json(self) -> str:
@@ -157,16 +176,16 @@ class Router:
             return healthy or names
         return names
 
-    def _usable(self, offer: _Offer, s: SiteState | None, receiving: str, ts: float) -> str | None:
+    def _usable(self, offer: _Offer, s: SiteState | None, receiving: str, ts: float) -> Skip | None:
         """Why a site cannot take calls regardless of hours, or None."""
         if s is None or not s.up:
-            return "site_down"
+            return Skip.SITE_DOWN
         if s.drained:
-            return "drained"
+            return Skip.DRAINED
         if s.up_since is None or ts - s.up_since < self._routing.site_holdoff:
-            return "site_holdoff"
+            return Skip.HOLDOFF
         if offer.site != receiving and not self._trunks.get((receiving, offer.site)):
-            return "no_trunk"
+            return Skip.NO_TRUNK
         return None
 
     def _fallback_language(self, number: Number, service: str) -> str | None:
@@ -191,19 +210,19 @@ class Router:
             raise ValueError("now must be timezone-aware")
         number = self._numbers.get(call.did)
         if number is None:
-            return Decision(REJECT, None, None, None, None, reasons=("unknown_did",))
+            return Decision(REJECT, None, None, None, None, reasons=(Reason.UNKNOWN_DID,))
         service = call.service or number.service
         if service not in self._services:
-            return Decision(REJECT, None, None, service, None, reasons=("unknown_service",))
+            return Decision(REJECT, None, None, service, None, reasons=(Reason.UNKNOWN_SERVICE,))
         if call.receiving_site not in self._sites:
-            return Decision(REJECT, None, None, service, None, reasons=("unknown_site",))
+            return Decision(REJECT, None, None, service, None, reasons=(Reason.UNKNOWN_SITE,))
         ts = now.timestamp()
         language, why = self._lang.resolve(number, call.caller, call.ivr_language)
         reasons = [why]
         offers = self._serving.get((service, language))
         if offers is None:
             fallback = self._fallback_language(number, service)
-            reasons.append("language_unserved")
+            reasons.append(Reason.LANGUAGE_UNSERVED)
             if fallback is not None:
                 language = fallback
                 offers = self._serving[(service, language)]
@@ -213,7 +232,7 @@ class Router:
         sites = state.sites
         receiving = call.receiving_site
         routing = self._routing
-        skipped: list[tuple[str, str]] = []
+        skipped: list[tuple[str, Skip]] = []
         candidates: list[_Candidate] = []
 
         def evaluate(offer: _Offer) -> _Candidate | None:
@@ -222,7 +241,7 @@ class Router:
             if bad is None:
                 st = self._is_open(offer, service, now, ts)
                 if not st.open:
-                    bad = st.reason
+                    bad = _CLOSED_BY.get(st.reason, Skip.CLOSED_HOURS)
             if bad is None and s is not None:
                 if not s.synced:
                     return _Candidate(offer, False, math.nan, 0, math.nan)
@@ -231,58 +250,66 @@ class Router:
                     w = ewt(q)
                     score = routing.ewt_weight * w + routing.waiting_weight * q.waiting
                     return _Candidate(offer, True, w, q.waiting, score)
-                bad = "unstaffed"
-            skipped.append((offer.site, bad or "site_down"))
+                bad = Skip.UNSTAFFED
+            skipped.append((offer.site, bad or Skip.SITE_DOWN))
             return None
 
         home = number.home_site
         home_offer = None
+        home_busy = False
         if home is not None:
             for o in offers:
                 if o.site == home:
                     home_offer = o
                     break
             if home_offer is None:
-                reasons.append("home_unserved")
+                reasons.append(Reason.HOME_UNSERVED)
             else:
                 c = evaluate(home_offer)
                 if c is None:
-                    reasons.append(skipped[-1][1])
+                    # The home's own cause, one reason each: failover, schedule or staffing.
+                    reasons.append(HOME_REASON[skipped[-1][1]])
                 elif not c.synced:
-                    reasons += ("home_site_open", "schedule_only")
+                    reasons += (Reason.HOME_SITE_OPEN, Reason.SCHEDULE_ONLY)
                     return self._to(call, c, queue, service, language, reasons, state, skipped)
                 elif c.ewt < routing.home_max_ewt and c.waiting < routing.home_max_waiting:
-                    reasons.append("home_site_open")
+                    reasons.append(Reason.HOME_SITE_OPEN)
                     return self._to(call, c, queue, service, language, reasons, state, skipped)
                 else:
-                    reasons.append("home_site_busy")
+                    reasons.append(Reason.HOME_SITE_BUSY)
+                    home_busy = True
                     candidates.append(c)
         for o in offers:
             if o is not home_offer:
                 c = evaluate(o)
                 if c is not None:
                     candidates.append(c)
-        for _, r in skipped:
-            if r not in reasons:
-                reasons.append(r)
         known = [c for c in candidates if c.synced]
         sticky_site = state.sticky.get((service, language))
         if known:
             best = min(known, key=lambda c: (c.score, c.offer.order))
+            pick = best
             sticky = next((c for c in known if c.offer.site == sticky_site), None)
             if (
                 sticky is not None
                 and sticky is not best
                 and sticky.score - best.score <= routing.hysteresis
             ):
-                reasons.append("sticky")
-                return self._to(call, sticky, queue, service, language, reasons, state, skipped)
-            reasons.append("overflow_ewt")
-            return self._to(call, best, queue, service, language, reasons, state, skipped)
+                pick = sticky
+            # Only a busy home left for another site is load overflow; a closed, down or
+            # absent home hands over to the least loaded site, which is no overflow.
+            overflow = home_busy and pick.offer.site != home
+            if overflow:
+                reasons.append(Reason.OVERFLOW_EWT)
+            if pick is not best:
+                reasons.append(Reason.STICKY)
+            elif not overflow:
+                reasons.append(Reason.LEAST_LOADED)
+            return self._to(call, pick, queue, service, language, reasons, state, skipped)
         if candidates:
             # Nothing known about load: keep the sticky site if possible, else config order.
             pick = next((c for c in candidates if c.offer.site == sticky_site), candidates[0])
-            reasons.append("schedule_only")
+            reasons.append(Reason.SCHEDULE_ONLY)
             return self._to(call, pick, queue, service, language, reasons, state, skipped)
         return self._after_hours(call, service, language, reasons, state, ts, skipped)
 
@@ -293,9 +320,9 @@ class Router:
         queue: str,
         service: str,
         language: str,
-        reasons: list[str],
+        reasons: list[Reason],
         state: LiveState,
-        skipped: list[tuple[str, str]],
+        skipped: list[tuple[str, Skip]],
     ) -> Decision:
         site = c.offer.site
         return Decision(
@@ -316,24 +343,24 @@ class Router:
         call: CallRequest,
         service: str,
         language: str,
-        reasons: list[str],
+        reasons: list[Reason],
         state: LiveState,
         ts: float,
-        skipped: list[tuple[str, str]],
+        skipped: list[tuple[str, Skip]],
     ) -> Decision:
         ah = self._routing.after_hours
-        reasons.append("after_hours")
+        reasons.append(Reason.AFTER_HOURS)
         action = ah.action
         if action is AfterHoursAction.SITE:
             offer = self._offers.get((ah.site, service)) if ah.site else None
             s = state.sites.get(ah.site) if ah.site else None
-            bad = "unserved" if offer is None else None
+            bad: Skip | None = Skip.UNSERVED if offer is None else None
             if offer is not None:
                 bad = self._usable(offer, s, call.receiving_site, ts)
             if offer is not None and bad is None:
                 # The designated site takes the call whatever its hours say.
                 if language not in offer.languages:
-                    reasons.append("language_unserved")
+                    reasons.append(Reason.LANGUAGE_UNSERVED)
                     language = offer.languages[0]
                 return Decision(
                     AFTER_HOURS,
@@ -347,7 +374,7 @@ class Router:
                     None,
                     tuple(skipped),
                 )
-            reasons.append(f"after_hours_{bad}")
+            reasons.append(AFTER_HOURS_REASON[bad or Skip.SITE_DOWN])
             action = AfterHoursAction.CLOSED
         return Decision(
             AFTER_HOURS,

@@ -5,12 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from ccbridge.config.model import Config, Country, Number
+from ccbridge.routing.reasons import Reason
 
 __all__ = ["CALLER_PREFIX", "DID_COUNTRY", "IVR_LANGUAGE", "LanguageResolver", "resolve_language"]
 
-IVR_LANGUAGE = "ivr_language"
-CALLER_PREFIX = "caller_prefix"
-DID_COUNTRY = "did_country"
+IVR_LANGUAGE = Reason.IVR_LANGUAGE
+CALLER_PREFIX = Reason.CALLER_PREFIX
+DID_COUNTRY = Reason.DID_COUNTRY
 
 
 class LanguageResolver:
@@ -56,7 +57,7 @@ class LanguageResolver:
                 return lang if len(digits) > n else None
         return None
 
-    def resolve(self, number: Number, caller: str, ivr_language: str | None) -> tuple[str, str]:
+    def resolve(self, number: Number, caller: str, ivr_language: str | None) -> tuple[str, Reason]:
         if ivr_language is not None and ivr_language in self._languages:
             return ivr_language, IVR_LANGUAGE
         lang = self.caller_language(caller)
@@ -68,7 +69,7 @@ class LanguageResolver:
 
 def resolve_language(
     config: Config, number: Number, caller: str, ivr_language: str | None
-) -> tuple[str, str]:
+) -> tuple[str, Reason]:
     """Return ``(language, reason)`` with reason 'ivr_language' | 'caller_prefix' | 'did_country'.
 
     Order: the language picked in the IVR (if configured), then the default language of

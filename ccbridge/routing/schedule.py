@@ -10,15 +10,17 @@ from zoneinfo import ZoneInfo
 import holidays
 
 from ccbridge.config.model import Schedule, TimeRange
+from ccbridge.routing.reasons import Skip
 
 __all__ = ["OpenState", "holiday_name", "is_open"]
 
-# Reasons: open -> 'open' | 'special_hours'; closed -> 'closed_hours' | 'holiday' | 'closed_date'.
+# Reasons: open -> 'open' | 'special_hours'; closed -> a Skip: 'closed_hours' | 'holiday' |
+# 'closed_date' (the routing engine passes a closed site over with that reason).
 OPEN = "open"
 SPECIAL_HOURS = "special_hours"
-CLOSED_HOURS = "closed_hours"
-HOLIDAY = "holiday"
-CLOSED_DATE = "closed_date"
+CLOSED_HOURS = Skip.CLOSED_HOURS
+HOLIDAY = Skip.HOLIDAY
+CLOSED_DATE = Skip.CLOSED_DATE
 
 _ONE_DAY = timedelta(days=1)
 _ALL_DAY = (TimeRange(time(0), time(0)),)  # end <= start: a full 24 h shift from midnight
@@ -34,7 +36,7 @@ class OpenState:
     """Whether a schedule is open, and the rule that decided it."""
 
     open: bool
-    reason: str
+    reason: str  # 'open' | 'special_hours' when open; a Skip when closed
 
 
 def _calendar(country: str, subdiv: str | None) -> Any:
@@ -55,7 +57,7 @@ def holiday_name(schedule: Schedule, day: date) -> str | None:
     return None if name is None else str(name)
 
 
-def _closure(schedule: Schedule, day: date) -> str | None:
+def _closure(schedule: Schedule, day: date) -> Skip | None:
     if day in schedule.closed_dates:
         return CLOSED_DATE
     if holiday_name(schedule, day) is not None:
@@ -99,7 +101,7 @@ def is_open(schedule: Schedule, tz: str, now: datetime) -> OpenState:
     local = now.astimezone(zone)
     today = local.date()
     t = local.time().replace(tzinfo=None, fold=0)
-    closed_reason: str | None = None
+    closed_reason: Skip | None = None
 
     # Shifts that started yesterday and run past midnight into today.
     yesterday = today - _ONE_DAY

@@ -3,11 +3,14 @@
 Run: ``.venv/bin/python -m tests.bench.bench_ami_parse [--calls N] [--seconds S]``.
 ``generate_stream()`` builds a recorded-looking Asterisk 22 AMI stream for a contact centre
 (QueueMemberStatus, QueueCallerJoin/Leave, AgentConnect/Complete); other benches import it.
+Each agent is a member of ``QUEUES_PER_AGENT`` fixed queues (``home_queues``), and a call
+goes to one of its agent's queues, as in a real centre.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import random
 import time
@@ -17,8 +20,8 @@ from typing import Any
 from panoramisk.ami_protocol import AMIProtocol
 from panoramisk.message import Message
 
-from ccbridge.ami.client import _Protocol
-from ccbridge.ami.codec import AmiParser
+from ccbridge.ami.codec import AmiMessage, AmiParser
+from ccbridge.ami.pano import Protocol
 
 BANNER = b"Asterisk Call Manager/9.0.0\r\n"
 SERVICES = ("sales", "support", "billing", "claims")
@@ -31,6 +34,7 @@ LANGUAGES = (  # 4 services x 50 languages = 200 queues
 )
 # fmt: on
 CHUNK = 64 * 1024  # what one socket read typically hands data_received under load
+QUEUES_PER_AGENT = 2
 
 
 def _snapshot(prefix: str, channel: str, state: str, num: str, name: str, uid: str) -> str:
@@ -57,19 +61,35 @@ def _member_status(queue: str, agent: int, status: int, in_call: int, now: int) 
     )
 
 
+def queue_names(queues: int = 200) -> list[str]:
+    names = [f"{svc}-{lang}" for svc in SERVICES for lang in LANGUAGES]
+    return (names * (queues // len(names) + 1))[:queues]
+
+
+def home_queues(agent: int, queues: int) -> list[int]:
+    """Indexes of the queues agent number ``agent`` (0-based) is a member of."""
+    return [(agent * 7 + j * 101) % queues for j in range(QUEUES_PER_AGENT)]
+
+
+def memberships(agents: int, queues: int = 200) -> list[tuple[str, int]]:
+    """(queue, agent extension) for every membership, as a QueueStatus reply lists them."""
+    names = queue_names(queues)
+    return [(names[q], 1000 + a) for a in range(agents) for q in home_queues(a, queues)]
+
+
 def generate_stream(
     calls: int = 20_000, agents: int = 1_000, queues: int = 200, seed: int = 7
 ) -> tuple[bytes, int]:
     """A banner then ``calls`` queue calls, 7 events each, over ``agents`` agents in
     ``queues`` queues; returns ``(stream, event_count)``. Deterministic for a seed."""
     rng = random.Random(seed)
-    names = [f"{svc}-{lang}" for svc in SERVICES for lang in LANGUAGES]
-    queue_names = (names * (queues // len(names) + 1))[:queues]
+    names = queue_names(queues)
     now = 1_760_000_000
     parts: list[str] = []
     for call in range(calls):
-        queue = queue_names[rng.randrange(len(queue_names))]
-        agent = 1000 + rng.randrange(agents)
+        index = rng.randrange(agents)
+        queue = names[rng.choice(home_queues(index, queues))]
+        agent = 1000 + index
         uid = f"{now + call}.{call}"
         caller = f"+9198{rng.randrange(10**8):08d}"
         chan = f"PJSIP/carrier-in-{call:08x}"
@@ -128,12 +148,14 @@ class _NullTransport:
     def close(self) -> None:
         pass
 
+    def abort(self) -> None:
+        pass
 
-def _protocol(cls: type[Any]) -> tuple[Any, _CountingFactory]:
-    proto = object.__new__(cls)
-    AMIProtocol.connection_made(proto, _NullTransport())  # no event loop needed
-    if cls is _Protocol:
-        proto.parser = AmiParser()
+
+def panoramisk_protocol() -> tuple[Any, _CountingFactory]:
+    """panoramisk's own AMIProtocol on a transport that goes nowhere."""
+    proto = AMIProtocol()
+    proto.connection_made(_NullTransport())
     factory = _CountingFactory()
     proto.factory = factory
     proto.log = logging.getLogger("bench.ami")
@@ -141,9 +163,19 @@ def _protocol(cls: type[Any]) -> tuple[Any, _CountingFactory]:
     return proto, factory
 
 
+def ccbridge_protocol(on_event: Callable[[AmiMessage], None]) -> Protocol:
+    """What SiteLink runs per connection, on a transport that goes nowhere. Needs a
+    running event loop (its futures), as in SiteLink."""
+    proto = Protocol(on_event)
+    proto.connection_made(_NullTransport())
+    proto.factory = _CountingFactory()
+    proto.log = logging.getLogger("bench.ami")
+    return proto
+
+
 def run_panoramisk_protocol(chunks: list[bytes]) -> int:
     """panoramisk's own path: AMIProtocol.data_received -> Message -> handle_message."""
-    proto, factory = _protocol(AMIProtocol)
+    proto, factory = panoramisk_protocol()
     for chunk in chunks:
         proto.data_received(chunk)
     return factory.count
@@ -170,11 +202,17 @@ def run_ccbridge_parser(chunks: list[bytes]) -> int:
 
 
 def run_ccbridge_protocol(chunks: list[bytes]) -> int:
-    """What SiteLink runs: AmiParser, then panoramisk Message + handle_message + dispatch."""
-    proto, factory = _protocol(_Protocol)
+    """What SiteLink runs: AmiParser, each event handed on as parsed (no subscribers)."""
+    count = 0
+
+    def sink(event: AmiMessage) -> None:
+        nonlocal count
+        count += 1
+
+    proto = ccbridge_protocol(sink)
     for chunk in chunks:
         proto.data_received(chunk)
-    return factory.count
+    return count
 
 
 def measure(run: Callable[[list[bytes]], int], chunks: list[bytes], seconds: float) -> float:
@@ -190,6 +228,10 @@ def measure(run: Callable[[list[bytes]], int], chunks: list[bytes], seconds: flo
 
 
 def main() -> None:
+    asyncio.run(_main())
+
+
+async def _main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--calls", type=int, default=20_000, help="calls (7 events each)")
     parser.add_argument("--seconds", type=float, default=2.0, help="time per measurement")
@@ -206,7 +248,7 @@ def main() -> None:
         "panoramisk bare (split + Message.from_line)": run_panoramisk_bare,
         "panoramisk AMIProtocol.data_received": run_panoramisk_protocol,
         "ccbridge AmiParser.feed": run_ccbridge_parser,
-        "ccbridge SiteLink protocol (AmiParser + panoramisk dispatch)": run_ccbridge_protocol,
+        "ccbridge SiteLink protocol (AmiParser, events handed on)": run_ccbridge_protocol,
     }
     for name, run in runs.items():
         got = run(chunks)

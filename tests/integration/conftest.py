@@ -60,7 +60,8 @@ def lab(lab_config: Config) -> Iterator[Lab]:
 @pytest.fixture(scope="session")
 def agents(lab: Lab) -> Iterator[dict[str, Agent]]:
     """A SIPp UAS for every configured agent, answering for the whole session."""
-    by_contact = start_member_agents(lab.config, 1800, lab.log_dir)
+    # identity_log: what each phone was shown as the caller (callback tests read it).
+    by_contact = start_member_agents(lab.config, 1800, lab.log_dir, identity_log=True)
     started = {a.name: by_contact[a.contact] for site in lab.config.sites for a in site.agents}
     time.sleep(0.3)
     try:

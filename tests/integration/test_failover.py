@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import time
 from collections.abc import Iterator
@@ -14,19 +15,21 @@ from datetime import UTC, datetime
 import aiohttp
 import pytest
 
-from ccbridge.config import Config
-from ccbridge.config.model import HostPort, Number, NumberKind, Trunk, TrunkKind
+from ccbridge.config import Config, parse_config
+from ccbridge.config.model import Number, NumberKind
 from ccbridge.lab.demo import BridgeProcess
 from ccbridge.lab.sipp import Agent, CallResult, place_calls
 from ccbridge.lab.sites import Lab
 from ccbridge.routing.trunks import Breaker, BreakerPolicy, at
-from tests.integration.conftest import AmiRecorder, BridgeFactory
+from tests.integration.conftest import LAB_CONFIG, AmiRecorder, BridgeFactory
 from tests.polling import until
 
 WEDNESDAY_MORNING = datetime(2026, 11, 25, 5, 0, tzinfo=UTC)  # every site open
 BENGALI = "+8801712345678"
 ENGLISH = "+447700900123"
 ORDERS_IN = "+918000000001"
+CUSTOMER = "+919876500001"  # a callback's customer: no other test calls from it
+FIRST_SECOND = ["blr-dac", "blr-dac-2"]  # the lab's two trunks from bangalore to dhaka
 DHAKA_HOME = "+918000000009"  # an Indian toll-free number whose home site is dhaka
 POLL = 0.02  # seconds between checks in `until`: the detection times reported are this fine
 
@@ -65,18 +68,17 @@ def with_dhaka_home(config: Config, holdoff: float = 3.0) -> Config:
 
 @pytest.fixture(scope="module")
 def trunk_lab(lab: Lab, lab_config: Config) -> Iterator[Config]:
-    """The lab with a first bangalore->dhaka trunk that ends at a SIPp far end on 7201."""
-    first = Trunk(
-        "blr-dac-a",
-        "bangalore",
-        TrunkKind.INTERSITE,
-        HostPort("127.0.0.1", 7201),
-        peer_site="dhaka",
-        order=1,
-        qualify_frequency=1,
+    """The lab's own YAML with its first bangalore->dhaka trunk ending at a SIPp far end
+    on 7201 instead of dhaka: the lab's second trunk to dhaka (blr-dac-2, dhaka's second
+    SIP port) is the path calls must take. Only the YAML changes: no trunk made in code."""
+    text, n = re.subn(
+        r"(?m)^(  blr-dac: \{.*)remote: 127\.0\.2\.1:5060(.*)\}$",
+        r"\g<1>remote: 127.0.0.1:7201\g<2>, qualify_frequency: 1}",
+        LAB_CONFIG.read_text(),
     )
-    trunks = tuple(replace(t, order=2) if t.name == "blr-dac" else t for t in lab_config.trunks)
-    config = replace(lab_config, trunks=(first, *trunks))
+    assert n == 1, "examples/lab.yaml no longer has the blr-dac line this test edits"
+    config = parse_config(text, "lab-first-trunk-elsewhere.yaml", LAB_CONFIG.parent)
+    assert [t.name for t in config.trunks_between("bangalore", "dhaka")] == FIRST_SECOND
     lab.reconfigure(config)
     try:
         yield config
@@ -85,7 +87,11 @@ def trunk_lab(lab: Lab, lab_config: Config) -> Iterator[Config]:
 
 
 async def test_dead_trunk_costs_no_calls_and_returns_after_its_breaker_closes(
-    trunk_lab: Config, lab: Lab, agents: dict[str, Agent], bridge_at: BridgeFactory
+    trunk_lab: Config,
+    lab: Lab,
+    agents: dict[str, Agent],
+    ami: AmiRecorder,
+    bridge_at: BridgeFactory,
 ) -> None:
     far = Agent(
         "127.0.0.1",
@@ -101,16 +107,30 @@ async def test_dead_trunk_costs_no_calls_and_returns_after_its_breaker_closes(
             # need not wait out a production-length cool-down.
             policy = BreakerPolicy(failures=3, window=30.0, cooldown=120.0)
             bridge.trunk_policy = policy
-            trunk = lambda: bridge.trunks["blr-dac-a"]  # noqa: E731
+            trunk = lambda: bridge.trunks["blr-dac"]  # noqa: E731
             await until(
-                lambda: trunk().reachable is True, 10, "qualify sees the far end", interval=POLL
+                lambda: trunk().reachable is True and bridge.trunks["blr-dac-2"].reachable,
+                10,
+                "qualify sees the far end and dhaka's second SIP port",
+                interval=POLL,
             )
 
-            # 1. The trunk answers 503: every call fails over to blr-dac inside the call.
+            # 1. The trunk answers 503: every call fails over to the lab's second trunk
+            # to dhaka (blr-dac-2) inside the call, and is answered there.
+            mark = len(ami.events)
             r1 = await calls(ORDERS_IN, BENGALI, 6, rate=3)
             assert r1.ok, r1.output[-1500:]
             assert trunk().failed_total == 3  # then the breaker opened: no more attempts
             assert at(trunk(), bridge.clock.time(), policy).breaker is Breaker.OPEN
+            results = [
+                (e.get("Trunk"), e.get("DialStatus"))
+                for s, e in ami.events[mark:]
+                if s == "bangalore" and e.get("UserEvent") == "CcbTrunkResult"
+            ]
+            assert results.count(("blr-dac", "CONGESTION")) == 3, results
+            assert results.count(("blr-dac-2", "ANSWER")) == 6, results
+            assert bridge.trunks["blr-dac-2"].answered_total == 6
+            assert _joins(ami, "dhaka", mark) == 6  # answered at dhaka, over the second path
 
             # 2. The trunk goes silent (SIGSTOP): qualify marks it Unreachable.
             assert far.proc is not None
@@ -361,18 +381,24 @@ async def test_callback_fails_over_between_carriers_with_local_caller_id(
     ami: AmiRecorder,
     bridge_at: BridgeFactory,
 ) -> None:
-    local = Number("+918045000000", NumberKind.LOCAL, "IN", "orders", "bangalore")
-    config = replace(lab_config, numbers=(*lab_config.numbers, local))
+    # The lab ships bangalore's local Indian number (+918045000000) and carriers with
+    # `pai: true`: nothing is added here.
     broken = Agent(
         "127.0.0.1", 7101, scenario="carrier_503.xml", max_seconds=120, workdir=lab.log_dir
     )
     healthy = Agent(
-        "127.0.0.1", 7102, scenario="carrier_answer.xml", max_seconds=120, workdir=lab.log_dir
+        "127.0.0.1",
+        7102,
+        scenario="carrier_answer.xml",
+        max_seconds=120,
+        workdir=lab.log_dir,
+        identity_log=True,
     )
+    seen_before = {name: len(agent.identities()) for name, agent in agents.items()}
     broken.start()
     healthy.start()
     try:
-        async with bridge_at(WEDNESDAY_MORNING, config=config) as bridge:
+        async with bridge_at(WEDNESDAY_MORNING) as bridge:
             await until(
                 lambda: all(bridge.trunks[t].reachable for t in ("blr-pstn1", "blr-pstn2")),
                 12,
@@ -384,7 +410,7 @@ async def test_callback_fails_over_between_carriers_with_local_caller_id(
             base = f"http://127.0.0.1:{bridge.http_port}/api/v1/calls"
             auth = {"Authorization": f"Bearer {token.reveal()}"}
             async with aiohttp.ClientSession() as http:
-                assert (await http.post(base, json={"to": "+919812345678"})).status == 401
+                assert (await http.post(base, json={"to": CUSTOMER})).status == 401
                 bad = await http.post(base, json={"to": "12345"}, headers=auth)
                 assert bad.status == 400 and (await bad.json())["error"] == "invalid-field"
                 nowhere = await http.post(
@@ -392,7 +418,7 @@ async def test_callback_fails_over_between_carriers_with_local_caller_id(
                 )
                 assert nowhere.status == 503 and (await nowhere.json())["error"] == "no-carrier"
                 resp = await http.post(
-                    base, json={"to": "+919812345678", "queue": "orders-hi"}, headers=auth
+                    base, json={"to": CUSTOMER, "queue": "orders-hi"}, headers=auth
                 )
                 assert resp.status == 202, await resp.text()
                 body = await resp.json()
@@ -425,8 +451,21 @@ async def test_callback_fails_over_between_carriers_with_local_caller_id(
                 if e.get("DestChannel", "").startswith("PJSIP/blr-pstn2-")
             ]
             assert to_carrier and to_carrier[0].get("CallerIDNum") == "+918045000000"
+            # The carrier is asserted the local caller ID (trunks.blr-pstn2.pai: true).
+            (carrier_saw,) = healthy.identities()
+            assert "P-Asserted-Identity: <sip:+918045000000@" in carrier_saw, carrier_saw
+            # The agent who takes the callback is shown the customer, not `s` nor the
+            # site's own number.
+            (connect,) = [
+                e
+                for e in ami.named("AgentConnect", "bangalore")
+                if e.get("Queue") == "orders-hi" and e.get("CallerIDNum") == CUSTOMER
+            ]
+            agent = agents[connect["MemberName"]]
+            (agent_saw,) = agent.identities()[seen_before[connect["MemberName"]] :]
+            assert re.search(rf'From: ("[^"]*" )?<sip:{re.escape(CUSTOMER)}@', agent_saw), agent_saw
             await bridge.links["bangalore"].action(
-                "Hangup", {"Channel": "/^Local\\/\\+919812345678@ccb-outbound/"}, as_list=False
+                "Hangup", {"Channel": "/^Local\\/\\+919876500001@ccb-outbound/"}, as_list=False
             )
             report("callback", carriers_tried=len(results()), failed_over=results()[0][1])
     finally:

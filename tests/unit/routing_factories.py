@@ -98,7 +98,7 @@ def site(
         timezone=tz,
         country=country,
         sip=HostPort(f"127.0.{n}.1", 5060),
-        ami=AmiSettings(f"127.0.{n}.1", 5038, "ccbridge", SecretValue("x", "test")),
+        ami=AmiSettings(f"127.0.{n}.1", "ccbridge", SecretValue("x", "test"), port=5038),
         rtp_start=10000 + n * 1000,
         rtp_end=10999 + n * 1000,
         offerings=tuple(offerings),

@@ -10,12 +10,11 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from ccbridge.ami.client import AmiActionError, SiteDownError
+from ccbridge.ami.client import AmiActionError, LinkState, SiteDownError
 from ccbridge.ami.codec import AmiMessage
 from ccbridge.app import Bridge
 from ccbridge.clock import Clock
 from ccbridge.config import load_config
-from ccbridge.http.app import build_app
 
 REPO = Path(__file__).resolve().parents[2]
 AUTH = {"Authorization": "Bearer the-token"}
@@ -28,6 +27,14 @@ class FakeLink:
         self.bridge, self.site, self.error = bridge, site, error
         self.actions: list[tuple[str, dict[str, str]]] = []
         self.down = False
+
+    @property
+    def connected(self) -> bool:
+        return not self.down
+
+    @property
+    def state(self) -> LinkState:
+        return LinkState.DOWN if self.down else LinkState.UP
 
     async def action(self, name: str, fields: Mapping[str, str], *, as_list: bool) -> Any:
         assert as_list is False  # panoramisk 1.4 hangs on QueueAdd otherwise
@@ -52,7 +59,7 @@ class FakeLink:
                 "Paused": "1" if fields.get("Paused") == "true" else "0",
                 "PausedReason": fields.get("Reason", ""),
             }
-            self.bridge._on_event(self.site, ev)
+            self.bridge.bus.dispatch(self.site, ev)
         return _msg({"Response": "Success"})
 
 
@@ -68,7 +75,7 @@ async def setup(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[tuple[TestClie
     bridge = Bridge(config, Clock(datetime(2026, 11, 25, 5, 0, tzinfo=UTC)))
     for s in config.sites:
         bridge.links[s.name] = FakeLink(bridge, s.name)  # type: ignore[assignment]
-    async with TestClient(TestServer(build_app(bridge))) as c:
+    async with TestClient(TestServer(bridge.http_app())) as c:
         yield c, bridge
 
 
@@ -128,6 +135,17 @@ async def test_login_pause_and_logout_send_the_right_actions(
             "invalid-field",
         ),
         ("roam1/pause", {}, 400, "site-required"),
+        # An agent no site knows: no such agent, whether or not a site was given.
+        ("nobody/pause", {}, 404, "no-such-agent"),
+        ("nobody/unpause", {"reason": "x"}, 404, "no-such-agent"),
+        ("nobody/logout", {}, 404, "no-such-agent"),
+        ("roam1/logout", {"site": 5}, 400, "invalid-field"),
+        (
+            "roam1/login",
+            {"site": "dhaka", "queues": ["care-en"], "penalty": True},
+            400,
+            "invalid-field",
+        ),
         ("roam1/pause", {"site": "dhaka", "reason": "a\nb"}, 400, "invalid-field"),
     ],
 )
@@ -163,3 +181,41 @@ async def test_ami_failures_become_statuses(setup: tuple[TestClient, Bridge]) ->
     link.error = "Unable to remove interface: Not Dynamic"
     r = await client.post("/api/v1/agents/roam1/logout", json=body, headers=AUTH)
     assert (r.status, (await r.json())["error"]) == (409, "static-member")
+
+
+async def test_every_change_at_a_down_site_is_refused_alike(
+    setup: tuple[TestClient, Bridge],  # type: ignore[type-arg]
+) -> None:
+    """Logout used to answer 200 (and forget the agent) when its site was down and the
+    bridge knew no queue of it there; login and pause answered 503."""
+    client, bridge = setup
+    link: FakeLink = bridge.links["dhaka"]  # type: ignore[assignment]
+    link.down = True
+    for path, body in [
+        ("login", {"site": "dhaka", "queues": ["care-en"]}),
+        ("logout", {"site": "dhaka"}),
+        ("logout", {"site": "dhaka", "queues": ["care-en"]}),
+        ("pause", {"site": "dhaka"}),
+        ("unpause", {"site": "dhaka"}),
+    ]:
+        r = await client.post(f"/api/v1/agents/roam1/{path}", json=body, headers=AUTH)
+        assert (r.status, (await r.json())["error"]) == (503, "site-down"), (path, body)
+    assert link.actions == []
+
+
+async def test_logout_at_a_down_site_keeps_what_the_bridge_knows(
+    setup: tuple[TestClient, Bridge],  # type: ignore[type-arg]
+) -> None:
+    client, bridge = setup
+    link: FakeLink = bridge.links["dhaka"]  # type: ignore[assignment]
+    r = await client.post(
+        "/api/v1/agents/roam1/login", json={"site": "dhaka", "queues": ["care-en"]}, headers=AUTH
+    )
+    assert r.status == 200
+    r = await client.post("/api/v1/agents/roam1/pause", json={"reason": "lunch"}, headers=AUTH)
+    assert r.status == 200
+    link.down = True
+    r = await client.post("/api/v1/agents/roam1/logout", json={}, headers=AUTH)
+    assert (r.status, (await r.json())["error"]) == (503, "site-down")
+    (agent,) = (await (await client.get("/api/v1/agents")).json())["agents"]
+    assert agent["sites"][0]["pause_reason"] == "lunch"

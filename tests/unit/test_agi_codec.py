@@ -12,7 +12,6 @@ from ccbridge.agi.codec import (
     AgiReplyParser,
     AgiRequest,
     AgiRequestParser,
-    mask_number,
     parse_reply,
 )
 
@@ -365,20 +364,3 @@ def unquote_like_asterisk(line: str) -> list[str]:
 @pytest.mark.parametrize("value", ["", "plain", 'q"uote', "back\\slash", ' lead "\\" ', "\t"])
 def test_quoting_round_trips_through_asterisk_parser(value: str) -> None:
     assert unquote_like_asterisk(codec.set_variable("V", value)) == ["SET", "VARIABLE", "V", value]
-
-
-@pytest.mark.parametrize(
-    ("number", "masked"),
-    [
-        ("+919876543210", "**********210"),
-        ("919876543210", "*********210"),
-        ("101", "***"),
-        ("12", "**"),
-        ("", ""),
-        ("unknown", "unknown"),
-        ("anonymous", "anonymous"),
-    ],
-)
-def test_mask_number(number: str, masked: str) -> None:
-    assert mask_number(number) == masked
-    assert mask_number("5551234", keep=2) == "*****34"

@@ -20,6 +20,7 @@ from ccbridge.ami.client import (
     SiteLink,
     backoff_delay,
 )
+from ccbridge.ami.codec import AmiMessage
 from ccbridge.config.model import AmiSettings, SecretValue
 from tests.amifake import FakeAmi
 from tests.polling import until
@@ -134,7 +135,10 @@ async def test_login_ok_goes_up_and_delivers_events(
     )
     await wait_until(lambda: bool(recorder.named("QueueMemberStatus")))
     (event,) = recorder.named("QueueMemberStatus")
-    assert type(event) is dict
+    # The parsed message itself, read-only: every subscriber shares it, none may change it.
+    assert isinstance(event, AmiMessage)
+    with pytest.raises(TypeError, match="read-only"):
+        event["Interface"] = "PJSIP/other"  # type: ignore[index]
     assert event["Interface"] == "PJSIP/agent1001"
     assert recorder.named("FullyBooted")  # events right after login are not lost
     assert all(site == SITE for site, _ in recorder.events)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import copy
+import pickle
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -150,10 +153,53 @@ def test_repeated_keys_keep_every_value_and_first_wins() -> None:
 def test_lookup_falls_back_to_case_insensitive() -> None:
     (msg,) = parse_all(STREAM)[:1]
     assert msg["actionid"] == "a1"
-    assert "ACTIONID" in msg
+    # get() and `in` stay exact-case: they are the event path's dict-speed lookups.
+    assert "ActionID" in msg and "ACTIONID" not in msg
+    assert msg.get("ActionID") == "a1"
     assert msg.get("nope") is None
     with pytest.raises(KeyError):
         msg["nope"]
+
+
+def test_a_message_is_read_only_and_shared_not_copied() -> None:
+    (msg,) = AmiParser(expect_banner=False).feed(MEMBER_STATUS)
+    mutations = [
+        lambda: msg.__setitem__("Queue", "x"),
+        lambda: msg.__delitem__("Queue"),
+        lambda: msg.update({"Queue": "x"}),
+        lambda: msg.setdefault("New", "x"),
+        lambda: msg.pop("Queue"),
+        lambda: msg.popitem(),
+        lambda: msg.clear(),
+    ]
+    for mutate in mutations:
+        with pytest.raises(TypeError, match="read-only"):
+            mutate()
+    with pytest.raises(TypeError, match="read-only"):
+        msg |= {"Queue": "x"}
+    assert msg["Queue"] == "sales-en" and len(msg) == 7
+    assert copy.copy(msg) is msg and copy.deepcopy(msg) is msg
+    assert pickle.loads(pickle.dumps(msg)) == msg
+    plain = msg.to_dict()
+    plain["Queue"] = "changed"
+    assert msg["Queue"] == "sales-en"
+
+
+def test_an_event_with_too_many_fields_is_dropped_and_counted() -> None:
+    parser = AmiParser(expect_banner=False)
+    huge = b"Event: Bloat\r\n" + b"".join(b"F%d: v\r\n" % i for i in range(10_000)) + b"\r\n"
+    got = parser.feed(huge + MEMBER_STATUS)
+    assert [m.name for m in got] == ["QueueMemberStatus"]
+    assert parser.dropped == 1
+
+
+def test_a_lost_blank_line_drops_the_glued_block_and_the_stream_goes_on() -> None:
+    parser = AmiParser(expect_banner=False)
+    glued = MEMBER_STATUS[:-2] + b"Event: Hangup\r\nChannel: PJSIP/x\r\n\r\n"
+    got = parser.feed(glued + MEMBER_STATUS)
+    assert [m.name for m in got] == ["QueueMemberStatus"]
+    assert got[0]["Queue"] == "sales-en"
+    assert parser.dropped == 1
 
 
 def test_values_keep_colons_and_empty_values() -> None:

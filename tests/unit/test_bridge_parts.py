@@ -15,7 +15,6 @@ from ccbridge.agi.handlers import decision_variables
 from ccbridge.app import Bridge
 from ccbridge.clock import Clock
 from ccbridge.config import Config, load_config
-from ccbridge.http.app import build_app
 from ccbridge.logs import KeyValueFormatter, ctx, mask_number
 from ccbridge.routing.engine import Decision
 
@@ -65,7 +64,7 @@ def test_reject_is_explicit() -> None:
 @pytest.fixture
 async def client(config: Config) -> AsyncIterator[TestClient]:  # type: ignore[type-arg]
     bridge = Bridge(config, Clock(datetime(2026, 11, 25, 5, 0, tzinfo=UTC)))
-    async with TestClient(TestServer(build_app(bridge))) as c:
+    async with TestClient(TestServer(bridge.http_app())) as c:
         yield c
 
 
@@ -133,7 +132,7 @@ async def test_trunks_api_shows_the_breakers_the_metrics_see(config: Config) -> 
     bridge = Bridge(config, Clock(datetime(2026, 11, 25, 5, 0, tzinfo=UTC)))
     for _ in range(3):
         bridge._on_trunk_result("blr-dac", "CONGESTION")
-    async with TestClient(TestServer(build_app(bridge))) as c:
+    async with TestClient(TestServer(bridge.http_app())) as c:
         body = await (await c.get("/api/v1/trunks")).json()
     api = {t["name"]: (t["usable"], t["breaker"]) for t in body["trunks"]}
     assert api["blr-dac"] == (False, "open")
@@ -167,9 +166,13 @@ def test_clock_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     [
         ("+918000000001", "+91********01"),
         ("8801712345678", "88*********78"),
+        ("+44 7700 900123", "+44 **** ****23"),
+        ("12345", "12*45"),
         ("1234", "****"),
+        ("101", "***"),
         ("", ""),
         ("anonymous", "anonymous"),
+        ("unknown", "unknown"),
     ],
 )
 def test_mask_number(number: str, masked: str) -> None:

@@ -104,10 +104,11 @@ def test_missing_secret_says_where_it_looked(
 ) -> None:
     monkeypatch.delenv("CCBRIDGE_AMI_SECRET")
     text = lab_text.replace("file: ../.lab/secrets/ami", "file: /nonexistent/ami")
-    found = problems(text)
-    assert all("ami.secret: secret not found" in m for m in found)
-    assert "env CCBRIDGE_AMI_SECRET" in found[0] and "/nonexistent/ami" in found[0]
-    assert {m.split(": ")[1].split(".")[1] for m in found} == {"bangalore", "dhaka", "manila"}
+    (msg,) = problems(text)  # one secret shared by three sites: one message
+    assert "sites.bangalore.ami.secret: secret not found" in msg
+    assert "env CCBRIDGE_AMI_SECRET gives nothing" in msg
+    assert "file /nonexistent/ami gives nothing (no such file)" in msg
+    assert "also used by sites.dhaka.ami.secret, sites.manila.ami.secret" in msg
 
 
 def test_literal_secret_is_refused(lab_text: str) -> None:
@@ -175,3 +176,103 @@ def test_check_command_accepts_the_lab_config() -> None:
     )
     assert out.returncode == 0, out.stderr
     assert "3 sites" in out.stdout
+
+
+# -- number keys ----------------------------------------------------------------------
+
+
+def test_an_unquoted_number_key_is_refused_with_its_line_and_quotes_to_use(
+    lab_text: str,
+) -> None:
+    # YAML reads +918000000001 as the integer 918000000001: the '+' is lost and calls
+    # to the number would be rejected as unknown_did while `check` said ok.
+    text = lab_text.replace('"+918000000002":', "+918000000002:")
+    assert text != lab_text
+    (msg,) = problems(text)
+    line = line_of(text, "+918000000002:")
+    assert msg.startswith(f"deploy.yaml:{line}: numbers.+918000000002: ")
+    assert "as the number 918000000002" in msg and 'write it in quotes, "+918000000002"' in msg
+
+
+def test_a_number_key_with_a_leading_zero_is_refused_too(lab_text: str) -> None:
+    # 0700 is octal to YAML 1.1: the key would silently become 448.
+    text = lab_text.replace('"+6328000001":', "0700:")
+    (msg,) = problems(text)
+    assert "numbers.0700: YAML reads 0700 as the number 448" in msg
+
+
+# -- YAML syntax errors name the key path ---------------------------------------------
+
+
+def test_duplicate_key_names_the_mapping_path_and_both_lines(lab_text: str) -> None:
+    text = lab_text.replace(
+        "    timezone: Asia/Dhaka\n", "    timezone: Asia/Dhaka\n    timezone: UTC\n"
+    )
+    (msg,) = problems(text)
+    first = line_of(text, "timezone: Asia/Dhaka")
+    assert msg.startswith(f"deploy.yaml:{first + 1}: sites.dhaka.timezone: ")
+    assert f"duplicate key 'timezone' (first written on line {first})" in msg
+
+
+def test_a_tab_names_the_line_and_the_mapping_it_is_in(lab_text: str) -> None:
+    text = lab_text.replace("    country: BD\n", "    country: BD\n\trtp: [1, 2]\n")
+    (msg,) = problems(text)
+    assert msg.startswith(f"deploy.yaml:{line_of(text, chr(9) + 'rtp')}: sites.dhaka")
+    assert "YAML syntax" in msg and "'\\t'" in msg
+
+
+def test_an_unclosed_quote_names_the_key_it_belongs_to(lab_text: str) -> None:
+    text = lab_text.replace('hours: {mon-fri: "09:00-18:00"}', 'hours: {mon-fri: "09:00-18:00}', 1)
+    assert text != lab_text
+    (msg,) = problems(text)
+    assert ": sites.bangalore.services.returns.hours" in msg and "YAML syntax" in msg
+
+
+def test_an_impossible_date_is_an_error_at_its_key_not_a_crash(lab_text: str) -> None:
+    text = lab_text.replace(
+        "    rtp: [11000, 11999]\n", "    rtp: [11000, 11999]\n    closed_dates: [2026-13-45]\n"
+    )
+    (msg,) = problems(text)
+    assert f"deploy.yaml:{line_of(text, '2026-13-45')}: sites.dhaka.closed_dates[0]: " in msg
+    assert "month must be in 1..12" in msg
+
+
+def test_undecodable_bytes_name_their_line(tmp_path: Path, lab_text: str) -> None:
+    bad = tmp_path / "deploy.yaml"
+    bad.write_bytes(lab_text.encode()[:200] + b"\n\xff\xfe\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(bad)
+    assert "not UTF-8 text: byte 0xff" in str(info.value)
+    assert f"deploy.yaml:{lab_text[:200].count(chr(10)) + 2}:" in str(info.value)
+
+
+# -- defaults live in the model ----------------------------------------------------------
+
+
+def test_keys_left_out_take_the_model_defaults(lab_text: str) -> None:
+    from ccbridge.config.model import AmiSettings, BridgeSettings, QueueSettings, Trunk
+
+    config = parse(lab_text)
+    blr = config.site("bangalore")  # type: ignore[attr-defined]
+    fields = {f.name: f.default for f in dataclasses.fields(AmiSettings)}
+    assert blr.ami.ping_interval == fields["ping_interval"]
+    assert blr.ami.permit == fields["permit"]
+    trunk = next(t for t in config.trunks if t.name == "mnl-blr")  # type: ignore[attr-defined]
+    tfields = {f.name: f.default for f in dataclasses.fields(Trunk)}
+    assert (
+        trunk.order == tfields["order"] and trunk.qualify_frequency == tfields["qualify_frequency"]
+    )
+    assert blr.offering("orders").queue == QueueSettings()
+    bfields = {f.name: f.default for f in dataclasses.fields(BridgeSettings)}
+    assert config.bridge.log_level == bfields["log_level"]  # type: ignore[attr-defined]
+
+
+def test_no_private_imports_between_config_modules() -> None:
+    for name in ("loader.py", "ivr_loader.py"):
+        source = (REPO / "ccbridge" / "config" / name).read_text()
+        imports = re.findall(
+            r"^from ccbridge\.config\.(\w+) import ([^\n(]+|\([^)]*\))", source, re.M
+        )
+        for module, names in imports:
+            private = [n for n in re.findall(r"\b\w+\b", names) if n.startswith("_")]
+            assert not private, f"{name} imports {private} from {module}"

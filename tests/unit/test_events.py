@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from ccbridge.events import EventBus, Event
+from ccbridge.events import Event, EventBus
 
 
 def test_dispatch_reaches_only_subscribers_of_that_name_in_order() -> None:

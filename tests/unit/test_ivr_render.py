@@ -57,7 +57,10 @@ def test_the_lookup_offers_an_agent_when_the_answer_is_missing(config: Config) -
 def test_static_routes_per_choice_cross_a_trunk_when_needed(config: Config) -> None:
     views = {f.key: f for f in choice_fallbacks(config, config.site("bangalore"))}
     assert views["orders-hi"].trunks == ()
-    assert views["orders-bn"].trunks == ("blr-dac",) and views["orders-bn"].queue == "orders-bn"
+    assert (
+        views["orders-bn"].trunks == ("blr-dac", "blr-dac-2")
+        and views["orders-bn"].queue == "orders-bn"
+    )
     assert "orders-ur" not in views  # served nowhere: the number's own fallback
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry
@@ -15,6 +16,7 @@ from ccbridge.metrics import (
     site_agent_states,
 )
 from ccbridge.routing.engine import Decision
+from ccbridge.routing.reasons import Outcome, Reason, Skip
 from ccbridge.routing.state import (
     BUSY,
     INUSE,
@@ -212,3 +214,31 @@ def test_unconfigured_queues_are_summed_under_other() -> None:
     assert reg.get_sample_value("ccbridge_queue_callers_waiting", other) == 2.0
     # No expected wait for a sum of unrelated queues.
     assert reg.get_sample_value("ccbridge_queue_expected_wait_seconds", other) is None
+
+
+def test_a_closed_or_down_home_is_no_overflow_and_skips_are_counted_per_site() -> None:
+    m, reg = metrics(staffed_state())
+    handed_over = Decision(
+        Outcome.QUEUE,
+        "dhaka",
+        "orders-en",
+        "orders",
+        "en",
+        ("blr-dac",),
+        (Reason.CALLER_PREFIX, Reason.HOME_CLOSED, Reason.LEAST_LOADED),
+        skipped=(("bangalore", Skip.CLOSED_HOURS), ("manila", Skip.SITE_DOWN)),
+    )
+    failover = replace(handed_over, reasons=(Reason.CALLER_PREFIX, Reason.HOME_DOWN))
+    for d in (handed_over, failover):
+        m.record_decision("bangalore", d)
+    # Before, "overflow_ewt" came with these and both counted as load overflow.
+    assert not [
+        s
+        for f in reg.collect()
+        if f.name == "ccbridge_calls_overflowed"
+        for s in f.samples
+        if s.name.endswith("_total")
+    ]
+    skips = "ccbridge_route_skips_total"
+    assert reg.get_sample_value(skips, {"site": "manila", "reason": "site_down"}) == 2.0
+    assert reg.get_sample_value(skips, {"site": "bangalore", "reason": "closed_hours"}) == 2.0

@@ -79,7 +79,7 @@ def test_a_busy_bridge_exports_only_bounded_labels() -> None:
         {"Event": "QueueCallerAbandon", "Queue": uid, "HoldTime": "9"},
     ]  # fmt: skip
     for ev in call_events:
-        bridge._on_event("dhaka", ev)
+        bridge.bus.dispatch("dhaka", ev)
     for did in ("+918000000001", "+919999999999"):
         call = CallRequest(did=did, caller=caller, receiving_site="bangalore")
         bridge._on_decision(call, bridge.decide(call))

@@ -119,3 +119,51 @@ def test_a_template_typo_fails_loudly(config: Config, tmp_path: Path) -> None:
     (tmp_path / "rtp.conf.j2").write_text("rtpstart={{ site.rtp_strat }}\n")
     with pytest.raises(jinja2.UndefinedError):
         render_site(config, config.sites[0], tmp_path)
+
+
+def _section(text: str, name: str) -> str:
+    """The lines of the first [name] section of a rendered config."""
+    start = text.index(f"[{name}]\n")
+    end = text.find("\n[", start + 1)
+    return text[start : end if end >= 0 else len(text)]
+
+
+def test_a_site_listens_on_its_alternate_addresses_too(config: Config) -> None:
+    text = render_site(config, config.site("dhaka"))["pjsip.conf"]
+    alt = _section(text, "transport-udp-alt1")
+    assert "protocol=udp" in alt and "bind=127.0.2.1:5062" in alt
+    # Endpoints keep sending from the main transport.
+    assert "transport=transport-udp-alt1" not in text
+    assert "transport-udp-alt" not in render_site(config, config.site("manila"))["pjsip.conf"]
+
+
+def test_two_trunks_to_one_peer_never_claim_the_same_caller(config: Config) -> None:
+    text = render_site(config, config.site("bangalore"))["pjsip.conf"]
+    first = text.index("; ---- Inter-site trunk blr-dac:")
+    second = text.index("; ---- Inter-site trunk blr-dac-2:")
+    assert "contact=sip:127.0.2.1:5060" in text[first:second]
+    assert "contact=sip:127.0.2.1:5062" in text[second : text.index("; ---- Inter", second + 1)]
+    assert "match=127.0.2.1" in _section(text, "blr-dac-identify")
+    assert "[blr-dac-2-identify]" not in text
+    assert text.count("match=127.0.2.1\n") == 1
+
+
+def test_carrier_identity_is_rendered_per_carrier(config: Config) -> None:
+    from dataclasses import replace
+
+    from ccbridge.config.model import CarrierPrivacy
+
+    text = render_site(config, config.site("bangalore"))["pjsip.conf"]
+    pstn1 = _section(text, "blr-pstn1")
+    assert "send_pai=yes" in pstn1 and "send_rpid=no" in pstn1
+    assert "trust_id_outbound=no" in pstn1
+    trunks = tuple(
+        replace(t, pai=False, rpid=True, privacy=CarrierPrivacy.ASSERT)
+        if t.name == "blr-pstn2"
+        else t
+        for t in config.trunks
+    )
+    text = render_site(replace(config, trunks=trunks), config.site("bangalore"))["pjsip.conf"]
+    pstn2 = _section(text, "blr-pstn2")
+    assert "send_pai=no" in pstn2 and "send_rpid=yes" in pstn2
+    assert "trust_id_outbound=yes" in pstn2

@@ -1,0 +1,26 @@
+"""Operations on sites, agents and calls: what the HTTP API (and later other fronts) calls."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ccbridge.services.agents import AgentService
+from ccbridge.services.calls import CallService
+from ccbridge.services.errors import ServiceError
+from ccbridge.services.ports import Runtime
+from ccbridge.services.sites import SiteService
+
+__all__ = ["AgentService", "CallService", "Runtime", "ServiceError", "Services", "SiteService"]
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    """Every service over one runtime (the Bridge): what ``build_app`` is given."""
+
+    sites: SiteService
+    agents: AgentService
+    calls: CallService
+
+    @classmethod
+    def over(cls, runtime: Runtime) -> Services:
+        return cls(SiteService(runtime), AgentService(runtime), CallService(runtime))

@@ -1,0 +1,65 @@
+"""What the services need from the running bridge, as protocols: no import of ccbridge.app."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Literal, NamedTuple, Protocol
+
+from ccbridge.agents import AgentMirror
+from ccbridge.ami.client import LinkState
+from ccbridge.ami.codec import AmiMessage
+from ccbridge.clock import Clock
+from ccbridge.config.model import Config, Trunk
+from ccbridge.routing.engine import Router
+from ccbridge.routing.state import LiveState
+from ccbridge.routing.trunks import TrunkHealth
+
+ActionFields = Mapping[str, str | Sequence[str]]  # as SiteLink.action takes them
+
+
+class AmiLink(Protocol):
+    """One site's AMI link (ccbridge.ami.client.SiteLink), as far as the services use it."""
+
+    @property
+    def state(self) -> LinkState: ...
+
+    @property
+    def connected(self) -> bool: ...
+
+    async def action(
+        self,
+        name: str,
+        fields: ActionFields | None = ...,
+        *,
+        as_list: Literal[False],
+        timeout: float | None = ...,  # noqa: ASYNC109 (SiteLink's per-action override)
+    ) -> AmiMessage: ...
+
+
+class TrunkNow(NamedTuple):
+    """One trunk as the bridge sees it now; see ``Runtime.trunks_now``."""
+
+    trunk: Trunk
+    health: TrunkHealth
+    usable: bool
+
+
+class Runtime(Protocol):
+    """The live parts of the bridge the services read and change (ccbridge.app.Bridge)."""
+
+    config: Config
+    state: LiveState  # the services replace it (drain) like the event reducer does
+    clock: Clock
+    router: Router
+    agents: AgentMirror
+
+    @property
+    def links(self) -> Mapping[str, AmiLink]: ...
+
+    def trunks_now(self) -> list[TrunkNow]:
+        """Every configured trunk's health as of now and whether routes may use it."""
+        ...
+
+    def readiness(self) -> dict[str, bool]:
+        """Named checks, all True when the bridge can take calls."""
+        ...

@@ -1,0 +1,87 @@
+"""The bridge's AMI event subscriptions: every event a part reads passes the session filter."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from ccbridge import agents, kpi, variables
+from ccbridge.app import CONTACT_STATUS, Bridge
+from ccbridge.clock import Clock
+from ccbridge.config import Config, load_config
+from ccbridge.routing.state import HANDLED_EVENTS
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def bridge(monkeypatch: pytest.MonkeyPatch) -> Bridge:
+    monkeypatch.setenv("CCBRIDGE_AMI_SECRET", "x")
+    monkeypatch.setenv("CCBRIDGE_API_TOKEN", "the-token")
+    config: Config = load_config(REPO / "examples" / "lab.yaml")
+    return Bridge(config, Clock(datetime(2026, 11, 25, 5, 0, tzinfo=UTC)))
+
+
+def _passes(ami_filter: str, name: str) -> bool:
+    # Asterisk matches the filter (POSIX ERE, regcomp REG_EXTENDED) against the event's
+    # text, lines ending CR LF; Python's re agrees on this subset with \s for [[:space:]].
+    pattern = re.compile(ami_filter.replace("[[:space:]]", r"\s"))
+    return pattern.search(f"Event: {name}\r\nPrivilege: agent,all\r\n") is not None
+
+
+def test_every_event_a_part_reads_passes_the_filter(bridge: Bridge) -> None:
+    read = HANDLED_EVENTS | kpi.EVENTS | agents.EVENTS | {CONTACT_STATUS, "UserEvent"}
+    ami_filter = bridge.bus.ami_filter()
+    dropped = sorted(name for name in read if not _passes(ami_filter, name))
+    assert dropped == []
+    # QueueMemberRinginuse was the one the hand-kept list had lost.
+    assert "QueueMemberRinginuse" in HANDLED_EVENTS
+    assert bridge.bus.user_event_names() == {variables.EVENT_TRUNK_RESULT}
+
+
+def test_every_subscribed_name_has_a_handler_and_nothing_else_passes(bridge: Bridge) -> None:
+    ami_filter = bridge.bus.ami_filter()
+    for name in bridge.bus.names() - {"UserEvent"}:
+        assert bridge.bus.handlers(name), name
+    for noise in ("Newexten", "VarSet", "Newchannel", "Hangup", "QueueMember", "DialBegin"):
+        assert not _passes(ami_filter, noise), noise
+
+
+def test_each_reader_gets_its_events_through_the_bus(bridge: Bridge) -> None:
+    ev = {
+        "Event": "QueueMemberAdded",
+        "Queue": "care-en",
+        "Interface": "PJSIP/roam1",
+        "MemberName": "roam1",
+        "Status": "1",
+        "Paused": "0",
+    }
+    bridge.bus.dispatch("dhaka", ev)
+    assert bridge.state.sites["dhaka"].queues["care-en"].logged_in == 1  # the reducer
+    assert ("dhaka", "PJSIP/roam1") in bridge.agents.extra  # the agent mirror
+    bridge.bus.dispatch("dhaka", {**ev, "Event": "QueueMemberRinginuse", "Ringinuse": "0"})
+    bridge.bus.dispatch("dhaka", {"Event": "QueueCallerJoin", "Queue": "care-en", "Count": "1"})
+    offered = bridge.registry.get_sample_value(
+        "ccbridge_calls_offered_total",
+        {"site": "dhaka", "service": "care", "language": "en", "queue": "care-en"},
+    )
+    assert offered == 1.0  # the KPI tracker
+    for _ in range(3):
+        bridge.bus.dispatch(
+            "bangalore",
+            {
+                "Event": "UserEvent",
+                "UserEvent": variables.EVENT_TRUNK_RESULT,
+                "Trunk": "blr-dac",
+                "DialStatus": "CONGESTION",
+            },
+        )
+    assert "blr-dac" in bridge.state.unhealthy_trunks  # trunk results
+    bridge.bus.dispatch(
+        "bangalore", {"Event": CONTACT_STATUS, "AOR": "blr-mnl", "ContactStatus": "Unreachable"}
+    )
+    assert bridge.trunks["blr-mnl"].reachable is False  # qualify
+    assert bridge.bus.handler_errors == 0
