@@ -481,3 +481,89 @@ async def test_blackholed_fastagi_port_costs_at_most_the_guard_timeout(
                 [("first_2s_of_cut", cut), ("rest_of_cut", cut + 2), ("after", healed)],
             ),
         )
+
+
+# -- part 4: a lookup still asks the bridge per call, with a bound of its own ---------------
+
+
+async def fastagi_lookup(host: str, port: int, digits: str) -> tuple[float, dict[str, str]]:
+    """Play Asterisk for one `lookup` through the guard: the seconds until the session
+    ended and the variables the bridge set."""
+    request = (
+        "agi_network: yes\n"
+        f"agi_network_script: lookup?name=order-status&site=bangalore&digits={digits}\n"
+        f"agi_request: agi://{host}:{port}/lookup?name=order-status&site=bangalore"
+        f"&digits={digits}\n"
+        "agi_channel: PJSIP/carrier-00000001\nagi_uniqueid: 1.1\nagi_callerid: 919812345678\n\n"
+    )
+    got: dict[str, str] = {}
+    started = time.monotonic()
+    reader, writer = await asyncio.open_connection(host, port)
+    try:
+        writer.write(request.encode())
+        while line := await asyncio.wait_for(reader.readline(), 10):
+            text = line.decode().strip()
+            if text.startswith("SET VARIABLE "):
+                name, _, value = text.removeprefix("SET VARIABLE ").partition(" ")
+                got[name] = value.strip('"')
+                writer.write(b"200 result=1\n")
+            elif text:
+                writer.write(b"200 result=0\n")
+    finally:
+        writer.close()
+    return time.monotonic() - started, got
+
+
+@pytest.fixture
+async def slow_backend() -> AsyncIterator[list[float]]:
+    """The self-service backend of examples/lab.yaml: the first attempt of each lookup
+    hangs past the client's 1 s timeout, the retry answers after 0.5 s; a lookup so takes
+    ~1.7 s, longer than a route may wait."""
+    from aiohttp import web
+
+    seen: list[float] = []
+
+    async def lookup(request: web.Request) -> web.Response:
+        seen.append(time.monotonic())
+        await asyncio.sleep(1.5 if len(seen) % 2 else 0.5)
+        return web.json_response({"answer": "shipped"})
+
+    app = web.Application()
+    app.router.add_post("/lookup", lookup)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 8099).start()
+    try:
+        yield seen
+    finally:
+        await runner.cleanup()
+
+
+async def test_lookups_keep_fastagi_with_a_bound_of_their_own(
+    lab: Lab, lab_config: Config, slow_backend: list[float]
+) -> None:
+    guard = lab_config.bridge.agi_guard
+    assert guard is not None
+    host = lab_config.site("bangalore").sip.host
+    bound = lab_config.lookup_guard_timeout()
+    async with plain_bridge(lab) as bridge:
+        await wait_routing(lab, bridge.base)
+        slow, answer = await fastagi_lookup(host, guard.lookup_port, "1234")
+        assert answer.get("CCB_LOOKUP_RESULT") == "ok", answer
+        assert answer.get("CCB_LOOKUP_ANSWER") == "shipped"
+        assert len(slow_backend) == 2  # the retry answered
+        assert guard.route_timeout < slow < bound  # the route's bound would have cut it
+        assert bridge.proc is not None
+        os.killpg(bridge.proc.pid, signal.SIGSTOP)
+        try:
+            hung, nothing = await fastagi_lookup(host, guard.lookup_port, "5678")
+        finally:
+            os.killpg(bridge.proc.pid, signal.SIGCONT)
+        assert nothing == {}  # the dialplan reads an empty result: the failure branch
+        assert hung <= bound + 0.3
+        report(
+            "lookup through the guard",
+            slow_but_alive_s=f"{slow:.2f}",
+            hung_bridge_s=f"{hung:.2f}",
+            lookup_bound_s=f"{bound:.1f}",
+        )
