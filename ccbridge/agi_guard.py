@@ -23,6 +23,7 @@ class GuardView:
     lookup_ms: int
     client_ms: int
     check_ms: int
+    downinter_ms: int
     check_timeout_ms: int
     check_url: str
     check_request_hex: str
@@ -48,6 +49,7 @@ def guard_view(config: Config, site: Site) -> GuardView | None:
         # Asterisk says nothing while the bridge works: never cut it before the server.
         client_ms=max(route_ms, lookup_ms) + 5000,
         check_ms=check_ms,
+        downinter_ms=min(check_ms, 200),
         # A bridge slower than a route may wait is as good as hung for the calls.
         check_timeout_ms=min(check_ms, route_ms),
         check_url=agi_health.CHECK_URL,

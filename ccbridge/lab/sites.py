@@ -15,6 +15,7 @@ from pathlib import Path
 
 import jinja2
 
+from ccbridge.agi import health as agi_health
 from ccbridge.config.model import Config, Site
 from ccbridge.lab.rootfs import LabError, build_root
 from ccbridge.render import GUARD_FILE, render_site
@@ -232,6 +233,27 @@ class Lab:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(5.0)
         self.guard_pidfile(site).unlink(missing_ok=True)
+
+    def guard_forwards(self, site: Site, timeout: float = 1.0) -> bool:
+        """A `health` request through the site's guard reaches a live bridge (blocking:
+        run it in a thread when the bridge shares the caller's event loop)."""
+        guard = self.config.bridge.agi_guard
+        if guard is None:
+            return True
+        try:
+            with socket.create_connection((site.sip.host, guard.port), timeout=timeout) as s:
+                s.settimeout(timeout)
+                s.sendall(agi_health.check_request().encode())
+                got = b""
+                while b"\n" not in got:
+                    chunk = s.recv(4096)
+                    if not chunk:
+                        return False  # the guard has no bridge up
+                    got += chunk
+                s.sendall((agi_health.REPLY + "\n").encode())
+                return agi_health.COMMAND.encode() in got
+        except OSError:
+            return False
 
     def reconfigure_guards(self, config: Config) -> None:
         """Restart only the guards with another config (other bridges behind them); the

@@ -28,7 +28,6 @@ from pathlib import Path
 
 import pytest
 
-from ccbridge.agi import health as agi_health
 from ccbridge.config import Config
 from ccbridge.config.model import HostPort
 from ccbridge.lab.demo import BridgeProcess, bridge_ready, http_json
@@ -182,31 +181,10 @@ def folder() -> Iterator[Path]:
         yield Path(d)
 
 
-def guard_forwards(site_host: str, port: int) -> bool:
-    """A health request through the site's guard reaches a live bridge."""
-    import socket
-
-    try:
-        with socket.create_connection((site_host, port), timeout=1.0) as s:
-            s.settimeout(1.0)
-            s.sendall(agi_health.check_request().encode())
-            got = b""
-            while b"\n" not in got:
-                chunk = s.recv(4096)
-                if not chunk:
-                    return False
-                got += chunk
-            s.sendall((agi_health.REPLY + "\n").encode())
-            return agi_health.COMMAND.encode() in got
-    except OSError:
-        return False
-
-
 async def wait_routing(lab: Lab, base: str, within: float = 20.0) -> None:
     """The bridge synced with every site, and bangalore's guard forwarding to it. The
     checks block, so they run in a thread: the relay shares this event loop."""
-    guard = lab.config.bridge.agi_guard
-    assert guard is not None, "examples/lab.yaml turns the AGI guard on"
+    assert lab.config.bridge.agi_guard is not None, "examples/lab.yaml turns the AGI guard on"
     bangalore = lab.config.site("bangalore")
 
     def routing() -> bool:
@@ -215,7 +193,7 @@ async def wait_routing(lab: Lab, base: str, within: float = 20.0) -> None:
         except OSError:
             return False
         synced = isinstance(out, dict) and bool(out.get("synced"))
-        return synced and bridge_ready(base) and guard_forwards(bangalore.sip.host, guard.port)
+        return synced and bridge_ready(base) and lab.guard_forwards(bangalore)
 
     deadline = time.monotonic() + within
     while not await asyncio.to_thread(routing):
@@ -287,12 +265,16 @@ class Relay:
     async def __aexit__(self, *exc: object) -> None:
         assert self.server is not None
         self.server.close()
+        self.server = None
+        await asyncio.sleep(0.05)  # connections accepted just before close reach _on_client
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        await self.server.wait_closed()
 
     async def _on_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.server is None:  # closing
+            writer.transport.abort()
+            return
         task = asyncio.current_task()
         assert task is not None
         self._tasks.add(task)
