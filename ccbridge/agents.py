@@ -36,6 +36,9 @@ class MemberExtra:
     changed_at: float | None = None
 
 
+_NOTHING_YET = MemberExtra()
+
+
 class AgentMirror:
     """Subscribed to the AMI events in EVENTS, it keeps pause reasons and times.
 
@@ -57,7 +60,7 @@ class AgentMirror:
         if not iface or name not in EVENTS:
             return
         key = (site, iface)
-        old = self.extra.get(key, MemberExtra())
+        old = self.extra.get(key, _NOTHING_YET)
         now = self._clock()
         if name == "QueueMemberAdded":
             self.extra[key] = MemberExtra(old.pause_reason, old.logged_in_at or now, now)

@@ -264,6 +264,7 @@ class Bridge:
                 action_timeouts=link.action_timeouts,
                 auth_failures=link.auth_failures,
                 ping_timeouts=link.ping_timeouts,
+                bad_input=link.bad_input,
             )
             for name, link in self.links.items()
         ]

@@ -225,6 +225,10 @@ def build_parser() -> argparse.ArgumentParser:
     from ccbridge.loadtest.cli import add_parser as add_loadtest
 
     add_loadtest(sub, str(DEFAULT_LAB_CONFIG))
+
+    from ccbridge.staffing.cli import add_parser as add_staffing
+
+    add_staffing(sub)
     return p
 
 

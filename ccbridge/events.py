@@ -71,24 +71,30 @@ class EventBus:
     def dispatch(self, site: str, event: Event) -> None:
         """Hand one event to its subscribers; a handler that raises is logged and counted,
         and the others still run."""
-        name = event.get("Event")
-        if name is None:
-            return
-        handlers = self._by_name.get(name)
+        handlers = self._by_name.get(event.get("Event"))  # type: ignore[arg-type]
         if handlers is None:
-            if name != USER_EVENT:
-                self.unwanted += 1
-                return
-            handlers = self._by_user_event.get(event.get(USER_EVENT, ""))
+            handlers = self._unnamed(event)
             if handlers is None:
-                self.unwanted += 1
                 return
         for handler in handlers:
             try:
                 handler(site, event)
             except Exception:
                 self.handler_errors += 1
-                log.exception("event handler failed for %s from %s", name, site)
+                log.exception("event handler failed for %s from %s", event.get("Event"), site)
+
+    def _unnamed(self, event: Event) -> tuple[EventHandler, ...] | None:
+        """The handlers of a UserEvent by its own name; None for a message that is no
+        event, or (counted) an event nobody reads."""
+        name = event.get("Event")
+        if name is None:
+            return None
+        if name == USER_EVENT:
+            handlers = self._by_user_event.get(event.get(USER_EVENT, ""))
+            if handlers is not None:
+                return handlers
+        self.unwanted += 1
+        return None
 
 
 def _check_name(name: str) -> None:

@@ -46,9 +46,12 @@ def queue_index(config: Config) -> dict[tuple[str, str], QueueInfo]:
 
 
 def _seconds(event: Mapping[str, str], key: str) -> float | None:
+    text = event.get(key)
+    if text is None:
+        return None
     try:
-        value = float(event[key])
-    except (KeyError, ValueError):
+        value = float(text)
+    except ValueError:
         return None
     return value if value >= 0 else None
 
@@ -106,14 +109,25 @@ class KpiTracker:
         )
         # Every configured queue exists from the first scrape, at zero: a dashboard then
         # tells "no calls" (0) from "not exported" (no data), and rates start cleanly.
+        # Its series are resolved here once: labels() per event cost more than the event.
+        self._series: dict[tuple[str, str], _QueueSeries] = {}
         for (site, queue), info in self._queues.items():
             key = (site, info.service, info.language, queue)
-            for counter in (self.offered, self.answered, self.answered_in_sl, self.abandoned):
-                counter.labels(*key)
-            self.wait.labels(*key, "answered")
-            self.wait.labels(*key, "abandoned")
-            self.talk.labels(*key)
+            self._series[(site, queue)] = self._new_series(key, info.servicelevel)
             threshold.labels(*key).set(info.servicelevel)
+        self._other: dict[str, _QueueSeries] = {}  # site (or OTHER) -> the folded series
+
+    def _new_series(self, key: tuple[str, ...], servicelevel: float | None) -> _QueueSeries:
+        return _QueueSeries(
+            offered=self.offered.labels(*key),
+            answered=self.answered.labels(*key),
+            answered_in_sl=self.answered_in_sl.labels(*key),
+            abandoned=self.abandoned.labels(*key),
+            wait_answered=self.wait.labels(*key, "answered"),
+            wait_abandoned=self.wait.labels(*key, "abandoned"),
+            talk=self.talk.labels(*key),
+            servicelevel=servicelevel,
+        )
 
     def _key(self, site: str, event: Mapping[str, str]) -> tuple[tuple[str, ...], QueueInfo | None]:
         queue = event.get("Queue", "")
@@ -123,6 +137,16 @@ class KpiTracker:
             return (site if site in self._sites else OTHER, OTHER, OTHER, OTHER), None
         return (site, info.service, info.language, queue), info
 
+    def _series_for(self, site: str, event: Mapping[str, str]) -> _QueueSeries:
+        series = self._series.get((site, event.get("Queue", "")))
+        if series is not None:
+            return series
+        folded = site if site in self._sites else OTHER
+        series = self._other.get(folded)
+        if series is None:
+            series = self._other[folded] = self._new_series((folded, OTHER, OTHER, OTHER), None)
+        return series
+
     def subscribe(self, bus: EventBus) -> None:
         for name in sorted(EVENTS):
             bus.subscribe(name, self.on_event)
@@ -131,24 +155,37 @@ class KpiTracker:
         """One AMI event from ``site``, for the names in EVENTS."""
         name = event.get("Event")
         if name == "QueueCallerJoin":
-            self.offered.labels(*self._key(site, event)[0]).inc()
+            self._series_for(site, event).offered.inc()
         elif name == "AgentConnect":
-            key, info = self._key(site, event)
-            self.answered.labels(*key).inc()
+            s = self._series_for(site, event)
+            s.answered.inc()
             hold = _seconds(event, "HoldTime")
             if hold is not None:
-                self.wait.labels(*key, "answered").observe(hold)
+                s.wait_answered.observe(hold)
                 # app_queue counts "completed within service level" with <= too.
-                if info is not None and hold <= info.servicelevel:
-                    self.answered_in_sl.labels(*key).inc()
+                if s.servicelevel is not None and hold <= s.servicelevel:
+                    s.answered_in_sl.inc()
         elif name == "AgentComplete":
-            key, _ = self._key(site, event)
             talk = _seconds(event, "TalkTime")
             if talk is not None:
-                self.talk.labels(*key).observe(talk)
+                self._series_for(site, event).talk.observe(talk)
         elif name == "QueueCallerAbandon":
-            key, _ = self._key(site, event)
-            self.abandoned.labels(*key).inc()
+            s = self._series_for(site, event)
+            s.abandoned.inc()
             hold = _seconds(event, "HoldTime")
             if hold is not None:
-                self.wait.labels(*key, "abandoned").observe(hold)
+                s.wait_abandoned.observe(hold)
+
+
+@dataclass(frozen=True, slots=True)
+class _QueueSeries:
+    """One queue's KPI series, resolved once (prometheus_client's labels() is slow)."""
+
+    offered: Counter
+    answered: Counter
+    answered_in_sl: Counter
+    abandoned: Counter
+    wait_answered: Histogram
+    wait_abandoned: Histogram
+    talk: Histogram
+    servicelevel: float | None  # seconds; None for the folded "other" series

@@ -42,6 +42,7 @@ class LinkSnapshot:
     action_timeouts: int
     auth_failures: int
     ping_timeouts: int
+    bad_input: int = 0  # AMI lines and messages dropped, framing errors
 
 
 @dataclass(frozen=True, slots=True)
@@ -410,9 +411,16 @@ class _StateCollector(Collector):
         pings = CounterMetricFamily(
             "ccbridge_ami_ping_timeouts", "AMI pings unanswered in time.", labels=["site"]
         )
+        bad = CounterMetricFamily(
+            "ccbridge_ami_bad_input",
+            "AMI input dropped: lines without a colon, messages too large or run together, "
+            "framing errors (each drops the connection).",
+            labels=["site"],
+        )
         for link in links:
             reconnects.add_metric([link.site], link.reconnects)
             timeouts.add_metric([link.site], link.action_timeouts)
             auth.add_metric([link.site], link.auth_failures)
             pings.add_metric([link.site], link.ping_timeouts)
-        yield from (reconnects, timeouts, auth, pings)
+            bad.add_metric([link.site], link.bad_input)
+        yield from (reconnects, timeouts, auth, pings, bad)

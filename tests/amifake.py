@@ -4,7 +4,9 @@ It answers Login, Ping, scripted list actions (QueueStatus, QueueSummary, ...) a
 scripted single replies, pushes events, and can misbehave on demand: ``hang()`` stops
 reading and answering (a SIGSTOPped Asterisk), ``mute(action)`` drops one action's
 replies, ``cut()`` drops every connection, ``stop()`` closes the listener (connections
-refused) and ``start()`` brings it back on the same port.
+refused) and ``start()`` brings it back on the same port. ``push_raw(data)`` writes any
+bytes (garbage, broken framing); ``await stream(chunks)`` writes a long stream at the
+pace the client reads it (flow control), never holding more than one chunk.
 """
 
 from __future__ import annotations
@@ -82,6 +84,26 @@ class FakeAmi:
         for writer, logged_in in self._writers.items():
             if logged_in and not writer.is_closing():
                 writer.write(data)
+
+    def push_raw(self, data: bytes) -> None:
+        """Write ``data`` as is to every logged-in client (nothing while hung)."""
+        if self.hung:
+            return
+        for writer, logged_in in self._writers.items():
+            if logged_in and not writer.is_closing():
+                writer.write(data)
+
+    async def stream(self, chunks: Iterable[bytes]) -> int:
+        """Write ``chunks`` to the one logged-in client, waiting for it to read each
+        (``drain``), so a stream of any length costs one chunk of memory here; returns
+        the bytes written."""
+        (writer,) = [w for w, logged_in in self._writers.items() if logged_in]
+        sent = 0
+        for chunk in chunks:
+            writer.write(chunk)
+            sent += len(chunk)
+            await writer.drain()
+        return sent
 
     def script_list(self, action: str, complete: str | None, events: Iterable[Fields]) -> None:
         """Answer ``action`` with EventList: start, ``events``, then ``complete`` (with

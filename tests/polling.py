@@ -21,3 +21,18 @@ async def until(
             raise AssertionError(f"timed out after {within}s waiting for {what}")
         await asyncio.sleep(interval)
     return time.monotonic() - start
+
+
+def until_sync(
+    predicate: Callable[[], bool],
+    within: float,
+    what: str = "condition",
+    interval: float = 0.05,
+) -> float:
+    """:func:`until` for synchronous fixtures: the same contract, blocking the thread."""
+    start = time.monotonic()
+    while not predicate():
+        if time.monotonic() - start > within:
+            raise AssertionError(f"timed out after {within}s waiting for {what}")
+        time.sleep(interval)
+    return time.monotonic() - start

@@ -58,15 +58,6 @@ class AmiMessage(dict[str, str]):
             _dict_update(self, _first_values(pairs))
             self._pairs = pairs
 
-    @classmethod
-    def _parsed(cls, lines: Iterable[Sequence[str]]) -> AmiMessage:
-        """Build from ``[key, value]`` pairs without Python-level work per field (the hot
-        path); the caller checks for repeats with :meth:`_keep_first`."""
-        msg: AmiMessage = _dict_new(cls)
-        # Each item is one [key, value] list: what dict.update takes at C speed.
-        _dict_update(msg, lines)  # type: ignore[arg-type]
-        return msg
-
     def _keep_first(self, pairs: Sequence[Sequence[str]]) -> None:
         """``pairs`` had a repeated key: keep the first value of each, and all pairs."""
         _dict_clear(self)
@@ -222,13 +213,21 @@ class AmiParser:
             return []
         self._tail = buf[cut + 1 :]
         # Only whole lines are decoded, so a UTF-8 sequence is never split.
-        text = buf[: cut + 1].decode("utf-8", "replace").replace("\r\n", "\n")
+        text = buf[: cut + 1].decode("utf-8", "replace")
         if self._need_banner:
             line, _, text = text.partition("\n")
-            self._take_banner(line)
+            self._take_banner(line.removesuffix("\r"))
         if self._pending:
             text = self._pending + text
-        blocks = text.split("\n\n")
+        # Split on the stream's own line end: replacing every CR LF by LF first cost more
+        # than the rest of the split. Only a stream that mixes the two is normalised.
+        eol = "\n"
+        if "\r" in text:
+            if text.count("\n") == text.count("\r\n"):
+                eol = "\r\n"
+            else:
+                text = text.replace("\r\n", "\n")
+        blocks = text.split(eol + eol)
         self._pending = pending = blocks.pop()
         if len(pending) > max_line:
             if len(pending) > max_message:
@@ -236,28 +235,30 @@ class AmiParser:
             if max(map(len, pending.split("\n"))) > max_line:
                 raise AmiProtocolError(f"line longer than {max_line} bytes")
         out: list[AmiMessage] = []
-        parsed = AmiMessage._parsed
+        new, update = _dict_new, _dict_update
         for block in blocks:
             if self._fields or block.startswith("Response: Follows"):
-                self._slow(block, out)
+                self._slow(block if eol == "\n" else block.replace("\r\n", "\n"), out)
                 continue
-            if not block or block[0] == "\n":
-                block = block.lstrip("\n")  # extra blank lines between messages
+            if not block or block[0] in "\r\n":
+                block = block.lstrip("\r\n")  # extra blank lines between messages
                 if not block:
                     continue
             size = len(block)
             if size > max_message:
                 raise AmiProtocolError(f"message larger than {max_message} bytes")
-            lines = block.split("\n")
+            lines = block.split(eol)
             if size > max_line and max(map(len, lines)) > max_line:
                 raise AmiProtocolError(f"line longer than {max_line} bytes")
             if len(lines) > max_fields:
                 self.dropped += 1  # no event has that many: not worth a dict
                 continue
+            msg: AmiMessage = new(AmiMessage)
             try:
-                msg = parsed(map(str.split, lines, _SEP, _ONE))
+                # Each item is one [key, value] list: what dict.update takes at C speed.
+                update(msg, map(str.split, lines, _SEP, _ONE))  # type: ignore[arg-type]
             except ValueError:  # a line without ": "
-                self._slow(block, out)
+                self._slow(block if eol == "\n" else block.replace("\r\n", "\n"), out)
                 continue
             if len(msg) != len(lines):  # a repeated key: keep every pair
                 pairs = [line.split(": ", 1) for line in lines]

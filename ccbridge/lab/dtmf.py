@@ -67,7 +67,9 @@ def scenario(steps: Sequence[Step], hold_ms: int) -> str:
                 lines.append(_INFO.format(cseq=cseq, key=key))
     lines.append(f'  <pause milliseconds="{int(hold_ms)}"/>')
     template = (SCENARIOS / "ivr_caller.xml").read_text(encoding="utf-8")
-    return template.replace("DTMF_STEPS", "\n".join(lines)).replace("BYE_CSEQ", str(cseq + 1))
+    # The placeholder's own line only: the template's comment names it too.
+    keyed = "\n" + "\n".join(lines) + "\n"
+    return template.replace("\nDTMF_STEPS\n", keyed).replace("BYE_CSEQ", str(cseq + 1))
 
 
 def ivr_call(

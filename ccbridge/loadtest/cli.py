@@ -152,9 +152,5 @@ def cmd_loadtest(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     paths = report.write(plan.out_dir, chart=not args.no_chart)
-    t = report.totals
-    print(
-        f"placed {t['placed']}, successful {t['successful']}, failed {t['failed']} "
-        f"({t['failed_saveable']} saveable); report: {', '.join(map(str, paths.values()))}"
-    )
-    return 0 if t["failed_saveable"] == 0 and t["placed"] > 0 else 1
+    print(f"{report.summary_line()}; report: {', '.join(map(str, paths.values()))}")
+    return 0 if report.passed else 1

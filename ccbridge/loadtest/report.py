@@ -122,6 +122,19 @@ class Report:
     notes: list[str] = field(default_factory=list)
 
     @property
+    def misrouted(self) -> int:
+        """Calls that did not end where the routing engine predicted.
+
+        The distribution's rows are (site, queue) counts, so a call is not traced on its
+        own: each call predicted for a row and missing from it observed went elsewhere
+        (another queue, or no queue at all). SIPp calls it successful all the same when
+        its BYE was answered; it counts against the run.
+        """
+        return sum(
+            max(0, int(str(r["predicted"])) - int(str(r["observed"]))) for r in self.distribution
+        )
+
+    @property
     def totals(self) -> dict[str, int]:
         created, ok, failed = self.series.totals
         saveable = sum(1 for f in self.failed_calls if f.saveable)
@@ -134,7 +147,24 @@ class Report:
             "failed_abandoned_in_queue": abandoned,
             "failed_unsaveable": len(self.failed_calls) - saveable - abandoned,
             "failed_unexplained": max(0, failed - len(self.failed_calls)),
+            "misrouted": self.misrouted,
         }
+
+    @property
+    def passed(self) -> bool:
+        """The run's verdict: calls placed, no failure the bridge could have saved, and
+        every call where the engine said it would go."""
+        t = self.totals
+        return t["placed"] > 0 and t["failed_saveable"] == 0 and t["misrouted"] == 0
+
+    def summary_line(self) -> str:
+        """The one line `ccbridge loadtest` prints: the run's counts and its verdict."""
+        t = self.totals
+        return (
+            f"placed {t['placed']}, successful {t['successful']}, failed {t['failed']} "
+            f"({t['failed_saveable']} saveable), not where predicted {t['misrouted']}: "
+            f"{'PASS' if self.passed else 'FAIL'}"
+        )
 
     @property
     def mean_rate(self) -> float:
@@ -186,11 +216,13 @@ class Report:
             f"Rate {p['rate']} calls/s for {p['duration']} s (ramp {p['ramp']} s), "
             f"talk {p['talk_ms']} ms, {len(self.groups)} caller groups, clock {p['at']}.",
             "",
+            f"**{self.summary_line()}**",
+            "",
             "| placed | successful | failed | saveable failures | abandoned in queue "
-            "| mean / peak calls/s | mean INVITE->200 ms |",
-            "|---:|---:|---:|---:|---:|---:|---:|",
+            "| not where predicted | mean / peak calls/s | mean INVITE->200 ms |",
+            "|---:|---:|---:|---:|---:|---:|---:|---:|",
             f"| {t['placed']} | {t['successful']} | {t['failed']} | {t['failed_saveable']} "
-            f"| {t['failed_abandoned_in_queue']} "
+            f"| {t['failed_abandoned_in_queue']} | {t['misrouted']} "
             f"| {self.mean_rate:.1f} / {self.peak_rate:.0f} | {d['response_ms_mean']} |",
             "",
         ]

@@ -30,7 +30,13 @@ from ccbridge.loadtest.predict import (
 )
 from ccbridge.loadtest.queuelog import QueueLog, QueueStay, abandoned_in_queue
 from ccbridge.loadtest.report import FailedCallReport, Report, bridge_lines_near, classify
-from ccbridge.loadtest.sipp import CARRIER_SCENARIOS, CallerRun, ProcessGroup, group_run
+from ccbridge.loadtest.sipp import (
+    CARRIER_SCENARIOS,
+    CallerRun,
+    ProcessGroup,
+    group_run,
+    ivr_stay_ms,
+)
 from ccbridge.loadtest.stats import StatRow, merge, parse_error_log, read_stat_file
 from ccbridge.loadtest.timeline import Fault
 from ccbridge.routing.engine import Router
@@ -98,6 +104,11 @@ class QueueJoins:
             await link.stop()
 
 
+def stay_s(plan: LoadPlan, g: CallerGroup) -> float:
+    """Seconds a caller of ``g`` stays after the answer: an IVR caller keys and queues first."""
+    return (ivr_stay_ms(g.digits, plan.talk_ms) if g.digits else plan.talk_ms) / 1000
+
+
 def _progress_line(t: float, runs: list[CallerRun], rate: float, faults: int, n: int) -> str:
     rows = [read_stat_file(r.stat_file) for r in runs]
     created = sum(r[-1].created for r in rows if r)
@@ -121,7 +132,8 @@ async def run(setup: Setup, progress: Progress = print) -> Report:
     for old in [*sipp_dir.glob("*.csv"), *sipp_dir.glob("*.log"), *sipp_dir.glob("*.xml")]:
         old.unlink()
     at = plan.at or (EVERY_SITE_OPEN if lab is not None else datetime.now(UTC))
-    keep_for = plan.duration + plan.talk_ms / 1000 + 180  # every UAS bounded in time
+    longest_stay = max(stay_s(plan, g) for g in plan.groups)
+    keep_for = plan.duration + longest_stay + 180  # every UAS bounded in time
     callers = ProcessGroup()
     agents: dict[str, Agent] = {}
     carriers: dict[str, Agent] = {}
@@ -173,7 +185,7 @@ async def run(setup: Setup, progress: Progress = print) -> Report:
                 limit=plan.group_limit(g),
                 talk_ms=plan.talk_ms,
                 ramp=plan.ramp,
-                max_seconds=plan.duration + plan.talk_ms / 1000 + 40,
+                max_seconds=plan.duration + stay_s(plan, g) + 40,
                 out=sipp_dir,
             )
             for i, g in enumerate(plan.groups)

@@ -9,10 +9,10 @@ import signal
 from dataclasses import dataclass
 from pathlib import Path
 
+from ccbridge.lab import dtmf
 from ccbridge.lab.sipp import SCENARIOS, caller_command
 from ccbridge.loadtest.options import CallerGroup
 
-DTMF_PCAPS = Path("/usr/share/sip-tester")
 FIRST_CALLER_PORT = 6300  # agents use 7000+, tests' callers 6100-6299
 CARRIER_SCENARIOS = {
     "answer": "carrier_answer.xml",
@@ -22,30 +22,40 @@ CARRIER_SCENARIOS = {
 }
 RAMP_MIN_RATE = 2.0  # calls/s a group needs for SIPp to ramp it (see caller_argv)
 RECV_TIMEOUT_MS = 32_000  # a caller waiting longer than this for a response fails
-_PCAP_NAMES = {"*": "star", "#": "pound"}
+# An IVR caller keys its first digit this long after the answer, the next ones this far
+# apart: each digit cuts the menu's prompt short (Background), so this paces a caller.
+DTMF_FIRST_MS = 1500
+DTMF_GAP_MS = 1200
+# After its last digit an IVR caller stays this long before its talk time starts: the
+# menu's choice, the route AGI and Queue() take well under a second on the lab; the run
+# checks over AMI that every call joined the predicted queue (report.misrouted).
+QUEUE_ALLOWANCE_MS = 3000
 
 
-def dtmf_steps(digits: str, first_ms: int = 1500, gap_ms: int = 1200) -> str:
-    """SIPp scenario steps keying ``digits`` as RFC 2833 events, the first after ``first_ms``.
+def dtmf_steps(digits: str) -> list[dtmf.Step]:
+    """The IVR caller's keys: one SIP INFO each, paced by DTMF_FIRST_MS and DTMF_GAP_MS.
 
-    The pause before each digit lets the IVR play its prompt; pcap play needs root.
+    Not RFC 2833: SIPp replays the same capture for every key, so Asterisk drops a second
+    event with the same RTP timestamp as a duplicate and a "11" caller keyed one digit.
     """
-    steps = []
-    for i, d in enumerate(digits):
-        name = _PCAP_NAMES.get(d, d)
-        steps.append(f'  <pause milliseconds="{first_ms if i == 0 else gap_ms}"/>')
-        steps.append(
-            f'  <nop><action><exec play_pcap_audio="{DTMF_PCAPS}/dtmf_2833_{name}.pcap"/>'
-            "</action></nop>"
-        )
-    return "\n".join(steps)
+    return [(DTMF_FIRST_MS if i == 0 else DTMF_GAP_MS, d, "info") for i, d in enumerate(digits)]
 
 
-def dtmf_scenario(digits: str, out: Path) -> Path:
-    """Write the DTMF caller for ``digits`` into ``out``; returns its path."""
-    text = (SCENARIOS / "loadtest_dtmf_caller.xml").read_text()
+def ivr_stay_ms(digits: str, talk_ms: int) -> int:
+    """How long an IVR caller stays after the answer: its digits, being queued, talking.
+
+    The talk time alone (the load test's default of 1 s) hung up before the menu had
+    taken the second digit: every IVR call of a run ended before reaching a queue.
+    """
+    keyed = sum(pause for pause, *_ in dtmf_steps(digits))
+    return keyed + QUEUE_ALLOWANCE_MS + talk_ms
+
+
+def dtmf_scenario(digits: str, out: Path, talk_ms: int) -> Path:
+    """Write the IVR caller for ``digits`` into ``out``; returns its path."""
+    text = dtmf.scenario(dtmf_steps(digits), hold_ms=QUEUE_ALLOWANCE_MS + talk_ms)
     path = out / f"loadtest_dtmf_{digits.replace('*', 's').replace('#', 'p')}.xml"
-    path.write_text(text.replace("\nLOADTEST_DTMF\n", "\n" + dtmf_steps(digits) + "\n"))
+    path.write_text(text)
     return path
 
 
@@ -117,7 +127,9 @@ def group_run(
     max_seconds: float,
     out: Path,
 ) -> CallerRun:
-    scenario = dtmf_scenario(group.digits, out) if group.digits else SCENARIOS / "caller.xml"
+    scenario = (
+        dtmf_scenario(group.digits, out, talk_ms) if group.digits else SCENARIOS / "caller.xml"
+    )
     name = f"g{index:02d}"
     stat, err = out / f"{name}.stat.csv", out / f"{name}.errors.log"
     argv = caller_argv(

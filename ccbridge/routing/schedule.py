@@ -36,7 +36,7 @@ class OpenState:
     """Whether a schedule is open, and the rule that decided it."""
 
     open: bool
-    reason: str  # 'open' | 'special_hours' when open; a Skip when closed
+    reason: str  # 'open' | 'special_hours' when open; always a Skip when closed
 
 
 def _calendar(country: str, subdiv: str | None) -> Any:

@@ -1,13 +1,14 @@
 """Live queue and site state as frozen snapshots, and the reducer that AMI events drive.
 
 Design: persistent immutable updates. Every function here returns a new ``LiveState``
-and never mutates its input; an update copies only the path it touches: the one
-``QueueLoad``, the changed site's ``queues`` dict (about ten entries) and, for member
-events, that site's ``members`` dict (a few hundred entries), then the ``sites`` dict.
-Everything else is shared with the previous snapshot, so readers (the router, the HTTP
-API, metrics collectors) can hold any snapshot without locks. Measured at well above
-the 20k events/s the bridge needs (see tests/bench/bench_decide.py, which reports it);
-the mappings are plain dicts typed as ``Mapping``: treat them as read-only.
+and never mutates its input. The site, queue and member maps are ``immutables.Map``s
+(hash array mapped tries, the structure CPython's contextvars use): setting one key
+returns a new map sharing everything else, in time that does not grow with the number
+of entries (log32 of it). So an event costs the same with 100 agents or 10,000, where a
+copied dict (the previous design) cost a copy of every member of the site per member
+event. Readers (the router, the HTTP API, metrics collectors) can hold any snapshot
+without locks; the mappings are typed as read-only ``Mapping``. Plain dicts given in
+(tests build states by hand) are turned into maps on their first update.
 
 Times (``now``, ``up_since``, ``since``) are POSIX seconds (``time.time()`` or the
 bridge's fixed clock) passed in by the caller, never read here, so the router can
@@ -23,6 +24,14 @@ Counting follows app_queue's QueueSummary: a member is *logged in* unless its de
 state is INVALID (4) or UNAVAILABLE (5); it is *available* when logged in, not paused,
 and NOT_INUSE (1) or UNKNOWN (0). UNKNOWN counts as available because Asterisk itself
 rings such members (devices without state reporting stay UNKNOWN forever).
+
+The event path calls ``apply_event`` once per event, so its new snapshots are built by
+``_evolve``: a copy of the old object's ``__dict__`` with the changed fields, put in a
+new instance. A frozen dataclass's ``__init__`` (or ``dataclasses.replace``) sets every
+field through ``object.__setattr__``, four times slower; for that the queue, site and
+state classes have no ``__slots__`` (there are few of them). ``Member``s keep theirs:
+there are as many as memberships, and small slotted objects keep the cost per event flat
+with 10,000 agents. Instances are as frozen as before: nothing else writes their dicts.
 """
 
 from __future__ import annotations
@@ -30,6 +39,9 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
+from typing import NamedTuple, TypeVar
+
+from immutables import Map
 
 __all__ = [
     "DEFAULT_HANDLE_TIME",
@@ -61,9 +73,11 @@ DEFAULT_HANDLE_TIME = 180.0  # seconds, used until the queue has reported a talk
 EWMA_ALPHA = 0.25  # the weight app_queue gives a new sample in its own hold/talk averages
 
 
-@dataclass(frozen=True, slots=True)
-class Member:
-    """One queue member (agent) in one queue."""
+class Member(NamedTuple):
+    """One queue member (agent) in one queue.
+
+    A named tuple rather than a frozen dataclass: the reducer makes one per member event
+    and a tuple is built at C speed, a frozen dataclass by six ``object.__setattr__``."""
 
     name: str
     interface: str
@@ -89,7 +103,7 @@ class Caller:
     since: float
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class QueueLoad:
     """Counts and averages for one queue at one site."""
 
@@ -117,15 +131,15 @@ Queues = Mapping[str, QueueLoad]
 Members = Mapping[tuple[str, str], Member]  # (queue, interface) -> member
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class SyncBuffer:
     """Queue data collected from a QueueStatus reply that is still arriving."""
 
-    queues: Queues = field(default_factory=dict)
-    members: Members = field(default_factory=dict)
+    queues: Queues = field(default_factory=Map)
+    members: Members = field(default_factory=Map)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class SiteState:
     """One Asterisk site as the bridge sees it over AMI."""
 
@@ -134,16 +148,16 @@ class SiteState:
     drained: bool = False
     up_since: float | None = None
     synced: bool = False  # a full QueueStatus sync completed since the site came up
-    queues: Queues = field(default_factory=dict)
-    members: Members = field(default_factory=dict)
+    queues: Queues = field(default_factory=Map)
+    members: Members = field(default_factory=Map)
     pending: SyncBuffer | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class LiveState:
     """Everything the router needs to know about the present."""
 
-    sites: Mapping[str, SiteState] = field(default_factory=dict)
+    sites: Mapping[str, SiteState] = field(default_factory=Map)
     synced: bool = False  # every site that is up has completed a sync
     sticky: Mapping[tuple[str, str], str] = field(default_factory=dict)
     unhealthy_trunks: frozenset[str] = frozenset()
@@ -151,7 +165,7 @@ class LiveState:
 
 def initial_state(site_names: Iterable[str]) -> LiveState:
     """All sites down and unsynced."""
-    return LiveState(sites={n: SiteState(n) for n in site_names})
+    return LiveState(sites=Map({n: SiteState(n) for n in site_names}))
 
 
 def ewt(q: QueueLoad | None) -> float:
@@ -167,6 +181,33 @@ def ewt(q: QueueLoad | None) -> float:
 # --- site-level transitions -------------------------------------------------------------
 
 
+_K = TypeVar("_K")
+_V = TypeVar("_V")
+_T = TypeVar("_T")
+
+_new = object.__new__
+_set = object.__setattr__
+_tuple_new = tuple.__new__
+
+
+def _evolve(obj: _T, fields: dict[str, object]) -> _T:
+    """A new instance of ``obj``'s frozen dataclass holding ``fields``: a copy of
+    ``obj.__dict__`` with some values changed (the hot path's ``replace``)."""
+    new = _new(type(obj))
+    _set(new, "__dict__", fields)
+    return new
+
+
+def _as_map(m: Mapping[_K, _V]) -> Map[_K, _V]:
+    return m if type(m) is Map else Map(m)
+
+
+def _with_site(state: LiveState, s: SiteState) -> LiveState:
+    fields = state.__dict__.copy()
+    fields["sites"] = _as_map(state.sites).set(s.name, s)
+    return _evolve(state, fields)
+
+
 def _site(state: LiveState, site: str) -> SiteState:
     s = state.sites.get(site)
     return s if s is not None else SiteState(site)
@@ -177,8 +218,7 @@ def _all_synced(sites: Mapping[str, SiteState]) -> bool:
 
 
 def _put_site(state: LiveState, s: SiteState, resync: bool = False) -> LiveState:
-    sites = dict(state.sites)
-    sites[s.name] = s
+    sites = _as_map(state.sites).set(s.name, s)
     synced = _all_synced(sites) if resync else state.synced
     return LiveState(sites, synced, state.sticky, state.unhealthy_trunks)
 
@@ -234,46 +274,68 @@ def set_sticky(state: LiveState, service: str, language: str, site: str) -> Live
 
 # --- event handlers: (queues, members, event, now) -> new pair, or None if unchanged -----
 
-_Pair = tuple[Queues, Members]
-_Handler = Callable[[_Pair, Mapping[str, str], float], _Pair | None]
+_Pair = tuple[Map[str, QueueLoad], Map[tuple[str, str], Member]]
+_Handler = Callable[
+    [Map[str, QueueLoad], Map[tuple[str, str], Member], Mapping[str, str], float], _Pair | None
+]
 _QueueUpdate = Callable[[QueueLoad, Mapping[str, str], float], QueueLoad | None]
 
 
 def _int(ev: Mapping[str, str], key: str, default: int = 0) -> int:
+    v = ev.get(key)
+    if v is None:
+        return default
     try:
-        return int(ev[key])
-    except (KeyError, ValueError):
+        return int(v)
+    except ValueError:
         return default
 
 
 def _float(ev: Mapping[str, str], key: str) -> float | None:
-    try:
-        return float(ev[key])
-    except (KeyError, ValueError):
+    v = ev.get(key)
+    if v is None:
         return None
+    try:
+        return float(v)
+    except ValueError:
+        return None
+
+
+_TRUE = frozenset({"1", "true", "yes", "on"})
 
 
 def _bool(ev: Mapping[str, str], key: str, default: bool) -> bool:
     v = ev.get(key)
     if v is None:
         return default
-    return v.strip().lower() in ("1", "true", "yes", "on")
+    if v == "0":  # what Asterisk sends, the common case
+        return False
+    return v.strip().lower() in _TRUE
 
 
 def _ewma(avg: float, sample: float) -> float:
     return sample if avg <= 0.0 else avg + EWMA_ALPHA * (sample - avg)
 
 
-def _with_queue(queues: Queues, name: str, q: QueueLoad) -> Queues:
-    out = dict(queues)
-    out[name] = q
-    return out
+def _counts(m: Member | None) -> tuple[int, int, int, int]:
+    """(count, logged in, available, paused) that member ``m`` adds to its queue."""
+    if m is None:
+        return 0, 0, 0, 0
+    if m.status in _NOT_LOGGED_IN:
+        return 1, 0, 0, 0
+    if m.paused:
+        return 1, 1, 0, 1
+    return 1, 1, (1 if m.status in _FREE else 0), 0
 
 
 def _member_update(
-    pair: _Pair, ev: Mapping[str, str], name_key: str, iface_key: str, removed: bool
+    queues: Map[str, QueueLoad],
+    members: Map[tuple[str, str], Member],
+    ev: Mapping[str, str],
+    name_key: str,
+    iface_key: str,
+    removed: bool,
 ) -> _Pair | None:
-    queues, members = pair
     qname = ev.get("Queue")
     iface = ev.get(iface_key) or ev.get(name_key)
     if not qname or not iface:
@@ -282,81 +344,96 @@ def _member_update(
     old = members.get(key)
     new: Member | None
     if removed:
+        if old is None:
+            return None
         new = None
-    elif old is None:
-        new = Member(
-            name=ev.get(name_key) or iface,
-            interface=iface,
-            status=_int(ev, "Status", UNKNOWN),
-            paused=_bool(ev, "Paused", False),
-            in_call=_bool(ev, "InCall", False),
-            penalty=_int(ev, "Penalty", 0),
-        )
     else:
-        # QueueMemberPause and friends may omit fields: keep what we knew.
-        new = Member(
-            name=ev.get(name_key) or old.name,
-            interface=iface,
-            status=_int(ev, "Status", old.status),
-            paused=_bool(ev, "Paused", old.paused),
-            in_call=_bool(ev, "InCall", old.in_call),
-            penalty=_int(ev, "Penalty", old.penalty),
-        )
-    if new == old:
-        return None
+        # Written out for the event path; QueueMemberPause and friends may omit fields:
+        # keep what we knew.
+        if old is None:
+            name, status, paused, in_call, penalty = ev.get(name_key) or iface, 0, False, False, 0
+        else:
+            name = ev.get(name_key) or old.name
+            status, paused, in_call, penalty = old.status, old.paused, old.in_call, old.penalty
+        v = ev.get("Status")
+        if v is not None:
+            status = int(v) if v.isdecimal() else _int(ev, "Status", status)
+        v = ev.get("Paused")
+        if v is not None:
+            paused = False if v == "0" else _bool(ev, "Paused", paused)
+        v = ev.get("InCall")
+        if v is not None:
+            in_call = False if v == "0" else (True if v == "1" else _bool(ev, "InCall", in_call))
+        v = ev.get("Penalty")
+        if v is not None:
+            penalty = int(v) if v.isdecimal() else _int(ev, "Penalty", penalty)
+        if (
+            old is not None
+            and name == old.name
+            and status == old.status
+            and paused == old.paused
+            and in_call == old.in_call
+            and penalty == old.penalty
+        ):
+            return None
+        new = _tuple_new(Member, (name, iface, status, paused, in_call, penalty))
     q = queues.get(qname, EMPTY_QUEUE)
-    d_count = d_logged = d_avail = d_paused = 0
-    for m, sign in ((old, -1), (new, 1)):
-        if m is None:
-            continue
-        d_count += sign
-        if m.status not in _NOT_LOGGED_IN:
-            d_logged += sign
-            if m.paused:
-                d_paused += sign
-            elif m.status in _FREE:
-                d_avail += sign
-    q = replace(
-        q,
-        member_count=q.member_count + d_count,
-        logged_in=q.logged_in + d_logged,
-        available=q.available + d_avail,
-        paused=q.paused + d_paused,
-    )
-    out = dict(members)
-    if new is None:
-        out.pop(key, None)
-    else:
-        out[key] = new
-    return _with_queue(queues, qname, q), out
+    c0, l0, a0, p0 = _counts(old)
+    c1, l1, a1, p1 = _counts(new)
+    qf = q.__dict__.copy()
+    qf["logged_in"] = q.logged_in + l1 - l0
+    qf["available"] = q.available + a1 - a0
+    qf["paused"] = q.paused + p1 - p0
+    qf["member_count"] = q.member_count + c1 - c0
+    out = members.delete(key) if new is None else members.set(key, new)
+    return queues.set(qname, _evolve(q, qf)), out
 
 
-def _member_event(pair: _Pair, ev: Mapping[str, str], now: float) -> _Pair | None:
-    return _member_update(pair, ev, "MemberName", "Interface", removed=False)
+def _member_event(
+    queues: Map[str, QueueLoad],
+    members: Map[tuple[str, str], Member],
+    ev: Mapping[str, str],
+    now: float,
+) -> _Pair | None:
+    return _member_update(queues, members, ev, "MemberName", "Interface", removed=False)
 
 
-def _member_removed(pair: _Pair, ev: Mapping[str, str], now: float) -> _Pair | None:
-    return _member_update(pair, ev, "MemberName", "Interface", removed=True)
+def _member_removed(
+    queues: Map[str, QueueLoad],
+    members: Map[tuple[str, str], Member],
+    ev: Mapping[str, str],
+    now: float,
+) -> _Pair | None:
+    return _member_update(queues, members, ev, "MemberName", "Interface", removed=True)
 
 
-def _status_member(pair: _Pair, ev: Mapping[str, str], now: float) -> _Pair | None:
+def _status_member(
+    queues: Map[str, QueueLoad],
+    members: Map[tuple[str, str], Member],
+    ev: Mapping[str, str],
+    now: float,
+) -> _Pair | None:
     # QueueStatus list replies name the member Name/Location, unlike the events.
-    return _member_update(pair, ev, "Name", "Location", removed=False)
+    return _member_update(queues, members, ev, "Name", "Location", removed=False)
 
 
 def _per_queue(update: _QueueUpdate) -> _Handler:
     """A handler for an event about one queue: ``update`` gets that queue (empty if not
     seen yet) and returns its new load, or None if the event changes nothing."""
 
-    def handle(pair: _Pair, ev: Mapping[str, str], now: float) -> _Pair | None:
-        queues, members = pair
+    def handle(
+        queues: Map[str, QueueLoad],
+        members: Map[tuple[str, str], Member],
+        ev: Mapping[str, str],
+        now: float,
+    ) -> _Pair | None:
         qname = ev.get("Queue")
         if not qname:
             return None
         q = update(queues.get(qname, EMPTY_QUEUE), ev, now)
         if q is None:
             return None
-        return _with_queue(queues, qname, q), members
+        return queues.set(qname, q), members
 
     return handle
 
@@ -412,10 +489,15 @@ def _queue_summary(q: QueueLoad, ev: Mapping[str, str], now: float) -> QueueLoad
 @_per_queue
 def _caller_join(q: QueueLoad, ev: Mapping[str, str], now: float) -> QueueLoad | None:
     pos = _int(ev, "Position", len(q.callers) + 1)
-    callers = list(q.callers)
-    callers.insert(max(pos - 1, 0), Caller(ev.get("Uniqueid", ""), now))
-    waiting = _int(ev, "Count", q.waiting + 1)
-    return replace(q, callers=tuple(callers), waiting=waiting, longest_wait_since=callers[0].since)
+    caller = Caller(ev.get("Uniqueid", ""), now)
+    old = q.callers
+    at = max(pos - 1, 0)
+    callers = (*old, caller) if at >= len(old) else (*old[:at], caller, *old[at:])
+    fields = q.__dict__.copy()
+    fields["waiting"] = _int(ev, "Count", q.waiting + 1)
+    fields["callers"] = callers
+    fields["longest_wait_since"] = callers[0].since
+    return _evolve(q, fields)
 
 
 @_per_queue
@@ -432,7 +514,11 @@ def _caller_leave(q: QueueLoad, ev: Mapping[str, str], now: float) -> QueueLoad 
         longest: float | None = callers[0].since
     else:
         longest = q.longest_wait_since if waiting else None
-    return replace(q, callers=tuple(callers), waiting=waiting, longest_wait_since=longest)
+    fields = q.__dict__.copy()
+    fields["waiting"] = waiting
+    fields["callers"] = tuple(callers)
+    fields["longest_wait_since"] = longest
+    return _evolve(q, fields)
 
 
 @_per_queue
@@ -444,7 +530,11 @@ def _caller_abandon(q: QueueLoad, ev: Mapping[str, str], now: float) -> QueueLoa
 @_per_queue
 def _agent_connect(q: QueueLoad, ev: Mapping[str, str], now: float) -> QueueLoad | None:
     hold = _float(ev, "HoldTime")
-    return None if hold is None else replace(q, avg_hold=_ewma(q.avg_hold, hold))
+    if hold is None:
+        return None
+    fields = q.__dict__.copy()
+    fields["avg_hold"] = _ewma(q.avg_hold, hold)
+    return _evolve(q, fields)
 
 
 @_per_queue
@@ -452,16 +542,19 @@ def _agent_complete(q: QueueLoad, ev: Mapping[str, str], now: float) -> QueueLoa
     talk = _float(ev, "TalkTime")
     if talk is None:
         return None
-    return replace(q, avg_talk=_ewma(q.avg_talk, talk), completed=q.completed + 1)
+    fields = q.__dict__.copy()
+    fields["avg_talk"] = _ewma(q.avg_talk, talk)
+    fields["completed"] = q.completed + 1
+    return _evolve(q, fields)
 
 
 # Items of a QueueStatus reply: go to the sync buffer while a sync is in progress.
-_SYNC_HANDLERS = {
+_SYNC_HANDLERS: dict[str, _Handler] = {
     "QueueParams": _queue_params,
     "QueueMember": _status_member,
     "QueueEntry": _queue_entry,
 }
-_LIVE_HANDLERS = {
+_LIVE_HANDLERS: dict[str, _Handler] = {
     "QueueSummary": _queue_summary,
     "QueueCallerJoin": _caller_join,
     "QueueCallerLeave": _caller_leave,
@@ -484,29 +577,60 @@ def apply_event(state: LiveState, site: str, event: Mapping[str, str], now: floa
 
     Unknown events return ``state`` itself, so callers can test ``new is old`` cheaply.
     """
-    name = event.get("Event", "")
-    sync = _SYNC_HANDLERS.get(name)
-    if sync is not None:
-        s = _site(state, site)
-        if s.pending is not None:
-            got = sync((s.pending.queues, s.pending.members), event, now)
-            if got is None:
-                return state
-            return _put_site(state, replace(s, pending=SyncBuffer(got[0], got[1])))
-        handler = sync  # a list item outside begin_sync/complete_sync: merge into live data
-    elif name == "QueueStatusComplete":
-        return complete_sync(state, site)
-    else:
-        found = _LIVE_HANDLERS.get(name)
-        if found is None:
-            return state
-        handler = found
-        s = _site(state, site)
-    got = handler((s.queues, s.members), event, now)
+    handler = _LIVE_HANDLERS.get(event.get("Event", ""))
+    if handler is None:
+        return _apply_list_item(state, site, event, now)
+    # The hot path, written out: _evolve twice and _as_map three times, inlined.
+    sites = state.sites
+    if type(sites) is not Map:
+        sites = Map(sites)
+    s = sites.get(site)
+    if s is None:
+        s = SiteState(site)
+    queues, members = s.queues, s.members
+    got = handler(
+        queues if type(queues) is Map else Map(queues),
+        members if type(members) is Map else Map(members),
+        event,
+        now,
+    )
     if got is None:
         return state
-    queues, members = got
-    return _put_site(state, replace(s, queues=queues, members=members))
+    fields = s.__dict__.copy()
+    fields["queues"], fields["members"] = got
+    new_site = _new(SiteState)
+    _set(new_site, "__dict__", fields)
+    fields = state.__dict__.copy()
+    fields["sites"] = sites.set(site, new_site)
+    new_state = _new(LiveState)
+    _set(new_state, "__dict__", fields)
+    return new_state
+
+
+def _apply_list_item(
+    state: LiveState, site: str, event: Mapping[str, str], now: float
+) -> LiveState:
+    """The items of a QueueStatus reply, and its end; anything else changes nothing."""
+    name = event.get("Event", "")
+    sync = _SYNC_HANDLERS.get(name)
+    if sync is None:
+        return complete_sync(state, site) if name == "QueueStatusComplete" else state
+    s = _site(state, site)
+    pending = s.pending
+    if pending is None:
+        # A list item outside begin_sync/complete_sync: merge into live data.
+        got = sync(_as_map(s.queues), _as_map(s.members), event, now)
+        if got is None:
+            return state
+        fields = s.__dict__.copy()
+        fields["queues"], fields["members"] = got
+        return _with_site(state, _evolve(s, fields))
+    got = sync(_as_map(pending.queues), _as_map(pending.members), event, now)
+    if got is None:
+        return state
+    fields = s.__dict__.copy()
+    fields["pending"] = SyncBuffer(got[0], got[1])
+    return _with_site(state, _evolve(s, fields))
 
 
 def apply_events(

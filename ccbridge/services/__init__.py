@@ -9,8 +9,17 @@ from ccbridge.services.calls import CallService
 from ccbridge.services.errors import ServiceError
 from ccbridge.services.ports import Runtime
 from ccbridge.services.sites import SiteService
+from ccbridge.services.staffing import StaffingService
 
-__all__ = ["AgentService", "CallService", "Runtime", "ServiceError", "Services", "SiteService"]
+__all__ = [
+    "AgentService",
+    "CallService",
+    "Runtime",
+    "ServiceError",
+    "Services",
+    "SiteService",
+    "StaffingService",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,7 +29,13 @@ class Services:
     sites: SiteService
     agents: AgentService
     calls: CallService
+    staffing: StaffingService
 
     @classmethod
     def over(cls, runtime: Runtime) -> Services:
-        return cls(SiteService(runtime), AgentService(runtime), CallService(runtime))
+        return cls(
+            SiteService(runtime),
+            AgentService(runtime),
+            CallService(runtime),
+            StaffingService(runtime),
+        )

@@ -14,7 +14,7 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from panoramisk.ami_protocol import AMIProtocol
@@ -82,10 +82,17 @@ def generate_stream(
 ) -> tuple[bytes, int]:
     """A banner then ``calls`` queue calls, 7 events each, over ``agents`` agents in
     ``queues`` queues; returns ``(stream, event_count)``. Deterministic for a seed."""
+    parts = [event for call in iter_calls(calls, agents, queues, seed) for event in call]
+    return BANNER + "".join(parts).encode(), calls * 7
+
+
+def iter_calls(
+    calls: int, agents: int = 1_000, queues: int = 200, seed: int = 7
+) -> Iterator[tuple[str, ...]]:
+    """The 7 events of each call in turn, as wire text (generate_stream's, lazily)."""
     rng = random.Random(seed)
     names = queue_names(queues)
     now = 1_760_000_000
-    parts: list[str] = []
     for call in range(calls):
         index = rng.randrange(agents)
         queue = names[rng.choice(home_queues(index, queues))]
@@ -97,29 +104,22 @@ def generate_stream(
         who = _snapshot("", chan, "6", caller, "Caller", uid)
         dest = _snapshot("Dest", agent_chan, "6", str(agent), f"Agent {agent}", f"{uid}1")
         hold, talk = rng.randrange(1, 120), rng.randrange(20, 600)
-        parts.append(
+        yield (
             f"Event: QueueCallerJoin\r\nPrivilege: agent,all\r\n{who}Queue: {queue}\r\n"
-            f"Position: 1\r\nCount: {rng.randrange(1, 9)}\r\n\r\n"
-        )
-        parts.append(_member_status(queue, agent, 6, 0, now))
-        parts.append(
+            f"Position: 1\r\nCount: {rng.randrange(1, 9)}\r\n\r\n",
+            _member_status(queue, agent, 6, 0, now),
             f"Event: AgentConnect\r\nPrivilege: agent,all\r\n{who}{dest}Queue: {queue}\r\n"
             f"MemberName: Agent {agent}\r\nInterface: PJSIP/agent{agent}\r\n"
-            f"RingTime: {rng.randrange(1, 15)}\r\nHoldTime: {hold}\r\n\r\n"
-        )
-        parts.append(
+            f"RingTime: {rng.randrange(1, 15)}\r\nHoldTime: {hold}\r\n\r\n",
             f"Event: QueueCallerLeave\r\nPrivilege: agent,all\r\n{who}Queue: {queue}\r\n"
-            f"Count: {rng.randrange(0, 8)}\r\nPosition: 1\r\n\r\n"
-        )
-        parts.append(_member_status(queue, agent, 2, 1, now))
-        parts.append(
+            f"Count: {rng.randrange(0, 8)}\r\nPosition: 1\r\n\r\n",
+            _member_status(queue, agent, 2, 1, now),
             f"Event: AgentComplete\r\nPrivilege: agent,all\r\n{who}{dest}Queue: {queue}\r\n"
             f"MemberName: Agent {agent}\r\nInterface: PJSIP/agent{agent}\r\n"
             f"HoldTime: {hold}\r\nTalkTime: {talk}\r\n"
-            f"Reason: {rng.choice(('caller', 'agent', 'transfer'))}\r\n\r\n"
+            f"Reason: {rng.choice(('caller', 'agent', 'transfer'))}\r\n\r\n",
+            _member_status(queue, agent, 1, 0, now),
         )
-        parts.append(_member_status(queue, agent, 1, 0, now))
-    return BANNER + "".join(parts).encode(), calls * 7
 
 
 def chunks_of(stream: bytes, size: int = CHUNK) -> list[bytes]:

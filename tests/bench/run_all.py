@@ -94,6 +94,15 @@ def benches(quick: bool, soak_minutes: float, out: Path) -> list[Bench]:
             ),
         ),
         Bench(
+            "decide",
+            _py("tests.bench.bench_decide", "--seconds", "3" if quick else "10", *j("decide")),
+            lambda r: (
+                f"{r['memo_hit']['per_s']:,} decisions/s, p50 {r['memo_hit']['p50_us']:.1f} us, "
+                f"p99 {r['memo_hit']['p99_us']:.1f} us (>= 50,000/s); schedule memo misses "
+                f"{r['memo_miss']['per_s']:,}/s"
+            ),
+        ),
+        Bench(
             "memory",
             _py("tests.bench.bench_memory", "--minutes", str(3 if quick else soak_minutes))
             + j("memory"),
@@ -114,7 +123,7 @@ def benches(quick: bool, soak_minutes: float, out: Path) -> list[Bench]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     ap.add_argument("--quick", action="store_true", default=os.environ.get("BENCH_QUICK") == "1")
-    ap.add_argument("--only", help="comma-separated: e2e,fastagi,ami,memory,soak")
+    ap.add_argument("--only", help="comma-separated: e2e,fastagi,ami,decide,memory,soak")
     ap.add_argument("--out", default=str(default_lab_dir() / "bench"))
     args = ap.parse_args(argv)
     soak_minutes = float(os.environ.get("BENCH_SOAK_MINUTES", "30"))

@@ -11,7 +11,7 @@ import contextlib
 import fcntl
 import os
 import shutil
-import time
+import socket
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from datetime import datetime
 from pathlib import Path
@@ -25,7 +25,7 @@ from ccbridge.config import Config, load_config
 from ccbridge.lab.secrets import ensure_lab_secrets
 from ccbridge.lab.sipp import Agent, start_member_agents
 from ccbridge.lab.sites import REPO_ROOT, Lab
-from tests.polling import until
+from tests.polling import until, until_sync
 
 LAB_CONFIG = REPO_ROOT / "examples" / "lab.yaml"
 LOCK_FILE = Path("/tmp/ccbridge-lab.lock")
@@ -58,13 +58,27 @@ def lab(lab_config: Config) -> Iterator[Lab]:
             lab.down()
 
 
+def udp_port_taken(host: str, port: int) -> bool:
+    """True once something (a SIPp UAS) has bound ``host:port``: our bind is refused."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
 @pytest.fixture(scope="session")
 def agents(lab: Lab) -> Iterator[dict[str, Agent]]:
     """A SIPp UAS for every configured agent, answering for the whole session."""
     # identity_log: what each phone was shown as the caller (callback tests read it).
     by_contact = start_member_agents(lab.config, 1800, lab.log_dir, identity_log=True)
     started = {a.name: by_contact[a.contact] for site in lab.config.sites for a in site.agents}
-    time.sleep(0.3)
+    until_sync(
+        lambda: all(udp_port_taken(a.host, a.port) for a in by_contact.values()),
+        5,
+        "every SIPp agent listening on its port",
+    )
     try:
         yield started
     finally:

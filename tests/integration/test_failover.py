@@ -20,6 +20,7 @@ from ccbridge.config.model import Number, NumberKind
 from ccbridge.lab.demo import BridgeProcess
 from ccbridge.lab.sipp import Agent, CallResult, place_calls
 from ccbridge.lab.sites import Lab
+from ccbridge.routing.engine import CallRequest
 from ccbridge.routing.trunks import Breaker, BreakerPolicy, at
 from tests.integration.conftest import LAB_CONFIG, AmiRecorder, BridgeFactory
 from tests.polling import until
@@ -210,8 +211,12 @@ async def test_site_killed_mid_load_moves_calls_and_takes_them_back_after_holdof
         r0 = await calls(DHAKA_HOME, ENGLISH, 1)
         assert r0.ok and _joins(ami, "dhaka") == 1  # home site first
 
+        load_mark = len(ami.events)
         load = asyncio.create_task(calls(DHAKA_HOME, ENGLISH, 16, rate=4, port=6190))
-        await asyncio.sleep(1.5)
+        # Kill dhaka mid-load: once the load has calls queued there.
+        await until(
+            lambda: _joins(ami, "dhaka", load_mark) >= 2, 10, "load calls at dhaka", interval=POLL
+        )
         killed = time.monotonic()
         lab.signal_site(dhaka, signal.SIGKILL)
         detect = await until(
@@ -234,7 +239,14 @@ async def test_site_killed_mid_load_moves_calls_and_takes_them_back_after_holdof
         back_mark = len(ami.events)
         r3 = await calls(DHAKA_HOME, ENGLISH, 2, port=6210)  # within the 3 s hold-off
         assert r3.ok and _joins(ami, "dhaka", back_mark) == 0
-        await asyncio.sleep(3.2)
+        # The hold-off over: the bridge's own router sends the number home again.
+        back = CallRequest(DHAKA_HOME, ENGLISH, "bangalore")
+        await until(
+            lambda: bridge.router.decide(back, bridge.state, bridge.clock.now()).site == "dhaka",
+            10,
+            "dhaka's hold-off over",
+            interval=POLL,
+        )
         r4 = await calls(DHAKA_HOME, ENGLISH, 1, port=6220)
         assert r4.ok, r4.output[-1500:]
         assert _joins(ami, "dhaka", back_mark) == 1
@@ -303,10 +315,14 @@ async def test_drain_under_load_sends_new_calls_elsewhere_and_lets_calls_finish(
             assert wrong.status == 401
             assert not bridge.state.sites["dhaka"].drained
 
+            load_mark = len(ami.events)
             load = asyncio.create_task(
                 calls(DHAKA_HOME, ENGLISH, 12, rate=4, duration_ms=2000, port=6230)
             )
-            await asyncio.sleep(1.2)
+            # Drain mid-load: once the load has a call queued at dhaka.
+            await until(
+                lambda: _joins(ami, "dhaka", load_mark) >= 1, 10, "a call at dhaka", interval=POLL
+            )
             resp = await http.post(
                 f"{base}/api/v1/sites/dhaka/drain",
                 headers={"Authorization": f"Bearer {token.reveal()}"},
@@ -345,13 +361,21 @@ async def test_bridge_killed_and_restarted_under_load_loses_no_call(
     bridge = BridgeProcess(lab, WEDNESDAY_MORNING)
     try:
         await bridge.start(ready_within=15, poll=POLL)
+        mark = len(ami.events)
         load = asyncio.create_task(
             calls(ORDERS_IN, BENGALI, 40, rate=8, duration_ms=300, port=6240)
         )
-        await asyncio.sleep(1.5)
+
+        def joined() -> int:
+            return sum(1 for _, e in ami.events[mark:] if e.get("Event") == "QueueCallerJoin")
+
+        # Kill the bridge mid-load, and keep it down while calls keep arriving: each of
+        # them must take the dialplan's static route.
+        await until(lambda: joined() >= 4, 10, "load calls routed", interval=POLL)
         bridge.kill()
         down_at = time.monotonic()
-        await asyncio.sleep(1.5)
+        while_up = joined()
+        await until(lambda: joined() >= while_up + 4, 10, "calls while down", interval=POLL)
         await bridge.start(ready_within=15, poll=POLL)
         restart_s = time.monotonic() - down_at
         result = await load

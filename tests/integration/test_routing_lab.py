@@ -79,11 +79,15 @@ async def test_busy_home_site_overflows_and_takes_calls_back_when_load_drops(
         await ami.wait_for(
             lambda: len(_connects(ami, "bangalore")) >= 2, within=10, what="agent 2 busy"
         )
-        await asyncio.sleep(0.3)  # the member-status events that follow AgentConnect
-        home = bridge.state.sites["bangalore"]
-        assert home.queues["orders-en"].available == 0
+        # The member-status events that follow AgentConnect reach the bridge's state.
+        await ami.wait_for(
+            lambda: bridge.state.sites["bangalore"].queues["orders-en"].available == 0,
+            within=5,
+            what="bangalore's English agents both busy in the bridge's state",
+        )
         mark = len(ami.events)
         await _call(2, port=6330)
+        await ami.wait_for(lambda: len(_joined(ami, mark)) >= 2, what="two queue joins")
         overflowed = _joined(ami, mark)
         assert len(overflowed) == 2 and all(site != "bangalore" for site, _ in overflowed)
         await first
@@ -95,4 +99,5 @@ async def test_busy_home_site_overflows_and_takes_calls_back_when_load_drops(
         )
         mark = len(ami.events)
         await _call(1, port=6340)
+        await ami.wait_for(lambda: len(_joined(ami, mark)) >= 1, what="a queue join")
         assert _joined(ami, mark) == [("bangalore", "orders-en")]

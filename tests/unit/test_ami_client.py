@@ -189,8 +189,7 @@ async def test_unreachable_at_start_then_server_appears(
     await wait_until(lambda: link.state is LinkState.DOWN)
     with pytest.raises(SiteDownError):
         await link.action("Ping")
-    await asyncio.sleep(0.3)
-    assert link.reconnects >= 1
+    await wait_until(lambda: link.reconnects >= 1, what="a reconnection attempt")
     await fake.start()
     await wait_until(lambda: link.state is LinkState.UP)
     assert recorder.states == [LinkState.DOWN, LinkState.UP]
@@ -205,7 +204,9 @@ async def test_cut_mid_session_fails_pending_fast_then_reconnects(
     silent = asyncio.create_task(link.action("CoreSettings"))
     half_list = asyncio.create_task(link.action("QueueStatus"))
     await wait_until(lambda: len(fake.actions_named("QueueStatus")) == 1)
-    await asyncio.sleep(0.05)  # let the half list reach the client
+    # The half list has reached the client once an event written after it has: one stream.
+    fake.push_event("TestMarker")
+    await wait_until(lambda: bool(recorder.named("TestMarker")), what="the half list read")
     cut_at = time.monotonic()
     await fake.cut()
     await wait_until(lambda: link.state is LinkState.DOWN, within=1.0)
@@ -223,7 +224,7 @@ async def test_hung_server_is_detected_by_ping_deadline(
     fake: FakeAmi, make_link: LinkFactory
 ) -> None:
     link = await up_link(make_link, fake)
-    await asyncio.sleep(0.3)  # a few good pings first
+    await wait_until(lambda: len(fake.actions_named("Ping")) >= 2, what="a few good pings first")
     fake.hang()
     elapsed = await wait_until(lambda: link.state is LinkState.DOWN, within=2.0)
     assert elapsed <= 0.2 + 0.3 + 0.2  # ping_interval + ping_timeout + margin

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import re
 import subprocess
 import sys
 from dataclasses import replace
@@ -172,6 +173,33 @@ def test_random_bytes_get_a_clear_error(
     path = tmp_path_factory.mktemp("garbage") / "deploy.yaml"
     path.write_bytes(data)
     assert_clear(*run_check(path))
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "where"),
+    [
+        ("    country: BD\n", "    country: BD\n\trtp: [1, 2]\n", "sites.dhaka: YAML syntax"),
+        (
+            "    timezone: Asia/Dhaka\n",
+            "    timezone: Asia/Dhaka\n    timezone: UTC\n",
+            "sites.dhaka.timezone: YAML: duplicate key 'timezone'",
+        ),
+        (
+            'hours: {mon-fri: "09:00-18:00"}',
+            'hours: {mon-fri: "09:00-18:00}',
+            "sites.bangalore.services.returns.hours: YAML syntax",
+        ),
+    ],
+    ids=["tab", "duplicate-key", "unclosed-quote"],
+)
+def test_yaml_syntax_errors_exit_2_with_file_line_and_key_path(
+    fresh_checkout: Path, old: str, new: str, where: str
+) -> None:
+    fresh_checkout.write_text(LAB.read_text().replace(old, new, 1))
+    code, err = run_check(fresh_checkout)
+    assert_clear(code, err)
+    (line,) = err.splitlines()
+    assert re.match(rf"error: {re.escape(str(fresh_checkout))}:\d+: {re.escape(where)}", line), line
 
 
 _LAB_LINES = LAB.read_text().splitlines(keepends=True)

@@ -25,7 +25,7 @@ from ccbridge.loadtest.options import (
 from ccbridge.loadtest.placement import CallSpan
 from ccbridge.loadtest.predict import NO_QUEUE, compare, fault_sets, predict
 from ccbridge.loadtest.report import FailedCallReport, Report, classify
-from ccbridge.loadtest.sipp import caller_argv, dtmf_steps
+from ccbridge.loadtest.sipp import caller_argv
 from ccbridge.loadtest.stats import Second, Series
 from ccbridge.loadtest.timeline import parse_fault
 
@@ -101,8 +101,6 @@ def test_sipp_command_lines_are_bounded(tmp_path: Path) -> None:
     # below 2 calls/s SIPp cannot ramp: the group starts at its full rate, per 10 s
     slow = dict(itertools.pairwise(caller_argv(**{**kw, "rate": 0.5})))
     assert slow["-rp"] == "10s" and slow["-r"] == "5.000" and "-rate_increase" not in slow
-    steps = dtmf_steps("1#")
-    assert "dtmf_2833_1.pcap" in steps and "dtmf_2833_pound.pcap" in steps
 
 
 def test_prediction_follows_faults(config: Config) -> None:
@@ -159,6 +157,7 @@ def test_report_totals_json_and_markdown(tmp_path: Path) -> None:
         "failed_abandoned_in_queue": 0,
         "failed_unsaveable": 1,
         "failed_unexplained": 1,
+        "misrouted": 2,  # 20 predicted at a/q, 18 observed there
     }
     assert report.mean_rate == 10.0  # 20 calls placed over seconds 0 and 1
     paths = report.write(tmp_path)

@@ -65,7 +65,7 @@ def staffed_state() -> LiveState:
 
 def metrics(state: LiveState, **kw: object) -> tuple[BridgeMetrics, CollectorRegistry]:
     reg = CollectorRegistry()
-    links = [LinkSnapshot("bangalore", True, "UP", 3, 1, 0, 2)]
+    links = [LinkSnapshot("bangalore", True, "UP", 3, 1, 0, 2, bad_input=5)]
     m = BridgeMetrics(reg, lambda: state, lambda: links, config=config(), **kw)  # type: ignore[arg-type]
     return m, reg
 
@@ -203,6 +203,7 @@ def test_link_counters_are_exported_per_site() -> None:
     site = {"site": "bangalore"}
     assert reg.get_sample_value("ccbridge_ami_reconnects_total", site) == 3.0
     assert reg.get_sample_value("ccbridge_ami_action_timeouts_total", site) == 1.0
+    assert reg.get_sample_value("ccbridge_ami_bad_input_total", site) == 5.0
 
 
 def test_unconfigured_queues_are_summed_under_other() -> None:

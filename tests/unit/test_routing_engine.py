@@ -422,4 +422,12 @@ def test_reasons_and_skips_are_enum_members() -> None:
     assert isinstance(d.outcome, Outcome)
     assert all(isinstance(r, Reason) for r in d.reasons)
     assert all(isinstance(why, Skip) for _, why in d.skipped)
+    # Closed by the schedule (Sunday at blr, holiday, closed date): a Skip as well.
+    for at, r in (
+        (datetime(2025, 1, 12, 4, 30, tzinfo=UTC), two_sites(schedule({"mon-sat": "09:00-17:00"}))),
+        (datetime(2026, 1, 26, 4, 30, tzinfo=UTC), two_sites(schedule(always=True, country="IN"))),
+        (WED, two_sites(schedule(always=True, closed=[WED.date()]))),
+    ):
+        closed = r.decide(CallRequest(IN_ORDERS, EN_CALLER, "dac"), en_state(), at)
+        assert [type(why) for _, why in closed.skipped] == [Skip]
     assert json.loads(d.to_json())["reasons"] == [str(r) for r in d.reasons]

@@ -73,7 +73,7 @@ def test_sync_data_is_invisible_until_complete() -> None:
     state = begin_sync(up("blr"), "blr")
     reply = events("queuestatus_reply")
     state = apply_events(state, "blr", reply[:-1], T0)
-    assert state.sites["blr"].queues == {}
+    assert dict(state.sites["blr"].queues) == {}
     assert not state.synced
     state = apply_event(state, "blr", reply[-1], T0)
     assert set(state.sites["blr"].queues) == {"orders-en", "orders-hi"}
@@ -150,7 +150,7 @@ def test_pause_and_remove_sequence() -> None:
         q = state.sites["blr"].queues["returns-en"]
         counts.append((q.member_count, q.logged_in, q.available, q.paused))
     assert counts == [(1, 1, 1, 0), (1, 1, 0, 1), (1, 1, 1, 0), (0, 0, 0, 0)]
-    assert state.sites["blr"].members == {}
+    assert dict(state.sites["blr"].members) == {}
 
 
 def test_queue_summary_without_member_detail() -> None:

@@ -1,4 +1,7 @@
-"""One SIPp UAS per distinct member contact (real SIPp processes on free loopback ports)."""
+"""One SIPp UAS per distinct member contact: real SIPp processes on free loopback ports (no lab).
+
+An integration test: it starts SIPp, which unit tests never do.
+"""
 
 from __future__ import annotations
 

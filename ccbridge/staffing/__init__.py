@@ -1,0 +1,1 @@
+"""Staffing: Erlang C, demand forecast, requirement and follow-the-sun coverage."""
