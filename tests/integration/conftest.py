@@ -166,10 +166,11 @@ async def guards_forward(lab: Lab, within: float = 10.0) -> None:
     """Every site's AGI guard passes calls to the bridge again: it marks a bridge up one
     health check after it answers, and calls before that take the static route. The check
     blocks, so it runs in a thread (the bridge may share this event loop)."""
-    deadline = time.monotonic() + within
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
     for site in lab.config.sites:
         while not await asyncio.to_thread(lab.guard_forwards, site):
-            assert time.monotonic() < deadline, f"{site.name}'s AGI guard not forwarding"
+            assert loop.time() < deadline, f"{site.name}'s AGI guard not forwarding"
             await asyncio.sleep(0.05)
 
 
