@@ -277,7 +277,7 @@ class AgiGuard:
 
     port: int = 4580  # the route listener, on each site's SIP address
     lookup_port: int = 4581  # the self-service listener (its own, longer timeout)
-    route_timeout: float = 1.5  # silence from the bridge that ends a route session
+    route_timeout: float = 1.0  # silence from the bridge that ends a route session
     lookup_timeout: float | None = None  # None: the self-service budget + the margin
     connect_timeout: float = 0.5  # the proxy's connect to a bridge
     check_interval: float = 0.5  # health check period; 2 failures mark a bridge down

@@ -20,7 +20,7 @@ from ccbridge.render import GUARD_FILE, render_site
 
 REPO = Path(__file__).resolve().parents[2]
 LAB = REPO / "examples" / "lab.yaml"
-LAB_GUARD_LINE = "  agi_guard: {port: 4580, route_timeout: 1.5}"
+LAB_GUARD_LINE = "  agi_guard: {port: 4580, route_timeout: 1.0}"
 
 
 @pytest.fixture(autouse=True)
@@ -60,7 +60,7 @@ def test_lab_config_has_the_guard_with_defaults_filled_in() -> None:
     config = parse(LAB.read_text())
     guard = config.bridge.agi_guard
     assert guard is not None
-    assert (guard.port, guard.lookup_port, guard.route_timeout) == (4580, 4581, 1.5)
+    assert (guard.port, guard.lookup_port, guard.route_timeout) == (4580, 4581, 1.0)
     assert config.bridge.guard_servers == (HostPort("127.0.0.1", 4573),)
     assert config.self_service is not None
     budget = config.self_service.budget
@@ -197,7 +197,7 @@ def test_route_and_lookup_have_their_own_timeouts() -> None:
     config = parse(LAB.read_text())
     cfg = render_site(config, config.site("bangalore"))[GUARD_FILE]
     route, lookup = _backend(cfg, "ccb-route"), _backend(cfg, "ccb-lookup")
-    assert "timeout server 1500ms" in route
+    assert "timeout server 1000ms" in route
     assert "timeout server 3200ms" in lookup  # the lookup's 2.2 s worst case + 1 s
     assert "server bridge1 127.0.0.1:4573 check" in route
     assert "server bridge1 127.0.0.1:4573 track ccb-route/bridge1" in lookup
