@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 CONFIG ?= examples/lab.yaml
-SYSTEM_PACKAGES := debootstrap sip-tester prometheus haproxy systemd
+SYSTEM_PACKAGES := debootstrap sip-tester prometheus postgresql haproxy systemd
 
 .PHONY: test unit integration lint typecheck run down lab status bench bench-quick deps system-deps venv clean
 
@@ -14,7 +14,7 @@ test: deps lint typecheck
 	$(BIN)/pytest
 
 unit: venv
-	$(BIN)/pytest tests/unit
+	$(BIN)/pytest tests/unit tests/store
 
 integration: deps
 	$(BIN)/pytest tests/integration
@@ -57,8 +57,10 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 # Debian packages: debootstrap builds the lab's Asterisk root, sip-tester is SIPp,
-# prometheus is the real server the metrics tests scrape with, haproxy is the AGI guard
-# beside each lab site (bridge.agi_guard), systemd's systemd-analyze checks the unit in deploy/.
+# prometheus is the real server the metrics tests scrape with, postgresql the real server
+# the store tests run on (a throwaway cluster per test session, tests/store/pg.py), haproxy
+# the AGI guard beside each lab site (bridge.agi_guard), systemd's systemd-analyze checks
+# the unit in deploy/.
 system-deps:
 	@missing=""; for p in $(SYSTEM_PACKAGES); do \
 	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \

@@ -223,8 +223,10 @@ def build_parser() -> argparse.ArgumentParser:
     lab.set_defaults(func=cmd_lab)
 
     from ccbridge.loadtest.cli import add_parser as add_loadtest
+    from ccbridge.store.cli import add_parser as add_db
 
     add_loadtest(sub, str(DEFAULT_LAB_CONFIG))
+    add_db(sub)
 
     from ccbridge.staffing.cli import add_parser as add_staffing
 

@@ -12,6 +12,8 @@ from ccbridge import variables
 from ccbridge.agi_guard import agi_urls, guard_view
 from ccbridge.config.model import Config, Number, QueueSettings, Site, Trunk, TrunkKind, queue_name
 from ccbridge.ivr_render import ivr_context
+from ccbridge.routing.held import value_pattern
+from ccbridge.routing.language import LanguageResolver
 
 TEMPLATE_FILES = (
     "pjsip.conf",
@@ -126,6 +128,32 @@ def make_environment(template_dir: Path) -> jinja2.Environment:
     return env
 
 
+@dataclass(frozen=True, slots=True)
+class HeldView:
+    """What ccb-held needs to read a held route without the bridge (routing/held.py)."""
+
+    numbers: tuple[tuple[str, str], ...]  # (did, the language when no other rule decides)
+    calling_codes: tuple[tuple[str, str], ...]  # (code, language)
+    code_lengths: tuple[int, ...]  # longest first, as the resolver tries them
+    languages: str  # ERE alternation of the configured languages
+    pattern: str  # ERE every valid value of this site matches
+    trunk_slots: int  # CCB_TRUNK_1..n a held remote route can fill
+
+
+def held_view(config: Config, site: Site) -> HeldView:
+    lang = LanguageResolver.from_config(config)
+    codes = lang.calling_codes()
+    per_peer = [len(config.trunks_between(site.name, s.name)) for s in config.sites]
+    return HeldView(
+        tuple((n.did, lang.did_language(n)) for n in config.numbers if n.site == site.name),
+        tuple(sorted(codes.items())),
+        tuple(sorted({len(c) for c in codes}, reverse=True)),
+        "^(" + "|".join(config.languages) + ")$",
+        value_pattern(config, site),
+        max(per_peer, default=0),
+    )
+
+
 def site_context(config: Config, site: Site) -> dict[str, object]:
     numbers = [n for n in config.numbers if n.site == site.name]
     fallbacks = [f for n in numbers if (f := fallback_for(config, site, n)) is not None]
@@ -148,6 +176,8 @@ def site_context(config: Config, site: Site) -> dict[str, object]:
         "inbound_peers": _inbound_peers(config, site),
         "carriers": config.carrier_trunks(site.name),
         "ami_secret": site.ami.secret.reveal(),
+        "held": config.routing.held_routes,
+        "held_view": held_view(config, site),
         **ivr_context(config, site),
     }
 

@@ -50,6 +50,24 @@ HEADER_LANGUAGE = "X-CCB-Lang"
 # AMI UserEvents the dialplan sends to the bridge.
 EVENT_TRUNK_RESULT = "CcbTrunkResult"  # Trunk, DialStatus, Site: one per trunk attempt
 
+# Routes held in each site's AstDB by the bridge (ccbridge/heldroutes.py, routing/held.py):
+# DB(ccbridge/route/DID/LANGUAGE) and DB(ccbridge/hb), read by the dialplan's ccb-held.
+HELD_FAMILY = "ccbridge"
+HELD_ROUTE_KEY = "route"  # key prefix: route/DID/LANGUAGE
+HELD_HEARTBEAT_KEY = "hb"  # the PBX's epoch when the bridge last confirmed the whole table
+HELD_SEP = "/"  # between the fields of a held value
+HELD_TRUNK_SEP = "~"  # between the trunks of one held route
+CALLING_CODE_PREFIX = "CCB_CC_"  # globals CCB_CC_880=bn: a caller prefix's language
+HELD_LANGUAGE = "CCB_HELD_LANGUAGE"  # the language ccb-held resolved for the call
+HELD_SOURCE = "CCB_HELD"  # fresh | fallback: a held route took the call (empty: it did not)
+HELD_FRESH = "fresh"  # the bridge was alive: no FastAGI round trip
+HELD_FALLBACK = "fallback"  # the bridge did not answer: the last known route
+# Their language field is Lang: every UserEvent already carries the channel's Language.
+EVENT_HELD_ROUTE = "CcbHeldRoute"  # Did, Lang, Source, Site: a held route took the call
+EVENT_HELD_REJECTED = "CcbHeldRejected"  # Did, Lang, Reason, Site: a held value refused
+HELD_REJECT_INVALID = "invalid"  # not a value the bridge writes for this site
+HELD_REJECT_EXPIRED = "expired"  # past both of its validity windows
+
 # Route kinds (values of CCB_ROUTE).
 ROUTE_QUEUE = "queue"  # a queue at the receiving site
 ROUTE_REMOTE = "remote"  # a queue at another site, over CCB_TRUNK_1..n
@@ -78,5 +96,5 @@ def all_names() -> frozenset[str]:
         and isinstance(v, str)
         and v.startswith(PREFIX)
         and v != PREFIX
-        and k != "TRUNK_PREFIX"
+        and k not in ("TRUNK_PREFIX", "CALLING_CODE_PREFIX")
     )

@@ -20,6 +20,7 @@ from ccbridge.config.model import (
     CarrierPrivacy,
     Config,
     Country,
+    HeldRouteSettings,
     Number,
     NumberKind,
     Offering,
@@ -34,6 +35,7 @@ from ccbridge.config.model import (
     queue_name,
 )
 from ccbridge.config.reader import Invalid, Reader, kind, missing_secret_problem
+from ccbridge.config.store import StoreSettings, parse_store
 from ccbridge.config.yamlsrc import ConfigError, LineDict, Problem, read_yaml
 
 _DID_RE = re.compile(r"^\+?[0-9]{3,20}$")
@@ -453,9 +455,36 @@ def _routing(r: Reader, v: Any, sites: set[str]) -> RoutingSettings:
                 "waiting_weight": r.number(0, 1000),
                 "site_holdoff": r.number(0, 3600),
                 "after_hours": after_hours,
+                "held_routes": partial(_held_routes, r),
             },
         )
     )
+
+
+def _held_routes(r: Reader, v: Any) -> HeldRouteSettings:
+    h = r.mapping(v, set(HeldRouteSettings.__dataclass_fields__))
+    out = HeldRouteSettings(
+        **r.given(
+            h,
+            {
+                "enabled": r.boolean,
+                "use_without_bridge": r.boolean,
+                "fresh_age": r.number(1, 3600),
+                "max_age": r.number(1, 86_400),
+                "min_interval": r.number(0.05, 60),
+                "refresh": r.number(0.1, 60),
+            },
+        )
+    )
+    # The heartbeat is written every `refresh` s: a fresh_age at or below it (plus a
+    # write's round trip) would call a live bridge stale between two heartbeats.
+    if out.fresh_age < 2 * out.refresh:
+        with r.at("fresh_age", h):
+            raise r.fail(f"must be at least twice refresh ({out.refresh:g}s)")
+    if out.max_age < out.fresh_age:
+        with r.at("max_age", h):
+            raise r.fail(f"must be at least fresh_age ({out.fresh_age:g}s)")
+    return out
 
 
 _TOP = {
@@ -470,6 +499,7 @@ _TOP = {
     "ami_defaults",
     "ivr",
     "self_service",
+    "store",
 }
 
 
@@ -576,6 +606,11 @@ def parse_config(
     if bridge is not None:
         budget = self_service.budget if self_service else None
         check_guard(r, top, bridge, tuple(sites.values()), budget)
+    if "store" in top:
+        with r.at("store", top):
+            store = r.collect(lambda: parse_store(r, top["store"]))
+    else:
+        store = parse_store(r, {})
     missing = r.missing_secrets()
     if resolve_secrets:
         r.problems += [missing_secret_problem(m) for m in missing]
@@ -593,6 +628,7 @@ def parse_config(
         routing=routing,
         ivr=ivr,
         self_service=self_service,
+        store=store or StoreSettings(),
         missing_secrets=missing,
     )
 

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from ccbridge.config.ivr import IvrSettings, SelfServiceSettings
+    from ccbridge.config.store import StoreSettings
 
 WEEKDAYS: tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
@@ -250,6 +251,20 @@ class AfterHours:
 
 
 @dataclass(frozen=True, slots=True)
+class HeldRouteSettings:
+    """Routes the bridge keeps in each site's AstDB so the dialplan can route without it."""
+
+    enabled: bool = True  # write the tables; the dialplan's held steps are rendered only then
+    # Route from a fresh held route without the FastAGI round trip (calls with no IVR
+    # service choice). Measured in BENCHMARKS.md §1: saves Asterisk the FastAGI step.
+    use_without_bridge: bool = True
+    fresh_age: float = 5.0  # seconds: a heartbeat younger than this counts as a live bridge
+    max_age: float = 300.0  # seconds: the last table still routes while the bridge is silent
+    min_interval: float = 0.25  # seconds between two recomputations of a site's table
+    refresh: float = 1.0  # seconds: heartbeat and recomputation on the timer
+
+
+@dataclass(frozen=True, slots=True)
 class RoutingSettings:
     home_max_ewt: float = 60.0
     home_max_waiting: int = 5
@@ -258,6 +273,7 @@ class RoutingSettings:
     waiting_weight: float = 5.0
     site_holdoff: float = 10.0
     after_hours: AfterHours = field(default_factory=AfterHours)
+    held_routes: HeldRouteSettings = field(default_factory=HeldRouteSettings)
 
 
 # The self-service lookup waits on an HTTP backend: its guard listener allows the lookup's
@@ -329,6 +345,7 @@ class Config:
     routing: RoutingSettings
     ivr: IvrSettings = field(default_factory=lambda: _no_ivr())
     self_service: SelfServiceSettings | None = None
+    store: StoreSettings = field(default_factory=lambda: _default_store())
     # Secrets that gave nothing where the file was read (only when loaded without
     # requiring them, e.g. by `ccbridge check` on an admin's laptop).
     missing_secrets: tuple[MissingSecret, ...] = ()
@@ -374,6 +391,12 @@ class Config:
     def carrier_trunks(self, site: str) -> tuple[Trunk, ...]:
         found = [t for t in self.trunks if t.site == site and t.kind is TrunkKind.CARRIER]
         return tuple(sorted(found, key=lambda t: (t.order, -t.weight, t.name)))
+
+
+def _default_store() -> StoreSettings:
+    from ccbridge.config.store import StoreSettings  # store.py imports this module
+
+    return StoreSettings()
 
 
 def _no_ivr() -> IvrSettings:

@@ -24,8 +24,7 @@ from ccbridge.http.base import (
 )
 from ccbridge.services import Services
 
-# Re-exported for callers that built error bodies from here before http/base.py existed.
-__all__ = ["ApiError", "build_app"]
+__all__ = ["build_app"]
 
 
 async def healthz(request: web.Request) -> web.Response:

@@ -13,7 +13,7 @@ import sys
 import threading
 import time
 import urllib.request
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from ccbridge import loopdebug
@@ -63,7 +63,9 @@ class BridgeProcess:
     ) -> None:
         self.lab = lab
         self.config: Config = lab.config
-        self.env = {"CCBRIDGE_CLOCK": at.isoformat()} if at is not None else {}
+        self.at = at
+        self.first_start: float | None = None  # wall clock of the first spawn
+        self.env: dict[str, str] = {}
         http = self.config.bridge.http_listen
         self.base = f"http://{http.host}:{http.port}"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -77,9 +79,23 @@ class BridgeProcess:
     def log_file(self) -> Path:
         return self.lab.log_dir / "bridge.log"
 
+    def clock_at(self, wall: float) -> datetime | None:
+        """The bridge's clock at the wall-clock instant ``wall``: it started at ``at`` on
+        the first spawn and runs on, restarts included."""
+        if self.at is None:
+            return None
+        started = self.first_start if self.first_start is not None else wall
+        return self.at + timedelta(seconds=wall - started)
+
     def spawn(self) -> subprocess.Popen[bytes]:
         """Start the process, not waiting for it to be ready."""
         self.lab.log_dir.mkdir(parents=True, exist_ok=True)
+        now = time.time()
+        if self.first_start is None:
+            self.first_start = now
+        clock = self.clock_at(now)
+        # A restarted bridge goes on from where its clock was, not from ``at`` again.
+        self.env = {"CCBRIDGE_CLOCK": clock.isoformat()} if clock is not None else {}
         command = [sys.executable, "-m", "ccbridge.cli", "run", self.config.source]
         if self.slow_callback_ms is not None:
             command += ["--slow-callback-ms", str(self.slow_callback_ms)]

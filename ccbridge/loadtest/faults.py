@@ -73,7 +73,7 @@ class FaultInjector:
             self.lab.config.site(fault.target)  # KeyError for an unknown site
         if fault.kind is FaultKind.KILL_CARRIER and fault.target not in self.carriers:
             raise KeyError(f"no carrier {fault.target!r} in this run (--carrier NAME=MODE)")
-        needs_bridge = (FaultKind.RESTART_BRIDGE, FaultKind.DRAIN_SITE)
+        needs_bridge = (FaultKind.RESTART_BRIDGE, FaultKind.STOP_BRIDGE, FaultKind.DRAIN_SITE)
         if fault.kind in needs_bridge and self.bridge is None:
             raise KeyError(f"{fault.kind.value} needs the bridge started by the harness")
 
@@ -110,6 +110,9 @@ class FaultInjector:
             self.bridge.kill()
             took = await self.bridge.start()
             rec.notes.append(f"bridge ready {took:.1f}s after the kill")
+        elif f.kind is FaultKind.STOP_BRIDGE:
+            assert self.bridge is not None
+            self.bridge.kill()
         elif f.kind is FaultKind.DRAIN_SITE:
             assert self.bridge is not None
             status = await asyncio.to_thread(
@@ -129,6 +132,10 @@ class FaultInjector:
             self.lab.signal_site(self.lab.config.site(f.target), signal.SIGCONT)
         elif f.kind is FaultKind.KILL_CARRIER:
             await asyncio.to_thread(self.carriers[f.target].start)
+        elif f.kind is FaultKind.STOP_BRIDGE:
+            assert self.bridge is not None
+            took = await self.bridge.start()
+            rec.notes.append(f"bridge ready {took:.1f}s after its restart")
         elif f.kind is FaultKind.DRAIN_SITE:
             assert self.bridge is not None
             await asyncio.to_thread(self.bridge.api, "POST", f"/api/v1/sites/{f.target}/undrain")

@@ -13,6 +13,7 @@ from typing import Any
 from ccbridge.loadtest.placement import CallSpan
 from ccbridge.loadtest.stats import FailedCall, Series
 from ccbridge.loadtest.timeline import SITE_DOWN, Fault
+from ccbridge.logs import mask_number
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +121,7 @@ class Report:
     distribution: list[dict[str, object]]
     groups: list[dict[str, object]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    outages: list[dict[str, object]] = field(default_factory=list)  # loadtest/outage.py
 
     @property
     def misrouted(self) -> int:
@@ -192,6 +194,7 @@ class Report:
             "failed_calls": [f.as_dict() for f in self.failed_calls],
             "distribution": self.distribution,
             "groups": self.groups,
+            "bridge_outages": self.outages,
             "seconds": [
                 {
                     "t": s.t,
@@ -255,6 +258,29 @@ class Report:
                 f"| {r['site']} | {r['queue']} | {r['predicted']} | {r['observed']} "
                 f"| {int(str(r['diff'])):+d} |"
             )
+        if self.outages:
+            out += ["", "## While the bridge was down: routed as the bridge would have?", ""]
+            out += [
+                "Calls placed during each stop-bridge fault, predicted by the routing engine"
+                " at their second, against the queue their caller number joined.",
+                "",
+                "| outage s | calls | as the bridge would | share |",
+                "|---|---:|---:|---:|",
+            ]
+            for o in self.outages:
+                out.append(
+                    f"| {o['from_s']}-{o['to_s']} | {o['calls']} | {o['as_bridge_would']} "
+                    f"| {o['share']} |"
+                )
+            out += ["", "| outage s | caller | site | queue | predicted | observed |"]
+            out += ["|---|---|---|---|---:|---:|"]
+            for o in self.outages:
+                rows = o["rows"]
+                for r in rows if isinstance(rows, list) else []:
+                    out.append(
+                        f"| {o['from_s']}-{o['to_s']} | {mask_number(str(r['caller']))} "
+                        f"| {r['site']} | {r['queue']} | {r['predicted']} | {r['observed']} |"
+                    )
         out += ["", "## Caller groups", ""]
         out += ["| group | rate | placed | successful | failed |", "|---|---:|---:|---:|---:|"]
         for g in self.groups:

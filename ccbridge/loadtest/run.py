@@ -19,6 +19,7 @@ from ccbridge.lab.sites import Lab
 from ccbridge.loadtest.bridgectl import BridgeProcess
 from ccbridge.loadtest.faults import FaultInjector
 from ccbridge.loadtest.options import CallerGroup, LoadPlan
+from ccbridge.loadtest.outage import outage_routing
 from ccbridge.loadtest.placement import call_span
 from ccbridge.loadtest.predict import (
     NO_QUEUE,
@@ -217,7 +218,12 @@ async def run(setup: Setup, progress: Progress = print) -> Report:
             await injector.settle(within=90)
         await callers.stop_all()
         await asyncio.sleep(0.5)  # the last QueueCallerJoin events
-        return _report(setup, at, runs, start_wall, joins, injector, bridge, log_offset, notes)
+        # Predict at the bridge's clock when the callers started (it started a little
+        # earlier, and runs on across restarts), so a schedule boundary falls on time.
+        at_calls = bridge.clock_at(start_wall) if bridge is not None else None
+        return _report(
+            setup, at_calls or at, runs, start_wall, joins, injector, bridge, log_offset, notes
+        )
     finally:
         await callers.stop_all()
         await joins.stop()
@@ -271,6 +277,7 @@ def _report(
         + ")."
     )
     failed = _failed_calls(setup, at, runs, rows, start, faults, bridge_lines, stays)
+    outages = outage_routing(config, plan.groups, placed, at, faults, stays)
     groups = []
     for i, (g, r) in enumerate(zip(plan.groups, rows, strict=True)):
         last = r[-1] if r else None
@@ -323,6 +330,7 @@ def _report(
         distribution=compare(predicted, observed),
         groups=groups,
         notes=notes,
+        outages=outages,
     )
 
 

@@ -13,6 +13,7 @@ class FaultKind(StrEnum):
     HANG_SITE = "hang-site"  # SIGSTOP it (a hung PBX); SIGCONT after FOR
     KILL_CARRIER = "kill-carrier"  # stop a carrier/trunk far end (SIPp UAS); back after FOR
     RESTART_BRIDGE = "restart-bridge"  # SIGKILL the bridge and start it again at once
+    STOP_BRIDGE = "stop-bridge"  # SIGKILL the bridge; start it again after FOR (an outage)
     DRAIN_SITE = "drain"  # POST /api/v1/sites/SITE/drain; undrain after FOR
 
 
@@ -28,6 +29,7 @@ DEFAULT_FOR = {
     FaultKind.HANG_SITE: 10.0,
     FaultKind.KILL_CARRIER: 20.0,
     FaultKind.RESTART_BRIDGE: 0.0,
+    FaultKind.STOP_BRIDGE: 120.0,
     FaultKind.DRAIN_SITE: 20.0,
 }
 

@@ -39,6 +39,15 @@ class LanguageResolver:
         fallback = config.languages[0] if config.languages else ""
         return cls(config.countries, config.languages, fallback)
 
+    def calling_codes(self) -> dict[str, str]:
+        """Calling code -> language for every code that can decide a call (the dialplan's
+        copy of this resolver is rendered from it)."""
+        return dict(self._prefixes)
+
+    def did_language(self, number: Number) -> str:
+        """The language of a call nothing else decides: the number's country's."""
+        return self._by_country.get(number.country, self._fallback)
+
     def caller_language(self, caller: str) -> str | None:
         """The default language of the caller's country, from an E.164 or 00-prefixed number."""
         if caller.startswith("+"):
@@ -64,7 +73,7 @@ class LanguageResolver:
         if lang is not None:
             return lang, CALLER_PREFIX
         # A DID whose country is missing from config falls back to the first language.
-        return self._by_country.get(number.country, self._fallback), DID_COUNTRY
+        return self.did_language(number), DID_COUNTRY
 
 
 def resolve_language(

@@ -156,7 +156,7 @@ def cmd_staffing(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_INPUT
     offered = set(offering_keys(config))
-    for key in history.keys():  # noqa: SIM118 (a MemoryHistory, not a dict)
+    for key in history.queues():
         if key not in offered:
             print(
                 f"warning: {args.history}: {key} is not a queue of the config; ignored",
@@ -183,7 +183,11 @@ def cmd_staffing(args: argparse.Namespace) -> int:
     text, _, _ = sun_report(config, days[0], rows, targets)
     sys.stdout.write("\n" + text)
     if args.csv:
-        Path(args.csv).write_text(plan_csv(rows), encoding="utf-8")
+        try:
+            Path(args.csv).write_text(plan_csv(rows), encoding="utf-8")
+        except OSError as exc:
+            print(f"error: cannot write {args.csv}: {exc.strerror}", file=sys.stderr)
+            return 1
         print(f"wrote {args.csv}")
     if args.chart:
         from ccbridge.staffing.chart import draw
@@ -192,6 +196,9 @@ def cmd_staffing(args: argparse.Namespace) -> int:
             draw(rows, Path(args.chart))
         except ImportError:
             print("error: --chart needs matplotlib (pip install matplotlib)", file=sys.stderr)
+            return 1
+        except OSError as exc:
+            print(f"error: cannot write {args.chart}: {exc.strerror}", file=sys.stderr)
             return 1
         print(f"wrote {args.chart}")
     return 0

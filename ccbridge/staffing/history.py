@@ -57,6 +57,10 @@ class ArrivalHistory(Protocol):
     Inside the span a source covers, a slot it gives no observation for had no calls
     (a store keeps rows for calls, not for empty half hours); outside it, nothing is
     known. Coverage gaps are observations with ``complete=False``.
+
+    A store implements it with one query of the calls that queued at ``key.site`` for
+    the service and language (arrival instants) and one of the site's coverage gaps,
+    put through ``ccbridge.staffing.bucket.bucket_arrivals`` (local slots, DST, gaps).
     """
 
     def span(self, key: QueueKey) -> tuple[date, date] | None:
@@ -92,7 +96,7 @@ class MemoryHistory:
                 days = [s.day for s in per]
                 self._spans[key] = (min(days), max(days))
 
-    def keys(self) -> list[QueueKey]:
+    def queues(self) -> list[QueueKey]:
         return sorted(set(self._rows) | set(self._spans))
 
     def span(self, key: QueueKey) -> tuple[date, date] | None:

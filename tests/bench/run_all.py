@@ -71,8 +71,18 @@ def benches(quick: bool, soak_minutes: float, out: Path) -> list[Bench]:
             _py("tests.bench.bench_e2e", *e2e_args, *j("e2e")),
             lambda r: (
                 f"static {r['best_static']:g}/s, routed {r['best_routed']:g}/s, "
-                f"ratio {r['ratio']} (target >= 0.95); agi-floor {r['best_agi_floor']:g}/s, "
-                f"routed/agi-floor {r['ratio_to_agi_floor']}"
+                f"ratio {r['ratio']}; agi-floor {r['best_agi_floor']:g}/s, "
+                f"routed/agi-floor {r['ratio_to_agi_floor']}; ratio to static "
+                f"{r['ratio_to_static']} (production >= 0.97)"
+            ),
+        ),
+        Bench(
+            "outage",
+            _py("tests.bench.bench_outage", *j("outage")),
+            lambda r: "; ".join(
+                f"held routes {'on' if x['held_routes'] else 'off'}: {x['as_bridge_would']}"
+                f"/{x['calls_during_outage']} as the bridge would"
+                for x in r["runs"]
             ),
         ),
         Bench(
@@ -123,7 +133,7 @@ def benches(quick: bool, soak_minutes: float, out: Path) -> list[Bench]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     ap.add_argument("--quick", action="store_true", default=os.environ.get("BENCH_QUICK") == "1")
-    ap.add_argument("--only", help="comma-separated: e2e,fastagi,ami,decide,memory,soak")
+    ap.add_argument("--only", help="comma-separated: e2e,outage,fastagi,ami,decide,memory,soak")
     ap.add_argument("--out", default=str(default_lab_dir() / "bench"))
     args = ap.parse_args(argv)
     soak_minutes = float(os.environ.get("BENCH_SOAK_MINUTES", "30"))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import fcntl
 import os
 import shutil
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from ccbridge import loopdebug
 from ccbridge.ami.client import SiteLink
 from ccbridge.app import Bridge
 from ccbridge.clock import Clock
@@ -25,10 +27,16 @@ from ccbridge.config import Config, load_config
 from ccbridge.lab.secrets import ensure_lab_secrets
 from ccbridge.lab.sipp import Agent, start_member_agents
 from ccbridge.lab.sites import REPO_ROOT, Lab
+from ccbridge.variables import HELD_FAMILY
 from tests.polling import until, until_sync
 
 LAB_CONFIG = REPO_ROOT / "examples" / "lab.yaml"
 LOCK_FILE = Path("/tmp/ccbridge-lab.lock")
+# The team's limit for one event-loop callback: every bridge the integration tests run
+# (subprocesses through $CCBRIDGE_LOOP_DEBUG_MS, in-process ones on the test's loop)
+# reports longer ones, and a test during which one was reported fails.
+SLOW_CALLBACK_MS = 50.0
+os.environ.setdefault(loopdebug.ENV, str(SLOW_CALLBACK_MS))
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -103,6 +111,50 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
             report.sections.append((f"asterisk {site.name} messages.log (tail)", tail))
         report.sections.append(("kept Asterisk logs", str(keep)))
     return report
+
+
+@pytest.fixture(autouse=True)
+async def no_slow_callbacks(request: pytest.FixtureRequest) -> AsyncIterator[None]:
+    """Fail the test if a callback ran over SLOW_CALLBACK_MS on its loop (in-process
+    bridges, AMI observers) or in a bridge subprocess of the lab.
+
+    A step of the test function's own coroutine (``coro=<test_...>``) is test code, not
+    the bridge: it is listed in the test's report ("slow test steps") but does not fail
+    it, since on this shared 2-core machine a plain step of test code sometimes takes
+    60-80 ms of wall time. Known blocking calls in tests run in threads instead.
+    """
+    loop = asyncio.get_running_loop()
+    found = loopdebug.report_slow_callbacks(loop, SLOW_CALLBACK_MS)
+    bridge_log = _bridge_log(request)
+    offset = bridge_log.stat().st_size if bridge_log and bridge_log.exists() else 0
+    try:
+        yield
+    finally:
+        loopdebug.stop_reporting(loop, found)
+    own = [line for line in found.lines if "coro=<test_" in line]
+    if own:
+        request.node.add_report_section("call", "slow test steps", "\n".join(own))
+    lines = [line for line in found.lines if line not in own]
+    lines += _slow_lines(bridge_log, offset)
+    if lines:
+        pytest.fail(f"slow callbacks (over {SLOW_CALLBACK_MS:.0f} ms):\n" + "\n".join(lines))
+
+
+def _slow_lines(bridge_log: Path | None, offset: int) -> list[str]:
+    if bridge_log is None or not bridge_log.exists():
+        return []
+    with open(bridge_log, "rb") as log:
+        log.seek(offset)
+        text = log.read().decode(errors="replace")
+    return [f"bridge.log: {line}" for line in text.splitlines() if loopdebug.MARK in line]
+
+
+def _bridge_log(request: pytest.FixtureRequest) -> Path | None:
+    """Where BridgeProcess (ccbridge.lab.demo) appends the bridge subprocess's output."""
+    if "lab" not in request.fixturenames:
+        return None
+    lab: Lab = request.getfixturevalue("lab")
+    return lab.log_dir / "bridge.log"
 
 
 def _tail(path: Path, lines: int = 40) -> str:
@@ -199,3 +251,18 @@ def bridge_at(lab: Lab, lab_config: Config) -> BridgeFactory:
             await bridge.stop()
 
     return factory
+
+
+def clear_held_routes(lab: Lab) -> None:
+    """Forget every held route and heartbeat in every site's AstDB: the next call without
+    a bridge takes the static fallback, as before the bridge ever ran."""
+    for site in lab.config.sites:
+        lab.cli(site, f"database deltree {HELD_FAMILY}")
+
+
+def without_held_routes(config: Config) -> Config:
+    """The config with the bridge writing no held routes (the dialplan still reads them)."""
+    held = dataclasses.replace(config.routing.held_routes, enabled=False)
+    return dataclasses.replace(
+        config, routing=dataclasses.replace(config.routing, held_routes=held)
+    )

@@ -46,7 +46,11 @@ async def _probe(port: int, payload: bytes, linger: float) -> float:
 async def test_fastagi_garbage_while_real_calls_are_routed(
     lab: Lab, agents: dict[str, Agent], bridge_at: BridgeFactory
 ) -> None:
-    async with bridge_at(WEDNESDAY_MORNING) as bridge:
+    from tests.integration.conftest import clear_held_routes, without_held_routes
+
+    # The real calls must ask over FastAGI, not take a held route: none is kept.
+    clear_held_routes(lab)
+    async with bridge_at(WEDNESDAY_MORNING, without_held_routes(lab.config)) as bridge:
         port = bridge.agi.port
         calls = asyncio.create_task(
             asyncio.to_thread(
@@ -182,8 +186,8 @@ async def test_link_cut_mid_session_fails_fast_and_reconnects(
         with pytest.raises(SiteDownError):
             await link.action("Ping", {})
         assert time.monotonic() - t0 < 0.1  # fails at once, never hangs
-        lab.stop_site(dhaka)
-        lab.start_site(dhaka)
+        await asyncio.to_thread(lab.stop_site, dhaka)
+        await asyncio.to_thread(lab.start_site, dhaka)
         await asyncio.to_thread(lab.wait_ami, dhaka, 20)
         await until(lambda: bridge.state.sites["dhaka"].synced, 15, "dhaka resynced")
         assert link.reconnects >= 1
@@ -193,9 +197,11 @@ async def test_a_failing_route_handler_sends_the_call_to_the_static_fallback(
     lab: Lab, agents: dict[str, Agent], bridge_at: BridgeFactory
 ) -> None:
     """The server answers FAILURE on a handler error: Asterisk sets AGISTATUS=FAILURE."""
-    from tests.integration.conftest import AmiRecorder
+    from tests.integration.conftest import AmiRecorder, clear_held_routes, without_held_routes
 
-    async with bridge_at(WEDNESDAY_MORNING) as bridge:
+    # No held route may answer for the bridge: this is about FastAGI's failure path.
+    clear_held_routes(lab)
+    async with bridge_at(WEDNESDAY_MORNING, without_held_routes(lab.config)) as bridge:
         recorder = AmiRecorder(bridge.config)
         await recorder.start()
 

@@ -67,7 +67,7 @@ def with_dhaka_home(config: Config, holdoff: float = 3.0) -> Config:
 # -- trunks -----------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def trunk_lab(lab: Lab, lab_config: Config) -> Iterator[Config]:
     """The lab's own YAML with its first bangalore->dhaka trunk ending at a SIPp far end
     on 7201 instead of dhaka: the lab's second trunk to dhaka (blr-dac-2, dhaka's second
@@ -101,7 +101,7 @@ async def test_dead_trunk_costs_no_calls_and_returns_after_its_breaker_closes(
         max_seconds=180,
         workdir=lab.log_dir,
     )
-    far.start()
+    await asyncio.to_thread(far.start)
     try:
         async with bridge_at(WEDNESDAY_MORNING, config=trunk_lab) as bridge:
             # A long cool-down while the trunk is broken; phase 4 shortens it so the test
@@ -144,7 +144,7 @@ async def test_dead_trunk_costs_no_calls_and_returns_after_its_breaker_closes(
 
             # 3. The trunk's far end is killed.
             os.killpg(far.proc.pid, signal.SIGCONT)
-            far.stop()
+            await asyncio.to_thread(far.stop)
             r3 = await calls(ORDERS_IN, BENGALI, 4, port=6170)
             assert r3.ok, r3.output[-1500:]
 
@@ -156,7 +156,7 @@ async def test_dead_trunk_costs_no_calls_and_returns_after_its_breaker_closes(
                 max_seconds=120,
                 workdir=lab.log_dir,
             )
-            back.start()
+            await asyncio.to_thread(back.start)
             try:
                 back_detect = await until(
                     lambda: trunk().reachable is True, 10, "reachable again", interval=POLL
@@ -175,7 +175,7 @@ async def test_dead_trunk_costs_no_calls_and_returns_after_its_breaker_closes(
                 assert trunk().answered_total >= 1
                 assert trunk().breaker is Breaker.CLOSED
             finally:
-                back.stop()
+                await asyncio.to_thread(back.stop)
             report(
                 "trunk failover",
                 calls=r1.created + r2.created + r3.created + r4.created,
@@ -185,7 +185,7 @@ async def test_dead_trunk_costs_no_calls_and_returns_after_its_breaker_closes(
                 return_detected_s=f"{back_detect:.1f}",
             )
     finally:
-        far.stop()
+        await asyncio.to_thread(far.stop)
 
 
 # -- sites ------------------------------------------------------------------------------
@@ -232,8 +232,8 @@ async def test_site_killed_mid_load_moves_calls_and_takes_them_back_after_holdof
         elsewhere = _joins(ami, "bangalore", mark) + _joins(ami, "manila", mark)
         assert elsewhere >= 4  # every call after the detection was queued at another site
 
-        lab.stop_site(dhaka)
-        lab.start_site(dhaka)
+        await asyncio.to_thread(lab.stop_site, dhaka)
+        await asyncio.to_thread(lab.start_site, dhaka)
         await asyncio.to_thread(lab.wait_ami, dhaka, 20)
         await until(lambda: bridge.state.sites["dhaka"].synced, 10, "dhaka resynced", interval=POLL)
         back_mark = len(ami.events)
@@ -372,7 +372,7 @@ async def test_bridge_killed_and_restarted_under_load_loses_no_call(
         # Kill the bridge mid-load, and keep it down while calls keep arriving: each of
         # them must take the dialplan's static route.
         await until(lambda: joined() >= 4, 10, "load calls routed", interval=POLL)
-        bridge.kill()
+        await asyncio.to_thread(bridge.kill)
         down_at = time.monotonic()
         while_up = joined()
         await until(lambda: joined() >= while_up + 4, 10, "calls while down", interval=POLL)
@@ -392,7 +392,7 @@ async def test_bridge_killed_and_restarted_under_load_loses_no_call(
             via_fallback=fallback,
         )
     finally:
-        bridge.stop()
+        await asyncio.to_thread(bridge.stop)
 
 
 # -- outbound -------------------------------------------------------------------------------
@@ -419,8 +419,8 @@ async def test_callback_fails_over_between_carriers_with_local_caller_id(
         identity_log=True,
     )
     seen_before = {name: len(agent.identities()) for name, agent in agents.items()}
-    broken.start()
-    healthy.start()
+    await asyncio.to_thread(broken.start)
+    await asyncio.to_thread(healthy.start)
     try:
         async with bridge_at(WEDNESDAY_MORNING) as bridge:
             await until(
@@ -493,5 +493,5 @@ async def test_callback_fails_over_between_carriers_with_local_caller_id(
             )
             report("callback", carriers_tried=len(results()), failed_over=results()[0][1])
     finally:
-        broken.stop()
-        healthy.stop()
+        await asyncio.to_thread(broken.stop)
+        await asyncio.to_thread(healthy.stop)

@@ -1,7 +1,9 @@
 """Issue 18 part 1: no call waits more than 2 s longer than normal on a hung bridge.
 
-50 calls/s into the production route step at bangalore (ccb-inbound -> ccb-route ->
-AGI(${CCB_AGI_URL}) -> queue orders-hi, routed or static), for about 38 s a case, with
+50 calls/s into the production route step at bangalore (ccb-inbound -> the FastAGI step
+of ccb-route, AGI(${CCB_AGI_URL}) -> ccb-dispatch or ccb-fallback -> queue orders-hi),
+every call asking the bridge (the held-route shortcut that skips it while the bridge is
+fresh is left out: these are the calls the guard is for), for about 38 s a case, with
 the bridge hung for 30 s in three ways: SIGSTOPped (the AGI guard alone), its event loop
 blocked by the test-only hook (under `ccbridge supervise`), and its FastAGI port
 blackholed after accept (a relay that stops forwarding; the guard alone). The queue at
@@ -28,6 +30,7 @@ from pathlib import Path
 
 import pytest
 
+from ccbridge import variables as v
 from ccbridge.config import Config
 from ccbridge.config.model import HostPort
 from ccbridge.lab.demo import BridgeProcess, bridge_ready, http_json
@@ -105,7 +108,7 @@ async def place_load(seconds: float, folder: Path) -> LoadResult:
     argv = caller_command(
         SCENARIOS / "loadtest_far_hangup.xml",
         "127.0.1.1:5060",
-        ORDERS_IN,
+        ASKING + ORDERS_IN,
         caller=HINDI,
         local_port=CALLER_PORT,
         calls=calls,
@@ -155,20 +158,55 @@ def _stat(text: str, label: str) -> int:
 # -- the lab around the calls -------------------------------------------------------------
 
 
+ASKING = "gt"  # the calls dial gt+DID: the route step below, which asks the bridge each time
+
+
+def asking_route_step(max_age: int) -> list[str]:
+    """CLI lines adding `ccb-asks-bridge`: ccb-route's FastAGI step without the held-route
+    shortcut taken first (dialplans/extensions.conf.j2), so every call asks the bridge as
+    a call that needs a per-call decision does; no answer: ccb-route's own fallbacks (the
+    last held route, then the static one). No spaces or quotes: the CLI splits and
+    strips them."""
+    ctx = "ccb-asks-bridge"
+    agi = "AGI(${CCB_AGI_URL}?site=bangalore&lang=&service=)"
+    route = f"${{{v.ROUTE}}}"
+    steps = [
+        (1, f"Set(__{v.DID}=${{EXTEN}})"),
+        (2, f"Set({v.ROUTE}=)"),
+        (3, agi),
+        (4, "GotoIf($[${AGISTATUS}!=SUCCESS]?10)"),
+        (5, f"GotoIf($[${{LEN({route})}}=0]?10)"),
+        (6, f"Goto(ccb-dispatch,{route},1)"),
+        (10, f"Gosub(ccb-held,${{EXTEN}},1({max_age},{v.HELD_FALLBACK}))"),
+        (11, f"GotoIf($[${{LEN({route})}}=0]?13)"),
+        (12, f"Goto(ccb-dispatch,{route},1)"),
+        (13, f"Goto(ccb-fallback,${{{v.DID}}},1)"),
+    ]
+    return [
+        f"dialplan add extension _{ASKING}+.,1,Goto({ctx},${{EXTEN:{len(ASKING)}}},1)"
+        " into ccb-inbound replace",
+        *(f"dialplan add extension _[+0-9].,{n},{app} into {ctx} replace" for n, app in steps),
+    ]
+
+
 @pytest.fixture(scope="module")
 def answering_queue(lab: Lab) -> Iterator[None]:
     """orders-hi at bangalore answers at once, wherever the call came from (route or
-    fallback): the test measures the route step, not agents."""
+    fallback): the test measures the route step, not agents. And the route step that
+    asks the bridge for every call."""
     site = lab.config.site("bangalore")
     lines = [
         "dialplan add extension orders-hi,1,Answer() into ccb-queue replace",
         "dialplan add extension orders-hi,2,Wait(0.2) into ccb-queue replace",
         "dialplan add extension orders-hi,3,Hangup() into ccb-queue replace",
+        *asking_route_step(int(lab.config.routing.held_routes.max_age)),
     ]
     for line in lines:
         lab.cli(site, line)
     shown = lab.cli(site, "dialplan show orders-hi@ccb-queue")
     assert "Wait(0.2)" in shown, shown
+    asks = lab.cli(site, "dialplan show ccb-asks-bridge")
+    assert "AGI(${CCB_AGI_URL}" in asks and "Goto(ccb-fallback," in asks, asks
     try:
         yield
     finally:

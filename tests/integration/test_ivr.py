@@ -13,7 +13,7 @@ from aiohttp import web
 from ccbridge.lab.dtmf import Step, ivr_call
 from ccbridge.lab.sipp import Agent
 from ccbridge.lab.sites import Lab
-from tests.integration.conftest import AmiRecorder, BridgeFactory
+from tests.integration.conftest import AmiRecorder, BridgeFactory, clear_held_routes
 
 # Wednesday 25 Nov 2026, 10:30 in Bangalore and 11:00 in Dhaka: both open, no holiday.
 WEDNESDAY_MORNING = datetime(2026, 11, 25, 5, 0, tzinfo=UTC)
@@ -139,8 +139,9 @@ async def test_backend_down_offers_an_agent(
 async def test_menus_work_and_reach_a_queue_with_the_bridge_stopped(
     lab: Lab, agents: dict[str, Agent], ami: AmiRecorder
 ) -> None:
-    # No bridge: the menu is pure dialplan; AGISTATUS=FAILURE sends the choice (orders in
-    # Bengali) to its static route: the trunk to Dhaka, whose queue takes it.
+    # No bridge (and no held routes): the menu is pure dialplan; AGISTATUS=FAILURE sends
+    # the choice (orders in Bengali) to its static route: the trunk to Dhaka.
+    clear_held_routes(lab)
     await _call(IVR_IN, [(1200, "2"), (1500, "1")], hold_ms=5000, port=6145)
     await ami.wait_for(
         lambda: _count(ami, "AgentConnect", "dhaka", "orders-bn") >= 1, what="fallback to dhaka"

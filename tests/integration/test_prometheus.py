@@ -8,6 +8,7 @@ import json
 import math
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -146,6 +147,18 @@ def prometheus(target: str, workdir: Path) -> Iterator[str]:
         log.close()
 
 
+@contextlib.asynccontextmanager
+async def prometheus_off_loop(target: str, workdir: Path) -> AsyncIterator[str]:
+    """``prometheus()`` with its start and stop (a fork; a wait of up to 15 s) in a thread:
+    the bridge under test shares this loop and must not be held up (no slow callbacks)."""
+    stack = contextlib.ExitStack()
+    url = await asyncio.to_thread(stack.enter_context, prometheus(target, workdir))
+    try:
+        yield url
+    finally:
+        await asyncio.to_thread(stack.close)
+
+
 class PromApi:
     """The few Prometheus HTTP API calls the test needs."""
 
@@ -209,10 +222,11 @@ async def test_every_dashboard_and_rule_query_has_data(
 ) -> None:
     http = HostPort("127.0.0.1", free_port())
     config = replace(lab_config, bridge=replace(lab_config.bridge, http_listen=http))
-    with tempfile.TemporaryDirectory(prefix="ccb-prom-") as tmp:
+    tmp = await asyncio.to_thread(tempfile.mkdtemp, prefix="ccb-prom-")
+    try:
         async with bridge_at(WEDNESDAY_MORNING, config) as bridge:
             assert bridge.http_port == http.port
-            with prometheus(f"127.0.0.1:{http.port}", Path(tmp)) as url:
+            async with prometheus_off_loop(f"127.0.0.1:{http.port}", Path(tmp)) as url:
                 prom = PromApi(api, url)
                 await prom.wait('up{job="ccbridge"}', 1, within=30)
                 await calls(ORDERS_IN, BENGALI_CALLER, 2)  # overflows to dhaka
@@ -259,3 +273,5 @@ async def test_every_dashboard_and_rule_query_has_data(
             async with api.get(f"http://127.0.0.1:{http.port}/metrics") as r:
                 exposition = await r.text()
             assert bad_labels(exposition) == []
+    finally:
+        await asyncio.to_thread(shutil.rmtree, tmp, True)

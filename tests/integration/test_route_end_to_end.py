@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 from ccbridge.lab.sipp import Agent, place_calls
 from ccbridge.lab.sites import Lab
-from tests.integration.conftest import AmiRecorder, BridgeFactory
+from tests.integration.conftest import AmiRecorder, BridgeFactory, clear_held_routes
 
 # Wednesday 25 Nov 2026, 10:30 in Bangalore and 11:00 in Dhaka: both open, no holiday.
 WEDNESDAY_MORNING = datetime(2026, 11, 25, 5, 0, tzinfo=UTC)
@@ -82,7 +82,9 @@ async def test_hindi_caller_stays_at_bangalore(
 async def test_calls_take_the_static_fallback_when_the_bridge_is_down(
     lab: Lab, agents: dict[str, Agent], ami: AmiRecorder
 ) -> None:
-    # No bridge: Asterisk cannot connect to FastAGI, AGISTATUS=FAILURE, fallback route.
+    # No bridge, and none ever ran (no held routes): Asterisk cannot connect to FastAGI,
+    # AGISTATUS=FAILURE, fallback route.
+    clear_held_routes(lab)
     result = await asyncio.to_thread(
         place_calls,
         "127.0.1.1:5060",

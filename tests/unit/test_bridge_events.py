@@ -39,7 +39,11 @@ def test_every_event_a_part_reads_passes_the_filter(bridge: Bridge) -> None:
     assert dropped == []
     # QueueMemberRinginuse was the one the hand-kept list had lost.
     assert "QueueMemberRinginuse" in HANDLED_EVENTS
-    assert bridge.bus.user_event_names() == {variables.EVENT_TRUNK_RESULT}
+    assert bridge.bus.user_event_names() == {
+        variables.EVENT_TRUNK_RESULT,
+        variables.EVENT_HELD_ROUTE,
+        variables.EVENT_HELD_REJECTED,
+    }
 
 
 def test_every_subscribed_name_has_a_handler_and_nothing_else_passes(bridge: Bridge) -> None:

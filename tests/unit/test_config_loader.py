@@ -178,6 +178,33 @@ def test_check_command_accepts_the_lab_config() -> None:
     assert "3 sites" in out.stdout
 
 
+def test_held_routes_settings_load_and_are_validated(lab_text: str) -> None:
+    anchor = "  held_routes: {use_without_bridge: true, fresh_age: 5, max_age: 300}\n"
+    assert anchor in lab_text
+    ok = lab_text.replace(anchor, "  held_routes: {use_without_bridge: false, max_age: 120}\n")
+    held = parse(ok).routing.held_routes  # type: ignore[attr-defined]
+    assert (held.use_without_bridge, held.max_age, held.fresh_age) == (False, 120.0, 5.0)
+    bad = lab_text.replace(
+        anchor,
+        "  held_routes: {fresh_age: 1.5, max_age: yes, refresh: 1, maxage: 3}\n",
+    )
+    found = problems(bad)
+    line = line_of(bad, "held_routes")
+    assert any("routing.held_routes.maxage: unknown key" in p for p in found), found
+    bad = lab_text.replace(anchor, "  held_routes: {fresh_age: 1.5, refresh: 1}\n")
+    assert problems(bad) == [
+        f"deploy.yaml:{line}: routing.held_routes.fresh_age: must be at least twice refresh (1s)"
+    ]
+    bad = lab_text.replace(anchor, "  held_routes: {max_age: 2}\n")
+    assert problems(bad) == [
+        f"deploy.yaml:{line}: routing.held_routes.max_age: must be at least fresh_age (5s)"
+    ]
+    bad = lab_text.replace(anchor, "  held_routes: {max_age: -1}\n")
+    assert problems(bad) == [
+        f"deploy.yaml:{line}: routing.held_routes.max_age: -1 is out of range 1..86400"
+    ]
+
+
 # -- number keys ----------------------------------------------------------------------
 
 

@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import signal
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 
 from ccbridge import loopdebug
 from ccbridge.cli import build_parser
 from tests.polling import until
+from tests.unit.test_bridge_lifecycle import REPO, free_port
 
 
 async def test_a_callback_over_the_limit_is_reported_once_and_named(
@@ -50,3 +56,34 @@ def test_the_threshold_comes_from_the_option_or_the_environment(
     for bad in ("0", "nan", "abc"):
         with pytest.raises(SystemExit):
             build_parser().parse_args(["run", "x.yaml", "--slow-callback-ms", bad])
+
+
+async def test_ccbridge_run_logs_slow_callbacks_and_still_stops_cleanly(tmp_path: Path) -> None:
+    # A 0.01 ms limit: every callback is "slow", so the bridge's own start-up reports some.
+    cfg = tmp_path / "lab.yaml"
+    text = (REPO / "examples" / "lab.yaml").read_text()
+    for old in ("127.0.0.1:8080", "127.0.0.1:4573"):
+        text = text.replace(old, f"127.0.0.1:{free_port()}")
+    cfg.write_text(text.replace("  port: 5038\n", f"  port: {free_port()}\n"))
+    err = tmp_path / "stderr"
+    proc = _run_bridge(cfg, err, "--slow-callback-ms", "0.01")
+    try:
+        await until(lambda: loopdebug.MARK in err.read_text(), 30, "a slow-callback line")
+        await until(lambda: "bridge started" in err.read_text(), 30, "the bridge started")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        returncode = await asyncio.to_thread(proc.wait, 30)
+    assert returncode == 0, err.read_text()[-2000:]
+    line = next(x for x in err.read_text().splitlines() if loopdebug.MARK in x)
+    assert "logger=asyncio" in line and "(limit 0 ms)" in line
+
+
+def _run_bridge(cfg: Path, err: Path, *args: str) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "CCBRIDGE_AMI_SECRET": "x", "CCBRIDGE_API_TOKEN": "t"}
+    with open(err, "wb") as out:  # the child keeps its own copy
+        return subprocess.Popen(
+            [sys.executable, "-m", "ccbridge.cli", "run", str(cfg), *args],
+            stdout=out,
+            stderr=out,
+            env=env,
+        )

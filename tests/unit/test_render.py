@@ -40,7 +40,8 @@ def test_dialplan_uses_only_variables_the_code_defines(config: Config) -> None:
     for site in config.sites:
         text = render_site(config, site)["extensions.conf"]
         used = set(re.findall(r"\bCCB_[A-Z_]+[0-9]*\b", text))
-        numbered = {u for u in used if re.fullmatch(r"CCB_TRUNK_\d*", u)}  # CCB_TRUNK_${i}
+        # CCB_TRUNK_${i}, and the globals CCB_CC_<calling code> read as CCB_CC_${d:0:n}
+        numbered = {u for u in used if re.fullmatch(r"CCB_(TRUNK|CC)_\d*", u)}
         # Globals of the template itself (the AGI URL, the site name) are not channel variables.
         own = {"CCB_AGI_URL", "CCB_THIS_SITE"}
         assert used - numbered - own <= known, used - numbered - own - known
@@ -119,6 +120,37 @@ def test_a_template_typo_fails_loudly(config: Config, tmp_path: Path) -> None:
     (tmp_path / "rtp.conf.j2").write_text("rtpstart={{ site.rtp_strat }}\n")
     with pytest.raises(jinja2.UndefinedError):
         render_site(config, config.sites[0], tmp_path)
+
+
+def test_held_routes_are_read_before_and_after_asking_the_bridge(config: Config) -> None:
+    from dataclasses import replace
+
+    from ccbridge.config.model import HeldRouteSettings
+    from ccbridge.routing.held import value_pattern
+
+    blr = config.site("bangalore")
+    text = render_site(config, blr)["extensions.conf"]
+    route = text.split("[ccb-route]")[1].split("[ccb-held]")[0]
+    fresh = route.index("Gosub(ccb-held,${EXTEN},1(5,fresh))")
+    agi = route.index("AGI(${CCB_AGI_URL}")
+    fallback = route.index("Gosub(ccb-held,${EXTEN},1(300,fallback))")
+    static = route.index("?ccb-fallback,${EXTEN},1)")
+    assert fresh < agi < fallback < static
+    held = text.split("[ccb-held]")[1].split("[ccb-dispatch]")[0]
+    assert value_pattern(config, blr) in held
+    assert "exten => +918000000001,1,Set(LOCAL(lang)=hi)" in held
+    assert "CCB_CC_880=bn" in text and "CCB_CC_44=en" in text
+    # Longest calling code first, as the resolver tries them.
+    assert held.index("${CCB_CC_${d:0:3}}") < held.index("${CCB_CC_${d:0:2}}")
+
+    def routing(**kw: object) -> Config:
+        held = replace(HeldRouteSettings(), **kw)  # type: ignore[arg-type]
+        return replace(config, routing=replace(config.routing, held_routes=held))
+
+    ask_first = render_site(routing(use_without_bridge=False), blr)["extensions.conf"]
+    assert ",fresh))" not in ask_first and ",fallback))" in ask_first
+    off = render_site(routing(enabled=False), blr)["extensions.conf"]
+    assert "ccb-held" not in off and "CCB_CC_" not in off
 
 
 def _section(text: str, name: str) -> str:

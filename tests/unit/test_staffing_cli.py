@@ -240,3 +240,28 @@ def test_csv_reader_reads_what_it_is_given(tmp_path: Path) -> None:
         Slot(date(2026, 10, 12), 45): (2, False),
         Slot(date(2026, 10, 13), 44): (4, True),
     }
+
+
+def test_unwritable_outputs_are_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    hist = write_history(tmp_path / "h.csv")
+    base = ["--history", str(hist), "--from", PLAN_DAY, "--to", PLAN_DAY]
+    nowhere = tmp_path / "no" / "such" / "dir"
+    rc, _, err = run(capsys, *base, "--csv", str(nowhere / "p.csv"))
+    last = err.splitlines()[-1]
+    assert (rc, last) == (1, f"error: cannot write {nowhere / 'p.csv'}: No such file or directory")
+    rc, _, err = run(capsys, *base, "--chart", str(nowhere / "p.png"))
+    last = err.splitlines()[-1]
+    assert (rc, last) == (1, f"error: cannot write {nowhere / 'p.png'}: No such file or directory")
+
+
+def test_a_bad_config_is_the_loaders_message(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "deploy.yaml"
+    bad.write_text("sites: [\n")
+    hist = write_history(tmp_path / "h.csv")
+    rc = main(["staffing", str(bad), "--history", str(hist), "--from", PLAN_DAY, "--to", PLAN_DAY])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.startswith(f"error: {bad}:") and "YAML" in err

@@ -212,3 +212,21 @@ def test_rostered_rounds_up_a_fraction_of_an_agent() -> None:
     assert rostered_agents(15, 0.3) == 22  # 21.43 -> 22
     assert rostered_agents(7, 0.3) == 10  # 7 / 0.7 = 10 exactly
     assert rostered_agents(0, 0.5) == 0
+
+
+@given(
+    a=st.floats(min_value=0.01, max_value=200.0),
+    cap=st.integers(min_value=0, max_value=260),
+    target=st.floats(min_value=0.5, max_value=0.99),
+)
+def test_unreachable_exactly_when_the_cap_is_under_the_requirement(
+    a: float, cap: int, target: float
+) -> None:
+    free = required_agents(a, 180, 20, target)
+    capped = required_agents(a, 180, 20, target, max_agents=cap)
+    assert isinstance(free, Requirement)
+    if cap >= free.agents:
+        assert capped == free
+    else:
+        assert isinstance(capped, Unreachable)
+        assert capped.best_service_level < target

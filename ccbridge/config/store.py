@@ -1,0 +1,121 @@
+"""The `store:` section: where call records are kept and how the record writer buffers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from ccbridge.config.model import SecretValue
+from ccbridge.config.reader import Reader
+
+# The drivers the store runs on: an admin writes the plain scheme, the store picks the
+# asyncio driver (the only one installed for each engine).
+_SCHEMES = {
+    "sqlite": "sqlite+aiosqlite",
+    "sqlite+aiosqlite": "sqlite+aiosqlite",
+    "postgresql": "postgresql+asyncpg",
+    "postgres": "postgresql+asyncpg",
+    "postgresql+asyncpg": "postgresql+asyncpg",
+}
+DEFAULT_SQLITE = "var/ccbridge.db"  # relative to the config file's folder
+DEFAULT_JOURNAL_PG = "var/ccbridge-records.journal"
+
+
+@dataclass(frozen=True, slots=True)
+class StoreSettings:
+    """A database URL without its password (that is a secret) and the writer's limits."""
+
+    url: str = f"sqlite+aiosqlite:///{DEFAULT_SQLITE}"
+    password: SecretValue | None = None
+    journal: str = f"{DEFAULT_SQLITE}.journal"
+    queue_size: int = 100_000  # records held in memory before they count as unwritten
+    batch_size: int = 500  # records per database transaction
+    flush_interval: float = 0.05  # seconds: the longest a record waits for the journal
+    fsync_interval: float = 1.0  # seconds between fsyncs of the journal
+
+    @property
+    def engine(self) -> str:
+        """'sqlite' or 'postgresql'."""
+        return self.url.split("+", 1)[0]
+
+
+def parse_store(r: Reader, v: Any) -> StoreSettings:
+    d = r.mapping(
+        v,
+        {
+            "url",
+            "password",
+            "journal",
+            "queue_size",
+            "batch_size",
+            "flush_interval",
+            "fsync_interval",
+        },
+    )
+    url = r.get(d, "url", lambda x: _url(r, x), None) or _sqlite_url(r.base_dir / DEFAULT_SQLITE)
+    engine = url.split("+", 1)[0]
+    if engine == "sqlite":
+        default_journal = url.removeprefix("sqlite+aiosqlite:///") + ".journal"
+    else:
+        default_journal = str(r.base_dir / DEFAULT_JOURNAL_PG)
+    journal = r.get(d, "journal", r.string, None)
+    if journal is not None:
+        p = Path(journal)
+        journal = str(p if p.is_absolute() else r.base_dir / p)
+    password = r.get(d, "password", r.secret, None)
+    if password is not None and engine == "sqlite":
+        with r.at("password", d):
+            raise r.fail("an SQLite store takes no password")
+    return StoreSettings(
+        url=url,
+        password=password,
+        journal=journal or default_journal,
+        **r.given(
+            d,
+            {
+                "queue_size": r.integer(100, 10_000_000),
+                "batch_size": r.integer(1, 100_000),
+                "flush_interval": r.number(0.001, 10),
+                "fsync_interval": r.number(0, 3600),
+            },
+        ),
+    )
+
+
+def _sqlite_url(path: Path) -> str:
+    return f"sqlite+aiosqlite:///{path}"
+
+
+def _url(r: Reader, v: Any) -> str:
+    raw = r.string(v)
+    scheme, sep, rest = raw.partition("://")
+    if not sep or scheme not in _SCHEMES:
+        raise r.fail(
+            f"unknown database URL scheme '{scheme}': use sqlite:///PATH or "
+            "postgresql://USER@HOST[:PORT]/DATABASE"
+        )
+    driver = _SCHEMES[scheme]
+    if driver.startswith("sqlite"):
+        # sqlite:///relative/path (three slashes) or sqlite:////absolute/path
+        if not rest.startswith("/") or rest == "/":
+            raise r.fail(
+                "an SQLite URL is sqlite:///PATH (relative to this file) or sqlite:////PATH"
+            )
+        p = Path(rest[1:])
+        return _sqlite_url(p if p.is_absolute() else r.base_dir / p)
+    parts = urlsplit(f"postgresql://{rest}")
+    if parts.password is not None:
+        # A password in the file ends up in backups and version control.
+        raise r.fail(
+            "the password must not be written in the URL: use store.password: "
+            "{env: VAR} or {file: PATH}"
+        )
+    if not parts.hostname or not parts.path.strip("/"):
+        raise r.fail("a PostgreSQL URL needs a host and a database: postgresql://USER@HOST/DB")
+    try:
+        parts.port  # noqa: B018 (raises on a port that is not a number)
+    except ValueError:
+        raise r.fail("the port in the URL is not a number") from None
+    return f"{driver}://{rest}"

@@ -1,0 +1,261 @@
+"""Keep each site's held routes (routing/held.py) in its AstDB over AMI, and hear back from
+the dialplan when it used one or refused one.
+
+One task per site: it recomputes the site's table when the live state changed (at most
+every ``min_interval``) and on a ``refresh`` timer, in slices that give the event loop
+back, writes only the keys whose routes changed (DBPut; DBDel for keys no longer in the
+table), then the heartbeat (the PBX's epoch) once every write of the pass succeeded. On
+each (re)connect it clears the site's old table first (DBDelTree), so numbers dropped
+from the config never linger. The dialplan trusts a table whose heartbeat is recent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter
+
+from ccbridge import variables as v
+from ccbridge.ami.client import AmiError, SiteLink
+from ccbridge.clock import Clock
+from ccbridge.config.model import Config, Site
+from ccbridge.logs import ctx
+from ccbridge.routing.engine import CallRequest, Decision, Router
+from ccbridge.routing.held import Boundaries, HeldEntry, held_entries, held_key, same_routes
+from ccbridge.routing.held import encode as encode_entry
+from ccbridge.routing.state import LiveState
+
+log = logging.getLogger("ccbridge.held")
+
+SLICE = 32  # entries computed between two yields to the event loop
+SOURCES = (v.HELD_FRESH, v.HELD_FALLBACK)
+REJECT_REASONS = (v.HELD_REJECT_INVALID, v.HELD_REJECT_EXPIRED)
+OTHER = "other"
+
+
+@dataclass(slots=True)
+class _Written:
+    """What this bridge knows a site's AstDB holds: key -> value, and the decisions."""
+
+    values: dict[str, str]
+    decisions: dict[str, tuple[float, Decision, Decision]]  # key -> (until, now, next)
+
+
+class HeldMetrics:
+    """Held-route counters, labelled by configured names only."""
+
+    def __init__(self, registry: CollectorRegistry, sites: tuple[str, ...]) -> None:
+        self.used = Counter(
+            "ccbridge_held_route_used_total",
+            "Calls the dialplan routed from a held route (fresh: without asking the bridge;"
+            " fallback: the bridge did not answer)",
+            ["site", "source"],
+            registry=registry,
+        )
+        self.rejected = Counter(
+            "ccbridge_held_route_rejected_total",
+            "Held values the dialplan refused (invalid: not one the bridge writes; expired:"
+            " past its validity): the call took the bridge or the static fallback",
+            ["site", "reason"],
+            registry=registry,
+        )
+        self.writes = Counter(
+            "ccbridge_held_route_writes_total",
+            "AstDB keys written (DBPut/DBDel) for held routes, heartbeats apart",
+            ["site"],
+            registry=registry,
+        )
+        self.write_errors = Counter(
+            "ccbridge_held_route_write_errors_total",
+            "Held-route passes that failed to write (the heartbeat then stays old)",
+            ["site"],
+            registry=registry,
+        )
+        for s in sites:
+            for src in SOURCES:
+                self.used.labels(s, src)
+            for r in REJECT_REASONS:
+                self.rejected.labels(s, r)
+            self.writes.labels(s)
+            self.write_errors.labels(s)
+
+
+class HeldRoutePublisher:
+    """Writes every site's held table over its AMI link; see the module docstring."""
+
+    def __init__(
+        self,
+        config: Config,
+        router: Router,
+        state: Callable[[], LiveState],
+        clock: Clock,
+        links: Mapping[str, SiteLink],
+        registry: CollectorRegistry,
+        on_held_call: Callable[[CallRequest, Decision], None] | None = None,
+    ) -> None:
+        self.config = config
+        self.settings = config.routing.held_routes
+        self.router = router
+        self.boundaries = Boundaries(config)
+        self._state = state
+        self.clock = clock
+        self.links = links
+        self._sites = {s.name: s for s in config.sites}
+        self.metrics = HeldMetrics(registry, tuple(self._sites))
+        self._on_held_call = on_held_call
+        self._dirty = {name: asyncio.Event() for name in self._sites}
+        self._written: dict[str, _Written | None] = dict.fromkeys(self._sites)
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = False
+        self.passes: dict[str, int] = dict.fromkeys(self._sites, 0)  # complete passes per site
+
+    # -- inputs ---------------------------------------------------------------------
+    def state_changed(self) -> None:
+        """The live state moved: every site's table may have (coalesced by the tasks)."""
+        for ev in self._dirty.values():
+            ev.set()
+
+    def link_changed(self, site: str) -> None:
+        """The site's AMI link went down or up: its AstDB is unknown until rewritten."""
+        if site in self._written:
+            self._written[site] = None
+            self._dirty[site].set()
+
+    def on_event(self, site: str, event: Mapping[str, str]) -> None:
+        """The dialplan's UserEvents about held routes."""
+        if event.get("Event") != "UserEvent" or site not in self._sites:
+            return
+        name = event.get("UserEvent")
+        if name == v.EVENT_HELD_ROUTE:
+            source = event.get("Source", "")
+            self.metrics.used.labels(site, source if source in SOURCES else OTHER).inc()
+            self._remember(site, event)
+        elif name == v.EVENT_HELD_REJECTED:
+            reason = event.get("Reason", "")
+            self.metrics.rejected.labels(site, reason if reason in REJECT_REASONS else OTHER).inc()
+            log.warning(
+                "held route refused by the dialplan",
+                extra=ctx(site=site, did=event.get("Did", "")[:24], reason=reason[:24]),
+            )
+            # Rewrite that key on the next pass: a hand edit is undone within a second.
+            written = self._written.get(site)
+            key = held_key(event.get("Did", ""), event.get("Lang", ""))
+            if written is not None and written.values.pop(key, None) is not None:
+                self._dirty[site].set()
+
+    def _remember(self, site: str, event: Mapping[str, str]) -> None:
+        """A held route took a call: the engine's memory (sticky site) and the decision
+        metrics learn of it as if the bridge had decided it (only for keys this bridge
+        wrote: the event's text never becomes a label)."""
+        written = self._written.get(site)
+        if written is None or self._on_held_call is None:
+            return
+        did = event.get("Did", "")
+        found = written.decisions.get(held_key(did, event.get("Lang", "")))
+        if found is not None:
+            until, now, after = found
+            call = CallRequest(did, "", site)
+            self._on_held_call(call, now if self.clock.time() < until else after)
+
+    # -- lifecycle -----------------------------------------------------------------------
+    async def start(self) -> None:
+        if not self.settings.enabled:
+            return
+        self._stopping = False
+        for name in self._sites:
+            self._tasks.append(asyncio.create_task(self._run(name), name=f"held-{name}"))
+
+    async def stop(self) -> None:
+        self._stopping = True
+        tasks, self._tasks = self._tasks, []
+        for t in tasks:
+            # Python 3.11's wait_for can swallow a cancellation that races with its inner
+            # future (see SiteLink.stop): cancel until the task has really ended.
+            while not t.done():
+                t.cancel()
+                await asyncio.wait({t}, timeout=0.5)
+
+    async def _run(self, name: str) -> None:
+        site = self._sites[name]
+        dirty = self._dirty[name]
+        s = self.settings
+        while not self._stopping:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(dirty.wait(), s.refresh)
+            dirty.clear()
+            link = self.links.get(name)
+            if link is None or not link.ready:
+                continue
+            started = time.monotonic()
+            try:
+                await self.publish(site, link)
+            except (AmiError, TimeoutError) as exc:
+                self.metrics.write_errors.labels(name).inc()
+                self._written[name] = None  # unknown: clear and rewrite all next time
+                log.warning("held routes not written: %s", exc, extra=ctx(site=name))
+            except Exception:
+                self.metrics.write_errors.labels(name).inc()
+                log.exception("held routes pass failed", extra=ctx(site=name))
+            # Coalesce bursts of state changes: one pass per min_interval at most.
+            await asyncio.sleep(max(0.0, s.min_interval - (time.monotonic() - started)))
+
+    # -- one pass ----------------------------------------------------------------------
+    async def table(self, site: Site) -> list[HeldEntry]:
+        """The site's table now, computed in slices so the event loop keeps running."""
+        out: list[HeldEntry] = []
+        state = self._state()
+        for entry in held_entries(self.router, self.boundaries, site, state, self.clock.now()):
+            out.append(entry)
+            if len(out) % SLICE == 0:
+                await asyncio.sleep(0)
+        return out
+
+    async def publish(self, site: Site, link: SiteLink) -> int:
+        """Write what changed and the heartbeat; returns the keys written."""
+        name = site.name
+        entries = await self.table(site)
+        now = self.clock.time()
+        offset = self.clock.offset  # a shifted test clock: the PBX compares with its EPOCH
+        written = self._written[name]
+        if written is None:
+            with contextlib.suppress(AmiError):  # no tree yet is an Error reply
+                await link.action("DBDelTree", {"Family": v.HELD_FAMILY, "Key": v.HELD_ROUTE_KEY})
+            written = _Written({}, {})
+        values: dict[str, str] = {}
+        changed: list[tuple[str, str]] = []
+        for e in entries:
+            old = written.values.get(e.key)
+            value = encode_entry(e, now, offset)
+            if old is not None and same_routes(old, value):
+                value = old  # unchanged: keep the time it was first computed
+            else:
+                changed.append((e.key, value))
+            values[e.key] = value
+        gone = [k for k in written.values if k not in values]
+        count = 0
+        for key, value in changed:
+            await link.action("DBPut", {"Family": v.HELD_FAMILY, "Key": key, "Val": value})
+            written.values[key] = value
+            count += 1
+        for key in gone:
+            with contextlib.suppress(AmiError):
+                await link.action("DBDel", {"Family": v.HELD_FAMILY, "Key": key})
+            written.values.pop(key, None)
+            count += 1
+        written.values = values
+        written.decisions = {e.key: (e.until, *e.decisions) for e in entries if e.decisions}
+        self._written[name] = written
+        await link.action(
+            "DBPut",
+            {"Family": v.HELD_FAMILY, "Key": v.HELD_HEARTBEAT_KEY, "Val": str(int(now - offset))},
+        )
+        if count:
+            self.metrics.writes.labels(name).inc(count)
+            log.info("held routes written", extra=ctx(site=name, keys=count))
+        self.passes[name] += 1
+        return count

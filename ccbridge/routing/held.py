@@ -1,0 +1,327 @@
+"""Routes held in the PBX: per number and language, the route now and the one after the next
+schedule boundary, computed from config, live state and a time passed in (no I/O).
+
+The bridge writes these into each site's AstDB (ccbridge/heldroutes.py); the dialplan
+reads them to route without asking the bridge (dialplans/extensions.conf.j2, ccb-held).
+A held entry is what ``Router.decide`` answers for that number and language at ``now``,
+and at ``until`` (the next instant a decision can change with time alone: a service
+opening or closing at any site, a holiday or special date starting, a recovered site's
+hold-off ending) with the same live state, so a PBX whose bridge is gone across a site's
+closing time still switches at the right second.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from ccbridge import variables as v
+from ccbridge.config.model import Config, Number, Schedule, Site, queue_name
+from ccbridge.routing.engine import AFTER_HOURS, QUEUE, CallRequest, Decision, Router
+from ccbridge.routing.schedule import is_open
+from ccbridge.routing.state import LiveState
+
+__all__ = [
+    "FORMAT",
+    "HORIZON",
+    "Boundaries",
+    "HeldEntry",
+    "HeldRoute",
+    "decode",
+    "encode",
+    "held_entries",
+    "languages_for",
+    "route_of",
+    "value_pattern",
+]
+
+FORMAT = "1"  # first field of every value: a dialplan reading another format rejects it
+HORIZON = timedelta(days=1)  # no boundary within this: the route holds this long at most
+_SCAN_DAYS = 8  # a weekly schedule repeats: 8 days of candidates always find its next change
+_MIDNIGHT = time(0)
+
+
+@dataclass(frozen=True, slots=True)
+class HeldRoute:
+    """One route as the dialplan dispatches it (the CCB_ROUTE kinds of ccbridge.variables)."""
+
+    kind: str
+    site: str = ""
+    queue: str = ""
+    action: str = ""  # after_hours: voicemail | callback | closed
+    trunks: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class HeldEntry:
+    """The route for (did, language) received at a site: ``now`` until ``until``, then
+    ``next`` until ``next_until`` (POSIX seconds on the bridge's clock)."""
+
+    did: str
+    language: str
+    service: str
+    now: HeldRoute
+    next: HeldRoute
+    until: float
+    next_until: float
+    # The engine's decisions behind ``now`` and ``next`` (what the bridge remembers when
+    # the dialplan reports a call routed from this entry); not part of the value.
+    decisions: tuple[Decision, Decision] | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def key(self) -> str:
+        return held_key(self.did, self.language)
+
+
+def held_key(did: str, language: str) -> str:
+    """The AstDB key (under family ccbridge) of a number's route in a language."""
+    return f"{v.HELD_ROUTE_KEY}/{did}/{language}"
+
+
+def route_of(decision: Decision, receiving_site: str) -> HeldRoute:
+    """The dialplan route for a decision taken for a call received at ``receiving_site``."""
+    takes_call = decision.site is not None and decision.queue is not None
+    if decision.outcome in (QUEUE, AFTER_HOURS) and takes_call:
+        assert decision.site is not None and decision.queue is not None
+        if decision.site == receiving_site:
+            return HeldRoute(v.ROUTE_QUEUE, decision.site, decision.queue)
+        return HeldRoute(v.ROUTE_REMOTE, decision.site, decision.queue, trunks=decision.trunks)
+    if decision.outcome == AFTER_HOURS:
+        return HeldRoute(v.ROUTE_AFTER_HOURS, action=decision.action or "closed")
+    return HeldRoute(v.ROUTE_REJECT)
+
+
+# --- schedule boundaries --------------------------------------------------------------
+
+
+def _times(schedule: Schedule) -> frozenset[time]:
+    out = {_MIDNIGHT}
+    for rule in schedule.weekly:
+        out.update((rule.hours.start, rule.hours.end))
+    for _, ranges in schedule.special_hours:
+        for r in ranges:
+            out.update((r.start, r.end))
+    return frozenset(out)
+
+
+def _candidates(schedule: Schedule, zone: ZoneInfo, after: datetime) -> Iterator[datetime]:
+    """Instants after ``after`` where the schedule may change, in order.
+
+    Open state changes only where a shift starts or ends, or at local midnight (a
+    holiday, closed date or special-hours date begins). In a DST gap the wall time does
+    not exist and the candidate lands up to the gap's length late; the bridge recomputes
+    on its timer while it lives.
+    """
+    times = sorted(_times(schedule))
+    today = after.astimezone(zone).date()
+    for n in range(_SCAN_DAYS + 1):
+        day: date = today + timedelta(days=n)
+        for t in times:
+            at = datetime.combine(day, t, zone).astimezone(UTC)
+            if at > after:
+                yield at
+
+
+def next_change(schedule: Schedule, tz: str, after: datetime) -> datetime | None:
+    """The first instant after ``after`` at which the schedule opens or closes, or None
+    when it does not within the scanned week."""
+    zone = ZoneInfo(tz)
+    was = is_open(schedule, tz, after).open
+    for at in _candidates(schedule, zone, after):
+        if is_open(schedule, tz, at).open != was:
+            return at
+    return None
+
+
+class Boundaries:
+    """Next-change instants of every (site, service) schedule, memoised until passed."""
+
+    def __init__(self, config: Config) -> None:
+        self._offers = [
+            (site.name, o.service, site.timezone, o.schedule)
+            for site in config.sites
+            for o in site.offerings
+        ]
+        self._holdoff = config.routing.site_holdoff
+        self._memo: dict[tuple[str, str], tuple[datetime, datetime | None]] = {}
+
+    def _offer_change(
+        self, key: tuple[str, str], tz: str, s: Schedule, after: datetime
+    ) -> datetime:
+        hit = self._memo.get(key)
+        # A memo computed at or before ``after`` stays right until its change has passed.
+        if hit is not None and hit[0] <= after and (hit[1] is None or after < hit[1]):
+            found = hit[1]
+        else:
+            found = next_change(s, tz, after)
+            self._memo[key] = (after, found)
+        return found if found is not None else after + HORIZON
+
+    def next(self, state: LiveState, after: datetime) -> datetime:
+        """The first instant after ``after`` at which any decision may change with time."""
+        best = after + HORIZON
+        for site, service, tz, schedule in self._offers:
+            best = min(best, self._offer_change((site, service), tz, schedule, after))
+        ts = after.timestamp()
+        for s in state.sites.values():
+            if s.up and s.up_since is not None and ts < s.up_since + self._holdoff:
+                best = min(best, datetime.fromtimestamp(s.up_since + self._holdoff, UTC))
+        return best
+
+
+# --- the table --------------------------------------------------------------------------
+
+
+def languages_for(config: Config, number: Number) -> tuple[str, ...]:
+    """Every language a call to ``number`` can resolve to: an IVR choice, a caller's
+    country (only configured languages decide), the number's country or the first one."""
+    langs = set(config.languages)
+    reachable = {c.default_language for c in config.countries if c.default_language in langs}
+    if number.menu is not None:
+        for menu in config.ivr.menus:
+            for dest in (*(d for _, d in menu.options), menu.final):
+                if dest.language in langs:
+                    reachable.add(dest.language)
+    country = config.country(number.country)
+    if country is not None:
+        reachable.add(country.default_language)
+    elif config.languages:
+        reachable.add(config.languages[0])
+    return tuple(lang for lang in config.languages if lang in reachable)
+
+
+def held_entries(
+    router: Router,
+    boundaries: Boundaries,
+    site: Site,
+    state: LiveState,
+    now: datetime,
+) -> Iterator[HeldEntry]:
+    """The held table of ``site`` (every number it receives x every reachable language)."""
+    config = router.config
+    until = boundaries.next(state, now)
+    next_until = boundaries.next(state, until)
+    for number in config.numbers:
+        if number.site != site.name:
+            continue
+        for lang in languages_for(config, number):
+            # The language as an IVR choice: the engine then uses exactly that language,
+            # which is what a caller whose prefix resolves to it would get.
+            call = CallRequest(number.did, "", site.name, ivr_language=lang)
+            d_now = router.decide(call, state, now)
+            d_next = router.decide(call, state, until)
+            yield HeldEntry(
+                number.did,
+                lang,
+                d_now.service or number.service,
+                route_of(d_now, site.name),
+                route_of(d_next, site.name),
+                until.timestamp(),
+                next_until.timestamp(),
+                (d_now, d_next),
+            )
+
+
+# --- the value in AstDB -----------------------------------------------------------------
+# FORMAT/computed/until/next_until/service/ROUTE/ROUTE, ROUTE = kind/site/queue/action/trunks
+# with trunks joined by '~'. Names are [a-z0-9_-] and DIDs [+0-9] (config/loader.py), so
+# neither separator can occur inside a field. Times are the PBX's wall clock (${EPOCH}).
+
+
+def _ceil(x: float) -> int:
+    i = int(x)
+    return i if i >= x else i + 1
+
+
+def _route_text(r: HeldRoute) -> str:
+    sep = v.HELD_SEP
+    return sep.join((r.kind, r.site, r.queue, r.action, v.HELD_TRUNK_SEP.join(r.trunks)))
+
+
+def encode(entry: HeldEntry, computed: float, wall_offset: float = 0.0) -> str:
+    """The AstDB value. ``wall_offset`` is the bridge clock minus the PBX's wall clock (a
+    shifted test clock): times are written as the PBX will compare them with ${EPOCH}.
+    ``until`` is rounded up: a route switches at most a second late, never early."""
+    sep = v.HELD_SEP
+    return sep.join(
+        (
+            FORMAT,
+            str(int(computed - wall_offset)),
+            str(_ceil(entry.until - wall_offset)),
+            str(_ceil(entry.next_until - wall_offset)),
+            entry.service,
+            _route_text(entry.now),
+            _route_text(entry.next),
+        )
+    )
+
+
+def same_routes(a: str, b: str) -> bool:
+    """Two values that differ only in their computed time (field 2)."""
+    pa, pb = a.split(v.HELD_SEP), b.split(v.HELD_SEP)
+    return len(pa) == len(pb) and pa[:1] == pb[:1] and pa[2:] == pb[2:]
+
+
+@dataclass(frozen=True, slots=True)
+class Decoded:
+    computed: int
+    until: int
+    next_until: int
+    service: str
+    now: HeldRoute
+    next: HeldRoute
+
+
+def decode(text: str) -> Decoded:
+    """Parse a value; ValueError when it is not one this format writes."""
+    parts = text.split(v.HELD_SEP)
+    if len(parts) != 15 or parts[0] != FORMAT:
+        raise ValueError(f"not a held route value: {text!r}")
+    computed, until, next_until = (int(p) for p in parts[1:4])
+
+    def route(f: list[str]) -> HeldRoute:
+        trunks = tuple(f[4].split(v.HELD_TRUNK_SEP)) if f[4] else ()
+        return HeldRoute(f[0], f[1], f[2], f[3], trunks)
+
+    return Decoded(computed, until, next_until, parts[4], route(parts[5:10]), route(parts[10:15]))
+
+
+def _alt(names: object) -> str:
+    items = sorted(set(names))  # type: ignore[call-overload]
+    return "(" + "|".join(items) + ")" if items else "()"
+
+
+def _site_queues(site: Site) -> list[str]:
+    return [queue_name(o.service, lang) for o in site.offerings for lang in o.languages]
+
+
+def value_pattern(config: Config, site: Site) -> str:
+    """A POSIX extended regex matching exactly the values ``encode`` can write for
+    ``site``: the dialplan refuses anything else (garbage or a stale hand edit).
+
+    Only names this site's dialplan can use pass: its own queues for a local route, the
+    configured queues and this site's inter-site trunks for a remote one. The whole
+    pattern is one group, so Asterisk's ``=~`` returns the matched text (empty: no match).
+    """
+    local = _site_queues(site)
+    every = [
+        queue_name(o.service, lang)
+        for s in config.sites
+        for o in s.offerings
+        for lang in o.languages
+    ]
+    peers = [s.name for s in config.sites if s.name != site.name]
+    trunks = [t.name for t in config.trunks if t.site == site.name and t.peer_site]
+    actions = ("voicemail", "callback", "closed")
+    ts = _alt(trunks)
+    routes = [
+        f"{v.ROUTE_QUEUE}/{site.name}/{_alt(local)}//",
+        f"{v.ROUTE_REMOTE}/{_alt(peers)}/{_alt(every)}//{ts}(~{ts})*" if trunks else "",
+        f"{v.ROUTE_AFTER_HOURS}///{_alt(actions)}/",
+        f"{v.ROUTE_REJECT}////",
+    ]
+    route = "(" + "|".join(r for r in routes if r) + ")"
+    num = "[0-9]{1,12}"
+    return f"^({FORMAT}/{num}/{num}/{num}/{_alt(config.services)}/{route}/{route})$"

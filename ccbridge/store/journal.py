@@ -1,0 +1,137 @@
+"""The writer's append-only journal: records as JSON lines. Every method blocks: the writer
+calls them with ``asyncio.to_thread``, never on the event loop.
+
+Durability: ``append`` hands the bytes to the kernel before it returns (an unbuffered
+``write``), so a record in the journal survives a SIGKILL of the process at once, and a
+power loss once ``fsync`` ran (every ``fsync_interval`` seconds; 0 = every append).
+A torn last line (the process killed inside ``write``) is cut off when the file is opened.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from ccbridge.store.records import Record, RecordError, from_json, to_json
+
+
+class Journal:
+    def __init__(self, path: str | os.PathLike[str], fsync_interval: float = 1.0) -> None:
+        self.path = Path(path)
+        self.fsync_interval = fsync_interval
+        self._fd: int | None = None
+        self._last_sync = 0.0
+        self._dirty = False
+
+    def open(self) -> int:
+        """Open (creating the folder and file), cut a torn tail; the size in bytes."""
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except FileExistsError:  # a file where a folder should be, here or above
+            raise NotADirectoryError(errno.ENOTDIR, "not a folder", str(self.path.parent)) from None
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            size = os.fstat(fd).st_size
+            if size:
+                size = _complete_lines_end(fd, size)
+                os.ftruncate(fd, size)
+        except OSError:
+            os.close(fd)
+            raise
+        self._fd = fd
+        self._last_sync = time.monotonic()
+        return size
+
+    @property
+    def is_open(self) -> bool:
+        return self._fd is not None
+
+    def append(self, records: Sequence[Record]) -> int:
+        """Write the records' lines; the file's new size. OSError when the disk refuses
+        (full, read-only): nothing of this call counts as written then."""
+        assert self._fd is not None, "journal not open"
+        data = "".join(
+            json.dumps(to_json(r), separators=(",", ":"), ensure_ascii=False) + "\n"
+            for r in records
+        ).encode()
+        start = os.fstat(self._fd).st_size
+        try:
+            view = memoryview(data)
+            while view:
+                n = os.write(self._fd, view)
+                view = view[n:]
+        except OSError:
+            # A partial line would glue itself to the next record: cut it off.
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._fd, start)
+            raise
+        self._dirty = True
+        self.sync_if_due()
+        return start + len(data)
+
+    def sync_if_due(self) -> None:
+        if self._fd is not None and self._dirty:
+            now = time.monotonic()
+            if now - self._last_sync >= self.fsync_interval:
+                os.fsync(self._fd)
+                self._last_sync = now
+                self._dirty = False
+
+    def read(
+        self, offset: int, end: int, max_bytes: int = 1 << 20
+    ) -> tuple[list[Record], int, int]:
+        """Records of the whole lines in [offset, end), up to about ``max_bytes``: (records,
+        the offset after the last line read, lines that were not records)."""
+        assert self._fd is not None, "journal not open"
+        want = min(end - offset, max_bytes)
+        if want <= 0:
+            return [], offset, 0
+        data = os.pread(self._fd, want, offset)
+        cut = data.rfind(b"\n") + 1
+        if cut == 0:  # one line longer than max_bytes: read it whole
+            data = os.pread(self._fd, end - offset, offset)
+            cut = data.rfind(b"\n") + 1
+        records: list[Record] = []
+        bad = 0
+        for line in data[:cut].splitlines():
+            try:
+                records.append(from_json(json.loads(line)))
+            except (ValueError, RecordError):  # json's errors are ValueErrors
+                bad += 1
+        return records, offset + cut, bad
+
+    def truncate(self) -> None:
+        """Empty the file: everything in it is in the database."""
+        assert self._fd is not None, "journal not open"
+        os.ftruncate(self._fd, 0)
+        os.fsync(self._fd)
+        self._dirty = False
+
+    def size(self) -> int:
+        return os.fstat(self._fd).st_size if self._fd is not None else 0
+
+    def close(self) -> None:
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
+
+def _complete_lines_end(fd: int, size: int) -> int:
+    """The offset after the file's last newline (0 when it has none)."""
+    pos = size
+    while pos > 0:
+        start = max(0, pos - 65536)
+        chunk = os.pread(fd, pos - start, start)
+        i = chunk.rfind(b"\n")
+        if i >= 0:
+            return start + i + 1
+        pos = start
+    return 0

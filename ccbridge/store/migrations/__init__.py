@@ -1,0 +1,1 @@
+"""Alembic migrations of the record schema, shipped inside the package."""

@@ -1,0 +1,202 @@
+"""The record schema (SQLAlchemy Core tables), its outcome vocabulary and its indexes.
+
+Every table has a natural unique key so that every write is an idempotent upsert
+(``ON CONFLICT``, the same statement on SQLite and PostgreSQL): a record written twice,
+replayed from the journal after a crash, or written by two bridges is one row.
+
+Indexes, each for a query the reports (issue 12) will run:
+
+- ``calls (entry_site, arrived_at)`` and ``calls (target_site, arrived_at)``: the interval
+  report per site and time range (by where calls entered, by where they were sent);
+- ``calls (agent, arrived_at)`` and ``legs (agent, answered_at)``: the agent report per
+  agent and time range;
+- ``calls (arrived_at)``: the call list over a time range and the retention purge;
+- ``calls (caller_number)``: the caller filter and ``records erase --number``;
+- ``legs (site, arrived_at)``: a site's legs over a time range (queue reports);
+- ``call_events (call_id, at)``: ``GET /calls/{id}`` lists one call's events in order;
+- ``coverage_gaps (site, started_at)`` (the unique key) and ``(site, ended_at)``: the
+  gaps a report interval touches.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    DateTime,
+    Dialect,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    TypeDecorator,
+    UniqueConstraint,
+)
+
+# Named constraints: alembic can then drop or alter them by name on both engines.
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+class Outcome(StrEnum):
+    """How a call ended for the caller: the one definition every record and report uses."""
+
+    ANSWERED = "answered"
+    ABANDONED = "abandoned"
+    SHORT_ABANDON = "short_abandon"
+    TIMEOUT = "timeout"
+    AFTER_HOURS_VOICEMAIL = "after_hours_voicemail"
+    AFTER_HOURS_CALLBACK = "after_hours_callback"
+    CLOSED = "closed"
+    REJECTED = "rejected"
+    FAILED = "failed"
+
+
+class HungUpBy(StrEnum):
+    """Which side ended an answered or waiting call."""
+
+    CALLER = "caller"
+    AGENT = "agent"
+    SYSTEM = "system"
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """An aware datetime stored as UTC and read back aware: SQLite keeps no offset, so
+    every instant is normalised before it is written and the time-range queries compare
+    like with like on both engines."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime: records need an aware instant")
+        value = value.astimezone(UTC)
+        # SQLite stores text: without the offset every value sorts the same way.
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        assert isinstance(value, datetime)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _site() -> String:
+    return String(64)
+
+
+calls = Table(
+    "calls",
+    metadata,
+    Column("call_id", String(64), primary_key=True),
+    # where the call entered
+    Column("entry_site", _site(), nullable=False),
+    Column("did", String(32)),
+    Column("number_kind", String(16)),  # config NumberKind: local / tollfree
+    Column("caller_number", String(64)),
+    Column("caller_country", String(2)),
+    Column("language", String(16)),
+    Column("language_source", String(16)),  # ivr / prefix / country / default
+    Column("service", String(64)),
+    Column("ivr_path", JSON),  # the keys pressed, in order
+    Column("lookup_outcome", String(32)),
+    # the routing decision
+    Column("target_site", _site()),
+    Column("queue", String(80)),
+    Column("reasons", JSON),  # routing.reasons values, in decision order
+    Column("static_fallback", Boolean),  # the dialplan's static route took the call
+    Column("after_hours_action", String(32)),
+    Column("trunk_failovers", Integer),
+    # times and durations (seconds)
+    Column("arrived_at", UtcDateTime, nullable=False),
+    Column("queued_at", UtcDateTime),
+    Column("answered_at", UtcDateTime),
+    Column("ended_at", UtcDateTime),
+    Column("wait_s", Float),
+    Column("talk_s", Float),
+    Column("hold_s", Float),
+    Column("wrapup_s", Float),
+    Column("agent", String(64)),
+    Column("outcome", String(32)),  # Outcome
+    Column("hung_up_by", String(16)),  # HungUpBy
+    Column("satisfaction", Integer),  # 1..5
+    Index(None, "entry_site", "arrived_at"),
+    Index(None, "target_site", "arrived_at"),
+    Index(None, "agent", "arrived_at"),
+    Index(None, "arrived_at"),
+    Index(None, "caller_number"),
+)
+
+legs = Table(
+    "legs",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("call_id", String(64), nullable=False),
+    Column("site", _site(), nullable=False),
+    Column("linkedid", String(64), nullable=False),
+    Column("queue", String(80)),
+    Column("arrived_at", UtcDateTime),
+    Column("queued_at", UtcDateTime),
+    Column("answered_at", UtcDateTime),
+    Column("ended_at", UtcDateTime),
+    Column("agent", String(64)),
+    Column("ring_no_answers", Integer),
+    UniqueConstraint("call_id", "site", "linkedid"),
+    Index(None, "site", "arrived_at"),
+    Index(None, "agent", "answered_at"),
+)
+
+call_events = Table(
+    "call_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("site", _site(), nullable=False),
+    # What makes an event unique at its site (e.g. the AMI event's uniqueid + name +
+    # timestamp); two bridges seeing the same event derive the same key.
+    Column("event_key", String(160), nullable=False),
+    Column("call_id", String(64), nullable=False),
+    Column("at", UtcDateTime, nullable=False),
+    Column("name", String(64), nullable=False),
+    Column("fields", JSON),
+    UniqueConstraint("site", "event_key"),
+    Index(None, "call_id", "at"),
+)
+
+coverage_gaps = Table(
+    "coverage_gaps",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("site", _site(), nullable=False),
+    Column("started_at", UtcDateTime, nullable=False),
+    Column("ended_at", UtcDateTime),  # None: the gap is still open
+    UniqueConstraint("site", "started_at"),
+    Index(None, "site", "ended_at"),
+)
+
+TABLES: dict[str, Table] = {t.name: t for t in (calls, legs, call_events, coverage_gaps)}
+
+# The columns an upsert matches on, per table: the natural key of each record.
+CONFLICT_KEYS: dict[str, tuple[str, ...]] = {
+    "calls": ("call_id",),
+    "legs": ("call_id", "site", "linkedid"),
+    "call_events": ("site", "event_key"),
+    "coverage_gaps": ("site", "started_at"),
+}
+
+# Tables whose records only ever insert: a second copy changes nothing.
+INSERT_ONLY: frozenset[str] = frozenset({"call_events"})

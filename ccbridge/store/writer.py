@@ -1,0 +1,487 @@
+"""RecordWriter: takes records on the event loop without waiting, journals them, and
+writes them to the database in batches, retrying while the database is slow or down.
+
+Path of a record: ``put`` (checks it, appends it to a list in memory; never blocks, never
+raises) -> the journal task, every ``flush_interval`` or each ``batch_size`` records,
+appends the batch to the journal in a thread -> the database task writes it in one
+transaction -> once the database holds everything the journal holds, the journal is
+truncated.
+
+What survives what (stated for the issue): a record ``put`` more than ``flush_interval``
+(50 ms by default) plus one journal write ago is in the journal file, so a SIGKILL loses
+nothing older than that; a power loss loses nothing older than ``fsync_interval`` (1 s)
+more. On start the journal is replayed into the database (writes are idempotent, so
+records already written are harmless), then truncated.
+
+When the database falls behind by more than ``queue_size`` records in memory, the
+writer stops keeping them in memory and later reads them back from the journal
+("spilled"). Only when the journal cannot be written either (disk full or read-only)
+are records beyond ``queue_size`` dropped, and counted as unwritten.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+from sqlalchemy.exc import DataError, IntegrityError, StatementError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from ccbridge.config.store import StoreSettings
+from ccbridge.store.journal import Journal
+from ccbridge.store.records import Record, RecordError, check_record
+from ccbridge.store.schema import TABLES
+from ccbridge.store.write import write_records
+
+log = logging.getLogger("ccbridge.store")
+
+WRITE_TIMEOUT = 10.0  # seconds: a hung connection fails the batch, which is retried
+RETRY_FIRST = 0.1  # seconds of backoff after the first failed write, doubling
+RETRY_MAX = 5.0
+_TABLE_LABELS = (*TABLES, "unknown", "journal")
+
+
+def _is_bad_data(exc: BaseException) -> bool:
+    """True for a batch the database refuses for what is in it (retrying cannot help),
+    False for a database that is down, slow or locked (retrying will)."""
+    if isinstance(exc, IntegrityError | DataError):
+        return True
+    # A value the driver could not convert raises StatementError without a DBAPI error.
+    return isinstance(exc, StatementError) and exc.orig is None
+
+
+@dataclass(frozen=True, slots=True)
+class WriterStatus:
+    """What /readyz detail shows: is the database there, and how much waits for it."""
+
+    db_reachable: bool | None  # None: no write tried yet
+    db_error: str | None  # the last failure while the database is unreachable
+    queue_depth: int  # records in memory not yet in the database
+    journal_bytes: int  # size of the journal file
+    journal_backlog_bytes: int  # journal bytes not yet in the database
+    journal_error: str | None  # set while the journal cannot be written
+    written: int  # records the database accepted, since start
+    rejected: int  # records refused (bad fields, or the database refused them)
+    unwritten: int  # records dropped: memory full and the journal unwritable
+    caught_up: bool  # everything put so far is in the database
+
+
+class WriterMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.written = Counter(
+            "ccbridge_records_written_total",
+            "Records written to the database",
+            ["table"],
+            registry=registry,
+        )
+        self.rejected = Counter(
+            "ccbridge_records_rejected_total",
+            "Records refused for their content (bad fields, or the database refused them)",
+            ["table"],
+            registry=registry,
+        )
+        self.unwritten = Counter(
+            "ccbridge_records_unwritten_total",
+            "Records dropped: the memory queue was full and the journal unwritable",
+            registry=registry,
+        )
+        self.db_errors = Counter(
+            "ccbridge_records_db_errors_total",
+            "Batch writes that failed because the database was down, slow or locked",
+            registry=registry,
+        )
+        self.journal_errors = Counter(
+            "ccbridge_records_journal_errors_total",
+            "Journal operations that failed (disk full, read-only, missing folder)",
+            registry=registry,
+        )
+        self.queue_depth = Gauge(
+            "ccbridge_records_queue_depth",
+            "Records in memory not yet in the database",
+            registry=registry,
+        )
+        self.journal_bytes = Gauge(
+            "ccbridge_records_journal_bytes", "Size of the record journal", registry=registry
+        )
+        self.db_up = Gauge(
+            "ccbridge_records_db_up",
+            "1 when the last write to the record database succeeded",
+            registry=registry,
+        )
+        for t in _TABLE_LABELS:  # every series exists from the start at 0
+            self.written.labels(t)
+            self.rejected.labels(t)
+
+
+class RecordWriter:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        journal: str | Path,
+        *,
+        queue_size: int = 100_000,
+        batch_size: int = 500,
+        flush_interval: float = 0.05,
+        fsync_interval: float = 1.0,
+        registry: CollectorRegistry | None = None,
+    ) -> None:
+        self.engine = engine
+        self.journal = Journal(journal, fsync_interval)
+        self.queue_size = queue_size
+        self.batch_size = batch_size
+        self.flush_interval = flush_interval
+        self.metrics = WriterMetrics(registry if registry is not None else CollectorRegistry())
+        self._buffer: list[Record] = []
+        # Batches handed to the database task: (records, journal offset after them, or
+        # None when the journal could not take them).
+        self._backlog: deque[tuple[list[Record], int | None]] = deque()
+        self._backlog_records = 0
+        self._spilled = False  # journaled records are read back from the file
+        self._read_offset = 0  # next journal byte to replay while spilled
+        self._committed = 0  # the database holds every journal byte before this
+        self._journal_end = 0
+        self._journal_error: str | None = None
+        self._db_reachable: bool | None = None
+        self._db_error: str | None = None
+        self._in_flight = 0
+        self._written = self._rejected = self._unwritten = 0
+        self._journaled = 0  # records appended to the journal since start
+        self._last_reject_log = -1e9
+        self._journal_wake = asyncio.Event()
+        self._db_wake = asyncio.Event()
+        self._stopping = False
+        self._tasks: list[asyncio.Task[None]] = []
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: StoreSettings,
+        engine: AsyncEngine,
+        registry: CollectorRegistry | None = None,
+    ) -> RecordWriter:
+        return cls(
+            engine,
+            settings.journal,
+            queue_size=settings.queue_size,
+            batch_size=settings.batch_size,
+            flush_interval=settings.flush_interval,
+            fsync_interval=settings.fsync_interval,
+            registry=registry,
+        )
+
+    # -- the caller's side: the event loop, never waiting --------------------
+    def put(self, table: str, values: Mapping[str, Any]) -> bool:
+        """Queue a record; False when it was refused (bad fields: counted as rejected) or
+        dropped (memory full and no journal: counted as unwritten). Never raises."""
+        try:
+            record = check_record(table, values)
+        except RecordError as exc:
+            label = table if isinstance(table, str) and table in TABLES else "unknown"
+            self._reject(label, 1, str(exc))
+            return False
+        if len(self._buffer) + self._backlog_records + self._in_flight >= self.queue_size:
+            self._drop(1)
+            return False
+        self._buffer.append(record)
+        if len(self._buffer) >= self.batch_size:
+            self._journal_wake.set()
+        return True
+
+    def status(self) -> WriterStatus:
+        depth = len(self._buffer) + self._backlog_records + self._in_flight
+        backlog = max(0, self._journal_end - self._committed)
+        return WriterStatus(
+            db_reachable=self._db_reachable,
+            db_error=self._db_error,
+            queue_depth=depth,
+            journal_bytes=self._journal_end,
+            journal_backlog_bytes=backlog,
+            journal_error=self._journal_error,
+            written=self._written,
+            rejected=self._rejected,
+            unwritten=self._unwritten,
+            caught_up=depth == 0 and backlog == 0 and not self._spilled,
+        )
+
+    @property
+    def journaled(self) -> int:
+        """Records appended to the journal since start (they survive a SIGKILL)."""
+        return self._journaled
+
+    # -- lifecycle ----------------------------------------------------------
+    async def start(self) -> None:
+        """Open the journal and start writing; a journal left by the last run is
+        replayed first. Neither an unreachable database nor an unwritable journal
+        stops the start: both are reported in status() and retried."""
+        await self._open_journal()
+        self._tasks = [
+            asyncio.create_task(self._journal_loop(), name="records-journal"),
+            asyncio.create_task(self._db_loop(), name="records-db"),
+        ]
+
+    async def stop(self, drain_timeout: float = 5.0) -> None:
+        """Journal what is in memory, give the database ``drain_timeout`` seconds to take
+        the rest (what it does not take stays in the journal for the next start)."""
+        self._stopping = True
+        self._journal_wake.set()
+        self._db_wake.set()
+        journal_task, db_task = self._tasks
+        await journal_task
+        try:
+            async with asyncio.timeout(drain_timeout):
+                await db_task
+        except TimeoutError:
+            pass  # cancelled by the timeout: its batch is in the journal
+        await self._maybe_truncate()
+        if self.journal.is_open:
+            with contextlib.suppress(OSError):
+                await asyncio.to_thread(self.journal.close)
+
+    # -- journal task ---------------------------------------------------------
+    async def _open_journal(self) -> None:
+        try:
+            size = await asyncio.to_thread(self.journal.open)
+        except OSError as exc:
+            self._journal_failed(exc)
+            return
+        self._journal_end = size
+        if size:
+            log.info("replaying record journal %s (%d bytes)", self.journal.path, size)
+            self._spilled = True
+            self._read_offset = self._committed = 0
+        self.metrics.journal_bytes.set(size)
+
+    async def _journal_loop(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.flush_interval):
+                    await self._journal_wake.wait()
+            self._journal_wake.clear()
+            if self._buffer:
+                await self._journal_batch()
+            else:
+                await self._maybe_truncate()
+                if self.journal.is_open:
+                    try:
+                        await asyncio.to_thread(self.journal.sync_if_due)
+                    except OSError as exc:
+                        self._journal_failed(exc)
+                elif self._journal_error is not None:
+                    await self._open_journal()  # the disk may be back
+            self._gauges()
+            if self._stopping and not self._buffer:
+                return
+
+    async def _journal_batch(self) -> None:
+        batch, self._buffer = (
+            self._buffer[: self.batch_size * 4],
+            self._buffer[self.batch_size * 4 :],
+        )
+        if self._buffer:
+            self._journal_wake.set()
+        end: int | None = None
+        if self.journal.is_open:
+            try:
+                end = await asyncio.to_thread(self.journal.append, batch)
+            except OSError as exc:
+                self._journal_failed(exc)
+            else:
+                self._journal_end = end
+                self._journaled += len(batch)
+                if self._journal_error is not None:
+                    log.info("record journal %s writable again", self.journal.path)
+                    self._journal_error = None
+        self._hand_over(batch, end)
+
+    def _hand_over(self, batch: list[Record], end: int | None) -> None:
+        if self._spilled and end is not None:
+            self._db_wake.set()  # in the file; the database task reads it from there
+            return
+        self._backlog.append((batch, end))
+        self._backlog_records += len(batch)
+        # Half the memory for the database's backlog, half for records arriving.
+        if self._backlog_records > self.queue_size // 2:
+            self._spill()
+        self._db_wake.set()
+
+    def _spill(self) -> None:
+        """The database is behind: keep journaled records in the file only."""
+        kept: deque[tuple[list[Record], int | None]] = deque()
+        journaled = 0
+        for batch, end in self._backlog:
+            if end is None:
+                kept.append((batch, end))
+            else:
+                journaled += len(batch)
+        if journaled:
+            if not self._spilled:
+                log.warning(
+                    "record database behind by %d records: keeping them in the journal only",
+                    self._backlog_records,
+                )
+            self._spilled = True
+            self._read_offset = self._committed
+        self._backlog = kept
+        self._backlog_records = sum(len(b) for b, _ in kept)
+        # Records no journal holds and memory cannot: the oldest go.
+        while self._backlog_records > self.queue_size and self._backlog:
+            batch, _ = self._backlog.popleft()
+            self._backlog_records -= len(batch)
+            self._drop(len(batch))
+
+    async def _maybe_truncate(self) -> None:
+        if (
+            self.journal.is_open
+            and self._journal_end > 0
+            and not self._spilled
+            and not self._buffer
+            and self._committed >= self._journal_end
+        ):
+            try:
+                await asyncio.to_thread(self.journal.truncate)
+            except OSError as exc:
+                self._journal_failed(exc)
+                return
+            self._journal_end = self._committed = self._read_offset = 0
+
+    def _journal_failed(self, exc: OSError) -> None:
+        self.metrics.journal_errors.inc()
+        why = f"{self.journal.path}: {exc.strerror or exc}"
+        if self._journal_error != why:
+            log.error("record journal unwritable: %s (records kept in memory)", why)
+        self._journal_error = why
+
+    # -- database task --------------------------------------------------------
+    async def _db_loop(self) -> None:
+        backoff = RETRY_FIRST
+        while True:
+            got = await self._next_batch()
+            if got is None:
+                return
+            records, end, from_file = got
+            self._in_flight = 0 if from_file else len(records)
+            while True:
+                try:
+                    async with asyncio.timeout(WRITE_TIMEOUT):
+                        async with self.engine.begin() as conn:
+                            sent = await write_records(conn, records)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    if _is_bad_data(exc):
+                        await self._write_each(records)
+                        break
+                    self._db_failed(exc)
+                    if self._stopping:
+                        # Journaled records wait in the file for the next start.
+                        if end is None and not from_file:
+                            self._drop(len(records))
+                        self._in_flight = 0
+                        return
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, RETRY_MAX)
+                else:
+                    self._db_ok()
+                    for table, n in sent.items():
+                        self.metrics.written.labels(table).inc(n)
+                    self._written += len(records)
+                    backoff = RETRY_FIRST
+                    break
+            self._in_flight = 0
+            if end is not None:
+                self._committed = max(self._committed, end)
+
+    async def _next_batch(self) -> tuple[list[Record], int | None, bool] | None:
+        """The next records for the database, the journal offset after them and whether
+        they were read back from the journal; None when stopping with nothing left."""
+        while True:
+            if self._backlog:
+                records: list[Record] = []
+                end: int | None = None
+                while self._backlog and len(records) < self.batch_size:
+                    batch, off = self._backlog.popleft()
+                    self._backlog_records -= len(batch)
+                    records += batch
+                    end = off if off is not None else end
+                return records, end, False
+            if self._spilled:
+                if self._read_offset >= self._journal_end:
+                    self._spilled = False
+                    log.info("record database caught up with the journal")
+                    continue
+                try:
+                    records, nxt, bad = await asyncio.to_thread(
+                        self.journal.read, self._read_offset, self._journal_end
+                    )
+                except OSError as exc:
+                    self._journal_failed(exc)
+                    await asyncio.sleep(RETRY_MAX)
+                    continue
+                if bad:
+                    self._reject("journal", bad, "journal lines that are not records")
+                self._read_offset = nxt
+                return records, nxt, True
+            if self._stopping:
+                return None
+            await self._db_wake.wait()
+            self._db_wake.clear()
+
+    async def _write_each(self, records: list[Record]) -> None:
+        """A batch the database refused for its content: find the bad records by writing
+        each alone, so one bad record never costs the good ones."""
+        for rec in records:
+            try:
+                async with asyncio.timeout(WRITE_TIMEOUT), self.engine.begin() as conn:
+                    await write_records(conn, [rec])
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if not _is_bad_data(exc):
+                    raise
+                self._reject(rec.table, 1, f"the database refused it: {exc.__class__.__name__}")
+            else:
+                self.metrics.written.labels(rec.table).inc()
+                self._written += 1
+
+    def _db_failed(self, exc: Exception) -> None:
+        self.metrics.db_errors.inc()
+        why = f"{exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        if self._db_reachable is not False:
+            log.warning("record database unreachable, retrying: %s", why)
+        self._db_reachable = False
+        self._db_error = why
+        self.metrics.db_up.set(0)
+
+    def _db_ok(self) -> None:
+        if self._db_reachable is False:
+            log.info("record database reachable again")
+        self._db_reachable = True
+        self._db_error = None
+        self.metrics.db_up.set(1)
+
+    # -- counting -------------------------------------------------------------
+    def _reject(self, table: str, n: int, why: str) -> None:
+        self._rejected += n
+        self.metrics.rejected.labels(table).inc(n)
+        # A stream of garbage must not become a stream of log lines: one per 10 s.
+        now = time.monotonic()
+        if now - self._last_reject_log >= 10.0:
+            self._last_reject_log = now
+            log.warning("record refused (%s): %s (%d refused so far)", table, why, self._rejected)
+
+    def _drop(self, n: int) -> None:
+        self._unwritten += n
+        self.metrics.unwritten.inc(n)
+
+    def _gauges(self) -> None:
+        st = self.status()
+        self.metrics.queue_depth.set(st.queue_depth)
+        self.metrics.journal_bytes.set(st.journal_bytes)

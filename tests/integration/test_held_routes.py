@@ -1,0 +1,256 @@
+"""Held routes on the real lab: the bridge keeps them in each site's AstDB; the dialplan
+routes from them without FastAGI while the bridge lives, from the last ones for a bounded
+time when it does not answer, across a schedule boundary, and refuses garbage."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from ccbridge import variables as v
+from ccbridge.app import Bridge
+from ccbridge.config import Config
+from ccbridge.config.model import HeldRouteSettings
+from ccbridge.lab.sipp import Agent, CallResult, place_calls
+from ccbridge.lab.sites import Lab
+from ccbridge.routing.engine import CallRequest
+from ccbridge.routing.held import Decoded, HeldRoute, decode, held_key, route_of
+from tests.integration.conftest import AmiRecorder, BridgeFactory
+from tests.polling import until
+
+WEDNESDAY_MORNING = datetime(2026, 11, 25, 5, 0, tzinfo=UTC)  # every site open
+BLR_CLOSE = datetime(2026, 11, 25, 15, 30, tzinfo=UTC)  # 21:00 in Bangalore: orders closes
+ORDERS_IN = "+918000000001"  # received at bangalore
+BENGALI = "+8801712345678"  # the bridge sends it to dhaka orders-bn; static: bangalore orders-hi
+HINDI = "+919812345678"
+# Short bounds so a test sees every stage: fresh 2 s, held 20 s after the last heartbeat.
+HELD = HeldRouteSettings(fresh_age=2, max_age=20, refresh=0.5, min_interval=0.1)
+
+
+@pytest.fixture(scope="module")
+def held_config(lab: Lab, lab_config: Config) -> Iterator[Config]:
+    config = replace(lab_config, routing=replace(lab_config.routing, held_routes=HELD))
+    lab.reconfigure(config)
+    try:
+        yield config
+    finally:
+        lab.reconfigure(lab_config)
+
+
+async def _cli(lab: Lab, site: str, command: str) -> str:
+    return await asyncio.to_thread(lab.cli, lab.config.site(site), command)
+
+
+async def _get(lab: Lab, site: str, key: str) -> str:
+    out = await _cli(lab, site, f"database get {v.HELD_FAMILY} {key}")
+    return out.split("Value:", 1)[1].strip() if "Value:" in out else ""
+
+
+async def _held(lab: Lab, site: str, did: str, lang: str) -> Decoded:
+    return decode(await _get(lab, site, held_key(did, lang)))
+
+
+async def _published(bridge: Bridge) -> None:
+    await until(lambda: all(n >= 2 for n in bridge.held.passes.values()), 10, "tables written")
+
+
+async def _calls(caller: str, n: int = 1, port: int = 6300) -> CallResult:
+    return await asyncio.to_thread(
+        place_calls,
+        "127.0.1.1:5060",
+        ORDERS_IN,
+        caller=caller,
+        calls=n,
+        rate=2,
+        duration_ms=400,
+        max_seconds=20,
+        local_port=port,
+    )
+
+
+def _joins(ami: AmiRecorder, site: str, queue: str) -> int:
+    return sum(1 for e in ami.named("QueueCallerJoin", site) if e.get("Queue") == queue)
+
+
+def _user(ami: AmiRecorder, name: str, **fields: str) -> list[dict[str, str]]:
+    return [
+        e
+        for e in ami.named("UserEvent", "bangalore")
+        if e.get("UserEvent") == name and all(e.get(k) == x for k, x in fields.items())
+    ]
+
+
+def _metric(bridge: Bridge, name: str, **labels: str) -> float:
+    return bridge.registry.get_sample_value(name, labels) or 0.0
+
+
+async def test_held_routes_appear_in_astdb_as_the_engine_decides(
+    lab: Lab, held_config: Config, bridge_at: BridgeFactory
+) -> None:
+    async with bridge_at(WEDNESDAY_MORNING, held_config) as bridge:
+        await _published(bridge)
+        held = await _held(lab, "bangalore", ORDERS_IN, "bn")
+        call = CallRequest(ORDERS_IN, "", "bangalore", ivr_language="bn")
+        now = bridge.router.decide(call, bridge.state, bridge.clock.now())
+        assert held.now == route_of(now, "bangalore")
+        dhaka_trunks = tuple(t.name for t in held_config.trunks_between("bangalore", "dhaka"))
+        assert held.now == HeldRoute(v.ROUTE_REMOTE, "dhaka", "orders-bn", trunks=dhaka_trunks)
+        assert held.service == "orders"
+        # Times are the PBX's wall clock, not the bridge's shifted one.
+        assert abs(held.computed - time.time()) < 10
+        # The next boundary: Dhaka closes at 18:00 (12:00 UTC); then its Bengali callers
+        # go to the after-hours site, manila, in English.
+        closes = datetime(2026, 11, 25, 12, 0, tzinfo=UTC).timestamp() - bridge.clock.offset
+        assert abs(held.until - closes) <= 2
+        assert held.next == HeldRoute(v.ROUTE_REMOTE, "manila", "orders-en", trunks=("blr-mnl",))
+        heartbeat = int(await _get(lab, "bangalore", v.HELD_HEARTBEAT_KEY))
+        assert time.time() - heartbeat <= 2
+        dhaka = await _held(lab, "dhaka", "+8809600000001", "bn")
+        assert dhaka.now == HeldRoute(v.ROUTE_QUEUE, "dhaka", "orders-bn")
+
+
+async def test_a_fresh_held_route_routes_without_asking_the_bridge(
+    lab: Lab,
+    held_config: Config,
+    agents: dict[str, Agent],
+    ami: AmiRecorder,
+    bridge_at: BridgeFactory,
+) -> None:
+    async with bridge_at(WEDNESDAY_MORNING, held_config) as bridge:
+        await _published(bridge)
+        sessions = bridge.agi.stats.sessions_total
+        result = await _calls(BENGALI, 2, port=6301)
+        assert result.ok, result.output[-2000:]
+        # Where the bridge would have sent them: dhaka's Bengali queue, over the trunk.
+        await ami.wait_for(lambda: _joins(ami, "dhaka", "orders-bn") >= 2, what="dhaka joins")
+        assert _joins(ami, "bangalore", "orders-hi") == 0
+        assert bridge.agi.stats.sessions_total == sessions  # no FastAGI session at all
+        assert len(_user(ami, v.EVENT_HELD_ROUTE, Source=v.HELD_FRESH)) == 2
+        await until(
+            lambda: (
+                _metric(bridge, "ccbridge_held_route_used_total", site="bangalore", source="fresh")
+                == 2
+            ),
+            5,
+            "the bridge to count the held calls",
+        )
+        # The engine's memory and decision metrics learnt of them as if it had decided them.
+        assert bridge.state.sticky.get(("orders", "bn")) == "dhaka"
+        decided = {
+            "receiving_site": "bangalore",
+            "site": "dhaka",
+            "outcome": "queue",
+            "service": "orders",
+            "language": "bn",
+        }
+        assert _metric(bridge, "ccbridge_route_decisions_total", **decided) == 2
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        ("garbage", v.HELD_REJECT_INVALID),
+        # Well formed, but dhaka's queue as a local route at bangalore: sends nowhere.
+        ("1/0/9999999999/9999999999/orders/queue/dhaka/orders-bn///reject////", "invalid"),
+        ("1/0/1/2/orders/remote/dhaka/orders-bn//blr-dac/reject////", v.HELD_REJECT_EXPIRED),
+    ],
+)
+async def test_garbage_written_by_hand_goes_static_and_is_counted(
+    lab: Lab,
+    held_config: Config,
+    agents: dict[str, Agent],
+    ami: AmiRecorder,
+    bridge_at: BridgeFactory,
+    value: str,
+    reason: str,
+) -> None:
+    async with bridge_at(WEDNESDAY_MORNING, held_config) as bridge:
+        await _published(bridge)
+        await bridge.agi.stop()  # the bridge answers no route: the fallback path is taken
+        key = held_key(ORDERS_IN, "bn")
+        await _cli(lab, "bangalore", f"database put {v.HELD_FAMILY} {key} {value}")
+        result = await _calls(BENGALI, 1, port=6302)
+        assert result.ok, result.output[-2000:]
+        await ami.wait_for(lambda: _joins(ami, "bangalore", "orders-hi") >= 1, what="static")
+        assert _joins(ami, "dhaka", "orders-bn") == 0
+        # Read twice (fresh, then after FastAGI failed), refused twice, reported each time.
+        assert len(_user(ami, v.EVENT_HELD_REJECTED, Reason=reason, Did=ORDERS_IN)) == 2
+        await until(
+            lambda: (
+                _metric(
+                    bridge, "ccbridge_held_route_rejected_total", site="bangalore", reason=reason
+                )
+                == 2
+            ),
+            5,
+            "the bridge to count the refusals",
+        )
+        # The bridge writes the key again: the hand edit is undone.
+        got: list[str] = []
+
+        async def rewritten() -> bool:
+            got[:] = [await _get(lab, "bangalore", key)]
+            return got[0] != value
+
+        for _ in range(40):
+            if await rewritten():
+                break
+            await asyncio.sleep(0.1)
+        assert decode(got[0]).now.site == "dhaka"
+
+
+async def test_bridge_gone_held_route_then_static_after_the_bound(
+    lab: Lab,
+    held_config: Config,
+    agents: dict[str, Agent],
+    ami: AmiRecorder,
+    bridge_at: BridgeFactory,
+) -> None:
+    async with bridge_at(WEDNESDAY_MORNING, held_config) as bridge:
+        await _published(bridge)
+    # The bridge is gone (FastAGI refused, no heartbeat): past the fresh bound the dialplan
+    # asks, fails, and takes the last held route.
+    heartbeat = int(await _get(lab, "bangalore", v.HELD_HEARTBEAT_KEY))
+    await until(lambda: time.time() > heartbeat + HELD.fresh_age + 1, 10, "stale heartbeat")
+    result = await _calls(BENGALI, 1, port=6303)
+    assert result.ok, result.output[-2000:]
+    await ami.wait_for(lambda: _joins(ami, "dhaka", "orders-bn") >= 1, what="held route")
+    assert len(_user(ami, v.EVENT_HELD_ROUTE, Source=v.HELD_FALLBACK)) == 1
+    # Past max_age the held table is too old to trust: the static route.
+    await until(lambda: time.time() > heartbeat + HELD.max_age + 1, 30, "expired heartbeat")
+    result = await _calls(BENGALI, 1, port=6304)
+    assert result.ok, result.output[-2000:]
+    await ami.wait_for(lambda: _joins(ami, "bangalore", "orders-hi") >= 1, what="static route")
+    assert len(_user(ami, v.EVENT_HELD_ROUTE)) == 1
+    assert _joins(ami, "dhaka", "orders-bn") == 1
+
+
+async def test_held_route_switches_at_closing_time_without_the_bridge(
+    lab: Lab,
+    held_config: Config,
+    agents: dict[str, Agent],
+    ami: AmiRecorder,
+    bridge_at: BridgeFactory,
+) -> None:
+    # 10 s before Bangalore's orders close: Hindi callers stay at bangalore until 21:00 IST,
+    # then go to the after-hours site (manila, in English) with no bridge to tell them.
+    async with bridge_at(BLR_CLOSE - timedelta(seconds=10), held_config) as bridge:
+        await _published(bridge)
+        offset = bridge.clock.offset
+    held = await _held(lab, "bangalore", ORDERS_IN, "hi")
+    assert held.now == HeldRoute(v.ROUTE_QUEUE, "bangalore", "orders-hi")
+    assert held.next == HeldRoute(v.ROUTE_REMOTE, "manila", "orders-en", trunks=("blr-mnl",))
+    assert abs(held.until - (BLR_CLOSE.timestamp() - offset)) <= 1
+    result = await _calls(HINDI, 1, port=6305)
+    assert result.ok, result.output[-2000:]
+    await ami.wait_for(lambda: _joins(ami, "bangalore", "orders-hi") >= 1, what="before 21:00")
+    await until(lambda: time.time() >= held.until, 15, "21:00 in Bangalore")
+    result = await _calls(HINDI, 1, port=6306)
+    assert result.ok, result.output[-2000:]
+    await ami.wait_for(lambda: _joins(ami, "manila", "orders-en") >= 1, what="after 21:00")
+    assert _joins(ami, "bangalore", "orders-hi") == 1

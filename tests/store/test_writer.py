@@ -1,0 +1,310 @@
+"""RecordWriter on both engines: records reach the database, an outage (the server
+stopped, or the SQLite write lock held elsewhere) fills the journal and the writer
+catches up afterwards, an unwritable journal and garbage records are counted, never
+raised, and a journal left by a killed process is replayed without loss or duplicates."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prometheus_client import CollectorRegistry
+from sqlalchemy import func, select
+
+from ccbridge.store.journal import Journal
+from ccbridge.store.records import check_record
+from ccbridge.store.schema import call_events, calls, legs
+from ccbridge.store.writer import RecordWriter
+from tests.polling import until
+from tests.store.conftest import Db
+from tests.store.pg import PASSWORD
+from tests.store.records_factory import call_records
+
+REPO = Path(__file__).resolve().parents[2]
+PER_CALL = len(call_records(0))
+
+
+class Harness:
+    def __init__(self, db: Db, journal: Path, **kw: Any) -> None:
+        self.db = db
+        self.registry = CollectorRegistry()
+        self.writer = RecordWriter(db.engine(), journal, registry=self.registry, **kw)
+
+    def put_calls(self, start: int, stop: int) -> None:
+        for n in range(start, stop):
+            for table, values in call_records(n):
+                assert self.writer.put(table, values), (table, values)
+
+    async def put_paced(self, start: int, stop: int) -> None:
+        """Put calls ten at a time, each ten once the last are journaled: records that
+        arrive over time, as AMI events do, rather than one burst bigger than memory."""
+        for first in range(start, stop, 10):
+            self.put_calls(first, min(first + 10, stop))
+            base = self.writer.journaled + len(self.writer._buffer)
+            await until(lambda b=base: self.writer.journaled >= b, 10, "records journaled")
+
+    def metric(self, name: str, **labels: str) -> float:
+        v = self.registry.get_sample_value(name, labels)
+        assert v is not None, name
+        return v
+
+    async def counts(self) -> tuple[int, int, int]:
+        out = []
+        async with self.db.engine().connect() as conn:
+            for t in (calls, legs, call_events):
+                out.append((await conn.execute(select(func.count()).select_from(t))).scalar_one())
+        return out[0], out[1], out[2]
+
+    async def call_ids(self) -> list[str]:
+        async with self.db.engine().connect() as conn:
+            rows = await conn.execute(select(calls.c.call_id).order_by(calls.c.call_id))
+            return [r.call_id for r in rows]
+
+
+@pytest.fixture
+async def harness_factory(migrated: Db) -> AsyncIterator[Callable[..., Harness]]:
+    made: list[Harness] = []
+
+    def make(**kw: Any) -> Harness:
+        kw.setdefault("journal", migrated.tmp / "records.journal")
+        h = Harness(migrated, **kw)
+        made.append(h)
+        return h
+
+    yield make
+    migrated.up()
+    for h in made:
+        if h.writer._tasks:
+            await h.writer.stop(drain_timeout=1.0)
+
+
+async def test_records_reach_the_database_and_the_journal_empties(
+    harness_factory: Callable[..., Harness],
+) -> None:
+    h = harness_factory()
+    await h.writer.start()
+    h.put_calls(0, 300)
+    await until(lambda: h.writer.status().caught_up, 30, "the writer to catch up")
+    assert await h.counts() == (300, 300, 600)
+    await until(lambda: h.writer.status().journal_bytes == 0, 5, "the journal truncated")
+    st = h.writer.status()
+    assert st.db_reachable is True and st.written == 300 * PER_CALL and st.rejected == 0
+    assert h.metric("ccbridge_records_written_total", table="call_events") == 600
+    assert h.metric("ccbridge_records_db_up") == 1
+    await h.writer.stop()
+    assert (await asyncio.to_thread(os.stat, h.writer.journal.path)).st_size == 0
+
+
+async def test_database_down_at_start_fills_the_journal_then_catches_up(
+    migrated: Db, harness_factory: Callable[..., Harness]
+) -> None:
+    migrated.down()
+    # A small memory queue: the backlog must move to the journal file (spill).
+    h = harness_factory(queue_size=200, batch_size=50)
+    await h.writer.start()
+    await h.put_paced(0, 200)  # 1000 records, five times the memory queue
+    await until(lambda: h.writer.status().db_reachable is False, 30, "the outage noticed")
+    await until(lambda: h.writer.journaled == 200 * PER_CALL, 10, "every record journaled")
+    st = h.writer.status()
+    assert st.written == 0 and st.unwritten == 0 and st.queue_depth <= 200
+    assert st.journal_bytes > 0 and st.journal_backlog_bytes == st.journal_bytes
+    assert st.db_error and h.metric("ccbridge_records_db_errors_total") >= 1
+    assert h.metric("ccbridge_records_db_up") == 0
+    migrated.up()
+    await until(lambda: h.writer.status().caught_up, 60, "the writer to catch up")
+    assert await h.counts() == (200, 200, 400)
+    await until(lambda: h.writer.status().journal_bytes == 0, 5, "the journal truncated")
+    assert h.writer.status().db_reachable is True
+
+
+async def test_database_lost_mid_run_loses_nothing(
+    migrated: Db, harness_factory: Callable[..., Harness]
+) -> None:
+    h = harness_factory(queue_size=300, batch_size=50)
+    await h.writer.start()
+    h.put_calls(0, 50)
+    await until(lambda: h.writer.status().caught_up, 30, "the first calls written")
+    migrated.down()
+    await h.put_paced(50, 150)
+    await until(lambda: h.writer.status().db_reachable is False, 30, "the outage noticed")
+    await h.put_paced(150, 250)  # while it is down
+    await until(lambda: h.writer.journaled == 250 * PER_CALL, 10, "every record journaled")
+    migrated.up()
+    await until(lambda: h.writer.status().caught_up, 60, "the writer to catch up")
+    assert await h.counts() == (250, 250, 500)
+    assert h.writer.status().unwritten == 0
+
+
+async def test_an_unwritable_journal_is_reported_and_the_database_still_gets_records(
+    migrated: Db, harness_factory: Callable[..., Harness]
+) -> None:
+    blocker = migrated.tmp / "not-a-folder"
+    blocker.write_text("a file where the journal's folder should be\n")
+    h = harness_factory(journal=blocker / "records.journal", queue_size=500, batch_size=50)
+    await h.writer.start()
+    st = h.writer.status()
+    assert st.journal_error is not None and "not-a-folder" in st.journal_error
+    assert h.metric("ccbridge_records_journal_errors_total") >= 1
+    h.put_calls(0, 40)
+    await until(lambda: h.writer.status().caught_up, 30, "records written without a journal")
+    assert await h.counts() == (40, 40, 80)
+    # Database down too: memory holds queue_size records, the rest are counted, and
+    # put() still answers at once instead of raising.
+    migrated.down()
+    h.put_calls(40, 80)
+    await until(lambda: h.writer.status().db_reachable is False, 30, "the outage noticed")
+    refused = 0
+    for n in range(80, 300):
+        for table, values in call_records(n):
+            refused += not h.writer.put(table, values)
+    st = h.writer.status()
+    assert refused > 0 and st.unwritten == refused
+    assert st.queue_depth <= 500
+    assert h.metric("ccbridge_records_unwritten_total") == refused
+    migrated.up()
+    await until(lambda: h.writer.status().caught_up, 60, "the records in memory written")
+    ncalls, _, _ = await h.counts()
+    assert 80 <= ncalls < 300
+
+
+GARBAGE: list[tuple[Any, Any]] = [
+    ("calls", {"entry_site": "dhaka"}),  # no call_id, no arrived_at
+    (
+        "calls",
+        {"call_id": 5, "entry_site": "dhaka", "arrived_at": call_records(0)[0][1]["arrived_at"]},
+    ),
+    ("calls", {**call_records(0)[0][1], "arrived_at": "yesterday"}),
+    (
+        "calls",
+        {
+            **call_records(0)[0][1],
+            "arrived_at": call_records(0)[0][1]["arrived_at"].replace(tzinfo=None),
+        },
+    ),
+    ("calls", {**call_records(0)[0][1], "outcome": "maybe"}),
+    ("calls", {**call_records(0)[0][1], "satisfaction": 9}),
+    ("calls", {**call_records(0)[0][1], "wait_s": float("nan")}),
+    ("calls", {**call_records(0)[0][1], "talk_s": True}),
+    ("calls", {**call_records(0)[0][1], "caller_number": "x" * 65}),
+    ("calls", {**call_records(0)[0][1], "caller_number": "+88\x00"}),
+    ("calls", {**call_records(0)[0][1], "colour": "blue"}),
+    ("calls", {**call_records(0)[0][1], "call_id": None}),
+    ("legs", {"call_id": "c1", "site": "dhaka"}),
+    ("legs", {"call_id": "c1", "site": "dhaka", "linkedid": "1", "ring_no_answers": -1}),
+    ("call_events", {**call_records(0)[2][1], "fields": {"x": object()}}),
+    ("call_events", {**call_records(0)[2][1], "fields": {"big": "x" * 70000}}),
+    ("coverage_gaps", {"site": "dhaka", "started_at": 0}),
+    ("nonsense", {"call_id": "c1"}),
+    (None, {}),
+    ("calls", None),
+    ("calls", ["call_id", "c1"]),
+    ("calls", {1: "c1"}),
+]
+
+
+async def test_garbage_records_are_refused_and_counted_and_good_ones_still_written(
+    harness_factory: Callable[..., Harness],
+) -> None:
+    h = harness_factory()
+    await h.writer.start()
+    for table, values in GARBAGE:
+        assert h.writer.put(table, values) is False, (table, values)
+    h.put_calls(0, 3)
+    await until(lambda: h.writer.status().caught_up, 30, "the good records written")
+    assert await h.counts() == (3, 3, 6)
+    assert h.writer.status().rejected == len(GARBAGE)
+    total = sum(
+        h.metric("ccbridge_records_rejected_total", table=t)
+        for t in ("calls", "legs", "call_events", "coverage_gaps", "unknown")
+    )
+    assert total == len(GARBAGE)
+    assert h.metric("ccbridge_records_rejected_total", table="unknown") == 2  # no such table
+
+
+async def test_a_journal_left_behind_is_replayed_and_its_garbage_counted(
+    migrated: Db, harness_factory: Callable[..., Harness]
+) -> None:
+    path = migrated.tmp / "left.journal"
+    j = Journal(path, 0)
+    await asyncio.to_thread(j.open)
+    records = [check_record(t, v) for n in range(20) for t, v in call_records(n)]
+    await asyncio.to_thread(j.append, records[:50])
+    await asyncio.to_thread(j.close)
+    with path.open("ab") as f:
+        f.write(b'{"t": "calls", "v": {"call_id": 7}}\n')  # a line that is no record
+        f.write(b"not json at all\n")
+    j = Journal(path, 0)
+    await asyncio.to_thread(j.open)
+    await asyncio.to_thread(j.append, records[50:])
+    await asyncio.to_thread(j.close)
+    with path.open("ab") as f:
+        f.write(b'{"t": "calls", "v": {"call_id": "c9')  # torn by a kill mid-write
+    h = harness_factory(journal=path)
+    await h.writer.start()
+    await until(lambda: h.writer.status().caught_up, 30, "the journal replayed")
+    assert await h.counts() == (20, 20, 40)
+    assert h.writer.status().rejected == 2
+    assert h.metric("ccbridge_records_rejected_total", table="journal") == 2
+    await until(lambda: path.stat().st_size == 0, 5, "the replayed journal truncated")
+
+
+async def test_sigkill_loses_no_journaled_record_and_replay_duplicates_none(
+    migrated: Db, harness_factory: Callable[..., Harness]
+) -> None:
+    journal = migrated.tmp / "killed.journal"
+    env = dict(os.environ)
+    if migrated.kind == "postgresql":
+        env["CCBRIDGE_TEST_DB_PASSWORD"] = PASSWORD
+    child = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "tests.store.writer_child",
+        migrated.settings.url,
+        str(journal),
+        cwd=REPO,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    journaled = written = 0
+    try:
+        assert child.stdout is not None
+        async with asyncio.timeout(60):
+            # Kill it once a good share is journaled and some of it already written.
+            while journaled < 3000 or written == 0:
+                line = await child.stdout.readline()
+                if not line:
+                    break
+                _, j, _, w = line.split()
+                journaled, written = int(j), int(w)
+        child.send_signal(signal.SIGKILL)
+    finally:
+        if child.returncode is None:
+            child.kill()
+        _, err = await child.communicate()
+    assert child.returncode == -signal.SIGKILL, err.decode()
+    assert journaled >= 3000 and written > 0, err.decode()
+    h = harness_factory(journal=journal)
+    await h.writer.start()
+    await until(lambda: h.writer.status().caught_up, 120, "the killed writer's journal replayed")
+    ids = await h.call_ids()
+    # Every call the child reported journaled is there, and the calls are a prefix of
+    # what it put: nothing missing before the kill point, nothing twice (unique keys).
+    assert len(ids) >= journaled
+    assert ids == [f"c{n:08d}" for n in range(len(ids))]
+    _, nlegs, nevents = await h.counts()
+    assert nlegs >= journaled and nevents >= 2 * journaled
+    async with migrated.engine().connect() as conn:
+        complete = (
+            await conn.execute(
+                select(func.count()).select_from(calls).where(calls.c.outcome.is_not(None))
+            )
+        ).scalar_one()
+    assert complete >= journaled
+    await until(lambda: journal.stat().st_size == 0, 5, "the replayed journal truncated")

@@ -1,0 +1,146 @@
+"""Held routes: the pure table (now, and after the next schedule boundary) and its AstDB value."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from ccbridge import variables as v
+from ccbridge.config import Config, load_config
+from ccbridge.loadtest.predict import rest_state
+from ccbridge.routing.engine import CallRequest, Router
+from ccbridge.routing.held import (
+    Boundaries,
+    HeldEntry,
+    HeldRoute,
+    decode,
+    encode,
+    held_entries,
+    languages_for,
+    next_change,
+    route_of,
+    same_routes,
+    value_pattern,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+# Wednesday 2026-11-25 15:29 UTC = 20:59 in Bangalore, a minute before orders closes there.
+BEFORE_CLOSE = datetime(2026, 11, 25, 15, 29, tzinfo=UTC)
+BLR_CLOSE = datetime(2026, 11, 25, 15, 30, tzinfo=UTC)
+
+
+@pytest.fixture(scope="module")
+def config() -> Config:
+    mp = pytest.MonkeyPatch()
+    mp.setenv("CCBRIDGE_AMI_SECRET", "s3cret-ami")
+    mp.setenv("CCBRIDGE_API_TOKEN", "tok")
+    try:
+        return load_config(REPO / "examples" / "lab.yaml")
+    finally:
+        mp.undo()
+
+
+def _table(config: Config, site: str, now: datetime) -> dict[str, HeldEntry]:
+    router = Router(config)
+    state = rest_state(config, now.timestamp(), set(), set())
+    entries = held_entries(router, Boundaries(config), config.site(site), state, now)
+    return {e.key: e for e in entries}
+
+
+def test_next_change_is_the_closing_minute_in_the_sites_zone(config: Config) -> None:
+    orders = config.site("bangalore").offering("orders")
+    assert orders is not None
+    assert next_change(orders.schedule, "Asia/Kolkata", BEFORE_CLOSE) == BLR_CLOSE
+    # Closed from 21:00: it opens again at 09:00 IST (03:30 UTC) the next day.
+    assert next_change(orders.schedule, "Asia/Kolkata", BLR_CLOSE) == datetime(
+        2026, 11, 26, 3, 30, tzinfo=UTC
+    )
+
+
+def test_always_open_has_no_change_within_the_scan() -> None:
+    from tests.unit.routing_factories import schedule
+
+    assert next_change(schedule(always=True), "Asia/Manila", BEFORE_CLOSE) is None
+
+
+def test_held_table_switches_at_the_sites_closing(config: Config) -> None:
+    table = _table(config, "bangalore", BEFORE_CLOSE)
+    e = table["route/+918000000001/hi"]
+    assert e.now == HeldRoute(v.ROUTE_QUEUE, "bangalore", "orders-hi")
+    assert e.until == BLR_CLOSE.timestamp()
+    # After 21:00 IST only the after-hours site (manila) takes orders, in English.
+    assert e.next == HeldRoute(v.ROUTE_REMOTE, "manila", "orders-en", trunks=("blr-mnl",))
+    # Each half is exactly what the engine decides at that instant on the same state.
+    router = Router(config)
+    state = rest_state(config, BEFORE_CLOSE.timestamp(), set(), set())
+    call = CallRequest("+918000000001", "", "bangalore", ivr_language="hi")
+    assert route_of(router.decide(call, state, BLR_CLOSE), "bangalore") == e.next
+    assert e.next_until > e.until
+
+
+def test_held_table_covers_every_number_and_reachable_language(config: Config) -> None:
+    table = _table(config, "bangalore", BEFORE_CLOSE)
+    dids = {n.did for n in config.numbers if n.site == "bangalore"}
+    assert {e.did for e in table.values()} == dids
+    number = config.number("+918000000001")
+    assert number is not None
+    # Every configured language is some country's or the IVR's in the lab config.
+    assert languages_for(config, number) == config.languages
+    assert all(e.until == BLR_CLOSE.timestamp() for e in table.values())
+
+
+def test_a_site_in_hold_off_is_a_boundary(config: Config) -> None:
+    now = BEFORE_CLOSE - timedelta(minutes=10)
+    state = rest_state(config, now.timestamp(), set(), set())
+    dhaka = replace(state.sites["dhaka"], up_since=now.timestamp() - 4)
+    state = replace(state, sites={**state.sites, "dhaka": dhaka})
+    b = Boundaries(config)
+    holdoff = config.routing.site_holdoff
+    assert b.next(state, now).timestamp() == pytest.approx(now.timestamp() - 4 + holdoff)
+
+
+def test_value_round_trips_and_matches_the_dialplans_pattern(config: Config) -> None:
+    pattern = re.compile(value_pattern(config, config.site("bangalore")))
+    for e in _table(config, "bangalore", BEFORE_CLOSE).values():
+        text = encode(e, BEFORE_CLOSE.timestamp(), wall_offset=100.0)
+        assert pattern.fullmatch(text), text
+        d = decode(text)
+        assert (d.now, d.next, d.service) == (e.now, e.next, e.service)
+        assert d.until == int(e.until - 100) and d.computed == int(BEFORE_CLOSE.timestamp() - 100)
+
+
+def test_until_is_rounded_up_never_early(config: Config) -> None:
+    e = next(iter(_table(config, "bangalore", BEFORE_CLOSE).values()))
+    d = decode(encode(replace(e, until=e.until + 0.2), 0.0))
+    assert d.until == int(e.until) + 1
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "",
+        "garbage",
+        "2/1/2/3/orders/queue/bangalore/orders-hi///queue/bangalore/orders-hi///",  # format
+        "1/1/2/3/orders/queue/dhaka/orders-bn///queue/bangalore/orders-hi///",  # not local
+        "1/1/2/3/orders/queue/bangalore/orders-bn///queue/bangalore/orders-hi///",  # not here
+        "1/1/2/3/orders/remote/manila/orders-en//dac-mnl/reject////",  # dhaka's trunk
+        "1/1/2/3/orders/remote/manila/orders-en///reject////",  # no trunk
+        "1/1/2/3/orders/after_hours///party/reject////",
+        "1/x/2/3/orders/reject////reject////",
+        "1/1/2/3/sales/reject////reject////",
+        "1/1/2/3/orders/reject////reject////extra",
+        "1/1/2/3/orders/reject////reject////\n",
+    ],
+)
+def test_the_pattern_refuses_what_the_bridge_never_writes(config: Config, value: str) -> None:
+    assert not re.fullmatch(value_pattern(config, config.site("bangalore")), value)
+
+
+def test_same_routes_ignores_only_the_computed_time(config: Config) -> None:
+    e = next(iter(_table(config, "bangalore", BEFORE_CLOSE).values()))
+    assert same_routes(encode(e, 10.0), encode(e, 20.0))
+    assert not same_routes(encode(e, 10.0), encode(replace(e, until=e.until + 60), 10.0))
