@@ -13,7 +13,7 @@ from yaml.events import (
     ScalarEvent,
     SequenceEndEvent,
 )
-from yaml.nodes import MappingNode, Node, SequenceNode
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 
 class ConfigError(Exception):
@@ -98,6 +98,14 @@ def _construct_mapping(loader: _Loader, node: Node) -> LineDict:
         if key_node.tag == "tag:yaml.org,2002:merge":
             continue
         line = key_node.start_mark.line + 1
+        if not isinstance(key_node, ScalarNode):
+            # `? [a, b]` or `? {a: b}` (YAML's complex keys): no config key is one, and
+            # its node value (a list) cannot even be looked up among the names seen
+            raise _KeyedError(
+                join_path(loader.key_path),
+                "unsupported mapping key: keys are plain text, not a list or a mapping",
+                key_node.start_mark,
+            )
         if key_node.value in seen:
             raise _KeyedError(
                 join_path([*loader.key_path, str(key_node.value)]),

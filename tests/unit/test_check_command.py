@@ -189,8 +189,13 @@ def test_random_bytes_get_a_clear_error(
             'hours: {mon-fri: "09:00-18:00}',
             "sites.bangalore.services.returns.hours: YAML syntax",
         ),
+        (
+            "    country: BD\n",
+            "    country: BD\n    ? [rtp, sip]\n    : 1\n",
+            "sites.dhaka: YAML: unsupported mapping key: keys are plain text",
+        ),
     ],
-    ids=["tab", "duplicate-key", "unclosed-quote"],
+    ids=["tab", "duplicate-key", "unclosed-quote", "complex-key"],
 )
 def test_yaml_syntax_errors_exit_2_with_file_line_and_key_path(
     fresh_checkout: Path, old: str, new: str, where: str
