@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 from ccbridge.events import EventBus
 from ccbridge.routing.state import LiveState, Member
@@ -27,9 +26,9 @@ DEVICE_STATES = (
 EVENTS: Final = frozenset({"QueueMemberAdded", "QueueMemberPause", "QueueMemberStatus"})
 
 
-@dataclass(frozen=True, slots=True)
-class MemberExtra:
-    """Per (site, interface): what Bridge.state does not keep."""
+class MemberExtra(NamedTuple):
+    """Per (site, interface): what Bridge.state does not keep. (A named tuple: one is
+    made per member event, and a tuple is built at C speed.)"""
 
     pause_reason: str = ""
     logged_in_at: float | None = None  # when QueueMemberAdded was seen (None: before start)

@@ -317,17 +317,6 @@ def _ewma(avg: float, sample: float) -> float:
     return sample if avg <= 0.0 else avg + EWMA_ALPHA * (sample - avg)
 
 
-def _counts(m: Member | None) -> tuple[int, int, int, int]:
-    """(count, logged in, available, paused) that member ``m`` adds to its queue."""
-    if m is None:
-        return 0, 0, 0, 0
-    if m.status in _NOT_LOGGED_IN:
-        return 1, 0, 0, 0
-    if m.paused:
-        return 1, 1, 0, 1
-    return 1, 1, (1 if m.status in _FREE else 0), 0
-
-
 def _member_update(
     queues: Map[str, QueueLoad],
     members: Map[tuple[str, str], Member],
@@ -378,13 +367,29 @@ def _member_update(
             return None
         new = _tuple_new(Member, (name, iface, status, paused, in_call, penalty))
     q = queues.get(qname, EMPTY_QUEUE)
-    c0, l0, a0, p0 = _counts(old)
-    c1, l1, a1, p1 = _counts(new)
+    count, logged_in, available, paused_n = q.member_count, q.logged_in, q.available, q.paused
+    # What the old member counted for goes, what the new one counts for comes (_counts).
+    if old is not None:
+        count -= 1
+        if old.status not in _NOT_LOGGED_IN:
+            logged_in -= 1
+            if old.paused:
+                paused_n -= 1
+            elif old.status in _FREE:
+                available -= 1
+    if new is not None:
+        count += 1
+        if new.status not in _NOT_LOGGED_IN:
+            logged_in += 1
+            if new.paused:
+                paused_n += 1
+            elif new.status in _FREE:
+                available += 1
     qf = q.__dict__.copy()
-    qf["logged_in"] = q.logged_in + l1 - l0
-    qf["available"] = q.available + a1 - a0
-    qf["paused"] = q.paused + p1 - p0
-    qf["member_count"] = q.member_count + c1 - c0
+    qf["logged_in"] = logged_in
+    qf["available"] = available
+    qf["paused"] = paused_n
+    qf["member_count"] = count
     out = members.delete(key) if new is None else members.set(key, new)
     return queues.set(qname, _evolve(q, qf)), out
 

@@ -120,13 +120,16 @@ class StreamResult:
 
 
 def _settings(port: int) -> AmiSettings:
+    # A Ping reply queues behind every event already in the socket buffers (megabytes at
+    # full speed): on a loaded machine that can take seconds. Liveness is tested elsewhere
+    # (test_ami_client); here a slow turn must not drop the link mid-stream.
     return AmiSettings(
         host="127.0.0.1",
         port=port,
         username="ccbridge",
         secret=SecretValue("s3cret", "test"),
-        ping_interval=1.0,
-        ping_timeout=5.0,
+        ping_interval=5.0,
+        ping_timeout=60.0,
         action_timeout=5.0,
         reconnect_min=0.05,
         reconnect_max=0.5,

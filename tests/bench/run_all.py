@@ -99,8 +99,23 @@ def benches(quick: bool, soak_minutes: float, out: Path) -> list[Bench]:
             "ami",
             _py("tests.bench.bench_ami_state", "--seconds", "1" if quick else "3", *j("ami")),
             lambda r: (
-                f"{r['ccbridge_ingest_events_per_s']:,} events/s parsed+applied vs "
-                f"panoramisk bare parse {r['panoramisk_bare_parse_events_per_s']:,} (>= 20,000)"
+                "ingest / panoramisk bare parse: "
+                + ", ".join(
+                    f"{row['agents']} agents {row['ratio']}"
+                    if row["mix"] == "queue"
+                    else f"records mix {row['ratio']}"
+                    for row in r["rows"]
+                )
+                + f" (>= 1.0); cost spread over sizes {r['cost_spread']:.0%} (<= 15%)"
+            ),
+        ),
+        Bench(
+            "ami-stream",
+            _py("tests.bench.bench_ami_stream", "--events", "200000" if quick else "1000000")
+            + j("ami-stream"),
+            lambda r: (
+                f"{r['events']:,} events, out of order {r['out_of_order']}, RSS growth after "
+                f"warm-up {r['rss_end'] / 2**20 - r['rss_after_warmup'] / 2**20:+.1f} MB"
             ),
         ),
         Bench(
@@ -133,7 +148,9 @@ def benches(quick: bool, soak_minutes: float, out: Path) -> list[Bench]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     ap.add_argument("--quick", action="store_true", default=os.environ.get("BENCH_QUICK") == "1")
-    ap.add_argument("--only", help="comma-separated: e2e,outage,fastagi,ami,decide,memory,soak")
+    ap.add_argument(
+        "--only", help="comma-separated: e2e,outage,fastagi,ami,ami-stream,decide,memory,soak"
+    )
     ap.add_argument("--out", default=str(default_lab_dir() / "bench"))
     args = ap.parse_args(argv)
     soak_minutes = float(os.environ.get("BENCH_SOAK_MINUTES", "30"))

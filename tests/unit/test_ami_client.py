@@ -22,6 +22,7 @@ from ccbridge.ami.client import (
 )
 from ccbridge.ami.codec import AmiMessage
 from ccbridge.config.model import AmiSettings, SecretValue
+from ccbridge.events import EventBus
 from tests.amifake import FakeAmi
 from tests.polling import until
 
@@ -425,3 +426,27 @@ async def test_stop_closes_the_socket_and_no_secret_is_logged(
     await wait_until(lambda: fake.client_count == 0, within=1.0)
     assert "AMI logged in" in caplog.text
     assert SECRET not in caplog.text
+
+
+async def test_every_subscriber_reads_the_one_parsed_mapping(fake: FakeAmi) -> None:
+    """One parse per event: the link hands the bus the parsed message, and every part
+    subscribed to that name gets that same read-only object, no copy."""
+    bus = EventBus()
+    seen: list[tuple[str, Mapping[str, str]]] = []
+    for part in ("state", "kpi", "agents"):
+        bus.subscribe("QueueCallerJoin", lambda s, e, part=part: seen.append((part, e)))
+    link = SiteLink(SITE, make_settings(fake.port), bus.dispatch)
+    await link.start()
+    try:
+        await wait_until(lambda: link.state is LinkState.UP and fake.logins_ok == 1)
+        fake.push_event("QueueCallerJoin", {"Queue": "sales-en", "Position": "1"})
+        fake.push_event("Newexten", {"Channel": "PJSIP/x"})  # nobody reads it
+        await wait_until(lambda: len(seen) == 3 and bus.unwanted >= 1)
+    finally:
+        await link.stop()
+    assert [part for part, _ in seen] == ["state", "kpi", "agents"]
+    first = seen[0][1]
+    assert all(event is first for _, event in seen)
+    assert isinstance(first, AmiMessage) and first["Queue"] == "sales-en"
+    with pytest.raises(TypeError, match="read-only"):
+        first["Queue"] = "other"  # type: ignore[index]
