@@ -34,7 +34,7 @@ EXAMPLES = """examples:
   ccbridge loadtest --rate 20 --duration 60 --countries IN=3,BD=1,GB=1
   ccbridge loadtest --rate 10 --duration 3m --fault 30s:kill-site:dhaka \\
       --fault 90s:restart-bridge --fault 2m:drain:manila:20s
-  ccbridge loadtest --ivr +918000000003:11:en:orders --rate 2 --duration 30
+  ccbridge loadtest --ivr +918000000003:11:en:orders --rate 0.2 --duration 30
   ccbridge loadtest --target 192.0.2.10:5060 --did +918000000001 --rate 50 --duration 60
 """
 

@@ -190,6 +190,10 @@ class AmiRecorder:
         for link in self.links:
             await link.stop()
 
+    def connected(self, site: str) -> bool:
+        """True while the recorder's link to ``site`` is up: events there are seen."""
+        return any(link.site_name == site and link.connected for link in self.links)
+
     def named(self, name: str, site: str | None = None) -> list[dict[str, str]]:
         return [e for s, e in self.events if e.get("Event") == name and (site is None or s == site)]
 

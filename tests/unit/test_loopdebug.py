@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import signal
@@ -87,3 +88,22 @@ def _run_bridge(cfg: Path, err: Path, *args: str) -> subprocess.Popen[bytes]:
             stderr=out,
             env=env,
         )
+
+
+async def test_a_collection_inside_a_slow_callback_is_named() -> None:
+    loop = asyncio.get_running_loop()
+    found = loopdebug.report_slow_callbacks(loop, 1)
+    garbage = [[i] for i in range(300_000)]  # tracked containers: a full collection walks them
+
+    def collect() -> None:
+        gc.collect()
+        time.sleep(0.002)  # over the 1 ms limit even if the collection alone is not
+
+    try:
+        loop.call_soon(collect)
+        await until(lambda: found.count >= 1, 5, "the slow callback's report")
+    finally:
+        loopdebug.stop_reporting(loop, found)
+    del garbage
+    assert any("collect" in line and "ms during it)" in line for line in found.lines), found.lines
+    assert found.on_gc not in gc.callbacks
