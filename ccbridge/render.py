@@ -9,6 +9,7 @@ from pathlib import Path
 import jinja2
 
 from ccbridge import variables
+from ccbridge.agi_guard import agi_urls, guard_view
 from ccbridge.config.model import Config, Number, QueueSettings, Site, Trunk, TrunkKind, queue_name
 from ccbridge.ivr_render import ivr_context
 from ccbridge.routing.held import value_pattern
@@ -25,6 +26,10 @@ TEMPLATE_FILES = (
     "logger.conf",
     "voicemail.conf",
 )
+
+
+# The AGI guard's HAProxy config, rendered only when `bridge.agi_guard` is on.
+GUARD_FILE = "haproxy.cfg"
 
 
 def default_template_dir() -> Path:
@@ -160,7 +165,9 @@ def site_context(config: Config, site: Site) -> dict[str, object]:
         "config": config,
         "site": site,
         "bridge": config.bridge,
-        "agi_url": variables.agi_url(str(config.bridge.agi_url_host), variables.AGI_ROUTE),
+        "agi_url": agi_urls(config, site)[0],
+        "guard": guard_view(config, site),
+        "guard_maxconn": max(4096, 2 * config.bridge.max_agi_sessions),
         "numbers": numbers,
         "fallbacks": fallbacks,
         "default_fallback": default_fallback,
@@ -179,7 +186,8 @@ def render_site(config: Config, site: Site, template_dir: Path | None = None) ->
     """File name -> rendered text for one site."""
     env = make_environment(template_dir or default_template_dir())
     ctx = site_context(config, site)
-    return {name: env.get_template(f"{name}.j2").render(ctx) for name in TEMPLATE_FILES}
+    names = TEMPLATE_FILES + ((GUARD_FILE,) if ctx["guard"] is not None else ())
+    return {name: env.get_template(f"{name}.j2").render(ctx) for name in names}
 
 
 def render_all(config: Config, out_dir: Path, template_dir: Path | None = None) -> list[Path]:

@@ -8,7 +8,8 @@ PREFIX = "CCB_"
 # the key of the bridge's handler for it; also the `route` label of the FastAGI metrics.
 AGI_ROUTE = "route"  # every inbound call asks where to go (extensions.conf.j2)
 AGI_LOOKUP = "lookup"  # an IVR self-service lookup (ivr.conf.j2)
-AGI_ROUTES = (AGI_ROUTE, AGI_LOOKUP)
+AGI_HEALTH = "health"  # the AGI guard's health check (dialplans/haproxy.cfg.j2)
+AGI_ROUTES = (AGI_ROUTE, AGI_LOOKUP, AGI_HEALTH)
 
 
 # Set by the bridge's `route` FastAGI handler; read by dialplans/extensions.conf.j2.

@@ -27,7 +27,8 @@ def config() -> Config:
 
 def test_every_site_gets_every_file(config: Config, tmp_path: Path) -> None:
     written = render_all(config, tmp_path)
-    assert len(written) == len(config.sites) * len(TEMPLATE_FILES)
+    # + haproxy.cfg: the lab config turns the AGI guard on
+    assert len(written) == len(config.sites) * (len(TEMPLATE_FILES) + 1)
     manager = tmp_path / "dhaka" / "manager.conf"
     assert manager.stat().st_mode & 0o777 == 0o600
     assert "secret=s3cret-ami" in manager.read_text()
@@ -55,7 +56,8 @@ def test_every_inbound_call_asks_the_bridge_then_falls_back(config: Config) -> N
         'GotoIf($["${AGISTATUS}"!="SUCCESS" | "${CCB_ROUTE}"=""]?ccb-fallback,${EXTEN},1)' in text
     )
     assert "exten => +918000000001,1,Set(__CCB_FALLBACK=1)" in text
-    assert "CCB_AGI_URL=agi://127.0.0.1:4573/route" in text
+    # the lab config turns the AGI guard on: the site's own HAProxy, not the bridge
+    assert "CCB_AGI_URL=agi://127.0.1.1:4580/route" in text
 
 
 def test_trunks_fail_over_only_on_unavailable_or_congestion(config: Config) -> None:
