@@ -72,7 +72,7 @@ class Bridge:
         self.held = HeldRoutePublisher(
             config,
             self.router,
-            lambda: self._state,
+            self.held_state,
             self.clock,
             self.links,
             self.registry,
@@ -127,6 +127,13 @@ class Bridge:
         if new is not self._state:
             self._state = new
             self.held.state_changed()
+
+    def held_state(self) -> LiveState:
+        """The state held routes are computed from. A breaker leaves OPEN by time alone
+        (its cool-down), never by an event: refreshed here too, or while held routes carry
+        every call no FastAGI decision would, and a recovered trunk stayed last forever."""
+        self._refresh_trunks()
+        return self._state
 
     # -- routing -------------------------------------------------------------------
     def decide(self, call: CallRequest) -> Decision:

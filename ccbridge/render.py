@@ -12,7 +12,8 @@ from ccbridge import variables
 from ccbridge.agi_guard import agi_urls, guard_view
 from ccbridge.config.model import Config, Number, QueueSettings, Site, Trunk, TrunkKind, queue_name
 from ccbridge.ivr_render import ivr_context
-from ccbridge.routing.held import value_pattern
+from ccbridge.routing.held import FORMAT as HELD_FORMAT
+from ccbridge.routing.held import route_text, valid_routes
 from ccbridge.routing.language import LanguageResolver
 
 TEMPLATE_FILES = (
@@ -136,7 +137,8 @@ class HeldView:
     calling_codes: tuple[tuple[str, str], ...]  # (code, language)
     code_lengths: tuple[int, ...]  # longest first, as the resolver tries them
     languages: str  # ERE alternation of the configured languages
-    pattern: str  # ERE every valid value of this site matches
+    routes: tuple[str, ...]  # every route text a held value may name here
+    services: tuple[str, ...]
     trunk_slots: int  # CCB_TRUNK_1..n a held remote route can fill
 
 
@@ -149,7 +151,8 @@ def held_view(config: Config, site: Site) -> HeldView:
         tuple(sorted(codes.items())),
         tuple(sorted({len(c) for c in codes}, reverse=True)),
         "^(" + "|".join(config.languages) + ")$",
-        value_pattern(config, site),
+        tuple(route_text(r) for r in valid_routes(config, site)),
+        config.services,
         max(per_peer, default=0),
     )
 
@@ -178,6 +181,7 @@ def site_context(config: Config, site: Site) -> dict[str, object]:
         "ami_secret": site.ami.secret.reveal(),
         "held": config.routing.held_routes,
         "held_view": held_view(config, site),
+        "held_format": HELD_FORMAT,
         **ivr_context(config, site),
     }
 

@@ -58,6 +58,8 @@ HELD_HEARTBEAT_KEY = "hb"  # the PBX's epoch when the bridge last confirmed the 
 HELD_SEP = "/"  # between the fields of a held value
 HELD_TRUNK_SEP = "~"  # between the trunks of one held route
 CALLING_CODE_PREFIX = "CCB_CC_"  # globals CCB_CC_880=bn: a caller prefix's language
+HELD_ROUTE_PREFIX = "CCB_HR_"  # globals CCB_HR_<route text>=1: the routes a value may name
+HELD_SERVICE_PREFIX = "CCB_HS_"  # globals CCB_HS_<service>=1
 HELD_LANGUAGE = "CCB_HELD_LANGUAGE"  # the language ccb-held resolved for the call
 HELD_SOURCE = "CCB_HELD"  # fresh | fallback: a held route took the call (empty: it did not)
 HELD_FRESH = "fresh"  # the bridge was alive: no FastAGI round trip
@@ -96,5 +98,6 @@ def all_names() -> frozenset[str]:
         and isinstance(v, str)
         and v.startswith(PREFIX)
         and v != PREFIX
-        and k not in ("TRUNK_PREFIX", "CALLING_CODE_PREFIX")
+        and k not in ("TRUNK_PREFIX", "CALLING_CODE_PREFIX", "HELD_ROUTE_PREFIX")
+        and k != "HELD_SERVICE_PREFIX"
     )

@@ -34,10 +34,13 @@ async def test_a_callback_over_the_limit_is_reported_once_and_named(
             await asyncio.sleep(0)
     finally:
         loopdebug.stop_reporting(loop, found)
-    assert found.count == 1
-    (line,) = found.lines
-    assert line.startswith(loopdebug.MARK) and "sleep" in line and "(limit 20 ms)" in line
-    assert [r.getMessage() for r in caplog.records if loopdebug.MARK in r.getMessage()] == [line]
+    # Exactly the sleeping callback (on a busy machine another may be slow too).
+    (line,) = [x for x in found.lines if "sleep" in x]
+    assert line.startswith(loopdebug.MARK) and "(limit 20 ms" in line
+    assert found.count == len(found.lines)
+    assert [r.getMessage() for r in caplog.records if loopdebug.MARK in r.getMessage()] == (
+        found.lines
+    )
     assert not loop.get_debug()
 
 
