@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 CONFIG ?= examples/lab.yaml
-SYSTEM_PACKAGES := debootstrap sip-tester prometheus postgresql
+SYSTEM_PACKAGES := debootstrap sip-tester prometheus postgresql haproxy systemd
 
 .PHONY: test unit integration lint typecheck run down lab status bench bench-quick deps system-deps venv clean
 
@@ -58,7 +58,9 @@ $(VENV)/.installed: pyproject.toml
 
 # Debian packages: debootstrap builds the lab's Asterisk root, sip-tester is SIPp,
 # prometheus is the real server the metrics tests scrape with, postgresql the real server
-# the store tests run on (a throwaway cluster per test session, tests/store/pg.py).
+# the store tests run on (a throwaway cluster per test session, tests/store/pg.py), haproxy
+# the AGI guard beside each lab site (bridge.agi_guard), systemd's systemd-analyze checks
+# the unit in deploy/.
 system-deps:
 	@missing=""; for p in $(SYSTEM_PACKAGES); do \
 	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import os
 import signal
 from collections.abc import Mapping
 from dataclasses import replace
@@ -14,8 +15,9 @@ from typing import Final
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from ccbridge import loopdebug, variables
+from ccbridge import loopdebug, sdnotify, variables
 from ccbridge.agents import AgentMirror
+from ccbridge.agi import health as agi_health
 from ccbridge.agi.handlers import make_route_handler
 from ccbridge.agi.lookup import make_lookup_handler
 from ccbridge.agi.server import FastAgiServer, SessionOutcome
@@ -70,7 +72,7 @@ class Bridge:
         self.held = HeldRoutePublisher(
             config,
             self.router,
-            lambda: self._state,
+            self.held_state,
             self.clock,
             self.links,
             self.registry,
@@ -104,6 +106,7 @@ class Bridge:
             {
                 variables.AGI_ROUTE: make_route_handler(self.decide, self._on_decision),
                 variables.AGI_LOOKUP: make_lookup_handler(config.ivr, self.selfservice),
+                variables.AGI_HEALTH: agi_health.health,  # the AGI guard's check
             },
             config.bridge.agi_listen.host,
             config.bridge.agi_listen.port,
@@ -124,6 +127,13 @@ class Bridge:
         if new is not self._state:
             self._state = new
             self.held.state_changed()
+
+    def held_state(self) -> LiveState:
+        """The state held routes are computed from. A breaker leaves OPEN by time alone
+        (its cool-down), never by an event: refreshed here too, or while held routes carry
+        every call no FastAGI decision would, and a recovered trunk stayed last forever."""
+        self._refresh_trunks()
+        return self._state
 
     # -- routing -------------------------------------------------------------------
     def decide(self, call: CallRequest) -> Decision:
@@ -400,13 +410,18 @@ async def serve(config: Config, *, slow_callback_ms: float | None = None) -> Non
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    sdnotify.install_stall_hook(loop, os.environ)
+    service = sdnotify.ServiceNotifier()
     try:
         await bridge.start()
+        # Only now: systemd or `ccbridge supervise` starts judging the heartbeat.
+        service.ready(f"serving FastAGI on {config.bridge.agi_listen}")
         await stop.wait()
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(Exception):
                 loop.remove_signal_handler(sig)
+        await service.stopping()
         await bridge.stop()
 
 

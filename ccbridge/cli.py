@@ -71,6 +71,20 @@ def cmd_run(args: argparse.Namespace) -> int:
     return run_bridge(config, slow_callback_ms=slow_ms)
 
 
+def cmd_supervise(args: argparse.Namespace) -> int:
+    from ccbridge import logs
+    from ccbridge.supervise import supervise
+
+    config = _load(args.config)
+    logs.setup(args.log_level or config.bridge.log_level, args.log_format)
+    child = [sys.executable, "-m", "ccbridge.cli", "run", args.config]
+    child += ["--log-format", args.log_format]
+    if args.log_level:
+        child += ["--log-level", args.log_level]
+    pid_file = Path(args.pid_file) if args.pid_file else None
+    return supervise(child, config.bridge.watchdog, pid_file)
+
+
 def cmd_preview(args: argparse.Namespace) -> int:
     from ccbridge.preview import preview
 
@@ -92,7 +106,8 @@ def cmd_preview(args: argparse.Namespace) -> int:
 
 
 def _status_line(name: str, st: dict[str, object]) -> str:
-    return f"{name:<12} pid={st['pid']} sip={st['sip']} ami={'ok' if st['ami'] else 'DOWN'}"
+    line = f"{name:<12} pid={st['pid']} sip={st['sip']} ami={'ok' if st['ami'] else 'DOWN'}"
+    return line + (f" agi_guard_pid={st['guard']}" if st.get("guard") else "")
 
 
 def cmd_lab(args: argparse.Namespace) -> int:
@@ -178,6 +193,18 @@ def build_parser() -> argparse.ArgumentParser:
         "mode; default: $CCBRIDGE_LOOP_DEBUG_MS, else off)",
     )
     run.set_defaults(func=cmd_run)
+
+    sv = sub.add_parser(
+        "supervise",
+        help="run the bridge; restart it when it exits or its heartbeat stops (bridge.watchdog)",
+    )
+    sv.add_argument("config")
+    sv.add_argument("--pid-file", help="write the running bridge's pid here")
+    sv.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    sv.add_argument(
+        "--log-format", choices=["kv", "json"], default=os.environ.get("CCBRIDGE_LOG_FORMAT", "kv")
+    )
+    sv.set_defaults(func=cmd_supervise)
 
     pv = sub.add_parser("preview", help="print the routing decision for a call, as JSON")
     pv.add_argument("config")

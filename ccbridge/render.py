@@ -9,9 +9,11 @@ from pathlib import Path
 import jinja2
 
 from ccbridge import variables
+from ccbridge.agi_guard import agi_urls, guard_view
 from ccbridge.config.model import Config, Number, QueueSettings, Site, Trunk, TrunkKind, queue_name
 from ccbridge.ivr_render import ivr_context
-from ccbridge.routing.held import value_pattern
+from ccbridge.routing.held import FORMAT as HELD_FORMAT
+from ccbridge.routing.held import route_text, valid_routes
 from ccbridge.routing.language import LanguageResolver
 
 TEMPLATE_FILES = (
@@ -25,6 +27,10 @@ TEMPLATE_FILES = (
     "logger.conf",
     "voicemail.conf",
 )
+
+
+# The AGI guard's HAProxy config, rendered only when `bridge.agi_guard` is on.
+GUARD_FILE = "haproxy.cfg"
 
 
 def default_template_dir() -> Path:
@@ -131,7 +137,8 @@ class HeldView:
     calling_codes: tuple[tuple[str, str], ...]  # (code, language)
     code_lengths: tuple[int, ...]  # longest first, as the resolver tries them
     languages: str  # ERE alternation of the configured languages
-    pattern: str  # ERE every valid value of this site matches
+    routes: tuple[str, ...]  # every route text a held value may name here
+    services: tuple[str, ...]
     trunk_slots: int  # CCB_TRUNK_1..n a held remote route can fill
 
 
@@ -144,7 +151,8 @@ def held_view(config: Config, site: Site) -> HeldView:
         tuple(sorted(codes.items())),
         tuple(sorted({len(c) for c in codes}, reverse=True)),
         "^(" + "|".join(config.languages) + ")$",
-        value_pattern(config, site),
+        tuple(route_text(r) for r in valid_routes(config, site)),
+        config.services,
         max(per_peer, default=0),
     )
 
@@ -160,7 +168,9 @@ def site_context(config: Config, site: Site) -> dict[str, object]:
         "config": config,
         "site": site,
         "bridge": config.bridge,
-        "agi_url": variables.agi_url(str(config.bridge.agi_url_host), variables.AGI_ROUTE),
+        "agi_url": agi_urls(config, site)[0],
+        "guard": guard_view(config, site),
+        "guard_maxconn": max(4096, 2 * config.bridge.max_agi_sessions),
         "numbers": numbers,
         "fallbacks": fallbacks,
         "default_fallback": default_fallback,
@@ -171,6 +181,7 @@ def site_context(config: Config, site: Site) -> dict[str, object]:
         "ami_secret": site.ami.secret.reveal(),
         "held": config.routing.held_routes,
         "held_view": held_view(config, site),
+        "held_format": HELD_FORMAT,
         **ivr_context(config, site),
     }
 
@@ -179,7 +190,8 @@ def render_site(config: Config, site: Site, template_dir: Path | None = None) ->
     """File name -> rendered text for one site."""
     env = make_environment(template_dir or default_template_dir())
     ctx = site_context(config, site)
-    return {name: env.get_template(f"{name}.j2").render(ctx) for name in TEMPLATE_FILES}
+    names = TEMPLATE_FILES + ((GUARD_FILE,) if ctx["guard"] is not None else ())
+    return {name: env.get_template(f"{name}.j2").render(ctx) for name in names}
 
 
 def render_all(config: Config, out_dir: Path, template_dir: Path | None = None) -> list[Path]:

@@ -8,7 +8,8 @@ PREFIX = "CCB_"
 # the key of the bridge's handler for it; also the `route` label of the FastAGI metrics.
 AGI_ROUTE = "route"  # every inbound call asks where to go (extensions.conf.j2)
 AGI_LOOKUP = "lookup"  # an IVR self-service lookup (ivr.conf.j2)
-AGI_ROUTES = (AGI_ROUTE, AGI_LOOKUP)
+AGI_HEALTH = "health"  # the AGI guard's health check (dialplans/haproxy.cfg.j2)
+AGI_ROUTES = (AGI_ROUTE, AGI_LOOKUP, AGI_HEALTH)
 
 
 # Set by the bridge's `route` FastAGI handler; read by dialplans/extensions.conf.j2.
@@ -57,6 +58,8 @@ HELD_HEARTBEAT_KEY = "hb"  # the PBX's epoch when the bridge last confirmed the 
 HELD_SEP = "/"  # between the fields of a held value
 HELD_TRUNK_SEP = "~"  # between the trunks of one held route
 CALLING_CODE_PREFIX = "CCB_CC_"  # globals CCB_CC_880=bn: a caller prefix's language
+HELD_ROUTE_PREFIX = "CCB_HR_"  # globals CCB_HR_<route text>=1: the routes a value may name
+HELD_SERVICE_PREFIX = "CCB_HS_"  # globals CCB_HS_<service>=1
 HELD_LANGUAGE = "CCB_HELD_LANGUAGE"  # the language ccb-held resolved for the call
 HELD_SOURCE = "CCB_HELD"  # fresh | fallback: a held route took the call (empty: it did not)
 HELD_FRESH = "fresh"  # the bridge was alive: no FastAGI round trip
@@ -95,5 +98,6 @@ def all_names() -> frozenset[str]:
         and isinstance(v, str)
         and v.startswith(PREFIX)
         and v != PREFIX
-        and k not in ("TRUNK_PREFIX", "CALLING_CODE_PREFIX")
+        and k not in ("TRUNK_PREFIX", "CALLING_CODE_PREFIX", "HELD_ROUTE_PREFIX")
+        and k != "HELD_SERVICE_PREFIX"
     )

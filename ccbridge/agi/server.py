@@ -49,6 +49,7 @@ _BACKLOG: Final = 1024
 # line would give AGISTATUS=SUCCESS (the "script completed" path).
 _FAILURE_LINE: Final = b"FAILURE\n"
 _BUSY_LOG_INTERVAL_S: Final = 1.0
+_ACCEPT_SETTLE_S: Final = 0.05
 
 
 class SessionOutcome(enum.StrEnum):
@@ -305,6 +306,10 @@ class FastAgiServer:
             return
         self._server = None
         server.close()
+        # A connection accepted just before close() reaches _on_connect a few loop turns
+        # later (which then drops it); without this pause its transport would outlive the
+        # loop. Health checks (the AGI guard's, every 0.5 s per site) make that common.
+        await asyncio.sleep(_ACCEPT_SETTLE_S)
         running = set(self._tasks)
         if running:
             _, pending = await asyncio.wait(running, timeout=grace)
@@ -343,6 +348,9 @@ class FastAgiServer:
 
     async def _on_connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         started = time.monotonic()
+        if self._server is None:  # stopping: accepted just before close()
+            writer.transport.abort()
+            return
         task = asyncio.current_task()
         assert task is not None  # start_server runs this callback as a task
         self._tasks.add(task)

@@ -9,6 +9,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from ccbridge.config.guard_loader import check_guard, parse_agi_guard, parse_watchdog
 from ccbridge.config.ivr_loader import parse_ivr
 from ccbridge.config.model import (
     AfterHours,
@@ -29,6 +30,7 @@ from ccbridge.config.model import (
     Site,
     Trunk,
     TrunkKind,
+    Watchdog,
     WeeklyRule,
     queue_name,
 )
@@ -67,6 +69,8 @@ def _bridge(r: Reader, v: Any) -> BridgeSettings:
             "max_agi_sessions",
             "agi_session_timeout",
             "log_level",
+            "agi_guard",
+            "watchdog",
         },
         {"agi_listen", "http_listen"},
     )
@@ -78,6 +82,9 @@ def _bridge(r: Reader, v: Any) -> BridgeSettings:
             raise r.fail(f"unknown log level '{s}'")
         return s
 
+    # Collected apart: a problem in one is reported along with the other's.
+    guard = r.collect(lambda: r.get(d, "agi_guard", partial(parse_agi_guard, r), None))
+    watchdog = r.collect(lambda: r.get(d, "watchdog", partial(parse_watchdog, r), Watchdog()))
     return BridgeSettings(
         agi_listen=agi,
         agi_url_host=r.get(d, "agi_url_host", r.host_port(), agi),
@@ -93,6 +100,8 @@ def _bridge(r: Reader, v: Any) -> BridgeSettings:
             },
             {"clock": "fixed_clock"},
         ),
+        agi_guard=guard,
+        watchdog=watchdog or Watchdog(),
     )
 
 
@@ -594,6 +603,9 @@ def parse_config(
         or RoutingSettings()
     )
     ivr, self_service = parse_ivr(r, top, languages, services, numbers, bridge)
+    if bridge is not None:
+        budget = self_service.budget if self_service else None
+        check_guard(r, top, bridge, tuple(sites.values()), budget)
     if "store" in top:
         with r.at("store", top):
             store = r.collect(lambda: parse_store(r, top["store"]))

@@ -276,6 +276,41 @@ class RoutingSettings:
     held_routes: HeldRouteSettings = field(default_factory=HeldRouteSettings)
 
 
+# The self-service lookup waits on an HTTP backend: its guard listener allows the lookup's
+# own worst case (SelfServiceSettings.budget) plus this margin.
+LOOKUP_GUARD_MARGIN = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class AgiGuard:
+    """`bridge.agi_guard`: each site's Asterisk asks a proxy on its own host, not the bridge.
+
+    The proxy (HAProxy in TCP mode; `ccbridge render` writes its haproxy.cfg) ends a
+    FastAGI session the bridge leaves silent for ``route_timeout`` seconds, and health
+    checks take a hung bridge out of service: Asterisk then takes the static fallback at
+    once. Asterisk itself waits for a FastAGI reply forever.
+    """
+
+    port: int = 4580  # the route listener, on each site's SIP address
+    lookup_port: int = 4581  # the self-service listener (its own, longer timeout)
+    route_timeout: float = 1.0  # silence from the bridge that ends a route session
+    lookup_timeout: float | None = None  # None: the self-service budget + the margin
+    connect_timeout: float = 0.5  # the proxy's connect to a bridge
+    check_interval: float = 0.5  # health check period; 2 failures mark a bridge down
+    servers: tuple[HostPort, ...] = ()  # the bridges' FastAGI ports; () = agi_url_host
+
+
+@dataclass(frozen=True, slots=True)
+class Watchdog:
+    """`bridge.watchdog`: how `ccbridge supervise` judges the bridge's heartbeat."""
+
+    timeout: float = 1.0  # no WATCHDOG=1 this long after READY=1: SIGKILL and restart
+    start_timeout: float = 30.0  # no READY=1 this long after the start: the same
+    restart_delay: float = 0.2  # pause before a restart; doubles while starts fail
+    max_restart_delay: float = 10.0
+    stop_timeout: float = 10.0  # SIGTERM to SIGKILL when the supervisor itself stops
+
+
 @dataclass(frozen=True, slots=True)
 class BridgeSettings:
     agi_listen: HostPort
@@ -286,6 +321,15 @@ class BridgeSettings:
     max_agi_sessions: int = 1000
     agi_session_timeout: float = 5.0
     log_level: str = "INFO"
+    agi_guard: AgiGuard | None = None  # None: Asterisk dials the bridge directly
+    watchdog: Watchdog = field(default_factory=Watchdog)
+
+    @property
+    def guard_servers(self) -> tuple[HostPort, ...]:
+        """The FastAGI ports the guard forwards to."""
+        if self.agi_guard is None or not self.agi_guard.servers:
+            return (self.agi_url_host,)
+        return self.agi_guard.servers
 
 
 @dataclass(frozen=True, slots=True)
@@ -305,6 +349,17 @@ class Config:
     # Secrets that gave nothing where the file was read (only when loaded without
     # requiring them, e.g. by `ccbridge check` on an admin's laptop).
     missing_secrets: tuple[MissingSecret, ...] = ()
+
+    def lookup_guard_timeout(self) -> float:
+        """The silence the guard allows a self-service lookup: the configured one, or the
+        lookup's worst case plus a margin."""
+        guard = self.bridge.agi_guard
+        if guard is not None and guard.lookup_timeout is not None:
+            return guard.lookup_timeout
+        route = guard.route_timeout if guard is not None else 0.0
+        if self.self_service is None:
+            return max(route, LOOKUP_GUARD_MARGIN)
+        return max(route, self.self_service.budget + LOOKUP_GUARD_MARGIN)
 
     def site(self, name: str) -> Site:
         for s in self.sites:

@@ -114,11 +114,16 @@ class BridgeProcess:
         return self.proc
 
     async def start(self, ready_within: float = 20.0, poll: float = 0.1) -> float:
-        """Start and wait for /readyz, checked every ``poll`` seconds; returns the seconds
-        it took."""
+        """Start and wait for /readyz and every site's AGI guard to forward to it (when
+        the config has one), checked every ``poll`` seconds; returns the seconds it took."""
         t0 = time.monotonic()
         proc = self.spawn()
-        while not await asyncio.to_thread(bridge_ready, self.base):
+
+        def ready() -> bool:
+            sites = self.lab.config.sites
+            return bridge_ready(self.base) and all(self.lab.guard_forwards(s) for s in sites)
+
+        while not await asyncio.to_thread(ready):
             if proc.poll() is not None:
                 raise BridgeError(f"bridge exited ({proc.returncode}); see {self.log_file}")
             if time.monotonic() - t0 > ready_within:

@@ -15,9 +15,10 @@ from pathlib import Path
 
 import jinja2
 
+from ccbridge.agi import health as agi_health
 from ccbridge.config.model import Config, Site
 from ccbridge.lab.rootfs import LabError, build_root
-from ccbridge.render import render_site
+from ccbridge.render import GUARD_FILE, render_site
 
 log = logging.getLogger("ccbridge.lab")
 
@@ -101,6 +102,13 @@ class Lab:
     def pidfile(self, site: Site) -> Path:
         return self.run_dir / f"{site.name}.pid"
 
+    def guard_pidfile(self, site: Site) -> Path:
+        return self.run_dir / f"{site.name}.guard.pid"
+
+    def guard_config(self, site: Site) -> Path:
+        """The site's rendered haproxy.cfg (written with its Asterisk configs)."""
+        return self.dirs(site).host("etc") / GUARD_FILE
+
     def console_log(self, site: Site) -> Path:
         return self.log_dir / f"{site.name}.console.log"
 
@@ -166,9 +174,101 @@ class Lab:
             )
         self._procs[site.name] = proc
         self.pidfile(site).write_text(f"{proc.pid}\n")
+        self.start_guard(site)
         return proc.pid
 
+    # -- the AGI guard beside each site (bridge.agi_guard) ---------------------------
+    def guard_pid(self, site: Site) -> int | None:
+        try:
+            pid = int(self.guard_pidfile(site).read_text().strip())
+        except (OSError, ValueError):
+            return None
+        return pid if _alive(pid) else None
+
+    def start_guard(self, site: Site, timeout: float = 5.0) -> int | None:
+        """Run the site's HAProxy in the foreground of its own session; wait until it
+        listens. Nothing to do when the config has no guard."""
+        guard = self.config.bridge.agi_guard
+        if guard is None:
+            return None
+        if (pid := self.guard_pid(site)) is not None:
+            return pid
+        binary = shutil.which("haproxy") or "/usr/sbin/haproxy"
+        if not Path(binary).exists():
+            raise LabError("bridge.agi_guard needs HAProxy: apt-get install haproxy")
+        cfg = self.guard_config(site)
+        if not cfg.exists():
+            self.install_configs(site)
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.log_dir / f"{site.name}.guard.log", "ab") as out:
+            proc = subprocess.Popen(
+                [binary, "-db", "-f", str(cfg)],
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        self._procs[f"{site.name}.guard"] = proc
+        self.guard_pidfile(site).write_text(f"{proc.pid}\n")
+        deadline = time.monotonic() + timeout
+        while not _listening(site.sip.host, guard.port):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                tail = _tail(self.log_dir / f"{site.name}.guard.log")
+                self.stop_guard(site)
+                raise LabError(f"site {site.name}: the AGI guard did not start\n{tail}")
+            time.sleep(0.05)
+        return proc.pid
+
+    def stop_guard(self, site: Site) -> None:
+        pid = self.guard_pid(site)
+        if pid is not None:
+            _signal(pid, signal.SIGTERM)  # -db: a hard stop, sessions closed at once
+            _wait_gone(pid, 5.0)
+            if _alive(pid):
+                _signal(pid, signal.SIGKILL)
+                _wait_gone(pid, 5.0)
+        proc = self._procs.pop(f"{site.name}.guard", None)
+        if proc is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(5.0)
+        self.guard_pidfile(site).unlink(missing_ok=True)
+
+    def guard_forwards(self, site: Site, timeout: float = 1.0) -> bool:
+        """A `health` request through the site's guard reaches a live bridge (blocking:
+        run it in a thread when the bridge shares the caller's event loop)."""
+        guard = self.config.bridge.agi_guard
+        if guard is None:
+            return True
+        try:
+            with socket.create_connection((site.sip.host, guard.port), timeout=timeout) as s:
+                s.settimeout(timeout)
+                s.sendall(agi_health.check_request().encode())
+                got = b""
+                while b"\n" not in got:
+                    chunk = s.recv(4096)
+                    if not chunk:
+                        return False  # the guard has no bridge up
+                    got += chunk
+                s.sendall((agi_health.REPLY + "\n").encode())
+                return agi_health.COMMAND.encode() in got
+        except OSError:
+            return False
+
+    def reconfigure_guards(self, config: Config) -> None:
+        """Restart only the guards with another config (other bridges behind them); the
+        sites' dialplans must not change (the same guard ports)."""
+        for site in self.config.sites:
+            self.stop_guard(site)
+        self.config = config
+        for site in config.sites:
+            text = render_site(config, site).get(GUARD_FILE)
+            if text is not None:
+                self.guard_config(site).write_text(text, encoding="utf-8")
+            self.start_guard(site)
+
     def stop_site(self, site: Site, timeout: float = 10.0) -> None:
+        self.stop_guard(site)
         pid = self.pid(site)
         if pid is not None:
             _signal(pid, signal.SIGCONT)  # a hung (SIGSTOPped) site must be able to exit
@@ -248,6 +348,9 @@ class Lab:
         # Asterisks in the root, and SIPp agents whose stats go to this lab's logs.
         strays = [] if self.system else processes_in(self.root)
         strays += processes_mentioning(str(self.log_dir), "sipp")
+        strays += processes_mentioning(
+            str(self.root) if not self.system else str(self.dir), "haproxy"
+        )
         for pid in strays:
             _signal(pid, signal.SIGCONT)
             _signal(pid, signal.SIGKILL)
@@ -260,7 +363,12 @@ class Lab:
                 ami = pid is not None and ami_login_ok(site, timeout=1.0)
             except OSError:
                 ami = False
-            out[site.name] = {"pid": pid, "sip": str(site.sip), "ami": ami}
+            out[site.name] = {
+                "pid": pid,
+                "sip": str(site.sip),
+                "ami": ami,
+                "guard": self.guard_pid(site),
+            }
         return out
 
 
@@ -319,6 +427,14 @@ def processes_mentioning(text: str, program: str) -> list[int]:
         if argv and argv[0].endswith(program.encode()) and any(text.encode() in a for a in argv):
             found.append(int(entry.name))
     return found
+
+
+def _listening(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
 
 
 def _alive(pid: int) -> bool:

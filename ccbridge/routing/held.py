@@ -29,12 +29,13 @@ __all__ = [
     "Boundaries",
     "HeldEntry",
     "HeldRoute",
+    "accepts",
     "decode",
     "encode",
     "held_entries",
     "languages_for",
     "route_of",
-    "value_pattern",
+    "valid_routes",
 ]
 
 FORMAT = "1"  # first field of every value: a dialplan reading another format rejects it
@@ -288,40 +289,51 @@ def decode(text: str) -> Decoded:
     return Decoded(computed, until, next_until, parts[4], route(parts[5:10]), route(parts[10:15]))
 
 
-def _alt(names: object) -> str:
-    items = sorted(set(names))  # type: ignore[call-overload]
-    return "(" + "|".join(items) + ")" if items else "()"
+def route_text(route: HeldRoute) -> str:
+    """A route as it stands in a held value (five '/'-separated fields)."""
+    return _route_text(route)
+
+
+def valid_routes(config: Config, site: Site) -> list[HeldRoute]:
+    """Every route a held value may name at ``site``: its own queues, a peer's queues over
+    any order-keeping non-empty subset of the trunks to it (the engine drops unhealthy
+    trunks), an after-hours action, or reject. The dialplan knows exactly these (rendered
+    as globals), so a value naming anything else is refused with one variable lookup."""
+    out = [HeldRoute(v.ROUTE_QUEUE, site.name, q) for q in _site_queues(site)]
+    for peer in config.sites:
+        trunks = tuple(t.name for t in config.trunks_between(site.name, peer.name))
+        if peer.name == site.name or not trunks:
+            continue
+        subsets = [
+            tuple(t for i, t in enumerate(trunks) if mask >> i & 1)
+            for mask in range(1, 2 ** min(len(trunks), _MAX_TRUNK_SUBSETS_OF))
+        ]
+        for q in _site_queues(peer):
+            out += [HeldRoute(v.ROUTE_REMOTE, peer.name, q, trunks=ts) for ts in subsets]
+    out += [HeldRoute(v.ROUTE_AFTER_HOURS, action=a) for a in ("voicemail", "callback", "closed")]
+    out.append(HeldRoute(v.ROUTE_REJECT))
+    return out
+
+
+_MAX_TRUNK_SUBSETS_OF = 6  # 63 orders per peer queue at most: more trunks per peer is rare
 
 
 def _site_queues(site: Site) -> list[str]:
     return [queue_name(o.service, lang) for o in site.offerings for lang in o.languages]
 
 
-def value_pattern(config: Config, site: Site) -> str:
-    """A POSIX extended regex matching exactly the values ``encode`` can write for
-    ``site``: the dialplan refuses anything else (garbage or a stale hand edit).
-
-    Only names this site's dialplan can use pass: its own queues for a local route, the
-    configured queues and this site's inter-site trunks for a remote one. The whole
-    pattern is one group, so Asterisk's ``=~`` returns the matched text (empty: no match).
-    """
-    local = _site_queues(site)
-    every = [
-        queue_name(o.service, lang)
-        for s in config.sites
-        for o in s.offerings
-        for lang in o.languages
-    ]
-    peers = [s.name for s in config.sites if s.name != site.name]
-    trunks = [t.name for t in config.trunks if t.site == site.name and t.peer_site]
-    actions = ("voicemail", "callback", "closed")
-    ts = _alt(trunks)
-    routes = [
-        f"{v.ROUTE_QUEUE}/{site.name}/{_alt(local)}//",
-        f"{v.ROUTE_REMOTE}/{_alt(peers)}/{_alt(every)}//{ts}(~{ts})*" if trunks else "",
-        f"{v.ROUTE_AFTER_HOURS}///{_alt(actions)}/",
-        f"{v.ROUTE_REJECT}////",
-    ]
-    route = "(" + "|".join(r for r in routes if r) + ")"
-    num = "[0-9]{1,12}"
-    return f"^({FORMAT}/{num}/{num}/{num}/{_alt(config.services)}/{route}/{route})$"
+def accepts(config: Config, site: Site, text: str) -> bool:
+    """What ccb-held checks before it uses a value (the dialplan's copy of this rule):
+    fifteen fields, this format, numbers, a configured service and two routes from
+    ``valid_routes``. Times are checked apart (a value past both windows is expired)."""
+    parts = text.split(v.HELD_SEP)
+    if len(parts) != 15 or parts[0] != FORMAT:
+        return False
+    if any(c not in "0123456789" for c in "".join(parts[1:4])):
+        return False
+    known = {route_text(r) for r in valid_routes(config, site)}
+    return (
+        parts[4] in config.services
+        and v.HELD_SEP.join(parts[5:10]) in known
+        and v.HELD_SEP.join(parts[10:15]) in known
+    )

@@ -31,17 +31,29 @@ def bucket_arrivals(
     last: date,
     *,
     now: datetime,
+    handled: Iterable[tuple[datetime, float]] = (),
 ) -> list[Observation]:
     """Count ``arrivals`` (aware instants) per local half hour of the zone ``tz`` on the
     local dates ``first`` to ``last``; every slot a gap (start, end; an end of None is a
     gap still open at ``now``) touches is incomplete. Slots with neither calls nor a gap
-    get no observation: the history reads them as no calls."""
+    get no observation: the history reads them as no calls. ``handled`` gives, for each
+    call handled, its arrival instant and handle seconds (talk + hold + wrap-up): they
+    count in the slot the call arrived in, as Erlang C pairs arrivals with their AHT."""
     z = zone(tz)
     counts: Counter[Slot] = Counter()
     for t in arrivals:
         s = slot_of(_aware("arrival", t).astimezone(z))
         if first <= s.day <= last:
             counts[s] += 1
+    work: dict[Slot, list[float]] = {}
+    for t, secs in handled:
+        s = slot_of(_aware("handled call", t).astimezone(z))
+        if not secs >= 0:
+            raise ValueError(f"a handle time must not be negative, got {secs!r}")
+        if first <= s.day <= last:
+            acc = work.setdefault(s, [0, 0.0])
+            acc[0] += 1
+            acc[1] += secs
     incomplete: set[Slot] = set()
     until = _aware("now", now)
     for start, end in gaps:
@@ -57,6 +69,12 @@ def bucket_arrivals(
                 incomplete.add(s)
             t += _STEP
     return [
-        Observation(s, counts.get(s, 0), s not in incomplete)
-        for s in sorted(set(counts) | incomplete)
+        Observation(
+            s,
+            counts.get(s, 0),
+            s not in incomplete,
+            int(work.get(s, (0, 0.0))[0]),
+            work.get(s, (0, 0.0))[1],
+        )
+        for s in sorted(set(counts) | incomplete | set(work))
     ]

@@ -27,10 +27,11 @@ EXAMPLES = """examples:
       --volume=+20% --aht 200 --target 90/15 --csv plan.csv --chart plan.png
 
 The history is a CSV of arrivals per local half hour:
-  site,service,language,interval_start,calls[,complete]
-  bangalore,orders,en,2026-11-09T09:30,37,1
+  site,service,language,interval_start,calls[,complete][,handled,handle_seconds]
+  bangalore,orders,en,2026-11-09T09:30,37,1,35,6650
 (interval_start on the site's wall clock; complete=0 for a slot in a coverage gap; a
-slot with no row had no calls). When the records store lands (issue 12) the command
+slot with no row had no calls; handled calls and their total talk + hold + wrap-up
+seconds give the AHT per half hour, else --aht). When the records store lands (issue 12) the command
 reads the records instead and --history becomes optional.
 """
 
@@ -50,7 +51,11 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument(
         "--volume", default="+0%", help="what-if: change the forecast, e.g. +20%% or --volume=-10%%"
     )
-    p.add_argument("--aht", default="180", help="average handle time in seconds")
+    p.add_argument(
+        "--aht",
+        help="average handle time in seconds, everywhere (default: the history's where it "
+        "records handled calls, else 180)",
+    )
     p.add_argument("--target", default="80/20", help="service level: PERCENT/SECONDS")
     p.add_argument("--max-occupancy", default="85", help="percent, default 85")
     p.add_argument("--shrinkage", default="30", help="percent of rostered time lost, default 30")
@@ -95,7 +100,8 @@ def parse_target(raw: str) -> tuple[float, float]:
 def targets_from(args: argparse.Namespace) -> Targets:
     sl, threshold = parse_target(args.target)
     return Targets(
-        aht_s=_number("--aht", args.aht),
+        aht_s=180.0 if args.aht is None else _number("--aht", args.aht),
+        aht_from_history=args.aht is None,
         threshold_s=threshold,
         service_level=sl,
         max_occupancy=_number("--max-occupancy", args.max_occupancy) / 100,
@@ -175,7 +181,9 @@ def cmd_staffing(args: argparse.Namespace) -> int:
     rows = plan(config, forecasts, targets)
     sys.stdout.write(
         f"staffing {days[0]}..{days[-1]}: target {targets.service_level:.0%} in "
-        f"{targets.threshold_s:g} s, AHT {targets.aht_s:g} s, max occupancy "
+        f"{targets.threshold_s:g} s, AHT "
+        f"{'from the history, else ' if targets.aht_from_history else ''}{targets.aht_s:g} s, "
+        "max occupancy "
         f"{targets.max_occupancy:.0%}, shrinkage {targets.shrinkage:.0%}, volume "
         f"x{targets.volume:g}; staffed = configured queue members\n\n"
     )

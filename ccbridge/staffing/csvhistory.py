@@ -13,7 +13,7 @@ from ccbridge.staffing.slots import SLOT_MINUTES, slot_of
 __all__ = ["COLUMNS", "HistoryFileError", "read_history"]
 
 COLUMNS = ("site", "service", "language", "interval_start", "calls")
-OPTIONAL = ("complete",)
+OPTIONAL = ("complete", "handled", "handle_seconds")
 _TRUE = {"1", "true", "yes", ""}
 _FALSE = {"0", "false", "no"}
 MAX_ROWS = 5_000_000  # about 10 years of half hours for 50 queues: more is not a history
@@ -55,7 +55,7 @@ def _rows(name: str, lines: Iterable[str]) -> Iterable[tuple[QueueKey, Observati
     if missing:
         raise HistoryFileError(
             f"{name}:1: missing column(s) {', '.join(missing)} "
-            f"(expected {','.join(COLUMNS)}[,complete])"
+            f"(expected {','.join(COLUMNS)}[,complete][,handled,handle_seconds])"
         )
     unknown = [h for h in header if h not in COLUMNS + OPTIONAL]
     if unknown:
@@ -107,5 +107,27 @@ def _row(name: str, n: int, f: dict[str, str]) -> tuple[QueueKey, Observation]:
     flag = f.get("complete", "").lower()
     if flag not in _TRUE | _FALSE:
         raise HistoryFileError(f"{where}: complete {flag!r} is not 1/0, true/false or yes/no")
+    handled, handle_s = _handled(where, f)
     key = QueueKey(f["site"], f["service"], f["language"])
-    return key, Observation(slot_of(start), calls, flag in _TRUE)
+    return key, Observation(slot_of(start), calls, flag in _TRUE, handled, handle_s)
+
+
+def _handled(where: str, f: dict[str, str]) -> tuple[int, float]:
+    raw_n, raw_s = f.get("handled", ""), f.get("handle_seconds", "")
+    if not raw_n and not raw_s:
+        return 0, 0.0
+    try:
+        n = int(raw_n)
+    except ValueError:
+        raise HistoryFileError(f"{where}: handled {raw_n!r} is not a whole number") from None
+    try:
+        secs = float(raw_s)
+    except ValueError:
+        raise HistoryFileError(f"{where}: handle_seconds {raw_s!r} is not a number") from None
+    if n < 0 or not 0 <= secs < float("inf"):
+        raise HistoryFileError(
+            f"{where}: handled and handle_seconds must be finite and not negative"
+        )
+    if secs > 0 and n == 0:
+        raise HistoryFileError(f"{where}: handle_seconds {raw_s} for no handled call")
+    return n, secs

@@ -15,6 +15,10 @@ The method, kept simple enough to explain to a planner:
   Theil-Sen line (median of pairwise slopes) through those ratios, read at the
   forecast day's week. The factor
   is held to [0.5, 2]: a short history must not extrapolate into fantasy.
+* **Handle time**: where the history records handled calls, the slot's AHT is their
+  pooled handle seconds over the window's same weekday and half hour (total seconds /
+  calls) when at least MIN_AHT_CALLS were handled there, else the queue's over the
+  whole window: a half hour with three calls says little about its handle time.
 * **Holidays** of the site's calendar: the median of the same slot on past holidays in
   the history, when there are any; otherwise the weekly value, flagged
   ``holiday_unforecast`` so the planner knows it is a guess.
@@ -41,6 +45,7 @@ Method = Literal["profile", "last_week", "mean"]
 METHODS: tuple[Method, ...] = ("profile", "last_week", "mean")
 TREND_LIMITS = (0.5, 2.0)
 MIN_TREND_WEEKS = 3
+MIN_AHT_CALLS = 20
 _WEEK = timedelta(days=7)
 _DAY = timedelta(days=1)
 
@@ -61,6 +66,7 @@ class ForecastSlot:
     basis: str
     observations: int  # how many past slots the figure rests on
     holiday: str | None = None
+    aht_s: float | None = None  # handle time from the history; None: none recorded
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,6 +171,7 @@ def forecast(
                 c = _count(table, Slot(d, i))
                 if c is not None and d not in hol:
                     row.append((d, c))
+    aht = _aht(table, by_wd, hol)
     if not any(samples.values()):
         raise NoHistory(
             f"{key}: no usable arrivals between {start} and {end} "
@@ -202,15 +209,52 @@ def forecast(
                 hv = [c for hd, t in past.items() if (c := _count(t, Slot(hd, i))) is not None]
                 if hv:
                     calls = float(statistics.median(hv))
-                    out.append(ForecastSlot(slot, calls, Basis.HOLIDAY, len(hv), name))
+                    out.append(
+                        ForecastSlot(slot, calls, Basis.HOLIDAY, len(hv), name, aht.get((wd, i)))
+                    )
                     continue
             base = profile.get((wd, i))
             if base is None:
-                out.append(ForecastSlot(slot, None, Basis.NO_HISTORY, 0, name))
+                out.append(ForecastSlot(slot, None, Basis.NO_HISTORY, 0, name, aht.get((wd, i))))
                 continue
             basis = Basis.PROFILE if name is None else Basis.HOLIDAY_UNFORECAST
-            out.append(ForecastSlot(slot, base * factor(d), basis, len(samples[(wd, i)]), name))
+            n_obs = len(samples[(wd, i)])
+            out.append(ForecastSlot(slot, base * factor(d), basis, n_obs, name, aht.get((wd, i))))
     return Forecast(key, method, (start, end), len(weeks_with_data), slope, tuple(out))
+
+
+def _aht(
+    table: dict[Slot, Observation], by_wd: dict[int, list[date]], hol: set[date]
+) -> dict[tuple[int, int], float]:
+    """(weekday, slot) -> AHT in seconds from the handled calls of the window."""
+    sums: dict[tuple[int, int], list[float]] = {}
+    total = [0.0, 0.0]
+    for wd, ds in by_wd.items():
+        for d in ds:
+            if d in hol:
+                continue
+            for i in range(SLOTS_PER_DAY):
+                o = table.get(Slot(d, i))
+                if o is None or not o.complete or o.handled <= 0:
+                    continue
+                acc = sums.setdefault((wd, i), [0.0, 0.0])
+                acc[0] += o.handle_s
+                acc[1] += o.handled
+                total[0] += o.handle_s
+                total[1] += o.handled
+    if total[1] == 0 or total[0] <= 0:
+        return {}  # no handled call, or none with a handle time: the caller's AHT
+    queue_aht = total[0] / total[1]
+    return {
+        (wd, i): (
+            acc[0] / acc[1]
+            if acc is not None and acc[1] >= MIN_AHT_CALLS and acc[0] > 0
+            else queue_aht
+        )
+        for wd in range(7)
+        for i in range(SLOTS_PER_DAY)
+        for acc in (sums.get((wd, i)),)
+    }
 
 
 def _trend(

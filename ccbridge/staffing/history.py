@@ -45,6 +45,10 @@ class Observation:
     slot: Slot
     count: int
     complete: bool = True
+    # calls handled (answered and finished) in the slot and their handle time in
+    # seconds, talk + hold + wrap-up: the AHT the plan uses where the history has it
+    handled: int = 0
+    handle_s: float = 0.0
 
 
 class NoHistory(ValueError):
@@ -82,13 +86,19 @@ class MemoryHistory:
     ) -> None:
         self._rows: dict[QueueKey, dict[Slot, Observation]] = {}
         for key, obs in rows:
-            if obs.count < 0:
-                raise ValueError(f"{key} {obs.slot}: a negative count ({obs.count})")
+            if obs.count < 0 or obs.handled < 0 or not obs.handle_s >= 0:
+                raise ValueError(f"{key} {obs.slot}: a negative count or handle time")
             per = self._rows.setdefault(key, {})
             old = per.get(obs.slot)
             if old is not None:
                 # Both passes of a repeated autumn half hour land in one wall slot.
-                obs = Observation(obs.slot, old.count + obs.count, old.complete and obs.complete)
+                obs = Observation(
+                    obs.slot,
+                    old.count + obs.count,
+                    old.complete and obs.complete,
+                    old.handled + obs.handled,
+                    old.handle_s + obs.handle_s,
+                )
             per[obs.slot] = obs
         self._spans = dict(spans or {})
         for key, per in self._rows.items():

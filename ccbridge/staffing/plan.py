@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from ccbridge.config.model import Config, Offering, Site, queue_name
@@ -26,7 +26,9 @@ __all__ = [
 
 @dataclass(frozen=True, slots=True)
 class Targets:
-    """What the plan aims at, and the what-if knobs (``volume`` 1.2 = +20 %)."""
+    """What the plan aims at, and the what-if knobs (``volume`` 1.2 = +20 %). ``aht_s``
+    is the handle time where the history has none, or everywhere when
+    ``aht_from_history`` is off (a what-if on handle time)."""
 
     aht_s: float = 180.0
     threshold_s: float = 20.0
@@ -34,6 +36,7 @@ class Targets:
     max_occupancy: float = 0.85
     shrinkage: float = 0.3
     volume: float = 1.0
+    aht_from_history: bool = True
 
     def __post_init__(self) -> None:
         # Every check erlang.required_agents would make, up front: a bad CLI flag is
@@ -65,6 +68,7 @@ class IntervalPlan:
     open: bool
     calls: float | None  # forecast x volume
     basis: str
+    aht_s: float  # the handle time the requirement used
     required: int | None  # on the phones, Erlang C
     rostered: int | None  # after shrinkage
     staffed: int
@@ -141,7 +145,9 @@ def plan(
         site, offering = found
         have = staff.get((site.name, queue_name(fc.key.service, fc.key.language)), 0)
         for fs in fc.slots:
-            rows.append(_row(fc.key, site, offering, fs.slot, fs.calls, fs.basis, have, targets))
+            aht = fs.aht_s if targets.aht_from_history and fs.aht_s else targets.aht_s
+            t = targets if aht == targets.aht_s else replace(targets, aht_s=aht)
+            rows.append(_row(fc.key, site, offering, fs.slot, fs.calls, fs.basis, have, t))
     return rows
 
 
@@ -167,6 +173,7 @@ def _row(
             False,
             None,
             basis,
+            t.aht_s,
             None,
             None,
             have,
@@ -180,7 +187,20 @@ def _row(
     def row(req: int | None, sl: float | None, ssl: float | None, status: str) -> IntervalPlan:
         rost = None if req is None else erlang.rostered_agents(req, t.shrinkage)
         return IntervalPlan(
-            key, label, starts[0], secs, open_, calls, basis, req, rost, have, sl, ssl, status
+            key,
+            label,
+            starts[0],
+            secs,
+            open_,
+            calls,
+            basis,
+            t.aht_s,
+            req,
+            rost,
+            have,
+            sl,
+            ssl,
+            status,
         )
 
     if calls is None:

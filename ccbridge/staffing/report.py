@@ -33,6 +33,7 @@ CSV_COLUMNS = (
     "open",
     "forecast_calls",
     "basis",
+    "aht_seconds",
     "required_agents",
     "rostered_agents",
     "staffed_agents",
@@ -58,6 +59,7 @@ def _csv_row(r: IntervalPlan) -> list[str]:
         "1" if r.open else "0",
         _num(r.calls, ".2f"),
         r.basis,
+        f"{r.aht_s:.1f}",
         _num(r.required, "d"),
         _num(r.rostered, "d"),
         str(r.staffed),
@@ -111,7 +113,7 @@ def plan_table(rows: Sequence[IntervalPlan], *, all_slots: bool = False) -> str:
     """The slots a planner acts on (open, or calls expected while closed; every slot
     with ``all_slots``), then a summary per queue."""
     head = (
-        f"{'site':<10} {'queue':<12} {'local':<16} {'utc':<6} {'calls':>7} {'req':>4} "
+        f"{'site':<10} {'queue':<12} {'local':<16} {'utc':<6} {'calls':>7} {'aht':>5} {'req':>4} "
         f"{'rost':>4} {'have':>4} {'SL req':>6} {'SL have':>7}  status"
     )
     lines = [head, "-" * len(head)]
@@ -121,7 +123,8 @@ def plan_table(rows: Sequence[IntervalPlan], *, all_slots: bool = False) -> str:
         utc = "" if r.utc_start is None else r.utc_start.strftime("%H:%M")
         lines.append(
             f"{r.key.site:<10} {r.key.queue:<12} {r.slot_label:<16} {utc:<6} "
-            f"{_num(r.calls, '.1f'):>7} {_num(r.required, 'd'):>4} {_num(r.rostered, 'd'):>4} "
+            f"{_num(r.calls, '.1f'):>7} {r.aht_s:>5.0f} {_num(r.required, 'd'):>4} "
+            f"{_num(r.rostered, 'd'):>4} "
             f"{r.staffed:>4} {_pct(r.service_level):>6} {_pct(r.staffed_service_level):>7}  "
             f"{r.status}"
         )

@@ -33,10 +33,9 @@ def make_engine(settings: StoreSettings) -> AsyncEngine:
     url = engine_url(settings)
     args: dict[str, Any] = {}
     if url.get_backend_name() == "postgresql":
+        # No pool_pre_ping: it costs a round trip per batch, and a connection the server
+        # dropped fails its batch, is discarded by the pool, and the writer retries.
         args["connect_args"] = {"timeout": CONNECT_TIMEOUT}
-        # A connection the server dropped (restart, failover) is noticed at checkout
-        # instead of failing the next batch.
-        args["pool_pre_ping"] = True
     engine = create_async_engine(url, **args)
     if url.get_backend_name() == "sqlite":
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)

@@ -83,27 +83,30 @@ class Journal:
                 self._dirty = False
 
     def read(
-        self, offset: int, end: int, max_bytes: int = 1 << 20
+        self, offset: int, end: int, max_records: int = 500, max_bytes: int = 1 << 20
     ) -> tuple[list[Record], int, int]:
-        """Records of the whole lines in [offset, end), up to about ``max_bytes``: (records,
-        the offset after the last line read, lines that were not records)."""
+        """Records of the whole lines in [offset, end), at most ``max_records`` lines:
+        (records, the offset after the last line read, lines that were not records)."""
         assert self._fd is not None, "journal not open"
         want = min(end - offset, max_bytes)
         if want <= 0:
             return [], offset, 0
         data = os.pread(self._fd, want, offset)
-        cut = data.rfind(b"\n") + 1
-        if cut == 0:  # one line longer than max_bytes: read it whole
+        if data.rfind(b"\n") < 0:  # one line longer than max_bytes: read it whole
             data = os.pread(self._fd, end - offset, offset)
-            cut = data.rfind(b"\n") + 1
         records: list[Record] = []
         bad = 0
-        for line in data[:cut].splitlines():
+        pos = 0
+        for _ in range(max_records):
+            nl = data.find(b"\n", pos)
+            if nl < 0:
+                break
             try:
-                records.append(from_json(json.loads(line)))
+                records.append(from_json(json.loads(data[pos:nl])))
             except (ValueError, RecordError):  # json's errors are ValueErrors
                 bad += 1
-        return records, offset + cut, bad
+            pos = nl + 1
+        return records, offset + pos, bad
 
     def truncate(self) -> None:
         """Empty the file: everything in it is in the database."""

@@ -144,6 +144,9 @@ def _columns(table: Table) -> dict[str, _Column]:
 
 
 COLUMNS: dict[str, dict[str, _Column]] = {name: _columns(t) for name, t in TABLES.items()}
+_REQUIRED: dict[str, tuple[str, ...]] = {
+    table: tuple(n for n, c in cols.items() if c.required) for table, cols in COLUMNS.items()
+}
 
 
 def check_record(table: object, values: object) -> Record:
@@ -165,8 +168,8 @@ def check_record(table: object, values: object) -> Record:
         why = col.check(value)
         if why is not None:
             raise RecordError(f"{table}.{name}: {why}")
-    for name, col in cols.items():
-        if col.required and name not in values:
+    for name in _REQUIRED[table]:
+        if name not in values:
             raise RecordError(f"{table}.{name}: required, missing")
     return Record(table, dict(values))
 

@@ -68,7 +68,9 @@ class WriterStatus:
     journal_bytes: int  # size of the journal file
     journal_backlog_bytes: int  # journal bytes not yet in the database
     journal_error: str | None  # set while the journal cannot be written
-    written: int  # records the database accepted, since start
+    # records the database accepted since start; a batch that was in flight when the
+    # backlog spilled to the journal is read back and written (and counted) again
+    written: int
     rejected: int  # records refused (bad fields, or the database refused them)
     unwritten: int  # records dropped: memory full and the journal unwritable
     caught_up: bool  # everything put so far is in the database
@@ -281,10 +283,9 @@ class RecordWriter:
                 return
 
     async def _journal_batch(self) -> None:
-        batch, self._buffer = (
-            self._buffer[: self.batch_size * 4],
-            self._buffer[self.batch_size * 4 :],
-        )
+        # One batch at a time: the database task writes what it is handed in one go on
+        # the loop (parameter processing), so a batch bounds the loop's longest step.
+        batch, self._buffer = self._buffer[: self.batch_size], self._buffer[self.batch_size :]
         if self._buffer:
             self._journal_wake.set()
         end: int | None = None
@@ -419,7 +420,7 @@ class RecordWriter:
                     continue
                 try:
                     records, nxt, bad = await asyncio.to_thread(
-                        self.journal.read, self._read_offset, self._journal_end
+                        self.journal.read, self._read_offset, self._journal_end, self.batch_size
                     )
                 except OSError as exc:
                     self._journal_failed(exc)

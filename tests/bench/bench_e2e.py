@@ -114,9 +114,10 @@ def _held_context(name: str) -> list[str]:
         f"dialplan add extension _[+0-9].,3,{held} into {name} replace",
         f"dialplan add extension _[+0-9].,4,GotoIf($[${{LEN(${{{v.ROUTE}}})}}=0]?10) into {name}"
         " replace",
-        f"dialplan add extension _[+0-9].,6,Answer() into {name} replace",
-        f"dialplan add extension _[+0-9].,7,Wait(0.2) into {name} replace",
-        f"dialplan add extension _[+0-9].,8,Hangup() into {name} replace",
+        # priorities run on one by one: a gap would end the call ("auto fall through")
+        f"dialplan add extension _[+0-9].,5,Answer() into {name} replace",
+        f"dialplan add extension _[+0-9].,6,Wait(0.2) into {name} replace",
+        f"dialplan add extension _[+0-9].,7,Hangup() into {name} replace",
         f"dialplan add extension _[+0-9].,10,Hangup(34) into {name} replace",
     ]
 
@@ -365,6 +366,7 @@ def run(
                     "production": bridge.proc.pid,
                 }
                 _wait_for_held_routes(lab, site)
+                _check_held_path(lab, site, Path(wd))
                 started = time.monotonic()
                 alive = {var: var in variants for var in VARIANTS}
                 for rate in rates:
@@ -432,6 +434,17 @@ def _wait_for_held_routes(lab: Lab, site: Site, within: float = 20.0) -> None:
             return
         time.sleep(0.2)
     raise RuntimeError(f"no held route {key} at {site.name} after {within:g}s")
+
+
+def _check_held_path(lab: Lab, site: Site, wd: Path) -> None:
+    """A few held calls at a walk must all succeed, or the bench stops with what AstDB
+    held: a broken held path would otherwise read as a capacity ceiling of 0."""
+    step = place(str(site.sip), "held", 2, 2, 6400, wd, 0.0)
+    if not step.clean:
+        raise RuntimeError(
+            f"held path failed {step.failed} of {step.calls} calls at 2/s; now "
+            f"{int(time.time())}; AstDB:\n{lab.cli(site, f'database show {v.HELD_FAMILY}')}"
+        )
 
 
 def _cpu_at_common_rate(steps: list[Step]) -> dict[str, object]:

@@ -128,6 +128,18 @@ def benches(quick: bool, soak_minutes: float, out: Path) -> list[Bench]:
             ),
         ),
         Bench(
+            "store",
+            _py("tests.bench.bench_store", "--seconds", "5" if quick else "10", *j("store")),
+            lambda r: "; ".join(
+                f"{e['engine']}: {e['offered']['offered_calls_per_s']:,} calls/s offered, queue "
+                f"max {e['offered']['queue_depth_first_half_max']:,} then "
+                f"{e['offered']['queue_depth_second_half_max']:,}, drained "
+                f"{e['offered']['drain_after_last_put_s']} s after; floor "
+                f"{e['floor_calls_per_s']:,}/s"
+                for e in r["engines"]
+            ),
+        ),
+        Bench(
             "memory",
             _py("tests.bench.bench_memory", "--minutes", str(3 if quick else soak_minutes))
             + j("memory"),
@@ -149,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     ap.add_argument("--quick", action="store_true", default=os.environ.get("BENCH_QUICK") == "1")
     ap.add_argument(
-        "--only", help="comma-separated: e2e,outage,fastagi,ami,ami-stream,decide,memory,soak"
+        "--only", help="comma-separated: e2e,outage,fastagi,ami,ami-stream,decide,store,memory,soak"
     )
     ap.add_argument("--out", default=str(default_lab_dir() / "bench"))
     args = ap.parse_args(argv)

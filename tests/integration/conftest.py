@@ -218,6 +218,18 @@ async def ami(lab: Lab, lab_config: Config) -> AsyncIterator[AmiRecorder]:
         await rec.stop()
 
 
+async def guards_forward(lab: Lab, within: float = 10.0) -> None:
+    """Every site's AGI guard passes calls to the bridge again: it marks a bridge up one
+    health check after it answers, and calls before that take the static route. The check
+    blocks, so it runs in a thread (the bridge may share this event loop)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    for site in lab.config.sites:
+        while not await asyncio.to_thread(lab.guard_forwards, site):
+            assert loop.time() < deadline, f"{site.name}'s AGI guard not forwarding"
+            await asyncio.sleep(0.05)
+
+
 BridgeFactory = Callable[..., "contextlib.AbstractAsyncContextManager[Bridge]"]
 
 
@@ -237,6 +249,7 @@ def bridge_at(lab: Lab, lab_config: Config) -> BridgeFactory:
                 10,
                 f"the bridge to sync every site: {sorted(bridge.state.sites)}",
             )
+            await guards_forward(lab)
             yield bridge
         finally:
             await bridge.stop()

@@ -248,3 +248,22 @@ def test_request_supplied_names_never_become_label_values(config: Config) -> Non
     }
     assert not any(v.startswith(("probe-", "svc-")) for v in values)
     assert "other" in values
+
+
+async def test_held_routes_see_a_breaker_leave_open_by_its_cool_down(config: Config) -> None:
+    # No event marks the end of a cool-down: while held routes carry the calls no FastAGI
+    # decision refreshes the trunks, so the held state must, or the trunk stays last.
+    from ccbridge.routing.trunks import BreakerPolicy
+    from tests.polling import until
+
+    bridge = Bridge(config, Clock(datetime(2026, 11, 25, 5, 0, tzinfo=UTC)))
+    bridge.trunk_policy = BreakerPolicy(failures=3, window=30.0, cooldown=0.2)
+    for _ in range(3):
+        bridge._on_trunk_result("blr-dac", "CONGESTION")
+    assert "blr-dac" in bridge.held_state().unhealthy_trunks
+    await until(
+        lambda: "blr-dac" not in bridge.held_state().unhealthy_trunks,
+        5,
+        "the held state to see blr-dac half-open",
+        interval=0.02,
+    )

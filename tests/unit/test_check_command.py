@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from ccbridge.checks import check_deployment, deployment_warnings
 from ccbridge.cli import main
-from ccbridge.config import Config, load_config
+from ccbridge.config import Config, ConfigError, load_config, parse_config
 from ccbridge.config.model import HostPort, Trunk, TrunkKind
 
 REPO = Path(__file__).resolve().parents[2]
@@ -229,3 +229,15 @@ def test_lab_config_with_junk_in_a_line_is_ok_or_a_clear_error(
     code, err = run_check(path)
     if code != 0:
         assert_clear(code, err)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    text=st.text(alphabet=st.sampled_from(list("ab1+-:,[]{}?&*!|>'\"#%@ \n\t.0<=")), max_size=80)
+)
+def test_yaml_punctuation_soup_is_a_config_error_or_a_config(text: str) -> None:
+    # YAML's own syntax characters in any order: anchors, merges, complex keys, flows.
+    try:
+        parse_config(text, "deploy.yaml", REPO, resolve_secrets=False)
+    except ConfigError as exc:
+        assert exc.problems and all(str(p).startswith("deploy.yaml") for p in exc.problems)

@@ -303,3 +303,13 @@ def test_no_private_imports_between_config_modules() -> None:
         for module, names in imports:
             private = [n for n in re.findall(r"\b\w+\b", names) if n.startswith("_")]
             assert not private, f"{name} imports {private} from {module}"
+
+
+def test_a_complex_key_is_an_error_not_a_crash(lab_text: str) -> None:
+    # Found by the junk-line property in test_check_command: `?` starts a complex key.
+    text = lab_text.replace(
+        "    rtp: [11000, 11999]\n", "    rtp: [11000, 11999]\n    ? [a, b]\n    : 1\n"
+    )
+    (msg,) = problems(text)
+    assert msg.startswith(f"deploy.yaml:{line_of(text, '? [a, b]')}: sites.dhaka: ")
+    assert "unsupported mapping key" in msg

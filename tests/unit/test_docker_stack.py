@@ -129,12 +129,36 @@ def test_the_bridge_is_reached_by_service_name() -> None:
     assert b.agi_url_host.host == "bridge" and "bridge" in services
     assert str(b.agi_url_host.port) in services["bridge"]["expose"]
     assert b.agi_listen.port == b.agi_url_host.port
-    assert services["bridge"]["command"] == ["run", "/opt/ccbridge/docker/ccbridge.yaml"]
+    assert services["bridge"]["command"] == ["supervise", "/opt/ccbridge/docker/ccbridge.yaml"]
     prom = yaml.safe_load((DOCKER / "prometheus" / "prometheus.yml").read_text())
     targets = [
         t for job in prom["scrape_configs"] for sc in job["static_configs"] for t in sc["targets"]
     ]
     assert targets == [f"bridge:{b.http_listen.port}"]
+
+
+def test_each_site_has_its_agi_guard_in_its_own_network() -> None:
+    """The guard listens on the site's address, as in the lab: it shares the site's
+    network namespace and reads the haproxy.cfg rendered for that site."""
+    config, services = docker_config(), compose()["services"]
+    guard = config.bridge.agi_guard
+    assert guard is not None and lab_config().bridge.agi_guard == guard
+    assert config.bridge.guard_servers == (config.bridge.agi_url_host,)
+    for site in config.sites:
+        svc = services[f"{site.name}-guard"]
+        assert svc["network_mode"] == f"service:{site.name}"
+        assert svc["image"].startswith("haproxy:2.6")
+        assert svc["command"][-2:] == ["-f", f"/rendered/{site.name}/haproxy.cfg"]
+        assert "rendered:/rendered:ro" in svc["volumes"]
+        assert svc["depends_on"]["render"] == {"condition": "service_completed_successfully"}
+        assert "bridge" in svc["depends_on"]
+        cfg = render_site(config, site)["haproxy.cfg"]
+        assert f"bind {address(site.name)}:{guard.port}" in cfg
+        assert f"bind {address(site.name)}:{guard.lookup_port}" in cfg
+        assert f"server bridge1 {config.bridge.agi_url_host} check" in cfg
+        extensions = render_site(config, site)["extensions.conf"]
+        assert f"CCB_AGI_URL=agi://{address(site.name)}:{guard.port}/route" in extensions
+    assert len([n for n in services if n.endswith("-guard")]) == len(config.sites)
 
 
 def test_rendered_stack_is_ccbridge_render_plus_the_lab_base_configs(tmp_path: Path) -> None:

@@ -45,7 +45,8 @@ def test_a_language_choice_sets_the_channel_language_and_the_variable(config: Co
 
 def test_the_lookup_offers_an_agent_when_the_answer_is_missing(config: Config) -> None:
     ivr = render_site(config, config.site("bangalore"))["ivr.conf"]
-    assert "AGI(agi://127.0.0.1:4573/lookup?name=order-status&site=bangalore&digits=" in ivr
+    # through the AGI guard beside the site (bridge.agi_guard): its lookup listener
+    assert "AGI(agi://127.0.1.1:4581/lookup?name=order-status&site=bangalore&digits=" in ivr
     assert '"${AGISTATUS}"!="SUCCESS" | "${CCB_LOOKUP_RESULT}"!="ok"]?failed,1)' in ivr
     failed = ivr.split("exten => failed,1,")[1].split("\n\n")[0]
     assert failed.startswith("Playback(sorry&one-moment-please)")

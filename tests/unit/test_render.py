@@ -27,7 +27,8 @@ def config() -> Config:
 
 def test_every_site_gets_every_file(config: Config, tmp_path: Path) -> None:
     written = render_all(config, tmp_path)
-    assert len(written) == len(config.sites) * len(TEMPLATE_FILES)
+    # + haproxy.cfg: the lab config turns the AGI guard on
+    assert len(written) == len(config.sites) * (len(TEMPLATE_FILES) + 1)
     manager = tmp_path / "dhaka" / "manager.conf"
     assert manager.stat().st_mode & 0o777 == 0o600
     assert "secret=s3cret-ami" in manager.read_text()
@@ -40,7 +41,7 @@ def test_dialplan_uses_only_variables_the_code_defines(config: Config) -> None:
         text = render_site(config, site)["extensions.conf"]
         used = set(re.findall(r"\bCCB_[A-Z_]+[0-9]*\b", text))
         # CCB_TRUNK_${i}, and the globals CCB_CC_<calling code> read as CCB_CC_${d:0:n}
-        numbered = {u for u in used if re.fullmatch(r"CCB_(TRUNK|CC)_\d*", u)}
+        numbered = {u for u in used if re.fullmatch(r"CCB_(TRUNK|CC|HR|HS)_\d*", u)}
         # Globals of the template itself (the AGI URL, the site name) are not channel variables.
         own = {"CCB_AGI_URL", "CCB_THIS_SITE"}
         assert used - numbered - own <= known, used - numbered - own - known
@@ -55,7 +56,8 @@ def test_every_inbound_call_asks_the_bridge_then_falls_back(config: Config) -> N
         'GotoIf($["${AGISTATUS}"!="SUCCESS" | "${CCB_ROUTE}"=""]?ccb-fallback,${EXTEN},1)' in text
     )
     assert "exten => +918000000001,1,Set(__CCB_FALLBACK=1)" in text
-    assert "CCB_AGI_URL=agi://127.0.0.1:4573/route" in text
+    # the lab config turns the AGI guard on: the site's own HAProxy, not the bridge
+    assert "CCB_AGI_URL=agi://127.0.1.1:4580/route" in text
 
 
 def test_trunks_fail_over_only_on_unavailable_or_congestion(config: Config) -> None:
@@ -124,7 +126,7 @@ def test_held_routes_are_read_before_and_after_asking_the_bridge(config: Config)
     from dataclasses import replace
 
     from ccbridge.config.model import HeldRouteSettings
-    from ccbridge.routing.held import value_pattern
+    from ccbridge.routing.held import route_text, valid_routes
 
     blr = config.site("bangalore")
     text = render_site(config, blr)["extensions.conf"]
@@ -135,7 +137,10 @@ def test_held_routes_are_read_before_and_after_asking_the_bridge(config: Config)
     static = route.index("?ccb-fallback,${EXTEN},1)")
     assert fresh < agi < fallback < static
     held = text.split("[ccb-held]")[1].split("[ccb-dispatch]")[0]
-    assert value_pattern(config, blr) in held
+    # Every route a value may name is a global; the check is lookups, not a regex.
+    for r in valid_routes(config, blr):
+        assert f"\nCCB_HR_{route_text(r)}=1\n" in text
+    assert "=~" not in held.split("n(read)")[1]
     assert "exten => +918000000001,1,Set(LOCAL(lang)=hi)" in held
     assert "CCB_CC_880=bn" in text and "CCB_CC_44=en" in text
     # Longest calling code first, as the resolver tries them.

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,14 +16,16 @@ from ccbridge.routing.held import (
     Boundaries,
     HeldEntry,
     HeldRoute,
+    accepts,
     decode,
     encode,
     held_entries,
     languages_for,
     next_change,
     route_of,
+    route_text,
     same_routes,
-    value_pattern,
+    valid_routes,
 )
 
 REPO = Path(__file__).resolve().parents[2]
@@ -103,11 +104,11 @@ def test_a_site_in_hold_off_is_a_boundary(config: Config) -> None:
     assert b.next(state, now).timestamp() == pytest.approx(now.timestamp() - 4 + holdoff)
 
 
-def test_value_round_trips_and_matches_the_dialplans_pattern(config: Config) -> None:
-    pattern = re.compile(value_pattern(config, config.site("bangalore")))
+def test_value_round_trips_and_passes_the_dialplans_check(config: Config) -> None:
+    blr = config.site("bangalore")
     for e in _table(config, "bangalore", BEFORE_CLOSE).values():
         text = encode(e, BEFORE_CLOSE.timestamp(), wall_offset=100.0)
-        assert pattern.fullmatch(text), text
+        assert accepts(config, blr, text), text
         d = decode(text)
         assert (d.now, d.next, d.service) == (e.now, e.next, e.service)
         assert d.until == int(e.until - 100) and d.computed == int(BEFORE_CLOSE.timestamp() - 100)
@@ -134,13 +135,29 @@ def test_until_is_rounded_up_never_early(config: Config) -> None:
         "1/1/2/3/sales/reject////reject////",
         "1/1/2/3/orders/reject////reject////extra",
         "1/1/2/3/orders/reject////reject////\n",
+        "1/1/2/3/orders/remote/dhaka/orders-bn//blr-dac-2~blr-dac/reject////",  # order
+        "1/1/2/3/orders/remote/manila/orders-bn//blr-mnl/reject////",  # not at manila
+        "1/1 /2/3/orders/reject////reject////",
     ],
 )
-def test_the_pattern_refuses_what_the_bridge_never_writes(config: Config, value: str) -> None:
-    assert not re.fullmatch(value_pattern(config, config.site("bangalore")), value)
+def test_the_check_refuses_what_the_bridge_never_writes(config: Config, value: str) -> None:
+    assert not accepts(config, config.site("bangalore"), value)
 
 
 def test_same_routes_ignores_only_the_computed_time(config: Config) -> None:
     e = next(iter(_table(config, "bangalore", BEFORE_CLOSE).values()))
     assert same_routes(encode(e, 10.0), encode(e, 20.0))
     assert not same_routes(encode(e, 10.0), encode(replace(e, until=e.until + 60), 10.0))
+
+
+def test_valid_routes_cover_every_held_route_and_every_trunk_order(config: Config) -> None:
+    blr = config.site("bangalore")
+    known = {route_text(r) for r in valid_routes(config, blr)}
+    for e in _table(config, "bangalore", BEFORE_CLOSE).values():
+        assert route_text(e.now) in known and route_text(e.next) in known
+    # Either trunk to dhaka alone (the other unhealthy), or both in configured order.
+    assert {
+        "remote/dhaka/orders-bn//blr-dac",
+        "remote/dhaka/orders-bn//blr-dac-2",
+        "remote/dhaka/orders-bn//blr-dac~blr-dac-2",
+    } <= known

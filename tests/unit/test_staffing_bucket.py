@@ -84,3 +84,21 @@ def test_naive_times_are_refused() -> None:
         bucket_arrivals("Mars/Olympus", [], [], D, D, now=NOW)
     # an empty or reversed gap marks nothing
     assert bucket_arrivals("Asia/Dhaka", [], [(utc(5), utc(4))], D, D, now=NOW) == []
+
+
+def test_handled_calls_count_in_their_arrival_slot() -> None:
+    obs = bucket_arrivals(
+        "Asia/Dhaka",
+        [utc(4, 5), utc(4, 10), utc(4, 35)],
+        [],
+        D,
+        D,
+        now=NOW,
+        handled=[(utc(4, 5), 200.0), (utc(4, 10), 160.0), (utc(4, 35), 90.5)],
+    )
+    assert obs == [
+        Observation(Slot(D, 20), 2, True, 2, 360.0),
+        Observation(Slot(D, 21), 1, True, 1, 90.5),
+    ]
+    with pytest.raises(ValueError, match="handle time must not be negative"):
+        bucket_arrivals("Asia/Dhaka", [], [], D, D, now=NOW, handled=[(utc(4), -1.0)])

@@ -65,7 +65,7 @@ def test_table_csv_and_chart(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     assert rc == 0, err
     # 100 calls every half hour: the published vector at every open slot
     line = next(s for s in out.splitlines() if "orders-en" in s and "2026-12-07T10:00" in s)
-    assert line.split()[3:8] == ["04:30", "100.0", "14", "20", "2"]
+    assert line.split()[3:9] == ["04:30", "100.0", "180", "14", "20", "2"]
     assert line.endswith("understaffed")
     assert "bangalore/orders-en: 4800 calls, peak 14 agents" in out
     # the other queues have no history: said, not planned as zero
@@ -138,6 +138,7 @@ def test_bad_flags_are_one_clear_line(
     assert out == ""
 
 
+HANDLED = "site,service,language,interval_start,calls,handled,handle_seconds\n"
 GARBAGE = [
     ("", "empty file (expected a header"),
     ("site,service,language,calls\n", ":1: missing column(s) interval_start"),
@@ -167,6 +168,11 @@ GARBAGE = [
         ":2: calls '2.5' is not a whole number",
     ),
     ("site,service,language,interval_start,calls\n,o,en,2026-10-12T09:00,2\n", ":2: empty site"),
+    (f"{HANDLED}b,o,en,2026-10-12T09:00,2,x,300\n", ":2: handled 'x' is not a whole number"),
+    (f"{HANDLED}b,o,en,2026-10-12T09:00,2,2,\n", ":2: handle_seconds '' is not a number"),
+    (f"{HANDLED}b,o,en,2026-10-12T09:00,2,2,nan\n", "must be finite and not negative"),
+    (f"{HANDLED}b,o,en,2026-10-12T09:00,2,-1,30\n", "must be finite and not negative"),
+    (f"{HANDLED}b,o,en,2026-10-12T09:00,2,0,30\n", "handle_seconds 30 for no handled call"),
     (
         "site,service,language,interval_start,calls,complete\nb,o,en,2026-10-12T09:00,2,maybe\n",
         "complete 'maybe' is not",
@@ -222,23 +228,21 @@ def test_empty_history_and_unknown_queues(
 def test_csv_reader_reads_what_it_is_given(tmp_path: Path) -> None:
     p = tmp_path / "h.csv"
     p.write_text(
-        "calls,site,service,language,interval_start,complete\n"
-        "3,dhaka,orders,bn,2026-10-12T22:00,1\n"
+        "calls,site,service,language,interval_start,complete,handled,handle_seconds\n"
+        "3,dhaka,orders,bn,2026-10-12T22:00,1,3,540\n"
         "\n"
-        "2,dhaka,orders,bn,2026-10-12T22:30,0\n"
-        "4,dhaka,orders,bn,2026-10-13T22:00,yes\n"
+        "2,dhaka,orders,bn,2026-10-12T22:30,0,,\n"
+        "4,dhaka,orders,bn,2026-10-13T22:00,yes,0,0\n"
     )
     h = read_history(p)
     key = QueueKey("dhaka", "orders", "bn")
     assert h.span(key) == (date(2026, 10, 12), date(2026, 10, 13))
-    obs = {
-        o.slot: (o.count, o.complete)
-        for o in h.arrivals(key, date(2026, 10, 12), date(2026, 10, 13))
-    }
+    got = h.arrivals(key, date(2026, 10, 12), date(2026, 10, 13))
+    obs = {o.slot: (o.count, o.complete, o.handled, o.handle_s) for o in got}
     assert obs == {
-        Slot(date(2026, 10, 12), 44): (3, True),
-        Slot(date(2026, 10, 12), 45): (2, False),
-        Slot(date(2026, 10, 13), 44): (4, True),
+        Slot(date(2026, 10, 12), 44): (3, True, 3, 540.0),
+        Slot(date(2026, 10, 12), 45): (2, False, 0, 0.0),
+        Slot(date(2026, 10, 13), 44): (4, True, 0, 0.0),
     }
 
 
@@ -265,3 +269,24 @@ def test_a_bad_config_is_the_loaders_message(
     rc = main(["staffing", str(bad), "--history", str(hist), "--from", PLAN_DAY, "--to", PLAN_DAY])
     err = capsys.readouterr().err
     assert rc == 2 and err.startswith(f"error: {bad}:") and "YAML" in err
+
+
+def test_the_history_aht_drives_the_plan_and_aht_overrides_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # 100 calls a half hour, all handled at 216 s: A = 12 -> 16 agents; --aht 180 -> 14
+    p = tmp_path / "h.csv"
+    with p.open("w") as fh:
+        fh.write("site,service,language,interval_start,calls,handled,handle_seconds\n")
+        for d in range(56):
+            for i in range(48):
+                t = datetime.combine(FIRST + timedelta(days=d), datetime.min.time())
+                t += timedelta(minutes=30 * i)
+                fh.write(f"bangalore,orders,en,{t:%Y-%m-%dT%H:%M},100,100,21600\n")
+    out_csv = tmp_path / "p.csv"
+    base = ["--history", str(p), "--from", PLAN_DAY, "--to", PLAN_DAY, "--csv", str(out_csv)]
+    for extra, aht, agents in (([], "216.0", "16"), (["--aht", "180"], "180.0", "14")):
+        rc, _, err = run(capsys, *base, *extra)
+        assert rc == 0, err
+        row = next(r for r in csv_rows(out_csv) if r["interval_start_local"].endswith("T10:00"))
+        assert (row["aht_seconds"], row["required_agents"]) == (aht, agents)

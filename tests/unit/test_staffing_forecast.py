@@ -229,3 +229,24 @@ def test_the_repeated_autumn_half_hour_adds_both_passes() -> None:
     hist = history_from_pairs(key, [(t, 4), (t, 5)])
     (obs,) = hist.arrivals(key, t.date(), t.date())
     assert obs.count == 9
+
+
+def test_handle_time_per_slot_from_the_history() -> None:
+    # Mondays 10:00: 25 handled calls a week at 200 s each -> that slot's own AHT, 200 s.
+    # Mondays 11:00: 2 handled a week at 400 s, 16 in the window: under 20, so the
+    # queue's pooled AHT: (8 x 25 x 200 + 8 x 2 x 400) / (8 x 27) = 214.8 s.
+    rows = []
+    for w in range(8):
+        d = MONDAY + timedelta(weeks=w)
+        rows.append((KEY, Observation(Slot(d, 20), 25, True, 25, 25 * 200.0)))
+        rows.append((KEY, Observation(Slot(d, 22), 2, True, 2, 2 * 400.0)))
+        # a coverage-gap slot's handle times are left out like its count
+        rows.append((KEY, Observation(Slot(d, 24), 1, False, 1, 99_999.0)))
+    hist = MemoryHistory(rows, {KEY: (MONDAY, MONDAY + timedelta(days=55))})
+    target = MONDAY + timedelta(weeks=8)
+    by = forecast(hist, KEY, [target]).by_slot()
+    assert by[Slot(target, 20)].aht_s == pytest.approx(200.0)
+    assert by[Slot(target, 22)].aht_s == pytest.approx((8 * 25 * 200 + 8 * 2 * 400) / 216)
+    assert by[Slot(target, 0)].aht_s == pytest.approx(46400 / 216)  # quiet slots: the queue's
+    # no handled call in the history: no AHT, the plan's own is used
+    assert forecast(_flat(1, 5), KEY, [MONDAY + timedelta(weeks=1)]).slots[0].aht_s is None

@@ -167,3 +167,20 @@ def test_bad_targets(kwargs: dict[str, float], message: str) -> None:
 
     with pytest.raises(ValueError, match=re.escape(message)):
         Targets(**kwargs)
+
+
+def test_the_history_aht_unless_a_what_if_sets_one(lab: Config) -> None:
+    key = QueueKey("bangalore", "orders", "en")
+    slots = tuple(
+        ForecastSlot(Slot(MONDAY, i), 100.0, Basis.PROFILE, 8, None, 216.0 if i == 20 else None)
+        for i in range(SLOTS_PER_DAY)
+    )
+    fc = Forecast(key, "profile", (MONDAY, MONDAY), 8, 0.0, slots)
+    rows = rows_by_slot(plan(lab, [fc], Targets()))
+    # 10:00 has an AHT of 216 s in the history: A = 100 x 216 / 1800 = 12 -> 16 agents
+    assert (rows["10:00"].aht_s, rows["10:00"].required) == (216.0, 16)
+    # 10:30 has none: the plan's 180 s, A = 10 -> 14
+    assert (rows["10:30"].aht_s, rows["10:30"].required) == (180.0, 14)
+    # --aht 180 everywhere (aht_from_history off): 14 at 10:00 too
+    rows = rows_by_slot(plan(lab, [fc], Targets(aht_s=180.0, aht_from_history=False)))
+    assert (rows["10:00"].aht_s, rows["10:00"].required) == (180.0, 14)

@@ -1,0 +1,71 @@
+"""The AGI guard beside each site: the URLs its dialplan dials, the view haproxy.cfg is
+rendered from (dialplans/haproxy.cfg.j2)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ccbridge import variables as v
+from ccbridge.agi import health as agi_health
+from ccbridge.config.model import Config, Site
+
+
+@dataclass(frozen=True, slots=True)
+class GuardView:
+    """The AGI guard beside one site, in the units haproxy.cfg takes."""
+
+    host: str
+    port: int
+    lookup_port: int
+    servers: tuple[str, ...]
+    connect_ms: int
+    route_ms: int
+    lookup_ms: int
+    client_ms: int
+    check_ms: int
+    downinter_ms: int
+    check_timeout_ms: int
+    check_url: str
+    check_request_hex: str
+    check_expect: str
+    check_reply_hex: str
+
+
+def guard_view(config: Config, site: Site) -> GuardView | None:
+    guard = config.bridge.agi_guard
+    if guard is None:
+        return None
+    route_ms = round(guard.route_timeout * 1000)
+    lookup_ms = round(config.lookup_guard_timeout() * 1000)
+    check_ms = round(guard.check_interval * 1000)
+    return GuardView(
+        host=site.sip.host,
+        port=guard.port,
+        lookup_port=guard.lookup_port,
+        servers=tuple(str(s) for s in config.bridge.guard_servers),
+        connect_ms=round(guard.connect_timeout * 1000),
+        route_ms=route_ms,
+        lookup_ms=lookup_ms,
+        # Asterisk says nothing while the bridge works: never cut it before the server.
+        client_ms=max(route_ms, lookup_ms) + 5000,
+        check_ms=check_ms,
+        downinter_ms=min(check_ms, 200),
+        # A bridge slower than a route may wait is as good as hung for the calls.
+        check_timeout_ms=min(check_ms, route_ms),
+        check_url=agi_health.CHECK_URL,
+        check_request_hex=agi_health.check_request().encode().hex(),
+        check_expect=agi_health.COMMAND.split()[-1],
+        check_reply_hex=(agi_health.REPLY + "\n").encode().hex(),
+    )
+
+
+def agi_urls(config: Config, site: Site) -> tuple[str, str]:
+    """What the site's dialplan dials for a route and for a lookup: its guard, when on."""
+    guard = config.bridge.agi_guard
+    if guard is None:
+        host = str(config.bridge.agi_url_host)
+        return v.agi_url(host, v.AGI_ROUTE), v.agi_url(host, v.AGI_LOOKUP)
+    return (
+        v.agi_url(f"{site.sip.host}:{guard.port}", v.AGI_ROUTE),
+        v.agi_url(f"{site.sip.host}:{guard.lookup_port}", v.AGI_LOOKUP),
+    )
