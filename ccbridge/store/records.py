@@ -45,6 +45,11 @@ def _string(limit: int | None) -> Check:
             return f"longer than {limit} characters"
         if "\x00" in v:
             return "contains a NUL character"  # PostgreSQL text cannot hold one
+        if not v.isascii():
+            try:
+                v.encode()
+            except UnicodeEncodeError:
+                return "not valid Unicode text (a lone surrogate)"
         return None
 
     return check
@@ -80,15 +85,23 @@ def _instant(v: Any) -> str | None:
 
 def _json(v: Any) -> str | None:
     try:
-        text = json.dumps(v, allow_nan=False)
-    except (TypeError, ValueError) as exc:
+        text = json.dumps(v, allow_nan=False, ensure_ascii=False)
+        text.encode()
+    except UnicodeEncodeError:
+        return "not valid Unicode text (a lone surrogate)"
+    except (TypeError, ValueError, RecursionError) as exc:
         return f"not JSON: {exc}"
+    if "\\u0000" in text or "\x00" in text:
+        return "contains a NUL character"  # PostgreSQL's json cannot hold one
     return "larger than 64 KiB" if len(text) > 65536 else None
 
 
 def _one_of(values: set[str]) -> Check:
     def check(v: Any) -> str | None:
-        return None if v in values else f"expected one of {', '.join(sorted(values))}"
+        # isinstance first: a list or dict is unhashable (found by test_garbage_fuzz)
+        if isinstance(v, str) and v in values:
+            return None
+        return f"expected one of {', '.join(sorted(values))}"
 
     return check
 

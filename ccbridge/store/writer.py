@@ -185,9 +185,11 @@ class RecordWriter:
         dropped (memory full and no journal: counted as unwritten). Never raises."""
         try:
             record = check_record(table, values)
-        except RecordError as exc:
+        except Exception as exc:  # RecordError; anything else is a bug in a check, and
+            # the caller (the AMI event path) must still never see it
             label = table if isinstance(table, str) and table in TABLES else "unknown"
-            self._reject(label, 1, str(exc))
+            why = str(exc) if isinstance(exc, RecordError) else f"check failed: {exc!r}"
+            self._reject(label, 1, why)
             return False
         if len(self._buffer) + self._backlog_records + self._in_flight >= self.queue_size:
             self._drop(1)

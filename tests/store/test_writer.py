@@ -188,6 +188,8 @@ GARBAGE: list[tuple[Any, Any]] = [
         },
     ),
     ("calls", {**call_records(0)[0][1], "outcome": "maybe"}),
+    ("calls", {**call_records(0)[0][1], "outcome": {"answered": 1}}),  # unhashable
+    ("calls", {**call_records(0)[0][1], "hung_up_by": ["caller"]}),
     ("calls", {**call_records(0)[0][1], "satisfaction": 9}),
     ("calls", {**call_records(0)[0][1], "wait_s": float("nan")}),
     ("calls", {**call_records(0)[0][1], "talk_s": True}),
