@@ -49,7 +49,9 @@ def guard_view(config: Config, site: Site) -> GuardView | None:
         # Asterisk says nothing while the bridge works: never cut it before the server.
         client_ms=max(route_ms, lookup_ms) + 5000,
         check_ms=check_ms,
-        downinter_ms=min(check_ms, 200),
+        # Not faster while down: a stopped bridge gets every check as a queued connection,
+        # accepted all at once when it resumes (~0.1 ms each, on its event loop).
+        downinter_ms=check_ms,
         # A bridge slower than a route may wait is as good as hung for the calls.
         check_timeout_ms=min(check_ms, route_ms),
         check_url=agi_health.CHECK_URL,
