@@ -76,4 +76,4 @@ async def test_ivr_callers_with_the_default_talk_time_reach_the_predicted_queue(
     rows = {(r["site"], r["queue"]): (r["predicted"], r["observed"]) for r in report.distribution}
     assert rows[("bangalore", "orders-en")] == (2, 2), report.distribution
     assert t["misrouted"] == 0 and t["failed"] == 0
-    assert report.passed, report.summary_line()
+    assert report.passed, (report.summary_line(), [f.as_dict() for f in report.failed_calls])

@@ -310,3 +310,27 @@ async def test_sigkill_loses_no_journaled_record_and_replay_duplicates_none(
         ).scalar_one()
     assert complete >= journaled
     await until(lambda: journal.stat().st_size == 0, 5, "the replayed journal truncated")
+
+
+async def test_a_full_disk_under_the_journal_is_reported_and_routing_goes_on(
+    migrated: Db, harness_factory: Callable[..., Harness]
+) -> None:
+    # /dev/full opens like a file and fails every write with ENOSPC, as a full disk does.
+    h = harness_factory(journal=Path("/dev/full"), queue_size=500, batch_size=50)
+    await h.writer.start()
+    assert h.writer.status().journal_error is None  # opening works; writing does not
+    h.put_calls(0, 20)
+    await until(lambda: h.writer.status().caught_up, 30, "records written without a journal")
+    st = h.writer.status()
+    assert st.journal_error is not None and "No space left on device" in st.journal_error
+    assert h.metric("ccbridge_records_journal_errors_total") >= 1
+    assert await h.counts() == (20, 20, 40) and h.writer.journaled == 0
+    # With the database gone too, memory holds what it can; the rest is counted.
+    migrated.down()
+    refused = 0
+    for n in range(20, 200):
+        for table, values in call_records(n):
+            refused += not h.writer.put(table, values)
+    assert refused > 0 and h.writer.status().unwritten == refused
+    migrated.up()
+    await until(lambda: h.writer.status().caught_up, 60, "the records in memory written")

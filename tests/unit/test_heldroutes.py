@@ -117,6 +117,13 @@ async def test_a_state_change_rewrites_only_the_routes_it_changes(
     await until(lambda: len(harness.puts(fake, KEY_BN)) == 2, 5, "the Bengali route again")
     # Dhaka drained: Bengali callers of the Indian number get the after-hours site.
     assert decode(harness.puts(fake, KEY_BN)[-1]).now.site == "manila"
+    # The pass counts its writes after its last DBPut (the heartbeat): wait for the count,
+    # not only for the Bengali key the fake has already seen.
+    await until(
+        lambda: harness.metric("ccbridge_held_route_writes_total", site="bangalore") > writes,
+        5,
+        "the pass's writes counted",
+    )
     changed = harness.metric("ccbridge_held_route_writes_total", site="bangalore") - writes
     assert 0 < changed < len(fake.actions_named("DBPut")[:before])
 
