@@ -29,7 +29,9 @@ ORDERS_IN = "+918000000001"  # received at bangalore
 BENGALI = "+8801712345678"  # the bridge sends it to dhaka orders-bn; static: bangalore orders-hi
 HINDI = "+919812345678"
 # Short bounds so a test sees every stage: fresh 2 s, held 20 s after the last heartbeat.
-HELD = HeldRouteSettings(fresh_age=2, max_age=20, refresh=0.5, min_interval=0.1)
+HELD = HeldRouteSettings(
+    use_without_bridge=True, fresh_age=2, max_age=20, refresh=0.5, min_interval=0.1
+)
 
 
 @pytest.fixture(scope="module")

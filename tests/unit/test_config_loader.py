@@ -179,11 +179,11 @@ def test_check_command_accepts_the_lab_config() -> None:
 
 
 def test_held_routes_settings_load_and_are_validated(lab_text: str) -> None:
-    anchor = "  held_routes: {use_without_bridge: true, fresh_age: 5, max_age: 300}\n"
+    anchor = "  held_routes: {use_without_bridge: false, fresh_age: 5, max_age: 300}\n"
     assert anchor in lab_text
-    ok = lab_text.replace(anchor, "  held_routes: {use_without_bridge: false, max_age: 120}\n")
+    ok = lab_text.replace(anchor, "  held_routes: {use_without_bridge: true, max_age: 120}\n")
     held = parse(ok).routing.held_routes  # type: ignore[attr-defined]
-    assert (held.use_without_bridge, held.max_age, held.fresh_age) == (False, 120.0, 5.0)
+    assert (held.use_without_bridge, held.max_age, held.fresh_age) == (True, 120.0, 5.0)
     bad = lab_text.replace(
         anchor,
         "  held_routes: {fresh_age: 1.5, max_age: yes, refresh: 1, maxage: 3}\n",

@@ -109,12 +109,12 @@ async def test_first_pass_clears_the_tree_then_writes_each_key_once(
 async def test_a_state_change_rewrites_only_the_routes_it_changes(
     harness: Harness, fake: FakeAmi
 ) -> None:
-    await until(lambda: harness.pub.passes["bangalore"] >= 2, 5, "two passes")
-    before = len(fake.actions_named("DBPut"))
+    await until(lambda: harness.pub.passes["bangalore"] >= 3, 5, "three passes")
+    keys = {m["Key"] for m in fake.actions_named("DBPut")} - {v.HELD_HEARTBEAT_KEY}
     writes = harness.metric("ccbridge_held_route_writes_total", site="bangalore")
     harness.state = set_drained(harness.state, "dhaka", True)
     harness.pub.state_changed()
-    await until(lambda: len(harness.puts(fake, KEY_BN)) == 2, 5, "the Bengali route again")
+    await until(lambda: len(harness.puts(fake, KEY_BN)) >= 2, 5, "the Bengali route again")
     # Dhaka drained: Bengali callers of the Indian number get the after-hours site.
     assert decode(harness.puts(fake, KEY_BN)[-1]).now.site == "manila"
     # The pass counts its writes after its last DBPut (the heartbeat): wait for the count,
@@ -125,7 +125,7 @@ async def test_a_state_change_rewrites_only_the_routes_it_changes(
         "the pass's writes counted",
     )
     changed = harness.metric("ccbridge_held_route_writes_total", site="bangalore") - writes
-    assert 0 < changed < len(fake.actions_named("DBPut")[:before])
+    assert 0 < changed < len(keys)  # only the routes that went to dhaka
 
 
 async def test_a_refused_value_is_counted_and_written_again(

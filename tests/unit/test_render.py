@@ -129,7 +129,12 @@ def test_held_routes_are_read_before_and_after_asking_the_bridge(config: Config)
     from ccbridge.routing.held import route_text, valid_routes
 
     blr = config.site("bangalore")
-    text = render_site(config, blr)["extensions.conf"]
+
+    def routing(**kw: object) -> Config:
+        held = replace(HeldRouteSettings(), **kw)  # type: ignore[arg-type]
+        return replace(config, routing=replace(config.routing, held_routes=held))
+
+    text = render_site(routing(use_without_bridge=True), blr)["extensions.conf"]
     route = text.split("[ccb-route]")[1].split("[ccb-held]")[0]
     fresh = route.index("Gosub(ccb-held,${EXTEN},1(5,fresh))")
     agi = route.index("AGI(${CCB_AGI_URL}")
@@ -146,11 +151,8 @@ def test_held_routes_are_read_before_and_after_asking_the_bridge(config: Config)
     # Longest calling code first, as the resolver tries them.
     assert held.index("${CCB_CC_${d:0:3}}") < held.index("${CCB_CC_${d:0:2}}")
 
-    def routing(**kw: object) -> Config:
-        held = replace(HeldRouteSettings(), **kw)  # type: ignore[arg-type]
-        return replace(config, routing=replace(config.routing, held_routes=held))
-
-    ask_first = render_site(routing(use_without_bridge=False), blr)["extensions.conf"]
+    # The default (measured, BENCHMARKS §1): ask first, the held route when no answer.
+    ask_first = render_site(routing(), blr)["extensions.conf"]
     assert ",fresh))" not in ask_first and ",fallback))" in ask_first
     off = render_site(routing(enabled=False), blr)["extensions.conf"]
     assert "ccb-held" not in off and "CCB_CC_" not in off
