@@ -24,11 +24,13 @@ import aiohttp
 import pytest
 import yaml
 
+from ccbridge.app import Bridge
 from ccbridge.config import Config
 from ccbridge.config.model import HostPort
 from ccbridge.lab.sipp import Agent, place_calls
 from ccbridge.lab.sites import Lab
 from tests.integration.conftest import BridgeFactory
+from tests.polling import until
 from tests.unit.test_metrics_labels import bad_labels
 
 REPO = Path(__file__).resolve().parents[2]
@@ -42,6 +44,7 @@ WEDNESDAY_MORNING = datetime(2026, 11, 25, 5, 0, tzinfo=UTC)
 WEDNESDAY_EVENING = datetime(2026, 11, 25, 13, 0, tzinfo=UTC)
 BENGALI_CALLER = "+8801712345678"
 HINDI_CALLER = "+919812345678"
+ENGLISH_CALLER = "+447700900123"
 ORDERS_IN = "+918000000001"  # bangalore; home bangalore, which serves no Bengali
 RETURNS_IN = "+918000000002"
 
@@ -198,7 +201,9 @@ async def api() -> AsyncIterator[aiohttp.ClientSession]:
         yield s
 
 
-async def calls(did: str, caller: str, n: int) -> None:
+async def calls(
+    did: str, caller: str, n: int, duration_ms: int = 1500, local_port: int = 6140
+) -> None:
     result = await asyncio.to_thread(
         place_calls,
         "127.0.1.1:5060",
@@ -206,11 +211,29 @@ async def calls(did: str, caller: str, n: int) -> None:
         caller=caller,
         calls=n,
         rate=n,
-        duration_ms=1500,
+        duration_ms=duration_ms,
         max_seconds=30,
-        local_port=6140,
+        local_port=local_port,
     )
     assert result.ok, result.output[-2000:]
+
+
+async def load_overflow(bridge: Bridge) -> None:
+    """One English call overflows from a busy bangalore (overflow_ewt), as in
+    test_routing_lab: both of bangalore's English agents take a long call first, one
+    after the other (a second caller still waiting would itself overflow)."""
+    english = lambda: bridge.state.sites["bangalore"].queues["orders-en"]  # noqa: E731
+    await until(lambda: english().available == 2, 15, "bangalore's English agents free")
+    long_calls = []
+    for busy, port in ((1, 6150), (0, 6155)):
+        long_calls.append(asyncio.create_task(calls(ORDERS_IN, ENGLISH_CALLER, 1, 9000, port)))
+        await until(
+            lambda busy=busy: english().available == busy,  # type: ignore[misc]
+            15,
+            f"{2 - busy} English agents busy at bangalore",
+        )
+    await calls(ORDERS_IN, ENGLISH_CALLER, 1, local_port=6160)
+    await asyncio.gather(*long_calls)
 
 
 async def test_every_dashboard_and_rule_query_has_data(
@@ -229,23 +252,29 @@ async def test_every_dashboard_and_rule_query_has_data(
             async with prometheus_off_loop(f"127.0.0.1:{http.port}", Path(tmp)) as url:
                 prom = PromApi(api, url)
                 await prom.wait('up{job="ccbridge"}', 1, within=30)
-                await calls(ORDERS_IN, BENGALI_CALLER, 2)  # overflows to dhaka
+                # Bangalore serves no Bengali: routed to dhaka by language (home_unserved),
+                # which is no load overflow.
+                await calls(ORDERS_IN, BENGALI_CALLER, 2)
                 await calls(ORDERS_IN, HINDI_CALLER, 2)  # stays at bangalore
+                await load_overflow(bridge)  # one English call leaves a busy bangalore
                 # Jump the bridge's (shifted) clock to the evening for an after-hours call.
                 bridge.clock.offset += (WEDNESDAY_EVENING - WEDNESDAY_MORNING).total_seconds()
                 await calls(RETURNS_IN, HINDI_CALLER, 1)
 
                 # The calls reach the KPIs, as Prometheus sees them.
-                await prom.wait("sum(ccbridge_calls_answered_total)", 5, within=30)
-                await prom.wait("sum(ccbridge_queue_talk_seconds_count)", 5, within=30)
+                await prom.wait("sum(ccbridge_calls_answered_total)", 8, within=30)
+                await prom.wait("sum(ccbridge_queue_talk_seconds_count)", 8, within=30)
                 bn = 'site="dhaka", queue="orders-bn"'
                 assert await prom.total(f"ccbridge_calls_offered_total{{{bn}}}") == 2
                 assert await prom.total(f"ccbridge_calls_answered_within_sl_total{{{bn}}}") == 2
                 overflow = 'ccbridge_calls_overflowed_total{receiving_site="bangalore"}'
-                assert await prom.total(overflow) == 2
+                assert await prom.total(overflow) == 1
+                unserved = 'ccbridge_route_reasons_total{reason="home_unserved"}'
+                assert await prom.total(unserved) == 2
                 after_hours = 'ccbridge_calls_after_hours_total{site="manila", action="site"}'
                 assert await prom.total(after_hours) == 1
-                assert await prom.total('ccbridge_fastagi_sessions_total{outcome="ok"}') == 5
+                routed = 'ccbridge_fastagi_sessions_total{route="route", outcome="ok"}'
+                assert await prom.total(routed) == 8
                 # Recording rules are evaluated every second here: wait for a value.
                 await prom.wait("count(ccbridge:queue_service_level:ratio_15m >= 0)", 1, 30)
 
