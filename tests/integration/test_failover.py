@@ -205,7 +205,11 @@ async def test_site_killed_mid_load_moves_calls_and_takes_them_back_after_holdof
     bridge_at: BridgeFactory,
 ) -> None:
     dhaka = lab.config.site("dhaka")
-    async with bridge_at(WEDNESDAY_MORNING, config=with_dhaka_home(lab_config)) as bridge:
+    # Long enough to resync dhaka, reconnect the recorder and place two calls inside it
+    # on a busy machine (3 s was not: a call then legitimately went home).
+    holdoff = 12.0
+    config = with_dhaka_home(lab_config, holdoff=holdoff)
+    async with bridge_at(WEDNESDAY_MORNING, config=config) as bridge:
         # One call at a time where the home site is asserted: dhaka has one English
         # agent, and a second call while the first is up overflows by expected wait.
         r0 = await calls(DHAKA_HOME, ENGLISH, 1)
@@ -241,13 +245,15 @@ async def test_site_killed_mid_load_moves_calls_and_takes_them_back_after_holdof
         # call joined at dhaka" would hold because nothing there is seen.
         await until(lambda: ami.connected("dhaka"), 10, "the recorder back on dhaka", interval=POLL)
         back_mark = len(ami.events)
-        r3 = await calls(DHAKA_HOME, ENGLISH, 2, port=6210)  # within the 3 s hold-off
+        r3 = await calls(DHAKA_HOME, ENGLISH, 2, port=6210)  # within the hold-off
+        in_holdoff = bridge.clock.time() - bridge.state.sites["dhaka"].up_since
+        assert in_holdoff < holdoff, f"the calls ended {in_holdoff:.1f}s after dhaka came back"
         assert r3.ok and _joins(ami, "dhaka", back_mark) == 0
         # The hold-off over: the bridge's own router sends the number home again.
         back = CallRequest(DHAKA_HOME, ENGLISH, "bangalore")
         await until(
             lambda: bridge.router.decide(back, bridge.state, bridge.clock.now()).site == "dhaka",
-            10,
+            holdoff + 5,
             "dhaka's hold-off over",
             interval=POLL,
         )
