@@ -239,9 +239,9 @@ def run_callers(cmd: list[str], scenario_text: str | None, max_seconds: float) -
         except subprocess.TimeoutExpired as exc:
             text, rc = str(exc.stdout or "") + str(exc.stderr or ""), -1
     return CallResult(
-        created=_stat(text, "Total Calls created"),
-        successful=_stat(text, "Successful call"),
-        failed=_stat(text, "Failed call"),
+        created=final_stat(text, "Total Calls created"),
+        successful=final_stat(text, "Successful call"),
+        failed=final_stat(text, "Failed call"),
         returncode=rc,
         output=text,
     )
@@ -268,7 +268,7 @@ def place_calls(
     return run_callers(cmd, None, max_seconds)
 
 
-def _stat(text: str, label: str) -> int:
+def final_stat(text: str, label: str) -> int:
     """The cumulative column of a line in SIPp's final statistics screen."""
     value = 0
     for line in text.splitlines():

@@ -35,7 +35,7 @@ from ccbridge import variables as v
 from ccbridge.config import Config
 from ccbridge.config.model import HostPort
 from ccbridge.lab.demo import BridgeProcess, bridge_ready, http_json
-from ccbridge.lab.sipp import SCENARIOS, caller_command
+from ccbridge.lab.sipp import SCENARIOS, caller_command, final_stat
 from ccbridge.lab.sites import Lab
 from ccbridge.sdnotify import STALL_ENV
 from tests.polling import until
@@ -138,22 +138,12 @@ async def place_load(seconds: float, folder: Path) -> LoadResult:
         raise
     text = out.decode(errors="replace")
     return LoadResult(
-        created=_stat(text, "Total Calls created"),
-        successful=_stat(text, "Successful call"),
-        failed=_stat(text, "Failed call"),
+        created=final_stat(text, "Total Calls created"),
+        successful=final_stat(text, "Successful call"),
+        failed=final_stat(text, "Failed call"),
         timings=_read_rtt(folder, started),
         output=text,
     )
-
-
-def _stat(text: str, label: str) -> int:
-    value = 0
-    for line in text.splitlines():
-        if line.strip().startswith(label):
-            cols = [c.strip() for c in line.split("|")]
-            if len(cols) >= 3 and cols[2].isdigit():
-                value = int(cols[2])
-    return value
 
 
 # -- the lab around the calls -------------------------------------------------------------
