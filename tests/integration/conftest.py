@@ -270,3 +270,16 @@ def without_held_routes(config: Config) -> Config:
     return dataclasses.replace(
         config, routing=dataclasses.replace(config.routing, held_routes=held)
     )
+
+
+async def fresh_queue_stats(lab: Lab, site: str) -> None:
+    """Forget app_queue's hold and talk averages at ``site`` before a bridge syncs them.
+
+    The expected wait the router compares with its overflow thresholds is built from the
+    queue's average talk time. Earlier tests (the hung-bridge runs place thousands of
+    sub-second calls) leave it near zero, so a busy queue would look like a short wait
+    and a test of load overflow would depend on which tests ran before it. After a reset
+    the bridge uses its default handle time until the test's own calls complete.
+    """
+    out = await asyncio.to_thread(lab.cli, lab.config.site(site), "queue reset stats")
+    assert "reset" in out.lower() or not out.strip(), out

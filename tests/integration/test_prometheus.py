@@ -29,7 +29,7 @@ from ccbridge.config import Config
 from ccbridge.config.model import HostPort
 from ccbridge.lab.sipp import Agent, place_calls
 from ccbridge.lab.sites import Lab
-from tests.integration.conftest import BridgeFactory
+from tests.integration.conftest import BridgeFactory, fresh_queue_stats
 from tests.polling import until
 from tests.unit.test_metrics_labels import bad_labels
 
@@ -247,6 +247,7 @@ async def test_every_dashboard_and_rule_query_has_data(
     config = replace(lab_config, bridge=replace(lab_config.bridge, http_listen=http))
     tmp = await asyncio.to_thread(tempfile.mkdtemp, prefix="ccb-prom-")
     try:
+        await fresh_queue_stats(lab, "bangalore")  # load_overflow needs a real expected wait
         async with bridge_at(WEDNESDAY_MORNING, config) as bridge:
             assert bridge.http_port == http.port
             async with prometheus_off_loop(f"127.0.0.1:{http.port}", Path(tmp)) as url:

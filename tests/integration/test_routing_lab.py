@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 from ccbridge.lab.sipp import Agent, place_calls
 from ccbridge.lab.sites import Lab
-from tests.integration.conftest import AmiRecorder, BridgeFactory
+from tests.integration.conftest import AmiRecorder, BridgeFactory, fresh_queue_stats
 
 ORDERS_IN = "+918000000001"  # received at bangalore, home bangalore
 ENGLISH = "+447700900123"
@@ -66,6 +66,7 @@ async def test_same_number_lands_where_the_schedule_says_at_two_instants(
 async def test_busy_home_site_overflows_and_takes_calls_back_when_load_drops(
     lab: Lab, agents: dict[str, Agent], ami: AmiRecorder, bridge_at: BridgeFactory
 ) -> None:
+    await fresh_queue_stats(lab, "bangalore")
     async with bridge_at(WEDNESDAY_MORNING) as bridge:
         # Both of bangalore's English agents take a long call: its expected wait passes
         # the home threshold (60 s) and new calls overflow to another open site.
