@@ -55,16 +55,37 @@ def parse_pjsip_list(text: str, label: str) -> set[str]:
 
 def parse_dialplan_show(text: str) -> dict[str, set[str]]:
     """`dialplan show` -> context -> its extensions."""
-    out: dict[str, set[str]] = {}
-    current: set[str] | None = None
+    return {c: set(exts) for c, exts in parse_dialplan_priorities(text).items()}
+
+
+_PRIORITY_ROW = re.compile(
+    r"^\s+(?:'(?P<exten>[^']+)' (?:\(CID match '[^']*'\) )?=>)?\s*(?:\[[^\]]*\])?\s*"
+    r"(?P<prio>\d+)\. (?P<app>.*?)\s+\[(?P<file>[^\]\s]+):(?P<line>\d+)\]$"
+)
+
+
+def parse_dialplan_priorities(text: str) -> dict[str, dict[str, dict[int, str]]]:
+    """`dialplan show` -> context -> extension -> priority -> 'App(args)' as loaded."""
+    out: dict[str, dict[str, dict[int, str]]] = {}
+    context: dict[str, dict[int, str]] | None = None
+    exten = ""
     for line in text.splitlines():
         m = re.match(r"^\[ Context '([^']+)' created by '([^']+)' \]", line)
         if m:
-            current = out.setdefault(m.group(1), set())
+            context = out.setdefault(m.group(1), {})
+            continue
+        if context is None:
+            continue
+        row = _PRIORITY_ROW.match(line)
+        if row:
+            if row.group("exten"):
+                exten = row.group("exten")
+            context.setdefault(exten, {})[int(row.group("prio"))] = row.group("app").strip()
             continue
         m = re.match(r"^\s+'([^']+)' (?:\(CID match '[^']*'\) )?=>", line)
-        if m and current is not None:
-            current.add(m.group(1))
+        if m:
+            exten = m.group(1)
+            context.setdefault(exten, {})
     return out
 
 
@@ -80,7 +101,7 @@ def loaded_findings(
     functions, PJSIP objects, queues."""
     out: list[Finding] = []
     what = "the site" if live else "Asterisk"
-    shown = parse_dialplan_show(cli("dialplan show"))
+    shown = parse_dialplan_priorities(cli("dialplan show"))
     for ctx in plan.contexts.values():
         if ctx.name not in shown:
             out.append(
@@ -96,7 +117,26 @@ def loaded_findings(
             )
             continue
         for e in ctx.extensions.values():
-            if e.name not in shown[ctx.name]:
+            loaded = shown[ctx.name].get(e.name)
+            if loaded is not None and live:
+                # the site runs exactly what was rendered, priority by priority
+                for p in e.priorities:
+                    text = f"{p.app}({p.args})" if p.args or "(" in p.app else p.app
+                    if loaded.get(p.number, "").replace("()", "") != text.replace("()", ""):
+                        out.append(
+                            at(
+                                files,
+                                site,
+                                ERROR,
+                                "dialplan",
+                                f"{e.name}@{ctx.name} priority {p.number}: the site runs "
+                                f"{loaded.get(p.number, 'nothing')!r}, the render says {text!r}",
+                                p.file,
+                                p.line,
+                            )
+                        )
+                        break
+            if loaded is None:
                 out.append(
                     at(
                         files,
