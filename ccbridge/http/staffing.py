@@ -7,6 +7,7 @@ from typing import Any
 
 from aiohttp import web
 
+from ccbridge.http.access import requires
 from ccbridge.http.base import SERVICES, ApiError
 from ccbridge.staffing.coverage import SunRow
 
@@ -27,6 +28,7 @@ def _row(r: SunRow) -> dict[str, Any]:
     }
 
 
+@requires("ccb.staffing.read")
 async def coverage(request: web.Request) -> web.Response:
     q = request.query
     day = None
