@@ -80,6 +80,7 @@ BUILTIN: Mapping[str, Role] = {
                 "ccb.agents.*.calls.read",
                 "ccb.calls.*.read",
                 "ccb.reports.*.read",
+                "ccb.routes.preview",
                 "ccb.staffing.read",
                 "!ccb.numbers.read",
             ),

@@ -130,7 +130,8 @@ class AccessService:
         if scheme.lower() != "bearer" or not given or len(given) > 512:
             self._fail(source, "malformed", None)
             raise AccessDenied("malformed-token", "expected Authorization: Bearer <token>")
-        self._limited(source)
+        # No limit check before the lookup: a valid token from an address that failed
+        # logins still works (a whole office may share one address); failures count.
         boot = self._bootstrap.reveal() if self._bootstrap is not None else ""
         if boot and hmac.compare_digest(given.encode(), boot.encode()):
             return Principal(BOOTSTRAP, "admin", ("ccb.#",), kind="bootstrap")
@@ -145,6 +146,7 @@ class AccessService:
             raise AccessDenied("auth-unavailable", "the user store is unavailable") from None
         if user is None:
             self._fail(source, (problem or TokenProblem.UNKNOWN).value, tid)
+            self._limited(source)  # a guessing address is told to wait
             raise AccessDenied("invalid-token", "unknown, expired or revoked token")
         return self.principal(user, tid)
 

@@ -94,9 +94,7 @@ async def test_two_writers_chain_one_after_the_other(migrated: Db) -> None:
             (a if i % 2 else b).record(_event(i))
             if i % 10 == 0:
                 await asyncio.sleep(0.02)
-        await until(
-            lambda: a.writer.status().caught_up and b.writer.status().caught_up, 30, "both"
-        )
+        await until(lambda: a.writer.status().caught_up and b.writer.status().caught_up, 30, "both")
     finally:
         await a.stop()
         await b.stop()

@@ -70,10 +70,10 @@ def test_a_permission_matches_itself_and_hash_matches_all(permission: str) -> No
 @given(st.lists(SEG, min_size=2, max_size=6), st.integers(0, 5), SEG)
 def test_star_is_exactly_one_segment(segs: list[str], i: int, other: str) -> None:
     i %= len(segs)
-    pattern = ".".join(segs[:i] + ["*"] + segs[i + 1 :])
-    assert matches(pattern, ".".join(segs[:i] + [other] + segs[i + 1 :]))
+    pattern = ".".join([*segs[:i], "*", *segs[i + 1 :]])
+    assert matches(pattern, ".".join([*segs[:i], other, *segs[i + 1 :]]))
     assert not matches(pattern, ".".join(segs[:i] + segs[i + 1 :]))  # none
-    assert not matches(pattern, ".".join(segs[:i] + [other, other] + segs[i + 1 :]))  # two
+    assert not matches(pattern, ".".join([*segs[:i], other, other, *segs[i + 1 :]]))  # two
 
 
 @given(st.lists(PATTERN, max_size=5), st.lists(PATTERN, max_size=3), PERMISSION, ME)
@@ -83,7 +83,7 @@ def test_a_denial_that_matches_wins(
     acl = grants + ["!" + d for d in denials]
     if any(matches(d, permission, me) for d in denials):
         assert not allowed(acl, permission, me)
-        assert not allowed(acl + ["#"], permission, me)  # not even everything grants it
+        assert not allowed([*acl, "#"], permission, me)  # not even everything grants it
     else:
         assert allowed(acl, permission, me) == any(matches(g, permission, me) for g in grants)
 
@@ -93,8 +93,8 @@ def test_grants_only_add_and_denials_only_remove(
     acl: list[str], extra: str, permission: str, me: str | None
 ) -> None:
     before = allowed(acl, permission, me)
-    assert allowed(acl + [extra], permission, me) >= before
-    assert allowed(acl + ["!" + extra], permission, me) <= before
+    assert allowed([*acl, extra], permission, me) >= before
+    assert allowed([*acl, "!" + extra], permission, me) <= before
 
 
 def test_me_is_the_callers_own_agent_only() -> None:
