@@ -6,6 +6,7 @@ three show the same numbers for the same records.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -16,7 +17,17 @@ from ccbridge.staffing.forecast import Forecast, forecast
 from ccbridge.staffing.history import ArrivalHistory, NoHistory
 from ccbridge.staffing.plan import IntervalPlan, Targets, offering_keys, plan
 
-__all__ = ["MAX_DAYS", "PlanResult", "forecasts_for", "holiday_days", "make_plan", "plan_days"]
+__all__ = [
+    "MAX_DAYS",
+    "PlanResult",
+    "forecasts_for",
+    "holiday_days",
+    "make_plan",
+    "number",
+    "parse_target",
+    "parse_volume",
+    "plan_days",
+]
 
 MAX_DAYS = 62  # two months of half hours per queue: a plan, not a data export
 MAX_WEEKS = 52
@@ -29,6 +40,38 @@ class PlanResult:
     weeks: int
     rows: list[IntervalPlan]
     notes: list[str]  # queues without a forecast, and why
+
+
+def number(flag: str, raw: str) -> float:
+    try:
+        v = float(raw)
+    except ValueError:
+        raise ValueError(f"{flag}: {raw!r} is not a number") from None
+    if v != v or v in (float("inf"), float("-inf")):
+        raise ValueError(f"{flag}: {raw!r} is not a finite number")
+    return v
+
+
+def parse_volume(raw: str) -> float:
+    """'+20%' -> 1.2, '-10%' -> 0.9."""
+    m = re.fullmatch(r"\s*([+-]?)(\d+(?:\.\d+)?)\s*%\s*", raw)
+    if not m:
+        raise ValueError(f"--volume: {raw!r} is not a change like +20% or -10%")
+    pct = float(m.group(2)) * (-1 if m.group(1) == "-" else 1)
+    if pct <= -100:
+        raise ValueError(f"--volume: {raw!r} would leave no calls at all")
+    return 1 + pct / 100
+
+
+def parse_target(raw: str) -> tuple[float, float]:
+    """'80/20' -> (0.8, 20.0)."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*/\s*(\d+(?:\.\d+)?)\s*", raw)
+    if not m:
+        raise ValueError(f"--target: {raw!r} is not PERCENT/SECONDS like 80/20")
+    pct, secs = float(m.group(1)), float(m.group(2))
+    if not 0 < pct <= 100:
+        raise ValueError(f"--target: the percentage must be in (0, 100], got {m.group(1)}")
+    return pct / 100, secs
 
 
 def plan_days(first: date, last: date) -> list[date]:
@@ -96,8 +139,7 @@ def make_plan(
     forecasts, notes = forecasts_for(config, history, days, weeks)
     if not forecasts:
         raise NoHistory(
-            f"no queue of the config has call records before {days[0]}: nothing to "
-            "forecast from (is the records store on, and does it hold past weeks?)"
+            f"no queue of the config has history before {days[0]}: nothing to plan from"
         )
     rows = plan(config, forecasts, targets, staffed, recorded=history)
     return PlanResult(tuple(days), targets, weeks, rows, notes)

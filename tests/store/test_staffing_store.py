@@ -5,20 +5,29 @@ coverage gaps flagged, and an empty store refused with a clear message."""
 
 from __future__ import annotations
 
+import asyncio
+import csv
+import io
 from collections import Counter
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from aiohttp.test_utils import TestClient, TestServer
 
+from ccbridge.app import Bridge
+from ccbridge.cli import main
+from ccbridge.clock import Clock
 from ccbridge.config import load_config
 from ccbridge.config.model import Config
+from ccbridge.config.store import StoreSettings
 from ccbridge.staffing.forecast import forecast
 from ccbridge.staffing.history import NoHistory
 from ccbridge.staffing.plan import Status, Targets, offering_keys
 from ccbridge.staffing.planning import plan_days
 from ccbridge.staffing.slots import Slot, slot_of
 from ccbridge.staffing.storehistory import history_ranges, plan_from_store, read_store
+from ccbridge.store.cli import run_db
 from tests.store.conftest import Db
 from tests.store.staffing_records import HOLD, TZ, WRAPUP, records, write
 from tests.unit.staffing_history import FIRST_MONDAY, KEY, generate, interval_class
@@ -165,7 +174,211 @@ async def test_a_gap_is_flagged_not_zero_demand(
 
 
 async def test_an_empty_store_says_so(migrated: Db, config: Config) -> None:
-    with pytest.raises(NoHistory, match="no queue of the config has call records before"):
+    with pytest.raises(
+        NoHistory,
+        match="no queue of the config has history before 2026-11-02: nothing to plan from",
+    ):
         await plan_from_store(
             migrated.engine(), config, plan_days(WEEK9[0], WEEK9[0]), Targets(), now=NOW
         )
+
+
+def _config_with_store(tmp_path: Path, url: str) -> Path:
+    text = (REPO / "examples" / "lab.yaml").read_text()
+    cfg = tmp_path / "deploy.yaml"
+    cfg.write_text(f"{text}\nstore: {{url: '{url}'}}\n")
+    return cfg
+
+
+@pytest.mark.parametrize("db_target", ["sqlite"], indirect=True)
+def test_the_command_reads_the_store(
+    db_target: Db, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # 8 weeks of 30 calls in every Monday 10:00-10:30 (local) of bangalore's orders-en,
+    # and 12 calls on the planned Monday so far, with a 3-minute coverage gap in that slot
+    first = date(2026, 10, 12)
+    plan_day = first + timedelta(days=56)
+    recs: list[tuple[str, dict[str, object]]] = []
+    for w in range(9):
+        day = first + timedelta(days=7 * w)
+        t0 = datetime(day.year, day.month, day.day, 4, 30, tzinfo=UTC)  # 10:00 IST
+        for i in range(30 if w < 8 else 12):
+            recs.append(
+                (
+                    "calls",
+                    {
+                        "call_id": f"w{w}-{i}",
+                        "entry_site": "dhaka",  # entered elsewhere, queued at bangalore
+                        "arrived_at": t0 + timedelta(seconds=50 * i),
+                        "target_site": "bangalore",
+                        "queue": "orders-en",
+                        "outcome": "answered",
+                        "talk_s": 170.0,
+                        "hold_s": 0.0,
+                        "wrapup_s": 10.0,
+                    },
+                )
+            )
+    t_gap = datetime(plan_day.year, plan_day.month, plan_day.day, 4, 50, tzinfo=UTC)
+    recs.append(
+        (
+            "coverage_gaps",
+            {
+                "site": "bangalore",
+                "started_at": t_gap,
+                "ended_at": t_gap + timedelta(minutes=3),
+            },
+        )
+    )
+
+    async def setup() -> None:
+        await db_target.upgrade()
+        await write(db_target, recs, tmp_path / "w.journal")
+        await db_target.dispose()
+
+    asyncio.run(setup())
+    cfg = _config_with_store(tmp_path, db_target.settings.url.replace("+aiosqlite", ""))
+    out_csv, png = tmp_path / "plan.csv", tmp_path / "plan.png"
+    day = plan_day.isoformat()
+    args = ["staffing", str(cfg), "--from", day, "--to", day]
+    rc = main([*args, "--csv", str(out_csv), "--chart", str(png)])
+    out, err = capsys.readouterr()
+    assert rc == 0, err
+    assert f"from the records store (sqlite+aiosqlite:///{tmp_path}" in out
+    line = next(s for s in out.splitlines() if "orders-en" in s and f"{day}T10:00" in s)
+    # 30 calls in 30 min at AHT 180 s: A = 3 Erlangs -> 6 agents for 80/20 (Erlang C)
+    assert line.split()[3:6] == ["04:30", "30.0", "180"]
+    assert line.split()[-2:] == ["12*", "understaffed"]  # recorded so far; the slot saw a gap
+    row = next(r for r in csv_rows(out_csv) if r["interval_start_local"] == f"{day}T10:00")
+    assert (row["recorded_calls"], row["recorded_complete"]) == ("12", "0")
+    assert (row["forecast_calls"], row["aht_seconds"]) == ("30.00", "180.0")
+    nine = next(r for r in csv_rows(out_csv) if r["interval_start_local"] == f"{day}T09:30")
+    assert (nine["forecast_calls"], nine["recorded_calls"], nine["recorded_complete"]) == (
+        "0.00",
+        "0",
+        "1",
+    )
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # what-if: a sale day with 20 % more calls needs more agents
+    rc = main([*args, "--volume=+20%", "--csv", str(out_csv)])
+    capsys.readouterr()
+    busier = next(r for r in csv_rows(out_csv) if r["interval_start_local"] == f"{day}T10:00")
+    assert rc == 0 and busier["forecast_calls"] == "36.00"
+    assert int(busier["required_agents"]) > int(row["required_agents"])
+
+
+def csv_rows(path: Path) -> list[dict[str, str]]:
+    return list(csv.DictReader(io.StringIO(path.read_text())))
+
+
+def test_the_command_without_a_store_says_what_to_do(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "nothing-here.db"
+    cfg = _config_with_store(tmp_path, f"sqlite:///{missing}")
+    rc = main(["staffing", str(cfg), "--from", "2026-12-07", "--to", "2026-12-07"])
+    out, err = capsys.readouterr()
+    assert rc == 1 and out == ""
+    assert err == (
+        f"error: sqlite+aiosqlite:///{missing}: no such database file: the records store is "
+        "empty (run `ccbridge db upgrade CONFIG`, and the bridge to record calls) or give "
+        "--history CSV\n"
+    )
+    # a PostgreSQL server nobody listens for: one line, no traceback
+    cfg = _config_with_store(tmp_path, "postgresql://ccb@127.0.0.1:9/records")
+    rc = main(["staffing", str(cfg), "--from", "2026-12-07", "--to", "2026-12-07"])
+    out, err = capsys.readouterr()
+    assert rc == 1 and out == "" and err.count("\n") == 1
+    assert err.startswith("error: postgresql+asyncpg://ccb@127.0.0.1:9/records: cannot reach")
+
+
+@pytest.mark.parametrize("db_target", ["sqlite"], indirect=True)
+async def test_the_api_serves_the_plan_and_refuses_garbage(
+    migrated: Db, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CCBRIDGE_AMI_SECRET", "x")
+    monkeypatch.setenv("CCBRIDGE_API_TOKEN", "t")
+    day = date(2026, 12, 7)
+    recs = [
+        (
+            "calls",
+            {
+                "call_id": f"a{w}-{i}",
+                "entry_site": "dhaka",
+                "arrived_at": datetime(2026, 11, 30, 4, 40, tzinfo=UTC)
+                - timedelta(days=7 * w, seconds=i),
+                "target_site": "dhaka",
+                "queue": "orders-bn",
+            },
+        )
+        for w in range(4)
+        for i in range(20)
+    ]
+    await write(migrated, recs, tmp_path / "w.journal")
+    at = Clock(datetime(2026, 12, 7, 3, 0, tzinfo=UTC))
+    url = migrated.settings.url.replace("+aiosqlite", "")
+    bridge = Bridge(load_config(_config_with_store(tmp_path, url)), at)
+    one_day = {"from": "2026-12-07", "to": "2026-12-07"}
+    async with TestClient(TestServer(bridge.http_app())) as c:
+        r = await c.get("/api/v1/staffing", params=one_day)
+        assert r.status == 200, await r.text()
+        body = await r.json()
+        assert body["from"] == body["to"] == "2026-12-07"
+        rows = [x for x in body["intervals"] if x["queue"] == "orders-bn" and x["site"] == "dhaka"]
+        assert len(rows) == 48
+        # 10:30 Dhaka (04:30 UTC): 20 calls every Monday for four weeks; AHT 180 s
+        slot = next(x for x in rows if x["start_local"] == f"{day}T10:30")
+        assert slot["start"] == "2026-12-07T04:30:00Z"
+        # A = 2 Erlangs: 3 agents give 60.3 % in 20 s, 4 give 86.1 % (Erlang C)
+        assert slot["forecast_calls"] == 20.0 and slot["required_agents"] == 4
+        assert slot["staffed_agents"] == 2 and slot["status"] == "understaffed"
+        assert slot["recorded_calls"] is None  # the records end before the plan
+        assert any("bangalore/orders-en: no arrivals history" in n for n in body["notes"])
+        # what-if: the command's knobs
+        r = await c.get("/api/v1/staffing", params={**one_day, "volume": "+20%", "target": "90/15"})
+        what_if = next(
+            x
+            for x in (await r.json())["intervals"]
+            if x["queue"] == "orders-bn" and x["start_local"] == f"{day}T10:30"
+        )
+        assert what_if["forecast_calls"] == 24.0 and what_if["required_agents"] > 4
+        # garbage: one clear 400 each
+        for params, error, field in [
+            ({"to": "2026-12-07"}, "missing-field", "from"),
+            ({"from": "2026-12-07"}, "missing-field", "to"),
+            ({"from": "7/12/2026", "to": "2026-12-07"}, "invalid-field", "from"),
+            ({"from": "2026-12-07", "to": "2026-12-01"}, "invalid-field", None),
+            ({"from": "2026-01-01", "to": "2026-12-31"}, "invalid-field", None),
+            ({**one_day, "volume": "lots"}, "invalid-field", "volume"),
+            ({**one_day, "target": "80"}, "invalid-field", "target"),
+            ({**one_day, "aht": "-5"}, "invalid-field", "targets"),
+            ({**one_day, "shrinkage": "100"}, "invalid-field", "targets"),
+            ({**one_day, "weeks": "1e9"}, "invalid-field", "weeks"),
+            ({**one_day, "weeks": "0"}, "invalid-field", None),
+        ]:
+            r = await c.get("/api/v1/staffing", params=params)
+            got = await r.json()
+            assert (r.status, got["error"]) == (400, error), (params, got)
+            assert got.get("details", {}).get("field") == field, (params, got)
+    await bridge.services.staffing.close()
+
+    # a migrated store with no calls: 404 no-history, saying so
+    empty_db = tmp_path / "empty" / "e.db"
+    await run_db("upgrade", StoreSettings(url=f"sqlite+aiosqlite:///{empty_db}"), print, print)
+    (tmp_path / "e").mkdir()
+    empty = Bridge(load_config(_config_with_store(tmp_path / "e", f"sqlite:///{empty_db}")), at)
+    # no database file at all: 503, and no empty file is created
+    (tmp_path / "m").mkdir()
+    missing = tmp_path / "m" / "missing.db"
+    absent = Bridge(load_config(_config_with_store(tmp_path / "m", f"sqlite:///{missing}")), at)
+    for b, status, error, text in [
+        (empty, 404, "no-history", "no queue of the config has history before 2026-12-07"),
+        (absent, 503, "records-unavailable", "no such database file"),
+    ]:
+        async with TestClient(TestServer(b.http_app())) as c:
+            r = await c.get("/api/v1/staffing", params=one_day)
+            got = await r.json()
+            assert (r.status, got["error"]) == (status, error), got
+            assert text in got["message"]
+        await b.services.staffing.close()
+    assert not missing.exists()
