@@ -368,6 +368,8 @@ class Bridge:
         )
 
     async def _start_parts(self, parts: Parts) -> None:
+        # The staffing plan's reader of the records store: opened on first use.
+        parts.on_stop("staffing records reader", self.services.staffing.close)
         if self.selfservice is not None:
             parts.on_stop("self-service client", self.selfservice.close)
         http = self.config.bridge.http_listen

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ccbridge.config.access_loader import AccessSettings, parse_access, parse_tls
+from ccbridge.config.deploy import DeploySettings, parse_deploy
 from ccbridge.config.guard_loader import check_guard, parse_agi_guard, parse_watchdog
 from ccbridge.config.ivr_loader import parse_ivr
 from ccbridge.config.model import (
@@ -505,6 +506,7 @@ _TOP = {
     "self_service",
     "store",
     "access",
+    "deploy",
 }
 
 
@@ -620,6 +622,10 @@ def parse_config(
     if "access" in top:
         with r.at("access", top):
             access = r.collect(lambda: parse_access(r, top["access"], set(smap or {}))) or access
+    deploy = DeploySettings()
+    if "deploy" in top:
+        with r.at("deploy", top):
+            deploy = r.collect(lambda: parse_deploy(r, top["deploy"], set(smap or {}))) or deploy
     missing = r.missing_secrets()
     if resolve_secrets:
         r.problems += [missing_secret_problem(m) for m in missing]
@@ -639,6 +645,7 @@ def parse_config(
         self_service=self_service,
         store=store or StoreSettings(),
         access=access,
+        deploy=deploy,
         missing_secrets=missing,
     )
 

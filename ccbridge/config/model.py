@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from ccbridge.config.access_loader import AccessSettings, TlsSettings
+    from ccbridge.config.deploy import DeploySettings
     from ccbridge.config.ivr import IvrSettings, SelfServiceSettings
     from ccbridge.config.store import StoreSettings
 
@@ -350,6 +351,7 @@ class Config:
     self_service: SelfServiceSettings | None = None
     store: StoreSettings = field(default_factory=lambda: _default_store())
     access: AccessSettings = field(default_factory=lambda: _default_access())
+    deploy: DeploySettings = field(default_factory=lambda: _default_deploy())
     # Secrets that gave nothing where the file was read (only when loaded without
     # requiring them, e.g. by `ccbridge check` on an admin's laptop).
     missing_secrets: tuple[MissingSecret, ...] = ()
@@ -407,6 +409,12 @@ def _default_store() -> StoreSettings:
     from ccbridge.config.store import StoreSettings  # store.py imports this module
 
     return StoreSettings()
+
+
+def _default_deploy() -> DeploySettings:
+    from ccbridge.config.deploy import DeploySettings
+
+    return DeploySettings()
 
 
 def _no_ivr() -> IvrSettings:
