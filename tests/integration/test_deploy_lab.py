@@ -80,6 +80,12 @@ def edit(path: Path, old: str, new: str) -> int:
     return line
 
 
+# One call every 4 s per site: each number's queue has two agents with a 5 s wrap-up,
+# so the agents keep up and a call that fails is the deploy's doing, not a backlog's.
+RATE = 0.25
+CALLS_EACH = 8
+
+
 async def calls_during(site: str, port: int, calls: int) -> CallResult:
     target, did = CALLS[site]
     return await asyncio.to_thread(
@@ -87,10 +93,10 @@ async def calls_during(site: str, port: int, calls: int) -> CallResult:
         target,
         did,
         calls=calls,
-        rate=1.0,
+        rate=RATE,
         duration_ms=1500,
         local_port=port,
-        max_seconds=calls + 30,
+        max_seconds=calls / RATE + 30,
         limit=4,
     )
 
@@ -122,12 +128,17 @@ async def test_a_template_change_rolls_out_over_three_sites_with_no_failed_call(
         assert plan.count("files: extensions.conf") == 3 and "reload pbx_config.so" in plan
         assert stamp(lab, "bangalore") is None  # a dry run touches nothing
         callers = [
-            asyncio.create_task(calls_during(site, 6300 + 10 * i, 12))
+            asyncio.create_task(calls_during(site, 6300 + 10 * i, CALLS_EACH))
             for i, site in enumerate(CALLS)
         ]
+        loop = asyncio.get_running_loop()
+        started = loop.time()
         code, out = await ccbridge("deploy", *args)
+        took = loop.time() - started
         results = await asyncio.gather(*callers)
     assert code == 0, out
+    # the callers were still placing calls when the last site was undrained
+    assert took < (CALLS_EACH - 1) / RATE, f"the deploy took {took:.1f}s: place more calls"
     for site in CALLS:
         assert f"site {site}: drained" in out and f"site {site}: undrained" in out
         assert f"site {site}: reloaded pbx_config.so" in out
@@ -137,7 +148,7 @@ async def test_a_template_change_rolls_out_over_three_sites_with_no_failed_call(
         shown = await asyncio.to_thread(lab.cli, lab.config.site(site), "dialplan show ccb-route")
         assert f"at {site}, deployed)" in shown
     for site, r in zip(CALLS, results, strict=True):
-        assert r.failed == 0 and r.successful == r.created == 12, (site, r.output[-1500:])
+        assert r.failed == 0 and r.successful == r.created == CALLS_EACH, (site, r.output[-1500:])
     # nothing left to do: a second deploy changes nothing and keeps the versions
     code, out = await ccbridge("deploy", *args, "--static")
     assert code == 0 and out.count("unchanged: nothing to do") == 3, out
@@ -188,7 +199,7 @@ async def test_a_change_that_fails_the_post_check_is_rolled_back_and_the_site_se
     )
     manila = lab.config.site("manila")
     async with bridge_at(WEDNESDAY_MORNING):
-        caller = asyncio.create_task(calls_during("manila", 6350, 8))
+        caller = asyncio.create_task(calls_during("manila", 6350, 4))
         code, out = await ccbridge(
             "deploy", str(deploy_config), "--site", "manila", "--templates", str(templates)
         )
@@ -205,3 +216,29 @@ async def test_a_change_that_fails_the_post_check_is_rolled_back_and_the_site_se
         ]
         after = await calls_during("manila", 6360, 2)
         assert after.ok, after.output[-1500:]
+
+
+async def test_an_unreachable_site_stops_the_rollout_before_it_is_touched(
+    lab: Lab,
+    bridge_at: BridgeFactory,
+    templates: Path,
+    deploy_config: Path,
+    restore_lab: object,
+) -> None:
+    # manila's AMI on a port nothing listens on: the rollout reaches it third
+    edit(
+        deploy_config,
+        "ami: {<<: *ami, host: 127.0.3.1}",
+        "ami: {<<: *ami, host: 127.0.3.1, port: 5098}",
+    )
+    edit(templates / "queues.conf.j2", "ringinuse=no", "ringinuse=no\nannounce-holdtime=no")
+    async with bridge_at(WEDNESDAY_MORNING):
+        code, out = await ccbridge(
+            "deploy", str(deploy_config), "--templates", str(templates), "--static"
+        )
+    assert code == 1, out
+    assert "site manila: unreachable, stopped before touching it" in out
+    assert "bangalore: deployed; runs v1" in out and "dhaka: deployed; runs v1" in out
+    assert "manila: not touched; runs its files from before ccbridge deploy" in out
+    assert "site manila: drained" not in out and stamp(lab, "manila") is None
+    assert all(stamp(lab, s) is not None for s in ("bangalore", "dhaka"))
