@@ -108,3 +108,50 @@ def test_stamps_count_versions_and_hash_the_render() -> None:
     again = Stamp.parse(second.text())
     assert again is not None and (again.version, again.hash) == (2, second.hash)
     assert Stamp.parse("{not json") is None
+
+
+def test_each_site_of_a_deploy_is_written_to_the_audit_trail(tmp_path: Path) -> None:
+    import asyncio
+
+    from sqlalchemy import select
+
+    from ccbridge.deploy.audit import write_audit
+    from ccbridge.deploy.rollout import Outcome
+    from ccbridge.deploy.state import StateDir
+    from ccbridge.store.engine import make_engine
+    from ccbridge.store.migrate import upgrade
+    from ccbridge.store.schema import audit
+
+    text = deploy_file(tmp_path, f"  state_dir: {tmp_path / 'state'}\n").read_text()
+    cfg = tmp_path / "with-store.yaml"
+    cfg.write_text(text + f"\nstore: {{url: 'sqlite:///{tmp_path / 'ccb.db'}'}}\n")
+    config = load_config(cfg)
+    state = StateDir(config.deploy.state_dir)
+    files = {"extensions.conf": "[a]\n"}
+    state.save("dhaka", files, new_stamp("dhaka", None, files))
+    outcome = Outcome(done=["dhaka"], failed="manila", not_started=["manila"])
+    # no database yet: the deploy stands, the caller is told why it is not audited
+    assert "no database file" in (write_audit(config, outcome, state, "cli:alice") or "")
+
+    async def rows() -> list[tuple[str, str, str | None, str | None]]:
+        engine = make_engine(config.store)
+        try:
+            async with engine.connect() as conn:
+                q = select(audit.c.action, audit.c.result, audit.c.site, audit.c.object)
+                return [tuple(r) for r in (await conn.execute(q.order_by(audit.c.seq))).all()]
+        finally:
+            await engine.dispose()
+
+    async def migrate() -> None:
+        engine = make_engine(config.store)
+        try:
+            await upgrade(engine)
+        finally:
+            await engine.dispose()
+
+    asyncio.run(migrate())
+    assert write_audit(config, outcome, state, "cli:alice") is None
+    assert asyncio.run(rows()) == [
+        ("deploy.apply", "ok", "dhaka", "release:1"),
+        ("deploy.unreachable", "failed", "manila", None),
+    ]
