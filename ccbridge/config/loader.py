@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 from contextlib import nullcontext
@@ -610,7 +611,7 @@ def parse_config(
         with r.at("store", top):
             store = r.collect(lambda: parse_store(r, top["store"]))
     else:
-        store = parse_store(r, {})
+        store = dataclasses.replace(parse_store(r, {}), enabled=False)
     missing = r.missing_secrets()
     if resolve_secrets:
         r.problems += [missing_secret_problem(m) for m in missing]

@@ -32,9 +32,11 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    checks = request.app[SERVICES].sites.readiness()
+    sites = request.app[SERVICES].sites
+    checks = sites.readiness()
     ready = all(checks.values())
-    return web.json_response({"ready": ready, "checks": checks}, status=200 if ready else 503)
+    body = {"ready": ready, "checks": checks, "detail": sites.readiness_detail()}
+    return web.json_response(body, status=200 if ready else 503)
 
 
 async def sites(request: web.Request) -> web.Response:
