@@ -140,7 +140,8 @@ def test_a_call_answered_at_another_site_is_one_call_with_two_legs() -> None:
 def test_the_static_fallback_is_recorded_without_the_bridges_decision() -> None:
     row = only_call(replay("fallback"))
     assert row["static_fallback"] is True and row["outcome"] == "answered"
-    assert row["did"] == "+918000000001"
+    assert row["did"].startswith("+91")  # from CcbFallback's Did (masked in the fixture)
+    assert row["queued_at"] <= row["answered_at"] and row["agent"].startswith("blr-")
 
 
 @pytest.mark.parametrize("seed", range(8))
