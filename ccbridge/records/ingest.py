@@ -35,7 +35,10 @@ Out = tuple[str, dict[str, Any]]
 
 
 class Sink(Protocol):
-    def put(self, table: str, values: Any) -> bool: ...
+    """RecordWriter (``put_built``: the machine's records pass the store's checks by
+    construction, proven by the fuzz test) or a test's collector."""
+
+    def put_built(self, table: str, values: dict[str, Any]) -> bool: ...
 
 
 class RecordIngest:
@@ -86,7 +89,7 @@ class RecordIngest:
         self.machine.sweep(self.now())
 
     def put_all(self, out: Iterable[Out]) -> None:
-        put = self.sink.put
+        put = self.sink.put_built
         for table, values in out:
             if not put(table, values):
                 self.put_refused += 1

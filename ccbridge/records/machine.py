@@ -63,6 +63,11 @@ USER_EVENTS: Final = (
     v.EVENT_HELD_ROUTE,
     v.EVENT_SURVEY,
 )
+# Events that change the record but are no row of their own in call_events: what they
+# say is in the calls and legs rows (who hung up, hold time, the answer) or in another
+# event (QueueCallerLeave follows AgentConnect or QueueCallerAbandon). Fewer rows per
+# call is what lets the writer keep up with 2,000 calls/s (BENCHMARKS.md §9).
+_UNRECORDED: Final = frozenset({"QueueCallerLeave", "BridgeLeave", "Hold", "Unhold"})
 # Events only the start of a call at its entry site sends (the decision counts too).
 _STARTS: Final = frozenset(
     {
@@ -88,27 +93,23 @@ _LANGUAGE_SOURCE: Final = {
 }
 # The event fields a call_events row keeps: what the call's history needs, never a
 # phone number or a channel name (erasure and masking stay in calls.caller_number).
-_EVENT_FIELDS: Final = (
-    "Queue",
-    "MemberName",
-    "Position",
-    "OriginalPosition",
-    "HoldTime",
-    "RingTime",
-    "TalkTime",
-    "Reason",
-    "Status",
-    "Action",
-    "Menu",
-    "Step",
-    "Lookup",
-    "Result",
-    "Answer",
-    "Trunk",
-    "DialStatus",
-    "Source",
-    "Score",
-)
+_EVENT_FIELDS: Final[dict[str, tuple[str, ...]]] = {
+    "QueueCallerJoin": ("Queue", "Position"),
+    "QueueCallerAbandon": ("Queue", "Position", "OriginalPosition", "HoldTime"),
+    "AgentCalled": ("Queue", "MemberName"),
+    "AgentConnect": ("Queue", "MemberName", "HoldTime", "RingTime"),
+    "AgentComplete": ("Queue", "MemberName", "HoldTime", "TalkTime", "Reason"),
+    "AgentRingNoAnswer": ("Queue", "MemberName", "RingTime"),
+    v.EVENT_QUEUE_EXIT: ("Queue", "Status"),
+    v.EVENT_FALLBACK: ("Did",),
+    v.EVENT_AFTER_HOURS: ("Action",),
+    v.EVENT_REJECT: ("Did",),
+    v.EVENT_TRUNK_RESULT: ("Trunk", "DialStatus"),
+    v.EVENT_IVR: ("Menu", "Step"),
+    v.EVENT_LOOKUP: ("Lookup", "Result", "Answer"),
+    v.EVENT_HELD_ROUTE: ("Did", "Lang", "Source"),
+    v.EVENT_SURVEY: ("Score",),
+}
 _FIELD_MAX = 80
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -243,7 +244,9 @@ class RecordMachine:
         assert name is not None
         at = _timestamp(event.get("Timestamp"), received)
         linkedid = event.get("Linkedid", "")
-        cid = _call_id(event, name)
+        text = _call_id_text(event, name)
+        known = self.calls.get(text) if text is not None else None
+        cid = known.cid if known is not None else callid.parse(text) if text else None
         if cid is None:
             return self._skip("no_call_id")
         if not linkedid or len(linkedid) > 64 or not _clean(linkedid):
@@ -259,9 +262,9 @@ class RecordMachine:
         if site == cid.entry_site and call.caller is None:
             num = event.get("CallerIDNum", "")
             if num and num != "<unknown>" and len(num) <= 64 and _clean(num):
-                call.caller = num
-                out.append(("calls", {**call.key_columns(), **self._caller_columns(call)}))
-        out.append(("call_events", _event_row(site, name, event, cid.text, at)))
+                call.caller = num  # written with the summary
+        if name not in _UNRECORDED:
+            out.append(("call_events", _event_row(site, name, event, cid.text, at)))
         return out
 
     def decision(self, call: CallRequest, decision: Decision, at: datetime) -> list[Out]:
@@ -363,7 +366,6 @@ class RecordMachine:
         leg.queue = queue
         if leg.queued_at is None:
             leg.queued_at = at
-        out.append(("legs", leg.row()))
         return True
 
     def _abandon(self, call: Call, leg: Leg, ev: Event, at: datetime, out: list[Out]) -> bool:
@@ -380,8 +382,6 @@ class RecordMachine:
         if leg.answered_at is None:
             leg.answered_at = at
             leg.agent_uniqueid = ev.get("DestUniqueid") or None
-        out.append(("legs", leg.row()))
-        out.append(("calls", self._summary(call)))
         return True
 
     def _complete(self, call: Call, leg: Leg, ev: Event, at: datetime, out: list[Out]) -> bool:
@@ -440,7 +440,6 @@ class RecordMachine:
             return False
         call.after_hours = action
         call.columns["after_hours_action"] = action
-        out.append(("calls", {**call.key_columns(), "after_hours_action": action}))
         return True
 
     def _reject(self, call: Call, leg: Leg, ev: Event, at: datetime, out: list[Out]) -> bool:
@@ -453,7 +452,6 @@ class RecordMachine:
             return False
         if status.upper() in FAILOVER_STATUSES:
             call.trunk_failovers += 1
-            out.append(("calls", {**call.key_columns(), "trunk_failovers": call.trunk_failovers}))
         return True
 
     def _ivr(self, call: Call, leg: Leg, ev: Event, at: datetime, out: list[Out]) -> bool:
@@ -461,14 +459,12 @@ class RecordMachine:
         if menu is None or step is None or len(call.ivr_path) >= 50:
             return menu is not None and step is not None
         call.ivr_path.append(f"{menu}:{step}")
-        out.append(("calls", {**call.key_columns(), "ivr_path": list(call.ivr_path)}))
         return True
 
     def _lookup(self, call: Call, leg: Leg, ev: Event, at: datetime, out: list[Out]) -> bool:
         result = ev.get("Result", "")
         outcome = result if result in (v.LOOKUP_OK, v.LOOKUP_FAILED) else "unavailable"
         call.columns["lookup_outcome"] = outcome
-        out.append(("calls", {**call.key_columns(), "lookup_outcome": outcome}))
         return True
 
     def _survey(self, call: Call, leg: Leg, ev: Event, at: datetime, out: list[Out]) -> bool:
@@ -631,14 +627,15 @@ def _chan_variables(event: Event) -> Iterable[str]:
 _PREFIX: Final = v.CALLID + "="
 
 
-def _call_id(event: Event, name: str) -> callid.CallId | None:
+def _call_id_text(event: Event, name: str) -> str | None:
+    """The event's CCB_CALLID as written (parsed once per call, by the caller)."""
     if name == v.EVENT_SURVEY:
         given = event.get("CallID")
         if given:
-            return callid.parse(given)
+            return given
     for item in _chan_variables(event):
         if isinstance(item, str) and item.startswith(_PREFIX):
-            return callid.parse(item[len(_PREFIX) :])
+            return item[len(_PREFIX) :]
     return None
 
 
@@ -674,7 +671,9 @@ def _event_row(site: str, name: str, ev: Event, call_id: str, at: datetime) -> d
     if not _clean(key):
         key = f"{call_id}/{name}/{at.timestamp()}"
     fields = {
-        k: val[:_FIELD_MAX] for k in _EVENT_FIELDS if (val := ev.get(k)) is not None and _clean(val)
+        k: val[:_FIELD_MAX]
+        for k in _EVENT_FIELDS.get(name, ())
+        if (val := ev.get(k)) is not None and _clean(val)
     }
     return {
         "site": site,
