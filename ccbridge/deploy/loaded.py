@@ -274,8 +274,47 @@ def log_findings(
         if m:
             line = int(m.group(1))
             file = Path(m.group(2)).name if m.group(2) else _file_with_line(files, line, message)
+        else:
+            file, line = _section_line(files, source, message)
         out.append(at(files, site, ERROR, "asterisk", f"{source}: {message}", file, line))
     return out
+
+
+# The file a module's messages are about, tried first when a message names no line.
+_MODULE_FILES = {
+    "app_queue.c": "queues.conf",
+    "res_sorcery_config.c": "pjsip.conf",
+    "pbx_config.c": "extensions.conf",
+    "manager.c": "manager.conf",
+    "app_voicemail.c": "voicemail.conf",
+    "res_rtp_asterisk.c": "rtp.conf",
+}
+
+
+def _section_line(
+    files: dict[str, RenderedFile], source: str, message: str
+) -> tuple[str, int | None]:
+    """A message with no line that quotes a section's name ("for queue 'orders-en'"): the
+    line in that section holding another quoted value ('bogus'), else its header."""
+    quoted = re.findall(r"'([^'\s]+)'", message)  # not the apostrophe of isn't
+    first = _MODULE_FILES.get(source)
+    order = ([first] if first in files else []) + [n for n in files if n != first]
+    for name in order:
+        lines = files[name].text.split("\n")
+        for q in quoted:
+            try:
+                start = lines.index(f"[{q}]")
+            except ValueError:
+                continue
+            end = next(
+                (i for i in range(start + 1, len(lines)) if lines[i].startswith("[")), len(lines)
+            )
+            for value in (v for v in quoted if v != q):
+                for i in range(start + 1, end):
+                    if value in lines[i].split(";", 1)[0]:
+                        return name, i + 1
+            return name, start + 1
+    return "", None
 
 
 def _file_with_line(files: dict[str, RenderedFile], line: int, message: str) -> str:
