@@ -9,6 +9,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from ccbridge.config.deploy import DeploySettings, parse_deploy
 from ccbridge.config.guard_loader import check_guard, parse_agi_guard, parse_watchdog
 from ccbridge.config.ivr_loader import parse_ivr
 from ccbridge.config.model import (
@@ -520,6 +521,7 @@ _TOP = {
     "ivr",
     "self_service",
     "store",
+    "deploy",
 }
 
 
@@ -634,6 +636,10 @@ def parse_config(
             store = r.collect(lambda: parse_store(r, top["store"]))
     else:
         store = parse_store(r, {})
+    deploy = DeploySettings()
+    if "deploy" in top:
+        with r.at("deploy", top):
+            deploy = r.collect(lambda: parse_deploy(r, top["deploy"], set(smap or {}))) or deploy
     missing = r.missing_secrets()
     if resolve_secrets:
         r.problems += [missing_secret_problem(m) for m in missing]
@@ -652,6 +658,7 @@ def parse_config(
         ivr=ivr,
         self_service=self_service,
         store=store or StoreSettings(),
+        deploy=deploy,
         missing_secrets=missing,
     )
 
