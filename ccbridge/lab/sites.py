@@ -423,6 +423,11 @@ def _ami_login(s: socket.socket, site: Site, timeout: float) -> bool:
         buf += chunk
     ok = b"Response: Success" in buf.split(b"\r\n\r\n", 1)[0]
     s.sendall(b"Action: Logoff\r\n\r\n")
+    # Let Asterisk close first: over TLS, a peer that vanished makes it log an ERROR
+    # (SSL_shutdown failed: Broken pipe) for every probe.
+    with contextlib.suppress(OSError):
+        while s.recv(4096):
+            pass
     return ok
 
 

@@ -132,12 +132,18 @@ def ensure_lab_tls(config: Config, folder: Path) -> dict[str, CertPair]:
 
 
 def lab_tls_yaml(
-    config_file: Path, certs: dict[str, CertPair], install_dirs: dict[str, str]
+    config_file: Path,
+    certs: dict[str, CertPair],
+    install_dirs: dict[str, str],
+    text: str | None = None,
 ) -> str:
     """The lab's YAML with TLS on for the sites in ``certs``: each its `tls` files, its AMI
     link over TLS, and its intersite trunks to another of them over TLS (the peer's port
-    5061) with SRTP. Relative secret files are made absolute: the result lives elsewhere."""
-    data = yaml.safe_load(config_file.read_text(encoding="utf-8"))
+    5061) with SRTP. Relative secret files are made absolute: the result lives elsewhere.
+    ``text``: the YAML to read instead of the file's (a test's variant of it)."""
+    if text is None:
+        text = config_file.read_text(encoding="utf-8")
+    data = yaml.safe_load(text)
     _absolute_files(data, config_file.parent)
     sites = data["sites"]
     for name, pair in certs.items():
@@ -176,10 +182,14 @@ def _absolute_files(node: object, base: Path) -> None:
             _absolute_files(value, base)
 
 
-def enable_lab_tls(config: Config, lab_dir: Path | None = None) -> Config:
+def enable_lab_tls(
+    config: Config, lab_dir: Path | None = None, *, text: str | None = None, at: Path | None = None
+) -> Config:
     """The lab config with TLS on for LAB_TLS_SITES, read from a YAML file written beside
     the certificates (so `ccbridge run` on ``config.source`` runs with TLS too); the
-    certificates are made when needed and the lab installs them in each site's etc/keys."""
+    certificates are made when needed and the lab installs them in each site's etc/keys.
+    ``text`` and ``at``: YAML text to use instead of ``config.source``'s, and the file it
+    stands for (its relative paths are taken from there)."""
     lab = Lab(config, lab_dir)
     folder = lab.run_dir / "tls"
     folder.mkdir(parents=True, exist_ok=True)
@@ -188,7 +198,7 @@ def enable_lab_tls(config: Config, lab_dir: Path | None = None) -> Config:
         fcntl.flock(lock, fcntl.LOCK_EX)
         certs = ensure_lab_tls(config, folder)
         install = {s.name: lab.etc_inside(s) + "/keys" for s in config.sites if s.name in certs}
-        text = lab_tls_yaml(Path(config.source), certs, install)
+        text = lab_tls_yaml(at or Path(config.source), certs, install, text)
         digest = hashlib.sha256(text.encode()).hexdigest()[:12]
         path = lab.run_dir / f"lab-tls-{digest}.yaml"
         if not path.exists():
