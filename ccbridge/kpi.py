@@ -9,7 +9,7 @@ from typing import Final
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from ccbridge.config.model import Config, queue_name
-from ccbridge.events import EventBus
+from ccbridge.events import EventBus, EventHandler
 
 # Seconds. Dense where service-level thresholds usually sit (10-60 s) so quantiles are
 # meaningful there; the exact "within threshold" share comes from its own counter.
@@ -148,33 +148,48 @@ class KpiTracker:
         return series
 
     def subscribe(self, bus: EventBus) -> None:
-        for name in sorted(EVENTS):
-            bus.subscribe(name, self.on_event)
+        """One handler per event name (no test of the name on the event path)."""
+        for name, handler in sorted(self._handlers().items()):
+            bus.subscribe(name, handler)
+
+    def _handlers(self) -> dict[str, EventHandler]:
+        return {
+            "QueueCallerJoin": self._on_join,
+            "AgentConnect": self._on_connect,
+            "AgentComplete": self._on_complete,
+            "QueueCallerAbandon": self._on_abandon,
+        }
 
     def on_event(self, site: str, event: Mapping[str, str]) -> None:
-        """One AMI event from ``site``, for the names in EVENTS."""
-        name = event.get("Event")
-        if name == "QueueCallerJoin":
-            self._series_for(site, event).offered.inc()
-        elif name == "AgentConnect":
-            s = self._series_for(site, event)
-            s.answered.inc()
-            hold = _seconds(event, "HoldTime")
-            if hold is not None:
-                s.wait_answered.observe(hold)
-                # app_queue counts "completed within service level" with <= too.
-                if s.servicelevel is not None and hold <= s.servicelevel:
-                    s.answered_in_sl.inc()
-        elif name == "AgentComplete":
-            talk = _seconds(event, "TalkTime")
-            if talk is not None:
-                self._series_for(site, event).talk.observe(talk)
-        elif name == "QueueCallerAbandon":
-            s = self._series_for(site, event)
-            s.abandoned.inc()
-            hold = _seconds(event, "HoldTime")
-            if hold is not None:
-                s.wait_abandoned.observe(hold)
+        """One AMI event from ``site``, for the names in EVENTS (others are ignored)."""
+        handler = self._handlers().get(event.get("Event", ""))
+        if handler is not None:
+            handler(site, event)
+
+    def _on_join(self, site: str, event: Mapping[str, str]) -> None:
+        self._series_for(site, event).offered.inc()
+
+    def _on_connect(self, site: str, event: Mapping[str, str]) -> None:
+        s = self._series_for(site, event)
+        s.answered.inc()
+        hold = _seconds(event, "HoldTime")
+        if hold is not None:
+            s.wait_answered.observe(hold)
+            # app_queue counts "completed within service level" with <= too.
+            if s.servicelevel is not None and hold <= s.servicelevel:
+                s.answered_in_sl.inc()
+
+    def _on_complete(self, site: str, event: Mapping[str, str]) -> None:
+        talk = _seconds(event, "TalkTime")
+        if talk is not None:
+            self._series_for(site, event).talk.observe(talk)
+
+    def _on_abandon(self, site: str, event: Mapping[str, str]) -> None:
+        s = self._series_for(site, event)
+        s.abandoned.inc()
+        hold = _seconds(event, "HoldTime")
+        if hold is not None:
+            s.wait_abandoned.observe(hold)
 
 
 @dataclass(frozen=True, slots=True)
