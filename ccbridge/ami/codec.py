@@ -227,8 +227,7 @@ class AmiParser:
                 eol = "\r\n"
             else:
                 text = text.replace("\r\n", "\n")
-        sep = eol + eol
-        blocks = text.split(sep)
+        blocks = text.split(eol + eol)
         self._pending = pending = blocks.pop()
         if len(pending) > max_line:
             if len(pending) > max_message:
@@ -236,22 +235,22 @@ class AmiParser:
             if max(map(len, pending.split("\n"))) > max_line:
                 raise AmiProtocolError(f"line longer than {max_line} bytes")
         out: list[AmiMessage] = []
-        # Once per chunk, not per block: old command output ("Response: Follows"), a
-        # message left open by it, and blank lines beyond the separator (blocks that are
-        # empty or start with a line end) take the careful loop; the rest, every event of
-        # a normal stream, the tight one.
-        if (
-            self._fields
-            or "Response: Follows" in text
-            or sep + "\r" in text
-            or sep + "\n" in text
-            or text.startswith(("\r", "\n"))
-        ):
+        if self._fields:  # old command output still open: line by line
             self._careful(blocks, eol, out)
             return out
         new, update = _dict_new, _dict_update
         limit = min(max_line, max_message)  # a block within both cannot break either
-        for block in blocks:
+        blocks_left = iter(blocks)
+        for block in blocks_left:
+            # Every event starts "Event: ". Anything else (a reply, old command output, a
+            # blank line too many) takes the careful path, and the rest of the chunk
+            # too if that left old command output open.
+            if block[:1] != "E":
+                self._careful((block,), eol, out)
+                if self._fields:
+                    self._careful(blocks_left, eol, out)
+                    break
+                continue
             lines = block.split(eol)
             if len(block) > limit:
                 self._check_block(block, lines)
@@ -288,8 +287,9 @@ class AmiParser:
         msg._keep_first(pairs)
         out.append(msg)
 
-    def _careful(self, blocks: list[str], eol: str, out: list[AmiMessage]) -> None:
-        """feed's loop for a chunk with old command output or extra blank lines."""
+    def _careful(self, blocks: Iterable[str], eol: str, out: list[AmiMessage]) -> None:
+        """feed's loop for blocks that are no event: replies, old command output (which
+        may span blank lines), extra blank lines."""
         new, update = _dict_new, _dict_update
         for block in blocks:
             if self._fields or block.startswith("Response: Follows"):
