@@ -9,6 +9,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from ccbridge.config.access_loader import AccessSettings, parse_access, parse_tls
+from ccbridge.config.deploy import DeploySettings, parse_deploy
 from ccbridge.config.guard_loader import check_guard, parse_agi_guard, parse_watchdog
 from ccbridge.config.ivr_loader import parse_ivr
 from ccbridge.config.model import (
@@ -71,6 +73,7 @@ def _bridge(r: Reader, v: Any) -> BridgeSettings:
             "log_level",
             "agi_guard",
             "watchdog",
+            "tls",
         },
         {"agi_listen", "http_listen"},
     )
@@ -85,6 +88,7 @@ def _bridge(r: Reader, v: Any) -> BridgeSettings:
     # Collected apart: a problem in one is reported along with the other's.
     guard = r.collect(lambda: r.get(d, "agi_guard", partial(parse_agi_guard, r), None))
     watchdog = r.collect(lambda: r.get(d, "watchdog", partial(parse_watchdog, r), Watchdog()))
+    tls = r.collect(lambda: r.get(d, "tls", partial(parse_tls, r), None))
     return BridgeSettings(
         agi_listen=agi,
         agi_url_host=r.get(d, "agi_url_host", r.host_port(), agi),
@@ -102,6 +106,7 @@ def _bridge(r: Reader, v: Any) -> BridgeSettings:
         ),
         agi_guard=guard,
         watchdog=watchdog or Watchdog(),
+        tls=tls,
     )
 
 
@@ -500,6 +505,8 @@ _TOP = {
     "ivr",
     "self_service",
     "store",
+    "access",
+    "deploy",
 }
 
 
@@ -611,6 +618,14 @@ def parse_config(
             store = r.collect(lambda: parse_store(r, top["store"]))
     else:
         store = parse_store(r, {})
+    access = AccessSettings()
+    if "access" in top:
+        with r.at("access", top):
+            access = r.collect(lambda: parse_access(r, top["access"], set(smap or {}))) or access
+    deploy = DeploySettings()
+    if "deploy" in top:
+        with r.at("deploy", top):
+            deploy = r.collect(lambda: parse_deploy(r, top["deploy"], set(smap or {}))) or deploy
     missing = r.missing_secrets()
     if resolve_secrets:
         r.problems += [missing_secret_problem(m) for m in missing]
@@ -629,6 +644,8 @@ def parse_config(
         ivr=ivr,
         self_service=self_service,
         store=store or StoreSettings(),
+        access=access,
+        deploy=deploy,
         missing_secrets=missing,
     )
 

@@ -8,6 +8,8 @@ from enum import StrEnum
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from ccbridge.config.access_loader import AccessSettings, TlsSettings
+    from ccbridge.config.deploy import DeploySettings
     from ccbridge.config.ivr import IvrSettings, SelfServiceSettings
     from ccbridge.config.store import StoreSettings
 
@@ -324,6 +326,7 @@ class BridgeSettings:
     log_level: str = "INFO"
     agi_guard: AgiGuard | None = None  # None: Asterisk dials the bridge directly
     watchdog: Watchdog = field(default_factory=Watchdog)
+    tls: TlsSettings | None = None  # HTTPS for the API when set
 
     @property
     def guard_servers(self) -> tuple[HostPort, ...]:
@@ -347,6 +350,8 @@ class Config:
     ivr: IvrSettings = field(default_factory=lambda: _no_ivr())
     self_service: SelfServiceSettings | None = None
     store: StoreSettings = field(default_factory=lambda: _default_store())
+    access: AccessSettings = field(default_factory=lambda: _default_access())
+    deploy: DeploySettings = field(default_factory=lambda: _default_deploy())
     # Secrets that gave nothing where the file was read (only when loaded without
     # requiring them, e.g. by `ccbridge check` on an admin's laptop).
     missing_secrets: tuple[MissingSecret, ...] = ()
@@ -394,10 +399,22 @@ class Config:
         return tuple(sorted(found, key=lambda t: (t.order, -t.weight, t.name)))
 
 
+def _default_access() -> AccessSettings:
+    from ccbridge.config.access_loader import AccessSettings  # imports the reader
+
+    return AccessSettings()
+
+
 def _default_store() -> StoreSettings:
     from ccbridge.config.store import StoreSettings  # store.py imports this module
 
     return StoreSettings()
+
+
+def _default_deploy() -> DeploySettings:
+    from ccbridge.config.deploy import DeploySettings
+
+    return DeploySettings()
 
 
 def _no_ivr() -> IvrSettings:

@@ -18,7 +18,14 @@ from typing import Any
 
 from sqlalchemy import JSON, Boolean, Float, Integer, String, Table
 
-from ccbridge.store.schema import CONFLICT_KEYS, TABLES, HungUpBy, Outcome, UtcDateTime
+from ccbridge.store.schema import (
+    ASSIGNED_ON_WRITE,
+    CONFLICT_KEYS,
+    TABLES,
+    HungUpBy,
+    Outcome,
+    UtcDateTime,
+)
 
 
 class RecordError(ValueError):
@@ -117,6 +124,7 @@ _EXTRA: dict[tuple[str, str], Check] = {
     ("calls", "satisfaction"): _score,
     ("calls", "trunk_failovers"): lambda v: _integer(v) or (None if v >= 0 else "negative"),
     ("legs", "ring_no_answers"): lambda v: _integer(v) or (None if v >= 0 else "negative"),
+    ("audit", "result"): _one_of({"ok", "denied", "unauthorized", "failed", "limited"}),
 }
 
 
@@ -132,6 +140,8 @@ def _columns(table: Table) -> dict[str, _Column]:
     for col in table.columns:
         if col.autoincrement is True:
             continue  # the database's own row id
+        if col.name in ASSIGNED_ON_WRITE.get(table.name, ()):
+            continue  # the writer computes it
         t = col.type
         check: Check
         if isinstance(t, UtcDateTime):
