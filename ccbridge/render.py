@@ -36,6 +36,7 @@ TEMPLATE_FILES = (
     "modules.conf",
     "logger.conf",
     "voicemail.conf",
+    "cel.conf",
 )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 from contextlib import nullcontext
@@ -9,6 +10,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from ccbridge.config.access_loader import AccessSettings, parse_access, parse_tls
 from ccbridge.config.deploy import DeploySettings, parse_deploy
 from ccbridge.config.guard_loader import check_guard, parse_agi_guard, parse_watchdog
 from ccbridge.config.ivr_loader import parse_ivr
@@ -75,6 +77,7 @@ def _bridge(r: Reader, v: Any) -> BridgeSettings:
             "agi_guard",
             "watchdog",
             "agi_allow",
+            "tls",
         },
         {"agi_listen", "http_listen"},
     )
@@ -89,6 +92,7 @@ def _bridge(r: Reader, v: Any) -> BridgeSettings:
     # Collected apart: a problem in one is reported along with the other's.
     guard = r.collect(lambda: r.get(d, "agi_guard", partial(parse_agi_guard, r), None))
     watchdog = r.collect(lambda: r.get(d, "watchdog", partial(parse_watchdog, r), Watchdog()))
+    tls = r.collect(lambda: r.get(d, "tls", partial(parse_tls, r), None))
     return BridgeSettings(
         agi_listen=agi,
         agi_url_host=r.get(d, "agi_url_host", r.host_port(), agi),
@@ -107,6 +111,7 @@ def _bridge(r: Reader, v: Any) -> BridgeSettings:
         ),
         agi_guard=guard,
         watchdog=watchdog or Watchdog(),
+        tls=tls,
     )
 
 
@@ -521,6 +526,7 @@ _TOP = {
     "ivr",
     "self_service",
     "store",
+    "access",
     "deploy",
 }
 
@@ -635,7 +641,11 @@ def parse_config(
         with r.at("store", top):
             store = r.collect(lambda: parse_store(r, top["store"]))
     else:
-        store = parse_store(r, {})
+        store = dataclasses.replace(parse_store(r, {}), enabled=False)
+    access = AccessSettings()
+    if "access" in top:
+        with r.at("access", top):
+            access = r.collect(lambda: parse_access(r, top["access"], set(smap or {}))) or access
     deploy = DeploySettings()
     if "deploy" in top:
         with r.at("deploy", top):
@@ -658,6 +668,7 @@ def parse_config(
         ivr=ivr,
         self_service=self_service,
         store=store or StoreSettings(),
+        access=access,
         deploy=deploy,
         missing_secrets=missing,
     )

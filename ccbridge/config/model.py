@@ -8,6 +8,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, ClassVar
 
 if TYPE_CHECKING:
+    from ccbridge.config.access_loader import AccessSettings, TlsSettings
     from ccbridge.config.deploy import DeploySettings
     from ccbridge.config.ivr import IvrSettings, SelfServiceSettings
     from ccbridge.config.store import StoreSettings
@@ -374,6 +375,7 @@ class BridgeSettings:
     # authentication or encryption in Asterisk: anything else is dropped and counted).
     agi_allow: tuple[str, ...] = ()
     watchdog: Watchdog = field(default_factory=Watchdog)
+    tls: TlsSettings | None = None  # HTTPS for the API when set
 
     @property
     def guard_servers(self) -> tuple[HostPort, ...]:
@@ -397,6 +399,7 @@ class Config:
     ivr: IvrSettings = field(default_factory=lambda: _no_ivr())
     self_service: SelfServiceSettings | None = None
     store: StoreSettings = field(default_factory=lambda: _default_store())
+    access: AccessSettings = field(default_factory=lambda: _default_access())
     deploy: DeploySettings = field(default_factory=lambda: _default_deploy())
     # Secrets that gave nothing where the file was read (only when loaded without
     # requiring them, e.g. by `ccbridge check` on an admin's laptop).
@@ -443,6 +446,12 @@ class Config:
     def carrier_trunks(self, site: str) -> tuple[Trunk, ...]:
         found = [t for t in self.trunks if t.site == site and t.kind is TrunkKind.CARRIER]
         return tuple(sorted(found, key=lambda t: (t.order, -t.weight, t.name)))
+
+
+def _default_access() -> AccessSettings:
+    from ccbridge.config.access_loader import AccessSettings  # imports the reader
+
+    return AccessSettings()
 
 
 def _default_store() -> StoreSettings:

@@ -41,8 +41,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -50,6 +52,9 @@ import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from ccbridge import variables as v
 from ccbridge.agi import codec
@@ -63,6 +68,9 @@ from ccbridge.loadtest.bridgectl import BridgeProcess
 from ccbridge.loadtest.run import EVERY_SITE_OPEN
 from ccbridge.loadtest.sipp import caller_argv
 from ccbridge.loadtest.stats import read_stat_file
+from ccbridge.store.engine import make_engine
+from ccbridge.store.migrate import upgrade
+from ccbridge.store.schema import calls
 from tests.bench.bench_fastagi import ServerProcess
 
 SITE = "bangalore"
@@ -96,19 +104,25 @@ FLOOR_COMMAND = (
 TICK = os.sysconf("SC_CLK_TCK")
 
 
+# The call ID as ccb-inbound gives it (dialplans/extensions.conf.j2), sent in the route
+# request: with records on, the bridge's decision starts the call's record.
+CALLID = "${STRFTIME(,UTC,%s.%6q)}:${CUT(UNIQUEID,.,${FIELDQTY(UNIQUEID,.)})}"
+
+
 def _route_context(name: str, agi_url: str, site: str) -> list[str]:
-    agi = f"AGI({agi_url}?site={site}&lang=&service=)"
+    agi = f"AGI({agi_url}?site={site}&lang=&service=&callid=${{{v.CALLID}}})"
     return [
         f"dialplan add extension _[+0-9].,1,Set(__{v.DID}=${{EXTEN}}) into {name} replace",
-        f"dialplan add extension _[+0-9].,2,Set({v.ROUTE}=) into {name} replace",
-        f"dialplan add extension _[+0-9].,3,{agi} into {name} replace",
-        f"dialplan add extension _[+0-9].,4,GotoIf($[${{AGISTATUS}}!=SUCCESS]?10) into {name}"
+        f"dialplan add extension _[+0-9].,2,Set(__{v.CALLID}={site}:{CALLID}) into {name} replace",
+        f"dialplan add extension _[+0-9].,3,Set({v.ROUTE}=) into {name} replace",
+        f"dialplan add extension _[+0-9].,4,{agi} into {name} replace",
+        f"dialplan add extension _[+0-9].,5,GotoIf($[${{AGISTATUS}}!=SUCCESS]?10) into {name}"
         " replace",
-        f"dialplan add extension _[+0-9].,5,GotoIf($[${{LEN(${{{v.ROUTE}}})}}=0]?10) into {name}"
+        f"dialplan add extension _[+0-9].,6,GotoIf($[${{LEN(${{{v.ROUTE}}})}}=0]?10) into {name}"
         " replace",
-        f"dialplan add extension _[+0-9].,6,Answer() into {name} replace",
-        f"dialplan add extension _[+0-9].,7,Wait(0.2) into {name} replace",
-        f"dialplan add extension _[+0-9].,8,Hangup() into {name} replace",
+        f"dialplan add extension _[+0-9].,7,Answer() into {name} replace",
+        f"dialplan add extension _[+0-9].,8,Wait(0.2) into {name} replace",
+        f"dialplan add extension _[+0-9].,9,Hangup() into {name} replace",
         f"dialplan add extension _[+0-9].,10,Hangup(34) into {name} replace",
     ]
 
@@ -341,16 +355,28 @@ def run(
     variants: tuple[str, ...] = VARIANTS,
     trials: int = 2,
     share: float = AGI_SHARE,
+    records: bool = False,
 ) -> dict[str, object]:
     ensure_lab_secrets()
     config = load_config(REPO_ROOT / "examples" / "lab.yaml")
     lab = Lab(config)
+    scratch = Path(tempfile.mkdtemp(prefix="ccb-e2e-records-"))
+    if records:
+        # The lab's config with a store: the bridge records every call (SQLite, migrated).
+        path = scratch / "lab-records.yaml"
+        text = (REPO_ROOT / "examples" / "lab.yaml").read_text(encoding="utf-8")
+        path.write_text(text + f"\nstore:\n  url: sqlite:///{scratch}/records.db\n")
+        recorded = load_config(path)
+        engine = make_engine(recorded.store)
+        asyncio.run(_upgrade(engine))
     site = config.site(SITE)
     steps: list[Step] = []
     with lab_lock(on_wait=lambda: print("e2e: waiting for the lab lock", flush=True)):
         lab.down()
         lab.up()
         bridge = BridgeProcess(lab, EVERY_SITE_OPEN)
+        if records:
+            bridge.config = dataclasses.replace(config, source=str(path))
         try:
             asyncio.run(bridge.start())
             for cmd in dialplan_commands(SITE):
@@ -401,6 +427,8 @@ def run(
         finally:
             bridge.stop()
             lab.down()
+    recorded_calls = asyncio.run(_count_calls(scratch / "records.db")) if records else None
+    shutil.rmtree(scratch, ignore_errors=True)
     best = {
         var: max((s.rate for s in steps if s.variant == var and s.clean), default=0.0)
         for var in VARIANTS
@@ -412,6 +440,8 @@ def run(
     }
     return {
         "bench": "e2e",
+        "records": records,
+        "recorded_calls": recorded_calls,
         "site": SITE,
         "seconds_per_step": seconds,
         "trials_per_rate": trials,
@@ -521,6 +551,23 @@ def _assert_tls_link(bridge: BridgeProcess) -> None:
         raise RuntimeError(f"the routed-tls bridge did not log '{needle}'")
 
 
+async def _upgrade(engine: AsyncEngine) -> None:
+    try:
+        await upgrade(engine)
+    finally:
+        await engine.dispose()
+
+
+async def _count_calls(db: Path) -> int:
+    """Calls the bridge recorded over the run (its routed and production steps)."""
+    engine = create_async_engine(f"sqlite+aiosqlite:///{db}")
+    try:
+        async with engine.connect() as conn:
+            return int((await conn.execute(select(func.count()).select_from(calls))).scalar_one())
+    finally:
+        await engine.dispose()
+
+
 def _wait_for_held_routes(lab: Lab, site: Site, within: float = 20.0) -> None:
     """The bridge has written the site's held table and keeps its heartbeat fresh."""
     key = f"{v.HELD_ROUTE_KEY}/{DID}/hi"
@@ -565,6 +612,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-total", type=float, default=900.0, help="seconds for all steps")
     ap.add_argument("--trials", type=int, default=2, help="tries per rate before a variant stops")
     ap.add_argument("--only", choices=VARIANTS, help="one variant (e.g. to find a ceiling)")
+    ap.add_argument("--variants", help="comma-separated variants to run (default: all)")
+    ap.add_argument("--records", action="store_true", help="the bridge keeps call records (SQLite)")
     ap.add_argument(
         "--agi-share", type=float, default=AGI_SHARE, help="production calls that need FastAGI"
     )
@@ -586,8 +635,12 @@ def main(argv: list[str] | None = None) -> int:
             Path(args.json).write_text(json.dumps(got, indent=2) + "\n")
         return 0
     variants = (args.only,) if args.only else VARIANTS
+    if args.variants:
+        variants = tuple(x for x in args.variants.split(",") if x in VARIANTS)
     rates = [float(r) for r in args.rates.split(",")]
-    result = run(rates, args.seconds, args.max_total, variants, args.trials, args.agi_share)
+    result = run(
+        rates, args.seconds, args.max_total, variants, args.trials, args.agi_share, args.records
+    )
     best = result["best"]
     assert isinstance(best, dict)
     print(
