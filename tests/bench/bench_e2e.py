@@ -32,6 +32,14 @@ server (bridge or floor) and SIPp. The ratio to static is static's Asterisk CPU 
 over the path's (its guard's too for the guarded paths): the share of static's call
 capacity the path keeps when the PBX's CPU is the limit.
 
+``--records`` gives the bridge a call-record store (SQLite), as a deployment with records
+runs it.
+
+``--ami-tls`` runs another set in one run: static, routed with the bridge's AMI link to
+bangalore in plain text (port 5038) and routed-tls with it over TLS (5039, verified; the
+lab's TLS pair, ccbridge.lab.tls). The two bridges take turns behind the same AGI guard
+and dialplan, so their ratio is what AMI over TLS costs the routed path.
+
     .venv/bin/python -m tests.bench.bench_e2e [--rates 150] [--seconds 8] [--rounds 5]
 """
 
@@ -39,8 +47,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -49,6 +59,9 @@ import threading
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from ccbridge import variables as v
 from ccbridge.agi import codec
@@ -63,6 +76,9 @@ from ccbridge.loadtest.run import EVERY_SITE_OPEN
 from ccbridge.loadtest.sipp import caller_argv
 from ccbridge.loadtest.stats import read_stat_file
 from ccbridge.routing.held import held_key
+from ccbridge.store.engine import make_engine
+from ccbridge.store.migrate import upgrade
+from ccbridge.store.schema import calls
 from tests.bench.bench_fastagi import ServerProcess
 
 SITE = "bangalore"
@@ -80,6 +96,9 @@ EXTENS = {
     "held": DID,
     "production": DID,
 }
+EXTENS["routed-tls"] = EXTENS["routed-guard"]  # the same route step; another bridge behind it
+TLS_VARIANTS = ("static", "routed", "routed-tls")
+TLS_EXTENS = {**EXTENS, "routed": EXTENS["routed-guard"]}  # both bridges behind the guard
 IVR_OTHER_SERVICE = f"bi{DID}"  # production's FastAGI share: an IVR choice of "returns"
 AGI_SHARE = 0.1
 FLOOR_PORT = 4599
@@ -94,29 +113,34 @@ FLOOR_COMMAND = (
 ).encode()
 TICK = os.sysconf("SC_CLK_TCK")
 TARGET = ("Answer()", "Wait(0.2)", "Hangup()")
+# The call ID as ccb-inbound gives it (dialplans/extensions.conf.j2), sent in the route
+# request: with records on, the bridge's decision starts the call's record. Every path
+# sets it, static too: the production dialplan gives every call one where it enters.
+CALLID = "${STRFTIME(,UTC,%s.%6q)}:${CUT(UNIQUEID,.,${FIELDQTY(UNIQUEID,.)})}"
 
 
 def _route_context(name: str, agi_url: str, site: str) -> list[str]:
-    agi = f"AGI({agi_url}?site={site}&lang=&service=)"
+    agi = f"AGI({agi_url}?site={site}&lang=&service=&callid=${{{v.CALLID}}})"
     return [
         f"dialplan add extension _[+0-9].,1,Set(__{v.DID}=${{EXTEN}}) into {name} replace",
-        f"dialplan add extension _[+0-9].,2,Set({v.ROUTE}=) into {name} replace",
-        f"dialplan add extension _[+0-9].,3,{agi} into {name} replace",
-        f"dialplan add extension _[+0-9].,4,GotoIf($[${{AGISTATUS}}!=SUCCESS]?10) into {name}"
+        f"dialplan add extension _[+0-9].,2,Set(__{v.CALLID}={site}:{CALLID}) into {name} replace",
+        f"dialplan add extension _[+0-9].,3,Set({v.ROUTE}=) into {name} replace",
+        f"dialplan add extension _[+0-9].,4,{agi} into {name} replace",
+        f"dialplan add extension _[+0-9].,5,GotoIf($[${{AGISTATUS}}!=SUCCESS]?10) into {name}"
         " replace",
-        f"dialplan add extension _[+0-9].,5,GotoIf($[${{LEN(${{{v.ROUTE}}})}}=0]?10) into {name}"
+        f"dialplan add extension _[+0-9].,6,GotoIf($[${{LEN(${{{v.ROUTE}}})}}=0]?10) into {name}"
         " replace",
-        f"dialplan add extension _[+0-9].,6,Answer() into {name} replace",
-        f"dialplan add extension _[+0-9].,7,Wait(0.2) into {name} replace",
-        f"dialplan add extension _[+0-9].,8,Hangup() into {name} replace",
+        f"dialplan add extension _[+0-9].,7,Answer() into {name} replace",
+        f"dialplan add extension _[+0-9].,8,Wait(0.2) into {name} replace",
+        f"dialplan add extension _[+0-9].,9,Hangup() into {name} replace",
         f"dialplan add extension _[+0-9].,10,Hangup(34) into {name} replace",
     ]
 
 
-def _target(exten: str, context: str) -> list[str]:
+def _target(exten: str, context: str, first: tuple[str, ...] = ()) -> list[str]:
     return [
         f"dialplan add extension {exten},{i},{app} into {context} replace"
-        for i, app in enumerate(TARGET, 1)
+        for i, app in enumerate((*first, *TARGET), 1)
     ]
 
 
@@ -127,7 +151,7 @@ def dialplan_commands(site: str, bridge_agi: str) -> list[str]:
     route, guard, floor = (f"ccb-bench-{n}-{site}" for n in ("route", "guard", "floor"))
     ivr = f"{v.IVR_SERVICE}=returns,{v.IVR_LANGUAGE}=en"
     return [
-        *_target("bench-static", "ccb-inbound"),
+        *_target("bench-static", "ccb-inbound", (f"Set(__{v.CALLID}={site}:{CALLID})",)),
         f"dialplan add extension _br+.,1,Goto({route},${{EXTEN:2}},1) into ccb-inbound replace",
         f"dialplan add extension _bg+.,1,Goto({guard},${{EXTEN:2}},1) into ccb-inbound replace",
         f"dialplan add extension _bq+.,1,Goto({floor},${{EXTEN:2}},1) into ccb-inbound replace",
@@ -220,13 +244,20 @@ class Step:
 
 
 def place(
-    target: str, variant: str, rate: float, seconds: float, port: int, out: Path, share: float
+    target: str,
+    variant: str,
+    rate: float,
+    seconds: float,
+    port: int,
+    out: Path,
+    share: float,
+    extens: dict[str, str] = EXTENS,
 ) -> tuple[int, int, int, float | None]:
     """One SIPp caller per part of the path's mix, in parallel; (calls, ok, failed, mean
     INVITE->200 ms) summed over them."""
-    parts = [(EXTENS[variant], rate)]
+    parts = [(extens[variant], rate)]
     if variant == "production" and share > 0:
-        parts = [(EXTENS[variant], rate * (1 - share)), (IVR_OTHER_SERVICE, rate * share)]
+        parts = [(extens[variant], rate * (1 - share)), (IVR_OTHER_SERVICE, rate * share)]
     procs, files, calls = [], [], 0
     for i, (exten, r) in enumerate(parts):
         n = int(r * seconds)
@@ -295,12 +326,15 @@ def measured_step(
     wd: Path,
     pids: dict[str, int],
     share: float = AGI_SHARE,
+    extens: dict[str, str] = EXTENS,
 ) -> Step:
     """One step, with the CPU seconds per call of every process named in ``pids`` and SIPp."""
     before = {name: cpu_seconds(pid) for name, pid in pids.items()}
     t0 = time.monotonic()
     with SippCpu(str(wd)) as sipp:
-        calls, ok, failed, rt = place(str(site.sip), variant, rate, seconds, 6400, wd, share)
+        calls, ok, failed, rt = place(
+            str(site.sip), variant, rate, seconds, 6400, wd, share, extens
+        )
     used = {name: cpu_seconds(pid) - before[name] for name, pid in pids.items()}
     used["sipp"] = sipp.total
     step = Step(variant, rate, rnd, 0, calls, ok, failed, rt, 0, round(time.monotonic() - t0, 1))
@@ -368,9 +402,19 @@ def run(
     rounds: int,
     variants: tuple[str, ...] = VARIANTS,
     share: float = AGI_SHARE,
+    records: bool = False,
 ) -> dict[str, object]:
     ensure_lab_secrets()
     config = load_config(REPO_ROOT / "examples" / "lab.yaml")
+    scratch = Path(tempfile.mkdtemp(prefix="ccb-e2e-records-"))
+    path = scratch / "lab-records.yaml"
+    if records:
+        # The lab's config with a store: the bridge records every call (SQLite, migrated).
+        text = (REPO_ROOT / "examples" / "lab.yaml").read_text(encoding="utf-8")
+        path.write_text(text + f"\nstore:\n  url: sqlite:///{scratch}/records.db\n")
+        recorded = load_config(path)
+        engine = make_engine(recorded.store)
+        asyncio.run(_upgrade(engine))
     # The production dialplan with held routes taken while the bridge is alive; the
     # bridge itself reads the same YAML (it writes held routes either way).
     held = replace(config.routing.held_routes, enabled=True, use_without_bridge=True)
@@ -382,6 +426,8 @@ def run(
         lab.down()
         lab.up()
         bridge = BridgeProcess(lab, EVERY_SITE_OPEN)
+        if records:
+            bridge.config = dataclasses.replace(config, source=str(path))
         try:
             asyncio.run(bridge.start())
             listen = config.bridge.agi_listen
@@ -423,6 +469,8 @@ def run(
         finally:
             bridge.stop()
             lab.down()
+    recorded_calls = asyncio.run(_count_calls(scratch / "records.db")) if records else None
+    shutil.rmtree(scratch, ignore_errors=True)
     summary = summarise(steps, rates)
     production = [
         (per.get("production") or {}).get("ratio_to_static")  # type: ignore[union-attr]
@@ -438,6 +486,8 @@ def run(
         "agi_share": share,
         "steps": [asdict(s) for s in steps],
         "summary": summary,
+        "records": records,
+        "recorded_calls": recorded_calls,
         "target_production": TARGET_PRODUCTION,
         "production_ratio": min(medians) if medians else 0.0,
         "met": bool(medians) and min(medians) >= TARGET_PRODUCTION,
@@ -465,6 +515,116 @@ def _check_path(lab: Lab, site: Site, wd: Path, variant: str) -> None:
             f"{variant} path failed {failed} of {calls} calls at 2/s; now {int(time.time())};"
             f" globals:\n{lab.cli(site, 'dialplan show globals')}"
         )
+
+
+def run_ami_tls(rates: list[float], seconds: float, trials: int) -> dict[str, object]:
+    """static, routed (plain AMI) and routed-tls (AMI over TLS) at each rate in turn."""
+    from ccbridge.lab.tls import enable_lab_tls
+
+    ensure_lab_secrets()
+    plain = load_config(REPO_ROOT / "examples" / "lab.yaml")
+    tls = enable_lab_tls(plain)
+    assert tls.site(SITE).ami.tls is not None and plain.site(SITE).ami.tls is None
+    lab = Lab(tls)  # manager.conf: plain 5038 and TLS 5039; the bridges pick one
+    site = tls.site(SITE)
+    bridges = {"routed": BridgeProcess(lab, EVERY_SITE_OPEN)}
+    bridges["routed"].config = plain  # `ccbridge run` on the plain YAML
+    bridges["routed-tls"] = BridgeProcess(lab, EVERY_SITE_OPEN)  # on the TLS YAML
+    steps: list[Step] = []
+    with lab_lock(on_wait=lambda: print("e2e: waiting for the lab lock", flush=True)):
+        lab.down()
+        lab.up()
+        running: str | None = None
+        try:
+            listen = tls.bridge.agi_listen
+            for cmd in dialplan_commands(SITE, f"{listen.host}:{listen.port}"):
+                out = lab.cli(site, cmd)
+                if "Extension" not in out and out.strip():
+                    raise RuntimeError(f"{cmd}: {out.strip()}")
+            asterisk_pid = lab.pid(site)
+            assert asterisk_pid is not None
+            alive = dict.fromkeys(TLS_VARIANTS, True)
+            with tempfile.TemporaryDirectory(prefix="ccb-e2e-") as wd:
+                for rate in rates:
+                    for variant in TLS_VARIANTS:
+                        if not alive[variant]:
+                            continue
+                        pids = {"asterisk": asterisk_pid}
+                        if variant in bridges and running != variant:
+                            if running is not None:
+                                bridges[running].stop()
+                            asyncio.run(bridges[variant].start())
+                            running = variant
+                            if variant == "routed-tls":
+                                _assert_tls_link(bridges[variant])
+                        if variant in bridges:
+                            proc = bridges[variant].proc
+                            assert proc is not None
+                            pids["agi_server"] = proc.pid
+                        for _ in range(trials):
+                            time.sleep(3)  # the previous step's channels close
+                            step = measured_step(
+                                site, variant, rate, 0, seconds, Path(wd), pids, 0.0, TLS_EXTENS
+                            )
+                            step.seq = len(steps)
+                            steps.append(step)
+                            print(f"e2e: {json.dumps(asdict(step))}", flush=True)
+                            if step.clean:
+                                break
+                        else:
+                            alive[variant] = False
+        finally:
+            for bridge in bridges.values():
+                bridge.stop()
+            lab.down()
+    best = {
+        var: max((s.rate for s in steps if s.variant == var and s.clean), default=0.0)
+        for var in TLS_VARIANTS
+    }
+    clean = {(s.variant, s.rate): s for s in steps if s.clean}
+    common = [r for r in rates if ("routed", r) in clean and ("routed-tls", r) in clean]
+    cpu: dict[str, object] = {}
+    if common:
+        rate = max(common)
+        cpu = {"rate": rate, **{v_: clean[(v_, rate)].cpu_ms_per_call for v_ in bridges}}
+    return {
+        "bench": "e2e-ami-tls",
+        "site": SITE,
+        "seconds_per_step": seconds,
+        "steps": [asdict(s) for s in steps],
+        "best": best,
+        "tls_to_plain": round(best["routed-tls"] / best["routed"], 3) if best["routed"] else 0.0,
+        "routed_to_static": round(best["routed"] / best["static"], 3) if best["static"] else 0.0,
+        "tls_to_static": round(best["routed-tls"] / best["static"], 3) if best["static"] else 0.0,
+        "cpu_ms_per_call": cpu,
+        "capped": best["static"] == max(rates),
+    }
+
+
+def _assert_tls_link(bridge: BridgeProcess) -> None:
+    """The TLS bridge really logged in over TLS (its log says which port)."""
+    site = bridge.config.site(SITE)
+    assert site.ami.tls is not None
+    needle = f"AMI logged in to {site.ami.host}:{site.ami.tls.port}"
+    if needle not in bridge.log_text():
+        raise RuntimeError(f"the routed-tls bridge did not log '{needle}'")
+
+
+async def _upgrade(engine: AsyncEngine) -> None:
+    try:
+        await upgrade(engine)
+    finally:
+        await engine.dispose()
+
+
+async def _count_calls(db: Path) -> int:
+    """Calls the bridge recorded over the run (its routed and production steps)."""
+    engine = create_async_engine(f"sqlite+aiosqlite:///{db}")
+    try:
+        async with engine.connect() as conn:
+            return int((await conn.execute(select(func.count()).select_from(calls))).scalar_one())
+    finally:
+        await engine.dispose()
 
 
 def _print_summary(result: dict[str, object]) -> None:
@@ -496,11 +656,29 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--agi-share", type=float, default=AGI_SHARE, help="production calls that need FastAGI"
     )
+    ap.add_argument("--variants", help="comma-separated paths to run (default: all)")
+    ap.add_argument("--records", action="store_true", help="the bridge keeps call records (SQLite)")
+    ap.add_argument(
+        "--ami-tls", action="store_true", help="static, routed over plain AMI and over TLS AMI"
+    )
+    ap.add_argument("--trials", type=int, default=2, help="--ami-tls: tries per rate")
     ap.add_argument("--json", help="write the result here too")
     args = ap.parse_args(argv)
-    variants = ("static", *args.only) if args.only else VARIANTS
     rates = [float(r) for r in args.rates.split(",")]
-    result = run(rates, args.seconds, args.rounds, variants, args.agi_share)
+    if args.ami_tls:
+        got = run_ami_tls(rates, args.seconds, args.trials)
+        print(
+            f"e2e AMI TLS: highest calls/s with 0 failed {got['best']}; routed-tls/routed "
+            f"{got['tls_to_plain']}; to static: routed {got['routed_to_static']}, routed-tls "
+            f"{got['tls_to_static']}; CPU ms per call {got['cpu_ms_per_call']}"
+            + (" [the highest rate tried: the real ceiling may be higher]" if got["capped"] else "")
+        )
+        if args.json:
+            Path(args.json).write_text(json.dumps(got, indent=2) + "\n")
+        return 0
+    chosen = [*(args.only or []), *(args.variants.split(",") if args.variants else [])]
+    variants = ("static", *(x for x in chosen if x in VARIANTS)) if chosen else VARIANTS
+    result = run(rates, args.seconds, args.rounds, variants, args.agi_share, args.records)
     _print_summary(result)
     print(
         f"e2e: production ({result['agi_share']:g} of its calls over FastAGI) ratio to static "

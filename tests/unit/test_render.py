@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import pytest
 
 from ccbridge import variables
 from ccbridge.config import Config, load_config
+from ccbridge.deploy.sourcemap import render_site_mapped
+from ccbridge.deploy.static import variable_findings
 from ccbridge.render import TEMPLATE_FILES, fallback_for, render_all, render_site
 
 REPO = Path(__file__).resolve().parents[2]
@@ -36,15 +37,12 @@ def test_every_site_gets_every_file(config: Config, tmp_path: Path) -> None:
 
 
 def test_dialplan_uses_only_variables_the_code_defines(config: Config) -> None:
-    known = variables.all_names()
+    # the check `ccbridge render --verify` runs (ccbridge/deploy/static.py): every CCB_
+    # name is in ccbridge/variables.py, a numbered family of it, or a [globals] of its own
     for site in config.sites:
-        text = render_site(config, site)["extensions.conf"]
-        used = set(re.findall(r"\bCCB_[A-Z_]+[0-9]*\b", text))
-        # CCB_TRUNK_${i}, and the held-route globals CCB_H_<did>_<lang>, CCB_HL_<did>
-        numbered = {u for u in used if re.fullmatch(r"CCB_(TRUNK|H|HL)_\d*", u)}
-        # Globals of the template itself (the AGI URL, the site name) are not channel variables.
-        own = {"CCB_AGI_URL", "CCB_THIS_SITE"}
-        assert used - numbered - own <= known, used - numbered - own - known
+        files = render_site_mapped(config, site)
+        assert variable_findings(files, site.name) == []
+        text = files["extensions.conf"].text
         for name in (variables.ROUTE, variables.QUEUE, variables.TRUNK_COUNT, variables.DID):
             assert name in text
 
@@ -140,15 +138,18 @@ def test_held_routes_are_read_before_and_after_asking_the_bridge(config: Config)
     # language resolver), then ask; the held value's route id is the Goto's extension.
     bengali = inbound.split("exten => +918000000001/_+880.,1,")[1].split("exten =>")[0]
     steps = bengali.strip().splitlines()
-    assert steps[0] == "Set(__CCB_DID=${EXTEN})"
+    # The call ID every call gets where it enters, and the number, in one step.
+    assert steps[0].startswith("MSet(__CCB_CALLID=bangalore:${STRFTIME(")
+    assert steps[0].endswith(",__CCB_DID=${EXTEN})")
     assert "CCB_H_${EXTEN}_bn" in steps[1] and "?ccb-held,${FILTER(--.0-9_a-z," in steps[1]
     assert "${CCB_HELD_FRESH}" in steps[1] and "DB(" not in bengali
     assert steps[2].endswith("Goto(ccb-route,${EXTEN},1)") and len(steps) == 3
     assert "exten => +918000000001/_00880.,1," in inbound
     # The number's own language for callers no prefix decides.
-    assert "exten => +918000000001,1,Set(__CCB_DID=${EXTEN})" in inbound
+    assert "exten => +918000000001,1,MSet(__CCB_CALLID=" in inbound
     assert "CCB_H_${EXTEN}_hi,/,1" in inbound.split("exten => +918000000001,1,")[1]
-    assert "exten => +918000000003,1,Goto(ccb-ivr-entry,${EXTEN},1)" in inbound  # a menu
+    menu = inbound.split("exten => +918000000003,1,")[1].split("exten =>")[0]
+    assert "Goto(ccb-ivr-entry,${EXTEN},1)" in menu  # a menu
     route = _section(text, "ccb-route")
     agi = route.index("n(ask),AGI(${CCB_AGI_URL}")
     fallback = route.index("?ccb-held-last,")
@@ -168,7 +169,8 @@ def test_held_routes_are_read_before_and_after_asking_the_bridge(config: Config)
 
     # The default (measured, BENCHMARKS §1): ask first, the held route when no answer.
     ask_first = render_site(routing(), blr)["extensions.conf"]
-    assert "exten => +918000000001,1,Goto(ccb-route,${EXTEN},1)" in ask_first
+    first = _section(ask_first, "ccb-inbound").split("exten => +918000000001,1,")[1]
+    assert first.split("exten =>")[0].strip().endswith("Goto(ccb-route,${EXTEN},1)")
     assert "?ccb-held," not in _section(ask_first, "ccb-route")
     assert "?ccb-held-last," in ask_first
     off = render_site(routing(enabled=False), blr)["extensions.conf"]
