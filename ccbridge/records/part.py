@@ -37,7 +37,7 @@ from ccbridge.store.writer import RecordWriter
 log = logging.getLogger("ccbridge.records")
 
 HEARTBEAT = 1.0  # seconds between heartbeat file writes (the gap's precision after a kill)
-SWEEP = 5.0  # seconds between sweeps of ended calls from memory
+SWEEP = 1.0  # seconds between sweeps of ended calls from memory
 SCHEMA_RETRY = 5.0  # seconds between schema checks while the database is unreachable
 START_CHECK = 3.0  # seconds the start waits for the schema check
 

@@ -219,7 +219,7 @@ def test_a_restart_mid_call_writes_no_wrong_summary() -> None:
 
 
 def test_ended_calls_are_forgotten_after_the_linger() -> None:
-    m = machine(linger=60.0)
+    m = machine(linger=60.0)  # the default is shorter
     stream = load("answered")
     feed_all(m, stream)
     assert len(m.calls) == 1
@@ -352,3 +352,13 @@ def test_after_hours_actions(action: str, outcome: str) -> None:
     row = _replay([("bangalore", after_hours), ("bangalore", end)])
     assert row["outcome"] == outcome and row["after_hours_action"] == action
     assert "wait_s" not in row and "queued_at" not in row
+
+
+def test_a_call_that_never_ends_is_dropped_after_idle_and_counted() -> None:
+    m = machine(idle=600.0)
+    stream = load("abandoned")
+    feed_all(m, [x for x in stream if x[1].get("Event") != "CEL"])  # its end never came
+    seen = datetime.fromtimestamp(float(stream[-1][1]["Timestamp"]), UTC)
+    assert m.sweep(seen + timedelta(seconds=60)) == 0 and len(m.calls) == 1
+    assert m.sweep(seen + timedelta(seconds=700)) == 1 and not m.calls
+    assert m.dropped_calls == 1
