@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,7 +11,16 @@ import jinja2
 
 from ccbridge import variables
 from ccbridge.agi_guard import agi_urls, guard_view
-from ccbridge.config.model import Config, Number, QueueSettings, Site, Trunk, TrunkKind, queue_name
+from ccbridge.config.model import (
+    Config,
+    Number,
+    QueueSettings,
+    Site,
+    TlsFiles,
+    Trunk,
+    TrunkKind,
+    queue_name,
+)
 from ccbridge.ivr_render import ivr_context
 from ccbridge.routing.held import FORMAT as HELD_FORMAT
 from ccbridge.routing.held import route_text, valid_routes
@@ -179,6 +189,7 @@ def site_context(config: Config, site: Site) -> dict[str, object]:
         "site_trunks": [t for t in config.trunks if t.site == site.name],
         "inbound_peers": _inbound_peers(config, site),
         "carriers": config.carrier_trunks(site.name),
+        "tls_names": TlsFiles,
         "ami_secret": site.ami.secret.reveal(),
         "held": config.routing.held_routes,
         "held_view": held_view(config, site),
@@ -195,8 +206,22 @@ def render_site(config: Config, site: Site, template_dir: Path | None = None) ->
     return {name: env.get_template(f"{name}.j2").render(ctx) for name in names}
 
 
+def tls_copies(site: Site) -> dict[str, Path]:
+    """The site's TLS files to install beside its configs, by name under the configs'
+    folder (``keys/site.crt``, ...): the rendered configs name them in ``install_dir``."""
+    if site.tls is None:
+        return {}
+    files = site.tls
+    return {
+        f"keys/{TlsFiles.CERT_NAME}": Path(files.cert),
+        f"keys/{TlsFiles.KEY_NAME}": Path(files.key),
+        f"keys/{TlsFiles.CA_NAME}": Path(files.ca),
+    }
+
+
 def render_all(config: Config, out_dir: Path, template_dir: Path | None = None) -> list[Path]:
-    """Write out_dir/SITE/*.conf for every site; return the files written."""
+    """Write out_dir/SITE/*.conf for every site (and SITE/keys/ with its TLS files, to go
+    in the site's ``tls.install_dir``); return the files written."""
     written = []
     for site in config.sites:
         d = out_dir / site.name
@@ -206,5 +231,11 @@ def render_all(config: Config, out_dir: Path, template_dir: Path | None = None) 
             p.write_text(text, encoding="utf-8")
             if name == "manager.conf":
                 p.chmod(0o600)  # it holds the AMI secret
+            written.append(p)
+        for name, src in tls_copies(site).items():
+            p = d / name
+            p.parent.mkdir(mode=0o700, exist_ok=True)
+            shutil.copyfile(src, p)
+            p.chmod(0o600)  # the key; the others need no secrecy but gain nothing from more
             written.append(p)
     return written

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 import time
 from collections.abc import AsyncIterator, Iterable, Mapping
 
@@ -25,8 +26,14 @@ class FakeAmi:
     """A scriptable AMI server on 127.0.0.1; ``port`` is fixed by the first ``start()``."""
 
     def __init__(
-        self, username: str = "ccbridge", secret: str = "s3cret", version: str = "9.0.0"
+        self,
+        username: str = "ccbridge",
+        secret: str = "s3cret",
+        version: str = "9.0.0",
+        *,
+        tls: ssl.SSLContext | None = None,  # serve AMI over TLS with this server context
     ) -> None:
+        self.tls = tls
         self.username = username
         self.secret = secret
         self.version = version
@@ -45,7 +52,7 @@ class FakeAmi:
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def start(self) -> int:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port, ssl=self.tls)
         self.port = self._server.sockets[0].getsockname()[1]
         return self.port
 

@@ -30,6 +30,11 @@ machine is shared: one noisy step should not end a variant). Every step records 
 seconds per call of the site's Asterisk, the AGI server (bridge or floor) and SIPp.
 
     .venv/bin/python -m tests.bench.bench_e2e [--rates 100,200,300,350,400] [--seconds 10]
+
+``--ami-tls`` runs another set in one run: static, routed with the bridge's AMI link to
+bangalore in plain text (port 5038) and routed-tls with it over TLS (5039, verified; the
+lab's TLS pair, ccbridge.lab.tls). The two bridges take turns behind the same AGI guard
+and dialplan, so their ratio is what AMI over TLS costs the routed path.
 """
 
 from __future__ import annotations
@@ -82,6 +87,8 @@ EXTENS = {
     "held": f"bh{DID}",
     "production": f"bp{DID}",
 }
+EXTENS["routed-tls"] = EXTENS["routed"]  # the same route step; another bridge behind it
+TLS_VARIANTS = ("static", "routed", "routed-tls")
 IVR_OTHER_SERVICE = f"bi{DID}"  # production's FastAGI share: an IVR choice of "returns"
 AGI_SHARE = 0.1
 FLOOR_PORT = 4599
@@ -455,6 +462,95 @@ def run(
     }
 
 
+def run_ami_tls(rates: list[float], seconds: float, trials: int) -> dict[str, object]:
+    """static, routed (plain AMI) and routed-tls (AMI over TLS) at each rate in turn."""
+    from ccbridge.lab.tls import enable_lab_tls
+
+    ensure_lab_secrets()
+    plain = load_config(REPO_ROOT / "examples" / "lab.yaml")
+    tls = enable_lab_tls(plain)
+    assert tls.site(SITE).ami.tls is not None and plain.site(SITE).ami.tls is None
+    lab = Lab(tls)  # manager.conf: plain 5038 and TLS 5039; the bridges pick one
+    site = tls.site(SITE)
+    bridges = {"routed": BridgeProcess(lab, EVERY_SITE_OPEN)}
+    bridges["routed"].config = plain  # `ccbridge run` on the plain YAML
+    bridges["routed-tls"] = BridgeProcess(lab, EVERY_SITE_OPEN)  # on the TLS YAML
+    steps: list[Step] = []
+    with lab_lock(on_wait=lambda: print("e2e: waiting for the lab lock", flush=True)):
+        lab.down()
+        lab.up()
+        running: str | None = None
+        try:
+            for cmd in dialplan_commands(SITE):
+                out = lab.cli(site, cmd)
+                if "Extension" not in out and out.strip():
+                    raise RuntimeError(f"{cmd}: {out.strip()}")
+            asterisk_pid = lab.pid(site)
+            assert asterisk_pid is not None
+            alive = dict.fromkeys(TLS_VARIANTS, True)
+            with tempfile.TemporaryDirectory(prefix="ccb-e2e-") as wd:
+                for rate in rates:
+                    for variant in TLS_VARIANTS:
+                        if not alive[variant]:
+                            continue
+                        pids = {"asterisk": asterisk_pid}
+                        if variant in bridges and running != variant:
+                            if running is not None:
+                                bridges[running].stop()
+                            asyncio.run(bridges[variant].start())
+                            running = variant
+                            if variant == "routed-tls":
+                                _assert_tls_link(bridges[variant])
+                        if variant in bridges:
+                            proc = bridges[variant].proc
+                            assert proc is not None
+                            pids["agi_server"] = proc.pid
+                        for _ in range(trials):
+                            time.sleep(3)  # the previous step's channels close
+                            step = measured_step(site, variant, rate, seconds, Path(wd), pids)
+                            steps.append(step)
+                            print(f"e2e: {json.dumps(asdict(step))}", flush=True)
+                            if step.clean:
+                                break
+                        else:
+                            alive[variant] = False
+        finally:
+            for bridge in bridges.values():
+                bridge.stop()
+            lab.down()
+    best = {
+        var: max((s.rate for s in steps if s.variant == var and s.clean), default=0.0)
+        for var in TLS_VARIANTS
+    }
+    clean = {(s.variant, s.rate): s for s in steps if s.clean}
+    common = [r for r in rates if ("routed", r) in clean and ("routed-tls", r) in clean]
+    cpu: dict[str, object] = {}
+    if common:
+        rate = max(common)
+        cpu = {"rate": rate, **{v_: clean[(v_, rate)].cpu_ms_per_call for v_ in bridges}}
+    return {
+        "bench": "e2e-ami-tls",
+        "site": SITE,
+        "seconds_per_step": seconds,
+        "steps": [asdict(s) for s in steps],
+        "best": best,
+        "tls_to_plain": round(best["routed-tls"] / best["routed"], 3) if best["routed"] else 0.0,
+        "routed_to_static": round(best["routed"] / best["static"], 3) if best["static"] else 0.0,
+        "tls_to_static": round(best["routed-tls"] / best["static"], 3) if best["static"] else 0.0,
+        "cpu_ms_per_call": cpu,
+        "capped": best["static"] == max(rates),
+    }
+
+
+def _assert_tls_link(bridge: BridgeProcess) -> None:
+    """The TLS bridge really logged in over TLS (its log says which port)."""
+    site = bridge.config.site(SITE)
+    assert site.ami.tls is not None
+    needle = f"AMI logged in to {site.ami.host}:{site.ami.tls.port}"
+    if needle not in bridge.log_text():
+        raise RuntimeError(f"the routed-tls bridge did not log '{needle}'")
+
+
 async def _upgrade(engine: AsyncEngine) -> None:
     try:
         await upgrade(engine)
@@ -522,7 +618,22 @@ def main(argv: list[str] | None = None) -> int:
         "--agi-share", type=float, default=AGI_SHARE, help="production calls that need FastAGI"
     )
     ap.add_argument("--json", help="write the result here too")
+    ap.add_argument(
+        "--ami-tls", action="store_true", help="static, routed over plain AMI and over TLS AMI"
+    )
     args = ap.parse_args(argv)
+    if args.ami_tls:
+        rates = [float(r) for r in args.rates.split(",")]
+        got = run_ami_tls(rates, args.seconds, args.trials)
+        print(
+            f"e2e AMI TLS: highest calls/s with 0 failed {got['best']}; routed-tls/routed "
+            f"{got['tls_to_plain']}; to static: routed {got['routed_to_static']}, routed-tls "
+            f"{got['tls_to_static']}; CPU ms per call {got['cpu_ms_per_call']}"
+            + (" [the highest rate tried: the real ceiling may be higher]" if got["capped"] else "")
+        )
+        if args.json:
+            Path(args.json).write_text(json.dumps(got, indent=2) + "\n")
+        return 0
     variants = (args.only,) if args.only else VARIANTS
     if args.variants:
         variants = tuple(x for x in args.variants.split(",") if x in VARIANTS)
