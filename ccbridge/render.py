@@ -22,8 +22,7 @@ from ccbridge.config.model import (
     queue_name,
 )
 from ccbridge.ivr_render import ivr_context
-from ccbridge.routing.held import FORMAT as HELD_FORMAT
-from ccbridge.routing.held import route_text, valid_routes
+from ccbridge.routing.held import RouteView, routes_at
 from ccbridge.routing.language import LanguageResolver
 
 TEMPLATE_FILES = (
@@ -140,31 +139,62 @@ def make_environment(template_dir: Path) -> jinja2.Environment:
     return env
 
 
+# FILTER's allowed characters of a route id: '-' to '.' is a range of exactly those two
+# (a literal '-' needs an escape the CLI and the config parser treat differently).
+HELD_ID_CHARS = "--.0-9_a-z"
+
+
+@dataclass(frozen=True, slots=True)
+class HeldRouteLines:
+    """One extension of ccb-held: a route id and the dialplan lines that take it."""
+
+    id: str
+    lines: tuple[str, ...]
+
+
 @dataclass(frozen=True, slots=True)
 class HeldView:
-    """What ccb-held needs to read a held route without the bridge (routing/held.py)."""
+    """What the held-route steps need (routing/held.py): each number's own language, the
+    caller-ID patterns that decide a caller's language, and every route a value may name."""
 
     numbers: tuple[tuple[str, str], ...]  # (did, the language when no other rule decides)
-    calling_codes: tuple[tuple[str, str], ...]  # (code, language)
-    code_lengths: tuple[int, ...]  # longest first, as the resolver tries them
-    languages: str  # ERE alternation of the configured languages
-    routes: tuple[str, ...]  # every route text a held value may name here
-    services: tuple[str, ...]
-    trunk_slots: int  # CCB_TRUNK_1..n a held remote route can fill
+    language: dict[str, str]  # the same as a mapping, did -> language
+    callers: tuple[tuple[str, str], ...]  # ("/_+880.", "bn"): caller-ID pattern, language
+    routes: tuple[HeldRouteLines, ...]
+    id_chars: str = HELD_ID_CHARS
+
+
+def _route_lines(r: RouteView) -> tuple[str, ...]:
+    route = r.route
+    if route.kind == variables.ROUTE_QUEUE:
+        return (f"Goto(ccb-queue,{route.queue},1)",)
+    if route.kind == variables.ROUTE_REMOTE:
+        sets = [
+            f"{variables.SITE}={route.site}",
+            f"{variables.QUEUE}={route.queue}",
+            f"{variables.SERVICE}={r.service}",
+            f"{variables.LANGUAGE}={r.language}",
+            f"{variables.TRUNK_COUNT}={len(route.trunks)}",
+            *(f"{variables.trunk_var(i)}={t}" for i, t in enumerate(route.trunks, 1)),
+        ]
+        return (f"MSet({','.join(sets)})", f"Goto(ccb-dispatch,{route.kind},1)")
+    if route.kind == variables.ROUTE_AFTER_HOURS:
+        pairs = f"{variables.AFTER_HOURS}={route.action},{variables.SERVICE}={r.service}"
+        return (f"MSet({pairs})", f"Goto(ccb-dispatch,{route.kind},1)")
+    return (f"Goto(ccb-dispatch,{variables.ROUTE_REJECT},1)",)
 
 
 def held_view(config: Config, site: Site) -> HeldView:
     lang = LanguageResolver.from_config(config)
-    codes = lang.calling_codes()
-    per_peer = [len(config.trunks_between(site.name, s.name)) for s in config.sites]
+    codes = sorted(lang.calling_codes().items(), key=lambda c: (-len(c[0]), c[0]))
+    # A code decides only with a subscriber part after it: `.` is one or more characters.
+    callers = tuple((f"/_{p}{code}.", language) for code, language in codes for p in ("+", "00"))
+    numbers = tuple((n.did, lang.did_language(n)) for n in config.numbers if n.site == site.name)
     return HeldView(
-        tuple((n.did, lang.did_language(n)) for n in config.numbers if n.site == site.name),
-        tuple(sorted(codes.items())),
-        tuple(sorted({len(c) for c in codes}, reverse=True)),
-        "^(" + "|".join(config.languages) + ")$",
-        tuple(route_text(r) for r in valid_routes(config, site)),
-        config.services,
-        max(per_peer, default=0),
+        numbers,
+        dict(numbers),
+        callers,
+        tuple(HeldRouteLines(r.id, _route_lines(r)) for r in routes_at(config, site)),
     )
 
 
@@ -193,7 +223,6 @@ def site_context(config: Config, site: Site) -> dict[str, object]:
         "ami_secret": site.ami.secret.reveal(),
         "held": config.routing.held_routes,
         "held_view": held_view(config, site),
-        "held_format": HELD_FORMAT,
         **ivr_context(config, site),
     }
 

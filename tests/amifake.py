@@ -40,6 +40,8 @@ class FakeAmi:
         self.port = 0
         self.lists: dict[str, tuple[list[Fields], str | None]] = {}  # action -> events, end
         self.replies: dict[str, Fields] = {}  # action -> extra fields of a Success reply
+        # Global dialplan variables, as Setvar and Getvar with no Channel keep and read them.
+        self.globals: dict[str, str] = {}
         self.received: list[AmiMessage] = []
         self.logins_ok = 0
         self.login_times: list[float] = []
@@ -181,6 +183,13 @@ class FakeAmi:
             return
         elif key in self.replies:
             out = [("Response", "Success"), *ids, *self.replies[key].items()]
+        elif key == "setvar" and "Channel" not in action:
+            self.globals[action.get("Variable", "")] = action.get("Value", "")
+            out = [("Response", "Success"), *ids, ("Message", "Variable Set")]
+        elif key == "getvar" and "Channel" not in action:
+            name = action.get("Variable", "")
+            out = [("Response", "Success"), *ids, ("Variable", name)]
+            out.append(("Value", self.globals.get(name, "")))
         elif key == "queueadd":
             out = [("Response", "Success"), *ids, ("Message", "Added interface to queue")]
         else:

@@ -30,7 +30,6 @@ from ccbridge.lab.sipp import Agent, start_member_agents
 from ccbridge.lab.sites import REPO_ROOT, Lab
 from ccbridge.lab.tls import enable_lab_tls
 from ccbridge.logs import KeyValueFormatter
-from ccbridge.variables import HELD_FAMILY
 from tests.logscan import Leak, scan
 from tests.polling import until, until_sync
 
@@ -318,10 +317,12 @@ def bridge_at(lab: Lab, lab_config: Config) -> BridgeFactory:
 
 
 def clear_held_routes(lab: Lab) -> None:
-    """Forget every held route and heartbeat in every site's AstDB: the next call without
-    a bridge takes the static fallback, as before the bridge ever ran."""
+    """Forget every held route and heartbeat in every site's globals (a dialplan reload
+    with clearglobalvars=yes): the next call without a bridge takes the static fallback,
+    as before the bridge ever ran."""
     for site in lab.config.sites:
-        lab.cli(site, f"database deltree {HELD_FAMILY}")
+        out = lab.cli(site, "dialplan reload")
+        assert "reloaded" in out.lower(), out
 
 
 def without_held_routes(config: Config) -> Config:
