@@ -139,6 +139,12 @@ async def test_records_of_a_recorded_call_reach_the_database(
         await until(lambda: records.writer.status().caught_up, 10, "records written")
         detail = (await readyz(bridge))["detail"]["records"]
         assert detail["enabled"] and detail["db_reachable"] and detail["schema_ok"]
+        # The writer's and the ingest's metrics are in the bridge's registry.
+        sample = bridge.registry.get_sample_value
+        assert (sample("ccbridge_records_written_total", {"table": "calls"}) or 0) >= 1
+        assert sample("ccbridge_records_db_up") == 1
+        assert (sample("ccbridge_records_events_total") or 0) >= 5
+        assert sample("ccbridge_records_unwritten_total") == 0
     finally:
         await bridge.stop()
     (row,) = [r for r in await rows(migrated, calls) if r["call_id"] == call_id]
@@ -266,3 +272,28 @@ def test_ccbridge_run_exits_2_on_a_schema_it_does_not_know(tmp_path: Path) -> No
     assert out.returncode == 2, out.stderr[-2000:]
     assert "cannot start the record store" in out.stderr
     assert "ccbridge db upgrade" in out.stderr
+
+
+async def test_a_site_link_lost_mid_run_is_a_closed_gap(lab_config: Config, migrated: Db) -> None:
+    bridge = Bridge(with_store(lab_config, migrated), Clock(T0))
+    await bridge.start()
+    rec = bridge.records
+    assert rec is not None
+    try:
+        bridge._on_link_state("dhaka", LinkState.UP)  # the first connection: no gap
+        bridge._on_link_state("dhaka", LinkState.DOWN)
+        assert "dhaka" in rec.status()["coverage_gaps_open"]
+        bridge._on_link_state("dhaka", LinkState.UP)
+        assert "dhaka" not in rec.status()["coverage_gaps_open"]
+        await until(lambda: rec.writer.status().caught_up, 10, "the gap written")
+    finally:
+        await bridge.stop()
+    dhaka = sorted(
+        (g for g in await rows(migrated, coverage_gaps) if g["site"] == "dhaka"),
+        key=lambda g: g["started_at"],
+    )
+    # The gap while the link was down, closed (the real link, retrying a closed port,
+    # may add gaps of its own), then the one the clean stop opened.
+    closed = [g for g in dhaka if g["ended_at"] is not None]
+    assert closed and all(g["ended_at"] >= g["started_at"] for g in closed)
+    assert dhaka[-1]["ended_at"] is None
