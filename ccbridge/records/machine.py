@@ -434,6 +434,8 @@ class RecordMachine:
     # -- the dialplan's UserEvents ---------------------------------------------------
     def _queue_exit(self, call: Call, leg: Leg, ev: Event, at: datetime, out: list[Out]) -> bool:
         status = ev.get("Status", "")
+        if not status:
+            return True  # Queue() returned without a status (a hang-up): nothing to add
         if not status.isalpha() or len(status) > 16:
             return False
         leg.queue_status = status.upper()
