@@ -20,6 +20,7 @@ An ended call stays in memory for ``linger`` seconds for a late leg's events, th
 
 from __future__ import annotations
 
+import heapq
 from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -357,11 +358,11 @@ class RecordMachine:
         return call
 
     def _evict(self) -> None:
-        oldest = min(self.calls.values(), key=lambda c: c.seen)
-        del self.calls[oldest.cid.text]
-        for leg_key in oldest.legs:
-            self._legs.pop(leg_key, None)
-        self.dropped_calls += 1
+        # A tenth at once: one scan per thousands of new calls, not one per call.
+        n = max(1, len(self.calls) // 10)
+        for c in heapq.nsmallest(n, self.calls.values(), key=lambda c: c.seen):
+            self._forget(c)
+            self.dropped_calls += 1
 
     def _leg(self, call: Call, site: str, linkedid: str, at: datetime) -> Leg:
         key = (site, linkedid)
