@@ -10,7 +10,7 @@ import os
 import signal
 from collections.abc import Mapping
 from dataclasses import replace
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry
@@ -45,6 +45,9 @@ from ccbridge.routing.state import (
 from ccbridge.selfservice import SelfServiceClient
 from ccbridge.services import Services
 from ccbridge.services.ports import TrunkNow
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
 
 __all__ = ["Bridge", "TrunkNow", "run_bridge", "serve"]
 
@@ -101,6 +104,9 @@ class Bridge:
         self.bus.subscribe(CONTACT_STATUS, self._on_contact_status_event)
         self.bus.subscribe_user_event(variables.EVENT_HELD_ROUTE, self.held.on_event)
         self.bus.subscribe_user_event(variables.EVENT_HELD_REJECTED, self.held.on_event)
+        # The record store's engine, read by the reports (services/reports.py): set when
+        # the store runs (the ingest starts it); None answers 503 records-off.
+        self.records_engine: AsyncEngine | None = None
         self.services = Services.over(self)
         self.agi = FastAgiServer(
             {

@@ -35,6 +35,7 @@ from ccbridge.config.model import (
     queue_name,
 )
 from ccbridge.config.reader import Invalid, Reader, kind, missing_secret_problem
+from ccbridge.config.records import RecordsSettings, parse_records
 from ccbridge.config.store import StoreSettings, parse_store
 from ccbridge.config.yamlsrc import ConfigError, LineDict, Problem, read_yaml
 
@@ -500,6 +501,7 @@ _TOP = {
     "ivr",
     "self_service",
     "store",
+    "records",
 }
 
 
@@ -611,6 +613,10 @@ def parse_config(
             store = r.collect(lambda: parse_store(r, top["store"]))
     else:
         store = parse_store(r, {})
+    records = None
+    if "records" in top:
+        with r.at("records", top):
+            records = r.collect(lambda: parse_records(r, top["records"]))
     missing = r.missing_secrets()
     if resolve_secrets:
         r.problems += [missing_secret_problem(m) for m in missing]
@@ -629,6 +635,7 @@ def parse_config(
         ivr=ivr,
         self_service=self_service,
         store=store or StoreSettings(),
+        records=records or RecordsSettings(),
         missing_secrets=missing,
     )
 

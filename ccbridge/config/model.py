@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from ccbridge.config.ivr import IvrSettings, SelfServiceSettings
+    from ccbridge.config.records import RecordsSettings
     from ccbridge.config.store import StoreSettings
 
 WEEKDAYS: tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -347,6 +348,7 @@ class Config:
     ivr: IvrSettings = field(default_factory=lambda: _no_ivr())
     self_service: SelfServiceSettings | None = None
     store: StoreSettings = field(default_factory=lambda: _default_store())
+    records: RecordsSettings = field(default_factory=lambda: _default_records())
     # Secrets that gave nothing where the file was read (only when loaded without
     # requiring them, e.g. by `ccbridge check` on an admin's laptop).
     missing_secrets: tuple[MissingSecret, ...] = ()
@@ -398,6 +400,12 @@ def _default_store() -> StoreSettings:
     from ccbridge.config.store import StoreSettings  # store.py imports this module
 
     return StoreSettings()
+
+
+def _default_records() -> RecordsSettings:
+    from ccbridge.config.records import RecordsSettings  # kept beside the store's section
+
+    return RecordsSettings()
 
 
 def _no_ivr() -> IvrSettings:

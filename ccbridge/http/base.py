@@ -34,6 +34,9 @@ STATUS: Final[dict[str, int]] = {
     "site-required": 400,
     "no-such-agent": 404,
     "no-such-site": 404,
+    "no-such-call": 404,
+    "numbers-forbidden": 403,
+    "records-off": 503,
     "static-member": 409,
     "ami-error": 502,
     "site-down": 503,
@@ -82,6 +85,13 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
     except Exception:
         log.exception("API handler failed for %s %s", request.method, request.path)
         return error_response(500, "internal-error", "internal error; see the bridge log")
+
+
+def can_read_numbers(request: web.Request) -> bool:
+    """May this request see callers' phone numbers in the call record? Everyone may for
+    now; the access issue (13) gates it with the ``ccb.numbers.read`` permission. When
+    False, numbers are masked with logs.mask_number and the caller filter is refused."""
+    return True
 
 
 def require_token(request: web.Request) -> None:

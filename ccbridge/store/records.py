@@ -18,7 +18,14 @@ from typing import Any
 
 from sqlalchemy import JSON, Boolean, Float, Integer, String, Table
 
-from ccbridge.store.schema import CONFLICT_KEYS, TABLES, HungUpBy, Outcome, UtcDateTime
+from ccbridge.store.schema import (
+    CONFLICT_KEYS,
+    TABLES,
+    ActivityKind,
+    HungUpBy,
+    Outcome,
+    UtcDateTime,
+)
 
 
 class RecordError(ValueError):
@@ -116,6 +123,7 @@ _EXTRA: dict[tuple[str, str], Check] = {
     ("calls", "hung_up_by"): _one_of({h.value for h in HungUpBy}),
     ("calls", "satisfaction"): _score,
     ("calls", "trunk_failovers"): lambda v: _integer(v) or (None if v >= 0 else "negative"),
+    ("agent_activity", "kind"): _one_of({k.value for k in ActivityKind}),
     ("legs", "ring_no_answers"): lambda v: _integer(v) or (None if v >= 0 else "negative"),
 }
 

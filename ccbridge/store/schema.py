@@ -15,7 +15,10 @@ Indexes, each for a query the reports (issue 12) will run:
 - ``legs (site, arrived_at)``: a site's legs over a time range (queue reports);
 - ``call_events (call_id, at)``: ``GET /calls/{id}`` lists one call's events in order;
 - ``coverage_gaps (site, started_at)`` (the unique key) and ``(site, ended_at)``: the
-  gaps a report interval touches.
+  gaps a report interval touches;
+- ``agent_activity (site, at)``: the agent report's ring counts and state changes over a
+  time range; its unique key ``(site, agent, queue, kind, at)`` also finds each agent's
+  last state before a range (``max(at)`` per agent and queue).
 """
 
 from __future__ import annotations
@@ -70,6 +73,17 @@ class HungUpBy(StrEnum):
     CALLER = "caller"
     AGENT = "agent"
     SYSTEM = "system"
+
+
+class ActivityKind(StrEnum):
+    """An agent's queue activity, as the agent report reads it (ccbridge/records/activity.py)."""
+
+    LOGIN = "login"  # QueueMemberAdded, or a member first seen in a resync
+    LOGOUT = "logout"  # QueueMemberRemoved
+    PAUSE = "pause"  # QueueMemberPause Paused: 1
+    UNPAUSE = "unpause"  # QueueMemberPause Paused: 0
+    CALLED = "called"  # AgentCalled: a call rang the agent (the agent report's "offered")
+    RING_NO_ANSWER = "ring_no_answer"  # AgentRingNoAnswer
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -188,7 +202,23 @@ coverage_gaps = Table(
     Index(None, "site", "ended_at"),
 )
 
-TABLES: dict[str, Table] = {t.name: t for t in (calls, legs, call_events, coverage_gaps)}
+agent_activity = Table(
+    "agent_activity",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("site", _site(), nullable=False),
+    Column("agent", String(64), nullable=False),  # the queue member's MemberName
+    Column("queue", String(80), nullable=False),
+    Column("kind", String(16), nullable=False),  # ActivityKind
+    Column("at", UtcDateTime, nullable=False),
+    Column("reason", String(80)),  # the pause reason
+    UniqueConstraint("site", "agent", "queue", "kind", "at"),
+    Index(None, "site", "at"),
+)
+
+TABLES: dict[str, Table] = {
+    t.name: t for t in (calls, legs, call_events, coverage_gaps, agent_activity)
+}
 
 # The columns an upsert matches on, per table: the natural key of each record.
 CONFLICT_KEYS: dict[str, tuple[str, ...]] = {
@@ -196,7 +226,8 @@ CONFLICT_KEYS: dict[str, tuple[str, ...]] = {
     "legs": ("call_id", "site", "linkedid"),
     "call_events": ("site", "event_key"),
     "coverage_gaps": ("site", "started_at"),
+    "agent_activity": ("site", "agent", "queue", "kind", "at"),
 }
 
 # Tables whose records only ever insert: a second copy changes nothing.
-INSERT_ONLY: frozenset[str] = frozenset({"call_events"})
+INSERT_ONLY: frozenset[str] = frozenset({"call_events", "agent_activity"})

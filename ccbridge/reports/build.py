@@ -1,0 +1,303 @@
+"""The interval and agent reports: run the queries per site, merge quarter hours into the
+site's local buckets, mark the buckets a coverage gap touches, and compute the figures."""
+
+from __future__ import annotations
+
+import asyncio
+from bisect import bisect_right
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, fields
+from datetime import UTC, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from ccbridge.config.model import Config, QueueSettings
+from ccbridge.kpi import queue_index
+from ccbridge.reports import queries
+from ccbridge.reports.figures import AGENT_FIGURES, QUEUE_FIGURES, AgentSums, QueueSums
+from ccbridge.reports.intervals import Bucket, SlotIndex, buckets
+from ccbridge.reports.query import ReportQuery
+from ccbridge.store.schema import ActivityKind
+
+INTERVAL_COLUMNS: tuple[str, ...] = (
+    "site",
+    "interval_start",
+    "interval_end",
+    "service",
+    "language",
+    "queue",
+    "incomplete",
+    *QUEUE_FIGURES,
+)
+AGENT_COLUMNS: tuple[str, ...] = (
+    "site",
+    "interval_start",
+    "interval_end",
+    "agent",
+    "incomplete",
+    *AGENT_FIGURES,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    """A report as rows of named columns: the JSON rows and the CSV lines alike."""
+
+    columns: tuple[str, ...]
+    rows: list[dict[str, Any]]
+
+
+Group = tuple[str | None, str | None, str | None]  # service, language, queue
+
+
+def _touched(items: Sequence[Bucket], gap_rows: Iterable[Any], now: datetime) -> set[int]:
+    """Indexes of the buckets a coverage gap overlaps (an open gap runs until now)."""
+    out: set[int] = set()
+    for row in gap_rows:
+        g_start, g_end = row.started_at, row.ended_at or now
+        for i, b in enumerate(items):
+            if g_start < b.end_utc and g_end > b.start_utc:
+                out.add(i)
+    return out
+
+
+def _queue_sums(row: Any) -> QueueSums:
+    s = QueueSums()
+    for f in fields(s):
+        if f.name == "overflowed_out":
+            continue
+        v = getattr(row, f.name)
+        setattr(s, f.name, v if f.name == "longest_wait_s" else type(getattr(s, f.name))(v))
+    return s
+
+
+def _assemble_queue(
+    site: str,
+    items: list[Bucket],
+    sums_rows: list[Any],
+    out_rows: list[Any],
+    incomplete: set[int],
+    by_site: bool,
+) -> list[dict[str, Any]]:
+    index = SlotIndex(items)
+    per: list[dict[Group, QueueSums]] = [{} for _ in items]
+    for row in sums_rows:
+        i = index(int(row.slot))
+        if i is None:
+            continue
+        key: Group = (None, None, None) if by_site else (row.service, row.language, row.queue)
+        per[i].setdefault(key, QueueSums()).add(_queue_sums(row))
+    for row in out_rows:
+        i = index(int(row.slot))
+        if i is None:
+            continue
+        key = (None, None, None) if by_site else (row.service, row.language, row.queue)
+        per[i].setdefault(key, QueueSums()).overflowed_out += int(row.n)
+    out: list[dict[str, Any]] = []
+    for i, b in enumerate(items):
+        head = {
+            "site": site,
+            "interval_start": b.start.isoformat(),
+            "interval_end": b.end.isoformat(),
+        }
+        groups = per[i]
+        if not groups:
+            # No call seen: zeros when the site was watched, unknown during a gap.
+            figures = dict.fromkeys(QUEUE_FIGURES) if i in incomplete else QueueSums().figures()
+            out.append(
+                {**head, "service": None, "language": None, "queue": None}
+                | {"incomplete": i in incomplete, **figures}
+            )
+            continue
+        for key in sorted(groups, key=lambda k: tuple(x or "" for x in k)):
+            service, language, queue = key
+            out.append(
+                {**head, "service": service, "language": language, "queue": queue}
+                | {"incomplete": i in incomplete, **groups[key].figures()}
+            )
+    return out
+
+
+async def interval_report(
+    conn: AsyncConnection, config: Config, q: ReportQuery, now: datetime
+) -> Report:
+    """The interval report: per site (in its zone), bucket, service, language and queue."""
+    dialect = conn.dialect.name
+    index = queue_index(config)
+    default_sl = QueueSettings().servicelevel
+    rows: list[dict[str, Any]] = []
+    for site in q.sites:
+        zone = ZoneInfo(config.site(site).timezone)
+        start, end = q.period.utc(zone)
+        items = buckets(start, end, zone, q.step)  # IntervalError: the caller says 400
+        thresholds = {qn: info.servicelevel for (s, qn), info in index.items() if s == site}
+        filters = {"service": q.service, "language": q.language, "queue": q.queue}
+        sums_rows = (
+            await conn.execute(
+                queries.queue_sums(
+                    dialect,
+                    site,
+                    start,
+                    end,
+                    thresholds,
+                    default_sl,
+                    config.records.short_abandon_s,
+                    **filters,
+                )
+            )
+        ).all()
+        out_rows = (
+            await conn.execute(queries.overflow_out(dialect, site, start, end, **filters))
+        ).all()
+        gap_rows = (await conn.execute(queries.gaps(site, start, end))).all()
+        incomplete = _touched(items, gap_rows, now)
+        rows += await asyncio.to_thread(
+            _assemble_queue, site, items, sums_rows, out_rows, incomplete, q.by == "site"
+        )
+    return Report(INTERVAL_COLUMNS, rows)
+
+
+# -- agents ------------------------------------------------------------------------
+
+_ORDER = {
+    ActivityKind.LOGIN.value: 0,
+    ActivityKind.UNPAUSE.value: 1,
+    ActivityKind.PAUSE.value: 2,
+    ActivityKind.LOGOUT.value: 3,
+}
+
+
+def _spans(
+    states: list[Any], start: datetime, end: datetime
+) -> dict[str, list[tuple[float, float, bool]]]:
+    """Per agent, the spans [from, to) (epoch seconds) it was logged in to some queue,
+    each with whether it was paused (paused in every queue it was logged in to)."""
+    by_agent: dict[str, list[tuple[float, int, str, str]]] = {}
+    s0 = start.timestamp()
+    for r in states:
+        t = max(r.at.timestamp(), s0)  # the last state before the range opens it
+        by_agent.setdefault(r.agent, []).append((t, _ORDER.get(r.kind, 9), r.queue, r.kind))
+    e = end.timestamp()
+    out: dict[str, list[tuple[float, float, bool]]] = {}
+    for agent, evs in by_agent.items():
+        evs.sort()
+        member: dict[str, bool] = {}  # queue -> paused
+        spans: list[tuple[float, float, bool]] = []
+        t_prev = s0
+        for t, _, queue, kind in evs:
+            if t > t_prev and member:
+                spans.append((t_prev, t, all(member.values())))
+            t_prev = max(t_prev, t)
+            if kind == ActivityKind.LOGIN.value:
+                member[queue] = False
+            elif kind == ActivityKind.LOGOUT.value:
+                member.pop(queue, None)
+            elif queue in member:
+                member[queue] = kind == ActivityKind.PAUSE.value
+        if member and e > t_prev:
+            spans.append((t_prev, e, all(member.values())))
+        out[agent] = spans
+    return out
+
+
+def _spread(lo: float, hi: float, bounds: list[float]) -> Iterable[tuple[int, float]]:
+    """(bucket index, seconds) of the span [lo, hi) over buckets bounded by ``bounds``."""
+    i = max(0, bisect_right(bounds, lo) - 1)
+    while i < len(bounds) - 1 and bounds[i] < hi:
+        seconds = min(hi, bounds[i + 1]) - max(lo, bounds[i])
+        if seconds > 0:
+            yield i, seconds
+        i += 1
+
+
+def _assemble_agents(
+    site: str,
+    items: list[Bucket],
+    call_rows: list[Any],
+    ring_rows: list[Any],
+    state_rows: list[Any],
+    incomplete: set[int],
+    start: datetime,
+    until: datetime,
+) -> list[dict[str, Any]]:
+    index = SlotIndex(items)
+    per: list[dict[str, AgentSums]] = [{} for _ in items]
+    for row in call_rows:
+        i = index(int(row.slot))
+        if i is None:
+            continue
+        s = per[i].setdefault(row.agent, AgentSums())
+        s.answered += int(row.answered)
+        s.talk_s += float(row.talk_s)
+        s.hold_s += float(row.hold_s)
+        s.wrapup_s += float(row.wrapup_s)
+        s.satisfaction_sum += int(row.satisfaction_sum)
+        s.satisfaction_count += int(row.satisfaction_count)
+    for row in ring_rows:
+        i = index(int(row.slot))
+        if i is None:
+            continue
+        s = per[i].setdefault(row.agent, AgentSums())
+        if row.kind == ActivityKind.CALLED.value:
+            s.offered += int(row.n)
+        else:
+            s.ring_no_answer += int(row.n)
+    bounds = [b.start_utc.timestamp() for b in items] + [items[-1].end_utc.timestamp()]
+    for agent, spans in _spans(state_rows, start, until).items():
+        for lo, hi, paused in spans:
+            for i, seconds in _spread(lo, hi, bounds):
+                s = per[i].setdefault(agent, AgentSums())
+                s.login_s += seconds
+                if paused:
+                    s.pause_s += seconds
+    out: list[dict[str, Any]] = []
+    for i, b in enumerate(items):
+        for agent in sorted(per[i]):
+            out.append(
+                {
+                    "site": site,
+                    "interval_start": b.start.isoformat(),
+                    "interval_end": b.end.isoformat(),
+                    "agent": agent,
+                    "incomplete": i in incomplete,
+                    **per[i][agent].figures(),
+                }
+            )
+    return out
+
+
+async def agent_report(
+    conn: AsyncConnection, config: Config, q: ReportQuery, now: datetime
+) -> Report:
+    """The agent report: per site (in its zone), bucket and agent."""
+    dialect = conn.dialect.name
+    rows: list[dict[str, Any]] = []
+    for site in q.sites:
+        zone = ZoneInfo(config.site(site).timezone)
+        start, end = q.period.utc(zone)
+        items = buckets(start, end, zone, q.step)
+        call_rows = (
+            await conn.execute(queries.agent_call_sums(dialect, site, start, end, q.agent))
+        ).all()
+        ring_rows = (
+            await conn.execute(queries.agent_ring_counts(dialect, site, start, end, q.agent))
+        ).all()
+        state_rows = (await conn.execute(queries.agent_states(site, start, end, q.agent))).all()
+        gap_rows = (await conn.execute(queries.gaps(site, start, end))).all()
+        incomplete = _touched(items, gap_rows, now)
+        # Login time runs until now, never into the future.
+        until = min(end, max(start, now.astimezone(UTC)))
+        rows += await asyncio.to_thread(
+            _assemble_agents,
+            site,
+            items,
+            call_rows,
+            ring_rows,
+            state_rows,
+            incomplete,
+            start,
+            until,
+        )
+    return Report(AGENT_COLUMNS, rows)

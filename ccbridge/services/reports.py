@@ -1,0 +1,114 @@
+"""Reports and the call record: what GET /api/v1/calls and /api/v1/reports/* ask for."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
+
+from ccbridge.reports.intervals import IntervalError
+from ccbridge.reports.query import (
+    CallQuery,
+    Params,
+    QueryError,
+    ReportQuery,
+    parse_call_query,
+    parse_report_query,
+)
+from ccbridge.services.errors import ServiceError
+from ccbridge.services.ports import Runtime
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
+    from ccbridge.reports.build import Report
+    from ccbridge.reports.calls import CallDetail, CallPage
+
+
+@contextmanager
+def _bad_query() -> Iterator[None]:
+    try:
+        yield
+    except QueryError as exc:
+        raise ServiceError("invalid-field", str(exc), field=exc.field) from None
+    except IntervalError as exc:
+        raise ServiceError("invalid-field", str(exc), field="from") from None
+
+
+class ReportService:
+    """Reads the record store (read-only, never through the writer)."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self._rt = runtime
+
+    def _engine(self) -> AsyncEngine:
+        engine = self._rt.records_engine
+        if engine is None:
+            raise ServiceError("records-off", "the call-record store is not running on this bridge")
+        return engine
+
+    def _report_query(self, params: Params, accept: str | None, agents: bool) -> ReportQuery:
+        c = self._rt.config
+        with _bad_query():
+            return parse_report_query(
+                params,
+                sites=[s.name for s in c.sites],
+                services=c.services,
+                languages=c.languages,
+                accept=accept,
+                agents=agents,
+            )
+
+    async def interval_report(
+        self, params: Params, accept: str | None = None
+    ) -> tuple[ReportQuery, Report]:
+        from ccbridge.reports.build import interval_report
+
+        q = self._report_query(params, accept, agents=False)
+        async with self._engine().connect() as conn:
+            with _bad_query():
+                return q, await interval_report(conn, self._rt.config, q, self._rt.clock.now())
+
+    async def agent_report(
+        self, params: Params, accept: str | None = None
+    ) -> tuple[ReportQuery, Report]:
+        from ccbridge.reports.build import agent_report
+
+        q = self._report_query(params, accept, agents=True)
+        async with self._engine().connect() as conn:
+            with _bad_query():
+                return q, await agent_report(conn, self._rt.config, q, self._rt.clock.now())
+
+    async def list_calls(
+        self, params: Params, accept: str | None = None, *, numbers: bool
+    ) -> tuple[CallQuery, CallPage]:
+        """A page of calls; without ``numbers`` caller numbers are masked, and a caller
+        filter (which would tell whether a number called) is refused."""
+        from ccbridge.reports.calls import list_calls
+
+        with _bad_query():
+            q = parse_call_query(
+                params,
+                sites=[s.name for s in self._rt.config.sites],
+                now=self._rt.clock.now(),
+                accept=accept,
+            )
+        if q.caller is not None and not numbers:
+            raise ServiceError(
+                "numbers-forbidden", "filtering by caller needs the right to read numbers"
+            )
+        async with self._engine().connect() as conn:
+            return q, await list_calls(conn, q, numbers)
+
+    async def call(self, call_id: str, *, numbers: bool) -> CallDetail:
+        from ccbridge.reports.calls import get_call
+
+        if not call_id or len(call_id) > 64 or not call_id.isprintable():
+            raise ServiceError("invalid-field", "not a call ID", field="id")
+        async with self._engine().connect() as conn:
+            found = await get_call(conn, call_id, numbers)
+        if found is None:
+            raise ServiceError(
+                "no-such-call", f"no call {call_id!r} in the record", call_id=call_id
+            )
+        return found
