@@ -158,7 +158,11 @@ def _when(name: str, text: str) -> date | datetime:
         ) from None
     if at.tzinfo is None or at.utcoffset() is None:
         raise QueryError(name, f"'{name}' needs a UTC offset or Z: {_show(text)}")
-    if not datetime(1971, 1, 1, tzinfo=UTC) <= at <= datetime(9000, 1, 1, tzinfo=UTC):
+    try:
+        inside = datetime(1971, 1, 1, tzinfo=UTC) <= at <= datetime(9000, 1, 1, tzinfo=UTC)
+    except OverflowError:  # year 1 with a positive offset is before datetime.min in UTC
+        inside = False
+    if not inside:
         raise QueryError(name, f"'{name}' is out of range: {_show(text)}")
     return at
 
@@ -176,7 +180,8 @@ def _check_names(params: Params, allowed: Collection[str]) -> None:
     for name in params:
         if name not in allowed:
             raise QueryError(
-                name[:40], f"unknown parameter {_show(name)}: use {', '.join(sorted(allowed))}"
+                name[:40] or "?",
+                f"unknown parameter {_show(name)}: use {', '.join(sorted(allowed))}",
             )
 
 

@@ -211,7 +211,7 @@ async def test_local_days_and_coverage_gaps(migrated: Db) -> None:
 async def test_dst_nights_in_a_dst_zone(migrated: Db) -> None:
     fall = date(2026, 11, 1)  # New York falls back: 01:00-02:00 happens twice
     spring = date(2026, 3, 8)  # springs forward: no 02:00
-    m = {"entry": "manila", "target": "manila"}
+    m: dict[str, Any] = {"entry": "manila", "target": "manila"}
     records = [
         call("f1", datetime(2026, 11, 1, 5, 30, tzinfo=UTC), outcome=A, wait=1, **m),  # 01:30 EDT
         call("f2", datetime(2026, 11, 1, 6, 30, tzinfo=UTC), outcome=A, wait=1, **m),  # 01:30 EST
