@@ -10,7 +10,7 @@ import os
 import signal
 from collections.abc import Mapping
 from dataclasses import replace
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry
@@ -45,9 +45,6 @@ from ccbridge.routing.state import (
 from ccbridge.selfservice import SelfServiceClient
 from ccbridge.services import Services
 from ccbridge.services.ports import TrunkNow
-
-if TYPE_CHECKING:
-    from sqlalchemy.ext.asyncio import AsyncEngine
 
 __all__ = ["Bridge", "TrunkNow", "run_bridge", "serve"]
 
@@ -104,9 +101,6 @@ class Bridge:
         self.bus.subscribe(CONTACT_STATUS, self._on_contact_status_event)
         self.bus.subscribe_user_event(variables.EVENT_HELD_ROUTE, self.held.on_event)
         self.bus.subscribe_user_event(variables.EVENT_HELD_REJECTED, self.held.on_event)
-        # The record store's engine, read by the reports (services/reports.py): set when
-        # the store runs (the ingest starts it); None answers 503 records-off.
-        self.records_engine: AsyncEngine | None = None
         self.services = Services.over(self)
         self.agi = FastAgiServer(
             {
@@ -365,6 +359,9 @@ class Bridge:
         )
 
     async def _start_parts(self, parts: Parts) -> None:
+        # The staffing plan's reader of the records store: opened on first use.
+        parts.on_stop("staffing records reader", self.services.staffing.close)
+        parts.on_stop("reports records reader", self.services.reports.close)
         if self.selfservice is not None:
             parts.on_stop("self-service client", self.selfservice.close)
         http = self.config.bridge.http_listen

@@ -48,10 +48,23 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_render(args: argparse.Namespace) -> int:
+    from ccbridge.deploy.commands import render_sites, verify_renders
     from ccbridge.render import render_all
 
     config = _load(args.config)
-    written = render_all(config, Path(args.out), Path(args.templates) if args.templates else None)
+    templates = Path(args.templates) if args.templates else None
+    if not (args.out or args.verify or args.static):
+        print("error: --out is needed (or --verify)", file=sys.stderr)
+        return EXIT_CONFIG
+    # Rendered with a source map: a template error names its file and line, no traceback.
+    renders = render_sites(config, templates)
+    if renders is None:
+        return EXIT_CONFIG
+    if args.verify or args.static:
+        code = verify_renders(config, renders, static_only=args.static, verbose=args.verbose)
+        if code != 0 or not args.out:
+            return code
+    written = render_all(config, Path(args.out), templates)
     for p in written:
         print(p)
     return 0
@@ -176,9 +189,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("render", help="render each site's Asterisk configs")
     r.add_argument("config")
-    r.add_argument("--out", required=True, help="output folder: one subfolder per site")
+    r.add_argument("--out", help="output folder: one subfolder per site")
     r.add_argument("--templates", help="template folder (default: dialplans/)")
+    r.add_argument(
+        "--verify",
+        action="store_true",
+        help="check the render statically and load it into a scratch Asterisk; exit 2 on errors "
+        "(with --out: write only a render that passes)",
+    )
+    r.add_argument("--static", action="store_true", help="--verify without the scratch Asterisk")
+    r.add_argument("-v", "--verbose", action="store_true", help="list every warning")
     r.set_defaults(func=cmd_render)
+
+    from ccbridge.deploy.commands import add_parsers as add_deploy
+
+    add_deploy(sub)
 
     run = sub.add_parser("run", help="run the bridge")
     run.add_argument("config")

@@ -56,6 +56,9 @@ def transform(lab_text: str) -> str:
     body, n = re.subn(r"(?m)^(ami_defaults: &ami\n)", rf"\g<1>  permit: [{SUBNET}]\n", body)
     if n != 1:
         raise ValueError("examples/lab.yaml: expected one 'ami_defaults: &ami' anchor")
+    # `ccbridge deploy` installs into the lab's folders: the stack's sites are containers
+    # built with their configs, so its config has no deploy section.
+    body = re.sub(r"(?m)^\n(#[^\n]*\n)*deploy:\n(  [^\n]*\n)*", "", body)
     for lab_path, docker_path in SECRET_FILES.items():
         body = body.replace(f"file: {lab_path}}}", f"file: {docker_path}}}")
     for lab_ip, docker_ip in ADDRESSES.items():

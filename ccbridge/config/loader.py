@@ -9,6 +9,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from ccbridge.config.deploy import DeploySettings, parse_deploy
 from ccbridge.config.guard_loader import check_guard, parse_agi_guard, parse_watchdog
 from ccbridge.config.ivr_loader import parse_ivr
 from ccbridge.config.model import (
@@ -502,6 +503,7 @@ _TOP = {
     "self_service",
     "store",
     "records",
+    "deploy",
 }
 
 
@@ -617,6 +619,10 @@ def parse_config(
     if "records" in top:
         with r.at("records", top):
             records = r.collect(lambda: parse_records(r, top["records"]))
+    deploy = DeploySettings()
+    if "deploy" in top:
+        with r.at("deploy", top):
+            deploy = r.collect(lambda: parse_deploy(r, top["deploy"], set(smap or {}))) or deploy
     missing = r.missing_secrets()
     if resolve_secrets:
         r.problems += [missing_secret_problem(m) for m in missing]
@@ -636,6 +642,7 @@ def parse_config(
         self_service=self_service,
         store=store or StoreSettings(),
         records=records or RecordsSettings(),
+        deploy=deploy,
         missing_secrets=missing,
     )
 

@@ -8,6 +8,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from ccbridge.config.deploy import DeploySettings
     from ccbridge.config.ivr import IvrSettings, SelfServiceSettings
     from ccbridge.config.records import RecordsSettings
     from ccbridge.config.store import StoreSettings
@@ -349,6 +350,7 @@ class Config:
     self_service: SelfServiceSettings | None = None
     store: StoreSettings = field(default_factory=lambda: _default_store())
     records: RecordsSettings = field(default_factory=lambda: _default_records())
+    deploy: DeploySettings = field(default_factory=lambda: _default_deploy())
     # Secrets that gave nothing where the file was read (only when loaded without
     # requiring them, e.g. by `ccbridge check` on an admin's laptop).
     missing_secrets: tuple[MissingSecret, ...] = ()
@@ -406,6 +408,12 @@ def _default_records() -> RecordsSettings:
     from ccbridge.config.records import RecordsSettings  # kept beside the store's section
 
     return RecordsSettings()
+
+
+def _default_deploy() -> DeploySettings:
+    from ccbridge.config.deploy import DeploySettings
+
+    return DeploySettings()
 
 
 def _no_ivr() -> IvrSettings:

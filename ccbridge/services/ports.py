@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Literal, NamedTuple, Protocol
+from typing import Literal, NamedTuple, Protocol
 
 from ccbridge.agents import AgentMirror
 from ccbridge.ami.client import LinkState
@@ -13,9 +13,6 @@ from ccbridge.config.model import Config, Trunk
 from ccbridge.routing.engine import Router
 from ccbridge.routing.state import LiveState
 from ccbridge.routing.trunks import TrunkHealth
-
-if TYPE_CHECKING:
-    from sqlalchemy.ext.asyncio import AsyncEngine
 
 ActionFields = Mapping[str, str | Sequence[str]]  # as SiteLink.action takes them
 
@@ -55,8 +52,6 @@ class Runtime(Protocol):
     clock: Clock
     router: Router
     agents: AgentMirror
-    # The call-record store's engine, for reading reports; None while the store is off.
-    records_engine: AsyncEngine | None
 
     @property
     def links(self) -> Mapping[str, AmiLink]: ...

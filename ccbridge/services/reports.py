@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import TYPE_CHECKING
 
 from ccbridge.reports.intervals import IntervalError
@@ -19,7 +20,7 @@ from ccbridge.services.errors import ServiceError
 from ccbridge.services.ports import Runtime
 
 if TYPE_CHECKING:
-    from sqlalchemy.ext.asyncio import AsyncEngine
+    from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
     from ccbridge.reports.build import Report
     from ccbridge.reports.calls import CallDetail, CallPage
@@ -36,16 +37,47 @@ def _bad_query() -> Iterator[None]:
 
 
 class ReportService:
-    """Reads the record store (read-only, never through the writer)."""
+    """Reads the record store with its own engine (read-only, never through the writer),
+    opened on first use like the staffing plan's."""
 
     def __init__(self, runtime: Runtime) -> None:
         self._rt = runtime
+        self._engine: AsyncEngine | None = None
 
-    def _engine(self) -> AsyncEngine:
-        engine = self._rt.records_engine
-        if engine is None:
-            raise ServiceError("records-off", "the call-record store is not running on this bridge")
-        return engine
+    async def close(self) -> None:
+        if self._engine is not None:
+            await self._engine.dispose()
+            self._engine = None
+
+    @asynccontextmanager
+    async def _read(self) -> AsyncIterator[AsyncConnection]:
+        """A connection to the records store; its faults become records-unavailable."""
+        from sqlalchemy.exc import DBAPIError
+
+        from ccbridge.store.engine import make_engine, sqlite_path
+        from ccbridge.store.migrate import SchemaError, check_schema
+
+        path = sqlite_path(self._rt.config.store)
+        # Opening a missing SQLite file would create an empty one: say so instead.
+        if path is not None and not await asyncio.to_thread(path.exists):
+            raise ServiceError(
+                "records-unavailable",
+                f"no such database file: {path} (the bridge has recorded no calls there)",
+            )
+        if self._engine is None:
+            self._engine = make_engine(self._rt.config.store)  # connects lazily
+        try:
+            await check_schema(self._engine)
+            async with self._engine.connect() as conn:
+                yield conn
+        except SchemaError as exc:
+            raise ServiceError("records-unavailable", str(exc)) from None
+        except (OSError, TimeoutError, DBAPIError) as exc:
+            why = str(getattr(exc, "orig", None) or exc).splitlines()[0] if str(exc) else ""
+            raise ServiceError(
+                "records-unavailable",
+                f"the records store cannot be read: {why or type(exc).__name__}",
+            ) from None
 
     def _report_query(self, params: Params, accept: str | None, agents: bool) -> ReportQuery:
         c = self._rt.config
@@ -65,7 +97,7 @@ class ReportService:
         from ccbridge.reports.build import interval_report
 
         q = self._report_query(params, accept, agents=False)
-        async with self._engine().connect() as conn:
+        async with self._read() as conn:
             with _bad_query():
                 return q, await interval_report(conn, self._rt.config, q, self._rt.clock.now())
 
@@ -75,7 +107,7 @@ class ReportService:
         from ccbridge.reports.build import agent_report
 
         q = self._report_query(params, accept, agents=True)
-        async with self._engine().connect() as conn:
+        async with self._read() as conn:
             with _bad_query():
                 return q, await agent_report(conn, self._rt.config, q, self._rt.clock.now())
 
@@ -97,7 +129,7 @@ class ReportService:
             raise ServiceError(
                 "numbers-forbidden", "filtering by caller needs the right to read numbers"
             )
-        async with self._engine().connect() as conn:
+        async with self._read() as conn:
             return q, await list_calls(conn, q, numbers)
 
     async def call(self, call_id: str, *, numbers: bool) -> CallDetail:
@@ -105,7 +137,7 @@ class ReportService:
 
         if not call_id or len(call_id) > 64 or not call_id.isprintable():
             raise ServiceError("invalid-field", "not a call ID", field="id")
-        async with self._engine().connect() as conn:
+        async with self._read() as conn:
             found = await get_call(conn, call_id, numbers)
         if found is None:
             raise ServiceError(

@@ -3,36 +3,50 @@
 from __future__ import annotations
 
 import argparse
-import re
+import asyncio
 import sys
-from collections.abc import Callable
-from datetime import date, timedelta
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 from ccbridge.config import ConfigError, load_config
-from ccbridge.config.model import Config, Schedule
-from ccbridge.routing.schedule import holiday_name
+from ccbridge.config.model import Config
 from ccbridge.staffing.csvhistory import HistoryFileError, read_history
-from ccbridge.staffing.forecast import Forecast, forecast
-from ccbridge.staffing.history import ArrivalHistory, NoHistory
-from ccbridge.staffing.plan import Targets, offering_keys, plan
+from ccbridge.staffing.history import NoHistory
+from ccbridge.staffing.plan import Targets, offering_keys
+from ccbridge.staffing.planning import (
+    MAX_DAYS,
+    PlanResult,
+    check_weeks,
+    make_plan,
+    parse_target,
+    parse_volume,
+    plan_days,
+)
+from ccbridge.staffing.planning import (
+    number as _number,
+)
 from ccbridge.staffing.report import plan_csv, plan_table, sun_report
 
 EXIT_INPUT = 2
-MAX_DAYS = 62  # two months of half hours per queue: a plan, not a data export
 
 EXAMPLES = """examples:
-  ccbridge staffing deploy.yaml --history arrivals.csv --from 2026-12-07 --to 2026-12-13
-  ccbridge staffing deploy.yaml --history arrivals.csv --from 2026-12-24 --to 2026-12-24 \\
+  ccbridge staffing deploy.yaml --from 2026-12-07 --to 2026-12-13
+  ccbridge staffing deploy.yaml --from 2026-12-24 --to 2026-12-24 \\
       --volume=+20% --aht 200 --target 90/15 --csv plan.csv --chart plan.png
+  ccbridge staffing deploy.yaml --history arrivals.csv --from 2026-12-07 --to 2026-12-13
 
 The history is a CSV of arrivals per local half hour:
   site,service,language,interval_start,calls[,complete][,handled,handle_seconds]
   bangalore,orders,en,2026-11-09T09:30,37,1,35,6650
 (interval_start on the site's wall clock; complete=0 for a slot in a coverage gap; a
 slot with no row had no calls; handled calls and their total talk + hold + wrap-up
-seconds give the AHT per half hour, else --aht). When the records store lands (issue 12) the command
-reads the records instead and --history becomes optional.
+seconds give the AHT per half hour, else --aht).
+
+Without --history the command reads the call records in the config's store (`ccbridge
+db upgrade CONFIG` creates it; the bridge writes it): arrivals per local half hour at
+the site that queued each call, handle times, coverage gaps. Slots of the planned dates
+that the records already hold show their recorded calls beside the forecast
+("rec"; a "*" marks a slot that touched a coverage gap: a lower bound).
 """
 
 
@@ -46,7 +60,10 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("config")
     p.add_argument("--from", dest="first", required=True, help="first local date, YYYY-MM-DD")
     p.add_argument("--to", dest="last", required=True, help="last local date (inclusive)")
-    p.add_argument("--history", required=True, help="arrivals CSV (until the store lands)")
+    p.add_argument(
+        "--history",
+        help="read arrivals from this CSV instead of the records store (config's store:)",
+    )
     p.add_argument("--weeks", type=int, default=8, help="weeks of history in the profile")
     p.add_argument(
         "--volume", default="+0%", help="what-if: change the forecast, e.g. +20%% or --volume=-10%%"
@@ -63,38 +80,6 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--chart", help="write a heatmap per site to this PNG file")
     p.add_argument("--all-slots", action="store_true", help="print closed slots too")
     p.set_defaults(func=cmd_staffing)
-
-
-def _number(flag: str, raw: str) -> float:
-    try:
-        v = float(raw)
-    except ValueError:
-        raise ValueError(f"{flag}: {raw!r} is not a number") from None
-    if v != v or v in (float("inf"), float("-inf")):
-        raise ValueError(f"{flag}: {raw!r} is not a finite number")
-    return v
-
-
-def parse_volume(raw: str) -> float:
-    """'+20%' -> 1.2, '-10%' -> 0.9."""
-    m = re.fullmatch(r"\s*([+-]?)(\d+(?:\.\d+)?)\s*%\s*", raw)
-    if not m:
-        raise ValueError(f"--volume: {raw!r} is not a change like +20% or -10%")
-    pct = float(m.group(2)) * (-1 if m.group(1) == "-" else 1)
-    if pct <= -100:
-        raise ValueError(f"--volume: {raw!r} would leave no calls at all")
-    return 1 + pct / 100
-
-
-def parse_target(raw: str) -> tuple[float, float]:
-    """'80/20' -> (0.8, 20.0)."""
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*/\s*(\d+(?:\.\d+)?)\s*", raw)
-    if not m:
-        raise ValueError(f"--target: {raw!r} is not PERCENT/SECONDS like 80/20")
-    pct, secs = float(m.group(1)), float(m.group(2))
-    if not 0 < pct <= 100:
-        raise ValueError(f"--target: the percentage must be in (0, 100], got {m.group(1)}")
-    return pct / 100, secs
 
 
 def targets_from(args: argparse.Namespace) -> Targets:
@@ -120,29 +105,55 @@ def _dates(args: argparse.Namespace) -> list[date]:
     n = (last - first).days + 1
     if n > MAX_DAYS:
         raise ValueError(f"--from/--to span {n} days; at most {MAX_DAYS}")
-    return [first + timedelta(days=i) for i in range(n)]
+    return plan_days(first, last)
 
 
-def _calendar(schedule: Schedule) -> Callable[[date], str | None]:
-    return lambda d: holiday_name(schedule, d)
+def _from_store(config: Config, days: list[date], targets: Targets, weeks: int) -> PlanResult:
+    """The plan from the config's records store; StoreUnusable when it cannot be read."""
+    from sqlalchemy.exc import DBAPIError
 
+    from ccbridge.staffing.storehistory import plan_from_store
+    from ccbridge.store.engine import make_engine, sqlite_path
+    from ccbridge.store.migrate import SchemaError, check_schema
 
-def forecasts_for(
-    config: Config, history: ArrivalHistory, days: list[date], weeks: int
-) -> tuple[list[Forecast], list[str]]:
-    """A forecast for every queue the config offers, and a note for each without one."""
-    out: list[Forecast] = []
-    notes: list[str] = []
-    for key in offering_keys(config):
-        offering = config.site(key.site).offering(key.service)
-        assert offering is not None
+    where = _where(config)
+    path = sqlite_path(config.store)
+    if path is not None and not path.exists():
+        raise StoreUnusable(
+            f"{where}: no such database file: the records store is empty (run `ccbridge db "
+            "upgrade CONFIG`, and the bridge to record calls) or give --history CSV"
+        )
+
+    async def run() -> PlanResult:
+        engine = make_engine(config.store)
         try:
-            out.append(
-                forecast(history, key, days, weeks=weeks, holidays=_calendar(offering.schedule))
+            await check_schema(engine)
+            return await plan_from_store(
+                engine, config, days, targets, now=datetime.now(UTC), weeks=weeks
             )
-        except NoHistory as exc:
-            notes.append(f"no forecast: {exc}")
-    return out, notes
+        finally:
+            await engine.dispose()
+
+    try:
+        return asyncio.run(run())
+    except SchemaError as exc:
+        raise StoreUnusable(f"{where}: {exc}") from None
+    except (OSError, TimeoutError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise StoreUnusable(f"{where}: cannot reach the database: {why}") from None
+    except DBAPIError as exc:
+        first = str(exc.orig).splitlines()[0] if exc.orig is not None else str(exc)
+        raise StoreUnusable(f"{where}: cannot use the database: {first}") from None
+
+
+def _where(config: Config) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(config.store.url).render_as_string(hide_password=True)
+
+
+class StoreUnusable(Exception):
+    """The records store cannot be read: the message says which and why."""
 
 
 def cmd_staffing(args: argparse.Namespace) -> int:
@@ -157,30 +168,39 @@ def cmd_staffing(args: argparse.Namespace) -> int:
         days = _dates(args)
         if args.weeks < 1:
             raise ValueError(f"--weeks must be at least 1, got {args.weeks}")
-        history = read_history(args.history)
+        try:
+            check_weeks(args.weeks)
+        except ValueError as exc:
+            raise ValueError(f"--{exc}") from None
+        history = read_history(args.history) if args.history else None
     except (ValueError, HistoryFileError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_INPUT
-    offered = set(offering_keys(config))
-    for key in history.queues():
-        if key not in offered:
-            print(
-                f"warning: {args.history}: {key} is not a queue of the config; ignored",
-                file=sys.stderr,
-            )
-    forecasts, notes = forecasts_for(config, history, days, args.weeks)
-    for note in notes:
-        print(f"warning: {note}", file=sys.stderr)
-    if not forecasts:
-        print(
-            f"error: {args.history}: no queue of the config has history before "
-            f"{days[0]}: nothing to plan from",
-            file=sys.stderr,
-        )
+    source = args.history or f"the records store ({_where(config)})"
+    try:
+        if history is not None:
+            offered = set(offering_keys(config))
+            for key in history.queues():
+                if key not in offered:
+                    print(
+                        f"warning: {args.history}: {key} is not a queue of the config; ignored",
+                        file=sys.stderr,
+                    )
+            result = make_plan(config, history, days, targets, args.weeks)
+        else:
+            result = _from_store(config, days, targets, args.weeks)
+    except NoHistory as exc:
+        hint = "" if history is not None else " (the bridge records calls with store: on)"
+        print(f"error: {source}: {exc}{hint}", file=sys.stderr)
         return EXIT_INPUT
-    rows = plan(config, forecasts, targets)
+    except StoreUnusable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    for note in result.notes:
+        print(f"warning: {note}", file=sys.stderr)
+    rows = result.rows
     sys.stdout.write(
-        f"staffing {days[0]}..{days[-1]}: target {targets.service_level:.0%} in "
+        f"staffing {days[0]}..{days[-1]} from {source}: target {targets.service_level:.0%} in "
         f"{targets.threshold_s:g} s, AHT "
         f"{'from the history, else ' if targets.aht_from_history else ''}{targets.aht_s:g} s, "
         "max occupancy "

@@ -83,7 +83,12 @@ class MemoryHistory:
         self,
         rows: Iterable[tuple[QueueKey, Observation]],
         spans: dict[QueueKey, tuple[date, date]] | None = None,
+        *,
+        only_spans: bool = False,
     ) -> None:
+        """``spans`` gives keys their span; a key without one spans its observations'
+        days, unless ``only_spans`` (a store: a key whose only observations are
+        coverage gaps has no records, so nothing is known of it)."""
         self._rows: dict[QueueKey, dict[Slot, Observation]] = {}
         for key, obs in rows:
             if obs.count < 0 or obs.handled < 0 or not obs.handle_s >= 0:
@@ -102,7 +107,7 @@ class MemoryHistory:
             per[obs.slot] = obs
         self._spans = dict(spans or {})
         for key, per in self._rows.items():
-            if key not in self._spans and per:
+            if key not in self._spans and per and not only_spans:
                 days = [s.day for s in per]
                 self._spans[key] = (min(days), max(days))
 

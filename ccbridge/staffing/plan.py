@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 
@@ -10,7 +10,7 @@ from ccbridge.config.model import Config, Offering, Site, queue_name
 from ccbridge.routing.schedule import is_open
 from ccbridge.staffing import erlang
 from ccbridge.staffing.forecast import Basis, Forecast
-from ccbridge.staffing.history import QueueKey
+from ccbridge.staffing.history import ArrivalHistory, Observation, QueueKey
 from ccbridge.staffing.slots import Slot, slot_instants, slot_seconds
 
 __all__ = [
@@ -75,6 +75,11 @@ class IntervalPlan:
     service_level: float | None  # what the required agents give
     staffed_service_level: float | None  # what the staffed agents give (0 when unstable)
     status: str
+    # Calls the records hold for the slot (a past or current slot), None when the records
+    # do not cover it; ``recorded_complete`` False: the slot touched a coverage gap, the
+    # count is only a lower bound.
+    recorded: int | None = None
+    recorded_complete: bool = True
 
 
 def offering_keys(config: Config) -> list[QueueKey]:
@@ -133,9 +138,12 @@ def plan(
     forecasts: Iterable[Forecast],
     targets: Targets,
     staffed: Mapping[tuple[str, str], int] | None = None,
+    *,
+    recorded: ArrivalHistory | None = None,
 ) -> list[IntervalPlan]:
     """One row per forecast slot of each queue the config offers (forecasts of queues
-    it does not offer are left out): the requirement, the staffing, and a status."""
+    it does not offer are left out): the requirement, the staffing, and a status; with
+    ``recorded``, the calls the records hold for each slot beside the forecast."""
     staff = configured_staff(config) if staffed is None else staffed
     rows: list[IntervalPlan] = []
     for fc in forecasts:
@@ -144,11 +152,37 @@ def plan(
             continue
         site, offering = found
         have = staff.get((site.name, queue_name(fc.key.service, fc.key.language)), 0)
+        actual = _recorded(recorded, fc)
         for fs in fc.slots:
             aht = fs.aht_s if targets.aht_from_history and fs.aht_s else targets.aht_s
             t = targets if aht == targets.aht_s else replace(targets, aht_s=aht)
-            rows.append(_row(fc.key, site, offering, fs.slot, fs.calls, fs.basis, have, t))
+            row = _row(fc.key, site, offering, fs.slot, fs.calls, fs.basis, have, t)
+            got = actual(fs.slot)
+            if got is not None:
+                row = replace(row, recorded=got.count, recorded_complete=got.complete)
+            rows.append(row)
     return rows
+
+
+def _recorded(history: ArrivalHistory | None, fc: Forecast) -> Callable[[Slot], Observation | None]:
+    """slot -> what the records hold for it: an observation, a zero inside the span the
+    records cover (no row is no call), or None outside it."""
+    if history is None or not fc.slots:
+        return lambda _s: None
+    span = history.span(fc.key)
+    if span is None:
+        return lambda _s: None
+    days = [f.slot.day for f in fc.slots]
+    table = {o.slot: o for o in history.arrivals(fc.key, min(days), max(days))}
+    lo, hi = span
+
+    def get(slot: Slot) -> Observation | None:
+        o = table.get(slot)
+        if o is not None:
+            return o
+        return Observation(slot, 0) if lo <= slot.day <= hi else None
+
+    return get
 
 
 def _row(

@@ -40,6 +40,8 @@ CSV_COLUMNS = (
     "service_level_required",
     "service_level_staffed",
     "status",
+    "recorded_calls",
+    "recorded_complete",
 )
 
 
@@ -66,6 +68,8 @@ def _csv_row(r: IntervalPlan) -> list[str]:
         _num(r.service_level, ".4f"),
         _num(r.staffed_service_level, ".4f"),
         r.status,
+        _num(r.recorded, "d"),
+        "" if r.recorded is None else ("1" if r.recorded_complete else "0"),
     ]
 
 
@@ -114,7 +118,7 @@ def plan_table(rows: Sequence[IntervalPlan], *, all_slots: bool = False) -> str:
     with ``all_slots``), then a summary per queue."""
     head = (
         f"{'site':<10} {'queue':<12} {'local':<16} {'utc':<6} {'calls':>7} {'aht':>5} {'req':>4} "
-        f"{'rost':>4} {'have':>4} {'SL req':>6} {'SL have':>7}  status"
+        f"{'rost':>4} {'have':>4} {'SL req':>6} {'SL have':>7} {'rec':>5}  status"
     )
     lines = [head, "-" * len(head)]
     for r in rows:
@@ -125,8 +129,8 @@ def plan_table(rows: Sequence[IntervalPlan], *, all_slots: bool = False) -> str:
             f"{r.key.site:<10} {r.key.queue:<12} {r.slot_label:<16} {utc:<6} "
             f"{_num(r.calls, '.1f'):>7} {r.aht_s:>5.0f} {_num(r.required, 'd'):>4} "
             f"{_num(r.rostered, 'd'):>4} "
-            f"{r.staffed:>4} {_pct(r.service_level):>6} {_pct(r.staffed_service_level):>7}  "
-            f"{r.status}"
+            f"{r.staffed:>4} {_pct(r.service_level):>6} {_pct(r.staffed_service_level):>7} "
+            f"{_recorded(r):>5}  {r.status}"
         )
     lines += ["", "per queue:"]
     for s in summarise(rows):
@@ -137,6 +141,13 @@ def plan_table(rows: Sequence[IntervalPlan], *, all_slots: bool = False) -> str:
             f"expected, {s.no_forecast} without a forecast"
         )
     return "\n".join(lines) + "\n"
+
+
+def _recorded(r: IntervalPlan) -> str:
+    """The recorded calls; '*' when the slot touched a coverage gap (a lower bound)."""
+    if r.recorded is None:
+        return ""
+    return f"{r.recorded}{'' if r.recorded_complete else '*'}"
 
 
 def _pct(v: float | None) -> str:

@@ -8,9 +8,9 @@ agent report < 2 s. The data: 5 sites in five zones (one with DST), 3 services x
 languages, 40 agents a site, 10 % of calls overflowed to another site, outcomes mixed
 (answered, abandoned, short abandons, timeouts, after hours), a third scored; one
 ``called`` activity row per offered call, ring-no-answers, and each agent's shift logins
-and pauses: ~2.6 million rows. Loaded in bulk (sqlite3 executemany; asyncpg COPY) and
-ANALYZEd, in arrival order as the ingest writes them: loading is not what is measured. The SQLite file is kept between runs
-(``--cache``) since building it takes a minute.
+and pauses: ~2.6 million rows. Loaded in bulk (sqlite3 executemany; asyncpg COPY), in
+arrival order as the ingest writes them, and ANALYZEd: loading is not what is measured.
+The SQLite file is kept between runs (``--cache``) since building it takes minutes.
 
 Per engine, in the same run: **the floor** is the index scan alone (``count(*)`` of the
 site's calls in the range over calls(target_site, arrived_at)); each report is timed

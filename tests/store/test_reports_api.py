@@ -4,9 +4,12 @@ masked numbers, and bad input answered 400 with a message (never 500, never unbo
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
+import os
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -72,12 +75,12 @@ def calls(n: int) -> list[tuple[str, dict[str, Any]]]:
 async def api(db_target: Db) -> AsyncIterator[tuple[TestClient, Bridge]]:  # type: ignore[type-arg]
     await db_target.upgrade()
     await write(db_target, calls(30))
-    bridge = Bridge(report_config(), Clock(NOW))
-    bridge.records_engine = db_target.engine()
+    bridge = Bridge(replace(report_config(), store=db_target.settings), Clock(NOW))
     try:
         async with TestClient(TestServer(bridge.http_app())) as c:
             yield c, bridge
     finally:
+        await bridge.services.reports.close()
         await db_target.dispose()
 
 
@@ -217,7 +220,11 @@ async def test_a_repeated_parameter_and_an_overlong_value(api: Any) -> None:
 
 
 async def test_no_store_is_503(db_target: Db) -> None:
-    bridge = Bridge(report_config(), Clock(NOW))
+    """No database file yet (the bridge recorded nothing): 503, and no empty file made."""
+    bridge = Bridge(replace(report_config(), store=db_target.settings), Clock(NOW))
+    path = db_target.settings.url.removeprefix("sqlite+aiosqlite:///")
     async with TestClient(TestServer(bridge.http_app())) as c:
         r = await c.get("/api/v1/reports/intervals", params=RANGE)
-        assert r.status == 503 and (await r.json())["error"] == "records-off"
+        assert r.status == 503 and (await r.json())["error"] == "records-unavailable"
+        assert "no such database file" in (await r.json())["message"]
+    assert not await asyncio.to_thread(os.path.exists, path)
