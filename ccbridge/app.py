@@ -45,6 +45,7 @@ from ccbridge.routing.state import (
 from ccbridge.selfservice import SelfServiceClient
 from ccbridge.services import Services
 from ccbridge.services.ports import TrunkNow
+from ccbridge.store.retention import RetentionJob
 
 __all__ = ["Bridge", "TrunkNow", "run_bridge", "serve"]
 
@@ -102,6 +103,13 @@ class Bridge:
         self.bus.subscribe_user_event(variables.EVENT_HELD_ROUTE, self.held.on_event)
         self.bus.subscribe_user_event(variables.EVENT_HELD_REJECTED, self.held.on_event)
         self.services = Services.over(self)
+        # Purges records past records.retention_days (issue 12), on its own engine.
+        self.retention = RetentionJob(
+            config.store,
+            config.records.retention_days,
+            config.records.purge_interval,
+            self.clock.now,
+        )
         self.agi = FastAgiServer(
             {
                 variables.AGI_ROUTE: make_route_handler(self.decide, self._on_decision),
@@ -388,6 +396,7 @@ class Bridge:
             await parts.start("held routes", "each site's AstDB", self.held.start, self.held.stop)
         agi = self.config.bridge.agi_listen
         await parts.start("FastAGI server", str(agi), self.agi.start, self.agi.stop)
+        await parts.start("records retention", None, self.retention.start, self.retention.stop)
 
     async def stop(self) -> None:
         """Stop every part, newest first, each even when another fails; raises StopError

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from bisect import bisect_right
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -17,7 +17,7 @@ from ccbridge.config.model import Config, QueueSettings
 from ccbridge.kpi import queue_index
 from ccbridge.reports import queries
 from ccbridge.reports.figures import AGENT_FIGURES, QUEUE_FIGURES, AgentSums, QueueSums
-from ccbridge.reports.intervals import Bucket, SlotIndex, buckets
+from ccbridge.reports.intervals import Bucket, SlotIndex, buckets, slot_size
 from ccbridge.reports.query import ReportQuery
 from ccbridge.store.schema import ActivityKind
 
@@ -63,60 +63,65 @@ def _touched(items: Sequence[Bucket], gap_rows: Iterable[Any], now: datetime) ->
     return out
 
 
-def _queue_sums(row: Any) -> QueueSums:
-    s = QueueSums()
-    for f in fields(s):
-        if f.name == "overflowed_out":
-            continue
-        v = getattr(row, f.name)
-        setattr(s, f.name, v if f.name == "longest_wait_s" else type(getattr(s, f.name))(v))
-    return s
-
-
 def _assemble_queue(
     site: str,
     items: list[Bucket],
+    size: int,
     sums_rows: list[Any],
-    out_rows: list[Any],
+    entry_rows: list[Any],
     incomplete: set[int],
     by_site: bool,
 ) -> list[dict[str, Any]]:
-    index = SlotIndex(items)
+    index = SlotIndex(items, size)
     per: list[dict[Group, QueueSums]] = [{} for _ in items]
-    for row in sums_rows:
-        i = index(int(row.slot))
+    everything: Group = (None, None, None)
+    for row in sums_rows:  # slot, service, language, queue, *SUM_COLUMNS
+        i = index(int(row[0]))
         if i is None:
             continue
-        key: Group = (None, None, None) if by_site else (row.service, row.language, row.queue)
-        per[i].setdefault(key, QueueSums()).add(_queue_sums(row))
-    for row in out_rows:
-        i = index(int(row.slot))
+        key: Group = everything if by_site else (row[1], row[2], row[3])
+        got = per[i].get(key)
+        if got is None:
+            got = per[i][key] = QueueSums()
+        got.add_row(row[4:])
+    for row in entry_rows:  # slot, service, language, queue, sent_away, n, *SUM_COLUMNS
+        i = index(int(row[0]))
         if i is None:
             continue
-        key = (None, None, None) if by_site else (row.service, row.language, row.queue)
-        per[i].setdefault(key, QueueSums()).overflowed_out += int(row.n)
+        key = everything if by_site else (row[1], row[2], row[3])
+        got = per[i].get(key)
+        if got is None:
+            got = per[i][key] = QueueSums()
+        if row[4]:
+            got.overflowed_out += int(row[5])
+        else:
+            got.add_row(row[6:])
     out: list[dict[str, Any]] = []
+    unknown = dict.fromkeys(QUEUE_FIGURES)
     for i, b in enumerate(items):
-        head = {
-            "site": site,
-            "interval_start": b.start.isoformat(),
-            "interval_end": b.end.isoformat(),
-        }
+        start, end, gap = b.start.isoformat(), b.end.isoformat(), i in incomplete
         groups = per[i]
         if not groups:
             # No call seen: zeros when the site was watched, unknown during a gap.
-            figures = dict.fromkeys(QUEUE_FIGURES) if i in incomplete else QueueSums().figures()
-            out.append(
-                {**head, "service": None, "language": None, "queue": None}
-                | {"incomplete": i in incomplete, **figures}
-            )
-            continue
-        for key in sorted(groups, key=lambda k: tuple(x or "" for x in k)):
-            service, language, queue = key
-            out.append(
-                {**head, "service": service, "language": language, "queue": queue}
-                | {"incomplete": i in incomplete, **groups[key].figures()}
-            )
+            figures = unknown if gap else QueueSums().figures()
+            groups_out: list[tuple[Group, dict[str, Any]]] = [(everything, figures)]
+        else:
+            groups_out = [
+                (k, groups[k].figures())
+                for k in sorted(groups, key=lambda k: (k[0] or "", k[1] or "", k[2] or ""))
+            ]
+        for (service, language, queue), figures in groups_out:
+            row_out = {
+                "site": site,
+                "interval_start": start,
+                "interval_end": end,
+                "service": service,
+                "language": language,
+                "queue": queue,
+                "incomplete": gap,
+            }
+            row_out.update(figures)
+            out.append(row_out)
     return out
 
 
@@ -127,34 +132,27 @@ async def interval_report(
     dialect = conn.dialect.name
     index = queue_index(config)
     default_sl = QueueSettings().servicelevel
+    short = config.records.short_abandon_s
     rows: list[dict[str, Any]] = []
     for site in q.sites:
         zone = ZoneInfo(config.site(site).timezone)
         start, end = q.period.utc(zone)
         items = buckets(start, end, zone, q.step)  # IntervalError: the caller says 400
+        size = slot_size(items)
         thresholds = {qn: info.servicelevel for (s, qn), info in index.items() if s == site}
-        filters = {"service": q.service, "language": q.language, "queue": q.queue}
-        sums_rows = (
-            await conn.execute(
-                queries.queue_sums(
-                    dialect,
-                    site,
-                    start,
-                    end,
-                    thresholds,
-                    default_sl,
-                    config.records.short_abandon_s,
-                    **filters,
-                )
-            )
-        ).all()
-        out_rows = (
-            await conn.execute(queries.overflow_out(dialect, site, start, end, **filters))
-        ).all()
+        kw: dict[str, Any] = {
+            "size": size,
+            "service": q.service,
+            "language": q.language,
+            "queue": q.queue,
+        }
+        args = (dialect, site, start, end, thresholds, default_sl, short)
+        sums_rows = (await conn.execute(queries.queue_sums(*args, **kw))).all()
+        entry_rows = (await conn.execute(queries.entry_sums(*args, **kw))).all()
         gap_rows = (await conn.execute(queries.gaps(site, start, end))).all()
         incomplete = _touched(items, gap_rows, now)
         rows += await asyncio.to_thread(
-            _assemble_queue, site, items, sums_rows, out_rows, incomplete, q.by == "site"
+            _assemble_queue, site, items, size, sums_rows, entry_rows, incomplete, q.by == "site"
         )
     return Report(INTERVAL_COLUMNS, rows)
 
@@ -215,6 +213,7 @@ def _spread(lo: float, hi: float, bounds: list[float]) -> Iterable[tuple[int, fl
 def _assemble_agents(
     site: str,
     items: list[Bucket],
+    size: int,
     call_rows: list[Any],
     ring_rows: list[Any],
     state_rows: list[Any],
@@ -222,28 +221,33 @@ def _assemble_agents(
     start: datetime,
     until: datetime,
 ) -> list[dict[str, Any]]:
-    index = SlotIndex(items)
+    index = SlotIndex(items, size)
     per: list[dict[str, AgentSums]] = [{} for _ in items]
-    for row in call_rows:
-        i = index(int(row.slot))
+    for row in call_rows:  # slot, agent, answered, talk, hold, wrap-up, score sum, scores
+        i = index(int(row[0]))
         if i is None:
             continue
-        s = per[i].setdefault(row.agent, AgentSums())
-        s.answered += int(row.answered)
-        s.talk_s += float(row.talk_s)
-        s.hold_s += float(row.hold_s)
-        s.wrapup_s += float(row.wrapup_s)
-        s.satisfaction_sum += int(row.satisfaction_sum)
-        s.satisfaction_count += int(row.satisfaction_count)
-    for row in ring_rows:
-        i = index(int(row.slot))
+        s = per[i].get(row[1])
+        if s is None:
+            s = per[i][row[1]] = AgentSums()
+        s.answered += int(row[2])
+        s.talk_s += float(row[3])
+        s.hold_s += float(row[4])
+        s.wrapup_s += float(row[5])
+        s.satisfaction_sum += int(row[6])
+        s.satisfaction_count += int(row[7])
+    called = ActivityKind.CALLED.value
+    for row in ring_rows:  # slot, agent, kind, n
+        i = index(int(row[0]))
         if i is None:
             continue
-        s = per[i].setdefault(row.agent, AgentSums())
-        if row.kind == ActivityKind.CALLED.value:
-            s.offered += int(row.n)
+        s = per[i].get(row[1])
+        if s is None:
+            s = per[i][row[1]] = AgentSums()
+        if row[2] == called:
+            s.offered += int(row[3])
         else:
-            s.ring_no_answer += int(row.n)
+            s.ring_no_answer += int(row[3])
     bounds = [b.start_utc.timestamp() for b in items] + [items[-1].end_utc.timestamp()]
     for agent, spans in _spans(state_rows, start, until).items():
         for lo, hi, paused in spans:
@@ -278,11 +282,12 @@ async def agent_report(
         zone = ZoneInfo(config.site(site).timezone)
         start, end = q.period.utc(zone)
         items = buckets(start, end, zone, q.step)
+        size = slot_size(items)
         call_rows = (
-            await conn.execute(queries.agent_call_sums(dialect, site, start, end, q.agent))
+            await conn.execute(queries.agent_call_sums(dialect, site, start, end, q.agent, size))
         ).all()
         ring_rows = (
-            await conn.execute(queries.agent_ring_counts(dialect, site, start, end, q.agent))
+            await conn.execute(queries.agent_ring_counts(dialect, site, start, end, q.agent, size))
         ).all()
         state_rows = (await conn.execute(queries.agent_states(site, start, end, q.agent))).all()
         gap_rows = (await conn.execute(queries.gaps(site, start, end))).all()
@@ -293,6 +298,7 @@ async def agent_report(
             _assemble_agents,
             site,
             items,
+            size,
             call_rows,
             ring_rows,
             state_rows,

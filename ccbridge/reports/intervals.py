@@ -17,6 +17,7 @@ from bisect import bisect_right
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
+from math import gcd
 from zoneinfo import ZoneInfo
 
 SLOT_S = 900  # the SQL grouping unit: one UTC quarter hour
@@ -110,12 +111,26 @@ def buckets(start: datetime, end: datetime, zone: ZoneInfo, step: Step) -> list[
     return out
 
 
-class SlotIndex:
-    """Which bucket a UTC quarter hour falls in: a bisect over the buckets' starts."""
+def slot_size(items: list[Bucket]) -> int:
+    """The longest slot (seconds) whose UTC multiples include every bucket boundary: the
+    SQL can group by it and return fewer rows (an hourly report in Dhaka, +06:00, groups
+    by hour; a daily one by 6 hours; anything in a +05:30 zone by half hour at most)."""
+    size = 0
+    for b in items:
+        size = gcd(size, int(b.start.timestamp()))
+    if items:
+        size = gcd(size, int(items[-1].end.timestamp()))
+    assert size % SLOT_S == 0 or not items
+    return size or SLOT_S
 
-    def __init__(self, items: list[Bucket]) -> None:
-        self._starts = [slot_of(b.start) for b in items]
-        self._end = slot_of(items[-1].end) if items else 0
+
+class SlotIndex:
+    """Which bucket a UTC slot (of ``size`` seconds) falls in: a bisect over the buckets'
+    starts."""
+
+    def __init__(self, items: list[Bucket], size: int = SLOT_S) -> None:
+        self._starts = [int(b.start.timestamp()) // size for b in items]
+        self._end = int(items[-1].end.timestamp()) // size if items else 0
 
     def __call__(self, slot: int) -> int | None:
         if not self._starts or slot < self._starts[0] or slot >= self._end:

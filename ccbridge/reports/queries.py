@@ -23,11 +23,19 @@ from sqlalchemy import (
     literal,
     or_,
     select,
+    text,
     union_all,
 )
 
 from ccbridge.reports.intervals import SLOT_S
-from ccbridge.store.schema import ActivityKind, Outcome, agent_activity, calls, coverage_gaps
+from ccbridge.store.schema import (
+    ENTRY_AWAY,
+    ActivityKind,
+    Outcome,
+    agent_activity,
+    calls,
+    coverage_gaps,
+)
 
 ABANDONS = (Outcome.ABANDONED.value, Outcome.SHORT_ABANDON.value)
 AFTER_HOURS = (
@@ -46,12 +54,13 @@ STATE_KINDS = (
 ANSWER_LOOKBACK = timedelta(hours=2)
 
 
-def slot(dialect: str, col: Any) -> ColumnElement[int]:
-    """The UTC quarter hour of a timestamp column, as an integer, on either engine."""
+def slot(dialect: str, col: Any, size: int = SLOT_S) -> ColumnElement[int]:
+    """The UTC slot of ``size`` seconds (a multiple of a quarter hour) of a timestamp
+    column, as an integer, on either engine."""
     if dialect == "sqlite":
         # UtcDateTime keeps UTC text on SQLite: strftime('%s') reads it as UTC.
-        return cast(func.strftime("%s", col), Integer).op("/")(SLOT_S)  # integer division
-    return cast(func.floor(extract("epoch", col) / SLOT_S), BigInteger)
+        return cast(func.strftime("%s", col), Integer).op("/")(size)  # integer division
+    return cast(func.floor(extract("epoch", col) / size), BigInteger)
 
 
 def _count(cond: ColumnElement[bool]) -> ColumnElement[Any]:
@@ -60,6 +69,75 @@ def _count(cond: ColumnElement[bool]) -> ColumnElement[Any]:
 
 def _z(col: Any) -> ColumnElement[Any]:
     return func.coalesce(col, 0.0)
+
+
+# The columns of queue_sums after (slot, service, language, queue[, flag]): QueueSums'
+# fields in order, without overflowed_out (counted by the entry-site query).
+SUM_COLUMNS = (
+    "offered",
+    "answered",
+    "answered_within_sl",
+    "abandoned",
+    "short_abandons",
+    "abandoned_within_sl",
+    "timed_out",
+    "answered_wait_s",
+    "handle_s",
+    "longest_wait_s",
+    "overflowed_in",
+    "after_hours",
+    "fallback_routed",
+    "satisfaction_sum",
+    "satisfaction_count",
+)
+
+
+def _sums(
+    site: str, thresholds: Mapping[str, int], default_threshold: int, short_abandon_s: float
+) -> list[ColumnElement[Any]]:
+    c = calls.c
+    sl: ColumnElement[Any] = (
+        case(dict(thresholds), value=c.queue, else_=default_threshold)
+        if thresholds
+        else literal(default_threshold)
+    )
+    wait = _z(c.wait_s)
+    answered = c.outcome == Outcome.ANSWERED.value
+    abandoned = c.outcome.in_(ABANDONS)
+    queued = c.queued_at.is_not(None)
+    cols = [
+        _count(queued),
+        _count(answered),
+        _count(and_(answered, wait <= sl)),
+        _count(abandoned),
+        _count(and_(abandoned, wait < short_abandon_s)),
+        _count(and_(abandoned, wait >= short_abandon_s, wait <= sl)),
+        _count(c.outcome == Outcome.TIMEOUT.value),
+        func.coalesce(func.sum(case((answered, wait), else_=0.0)), 0.0),
+        func.coalesce(
+            func.sum(case((answered, _z(c.talk_s) + _z(c.hold_s) + _z(c.wrapup_s)), else_=0.0)),
+            0.0,
+        ),
+        func.max(case((queued, c.wait_s), else_=None)),
+        _count(c.entry_site != site),
+        _count(or_(c.outcome.in_(AFTER_HOURS), c.after_hours_action.is_not(None))),
+        _count(c.static_fallback.is_(True)),
+        func.coalesce(func.sum(c.satisfaction), 0),
+        func.count(c.satisfaction),
+    ]
+    return [col.label(name) for col, name in zip(cols, SUM_COLUMNS, strict=True)]
+
+
+def _filters(service: str | None, language: str | None, queue: str | None) -> list[Any]:
+    c = calls.c
+    out: list[Any] = []
+    if service is not None:
+        out.append(c.service == service)
+    if language is not None:
+        out.append(c.language == language)
+    if queue is not None:
+        out.append(c.queue == queue)
+    return out
 
 
 def queue_sums(
@@ -71,112 +149,73 @@ def queue_sums(
     default_threshold: int,
     short_abandon_s: float,
     *,
+    size: int = SLOT_S,
     service: str | None = None,
     language: str | None = None,
     queue: str | None = None,
 ) -> Select[Any]:
-    """Sums per (slot, service, language, queue) of the calls a site handled: sent to it
-    (``target_site``; index calls(target_site, arrived_at)) or, with no target (closed,
-    rejected), entered at it (index calls(entry_site, arrived_at))."""
+    """Sums per (slot, service, language, queue) of the calls sent to a site
+    (index calls(target_site, arrived_at))."""
     c = calls.c
-    ranged = [c.arrived_at >= start, c.arrived_at < end]
-    if service is not None:
-        ranged.append(c.service == service)
-    if language is not None:
-        ranged.append(c.language == language)
-    if queue is not None:
-        ranged.append(c.queue == queue)
-    cols = [
-        c.entry_site,
-        c.target_site,
-        c.service,
-        c.language,
-        c.queue,
-        c.arrived_at,
-        c.queued_at,
-        c.outcome,
-        c.wait_s,
-        c.talk_s,
-        c.hold_s,
-        c.wrapup_s,
-        c.after_hours_action,
-        c.static_fallback,
-        c.satisfaction,
-    ]
-    handled = union_all(
-        select(*cols).where(c.target_site == site, *ranged),
-        select(*cols).where(c.target_site.is_(None), c.entry_site == site, *ranged),
-    ).subquery("handled")
-    h = handled.c
-    sl: ColumnElement[Any] = (
-        case(dict(thresholds), value=h.queue, else_=default_threshold)
-        if thresholds
-        else literal(default_threshold)
+    s = slot(dialect, c.arrived_at, size).label("slot")
+    return (
+        select(
+            s,
+            c.service,
+            c.language,
+            c.queue,
+            *_sums(site, thresholds, default_threshold, short_abandon_s),
+        )
+        .where(
+            c.target_site == site,
+            c.arrived_at >= start,
+            c.arrived_at < end,
+            *_filters(service, language, queue),
+        )
+        .group_by(s, c.service, c.language, c.queue)
     )
-    wait = _z(h.wait_s)
-    answered = h.outcome == Outcome.ANSWERED.value
-    abandoned = h.outcome.in_(ABANDONS)
-    queued = h.queued_at.is_not(None)
-    s = slot(dialect, h.arrived_at).label("slot")
-    return select(
-        s,
-        h.service,
-        h.language,
-        h.queue,
-        _count(queued).label("offered"),
-        _count(answered).label("answered"),
-        _count(and_(answered, wait <= sl)).label("answered_within_sl"),
-        _count(abandoned).label("abandoned"),
-        _count(and_(abandoned, wait < short_abandon_s)).label("short_abandons"),
-        _count(and_(abandoned, wait >= short_abandon_s, wait <= sl)).label("abandoned_within_sl"),
-        _count(h.outcome == Outcome.TIMEOUT.value).label("timed_out"),
-        func.coalesce(func.sum(case((answered, wait), else_=0.0)), 0.0).label("answered_wait_s"),
-        func.coalesce(
-            func.sum(case((answered, _z(h.talk_s) + _z(h.hold_s) + _z(h.wrapup_s)), else_=0.0)),
-            0.0,
-        ).label("handle_s"),
-        func.max(case((queued, h.wait_s), else_=None)).label("longest_wait_s"),
-        _count(and_(h.target_site == site, h.entry_site != site)).label("overflowed_in"),
-        _count(or_(h.outcome.in_(AFTER_HOURS), h.after_hours_action.is_not(None))).label(
-            "after_hours"
-        ),
-        _count(h.static_fallback.is_(True)).label("fallback_routed"),
-        func.coalesce(func.sum(h.satisfaction), 0).label("satisfaction_sum"),
-        func.count(h.satisfaction).label("satisfaction_count"),
-    ).group_by(s, h.service, h.language, h.queue)
 
 
-def overflow_out(
+def entry_sums(
     dialect: str,
     site: str,
     start: datetime,
     end: datetime,
+    thresholds: Mapping[str, int],
+    default_threshold: int,
+    short_abandon_s: float,
     *,
+    size: int = SLOT_S,
     service: str | None = None,
     language: str | None = None,
     queue: str | None = None,
 ) -> Select[Any]:
-    """Calls that entered at ``site`` and were sent to another site, per slot and queue
-    (index calls(entry_site, arrived_at))."""
+    """Of the calls that entered at a site and were not sent to it (one pass over the
+    partial index ix_calls_entry_site_away): per (slot, service, language, queue, sent_away), the
+    same sums; ``sent_away`` rows went to another site (the site's overflow out, their
+    ``offered`` is what counts), the others went nowhere (after hours, closed, rejected)
+    and are the site's own."""
     c = calls.c
-    where = [
-        c.entry_site == site,
-        c.arrived_at >= start,
-        c.arrived_at < end,
-        c.target_site.is_not(None),
-        c.target_site != site,
-    ]
-    if service is not None:
-        where.append(c.service == service)
-    if language is not None:
-        where.append(c.language == language)
-    if queue is not None:
-        where.append(c.queue == queue)
-    s = slot(dialect, c.arrived_at).label("slot")
+    s = slot(dialect, c.arrived_at, size).label("slot")
+    away = case((c.target_site.is_(None), 0), else_=1).label("sent_away")
     return (
-        select(s, c.service, c.language, c.queue, func.count().label("n"))
-        .where(*where)
-        .group_by(s, c.service, c.language, c.queue)
+        select(
+            s,
+            c.service,
+            c.language,
+            c.queue,
+            away,
+            func.count().label("n"),
+            *_sums(site, thresholds, default_threshold, short_abandon_s),
+        )
+        .where(
+            c.entry_site == site,
+            c.arrived_at >= start,
+            c.arrived_at < end,
+            text(f"({ENTRY_AWAY})"),  # as in the partial index ix_calls_entry_site_away
+            *_filters(service, language, queue),
+        )
+        .group_by(s, c.service, c.language, c.queue, away)
     )
 
 
@@ -190,7 +229,12 @@ def gaps(site: str, start: datetime, end: datetime) -> Select[Any]:
 
 
 def agent_call_sums(
-    dialect: str, site: str, start: datetime, end: datetime, agent: str | None
+    dialect: str,
+    site: str,
+    start: datetime,
+    end: datetime,
+    agent: str | None,
+    size: int = SLOT_S,
 ) -> Select[Any]:
     """Per (slot of the answer, agent): answered calls, talk, hold, wrap-up and scores of
     the calls a site's agents answered in [start, end) (index calls(target_site,
@@ -206,7 +250,7 @@ def agent_call_sums(
     ]
     if agent is not None:
         where.append(c.agent == agent)
-    s = slot(dialect, c.answered_at).label("slot")
+    s = slot(dialect, c.answered_at, size).label("slot")
     return (
         select(
             s,
@@ -224,7 +268,12 @@ def agent_call_sums(
 
 
 def agent_ring_counts(
-    dialect: str, site: str, start: datetime, end: datetime, agent: str | None
+    dialect: str,
+    site: str,
+    start: datetime,
+    end: datetime,
+    agent: str | None,
+    size: int = SLOT_S,
 ) -> Select[Any]:
     """Per (slot, agent, kind): the rings and rings not answered (index
     agent_activity(site, at))."""
@@ -237,7 +286,7 @@ def agent_ring_counts(
     ]
     if agent is not None:
         where.append(a.agent == agent)
-    s = slot(dialect, a.at).label("slot")
+    s = slot(dialect, a.at, size).label("slot")
     return (
         select(s, a.agent, a.kind, func.count().label("n"))
         .where(*where)

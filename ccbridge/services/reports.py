@@ -55,7 +55,8 @@ class ReportService:
         from sqlalchemy.exc import DBAPIError
 
         from ccbridge.store.engine import make_engine, sqlite_path
-        from ccbridge.store.migrate import SchemaError, check_schema
+        from ccbridge.store.migrate import SchemaError
+        from ccbridge.store.readcheck import ensure_current
 
         path = sqlite_path(self._rt.config.store)
         # Opening a missing SQLite file would create an empty one: say so instead.
@@ -67,7 +68,7 @@ class ReportService:
         if self._engine is None:
             self._engine = make_engine(self._rt.config.store)  # connects lazily
         try:
-            await check_schema(self._engine)
+            await ensure_current(self._engine)
             async with self._engine.connect() as conn:
                 yield conn
         except SchemaError as exc:

@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from ccbridge.config.store import StoreSettings
 from ccbridge.store.schema import agent_activity, call_events, calls, coverage_gaps, legs
 
 log = logging.getLogger("ccbridge.store.retention")
@@ -127,27 +128,40 @@ async def erase_number(engine: AsyncEngine, number: str) -> Erased:
 
 
 class RetentionJob:
-    """Purges every ``interval`` seconds while the bridge runs; a failure is logged and
-    retried at the next round (the database may be down: the writer copes with that)."""
+    """Purges every ``interval`` seconds while the bridge runs, on its own engine; a round
+    with no database yet (no SQLite file, no schema) or a database down is skipped and
+    said in ``last_error``: the next round tries again."""
 
     def __init__(
         self,
-        engine: AsyncEngine,
+        settings: StoreSettings,
         days: int,
         interval: float,
         now: Callable[[], datetime],
+        first_delay: float = 60.0,
     ) -> None:
-        self.engine = engine
+        self.settings = settings
+        self.first_delay = first_delay  # the bridge settles (links, resyncs) first
         self.days = days
         self.interval = interval
         self._now = now
+        self._engine: AsyncEngine | None = None
         self._task: asyncio.Task[None] | None = None
         self.rounds = 0
         self.purged: dict[str, int] = {}
         self.last_error: str | None = None
 
     async def run_once(self) -> dict[str, int]:
-        gone = await purge(self.engine, cutoff(self._now(), self.days))
+        from ccbridge.store.engine import make_engine, sqlite_path
+        from ccbridge.store.readcheck import ensure_current
+
+        path = sqlite_path(self.settings)
+        if path is not None and not await asyncio.to_thread(path.exists):
+            raise FileNotFoundError(f"no record database yet at {path}")
+        if self._engine is None:
+            self._engine = make_engine(self.settings)
+        await ensure_current(self._engine)  # never purge a schema this code does not know
+        gone = await purge(self._engine, cutoff(self._now(), self.days))
         self.rounds += 1
         for k, v in gone.items():
             self.purged[k] = self.purged.get(k, 0) + v
@@ -156,6 +170,7 @@ class RetentionJob:
         return gone
 
     async def _loop(self) -> None:
+        await asyncio.sleep(self.first_delay)
         while True:
             try:
                 await self.run_once()
@@ -163,8 +178,12 @@ class RetentionJob:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                self.last_error = f"{exc.__class__.__name__}: {exc}"
-                log.warning("retention purge failed (retried in %gs): %s", self.interval, exc)
+                why = f"{exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+                if why != self.last_error:
+                    # No database yet is the normal state of a bridge not recording.
+                    level = logging.INFO if isinstance(exc, FileNotFoundError) else logging.WARNING
+                    log.log(level, "retention purge skipped (next in %gs): %s", self.interval, why)
+                self.last_error = why
             await asyncio.sleep(self.interval)
 
     async def start(self) -> None:
@@ -177,3 +196,6 @@ class RetentionJob:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        if self._engine is not None:
+            await self._engine.dispose()
+            self._engine = None

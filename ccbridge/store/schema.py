@@ -12,6 +12,9 @@ Indexes, each for a query the reports (issue 12) will run:
   agent and time range;
 - ``calls (arrived_at)``: the call list over a time range and the retention purge;
 - ``calls (caller_number)``: the caller filter and ``records erase --number``;
+- ``calls (entry_site, arrived_at) WHERE target_site IS NULL OR target_site !=
+  entry_site`` (partial, ``ix_calls_entry_site_away``): the interval report's calls that
+  left their entry site or went nowhere;
 - ``legs (site, arrived_at)``: a site's legs over a time range (queue reports);
 - ``call_events (call_id, at)``: ``GET /calls/{id}`` lists one call's events in order;
 - ``coverage_gaps (site, started_at)`` (the unique key) and ``(site, ended_at)``: the
@@ -41,6 +44,7 @@ from sqlalchemy import (
     Table,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 
 # Named constraints: alembic can then drop or alter them by name on both engines.
@@ -110,6 +114,10 @@ class UtcDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+# The partial index's predicate; a query uses the index only when it says the same.
+ENTRY_AWAY = "target_site IS NULL OR target_site != entry_site"
+
+
 def _site() -> String:
     return String(64)
 
@@ -154,6 +162,15 @@ calls = Table(
     Index(None, "agent", "arrived_at"),
     Index(None, "arrived_at"),
     Index(None, "caller_number"),
+    # Only the calls sent away from where they entered, or sent nowhere (~15 %): the
+    # interval report's overflow-out and after-hours pass reads these alone.
+    Index(
+        "ix_calls_entry_site_away",
+        "entry_site",
+        "arrived_at",
+        sqlite_where=text(ENTRY_AWAY),
+        postgresql_where=text(ENTRY_AWAY),
+    ),
 )
 
 legs = Table(

@@ -232,7 +232,7 @@ async def plans(conn: AsyncConnection, cfg: Config) -> dict[str, list[str]]:
     end = start + timedelta(days=DAYS)
     stmts = {
         "queue_sums": queries.queue_sums(d, SITE, start, end, {}, 20, 5.0),
-        "overflow_out": queries.overflow_out(d, SITE, start, end),
+        "entry_sums": queries.entry_sums(d, SITE, start, end, {}, 20, 5.0),
         "agent_call_sums": queries.agent_call_sums(d, SITE, start, end, None),
         "agent_ring_counts": queries.agent_ring_counts(d, SITE, start, end, None),
         "agent_states": queries.agent_states(SITE, start, end, None),

@@ -114,7 +114,7 @@ async def test_erase_removes_the_number_everywhere_and_leaves_a_marker(migrated:
 
 async def test_the_background_job_purges(migrated: Db) -> None:
     await write(migrated, world())
-    job = RetentionJob(migrated.engine(), days=30, interval=0.05, now=lambda: NOW)
+    job = RetentionJob(migrated.settings, days=30, interval=0.05, now=lambda: NOW, first_delay=0)
     await job.start()
     try:
         await until(lambda: job.rounds >= 2, 20, "two purge rounds")
@@ -122,6 +122,19 @@ async def test_the_background_job_purges(migrated: Db) -> None:
         await job.stop()
     assert job.purged["calls"] == 2 and job.last_error is None
     assert await _count(migrated, calls) == 2
+
+
+async def test_the_job_waits_for_a_database(db: Db) -> None:
+    """No schema yet: each round is skipped and says why; nothing is created or purged."""
+    job = RetentionJob(db.settings, days=30, interval=0.05, now=lambda: NOW, first_delay=0)
+    await job.start()
+    try:
+        await until(lambda: job.last_error is not None, 20, "a skipped round")
+    finally:
+        await job.stop()
+    assert job.rounds == 0 and (
+        "no record database" in job.last_error or "schema" in job.last_error
+    )
 
 
 def test_records_section() -> None:
