@@ -16,6 +16,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from ccbridge import loopdebug, sdnotify, variables
+from ccbridge.access.runtime import AccessStore
 from ccbridge.agents import AgentMirror
 from ccbridge.agi import health as agi_health
 from ccbridge.agi.handlers import make_route_handler
@@ -44,6 +45,7 @@ from ccbridge.routing.state import (
 )
 from ccbridge.selfservice import SelfServiceClient
 from ccbridge.services import Services
+from ccbridge.services.access import AccessService
 from ccbridge.services.ports import TrunkNow
 from ccbridge.store.retention import RetentionJob
 
@@ -124,6 +126,10 @@ class Bridge:
         )
         self._parts: Parts | None = None
         self.http_port: int | None = None
+        self.access_store = AccessStore(config)
+        # Users and the audit trail join at start (engine and trail set then): a bridge
+        # built but not started knows only the bootstrap token.
+        self.access = AccessService.from_config(config, None, None)
 
     @property
     def state(self) -> LiveState:
@@ -327,7 +333,10 @@ class Bridge:
     def http_app(self) -> web.Application:
         """The HTTP API over this bridge's services and metrics registry."""
         return build_app(
-            self.services, registry=self.registry, api_token=self.config.bridge.api_token
+            self.services,
+            registry=self.registry,
+            api_token=self.config.bridge.api_token,
+            access_service=self.access,
         )
 
     async def start(self) -> None:
@@ -373,10 +382,26 @@ class Bridge:
         if self.selfservice is not None:
             parts.on_stop("self-service client", self.selfservice.close)
         http = self.config.bridge.http_listen
+        # Users and the audit trail first: the API checks tokens and audits from its
+        # first request, and they stop after it.
+        await parts.start(
+            "user store and audit trail",
+            self.config.store.url.split("://", 1)[0],
+            self.access_store.start,
+            self.access_store.stop,
+        )
+        self.access.engine = self.access_store.engine
+        self.access.trail = self.access_store.trail
+        tls = self.config.bridge.tls
+        ssl_context = await asyncio.to_thread(tls.server_context) if tls is not None else None
         runner = web.AppRunner(self.http_app(), access_log=None, handle_signals=False)
         await parts.start("HTTP API", str(http), runner.setup, runner.cleanup)
         # The runner's cleanup (just pushed) also closes the site's socket.
-        await parts.start("HTTP API", str(http), web.TCPSite(runner, http.host, http.port).start)
+        await parts.start(
+            "HTTP API",
+            str(http),
+            web.TCPSite(runner, http.host, http.port, ssl_context=ssl_context).start,
+        )
         self.http_port = runner.addresses[0][1]
         for s in self.config.sites:
             link = SiteLink(

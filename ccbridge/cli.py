@@ -253,6 +253,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_loadtest(sub, str(DEFAULT_LAB_CONFIG))
     add_db(sub)
 
+    from ccbridge.access.cli import add_parser as add_access
+
+    add_access(sub)
+
     from ccbridge.staffing.cli import add_parser as add_staffing
 
     add_staffing(sub)

@@ -9,6 +9,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from ccbridge.config.access_loader import AccessSettings, parse_access, parse_tls
 from ccbridge.config.deploy import DeploySettings, parse_deploy
 from ccbridge.config.guard_loader import check_guard, parse_agi_guard, parse_watchdog
 from ccbridge.config.ivr_loader import parse_ivr
@@ -73,6 +74,7 @@ def _bridge(r: Reader, v: Any) -> BridgeSettings:
             "log_level",
             "agi_guard",
             "watchdog",
+            "tls",
         },
         {"agi_listen", "http_listen"},
     )
@@ -87,6 +89,7 @@ def _bridge(r: Reader, v: Any) -> BridgeSettings:
     # Collected apart: a problem in one is reported along with the other's.
     guard = r.collect(lambda: r.get(d, "agi_guard", partial(parse_agi_guard, r), None))
     watchdog = r.collect(lambda: r.get(d, "watchdog", partial(parse_watchdog, r), Watchdog()))
+    tls = r.collect(lambda: r.get(d, "tls", partial(parse_tls, r), None))
     return BridgeSettings(
         agi_listen=agi,
         agi_url_host=r.get(d, "agi_url_host", r.host_port(), agi),
@@ -104,6 +107,7 @@ def _bridge(r: Reader, v: Any) -> BridgeSettings:
         ),
         agi_guard=guard,
         watchdog=watchdog or Watchdog(),
+        tls=tls,
     )
 
 
@@ -503,6 +507,7 @@ _TOP = {
     "self_service",
     "store",
     "records",
+    "access",
     "deploy",
 }
 
@@ -619,6 +624,10 @@ def parse_config(
     if "records" in top:
         with r.at("records", top):
             records = r.collect(lambda: parse_records(r, top["records"]))
+    access = AccessSettings()
+    if "access" in top:
+        with r.at("access", top):
+            access = r.collect(lambda: parse_access(r, top["access"], set(smap or {}))) or access
     deploy = DeploySettings()
     if "deploy" in top:
         with r.at("deploy", top):
@@ -642,6 +651,7 @@ def parse_config(
         self_service=self_service,
         store=store or StoreSettings(),
         records=records or RecordsSettings(),
+        access=access,
         deploy=deploy,
         missing_secrets=missing,
     )

@@ -8,6 +8,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from ccbridge.config.access_loader import AccessSettings, TlsSettings
     from ccbridge.config.deploy import DeploySettings
     from ccbridge.config.ivr import IvrSettings, SelfServiceSettings
     from ccbridge.config.records import RecordsSettings
@@ -326,6 +327,7 @@ class BridgeSettings:
     log_level: str = "INFO"
     agi_guard: AgiGuard | None = None  # None: Asterisk dials the bridge directly
     watchdog: Watchdog = field(default_factory=Watchdog)
+    tls: TlsSettings | None = None  # HTTPS for the API when set
 
     @property
     def guard_servers(self) -> tuple[HostPort, ...]:
@@ -350,6 +352,7 @@ class Config:
     self_service: SelfServiceSettings | None = None
     store: StoreSettings = field(default_factory=lambda: _default_store())
     records: RecordsSettings = field(default_factory=lambda: _default_records())
+    access: AccessSettings = field(default_factory=lambda: _default_access())
     deploy: DeploySettings = field(default_factory=lambda: _default_deploy())
     # Secrets that gave nothing where the file was read (only when loaded without
     # requiring them, e.g. by `ccbridge check` on an admin's laptop).
@@ -396,6 +399,12 @@ class Config:
     def carrier_trunks(self, site: str) -> tuple[Trunk, ...]:
         found = [t for t in self.trunks if t.site == site and t.kind is TrunkKind.CARRIER]
         return tuple(sorted(found, key=lambda t: (t.order, -t.weight, t.name)))
+
+
+def _default_access() -> AccessSettings:
+    from ccbridge.config.access_loader import AccessSettings  # imports the reader
+
+    return AccessSettings()
 
 
 def _default_store() -> StoreSettings:

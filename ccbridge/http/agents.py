@@ -3,27 +3,38 @@
 from __future__ import annotations
 
 from dataclasses import asdict
+from typing import Any
 
 from aiohttp import web
 
+from ccbridge.http.access import can, requires, scope_sites
 from ccbridge.http.base import (
     SERVICES,
     ApiError,
     int_field,
     json_body,
     names_field,
-    require_token,
     required_string,
     string_field,
 )
 
 
+@requires("ccb.agents.{agent}.read")
 async def list_agents(request: web.Request) -> web.Response:
-    return web.json_response({"agents": request.app[SERVICES].agents.agents()})
+    agents = request.app[SERVICES].agents.agents()
+    return web.json_response({"agents": [a for a in agents if _mine(request, a)]})
 
 
+def _mine(request: web.Request, agent: dict[str, Any]) -> bool:
+    """An agent the caller may read by name, or one logged in at a site it may read."""
+    if can(request, f"ccb.agents.{agent['id']}.read"):
+        return True
+    mine = set(scope_sites(request, "ccb.sites.{site}.read"))
+    return any(s["site"] in mine for s in agent["sites"])
+
+
+@requires("ccb.agents.{agent}.login")
 async def login(request: web.Request) -> web.Response:
-    require_token(request)
     body = await json_body(request)
     site = required_string(body, "site")
     queues = names_field(body, "queues", required=True) or []
@@ -34,8 +45,8 @@ async def login(request: web.Request) -> web.Response:
     return web.json_response(asdict(done))
 
 
+@requires("ccb.agents.{agent}.login")
 async def logout(request: web.Request) -> web.Response:
-    require_token(request)
     body = await json_body(request)
     done = await request.app[SERVICES].agents.logout(
         request.match_info["agent"], string_field(body, "site"), names_field(body, "queues")
@@ -44,7 +55,6 @@ async def logout(request: web.Request) -> web.Response:
 
 
 async def _pause(request: web.Request, paused: bool) -> web.Response:
-    require_token(request)
     body = await json_body(request)
     site = string_field(body, "site")
     queues = names_field(body, "queues")
@@ -62,10 +72,12 @@ async def _pause(request: web.Request, paused: bool) -> web.Response:
     return web.json_response(asdict(done))
 
 
+@requires("ccb.agents.{agent}.pause")
 async def pause(request: web.Request) -> web.Response:
     return await _pause(request, True)
 
 
+@requires("ccb.agents.{agent}.pause")
 async def unpause(request: web.Request) -> web.Response:
     return await _pause(request, False)
 

@@ -8,7 +8,8 @@ from typing import Any
 
 from aiohttp import web
 
-from ccbridge.http.base import SERVICES, can_read_numbers
+from ccbridge.http.access import can, can_read_numbers, requires, scope_sites
+from ccbridge.http.base import SERVICES, ApiError
 from ccbridge.reports.calls import CALL_COLUMNS, EVENT_COLUMNS, LEG_COLUMNS
 from ccbridge.reports.csvout import to_csv
 
@@ -31,9 +32,18 @@ def _csv(
     )
 
 
+CALLS_READ = "ccb.calls.{site}.read"
+REPORTS_READ = "ccb.reports.{site}.read"
+REPORTS_EXPORT = "ccb.reports.{site}.export"
+
+
+@requires(CALLS_READ, audit=True)
 async def list_calls(request: web.Request) -> web.Response:
     q, page = await request.app[SERVICES].reports.list_calls(
-        _params(request), request.headers.get("Accept"), numbers=can_read_numbers(request)
+        _params(request),
+        request.headers.get("Accept"),
+        numbers=can_read_numbers(request),
+        sites=scope_sites(request, CALLS_READ),
     )
     nxt = page.next.encode() if page.next is not None else None
     headers = {"X-Next-Cursor": nxt} if nxt else {}
@@ -42,9 +52,12 @@ async def list_calls(request: web.Request) -> web.Response:
     return web.json_response({"calls": page.rows, "next": nxt}, headers=headers)
 
 
+@requires(CALLS_READ, audit=True)
 async def get_call(request: web.Request) -> web.Response:
     detail = await request.app[SERVICES].reports.call(
-        request.match_info["id"], numbers=can_read_numbers(request)
+        request.match_info["id"],
+        numbers=can_read_numbers(request),
+        sites=scope_sites(request, CALLS_READ),
     )
     fmt = request.query.get("format")
     if fmt == "csv" or (fmt is None and "text/csv" in request.headers.get("Accept", "")):
@@ -63,8 +76,14 @@ async def get_call(request: web.Request) -> web.Response:
     )
 
 
-def _report(q: Any, report: Any) -> web.Response:
+def _report(request: web.Request, q: Any, report: Any) -> web.Response:
     if q.format == "csv":
+        # A CSV is an export: it needs the export permission for every site it holds.
+        denied = [s for s in q.sites if not can(request, REPORTS_EXPORT.format(site=s))]
+        if denied:
+            raise ApiError(
+                403, "forbidden", f"exporting reports of {', '.join(denied)} is not allowed"
+            )
         return _csv(report.columns, report.rows)
     return web.json_response(
         {
@@ -76,18 +95,20 @@ def _report(q: Any, report: Any) -> web.Response:
     )
 
 
+@requires(REPORTS_READ)
 async def interval_report(request: web.Request) -> web.Response:
     q, report = await request.app[SERVICES].reports.interval_report(
-        _params(request), request.headers.get("Accept")
+        _params(request), request.headers.get("Accept"), sites=scope_sites(request, REPORTS_READ)
     )
-    return _report(q, report)
+    return _report(request, q, report)
 
 
+@requires(REPORTS_READ)
 async def agent_report(request: web.Request) -> web.Response:
     q, report = await request.app[SERVICES].reports.agent_report(
-        _params(request), request.headers.get("Accept")
+        _params(request), request.headers.get("Accept"), sites=scope_sites(request, REPORTS_READ)
     )
-    return _report(q, report)
+    return _report(request, q, report)
 
 
 def add_routes(app: web.Application) -> None:

@@ -30,9 +30,18 @@ def start_agents(lab: Lab) -> list[Agent]:
     return list(start_member_agents(lab.config, AGENT_SECONDS, lab.log_dir).values())
 
 
-def http_json(url: str, body: dict[str, object] | None = None, timeout: float = 2.0) -> object:
+def http_json(
+    url: str,
+    body: dict[str, object] | None = None,
+    timeout: float = 2.0,
+    token: str | None = None,
+) -> object:
+    """GET (or POST ``body``) as JSON; ``token``: the bearer token (every /api/v1 call)."""
     data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    req = urllib.request.Request(url, data=data, headers=headers)
     with urllib.request.urlopen(req, timeout=timeout) as resp:
         return json.loads(resp.read())
 
@@ -186,7 +195,9 @@ def run_demo(lab: Lab, calls: int = 6, keep_running: bool = True) -> int:
             caller = DEMO_CALLERS[i % len(DEMO_CALLERS)]
             site = config.site(number.site)
             preview = http_json(
-                f"{base}/api/v1/route/preview", {"did": number.did, "caller": caller}
+                f"{base}/api/v1/route/preview",
+                {"did": number.did, "caller": caller},
+                token=config.bridge.api_token.reveal() if config.bridge.api_token else None,
             )
             decision = preview["decision"] if isinstance(preview, dict) else {}
             result = place_calls(

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Collection, Iterator
 from contextlib import asynccontextmanager, contextmanager
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from ccbridge.reports.intervals import IntervalError
@@ -80,10 +81,12 @@ class ReportService:
                 f"the records store cannot be read: {why or type(exc).__name__}",
             ) from None
 
-    def _report_query(self, params: Params, accept: str | None, agents: bool) -> ReportQuery:
+    def _report_query(
+        self, params: Params, accept: str | None, agents: bool, sites: Collection[str] | None
+    ) -> ReportQuery:
         c = self._rt.config
         with _bad_query():
-            return parse_report_query(
+            q = parse_report_query(
                 params,
                 sites=[s.name for s in c.sites],
                 services=c.services,
@@ -91,32 +94,49 @@ class ReportService:
                 accept=accept,
                 agents=agents,
             )
+        if sites is not None:
+            asked = "site" in params
+            allowed = tuple(s for s in q.sites if s in sites)
+            if asked and len(allowed) < len(q.sites):
+                denied = ", ".join(s for s in q.sites if s not in sites)
+                raise ServiceError("forbidden", f"no right to the reports of {denied}")
+            if not allowed:
+                raise ServiceError("forbidden", "no right to the reports of any site")
+            q = replace(q, sites=allowed)
+        return q
 
     async def interval_report(
-        self, params: Params, accept: str | None = None
+        self, params: Params, accept: str | None = None, *, sites: Collection[str] | None = None
     ) -> tuple[ReportQuery, Report]:
+        """The interval report; ``sites``: those the caller may see (None: all)."""
         from ccbridge.reports.build import interval_report
 
-        q = self._report_query(params, accept, agents=False)
+        q = self._report_query(params, accept, False, sites)
         async with self._read() as conn:
             with _bad_query():
                 return q, await interval_report(conn, self._rt.config, q, self._rt.clock.now())
 
     async def agent_report(
-        self, params: Params, accept: str | None = None
+        self, params: Params, accept: str | None = None, *, sites: Collection[str] | None = None
     ) -> tuple[ReportQuery, Report]:
         from ccbridge.reports.build import agent_report
 
-        q = self._report_query(params, accept, agents=True)
+        q = self._report_query(params, accept, True, sites)
         async with self._read() as conn:
             with _bad_query():
                 return q, await agent_report(conn, self._rt.config, q, self._rt.clock.now())
 
     async def list_calls(
-        self, params: Params, accept: str | None = None, *, numbers: bool
+        self,
+        params: Params,
+        accept: str | None = None,
+        *,
+        numbers: bool,
+        sites: Collection[str] | None = None,
     ) -> tuple[CallQuery, CallPage]:
         """A page of calls; without ``numbers`` caller numbers are masked, and a caller
-        filter (which would tell whether a number called) is refused."""
+        filter (which would tell whether a number called) is refused; ``sites``: the
+        sites whose calls the caller may see (None: all)."""
         from ccbridge.reports.calls import list_calls
 
         with _bad_query():
@@ -126,6 +146,14 @@ class ReportService:
                 now=self._rt.clock.now(),
                 accept=accept,
             )
+        if sites is not None:
+            if any(s not in sites for s in q.sites):
+                denied = ", ".join(s for s in q.sites if s not in sites)
+                raise ServiceError("forbidden", f"no right to the calls of {denied}")
+            if not sites:
+                raise ServiceError("forbidden", "no right to the calls of any site")
+            if not q.sites and set(sites) != {s.name for s in self._rt.config.sites}:
+                q = replace(q, sites=tuple(sites))
         if q.caller is not None and not numbers:
             raise ServiceError(
                 "numbers-forbidden", "filtering by caller needs the right to read numbers"
@@ -133,13 +161,20 @@ class ReportService:
         async with self._read() as conn:
             return q, await list_calls(conn, q, numbers)
 
-    async def call(self, call_id: str, *, numbers: bool) -> CallDetail:
+    async def call(
+        self, call_id: str, *, numbers: bool, sites: Collection[str] | None = None
+    ) -> CallDetail:
         from ccbridge.reports.calls import get_call
 
         if not call_id or len(call_id) > 64 or not call_id.isprintable():
             raise ServiceError("invalid-field", "not a call ID", field="id")
         async with self._read() as conn:
             found = await get_call(conn, call_id, numbers)
+        if found is not None and sites is not None:
+            touched = {found.call["entry_site"], found.call["target_site"]}
+            touched |= {leg["site"] for leg in found.legs}
+            if not touched & set(sites):
+                found = None  # not "forbidden": that would tell the call exists
         if found is None:
             raise ServiceError(
                 "no-such-call", f"no call {call_id!r} in the record", call_id=call_id

@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy import JSON, Boolean, Float, Integer, String, Table
 
 from ccbridge.store.schema import (
+    ASSIGNED_ON_WRITE,
     CONFLICT_KEYS,
     TABLES,
     ActivityKind,
@@ -125,6 +126,7 @@ _EXTRA: dict[tuple[str, str], Check] = {
     ("calls", "trunk_failovers"): lambda v: _integer(v) or (None if v >= 0 else "negative"),
     ("agent_activity", "kind"): _one_of({k.value for k in ActivityKind}),
     ("legs", "ring_no_answers"): lambda v: _integer(v) or (None if v >= 0 else "negative"),
+    ("audit", "result"): _one_of({"ok", "denied", "unauthorized", "failed", "limited"}),
 }
 
 
@@ -140,6 +142,8 @@ def _columns(table: Table) -> dict[str, _Column]:
     for col in table.columns:
         if col.autoincrement is True:
             continue  # the database's own row id
+        if col.name in ASSIGNED_ON_WRITE.get(table.name, ()):
+            continue  # the writer computes it
         t = col.type
         check: Check
         if isinstance(t, UtcDateTime):

@@ -233,8 +233,75 @@ agent_activity = Table(
     Index(None, "site", "at"),
 )
 
+
+# -- access (issue 13): users, their tokens, and the audit trail ---------------------
+
+users = Table(
+    "users",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("kind", String(16), nullable=False),  # user / service
+    Column("role", String(32), nullable=False),
+    Column("sites", JSON, nullable=False),  # the sites a scoped role covers
+    Column("agent", String(64)),  # the agent `me` stands for
+    Column("password_hash", String(255)),  # argon2id; None: token only
+    Column("disabled", Boolean, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+)
+
+api_tokens = Table(
+    "api_tokens",
+    metadata,
+    Column("id", String(32), primary_key=True),  # the public part of the token
+    Column("user_name", String(64), nullable=False),
+    # SHA-256 of the secret part: 256 random bits need no slow hash, and a lookup by id
+    # plus one constant-time compare keeps every request's check cheap.
+    Column("secret_hash", String(64), nullable=False),
+    Column("label", String(64)),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
+    Column("revoked_at", UtcDateTime),
+    Index(None, "user_name"),
+)
+
+# Append-only; each row's hash covers the previous row's hash (ccbridge/store/audit.py).
+# `details` may be erased (a number's details on request) without breaking the chain:
+# the hash covers `details_hash`, which stays.
+audit = Table(
+    "audit",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=False),
+    Column("event_id", String(36), nullable=False),
+    Column("at", UtcDateTime, nullable=False),
+    Column("actor", String(64), nullable=False),
+    Column("source", String(64), nullable=False),  # address, or "cli"
+    Column("action", String(80), nullable=False),
+    Column("object", String(160)),
+    Column("site", _site()),
+    Column("result", String(16), nullable=False),  # ok / denied / unauthorized / failed
+    Column("status", Integer),  # the HTTP status, for API calls
+    Column("details", JSON),
+    Column("details_hash", String(64), nullable=False),
+    Column("erased_at", UtcDateTime),
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
+    UniqueConstraint("event_id"),
+    Index(None, "at"),
+    Index(None, "site", "at"),
+)
+
+# One row: the chain's last sequence number and hash. Deleting the newest audit rows
+# shows as a head that points past the table's end.
+audit_head = Table(
+    "audit_head",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("seq", Integer, nullable=False),
+    Column("hash", String(64), nullable=False),
+)
+
 TABLES: dict[str, Table] = {
-    t.name: t for t in (calls, legs, call_events, coverage_gaps, agent_activity)
+    t.name: t for t in (calls, legs, call_events, coverage_gaps, agent_activity, audit)
 }
 
 # The columns an upsert matches on, per table: the natural key of each record.
@@ -244,7 +311,13 @@ CONFLICT_KEYS: dict[str, tuple[str, ...]] = {
     "call_events": ("site", "event_key"),
     "coverage_gaps": ("site", "started_at"),
     "agent_activity": ("site", "agent", "queue", "kind", "at"),
+    "audit": ("event_id",),
+}
+
+# Columns the writer fills in when it writes, never given by a record: the audit chain.
+ASSIGNED_ON_WRITE: dict[str, frozenset[str]] = {
+    "audit": frozenset({"seq", "details_hash", "erased_at", "prev_hash", "hash"}),
 }
 
 # Tables whose records only ever insert: a second copy changes nothing.
-INSERT_ONLY: frozenset[str] = frozenset({"call_events", "agent_activity"})
+INSERT_ONLY: frozenset[str] = frozenset({"call_events", "agent_activity", "audit"})

@@ -218,7 +218,8 @@ async def wait_routing(lab: Lab, base: str, within: float = 20.0) -> None:
 
     def routing() -> bool:
         try:
-            out = http_json(f"{base}/api/v1/sites")
+            token = lab.config.bridge.api_token
+            out = http_json(f"{base}/api/v1/sites", token=token.reveal() if token else None)
         except OSError:
             return False
         synced = isinstance(out, dict) and bool(out.get("synced"))

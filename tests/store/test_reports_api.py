@@ -19,6 +19,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from ccbridge.app import Bridge
 from ccbridge.clock import Clock
 from ccbridge.reports.calls import CALL_COLUMNS
+from ccbridge.services import ServiceError
 from ccbridge.store.schema import Outcome
 from tests.store.conftest import Db
 from tests.store.report_world import report_config, write
@@ -26,6 +27,7 @@ from tests.store.report_world import report_config, write
 T0 = datetime(2026, 11, 27, 4, 0, tzinfo=UTC)  # 10:00 in Dhaka
 NOW = datetime(2026, 11, 28, 0, 0, tzinfo=UTC)
 CALLER = "+8801712345678"
+ADMIN = {"Authorization": "Bearer the-token"}  # the bootstrap token: every permission
 
 
 def calls(n: int) -> list[tuple[str, dict[str, Any]]]:
@@ -77,7 +79,7 @@ async def api(db_target: Db) -> AsyncIterator[tuple[TestClient, Bridge]]:  # typ
     await write(db_target, calls(30))
     bridge = Bridge(replace(report_config(), store=db_target.settings), Clock(NOW))
     try:
-        async with TestClient(TestServer(bridge.http_app())) as c:
+        async with TestClient(TestServer(bridge.http_app()), headers=ADMIN) as c:
             yield c, bridge
     finally:
         await bridge.services.reports.close()
@@ -86,6 +88,7 @@ async def api(db_target: Db) -> AsyncIterator[tuple[TestClient, Bridge]]:  # typ
 
 pytestmark = pytest.mark.parametrize("db_target", ["sqlite"], indirect=True)
 RANGE = {"from": "2026-11-27T00:00:00Z", "to": "2026-11-28T00:00:00Z"}
+RANGE_P = {k: [v] for k, v in RANGE.items()}
 
 
 async def test_calls_are_paged_and_every_page_is_bounded(api: Any) -> None:
@@ -141,6 +144,28 @@ async def test_csv_has_the_json_columns(api: Any) -> None:
     ten = [x for x in lines if x["interval_start"] == "2026-11-27T10:00:00+06:00"]
     assert ten[0]["offered"] == "30" and ten[0]["answered"] == "20"
     assert ten[0]["service_level"] == "1" and ten[0]["incomplete"] == "false"
+
+
+async def test_every_route_needs_a_token(api: Any) -> None:
+    c, _ = api
+    for path in ("/api/v1/calls", "/api/v1/calls/k000", "/api/v1/reports/intervals"):
+        r = await c.get(path, params=RANGE, headers={"Authorization": "Bearer wrong"})
+        assert r.status == 401, path
+
+
+async def test_a_caller_scoped_to_sites_sees_only_theirs(api: Any) -> None:
+    _, bridge = api
+    svc = bridge.services.reports
+    _, page = await svc.list_calls(RANGE_P, numbers=True, sites=["manila"])
+    assert page.rows == []  # every call here is dhaka's
+    with pytest.raises(ServiceError) as info:
+        await svc.list_calls({**RANGE_P, "site": ["dhaka"]}, numbers=True, sites=["manila"])
+    assert info.value.error_id == "forbidden"
+    with pytest.raises(ServiceError) as info:
+        await svc.call("k000", numbers=True, sites=["manila"])
+    assert info.value.error_id == "no-such-call"  # not "forbidden": that would tell
+    q, rep = await svc.interval_report({**RANGE_P, "step": ["day"]}, sites=["dhaka"])
+    assert q.sites == ("dhaka",) and {r["site"] for r in rep.rows} == {"dhaka"}
 
 
 async def test_one_call_with_legs_and_events(api: Any) -> None:
@@ -223,7 +248,7 @@ async def test_no_store_is_503(db_target: Db) -> None:
     """No database file yet (the bridge recorded nothing): 503, and no empty file made."""
     bridge = Bridge(replace(report_config(), store=db_target.settings), Clock(NOW))
     path = db_target.settings.url.removeprefix("sqlite+aiosqlite:///")
-    async with TestClient(TestServer(bridge.http_app())) as c:
+    async with TestClient(TestServer(bridge.http_app()), headers=ADMIN) as c:
         r = await c.get("/api/v1/reports/intervals", params=RANGE)
         assert r.status == 503 and (await r.json())["error"] == "records-unavailable"
         assert "no such database file" in (await r.json())["message"]

@@ -1,7 +1,7 @@
 """agent activity: logins, pauses, rings per agent and queue; calls that left their entry site
 
-Revision ID: 0002
-Revises: 0001
+Revision ID: 0003
+Revises: 0002
 Create Date: 2026-11-28
 
 The agent report (issue 12) needs login and pause time and the calls that rang an agent
@@ -15,8 +15,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0002"
-down_revision = "0001"
+revision = "0003"
+down_revision = "0002"
 branch_labels = None
 depends_on = None
 
