@@ -11,7 +11,8 @@ from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.sql.base import Executable
 
 from ccbridge.config.model import Config, QueueSettings
 from ccbridge.kpi import queue_index
@@ -52,6 +53,26 @@ class Report:
 Group = tuple[str | None, str | None, str | None]  # service, language, queue
 
 
+async def _all(engine: AsyncEngine, statements: Sequence[Executable]) -> list[Sequence[Any]]:
+    """Every statement's rows, each on its own connection at once: the engine (SQLite's
+    reader threads, PostgreSQL's backends) runs them on as many cores as it has."""
+
+    async def one(stmt: Executable) -> Sequence[Any]:
+        async with engine.connect() as conn:
+            return (await conn.execute(stmt)).all()
+
+    return list(await asyncio.gather(*(one(s) for s in statements)))
+
+
+def _halves(items: list[Bucket], start: datetime, end: datetime) -> list[tuple[datetime, datetime]]:
+    """[start, end) cut at the bucket boundary nearest its middle (one piece if a single
+    bucket): the big grouped query runs as two at once."""
+    if len(items) < 2:
+        return [(start, end)]
+    mid = items[len(items) // 2].start_utc
+    return [(start, mid), (mid, end)]
+
+
 def _touched(items: Sequence[Bucket], gap_rows: Iterable[Any], now: datetime) -> set[int]:
     """Indexes of the buckets a coverage gap overlaps (an open gap runs until now)."""
     out: set[int] = set()
@@ -67,8 +88,8 @@ def _assemble_queue(
     site: str,
     items: list[Bucket],
     size: int,
-    sums_rows: list[Any],
-    entry_rows: list[Any],
+    sums_rows: Sequence[Any],
+    entry_rows: Sequence[Any],
     incomplete: set[int],
     by_site: bool,
 ) -> list[dict[str, Any]]:
@@ -126,10 +147,10 @@ def _assemble_queue(
 
 
 async def interval_report(
-    conn: AsyncConnection, config: Config, q: ReportQuery, now: datetime
+    engine: AsyncEngine, config: Config, q: ReportQuery, now: datetime
 ) -> Report:
     """The interval report: per site (in its zone), bucket, service, language and queue."""
-    dialect = conn.dialect.name
+    dialect = engine.dialect.name
     index = queue_index(config)
     default_sl = QueueSettings().servicelevel
     short = config.records.short_abandon_s
@@ -146,10 +167,20 @@ async def interval_report(
             "language": q.language,
             "queue": q.queue,
         }
-        args = (dialect, site, start, end, thresholds, default_sl, short)
-        sums_rows = (await conn.execute(queries.queue_sums(*args, **kw))).all()
-        entry_rows = (await conn.execute(queries.entry_sums(*args, **kw))).all()
-        gap_rows = (await conn.execute(queries.gaps(site, start, end))).all()
+        halves = _halves(items, start, end)
+        got = await _all(
+            engine,
+            [
+                queries.queue_sums(dialect, site, a, b, thresholds, default_sl, short, **kw)
+                for a, b in halves
+            ]
+            + [
+                queries.entry_sums(dialect, site, start, end, thresholds, default_sl, short, **kw),
+                queries.gaps(site, start, end),
+            ],
+        )
+        *sums_parts, entry_rows, gap_rows = got
+        sums_rows = [r for part in sums_parts for r in part]
         incomplete = _touched(items, gap_rows, now)
         rows += await asyncio.to_thread(
             _assemble_queue, site, items, size, sums_rows, entry_rows, incomplete, q.by == "site"
@@ -168,7 +199,7 @@ _ORDER = {
 
 
 def _spans(
-    states: list[Any], start: datetime, end: datetime
+    states: Sequence[Any], start: datetime, end: datetime
 ) -> dict[str, list[tuple[float, float, bool]]]:
     """Per agent, the spans [from, to) (epoch seconds) it was logged in to some queue,
     each with whether it was paused (paused in every queue it was logged in to)."""
@@ -214,9 +245,9 @@ def _assemble_agents(
     site: str,
     items: list[Bucket],
     size: int,
-    call_rows: list[Any],
-    ring_rows: list[Any],
-    state_rows: list[Any],
+    call_rows: Sequence[Any],
+    ring_rows: Sequence[Any],
+    state_rows: Sequence[Any],
     incomplete: set[int],
     start: datetime,
     until: datetime,
@@ -273,24 +304,25 @@ def _assemble_agents(
 
 
 async def agent_report(
-    conn: AsyncConnection, config: Config, q: ReportQuery, now: datetime
+    engine: AsyncEngine, config: Config, q: ReportQuery, now: datetime
 ) -> Report:
     """The agent report: per site (in its zone), bucket and agent."""
-    dialect = conn.dialect.name
+    dialect = engine.dialect.name
     rows: list[dict[str, Any]] = []
     for site in q.sites:
         zone = ZoneInfo(config.site(site).timezone)
         start, end = q.period.utc(zone)
         items = buckets(start, end, zone, q.step)
         size = slot_size(items)
-        call_rows = (
-            await conn.execute(queries.agent_call_sums(dialect, site, start, end, q.agent, size))
-        ).all()
-        ring_rows = (
-            await conn.execute(queries.agent_ring_counts(dialect, site, start, end, q.agent, size))
-        ).all()
-        state_rows = (await conn.execute(queries.agent_states(site, start, end, q.agent))).all()
-        gap_rows = (await conn.execute(queries.gaps(site, start, end))).all()
+        call_rows, ring_rows, state_rows, gap_rows = await _all(
+            engine,
+            [
+                queries.agent_call_sums(dialect, site, start, end, q.agent, size),
+                queries.agent_ring_counts(dialect, site, start, end, q.agent, size),
+                queries.agent_states(site, start, end, q.agent),
+                queries.gaps(site, start, end),
+            ],
+        )
         incomplete = _touched(items, gap_rows, now)
         # Login time runs until now, never into the future.
         until = min(end, max(start, now.astimezone(UTC)))

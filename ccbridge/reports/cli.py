@@ -207,11 +207,10 @@ async def _fetch(
     now = datetime.now(UTC)
     try:
         await check_schema(engine)
-        async with engine.connect() as conn:
-            report = await (agent_report if agents else interval_report)(conn, config, q, now)
-            by_site = None
-            if chart:
-                by_site = await interval_report(conn, config, replace(q, by="site"), now)
+        report = await (agent_report if agents else interval_report)(engine, config, q, now)
+        by_site = None
+        if chart:
+            by_site = await interval_report(engine, config, replace(q, by="site"), now)
         return report, by_site
     except (IntervalError, SchemaError) as exc:
         print(f"error: {exc}", file=sys.stderr)

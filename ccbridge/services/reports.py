@@ -21,7 +21,7 @@ from ccbridge.services.errors import ServiceError
 from ccbridge.services.ports import Runtime
 
 if TYPE_CHECKING:
-    from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+    from sqlalchemy.ext.asyncio import AsyncEngine
 
     from ccbridge.reports.build import Report
     from ccbridge.reports.calls import CallDetail, CallPage
@@ -51,8 +51,9 @@ class ReportService:
             self._engine = None
 
     @asynccontextmanager
-    async def _read(self) -> AsyncIterator[AsyncConnection]:
-        """A connection to the records store; its faults become records-unavailable."""
+    async def _read(self) -> AsyncIterator[AsyncEngine]:
+        """The records store's engine, schema checked; faults inside the block become
+        records-unavailable."""
         from sqlalchemy.exc import DBAPIError
 
         from ccbridge.store.engine import make_engine, sqlite_path
@@ -70,8 +71,7 @@ class ReportService:
             self._engine = make_engine(self._rt.config.store)  # connects lazily
         try:
             await ensure_current(self._engine)
-            async with self._engine.connect() as conn:
-                yield conn
+            yield self._engine
         except SchemaError as exc:
             raise ServiceError("records-unavailable", str(exc)) from None
         except (OSError, TimeoutError, DBAPIError) as exc:
@@ -112,9 +112,9 @@ class ReportService:
         from ccbridge.reports.build import interval_report
 
         q = self._report_query(params, accept, False, sites)
-        async with self._read() as conn:
+        async with self._read() as engine:
             with _bad_query():
-                return q, await interval_report(conn, self._rt.config, q, self._rt.clock.now())
+                return q, await interval_report(engine, self._rt.config, q, self._rt.clock.now())
 
     async def agent_report(
         self, params: Params, accept: str | None = None, *, sites: Collection[str] | None = None
@@ -122,9 +122,9 @@ class ReportService:
         from ccbridge.reports.build import agent_report
 
         q = self._report_query(params, accept, True, sites)
-        async with self._read() as conn:
+        async with self._read() as engine:
             with _bad_query():
-                return q, await agent_report(conn, self._rt.config, q, self._rt.clock.now())
+                return q, await agent_report(engine, self._rt.config, q, self._rt.clock.now())
 
     async def list_calls(
         self,
@@ -158,7 +158,7 @@ class ReportService:
             raise ServiceError(
                 "numbers-forbidden", "filtering by caller needs the right to read numbers"
             )
-        async with self._read() as conn:
+        async with self._read() as engine, engine.connect() as conn:
             return q, await list_calls(conn, q, numbers)
 
     async def call(
@@ -168,7 +168,7 @@ class ReportService:
 
         if not call_id or len(call_id) > 64 or not call_id.isprintable():
             raise ServiceError("invalid-field", "not a call ID", field="id")
-        async with self._read() as conn:
+        async with self._read() as engine, engine.connect() as conn:
             found = await get_call(conn, call_id, numbers)
         if found is not None and sites is not None:
             touched = {found.call["entry_site"], found.call["target_site"]}

@@ -19,8 +19,8 @@ Indexes, each for a query the reports (issue 12) will run:
 - ``call_events (call_id, at)``: ``GET /calls/{id}`` lists one call's events in order;
 - ``coverage_gaps (site, started_at)`` (the unique key) and ``(site, ended_at)``: the
   gaps a report interval touches;
-- ``agent_activity (site, at)``: the agent report's ring counts and state changes over a
-  time range; its unique key ``(site, agent, queue, kind, at)`` also finds each agent's
+- ``agent_activity (site, at, kind, agent)``: the agent report's ring counts (read from
+  the index alone) and state changes over a time range; its unique key ``(site, agent, queue, kind, at)`` also finds each agent's
   last state before a range (``max(at)`` per agent and queue).
 """
 
@@ -230,7 +230,8 @@ agent_activity = Table(
     Column("at", UtcDateTime, nullable=False),
     Column("reason", String(80)),  # the pause reason
     UniqueConstraint("site", "agent", "queue", "kind", "at"),
-    Index(None, "site", "at"),
+    # kind and agent too: the ring counts read the index alone, never the rows
+    Index(None, "site", "at", "kind", "agent"),
 )
 
 

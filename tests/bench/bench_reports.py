@@ -281,7 +281,7 @@ async def measure(engine: AsyncEngine, cfg: Config, repeat: int) -> dict[str, An
             for _ in range(repeat):
                 t = time.perf_counter()
                 fn = interval_report if kind == "i" else agent_report
-                r = await fn(conn, cfg, q, now)
+                r = await fn(engine, cfg, q, now)
                 best = min(best, time.perf_counter() - t)
                 rows = len(r.rows)
             out[name] = {

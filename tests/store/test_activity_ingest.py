@@ -64,8 +64,8 @@ async def test_events_to_agent_report(migrated: Db) -> None:
     assert rec.skipped == 2 and rec.recorded == 10  # 2 + 1 + 3 rings + 1 + 2 + 1 dated by the clock
     assert {"QueueMemberAdded", "AgentRingNoAnswer", "QueueMember"} <= bus.names()
     q = ReportQuery(Period(start=T0, end=T0 + timedelta(hours=1)), ("dhaka",), Step.M60)
-    async with migrated.engine().connect() as conn:
-        r = await agent_report(conn, report_config(), q, T0 + timedelta(days=1))
+    engine = migrated.engine()
+    r = await agent_report(engine, report_config(), q, T0 + timedelta(days=1))
     (row,) = r.rows
     assert row["agent"] == "dac-agent2"
     assert (row["login_s"], row["pause_s"]) == (50 * 60, 10 * 60)

@@ -115,10 +115,10 @@ def one(rows: list[dict[str, Any]], queue: str | None) -> dict[str, Any]:
 async def test_interval_figures_per_queue(migrated: Db) -> None:
     await write(migrated, HOUR)
     config = report_config()
-    async with migrated.engine().connect() as conn:
-        hourly = await interval_report(conn, config, q(DAY, DAY, Step.M60), NOW)
-        halves = await interval_report(conn, config, q(DAY, DAY, Step.M30), NOW)
-        manila = await interval_report(conn, config, q(DAY, DAY, Step.M60, "manila"), NOW)
+    engine = migrated.engine()
+    hourly = await interval_report(engine, config, q(DAY, DAY, Step.M60), NOW)
+    halves = await interval_report(engine, config, q(DAY, DAY, Step.M30), NOW)
+    manila = await interval_report(engine, config, q(DAY, DAY, Step.M60, "manila"), NOW)
     assert len({r["interval_start"] for r in hourly.rows}) == 24  # a day of local hours
     rows = by_interval(hourly, at(10, 0))
     assert {r["queue"] for r in rows} == {"orders-en", "care-en", None}
@@ -162,10 +162,10 @@ async def test_interval_figures_per_queue(migrated: Db) -> None:
     # manila (in New York's zone) got c7 as an overflow in, at 23:11 the day before there
     m = [r for r in manila.rows if r["offered"]]
     assert len(m) == 0  # c7 arrived 2026-11-26 23:11 in New York: outside manila's 27th
-    async with migrated.engine().connect() as conn:
-        m26 = await interval_report(
-            conn, config, q(date(2026, 11, 26), date(2026, 11, 26), Step.DAY, "manila"), NOW
-        )
+    engine = migrated.engine()
+    m26 = await interval_report(
+        engine, config, q(date(2026, 11, 26), date(2026, 11, 26), Step.DAY, "manila"), NOW
+    )
     row = one(m26.rows, "orders-en")
     assert row["interval_start"] == "2026-11-26T00:00:00-05:00"
     assert (row["offered"], row["answered"], row["overflowed_in"]) == (1, 1, 1)
@@ -173,8 +173,8 @@ async def test_interval_figures_per_queue(migrated: Db) -> None:
 
 async def test_by_site_rolls_the_queues_up(migrated: Db) -> None:
     await write(migrated, HOUR)
-    async with migrated.engine().connect() as conn:
-        r = await interval_report(conn, report_config(), q(DAY, DAY, Step.M60, by="site"), NOW)
+    engine = migrated.engine()
+    r = await interval_report(engine, report_config(), q(DAY, DAY, Step.M60, by="site"), NOW)
     rows = by_interval(r, at(10, 0))
     assert len(rows) == 1 and rows[0]["queue"] is None
     s = rows[0]
@@ -193,9 +193,9 @@ async def test_local_days_and_coverage_gaps(migrated: Db) -> None:
     ]
     await write(migrated, records)
     config = report_config()
-    async with migrated.engine().connect() as conn:
-        days = await interval_report(conn, config, q(DAY, date(2026, 11, 29), Step.DAY), NOW)
-        hours = await interval_report(conn, config, q(DAY, DAY, Step.M60), NOW)
+    engine = migrated.engine()
+    days = await interval_report(engine, config, q(DAY, date(2026, 11, 29), Step.DAY), NOW)
+    hours = await interval_report(engine, config, q(DAY, DAY, Step.M60), NOW)
     # both calls are on the same UTC day, on two local days
     assert [(r["interval_start"][:10], r["offered"], r["incomplete"]) for r in days.rows] == [
         ("2026-11-27", 1, True),  # the 12:10 gap touches the day: marked, figures kept
@@ -221,11 +221,11 @@ async def test_dst_nights_in_a_dst_zone(migrated: Db) -> None:
     ]
     await write(migrated, records)
     config = report_config()
-    async with migrated.engine().connect() as conn:
-        f = await interval_report(conn, config, q(fall, fall, Step.M60, "manila"), NOW)
-        fd = await interval_report(conn, config, q(fall, fall, Step.DAY, "manila"), NOW)
-        s = await interval_report(conn, config, q(spring, spring, Step.M60, "manila"), NOW)
-        s30 = await interval_report(conn, config, q(spring, spring, Step.M30, "manila"), NOW)
+    engine = migrated.engine()
+    f = await interval_report(engine, config, q(fall, fall, Step.M60, "manila"), NOW)
+    fd = await interval_report(engine, config, q(fall, fall, Step.DAY, "manila"), NOW)
+    s = await interval_report(engine, config, q(spring, spring, Step.M60, "manila"), NOW)
+    s30 = await interval_report(engine, config, q(spring, spring, Step.M30, "manila"), NOW)
     starts = [r["interval_start"] for r in f.rows]
     assert len(starts) == 25  # a 25-hour day
     assert starts[1:3] == ["2026-11-01T01:00:00-04:00", "2026-11-01T01:00:00-05:00"]
@@ -281,8 +281,8 @@ async def test_agent_figures(migrated: Db) -> None:
     ]
     await write(migrated, records)
     query = ReportQuery(Period(start=at(10, 0), end=at(12, 0)), ("dhaka",), Step.M60)
-    async with migrated.engine().connect() as conn:
-        r = await agent_report(conn, report_config(), query, NOW)
+    engine = migrated.engine()
+    r = await agent_report(engine, report_config(), query, NOW)
     assert [(x["interval_start"], x["agent"]) for x in r.rows] == [
         ("2026-11-27T10:00:00+06:00", ag),
         ("2026-11-27T11:00:00+06:00", ag),
@@ -308,6 +308,6 @@ async def test_login_time_stops_at_now(migrated: Db) -> None:
     )
     await write(migrated, [rec])
     query = ReportQuery(Period(start=at(10, 0), end=at(12, 0)), ("dhaka",), Step.M60)
-    async with migrated.engine().connect() as conn:
-        r = await agent_report(conn, report_config(), query, at(10, 20))
+    engine = migrated.engine()
+    r = await agent_report(engine, report_config(), query, at(10, 20))
     assert [x["login_s"] for x in r.rows] == [1200]

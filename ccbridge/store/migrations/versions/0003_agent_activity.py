@@ -42,7 +42,10 @@ def upgrade() -> None:
         ),
     )
     op.create_index(
-        op.f("ix_agent_activity_site_at"), "agent_activity", ["site", "at"], unique=False
+        op.f("ix_agent_activity_site_at_kind_agent"),
+        "agent_activity",
+        ["site", "at", "kind", "agent"],
+        unique=False,
     )
 
     away = sa.text("target_site IS NULL OR target_site != entry_site")
@@ -58,5 +61,5 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_index("ix_calls_entry_site_away", table_name="calls")
-    op.drop_index(op.f("ix_agent_activity_site_at"), table_name="agent_activity")
+    op.drop_index(op.f("ix_agent_activity_site_at_kind_agent"), table_name="agent_activity")
     op.drop_table("agent_activity")
