@@ -32,6 +32,8 @@ from ccbridge.kpi import KpiTracker
 from ccbridge.lifecycle import Parts, StartError, StopError
 from ccbridge.logs import ctx
 from ccbridge.metrics import BridgeMetrics, LinkSnapshot, TrunkSnapshot
+from ccbridge.records.activity import ActivityRecorder
+from ccbridge.records.part import RecordStore
 from ccbridge.routing import trunks as trunk_health
 from ccbridge.routing.engine import CallRequest, Decision, Router, remember
 from ccbridge.routing.state import (
@@ -47,6 +49,7 @@ from ccbridge.selfservice import SelfServiceClient
 from ccbridge.services import Services
 from ccbridge.services.access import AccessService
 from ccbridge.services.ports import TrunkNow
+from ccbridge.store.migrate import SchemaError
 from ccbridge.store.retention import RetentionJob
 
 __all__ = ["Bridge", "TrunkNow", "run_bridge", "serve"]
@@ -104,6 +107,13 @@ class Bridge:
         self.bus.subscribe(CONTACT_STATUS, self._on_contact_status_event)
         self.bus.subscribe_user_event(variables.EVENT_HELD_ROUTE, self.held.on_event)
         self.bus.subscribe_user_event(variables.EVENT_HELD_REJECTED, self.held.on_event)
+        # The call record (issue 12): only when the config keeps one (`store:`).
+        self.records = RecordStore(config, self.registry) if config.store.enabled else None
+        if self.records is not None:
+            self.records.ingest.subscribe(self.bus)
+            # Logins, pauses and rings for the agent report (its own records, same writer)
+            self.activity = ActivityRecorder(self.records.writer.put, self.clock.now)
+            self.activity.subscribe(self.bus)
         self.services = Services.over(self)
         # Purges records past records.retention_days (issue 12), on its own engine.
         self.retention = RetentionJob(
@@ -177,6 +187,8 @@ class Bridge:
         for reason in decision.reasons:
             self.metrics.reasons.labels(reason).inc()
         self.metrics.record_decision(receiving, decision)
+        if self.records is not None:
+            self.records.ingest.on_decision(call, decision)
 
     def _on_agi_session_end(self, route: str, outcome: SessionOutcome, seconds: float) -> None:
         self.metrics.agi_session_end(route, outcome.value, seconds)
@@ -200,6 +212,8 @@ class Bridge:
             now -= self.config.routing.site_holdoff
         self.state = set_site_up(self.state, site, up, now)
         self.held.link_changed(site)
+        if self.records is not None:
+            self.records.link_state(site, up)
         log.info("site %s", link_state.value.lower(), extra=ctx(site=site))
 
     async def _sync_site(self, link: SiteLink) -> None:
@@ -330,6 +344,13 @@ class Bridge:
             "site_connected": any(link.connected for link in self.links.values()),
         }
 
+    def readiness_detail(self) -> dict[str, object]:
+        """What /readyz shows beside its checks; none of it makes the bridge unready
+        (the record database being down never stops routing)."""
+        if self.records is None:
+            return {"records": {"enabled": False}}
+        return {"records": {"enabled": True, **self.records.status()}}
+
     def http_app(self) -> web.Application:
         """The HTTP API over this bridge's services and metrics registry."""
         return build_app(
@@ -403,6 +424,10 @@ class Bridge:
             web.TCPSite(runner, http.host, http.port, ssl_context=ssl_context).start,
         )
         self.http_port = runner.addresses[0][1]
+        if self.records is not None:
+            # Before the AMI links: the first events are recorded; stopped after them.
+            records = self.records
+            await parts.start("record store", records.where, records.start, records.stop)
         for s in self.config.sites:
             link = SiteLink(
                 s.name,
@@ -421,7 +446,8 @@ class Bridge:
             await parts.start("held routes", "each site's AstDB", self.held.start, self.held.stop)
         agi = self.config.bridge.agi_listen
         await parts.start("FastAGI server", str(agi), self.agi.start, self.agi.stop)
-        await parts.start("records retention", None, self.retention.start, self.retention.stop)
+        if self.records is not None:
+            await parts.start("records retention", None, self.retention.start, self.retention.stop)
 
     async def stop(self) -> None:
         """Stop every part, newest first, each even when another fails; raises StopError
@@ -469,7 +495,9 @@ def run_bridge(config: Config, *, slow_callback_ms: float | None = None) -> int:
         asyncio.run(serve(config, slow_callback_ms=slow_callback_ms))
     except StartError as exc:
         log.error("%s", exc)
-        return 1
+        # A record database on a schema this ccbridge does not write: exit 2 (bad config
+        # or deployment, like `ccbridge check`), not 1 (a part that failed to start).
+        return 2 if isinstance(exc.__cause__, SchemaError) else 1
     except StopError as exc:
         # Each failure was logged as it happened (lifecycle.Parts); this is the summary.
         log.error("bridge stop: %s", exc)

@@ -26,6 +26,7 @@ TEMPLATE_FILES = (
     "modules.conf",
     "logger.conf",
     "voicemail.conf",
+    "cel.conf",
 )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 from contextlib import nullcontext
@@ -619,7 +620,7 @@ def parse_config(
         with r.at("store", top):
             store = r.collect(lambda: parse_store(r, top["store"]))
     else:
-        store = parse_store(r, {})
+        store = dataclasses.replace(parse_store(r, {}), enabled=False)
     records = None
     if "records" in top:
         with r.at("records", top):

@@ -20,8 +20,9 @@ Indexes, each for a query the reports (issue 12) will run:
 - ``coverage_gaps (site, started_at)`` (the unique key) and ``(site, ended_at)``: the
   gaps a report interval touches;
 - ``agent_activity (site, at, kind, agent)``: the agent report's ring counts (read from
-  the index alone) and state changes over a time range; its unique key ``(site, agent, queue, kind, at)`` also finds each agent's
-  last state before a range (``max(at)`` per agent and queue).
+  the index alone) and state changes over a time range; its unique key
+  ``(site, agent, queue, kind, at)`` also finds each agent's last state before a range
+  (``max(at)`` per agent and queue).
 """
 
 from __future__ import annotations

@@ -156,7 +156,12 @@ def test_an_endpoint_context_that_does_not_exist(config: Config, templates: Path
 
 
 def test_a_number_no_context_answers(config: Config, templates: Path) -> None:
-    edit(templates / "extensions.conf.j2", "exten => _[+0-9].,1,Goto(ccb-route,${EXTEN},1)\n", "")
+    # ccb-inbound's catch-all for numbers the site does not know (its call ID, then route)
+    catch_all = (
+        "exten => _[+0-9].,1,Set(__{{ v.CALLID }}={{ new_callid }})\n"
+        " same => n,Goto(ccb-route,${EXTEN},1)\n"
+    )
+    edit(templates / "extensions.conf.j2", catch_all, "")
     edit(
         templates / "extensions.conf.j2",
         "{% for n in numbers %}",
