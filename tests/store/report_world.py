@@ -17,14 +17,24 @@ from tests.store.conftest import Db
 
 REPO = Path(__file__).resolve().parents[2]
 DST_ZONE = "America/New_York"
+SECRETS = {"CCBRIDGE_AMI_SECRET": "x", "CCBRIDGE_API_TOKEN": "the-token"}
 
 
 def report_config() -> Config:
     """examples/lab.yaml with manila in New York's zone (a DST zone) and dhaka's care-en
     queue at a 30 s service-level threshold (the others keep 20 s)."""
-    os.environ.setdefault("CCBRIDGE_AMI_SECRET", "x")
-    os.environ.setdefault("CCBRIDGE_API_TOKEN", "the-token")
-    c = load_config(REPO / "examples" / "lab.yaml")
+    # The secrets the lab config names, set only while it loads: nothing leaks into
+    # the environment of later tests.
+    saved = {k: os.environ.get(k) for k in SECRETS}
+    os.environ.update({k: os.environ.get(k) or v for k, v in SECRETS.items()})
+    try:
+        c = load_config(REPO / "examples" / "lab.yaml")
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
     sites = []
     for s in c.sites:
         if s.name == "manila":

@@ -73,6 +73,13 @@ def calls(n: int) -> list[tuple[str, dict[str, Any]]]:
     return out
 
 
+@pytest.fixture(autouse=True)
+def secrets_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The bootstrap token ADMIN sends: set here, whatever an earlier test left behind.
+    monkeypatch.setenv("CCBRIDGE_AMI_SECRET", "x")
+    monkeypatch.setenv("CCBRIDGE_API_TOKEN", "the-token")
+
+
 @pytest.fixture
 async def api(db_target: Db) -> AsyncIterator[tuple[TestClient, Bridge]]:  # type: ignore[type-arg]
     await db_target.upgrade()

@@ -137,12 +137,10 @@ async def test_the_job_waits_for_a_database(db: Db) -> None:
     )
 
 
-def test_records_section() -> None:
+def test_records_section(monkeypatch: pytest.MonkeyPatch) -> None:
     lab = (REPO / "examples" / "lab.yaml").read_text()
-    import os
-
-    os.environ.setdefault("CCBRIDGE_AMI_SECRET", "x")
-    os.environ.setdefault("CCBRIDGE_API_TOKEN", "x")
+    monkeypatch.setenv("CCBRIDGE_AMI_SECRET", "x")
+    monkeypatch.setenv("CCBRIDGE_API_TOKEN", "x")
     c = parse_config(lab + "records:\n  retention_days: 90\n  short_abandon_s: 3\n", "d.yaml", REPO)
     assert (c.records.retention_days, c.records.short_abandon_s) == (90, 3.0)
     assert parse_config(lab, "d.yaml", REPO).records.retention_days == 400
