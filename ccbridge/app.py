@@ -18,6 +18,7 @@ from prometheus_client import CollectorRegistry
 from ccbridge import loopdebug, sdnotify, variables
 from ccbridge.access.runtime import AccessStore
 from ccbridge.agents import AgentMirror
+from ccbridge.agi import allow as agi_allow
 from ccbridge.agi import health as agi_health
 from ccbridge.agi.handlers import make_route_handler
 from ccbridge.agi.lookup import make_lookup_handler
@@ -25,7 +26,7 @@ from ccbridge.agi.server import FastAgiServer, SessionOutcome
 from ccbridge.ami.client import AmiError, LinkState, SiteLink
 from ccbridge.clock import Clock
 from ccbridge.config.model import Config
-from ccbridge.events import EventBus
+from ccbridge.events import EventBus, EventHandler
 from ccbridge.heldroutes import HeldRoutePublisher
 from ccbridge.http.app import build_app
 from ccbridge.kpi import KpiTracker
@@ -37,8 +38,9 @@ from ccbridge.records.part import RecordStore
 from ccbridge.routing import trunks as trunk_health
 from ccbridge.routing.engine import CallRequest, Decision, Router, remember
 from ccbridge.routing.state import (
-    HANDLED_EVENTS,
+    LIVE_REDUCERS,
     LiveState,
+    Reducer,
     apply_event,
     begin_sync,
     complete_sync,
@@ -99,8 +101,8 @@ class Bridge:
         # Filter is built from these subscriptions (bus.ami_filter), so none can drift.
         # The reducer first: the KPIs and the mirror see the state after the event.
         self.bus = EventBus()
-        for name in sorted(HANDLED_EVENTS):
-            self.bus.subscribe(name, self._on_state_event)
+        for name, reduce in sorted(LIVE_REDUCERS.items()):
+            self.bus.subscribe(name, self._state_handler(reduce))
         self.kpi.subscribe(self.bus)
         self.agents.subscribe(self.bus)
         self.bus.subscribe_user_event(variables.EVENT_TRUNK_RESULT, self._on_trunk_result_event)
@@ -133,6 +135,8 @@ class Bridge:
             max_sessions=config.bridge.max_agi_sessions,
             session_timeout=config.bridge.agi_session_timeout,
             on_session_end=self._on_agi_session_end,
+            allow=agi_allow.allowlist(config),
+            on_forbidden=self.metrics.agi_forbidden.inc,
         )
         self._parts: Parts | None = None
         self.http_port: int | None = None
@@ -194,8 +198,19 @@ class Bridge:
         self.metrics.agi_session_end(route, outcome.value, seconds)
 
     # -- AMI -----------------------------------------------------------------------
-    def _on_state_event(self, site: str, event: Mapping[str, str]) -> None:
-        self.state = apply_event(self.state, site, event, self.clock.time())
+    def _state_handler(self, reduce: Reducer) -> EventHandler:
+        """The live-state reducer of one event name as its bus handler: the state setter
+        written out, and no second lookup by name (apply_event's), on the event path."""
+        state_changed = self.held.state_changed
+
+        def on_event(site: str, event: Mapping[str, str]) -> None:
+            old = self._state
+            new = reduce(old, site, event, self.clock.time())
+            if new is not old:
+                self._state = new
+                state_changed()
+
+        return on_event
 
     def _on_trunk_result_event(self, site: str, event: Mapping[str, str]) -> None:
         self._on_trunk_result(event.get("Trunk", ""), event.get("DialStatus", ""))
@@ -332,6 +347,7 @@ class Bridge:
                 auth_failures=link.auth_failures,
                 ping_timeouts=link.ping_timeouts,
                 bad_input=link.bad_input,
+                tls_failures=link.tls_failures,
             )
             for name, link in self.links.items()
         ]

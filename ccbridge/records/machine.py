@@ -187,6 +187,7 @@ class MachineSettings:
 
     sites: frozenset[str]
     wrapup: Mapping[tuple[str, str], float]  # (site, queue) -> wrapuptime (s)
+    queues: Mapping[tuple[str, str], tuple[str, str]]  # (site, queue) -> (service, language)
     number_kind: Mapping[str, str]  # DID -> local / tollfree
     calling_codes: tuple[tuple[str, str], ...]  # (calling code, country), longest first
     short_abandon: float = 5.0  # seconds: an abandon before this is a short abandon
@@ -555,6 +556,16 @@ class RecordMachine:
                 by = _hung_up_by(leg)
                 if by is not None:
                     row["hung_up_by"] = by.value
+        if "target_site" not in row:
+            # No decision seen (a held or static route took the call): where it queued.
+            queued_legs = [lg for lg in legs if lg.queue is not None]
+            if queued_legs:
+                leg = queued_legs[-1]
+                row["target_site"], row["queue"] = leg.site, leg.queue
+        meta = self.settings.queues.get((row.get("target_site", ""), row.get("queue", "")))
+        if meta is not None:
+            row.setdefault("service", meta[0])
+            row.setdefault("language", meta[1])
         if not call.entry_ended or not ends:
             return {k: val for k, val in row.items() if val is not None}
         # The entry site's leg is over: so is the call for the caller.
@@ -697,9 +708,16 @@ def settings_from_config(config: Config, **limits: Any) -> MachineSettings:
         ((c.calling_code.lstrip("+"), c.code) for c in config.countries if len(c.code) == 2),
         key=lambda item: -len(item[0]),
     )
+    queues = {
+        (s.name, queue_name(o.service, lang)): (o.service, lang)
+        for s in config.sites
+        for o in s.offerings
+        for lang in o.languages
+    }
     return MachineSettings(
         sites=frozenset(s.name for s in config.sites),
         wrapup=wrapup,
+        queues=queues,
         number_kind={n.did: n.kind.value for n in config.numbers},
         calling_codes=tuple(codes),
         # the same threshold the reports split abandons by (records.short_abandon_s)

@@ -142,6 +142,9 @@ def test_the_static_fallback_is_recorded_without_the_bridges_decision() -> None:
     assert row["static_fallback"] is True and row["outcome"] == "answered"
     assert row["did"].startswith("+91")  # from CcbFallback's Did (masked in the fixture)
     assert row["queued_at"] <= row["answered_at"] and row["agent"].startswith("blr-")
+    # No decision: where it went is read from the queue it joined.
+    assert (row["target_site"], row["queue"]) == ("bangalore", "orders-hi")
+    assert (row["service"], row["language"]) == ("orders", "hi")
 
 
 @pytest.mark.parametrize("seed", range(8))
