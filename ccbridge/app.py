@@ -18,6 +18,7 @@ from prometheus_client import CollectorRegistry
 from ccbridge import loopdebug, sdnotify, variables
 from ccbridge.access.runtime import AccessStore
 from ccbridge.agents import AgentMirror
+from ccbridge.agi import allow as agi_allow
 from ccbridge.agi import health as agi_health
 from ccbridge.agi.handlers import make_route_handler
 from ccbridge.agi.lookup import make_lookup_handler
@@ -130,6 +131,8 @@ class Bridge:
             max_sessions=config.bridge.max_agi_sessions,
             session_timeout=config.bridge.agi_session_timeout,
             on_session_end=self._on_agi_session_end,
+            allow=agi_allow.allowlist(config),
+            on_forbidden=self.metrics.agi_forbidden.inc,
         )
         self._parts: Parts | None = None
         self.http_port: int | None = None
@@ -360,6 +363,7 @@ class Bridge:
                 auth_failures=link.auth_failures,
                 ping_timeouts=link.ping_timeouts,
                 bad_input=link.bad_input,
+                tls_failures=link.tls_failures,
             )
             for name, link in self.links.items()
         ]

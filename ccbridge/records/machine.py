@@ -20,6 +20,7 @@ An ended call stays in memory for ``linger`` seconds for a late leg's events, th
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -112,6 +113,7 @@ _EVENT_FIELDS: Final[dict[str, tuple[str, ...]]] = {
 }
 _FIELD_MAX = 80
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_IDLE_SCAN: Final = timedelta(seconds=60)
 
 
 @dataclass(slots=True)
@@ -187,12 +189,15 @@ class MachineSettings:
 
     sites: frozenset[str]
     wrapup: Mapping[tuple[str, str], float]  # (site, queue) -> wrapuptime (s)
+    queues: Mapping[tuple[str, str], tuple[str, str]]  # (site, queue) -> (service, language)
     number_kind: Mapping[str, str]  # DID -> local / tollfree
     calling_codes: tuple[tuple[str, str], ...]  # (calling code, country), longest first
     short_abandon: float = 5.0  # seconds: an abandon before this is a short abandon
-    linger: float = 60.0  # seconds an ended call waits for a late site's events
+    # seconds an ended call waits for a late site's events (another AMI link's lag; a
+    # survey score after the hang-up comes before the caller's leg ends)
+    linger: float = 10.0
     idle: float = 4 * 3600.0  # seconds without events after which a call is dropped
-    max_calls: int = 200_000  # calls held at once; beyond, the least recent goes
+    max_calls: int = 50_000  # calls held at once (~2 KB each); beyond, the least recent goes
 
 
 class RecordMachine:
@@ -205,6 +210,8 @@ class RecordMachine:
         self.skipped: dict[str, int] = {}
         self.events = 0  # events that taught something
         self.dropped_calls = 0  # calls forgotten before they ended (idle or memory)
+        self._ended: deque[tuple[datetime, str]] = deque()  # (ended at, call ID), in order
+        self._idle_scan = _EPOCH
         self._handlers = {
             "QueueCallerJoin": self._join,
             "QueueCallerLeave": self._nothing,
@@ -308,21 +315,29 @@ class RecordMachine:
         return [("calls", {k: val for k, val in row.items() if val is not None})]
 
     def sweep(self, now: datetime) -> int:
-        """Forget calls that ended ``linger`` ago or saw nothing for ``idle``; how many."""
+        """Forget calls that ended ``linger`` ago (in the order they ended: no scan of
+        every call) and, at most once a minute, calls that saw nothing for ``idle``."""
         linger = timedelta(seconds=self.settings.linger)
-        idle = timedelta(seconds=self.settings.idle)
-        gone = [
-            k
-            for k, c in self.calls.items()
-            if (c.ended is not None and now - c.ended >= linger) or now - c.seen >= idle
-        ]
-        for k in gone:
-            c = self.calls.pop(k)
-            if c.ended is None:
+        gone = 0
+        while self._ended and now - self._ended[0][0] >= linger:
+            _, key = self._ended.popleft()
+            c = self.calls.get(key)
+            if c is not None and c.ended is not None and now - c.ended >= linger:
+                self._forget(c)
+                gone += 1
+        if now - self._idle_scan >= _IDLE_SCAN:
+            self._idle_scan = now
+            idle = timedelta(seconds=self.settings.idle)
+            for c in [c for c in self.calls.values() if c.ended is None and now - c.seen >= idle]:
+                self._forget(c)
                 self.dropped_calls += 1
-            for leg_key in c.legs:
-                self._legs.pop(leg_key, None)
-        return len(gone)
+                gone += 1
+        return gone
+
+    def _forget(self, call: Call) -> None:
+        del self.calls[call.cid.text]
+        for leg_key in call.legs:
+            self._legs.pop(leg_key, None)
 
     # -- state --------------------------------------------------------------------------
     def _skip(self, why: str) -> list[Out]:
@@ -497,6 +512,7 @@ class RecordMachine:
             call.entry_ended = True
         if all(lg.ended_at is not None for lg in call.legs.values()):
             call.ended = at
+            self._ended.append((at, call.cid.text))
         self.events += 1
         return [
             ("legs", leg.row()),
@@ -555,6 +571,16 @@ class RecordMachine:
                 by = _hung_up_by(leg)
                 if by is not None:
                     row["hung_up_by"] = by.value
+        if "target_site" not in row:
+            # No decision seen (a held or static route took the call): where it queued.
+            queued_legs = [lg for lg in legs if lg.queue is not None]
+            if queued_legs:
+                leg = queued_legs[-1]
+                row["target_site"], row["queue"] = leg.site, leg.queue
+        meta = self.settings.queues.get((row.get("target_site", ""), row.get("queue", "")))
+        if meta is not None:
+            row.setdefault("service", meta[0])
+            row.setdefault("language", meta[1])
         if not call.entry_ended or not ends:
             return {k: val for k, val in row.items() if val is not None}
         # The entry site's leg is over: so is the call for the caller.
@@ -697,9 +723,16 @@ def settings_from_config(config: Config, **limits: Any) -> MachineSettings:
         ((c.calling_code.lstrip("+"), c.code) for c in config.countries if len(c.code) == 2),
         key=lambda item: -len(item[0]),
     )
+    queues = {
+        (s.name, queue_name(o.service, lang)): (o.service, lang)
+        for s in config.sites
+        for o in s.offerings
+        for lang in o.languages
+    }
     return MachineSettings(
         sites=frozenset(s.name for s in config.sites),
         wrapup=wrapup,
+        queues=queues,
         number_kind={n.did: n.kind.value for n in config.numbers},
         calling_codes=tuple(codes),
         **limits,

@@ -210,7 +210,12 @@ async def run_engine(
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     config = load_config(REPO / "examples" / "lab.yaml", resolve_secrets=False)
     tmp = Path(tempfile.mkdtemp(prefix="ccbridge-bench-records-"))
-    results: dict[str, Any] = {"rate": args.rate, "seconds": args.seconds, "engines": []}
+    results: dict[str, Any] = {
+        "rate": args.rate,
+        "seconds": args.seconds,
+        "batch_size": args.batch,
+        "engines": [],
+    }
     results["machine"] = machine_only(config, args.machine_calls)
     try:
         if "sqlite" in args.engines:
@@ -218,6 +223,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                 enabled=True,
                 url=f"sqlite+aiosqlite:///{tmp}/bench.db",
                 journal=str(tmp / "sq.journal"),
+                batch_size=args.batch,
             )
             results["engines"].append(await run_engine("sqlite", config, s, args))
         if "postgresql" in args.engines:
@@ -230,6 +236,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                     url=cluster.url(db),
                     password=SecretValue(PASSWORD, "bench"),
                     journal=str(tmp / "pg.journal"),
+                    batch_size=args.batch,
                 )
                 results["engines"].append(await run_engine("postgresql", config, s, args))
             finally:
@@ -248,6 +255,7 @@ def main() -> None:
     p.add_argument("--seconds", type=float, default=10.0)
     p.add_argument("--machine-calls", type=int, default=20_000)
     p.add_argument("--engines", default="sqlite,postgresql")
+    p.add_argument("--batch", type=int, default=500, help="store.batch_size (default 500)")
     p.add_argument("--json", help="write the results here")
     args = p.parse_args()
     results = asyncio.run(main_async(args))
