@@ -33,6 +33,7 @@ from ccbridge.kpi import KpiTracker
 from ccbridge.lifecycle import Parts, StartError, StopError
 from ccbridge.logs import ctx
 from ccbridge.metrics import BridgeMetrics, LinkSnapshot, TrunkSnapshot
+from ccbridge.records.activity import ActivityRecorder
 from ccbridge.records.part import RecordStore
 from ccbridge.routing import trunks as trunk_health
 from ccbridge.routing.engine import CallRequest, Decision, Router, remember
@@ -53,6 +54,7 @@ from ccbridge.services import Services
 from ccbridge.services.access import AccessService
 from ccbridge.services.ports import TrunkNow
 from ccbridge.store.migrate import SchemaError
+from ccbridge.store.retention import RetentionJob
 
 __all__ = ["Bridge", "TrunkNow", "run_bridge", "serve"]
 
@@ -119,7 +121,17 @@ class Bridge:
         self.records = RecordStore(config, self.registry) if config.store.enabled else None
         if self.records is not None:
             self.records.ingest.subscribe(self.bus)
+            # Logins, pauses and rings for the agent report (its own records, same writer)
+            self.activity = ActivityRecorder(self.records.writer.put, self.clock.now)
+            self.activity.subscribe(self.bus)
         self.services = Services.over(self)
+        # Purges records past records.retention_days (issue 12), on its own engine.
+        self.retention = RetentionJob(
+            config.store,
+            config.records.retention_days,
+            config.records.purge_interval,
+            self.clock.now,
+        )
         self.agi = FastAgiServer(
             {
                 variables.AGI_ROUTE: make_route_handler(self.decide, self._on_decision),
@@ -431,6 +443,7 @@ class Bridge:
     async def _start_parts(self, parts: Parts) -> None:
         # The staffing plan's reader of the records store: opened on first use.
         parts.on_stop("staffing records reader", self.services.staffing.close)
+        parts.on_stop("reports records reader", self.services.reports.close)
         if self.selfservice is not None:
             parts.on_stop("self-service client", self.selfservice.close)
         http = self.config.bridge.http_listen
@@ -477,6 +490,8 @@ class Bridge:
             await parts.start("held routes", "each site's AstDB", self.held.start, self.held.stop)
         agi = self.config.bridge.agi_listen
         await parts.start("FastAGI server", str(agi), self.agi.start, self.agi.stop)
+        if self.records is not None:
+            await parts.start("records retention", None, self.retention.start, self.retention.stop)
 
     async def stop(self) -> None:
         """Stop every part, newest first, each even when another fails; raises StopError

@@ -735,5 +735,6 @@ def settings_from_config(config: Config, **limits: Any) -> MachineSettings:
         queues=queues,
         number_kind={n.did: n.kind.value for n in config.numbers},
         calling_codes=tuple(codes),
-        **limits,
+        # the same threshold the reports split abandons by (records.short_abandon_s)
+        **{"short_abandon": config.records.short_abandon_s, **limits},
     )
