@@ -32,10 +32,11 @@ changed fields, put in a new instance. A frozen dataclass's ``__init__`` (or
 ``dataclasses.replace``) sets every field through ``object.__setattr__``, four times
 slower; for that the queue, site and state classes have no ``__slots__`` (there are few
 of them). ``Member``s and ``Caller``s are named tuples: there are as many as
-memberships, and small tuples keep the cost per event flat with 10,000 agents. Instances are as frozen as before: nothing else writes their dicts,
-with one exception. ``Bridge`` (ccbridge/app.py) puts an update's new maps into a
-SiteState that it made itself and that no reader has been handed yet (its state
-property marks every snapshot it hands out): no reader can tell that from a new snapshot.
+memberships, and small tuples keep the cost per event flat with 10,000 agents.
+Instances are as frozen as before: nothing else writes their dicts, with one exception.
+``Bridge`` (ccbridge/app.py) puts an update's new maps into a SiteState that it made
+itself and that no reader has been handed yet (its state property marks every snapshot
+it hands out): no reader can tell that from a new snapshot.
 """
 
 from __future__ import annotations
