@@ -301,14 +301,23 @@ async def run(calls: int, seconds: float, sizes: tuple[int, ...], runs: int) -> 
     summary = []
     for i, row in enumerate(results[0]["rows"]):
         ratios = [r["rows"][i]["ratio"] for r in results]
-        costs = [r["rows"][i]["ingest_us_per_event"] for r in results]
+        medians = {
+            key: statistics.median(r["rows"][i][key] for r in results)
+            for key in (
+                "ccbridge_ingest_events_per_s",
+                "panoramisk_bare_parse_events_per_s",
+                "ingest_us_per_event",
+                "floor_us_per_event",
+            )
+        }
         summary.append(
             {
                 **row,
+                **{k: round(v, 2) for k, v in medians.items()},
                 "ratio": round(statistics.median(ratios), 3),
                 "ratio_min": min(ratios),
                 "ratio_max": max(ratios),
-                "ingest_us_per_event": round(statistics.median(costs), 2),
+                "pairs": sum(r["rows"][i]["pairs"] for r in results),
             }
         )
     spreads = [r["cost_spread"] for r in results]
@@ -349,9 +358,9 @@ def main(argv: list[str] | None = None) -> int:
     for row in r["rows"]:
         print(
             f"ami {_what(row)}: ccbridge parse+dispatch+state+KPIs+agents "
-            f"{row['ccbridge_ingest_events_per_s']:,} events/s "
+            f"{row['ccbridge_ingest_events_per_s']:,.0f} events/s "
             f"({row['ingest_us_per_event']} us/event), panoramisk bare parse "
-            f"{row['panoramisk_bare_parse_events_per_s']:,} events/s: ratio {row['ratio']}"
+            f"{row['panoramisk_bare_parse_events_per_s']:,.0f} events/s: ratio {row['ratio']}"
             + (f" (runs {row['ratio_min']}-{row['ratio_max']})" if args.runs > 1 else "")
         )
     if not r["records_mix"]:
