@@ -18,6 +18,7 @@ from prometheus_client import CollectorRegistry
 from ccbridge import loopdebug, sdnotify, variables
 from ccbridge.access.runtime import AccessStore
 from ccbridge.agents import AgentMirror
+from ccbridge.agi import allow as agi_allow
 from ccbridge.agi import health as agi_health
 from ccbridge.agi.handlers import make_route_handler
 from ccbridge.agi.lookup import make_lookup_handler
@@ -25,18 +26,20 @@ from ccbridge.agi.server import FastAgiServer, SessionOutcome
 from ccbridge.ami.client import AmiError, LinkState, SiteLink
 from ccbridge.clock import Clock
 from ccbridge.config.model import Config
-from ccbridge.events import EventBus
+from ccbridge.events import EventBus, EventHandler
 from ccbridge.heldroutes import HeldRoutePublisher
 from ccbridge.http.app import build_app
 from ccbridge.kpi import KpiTracker
 from ccbridge.lifecycle import Parts, StartError, StopError
 from ccbridge.logs import ctx
 from ccbridge.metrics import BridgeMetrics, LinkSnapshot, TrunkSnapshot
+from ccbridge.records.part import RecordStore
 from ccbridge.routing import trunks as trunk_health
 from ccbridge.routing.engine import CallRequest, Decision, Router, remember
 from ccbridge.routing.state import (
-    HANDLED_EVENTS,
+    LIVE_REDUCERS,
     LiveState,
+    Reducer,
     apply_event,
     begin_sync,
     complete_sync,
@@ -47,6 +50,7 @@ from ccbridge.selfservice import SelfServiceClient
 from ccbridge.services import Services
 from ccbridge.services.access import AccessService
 from ccbridge.services.ports import TrunkNow
+from ccbridge.store.migrate import SchemaError
 
 __all__ = ["Bridge", "TrunkNow", "run_bridge", "serve"]
 
@@ -95,14 +99,18 @@ class Bridge:
         # Filter is built from these subscriptions (bus.ami_filter), so none can drift.
         # The reducer first: the KPIs and the mirror see the state after the event.
         self.bus = EventBus()
-        for name in sorted(HANDLED_EVENTS):
-            self.bus.subscribe(name, self._on_state_event)
+        for name, reduce in sorted(LIVE_REDUCERS.items()):
+            self.bus.subscribe(name, self._state_handler(reduce))
         self.kpi.subscribe(self.bus)
         self.agents.subscribe(self.bus)
         self.bus.subscribe_user_event(variables.EVENT_TRUNK_RESULT, self._on_trunk_result_event)
         self.bus.subscribe(CONTACT_STATUS, self._on_contact_status_event)
         self.bus.subscribe_user_event(variables.EVENT_HELD_ROUTE, self.held.on_event)
         self.bus.subscribe_user_event(variables.EVENT_HELD_REJECTED, self.held.on_event)
+        # The call record (issue 12): only when the config keeps one (`store:`).
+        self.records = RecordStore(config, self.registry) if config.store.enabled else None
+        if self.records is not None:
+            self.records.ingest.subscribe(self.bus)
         self.services = Services.over(self)
         self.agi = FastAgiServer(
             {
@@ -115,6 +123,8 @@ class Bridge:
             max_sessions=config.bridge.max_agi_sessions,
             session_timeout=config.bridge.agi_session_timeout,
             on_session_end=self._on_agi_session_end,
+            allow=agi_allow.allowlist(config),
+            on_forbidden=self.metrics.agi_forbidden.inc,
         )
         self._parts: Parts | None = None
         self.http_port: int | None = None
@@ -169,13 +179,26 @@ class Bridge:
         for reason in decision.reasons:
             self.metrics.reasons.labels(reason).inc()
         self.metrics.record_decision(receiving, decision)
+        if self.records is not None:
+            self.records.ingest.on_decision(call, decision)
 
     def _on_agi_session_end(self, route: str, outcome: SessionOutcome, seconds: float) -> None:
         self.metrics.agi_session_end(route, outcome.value, seconds)
 
     # -- AMI -----------------------------------------------------------------------
-    def _on_state_event(self, site: str, event: Mapping[str, str]) -> None:
-        self.state = apply_event(self.state, site, event, self.clock.time())
+    def _state_handler(self, reduce: Reducer) -> EventHandler:
+        """The live-state reducer of one event name as its bus handler: the state setter
+        written out, and no second lookup by name (apply_event's), on the event path."""
+        state_changed = self.held.state_changed
+
+        def on_event(site: str, event: Mapping[str, str]) -> None:
+            old = self._state
+            new = reduce(old, site, event, self.clock.time())
+            if new is not old:
+                self._state = new
+                state_changed()
+
+        return on_event
 
     def _on_trunk_result_event(self, site: str, event: Mapping[str, str]) -> None:
         self._on_trunk_result(event.get("Trunk", ""), event.get("DialStatus", ""))
@@ -192,6 +215,8 @@ class Bridge:
             now -= self.config.routing.site_holdoff
         self.state = set_site_up(self.state, site, up, now)
         self.held.link_changed(site)
+        if self.records is not None:
+            self.records.link_state(site, up)
         log.info("site %s", link_state.value.lower(), extra=ctx(site=site))
 
     async def _sync_site(self, link: SiteLink) -> None:
@@ -310,6 +335,7 @@ class Bridge:
                 auth_failures=link.auth_failures,
                 ping_timeouts=link.ping_timeouts,
                 bad_input=link.bad_input,
+                tls_failures=link.tls_failures,
             )
             for name, link in self.links.items()
         ]
@@ -321,6 +347,13 @@ class Bridge:
             "fastagi_listening": self.agi.listening,
             "site_connected": any(link.connected for link in self.links.values()),
         }
+
+    def readiness_detail(self) -> dict[str, object]:
+        """What /readyz shows beside its checks; none of it makes the bridge unready
+        (the record database being down never stops routing)."""
+        if self.records is None:
+            return {"records": {"enabled": False}}
+        return {"records": {"enabled": True, **self.records.status()}}
 
     def http_app(self) -> web.Application:
         """The HTTP API over this bridge's services and metrics registry."""
@@ -394,6 +427,10 @@ class Bridge:
             web.TCPSite(runner, http.host, http.port, ssl_context=ssl_context).start,
         )
         self.http_port = runner.addresses[0][1]
+        if self.records is not None:
+            # Before the AMI links: the first events are recorded; stopped after them.
+            records = self.records
+            await parts.start("record store", records.where, records.start, records.stop)
         for s in self.config.sites:
             link = SiteLink(
                 s.name,
@@ -459,7 +496,9 @@ def run_bridge(config: Config, *, slow_callback_ms: float | None = None) -> int:
         asyncio.run(serve(config, slow_callback_ms=slow_callback_ms))
     except StartError as exc:
         log.error("%s", exc)
-        return 1
+        # A record database on a schema this ccbridge does not write: exit 2 (bad config
+        # or deployment, like `ccbridge check`), not 1 (a part that failed to start).
+        return 2 if isinstance(exc.__cause__, SchemaError) else 1
     except StopError as exc:
         # Each failure was logged as it happened (lifecycle.Parts); this is the summary.
         log.error("bridge stop: %s", exc)

@@ -235,21 +235,25 @@ class AmiParser:
             if max(map(len, pending.split("\n"))) > max_line:
                 raise AmiProtocolError(f"line longer than {max_line} bytes")
         out: list[AmiMessage] = []
+        if self._fields:  # old command output still open: line by line
+            self._careful(blocks, eol, out)
+            return out
         new, update = _dict_new, _dict_update
-        for block in blocks:
-            if self._fields or block.startswith("Response: Follows"):
-                self._slow(block if eol == "\n" else block.replace("\r\n", "\n"), out)
+        limit = min(max_line, max_message)  # a block within both cannot break either
+        blocks_left = iter(blocks)
+        for block in blocks_left:
+            # Every event starts "Event: ". Anything else (a reply, old command output, a
+            # blank line too many) takes the careful path, and the rest of the chunk
+            # too if that left old command output open.
+            if block[:1] != "E":
+                self._careful((block,), eol, out)
+                if self._fields:
+                    self._careful(blocks_left, eol, out)
+                    break
                 continue
-            if not block or block[0] in "\r\n":
-                block = block.lstrip("\r\n")  # extra blank lines between messages
-                if not block:
-                    continue
-            size = len(block)
-            if size > max_message:
-                raise AmiProtocolError(f"message larger than {max_message} bytes")
             lines = block.split(eol)
-            if size > max_line and max(map(len, lines)) > max_line:
-                raise AmiProtocolError(f"line longer than {max_line} bytes")
+            if len(block) > limit:
+                self._check_block(block, lines)
             if len(lines) > max_fields:
                 self.dropped += 1  # no event has that many: not worth a dict
                 continue
@@ -261,13 +265,56 @@ class AmiParser:
                 self._slow(block if eol == "\n" else block.replace("\r\n", "\n"), out)
                 continue
             if len(msg) != len(lines):  # a repeated key: keep every pair
-                pairs = [line.split(": ", 1) for line in lines]
-                if sum(1 for key, _ in pairs if key in _STARTS) > 1:
-                    self.dropped += 1
-                    continue
-                msg._keep_first(pairs)
+                self._repeated(msg, lines, out)
+                continue
             out.append(msg)
         return out
+
+    def _check_block(self, block: str, lines: list[str]) -> None:
+        """Raise AmiProtocolError if ``block`` breaks the message or line size limit."""
+        if len(block) > self._max_message:
+            raise AmiProtocolError(f"message larger than {self._max_message} bytes")
+        if max(map(len, lines)) > self._max_line:
+            raise AmiProtocolError(f"line longer than {self._max_line} bytes")
+
+    def _repeated(self, msg: AmiMessage, lines: list[str], out: list[AmiMessage]) -> None:
+        """A block with a repeated key: every pair kept, unless it is two messages that a
+        lost blank line ran together (dropped)."""
+        pairs = [line.split(": ", 1) for line in lines]
+        if sum(1 for key, _ in pairs if key in _STARTS) > 1:
+            self.dropped += 1
+            return
+        msg._keep_first(pairs)
+        out.append(msg)
+
+    def _careful(self, blocks: Iterable[str], eol: str, out: list[AmiMessage]) -> None:
+        """feed's loop for blocks that are no event: replies, old command output (which
+        may span blank lines), extra blank lines."""
+        new, update = _dict_new, _dict_update
+        for block in blocks:
+            if self._fields or block.startswith("Response: Follows"):
+                self._slow(block if eol == "\n" else block.replace("\r\n", "\n"), out)
+                continue
+            if not block or block[0] in "\r\n":
+                block = block.lstrip("\r\n")  # extra blank lines between messages
+                if not block:
+                    continue
+            lines = block.split(eol)
+            if len(block) > min(self._max_line, self._max_message):
+                self._check_block(block, lines)
+            if len(lines) > self._max_fields:
+                self.dropped += 1
+                continue
+            msg: AmiMessage = new(AmiMessage)
+            try:
+                update(msg, map(str.split, lines, _SEP, _ONE))  # type: ignore[arg-type]
+            except ValueError:
+                self._slow(block if eol == "\n" else block.replace("\r\n", "\n"), out)
+                continue
+            if len(msg) != len(lines):
+                self._repeated(msg, lines, out)
+                continue
+            out.append(msg)
 
     def _take_banner(self, line: str) -> None:
         if not line.startswith(BANNER_PREFIX):

@@ -34,6 +34,11 @@ RELOADS: dict[str, str] = {
     "rtp.conf": "res_rtp_asterisk.so",
     "logger.conf": "logger",
     "voicemail.conf": "app_voicemail.so",
+    "cel.conf": "cel",
+    "cdr.conf": "cdr",
+    "features.conf": "features",
+    "musiconhold.conf": "res_musiconhold.so",
+    "http.conf": "http",
 }
 # Files no reload applies: they take effect at the next restart (modules.conf), or belong
 # to another program (the AGI guard's HAProxy).

@@ -35,9 +35,11 @@ async def healthz(request: web.Request) -> web.Response:
 
 @public
 async def readyz(request: web.Request) -> web.Response:
-    checks = request.app[SERVICES].sites.readiness()
+    sites = request.app[SERVICES].sites
+    checks = sites.readiness()
     ready = all(checks.values())
-    return web.json_response({"ready": ready, "checks": checks}, status=200 if ready else 503)
+    body = {"ready": ready, "checks": checks, "detail": sites.readiness_detail()}
+    return web.json_response(body, status=200 if ready else 503)
 
 
 @requires("ccb.sites.{site}.read")

@@ -68,11 +68,17 @@ class BridgeProcess:
     """
 
     def __init__(
-        self, lab: Lab, at: datetime | None = None, *, slow_callback_ms: float | None = None
+        self,
+        lab: Lab,
+        at: datetime | None = None,
+        *,
+        slow_callback_ms: float | None = None,
+        log_level: str | None = None,
     ) -> None:
         self.lab = lab
         self.config: Config = lab.config
         self.at = at
+        self.log_level = log_level  # `run --log-level`; None: the config's
         self.first_start: float | None = None  # wall clock of the first spawn
         self.env: dict[str, str] = {}
         http = self.config.bridge.http_listen
@@ -108,6 +114,8 @@ class BridgeProcess:
         command = [sys.executable, "-m", "ccbridge.cli", "run", self.config.source]
         if self.slow_callback_ms is not None:
             command += ["--slow-callback-ms", str(self.slow_callback_ms)]
+        if self.log_level is not None:
+            command += ["--log-level", self.log_level]
         with open(self.log_file, "ab") as log:  # the child keeps its own copy
             if self._log_start is None:
                 self._log_start = log.tell()
@@ -142,14 +150,17 @@ class BridgeProcess:
             await asyncio.sleep(poll)
         return time.monotonic() - t0
 
-    def slow_callbacks(self) -> list[str]:
-        """The slow-callback lines (ccbridge.loopdebug) of the runs this object started."""
+    def log_text(self) -> str:
+        """What the runs this object started have logged so far."""
         if self._log_start is None:
-            return []
+            return ""
         with open(self.log_file, "rb") as log:
             log.seek(self._log_start)
-            text = log.read().decode(errors="replace")
-        return [line for line in text.splitlines() if loopdebug.MARK in line]
+            return log.read().decode(errors="replace")
+
+    def slow_callbacks(self) -> list[str]:
+        """The slow-callback lines (ccbridge.loopdebug) of the runs this object started."""
+        return [line for line in self.log_text().splitlines() if loopdebug.MARK in line]
 
     @property
     def running(self) -> bool:

@@ -90,7 +90,26 @@ def _instant(v: Any) -> str | None:
     return None
 
 
+def _flat_text(v: Any) -> bool:
+    """True for the common case, a flat list or str->str dict of short ASCII text without
+    NUL: valid JSON for both engines and well under the size limit, without serialising
+    it (the record ingest's call_events fields and reasons, per record on the loop)."""
+    if type(v) is dict:
+        parts = [*v, *v.values()]
+    elif type(v) is list:
+        parts = v
+    else:
+        return False
+    for x in parts:
+        if type(x) is not str:
+            return False
+    joined = "".join(parts)
+    return joined.isascii() and "\x00" not in joined and len(joined) < 16384
+
+
 def _json(v: Any) -> str | None:
+    if _flat_text(v):
+        return None
     try:
         text = json.dumps(v, allow_nan=False, ensure_ascii=False)
         text.encode()
