@@ -57,6 +57,7 @@ class AccessStore:
         try:
             await check_schema(self.engine)
         except SchemaError as exc:
+            await self.engine.dispose()  # the check's pooled connection
             self._off(str(exc))
             return
         except (SQLAlchemyError, OSError, TimeoutError) as exc:
