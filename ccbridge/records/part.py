@@ -37,8 +37,9 @@ from ccbridge.store.writer import RecordWriter
 log = logging.getLogger("ccbridge.records")
 
 HEARTBEAT = 1.0  # seconds between heartbeat file writes (the gap's precision after a kill)
-SWEEP = 5.0  # seconds between sweeps of ended calls from memory
+SWEEP = 1.0  # seconds between sweeps of ended calls from memory
 SCHEMA_RETRY = 5.0  # seconds between schema checks while the database is unreachable
+START_CHECK = 3.0  # seconds the start waits for the schema check
 
 
 class RecordStore:
@@ -71,7 +72,10 @@ class RecordStore:
 
     async def start(self) -> None:
         try:
-            await self._check_schema()
+            # Not long: FastAGI starts after this part, and until it listens every call
+            # takes the fallback. A database that does not answer within this is checked
+            # again in the background while the bridge routes.
+            await self._check_schema(START_CHECK)
         except SchemaError:
             await self.engine.dispose()
             raise
@@ -135,8 +139,8 @@ class RecordStore:
         }
 
     # -- tasks ---------------------------------------------------------------------
-    async def _check_schema(self) -> None:
-        async with asyncio.timeout(CONNECT_TIMEOUT + 5):
+    async def _check_schema(self, within: float = CONNECT_TIMEOUT + 5) -> None:
+        async with asyncio.timeout(within):
             await check_schema(self.engine)
         self.schema_ok, self.schema_error = True, None
 

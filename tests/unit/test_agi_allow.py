@@ -103,3 +103,19 @@ async def test_the_bridge_counts_forbidden_fastagi_in_its_metrics(unused_tcp_por
         assert value == 3.0
     finally:
         await bridge.agi.stop()
+
+
+def test_each_sites_guard_connects_from_an_allowed_address() -> None:
+    """The AGI guard binds its connections to the bridge to its site's address, which the
+    allowlist holds: no need to list the guards, whatever the host's routing picks."""
+    from ccbridge.render import render_site
+
+    config = lab_config()
+    allowed = SourceAllowlist(site_addresses(config))
+    for site in config.sites:
+        cfg = render_site(config, site)["haproxy.cfg"]
+        sources = [
+            line.split()[1] for line in cfg.splitlines() if line.strip().startswith("source ")
+        ]
+        assert sources == [site.sip.host], (site.name, sources)
+        assert sources[0] in allowed
