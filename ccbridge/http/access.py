@@ -103,6 +103,18 @@ def scope_sites(request: web.Request, template: str) -> list[str]:
     return principal(request).sites_with(template, request.app[ACCESS].sites)
 
 
+def check_site(request: web.Request, site: str | None) -> None:
+    """A caller responsible for some sites (a supervisor, a scoped service) acts only
+    at those: an action that names no site, or another one, is refused."""
+    p = principal(request)
+    if not p.sites:
+        return
+    if site is None:
+        raise ApiError(400, "site-required", f"name the site ({', '.join(p.sites)})", field="site")
+    if site not in p.sites:
+        raise ApiError(403, "forbidden", f"{p.name} may not act at {site}", site=site)
+
+
 def can_read_numbers(request: web.Request) -> bool:
     """Whether answers and CSV may show caller numbers unmasked."""
     return can(request, "ccb.numbers.read")
@@ -196,7 +208,7 @@ async def access_middleware(request: web.Request, handler: Handler) -> web.Strea
         status = exc.status
         raise
     finally:
-        result = "ok" if status < 400 else "failed"
+        result = "ok" if status < 400 else "denied" if status == 403 else "failed"
         access.audit(AuditEvent(p.name, source, action, result, obj, site, status))
 
 

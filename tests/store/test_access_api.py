@@ -245,3 +245,22 @@ async def test_login_hashing_never_blocks_the_loop(world: World) -> None:
         stop_reporting(loop, found)
     assert [g[0] for g in got] == [200] * 4
     assert found.lines == []
+
+
+async def test_a_supervisor_acts_on_a_shared_agent_only_at_their_own_site(world: World) -> None:
+    """roam1 works at bangalore and dhaka: dhaka's supervisor may act on it at dhaka only."""
+    at_blr = {"site": "bangalore", "queues": ["orders-en"]}
+    st, body, _ = await call(world, "POST", "/api/v1/agents/roam1/login", "sue", json=at_blr)
+    assert (st, body["error"]) == (403, "forbidden")
+    st, body, _ = await call(world, "POST", "/api/v1/agents/roam1/pause", "sue", json={})
+    assert (st, body["error"]) == (400, "site-required")
+    st, body, _ = await call(
+        world, "POST", "/api/v1/agents/roam1/pause", "sue", json={"site": "dhaka"}
+    )
+    assert st == 503  # allowed; dhaka's AMI link is down in this test
+    rows = await audited(world, 3)
+    assert [(r["result"], r["status"]) for r in rows] == [
+        ("denied", 403),
+        ("failed", 400),
+        ("failed", 503),
+    ]
