@@ -11,7 +11,12 @@ import jinja2
 from ccbridge import variables
 from ccbridge.agi_guard import agi_urls, guard_view
 from ccbridge.config.model import Config, Number, QueueSettings, Site, Trunk, TrunkKind, queue_name
-from ccbridge.ivr_render import ivr_context
+from ccbridge.ivr_render import (
+    PromptResolver,
+    custom_prompts,
+    ivr_context,
+    prompts_dir,
+)
 from ccbridge.routing.held import FORMAT as HELD_FORMAT
 from ccbridge.routing.held import route_text, valid_routes
 from ccbridge.routing.language import LanguageResolver
@@ -157,6 +162,27 @@ def held_view(config: Config, site: Site) -> HeldView:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class SurveyView:
+    """The satisfaction survey at one site: its queues and the Read()/Playback() args."""
+
+    queues: frozenset[str]  # this site's queues of a surveyed service
+    prompt: str
+    thanks: str
+    timeout: int
+
+
+def survey_view(config: Config, site: Site) -> SurveyView | None:
+    survey = config.survey
+    if survey is None:
+        return None
+    queues = frozenset(q.name for q in _queues(site) if q.service in survey.services)
+    if not queues:
+        return None
+    resolver = PromptResolver(custom_prompts(prompts_dir(config.ivr)), config.ivr.prompts_path)
+    return SurveyView(queues, resolver(survey.prompt), resolver(survey.thanks), survey.timeout)
+
+
 def site_context(config: Config, site: Site) -> dict[str, object]:
     numbers = [n for n in config.numbers if n.site == site.name]
     fallbacks = [f for n in numbers if (f := fallback_for(config, site, n)) is not None]
@@ -182,6 +208,7 @@ def site_context(config: Config, site: Site) -> dict[str, object]:
         "held": config.routing.held_routes,
         "held_view": held_view(config, site),
         "held_format": HELD_FORMAT,
+        "survey": survey_view(config, site),
         **ivr_context(config, site),
     }
 

@@ -27,6 +27,13 @@ CALLER_ID = "CCB_CALLER_ID"  # outbound: the caller ID presented to the customer
 
 # Set by the dialplan itself.
 DID = "CCB_DID"  # the number the caller dialled, carried across sites in a SIP header
+# One ID per call across every site it passes through (issue 12): set (inherited, as
+# __CCB_CALLID) by the entry site before anything else, carried over inter-site trunks
+# in HEADER_CALLID and kept by the receiving site; manager.conf's channelvars puts it in
+# every channel event. Format ``SITE:EPOCH.MICROS:SEQ`` (ccbridge/records/callid.py): the
+# entry site and the arrival instant read from the ID alone, so a record from any site
+# (or after a restart) names the call's row without the entry site's state.
+CALLID = "CCB_CALLID"
 FALLBACK = "CCB_FALLBACK"  # 1 when the static fallback route took the call
 IVR_LANGUAGE = "CCB_IVR_LANGUAGE"  # the language picked in an IVR menu
 IVR_SERVICE = "CCB_IVR_SERVICE"  # the service picked in an IVR menu (the number's until then)
@@ -49,6 +56,9 @@ HEADER_LANGUAGE = "X-CCB-Lang"
 
 # AMI UserEvents the dialplan sends to the bridge.
 EVENT_TRUNK_RESULT = "CcbTrunkResult"  # Trunk, DialStatus, Site: one per trunk attempt
+# The satisfaction survey's score (issue 12; the survey dialplan sends it after the agent
+# hangs up): CallID (${CCB_CALLID}), Score 1-5, Site.
+EVENT_SURVEY = "CCBSurvey"
 
 # Routes held in each site's AstDB by the bridge (ccbridge/heldroutes.py, routing/held.py):
 # DB(ccbridge/route/DID/LANGUAGE) and DB(ccbridge/hb), read by the dialplan's ccb-held.

@@ -37,6 +37,7 @@ from ccbridge.config.model import (
 )
 from ccbridge.config.reader import Invalid, Reader, kind, missing_secret_problem
 from ccbridge.config.store import StoreSettings, parse_store
+from ccbridge.config.survey import parse_survey
 from ccbridge.config.yamlsrc import ConfigError, LineDict, Problem, read_yaml
 
 _DID_RE = re.compile(r"^\+?[0-9]{3,20}$")
@@ -501,6 +502,7 @@ _TOP = {
     "ivr",
     "self_service",
     "store",
+    "survey",
     "deploy",
 }
 
@@ -617,6 +619,10 @@ def parse_config(
     if "deploy" in top:
         with r.at("deploy", top):
             deploy = r.collect(lambda: parse_deploy(r, top["deploy"], set(smap or {}))) or deploy
+    survey = None
+    if "survey" in top:
+        with r.at("survey", top):
+            survey = r.collect(lambda: parse_survey(r, top["survey"], services))
     missing = r.missing_secrets()
     if resolve_secrets:
         r.problems += [missing_secret_problem(m) for m in missing]
@@ -636,6 +642,7 @@ def parse_config(
         self_service=self_service,
         store=store or StoreSettings(),
         deploy=deploy,
+        survey=survey,
         missing_secrets=missing,
     )
 
