@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 CONFIG ?= examples/lab.yaml
-SYSTEM_PACKAGES := debootstrap sip-tester prometheus postgresql haproxy systemd
+SYSTEM_PACKAGES := debootstrap sip-tester prometheus postgresql haproxy systemd openssl iproute2
 
 .PHONY: test unit integration lint typecheck run down lab status bench bench-quick deps system-deps venv clean
 
@@ -60,7 +60,9 @@ $(VENV)/.installed: pyproject.toml
 # prometheus is the real server the metrics tests scrape with, postgresql the real server
 # the store tests run on (a throwaway cluster per test session, tests/store/pg.py), haproxy
 # the AGI guard beside each lab site (bridge.agi_guard), systemd's systemd-analyze checks
-# the unit in deploy/.
+# the unit in deploy/; openssl makes the lab's TLS certificates (and the stand-in keys of
+# `render --verify`); iproute2's `ip` brings up the loopback of verify's scratch Asterisk
+# in its own network namespace.
 system-deps:
 	@missing=""; for p in $(SYSTEM_PACKAGES); do \
 	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \

@@ -36,6 +36,7 @@ class MemberExtra(NamedTuple):
 
 
 _NOTHING_YET = MemberExtra()
+_tuple_new = tuple.__new__  # MemberExtra(...) without its __new__ in Python: once per event
 
 
 class AgentMirror:
@@ -50,25 +51,46 @@ class AgentMirror:
         self.extra: dict[tuple[str, str], MemberExtra] = {}
 
     def subscribe(self, bus: EventBus) -> None:
-        for name in sorted(EVENTS):
-            bus.subscribe(name, self.on_event)
+        """One handler per event name (no test of the name on the event path)."""
+        bus.subscribe("QueueMemberAdded", self._on_added)
+        bus.subscribe("QueueMemberPause", self._on_pause)
+        bus.subscribe("QueueMemberStatus", self._on_status)
 
     def on_event(self, site: str, event: Mapping[str, str]) -> None:
+        """One AMI event from ``site``, for the names in EVENTS (others are ignored)."""
         name = event.get("Event")
-        iface = event.get("Interface") or event.get("Location") or ""
-        if not iface or name not in EVENTS:
-            return
-        key = (site, iface)
-        old = self.extra.get(key, _NOTHING_YET)
-        now = self._clock()
         if name == "QueueMemberAdded":
-            self.extra[key] = MemberExtra(old.pause_reason, old.logged_in_at or now, now)
+            self._on_added(site, event)
         elif name == "QueueMemberPause":
+            self._on_pause(site, event)
+        elif name == "QueueMemberStatus":
+            self._on_status(site, event)
+
+    def _on_added(self, site: str, event: Mapping[str, str]) -> None:
+        iface = event.get("Interface") or event.get("Location")
+        if iface:
+            key = (site, iface)
+            old = self.extra.get(key, _NOTHING_YET)
+            now = self._clock()
+            self.extra[key] = MemberExtra(old.pause_reason, old.logged_in_at or now, now)
+
+    def _on_pause(self, site: str, event: Mapping[str, str]) -> None:
+        iface = event.get("Interface") or event.get("Location")
+        if iface:
+            key = (site, iface)
+            old = self.extra.get(key, _NOTHING_YET)
             paused = event.get("Paused", "0").strip().lower() in ("1", "true", "yes")
             reason = event.get("PausedReason") or event.get("Reason") or ""
-            self.extra[key] = MemberExtra(reason if paused else "", old.logged_in_at, now)
-        else:  # QueueMemberStatus: the device changed state
-            self.extra[key] = MemberExtra(old.pause_reason, old.logged_in_at, now)
+            self.extra[key] = MemberExtra(reason if paused else "", old.logged_in_at, self._clock())
+
+    def _on_status(self, site: str, event: Mapping[str, str]) -> None:
+        """QueueMemberStatus: the device changed state (three times a queue call)."""
+        iface = event.get("Interface") or event.get("Location")
+        if iface:
+            key = (site, iface)
+            extra = self.extra
+            old = extra.get(key, _NOTHING_YET)
+            extra[key] = _tuple_new(MemberExtra, (old[0], old[1], self._clock()))
 
     def forget(self, site: str, iface: str) -> None:
         self.extra.pop((site, iface), None)

@@ -16,7 +16,9 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from ccbridge import loopdebug, sdnotify, variables
+from ccbridge.access.runtime import AccessStore
 from ccbridge.agents import AgentMirror
+from ccbridge.agi import allow as agi_allow
 from ccbridge.agi import health as agi_health
 from ccbridge.agi.handlers import make_route_handler
 from ccbridge.agi.lookup import make_lookup_handler
@@ -24,27 +26,35 @@ from ccbridge.agi.server import FastAgiServer, SessionOutcome
 from ccbridge.ami.client import AmiError, LinkState, SiteLink
 from ccbridge.clock import Clock
 from ccbridge.config.model import Config
-from ccbridge.events import EventBus
+from ccbridge.events import EventBus, EventHandler
 from ccbridge.heldroutes import HeldRoutePublisher
 from ccbridge.http.app import build_app
 from ccbridge.kpi import KpiTracker
 from ccbridge.lifecycle import Parts, StartError, StopError
 from ccbridge.logs import ctx
 from ccbridge.metrics import BridgeMetrics, LinkSnapshot, TrunkSnapshot
+from ccbridge.records.activity import ActivityRecorder
+from ccbridge.records.part import RecordStore
 from ccbridge.routing import trunks as trunk_health
 from ccbridge.routing.engine import CallRequest, Decision, Router, remember
 from ccbridge.routing.state import (
-    HANDLED_EVENTS,
+    LIVE_UPDATES,
     LiveState,
+    SiteState,
+    SiteUpdate,
     apply_event,
     begin_sync,
     complete_sync,
     initial_state,
     set_site_up,
+    with_site_maps,
 )
 from ccbridge.selfservice import SelfServiceClient
 from ccbridge.services import Services
+from ccbridge.services.access import AccessService
 from ccbridge.services.ports import TrunkNow
+from ccbridge.store.migrate import SchemaError
+from ccbridge.store.retention import RetentionJob
 
 __all__ = ["Bridge", "TrunkNow", "run_bridge", "serve"]
 
@@ -63,6 +73,12 @@ class Bridge:
         self._site_names = frozenset(s.name for s in config.sites)
         self._services = frozenset(config.services)
         self._state: LiveState = initial_state(s.name for s in config.sites)
+        # The event path's own snapshot: a state the AMI reducer made that no reader has
+        # been handed yet (every read goes through the state property or held_state),
+        # and the sites whose SiteState it made in it. Only those take an event's update
+        # in place; anything else gets new snapshots, so a reader's never changes.
+        self._unseen: LiveState | None = None
+        self._unseen_sites: set[str] = set()
         self.registry = CollectorRegistry()
         self.metrics = BridgeMetrics(
             self.registry, lambda: self.state, self._link_snapshots, config=config
@@ -93,15 +109,29 @@ class Bridge:
         # Filter is built from these subscriptions (bus.ami_filter), so none can drift.
         # The reducer first: the KPIs and the mirror see the state after the event.
         self.bus = EventBus()
-        for name in sorted(HANDLED_EVENTS):
-            self.bus.subscribe(name, self._on_state_event)
+        for name, update in sorted(LIVE_UPDATES.items()):
+            self.bus.subscribe(name, self._state_handler(update))
         self.kpi.subscribe(self.bus)
         self.agents.subscribe(self.bus)
         self.bus.subscribe_user_event(variables.EVENT_TRUNK_RESULT, self._on_trunk_result_event)
         self.bus.subscribe(CONTACT_STATUS, self._on_contact_status_event)
         self.bus.subscribe_user_event(variables.EVENT_HELD_ROUTE, self.held.on_event)
         self.bus.subscribe_user_event(variables.EVENT_HELD_REJECTED, self.held.on_event)
+        # The call record (issue 12): only when the config keeps one (`store:`).
+        self.records = RecordStore(config, self.registry) if config.store.enabled else None
+        if self.records is not None:
+            self.records.ingest.subscribe(self.bus)
+            # Logins, pauses and rings for the agent report (its own records, same writer)
+            self.activity = ActivityRecorder(self.records.writer.put, self.clock.now)
+            self.activity.subscribe(self.bus)
         self.services = Services.over(self)
+        # Purges records past records.retention_days (issue 12), on its own engine.
+        self.retention = RetentionJob(
+            config.store,
+            config.records.retention_days,
+            config.records.purge_interval,
+            self.clock.now,
+        )
         self.agi = FastAgiServer(
             {
                 variables.AGI_ROUTE: make_route_handler(self.decide, self._on_decision),
@@ -113,17 +143,25 @@ class Bridge:
             max_sessions=config.bridge.max_agi_sessions,
             session_timeout=config.bridge.agi_session_timeout,
             on_session_end=self._on_agi_session_end,
+            allow=agi_allow.allowlist(config),
+            on_forbidden=self.metrics.agi_forbidden.inc,
         )
         self._parts: Parts | None = None
         self.http_port: int | None = None
+        self.access_store = AccessStore(config)
+        # Users and the audit trail join at start (engine and trail set then): a bridge
+        # built but not started knows only the bootstrap token.
+        self.access = AccessService.from_config(config, None, None)
 
     @property
     def state(self) -> LiveState:
+        self._unseen = None  # handed out: from now on, never changed in place
         return self._state
 
     @state.setter
     def state(self, new: LiveState) -> None:
         # Every change of the live state may change a held route: the publisher coalesces.
+        self._unseen = None
         if new is not self._state:
             self._state = new
             self.held.state_changed()
@@ -133,6 +171,7 @@ class Bridge:
         (its cool-down), never by an event: refreshed here too, or while held routes carry
         every call no FastAGI decision would, and a recovered trunk stayed last forever."""
         self._refresh_trunks()
+        self._unseen = None
         return self._state
 
     # -- routing -------------------------------------------------------------------
@@ -163,13 +202,43 @@ class Bridge:
         for reason in decision.reasons:
             self.metrics.reasons.labels(reason).inc()
         self.metrics.record_decision(receiving, decision)
+        if self.records is not None:
+            self.records.ingest.on_decision(call, decision)
 
     def _on_agi_session_end(self, route: str, outcome: SessionOutcome, seconds: float) -> None:
         self.metrics.agi_session_end(route, outcome.value, seconds)
 
     # -- AMI -----------------------------------------------------------------------
-    def _on_state_event(self, site: str, event: Mapping[str, str]) -> None:
-        self.state = apply_event(self.state, site, event, self.clock.time())
+    def _state_handler(self, update: SiteUpdate) -> EventHandler:
+        """The live-state update of one event name as its bus handler (the state setter
+        written out, and no second lookup by name, apply_event's).
+
+        Most events change one site's queues and members. Persistently that is a new
+        SiteState and LiveState per event, about a fifth of the event's cost; when no
+        reader has been handed the current state since the reducer made it (``_unseen``),
+        nobody can see it change, and the new maps go into the site's snapshot in place.
+        """
+        state_changed = self.held.state_changed
+
+        def on_event(site: str, event: Mapping[str, str]) -> None:
+            state = self._state
+            s = state.sites.get(site)
+            if s is None:  # a site the config does not name: the reducer adds it
+                s = SiteState(site)
+            got = update(s, event, self.clock.time())
+            if got is None:
+                return
+            if state is self._unseen and site in self._unseen_sites:
+                fields = s.__dict__
+                fields["queues"], fields["members"] = got
+            else:
+                if state is not self._unseen:
+                    self._unseen_sites = set()
+                self._unseen_sites.add(site)
+                self._state = self._unseen = with_site_maps(state, s, got)
+            state_changed()
+
+        return on_event
 
     def _on_trunk_result_event(self, site: str, event: Mapping[str, str]) -> None:
         self._on_trunk_result(event.get("Trunk", ""), event.get("DialStatus", ""))
@@ -186,6 +255,8 @@ class Bridge:
             now -= self.config.routing.site_holdoff
         self.state = set_site_up(self.state, site, up, now)
         self.held.link_changed(site)
+        if self.records is not None:
+            self.records.link_state(site, up)
         log.info("site %s", link_state.value.lower(), extra=ctx(site=site))
 
     async def _sync_site(self, link: SiteLink) -> None:
@@ -304,6 +375,7 @@ class Bridge:
                 auth_failures=link.auth_failures,
                 ping_timeouts=link.ping_timeouts,
                 bad_input=link.bad_input,
+                tls_failures=link.tls_failures,
             )
             for name, link in self.links.items()
         ]
@@ -316,10 +388,20 @@ class Bridge:
             "site_connected": any(link.connected for link in self.links.values()),
         }
 
+    def readiness_detail(self) -> dict[str, object]:
+        """What /readyz shows beside its checks; none of it makes the bridge unready
+        (the record database being down never stops routing)."""
+        if self.records is None:
+            return {"records": {"enabled": False}}
+        return {"records": {"enabled": True, **self.records.status()}}
+
     def http_app(self) -> web.Application:
         """The HTTP API over this bridge's services and metrics registry."""
         return build_app(
-            self.services, registry=self.registry, api_token=self.config.bridge.api_token
+            self.services,
+            registry=self.registry,
+            api_token=self.config.bridge.api_token,
+            access_service=self.access,
         )
 
     async def start(self) -> None:
@@ -361,14 +443,35 @@ class Bridge:
     async def _start_parts(self, parts: Parts) -> None:
         # The staffing plan's reader of the records store: opened on first use.
         parts.on_stop("staffing records reader", self.services.staffing.close)
+        parts.on_stop("reports records reader", self.services.reports.close)
         if self.selfservice is not None:
             parts.on_stop("self-service client", self.selfservice.close)
         http = self.config.bridge.http_listen
+        # Users and the audit trail first: the API checks tokens and audits from its
+        # first request, and they stop after it.
+        await parts.start(
+            "user store and audit trail",
+            self.config.store.url.split("://", 1)[0],
+            self.access_store.start,
+            self.access_store.stop,
+        )
+        self.access.engine = self.access_store.engine
+        self.access.trail = self.access_store.trail
+        tls = self.config.bridge.tls
+        ssl_context = await asyncio.to_thread(tls.server_context) if tls is not None else None
         runner = web.AppRunner(self.http_app(), access_log=None, handle_signals=False)
         await parts.start("HTTP API", str(http), runner.setup, runner.cleanup)
         # The runner's cleanup (just pushed) also closes the site's socket.
-        await parts.start("HTTP API", str(http), web.TCPSite(runner, http.host, http.port).start)
+        await parts.start(
+            "HTTP API",
+            str(http),
+            web.TCPSite(runner, http.host, http.port, ssl_context=ssl_context).start,
+        )
         self.http_port = runner.addresses[0][1]
+        if self.records is not None:
+            # Before the AMI links: the first events are recorded; stopped after them.
+            records = self.records
+            await parts.start("record store", records.where, records.start, records.stop)
         for s in self.config.sites:
             link = SiteLink(
                 s.name,
@@ -387,6 +490,8 @@ class Bridge:
             await parts.start("held routes", "each site's AstDB", self.held.start, self.held.stop)
         agi = self.config.bridge.agi_listen
         await parts.start("FastAGI server", str(agi), self.agi.start, self.agi.stop)
+        if self.records is not None:
+            await parts.start("records retention", None, self.retention.start, self.retention.stop)
 
     async def stop(self) -> None:
         """Stop every part, newest first, each even when another fails; raises StopError
@@ -434,7 +539,9 @@ def run_bridge(config: Config, *, slow_callback_ms: float | None = None) -> int:
         asyncio.run(serve(config, slow_callback_ms=slow_callback_ms))
     except StartError as exc:
         log.error("%s", exc)
-        return 1
+        # A record database on a schema this ccbridge does not write: exit 2 (bad config
+        # or deployment, like `ccbridge check`), not 1 (a part that failed to start).
+        return 2 if isinstance(exc.__cause__, SchemaError) else 1
     except StopError as exc:
         # Each failure was logged as it happened (lifecycle.Parts); this is the summary.
         log.error("bridge stop: %s", exc)

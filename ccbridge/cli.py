@@ -128,10 +128,13 @@ def cmd_lab(args: argparse.Namespace) -> int:
     from ccbridge.lab.rootfs import LabError
     from ccbridge.lab.secrets import ensure_lab_secrets
     from ccbridge.lab.sites import Lab
+    from ccbridge.lab.tls import enable_lab_tls
 
     logs.setup("INFO")
     ensure_lab_secrets()
     config = _load(args.config)
+    if not any(s.tls for s in config.sites):
+        config = enable_lab_tls(config)  # the lab's TLS pair, as the integration tests run it
     lab = Lab(config)
     try:
         if args.action == "prepare":
@@ -253,9 +256,17 @@ def build_parser() -> argparse.ArgumentParser:
     add_loadtest(sub, str(DEFAULT_LAB_CONFIG))
     add_db(sub)
 
+    from ccbridge.access.cli import add_parser as add_access
+
+    add_access(sub)
+
     from ccbridge.staffing.cli import add_parser as add_staffing
 
     add_staffing(sub)
+
+    from ccbridge.reports.cli import add_parser as add_report
+
+    add_report(sub)
     return p
 
 

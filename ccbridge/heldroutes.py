@@ -1,12 +1,15 @@
-"""Keep each site's held routes (routing/held.py) in its AstDB over AMI, and hear back from
-the dialplan when it used one or refused one.
+"""Keep each site's held routes (routing/held.py) among its dialplan globals over AMI, and
+hear back from the dialplan when it refused one or used one without the bridge.
 
 One task per site: it recomputes the site's table when the live state changed (at most
 every ``min_interval``) and on a ``refresh`` timer, in slices that give the event loop
-back, writes only the keys whose routes changed (DBPut; DBDel for keys no longer in the
-table), then the heartbeat (the PBX's epoch) once every write of the pass succeeded. On
-each (re)connect it clears the site's old table first (DBDelTree), so numbers dropped
-from the config never linger. The dialplan trusts a table whose heartbeat is recent.
+back, sets only the globals whose routes changed (``Setvar`` with no channel; an empty
+value for keys no longer in the table), then the heartbeat (the PBX's epoch) and the
+fresh deadline (heartbeat + ``fresh_age``) once every write of the pass succeeded.
+Globals live in Asterisk's memory: a restart or a ``dialplan reload`` (clearglobalvars)
+empties them, so each pass first reads the heartbeat back (``Getvar``) and writes the
+whole table again when it is not the one this bridge wrote; so does every (re)connect.
+Until then the dialplan finds no fresh table and asks the bridge over FastAGI.
 """
 
 from __future__ import annotations
@@ -40,10 +43,11 @@ OTHER = "other"
 
 @dataclass(slots=True)
 class _Written:
-    """What this bridge knows a site's AstDB holds: key -> value, and the decisions."""
+    """What this bridge knows a site's globals hold: key -> value, and the decisions."""
 
     values: dict[str, str]
     decisions: dict[str, tuple[float, Decision, Decision]]  # key -> (until, now, next)
+    heartbeat: str = ""  # the last heartbeat written: read back, it proves the table is there
 
 
 class HeldMetrics:
@@ -52,8 +56,9 @@ class HeldMetrics:
     def __init__(self, registry: CollectorRegistry, sites: tuple[str, ...]) -> None:
         self.used = Counter(
             "ccbridge_held_route_used_total",
-            "Calls the dialplan routed from a held route (fresh: without asking the bridge;"
-            " fallback: the bridge did not answer)",
+            "Calls the dialplan routed from a held route after the bridge did not answer"
+            " (source fallback; calls routed from a fresh held route are not reported one by"
+            " one: that event would cost Asterisk more than the route step itself)",
             ["site", "source"],
             registry=registry,
         )
@@ -66,7 +71,7 @@ class HeldMetrics:
         )
         self.writes = Counter(
             "ccbridge_held_route_writes_total",
-            "AstDB keys written (DBPut/DBDel) for held routes, heartbeats apart",
+            "Held-route globals written (Setvar) in the dialplan, heartbeats apart",
             ["site"],
             registry=registry,
         )
@@ -109,6 +114,10 @@ class HeldRoutePublisher:
         self.metrics = HeldMetrics(registry, tuple(self._sites))
         self._on_held_call = on_held_call
         self._dirty = {name: asyncio.Event() for name in self._sites}
+        # The sites whose event is clear: the live state changes on most AMI events, and
+        # while every event is already set (passes slower than events) a change then
+        # costs one truth test instead of a set() per site.
+        self._clean = set(self._sites)
         self._written: dict[str, _Written | None] = dict.fromkeys(self._sites)
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
@@ -117,11 +126,13 @@ class HeldRoutePublisher:
     # -- inputs ---------------------------------------------------------------------
     def state_changed(self) -> None:
         """The live state moved: every site's table may have (coalesced by the tasks)."""
-        for ev in self._dirty.values():
-            ev.set()
+        if self._clean:
+            for name in self._clean:
+                self._dirty[name].set()
+            self._clean.clear()
 
     def link_changed(self, site: str) -> None:
-        """The site's AMI link went down or up: its AstDB is unknown until rewritten."""
+        """The site's AMI link went down or up: its globals are unknown until rewritten."""
         if site in self._written:
             self._written[site] = None
             self._dirty[site].set()
@@ -142,11 +153,18 @@ class HeldRoutePublisher:
                 "held route refused by the dialplan",
                 extra=ctx(site=site, did=event.get("Did", "")[:24], reason=reason[:24]),
             )
-            # Rewrite that key on the next pass: a hand edit is undone within a second.
+            # Rewrite that key on the next pass: a hand edit is undone within a second. The
+            # fresh path does not know the language it read: every key of the number then.
             written = self._written.get(site)
-            key = held_key(event.get("Did", ""), event.get("Lang", ""))
-            if written is not None and written.values.pop(key, None) is not None:
+            did, lang = event.get("Did", ""), event.get("Lang", "")
+            keys = [held_key(did, lang)] if lang else self._keys_of(written, did)
+            if written is not None and any([written.values.pop(k, None) for k in keys]):
                 self._dirty[site].set()
+
+    @staticmethod
+    def _keys_of(written: _Written | None, did: str) -> list[str]:
+        prefix = held_key(did, "")
+        return [k for k in written.values if k.startswith(prefix)] if written else []
 
     def _remember(self, site: str, event: Mapping[str, str]) -> None:
         """A held route took a call: the engine's memory (sticky site) and the decision
@@ -188,6 +206,7 @@ class HeldRoutePublisher:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(dirty.wait(), s.refresh)
             dirty.clear()
+            self._clean.add(name)
             link = self.links.get(name)
             if link is None or not link.ready:
                 continue
@@ -215,16 +234,23 @@ class HeldRoutePublisher:
                 await asyncio.sleep(0)
         return out
 
+    async def _setvar(self, link: SiteLink, name: str, value: str) -> None:
+        await link.action("Setvar", {"Variable": name, "Value": value})
+
     async def publish(self, site: Site, link: SiteLink) -> int:
-        """Write what changed and the heartbeat; returns the keys written."""
+        """Write what changed, the heartbeat and the fresh deadline; returns the keys written."""
         name = site.name
         entries = await self.table(site)
         now = self.clock.time()
         offset = self.clock.offset  # a shifted test clock: the PBX compares with its EPOCH
         written = self._written[name]
+        if written is not None:
+            # A reload or restart emptied the globals: everything is written again.
+            reply = await link.action("Getvar", {"Variable": v.HELD_HEARTBEAT}, as_list=False)
+            if reply.get("Value", "") != written.heartbeat:
+                log.info("held routes gone from the dialplan: rewriting", extra=ctx(site=name))
+                written = None
         if written is None:
-            with contextlib.suppress(AmiError):  # no tree yet is an Error reply
-                await link.action("DBDelTree", {"Family": v.HELD_FAMILY, "Key": v.HELD_ROUTE_KEY})
             written = _Written({}, {})
         values: dict[str, str] = {}
         changed: list[tuple[str, str]] = []
@@ -239,21 +265,20 @@ class HeldRoutePublisher:
         gone = [k for k in written.values if k not in values]
         count = 0
         for key, value in changed:
-            await link.action("DBPut", {"Family": v.HELD_FAMILY, "Key": key, "Val": value})
+            await self._setvar(link, key, value)
             written.values[key] = value
             count += 1
         for key in gone:
-            with contextlib.suppress(AmiError):
-                await link.action("DBDel", {"Family": v.HELD_FAMILY, "Key": key})
+            await self._setvar(link, key, "")  # an empty value routes nothing
             written.values.pop(key, None)
             count += 1
         written.values = values
         written.decisions = {e.key: (e.until, *e.decisions) for e in entries if e.decisions}
         self._written[name] = written
-        await link.action(
-            "DBPut",
-            {"Family": v.HELD_FAMILY, "Key": v.HELD_HEARTBEAT_KEY, "Val": str(int(now - offset))},
-        )
+        beat = int(now - offset)
+        await self._setvar(link, v.HELD_HEARTBEAT, str(beat))
+        written.heartbeat = str(beat)
+        await self._setvar(link, v.HELD_FRESH_UNTIL, str(beat + int(self.settings.fresh_age)))
         if count:
             self.metrics.writes.labels(name).inc(count)
             log.info("held routes written", extra=ctx(site=name, keys=count))

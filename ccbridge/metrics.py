@@ -43,6 +43,7 @@ class LinkSnapshot:
     auth_failures: int
     ping_timeouts: int
     bad_input: int = 0  # AMI lines and messages dropped, framing errors
+    tls_failures: int = 0  # TLS handshakes that failed (e.g. a certificate not verified)
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,6 +186,12 @@ class BridgeMetrics:
             "ccbridge_fastagi_sessions_total",
             "FastAGI sessions by route and outcome.",
             ["route", "outcome"],
+            registry=registry,
+        )
+        self.agi_forbidden = Counter(
+            "ccbridge_fastagi_forbidden_total",
+            "FastAGI connections dropped because their source address is neither a "
+            "configured site's nor in bridge.agi_allow.",
             registry=registry,
         )
         self.agi_latency = Histogram(
@@ -417,10 +424,17 @@ class _StateCollector(Collector):
             "framing errors (each drops the connection).",
             labels=["site"],
         )
+        tls = CounterMetricFamily(
+            "ccbridge_ami_tls_failures",
+            "AMI TLS handshakes that failed (a certificate not verified, no TLS at the port); "
+            "the link never falls back to plain text.",
+            labels=["site"],
+        )
         for link in links:
+            tls.add_metric([link.site], link.tls_failures)
             reconnects.add_metric([link.site], link.reconnects)
             timeouts.add_metric([link.site], link.action_timeouts)
             auth.add_metric([link.site], link.auth_failures)
             pings.add_metric([link.site], link.ping_timeouts)
             bad.add_metric([link.site], link.bad_input)
-        yield from (reconnects, timeouts, auth, pings, bad)
+        yield from (reconnects, timeouts, auth, pings, bad, tls)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,15 +11,23 @@ import jinja2
 
 from ccbridge import variables
 from ccbridge.agi_guard import agi_urls, guard_view
-from ccbridge.config.model import Config, Number, QueueSettings, Site, Trunk, TrunkKind, queue_name
+from ccbridge.config.model import (
+    Config,
+    Number,
+    QueueSettings,
+    Site,
+    TlsFiles,
+    Trunk,
+    TrunkKind,
+    queue_name,
+)
 from ccbridge.ivr_render import (
     PromptResolver,
     custom_prompts,
     ivr_context,
     prompts_dir,
 )
-from ccbridge.routing.held import FORMAT as HELD_FORMAT
-from ccbridge.routing.held import route_text, valid_routes
+from ccbridge.routing.held import RouteView, routes_at
 from ccbridge.routing.language import LanguageResolver
 
 TEMPLATE_FILES = (
@@ -31,6 +40,7 @@ TEMPLATE_FILES = (
     "modules.conf",
     "logger.conf",
     "voicemail.conf",
+    "cel.conf",
 )
 
 
@@ -134,31 +144,62 @@ def make_environment(template_dir: Path) -> jinja2.Environment:
     return env
 
 
+# FILTER's allowed characters of a route id: '-' to '.' is a range of exactly those two
+# (a literal '-' needs an escape the CLI and the config parser treat differently).
+HELD_ID_CHARS = "--.0-9_a-z"
+
+
+@dataclass(frozen=True, slots=True)
+class HeldRouteLines:
+    """One extension of ccb-held: a route id and the dialplan lines that take it."""
+
+    id: str
+    lines: tuple[str, ...]
+
+
 @dataclass(frozen=True, slots=True)
 class HeldView:
-    """What ccb-held needs to read a held route without the bridge (routing/held.py)."""
+    """What the held-route steps need (routing/held.py): each number's own language, the
+    caller-ID patterns that decide a caller's language, and every route a value may name."""
 
     numbers: tuple[tuple[str, str], ...]  # (did, the language when no other rule decides)
-    calling_codes: tuple[tuple[str, str], ...]  # (code, language)
-    code_lengths: tuple[int, ...]  # longest first, as the resolver tries them
-    languages: str  # ERE alternation of the configured languages
-    routes: tuple[str, ...]  # every route text a held value may name here
-    services: tuple[str, ...]
-    trunk_slots: int  # CCB_TRUNK_1..n a held remote route can fill
+    language: dict[str, str]  # the same as a mapping, did -> language
+    callers: tuple[tuple[str, str], ...]  # ("/_+880.", "bn"): caller-ID pattern, language
+    routes: tuple[HeldRouteLines, ...]
+    id_chars: str = HELD_ID_CHARS
+
+
+def _route_lines(r: RouteView) -> tuple[str, ...]:
+    route = r.route
+    if route.kind == variables.ROUTE_QUEUE:
+        return (f"Goto(ccb-queue,{route.queue},1)",)
+    if route.kind == variables.ROUTE_REMOTE:
+        sets = [
+            f"{variables.SITE}={route.site}",
+            f"{variables.QUEUE}={route.queue}",
+            f"{variables.SERVICE}={r.service}",
+            f"{variables.LANGUAGE}={r.language}",
+            f"{variables.TRUNK_COUNT}={len(route.trunks)}",
+            *(f"{variables.trunk_var(i)}={t}" for i, t in enumerate(route.trunks, 1)),
+        ]
+        return (f"MSet({','.join(sets)})", f"Goto(ccb-dispatch,{route.kind},1)")
+    if route.kind == variables.ROUTE_AFTER_HOURS:
+        pairs = f"{variables.AFTER_HOURS}={route.action},{variables.SERVICE}={r.service}"
+        return (f"MSet({pairs})", f"Goto(ccb-dispatch,{route.kind},1)")
+    return (f"Goto(ccb-dispatch,{variables.ROUTE_REJECT},1)",)
 
 
 def held_view(config: Config, site: Site) -> HeldView:
     lang = LanguageResolver.from_config(config)
-    codes = lang.calling_codes()
-    per_peer = [len(config.trunks_between(site.name, s.name)) for s in config.sites]
+    codes = sorted(lang.calling_codes().items(), key=lambda c: (-len(c[0]), c[0]))
+    # A code decides only with a subscriber part after it: `.` is one or more characters.
+    callers = tuple((f"/_{p}{code}.", language) for code, language in codes for p in ("+", "00"))
+    numbers = tuple((n.did, lang.did_language(n)) for n in config.numbers if n.site == site.name)
     return HeldView(
-        tuple((n.did, lang.did_language(n)) for n in config.numbers if n.site == site.name),
-        tuple(sorted(codes.items())),
-        tuple(sorted({len(c) for c in codes}, reverse=True)),
-        "^(" + "|".join(config.languages) + ")$",
-        tuple(route_text(r) for r in valid_routes(config, site)),
-        config.services,
-        max(per_peer, default=0),
+        numbers,
+        dict(numbers),
+        callers,
+        tuple(HeldRouteLines(r.id, _route_lines(r)) for r in routes_at(config, site)),
     )
 
 
@@ -204,10 +245,10 @@ def site_context(config: Config, site: Site) -> dict[str, object]:
         "site_trunks": [t for t in config.trunks if t.site == site.name],
         "inbound_peers": _inbound_peers(config, site),
         "carriers": config.carrier_trunks(site.name),
+        "tls_names": TlsFiles,
         "ami_secret": site.ami.secret.reveal(),
         "held": config.routing.held_routes,
         "held_view": held_view(config, site),
-        "held_format": HELD_FORMAT,
         "survey": survey_view(config, site),
         **ivr_context(config, site),
     }
@@ -221,8 +262,22 @@ def render_site(config: Config, site: Site, template_dir: Path | None = None) ->
     return {name: env.get_template(f"{name}.j2").render(ctx) for name in names}
 
 
+def tls_copies(site: Site) -> dict[str, Path]:
+    """The site's TLS files to install beside its configs, by name under the configs'
+    folder (``keys/site.crt``, ...): the rendered configs name them in ``install_dir``."""
+    if site.tls is None:
+        return {}
+    files = site.tls
+    return {
+        f"keys/{TlsFiles.CERT_NAME}": Path(files.cert),
+        f"keys/{TlsFiles.KEY_NAME}": Path(files.key),
+        f"keys/{TlsFiles.CA_NAME}": Path(files.ca),
+    }
+
+
 def render_all(config: Config, out_dir: Path, template_dir: Path | None = None) -> list[Path]:
-    """Write out_dir/SITE/*.conf for every site; return the files written."""
+    """Write out_dir/SITE/*.conf for every site (and SITE/keys/ with its TLS files, to go
+    in the site's ``tls.install_dir``); return the files written."""
     written = []
     for site in config.sites:
         d = out_dir / site.name
@@ -232,5 +287,11 @@ def render_all(config: Config, out_dir: Path, template_dir: Path | None = None) 
             p.write_text(text, encoding="utf-8")
             if name == "manager.conf":
                 p.chmod(0o600)  # it holds the AMI secret
+            written.append(p)
+        for name, src in tls_copies(site).items():
+            p = d / name
+            p.parent.mkdir(mode=0o700, exist_ok=True)
+            shutil.copyfile(src, p)
+            p.chmod(0o600)  # the key; the others need no secrecy but gain nothing from more
             written.append(p)
     return written

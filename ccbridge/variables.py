@@ -53,25 +53,32 @@ EVENT_LOOKUP = "CcbLookup"  # UserEvent: Lookup, Result, Answer, Site
 # SIP headers that carry the call's context from the receiving site to the target site.
 HEADER_DID = "X-CCB-DID"
 HEADER_LANGUAGE = "X-CCB-Lang"
+HEADER_CALLID = "X-CCB-CallID"  # CALLID: one call ID across sites
 
 # AMI UserEvents the dialplan sends to the bridge.
 EVENT_TRUNK_RESULT = "CcbTrunkResult"  # Trunk, DialStatus, Site: one per trunk attempt
+# For the call record (ccbridge/records/): what only the dialplan knows. Every UserEvent
+# carries the channel's CCB_CALLID (manager.conf channelvars) besides its own fields.
+EVENT_QUEUE_EXIT = "CcbQueueExit"  # Queue, Status (QUEUESTATUS), Site: Queue() returned
+EVENT_FALLBACK = "CcbFallback"  # Did, Site: the static fallback route took the call
+EVENT_AFTER_HOURS = "CcbAfterHours"  # Action (voicemail | callback | closed), Site
+EVENT_REJECT = "CcbReject"  # Did, Site: the call was refused (no service for it)
 # The satisfaction survey's score (issue 12; the survey dialplan sends it after the agent
 # hangs up): CallID (${CCB_CALLID}), Score 1-5, Site.
 EVENT_SURVEY = "CCBSurvey"
 
-# Routes held in each site's AstDB by the bridge (ccbridge/heldroutes.py, routing/held.py):
-# DB(ccbridge/route/DID/LANGUAGE) and DB(ccbridge/hb), read by the dialplan's ccb-held.
-HELD_FAMILY = "ccbridge"
-HELD_ROUTE_KEY = "route"  # key prefix: route/DID/LANGUAGE
-HELD_HEARTBEAT_KEY = "hb"  # the PBX's epoch when the bridge last confirmed the whole table
+# Routes held in each site's dialplan globals by the bridge (ccbridge/heldroutes.py,
+# routing/held.py), set over AMI (Setvar with no channel) and read by the dialplan:
+# CCB_H_<did>_<lang> per number and language, and three for the whole table.
+HELD_GLOBAL_PREFIX = "CCB_H_"  # CCB_H_+918000000001_hi: ROUTE_ID/NEXT_ID/until/next_until/...
+HELD_HEARTBEAT = "CCB_HELD_HB"  # the PBX's epoch when the bridge last confirmed the whole table
+HELD_FRESH_UNTIL = "CCB_HELD_FRESH"  # heartbeat + fresh_age: the bridge counts as alive before
+HELD_NUMBER_LANGUAGE_PREFIX = "CCB_HL_"  # rendered CCB_HL_<did>=hi: the number's own language
+HELD_VALUE = "CCB_HV"  # the value ccb-route read for this call (its slow paths)
 HELD_SEP = "/"  # between the fields of a held value
-HELD_TRUNK_SEP = "~"  # between the trunks of one held route
-CALLING_CODE_PREFIX = "CCB_CC_"  # globals CCB_CC_880=bn: a caller prefix's language
-HELD_ROUTE_PREFIX = "CCB_HR_"  # globals CCB_HR_<route text>=1: the routes a value may name
-HELD_SERVICE_PREFIX = "CCB_HS_"  # globals CCB_HS_<service>=1
-HELD_LANGUAGE = "CCB_HELD_LANGUAGE"  # the language ccb-held resolved for the call
-HELD_SOURCE = "CCB_HELD"  # fresh | fallback: a held route took the call (empty: it did not)
+HELD_ID_SEP = "."  # between the names of a route id (an extension of ccb-held)
+HELD_LANGUAGE = "CCB_HELD_LANGUAGE"  # the language ccb-route resolved for the held lookup
+HELD_SOURCE = "CCB_HELD"  # fallback: a held route took the call after the bridge failed
 HELD_FRESH = "fresh"  # the bridge was alive: no FastAGI round trip
 HELD_FALLBACK = "fallback"  # the bridge did not answer: the last known route
 # Their language field is Lang: every UserEvent already carries the channel's Language.
@@ -108,6 +115,5 @@ def all_names() -> frozenset[str]:
         and isinstance(v, str)
         and v.startswith(PREFIX)
         and v != PREFIX
-        and k not in ("TRUNK_PREFIX", "CALLING_CODE_PREFIX", "HELD_ROUTE_PREFIX")
-        and k != "HELD_SERVICE_PREFIX"
+        and k not in ("TRUNK_PREFIX", "HELD_GLOBAL_PREFIX", "HELD_NUMBER_LANGUAGE_PREFIX")
     )

@@ -56,6 +56,13 @@ def transform(lab_text: str) -> str:
     body, n = re.subn(r"(?m)^(ami_defaults: &ami\n)", rf"\g<1>  permit: [{SUBNET}]\n", body)
     if n != 1:
         raise ValueError("examples/lab.yaml: expected one 'ami_defaults: &ami' anchor")
+    # Each site's Asterisk and AGI guard connect from the site's own address, which the
+    # bridge accepts anyway: nothing else may open a FastAGI session.
+    body, n = re.subn(
+        r"(?m)^(  agi_allow: ).*$", r"\g<1>[]  # the sites' own addresses only", body
+    )
+    if n != 1:
+        raise ValueError("examples/lab.yaml: expected one bridge.agi_allow line")
     # `ccbridge deploy` installs into the lab's folders: the stack's sites are containers
     # built with their configs, so its config has no deploy section.
     body = re.sub(r"(?m)^\n(#[^\n]*\n)*deploy:\n(  [^\n]*\n)*", "", body)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 import time
 from collections.abc import AsyncIterator, Iterable, Mapping
 
@@ -25,14 +26,22 @@ class FakeAmi:
     """A scriptable AMI server on 127.0.0.1; ``port`` is fixed by the first ``start()``."""
 
     def __init__(
-        self, username: str = "ccbridge", secret: str = "s3cret", version: str = "9.0.0"
+        self,
+        username: str = "ccbridge",
+        secret: str = "s3cret",
+        version: str = "9.0.0",
+        *,
+        tls: ssl.SSLContext | None = None,  # serve AMI over TLS with this server context
     ) -> None:
+        self.tls = tls
         self.username = username
         self.secret = secret
         self.version = version
         self.port = 0
         self.lists: dict[str, tuple[list[Fields], str | None]] = {}  # action -> events, end
         self.replies: dict[str, Fields] = {}  # action -> extra fields of a Success reply
+        # Global dialplan variables, as Setvar and Getvar with no Channel keep and read them.
+        self.globals: dict[str, str] = {}
         self.received: list[AmiMessage] = []
         self.logins_ok = 0
         self.login_times: list[float] = []
@@ -45,7 +54,7 @@ class FakeAmi:
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def start(self) -> int:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port, ssl=self.tls)
         self.port = self._server.sockets[0].getsockname()[1]
         return self.port
 
@@ -174,6 +183,13 @@ class FakeAmi:
             return
         elif key in self.replies:
             out = [("Response", "Success"), *ids, *self.replies[key].items()]
+        elif key == "setvar" and "Channel" not in action:
+            self.globals[action.get("Variable", "")] = action.get("Value", "")
+            out = [("Response", "Success"), *ids, ("Message", "Variable Set")]
+        elif key == "getvar" and "Channel" not in action:
+            name = action.get("Variable", "")
+            out = [("Response", "Success"), *ids, ("Variable", name)]
+            out.append(("Value", self.globals.get(name, "")))
         elif key == "queueadd":
             out = [("Response", "Success"), *ids, ("Message", "Added interface to queue")]
         else:

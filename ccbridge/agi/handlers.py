@@ -55,6 +55,8 @@ def call_request(session: AgiSession, default_site: str | None = None) -> CallRe
         receiving_site=site,
         ivr_language=lang,
         service=service,
+        call_id=req.query.get("callid", ""),
+        uniqueid=req.uniqueid,
     )
 
 

@@ -7,7 +7,7 @@ import enum
 import logging
 import time
 from collections import Counter, deque
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Container, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType, TracebackType
 from typing import Final
@@ -101,6 +101,7 @@ class FastAgiStats:
     sessions_total: int = 0  # connections given a session slot
     sessions_active: int = 0
     rejected_busy: int = 0
+    rejected_source: int = 0  # connections from an address not allowed (dropped at once)
     errors_total: Counter[str] = field(default_factory=Counter)  # by SessionOutcome
 
 
@@ -263,7 +264,12 @@ class FastAgiServer:
         logger: logging.Logger | None = None,
         on_session_end: SessionEndHook | None = None,
         linger: float = 1.0,
+        allow: Container[str] | None = None,
+        on_forbidden: Callable[[], None] | None = None,
     ) -> None:
+        """``allow``: the peer addresses accepted (None: any); a connection from another
+        is reset before a byte is read, counted in ``stats.rejected_source`` and reported
+        to ``on_forbidden``."""
         if max_sessions < 1:
             raise ValueError("max_sessions must be >= 1")
         routes: dict[str, Handler] = {}
@@ -281,6 +287,10 @@ class FastAgiServer:
         self._linger = linger
         self._log = logger if logger is not None else logging.getLogger("ccbridge.agi")
         self._on_session_end = on_session_end
+        self._allow = allow
+        self._on_forbidden = on_forbidden
+        self._last_forbidden_log = 0.0
+        self._forbidden_unlogged = 0
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._last_busy_log = 0.0
@@ -350,6 +360,9 @@ class FastAgiServer:
         started = time.monotonic()
         if self._server is None:  # stopping: accepted just before close()
             writer.transport.abort()
+            return
+        if self._allow is not None and _peer_host(writer) not in self._allow:
+            self._forbid(writer)
             return
         task = asyncio.current_task()
         assert task is not None  # start_server runs this callback as a task
@@ -508,6 +521,27 @@ class FastAgiServer:
         except Exception:
             self._log.exception("FastAGI on_session_end hook failed")
 
+    def _forbid(self, writer: asyncio.StreamWriter) -> None:
+        # RST and no session slot: a scan or a flood from elsewhere costs the calls nothing.
+        writer.transport.abort()
+        self.stats.rejected_source += 1
+        if self._on_forbidden is not None:
+            try:
+                self._on_forbidden()
+            except Exception:
+                self._log.exception("FastAGI on_forbidden hook failed")
+        now = time.monotonic()
+        self._forbidden_unlogged += 1
+        if now - self._last_forbidden_log >= _BUSY_LOG_INTERVAL_S:
+            self._log.warning(
+                "FastAGI: %d connection(s) from addresses not allowed dropped (last from %s; "
+                "only the sites and bridge.agi_allow may connect)",
+                self._forbidden_unlogged,
+                _peer_host(writer),
+            )
+            self._last_forbidden_log = now
+            self._forbidden_unlogged = 0
+
     def _log_busy(self) -> None:
         # Under overload every rejected call would log a line: summarise instead.
         now = time.monotonic()
@@ -521,6 +555,13 @@ class FastAgiServer:
             )
             self._last_busy_log = now
             self._busy_unlogged = 0
+
+
+def _peer_host(writer: asyncio.StreamWriter) -> str:
+    peer = writer.get_extra_info("peername")
+    if isinstance(peer, tuple) and peer:
+        return str(peer[0])
+    return ""
 
 
 def _peer(writer: asyncio.StreamWriter) -> str:

@@ -25,6 +25,7 @@ import enum
 import functools
 import logging
 import random
+import ssl
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import Any, Final, Literal, overload
 
@@ -120,6 +121,7 @@ class SiteLink:
         self.action_timeouts = 0
         self.auth_failures = 0
         self.ping_timeouts = 0
+        self.tls_failures = 0  # TLS handshakes that failed (a certificate not verified, ...)
         self._bad_input_before = 0  # bad input counted on connections already closed
         self._on_event = on_event
         self._on_state = on_state
@@ -134,6 +136,7 @@ class SiteLink:
         self._pending: dict[str, asyncio.Future[Any]] = {}
         self._side_tasks: set[asyncio.Task[None]] = set()
         self._stopping = False
+        self._tls: ssl.SSLContext | None = None
 
     @property
     def state(self) -> LinkState:
@@ -150,6 +153,15 @@ class SiteLink:
         return self._bad_input_before + (protocol.bad_input if protocol is not None else 0)
 
     @property
+    def tls_version(self) -> str | None:
+        """The TLS version of the current connection (None: plain, or not connected)."""
+        protocol = self._protocol
+        if protocol is None:
+            return None
+        tls = protocol.transport.get_extra_info("ssl_object")
+        return tls.version() if isinstance(tls, ssl.SSLObject) else None
+
+    @property
     def ready(self) -> bool:
         """UP and the ``on_ready`` hook finished for this connection (True without a hook)."""
         return self._state is LinkState.UP and self._ready
@@ -157,6 +169,9 @@ class SiteLink:
     async def start(self) -> None:
         """Start connecting in the background; never waits for the site."""
         if self._task is None:
+            if self.settings.tls is not None and self._tls is None:
+                # Reading the CA file is disk I/O: not on the event loop.
+                self._tls = await asyncio.to_thread(tls_context, self.settings.tls.ca)
             self._stopping = False
             self._task = asyncio.create_task(self._run(), name=f"ami-link-{self.site_name}")
 
@@ -270,7 +285,9 @@ class SiteLink:
         """One connection attempt and its whole life; True if it got UP."""
         manager = OneShotManager(
             host=self.settings.host,
-            port=self.settings.port,
+            port=self.settings.link_port,
+            # TLS when configured, with no fallback: a failed handshake is a failed connect.
+            ssl=self._tls if self._tls is not None else False,
             username=self.settings.username,
             secret=self.settings.secret.reveal(),
             loop=asyncio.get_running_loop(),
@@ -297,9 +314,21 @@ class SiteLink:
             await self._teardown(manager, protocol)
 
     async def _connect(self, manager: OneShotManager, attempt: int) -> Protocol | None:
-        where = f"{self.settings.host}:{self.settings.port}"
+        where = f"{self.settings.host}:{self.settings.link_port}"
         try:
             await asyncio.wait_for(manager.connect(), self.settings.action_timeout)
+        except ssl.SSLError as exc:
+            # A wrong certificate (or no TLS at that port) is a configuration fault: said
+            # at ERROR on every attempt, and the site stays down; nothing is sent in clear.
+            self.tls_failures += 1
+            self._log.error(
+                "%s: AMI TLS with %s failed: %s (failure %d; the site stays down, retrying)",
+                self.site_name,
+                where,
+                getattr(exc, "verify_message", None) or exc.reason or exc,
+                self.tls_failures,
+            )
+            return None
         except OSError as exc:  # refused, unreachable, DNS, and TimeoutError
             level = logging.WARNING if attempt == 0 else logging.INFO
             self._log.log(
@@ -323,7 +352,7 @@ class SiteLink:
             timeout=self.settings.action_timeout,
             return_when=asyncio.FIRST_COMPLETED,
         )
-        where = f"{self.settings.host}:{self.settings.port}"
+        where = f"{self.settings.host}:{self.settings.link_port}"
         if not login.done() or login.cancelled():
             self._log.warning("%s: no AMI login reply from %s", self.site_name, where)
             return False
@@ -436,6 +465,14 @@ class SiteLink:
             self._log.exception(
                 "%s: on_event callback failed for %s", self.site_name, event.get("Event")
             )
+
+
+def tls_context(ca_file: str) -> ssl.SSLContext:
+    """A client context that verifies the site's certificate chain with ``ca_file`` and
+    its name (the AMI host, an IP address in the lab) against the certificate's SANs."""
+    ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=ca_file)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    return ctx
 
 
 def _list_mode(name: str, as_list: bool | None) -> bool | None:

@@ -93,8 +93,8 @@ class Protocol(AMIProtocol):  # type: ignore[misc]
                 return
             name = msg.get("Event")
             if name is not None:
-                action_id = msg.get("ActionID")
-                if action_id is None or action_id not in responses:
+                # No action pending (most of the time): no ActionID to look up.
+                if not responses or msg.get("ActionID") not in responses:
                     deliver(msg)  # the event path: this mapping is what subscribers read
                     if name == "Shutdown":
                         self._peer_shut_down()

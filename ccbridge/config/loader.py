@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 from contextlib import nullcontext
@@ -9,10 +10,12 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from ccbridge.config.access_loader import AccessSettings, parse_access, parse_tls
 from ccbridge.config.deploy import DeploySettings, parse_deploy
 from ccbridge.config.guard_loader import check_guard, parse_agi_guard, parse_watchdog
 from ccbridge.config.ivr_loader import parse_ivr
 from ccbridge.config.model import (
+    AMI_PORT,
     AfterHours,
     AfterHoursAction,
     Agent,
@@ -36,8 +39,10 @@ from ccbridge.config.model import (
     queue_name,
 )
 from ccbridge.config.reader import Invalid, Reader, kind, missing_secret_problem
+from ccbridge.config.records import RecordsSettings, parse_records
 from ccbridge.config.store import StoreSettings, parse_store
 from ccbridge.config.survey import parse_survey
+from ccbridge.config.tls_loader import parse_ami_tls, parse_site_tls
 from ccbridge.config.yamlsrc import ConfigError, LineDict, Problem, read_yaml
 
 _DID_RE = re.compile(r"^\+?[0-9]{3,20}$")
@@ -73,6 +78,8 @@ def _bridge(r: Reader, v: Any) -> BridgeSettings:
             "log_level",
             "agi_guard",
             "watchdog",
+            "agi_allow",
+            "tls",
         },
         {"agi_listen", "http_listen"},
     )
@@ -87,6 +94,7 @@ def _bridge(r: Reader, v: Any) -> BridgeSettings:
     # Collected apart: a problem in one is reported along with the other's.
     guard = r.collect(lambda: r.get(d, "agi_guard", partial(parse_agi_guard, r), None))
     watchdog = r.collect(lambda: r.get(d, "watchdog", partial(parse_watchdog, r), Watchdog()))
+    tls = r.collect(lambda: r.get(d, "tls", partial(parse_tls, r), None))
     return BridgeSettings(
         agi_listen=agi,
         agi_url_host=r.get(d, "agi_url_host", r.host_port(), agi),
@@ -99,11 +107,13 @@ def _bridge(r: Reader, v: Any) -> BridgeSettings:
                 "max_agi_sessions": r.integer(1, 100_000),
                 "agi_session_timeout": r.number(0.1, 600),
                 "log_level": level,
+                "agi_allow": r.str_list(r.ip),
             },
             {"clock": "fixed_clock"},
         ),
         agi_guard=guard,
         watchdog=watchdog or Watchdog(),
+        tls=tls,
     )
 
 
@@ -175,12 +185,14 @@ def _site(r: Reader, name: str, v: Any, languages: set[str], services: set[str])
             "special_hours",
             "carrier_sources",
             "agents",
+            "tls",
         },
         {"timezone", "country", "sip", "ami", "rtp", "services"},
     )
     tz = r.req(d, "timezone", r.timezone)
     country = r.req(d, "country", r.country_code)
     sip = r.req(d, "sip", r.host_port(5060))
+    tls = r.get(d, "tls", partial(parse_site_tls, r, sip=sip), None)
     with r.at("ami", d):
         a = r.mapping(
             d["ami"],
@@ -193,10 +205,17 @@ def _site(r: Reader, name: str, v: Any, languages: set[str], services: set[str])
                 "ping_timeout",
                 "action_timeout",
                 "permit",
+                "tls",
             },
             {"username", "secret"},
         )
+        plain_port = r.get(a, "port", r.integer(1, 65535), AMI_PORT)
+        site_files = tls[0] if tls else None
+        ami_tls = r.get(
+            a, "tls", partial(parse_ami_tls, r, site_tls=site_files, plain_port=plain_port), None
+        )
         ami = AmiSettings(
+            tls=ami_tls,
             host=r.get(a, "host", r.string, sip.host),
             username=r.req(a, "username", r.string),
             secret=r.req(a, "secret", r.secret),
@@ -286,6 +305,8 @@ def _site(r: Reader, name: str, v: Any, languages: set[str], services: set[str])
                 "agents": lambda v: _agents(r, v, queues),
             },
         ),
+        tls=tls[0] if tls else None,
+        sip_tls=tls[1] if tls else None,
     )
 
 
@@ -343,6 +364,7 @@ def _trunk(r: Reader, name: str, v: Any, sites: set[str]) -> Trunk:
             "weight",
             "qualify_frequency",
             "countries",
+            "tls",
             *_CARRIER_ONLY,
         },
         {"site", "kind", "remote"},
@@ -363,6 +385,9 @@ def _trunk(r: Reader, name: str, v: Any, sites: set[str]) -> Trunk:
             if key in d:
                 with r.at(key, d):
                     raise r.fail(f"'{key}' is for carrier trunks: sites pass identity on as is")
+    elif "tls" in d:
+        with r.at("tls", d):
+            raise r.fail("'tls' is for intersite trunks (TLS and SRTP between sites)")
     return Trunk(
         name=name,
         site=site,
@@ -379,6 +404,7 @@ def _trunk(r: Reader, name: str, v: Any, sites: set[str]) -> Trunk:
                 "pai": r.boolean,
                 "rpid": r.boolean,
                 "privacy": r.one_of({p.value: p for p in CarrierPrivacy}, "privacy"),
+                "tls": r.boolean,
             },
         ),
     )
@@ -503,6 +529,8 @@ _TOP = {
     "self_service",
     "store",
     "survey",
+    "records",
+    "access",
     "deploy",
 }
 
@@ -589,6 +617,9 @@ def parse_config(
                     if t:
                         trunks.append(t)
 
+    if trunks:
+        _check_tls_trunks(r, top, trunks, sites)
+
     numbers: list[Number] = []
     if "numbers" in top:
         with r.at("numbers", top):
@@ -614,7 +645,15 @@ def parse_config(
         with r.at("store", top):
             store = r.collect(lambda: parse_store(r, top["store"]))
     else:
-        store = parse_store(r, {})
+        store = dataclasses.replace(parse_store(r, {}), enabled=False)
+    records = None
+    if "records" in top:
+        with r.at("records", top):
+            records = r.collect(lambda: parse_records(r, top["records"]))
+    access = AccessSettings()
+    if "access" in top:
+        with r.at("access", top):
+            access = r.collect(lambda: parse_access(r, top["access"], set(smap or {}))) or access
     deploy = DeploySettings()
     if "deploy" in top:
         with r.at("deploy", top):
@@ -641,6 +680,8 @@ def parse_config(
         ivr=ivr,
         self_service=self_service,
         store=store or StoreSettings(),
+        records=records or RecordsSettings(),
+        access=access,
         deploy=deploy,
         survey=survey,
         missing_secrets=missing,
@@ -648,3 +689,29 @@ def parse_config(
 
 
 _COUNTRY_REQ = ("calling_code", "default_language")
+
+
+def _check_tls_trunks(
+    r: Reader, top: LineDict, trunks: list[Trunk], sites: dict[str, Site]
+) -> None:
+    """A TLS trunk needs a certificate at both ends and must end at the peer's TLS
+    transport: one to a UDP address would fail every call (no TLS listener there)."""
+    tmap = top["trunks"]
+    for t in trunks:
+        if not t.tls or t.peer_site is None:
+            continue
+        here, peer = sites.get(t.site), sites.get(t.peer_site)
+        if here is None or peer is None:
+            continue  # the site has its own error
+        with r.at("trunks", top), r.at(t.name, tmap):
+            tdict = tmap[t.name]
+            for end in (here, peer):
+                if end.tls is None:
+                    with r.at("tls", tdict):
+                        r.fail(f"site {end.name} has no `tls` (certificate, key, CA) for it")
+            if peer.sip_tls is not None and t.remote in peer.sip_addresses:
+                with r.at("remote", tdict):
+                    r.fail(
+                        f"{t.remote} is {peer.name}'s UDP SIP address; a TLS trunk ends at "
+                        f"its TLS transport {peer.sip_tls}"
+                    )

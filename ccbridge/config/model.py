@@ -5,15 +5,20 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from enum import StrEnum
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 if TYPE_CHECKING:
+    from ccbridge.config.access_loader import AccessSettings, TlsSettings
     from ccbridge.config.deploy import DeploySettings
     from ccbridge.config.ivr import IvrSettings, SelfServiceSettings
+    from ccbridge.config.records import RecordsSettings
     from ccbridge.config.store import StoreSettings
     from ccbridge.config.survey import SurveySettings
 
 WEEKDAYS: tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+AMI_PORT = 5038
+AMI_TLS_PORT = 5039
+KEYS_DIR = "/etc/asterisk/keys"
 
 
 class SecretValue:
@@ -128,11 +133,43 @@ class Offering:
 
 
 @dataclass(frozen=True, slots=True)
+class TlsFiles:
+    """A site's certificate and key, and the CA that signed every site's (PEM files).
+
+    ``cert``, ``key`` and ``ca`` are where the config was read (checked there: present,
+    the key matching the certificate); ``ccbridge render`` copies them beside the site's
+    configs, which name them under ``install_dir``, where the site's Asterisk reads them.
+    """
+
+    cert: str
+    key: str
+    ca: str
+    install_dir: str = KEYS_DIR
+
+    CERT_NAME: ClassVar[str] = "site.crt"
+    KEY_NAME: ClassVar[str] = "site.key"
+    CA_NAME: ClassVar[str] = "ca.crt"
+
+    def installed(self, name: str) -> str:
+        """Where the site's Asterisk finds one of the copies (CERT_NAME, KEY_NAME, CA_NAME)."""
+        return f"{self.install_dir.rstrip('/')}/{name}"
+
+
+@dataclass(frozen=True, slots=True)
+class AmiTls:
+    """`sites.X.ami.tls`: the bridge's AMI link to this site runs over TLS on ``port``,
+    verifying the site's certificate with ``ca`` (never falling back to plain text)."""
+
+    ca: str
+    port: int = AMI_TLS_PORT
+
+
+@dataclass(frozen=True, slots=True)
 class AmiSettings:
     host: str
     username: str
     secret: SecretValue
-    port: int = 5038
+    port: int = AMI_PORT
     ping_interval: float = 1.0
     ping_timeout: float = 2.0
     action_timeout: float = 5.0
@@ -140,6 +177,12 @@ class AmiSettings:
     reconnect_max: float = 10.0
     # Networks manager.conf lets log in (the bridge's address must be in one of them).
     permit: tuple[str, ...] = ("127.0.0.0/8",)
+    tls: AmiTls | None = None  # None: plain AMI on ``port``
+
+    @property
+    def link_port(self) -> int:
+        """The port the bridge's link connects to: the TLS listener's when TLS is on."""
+        return self.tls.port if self.tls is not None else self.port
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,6 +210,8 @@ class Site:
     sip_alternates: tuple[HostPort, ...] = ()
     carrier_sources: tuple[str, ...] = ()
     agents: tuple[Agent, ...] = ()
+    tls: TlsFiles | None = None  # the site's certificate: AMI over TLS, SIP over TLS
+    sip_tls: HostPort | None = None  # the PJSIP TLS transport (set when ``tls`` is)
 
     @property
     def sip_addresses(self) -> tuple[HostPort, ...]:
@@ -213,6 +258,9 @@ class Trunk:
     pai: bool = False
     rpid: bool = False
     privacy: CarrierPrivacy = CarrierPrivacy.WITHHOLD
+    # Intersite trunks only: SIP over TLS to the peer's TLS transport, media as SRTP
+    # (SDES keys, which travel in the SDP and so need the TLS signalling).
+    tls: bool = False
 
 
 class NumberKind(StrEnum):
@@ -325,7 +373,11 @@ class BridgeSettings:
     agi_session_timeout: float = 5.0
     log_level: str = "INFO"
     agi_guard: AgiGuard | None = None  # None: Asterisk dials the bridge directly
+    # Networks FastAGI is accepted from besides the sites' own addresses (FastAGI has no
+    # authentication or encryption in Asterisk: anything else is dropped and counted).
+    agi_allow: tuple[str, ...] = ()
     watchdog: Watchdog = field(default_factory=Watchdog)
+    tls: TlsSettings | None = None  # HTTPS for the API when set
 
     @property
     def guard_servers(self) -> tuple[HostPort, ...]:
@@ -350,6 +402,8 @@ class Config:
     self_service: SelfServiceSettings | None = None
     store: StoreSettings = field(default_factory=lambda: _default_store())
     survey: SurveySettings | None = None  # None: no service asks for a score
+    records: RecordsSettings = field(default_factory=lambda: _default_records())
+    access: AccessSettings = field(default_factory=lambda: _default_access())
     deploy: DeploySettings = field(default_factory=lambda: _default_deploy())
     # Secrets that gave nothing where the file was read (only when loaded without
     # requiring them, e.g. by `ccbridge check` on an admin's laptop).
@@ -398,10 +452,22 @@ class Config:
         return tuple(sorted(found, key=lambda t: (t.order, -t.weight, t.name)))
 
 
+def _default_access() -> AccessSettings:
+    from ccbridge.config.access_loader import AccessSettings  # imports the reader
+
+    return AccessSettings()
+
+
 def _default_store() -> StoreSettings:
     from ccbridge.config.store import StoreSettings  # store.py imports this module
 
     return StoreSettings()
+
+
+def _default_records() -> RecordsSettings:
+    from ccbridge.config.records import RecordsSettings  # kept beside the store's section
+
+    return RecordsSettings()
 
 
 def _default_deploy() -> DeploySettings:

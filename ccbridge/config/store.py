@@ -25,8 +25,14 @@ DEFAULT_JOURNAL_PG = "var/ccbridge-records.journal"
 
 @dataclass(frozen=True, slots=True)
 class StoreSettings:
-    """A database URL without its password (that is a secret) and the writer's limits."""
+    """A database URL without its password (that is a secret) and the writer's limits.
 
+    ``enabled``: the bridge keeps call records (ccbridge/records/). On when the config
+    has a ``store:`` section (``store: {}`` for the default SQLite file), unless it says
+    ``enabled: false``; off without one.
+    """
+
+    enabled: bool = False
     url: str = f"sqlite+aiosqlite:///{DEFAULT_SQLITE}"
     password: SecretValue | None = None
     journal: str = f"{DEFAULT_SQLITE}.journal"
@@ -45,6 +51,7 @@ def parse_store(r: Reader, v: Any) -> StoreSettings:
     d = r.mapping(
         v,
         {
+            "enabled",
             "url",
             "password",
             "journal",
@@ -69,6 +76,7 @@ def parse_store(r: Reader, v: Any) -> StoreSettings:
         with r.at("password", d):
             raise r.fail("an SQLite store takes no password")
     return StoreSettings(
+        enabled=r.get(d, "enabled", r.boolean, True),
         url=url,
         password=password,
         journal=journal or default_journal,

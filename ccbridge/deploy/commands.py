@@ -124,6 +124,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
 
 def cmd_deploy(args: argparse.Namespace) -> int:
     from ccbridge.cli import _load
+    from ccbridge.deploy.install import InstallError
     from ccbridge.deploy.rollout import DeployBusy, Rollout, deploy_lock, summary
 
     config = _load(args.config)
@@ -145,24 +146,27 @@ def cmd_deploy(args: argparse.Namespace) -> int:
             rollout = Rollout(config, renders, print)
             if args.dry_run:
                 for site in sites:
-                    for line in rollout.describe(rollout.plan(site)):
-                        print(line)
+                    try:
+                        for line in rollout.describe(rollout.plan(site)):
+                            print(line)
+                    except InstallError as exc:
+                        print(f"site {site.name}: cannot plan: {exc}")
                 print("dry run: nothing was touched")
                 return EXIT_OK
             outcome = rollout.run(sites)
-            _audit(config, outcome, renders)
-            print(
-                "deploy: " + ("done" if outcome.failed is None else f"STOPPED at {outcome.failed}")
-            )
+            from ccbridge.access.cli import _actor
+            from ccbridge.deploy.audit import write_audit
+
+            why = write_audit(config, outcome, rollout.state, _actor())
+            if why:
+                _err(f"warning: the deploy is not in the audit trail: {why}")
+            stopped = outcome.failed or outcome.still_drained
+            print("deploy: " + ("done" if outcome.ok else f"STOPPED at {stopped}"))
             print(summary(outcome, rollout.state, sites))
-            return EXIT_OK if outcome.failed is None else EXIT_FAILED
+            return EXIT_OK if outcome.ok else EXIT_FAILED
     except DeployBusy as exc:
         _err(f"error: {exc}")
         return EXIT_BUSY
-
-
-def _audit(config: Config, outcome: object, renders: dict[str, SiteRender]) -> None:
-    """TODO(access issue): write each deploy to the audit trail once it exists on main."""
 
 
 def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

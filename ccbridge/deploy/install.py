@@ -49,7 +49,10 @@ class Installer:
         """The files the site has now (None: unknown, e.g. a remote site never deployed and
         no fetch command)."""
         if self.method.kind != "command":
-            return read_folder(self.folder(), names)
+            try:
+                return read_folder(self.folder(), names)
+            except OSError as exc:
+                raise InstallError(f"cannot read {self.folder()}: {exc.strerror}") from None
         if self.method.fetch:
             with tempfile.TemporaryDirectory(prefix="ccb-fetch-") as dest:
                 self._run(self._format(self.method.fetch, dest=dest), "fetch")
@@ -73,6 +76,8 @@ class Installer:
             return
         folder = self.folder()
         _write(folder, files, stamp)
+        if stamp is None:
+            remove = remove | {STAMP_FILE}  # files from before ccbridge deploy: no stamp
         for name in remove:
             (folder / name).unlink(missing_ok=True)
 

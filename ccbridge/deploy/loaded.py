@@ -55,16 +55,37 @@ def parse_pjsip_list(text: str, label: str) -> set[str]:
 
 def parse_dialplan_show(text: str) -> dict[str, set[str]]:
     """`dialplan show` -> context -> its extensions."""
-    out: dict[str, set[str]] = {}
-    current: set[str] | None = None
+    return {c: set(exts) for c, exts in parse_dialplan_priorities(text).items()}
+
+
+_PRIORITY_ROW = re.compile(
+    r"^\s+(?:'(?P<exten>[^']+)' (?:\(CID match '[^']*'\) )?=>)?\s*(?:\[[^\]]*\])?\s*"
+    r"(?P<prio>\d+)\. (?P<app>.*?)\s+\[(?P<file>[^\]\s]+):(?P<line>\d+)\]$"
+)
+
+
+def parse_dialplan_priorities(text: str) -> dict[str, dict[str, dict[int, str]]]:
+    """`dialplan show` -> context -> extension -> priority -> 'App(args)' as loaded."""
+    out: dict[str, dict[str, dict[int, str]]] = {}
+    context: dict[str, dict[int, str]] | None = None
+    exten = ""
     for line in text.splitlines():
         m = re.match(r"^\[ Context '([^']+)' created by '([^']+)' \]", line)
         if m:
-            current = out.setdefault(m.group(1), set())
+            context = out.setdefault(m.group(1), {})
+            continue
+        if context is None:
+            continue
+        row = _PRIORITY_ROW.match(line)
+        if row:
+            if row.group("exten"):
+                exten = row.group("exten")
+            context.setdefault(exten, {})[int(row.group("prio"))] = row.group("app").strip()
             continue
         m = re.match(r"^\s+'([^']+)' (?:\(CID match '[^']*'\) )?=>", line)
-        if m and current is not None:
-            current.add(m.group(1))
+        if m:
+            exten = m.group(1)
+            context.setdefault(exten, {})
     return out
 
 
@@ -80,7 +101,7 @@ def loaded_findings(
     functions, PJSIP objects, queues."""
     out: list[Finding] = []
     what = "the site" if live else "Asterisk"
-    shown = parse_dialplan_show(cli("dialplan show"))
+    shown = parse_dialplan_priorities(cli("dialplan show"))
     for ctx in plan.contexts.values():
         if ctx.name not in shown:
             out.append(
@@ -96,7 +117,26 @@ def loaded_findings(
             )
             continue
         for e in ctx.extensions.values():
-            if e.name not in shown[ctx.name]:
+            loaded = shown[ctx.name].get(e.name)
+            if loaded is not None and live:
+                # the site runs exactly what was rendered, priority by priority
+                for p in e.priorities:
+                    text = f"{p.app}({p.args})" if p.args or "(" in p.app else p.app
+                    if loaded.get(p.number, "").replace("()", "") != text.replace("()", ""):
+                        out.append(
+                            at(
+                                files,
+                                site,
+                                ERROR,
+                                "dialplan",
+                                f"{e.name}@{ctx.name} priority {p.number}: the site runs "
+                                f"{loaded.get(p.number, 'nothing')!r}, the render says {text!r}",
+                                p.file,
+                                p.line,
+                            )
+                        )
+                        break
+            if loaded is None:
                 out.append(
                     at(
                         files,
@@ -234,8 +274,47 @@ def log_findings(
         if m:
             line = int(m.group(1))
             file = Path(m.group(2)).name if m.group(2) else _file_with_line(files, line, message)
+        else:
+            file, line = _section_line(files, source, message)
         out.append(at(files, site, ERROR, "asterisk", f"{source}: {message}", file, line))
     return out
+
+
+# The file a module's messages are about, tried first when a message names no line.
+_MODULE_FILES = {
+    "app_queue.c": "queues.conf",
+    "res_sorcery_config.c": "pjsip.conf",
+    "pbx_config.c": "extensions.conf",
+    "manager.c": "manager.conf",
+    "app_voicemail.c": "voicemail.conf",
+    "res_rtp_asterisk.c": "rtp.conf",
+}
+
+
+def _section_line(
+    files: dict[str, RenderedFile], source: str, message: str
+) -> tuple[str, int | None]:
+    """A message with no line that quotes a section's name ("for queue 'orders-en'"): the
+    line in that section holding another quoted value ('bogus'), else its header."""
+    quoted = re.findall(r"'([^'\s]+)'", message)  # not the apostrophe of isn't
+    first = _MODULE_FILES.get(source)
+    order = ([first] if first in files else []) + [n for n in files if n != first]
+    for name in order:
+        lines = files[name].text.split("\n")
+        for q in quoted:
+            try:
+                start = lines.index(f"[{q}]")
+            except ValueError:
+                continue
+            end = next(
+                (i for i in range(start + 1, len(lines)) if lines[i].startswith("[")), len(lines)
+            )
+            for value in (v for v in quoted if v != q):
+                for i in range(start + 1, end):
+                    if value in lines[i].split(";", 1)[0]:
+                        return name, i + 1
+            return name, start + 1
+    return "", None
 
 
 def _file_with_line(files: dict[str, RenderedFile], line: int, message: str) -> str:

@@ -97,12 +97,23 @@ _LOGGER_CONF = "[general]\ndateformat=%F %T\n\n[logfiles]\nverify.log => notice,
 LOG_LINE = re.compile(r"^\[[^\]]*\] (WARNING|ERROR)\[\d+\] ([\w.]+): (.*)$")
 
 
+# Options naming a site's own key material (PJSIP transports, manager.conf's AMI TLS): the
+# files live at the site, not in the render.
+_KEY_OPTIONS = re.compile(
+    r"^(\s*(?:cert_file|priv_key_file|ca_list_file|ca_list_path|tlscertfile|tlsprivatekey"
+    r"|tlscafile|tlscapath)\s*=>?\s*)(\S+)(.*)$",
+    re.M,
+)
+
+
 class Scratch:
     """One scratch Asterisk holding ``files`` (name -> text) as its configuration."""
 
     def __init__(self, install: AsteriskInstall, files: dict[str, str]) -> None:
         self.install = install
         self.files = files
+        # key files the site has and this machine does not: (file, line, path)
+        self.stand_ins: list[tuple[str, int, str]] = []
         self._proc: subprocess.Popen[bytes] | None = None
         base = install.host("/tmp")
         base.mkdir(parents=True, exist_ok=True)
@@ -117,7 +128,7 @@ class Scratch:
         for base in sorted(BASE_CONFIGS.glob("*.conf")):
             shutil.copyfile(base, etc / base.name)
         for name, text in self.files.items():
-            (etc / name).write_text(text, encoding="utf-8")
+            (etc / name).write_text(self._with_stand_in_keys(name, text), encoding="utf-8")
         modules = _modules_dir(self.install.root or Path("/"))
         (etc / "asterisk.conf").write_text(_ASTERISK_CONF.format(d=self.inside, modules=modules))
         (etc / "logger.conf").write_text(_LOGGER_CONF)
@@ -145,6 +156,35 @@ class Scratch:
         booted = self.cli("core waitfullybooted", timeout=max(1.0, deadline - time.monotonic()))
         if "fully booted" not in booted:
             raise ScratchError(f"the scratch Asterisk did not boot: {booted.strip()}")
+
+    def _with_stand_in_keys(self, name: str, text: str) -> str:
+        """``text`` with every key file this machine lacks replaced by a throwaway
+        self-signed one, so that a TLS transport loads and the rest is still checked
+        (same line numbers: only the value changes)."""
+
+        def swap(m: re.Match[str]) -> str:
+            path = m.group(2)
+            if self.install.host(path).exists():
+                return m.group(0)
+            line = text.count("\n", 0, m.start()) + 1
+            self.stand_ins.append((name, line, path))
+            key = "key" if "key" in m.group(1) else "cert"
+            return f"{m.group(1)}{self._throwaway(key)}{m.group(3)}"
+
+        return _KEY_OPTIONS.sub(swap, text)
+
+    def _throwaway(self, which: str) -> str:
+        """A one-day self-signed certificate and key in the scratch folder (inside path)."""
+        key, cert = self.dir / "stand-in.key", self.dir / "stand-in.crt"
+        if not cert.exists():
+            out = subprocess.run(
+                ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                 "-subj", "/CN=ccbridge-verify", "-keyout", str(key), "-out", str(cert)],
+                capture_output=True, text=True, timeout=30, check=False,
+            )  # fmt: skip
+            if out.returncode != 0:
+                raise ScratchError(f"openssl could not make a stand-in key: {out.stderr[-300:]}")
+        return f"{self.inside}/stand-in.{'key' if which == 'key' else 'crt'}"
 
     def console(self) -> str:
         try:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ccbridge.config.model import Config, Site
 from ccbridge.deploy.dialplan import Dialplan, parse
-from ccbridge.deploy.findings import ERROR, Finding
+from ccbridge.deploy.findings import ERROR, WARNING, Finding, at
 from ccbridge.deploy.loaded import loaded_findings, log_findings, sound_findings
 from ccbridge.deploy.scratch import AsteriskInstall, find_asterisk, scratch_asterisk
 from ccbridge.deploy.sourcemap import RenderedFile, render_site_mapped
@@ -58,6 +58,18 @@ def verify_site(
     if install is not None:
         with scratch_asterisk(install, render.texts()) as scratch:
             findings += log_findings(site.name, render.files, scratch.log_problems())
+            for file, line, path in scratch.stand_ins:
+                findings.append(
+                    at(
+                        render.files,
+                        site.name,
+                        WARNING,
+                        "keys",
+                        f"{path} is the site's own: checked with a stand-in self-signed key here",
+                        file,
+                        line,
+                    )
+                )
             findings += loaded_findings(site.name, render.plan, render.files, scratch.cli)
         custom = custom_prompts(prompts_dir(config.ivr))
         configured = config.ivr.sounds_dir

@@ -3,29 +3,41 @@
 from __future__ import annotations
 
 from dataclasses import asdict
+from typing import Any
 
 from aiohttp import web
 
+from ccbridge.http.access import can, check_site, requires, scope_sites
 from ccbridge.http.base import (
     SERVICES,
     ApiError,
     int_field,
     json_body,
     names_field,
-    require_token,
     required_string,
     string_field,
 )
 
 
+@requires("ccb.agents.{agent}.read")
 async def list_agents(request: web.Request) -> web.Response:
-    return web.json_response({"agents": request.app[SERVICES].agents.agents()})
+    agents = request.app[SERVICES].agents.agents()
+    return web.json_response({"agents": [a for a in agents if _mine(request, a)]})
 
 
+def _mine(request: web.Request, agent: dict[str, Any]) -> bool:
+    """An agent the caller may read by name, or one logged in at a site it may read."""
+    if can(request, f"ccb.agents.{agent['id']}.read"):
+        return True
+    mine = set(scope_sites(request, "ccb.sites.{site}.read"))
+    return any(s["site"] in mine for s in agent["sites"])
+
+
+@requires("ccb.agents.{agent}.login")
 async def login(request: web.Request) -> web.Response:
-    require_token(request)
     body = await json_body(request)
     site = required_string(body, "site")
+    check_site(request, site)
     queues = names_field(body, "queues", required=True) or []
     penalty = int_field(body, "penalty", 0, 1000, 0)
     done = await request.app[SERVICES].agents.login(
@@ -34,19 +46,21 @@ async def login(request: web.Request) -> web.Response:
     return web.json_response(asdict(done))
 
 
+@requires("ccb.agents.{agent}.login")
 async def logout(request: web.Request) -> web.Response:
-    require_token(request)
     body = await json_body(request)
+    site = string_field(body, "site")
+    check_site(request, site)
     done = await request.app[SERVICES].agents.logout(
-        request.match_info["agent"], string_field(body, "site"), names_field(body, "queues")
+        request.match_info["agent"], site, names_field(body, "queues")
     )
     return web.json_response(asdict(done))
 
 
 async def _pause(request: web.Request, paused: bool) -> web.Response:
-    require_token(request)
     body = await json_body(request)
     site = string_field(body, "site")
+    check_site(request, site)
     queues = names_field(body, "queues")
     reason = body.get("reason", "")
     if not isinstance(reason, str) or len(reason) > 80 or any(c in reason for c in "\r\n"):
@@ -62,10 +76,12 @@ async def _pause(request: web.Request, paused: bool) -> web.Response:
     return web.json_response(asdict(done))
 
 
+@requires("ccb.agents.{agent}.pause")
 async def pause(request: web.Request) -> web.Response:
     return await _pause(request, True)
 
 
+@requires("ccb.agents.{agent}.pause")
 async def unpause(request: web.Request) -> web.Response:
     return await _pause(request, False)
 

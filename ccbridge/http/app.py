@@ -10,7 +10,8 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.aiohttp import make_aiohttp_handler
 
 from ccbridge.config.model import SecretValue
-from ccbridge.http import agents, calls, staffing
+from ccbridge.http import access, agents, calls, reports, staffing
+from ccbridge.http.access import ACCESS, access_middleware, public, requires, scope_sites
 from ccbridge.http.base import (
     API_TOKEN,
     MAX_BODY,
@@ -18,36 +19,48 @@ from ccbridge.http.base import (
     ApiError,
     errors_middleware,
     json_body,
-    require_token,
     required_string,
     string_field,
 )
 from ccbridge.services import Services
+from ccbridge.services.access import AccessService
 
 __all__ = ["build_app"]
 
 
+@public
 async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
 
+@public
 async def readyz(request: web.Request) -> web.Response:
-    checks = request.app[SERVICES].sites.readiness()
+    sites = request.app[SERVICES].sites
+    checks = sites.readiness()
     ready = all(checks.values())
-    return web.json_response({"ready": ready, "checks": checks}, status=200 if ready else 503)
+    body = {"ready": ready, "checks": checks, "detail": sites.readiness_detail()}
+    return web.json_response(body, status=200 if ready else 503)
 
 
+@requires("ccb.sites.{site}.read")
 async def sites(request: web.Request) -> web.Response:
     views, synced = request.app[SERVICES].sites.sites()
-    return web.json_response({"sites": [asdict(s) for s in views], "synced": synced})
+    mine = set(scope_sites(request, "ccb.sites.{site}.read"))
+    return web.json_response(
+        {"sites": [asdict(s) for s in views if s.name in mine], "synced": synced}
+    )
 
 
+@requires("ccb.sites.{site}.read")
 async def queues(request: web.Request) -> web.Response:
     views = request.app[SERVICES].sites.queues()
-    return web.json_response({"queues": [asdict(q) for q in views]})
+    mine = set(scope_sites(request, "ccb.sites.{site}.read"))
+    return web.json_response({"queues": [asdict(q) for q in views if q.site in mine]})
 
 
+@requires("ccb.sites.{site}.read")
 async def trunks(request: web.Request) -> web.Response:
+    mine = set(scope_sites(request, "ccb.sites.{site}.read"))
     out = [
         {
             "name": t.name,
@@ -62,10 +75,12 @@ async def trunks(request: web.Request) -> web.Response:
             "answered_total": h.answered_total,
         }
         for t, h, usable in request.app[SERVICES].sites.trunks()
+        if t.site in mine
     ]
     return web.json_response({"trunks": out})
 
 
+@requires("ccb.routes.preview")
 async def route_preview(request: web.Request) -> web.Response:
     body = await json_body(request)
     did = required_string(body, "did")
@@ -91,31 +106,39 @@ async def route_preview(request: web.Request) -> web.Response:
     return web.json_response({"at": preview.at.isoformat(), "decision": preview.decision.as_dict()})
 
 
+@requires("ccb.sites.{name}.drain")
 async def drain(request: web.Request) -> web.Response:
-    require_token(request)
     name = request.match_info["name"]
     request.app[SERVICES].sites.set_drained(name, True)
     return web.json_response({"site": name, "drained": True})
 
 
+@requires("ccb.sites.{name}.drain")
 async def undrain(request: web.Request) -> web.Response:
-    require_token(request)
     name = request.match_info["name"]
     request.app[SERVICES].sites.set_drained(name, False)
     return web.json_response({"site": name, "drained": False})
 
 
 def build_app(
-    services: Services, *, registry: CollectorRegistry, api_token: SecretValue | None
+    services: Services,
+    *,
+    registry: CollectorRegistry,
+    api_token: SecretValue | None,
+    access_service: AccessService,
 ) -> web.Application:
-    """The API over ``services``; ``/metrics`` serves ``registry``; mutating calls need
-    ``api_token`` (none: the mutating API is disabled)."""
-    app = web.Application(middlewares=[errors_middleware], client_max_size=MAX_BODY)
+    """The API over ``services``; ``/metrics`` serves ``registry``; every other route
+    declares its permission (ccbridge/http/access.py), checked by ``access_service``
+    (which also takes ``api_token``, the bootstrap admin token)."""
+    app = web.Application(
+        middlewares=[errors_middleware, access_middleware], client_max_size=MAX_BODY
+    )
     app[SERVICES] = services
     app[API_TOKEN] = api_token
+    app[ACCESS] = access_service
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
-    app.router.add_get("/metrics", make_aiohttp_handler(registry))
+    app.router.add_get("/metrics", public(make_aiohttp_handler(registry)))
     app.router.add_get("/api/v1/sites", sites)
     app.router.add_get("/api/v1/queues", queues)
     app.router.add_post("/api/v1/route/preview", route_preview)
@@ -125,4 +148,6 @@ def build_app(
     calls.add_routes(app)
     agents.add_routes(app)
     staffing.add_routes(app)
+    reports.add_routes(app)
+    access.add_routes(app)
     return app

@@ -6,13 +6,14 @@ from dataclasses import asdict
 
 from aiohttp import web
 
-from ccbridge.http.base import SERVICES, json_body, require_token, string_field
+from ccbridge.http.access import requires
+from ccbridge.http.base import SERVICES, json_body, string_field
 
 
+@requires("ccb.calls.originate")
 async def originate(request: web.Request) -> web.Response:
     """Body: {"to": "+9198...", "queue": "orders-hi"} or {"to", "service", "language"},
     optional "site". The customer is dialled first; on answer the call joins the queue."""
-    require_token(request)
     body = await json_body(request)
     call = await request.app[SERVICES].calls.originate(
         string_field(body, "to") or "",

@@ -10,6 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
+from ccbridge.http.access import requires
 from ccbridge.http.base import SERVICES, ApiError
 from ccbridge.staffing.coverage import SunRow
 from ccbridge.staffing.plan import IntervalPlan, Targets
@@ -32,6 +33,7 @@ def _row(r: SunRow) -> dict[str, Any]:
     }
 
 
+@requires("ccb.staffing.read")
 async def coverage(request: web.Request) -> web.Response:
     q = request.query
     day = None
@@ -129,6 +131,7 @@ def _plan_row(r: IntervalPlan) -> dict[str, Any]:
     }
 
 
+@requires("ccb.staffing.read")
 async def plan(request: web.Request) -> web.Response:
     q = request.query
     first, last = _date(q, "from"), _date(q, "to")

@@ -30,9 +30,18 @@ def start_agents(lab: Lab) -> list[Agent]:
     return list(start_member_agents(lab.config, AGENT_SECONDS, lab.log_dir).values())
 
 
-def http_json(url: str, body: dict[str, object] | None = None, timeout: float = 2.0) -> object:
+def http_json(
+    url: str,
+    body: dict[str, object] | None = None,
+    timeout: float = 2.0,
+    token: str | None = None,
+) -> object:
+    """GET (or POST ``body``) as JSON; ``token``: the bearer token (every /api/v1 call)."""
     data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    req = urllib.request.Request(url, data=data, headers=headers)
     with urllib.request.urlopen(req, timeout=timeout) as resp:
         return json.loads(resp.read())
 
@@ -59,11 +68,17 @@ class BridgeProcess:
     """
 
     def __init__(
-        self, lab: Lab, at: datetime | None = None, *, slow_callback_ms: float | None = None
+        self,
+        lab: Lab,
+        at: datetime | None = None,
+        *,
+        slow_callback_ms: float | None = None,
+        log_level: str | None = None,
     ) -> None:
         self.lab = lab
         self.config: Config = lab.config
         self.at = at
+        self.log_level = log_level  # `run --log-level`; None: the config's
         self.first_start: float | None = None  # wall clock of the first spawn
         self.env: dict[str, str] = {}
         http = self.config.bridge.http_listen
@@ -99,6 +114,8 @@ class BridgeProcess:
         command = [sys.executable, "-m", "ccbridge.cli", "run", self.config.source]
         if self.slow_callback_ms is not None:
             command += ["--slow-callback-ms", str(self.slow_callback_ms)]
+        if self.log_level is not None:
+            command += ["--log-level", self.log_level]
         with open(self.log_file, "ab") as log:  # the child keeps its own copy
             if self._log_start is None:
                 self._log_start = log.tell()
@@ -133,14 +150,17 @@ class BridgeProcess:
             await asyncio.sleep(poll)
         return time.monotonic() - t0
 
-    def slow_callbacks(self) -> list[str]:
-        """The slow-callback lines (ccbridge.loopdebug) of the runs this object started."""
+    def log_text(self) -> str:
+        """What the runs this object started have logged so far."""
         if self._log_start is None:
-            return []
+            return ""
         with open(self.log_file, "rb") as log:
             log.seek(self._log_start)
-            text = log.read().decode(errors="replace")
-        return [line for line in text.splitlines() if loopdebug.MARK in line]
+            return log.read().decode(errors="replace")
+
+    def slow_callbacks(self) -> list[str]:
+        """The slow-callback lines (ccbridge.loopdebug) of the runs this object started."""
+        return [line for line in self.log_text().splitlines() if loopdebug.MARK in line]
 
     @property
     def running(self) -> bool:
@@ -186,7 +206,9 @@ def run_demo(lab: Lab, calls: int = 6, keep_running: bool = True) -> int:
             caller = DEMO_CALLERS[i % len(DEMO_CALLERS)]
             site = config.site(number.site)
             preview = http_json(
-                f"{base}/api/v1/route/preview", {"did": number.did, "caller": caller}
+                f"{base}/api/v1/route/preview",
+                {"did": number.did, "caller": caller},
+                token=config.bridge.api_token.reveal() if config.bridge.api_token else None,
             )
             decision = preview["decision"] if isinstance(preview, dict) else {}
             result = place_calls(

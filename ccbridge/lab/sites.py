@@ -8,6 +8,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import time
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ import jinja2
 from ccbridge.agi import health as agi_health
 from ccbridge.config.model import Config, Site
 from ccbridge.lab.rootfs import LabError, build_root
-from ccbridge.render import GUARD_FILE, render_site
+from ccbridge.render import GUARD_FILE, render_site, tls_copies
 
 log = logging.getLogger("ccbridge.lab")
 
@@ -70,11 +71,17 @@ class Lab:
         self.log_dir = self.dir / "logs"
 
     # -- layout ------------------------------------------------------------
+    def etc_inside(self, site: Site) -> str:
+        """The site's config folder as its Asterisk sees it (needs no built root)."""
+        if self.system:
+            return f"{self.dir}/sites/{site.name}/etc"
+        return f"/etc/ast-{site.name}"
+
     def dirs(self, site: Site) -> SiteDirs:
         if self.system:
             base = f"{self.dir}/sites/{site.name}"
             inside = {
-                "etc": f"{base}/etc",
+                "etc": self.etc_inside(site),
                 "db": f"{base}/db",
                 "spool": f"{base}/spool",
                 "run": f"{base}/run",
@@ -87,7 +94,7 @@ class Lab:
             return SiteDirs(inside, Path(""))
         n = site.name
         inside = {
-            "etc": f"/etc/ast-{n}",
+            "etc": self.etc_inside(site),
             "db": f"/var/lib/ast-{n}",
             "spool": f"/var/spool/ast-{n}",
             "run": f"/var/run/ast-{n}",
@@ -132,6 +139,13 @@ class Lab:
         for name, text in render_site(self.config, site).items():
             (etc / name).write_text(text, encoding="utf-8")
         (etc / "manager.conf").chmod(0o600)
+        # The site's certificate, key and CA (sites.X.tls): the lab's install_dir is
+        # etc/keys (ccbridge.lab.tls), where the rendered configs name them.
+        for name, src in tls_copies(site).items():
+            dest = etc / name
+            dest.parent.mkdir(mode=0o700, exist_ok=True)
+            shutil.copyfile(src, dest)
+            dest.chmod(0o600)
         for base in sorted(BASE_CONFIGS.iterdir()):
             if base.suffix == ".conf":
                 shutil.copyfile(base, etc / base.name)
@@ -373,30 +387,48 @@ class Lab:
 
 
 def ami_login_ok(site: Site, timeout: float) -> bool:
-    """Connect to the site's AMI, read the banner and log in: True when it says Success."""
-    with socket.create_connection((site.ami.host, site.ami.port), timeout=timeout) as s:
-        s.settimeout(timeout)
-        buf = b""
-        while b"\r\n" not in buf:
-            chunk = s.recv(4096)
-            if not chunk:
-                raise OSError("AMI closed before its banner")
-            buf += chunk
-        if not buf.startswith(b"Asterisk Call Manager/"):
-            raise OSError(f"not an AMI banner: {buf[:60]!r}")
-        s.sendall(
-            f"Action: Login\r\nUsername: {site.ami.username}\r\n"
-            f"Secret: {site.ami.secret.reveal()}\r\nEvents: off\r\n\r\n".encode()
+    """Connect to the site's AMI (over TLS, verified, when the bridge's link uses TLS), read
+    the banner and log in: True when it says Success."""
+    with contextlib.ExitStack() as stack:
+        raw = stack.enter_context(
+            socket.create_connection((site.ami.host, site.ami.link_port), timeout=timeout)
         )
-        buf = buf.split(b"\r\n", 1)[1]
-        while b"\r\n\r\n" not in buf:
-            chunk = s.recv(4096)
-            if not chunk:
-                raise OSError("AMI closed during login")
-            buf += chunk
-        ok = b"Response: Success" in buf.split(b"\r\n\r\n", 1)[0]
-        s.sendall(b"Action: Logoff\r\n\r\n")
-        return ok
+        s = raw
+        if site.ami.tls is not None:
+            ctx = ssl.create_default_context(cafile=site.ami.tls.ca)
+            s = stack.enter_context(ctx.wrap_socket(raw, server_hostname=site.ami.host))
+        return _ami_login(s, site, timeout)
+
+
+def _ami_login(s: socket.socket, site: Site, timeout: float) -> bool:
+    """Read the banner, log in and log off; True when the login said Success."""
+    s.settimeout(timeout)
+    buf = b""
+    while b"\r\n" not in buf:
+        chunk = s.recv(4096)
+        if not chunk:
+            raise OSError("AMI closed before its banner")
+        buf += chunk
+    if not buf.startswith(b"Asterisk Call Manager/"):
+        raise OSError(f"not an AMI banner: {buf[:60]!r}")
+    s.sendall(
+        f"Action: Login\r\nUsername: {site.ami.username}\r\n"
+        f"Secret: {site.ami.secret.reveal()}\r\nEvents: off\r\n\r\n".encode()
+    )
+    buf = buf.split(b"\r\n", 1)[1]
+    while b"\r\n\r\n" not in buf:
+        chunk = s.recv(4096)
+        if not chunk:
+            raise OSError("AMI closed during login")
+        buf += chunk
+    ok = b"Response: Success" in buf.split(b"\r\n\r\n", 1)[0]
+    s.sendall(b"Action: Logoff\r\n\r\n")
+    # Let Asterisk close first: over TLS, a peer that vanished makes it log an ERROR
+    # (SSL_shutdown failed: Broken pipe) for every probe.
+    with contextlib.suppress(OSError):
+        while s.recv(4096):
+            pass
+    return ok
 
 
 def processes_in(root: Path) -> list[int]:

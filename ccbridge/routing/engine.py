@@ -57,6 +57,8 @@ class CallRequest:
     receiving_site: str
     ivr_language: str | None = None
     service: str | None = None  # overrides the DID's service (e.g. an IVR menu choice)
+    call_id: str = ""  # the dialplan's CCB_CALLID: for the call record, never for routing
+    uniqueid: str = ""  # the caller's channel at the receiving site (the call record's leg)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,8 +1,8 @@
 """Routes held in the PBX: per number and language, the route now and the one after the next
 schedule boundary, computed from config, live state and a time passed in (no I/O).
 
-The bridge writes these into each site's AstDB (ccbridge/heldroutes.py); the dialplan
-reads them to route without asking the bridge (dialplans/extensions.conf.j2, ccb-held).
+The bridge writes these into each site's dialplan globals over AMI (ccbridge/heldroutes.py);
+the dialplan reads them to route without asking the bridge (dialplans/extensions.conf.j2).
 A held entry is what ``Router.decide`` answers for that number and language at ``now``,
 and at ``until`` (the next instant a decision can change with time alone: a service
 opening or closing at any site, a holiday or special date starting, a recovered site's
@@ -24,21 +24,23 @@ from ccbridge.routing.schedule import is_open
 from ccbridge.routing.state import LiveState
 
 __all__ = [
-    "FORMAT",
     "HORIZON",
     "Boundaries",
     "HeldEntry",
     "HeldRoute",
+    "RouteView",
     "accepts",
     "decode",
     "encode",
     "held_entries",
     "languages_for",
+    "parse_route_id",
+    "route_id",
     "route_of",
+    "routes_at",
     "valid_routes",
 ]
 
-FORMAT = "1"  # first field of every value: a dialplan reading another format rejects it
 HORIZON = timedelta(days=1)  # no boundary within this: the route holds this long at most
 _SCAN_DAYS = 8  # a weekly schedule repeats: 8 days of candidates always find its next change
 _MIDNIGHT = time(0)
@@ -77,8 +79,8 @@ class HeldEntry:
 
 
 def held_key(did: str, language: str) -> str:
-    """The AstDB key (under family ccbridge) of a number's route in a language."""
-    return f"{v.HELD_ROUTE_KEY}/{did}/{language}"
+    """The global (a dialplan variable with no channel) of a number's route in a language."""
+    return f"{v.HELD_GLOBAL_PREFIX}{did}_{language}"
 
 
 def route_of(decision: Decision, receiving_site: str) -> HeldRoute:
@@ -225,10 +227,13 @@ def held_entries(
             )
 
 
-# --- the value in AstDB -----------------------------------------------------------------
-# FORMAT/computed/until/next_until/service/ROUTE/ROUTE, ROUTE = kind/site/queue/action/trunks
-# with trunks joined by '~'. Names are [a-z0-9_-] and DIDs [+0-9] (config/loader.py), so
-# neither separator can occur inside a field. Times are the PBX's wall clock (${EPOCH}).
+# --- the value the dialplan reads --------------------------------------------------------
+# A global per number and language, CCB_H_<did>_<lang> (set over AMI, no channel):
+# ROUTE_ID/NEXT_ROUTE_ID/until/next_until/service/computed. A route id names an extension
+# of the rendered ccb-held context (routes_at), so the dialplan checks a value by trying
+# to go there: an id the site does not know lands on the context's `i` extension. Ids are
+# names joined by '.', and names are [a-z0-9_-] (config/loader.py), so neither '.' nor
+# '/' can occur inside a field. Times are the PBX's wall clock (${EPOCH}).
 
 
 def _ceil(x: float) -> int:
@@ -236,33 +241,55 @@ def _ceil(x: float) -> int:
     return i if i >= x else i + 1
 
 
-def _route_text(r: HeldRoute) -> str:
-    sep = v.HELD_SEP
-    return sep.join((r.kind, r.site, r.queue, r.action, v.HELD_TRUNK_SEP.join(r.trunks)))
+def route_id(r: HeldRoute, service: str) -> str:
+    """The ccb-held extension of a route. A queue here is its name: ccb-held includes
+    ccb-queue, so the dialplan goes straight to the queue's own steps. After hours carries
+    the service (its voicemail box and callback need it)."""
+    sep = v.HELD_ID_SEP
+    if r.kind == v.ROUTE_QUEUE:
+        return r.queue
+    if r.kind == v.ROUTE_REMOTE:
+        return sep.join((r.kind, r.site, r.queue, *r.trunks))
+    if r.kind == v.ROUTE_AFTER_HOURS:
+        return sep.join((r.kind, r.action, service))
+    return v.ROUTE_REJECT
+
+
+def parse_route_id(text: str, site: str) -> tuple[HeldRoute, str]:
+    """(route, service or "") from a route id at ``site``; ValueError when it is not one."""
+    parts = text.split(v.HELD_ID_SEP)
+    kind = parts[0]
+    if len(parts) == 1 and text not in ("", v.ROUTE_REJECT):
+        return HeldRoute(v.ROUTE_QUEUE, site, text), ""
+    if kind == v.ROUTE_REMOTE and len(parts) >= 4:
+        return HeldRoute(kind, parts[1], parts[2], trunks=tuple(parts[3:])), ""
+    if kind == v.ROUTE_AFTER_HOURS and len(parts) == 3:
+        return HeldRoute(kind, action=parts[1]), parts[2]
+    if text == v.ROUTE_REJECT:
+        return HeldRoute(kind), ""
+    raise ValueError(f"not a held route id: {text!r}")
 
 
 def encode(entry: HeldEntry, computed: float, wall_offset: float = 0.0) -> str:
-    """The AstDB value. ``wall_offset`` is the bridge clock minus the PBX's wall clock (a
-    shifted test clock): times are written as the PBX will compare them with ${EPOCH}.
+    """The global's value. ``wall_offset`` is the bridge clock minus the PBX's wall clock
+    (a shifted test clock): times are written as the PBX will compare them with ${EPOCH}.
     ``until`` is rounded up: a route switches at most a second late, never early."""
-    sep = v.HELD_SEP
-    return sep.join(
+    return v.HELD_SEP.join(
         (
-            FORMAT,
-            str(int(computed - wall_offset)),
+            route_id(entry.now, entry.service),
+            route_id(entry.next, entry.service),
             str(_ceil(entry.until - wall_offset)),
             str(_ceil(entry.next_until - wall_offset)),
             entry.service,
-            _route_text(entry.now),
-            _route_text(entry.next),
+            str(int(computed - wall_offset)),
         )
     )
 
 
 def same_routes(a: str, b: str) -> bool:
-    """Two values that differ only in their computed time (field 2)."""
+    """Two values that differ only in their computed time (the last field)."""
     pa, pb = a.split(v.HELD_SEP), b.split(v.HELD_SEP)
-    return len(pa) == len(pb) and pa[:1] == pb[:1] and pa[2:] == pb[2:]
+    return len(pa) == len(pb) and pa[:-1] == pb[:-1]
 
 
 @dataclass(frozen=True, slots=True)
@@ -275,31 +302,37 @@ class Decoded:
     next: HeldRoute
 
 
-def decode(text: str) -> Decoded:
-    """Parse a value; ValueError when it is not one this format writes."""
+def decode(text: str, site: str) -> Decoded:
+    """Parse a value held at ``site``; ValueError when it is not one this format writes."""
     parts = text.split(v.HELD_SEP)
-    if len(parts) != 15 or parts[0] != FORMAT:
+    if len(parts) != 6 or not all(p.isdigit() for p in (parts[2], parts[3], parts[5])):
         raise ValueError(f"not a held route value: {text!r}")
-    computed, until, next_until = (int(p) for p in parts[1:4])
-
-    def route(f: list[str]) -> HeldRoute:
-        trunks = tuple(f[4].split(v.HELD_TRUNK_SEP)) if f[4] else ()
-        return HeldRoute(f[0], f[1], f[2], f[3], trunks)
-
-    return Decoded(computed, until, next_until, parts[4], route(parts[5:10]), route(parts[10:15]))
+    now, _ = parse_route_id(parts[0], site)
+    after, _ = parse_route_id(parts[1], site)
+    return Decoded(int(parts[5]), int(parts[2]), int(parts[3]), parts[4], now, after)
 
 
-def route_text(route: HeldRoute) -> str:
-    """A route as it stands in a held value (five '/'-separated fields)."""
-    return _route_text(route)
+@dataclass(frozen=True, slots=True)
+class RouteView:
+    """One extension of ccb-held: a route this site may be told to take, with what its
+    dispatch needs (the queue's service and language go along to a remote site)."""
+
+    id: str
+    route: HeldRoute
+    service: str = ""
+    language: str = ""
 
 
-def valid_routes(config: Config, site: Site) -> list[HeldRoute]:
+def routes_at(config: Config, site: Site) -> list[RouteView]:
     """Every route a held value may name at ``site``: its own queues, a peer's queues over
     any order-keeping non-empty subset of the trunks to it (the engine drops unhealthy
-    trunks), an after-hours action, or reject. The dialplan knows exactly these (rendered
-    as globals), so a value naming anything else is refused with one variable lookup."""
-    out = [HeldRoute(v.ROUTE_QUEUE, site.name, q) for q in _site_queues(site)]
+    trunks), an after-hours action for a service, or reject. The dialplan has exactly
+    these as extensions of ccb-held, so a value naming anything else is refused by the
+    extension lookup Asterisk does anyway."""
+    out = [
+        RouteView(route_id(r := HeldRoute(v.ROUTE_QUEUE, site.name, q), svc), r, svc, lang)
+        for q, svc, lang in _site_queues(site)
+    ]
     for peer in config.sites:
         trunks = tuple(t.name for t in config.trunks_between(site.name, peer.name))
         if peer.name == site.name or not trunks:
@@ -308,32 +341,41 @@ def valid_routes(config: Config, site: Site) -> list[HeldRoute]:
             tuple(t for i, t in enumerate(trunks) if mask >> i & 1)
             for mask in range(1, 2 ** min(len(trunks), _MAX_TRUNK_SUBSETS_OF))
         ]
-        for q in _site_queues(peer):
-            out += [HeldRoute(v.ROUTE_REMOTE, peer.name, q, trunks=ts) for ts in subsets]
-    out += [HeldRoute(v.ROUTE_AFTER_HOURS, action=a) for a in ("voicemail", "callback", "closed")]
-    out.append(HeldRoute(v.ROUTE_REJECT))
+        for q, svc, lang in _site_queues(peer):
+            for ts in subsets:
+                r = HeldRoute(v.ROUTE_REMOTE, peer.name, q, trunks=ts)
+                out.append(RouteView(route_id(r, svc), r, svc, lang))
+    for svc in config.services:
+        for a in ("voicemail", "callback", "closed"):
+            r = HeldRoute(v.ROUTE_AFTER_HOURS, action=a)
+            out.append(RouteView(route_id(r, svc), r, svc))
+    out.append(RouteView(v.ROUTE_REJECT, HeldRoute(v.ROUTE_REJECT)))
     return out
+
+
+def valid_routes(config: Config, site: Site) -> list[HeldRoute]:
+    """The routes of :func:`routes_at` (an after-hours action once, whatever its service)."""
+    return list(dict.fromkeys(r.route for r in routes_at(config, site)))
 
 
 _MAX_TRUNK_SUBSETS_OF = 6  # 63 orders per peer queue at most: more trunks per peer is rare
 
 
-def _site_queues(site: Site) -> list[str]:
-    return [queue_name(o.service, lang) for o in site.offerings for lang in o.languages]
+def _site_queues(site: Site) -> list[tuple[str, str, str]]:
+    """(queue, service, language) of every queue at ``site``."""
+    return [
+        (queue_name(o.service, lang), o.service, lang)
+        for o in site.offerings
+        for lang in o.languages
+    ]
 
 
 def accepts(config: Config, site: Site, text: str) -> bool:
-    """What ccb-held checks before it uses a value (the dialplan's copy of this rule):
-    fifteen fields, this format, numbers, a configured service and two routes from
-    ``valid_routes``. Times are checked apart (a value past both windows is expired)."""
+    """What the dialplan checks before it uses a value (its copy of this rule is the
+    extension lookup in ccb-held plus the time checks): six fields, numeric times, a
+    configured service and two route ids this site has."""
     parts = text.split(v.HELD_SEP)
-    if len(parts) != 15 or parts[0] != FORMAT:
+    if len(parts) != 6 or not all(p.isdigit() for p in (parts[2], parts[3], parts[5])):
         return False
-    if any(c not in "0123456789" for c in "".join(parts[1:4])):
-        return False
-    known = {route_text(r) for r in valid_routes(config, site)}
-    return (
-        parts[4] in config.services
-        and v.HELD_SEP.join(parts[5:10]) in known
-        and v.HELD_SEP.join(parts[10:15]) in known
-    )
+    known = {r.id for r in routes_at(config, site)}
+    return parts[4] in config.services and parts[0] in known and parts[1] in known

@@ -46,11 +46,15 @@ from immutables import Map
 __all__ = [
     "DEFAULT_HANDLE_TIME",
     "EWMA_ALPHA",
+    "LIVE_REDUCERS",
+    "LIVE_UPDATES",
     "Caller",
     "LiveState",
     "Member",
     "QueueLoad",
+    "Reducer",
     "SiteState",
+    "SiteUpdate",
     "SyncBuffer",
     "apply_event",
     "apply_events",
@@ -62,6 +66,7 @@ __all__ = [
     "set_site_up",
     "set_sticky",
     "set_trunk_health",
+    "with_site_maps",
 ]
 
 # Device states (ast_device_state) as sent in the Status field.
@@ -95,9 +100,9 @@ class Member(NamedTuple):
         return not self.paused and self.status in _FREE
 
 
-@dataclass(frozen=True, slots=True)
-class Caller:
-    """A caller waiting in a queue, in queue order."""
+class Caller(NamedTuple):
+    """A caller waiting in a queue, in queue order. (A named tuple, as Member: one is
+    made per QueueCallerJoin, and a tuple is built at C speed.)"""
 
     uniqueid: str
     since: float
@@ -313,6 +318,11 @@ def _bool(ev: Mapping[str, str], key: str, default: bool) -> bool:
     return v.strip().lower() in _TRUE
 
 
+# What Asterisk sends in Status, Penalty, Paused and InCall, looked up in one C call.
+_SMALL_INTS: Mapping[str, int] = {str(i): i for i in range(100)}
+_FLAGS: Mapping[str, bool] = {"0": False, "1": True}
+
+
 def _ewma(avg: float, sample: float) -> float:
     return sample if avg <= 0.0 else avg + EWMA_ALPHA * (sample - avg)
 
@@ -338,60 +348,64 @@ def _member_update(
         new = None
     else:
         # Written out for the event path; QueueMemberPause and friends may omit fields:
-        # keep what we knew.
+        # keep what we knew. The values Asterisk sends are looked up in small tables
+        # (one C call each); anything else takes the general conversion.
         if old is None:
             name, status, paused, in_call, penalty = ev.get(name_key) or iface, 0, False, False, 0
         else:
-            name = ev.get(name_key) or old.name
-            status, paused, in_call, penalty = old.status, old.paused, old.in_call, old.penalty
+            _, _, status, paused, in_call, penalty = old
+            name = ev.get(name_key) or old[0]
         v = ev.get("Status")
         if v is not None:
-            status = int(v) if v.isdecimal() else _int(ev, "Status", status)
+            n = _SMALL_INTS.get(v)
+            status = n if n is not None else int(v) if v.isdecimal() else _int(ev, "Status", status)
         v = ev.get("Paused")
         if v is not None:
-            paused = False if v == "0" else _bool(ev, "Paused", paused)
+            b = _FLAGS.get(v)
+            paused = b if b is not None else _bool(ev, "Paused", paused)
         v = ev.get("InCall")
         if v is not None:
-            in_call = False if v == "0" else (True if v == "1" else _bool(ev, "InCall", in_call))
+            b = _FLAGS.get(v)
+            in_call = b if b is not None else _bool(ev, "InCall", in_call)
         v = ev.get("Penalty")
         if v is not None:
-            penalty = int(v) if v.isdecimal() else _int(ev, "Penalty", penalty)
-        if (
-            old is not None
-            and name == old.name
-            and status == old.status
-            and paused == old.paused
-            and in_call == old.in_call
-            and penalty == old.penalty
-        ):
-            return None
+            n = _SMALL_INTS.get(v)
+            penalty = (
+                n if n is not None else int(v) if v.isdecimal() else _int(ev, "Penalty", penalty)
+            )
         new = _tuple_new(Member, (name, iface, status, paused, in_call, penalty))
+        if new == old:
+            return None
     q = queues.get(qname, EMPTY_QUEUE)
     count, logged_in, available, paused_n = q.member_count, q.logged_in, q.available, q.paused
     # What the old member counted for goes, what the new one counts for comes (_counts).
     if old is not None:
         count -= 1
-        if old.status not in _NOT_LOGGED_IN:
+        status = old[2]
+        if status not in _NOT_LOGGED_IN:
             logged_in -= 1
-            if old.paused:
+            if old[3]:
                 paused_n -= 1
-            elif old.status in _FREE:
+            elif status in _FREE:
                 available -= 1
     if new is not None:
         count += 1
-        if new.status not in _NOT_LOGGED_IN:
+        status = new[2]
+        if status not in _NOT_LOGGED_IN:
             logged_in += 1
-            if new.paused:
+            if new[3]:
                 paused_n += 1
-            elif new.status in _FREE:
+            elif status in _FREE:
                 available += 1
     qf = q.__dict__.copy()
     qf["logged_in"] = logged_in
     qf["available"] = available
     qf["paused"] = paused_n
     qf["member_count"] = count
+    new_q = _new(QueueLoad)
+    _set(new_q, "__dict__", qf)
     out = members.delete(key) if new is None else members.set(key, new)
-    return queues.set(qname, _evolve(q, qf)), out
+    return queues.set(qname, new_q), out
 
 
 def _member_event(
@@ -400,7 +414,7 @@ def _member_event(
     ev: Mapping[str, str],
     now: float,
 ) -> _Pair | None:
-    return _member_update(queues, members, ev, "MemberName", "Interface", removed=False)
+    return _member_update(queues, members, ev, "MemberName", "Interface", False)
 
 
 def _member_removed(
@@ -409,7 +423,7 @@ def _member_removed(
     ev: Mapping[str, str],
     now: float,
 ) -> _Pair | None:
-    return _member_update(queues, members, ev, "MemberName", "Interface", removed=True)
+    return _member_update(queues, members, ev, "MemberName", "Interface", True)
 
 
 def _status_member(
@@ -419,12 +433,13 @@ def _status_member(
     now: float,
 ) -> _Pair | None:
     # QueueStatus list replies name the member Name/Location, unlike the events.
-    return _member_update(queues, members, ev, "Name", "Location", removed=False)
+    return _member_update(queues, members, ev, "Name", "Location", False)
 
 
 def _per_queue(update: _QueueUpdate) -> _Handler:
     """A handler for an event about one queue: ``update`` gets that queue (empty if not
-    seen yet) and returns its new load, or None if the event changes nothing."""
+    seen yet) and returns its new load, or None if the event changes nothing. (For the
+    QueueStatus items; a live event's reducer is made by _queue_reducer.)"""
 
     def handle(
         queues: Map[str, QueueLoad],
@@ -443,7 +458,6 @@ def _per_queue(update: _QueueUpdate) -> _Handler:
     return handle
 
 
-@_per_queue
 def _queue_params(q: QueueLoad, ev: Mapping[str, str], now: float) -> QueueLoad | None:
     hold, talk = _float(ev, "Holdtime"), _float(ev, "TalkTime")
     return replace(
@@ -456,7 +470,6 @@ def _queue_params(q: QueueLoad, ev: Mapping[str, str], now: float) -> QueueLoad 
     )
 
 
-@_per_queue
 def _queue_entry(q: QueueLoad, ev: Mapping[str, str], now: float) -> QueueLoad | None:
     since = now - _int(ev, "Wait", 0)
     callers = (*q.callers, Caller(ev.get("Uniqueid", ""), since))
@@ -468,7 +481,6 @@ def _queue_entry(q: QueueLoad, ev: Mapping[str, str], now: float) -> QueueLoad |
     )
 
 
-@_per_queue
 def _queue_summary(q: QueueLoad, ev: Mapping[str, str], now: float) -> QueueLoad | None:
     waiting = _int(ev, "Callers", q.waiting)
     longest = _int(ev, "LongestHoldTime", 0)
@@ -491,21 +503,23 @@ def _queue_summary(q: QueueLoad, ev: Mapping[str, str], now: float) -> QueueLoad
     return None if new == q else new
 
 
-@_per_queue
 def _caller_join(q: QueueLoad, ev: Mapping[str, str], now: float) -> QueueLoad | None:
-    pos = _int(ev, "Position", len(q.callers) + 1)
-    caller = Caller(ev.get("Uniqueid", ""), now)
     old = q.callers
+    n = _SMALL_INTS.get(ev.get("Position", ""))
+    pos = n if n is not None else _int(ev, "Position", len(old) + 1)
+    caller = _tuple_new(Caller, (ev.get("Uniqueid", ""), now))
     at = max(pos - 1, 0)
     callers = (*old, caller) if at >= len(old) else (*old[:at], caller, *old[at:])
     fields = q.__dict__.copy()
-    fields["waiting"] = _int(ev, "Count", q.waiting + 1)
+    n = _SMALL_INTS.get(ev.get("Count", ""))
+    fields["waiting"] = n if n is not None else _int(ev, "Count", q.waiting + 1)
     fields["callers"] = callers
     fields["longest_wait_since"] = callers[0].since
-    return _evolve(q, fields)
+    new = _new(QueueLoad)
+    _set(new, "__dict__", fields)
+    return new
 
 
-@_per_queue
 def _caller_leave(q: QueueLoad, ev: Mapping[str, str], now: float) -> QueueLoad | None:
     uid = ev.get("Uniqueid")
     callers = [c for c in q.callers if c.uniqueid != uid] if uid else list(q.callers)
@@ -514,7 +528,8 @@ def _caller_leave(q: QueueLoad, ev: Mapping[str, str], now: float) -> QueueLoad 
         pos = _int(ev, "Position", 1)
         if 1 <= pos <= len(callers):
             del callers[pos - 1]
-    waiting = _int(ev, "Count", max(q.waiting - 1, 0))
+    n = _SMALL_INTS.get(ev.get("Count", ""))
+    waiting = n if n is not None else _int(ev, "Count", max(q.waiting - 1, 0))
     if callers:
         longest: float | None = callers[0].since
     else:
@@ -523,58 +538,152 @@ def _caller_leave(q: QueueLoad, ev: Mapping[str, str], now: float) -> QueueLoad 
     fields["waiting"] = waiting
     fields["callers"] = tuple(callers)
     fields["longest_wait_since"] = longest
-    return _evolve(q, fields)
+    new = _new(QueueLoad)
+    _set(new, "__dict__", fields)
+    return new
 
 
-@_per_queue
 def _caller_abandon(q: QueueLoad, ev: Mapping[str, str], now: float) -> QueueLoad | None:
     # app_queue sends QueueCallerLeave as well, which removes the caller; count only.
     return replace(q, abandoned=q.abandoned + 1)
 
 
-@_per_queue
 def _agent_connect(q: QueueLoad, ev: Mapping[str, str], now: float) -> QueueLoad | None:
-    hold = _float(ev, "HoldTime")
-    if hold is None:
+    # _float and _ewma written out: one of the per-call events.
+    v = ev.get("HoldTime")
+    if v is None:
+        return None
+    try:
+        hold = float(v)
+    except ValueError:
         return None
     fields = q.__dict__.copy()
-    fields["avg_hold"] = _ewma(q.avg_hold, hold)
-    return _evolve(q, fields)
+    avg = q.avg_hold
+    fields["avg_hold"] = hold if avg <= 0.0 else avg + EWMA_ALPHA * (hold - avg)
+    new = _new(QueueLoad)
+    _set(new, "__dict__", fields)
+    return new
 
 
-@_per_queue
 def _agent_complete(q: QueueLoad, ev: Mapping[str, str], now: float) -> QueueLoad | None:
-    talk = _float(ev, "TalkTime")
-    if talk is None:
+    # _float and _ewma written out: one of the per-call events.
+    v = ev.get("TalkTime")
+    if v is None:
+        return None
+    try:
+        talk = float(v)
+    except ValueError:
         return None
     fields = q.__dict__.copy()
-    fields["avg_talk"] = _ewma(q.avg_talk, talk)
+    avg = q.avg_talk
+    fields["avg_talk"] = talk if avg <= 0.0 else avg + EWMA_ALPHA * (talk - avg)
     fields["completed"] = q.completed + 1
-    return _evolve(q, fields)
+    new = _new(QueueLoad)
+    _set(new, "__dict__", fields)
+    return new
 
 
 # Items of a QueueStatus reply: go to the sync buffer while a sync is in progress.
 _SYNC_HANDLERS: dict[str, _Handler] = {
-    "QueueParams": _queue_params,
+    "QueueParams": _per_queue(_queue_params),
     "QueueMember": _status_member,
-    "QueueEntry": _queue_entry,
+    "QueueEntry": _per_queue(_queue_entry),
 }
-_LIVE_HANDLERS: dict[str, _Handler] = {
+# Live events about one queue's load, and about its members.
+_QUEUE_UPDATES: dict[str, _QueueUpdate] = {
     "QueueSummary": _queue_summary,
     "QueueCallerJoin": _caller_join,
     "QueueCallerLeave": _caller_leave,
     "QueueCallerAbandon": _caller_abandon,
+    "AgentConnect": _agent_connect,
+    "AgentComplete": _agent_complete,
+}
+_MEMBER_HANDLERS: dict[str, _Handler] = {
     "QueueMemberAdded": _member_event,
     "QueueMemberStatus": _member_event,
     "QueueMemberPause": _member_event,
     "QueueMemberPenalty": _member_event,
     "QueueMemberRinginuse": _member_event,
     "QueueMemberRemoved": _member_removed,
-    "AgentConnect": _agent_connect,
-    "AgentComplete": _agent_complete,
 }
-# The live AMI events this reducer folds in: what the bridge subscribes it to.
-HANDLED_EVENTS: frozenset[str] = frozenset(_LIVE_HANDLERS)
+Reducer = Callable[[LiveState, str, Mapping[str, str], float], LiveState]
+# One live event's effect on one site: its new (queues, members), None if unchanged.
+SiteUpdate = Callable[[SiteState, Mapping[str, str], float], "_Pair | None"]
+
+
+def _site_update(handler: _Handler) -> SiteUpdate:
+    """The SiteUpdate of a handler of the site's (queues, members)."""
+
+    def update(s: SiteState, event: Mapping[str, str], now: float) -> _Pair | None:
+        queues, members = s.queues, s.members
+        return handler(
+            queues if type(queues) is Map else Map(queues),
+            members if type(members) is Map else Map(members),
+            event,
+            now,
+        )
+
+    return update
+
+
+def _queue_update(update_queue: _QueueUpdate) -> SiteUpdate:
+    """``_site_update(_per_queue(update_queue))`` in one function: most live events are
+    about one queue, and a call less per event is worth the repetition."""
+
+    def update(s: SiteState, event: Mapping[str, str], now: float) -> _Pair | None:
+        qname = event.get("Queue")
+        if not qname:
+            return None
+        queues = s.queues
+        if type(queues) is not Map:
+            queues = Map(queues)
+        q = update_queue(queues.get(qname, EMPTY_QUEUE), event, now)
+        if q is None:
+            return None
+        members = s.members
+        return queues.set(qname, q), members if type(members) is Map else Map(members)
+
+    return update
+
+
+def with_site_maps(state: LiveState, s: SiteState, got: _Pair) -> LiveState:
+    """A new state with site ``s``'s queues and members replaced by ``got`` (a new
+    SiteState and LiveState: the persistent update every reducer here makes)."""
+    fields = s.__dict__.copy()
+    fields["queues"], fields["members"] = got
+    new_site = _new(SiteState)
+    _set(new_site, "__dict__", fields)
+    fields = state.__dict__.copy()
+    fields["sites"] = _as_map(state.sites).set(s.name, new_site)
+    new_state = _new(LiveState)
+    _set(new_state, "__dict__", fields)
+    return new_state
+
+
+def _reducer(update: SiteUpdate) -> Reducer:
+    """``apply_event`` for the one event name ``update`` folds in."""
+
+    def reduce(state: LiveState, site: str, event: Mapping[str, str], now: float) -> LiveState:
+        s = state.sites.get(site)
+        if s is None:
+            s = SiteState(site)
+        got = update(s, event, now)
+        return state if got is None else with_site_maps(state, s, got)
+
+    return reduce
+
+
+# The live AMI events this reducer folds in, each with its update of the site: what the
+# bridge subscribes to the bus (ccbridge/app.py, which may apply an update in place to
+# a snapshot no reader has seen yet), and as a reducer of the whole state.
+LIVE_UPDATES: Mapping[str, SiteUpdate] = {
+    **{name: _queue_update(update) for name, update in _QUEUE_UPDATES.items()},
+    **{name: _site_update(handler) for name, handler in _MEMBER_HANDLERS.items()},
+}
+LIVE_REDUCERS: Mapping[str, Reducer] = {
+    name: _reducer(update) for name, update in LIVE_UPDATES.items()
+}
+HANDLED_EVENTS: frozenset[str] = frozenset(LIVE_REDUCERS)
 
 
 def apply_event(state: LiveState, site: str, event: Mapping[str, str], now: float) -> LiveState:
@@ -582,34 +691,10 @@ def apply_event(state: LiveState, site: str, event: Mapping[str, str], now: floa
 
     Unknown events return ``state`` itself, so callers can test ``new is old`` cheaply.
     """
-    handler = _LIVE_HANDLERS.get(event.get("Event", ""))
-    if handler is None:
+    reduce = LIVE_REDUCERS.get(event.get("Event", ""))
+    if reduce is None:
         return _apply_list_item(state, site, event, now)
-    # The hot path, written out: _evolve twice and _as_map three times, inlined.
-    sites = state.sites
-    if type(sites) is not Map:
-        sites = Map(sites)
-    s = sites.get(site)
-    if s is None:
-        s = SiteState(site)
-    queues, members = s.queues, s.members
-    got = handler(
-        queues if type(queues) is Map else Map(queues),
-        members if type(members) is Map else Map(members),
-        event,
-        now,
-    )
-    if got is None:
-        return state
-    fields = s.__dict__.copy()
-    fields["queues"], fields["members"] = got
-    new_site = _new(SiteState)
-    _set(new_site, "__dict__", fields)
-    fields = state.__dict__.copy()
-    fields["sites"] = sites.set(site, new_site)
-    new_state = _new(LiveState)
-    _set(new_state, "__dict__", fields)
-    return new_state
+    return reduce(state, site, event, now)
 
 
 def _apply_list_item(

@@ -63,3 +63,7 @@ class Runtime(Protocol):
     def readiness(self) -> dict[str, bool]:
         """Named checks, all True when the bridge can take calls."""
         ...
+
+    def readiness_detail(self) -> dict[str, object]:
+        """What /readyz shows beside the checks (the record database's state)."""
+        ...

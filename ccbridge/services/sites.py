@@ -58,6 +58,9 @@ class SiteService:
     def readiness(self) -> dict[str, bool]:
         return self._rt.readiness()
 
+    def readiness_detail(self) -> dict[str, object]:
+        return self._rt.readiness_detail()
+
     def sites(self) -> tuple[list[SiteView], bool]:
         """Every configured site, and whether all of them are synced."""
         st = self._rt.state

@@ -18,7 +18,15 @@ from typing import Any
 
 from sqlalchemy import JSON, Boolean, Float, Integer, String, Table
 
-from ccbridge.store.schema import CONFLICT_KEYS, TABLES, HungUpBy, Outcome, UtcDateTime
+from ccbridge.store.schema import (
+    ASSIGNED_ON_WRITE,
+    CONFLICT_KEYS,
+    TABLES,
+    ActivityKind,
+    HungUpBy,
+    Outcome,
+    UtcDateTime,
+)
 
 
 class RecordError(ValueError):
@@ -83,7 +91,26 @@ def _instant(v: Any) -> str | None:
     return None
 
 
+def _flat_text(v: Any) -> bool:
+    """True for the common case, a flat list or str->str dict of short ASCII text without
+    NUL: valid JSON for both engines and well under the size limit, without serialising
+    it (the record ingest's call_events fields and reasons, per record on the loop)."""
+    if type(v) is dict:
+        parts = [*v, *v.values()]
+    elif type(v) is list:
+        parts = v
+    else:
+        return False
+    for x in parts:
+        if type(x) is not str:
+            return False
+    joined = "".join(parts)
+    return joined.isascii() and "\x00" not in joined and len(joined) < 16384
+
+
 def _json(v: Any) -> str | None:
+    if _flat_text(v):
+        return None
     try:
         text = json.dumps(v, allow_nan=False, ensure_ascii=False)
         text.encode()
@@ -116,7 +143,9 @@ _EXTRA: dict[tuple[str, str], Check] = {
     ("calls", "hung_up_by"): _one_of({h.value for h in HungUpBy}),
     ("calls", "satisfaction"): _score,
     ("calls", "trunk_failovers"): lambda v: _integer(v) or (None if v >= 0 else "negative"),
+    ("agent_activity", "kind"): _one_of({k.value for k in ActivityKind}),
     ("legs", "ring_no_answers"): lambda v: _integer(v) or (None if v >= 0 else "negative"),
+    ("audit", "result"): _one_of({"ok", "denied", "unauthorized", "failed", "limited"}),
 }
 
 
@@ -132,6 +161,8 @@ def _columns(table: Table) -> dict[str, _Column]:
     for col in table.columns:
         if col.autoincrement is True:
             continue  # the database's own row id
+        if col.name in ASSIGNED_ON_WRITE.get(table.name, ()):
+            continue  # the writer computes it
         t = col.type
         check: Check
         if isinstance(t, UtcDateTime):

@@ -73,6 +73,12 @@ async def write_records(conn: AsyncConnection, records: Iterable[Record]) -> dic
     dialect = conn.dialect.name
     sent: dict[str, int] = {}
     for (table, names), rows in merge(records).items():
+        if table == "audit":  # chained, not upserted: see audit.py
+            from ccbridge.store.audit import append_rows
+
+            await append_rows(conn, rows)
+            sent[table] = sent.get(table, 0) + len(rows)
+            continue
         await conn.execute(upsert(dialect, table, names), rows)
         sent[table] = sent.get(table, 0) + len(rows)
     return sent

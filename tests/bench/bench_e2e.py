@@ -1,50 +1,67 @@
-"""End to end: highest calls/s with zero failed calls, ccbridge routing vs a static dialplan.
+"""End to end: what each route step costs the site's Asterisk per call, every path side by
+side in one run, against the static floor measured in the same run.
 
-One lab, one run, the same site (bangalore) and the same target: Answer, Wait(0.2),
-Hangup — the dialplan the 300 calls/s floor in asterisk-lab.md was measured with.
+One lab, one site (bangalore), the same target for every path: Answer, Wait(0.2), Hangup
+(the dialplan behind the 300 calls/s floor in asterisk-lab.md).
 
-* static: ``ccb-inbound`` -> Answer/Wait/Hangup.
-* routed: the real route step first — Set(CCB_DID), AGI(agi://bridge/route?site=...)
-  answered by a real `ccbridge run` subprocess (its decision, live AMI state, metrics,
-  logging) — and a call the bridge did not route (AGISTATUS != SUCCESS or CCB_ROUTE
-  empty) is rejected with cause 34, so SIPp counts it failed. Then Answer/Wait/Hangup.
-* agi-floor: the same route step, but answered by the cheapest FastAGI server there can
-  be (read the header, send the one ``EXEC MSet`` ccbridge sends for this call, close),
-  in its own process. Asterisk does the same AGI work as for ``routed``; the difference
-  between the two is ccbridge's own cost, and between ``agi-floor`` and ``static`` it
-  is what FastAGI costs Asterisk whoever answers it.
-* held: the production held-route step alone (``Gosub(ccb-held,DID,1(5,fresh))`` of the
-  rendered dialplan: heartbeat and route read from AstDB, validated, the route's
-  variables set, the ``CcbHeldRoute`` UserEvent to the bridge), no FastAGI; a call it
-  does not route is rejected with cause 34.
-* production: the rendered ``ccb-route`` logic in full (held route while fresh, else
-  FastAGI, else the last held route), with a realistic mix: ``--agi-share`` of the calls
-  (default 0.1) come from an IVR where the caller picked another service than the
-  number's, which no held route answers, so they ask the bridge over FastAGI; the rest
+* static: ``ccb-inbound`` -> Answer/Wait/Hangup. The floor: no route step at all.
+* agi-floor: a FastAGI step answered by the cheapest FastAGI server there can be (read
+  the header, send the one ``EXEC MSet`` ccbridge sends, close), in its own process.
+* routed: the same step answered by a real `ccbridge run` subprocess, Asterisk connecting
+  to the bridge directly (``bridge.agi_listen``).
+* routed-guard: the same, through the site's AGI guard (HAProxy, ``${CCB_AGI_URL}``): the
+  guard's hop, and its CPU (it runs on the PBX's host) counted with Asterisk's.
+  A call these three did not route (AGISTATUS != SUCCESS or CCB_ROUTE empty) is
+  rejected with cause 34, so SIPp counts it failed.
+* held: the production dialplan as rendered with ``use_without_bridge`` on, the real
+  number (+918000000001) from a Hindi caller: ``ccb-inbound``'s two held steps, then the
+  held route ``orders-hi`` (its ccb-queue extension is the target). The static fallback
+  of the number is replaced by Hangup(34), so a call that missed every route fails.
+* production: the production dialplan with a mix: ``--agi-share`` of the calls (default
+  0.1) are IVR callers who picked another service than the number's, which no held
+  route answers, so ccb-route asks the bridge through the guard (ccb-dispatch's
+  extensions are the target; the IVR choice's static fallback is Hangup(34)); the rest
   take the held route. Two SIPp callers split the rate.
 
-All contexts are added at run time with `dialplan add extension` (no template changes).
-Rates are tried upward, the variants in turn at each rate, each for ``--seconds``; a
-variant stops at the first rate where ``--trials`` tries in a row each fail a call (the
-machine is shared: one noisy step should not end a variant). Every step records the CPU
-seconds per call of the site's Asterisk, the AGI server (bridge or floor) and SIPp.
+At each rate every path runs once per round for ``--seconds``, in a different order each
+round, with a static step before and after each one: the machine is shared and its load
+drifts, so a path's ratio uses the static steps beside it, and the report gives the
+median and the spread over ``--rounds``. CPU comes from
+/proc/PID/stat (utime + stime, all threads) of the site's Asterisk, its guard, the AGI
+server (bridge or floor) and SIPp. The ratio to static is static's Asterisk CPU per call
+over the path's (its guard's too for the guarded paths): the share of static's call
+capacity the path keeps when the PBX's CPU is the limit.
 
-    .venv/bin/python -m tests.bench.bench_e2e [--rates 100,200,300,350,400] [--seconds 10]
+``--records`` gives the bridge a call-record store (SQLite), as a deployment with records
+runs it.
+
+``--ami-tls`` runs another set in one run: static, routed with the bridge's AMI link to
+bangalore in plain text (port 5038) and routed-tls with it over TLS (5039, verified; the
+lab's TLS pair, ccbridge.lab.tls). The two bridges take turns behind the same AGI guard
+and dialplan, so their ratio is what AMI over TLS costs the routed path.
+
+    .venv/bin/python -m tests.bench.bench_e2e [--rates 150] [--seconds 8] [--rounds 5]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import os
+import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from ccbridge import variables as v
 from ccbridge.agi import codec
@@ -58,22 +75,30 @@ from ccbridge.loadtest.bridgectl import BridgeProcess
 from ccbridge.loadtest.run import EVERY_SITE_OPEN
 from ccbridge.loadtest.sipp import caller_argv
 from ccbridge.loadtest.stats import read_stat_file
+from ccbridge.routing.held import held_key
+from ccbridge.store.engine import make_engine
+from ccbridge.store.migrate import upgrade
+from ccbridge.store.schema import calls
 from tests.bench.bench_fastagi import ServerProcess
 
 SITE = "bangalore"
 DID = "+918000000001"
-CALLER = "+919812345678"
-TARGET_RATIO = 0.95
+CALLER = "+919812345678"  # Hindi by its prefix: the held route is bangalore's orders-hi
 TARGET_PRODUCTION = 0.97
-VARIANTS = ("static", "routed", "agi-floor", "held", "production")
-# The extension each variant's calls dial at the site ("bq": no N/X/Z pattern letters).
+VARIANTS = ("static", "agi-floor", "routed", "routed-guard", "held", "production")
+GUARDED = ("routed-guard", "production")  # the guard's CPU counts as the PBX host's
+# The extension each path's calls dial at the site ("bq": no N/X/Z pattern letters).
 EXTENS = {
     "static": "bench-static",
-    "routed": f"br{DID}",
     "agi-floor": f"bq{DID}",
-    "held": f"bh{DID}",
-    "production": f"bp{DID}",
+    "routed": f"br{DID}",
+    "routed-guard": f"bg{DID}",
+    "held": DID,
+    "production": DID,
 }
+EXTENS["routed-tls"] = EXTENS["routed-guard"]  # the same route step; another bridge behind it
+TLS_VARIANTS = ("static", "routed", "routed-tls")
+TLS_EXTENS = {**EXTENS, "routed": EXTENS["routed-guard"]}  # both bridges behind the guard
 IVR_OTHER_SERVICE = f"bi{DID}"  # production's FastAGI share: an IVR choice of "returns"
 AGI_SHARE = 0.1
 FLOOR_PORT = 4599
@@ -87,83 +112,60 @@ FLOOR_COMMAND = (
     + "\n"
 ).encode()
 TICK = os.sysconf("SC_CLK_TCK")
+TARGET = ("Answer()", "Wait(0.2)", "Hangup()")
+# The call ID as ccb-inbound gives it (dialplans/extensions.conf.j2), sent in the route
+# request: with records on, the bridge's decision starts the call's record. Every path
+# sets it, static too: the production dialplan gives every call one where it enters.
+CALLID = "${STRFTIME(,UTC,%s.%6q)}:${CUT(UNIQUEID,.,${FIELDQTY(UNIQUEID,.)})}"
 
 
 def _route_context(name: str, agi_url: str, site: str) -> list[str]:
-    agi = f"AGI({agi_url}?site={site}&lang=&service=)"
+    agi = f"AGI({agi_url}?site={site}&lang=&service=&callid=${{{v.CALLID}}})"
     return [
         f"dialplan add extension _[+0-9].,1,Set(__{v.DID}=${{EXTEN}}) into {name} replace",
-        f"dialplan add extension _[+0-9].,2,Set({v.ROUTE}=) into {name} replace",
-        f"dialplan add extension _[+0-9].,3,{agi} into {name} replace",
-        f"dialplan add extension _[+0-9].,4,GotoIf($[${{AGISTATUS}}!=SUCCESS]?10) into {name}"
+        f"dialplan add extension _[+0-9].,2,Set(__{v.CALLID}={site}:{CALLID}) into {name} replace",
+        f"dialplan add extension _[+0-9].,3,Set({v.ROUTE}=) into {name} replace",
+        f"dialplan add extension _[+0-9].,4,{agi} into {name} replace",
+        f"dialplan add extension _[+0-9].,5,GotoIf($[${{AGISTATUS}}!=SUCCESS]?10) into {name}"
         " replace",
-        f"dialplan add extension _[+0-9].,5,GotoIf($[${{LEN(${{{v.ROUTE}}})}}=0]?10) into {name}"
+        f"dialplan add extension _[+0-9].,6,GotoIf($[${{LEN(${{{v.ROUTE}}})}}=0]?10) into {name}"
         " replace",
-        f"dialplan add extension _[+0-9].,6,Answer() into {name} replace",
-        f"dialplan add extension _[+0-9].,7,Wait(0.2) into {name} replace",
-        f"dialplan add extension _[+0-9].,8,Hangup() into {name} replace",
+        f"dialplan add extension _[+0-9].,7,Answer() into {name} replace",
+        f"dialplan add extension _[+0-9].,8,Wait(0.2) into {name} replace",
+        f"dialplan add extension _[+0-9].,9,Hangup() into {name} replace",
         f"dialplan add extension _[+0-9].,10,Hangup(34) into {name} replace",
     ]
 
 
-def _held_context(name: str) -> list[str]:
-    held = f"Gosub(ccb-held,${{EXTEN}},1(5,{v.HELD_FRESH}))"
+def _target(exten: str, context: str, first: tuple[str, ...] = ()) -> list[str]:
     return [
-        f"dialplan add extension _[+0-9].,1,Set(__{v.DID}=${{EXTEN}}) into {name} replace",
-        f"dialplan add extension _[+0-9].,2,Set({v.ROUTE}=) into {name} replace",
-        f"dialplan add extension _[+0-9].,3,{held} into {name} replace",
-        f"dialplan add extension _[+0-9].,4,GotoIf($[${{LEN(${{{v.ROUTE}}})}}=0]?10) into {name}"
-        " replace",
-        # priorities run on one by one: a gap would end the call ("auto fall through")
-        f"dialplan add extension _[+0-9].,5,Answer() into {name} replace",
-        f"dialplan add extension _[+0-9].,6,Wait(0.2) into {name} replace",
-        f"dialplan add extension _[+0-9].,7,Hangup() into {name} replace",
-        f"dialplan add extension _[+0-9].,10,Hangup(34) into {name} replace",
+        f"dialplan add extension {exten},{i},{app} into {context} replace"
+        for i, app in enumerate((*first, *TARGET), 1)
     ]
 
 
-def _production_context(name: str, site: str) -> list[str]:
-    """ccb-route as rendered (held fresh, FastAGI, held fallback), Answer/Wait/Hangup after."""
-    agi = (
-        f"AGI(${{CCB_AGI_URL}}?site={site}&lang=${{{v.IVR_LANGUAGE}}}&service=${{{v.IVR_SERVICE}}})"
-    )
-    route = f"${{LEN(${{{v.ROUTE}}})}}"
-    lines = [
-        f"_[+0-9].,1,Set(__{v.DID}=${{EXTEN}})",
-        f"_[+0-9].,2,Set({v.ROUTE}=)",
-        f"_[+0-9].,3,Gosub(ccb-held,${{EXTEN}},1(5,{v.HELD_FRESH}))",
-        f"_[+0-9].,4,GotoIf($[{route}>0]?20)",
-        f"_[+0-9].,5,{agi}",
-        f"_[+0-9].,6,GotoIf($[${{AGISTATUS}}=SUCCESS&{route}>0]?20)",
-        f"_[+0-9].,7,Gosub(ccb-held,${{EXTEN}},1(300,{v.HELD_FALLBACK}))",
-        f"_[+0-9].,8,GotoIf($[{route}>0]?20)",
-        "_[+0-9].,9,Hangup(34)",
-        "_[+0-9].,20,Answer()",
-        "_[+0-9].,21,Wait(0.2)",
-        "_[+0-9].,22,Hangup()",
-    ]
-    return [f"dialplan add extension {line} into {name} replace" for line in lines]
-
-
-def dialplan_commands(site: str) -> list[str]:
-    """CLI lines adding every variant (no spaces or quotes: the CLI splits and strips them)."""
-    route, floor = f"ccb-bench-route-{site}", f"ccb-bench-floor-{site}"
-    held, prod = f"ccb-bench-held-{site}", f"ccb-bench-prod-{site}"
-    ivr = f"{v.IVR_SERVICE}=returns"
+def dialplan_commands(site: str, bridge_agi: str) -> list[str]:
+    """CLI lines adding the bench paths (no spaces or quotes: the CLI splits and strips
+    them). The held and production paths are the rendered dialplan, with its queue and
+    dispatch steps replaced by the target and its static fallbacks by a failure."""
+    route, guard, floor = (f"ccb-bench-{n}-{site}" for n in ("route", "guard", "floor"))
+    ivr = f"{v.IVR_SERVICE}=returns,{v.IVR_LANGUAGE}=en"
     return [
-        "dialplan add extension bench-static,1,Answer() into ccb-inbound replace",
-        "dialplan add extension bench-static,2,Wait(0.2) into ccb-inbound replace",
-        "dialplan add extension bench-static,3,Hangup() into ccb-inbound replace",
+        *_target("bench-static", "ccb-inbound", (f"Set(__{v.CALLID}={site}:{CALLID})",)),
         f"dialplan add extension _br+.,1,Goto({route},${{EXTEN:2}},1) into ccb-inbound replace",
+        f"dialplan add extension _bg+.,1,Goto({guard},${{EXTEN:2}},1) into ccb-inbound replace",
         f"dialplan add extension _bq+.,1,Goto({floor},${{EXTEN:2}},1) into ccb-inbound replace",
-        f"dialplan add extension _bh+.,1,Goto({held},${{EXTEN:2}},1) into ccb-inbound replace",
-        f"dialplan add extension _bp+.,1,Goto({prod},${{EXTEN:2}},1) into ccb-inbound replace",
-        f"dialplan add extension _bi+.,1,Set({ivr}) into ccb-inbound replace",
-        f"dialplan add extension _bi+.,2,Goto({prod},${{EXTEN:2}},1) into ccb-inbound replace",
-        *_route_context(route, "${CCB_AGI_URL}", site),
+        f"dialplan add extension _bi+.,1,MSet({ivr}) into ccb-inbound replace",
+        "dialplan add extension _bi+.,2,Goto(ccb-route,${EXTEN:2},1) into ccb-inbound replace",
+        *_route_context(route, f"agi://{bridge_agi}/{v.AGI_ROUTE}", site),
+        *_route_context(guard, "${CCB_AGI_URL}", site),
         *_route_context(floor, f"agi://127.0.0.1:{FLOOR_PORT}/route", site),
-        *_held_context(held),
-        *_production_context(prod, site),
+        # the held route's queue, and every route the bridge may answer, end in the target
+        *_target("orders-hi", "ccb-queue"),
+        *(line for kind in v.ROUTE_KINDS for line in _target(kind, "ccb-dispatch")),
+        # a call that missed its held or FastAGI route fails instead of reaching a queue
+        f"dialplan add extension {DID},1,Hangup(34) into ccb-fallback replace",
+        "dialplan add extension returns-en,1,Hangup(34) into ccb-ivr-fallback replace",
     ]
 
 
@@ -220,11 +222,13 @@ class SippCpu:
 class Step:
     variant: str
     rate: float
+    round: int
+    seq: int  # the step's place in the run: a path's static steps are its neighbours
     calls: int
     successful: int
     failed: int
     response_ms: float | None
-    routed: int  # route decisions the bridge logged for these calls (routed variant)
+    routed: int  # route decisions the bridge logged during the step
     seconds: float
     cpu_ms_per_call: dict[str, float] = field(default_factory=dict)
 
@@ -232,20 +236,34 @@ class Step:
     def clean(self) -> bool:
         return self.failed == 0 and self.successful == self.calls
 
+    @property
+    def pbx_ms(self) -> float:
+        """CPU per call on the PBX's host: Asterisk, and the guard when the path uses it."""
+        guard = self.cpu_ms_per_call.get("guard", 0.0) if self.variant in GUARDED else 0.0
+        return self.cpu_ms_per_call["asterisk"] + guard
+
 
 def place(
-    target: str, variant: str, rate: float, seconds: float, port: int, out: Path, share: float
-) -> Step:
-    """One SIPp caller per part of the variant's mix, in parallel; their stats summed."""
-    parts = [(EXTENS[variant], rate)]
+    target: str,
+    variant: str,
+    rate: float,
+    seconds: float,
+    port: int,
+    out: Path,
+    share: float,
+    extens: dict[str, str] = EXTENS,
+) -> tuple[int, int, int, float | None]:
+    """One SIPp caller per part of the path's mix, in parallel; (calls, ok, failed, mean
+    INVITE->200 ms) summed over them."""
+    parts = [(extens[variant], rate)]
     if variant == "production" and share > 0:
-        parts = [(EXTENS[variant], rate * (1 - share)), (IVR_OTHER_SERVICE, rate * share)]
+        parts = [(extens[variant], rate * (1 - share)), (IVR_OTHER_SERVICE, rate * share)]
     procs, files, calls = [], [], 0
-    t0 = time.monotonic()
     for i, (exten, r) in enumerate(parts):
         n = int(r * seconds)
         calls += n
-        stat, err = out / f"{exten}-{rate:g}.csv", out / f"{exten}-{rate:g}.err"
+        name = exten.replace("+", "")
+        stat, err = out / f"{name}-{rate:g}.csv", out / f"{name}-{rate:g}.err"
         argv = caller_argv(
             scenario=SCENARIOS / "loadtest_far_hangup.xml",
             target=target,
@@ -286,16 +304,7 @@ def place(
         ok += last.successful if last else 0
         failed += last.failed if last else n
         rts += [r.response_ms for r in rows if r.response_ms > 0]
-    return Step(
-        variant,
-        rate,
-        calls,
-        ok,
-        failed,
-        round(sum(rts) / len(rts), 2) if rts else None,
-        0,
-        round(time.monotonic() - t0, 1),
-    )
+    return calls, ok, failed, (round(sum(rts) / len(rts), 2) if rts else None)
 
 
 def count_routed(log: Path, offset: int) -> tuple[int, int]:
@@ -312,31 +321,104 @@ def measured_step(
     site: Site,
     variant: str,
     rate: float,
+    rnd: int,
     seconds: float,
     wd: Path,
     pids: dict[str, int],
     share: float = AGI_SHARE,
+    extens: dict[str, str] = EXTENS,
 ) -> Step:
     """One step, with the CPU seconds per call of every process named in ``pids`` and SIPp."""
     before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    t0 = time.monotonic()
     with SippCpu(str(wd)) as sipp:
-        step = place(str(site.sip), variant, rate, seconds, 6400, wd, share)
+        calls, ok, failed, rt = place(
+            str(site.sip), variant, rate, seconds, 6400, wd, share, extens
+        )
     used = {name: cpu_seconds(pid) - before[name] for name, pid in pids.items()}
     used["sipp"] = sipp.total
-    step.cpu_ms_per_call = {name: round(1000 * sec / step.calls, 3) for name, sec in used.items()}
+    step = Step(variant, rate, rnd, 0, calls, ok, failed, rt, 0, round(time.monotonic() - t0, 1))
+    step.cpu_ms_per_call = {name: round(1000 * sec / calls, 3) for name, sec in used.items()}
     return step
+
+
+def _spread(values: list[float]) -> dict[str, float]:
+    return {
+        "median": round(statistics.median(values), 3),
+        "min": round(min(values), 3),
+        "max": round(max(values), 3),
+    }
+
+
+def static_around(steps: list[Step], step: Step) -> float | None:
+    """Static's PBX CPU per call around ``step``: the mean of the clean static steps just
+    before and just after it (the load of this shared machine drifts within a round)."""
+    by_seq = {s.seq: s for s in steps}
+    near = [by_seq.get(step.seq + d) for d in (-1, 1)]
+    got = [s.pbx_ms for s in near if s is not None and s.variant == "static" and s.clean]
+    return sum(got) / len(got) if got else None
+
+
+def summarise(steps: list[Step], rates: list[float]) -> dict[str, object]:
+    """Per rate and path: CPU per call and the ratio to the static steps run just before
+    and after it, as median and spread over the rounds (clean steps only)."""
+    out: dict[str, object] = {}
+    for rate in rates:
+        at = [s for s in steps if s.rate == rate]
+        per: dict[str, object] = {}
+        for var in VARIANTS:
+            mine = [s for s in at if s.variant == var and s.clean]
+            if not mine:
+                per[var] = {"clean_rounds": 0}
+                continue
+            around = [(static_around(steps, s), s.pbx_ms) for s in mine]
+            ratios = [st / own for st, own in around if st is not None]
+            per[var] = {
+                "clean_rounds": len(mine),
+                "failed_rounds": sum(1 for s in at if s.variant == var and not s.clean),
+                "pbx_ms": _spread([s.pbx_ms for s in mine]),
+                **{
+                    f"{name}_ms": _spread([s.cpu_ms_per_call[name] for s in mine])
+                    for name in mine[0].cpu_ms_per_call
+                },
+                "ratio_to_static": _spread(ratios) if ratios else None,
+                "routed_per_call": round(
+                    sum(s.routed for s in mine) / sum(s.calls for s in mine), 3
+                ),
+            }
+        out[f"{rate:g}"] = per
+    return out
+
+
+def _pid_of(pid: int | None, what: str) -> int:
+    if pid is None:
+        raise RuntimeError(f"no {what} process")
+    return pid
 
 
 def run(
     rates: list[float],
     seconds: float,
-    max_total: float,
+    rounds: int,
     variants: tuple[str, ...] = VARIANTS,
-    trials: int = 2,
     share: float = AGI_SHARE,
+    records: bool = False,
 ) -> dict[str, object]:
     ensure_lab_secrets()
     config = load_config(REPO_ROOT / "examples" / "lab.yaml")
+    scratch = Path(tempfile.mkdtemp(prefix="ccb-e2e-records-"))
+    path = scratch / "lab-records.yaml"
+    if records:
+        # The lab's config with a store: the bridge records every call (SQLite, migrated).
+        text = (REPO_ROOT / "examples" / "lab.yaml").read_text(encoding="utf-8")
+        path.write_text(text + f"\nstore:\n  url: sqlite:///{scratch}/records.db\n")
+        recorded = load_config(path)
+        engine = make_engine(recorded.store)
+        asyncio.run(_upgrade(engine))
+    # The production dialplan with held routes taken while the bridge is alive; the
+    # bridge itself reads the same YAML (it writes held routes either way).
+    held = replace(config.routing.held_routes, enabled=True, use_without_bridge=True)
+    config = replace(config, routing=replace(config.routing, held_routes=held))
     lab = Lab(config)
     site = config.site(SITE)
     steps: list[Step] = []
@@ -344,47 +426,147 @@ def run(
         lab.down()
         lab.up()
         bridge = BridgeProcess(lab, EVERY_SITE_OPEN)
+        if records:
+            bridge.config = dataclasses.replace(config, source=str(path))
         try:
             asyncio.run(bridge.start())
-            for cmd in dialplan_commands(SITE):
+            listen = config.bridge.agi_listen
+            for cmd in dialplan_commands(SITE, f"{listen.host}:{listen.port}"):
                 out = lab.cli(site, cmd)
                 if "Extension" not in out and out.strip():
                     raise RuntimeError(f"{cmd}: {out.strip()}")
             offset = bridge.log_file.stat().st_size
-            asterisk_pid = lab.pid(site)
-            assert bridge.proc is not None and asterisk_pid is not None
+            asterisk = _pid_of(lab.pid(site), "asterisk")
+            guard = _pid_of(lab.guard_pid(site), "guard")
+            assert bridge.proc is not None
             # The cheapest FastAGI answer: bench_fastagi's bare server sending our MSet line.
             with (
                 ServerProcess("bare", port=FLOOR_PORT, command=FLOOR_COMMAND) as floor,
                 tempfile.TemporaryDirectory(prefix="ccb-e2e-") as wd,
             ):
-                # The bridge answers routed's FastAGI and hears held's UserEvents.
-                servers = {
-                    "routed": bridge.proc.pid,
-                    "agi-floor": floor.pid,
-                    "held": bridge.proc.pid,
-                    "production": bridge.proc.pid,
-                }
+                servers = {"agi-floor": floor.pid}
                 _wait_for_held_routes(lab, site)
-                _check_held_path(lab, site, Path(wd))
-                started = time.monotonic()
-                alive = {var: var in variants for var in VARIANTS}
-                for rate in rates:
-                    for variant in VARIANTS:
-                        # A noisy step (this machine is shared) gets another go before a
-                        # variant stops: its ceiling is the last rate with a clean trial.
-                        for _ in range(trials):
-                            if not alive[variant] or time.monotonic() - started > max_total:
-                                break
-                            time.sleep(3)  # the previous step's channels close
-                            pids = {"asterisk": asterisk_pid}
-                            if variant in servers:
-                                pids["agi_server"] = servers[variant]
+                _check_path(lab, site, Path(wd), "held")
+                order = [var for var in VARIANTS if var in variants and var != "static"]
+                for rnd in range(rounds):
+                    for rate in rates:
+                        # Static between every two paths (each path's ratio is to the
+                        # static steps beside it); another order each round.
+                        k = rnd % len(order)
+                        plan = [x for var in order[k:] + order[:k] for x in ("static", var)]
+                        for variant in [*plan, "static"]:
+                            time.sleep(2)  # the previous step's channels close
+                            pids = {"asterisk": asterisk, "guard": guard}
+                            pids["agi_server"] = servers.get(variant, bridge.proc.pid)
+                            _, offset = count_routed(bridge.log_file, offset)
                             step = measured_step(
-                                site, variant, rate, seconds, Path(wd), pids, share
+                                site, variant, rate, rnd, seconds, Path(wd), pids, share
                             )
-                            if variant == "routed":
-                                step.routed, offset = count_routed(bridge.log_file, offset)
+                            step.routed, offset = count_routed(bridge.log_file, offset)
+                            step.seq = len(steps)
+                            steps.append(step)
+                            print(f"e2e: {json.dumps(asdict(step))}", flush=True)
+        finally:
+            bridge.stop()
+            lab.down()
+    recorded_calls = asyncio.run(_count_calls(scratch / "records.db")) if records else None
+    shutil.rmtree(scratch, ignore_errors=True)
+    summary = summarise(steps, rates)
+    production = [
+        (per.get("production") or {}).get("ratio_to_static")  # type: ignore[union-attr]
+        for per in summary.values()
+    ]
+    medians = [p["median"] for p in production if isinstance(p, dict)]
+    return {
+        "bench": "e2e",
+        "site": SITE,
+        "seconds_per_step": seconds,
+        "rounds": rounds,
+        "rates": rates,
+        "agi_share": share,
+        "steps": [asdict(s) for s in steps],
+        "summary": summary,
+        "records": records,
+        "recorded_calls": recorded_calls,
+        "target_production": TARGET_PRODUCTION,
+        "production_ratio": min(medians) if medians else 0.0,
+        "met": bool(medians) and min(medians) >= TARGET_PRODUCTION,
+    }
+
+
+def _wait_for_held_routes(lab: Lab, site: Site, within: float = 20.0) -> None:
+    """The bridge has written the site's held table and keeps its deadline fresh."""
+    key = held_key(DID, "hi")
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        out = lab.cli(site, f"dialplan eval function GLOBAL({key})")
+        if "Result: orders-hi/" in out:
+            return
+        time.sleep(0.2)
+    raise RuntimeError(f"no held route {key} at {site.name} after {within:g}s")
+
+
+def _check_path(lab: Lab, site: Site, wd: Path, variant: str) -> None:
+    """A few calls at a walk must all succeed, or the bench stops with what the site
+    holds: a broken path would otherwise read as a cost."""
+    calls, ok, failed, _ = place(str(site.sip), variant, 2, 2, 6400, wd, 0.0)
+    if failed or ok != calls:
+        raise RuntimeError(
+            f"{variant} path failed {failed} of {calls} calls at 2/s; now {int(time.time())};"
+            f" globals:\n{lab.cli(site, 'dialplan show globals')}"
+        )
+
+
+def run_ami_tls(rates: list[float], seconds: float, trials: int) -> dict[str, object]:
+    """static, routed (plain AMI) and routed-tls (AMI over TLS) at each rate in turn."""
+    from ccbridge.lab.tls import enable_lab_tls
+
+    ensure_lab_secrets()
+    plain = load_config(REPO_ROOT / "examples" / "lab.yaml")
+    tls = enable_lab_tls(plain)
+    assert tls.site(SITE).ami.tls is not None and plain.site(SITE).ami.tls is None
+    lab = Lab(tls)  # manager.conf: plain 5038 and TLS 5039; the bridges pick one
+    site = tls.site(SITE)
+    bridges = {"routed": BridgeProcess(lab, EVERY_SITE_OPEN)}
+    bridges["routed"].config = plain  # `ccbridge run` on the plain YAML
+    bridges["routed-tls"] = BridgeProcess(lab, EVERY_SITE_OPEN)  # on the TLS YAML
+    steps: list[Step] = []
+    with lab_lock(on_wait=lambda: print("e2e: waiting for the lab lock", flush=True)):
+        lab.down()
+        lab.up()
+        running: str | None = None
+        try:
+            listen = tls.bridge.agi_listen
+            for cmd in dialplan_commands(SITE, f"{listen.host}:{listen.port}"):
+                out = lab.cli(site, cmd)
+                if "Extension" not in out and out.strip():
+                    raise RuntimeError(f"{cmd}: {out.strip()}")
+            asterisk_pid = lab.pid(site)
+            assert asterisk_pid is not None
+            alive = dict.fromkeys(TLS_VARIANTS, True)
+            with tempfile.TemporaryDirectory(prefix="ccb-e2e-") as wd:
+                for rate in rates:
+                    for variant in TLS_VARIANTS:
+                        if not alive[variant]:
+                            continue
+                        pids = {"asterisk": asterisk_pid}
+                        if variant in bridges and running != variant:
+                            if running is not None:
+                                bridges[running].stop()
+                            asyncio.run(bridges[variant].start())
+                            running = variant
+                            if variant == "routed-tls":
+                                _assert_tls_link(bridges[variant])
+                        if variant in bridges:
+                            proc = bridges[variant].proc
+                            assert proc is not None
+                            pids["agi_server"] = proc.pid
+                        for _ in range(trials):
+                            time.sleep(3)  # the previous step's channels close
+                            step = measured_step(
+                                site, variant, rate, 0, seconds, Path(wd), pids, 0.0, TLS_EXTENS
+                            )
+                            step.seq = len(steps)
                             steps.append(step)
                             print(f"e2e: {json.dumps(asdict(step))}", flush=True)
                             if step.clean:
@@ -392,101 +574,117 @@ def run(
                         else:
                             alive[variant] = False
         finally:
-            bridge.stop()
+            for bridge in bridges.values():
+                bridge.stop()
             lab.down()
     best = {
         var: max((s.rate for s in steps if s.variant == var and s.clean), default=0.0)
-        for var in VARIANTS
+        for var in TLS_VARIANTS
     }
-    ratio = best["routed"] / best["static"] if best["static"] else 0.0
-    floor_ratio = best["routed"] / best["agi-floor"] if best["agi-floor"] else 0.0
-    to_static = {
-        var: round(best[var] / best["static"], 3) if best["static"] else 0.0 for var in VARIANTS
-    }
+    clean = {(s.variant, s.rate): s for s in steps if s.clean}
+    common = [r for r in rates if ("routed", r) in clean and ("routed-tls", r) in clean]
+    cpu: dict[str, object] = {}
+    if common:
+        rate = max(common)
+        cpu = {"rate": rate, **{v_: clean[(v_, rate)].cpu_ms_per_call for v_ in bridges}}
     return {
-        "bench": "e2e",
+        "bench": "e2e-ami-tls",
         "site": SITE,
         "seconds_per_step": seconds,
-        "trials_per_rate": trials,
         "steps": [asdict(s) for s in steps],
-        "best_static": best["static"],
-        "best_routed": best["routed"],
-        "best_agi_floor": best["agi-floor"],
         "best": best,
-        "ratio": round(ratio, 3),
-        "ratio_to_agi_floor": round(floor_ratio, 3),
-        "ratio_to_static": to_static,
-        "agi_share": share,
-        "cpu_ms_per_call": _cpu_at_common_rate(steps),
-        "target_ratio": TARGET_RATIO,
-        "target_production": TARGET_PRODUCTION,
-        "met": to_static["production"] >= TARGET_PRODUCTION,
+        "tls_to_plain": round(best["routed-tls"] / best["routed"], 3) if best["routed"] else 0.0,
+        "routed_to_static": round(best["routed"] / best["static"], 3) if best["static"] else 0.0,
+        "tls_to_static": round(best["routed-tls"] / best["static"], 3) if best["static"] else 0.0,
+        "cpu_ms_per_call": cpu,
         "capped": best["static"] == max(rates),
     }
 
 
-def _wait_for_held_routes(lab: Lab, site: Site, within: float = 20.0) -> None:
-    """The bridge has written the site's held table and keeps its heartbeat fresh."""
-    key = f"{v.HELD_ROUTE_KEY}/{DID}/hi"
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if "Value: 1/" in lab.cli(site, f"database get {v.HELD_FAMILY} {key}"):
-            return
-        time.sleep(0.2)
-    raise RuntimeError(f"no held route {key} at {site.name} after {within:g}s")
+def _assert_tls_link(bridge: BridgeProcess) -> None:
+    """The TLS bridge really logged in over TLS (its log says which port)."""
+    site = bridge.config.site(SITE)
+    assert site.ami.tls is not None
+    needle = f"AMI logged in to {site.ami.host}:{site.ami.tls.port}"
+    if needle not in bridge.log_text():
+        raise RuntimeError(f"the routed-tls bridge did not log '{needle}'")
 
 
-def _check_held_path(lab: Lab, site: Site, wd: Path) -> None:
-    """A few held calls at a walk must all succeed, or the bench stops with what AstDB
-    held: a broken held path would otherwise read as a capacity ceiling of 0."""
-    step = place(str(site.sip), "held", 2, 2, 6400, wd, 0.0)
-    if not step.clean:
-        raise RuntimeError(
-            f"held path failed {step.failed} of {step.calls} calls at 2/s; now "
-            f"{int(time.time())}; AstDB:\n{lab.cli(site, f'database show {v.HELD_FAMILY}')}"
-        )
+async def _upgrade(engine: AsyncEngine) -> None:
+    try:
+        await upgrade(engine)
+    finally:
+        await engine.dispose()
 
 
-def _cpu_at_common_rate(steps: list[Step]) -> dict[str, object]:
-    """CPU ms per call of each variant at the highest rate all of them ran clean."""
-    clean = {var: {s.rate: s for s in steps if s.variant == var and s.clean} for var in VARIANTS}
-    common = (
-        set.intersection(*(set(c) for c in clean.values() if c)) if any(clean.values()) else set()
-    )
-    if not common:
-        return {}
-    rate = max(common)
-    return {
-        "rate": rate,
-        **{var: clean[var][rate].cpu_ms_per_call for var in VARIANTS if clean[var]},
-    }
+async def _count_calls(db: Path) -> int:
+    """Calls the bridge recorded over the run (its routed and production steps)."""
+    engine = create_async_engine(f"sqlite+aiosqlite:///{db}")
+    try:
+        async with engine.connect() as conn:
+            return int((await conn.execute(select(func.count()).select_from(calls))).scalar_one())
+    finally:
+        await engine.dispose()
+
+
+def _print_summary(result: dict[str, object]) -> None:
+    summary = result["summary"]
+    assert isinstance(summary, dict)
+    for rate, per in summary.items():
+        for var, row in per.items():
+            if not row.get("clean_rounds"):
+                print(f"e2e: {rate}/s {var}: no clean round", flush=True)
+                continue
+            ratio = row["ratio_to_static"] or {}
+            r_med, r_lo, r_hi = (ratio.get(k, 0) for k in ("median", "min", "max"))
+            print(
+                f"e2e: {rate}/s {var:13} PBX {row['pbx_ms']['median']:.3f} ms/call "
+                f"[{row['pbx_ms']['min']:.3f}-{row['pbx_ms']['max']:.3f}]  ratio to static "
+                f"{r_med:.3f} [{r_lo:.3f}-{r_hi:.3f}]"
+                f"  bridge decisions/call {row['routed_per_call']}  clean rounds "
+                f"{row['clean_rounds']}/{row['clean_rounds'] + row['failed_rounds']}",
+                flush=True,
+            )
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    ap.add_argument("--rates", default="300,400,500,550,600,650,700,750,800,900,1000")
-    ap.add_argument("--seconds", type=float, default=10.0)
-    ap.add_argument("--max-total", type=float, default=900.0, help="seconds for all steps")
-    ap.add_argument("--trials", type=int, default=2, help="tries per rate before a variant stops")
-    ap.add_argument("--only", choices=VARIANTS, help="one variant (e.g. to find a ceiling)")
+    ap.add_argument("--rates", default="150", help="calls/s, comma-separated")
+    ap.add_argument("--seconds", type=float, default=8.0)
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--only", choices=VARIANTS, action="append", help="paths (static always)")
     ap.add_argument(
         "--agi-share", type=float, default=AGI_SHARE, help="production calls that need FastAGI"
     )
+    ap.add_argument("--variants", help="comma-separated paths to run (default: all)")
+    ap.add_argument("--records", action="store_true", help="the bridge keeps call records (SQLite)")
+    ap.add_argument(
+        "--ami-tls", action="store_true", help="static, routed over plain AMI and over TLS AMI"
+    )
+    ap.add_argument("--trials", type=int, default=2, help="--ami-tls: tries per rate")
     ap.add_argument("--json", help="write the result here too")
     args = ap.parse_args(argv)
-    variants = (args.only,) if args.only else VARIANTS
     rates = [float(r) for r in args.rates.split(",")]
-    result = run(rates, args.seconds, args.max_total, variants, args.trials, args.agi_share)
-    best = result["best"]
-    assert isinstance(best, dict)
+    if args.ami_tls:
+        got = run_ami_tls(rates, args.seconds, args.trials)
+        print(
+            f"e2e AMI TLS: highest calls/s with 0 failed {got['best']}; routed-tls/routed "
+            f"{got['tls_to_plain']}; to static: routed {got['routed_to_static']}, routed-tls "
+            f"{got['tls_to_static']}; CPU ms per call {got['cpu_ms_per_call']}"
+            + (" [the highest rate tried: the real ceiling may be higher]" if got["capped"] else "")
+        )
+        if args.json:
+            Path(args.json).write_text(json.dumps(got, indent=2) + "\n")
+        return 0
+    chosen = [*(args.only or []), *(args.variants.split(",") if args.variants else [])]
+    variants = ("static", *(x for x in chosen if x in VARIANTS)) if chosen else VARIANTS
+    result = run(rates, args.seconds, args.rounds, variants, args.agi_share, args.records)
+    _print_summary(result)
     print(
-        "e2e: highest calls/s with 0 failed: "
-        + ", ".join(f"{var} {best[var]:g}" for var in VARIANTS)
-        + f"; ratio to static {result['ratio_to_static']} (production target >= "
-        f"{TARGET_PRODUCTION}, {result['agi_share']:g} of its calls over FastAGI); "
-        f"routed/agi-floor {result['ratio_to_agi_floor']}; CPU ms per call "
-        f"{result['cpu_ms_per_call']}"
-        + (" [the highest rate tried: the real ceiling may be higher]" if result["capped"] else "")
+        f"e2e: production ({result['agi_share']:g} of its calls over FastAGI) ratio to static "
+        f"{result['production_ratio']} (target >= {TARGET_PRODUCTION}): "
+        + ("met" if result["met"] else "missed"),
+        flush=True,
     )
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n")

@@ -52,6 +52,7 @@ def config_yaml(ami_ports: list[int], agi_port: int, http_port: int) -> str:
         f"  agi_listen: 127.0.0.1:{agi_port}",
         f"  agi_url_host: 127.0.0.1:{agi_port}",
         f"  http_listen: 127.0.0.1:{http_port}",
+        "  agi_allow: [127.0.0.1]",  # the bench's FastAGI callers connect from here
         "  max_agi_sessions: 1500",
         "  agi_session_timeout: 30.0",
         "  log_level: WARNING",  # 1,000 route lines a second would measure the log file

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import dataclasses
 import fcntl
+import logging
 import os
 import shutil
 import socket
@@ -27,7 +28,9 @@ from ccbridge.config import Config, load_config
 from ccbridge.lab.secrets import ensure_lab_secrets
 from ccbridge.lab.sipp import Agent, start_member_agents
 from ccbridge.lab.sites import REPO_ROOT, Lab
-from ccbridge.variables import HELD_FAMILY
+from ccbridge.lab.tls import enable_lab_tls
+from ccbridge.logs import KeyValueFormatter
+from tests.logscan import Leak, scan
 from tests.polling import until, until_sync
 
 LAB_CONFIG = REPO_ROOT / "examples" / "lab.yaml"
@@ -47,8 +50,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture(scope="session")
 def lab_config() -> Config:
+    """examples/lab.yaml with TLS on between bangalore and manila (ccbridge.lab.tls): their
+    AMI links over TLS, their trunks over SIP TLS with SRTP; certificates made for the run."""
     ensure_lab_secrets()
-    return load_config(LAB_CONFIG)
+    return enable_lab_tls(load_config(LAB_CONFIG))
 
 
 @pytest.fixture(scope="session")
@@ -60,10 +65,64 @@ def lab(lab_config: Config) -> Iterator[Lab]:
         lab = Lab(lab_config)
         lab.down()  # a clean start: no site left from an interrupted run
         lab.up()
+        logs = SessionLogs(lab)
+        _SESSION_LOGS[:] = [logs]
         try:
             yield lab
         finally:
             lab.down()
+            leaks = logs.finish(lab_config)
+            _SESSION_LOGS.clear()
+        if leaks:
+            # The whole run's bridge logs (every subprocess bridge and every in-process
+            # one): a full caller number, token, password or secret fails the run.
+            shown = "\n".join(str(leak) for leak in leaks[:20])
+            pytest.fail(f"{len(leaks)} leak(s) in this run's bridge logs:\n{shown}")
+
+
+@pytest.fixture
+def session_logs(lab: Lab) -> SessionLogs:
+    """This session's bridge logs so far (the lab fixture keeps them)."""
+    return _SESSION_LOGS[0]
+
+
+class SessionLogs:
+    """The bridge logs of one test session: what subprocess bridges append to bridge.log
+    from now on, and every record of the in-process bridges (the `ccbridge` loggers, at
+    INFO as `ccbridge run` logs by default) in a file of their own, both scanned at the end
+    (tests/logscan.py)."""
+
+    def __init__(self, lab: Lab) -> None:
+        lab.log_dir.mkdir(parents=True, exist_ok=True)
+        self.subprocess_log = lab.log_dir / "bridge.log"
+        self.offset = self.subprocess_log.stat().st_size if self.subprocess_log.exists() else 0
+        self.inprocess_log = lab.log_dir / "inprocess-bridge.log"
+        self.handler = logging.FileHandler(self.inprocess_log, mode="w", encoding="utf-8")
+        self.handler.setFormatter(KeyValueFormatter())
+        self.logger = logging.getLogger("ccbridge")
+        self.level = self.logger.level
+        self.logger.setLevel(min(self.level or logging.INFO, logging.INFO))
+        self.logger.addHandler(self.handler)
+
+    def texts(self) -> list[tuple[str, str]]:
+        self.handler.flush()
+        out = [(self.inprocess_log.name, self.inprocess_log.read_text(errors="replace"))]
+        if self.subprocess_log.exists():
+            with open(self.subprocess_log, "rb") as f:
+                f.seek(self.offset)
+                out.append((self.subprocess_log.name, f.read().decode(errors="replace")))
+        return out
+
+    def finish(self, config: Config) -> list[Leak]:
+        try:
+            return [leak for name, text in self.texts() for leak in scan(name, text, config)]
+        finally:
+            self.logger.removeHandler(self.handler)
+            self.logger.setLevel(self.level)
+            self.handler.close()
+
+
+_SESSION_LOGS: list[SessionLogs] = []
 
 
 def udp_port_taken(host: str, port: int) -> bool:
@@ -258,10 +317,12 @@ def bridge_at(lab: Lab, lab_config: Config) -> BridgeFactory:
 
 
 def clear_held_routes(lab: Lab) -> None:
-    """Forget every held route and heartbeat in every site's AstDB: the next call without
-    a bridge takes the static fallback, as before the bridge ever ran."""
+    """Forget every held route and heartbeat in every site's globals (a dialplan reload
+    with clearglobalvars=yes): the next call without a bridge takes the static fallback,
+    as before the bridge ever ran."""
     for site in lab.config.sites:
-        lab.cli(site, f"database deltree {HELD_FAMILY}")
+        out = lab.cli(site, "dialplan reload")
+        assert "reloaded" in out.lower(), out
 
 
 def without_held_routes(config: Config) -> Config:

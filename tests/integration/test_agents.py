@@ -35,7 +35,9 @@ async def _post(bridge: Bridge, path: str, body: Mapping[str, Any]) -> dict[str,
 
 async def _agents(bridge: Bridge) -> list[dict[str, Any]]:
     url = f"http://127.0.0.1:{bridge.http_port}/api/v1/agents"
-    async with aiohttp.ClientSession() as http, http.get(url) as r:
+    token = bridge.config.bridge.api_token
+    auth = {"Authorization": f"Bearer {token.reveal()}"} if token else {}
+    async with aiohttp.ClientSession() as http, http.get(url, headers=auth) as r:
         data: dict[str, list[dict[str, Any]]] = await r.json()
         return data["agents"]
 

@@ -20,6 +20,7 @@ from ccbridge.config.model import Number, NumberKind
 from ccbridge.lab.demo import BridgeProcess
 from ccbridge.lab.sipp import Agent, CallResult, place_calls
 from ccbridge.lab.sites import Lab
+from ccbridge.lab.tls import enable_lab_tls
 from ccbridge.routing.engine import CallRequest
 from ccbridge.routing.trunks import Breaker, BreakerPolicy, at
 from tests.integration.conftest import LAB_CONFIG, AmiRecorder, BridgeFactory
@@ -78,7 +79,12 @@ def trunk_lab(lab: Lab, lab_config: Config) -> Iterator[Config]:
         LAB_CONFIG.read_text(),
     )
     assert n == 1, "examples/lab.yaml no longer has the blr-dac line this test edits"
-    config = parse_config(text, "lab-first-trunk-elsewhere.yaml", LAB_CONFIG.parent)
+    # With the lab's TLS pair as in every other test (the AMI recorder speaks TLS to them).
+    config = enable_lab_tls(
+        parse_config(text, "lab-first-trunk-elsewhere.yaml", LAB_CONFIG.parent),
+        text=text,
+        at=LAB_CONFIG,
+    )
     assert [t.name for t in config.trunks_between("bangalore", "dhaka")] == FIRST_SECOND
     lab.reconfigure(config)
     try:

@@ -31,7 +31,6 @@ from pathlib import Path
 
 import pytest
 
-from ccbridge import variables as v
 from ccbridge.config import Config
 from ccbridge.config.model import HostPort
 from ccbridge.lab.demo import BridgeProcess, bridge_ready, http_json
@@ -152,31 +151,14 @@ async def place_load(seconds: float, folder: Path) -> LoadResult:
 ASKING = "gt"  # the calls dial gt+DID: the route step below, which asks the bridge each time
 
 
-def asking_route_step(max_age: int) -> list[str]:
-    """CLI lines adding `ccb-asks-bridge`: ccb-route's FastAGI step without the held-route
-    shortcut taken first (dialplans/extensions.conf.j2), so every call asks the bridge as
-    a call that needs a per-call decision does; no answer: ccb-route's own fallbacks (the
-    last held route, then the static one). No spaces or quotes: the CLI splits and
-    strips them."""
-    ctx = "ccb-asks-bridge"
-    agi = "AGI(${CCB_AGI_URL}?site=bangalore&lang=&service=)"
-    route = f"${{{v.ROUTE}}}"
-    steps = [
-        (1, f"Set(__{v.DID}=${{EXTEN}})"),
-        (2, f"Set({v.ROUTE}=)"),
-        (3, agi),
-        (4, "GotoIf($[${AGISTATUS}!=SUCCESS]?10)"),
-        (5, f"GotoIf($[${{LEN({route})}}=0]?10)"),
-        (6, f"Goto(ccb-dispatch,{route},1)"),
-        (10, f"Gosub(ccb-held,${{EXTEN}},1({max_age},{v.HELD_FALLBACK}))"),
-        (11, f"GotoIf($[${{LEN({route})}}=0]?13)"),
-        (12, f"Goto(ccb-dispatch,{route},1)"),
-        (13, f"Goto(ccb-fallback,${{{v.DID}}},1)"),
-    ]
+def asking_route_step() -> list[str]:
+    """CLI lines sending gt+DID to ccb-route as it is rendered (dialplans/extensions.conf.j2):
+    a call without an IVR choice skips ccb-route's held-route step (ccb-inbound has it),
+    so every call asks the bridge as a call that needs a per-call decision does; no
+    answer: ccb-route's own fallbacks (the last held route, then the static one)."""
     return [
-        f"dialplan add extension _{ASKING}+.,1,Goto({ctx},${{EXTEN:{len(ASKING)}}},1)"
+        f"dialplan add extension _{ASKING}+.,1,Goto(ccb-route,${{EXTEN:{len(ASKING)}}},1)"
         " into ccb-inbound replace",
-        *(f"dialplan add extension _[+0-9].,{n},{app} into {ctx} replace" for n, app in steps),
     ]
 
 
@@ -190,14 +172,14 @@ def answering_queue(lab: Lab) -> Iterator[None]:
         "dialplan add extension orders-hi,1,Answer() into ccb-queue replace",
         "dialplan add extension orders-hi,2,Wait(0.2) into ccb-queue replace",
         "dialplan add extension orders-hi,3,Hangup() into ccb-queue replace",
-        *asking_route_step(int(lab.config.routing.held_routes.max_age)),
+        *asking_route_step(),
     ]
     for line in lines:
         lab.cli(site, line)
     shown = lab.cli(site, "dialplan show orders-hi@ccb-queue")
     assert "Wait(0.2)" in shown, shown
-    asks = lab.cli(site, "dialplan show ccb-asks-bridge")
-    assert "AGI(${CCB_AGI_URL}" in asks and "Goto(ccb-fallback," in asks, asks
+    asks = lab.cli(site, f"dialplan show _{ASKING}+.@ccb-inbound")
+    assert "Goto(ccb-route," in asks, asks
     try:
         yield
     finally:
@@ -218,7 +200,8 @@ async def wait_routing(lab: Lab, base: str, within: float = 20.0) -> None:
 
     def routing() -> bool:
         try:
-            out = http_json(f"{base}/api/v1/sites")
+            token = lab.config.bridge.api_token
+            out = http_json(f"{base}/api/v1/sites", token=token.reveal() if token else None)
         except OSError:
             return False
         synced = isinstance(out, dict) and bool(out.get("synced"))

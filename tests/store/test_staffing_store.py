@@ -32,6 +32,9 @@ from tests.store.conftest import Db
 from tests.store.staffing_records import HOLD, TZ, WRAPUP, records, write
 from tests.unit.staffing_history import FIRST_MONDAY, KEY, generate, interval_class
 
+# Every /api/v1 read needs a token (issue 13): the bootstrap token set below ("t").
+ADMIN = {"Authorization": "Bearer t"}
+
 REPO = Path(__file__).resolve().parents[2]
 CLASSES = ("peak", "off-peak", "night")
 WEEK9 = [FIRST_MONDAY + timedelta(days=56 + i) for i in range(7)]
@@ -319,7 +322,7 @@ async def test_the_api_serves_the_plan_and_refuses_garbage(
     url = migrated.settings.url.replace("+aiosqlite", "")
     bridge = Bridge(load_config(_config_with_store(tmp_path, url)), at)
     one_day = {"from": "2026-12-07", "to": "2026-12-07"}
-    async with TestClient(TestServer(bridge.http_app())) as c:
+    async with TestClient(TestServer(bridge.http_app()), headers=ADMIN) as c:
         r = await c.get("/api/v1/staffing", params=one_day)
         assert r.status == 200, await r.text()
         body = await r.json()
@@ -375,7 +378,7 @@ async def test_the_api_serves_the_plan_and_refuses_garbage(
         (empty, 404, "no-history", "no queue of the config has history before 2026-12-07"),
         (absent, 503, "records-unavailable", "no such database file"),
     ]:
-        async with TestClient(TestServer(b.http_app())) as c:
+        async with TestClient(TestServer(b.http_app()), headers=ADMIN) as c:
             r = await c.get("/api/v1/staffing", params=one_day)
             got = await r.json()
             assert (r.status, got["error"]) == (status, error), got

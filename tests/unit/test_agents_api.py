@@ -110,13 +110,13 @@ async def test_login_pause_and_logout_send_the_right_actions(
         "QueuePause",
         {"Interface": "PJSIP/roam1", "Paused": "true", "Reason": "lunch"},
     )
-    (agent,) = (await (await client.get("/api/v1/agents")).json())["agents"]
+    (agent,) = (await (await client.get("/api/v1/agents", headers=AUTH)).json())["agents"]
     assert agent["id"] == "roam1" and agent["paused"] and not agent["available"]
     assert agent["sites"][0]["site"] == "dhaka" and agent["sites"][0]["pause_reason"] == "lunch"
     r = await client.post("/api/v1/agents/roam1/logout", json={}, headers=AUTH)
     assert r.status == 200 and (await r.json())["queues"] == ["care-en"]
     assert link.actions[-1] == ("QueueRemove", {"Queue": "care-en", "Interface": "PJSIP/roam1"})
-    assert (await (await client.get("/api/v1/agents")).json())["agents"] == []
+    assert (await (await client.get("/api/v1/agents", headers=AUTH)).json())["agents"] == []
 
 
 @pytest.mark.parametrize(
@@ -217,5 +217,5 @@ async def test_logout_at_a_down_site_keeps_what_the_bridge_knows(
     link.down = True
     r = await client.post("/api/v1/agents/roam1/logout", json={}, headers=AUTH)
     assert (r.status, (await r.json())["error"]) == (503, "site-down")
-    (agent,) = (await (await client.get("/api/v1/agents")).json())["agents"]
+    (agent,) = (await (await client.get("/api/v1/agents", headers=AUTH)).json())["agents"]
     assert agent["sites"][0]["pause_reason"] == "lunch"

@@ -18,6 +18,9 @@ from ccbridge.config import Config, load_config
 from ccbridge.logs import KeyValueFormatter, ctx, mask_number
 from ccbridge.routing.engine import Decision
 
+# Reads need a token too (issue 13): the config's bootstrap admin token.
+ADMIN = {"Authorization": "Bearer the-token"}
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -64,7 +67,7 @@ def test_reject_is_explicit() -> None:
 @pytest.fixture
 async def client(config: Config) -> AsyncIterator[TestClient]:  # type: ignore[type-arg]
     bridge = Bridge(config, Clock(datetime(2026, 11, 25, 5, 0, tzinfo=UTC)))
-    async with TestClient(TestServer(bridge.http_app())) as c:
+    async with TestClient(TestServer(bridge.http_app()), headers=ADMIN) as c:
         yield c
 
 
@@ -132,7 +135,7 @@ async def test_trunks_api_shows_the_breakers_the_metrics_see(config: Config) -> 
     bridge = Bridge(config, Clock(datetime(2026, 11, 25, 5, 0, tzinfo=UTC)))
     for _ in range(3):
         bridge._on_trunk_result("blr-dac", "CONGESTION")
-    async with TestClient(TestServer(bridge.http_app())) as c:
+    async with TestClient(TestServer(bridge.http_app()), headers=ADMIN) as c:
         body = await (await c.get("/api/v1/trunks")).json()
     api = {t["name"]: (t["usable"], t["breaker"]) for t in body["trunks"]}
     assert api["blr-dac"] == (False, "open")

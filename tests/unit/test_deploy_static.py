@@ -156,7 +156,12 @@ def test_an_endpoint_context_that_does_not_exist(config: Config, templates: Path
 
 
 def test_a_number_no_context_answers(config: Config, templates: Path) -> None:
-    edit(templates / "extensions.conf.j2", "exten => _[+0-9].,1,Goto(ccb-route,${EXTEN},1)\n", "")
+    # ccb-inbound's catch-all for numbers the site does not know (its call ID, then route)
+    catch_all = (
+        "exten => _[+0-9].,1,Set(__{{ v.CALLID }}={{ new_callid }})\n"
+        " same => n,Goto(ccb-route,${EXTEN},1)\n"
+    )
+    edit(templates / "extensions.conf.j2", catch_all, "")
     edit(
         templates / "extensions.conf.j2",
         "{% for n in numbers %}",
@@ -226,3 +231,70 @@ def test_diff_against_an_earlier_render(
     out = capsys.readouterr().out
     assert "--- dhaka/queues.conf" in out and "+++ dhaka/queues.conf (new render)" in out
     assert "\n+announce-holdtime=no\n" in out and "bangalore" not in out
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "said"),
+    [
+        ("{% for q in queues %}", "{% for q in queues %}{% if q %}", "unknown tag 'endfor'"),
+        ("[{{ q.name }}]", "[{{ q.name }]", "unexpected '}'"),
+        (
+            "timeout={{ q.settings.timeout }}",
+            "timeout={{ q.settings.timeout // 0 }}",
+            "ZeroDivisionError",
+        ),
+        (
+            "timeout={{ q.settings.timeout }}",
+            "timeout={{ q.settings.timeout | int(base=) }}",
+            "unexpected ')'",
+        ),
+    ],
+)
+def test_garbage_templates_are_reported_not_raised(
+    templates: Path, capsys: pytest.CaptureFixture[str], old: str, new: str, said: str
+) -> None:
+    edit(templates / "queues.conf.j2", old, new)
+    code = main(["render", str(LAB), "--static", "--templates", str(templates)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith("error: queues.conf.j2:") and said in err, err
+    assert "Traceback" not in err
+
+
+def test_a_template_that_is_not_text_is_reported(
+    templates: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (templates / "rtp.conf.j2").write_bytes(b"[general]\nrtpstart=\xff\xfe{{ site.rtp_start }}\n")
+    assert main(["render", str(LAB), "--static", "--templates", str(templates)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: rtp.conf.j2") and "UnicodeDecodeError" in err, err
+
+
+def test_diff_against_a_folder_that_is_not_there(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["diff", str(LAB), "--against", str(tmp_path / "nowhere")]) == 2
+    assert "is not a folder" in capsys.readouterr().err
+
+
+# `dialplan show ccb-held` as Asterisk 22.10 printed it for the lab's bangalore (cut).
+DIALPLAN_SHOW = """\
+[ Context 'ccb-held' created by 'pbx_config' ]
+  '+918000000001' => 1. Set(LOCAL(lang)=hi)                        [extensions.conf:89]
+                    2. Goto(held,1)                               [extensions.conf:90]
+  'held' =>         1. GotoIf($[${EPOCH} - 0${FILTER(0-9,${DB(ccbridge/hb)})} > ${ARG1}]?none) [extensions.conf:100]
+                    4. Goto(read)                                 [extensions.conf:104]
+     [caller]       5. Set(LOCAL(d)=${CALLERID(num)})             [extensions.conf:105]
+
+-= 2 extensions (5 priorities) in 1 context. =-
+"""  # noqa: E501
+
+
+def test_the_live_dialplan_is_read_priority_by_priority() -> None:
+    from ccbridge.deploy.loaded import parse_dialplan_priorities, parse_dialplan_show
+
+    shown = parse_dialplan_priorities(DIALPLAN_SHOW)
+    assert shown["ccb-held"]["+918000000001"] == {1: "Set(LOCAL(lang)=hi)", 2: "Goto(held,1)"}
+    assert shown["ccb-held"]["held"][5] == "Set(LOCAL(d)=${CALLERID(num)})"
+    assert shown["ccb-held"]["held"][1].endswith("> ${ARG1}]?none)")
+    assert parse_dialplan_show(DIALPLAN_SHOW) == {"ccb-held": {"+918000000001", "held"}}

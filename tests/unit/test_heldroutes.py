@@ -39,9 +39,7 @@ def config(monkeypatch: pytest.MonkeyPatch) -> Config:
 
 @pytest.fixture
 async def fake() -> AsyncIterator[FakeAmi]:
-    server = FakeAmi()
-    for action in ("DBPut", "DBDel", "DBDelTree"):
-        server.replies[action.lower()] = {"Message": "ok"}
+    server = FakeAmi()  # it keeps the globals Setvar sets and Getvar reads
     await server.start()
     yield server
     await server.close()
@@ -71,7 +69,8 @@ class Harness:
         self.remembered.append(decision)
 
     def puts(self, fake: FakeAmi, key: str | None = None) -> list[str]:
-        return [m["Val"] for m in fake.actions_named("DBPut") if key is None or m.get("Key") == key]
+        sets = fake.actions_named("Setvar")
+        return [m["Value"] for m in sets if key is None or m.get("Variable") == key]
 
     def metric(self, name: str, **labels: str) -> float:
         return self.registry.get_sample_value(name, labels) or 0.0
@@ -87,37 +86,57 @@ async def harness(config: Config, fake: FakeAmi) -> AsyncIterator[Harness]:
     await h.link.stop()
 
 
-async def test_first_pass_clears_the_tree_then_writes_each_key_once(
+TABLE_WIDE = {v.HELD_HEARTBEAT, v.HELD_FRESH_UNTIL}
+
+
+def _route_sets(fake: FakeAmi) -> list[str]:
+    """The held-route globals set so far, in order, one per Setvar (table-wide ones apart)."""
+    return [m["Variable"] for m in fake.actions_named("Setvar") if m["Variable"] not in TABLE_WIDE]
+
+
+async def test_each_key_is_written_once_then_the_heartbeat_and_fresh_deadline(
     harness: Harness, fake: FakeAmi, config: Config
 ) -> None:
     await until(lambda: harness.pub.passes["bangalore"] >= 3, 5, "three passes")
-    assert [m["Key"] for m in fake.actions_named("DBDelTree")] == [v.HELD_ROUTE_KEY]
-    routes = [m for m in fake.actions_named("DBPut") if m["Key"] != v.HELD_HEARTBEAT_KEY]
-    keys = [m["Key"] for m in routes]
+    keys = _route_sets(fake)
     assert len(keys) == len(set(keys))  # unchanged routes are not written again
+    assert all("Channel" not in m for m in fake.actions_named("Setvar"))  # globals
     dids = {n.did for n in config.numbers if n.site == "bangalore"}
-    assert {k.split("/")[1] for k in keys} == dids
-    assert all(m["Family"] == v.HELD_FAMILY for m in routes)
-    assert decode(harness.puts(fake, KEY_BN)[0]).now.site == "dhaka"
-    beats = harness.puts(fake, v.HELD_HEARTBEAT_KEY)
+    assert {k.removeprefix(v.HELD_GLOBAL_PREFIX).rsplit("_", 1)[0] for k in keys} == dids
+    assert decode(harness.puts(fake, KEY_BN)[0], "bangalore").now.site == "dhaka"
+    beats = harness.puts(fake, v.HELD_HEARTBEAT)
     assert len(beats) >= 3 and int(beats[-1]) >= int(beats[0])
     # In the PBX's time, not the shifted clock's.
     assert abs(int(beats[-1]) - (harness.clock.time() - harness.clock.offset)) < 5
+    fresh = int(fake.globals[v.HELD_FRESH_UNTIL])
+    assert fresh - int(fake.globals[v.HELD_HEARTBEAT]) == int(config.routing.held_routes.fresh_age)
     assert harness.metric("ccbridge_held_route_writes_total", site="bangalore") == len(keys)
+
+
+async def test_globals_emptied_by_a_reload_are_written_again(
+    harness: Harness, fake: FakeAmi
+) -> None:
+    await until(lambda: harness.pub.passes["bangalore"] >= 2, 5, "two passes")
+    keys = set(_route_sets(fake))
+    # `dialplan reload` with clearglobalvars=yes (the rendered [general]) empties them all.
+    fake.globals.clear()
+    await until(lambda: keys <= set(fake.globals), 5, "every key written again")
+    assert decode(fake.globals[KEY_BN], "bangalore").now.site == "dhaka"
+    assert len(_route_sets(fake)) == 2 * len(keys)  # each key once more, no more
 
 
 async def test_a_state_change_rewrites_only_the_routes_it_changes(
     harness: Harness, fake: FakeAmi
 ) -> None:
     await until(lambda: harness.pub.passes["bangalore"] >= 3, 5, "three passes")
-    keys = {m["Key"] for m in fake.actions_named("DBPut")} - {v.HELD_HEARTBEAT_KEY}
+    keys = set(_route_sets(fake))
     writes = harness.metric("ccbridge_held_route_writes_total", site="bangalore")
     harness.state = set_drained(harness.state, "dhaka", True)
     harness.pub.state_changed()
     await until(lambda: len(harness.puts(fake, KEY_BN)) >= 2, 5, "the Bengali route again")
     # Dhaka drained: Bengali callers of the Indian number get the after-hours site.
-    assert decode(harness.puts(fake, KEY_BN)[-1]).now.site == "manila"
-    # The pass counts its writes after its last DBPut (the heartbeat): wait for the count,
+    assert decode(harness.puts(fake, KEY_BN)[-1], "bangalore").now.site == "manila"
+    # The pass counts its writes after its last Setvar (the deadline): wait for the count,
     # not only for the Bengali key the fake has already seen.
     await until(
         lambda: harness.metric("ccbridge_held_route_writes_total", site="bangalore") > writes,
@@ -147,6 +166,29 @@ async def test_a_refused_value_is_counted_and_written_again(
     await until(lambda: len(harness.puts(fake, KEY_BN)) == 2, 5, "the key written again")
     first, again = harness.puts(fake, KEY_BN)
     assert same_routes(first, again)  # the same route; its computed time is the new write
+
+
+async def test_a_value_refused_on_the_fresh_path_rewrites_every_key_of_its_number(
+    harness: Harness, fake: FakeAmi
+) -> None:
+    # The fresh path reads the key of a language it does not name in the event.
+    await until(lambda: harness.pub.passes["bangalore"] >= 2, 5, "two passes")
+    mine = [k for k in _route_sets(fake) if k.startswith(held_key("+918000000001", ""))]
+    other = held_key("+918000000002", "bn")
+    harness.pub.on_event(
+        "bangalore",
+        {
+            "Event": "UserEvent",
+            "UserEvent": v.EVENT_HELD_REJECTED,
+            "Did": "+918000000001",
+            "Lang": "",
+            "Reason": v.HELD_REJECT_INVALID,
+        },
+    )
+    await until(
+        lambda: all(len(harness.puts(fake, k)) == 2 for k in mine), 5, "the number's keys again"
+    )
+    assert len(mine) > 1 and len(harness.puts(fake, other)) == 1
 
 
 async def test_garbage_events_get_bounded_labels_and_change_nothing(harness: Harness) -> None:
@@ -179,11 +221,11 @@ async def test_a_held_call_is_remembered_as_the_engines_decision(harness: Harnes
             "UserEvent": v.EVENT_HELD_ROUTE,
             "Did": "+918000000001",
             "Lang": "bn",
-            "Source": v.HELD_FRESH,
+            "Source": v.HELD_FALLBACK,
         },
     )
     [d] = harness.remembered
     assert harness.calls == [CallRequest("+918000000001", "", "bangalore")]
     assert (d.site, d.queue, d.language) == ("dhaka", "orders-bn", "bn")
-    labels = {"site": "bangalore", "source": v.HELD_FRESH}
+    labels = {"site": "bangalore", "source": v.HELD_FALLBACK}
     assert harness.metric("ccbridge_held_route_used_total", **labels) == 1

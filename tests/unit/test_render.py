@@ -124,7 +124,7 @@ def test_held_routes_are_read_before_and_after_asking_the_bridge(config: Config)
     from dataclasses import replace
 
     from ccbridge.config.model import HeldRouteSettings
-    from ccbridge.routing.held import route_text, valid_routes
+    from ccbridge.routing.held import routes_at
 
     blr = config.site("bangalore")
 
@@ -133,27 +133,48 @@ def test_held_routes_are_read_before_and_after_asking_the_bridge(config: Config)
         return replace(config, routing=replace(config.routing, held_routes=held))
 
     text = render_site(routing(use_without_bridge=True), blr)["extensions.conf"]
-    route = text.split("[ccb-route]")[1].split("[ccb-held]")[0]
-    fresh = route.index("Gosub(ccb-held,${EXTEN},1(5,fresh))")
-    agi = route.index("AGI(${CCB_AGI_URL}")
-    fallback = route.index("Gosub(ccb-held,${EXTEN},1(300,fallback))")
+    inbound = _section(text, "ccb-inbound")
+    # A number without a menu: two steps per caller prefix (the caller-ID pattern is the
+    # language resolver), then ask; the held value's route id is the Goto's extension.
+    bengali = inbound.split("exten => +918000000001/_+880.,1,")[1].split("exten =>")[0]
+    steps = bengali.strip().splitlines()
+    # The call ID every call gets where it enters, and the number, in one step.
+    assert steps[0].startswith("MSet(__CCB_CALLID=bangalore:${STRFTIME(")
+    assert steps[0].endswith(",__CCB_DID=${EXTEN})")
+    assert "CCB_H_${EXTEN}_bn" in steps[1] and "?ccb-held,${FILTER(--.0-9_a-z," in steps[1]
+    assert "${CCB_HELD_FRESH}" in steps[1] and "DB(" not in bengali
+    assert steps[2].endswith("Goto(ccb-route,${EXTEN},1)") and len(steps) == 3
+    assert "exten => +918000000001/_00880.,1," in inbound
+    # The number's own language for callers no prefix decides.
+    assert "exten => +918000000001,1,MSet(__CCB_CALLID=" in inbound
+    assert "CCB_H_${EXTEN}_hi,/,1" in inbound.split("exten => +918000000001,1,")[1]
+    menu = inbound.split("exten => +918000000003,1,")[1].split("exten =>")[0]
+    assert "Goto(ccb-ivr-entry,${EXTEN},1)" in menu  # a menu
+    route = _section(text, "ccb-route")
+    agi = route.index("n(ask),AGI(${CCB_AGI_URL}")
+    fallback = route.index("?ccb-held-last,")
     static = route.index("?ccb-fallback,${EXTEN},1)")
-    assert fresh < agi < fallback < static
-    held = text.split("[ccb-held]")[1].split("[ccb-dispatch]")[0]
-    # Every route a value may name is a global; the check is lookups, not a regex.
-    for r in valid_routes(config, blr):
-        assert f"\nCCB_HR_{route_text(r)}=1\n" in text
-    assert "=~" not in held.split("n(read)")[1]
-    assert "exten => +918000000001,1,Set(LOCAL(lang)=hi)" in held
-    assert "CCB_CC_880=bn" in text and "CCB_CC_44=en" in text
-    # Longest calling code first, as the resolver tries them.
-    assert held.index("${CCB_CC_${d:0:3}}") < held.index("${CCB_CC_${d:0:2}}")
+    assert route.index("?ccb-held,") < agi < fallback < static  # IVR callers' fresh step
+    assert "CCB_HL_+918000000001=hi" in text
+    # Every route a value may name is an extension of ccb-held (a queue's through the
+    # included ccb-queue); anything else lands on `i`.
+    held = _section(text, "ccb-held")
+    assert "include => ccb-queue" in held and "\nexten => i,1,UserEvent(CcbHeldRejected" in held
+    queues = _section(text, "ccb-queue")
+    last = _section(text, "ccb-held-last")
+    for r in routes_at(config, blr):
+        assert f"exten => {r.id},1," in ("\n".join((held, queues))), r.id
+        assert f"exten => {r.id},1,Set(CCB_HELD=fallback)" in last
+    assert "exten => remote.dhaka.orders-bn.blr-dac,1,MSet(" in held
 
     # The default (measured, BENCHMARKS §1): ask first, the held route when no answer.
     ask_first = render_site(routing(), blr)["extensions.conf"]
-    assert ",fresh))" not in ask_first and ",fallback))" in ask_first
+    first = _section(ask_first, "ccb-inbound").split("exten => +918000000001,1,")[1]
+    assert first.split("exten =>")[0].strip().endswith("Goto(ccb-route,${EXTEN},1)")
+    assert "?ccb-held," not in _section(ask_first, "ccb-route")
+    assert "?ccb-held-last," in ask_first
     off = render_site(routing(enabled=False), blr)["extensions.conf"]
-    assert "ccb-held" not in off and "CCB_CC_" not in off
+    assert "ccb-held" not in off and "CCB_H" not in off
 
 
 def _section(text: str, name: str) -> str:

@@ -1,4 +1,4 @@
-"""Held routes: the pure table (now, and after the next schedule boundary) and its AstDB value."""
+"""Held routes: the pure table (now, and after the next schedule boundary) and its value."""
 
 from __future__ import annotations
 
@@ -20,10 +20,13 @@ from ccbridge.routing.held import (
     decode,
     encode,
     held_entries,
+    held_key,
     languages_for,
     next_change,
+    parse_route_id,
+    route_id,
     route_of,
-    route_text,
+    routes_at,
     same_routes,
     valid_routes,
 )
@@ -70,7 +73,7 @@ def test_always_open_has_no_change_within_the_scan() -> None:
 
 def test_held_table_switches_at_the_sites_closing(config: Config) -> None:
     table = _table(config, "bangalore", BEFORE_CLOSE)
-    e = table["route/+918000000001/hi"]
+    e = table[held_key("+918000000001", "hi")]
     assert e.now == HeldRoute(v.ROUTE_QUEUE, "bangalore", "orders-hi")
     assert e.until == BLR_CLOSE.timestamp()
     # After 21:00 IST only the after-hours site (manila) takes orders, in English.
@@ -109,14 +112,22 @@ def test_value_round_trips_and_passes_the_dialplans_check(config: Config) -> Non
     for e in _table(config, "bangalore", BEFORE_CLOSE).values():
         text = encode(e, BEFORE_CLOSE.timestamp(), wall_offset=100.0)
         assert accepts(config, blr, text), text
-        d = decode(text)
+        d = decode(text, "bangalore")
         assert (d.now, d.next, d.service) == (e.now, e.next, e.service)
         assert d.until == int(e.until - 100) and d.computed == int(BEFORE_CLOSE.timestamp() - 100)
 
 
+def test_a_value_is_route_ids_then_times_then_service(config: Config) -> None:
+    e = _table(config, "bangalore", BEFORE_CLOSE)[held_key("+918000000001", "hi")]
+    until, later = int(BLR_CLOSE.timestamp()), int(e.next_until)
+    # A local queue's id is its name (ccb-held includes ccb-queue); the dialplan reads
+    # field 1 (the route now) and field 3 (until) on its fresh path.
+    assert encode(e, 7.0) == f"orders-hi/remote.manila.orders-en.blr-mnl/{until}/{later}/orders/7"
+
+
 def test_until_is_rounded_up_never_early(config: Config) -> None:
     e = next(iter(_table(config, "bangalore", BEFORE_CLOSE).values()))
-    d = decode(encode(replace(e, until=e.until + 0.2), 0.0))
+    d = decode(encode(replace(e, until=e.until + 0.2), 0.0), "bangalore")
     assert d.until == int(e.until) + 1
 
 
@@ -125,19 +136,21 @@ def test_until_is_rounded_up_never_early(config: Config) -> None:
     [
         "",
         "garbage",
-        "2/1/2/3/orders/queue/bangalore/orders-hi///queue/bangalore/orders-hi///",  # format
-        "1/1/2/3/orders/queue/dhaka/orders-bn///queue/bangalore/orders-hi///",  # not local
-        "1/1/2/3/orders/queue/bangalore/orders-bn///queue/bangalore/orders-hi///",  # not here
-        "1/1/2/3/orders/remote/manila/orders-en//dac-mnl/reject////",  # dhaka's trunk
-        "1/1/2/3/orders/remote/manila/orders-en///reject////",  # no trunk
-        "1/1/2/3/orders/after_hours///party/reject////",
-        "1/x/2/3/orders/reject////reject////",
-        "1/1/2/3/sales/reject////reject////",
-        "1/1/2/3/orders/reject////reject////extra",
-        "1/1/2/3/orders/reject////reject////\n",
-        "1/1/2/3/orders/remote/dhaka/orders-bn//blr-dac-2~blr-dac/reject////",  # order
-        "1/1/2/3/orders/remote/manila/orders-bn//blr-mnl/reject////",  # not at manila
-        "1/1 /2/3/orders/reject////reject////",
+        "orders-hi/reject/1/2/orders",  # five fields
+        "orders-hi/reject/1/2/orders/3/4",  # seven
+        "orders-bn/reject/1/2/orders/3",  # not a queue here
+        "queue.bangalore.orders-hi/reject/1/2/orders/3",  # not an id this format writes
+        "remote.manila.orders-en.dac-mnl/reject/1/2/orders/3",  # dhaka's trunk
+        "remote.manila.orders-en/reject/1/2/orders/3",  # no trunk
+        "after_hours.party.orders/reject/1/2/orders/3",
+        "after_hours.voicemail.sales/reject/1/2/orders/3",
+        "reject/reject/x/2/orders/3",
+        "reject/reject/1/2/sales/3",
+        "reject/reject/1/2/orders/3\n",
+        "remote.dhaka.orders-bn.blr-dac-2.blr-dac/reject/1/2/orders/3",  # order
+        "remote.manila.orders-bn.blr-mnl/reject/1/2/orders/3",  # not at manila
+        "reject/reject/1 /2/orders/3",
+        "orders-hi,1/reject/1/2/orders/3",
     ],
 )
 def test_the_check_refuses_what_the_bridge_never_writes(config: Config, value: str) -> None:
@@ -152,12 +165,17 @@ def test_same_routes_ignores_only_the_computed_time(config: Config) -> None:
 
 def test_valid_routes_cover_every_held_route_and_every_trunk_order(config: Config) -> None:
     blr = config.site("bangalore")
-    known = {route_text(r) for r in valid_routes(config, blr)}
+    ids = {r.id for r in routes_at(config, blr)}
     for e in _table(config, "bangalore", BEFORE_CLOSE).values():
-        assert route_text(e.now) in known and route_text(e.next) in known
+        assert route_id(e.now, e.service) in ids and route_id(e.next, e.service) in ids
+        assert e.now in valid_routes(config, blr)
     # Either trunk to dhaka alone (the other unhealthy), or both in configured order.
     assert {
-        "remote/dhaka/orders-bn//blr-dac",
-        "remote/dhaka/orders-bn//blr-dac-2",
-        "remote/dhaka/orders-bn//blr-dac~blr-dac-2",
-    } <= known
+        "remote.dhaka.orders-bn.blr-dac",
+        "remote.dhaka.orders-bn.blr-dac-2",
+        "remote.dhaka.orders-bn.blr-dac.blr-dac-2",
+    } <= ids
+    # Every id parses back to its route; ids are names and dots only (FILTER keeps them).
+    for r in routes_at(config, blr):
+        assert parse_route_id(r.id, "bangalore")[0] == r.route
+        assert set(r.id) <= set("abcdefghijklmnopqrstuvwxyz0123456789_-.")

@@ -14,6 +14,9 @@ from ccbridge.clock import Clock
 from ccbridge.config import load_config
 from ccbridge.routing.state import set_site_up
 
+# Reads need a token too (issue 13): the config's bootstrap admin token.
+ADMIN = {"Authorization": "Bearer the-token"}
+
 REPO = Path(__file__).resolve().parents[2]
 # Monday 2026-12-07 05:00 UTC: 10:30 in Bangalore, 11:00 in Dhaka, 13:00 in Manila
 NOW = datetime(2026, 12, 7, 5, 0, tzinfo=UTC)
@@ -24,7 +27,7 @@ async def client(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[tuple[TestCli
     monkeypatch.setenv("CCBRIDGE_AMI_SECRET", "x")
     monkeypatch.setenv("CCBRIDGE_API_TOKEN", "the-token")
     bridge = Bridge(load_config(REPO / "examples" / "lab.yaml"), Clock(NOW))
-    async with TestClient(TestServer(bridge.http_app())) as c:
+    async with TestClient(TestServer(bridge.http_app()), headers=ADMIN) as c:
         yield c, bridge
 
 

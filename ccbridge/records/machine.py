@@ -1,0 +1,745 @@
+"""The per-call state machine: AMI events and routing decisions in, store records out (pure).
+
+No I/O, no clock: every instant comes from the event (``Timestamp``, manager.conf
+``timestampevents``) or from the caller. ``feed`` returns the records an event teaches
+(``calls``, ``legs``, ``call_events`` values) and never raises on bad input: an event it
+cannot use is counted in ``skipped`` by reason and changes nothing.
+
+A call is keyed by its call ID (``CCB_CALLID``, from each event's ``ChanVariable`` line,
+manager.conf ``channelvars``); a leg by (site, linkedid): one per site the call passed
+through. CEL ``LINKEDID_END`` carries no channel variables, so it finds its leg by
+linkedid. Every ``calls`` record repeats the row's key and required columns (the entry
+site and arrival instant read from the call ID), so records from any site, in any order,
+build one row (store/write.py: a column given replaces, a column left out keeps).
+
+When a leg ends the call's summary is computed again from every leg seen (outcome,
+wait, talk, hold, wrap-up, agent, who hung up) and written: a call answered at dhaka
+after entering at bangalore is one row whatever order the two sites' events arrive in.
+An ended call stays in memory for ``linger`` seconds for a late leg's events, then goes.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import deque
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final
+
+from ccbridge import variables as v
+from ccbridge.config.model import Config, queue_name
+from ccbridge.records import callid
+from ccbridge.routing.engine import CallRequest, Decision
+from ccbridge.routing.reasons import Outcome as RouteOutcome
+from ccbridge.routing.reasons import Reason
+from ccbridge.store.schema import HungUpBy, Outcome
+
+Out = tuple[str, dict[str, Any]]  # (table, column values) for RecordWriter.put
+Event = Mapping[str, str]
+
+CEL: Final = "CEL"
+LINKEDID_END: Final = "LINKEDID_END"
+QUEUE_EVENTS: Final = (
+    "QueueCallerJoin",
+    "QueueCallerLeave",
+    "QueueCallerAbandon",
+    "AgentCalled",
+    "AgentConnect",
+    "AgentComplete",
+    "AgentRingNoAnswer",
+)
+HOLD_EVENTS: Final = ("Hold", "Unhold")
+# Who hung up: the channel that leaves the answered call's bridge first. AgentComplete's
+# Reason cannot say: on the lab's Asterisk 22 an agent channel hung up first still gave
+# ``Reason: caller`` (tests/unit/fixtures/records/agent_hangup.json).
+BRIDGE_EVENTS: Final = ("BridgeLeave",)
+USER_EVENTS: Final = (
+    v.EVENT_QUEUE_EXIT,
+    v.EVENT_FALLBACK,
+    v.EVENT_AFTER_HOURS,
+    v.EVENT_REJECT,
+    v.EVENT_TRUNK_RESULT,
+    v.EVENT_IVR,
+    v.EVENT_LOOKUP,
+    v.EVENT_HELD_ROUTE,
+    v.EVENT_SURVEY,
+)
+# Events that change the record but are no row of their own in call_events: what they
+# say is in the calls and legs rows (who hung up, hold time, the answer) or in another
+# event (QueueCallerLeave follows AgentConnect or QueueCallerAbandon). Fewer rows per
+# call is what lets the writer keep up with 2,000 calls/s (BENCHMARKS.md §9).
+_UNRECORDED: Final = frozenset({"QueueCallerLeave", "BridgeLeave", "Hold", "Unhold"})
+# Events only the start of a call at its entry site sends (the decision counts too).
+_STARTS: Final = frozenset(
+    {
+        "QueueCallerJoin",
+        v.EVENT_FALLBACK,
+        v.EVENT_HELD_ROUTE,
+        v.EVENT_IVR,
+        v.EVENT_AFTER_HOURS,
+        v.EVENT_REJECT,
+        v.EVENT_TRUNK_RESULT,
+    }
+)
+FAILOVER_STATUSES: Final = frozenset({"CHANUNAVAIL", "CONGESTION"})
+_AFTER_HOURS_OUTCOME: Final = {
+    "voicemail": Outcome.AFTER_HOURS_VOICEMAIL,
+    "callback": Outcome.AFTER_HOURS_CALLBACK,
+    "closed": Outcome.CLOSED,
+}
+_LANGUAGE_SOURCE: Final = {
+    Reason.IVR_LANGUAGE: "ivr",
+    Reason.CALLER_PREFIX: "prefix",
+    Reason.DID_COUNTRY: "country",
+}
+# The event fields a call_events row keeps: what the call's history needs, never a
+# phone number or a channel name (erasure and masking stay in calls.caller_number).
+_EVENT_FIELDS: Final[dict[str, tuple[str, ...]]] = {
+    "QueueCallerJoin": ("Queue", "Position"),
+    "QueueCallerAbandon": ("Queue", "Position", "OriginalPosition", "HoldTime"),
+    "AgentCalled": ("Queue", "MemberName"),
+    "AgentConnect": ("Queue", "MemberName", "HoldTime", "RingTime"),
+    "AgentComplete": ("Queue", "MemberName", "HoldTime", "TalkTime", "Reason"),
+    "AgentRingNoAnswer": ("Queue", "MemberName", "RingTime"),
+    v.EVENT_QUEUE_EXIT: ("Queue", "Status"),
+    v.EVENT_FALLBACK: ("Did",),
+    v.EVENT_AFTER_HOURS: ("Action",),
+    v.EVENT_REJECT: ("Did",),
+    v.EVENT_TRUNK_RESULT: ("Trunk", "DialStatus"),
+    v.EVENT_IVR: ("Menu", "Step"),
+    v.EVENT_LOOKUP: ("Lookup", "Result", "Answer"),
+    v.EVENT_HELD_ROUTE: ("Did", "Lang", "Source"),
+    v.EVENT_SURVEY: ("Score",),
+}
+_FIELD_MAX = 80
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_IDLE_SCAN: Final = timedelta(seconds=60)
+
+
+@dataclass(slots=True)
+class Leg:
+    """One site's part of a call (a ``legs`` row) and what its summary needs."""
+
+    site: str
+    linkedid: str
+    call_id: str
+    arrived_at: datetime
+    queue: str | None = None
+    queued_at: datetime | None = None
+    answered_at: datetime | None = None
+    ended_at: datetime | None = None
+    agent: str | None = None
+    ring_no_answers: int = 0
+    abandoned_at: datetime | None = None
+    queue_status: str | None = None
+    talk_end: datetime | None = None
+    complete_reason: str | None = None
+    hold_s: float = 0.0
+    hold_since: datetime | None = None
+    agent_uniqueid: str | None = None  # the agent's channel (AgentConnect's DestUniqueid)
+    first_leave: str | None = None  # the channel that left the answered bridge first
+
+    def row(self) -> dict[str, Any]:
+        return {
+            "call_id": self.call_id,
+            "site": self.site,
+            "linkedid": self.linkedid,
+            "queue": self.queue,
+            "arrived_at": self.arrived_at,
+            "queued_at": self.queued_at,
+            "answered_at": self.answered_at,
+            "ended_at": self.ended_at,
+            "agent": self.agent,
+            "ring_no_answers": self.ring_no_answers,
+        }
+
+
+@dataclass(slots=True)
+class Call:
+    """What is known of one call across its sites (the ``calls`` row's source)."""
+
+    cid: callid.CallId
+    legs: dict[tuple[str, str], Leg] = field(default_factory=dict)
+    seen: datetime = field(default_factory=lambda: _EPOCH)  # the last event's instant
+    ended: datetime | None = None  # every leg seen has ended (linger from here)
+    # Seen from its start (the decision, or a first event that only a call's start
+    # sends)? A call first seen mid-way (the bridge restarted, its link came back) gets
+    # the facts its events teach but no outcome it could only guess.
+    whole: bool = False
+    entry_ended: bool = False
+    did: str | None = None
+    caller: str | None = None
+    after_hours: str | None = None
+    rejected: bool = False
+    columns: dict[str, Any] = field(default_factory=dict)  # decision / dialplan facts
+    ivr_path: list[str] = field(default_factory=list)
+    trunk_failovers: int = 0
+
+    def key_columns(self) -> dict[str, Any]:
+        return {
+            "call_id": self.cid.text,
+            "entry_site": self.cid.entry_site,
+            "arrived_at": self.cid.arrived_at,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class MachineSettings:
+    """What the record needs from the config; ``from_config`` builds it."""
+
+    sites: frozenset[str]
+    wrapup: Mapping[tuple[str, str], float]  # (site, queue) -> wrapuptime (s)
+    queues: Mapping[tuple[str, str], tuple[str, str]]  # (site, queue) -> (service, language)
+    number_kind: Mapping[str, str]  # DID -> local / tollfree
+    calling_codes: tuple[tuple[str, str], ...]  # (calling code, country), longest first
+    short_abandon: float = 5.0  # seconds: an abandon before this is a short abandon
+    # seconds an ended call waits for a late site's events (another AMI link's lag; a
+    # survey score after the hang-up comes before the caller's leg ends)
+    linger: float = 10.0
+    idle: float = 4 * 3600.0  # seconds without events after which a call is dropped
+    # calls held at once: ~1.6 KB each (tracemalloc, an answered call in progress), so at
+    # most ~32 MB; beyond, the least recently active goes (counted in dropped_calls)
+    max_calls: int = 20_000
+
+
+class RecordMachine:
+    """Per-call state over every site's events; ``feed`` and ``decision`` return records."""
+
+    def __init__(self, settings: MachineSettings) -> None:
+        self.settings = settings
+        self.calls: dict[str, Call] = {}
+        self._legs: dict[tuple[str, str], Leg] = {}
+        self.skipped: dict[str, int] = {}
+        self.events = 0  # events that taught something
+        self.dropped_calls = 0  # calls forgotten before they ended (idle or memory)
+        self._ended: deque[tuple[datetime, str]] = deque()  # (ended at, call ID), in order
+        self._idle_scan = _EPOCH
+        self._handlers = {
+            "QueueCallerJoin": self._join,
+            "QueueCallerLeave": self._nothing,
+            "QueueCallerAbandon": self._abandon,
+            "AgentCalled": self._nothing,
+            "AgentConnect": self._connect,
+            "AgentComplete": self._complete,
+            "AgentRingNoAnswer": self._ring_no_answer,
+            "Hold": self._hold,
+            "Unhold": self._unhold,
+            "BridgeLeave": self._bridge_leave,
+            v.EVENT_QUEUE_EXIT: self._queue_exit,
+            v.EVENT_FALLBACK: self._fallback,
+            v.EVENT_AFTER_HOURS: self._after_hours,
+            v.EVENT_REJECT: self._reject,
+            v.EVENT_TRUNK_RESULT: self._trunk_result,
+            v.EVENT_IVR: self._ivr,
+            v.EVENT_LOOKUP: self._lookup,
+            v.EVENT_HELD_ROUTE: self._nothing,
+            v.EVENT_SURVEY: self._survey,
+        }
+
+    # -- input ----------------------------------------------------------------------
+    def feed(self, site: str, event: Event, received: datetime) -> list[Out]:
+        """The records one AMI event teaches; [] (and a count in ``skipped``) for an
+        event that names no call this machine can place, or has garbage fields."""
+        name = event.get("Event")
+        if name == "UserEvent":
+            name = event.get("UserEvent")
+        elif name == CEL:
+            if event.get("EventName") != LINKEDID_END:
+                return self._skip("cel_other")
+            return self._linkedid_end(site, event, received)
+        handler = self._handlers.get(name or "")
+        if handler is None:
+            return self._skip("unknown_event")
+        assert name is not None
+        at = _timestamp(event.get("Timestamp"), received)
+        linkedid = event.get("Linkedid", "")
+        text = _call_id_text(event, name)
+        known = self.calls.get(text) if text is not None else None
+        cid = known.cid if known is not None else callid.parse(text) if text else None
+        if cid is None:
+            return self._skip("no_call_id")
+        if not linkedid or len(linkedid) > 64 or not _clean(linkedid):
+            return self._skip("bad_linkedid")
+        call = self._call(cid, at)
+        if not call.legs and name in _STARTS:
+            call.whole = True
+        leg = self._leg(call, site, linkedid, at)
+        out: list[Out] = []
+        if not handler(call, leg, event, at, out):
+            return self._skip(f"bad_{name}")
+        self.events += 1
+        if site == cid.entry_site and call.caller is None:
+            num = event.get("CallerIDNum", "")
+            if num and num != "<unknown>" and len(num) <= 64 and _clean(num):
+                call.caller = num  # written with the summary
+        if name not in _UNRECORDED:
+            out.append(("call_events", _event_row(site, name, event, cid.text, at)))
+        return out
+
+    def decision(self, call: CallRequest, decision: Decision, at: datetime) -> list[Out]:
+        """The bridge's routing decision for a call (at FastAGI time): the calls row's
+        number, caller, language, service and route columns."""
+        cid = callid.parse(call.call_id) if call.call_id else None
+        if cid is None:
+            return self._skip("decision_no_call_id")
+        state = self._call(cid, at)
+        if not state.legs:
+            state.whole = True
+        site, uid = call.receiving_site, call.uniqueid
+        if site in self.settings.sites and uid and len(uid) <= 64 and _clean(uid):
+            # The caller's channel at the entry site: its linkedid names the entry leg, so
+            # a caller who hangs up before any other event still closes the call.
+            self._leg(state, site, uid, at)
+        reasons = [str(r) for r in decision.reasons]
+        source = next(
+            (_LANGUAGE_SOURCE[r] for r in decision.reasons if r in _LANGUAGE_SOURCE), None
+        )
+        cols: dict[str, Any] = {
+            "service": decision.service,
+            "language": decision.language,
+            "language_source": source or ("default" if decision.language else None),
+            "target_site": decision.site,
+            "queue": decision.queue,
+            "reasons": reasons,
+            "static_fallback": False,
+        }
+        if decision.outcome == RouteOutcome.AFTER_HOURS and decision.action in _AFTER_HOURS_OUTCOME:
+            state.after_hours = decision.action
+            cols["after_hours_action"] = decision.action
+        if decision.outcome == RouteOutcome.REJECT:
+            state.rejected = True
+        state.columns.update({k: val for k, val in cols.items() if val is not None})
+        if call.did and len(call.did) <= 32 and _clean(call.did):
+            state.did = call.did
+        if call.caller and len(call.caller) <= 64 and _clean(call.caller):
+            state.caller = call.caller
+        row = {**state.key_columns(), **cols, **self._caller_columns(state)}
+        return [("calls", {k: val for k, val in row.items() if val is not None})]
+
+    def sweep(self, now: datetime) -> int:
+        """Forget calls that ended ``linger`` ago (in the order they ended: no scan of
+        every call) and, at most once a minute, calls that saw nothing for ``idle``."""
+        linger = timedelta(seconds=self.settings.linger)
+        gone = 0
+        while self._ended and now - self._ended[0][0] >= linger:
+            _, key = self._ended.popleft()
+            c = self.calls.get(key)
+            if c is not None and c.ended is not None and now - c.ended >= linger:
+                self._forget(c)
+                gone += 1
+        if now - self._idle_scan >= _IDLE_SCAN:
+            self._idle_scan = now
+            idle = timedelta(seconds=self.settings.idle)
+            for c in [c for c in self.calls.values() if c.ended is None and now - c.seen >= idle]:
+                self._forget(c)
+                self.dropped_calls += 1
+                gone += 1
+        return gone
+
+    def _forget(self, call: Call) -> None:
+        del self.calls[call.cid.text]
+        for leg_key in call.legs:
+            self._legs.pop(leg_key, None)
+
+    # -- state --------------------------------------------------------------------------
+    def _skip(self, why: str) -> list[Out]:
+        self.skipped[why] = self.skipped.get(why, 0) + 1
+        return []
+
+    def _call(self, cid: callid.CallId, at: datetime) -> Call:
+        call = self.calls.get(cid.text)
+        if call is None:
+            if len(self.calls) >= self.settings.max_calls:
+                self._evict()
+            call = self.calls[cid.text] = Call(cid)
+        if at > call.seen:
+            call.seen = at
+        return call
+
+    def _evict(self) -> None:
+        # A tenth at once: one scan per thousands of new calls, not one per call.
+        n = max(1, len(self.calls) // 10)
+        for c in heapq.nsmallest(n, self.calls.values(), key=lambda c: c.seen):
+            self._forget(c)
+            self.dropped_calls += 1
+
+    def _leg(self, call: Call, site: str, linkedid: str, at: datetime) -> Leg:
+        key = (site, linkedid)
+        leg = call.legs.get(key)
+        if leg is None:
+            leg = call.legs[key] = Leg(site, linkedid, call.cid.text, at)
+            self._legs[key] = leg
+            call.ended = None  # a new leg: the call goes on
+        return leg
+
+    # -- app_queue ----------------------------------------------------------------------
+    def _nothing(self, call: Call, leg: Leg, ev: Event, at: datetime, out: list[Out]) -> bool:
+        return True
+
+    def _join(self, call: Call, leg: Leg, ev: Event, at: datetime, out: list[Out]) -> bool:
+        queue = _name(ev.get("Queue"))
+        if queue is None:
+            return False
+        leg.queue = queue
+        if leg.queued_at is None:
+            leg.queued_at = at
+        return True
+
+    def _abandon(self, call: Call, leg: Leg, ev: Event, at: datetime, out: list[Out]) -> bool:
+        if leg.abandoned_at is None:
+            leg.abandoned_at = at
+        return True
+
+    def _connect(self, call: Call, leg: Leg, ev: Event, at: datetime, out: list[Out]) -> bool:
+        agent = _name(ev.get("MemberName"))
+        queue = _name(ev.get("Queue"))
+        if agent is None or queue is None:
+            return False
+        leg.agent, leg.queue = agent, queue
+        if leg.answered_at is None:
+            leg.answered_at = at
+            leg.agent_uniqueid = ev.get("DestUniqueid") or None
+        return True
+
+    def _complete(self, call: Call, leg: Leg, ev: Event, at: datetime, out: list[Out]) -> bool:
+        reason = ev.get("Reason", "")
+        if reason not in ("caller", "agent", "transfer"):
+            return False
+        leg.talk_end = at
+        leg.complete_reason = reason
+        if leg.agent is None:
+            leg.agent = _name(ev.get("MemberName"))
+        return True
+
+    def _ring_no_answer(
+        self, call: Call, leg: Leg, ev: Event, at: datetime, out: list[Out]
+    ) -> bool:
+        leg.ring_no_answers += 1
+        return True
+
+    def _hold(self, call: Call, leg: Leg, ev: Event, at: datetime, out: list[Out]) -> bool:
+        if leg.answered_at is not None and leg.hold_since is None:
+            leg.hold_since = at
+        return True
+
+    def _unhold(self, call: Call, leg: Leg, ev: Event, at: datetime, out: list[Out]) -> bool:
+        if leg.hold_since is not None:
+            leg.hold_s += max(0.0, (at - leg.hold_since).total_seconds())
+            leg.hold_since = None
+        return True
+
+    def _bridge_leave(self, call: Call, leg: Leg, ev: Event, at: datetime, out: list[Out]) -> bool:
+        if leg.answered_at is not None and leg.first_leave is None:
+            leg.first_leave = ev.get("Uniqueid") or None
+        return True
+
+    # -- the dialplan's UserEvents ---------------------------------------------------
+    def _queue_exit(self, call: Call, leg: Leg, ev: Event, at: datetime, out: list[Out]) -> bool:
+        status = ev.get("Status", "")
+        if not status:
+            return True  # Queue() returned without a status (a hang-up): nothing to add
+        if not status.isalpha() or len(status) > 16:
+            return False
+        leg.queue_status = status.upper()
+        return True
+
+    def _fallback(self, call: Call, leg: Leg, ev: Event, at: datetime, out: list[Out]) -> bool:
+        call.columns["static_fallback"] = True
+        did = ev.get("Did", "")
+        if did and len(did) <= 32 and _clean(did):
+            call.did = did
+        out.append(
+            ("calls", {**call.key_columns(), "static_fallback": True, **self._caller_columns(call)})
+        )
+        return True
+
+    def _after_hours(self, call: Call, leg: Leg, ev: Event, at: datetime, out: list[Out]) -> bool:
+        action = ev.get("Action", "")
+        if action not in _AFTER_HOURS_OUTCOME:
+            return False
+        call.after_hours = action
+        call.columns["after_hours_action"] = action
+        return True
+
+    def _reject(self, call: Call, leg: Leg, ev: Event, at: datetime, out: list[Out]) -> bool:
+        call.rejected = True
+        return True
+
+    def _trunk_result(self, call: Call, leg: Leg, ev: Event, at: datetime, out: list[Out]) -> bool:
+        status = ev.get("DialStatus", "")
+        if not status.isalpha():
+            return False
+        if status.upper() in FAILOVER_STATUSES:
+            call.trunk_failovers += 1
+        return True
+
+    def _ivr(self, call: Call, leg: Leg, ev: Event, at: datetime, out: list[Out]) -> bool:
+        menu, step = _name(ev.get("Menu")), _name(ev.get("Step"))
+        if menu is None or step is None or len(call.ivr_path) >= 50:
+            return menu is not None and step is not None
+        call.ivr_path.append(f"{menu}:{step}")
+        return True
+
+    def _lookup(self, call: Call, leg: Leg, ev: Event, at: datetime, out: list[Out]) -> bool:
+        result = ev.get("Result", "")
+        outcome = result if result in (v.LOOKUP_OK, v.LOOKUP_FAILED) else "unavailable"
+        call.columns["lookup_outcome"] = outcome
+        return True
+
+    def _survey(self, call: Call, leg: Leg, ev: Event, at: datetime, out: list[Out]) -> bool:
+        score = ev.get("Score", "")
+        if len(score) != 1 or score not in "12345":
+            return False
+        call.columns["satisfaction"] = int(score)
+        out.append(("calls", {**call.key_columns(), "satisfaction": int(score)}))
+        return True
+
+    # -- CEL: a site's leg is over ----------------------------------------------------
+    def _linkedid_end(self, site: str, ev: Event, received: datetime) -> list[Out]:
+        linkedid = ev.get("LinkedID", "")
+        leg = self._legs.get((site, linkedid))
+        if leg is None:
+            # A call without CCB_CALLID (an outbound call, a probe) or one whose events
+            # all came before this bridge started: nothing to close.
+            return self._skip("leg_unknown")
+        call = self.calls.get(leg.call_id)
+        if call is None:  # pragma: no cover - legs go with their call
+            return self._skip("leg_unknown")
+        at = _timestamp(ev.get("Timestamp"), received)
+        if at > call.seen:
+            call.seen = at
+        leg.ended_at = at
+        if leg.hold_since is not None:
+            leg.hold_s += max(0.0, (at - leg.hold_since).total_seconds())
+            leg.hold_since = None
+        if site == call.cid.entry_site:
+            call.entry_ended = True
+        if all(lg.ended_at is not None for lg in call.legs.values()):
+            call.ended = at
+            self._ended.append((at, call.cid.text))
+        self.events += 1
+        return [
+            ("legs", leg.row()),
+            ("calls", self._summary(call)),
+            ("call_events", _event_row(site, f"{CEL}:{LINKEDID_END}", ev, leg.call_id, at)),
+        ]
+
+    # -- the summary ---------------------------------------------------------------------
+    def _caller_columns(self, call: Call) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if call.did is not None:
+            out["did"] = call.did
+            kind = self.settings.number_kind.get(call.did)
+            if kind is not None:
+                out["number_kind"] = kind
+        if call.caller is not None:
+            out["caller_number"] = call.caller
+            country = _country(call.caller, self.settings.calling_codes)
+            if country is not None:
+                out["caller_country"] = country
+        return out
+
+    def _summary(self, call: Call) -> dict[str, Any]:
+        """The calls row as every leg seen so far tells it."""
+        legs = sorted(call.legs.values(), key=lambda lg: lg.arrived_at)
+        answered = sorted(
+            (lg for lg in legs if lg.answered_at is not None),
+            key=lambda lg: lg.answered_at or lg.arrived_at,
+        )
+        queued = [lg.queued_at for lg in legs if lg.queued_at is not None]
+        ends = [lg.ended_at for lg in legs if lg.ended_at is not None]
+        row: dict[str, Any] = {**call.key_columns(), **call.columns}
+        row.update(self._caller_columns(call))
+        queued_at = min(queued) if queued else None
+        row["queued_at"] = queued_at
+        if call.trunk_failovers:
+            row["trunk_failovers"] = call.trunk_failovers
+        if call.ivr_path:
+            row["ivr_path"] = list(call.ivr_path)
+        if answered:
+            leg = answered[0]
+            assert leg.answered_at is not None
+            row["answered_at"] = leg.answered_at
+            row["agent"] = leg.agent
+            row["target_site"] = leg.site
+            if leg.queue is not None:
+                row["queue"] = leg.queue
+            if queued_at is not None:
+                row["wait_s"] = _seconds(queued_at, leg.answered_at)
+            end = leg.talk_end or leg.ended_at
+            if end is not None:
+                row["hold_s"] = leg.hold_s
+                row["talk_s"] = max(0.0, _seconds(leg.answered_at, end) - leg.hold_s)
+                row["wrapup_s"] = float(self.settings.wrapup.get((leg.site, leg.queue or ""), 0))
+                row["outcome"] = Outcome.ANSWERED.value
+                by = _hung_up_by(leg)
+                if by is not None:
+                    row["hung_up_by"] = by.value
+        if "target_site" not in row:
+            # No decision seen (a held or static route took the call): where it queued.
+            queued_legs = [lg for lg in legs if lg.queue is not None]
+            if queued_legs:
+                leg = queued_legs[-1]
+                row["target_site"], row["queue"] = leg.site, leg.queue
+        meta = self.settings.queues.get((row.get("target_site", ""), row.get("queue", "")))
+        if meta is not None:
+            row.setdefault("service", meta[0])
+            row.setdefault("language", meta[1])
+        if not call.entry_ended or not ends:
+            return {k: val for k, val in row.items() if val is not None}
+        # The entry site's leg is over: so is the call for the caller.
+        row["ended_at"] = max(ends)
+        if not answered and call.whole:
+            self._unanswered(call, legs, queued_at, row)
+        return {k: val for k, val in row.items() if val is not None}
+
+    def _unanswered(
+        self, call: Call, legs: list[Leg], queued_at: datetime | None, row: dict[str, Any]
+    ) -> None:
+        abandoned = [lg.abandoned_at for lg in legs if lg.abandoned_at is not None]
+        statuses = {lg.queue_status for lg in legs if lg.queue_status is not None}
+        end: datetime = row["ended_at"]
+        if queued_at is not None:
+            row["wait_s"] = _seconds(queued_at, abandoned[0] if abandoned else end)
+        if abandoned:
+            short = row.get("wait_s", 0.0) < self.settings.short_abandon
+            row["outcome"] = (Outcome.SHORT_ABANDON if short else Outcome.ABANDONED).value
+            row["hung_up_by"] = HungUpBy.CALLER.value
+        elif "TIMEOUT" in statuses:
+            row["outcome"] = Outcome.TIMEOUT.value
+            row["hung_up_by"] = HungUpBy.SYSTEM.value
+        elif call.after_hours is not None:
+            row["outcome"] = _AFTER_HOURS_OUTCOME[call.after_hours].value
+        elif call.rejected:
+            row["outcome"] = Outcome.REJECTED.value
+            row["hung_up_by"] = HungUpBy.SYSTEM.value
+        elif queued_at is not None and not statuses:
+            # Left the queue with no abandon event and no exit status: the caller hung up
+            # on a leg app_queue did not see end (e.g. the far site's trunk dropped).
+            row["outcome"] = Outcome.ABANDONED.value
+            row["hung_up_by"] = HungUpBy.CALLER.value
+        else:
+            row["outcome"] = Outcome.FAILED.value
+
+
+def _hung_up_by(leg: Leg) -> HungUpBy | None:
+    if leg.first_leave is not None and leg.agent_uniqueid is not None:
+        return HungUpBy.AGENT if leg.first_leave == leg.agent_uniqueid else HungUpBy.CALLER
+    # No bridge event seen (a restart mid-call): app_queue's word, right when the caller
+    # hung up; "transfer" means the agent moved the call on.
+    return {"caller": HungUpBy.CALLER, "agent": HungUpBy.AGENT, "transfer": HungUpBy.AGENT}.get(
+        leg.complete_reason or ""
+    )
+
+
+# -- field helpers -----------------------------------------------------------------------
+def _timestamp(raw: str | None, fallback: datetime) -> datetime:
+    """The event's own instant (``Timestamp: 1795888704.144284``), or ``fallback``."""
+    if raw:
+        try:
+            value = float(raw)
+            if 0 < value < 1e11:
+                return datetime.fromtimestamp(value, UTC)
+        except (ValueError, OverflowError, OSError):
+            pass
+    return fallback
+
+
+def _chan_variables(event: Event) -> Iterable[str]:
+    getall = getattr(event, "getall", None)
+    if getall is not None:
+        values: list[str] = getall("ChanVariable")
+        return values
+    one = event.get("ChanVariable")
+    return (one,) if one is not None else ()
+
+
+_PREFIX: Final = v.CALLID + "="
+
+
+def _call_id_text(event: Event, name: str) -> str | None:
+    """The event's CCB_CALLID as written (parsed once per call, by the caller)."""
+    if name == v.EVENT_SURVEY:
+        given = event.get("CallID")
+        if given:
+            return given
+    for item in _chan_variables(event):
+        if isinstance(item, str) and item.startswith(_PREFIX):
+            return item[len(_PREFIX) :]
+    return None
+
+
+def _clean(text: str) -> bool:
+    return text.isprintable() and text.isascii()
+
+
+def _name(raw: str | None) -> str | None:
+    """A queue, agent, menu or step name: short printable text, else None."""
+    if not raw or len(raw) > 64 or not _clean(raw):
+        return None
+    return raw
+
+
+def _seconds(a: datetime, b: datetime) -> float:
+    return max(0.0, (b - a).total_seconds())
+
+
+def _country(number: str, codes: tuple[tuple[str, str], ...]) -> str | None:
+    digits = number[1:] if number.startswith("+") else number[2:] if number.startswith("00") else ""
+    if not digits.isdigit():
+        return None
+    for code, country in codes:
+        if digits.startswith(code) and len(digits) > len(code):
+            return country
+    return None
+
+
+def _event_row(site: str, name: str, ev: Event, call_id: str, at: datetime) -> dict[str, Any]:
+    uid = ev.get("Uniqueid") or ev.get("UniqueID") or ""
+    dest = ev.get("DestUniqueid", "")
+    key = f"{uid}/{dest}/{name}/{ev.get('Timestamp', at.timestamp())}"[:160]
+    if not _clean(key):
+        key = f"{call_id}/{name}/{at.timestamp()}"
+    fields = {
+        k: val[:_FIELD_MAX]
+        for k in _EVENT_FIELDS.get(name, ())
+        if (val := ev.get(k)) is not None and _clean(val)
+    }
+    return {
+        "site": site,
+        "event_key": key,
+        "call_id": call_id,
+        "at": at,
+        "name": name[:64],
+        "fields": fields,
+    }
+
+
+def settings_from_config(config: Config, **limits: Any) -> MachineSettings:
+    """The machine's settings for a deployment: sites, wrap-up per queue, number kinds."""
+    wrapup = {
+        (s.name, queue_name(o.service, lang)): float(o.queue.wrapuptime)
+        for s in config.sites
+        for o in s.offerings
+        for lang in o.languages
+    }
+    codes = sorted(
+        ((c.calling_code.lstrip("+"), c.code) for c in config.countries if len(c.code) == 2),
+        key=lambda item: -len(item[0]),
+    )
+    queues = {
+        (s.name, queue_name(o.service, lang)): (o.service, lang)
+        for s in config.sites
+        for o in s.offerings
+        for lang in o.languages
+    }
+    return MachineSettings(
+        sites=frozenset(s.name for s in config.sites),
+        wrapup=wrapup,
+        queues=queues,
+        number_kind={n.did: n.kind.value for n in config.numbers},
+        calling_codes=tuple(codes),
+        # the same threshold the reports split abandons by (records.short_abandon_s)
+        **{"short_abandon": config.records.short_abandon_s, **limits},
+    )

@@ -1,0 +1,237 @@
+"""The audit chain: append rows with each one's hash over the previous row's, verify it,
+erase a row's details without breaking it, and read it back.
+
+Each row's ``hash`` is SHA-256 over a canonical JSON list of its sequence number, event
+id, instant, actor, source, action, object, site, result, status, ``details_hash`` (the
+SHA-256 of its details' canonical JSON) and the previous row's hash. ``audit_head`` holds
+the last sequence number and hash. So:
+
+- an edited row no longer hashes to its ``hash`` (or its details to ``details_hash``);
+- a deleted row leaves a gap in the sequence and a ``prev_hash`` that points nowhere;
+- deleted newest rows leave the head pointing past the table's end;
+- erasing a row's details (``erase_details``: a caller's number on request) sets
+  ``details`` to NULL and ``erased_at``: the row keeps ``details_hash``, so its hash and
+  every later one still verify; only that row's details can no longer be checked.
+
+Who appends: the bridge through its RecordWriter (``write.py`` hands audit records
+here inside the batch's transaction, so journal replay and two bridges are safe: rows
+already written are skipped by event id, and the head row is locked first), and
+commands (``ccbridge users``, deploys) through ``ccbridge.access.audit.append``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from ccbridge.store.schema import audit, audit_head
+
+GENESIS = "0" * 64
+HEAD_ID = 1
+_HEAD = select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == HEAD_ID)
+_HEAD_LOCK = update(audit_head).where(audit_head.c.id == HEAD_ID).values(seq=audit_head.c.seq)
+_FIELDS = ("event_id", "at", "actor", "source", "action", "object", "site", "result", "status")
+
+
+def canonical(value: Any) -> bytes:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def details_hash(details: Any) -> str:
+    return hashlib.sha256(canonical(details)).hexdigest()
+
+
+def _instant(at: datetime) -> str:
+    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def row_hash(row: Mapping[str, Any], prev_hash: str) -> str:
+    parts: list[Any] = [row["seq"]]
+    for f in _FIELDS:
+        v = row.get(f)
+        parts.append(_instant(v) if isinstance(v, datetime) else v)
+    parts += [row["details_hash"], prev_hash]
+    return hashlib.sha256(canonical(parts)).hexdigest()
+
+
+async def append_rows(conn: AsyncConnection, rows: Sequence[Mapping[str, Any]]) -> int:
+    """Chain and insert ``rows`` (audit records' values, in order) in the connection's
+    transaction; rows whose event id is already there are skipped. Rows added."""
+    if not rows:
+        return 0
+    # Take the write lock on the head first (a row lock on PostgreSQL, the database's
+    # write lock on SQLite), so two writers chain one after the other.
+    await conn.execute(
+        update(audit_head).where(audit_head.c.id == HEAD_ID).values(seq=audit_head.c.seq)
+    )
+    head = (
+        await conn.execute(
+            select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == HEAD_ID)
+        )
+    ).first()
+    if head is None:  # the migration writes the head row; be safe on a hand-made table
+        await conn.execute(audit_head.insert().values(id=HEAD_ID, seq=0, hash=GENESIS))
+        seq, prev = 0, GENESIS
+    else:
+        seq, prev = int(head.seq), str(head.hash)
+    ids = [r["event_id"] for r in rows]
+    seen = set(
+        (await conn.execute(select(audit.c.event_id).where(audit.c.event_id.in_(ids)))).scalars()
+    )
+    out: list[dict[str, Any]] = []
+    for r in rows:
+        if r["event_id"] in seen:
+            continue
+        seen.add(r["event_id"])
+        seq += 1
+        row = {f: r.get(f) for f in _FIELDS}
+        row["details"] = r.get("details")
+        row["seq"] = seq
+        row["details_hash"] = details_hash(row["details"])
+        row["prev_hash"] = prev
+        row["hash"] = prev = row_hash(row, prev)
+        row["erased_at"] = None
+        out.append(row)
+    if out:
+        await conn.execute(audit.insert(), out)
+        await conn.execute(
+            update(audit_head).where(audit_head.c.id == HEAD_ID).values(seq=seq, hash=prev)
+        )
+    return len(out)
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyResult:
+    rows: int
+    problems: tuple[str, ...]
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+async def verify(conn: AsyncConnection, chunk: int = 2000, max_problems: int = 20) -> VerifyResult:
+    """Walk the chain in order; every edited, deleted or reordered row is a problem."""
+    problems: list[str] = []
+    expected_seq = 1
+    prev = GENESIS
+    n = 0
+    last = 0
+    while len(problems) < max_problems:
+        rows = (
+            (
+                await conn.execute(
+                    select(audit).where(audit.c.seq > last).order_by(audit.c.seq).limit(chunk)
+                )
+            )
+            .mappings()
+            .all()
+        )
+        if not rows:
+            break
+        for row in rows:
+            n += 1
+            seq = row["seq"]
+            if seq != expected_seq:
+                problems.append(f"rows {expected_seq}..{seq - 1} are missing (deleted?)")
+            if row["prev_hash"] != prev:
+                problems.append(f"row {seq}: does not follow row {seq - 1} (previous hash differs)")
+            if row_hash(dict(row), row["prev_hash"]) != row["hash"]:
+                problems.append(f"row {seq}: its content does not match its hash (edited?)")
+            if row["erased_at"] is None and details_hash(row["details"]) != row["details_hash"]:
+                problems.append(f"row {seq}: its details do not match their hash (edited?)")
+            prev = row["hash"]
+            expected_seq = seq + 1
+            last = seq
+    head = (
+        await conn.execute(
+            select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == HEAD_ID)
+        )
+    ).first()
+    if head is None:
+        problems.append("the audit head row is missing")
+    elif len(problems) < max_problems and (head.seq != last or head.hash != prev):
+        problems.append(
+            f"the chain ends at row {last} but its head says row {head.seq} (newest rows deleted?)"
+        )
+    return VerifyResult(n, tuple(problems[:max_problems]))
+
+
+async def erase_details(conn: AsyncConnection, needle: str, now: datetime) -> int:
+    """Erase the details of every row whose details mention ``needle`` (a caller's
+    number); the chain stays verifiable. Rows erased."""
+    if not needle:
+        return 0
+    seqs: list[int] = []
+    last = 0
+    while True:
+        rows = (
+            await conn.execute(
+                select(audit.c.seq, audit.c.details)
+                .where(audit.c.seq > last, audit.c.details.is_not(None))
+                .order_by(audit.c.seq)
+                .limit(2000)
+            )
+        ).all()
+        if not rows:
+            break
+        # Searched in Python: the JSON column's text form differs between the engines.
+        seqs += [r.seq for r in rows if needle in canonical(r.details).decode()]
+        last = rows[-1].seq
+    for i in range(0, len(seqs), 500):
+        await conn.execute(
+            update(audit)
+            .where(audit.c.seq.in_(seqs[i : i + 500]))
+            .values(details=None, erased_at=now)
+        )
+    return len(seqs)
+
+
+@dataclass(frozen=True, slots=True)
+class AuditQuery:
+    since: datetime | None = None
+    until: datetime | None = None
+    actor: str | None = None
+    site: str | None = None
+    action: str | None = None
+    after_seq: int = 0
+    limit: int = 500
+
+
+async def rows(conn: AsyncConnection, q: AuditQuery) -> list[dict[str, Any]]:
+    stmt = select(audit).where(audit.c.seq > q.after_seq)
+    if q.since is not None:
+        stmt = stmt.where(audit.c.at >= q.since)
+    if q.until is not None:
+        stmt = stmt.where(audit.c.at < q.until)
+    if q.actor is not None:
+        stmt = stmt.where(audit.c.actor == q.actor)
+    if q.site is not None:
+        stmt = stmt.where(audit.c.site == q.site)
+    if q.action is not None:
+        stmt = stmt.where(audit.c.action == q.action)
+    result = await conn.execute(stmt.order_by(audit.c.seq).limit(q.limit))
+    return [dict(r) for r in result.mappings().all()]
+
+
+async def count(conn: AsyncConnection) -> int:
+    return int((await conn.execute(select(func.count()).select_from(audit))).scalar_one())
+
+
+async def iterate(conn: AsyncConnection, q: AuditQuery) -> AsyncIterator[dict[str, Any]]:
+    """Every row of the query, in pages (for CSV of any size)."""
+    after = q.after_seq
+    while True:
+        page = await rows(conn, replace(q, after_seq=after, limit=1000))
+        for r in page:
+            yield r
+        if len(page) < 1000:
+            return
+        after = page[-1]["seq"]
