@@ -20,6 +20,7 @@ An ended call stays in memory for ``linger`` seconds for a late leg's events, th
 
 from __future__ import annotations
 
+import heapq
 from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -197,7 +198,9 @@ class MachineSettings:
     # survey score after the hang-up comes before the caller's leg ends)
     linger: float = 10.0
     idle: float = 4 * 3600.0  # seconds without events after which a call is dropped
-    max_calls: int = 50_000  # calls held at once (~2 KB each); beyond, the least recent goes
+    # calls held at once: ~1.6 KB each (tracemalloc, an answered call in progress), so at
+    # most ~32 MB; beyond, the least recently active goes (counted in dropped_calls)
+    max_calls: int = 20_000
 
 
 class RecordMachine:
@@ -355,11 +358,11 @@ class RecordMachine:
         return call
 
     def _evict(self) -> None:
-        oldest = min(self.calls.values(), key=lambda c: c.seen)
-        del self.calls[oldest.cid.text]
-        for leg_key in oldest.legs:
-            self._legs.pop(leg_key, None)
-        self.dropped_calls += 1
+        # A tenth at once: one scan per thousands of new calls, not one per call.
+        n = max(1, len(self.calls) // 10)
+        for c in heapq.nsmallest(n, self.calls.values(), key=lambda c: c.seen):
+            self._forget(c)
+            self.dropped_calls += 1
 
     def _leg(self, call: Call, site: str, linkedid: str, at: datetime) -> Leg:
         key = (site, linkedid)
@@ -434,6 +437,8 @@ class RecordMachine:
     # -- the dialplan's UserEvents ---------------------------------------------------
     def _queue_exit(self, call: Call, leg: Leg, ev: Event, at: datetime, out: list[Out]) -> bool:
         status = ev.get("Status", "")
+        if not status:
+            return True  # Queue() returned without a status (a hang-up): nothing to add
         if not status.isalpha() or len(status) > 16:
             return False
         leg.queue_status = status.upper()

@@ -236,7 +236,8 @@ def test_memory_is_bounded() -> None:
     for i in range(10):
         cid = callid.make("bangalore", T0 + timedelta(seconds=i), i)
         m.feed("bangalore", {**join, "ChanVariable": f"CCB_CALLID={cid}", "Linkedid": f"l{i}"}, T0)
-    assert len(m.calls) == 3 and m.dropped_calls == 7
+    assert len(m.calls) <= 3 and m.dropped_calls == 10 - len(m.calls)
+    assert f"{callid.make('bangalore', T0 + timedelta(seconds=9), 9)}" in m.calls  # the newest
 
 
 def test_every_record_passes_the_stores_checks() -> None:
