@@ -306,7 +306,7 @@ class HeldRouteSettings:
     enabled: bool = True  # write the tables; the dialplan's held steps are rendered only then
     # Route from a fresh held route without the FastAGI round trip (calls with no IVR
     # choice of another service). On by default: measured (BENCHMARKS.md §1, issue 18) the
-    # held path costs Asterisk what a static dialplan costs, FastAGI 20-30 % more.
+    # held path costs the PBX what a static dialplan does; the guarded FastAGI step ~40 % more.
     use_without_bridge: bool = True
     fresh_age: float = 5.0  # seconds: a heartbeat younger than this counts as a live bridge
     max_age: float = 300.0  # seconds: the last table still routes while the bridge is silent
