@@ -33,24 +33,28 @@ from ccbridge.kpi import KpiTracker
 from ccbridge.lifecycle import Parts, StartError, StopError
 from ccbridge.logs import ctx
 from ccbridge.metrics import BridgeMetrics, LinkSnapshot, TrunkSnapshot
+from ccbridge.records.activity import ActivityRecorder
 from ccbridge.records.part import RecordStore
 from ccbridge.routing import trunks as trunk_health
 from ccbridge.routing.engine import CallRequest, Decision, Router, remember
 from ccbridge.routing.state import (
-    LIVE_REDUCERS,
+    LIVE_UPDATES,
     LiveState,
-    Reducer,
+    SiteState,
+    SiteUpdate,
     apply_event,
     begin_sync,
     complete_sync,
     initial_state,
     set_site_up,
+    with_site_maps,
 )
 from ccbridge.selfservice import SelfServiceClient
 from ccbridge.services import Services
 from ccbridge.services.access import AccessService
 from ccbridge.services.ports import TrunkNow
 from ccbridge.store.migrate import SchemaError
+from ccbridge.store.retention import RetentionJob
 
 __all__ = ["Bridge", "TrunkNow", "run_bridge", "serve"]
 
@@ -69,6 +73,12 @@ class Bridge:
         self._site_names = frozenset(s.name for s in config.sites)
         self._services = frozenset(config.services)
         self._state: LiveState = initial_state(s.name for s in config.sites)
+        # The event path's own snapshot: a state the AMI reducer made that no reader has
+        # been handed yet (every read goes through the state property or held_state),
+        # and the sites whose SiteState it made in it. Only those take an event's update
+        # in place; anything else gets new snapshots, so a reader's never changes.
+        self._unseen: LiveState | None = None
+        self._unseen_sites: set[str] = set()
         self.registry = CollectorRegistry()
         self.metrics = BridgeMetrics(
             self.registry, lambda: self.state, self._link_snapshots, config=config
@@ -99,8 +109,8 @@ class Bridge:
         # Filter is built from these subscriptions (bus.ami_filter), so none can drift.
         # The reducer first: the KPIs and the mirror see the state after the event.
         self.bus = EventBus()
-        for name, reduce in sorted(LIVE_REDUCERS.items()):
-            self.bus.subscribe(name, self._state_handler(reduce))
+        for name, update in sorted(LIVE_UPDATES.items()):
+            self.bus.subscribe(name, self._state_handler(update))
         self.kpi.subscribe(self.bus)
         self.agents.subscribe(self.bus)
         self.bus.subscribe_user_event(variables.EVENT_TRUNK_RESULT, self._on_trunk_result_event)
@@ -111,7 +121,17 @@ class Bridge:
         self.records = RecordStore(config, self.registry) if config.store.enabled else None
         if self.records is not None:
             self.records.ingest.subscribe(self.bus)
+            # Logins, pauses and rings for the agent report (its own records, same writer)
+            self.activity = ActivityRecorder(self.records.writer.put, self.clock.now)
+            self.activity.subscribe(self.bus)
         self.services = Services.over(self)
+        # Purges records past records.retention_days (issue 12), on its own engine.
+        self.retention = RetentionJob(
+            config.store,
+            config.records.retention_days,
+            config.records.purge_interval,
+            self.clock.now,
+        )
         self.agi = FastAgiServer(
             {
                 variables.AGI_ROUTE: make_route_handler(self.decide, self._on_decision),
@@ -135,11 +155,13 @@ class Bridge:
 
     @property
     def state(self) -> LiveState:
+        self._unseen = None  # handed out: from now on, never changed in place
         return self._state
 
     @state.setter
     def state(self, new: LiveState) -> None:
         # Every change of the live state may change a held route: the publisher coalesces.
+        self._unseen = None
         if new is not self._state:
             self._state = new
             self.held.state_changed()
@@ -149,6 +171,7 @@ class Bridge:
         (its cool-down), never by an event: refreshed here too, or while held routes carry
         every call no FastAGI decision would, and a recovered trunk stayed last forever."""
         self._refresh_trunks()
+        self._unseen = None
         return self._state
 
     # -- routing -------------------------------------------------------------------
@@ -186,17 +209,34 @@ class Bridge:
         self.metrics.agi_session_end(route, outcome.value, seconds)
 
     # -- AMI -----------------------------------------------------------------------
-    def _state_handler(self, reduce: Reducer) -> EventHandler:
-        """The live-state reducer of one event name as its bus handler: the state setter
-        written out, and no second lookup by name (apply_event's), on the event path."""
+    def _state_handler(self, update: SiteUpdate) -> EventHandler:
+        """The live-state update of one event name as its bus handler (the state setter
+        written out, and no second lookup by name, apply_event's).
+
+        Most events change one site's queues and members. Persistently that is a new
+        SiteState and LiveState per event, about a fifth of the event's cost; when no
+        reader has been handed the current state since the reducer made it (``_unseen``),
+        nobody can see it change, and the new maps go into the site's snapshot in place.
+        """
         state_changed = self.held.state_changed
 
         def on_event(site: str, event: Mapping[str, str]) -> None:
-            old = self._state
-            new = reduce(old, site, event, self.clock.time())
-            if new is not old:
-                self._state = new
-                state_changed()
+            state = self._state
+            s = state.sites.get(site)
+            if s is None:  # a site the config does not name: the reducer adds it
+                s = SiteState(site)
+            got = update(s, event, self.clock.time())
+            if got is None:
+                return
+            if state is self._unseen and site in self._unseen_sites:
+                fields = s.__dict__
+                fields["queues"], fields["members"] = got
+            else:
+                if state is not self._unseen:
+                    self._unseen_sites = set()
+                self._unseen_sites.add(site)
+                self._state = self._unseen = with_site_maps(state, s, got)
+            state_changed()
 
         return on_event
 
@@ -403,6 +443,7 @@ class Bridge:
     async def _start_parts(self, parts: Parts) -> None:
         # The staffing plan's reader of the records store: opened on first use.
         parts.on_stop("staffing records reader", self.services.staffing.close)
+        parts.on_stop("reports records reader", self.services.reports.close)
         if self.selfservice is not None:
             parts.on_stop("self-service client", self.selfservice.close)
         http = self.config.bridge.http_listen
@@ -449,6 +490,8 @@ class Bridge:
             await parts.start("held routes", "each site's AstDB", self.held.start, self.held.stop)
         agi = self.config.bridge.agi_listen
         await parts.start("FastAGI server", str(agi), self.agi.start, self.agi.stop)
+        if self.records is not None:
+            await parts.start("records retention", None, self.retention.start, self.retention.stop)
 
     async def stop(self) -> None:
         """Stop every part, newest first, each even when another fails; raises StopError

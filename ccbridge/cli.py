@@ -263,6 +263,10 @@ def build_parser() -> argparse.ArgumentParser:
     from ccbridge.staffing.cli import add_parser as add_staffing
 
     add_staffing(sub)
+
+    from ccbridge.reports.cli import add_parser as add_report
+
+    add_report(sub)
     return p
 
 

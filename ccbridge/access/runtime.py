@@ -57,6 +57,8 @@ class AccessStore:
         try:
             await check_schema(self.engine)
         except SchemaError as exc:
+            # The check's pooled connection would otherwise outlive the bridge.
+            await self.engine.dispose()
             self._off(str(exc))
             return
         except (SQLAlchemyError, OSError, TimeoutError) as exc:

@@ -220,20 +220,25 @@ class AmiParser:
         if self._pending:
             text = self._pending + text
         # Split on the stream's own line end: replacing every CR LF by LF first cost more
-        # than the rest of the split. Only a stream that mixes the two is normalised.
+        # than the rest of the split. Only a text that mixes the two is normalised. With a
+        # CR, the text is taken for CR LF (as Asterisk writes) and each block checked for
+        # a bare LF below, one count each: counting CR LF over the whole text first cost
+        # about as much as the split.
         eol = "\n"
         if "\r" in text:
-            if text.count("\n") == text.count("\r\n"):
-                eol = "\r\n"
-            else:
-                text = text.replace("\r\n", "\n")
+            eol = "\r\n"
         blocks = text.split(eol + eol)
-        self._pending = pending = blocks.pop()
-        if len(pending) > max_line:
-            if len(pending) > max_message:
-                raise AmiProtocolError(f"message larger than {max_message} bytes")
-            if max(map(len, pending.split("\n"))) > max_line:
-                raise AmiProtocolError(f"line longer than {max_line} bytes")
+        pending = blocks.pop()
+        unchecked = eol == "\r\n"
+        if unchecked and (self._fields or pending.count("\n") != pending.count("\r\n")):
+            # Old command output still open, or a bare LF in the tail: the whole text.
+            unchecked = False
+            if text.count("\n") != text.count("\r\n"):
+                text = text.replace("\r\n", "\n")
+                eol = "\n"
+                blocks = text.split("\n\n")
+                pending = blocks.pop()
+        self._keep_pending(pending)
         out: list[AmiMessage] = []
         if self._fields:  # old command output still open: line by line
             self._careful(blocks, eol, out)
@@ -246,12 +251,22 @@ class AmiParser:
             # blank line too many) takes the careful path, and the rest of the chunk
             # too if that left old command output open.
             if block[:1] != "E":
+                if unchecked and block.count("\n") != block.count("\r\n"):
+                    self._mixed([block, *blocks_left], out)
+                    break
                 self._careful((block,), eol, out)
-                if self._fields:
-                    self._careful(blocks_left, eol, out)
+                if self._fields:  # old command output left open: the rest line by line
+                    rest = list(blocks_left)
+                    if unchecked and any(b.count("\n") != b.count("\r\n") for b in rest):
+                        self._mixed(rest, out)
+                    else:
+                        self._careful(rest, eol, out)
                     break
                 continue
             lines = block.split(eol)
+            if unchecked and block.count("\n") != len(lines) - 1:
+                self._mixed([block, *blocks_left], out)
+                break
             if len(block) > limit:
                 self._check_block(block, lines)
             if len(lines) > max_fields:
@@ -269,6 +284,25 @@ class AmiParser:
                 continue
             out.append(msg)
         return out
+
+    def _keep_pending(self, pending: str) -> None:
+        """Keep the complete lines of an incomplete message, within the size limits."""
+        if len(pending) > self._max_line:
+            if len(pending) > self._max_message:
+                raise AmiProtocolError(f"message larger than {self._max_message} bytes")
+            if max(map(len, pending.split("\n"))) > self._max_line:
+                raise AmiProtocolError(f"line longer than {self._max_line} bytes")
+        self._pending = pending
+
+    def _mixed(self, blocks: list[str], out: list[AmiMessage]) -> None:
+        """A bare LF in a CR LF text, in the first of ``blocks`` (the rest of the text but
+        its tail): from there on the text is normalised to LF and split again, as a text
+        that mixes the two is (the blocks before had no bare LF: they split the same)."""
+        sep = "\r\n\r\n"
+        rest = (sep.join(blocks) + sep + self._pending).replace("\r\n", "\n")
+        blocks = rest.split("\n\n")
+        self._keep_pending(blocks.pop())
+        self._careful(blocks, "\n", out)
 
     def _check_block(self, block: str, lines: list[str]) -> None:
         """Raise AmiProtocolError if ``block`` breaks the message or line size limit."""

@@ -39,6 +39,7 @@ from ccbridge.config.model import (
     queue_name,
 )
 from ccbridge.config.reader import Invalid, Reader, kind, missing_secret_problem
+from ccbridge.config.records import RecordsSettings, parse_records
 from ccbridge.config.store import StoreSettings, parse_store
 from ccbridge.config.tls_loader import parse_ami_tls, parse_site_tls
 from ccbridge.config.yamlsrc import ConfigError, LineDict, Problem, read_yaml
@@ -526,6 +527,7 @@ _TOP = {
     "ivr",
     "self_service",
     "store",
+    "records",
     "access",
     "deploy",
 }
@@ -642,6 +644,10 @@ def parse_config(
             store = r.collect(lambda: parse_store(r, top["store"]))
     else:
         store = dataclasses.replace(parse_store(r, {}), enabled=False)
+    records = None
+    if "records" in top:
+        with r.at("records", top):
+            records = r.collect(lambda: parse_records(r, top["records"]))
     access = AccessSettings()
     if "access" in top:
         with r.at("access", top):
@@ -668,6 +674,7 @@ def parse_config(
         ivr=ivr,
         self_service=self_service,
         store=store or StoreSettings(),
+        records=records or RecordsSettings(),
         access=access,
         deploy=deploy,
         missing_secrets=missing,

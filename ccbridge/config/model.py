@@ -11,6 +11,7 @@ if TYPE_CHECKING:
     from ccbridge.config.access_loader import AccessSettings, TlsSettings
     from ccbridge.config.deploy import DeploySettings
     from ccbridge.config.ivr import IvrSettings, SelfServiceSettings
+    from ccbridge.config.records import RecordsSettings
     from ccbridge.config.store import StoreSettings
 
 WEEKDAYS: tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -400,6 +401,7 @@ class Config:
     ivr: IvrSettings = field(default_factory=lambda: _no_ivr())
     self_service: SelfServiceSettings | None = None
     store: StoreSettings = field(default_factory=lambda: _default_store())
+    records: RecordsSettings = field(default_factory=lambda: _default_records())
     access: AccessSettings = field(default_factory=lambda: _default_access())
     deploy: DeploySettings = field(default_factory=lambda: _default_deploy())
     # Secrets that gave nothing where the file was read (only when loaded without
@@ -459,6 +461,12 @@ def _default_store() -> StoreSettings:
     from ccbridge.config.store import StoreSettings  # store.py imports this module
 
     return StoreSettings()
+
+
+def _default_records() -> RecordsSettings:
+    from ccbridge.config.records import RecordsSettings  # kept beside the store's section
+
+    return RecordsSettings()
 
 
 def _default_deploy() -> DeploySettings:

@@ -20,6 +20,8 @@ An ended call stays in memory for ``linger`` seconds for a late leg's events, th
 
 from __future__ import annotations
 
+import heapq
+from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -112,6 +114,7 @@ _EVENT_FIELDS: Final[dict[str, tuple[str, ...]]] = {
 }
 _FIELD_MAX = 80
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_IDLE_SCAN: Final = timedelta(seconds=60)
 
 
 @dataclass(slots=True)
@@ -191,9 +194,13 @@ class MachineSettings:
     number_kind: Mapping[str, str]  # DID -> local / tollfree
     calling_codes: tuple[tuple[str, str], ...]  # (calling code, country), longest first
     short_abandon: float = 5.0  # seconds: an abandon before this is a short abandon
-    linger: float = 60.0  # seconds an ended call waits for a late site's events
+    # seconds an ended call waits for a late site's events (another AMI link's lag; a
+    # survey score after the hang-up comes before the caller's leg ends)
+    linger: float = 10.0
     idle: float = 4 * 3600.0  # seconds without events after which a call is dropped
-    max_calls: int = 200_000  # calls held at once; beyond, the least recent goes
+    # calls held at once: ~1.6 KB each (tracemalloc, an answered call in progress), so at
+    # most ~32 MB; beyond, the least recently active goes (counted in dropped_calls)
+    max_calls: int = 20_000
 
 
 class RecordMachine:
@@ -206,6 +213,8 @@ class RecordMachine:
         self.skipped: dict[str, int] = {}
         self.events = 0  # events that taught something
         self.dropped_calls = 0  # calls forgotten before they ended (idle or memory)
+        self._ended: deque[tuple[datetime, str]] = deque()  # (ended at, call ID), in order
+        self._idle_scan = _EPOCH
         self._handlers = {
             "QueueCallerJoin": self._join,
             "QueueCallerLeave": self._nothing,
@@ -309,21 +318,29 @@ class RecordMachine:
         return [("calls", {k: val for k, val in row.items() if val is not None})]
 
     def sweep(self, now: datetime) -> int:
-        """Forget calls that ended ``linger`` ago or saw nothing for ``idle``; how many."""
+        """Forget calls that ended ``linger`` ago (in the order they ended: no scan of
+        every call) and, at most once a minute, calls that saw nothing for ``idle``."""
         linger = timedelta(seconds=self.settings.linger)
-        idle = timedelta(seconds=self.settings.idle)
-        gone = [
-            k
-            for k, c in self.calls.items()
-            if (c.ended is not None and now - c.ended >= linger) or now - c.seen >= idle
-        ]
-        for k in gone:
-            c = self.calls.pop(k)
-            if c.ended is None:
+        gone = 0
+        while self._ended and now - self._ended[0][0] >= linger:
+            _, key = self._ended.popleft()
+            c = self.calls.get(key)
+            if c is not None and c.ended is not None and now - c.ended >= linger:
+                self._forget(c)
+                gone += 1
+        if now - self._idle_scan >= _IDLE_SCAN:
+            self._idle_scan = now
+            idle = timedelta(seconds=self.settings.idle)
+            for c in [c for c in self.calls.values() if c.ended is None and now - c.seen >= idle]:
+                self._forget(c)
                 self.dropped_calls += 1
-            for leg_key in c.legs:
-                self._legs.pop(leg_key, None)
-        return len(gone)
+                gone += 1
+        return gone
+
+    def _forget(self, call: Call) -> None:
+        del self.calls[call.cid.text]
+        for leg_key in call.legs:
+            self._legs.pop(leg_key, None)
 
     # -- state --------------------------------------------------------------------------
     def _skip(self, why: str) -> list[Out]:
@@ -341,11 +358,11 @@ class RecordMachine:
         return call
 
     def _evict(self) -> None:
-        oldest = min(self.calls.values(), key=lambda c: c.seen)
-        del self.calls[oldest.cid.text]
-        for leg_key in oldest.legs:
-            self._legs.pop(leg_key, None)
-        self.dropped_calls += 1
+        # A tenth at once: one scan per thousands of new calls, not one per call.
+        n = max(1, len(self.calls) // 10)
+        for c in heapq.nsmallest(n, self.calls.values(), key=lambda c: c.seen):
+            self._forget(c)
+            self.dropped_calls += 1
 
     def _leg(self, call: Call, site: str, linkedid: str, at: datetime) -> Leg:
         key = (site, linkedid)
@@ -420,6 +437,8 @@ class RecordMachine:
     # -- the dialplan's UserEvents ---------------------------------------------------
     def _queue_exit(self, call: Call, leg: Leg, ev: Event, at: datetime, out: list[Out]) -> bool:
         status = ev.get("Status", "")
+        if not status:
+            return True  # Queue() returned without a status (a hang-up): nothing to add
         if not status.isalpha() or len(status) > 16:
             return False
         leg.queue_status = status.upper()
@@ -498,6 +517,7 @@ class RecordMachine:
             call.entry_ended = True
         if all(lg.ended_at is not None for lg in call.legs.values()):
             call.ended = at
+            self._ended.append((at, call.cid.text))
         self.events += 1
         return [
             ("legs", leg.row()),
@@ -720,5 +740,6 @@ def settings_from_config(config: Config, **limits: Any) -> MachineSettings:
         queues=queues,
         number_kind={n.did: n.kind.value for n in config.numbers},
         calling_codes=tuple(codes),
-        **limits,
+        # the same threshold the reports split abandons by (records.short_abandon_s)
+        **{"short_abandon": config.records.short_abandon_s, **limits},
     )

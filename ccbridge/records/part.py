@@ -20,6 +20,7 @@ import contextlib
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from prometheus_client import CollectorRegistry
@@ -30,15 +31,30 @@ from ccbridge.config.model import Config
 from ccbridge.records import alive
 from ccbridge.records.ingest import RecordIngest
 from ccbridge.records.machine import settings_from_config
-from ccbridge.store.engine import CONNECT_TIMEOUT, make_engine
-from ccbridge.store.migrate import SchemaError, check_schema
+from ccbridge.store.engine import CONNECT_TIMEOUT, make_engine, sqlite_path
+from ccbridge.store.migrate import (
+    SchemaError,
+    SchemaState,
+    SchemaStatus,
+    check_schema,
+    head_revision,
+)
 from ccbridge.store.writer import RecordWriter
 
 log = logging.getLogger("ccbridge.records")
 
 HEARTBEAT = 1.0  # seconds between heartbeat file writes (the gap's precision after a kill)
-SWEEP = 5.0  # seconds between sweeps of ended calls from memory
+SWEEP = 1.0  # seconds between sweeps of ended calls from memory
 SCHEMA_RETRY = 5.0  # seconds between schema checks while the database is unreachable
+START_CHECK = 3.0  # seconds the start waits for the schema check
+
+
+class NoDatabase(SchemaError):
+    """The SQLite file is not there: ``ccbridge db upgrade`` creates it."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(SchemaStatus(SchemaState.EMPTY, None, head_revision()))
+        self.args = (f"no database file {path}: run `ccbridge db upgrade CONFIG`",)
 
 
 class RecordStore:
@@ -70,8 +86,17 @@ class RecordStore:
         return make_url(self.settings.url).render_as_string(hide_password=True)
 
     async def start(self) -> None:
+        path = sqlite_path(self.settings)
+        if path is not None and not await asyncio.to_thread(path.exists):
+            # Checking would create an empty file (or fail on a missing folder, which
+            # would read as "unreachable"): say what to do instead.
+            await self.engine.dispose()
+            raise NoDatabase(path)
         try:
-            await self._check_schema()
+            # Not long: FastAGI starts after this part, and until it listens every call
+            # takes the fallback. A database that does not answer within this is checked
+            # again in the background while the bridge routes.
+            await self._check_schema(START_CHECK)
         except SchemaError:
             await self.engine.dispose()
             raise
@@ -135,8 +160,8 @@ class RecordStore:
         }
 
     # -- tasks ---------------------------------------------------------------------
-    async def _check_schema(self) -> None:
-        async with asyncio.timeout(CONNECT_TIMEOUT + 5):
+    async def _check_schema(self, within: float = CONNECT_TIMEOUT + 5) -> None:
+        async with asyncio.timeout(within):
             await check_schema(self.engine)
         self.schema_ok, self.schema_error = True, None
 

@@ -47,12 +47,14 @@ __all__ = [
     "DEFAULT_HANDLE_TIME",
     "EWMA_ALPHA",
     "LIVE_REDUCERS",
+    "LIVE_UPDATES",
     "Caller",
     "LiveState",
     "Member",
     "QueueLoad",
     "Reducer",
     "SiteState",
+    "SiteUpdate",
     "SyncBuffer",
     "apply_event",
     "apply_events",
@@ -64,6 +66,7 @@ __all__ = [
     "set_site_up",
     "set_sticky",
     "set_trunk_health",
+    "with_site_maps",
 ]
 
 # Device states (ast_device_state) as sent in the Status field.
@@ -604,82 +607,81 @@ _MEMBER_HANDLERS: dict[str, _Handler] = {
     "QueueMemberRemoved": _member_removed,
 }
 Reducer = Callable[[LiveState, str, Mapping[str, str], float], LiveState]
+# One live event's effect on one site: its new (queues, members), None if unchanged.
+SiteUpdate = Callable[[SiteState, Mapping[str, str], float], "_Pair | None"]
 
 
-def _site_reducer(handler: _Handler) -> Reducer:
-    """``apply_event`` for the one event name ``handler`` folds in: the bus calls it
-    without the lookup by name (the bridge subscribes one per name)."""
+def _site_update(handler: _Handler) -> SiteUpdate:
+    """The SiteUpdate of a handler of the site's (queues, members)."""
 
-    def reduce(state: LiveState, site: str, event: Mapping[str, str], now: float) -> LiveState:
-        # The hot path, written out: _evolve twice and _as_map three times, inlined.
-        sites = state.sites
-        if type(sites) is not Map:
-            sites = Map(sites)
-        s = sites.get(site)
-        if s is None:
-            s = SiteState(site)
+    def update(s: SiteState, event: Mapping[str, str], now: float) -> _Pair | None:
         queues, members = s.queues, s.members
-        got = handler(
+        return handler(
             queues if type(queues) is Map else Map(queues),
             members if type(members) is Map else Map(members),
             event,
             now,
         )
-        if got is None:
-            return state
-        fields = s.__dict__.copy()
-        fields["queues"], fields["members"] = got
-        new_site = _new(SiteState)
-        _set(new_site, "__dict__", fields)
-        fields = state.__dict__.copy()
-        fields["sites"] = sites.set(site, new_site)
-        new_state = _new(LiveState)
-        _set(new_state, "__dict__", fields)
-        return new_state
 
-    return reduce
+    return update
 
 
-def _queue_reducer(update: _QueueUpdate) -> Reducer:
-    """``_site_reducer(_per_queue(update))`` in one function: most live events are about
-    one queue, and a call less per event is worth the repetition."""
+def _queue_update(update_queue: _QueueUpdate) -> SiteUpdate:
+    """``_site_update(_per_queue(update_queue))`` in one function: most live events are
+    about one queue, and a call less per event is worth the repetition."""
 
-    def reduce(state: LiveState, site: str, event: Mapping[str, str], now: float) -> LiveState:
+    def update(s: SiteState, event: Mapping[str, str], now: float) -> _Pair | None:
         qname = event.get("Queue")
         if not qname:
-            return state
-        sites = state.sites
-        if type(sites) is not Map:
-            sites = Map(sites)
-        s = sites.get(site)
-        if s is None:
-            s = SiteState(site)
+            return None
         queues = s.queues
         if type(queues) is not Map:
             queues = Map(queues)
-        q = update(queues.get(qname, EMPTY_QUEUE), event, now)
+        q = update_queue(queues.get(qname, EMPTY_QUEUE), event, now)
         if q is None:
-            return state
-        fields = s.__dict__.copy()
-        fields["queues"] = queues.set(qname, q)
-        if type(s.members) is not Map:
-            fields["members"] = Map(s.members)
-        new_site = _new(SiteState)
-        _set(new_site, "__dict__", fields)
-        fields = state.__dict__.copy()
-        fields["sites"] = sites.set(site, new_site)
-        new_state = _new(LiveState)
-        _set(new_state, "__dict__", fields)
-        return new_state
+            return None
+        members = s.members
+        return queues.set(qname, q), members if type(members) is Map else Map(members)
+
+    return update
+
+
+def with_site_maps(state: LiveState, s: SiteState, got: _Pair) -> LiveState:
+    """A new state with site ``s``'s queues and members replaced by ``got`` (a new
+    SiteState and LiveState: the persistent update every reducer here makes)."""
+    fields = s.__dict__.copy()
+    fields["queues"], fields["members"] = got
+    new_site = _new(SiteState)
+    _set(new_site, "__dict__", fields)
+    fields = state.__dict__.copy()
+    fields["sites"] = _as_map(state.sites).set(s.name, new_site)
+    new_state = _new(LiveState)
+    _set(new_state, "__dict__", fields)
+    return new_state
+
+
+def _reducer(update: SiteUpdate) -> Reducer:
+    """``apply_event`` for the one event name ``update`` folds in."""
+
+    def reduce(state: LiveState, site: str, event: Mapping[str, str], now: float) -> LiveState:
+        s = state.sites.get(site)
+        if s is None:
+            s = SiteState(site)
+        got = update(s, event, now)
+        return state if got is None else with_site_maps(state, s, got)
 
     return reduce
 
 
-# The live AMI events this reducer folds in, each with its reducer: what the bridge
-# subscribes to the bus.
+# The live AMI events this reducer folds in, each with its update of the site: what the
+# bridge subscribes to the bus (ccbridge/app.py, which may apply an update in place to
+# a snapshot no reader has seen yet), and as a reducer of the whole state.
+LIVE_UPDATES: Mapping[str, SiteUpdate] = {
+    **{name: _queue_update(update) for name, update in _QUEUE_UPDATES.items()},
+    **{name: _site_update(handler) for name, handler in _MEMBER_HANDLERS.items()},
+}
 LIVE_REDUCERS: Mapping[str, Reducer] = {
-    **{name: _queue_reducer(update) for name, update in _QUEUE_UPDATES.items()},
-    **{name: _site_reducer(handler) for name, handler in _MEMBER_HANDLERS.items()},
+    name: _reducer(update) for name, update in LIVE_UPDATES.items()
 }
 HANDLED_EVENTS: frozenset[str] = frozenset(LIVE_REDUCERS)
 

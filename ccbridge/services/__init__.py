@@ -8,12 +8,14 @@ from ccbridge.services.agents import AgentService
 from ccbridge.services.calls import CallService
 from ccbridge.services.errors import ServiceError
 from ccbridge.services.ports import Runtime
+from ccbridge.services.reports import ReportService
 from ccbridge.services.sites import SiteService
 from ccbridge.services.staffing import StaffingService
 
 __all__ = [
     "AgentService",
     "CallService",
+    "ReportService",
     "Runtime",
     "ServiceError",
     "Services",
@@ -30,6 +32,7 @@ class Services:
     agents: AgentService
     calls: CallService
     staffing: StaffingService
+    reports: ReportService
 
     @classmethod
     def over(cls, runtime: Runtime) -> Services:
@@ -38,4 +41,5 @@ class Services:
             AgentService(runtime),
             CallService(runtime),
             StaffingService(runtime),
+            ReportService(runtime),
         )

@@ -22,6 +22,7 @@ from ccbridge.store.schema import (
     ASSIGNED_ON_WRITE,
     CONFLICT_KEYS,
     TABLES,
+    ActivityKind,
     HungUpBy,
     Outcome,
     UtcDateTime,
@@ -142,6 +143,7 @@ _EXTRA: dict[tuple[str, str], Check] = {
     ("calls", "hung_up_by"): _one_of({h.value for h in HungUpBy}),
     ("calls", "satisfaction"): _score,
     ("calls", "trunk_failovers"): lambda v: _integer(v) or (None if v >= 0 else "negative"),
+    ("agent_activity", "kind"): _one_of({k.value for k in ActivityKind}),
     ("legs", "ring_no_answers"): lambda v: _integer(v) or (None if v >= 0 else "negative"),
     ("audit", "result"): _one_of({"ok", "denied", "unauthorized", "failed", "limited"}),
 }

@@ -12,10 +12,17 @@ Indexes, each for a query the reports (issue 12) will run:
   agent and time range;
 - ``calls (arrived_at)``: the call list over a time range and the retention purge;
 - ``calls (caller_number)``: the caller filter and ``records erase --number``;
+- ``calls (entry_site, arrived_at) WHERE target_site IS NULL OR target_site !=
+  entry_site`` (partial, ``ix_calls_entry_site_away``): the interval report's calls that
+  left their entry site or went nowhere;
 - ``legs (site, arrived_at)``: a site's legs over a time range (queue reports);
 - ``call_events (call_id, at)``: ``GET /calls/{id}`` lists one call's events in order;
 - ``coverage_gaps (site, started_at)`` (the unique key) and ``(site, ended_at)``: the
-  gaps a report interval touches.
+  gaps a report interval touches;
+- ``agent_activity (site, at, kind, agent)``: the agent report's ring counts (read from
+  the index alone) and state changes over a time range; its unique key
+  ``(site, agent, queue, kind, at)`` also finds each agent's last state before a range
+  (``max(at)`` per agent and queue).
 """
 
 from __future__ import annotations
@@ -38,6 +45,7 @@ from sqlalchemy import (
     Table,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 
 # Named constraints: alembic can then drop or alter them by name on both engines.
@@ -72,6 +80,17 @@ class HungUpBy(StrEnum):
     SYSTEM = "system"
 
 
+class ActivityKind(StrEnum):
+    """An agent's queue activity, as the agent report reads it (ccbridge/records/activity.py)."""
+
+    LOGIN = "login"  # QueueMemberAdded, or a member first seen in a resync
+    LOGOUT = "logout"  # QueueMemberRemoved
+    PAUSE = "pause"  # QueueMemberPause Paused: 1
+    UNPAUSE = "unpause"  # QueueMemberPause Paused: 0
+    CALLED = "called"  # AgentCalled: a call rang the agent (the agent report's "offered")
+    RING_NO_ANSWER = "ring_no_answer"  # AgentRingNoAnswer
+
+
 class UtcDateTime(TypeDecorator[datetime]):
     """An aware datetime stored as UTC and read back aware: SQLite keeps no offset, so
     every instant is normalised before it is written and the time-range queries compare
@@ -94,6 +113,10 @@ class UtcDateTime(TypeDecorator[datetime]):
             return None
         assert isinstance(value, datetime)
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+# The partial index's predicate; a query uses the index only when it says the same.
+ENTRY_AWAY = "target_site IS NULL OR target_site != entry_site"
 
 
 def _site() -> String:
@@ -140,6 +163,15 @@ calls = Table(
     Index(None, "agent", "arrived_at"),
     Index(None, "arrived_at"),
     Index(None, "caller_number"),
+    # Only the calls sent away from where they entered, or sent nowhere (~15 %): the
+    # interval report's overflow-out and after-hours pass reads these alone.
+    Index(
+        "ix_calls_entry_site_away",
+        "entry_site",
+        "arrived_at",
+        sqlite_where=text(ENTRY_AWAY),
+        postgresql_where=text(ENTRY_AWAY),
+    ),
 )
 
 legs = Table(
@@ -187,6 +219,22 @@ coverage_gaps = Table(
     UniqueConstraint("site", "started_at"),
     Index(None, "site", "ended_at"),
 )
+
+agent_activity = Table(
+    "agent_activity",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("site", _site(), nullable=False),
+    Column("agent", String(64), nullable=False),  # the queue member's MemberName
+    Column("queue", String(80), nullable=False),
+    Column("kind", String(16), nullable=False),  # ActivityKind
+    Column("at", UtcDateTime, nullable=False),
+    Column("reason", String(80)),  # the pause reason
+    UniqueConstraint("site", "agent", "queue", "kind", "at"),
+    # kind and agent too: the ring counts read the index alone, never the rows
+    Index(None, "site", "at", "kind", "agent"),
+)
+
 
 # -- access (issue 13): users, their tokens, and the audit trail ---------------------
 
@@ -254,7 +302,9 @@ audit_head = Table(
     Column("hash", String(64), nullable=False),
 )
 
-TABLES: dict[str, Table] = {t.name: t for t in (calls, legs, call_events, coverage_gaps, audit)}
+TABLES: dict[str, Table] = {
+    t.name: t for t in (calls, legs, call_events, coverage_gaps, agent_activity, audit)
+}
 
 # The columns an upsert matches on, per table: the natural key of each record.
 CONFLICT_KEYS: dict[str, tuple[str, ...]] = {
@@ -262,6 +312,7 @@ CONFLICT_KEYS: dict[str, tuple[str, ...]] = {
     "legs": ("call_id", "site", "linkedid"),
     "call_events": ("site", "event_key"),
     "coverage_gaps": ("site", "started_at"),
+    "agent_activity": ("site", "agent", "queue", "kind", "at"),
     "audit": ("event_id",),
 }
 
@@ -271,4 +322,4 @@ ASSIGNED_ON_WRITE: dict[str, frozenset[str]] = {
 }
 
 # Tables whose records only ever insert: a second copy changes nothing.
-INSERT_ONLY: frozenset[str] = frozenset({"call_events", "audit"})
+INSERT_ONLY: frozenset[str] = frozenset({"call_events", "agent_activity", "audit"})

@@ -244,3 +244,17 @@ async def test_an_unreachable_site_stops_the_rollout_before_it_is_touched(
     assert "manila: not touched; runs its files from before ccbridge deploy" in out
     assert "site manila: drained" not in out and stamp(lab, "manila") is None
     assert all(stamp(lab, s) is not None for s in ("bangalore", "dhaka"))
+
+
+async def test_no_bridge_to_drain_through_stops_before_the_first_site(
+    lab: Lab, templates: Path, deploy_config: Path
+) -> None:
+    # no bridge runs: the drain is refused, so nothing may be installed anywhere
+    edit(templates / "queues.conf.j2", "ringinuse=no", "ringinuse=no\nannounce-holdtime=no")
+    code, out = await ccbridge(
+        "deploy", str(deploy_config), "--templates", str(templates), "--static"
+    )
+    assert code == 1, out
+    assert "site bangalore: cannot drain, stopped before touching it" in out
+    assert "installed" not in out and "deploy: STOPPED at bangalore" in out
+    assert all(stamp(lab, s.name) is None for s in lab.config.sites)

@@ -18,6 +18,7 @@ import trustme
 from ccbridge.access.roles import Principal
 from ccbridge.access.users import User, issue_token, revoke_token, set_disabled
 from ccbridge.loopdebug import report_slow_callbacks, stop_reporting
+from ccbridge.store.audit import erase_details, verify
 from ccbridge.store.engine import make_engine
 from tests.polling import until
 from tests.store.access_world import BOOTSTRAP, PASSWORD, World, make_world
@@ -245,3 +246,56 @@ async def test_login_hashing_never_blocks_the_loop(world: World) -> None:
         stop_reporting(loop, found)
     assert [g[0] for g in got] == [200] * 4
     assert found.lines == []
+
+
+async def test_a_supervisor_acts_on_a_shared_agent_only_at_their_own_site(world: World) -> None:
+    """roam1 works at bangalore and dhaka: dhaka's supervisor may act on it at dhaka only."""
+    at_blr = {"site": "bangalore", "queues": ["orders-en"]}
+    st, body, _ = await call(world, "POST", "/api/v1/agents/roam1/login", "sue", json=at_blr)
+    assert (st, body["error"]) == (403, "forbidden")
+    st, body, _ = await call(world, "POST", "/api/v1/agents/roam1/pause", "sue", json={})
+    assert (st, body["error"]) == (400, "site-required")
+    st, body, _ = await call(
+        world, "POST", "/api/v1/agents/roam1/pause", "sue", json={"site": "dhaka"}
+    )
+    assert st == 503  # allowed; dhaka's AMI link is down in this test
+    rows = await audited(world, 3)
+    assert [(r["result"], r["status"]) for r in rows] == [
+        ("denied", 403),
+        ("failed", 400),
+        ("failed", 503),
+    ]
+
+
+async def test_exports_and_call_lists_are_audited_and_a_number_can_be_erased(world: World) -> None:
+    """A CSV is an export and a call list a sensitive read: both audited with what was
+    asked; erasing the caller's number from the audit details keeps the chain whole."""
+    number = "+8801712345678"
+    st, _, h = await call(world, "GET", f"/api/v1/calls?caller=%2B{number[1:]}&format=csv", "ada")
+    assert st == 200 and h["Content-Type"].startswith("text/csv")
+    st, _, _ = await call(world, "GET", "/api/v1/calls?site=dhaka", "sue")
+    assert st == 200
+    st, _, _ = await call(
+        world,
+        "GET",
+        "/api/v1/reports/intervals?site=bangalore&from=2026-11-25&to=2026-11-26",
+        "sue",
+    )
+    assert st == 403  # not her site
+    rows = await audited(world, 3)
+    got = [(r["actor"], r["action"], r["result"], r["site"]) for r in rows]
+    assert got == [
+        ("ada", "GET /api/v1/calls csv", "ok", None),
+        ("sue", "GET /api/v1/calls", "ok", "dhaka"),
+        ("sue", "GET /api/v1/reports/intervals", "denied", "bangalore"),
+    ]
+    assert rows[0]["details"] == {"query": {"caller": number, "format": "csv"}}
+    engine = make_engine(world.config.store)
+    try:
+        async with engine.begin() as conn:
+            assert await erase_details(conn, number, datetime.now(UTC)) == 1
+        async with engine.connect() as conn:
+            assert (await verify(conn)).ok
+    finally:
+        await engine.dispose()
+    assert number not in str(await world.audit_rows())

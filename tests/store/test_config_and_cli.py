@@ -44,6 +44,12 @@ def test_without_a_store_section_records_go_to_sqlite_beside_the_config() -> Non
     assert s.url == f"sqlite+aiosqlite:///{REPO / 'examples' / 'var' / 'ccbridge.db'}"
     assert s.journal == str(REPO / "examples" / "var" / "ccbridge.db.journal")
     assert s.engine == "sqlite" and s.password is None
+    assert not s.enabled  # no section: the bridge keeps no call records
+
+
+def test_a_store_section_turns_records_on_unless_it_says_not() -> None:
+    assert _store("store: {}\n").enabled
+    assert not _store("store:\n  enabled: false\n").enabled
 
 
 def test_a_postgresql_store_takes_its_password_from_a_secret() -> None:
@@ -73,6 +79,7 @@ def test_a_postgresql_store_takes_its_password_from_a_secret() -> None:
         ("store:\n  batch_size: 0\n", "store.batch_size"),
         ("store:\n  urll: sqlite:///x.db\n", "unknown key 'urll' (did you mean 'url'?)"),
         ("store: 5\n", "store: expected a mapping"),
+        ("store:\n  enabled: maybe\n", "store.enabled"),
     ],
 )
 def test_bad_store_sections_name_the_key(section: str, message: str) -> None:

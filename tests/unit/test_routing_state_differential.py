@@ -11,12 +11,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import astuple
+from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ccbridge.ami.codec import AmiParser
+from ccbridge.app import Bridge
+from ccbridge.clock import Clock
+from ccbridge.config import Config, load_config
 from ccbridge.routing import state as new
 from tests.bench.bench_ami_parse import generate_stream
 from tests.unit import state_oracle as old
@@ -174,3 +179,62 @@ def test_the_oracle_is_the_dict_version() -> None:
     assert type(state.sites["blr"].members) is dict
     state = new.apply_event(new.initial_state(["blr"]), "blr", events("answered_call")[0], T0)
     assert type(state.sites["blr"].members) is not dict
+
+
+class _SetClock(Clock):
+    """The bridge's clock, set by the test: the oracle gets the same ``now``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.now_s = T0
+
+    def time(self) -> float:
+        return self.now_s
+
+
+@lru_cache(maxsize=1)
+def _lab_config() -> Config:
+    return load_config(
+        Path(__file__).resolve().parents[2] / "examples" / "lab.yaml", resolve_secrets=False
+    )
+
+
+BRIDGE_SITE = st.sampled_from(["bangalore", "dhaka", "mnl"])  # mnl: not configured
+BRIDGE_STEP = st.one_of(
+    st.tuples(st.just("event"), st.tuples(BRIDGE_SITE, EVENTS)),
+    st.tuples(st.just("event"), st.tuples(BRIDGE_SITE, EVENTS)),
+    st.tuples(st.just("read"), st.none()),
+    st.tuples(st.just("up"), st.tuples(BRIDGE_SITE, st.booleans())),
+)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(BRIDGE_STEP, max_size=60))
+def test_the_bridges_event_path_matches_and_never_changes_a_snapshot_read(
+    stream: list[tuple[str, Any]],
+) -> None:
+    """The bridge applies an event's update in place to a snapshot no reader has had
+    (app.Bridge._state_handler): the states stay equal to the oracle's, and every
+    snapshot a reader took is as it was when read, whatever came after."""
+    clock = _SetClock()
+    bridge = Bridge(_lab_config(), clock)
+    a: Any = old.initial_state(s.name for s in _lab_config().sites)
+    seen: list[tuple[Any, Any]] = []
+    for op, arg in stream:
+        clock.now_s += 1.0
+        if op == "event":
+            site, ev = arg
+            if ev["Event"] in new.HANDLED_EVENTS:  # the bus carries live events only
+                a = old.apply_event(a, site, ev, clock.now_s)
+            bridge.bus.dispatch(site, ev)
+        elif op == "up":
+            site, up = arg
+            a = old.set_site_up(a, site, up, clock.now_s)
+            bridge.state = new.set_site_up(bridge.state, site, up, clock.now_s)
+        else:
+            snapshot = bridge.state
+            assert norm(snapshot) == norm(a)
+            seen.append((snapshot, norm(snapshot)))
+    assert norm(bridge.state) == norm(a)
+    for snapshot, as_read in seen:
+        assert norm(snapshot) == as_read

@@ -1,0 +1,35 @@
+"""The `records:` section: how long call records are kept and how reports count them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ccbridge.config.reader import Reader
+
+
+@dataclass(frozen=True, slots=True)
+class RecordsSettings:
+    """Retention of the operating record and the report definitions that are a choice."""
+
+    # Records (calls, legs, events, agent activity, closed coverage gaps) older than
+    # this many days are purged by the retention job; 0 keeps them for ever.
+    retention_days: int = 400
+    purge_interval: float = 3600.0  # seconds between purges
+    # A caller who hangs up within this many seconds of queueing is a short abandon:
+    # counted apart and left out of the abandon rate and service levels (docs/reports.md).
+    short_abandon_s: float = 5.0
+
+
+def parse_records(r: Reader, v: Any) -> RecordsSettings:
+    d = r.mapping(v, {"retention_days", "purge_interval", "short_abandon_s"})
+    return RecordsSettings(
+        **r.given(
+            d,
+            {
+                "retention_days": r.integer(0, 36_500),
+                "purge_interval": r.number(1, 86_400),
+                "short_abandon_s": r.number(0, 600),
+            },
+        )
+    )

@@ -1,0 +1,1 @@
+"""The ingest of AMI events into the record store (issue 12)."""

@@ -1,0 +1,313 @@
+"""The reports' SQL (SQLAlchemy Core): sums per UTC quarter hour, read over the indexes.
+
+Each statement names the index it is written for (see ccbridge/store/schema.py); the
+bench (tests/bench/bench_reports.py) prints the engines' query plans to prove it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Integer,
+    Select,
+    and_,
+    case,
+    cast,
+    extract,
+    func,
+    literal,
+    or_,
+    select,
+    text,
+    union_all,
+)
+
+from ccbridge.reports.intervals import SLOT_S
+from ccbridge.store.schema import (
+    ENTRY_AWAY,
+    ActivityKind,
+    Outcome,
+    agent_activity,
+    calls,
+    coverage_gaps,
+)
+
+ABANDONS = (Outcome.ABANDONED.value, Outcome.SHORT_ABANDON.value)
+AFTER_HOURS = (
+    Outcome.AFTER_HOURS_VOICEMAIL.value,
+    Outcome.AFTER_HOURS_CALLBACK.value,
+    Outcome.CLOSED.value,
+)
+STATE_KINDS = (
+    ActivityKind.LOGIN.value,
+    ActivityKind.LOGOUT.value,
+    ActivityKind.PAUSE.value,
+    ActivityKind.UNPAUSE.value,
+)
+# An agent's call is found by its arrival (the index), counted at its answer: a call
+# answered inside the range arrived at most this long before it.
+ANSWER_LOOKBACK = timedelta(hours=2)
+
+
+def slot(dialect: str, col: Any, size: int = SLOT_S) -> ColumnElement[int]:
+    """The UTC slot of ``size`` seconds (a multiple of a quarter hour) of a timestamp
+    column, as an integer, on either engine."""
+    if dialect == "sqlite":
+        # UtcDateTime keeps UTC text on SQLite: strftime('%s') reads it as UTC.
+        return cast(func.strftime("%s", col), Integer).op("/")(size)  # integer division
+    return cast(func.floor(extract("epoch", col) / size), BigInteger)
+
+
+def _count(cond: ColumnElement[bool]) -> ColumnElement[Any]:
+    return func.coalesce(func.sum(case((cond, 1), else_=0)), 0)
+
+
+def _z(col: Any) -> ColumnElement[Any]:
+    return func.coalesce(col, 0.0)
+
+
+# The columns of queue_sums after (slot, service, language, queue[, flag]): QueueSums'
+# fields in order, without overflowed_out (counted by the entry-site query).
+SUM_COLUMNS = (
+    "offered",
+    "answered",
+    "answered_within_sl",
+    "abandoned",
+    "short_abandons",
+    "abandoned_within_sl",
+    "timed_out",
+    "answered_wait_s",
+    "handle_s",
+    "longest_wait_s",
+    "overflowed_in",
+    "after_hours",
+    "fallback_routed",
+    "satisfaction_sum",
+    "satisfaction_count",
+)
+
+
+def _sums(
+    site: str, thresholds: Mapping[str, int], default_threshold: int, short_abandon_s: float
+) -> list[ColumnElement[Any]]:
+    c = calls.c
+    sl: ColumnElement[Any] = (
+        case(dict(thresholds), value=c.queue, else_=default_threshold)
+        if thresholds
+        else literal(default_threshold)
+    )
+    wait = _z(c.wait_s)
+    answered = c.outcome == Outcome.ANSWERED.value
+    abandoned = c.outcome.in_(ABANDONS)
+    queued = c.queued_at.is_not(None)
+    cols = [
+        _count(queued),
+        _count(answered),
+        _count(and_(answered, wait <= sl)),
+        _count(abandoned),
+        _count(and_(abandoned, wait < short_abandon_s)),
+        _count(and_(abandoned, wait >= short_abandon_s, wait <= sl)),
+        _count(c.outcome == Outcome.TIMEOUT.value),
+        func.coalesce(func.sum(case((answered, wait), else_=0.0)), 0.0),
+        func.coalesce(
+            func.sum(case((answered, _z(c.talk_s) + _z(c.hold_s) + _z(c.wrapup_s)), else_=0.0)),
+            0.0,
+        ),
+        func.max(case((queued, c.wait_s), else_=None)),
+        _count(c.entry_site != site),
+        _count(or_(c.outcome.in_(AFTER_HOURS), c.after_hours_action.is_not(None))),
+        _count(c.static_fallback.is_(True)),
+        func.coalesce(func.sum(c.satisfaction), 0),
+        func.count(c.satisfaction),
+    ]
+    return [col.label(name) for col, name in zip(cols, SUM_COLUMNS, strict=True)]
+
+
+def _filters(service: str | None, language: str | None, queue: str | None) -> list[Any]:
+    c = calls.c
+    out: list[Any] = []
+    if service is not None:
+        out.append(c.service == service)
+    if language is not None:
+        out.append(c.language == language)
+    if queue is not None:
+        out.append(c.queue == queue)
+    return out
+
+
+def queue_sums(
+    dialect: str,
+    site: str,
+    start: datetime,
+    end: datetime,
+    thresholds: Mapping[str, int],
+    default_threshold: int,
+    short_abandon_s: float,
+    *,
+    size: int = SLOT_S,
+    service: str | None = None,
+    language: str | None = None,
+    queue: str | None = None,
+) -> Select[Any]:
+    """Sums per (slot, service, language, queue) of the calls sent to a site
+    (index calls(target_site, arrived_at))."""
+    c = calls.c
+    s = slot(dialect, c.arrived_at, size).label("slot")
+    return (
+        select(
+            s,
+            c.service,
+            c.language,
+            c.queue,
+            *_sums(site, thresholds, default_threshold, short_abandon_s),
+        )
+        .where(
+            c.target_site == site,
+            c.arrived_at >= start,
+            c.arrived_at < end,
+            *_filters(service, language, queue),
+        )
+        .group_by(s, c.service, c.language, c.queue)
+    )
+
+
+def entry_sums(
+    dialect: str,
+    site: str,
+    start: datetime,
+    end: datetime,
+    thresholds: Mapping[str, int],
+    default_threshold: int,
+    short_abandon_s: float,
+    *,
+    size: int = SLOT_S,
+    service: str | None = None,
+    language: str | None = None,
+    queue: str | None = None,
+) -> Select[Any]:
+    """Of the calls that entered at a site and were not sent to it (one pass over the
+    partial index ix_calls_entry_site_away): per (slot, service, language, queue, sent_away), the
+    same sums; ``sent_away`` rows went to another site (the site's overflow out, their
+    ``offered`` is what counts), the others went nowhere (after hours, closed, rejected)
+    and are the site's own."""
+    c = calls.c
+    s = slot(dialect, c.arrived_at, size).label("slot")
+    away = case((c.target_site.is_(None), 0), else_=1).label("sent_away")
+    return (
+        select(
+            s,
+            c.service,
+            c.language,
+            c.queue,
+            away,
+            func.count().label("n"),
+            *_sums(site, thresholds, default_threshold, short_abandon_s),
+        )
+        .where(
+            c.entry_site == site,
+            c.arrived_at >= start,
+            c.arrived_at < end,
+            text(f"({ENTRY_AWAY})"),  # as in the partial index ix_calls_entry_site_away
+            *_filters(service, language, queue),
+        )
+        .group_by(s, c.service, c.language, c.queue, away)
+    )
+
+
+def gaps(site: str, start: datetime, end: datetime) -> Select[Any]:
+    """The coverage gaps of a site that overlap [start, end) (index coverage_gaps(site,
+    started_at), the unique key)."""
+    g = coverage_gaps.c
+    return select(g.started_at, g.ended_at).where(
+        g.site == site, g.started_at < end, or_(g.ended_at.is_(None), g.ended_at > start)
+    )
+
+
+def agent_call_sums(
+    dialect: str,
+    site: str,
+    start: datetime,
+    end: datetime,
+    agent: str | None,
+    size: int = SLOT_S,
+) -> Select[Any]:
+    """Per (slot of the answer, agent): answered calls, talk, hold, wrap-up and scores of
+    the calls a site's agents answered in [start, end) (index calls(target_site,
+    arrived_at): the arrival bounds the scan, the answer places the call)."""
+    c = calls.c
+    where = [
+        c.target_site == site,
+        c.arrived_at >= start - ANSWER_LOOKBACK,
+        c.arrived_at < end,
+        c.answered_at >= start,
+        c.answered_at < end,
+        c.agent.is_not(None),
+    ]
+    if agent is not None:
+        where.append(c.agent == agent)
+    s = slot(dialect, c.answered_at, size).label("slot")
+    return (
+        select(
+            s,
+            c.agent,
+            func.count().label("answered"),
+            func.coalesce(func.sum(c.talk_s), 0.0).label("talk_s"),
+            func.coalesce(func.sum(c.hold_s), 0.0).label("hold_s"),
+            func.coalesce(func.sum(c.wrapup_s), 0.0).label("wrapup_s"),
+            func.coalesce(func.sum(c.satisfaction), 0).label("satisfaction_sum"),
+            func.count(c.satisfaction).label("satisfaction_count"),
+        )
+        .where(*where)
+        .group_by(s, c.agent)
+    )
+
+
+def agent_ring_counts(
+    dialect: str,
+    site: str,
+    start: datetime,
+    end: datetime,
+    agent: str | None,
+    size: int = SLOT_S,
+) -> Select[Any]:
+    """Per (slot, agent, kind): the rings and rings not answered (index
+    agent_activity(site, at))."""
+    a = agent_activity.c
+    where = [
+        a.site == site,
+        a.at >= start,
+        a.at < end,
+        a.kind.in_((ActivityKind.CALLED.value, ActivityKind.RING_NO_ANSWER.value)),
+    ]
+    if agent is not None:
+        where.append(a.agent == agent)
+    s = slot(dialect, a.at, size).label("slot")
+    return (
+        select(s, a.agent, a.kind, func.count().label("n"))
+        .where(*where)
+        .group_by(s, a.agent, a.kind)
+    )
+
+
+def agent_states(site: str, start: datetime, end: datetime, agent: str | None) -> Select[Any]:
+    """Every login/logout/pause/unpause in [start, end), and per (agent, queue, kind) the
+    last one before ``start`` (the state the range opens with), in time order.
+
+    The "last before" part groups on the unique key (site, agent, queue, kind, at)."""
+    a = agent_activity.c
+    cond = [a.site == site, a.kind.in_(STATE_KINDS)]
+    if agent is not None:
+        cond.append(a.agent == agent)
+    before = (
+        select(a.agent, a.queue, a.kind, func.max(a.at).label("at"))
+        .where(*cond, a.at < start)
+        .group_by(a.agent, a.queue, a.kind)
+    )
+    inside = select(a.agent, a.queue, a.kind, a.at).where(*cond, a.at >= start, a.at < end)
+    both = union_all(before, inside).subquery("states")
+    return select(both.c.agent, both.c.queue, both.c.kind, both.c.at)

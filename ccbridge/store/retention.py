@@ -1,0 +1,201 @@
+"""Retention and erasure: purge records older than ``records.retention_days`` (a background
+job in the bridge, or ``ccbridge records purge``), and remove a caller's number from every
+record (``ccbridge records erase --number N``), leaving an ``erased`` marker.
+
+Both work in small transactions (``BATCH`` calls each) so the record writer, which
+shares the database, is never locked out for long.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from ccbridge.config.store import StoreSettings
+from ccbridge.store.schema import agent_activity, call_events, calls, coverage_gaps, legs
+
+log = logging.getLogger("ccbridge.store.retention")
+
+BATCH = 2000
+ERASED = "erased"  # what an erased number reads, in calls.caller_number and event fields
+
+
+def cutoff(now: datetime, days: int) -> datetime:
+    return now - timedelta(days=days)
+
+
+async def purge(engine: AsyncEngine, before: datetime) -> dict[str, int]:
+    """Delete every call that arrived before ``before`` with its legs and events, the
+    agent activity before it, and the coverage gaps that ended before it; rows deleted
+    per table."""
+    gone = dict.fromkeys(("calls", "legs", "call_events", "agent_activity", "coverage_gaps"), 0)
+    while True:
+        async with engine.begin() as conn:
+            ids: list[str] = list(
+                (
+                    await conn.execute(
+                        select(calls.c.call_id).where(calls.c.arrived_at < before).limit(BATCH)
+                    )
+                )
+                .scalars()
+                .all()
+            )
+            if not ids:
+                break
+            for table in (call_events, legs):
+                r = await conn.execute(delete(table).where(table.c.call_id.in_(ids)))
+                gone[table.name] += r.rowcount
+            r = await conn.execute(delete(calls).where(calls.c.call_id.in_(ids)))
+            gone["calls"] += r.rowcount
+    async with engine.begin() as conn:
+        r = await conn.execute(delete(agent_activity).where(agent_activity.c.at < before))
+        gone["agent_activity"] += r.rowcount
+        r = await conn.execute(
+            delete(coverage_gaps).where(
+                coverage_gaps.c.ended_at.is_not(None), coverage_gaps.c.ended_at < before
+            )
+        )
+        gone["coverage_gaps"] += r.rowcount
+    return gone
+
+
+def _variants(number: str) -> list[str]:
+    """The number as given, with and without its leading '+': how AMI and the AGI may
+    each have written it."""
+    bare = number.strip().lstrip("+")
+    return list(dict.fromkeys([number.strip(), bare, f"+{bare}"]))
+
+
+def _scrub(value: Any, digits: str) -> Any:
+    """An event's fields with every text holding the number's digits replaced."""
+    if isinstance(value, str):
+        return ERASED if digits in "".join(ch for ch in value if ch.isdigit()) else value
+    if isinstance(value, dict):
+        return {k: _scrub(v, digits) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_scrub(v, digits) for v in value]
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class Erased:
+    calls: int
+    events: int
+
+
+async def erase_number(engine: AsyncEngine, number: str) -> Erased:
+    """Replace ``number`` by ``erased`` in calls.caller_number and in the fields of those
+    calls' events (found over the index calls(caller_number))."""
+    digits = "".join(ch for ch in number if ch.isdigit())
+    n_calls = n_events = 0
+    while True:
+        async with engine.begin() as conn:
+            ids: list[str] = list(
+                (
+                    await conn.execute(
+                        select(calls.c.call_id)
+                        .where(calls.c.caller_number.in_(_variants(number)))
+                        .limit(BATCH)
+                    )
+                )
+                .scalars()
+                .all()
+            )
+            if not ids:
+                break
+            ev = call_events.c
+            rows = (await conn.execute(select(ev.id, ev.fields).where(ev.call_id.in_(ids)))).all()
+            for row in rows:
+                scrubbed = _scrub(row.fields, digits)
+                if scrubbed != row.fields:
+                    await conn.execute(
+                        update(call_events).where(ev.id == row.id).values(fields=scrubbed)
+                    )
+                    n_events += 1
+            r = await conn.execute(
+                update(calls).where(calls.c.call_id.in_(ids)).values(caller_number=ERASED)
+            )
+            n_calls += r.rowcount
+    return Erased(n_calls, n_events)
+
+
+class RetentionJob:
+    """Purges every ``interval`` seconds while the bridge runs, on its own engine; a round
+    with no database yet (no SQLite file, no schema) or a database down is skipped and
+    said in ``last_error``: the next round tries again."""
+
+    def __init__(
+        self,
+        settings: StoreSettings,
+        days: int,
+        interval: float,
+        now: Callable[[], datetime],
+        first_delay: float = 60.0,
+    ) -> None:
+        self.settings = settings
+        self.first_delay = first_delay  # the bridge settles (links, resyncs) first
+        self.days = days
+        self.interval = interval
+        self._now = now
+        self._engine: AsyncEngine | None = None
+        self._task: asyncio.Task[None] | None = None
+        self.rounds = 0
+        self.purged: dict[str, int] = {}
+        self.last_error: str | None = None
+
+    async def run_once(self) -> dict[str, int]:
+        from ccbridge.store.engine import make_engine, sqlite_path
+        from ccbridge.store.readcheck import ensure_current
+
+        path = sqlite_path(self.settings)
+        if path is not None and not await asyncio.to_thread(path.exists):
+            raise FileNotFoundError(f"no record database yet at {path}")
+        if self._engine is None:
+            self._engine = make_engine(self.settings)
+        await ensure_current(self._engine)  # never purge a schema this code does not know
+        gone = await purge(self._engine, cutoff(self._now(), self.days))
+        self.rounds += 1
+        for k, v in gone.items():
+            self.purged[k] = self.purged.get(k, 0) + v
+        if any(gone.values()):
+            log.info("retention: purged %s", ", ".join(f"{v} {k}" for k, v in gone.items()))
+        return gone
+
+    async def _loop(self) -> None:
+        await asyncio.sleep(self.first_delay)
+        while True:
+            try:
+                await self.run_once()
+                self.last_error = None
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                why = f"{exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+                if why != self.last_error:
+                    # No database yet is the normal state of a bridge not recording.
+                    level = logging.INFO if isinstance(exc, FileNotFoundError) else logging.WARNING
+                    log.log(level, "retention purge skipped (next in %gs): %s", self.interval, why)
+                self.last_error = why
+            await asyncio.sleep(self.interval)
+
+    async def start(self) -> None:
+        if self.days > 0 and self._task is None:
+            self._task = asyncio.create_task(self._loop(), name="records-retention")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        if self._engine is not None:
+            await self._engine.dispose()
+            self._engine = None

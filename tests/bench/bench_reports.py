@@ -1,0 +1,382 @@
+"""Report speed: 30 days, 1,000,000 calls, 5 sites, on SQLite and PostgreSQL.
+
+    .venv/bin/python -m tests.bench.bench_reports                  # both engines
+    .venv/bin/python -m tests.bench.bench_reports --engines sqlite --calls 200000
+
+Targets (issue 12): the 15-minute interval report for one site and the month < 1 s; the
+agent report < 2 s. The data: 5 sites in five zones (one with DST), 3 services x 2
+languages, 40 agents a site, 10 % of calls overflowed to another site, outcomes mixed
+(answered, abandoned, short abandons, timeouts, after hours), a third scored; one
+``called`` activity row per offered call, ring-no-answers, and each agent's shift logins
+and pauses: ~2.6 million rows. Loaded in bulk (sqlite3 executemany; asyncpg COPY), in
+arrival order as the ingest writes them, and ANALYZEd: loading is not what is measured.
+The SQLite file is kept between runs (``--cache``) since building it takes minutes.
+
+Per engine, in the same run, two floors: the index scan alone (``count(*)`` of the
+site's calls in the range over calls(target_site, arrived_at)) and one pass reading those
+rows (``count(outcome), sum(wait_s)``, no grouping); each report is timed best of
+``--repeat`` runs, and the query plans are printed to name the indexes used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import shutil
+import sqlite3
+import tempfile
+import time
+from dataclasses import replace
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, select, text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from ccbridge.config.model import Config, SecretValue
+from ccbridge.config.store import StoreSettings
+from ccbridge.reports import queries
+from ccbridge.reports.build import agent_report, interval_report
+from ccbridge.reports.intervals import Step
+from ccbridge.reports.query import Period, ReportQuery
+from ccbridge.store.engine import make_engine
+from ccbridge.store.migrate import upgrade
+from ccbridge.store.schema import calls
+from tests.store.pg import PASSWORD, PgCluster
+
+FIRST = date(2026, 10, 1)
+DAYS = 30
+SITES = {
+    "bangalore": "Asia/Kolkata",
+    "dhaka": "Asia/Dhaka",
+    "manila": "Asia/Manila",
+    "newyork": "America/New_York",
+    "london": "Europe/London",
+}
+QUEUES = [f"{s}-{lang}" for s in ("orders", "returns", "care") for lang in ("en", "hi")]
+SITE = "dhaka"  # the site reported on
+CALL_COLS = [
+    "call_id",
+    "entry_site",
+    "target_site",
+    "service",
+    "language",
+    "queue",
+    "arrived_at",
+    "queued_at",
+    "answered_at",
+    "ended_at",
+    "wait_s",
+    "talk_s",
+    "hold_s",
+    "wrapup_s",
+    "agent",
+    "outcome",
+    "satisfaction",
+    "static_fallback",
+    "after_hours_action",
+    "caller_number",
+]
+ACT_COLS = ("site", "agent", "queue", "kind", "at")
+
+
+def config() -> Config:
+    """The lab config with five sites (the bench only needs names, zones and queues)."""
+    from ccbridge.config import load_config
+
+    os.environ.setdefault("CCBRIDGE_AMI_SECRET", "x")
+    os.environ.setdefault("CCBRIDGE_API_TOKEN", "x")
+    lab = load_config(Path(__file__).resolve().parents[2] / "examples" / "lab.yaml")
+    base = lab.sites[0]
+    sites = tuple(replace(base, name=n, timezone=z) for n, z in SITES.items())
+    return replace(lab, sites=sites)
+
+
+def generate(n_calls: int, seed: int = 12) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """(calls rows, agent_activity rows) as tuples in CALL_COLS / ACT_COLS order."""
+    rnd = random.Random(seed)
+    t0 = datetime(FIRST.year, FIRST.month, FIRST.day, tzinfo=UTC) - timedelta(hours=12)
+    span = DAYS * 86400
+    names = list(SITES)
+    call_rows: list[tuple[Any, ...]] = []
+    act: list[tuple[Any, ...]] = []
+    for i in range(n_calls):
+        entry = names[i % 5]
+        target = entry if rnd.random() > 0.1 else names[(i + 1 + rnd.randrange(4)) % 5]
+        at = t0 + timedelta(seconds=rnd.random() * span)
+        queue = QUEUES[rnd.randrange(6)]
+        service, _, lang = queue.partition("-")
+        r = rnd.random()
+        wait = rnd.expovariate(1 / 25)
+        agent = answered = talk = hold = wrap = sat = None
+        ah = None
+        queued: datetime | None = at + timedelta(seconds=3)
+        if r < 0.75:
+            outcome = "answered"
+            agent = f"{target}-agent{rnd.randrange(40)}"
+            answered = queued + timedelta(seconds=wait)
+            talk, hold, wrap = rnd.expovariate(1 / 180), rnd.choice([0.0, 0.0, 30.0]), 5.0
+            sat = rnd.randint(1, 5) if rnd.random() < 0.33 else None
+        elif r < 0.85:
+            outcome = "abandoned"
+        elif r < 0.9:
+            outcome, wait = "short_abandon", rnd.random() * 5
+        elif r < 0.95:
+            outcome, wait = "timeout", 300.0
+        else:
+            outcome, target, queued, wait, ah = "after_hours_voicemail", None, None, 0.0, "vm"
+        ended = at + timedelta(seconds=wait + (talk or 0) + 10)
+        call_rows.append(
+            (
+                f"b{i:08d}",
+                entry,
+                target,
+                service,
+                lang,
+                queue if queued else None,
+                at,
+                queued,
+                answered,
+                ended,
+                wait,
+                talk,
+                hold,
+                wrap,
+                agent,
+                outcome,
+                sat,
+                rnd.random() < 0.01,
+                ah,
+                f"+8801{rnd.randrange(10**9):09d}",
+            )
+        )
+        if agent is not None:
+            act.append((target, agent, queue, "called", answered - timedelta(seconds=2)))
+            if rnd.random() < 0.15:
+                other = f"{target}-agent{rnd.randrange(40)}"
+                act.append((target, other, queue, "ring_no_answer", queued + timedelta(seconds=1)))
+    for site in names:  # shifts: 40 agents, 8 h a day in two queues, a 30 min pause
+        for d in range(DAYS + 1):
+            day0 = t0 + timedelta(days=d)
+            for a in range(40):
+                start = day0 + timedelta(hours=(a % 3) * 8, minutes=rnd.randrange(10))
+                for queue in (QUEUES[a % 6], QUEUES[(a + 1) % 6]):
+                    act.append((site, f"{site}-agent{a}", queue, "login", start))
+                    act.append(
+                        (site, f"{site}-agent{a}", queue, "pause", start + timedelta(hours=4))
+                    )
+                    act.append(
+                        (
+                            site,
+                            f"{site}-agent{a}",
+                            queue,
+                            "unpause",
+                            start + timedelta(hours=4, minutes=30),
+                        )
+                    )
+                    act.append(
+                        (site, f"{site}-agent{a}", queue, "logout", start + timedelta(hours=8))
+                    )
+    # In arrival order, as the ingest writes them: rows of an interval sit together.
+    call_rows.sort(key=lambda r: r[6])
+    act.sort(key=lambda r: r[4])
+    return call_rows, act
+
+
+def _sqlite_text(v: Any) -> Any:
+    """As UtcDateTime stores an instant on SQLite."""
+    if isinstance(v, datetime):
+        return v.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+    return v
+
+
+def load_sqlite(path: Path, call_rows: list[tuple[Any, ...]], act: list[tuple[Any, ...]]) -> None:
+    db = sqlite3.connect(path)
+    try:
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=OFF")
+        q = ",".join("?" * len(CALL_COLS))
+        db.executemany(
+            f"INSERT INTO calls ({','.join(CALL_COLS)}) VALUES ({q})",
+            ([_sqlite_text(v) for v in r] for r in call_rows),
+        )
+        db.executemany(
+            f"INSERT INTO agent_activity ({','.join(ACT_COLS)}) VALUES (?,?,?,?,?)",
+            ([_sqlite_text(v) for v in r] for r in act),
+        )
+        db.commit()
+        db.execute("ANALYZE")
+        db.commit()
+    finally:
+        db.close()
+
+
+async def load_pg(
+    engine: AsyncEngine, call_rows: list[tuple[Any, ...]], act: list[tuple[Any, ...]]
+) -> None:
+    async with engine.connect() as conn:
+        raw = await conn.get_raw_connection()
+        pg: Any = raw.driver_connection
+        await pg.copy_records_to_table("calls", records=call_rows, columns=CALL_COLS)
+        await pg.copy_records_to_table("agent_activity", records=act, columns=list(ACT_COLS))
+        await pg.execute("ANALYZE")
+
+
+async def plans(conn: AsyncConnection, cfg: Config) -> dict[str, list[str]]:
+    """The engine's plan of each report statement, to name the indexes it uses."""
+    d = conn.dialect.name
+    start = datetime(2026, 10, 1, tzinfo=UTC)
+    end = start + timedelta(days=DAYS)
+    stmts = {
+        "queue_sums": queries.queue_sums(d, SITE, start, end, {}, 20, 5.0),
+        "entry_sums": queries.entry_sums(d, SITE, start, end, {}, 20, 5.0),
+        "agent_call_sums": queries.agent_call_sums(d, SITE, start, end, None),
+        "agent_ring_counts": queries.agent_ring_counts(d, SITE, start, end, None),
+        "agent_states": queries.agent_states(SITE, start, end, None),
+    }
+    out: dict[str, list[str]] = {}
+    for name, stmt in stmts.items():
+        sql = str(stmt.compile(conn.sync_connection, compile_kwargs={"literal_binds": True}))
+        prefix = "EXPLAIN QUERY PLAN " if d == "sqlite" else "EXPLAIN "
+        rows = (await conn.execute(text(prefix + sql))).all()
+        out[name] = [str(r[-1]) for r in rows]
+    return out
+
+
+async def measure(engine: AsyncEngine, cfg: Config, repeat: int) -> dict[str, Any]:
+    month = Period(first=FIRST, last=FIRST + timedelta(days=DAYS - 1))
+    cases = {
+        "interval_15min_site_month": ("i", ReportQuery(month, (SITE,), Step.M15)),
+        "interval_60min_all_sites_month": ("i", ReportQuery(month, tuple(SITES), Step.M60)),
+        "agent_15min_site_month": ("a", ReportQuery(month, (SITE,), Step.M15)),
+        "agent_day_site_month": ("a", ReportQuery(month, (SITE,), Step.DAY)),
+    }
+    now = datetime(2026, 12, 1, tzinfo=UTC)
+    out: dict[str, Any] = {}
+    async with engine.connect() as conn:
+        start, end = month.utc(__import__("zoneinfo").ZoneInfo(SITES[SITE]))
+        best = 1e9
+        for _ in range(repeat):
+            t = time.perf_counter()
+            n = (
+                await conn.execute(
+                    select(func.count())
+                    .select_from(calls)
+                    .where(
+                        calls.c.target_site == SITE,
+                        calls.c.arrived_at >= start,
+                        calls.c.arrived_at < end,
+                    )
+                )
+            ).scalar_one()
+            best = min(best, time.perf_counter() - t)
+        out["floor_index_count_s"] = round(best, 4)
+        out["site_month_calls"] = n
+        # A second floor: one pass reading the same rows' columns (no grouping).
+        best = 1e9
+        for _ in range(repeat):
+            t = time.perf_counter()
+            await conn.execute(
+                select(func.count(calls.c.outcome), func.sum(calls.c.wait_s)).where(
+                    calls.c.target_site == SITE,
+                    calls.c.arrived_at >= start,
+                    calls.c.arrived_at < end,
+                )
+            )
+            best = min(best, time.perf_counter() - t)
+        out["floor_row_pass_s"] = round(best, 4)
+        for name, (kind, q) in cases.items():
+            best = 1e9
+            rows = 0
+            for _ in range(repeat):
+                t = time.perf_counter()
+                fn = interval_report if kind == "i" else agent_report
+                r = await fn(engine, cfg, q, now)
+                best = min(best, time.perf_counter() - t)
+                rows = len(r.rows)
+            out[name] = {
+                "seconds": round(best, 3),
+                "rows": rows,
+                "to_floor": round(best / max(out["floor_index_count_s"], 1e-6), 1),
+                "to_row_pass": round(best / max(out["floor_row_pass_s"], 1e-6), 1),
+            }
+        out["plans"] = await plans(conn, cfg)
+    return out
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    cfg = config()
+    t = time.perf_counter()
+    call_rows, act = generate(args.calls)
+    gen_s = time.perf_counter() - t
+    result: dict[str, Any] = {
+        "calls": len(call_rows),
+        "activity_rows": len(act),
+        "generate_s": round(gen_s, 1),
+        "engines": [],
+    }
+    for eng in args.engines.split(","):
+        if eng == "sqlite":
+            cache = Path(args.cache) / f"reports-{args.calls}.db"
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            settings = StoreSettings(url=f"sqlite+aiosqlite:///{cache}", journal=str(cache) + ".j")
+            engine = make_engine(settings)
+            t = time.perf_counter()
+            if not cache.exists():
+                await upgrade(engine)
+                await asyncio.to_thread(load_sqlite, cache, call_rows, act)
+            load_s = time.perf_counter() - t
+            res = await measure(engine, cfg, args.repeat)
+            await engine.dispose()
+            result["engines"].append({"engine": "sqlite", "load_s": round(load_s, 1), **res})
+        else:
+            cluster = await asyncio.to_thread(PgCluster)
+            try:
+                await asyncio.to_thread(cluster.start)
+                name = await asyncio.to_thread(cluster.createdb)
+                settings = StoreSettings(
+                    url=cluster.url(name),
+                    password=SecretValue(PASSWORD, "bench"),
+                    journal="/dev/null",
+                )
+                engine = make_engine(settings)
+                await upgrade(engine)
+                t = time.perf_counter()
+                await load_pg(engine, call_rows, act)
+                load_s = time.perf_counter() - t
+                res = await measure(engine, cfg, args.repeat)
+                await engine.dispose()
+                result["engines"].append(
+                    {"engine": "postgresql", "load_s": round(load_s, 1), **res}
+                )
+            finally:
+                await asyncio.to_thread(cluster.remove)
+    return result
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--calls", type=int, default=1_000_000)
+    p.add_argument("--engines", default="sqlite,postgresql")
+    p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--cache", default=os.path.join(tempfile.gettempdir(), "ccbridge-bench"))
+    p.add_argument("--fresh", action="store_true", help="rebuild the cached SQLite file")
+    p.add_argument("--json", help="write the results here")
+    args = p.parse_args()
+    if args.fresh:
+        shutil.rmtree(args.cache, ignore_errors=True)
+    out = asyncio.run(run(args))
+    text_out = json.dumps(out, indent=2)
+    print(text_out)
+    if args.json:
+        Path(args.json).write_text(text_out)
+
+
+if __name__ == "__main__":
+    main()
