@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from ccbridge.config.ivr import IvrSettings, SelfServiceSettings
     from ccbridge.config.records import RecordsSettings
     from ccbridge.config.store import StoreSettings
+    from ccbridge.config.survey import SurveySettings
 
 WEEKDAYS: tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 AMI_PORT = 5038
@@ -401,6 +402,7 @@ class Config:
     ivr: IvrSettings = field(default_factory=lambda: _no_ivr())
     self_service: SelfServiceSettings | None = None
     store: StoreSettings = field(default_factory=lambda: _default_store())
+    survey: SurveySettings | None = None  # None: no service asks for a score
     records: RecordsSettings = field(default_factory=lambda: _default_records())
     access: AccessSettings = field(default_factory=lambda: _default_access())
     deploy: DeploySettings = field(default_factory=lambda: _default_deploy())
