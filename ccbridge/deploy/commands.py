@@ -160,11 +160,10 @@ def cmd_deploy(args: argparse.Namespace) -> int:
             why = write_audit(config, outcome, rollout.state, _actor())
             if why:
                 _err(f"warning: the deploy is not in the audit trail: {why}")
-            print(
-                "deploy: " + ("done" if outcome.failed is None else f"STOPPED at {outcome.failed}")
-            )
+            stopped = outcome.failed or outcome.still_drained
+            print("deploy: " + ("done" if outcome.ok else f"STOPPED at {stopped}"))
             print(summary(outcome, rollout.state, sites))
-            return EXIT_OK if outcome.failed is None else EXIT_FAILED
+            return EXIT_OK if outcome.ok else EXIT_FAILED
     except DeployBusy as exc:
         _err(f"error: {exc}")
         return EXIT_BUSY

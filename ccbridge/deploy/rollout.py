@@ -184,6 +184,11 @@ class Outcome:
     unchanged: list[str] = field(default_factory=list)
     failed: str | None = None
     not_started: list[str] = field(default_factory=list)
+    still_drained: str | None = None  # deployed, but the bridge did not take the undrain
+
+    @property
+    def ok(self) -> bool:
+        return self.failed is None and self.still_drained is None
 
 
 class Rollout:
@@ -250,12 +255,41 @@ class Rollout:
                     f"site {site.name}: not deployed: nothing to roll back to (add a fetch command)"
                 )
                 return out
+            if self.bridge:
+                try:
+                    self.bridge.drain(site.name)
+                except DeployFailed as exc:
+                    out.failed = site.name
+                    out.not_started = [s.name for s in sites[i:]]
+                    self.say(f"site {site.name}: cannot drain, stopped before touching it: {exc}")
+                    return out
+                self.say(
+                    f"site {site.name}: drained (calls in progress go on; new calls go elsewhere)"
+                )
             if not self._deploy_site(p):
                 out.failed = site.name
                 out.not_started = [s.name for s in sites[i + 1 :]]
                 return out
             out.done.append(site.name)
+            if self.bridge and not self._undrain(site.name, self.settings.hold_off):
+                out.still_drained = site.name
+                out.not_started = [s.name for s in sites[i + 1 :]]
+                return out
         return out
+
+    def _undrain(self, name: str, hold_off: float) -> bool:
+        assert self.bridge is not None
+        time.sleep(hold_off)  # the hold-off: a plain wait is the point here
+        try:
+            self.bridge.undrain(name)
+        except DeployFailed as exc:
+            self.say(
+                f"site {name}: STILL DRAINED: {exc}; undrain it by hand "
+                f"(POST /api/v1/sites/{name}/undrain) once the bridge answers"
+            )
+            return False
+        self.say(f"site {name}: undrained" + (f" after {hold_off:g}s" if hold_off else ""))
+        return True
 
     def _reachable(self, site: Site) -> None:
         with AmiSession(site, timeout=3.0) as ami:
@@ -267,12 +301,7 @@ class Rollout:
         texts = p.render.texts()
         stamp = new_stamp(name, p.previous, texts)
         assert p.current is not None
-        drained = False
         try:
-            if self.bridge:
-                self.bridge.drain(name)
-                drained = True
-                self.say(f"site {name}: drained (calls in progress go on; new calls go elsewhere)")
             p.installer.install(texts, stamp, set(p.current) - set(texts))
             self.say(f"site {name}: installed {stamp}")
             self._reload(p)
@@ -285,14 +314,10 @@ class Rollout:
                 raise DeployFailed("post-check failed:\n" + "\n".join(f"  {f}" for f in problems))
         except (DeployFailed, AmiError, InstallError) as exc:
             self.say(f"site {name}: FAILED: {exc}")
-            self._restore(p, drained)
+            self._restore(p)
             return False
         self.state.save(name, texts, stamp)
         self.say(f"site {name}: post-check passed, now {stamp}")
-        if drained and self.bridge:
-            time.sleep(self.settings.hold_off)  # the hold-off: a plain wait is the point here
-            self.bridge.undrain(name)
-            self.say(f"site {name}: undrained after {self.settings.hold_off:g}s")
         return True
 
     def _reload(self, p: SitePlan) -> None:
@@ -301,7 +326,7 @@ class Rollout:
                 ami.reload(module)
                 self.say(f"site {p.site.name}: reloaded {module}")
 
-    def _restore(self, p: SitePlan, drained: bool) -> None:
+    def _restore(self, p: SitePlan) -> None:
         name = p.site.name
         assert p.current is not None
         try:
@@ -321,12 +346,8 @@ class Rollout:
             self.say(f"site {name}: rolled back to {p.previous or 'its previous files'} {state}")
         except (AmiError, InstallError) as exc:
             self.say(f"site {name}: ROLLBACK FAILED: {exc}: the site needs a hand")
-        if drained and self.bridge:
-            try:
-                self.bridge.undrain(name)
-                self.say(f"site {name}: undrained")
-            except DeployFailed as exc:
-                self.say(f"site {name}: still drained: {exc}")
+        if self.bridge:
+            self._undrain(name, 0.0)
 
 
 def summary(outcome: Outcome, state: StateDir, sites: list[Site]) -> str:
@@ -334,7 +355,9 @@ def summary(outcome: Outcome, state: StateDir, sites: list[Site]) -> str:
     for s in sites:
         stamp = state.stamp(s.name)
         what = (
-            "deployed"
+            "deployed, STILL DRAINED"
+            if s.name == outcome.still_drained
+            else "deployed"
             if s.name in outcome.done
             else "unchanged"
             if s.name in outcome.unchanged

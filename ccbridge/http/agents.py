@@ -7,7 +7,7 @@ from typing import Any
 
 from aiohttp import web
 
-from ccbridge.http.access import can, requires, scope_sites
+from ccbridge.http.access import can, check_site, requires, scope_sites
 from ccbridge.http.base import (
     SERVICES,
     ApiError,
@@ -37,6 +37,7 @@ def _mine(request: web.Request, agent: dict[str, Any]) -> bool:
 async def login(request: web.Request) -> web.Response:
     body = await json_body(request)
     site = required_string(body, "site")
+    check_site(request, site)
     queues = names_field(body, "queues", required=True) or []
     penalty = int_field(body, "penalty", 0, 1000, 0)
     done = await request.app[SERVICES].agents.login(
@@ -48,8 +49,10 @@ async def login(request: web.Request) -> web.Response:
 @requires("ccb.agents.{agent}.login")
 async def logout(request: web.Request) -> web.Response:
     body = await json_body(request)
+    site = string_field(body, "site")
+    check_site(request, site)
     done = await request.app[SERVICES].agents.logout(
-        request.match_info["agent"], string_field(body, "site"), names_field(body, "queues")
+        request.match_info["agent"], site, names_field(body, "queues")
     )
     return web.json_response(asdict(done))
 
@@ -57,6 +60,7 @@ async def logout(request: web.Request) -> web.Response:
 async def _pause(request: web.Request, paused: bool) -> web.Response:
     body = await json_body(request)
     site = string_field(body, "site")
+    check_site(request, site)
     queues = names_field(body, "queues")
     reason = body.get("reason", "")
     if not isinstance(reason, str) or len(reason) > 80 or any(c in reason for c in "\r\n"):

@@ -59,7 +59,7 @@ def test_a_tls_transport_with_the_sites_own_keys_is_checked_with_stand_ins(
     line = edit(
         templates / "pjsip.conf.j2",
         "; ---- Carriers delivering",
-        "[transport-tls]\ntype=transport\nprotocol=tls\nbind={{ site.sip.host }}:5061\n"
+        "[verify-tls]\ntype=transport\nprotocol=tls\nbind={{ site.sip.host }}:5071\n"
         "cert_file=/etc/ccbridge-keys/{{ site.name }}.crt\n"
         "priv_key_file=/etc/ccbridge-keys/{{ site.name }}.key\nmethod=tlsv1_2\n\n"
         "; ---- Carriers delivering",
@@ -71,9 +71,9 @@ def test_a_tls_transport_with_the_sites_own_keys_is_checked_with_stand_ins(
         "the site's own" in err
     ), err
     # a transport Asterisk cannot load is still refused, at its header line
-    edit(templates / "pjsip.conf.j2", "protocol=tls", "protocol=tls\nlocal_net=not-a-net")
+    edit(templates / "pjsip.conf.j2", "5071\n", "5071\ntos=not-a-tos\n")
     assert main(["render", str(LAB), "--verify", "--templates", str(templates)]) == 2
     err = capsys.readouterr().err
     assert (
-        f"pjsip.conf.j2:{line}: error: [dhaka] pjsip: transport transport-tls did not load" in err
+        f"pjsip.conf.j2:{line}: error: [dhaka] pjsip: transport verify-tls did not load" in err
     ), err

@@ -44,10 +44,10 @@ async def _hello(session: AgiSession) -> None:
     await session.set_variable("CCB_OK", "1")
 
 
-def _connect_from(source: str, port: int) -> bytes:
-    """A FastAGI request from ``source`` (any 127/8 address is this machine's); what the
-    server said before it closed (blocking: run in a thread)."""
-    with socket.create_connection(("127.0.0.1", port), timeout=3, source_address=(source, 0)) as s:
+def _connect_from(source: str, port: int, host: str = "127.0.0.1") -> bytes:
+    """A FastAGI request from ``source`` (any 127/8 address is this machine's) to
+    ``host:port``; what the server said before it closed (blocking: run in a thread)."""
+    with socket.create_connection((host, port), timeout=3, source_address=(source, 0)) as s:
         try:
             s.sendall(
                 b"agi_network: yes\nagi_network_script: route\nagi_request: agi://x/route\n\n"
@@ -119,3 +119,75 @@ def test_each_sites_guard_connects_from_an_allowed_address() -> None:
         ]
         assert sources == [site.sip.host], (site.name, sources)
         assert sources[0] in allowed
+
+
+def _free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+async def test_a_real_guard_reaches_the_bridge_from_its_sites_address(tmp_path: Path) -> None:
+    """HAProxy on bangalore's address, the bridge's FastAGI with the lab's allowlist and
+    no `agi_allow` (so 127.0.0.1, where the test and HAProxy run, is not allowed): the
+    guard's health checks and a call's session arrive from 127.0.1.1 and are served."""
+    import shutil
+
+    from ccbridge.agi import health as agi_health
+    from ccbridge.config.model import AgiGuard, HostPort
+    from ccbridge.render import render_site
+
+    base = lab_config()
+    agi = HostPort("127.0.0.1", _free_port())
+    guard = AgiGuard(port=_free_port("127.0.1.1"), lookup_port=_free_port("127.0.1.1"))
+    bridge = dataclasses.replace(
+        base.bridge, agi_listen=agi, agi_url_host=agi, agi_guard=guard, agi_allow=()
+    )
+    config = dataclasses.replace(base, bridge=bridge)
+    site = config.site("bangalore")
+    cfg = tmp_path / "haproxy.cfg"
+    cfg.write_text(render_site(config, site)["haproxy.cfg"])
+    peers: list[str] = []
+
+    async def route(session: AgiSession) -> None:
+        peers.append("route")
+        await session.set_variable("CCB_OK", "1")
+
+    server = FastAgiServer(
+        {"route": route, agi_health.ROUTE: agi_health.health},
+        agi.host,
+        agi.port,
+        allow=allowlist(config),
+    )
+    haproxy = shutil.which("haproxy") or "/usr/sbin/haproxy"
+    async with server:
+        proc = await asyncio.create_subprocess_exec(
+            haproxy,
+            "-db",
+            "-f",
+            str(cfg),
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+            stdin=asyncio.subprocess.DEVNULL,
+        )
+        try:
+            # The guard marks the bridge up after its first health check answered.
+            await until(lambda: server.stats.sessions_total >= 1, 5, "a health check")
+            got = await asyncio.to_thread(_through_guard, site.sip.host, guard.port)
+        finally:
+            proc.terminate()
+            await asyncio.wait_for(proc.wait(), 5)
+    assert b"SET VARIABLE CCB_OK" in got
+    assert peers == ["route"] and server.stats.rejected_source == 0
+
+
+def _through_guard(host: str, port: int) -> bytes:
+    deadline = 5.0
+    import time
+
+    end = time.monotonic() + deadline
+    while True:
+        got = _connect_from("127.0.0.1", port, host)
+        if got not in (b"", b"<reset>") or time.monotonic() > end:
+            return got
+        time.sleep(0.1)  # the guard has not marked the bridge up yet

@@ -275,3 +275,26 @@ def test_diff_against_a_folder_that_is_not_there(
 ) -> None:
     assert main(["diff", str(LAB), "--against", str(tmp_path / "nowhere")]) == 2
     assert "is not a folder" in capsys.readouterr().err
+
+
+# `dialplan show ccb-held` as Asterisk 22.10 printed it for the lab's bangalore (cut).
+DIALPLAN_SHOW = """\
+[ Context 'ccb-held' created by 'pbx_config' ]
+  '+918000000001' => 1. Set(LOCAL(lang)=hi)                        [extensions.conf:89]
+                    2. Goto(held,1)                               [extensions.conf:90]
+  'held' =>         1. GotoIf($[${EPOCH} - 0${FILTER(0-9,${DB(ccbridge/hb)})} > ${ARG1}]?none) [extensions.conf:100]
+                    4. Goto(read)                                 [extensions.conf:104]
+     [caller]       5. Set(LOCAL(d)=${CALLERID(num)})             [extensions.conf:105]
+
+-= 2 extensions (5 priorities) in 1 context. =-
+"""  # noqa: E501
+
+
+def test_the_live_dialplan_is_read_priority_by_priority() -> None:
+    from ccbridge.deploy.loaded import parse_dialplan_priorities, parse_dialplan_show
+
+    shown = parse_dialplan_priorities(DIALPLAN_SHOW)
+    assert shown["ccb-held"]["+918000000001"] == {1: "Set(LOCAL(lang)=hi)", 2: "Goto(held,1)"}
+    assert shown["ccb-held"]["held"][5] == "Set(LOCAL(d)=${CALLERID(num)})"
+    assert shown["ccb-held"]["held"][1].endswith("> ${ARG1}]?none)")
+    assert parse_dialplan_show(DIALPLAN_SHOW) == {"ccb-held": {"+918000000001", "held"}}
