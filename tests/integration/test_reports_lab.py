@@ -187,7 +187,7 @@ async def test_a_scripted_day(
             15,
             "both bangalore agents answered",
         )
-        late = talk(ORDERS, HINDI.format(3), 6621, 1500)
+        late = asyncio.ensure_future(talk(ORDERS, HINDI.format(3), 6621, 1500))  # starts now
         await until(
             lambda: metric("ccbridge_calls_offered_total", "bangalore", "orders-hi") >= 3,
             10,
