@@ -21,7 +21,12 @@ from ccbridge.config.model import (
     TrunkKind,
     queue_name,
 )
-from ccbridge.ivr_render import ivr_context
+from ccbridge.ivr_render import (
+    PromptResolver,
+    custom_prompts,
+    ivr_context,
+    prompts_dir,
+)
 from ccbridge.routing.held import RouteView, routes_at
 from ccbridge.routing.language import LanguageResolver
 
@@ -198,6 +203,27 @@ def held_view(config: Config, site: Site) -> HeldView:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class SurveyView:
+    """The satisfaction survey at one site: its queues and the Read()/Playback() args."""
+
+    queues: frozenset[str]  # this site's queues of a surveyed service
+    prompt: str
+    thanks: str
+    timeout: int
+
+
+def survey_view(config: Config, site: Site) -> SurveyView | None:
+    survey = config.survey
+    if survey is None:
+        return None
+    queues = frozenset(q.name for q in _queues(site) if q.service in survey.services)
+    if not queues:
+        return None
+    resolver = PromptResolver(custom_prompts(prompts_dir(config.ivr)), config.ivr.prompts_path)
+    return SurveyView(queues, resolver(survey.prompt), resolver(survey.thanks), survey.timeout)
+
+
 def site_context(config: Config, site: Site) -> dict[str, object]:
     numbers = [n for n in config.numbers if n.site == site.name]
     fallbacks = [f for n in numbers if (f := fallback_for(config, site, n)) is not None]
@@ -223,6 +249,7 @@ def site_context(config: Config, site: Site) -> dict[str, object]:
         "ami_secret": site.ami.secret.reveal(),
         "held": config.routing.held_routes,
         "held_view": held_view(config, site),
+        "survey": survey_view(config, site),
         **ivr_context(config, site),
     }
 

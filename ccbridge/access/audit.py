@@ -88,3 +88,26 @@ async def append(
     rows = [check_record("audit", e.values(now)).values for e in events]
     async with engine.begin() as conn:
         return await append_rows(conn, rows)
+
+
+async def erase_audit_details(engine: AsyncEngine, number: str, calls: int) -> int:
+    """The audit side of erasing a caller's number (`ccbridge records erase`): the details
+    of every audit row that mention it are erased (the chain still verifies), and the
+    erasure itself is audited, without the number. Rows erased."""
+    import getpass
+    import os
+
+    from ccbridge.store.audit import erase_details
+
+    try:
+        who = os.environ.get("SUDO_USER") or getpass.getuser()
+    except (KeyError, OSError):
+        who = str(os.getuid())
+    now = utc_now()
+    async with engine.begin() as conn:
+        n = await erase_details(conn, number, now)
+        event = AuditEvent(
+            f"cli:{who}", "cli", "records.erase", "ok", details={"calls": calls, "audit_rows": n}
+        )
+        await append_rows(conn, [check_record("audit", event.values(lambda: now)).values])
+    return n

@@ -168,7 +168,8 @@ def _dir(r: Reader, v: Any) -> Path:
     return p if p.is_absolute() else (r.base_dir / p).resolve()
 
 
-def _prompts(r: Reader, v: Any) -> tuple[str, ...]:
+def parse_prompts(r: Reader, v: Any) -> tuple[str, ...]:
+    """One sound name or a list of them, each safe to put into a Playback() argument."""
     items = v if isinstance(v, list) else [v]
     out = []
     for i, x in enumerate(items):
@@ -248,7 +249,7 @@ def _menu(r: Reader, name: str, v: Any, names: _Names) -> Menu:
                 if not _KEY_RE.match(key):
                     raise r.fail(f"option keys are single keypad keys 0-9, * or #, got '{key}'")
                 options.append((key, _destination(r, ov, names, repeat_ok=True)))
-    prompts = lambda x: _prompts(r, x)  # noqa: E731
+    prompts = lambda x: parse_prompts(r, x)  # noqa: E731
     return Menu(
         name=name,
         prompts=r.req(d, "prompt", prompts),
@@ -294,9 +295,9 @@ def _lookup(r: Reader, name: str, v: Any, names: _Names) -> Lookup:
             with r.at(key, a):
                 if not _ANSWER_RE.match(key):
                     raise r.fail(f"answer '{key}': use lowercase letters, digits, '-' or '_'")
-                answers.append((key, _prompts(r, av)))
+                answers.append((key, parse_prompts(r, av)))
     dest = lambda x: _destination(r, x, names, repeat_ok=False)  # noqa: E731
-    prompts = lambda x: _prompts(r, x)  # noqa: E731
+    prompts = lambda x: parse_prompts(r, x)  # noqa: E731
     lookup = Lookup(
         name=name,
         prompts=r.req(d, "prompt", prompts),

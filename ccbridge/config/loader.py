@@ -41,6 +41,7 @@ from ccbridge.config.model import (
 from ccbridge.config.reader import Invalid, Reader, kind, missing_secret_problem
 from ccbridge.config.records import RecordsSettings, parse_records
 from ccbridge.config.store import StoreSettings, parse_store
+from ccbridge.config.survey import parse_survey
 from ccbridge.config.tls_loader import parse_ami_tls, parse_site_tls
 from ccbridge.config.yamlsrc import ConfigError, LineDict, Problem, read_yaml
 
@@ -527,6 +528,7 @@ _TOP = {
     "ivr",
     "self_service",
     "store",
+    "survey",
     "records",
     "access",
     "deploy",
@@ -656,6 +658,10 @@ def parse_config(
     if "deploy" in top:
         with r.at("deploy", top):
             deploy = r.collect(lambda: parse_deploy(r, top["deploy"], set(smap or {}))) or deploy
+    survey = None
+    if "survey" in top:
+        with r.at("survey", top):
+            survey = r.collect(lambda: parse_survey(r, top["survey"], services))
     missing = r.missing_secrets()
     if resolve_secrets:
         r.problems += [missing_secret_problem(m) for m in missing]
@@ -677,6 +683,7 @@ def parse_config(
         records=records or RecordsSettings(),
         access=access,
         deploy=deploy,
+        survey=survey,
         missing_secrets=missing,
     )
 

@@ -132,10 +132,19 @@ def _object_and_site(info: web.UrlMappingMatchInfo) -> tuple[str | None, str | N
     return None, None
 
 
+def _fields(template: str) -> list[str]:
+    return [f for _, f, _, _ in Formatter().parse(template) if f]
+
+
+def _is_export(request: web.Request) -> bool:
+    """A CSV answer is an export: audited like a change."""
+    return request.query.get("format") == "csv" or "text/csv" in request.headers.get("Accept", "")
+
+
 def _authorised(
     p: Principal, template: str, info: web.UrlMappingMatchInfo, access: AccessService
 ) -> bool:
-    fields = [f for _, f, _, _ in Formatter().parse(template) if f]
+    fields = _fields(template)
     given = {f: info[f] for f in fields if f in info}
     missing = [f for f in fields if f not in given]
     if not missing:
@@ -180,19 +189,32 @@ async def access_middleware(request: web.Request, handler: Handler) -> web.Strea
         p = await access.authenticate(request.headers.get("Authorization"), source)
     except AccessDenied as exc:
         return _unauthorised(exc)
-    for value in info.values():
-        if not _SEGMENT.match(value):  # a '.' would add ACL segments: no such object
+    for key in _fields(decl.permission):
+        if key in info and not _SEGMENT.match(info[key]):
+            # A '.' would add ACL segments (and no site or agent has one): no such object.
             raise ApiError(404, "not-found", "no such object")
-    action = f"{request.method} {_route_name(info)}"
+    action = f"{request.method} {_route_name(info)}" + (" csv" if _is_export(request) else "")
     obj, site = _object_and_site(info)
+    if site is None and "site" in request.query:
+        site = request.query["site"][:64]
     if not _authorised(p, decl.permission, info, access):
         access.audit(
             AuditEvent(p.name, source, action, "denied", obj, site, 403, {"needs": decl.permission})
         )
         raise ApiError(403, "forbidden", f"{p.name} may not do this", needs=decl.permission)
     request[PRINCIPAL] = p
-    if request.method in _READ_METHODS and not decl.audit:
-        return await handler(request)
+    if request.method in _READ_METHODS and not decl.audit and not _is_export(request):
+        try:
+            return await handler(request)
+        except (ApiError, ServiceError) as exc:
+            # A read the handler refused for its scope (another site's report) is a
+            # denial like the gate's: audited.
+            code = exc.status if isinstance(exc, ApiError) else STATUS.get(exc.error_id)
+            if code == 403:
+                access.audit(AuditEvent(p.name, source, action, "denied", obj, site, 403))
+            raise
+    # What was asked (filters may hold a caller's number: details are erasable).
+    details = {"query": {k: v[:200] for k, v in list(request.query.items())[:20]}}
     status = 500
     try:
         response = await handler(request)
@@ -209,7 +231,18 @@ async def access_middleware(request: web.Request, handler: Handler) -> web.Strea
         raise
     finally:
         result = "ok" if status < 400 else "denied" if status == 403 else "failed"
-        access.audit(AuditEvent(p.name, source, action, result, obj, site, status))
+        access.audit(
+            AuditEvent(
+                p.name,
+                source,
+                action,
+                result,
+                obj,
+                site,
+                status,
+                details if request.query else None,
+            )
+        )
 
 
 def _route_name(info: web.UrlMappingMatchInfo) -> str:

@@ -41,7 +41,7 @@ _INFO = """  <send retrans="500">
 Step = tuple[int, str] | tuple[int, str, str]
 
 
-def scenario(steps: Sequence[Step], hold_ms: int) -> str:
+def scenario(steps: Sequence[Step], hold_ms: int, template: str = "ivr_caller.xml") -> str:
     """The IVR caller with ``steps`` = (pause before ms, keys[, "info" | "rfc2833"]).
 
     RFC 2833 replays the same capture each time, so Asterisk drops a repeated key with
@@ -65,11 +65,12 @@ def scenario(steps: Sequence[Step], hold_ms: int) -> str:
                 pcap_for(key)  # the same keys are valid either way
                 cseq += 1
                 lines.append(_INFO.format(cseq=cseq, key=key))
-    lines.append(f'  <pause milliseconds="{int(hold_ms)}"/>')
-    template = (SCENARIOS / "ivr_caller.xml").read_text(encoding="utf-8")
+    if hold_ms:
+        lines.append(f'  <pause milliseconds="{int(hold_ms)}"/>')
+    text = (SCENARIOS / template).read_text(encoding="utf-8")
     # The placeholder's own line only: the template's comment names it too.
     keyed = "\n" + "\n".join(lines) + "\n"
-    return template.replace("\nDTMF_STEPS\n", keyed).replace("BYE_CSEQ", str(cseq + 1))
+    return text.replace("\nDTMF_STEPS\n", keyed).replace("BYE_CSEQ", str(cseq + 1))
 
 
 def ivr_call(
@@ -88,3 +89,21 @@ def ivr_call(
         max_seconds=max_seconds, extra=("-l", "1"),
     )  # fmt: skip
     return run_callers(cmd, scenario(steps, hold_ms), max_seconds)
+
+
+def survey_call(
+    target: str,
+    did: str,
+    steps: Sequence[Step],
+    *,
+    caller: str = "+441632960001",
+    local_port: int = 6150,
+    max_seconds: float = 60.0,
+) -> CallResult:
+    """One call to ``did`` that keys ``steps`` and then waits for the far end to hang up
+    (survey_caller.xml): a call the dialplan leaves open fails on SIPp's recv timeout."""
+    cmd = caller_command(
+        Path("scenario.xml"), target, did, caller=caller, local_port=local_port, calls=1,
+        max_seconds=max_seconds, extra=("-l", "1", "-recv_timeout", "20000"),
+    )  # fmt: skip
+    return run_callers(cmd, scenario(steps, 0, "survey_caller.xml"), max_seconds)

@@ -232,6 +232,7 @@ def cmd_records(args: argparse.Namespace) -> int:
 async def _records(config: Config, action: str, number: str | None) -> int:
     from sqlalchemy.exc import DBAPIError
 
+    from ccbridge.access.audit import erase_audit_details
     from ccbridge.store.engine import make_engine
     from ccbridge.store.migrate import SchemaError, check_schema
     from ccbridge.store.retention import cutoff, erase_number, purge
@@ -245,9 +246,11 @@ async def _records(config: Config, action: str, number: str | None) -> int:
                 print("error: --number: give the whole phone number", file=sys.stderr)
                 return EXIT_INPUT
             done = await erase_number(engine, number)
+            audit_rows = await erase_audit_details(engine, number, done.calls)
             print(
                 f"erased the number from {done.calls} calls and {done.events} call events "
-                "(kept as 'erased')"
+                f"(kept as 'erased') and from the details of {audit_rows} audit rows "
+                "(the audit chain still verifies)"
             )
         else:
             days = config.records.retention_days

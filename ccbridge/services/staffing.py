@@ -56,7 +56,8 @@ class StaffingService:
 
         from ccbridge.staffing.storehistory import plan_from_store
         from ccbridge.store.engine import sqlite_path
-        from ccbridge.store.migrate import SchemaError, check_schema
+        from ccbridge.store.migrate import SchemaError
+        from ccbridge.store.readcheck import ensure_current
 
         try:
             days = plan_days(first, last)
@@ -71,7 +72,7 @@ class StaffingService:
                 f"no such database file: {path} (the bridge has recorded no calls there)",
             )
         try:
-            await check_schema(self._records())
+            await ensure_current(self._records())  # the head read once, off the loop
             return await plan_from_store(
                 self._records(),
                 self._rt.config,

@@ -1,11 +1,12 @@
 """Arrivals history read from the records store: calls per queue and UTC quarter hour, gaps.
 
-One grouped query per date range over ``calls (target_site, arrived_at)``: the database
-sums calls, handled calls and handle seconds (talk + hold + wrap-up) per target site,
-queue and UTC quarter hour, and ``bucket_quarters`` turns those into local half hours
-(quarter hours fit inside local half hours in every zone, so no time-zone support is
-needed in SQL, the same on SQLite and PostgreSQL). Coverage gaps come from
-``coverage_gaps``: the slots they touch are incomplete, never zero demand.
+The interval report's own queries (ccbridge/reports/queries.py) per site and date range,
+over ``calls (target_site, arrived_at)``: the database sums the offered calls (those that
+queued), the answered ones and their handle seconds (talk + hold + wrap-up) per queue
+and UTC quarter hour, and ``bucket_quarters`` turns those into local half hours (quarter
+hours fit inside local half hours in every zone, so no time-zone support is needed in
+SQL). So a slot's arrivals are the report's offered count for the same calls. Coverage
+gaps come from ``coverage_gaps``: the slots they touch are incomplete, never zero demand.
 
 A call counts where it queued: its ``target_site`` and ``queue`` (a call that entered at
 bangalore and was answered at dhaka is demand for dhaka's queue), at its ``arrived_at``
@@ -21,16 +22,17 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, case, func, literal_column, or_, select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from ccbridge.config.model import Config, queue_name
+from ccbridge.config.model import Config, QueueSettings, queue_name
+from ccbridge.reports import queries
 from ccbridge.staffing.bucket import QuarterSums, bucket_quarters
 from ccbridge.staffing.history import MemoryHistory, Observation, QueueKey
 from ccbridge.staffing.plan import Targets, offering_keys
 from ccbridge.staffing.planning import PlanResult, check_weeks, holiday_days, make_plan
 from ccbridge.staffing.slots import zone
-from ccbridge.store.schema import Outcome, calls, coverage_gaps
+from ccbridge.store.schema import calls
 
 __all__ = [
     "HOLIDAY_LOOKBACK_DAYS",
@@ -42,13 +44,6 @@ __all__ = [
 
 HOLIDAY_LOOKBACK_DAYS = 371  # past holidays are looked for over a year and a week
 _DAY = timedelta(days=1)
-
-
-def _quarter(dialect: str) -> ColumnElement[int]:
-    """epoch seconds of arrived_at // 900, on each engine (SQLite keeps UTC text)."""
-    if dialect == "sqlite":
-        return literal_column("CAST(strftime('%s', calls.arrived_at) AS INTEGER) / 900")
-    return literal_column("CAST(floor(extract(epoch FROM calls.arrived_at) / 900) AS BIGINT)")
 
 
 def history_ranges(
@@ -88,7 +83,7 @@ async def _spans(
             func.min(calls.c.arrived_at),
             func.max(calls.c.arrived_at),
         )
-        .where(calls.c.target_site.in_(sites))
+        .where(calls.c.target_site.in_(sites), calls.c.queued_at.is_not(None))
         .group_by(calls.c.target_site, calls.c.queue)
     )
     out: dict[QueueKey, tuple[date, date]] = {}
@@ -110,54 +105,30 @@ def _as_utc(t: datetime | str) -> datetime:
 
 
 async def _quarters(
-    conn: AsyncConnection, sites: Sequence[str], start: datetime, end: datetime
-) -> list[tuple[str, str, QuarterSums]]:
-    q = _quarter(conn.dialect.name).label("q")
-    handled = and_(calls.c.outcome == Outcome.ANSWERED.value, calls.c.talk_s.is_not(None))
-    handle_s = (
-        calls.c.talk_s + func.coalesce(calls.c.hold_s, 0.0) + func.coalesce(calls.c.wrapup_s, 0.0)
+    conn: AsyncConnection, site: str, start: datetime, end: datetime
+) -> list[tuple[str, QuarterSums]]:
+    """(queue, sums) per UTC quarter hour of the calls sent to ``site``: the interval
+    report's own query (ccbridge/reports/queries.py), so a slot's arrivals are the
+    report's offered calls (those that queued) and its handle time the report's AHT."""
+    stmt = queries.queue_sums(
+        conn.dialect.name, site, start, end, {}, QueueSettings().servicelevel, 0.0
     )
-    rows = await conn.execute(
-        select(
-            calls.c.target_site,
-            calls.c.queue,
-            q,
-            func.count(),
-            func.sum(case((handled, 1), else_=0)),
-            func.sum(case((handled, handle_s), else_=0.0)),
-        )
-        .where(
-            calls.c.target_site.in_(sites),
-            calls.c.queue.is_not(None),
-            calls.c.arrived_at >= start,
-            calls.c.arrived_at < end,
-        )
-        .group_by(calls.c.target_site, calls.c.queue, q)
-    )
-    out: list[tuple[str, str, QuarterSums]] = []
+    out: list[tuple[str, QuarterSums]] = []
     row: Any
-    for row in rows:
-        site, queue, qq, n, h, hs = row
-        out.append((site, queue, QuarterSums(int(qq), int(n), int(h or 0), float(hs or 0.0))))
+    for row in await conn.execute(stmt):
+        m = row._mapping
+        if m["queue"] is None or not m["offered"]:
+            continue
+        sums = QuarterSums(int(m["slot"]), int(m["offered"]), int(m["answered"]), m["handle_s"])
+        out.append((m["queue"], sums))
     return out
 
 
 async def _gaps(
-    conn: AsyncConnection, sites: Sequence[str], start: datetime, end: datetime
-) -> dict[str, list[tuple[datetime, datetime | None]]]:
-    rows = await conn.execute(
-        select(coverage_gaps.c.site, coverage_gaps.c.started_at, coverage_gaps.c.ended_at).where(
-            coverage_gaps.c.site.in_(sites),
-            coverage_gaps.c.started_at < end,
-            or_(coverage_gaps.c.ended_at.is_(None), coverage_gaps.c.ended_at > start),
-        )
-    )
-    out: dict[str, list[tuple[datetime, datetime | None]]] = {}
-    row: Any
-    for row in rows:
-        site, a, b = row
-        out.setdefault(site, []).append((a, b))
-    return out
+    conn: AsyncConnection, site: str, start: datetime, end: datetime
+) -> list[tuple[datetime, datetime | None]]:
+    rows = await conn.execute(queries.gaps(site, start, end))
+    return [(r[0], r[1]) for r in rows]
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,11 +174,14 @@ async def read_store(
         for a, b in ranges:
             start, end = _utc_range(a, b)
             per: dict[tuple[str, str], list[QuarterSums]] = {}
-            for site, queue, qs in await _quarters(conn, sites, start, end):
-                if (site, queue) in wanted:
-                    per.setdefault((site, queue), []).append(qs)
+            site_gaps: dict[str, list[tuple[datetime, datetime | None]]] = {}
+            for site in sites:
+                for queue, qs in await _quarters(conn, site, start, end):
+                    if (site, queue) in wanted:
+                        per.setdefault((site, queue), []).append(qs)
+                site_gaps[site] = await _gaps(conn, site, start, end)
             quarters.append(per)
-            gaps.append(await _gaps(conn, sites, start, end))
+            gaps.append(site_gaps)
     return StoreRead(wanted, tz, spans, tuple(ranges), tuple(quarters), tuple(gaps))
 
 

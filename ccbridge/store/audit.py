@@ -164,15 +164,28 @@ async def verify(conn: AsyncConnection, chunk: int = 2000, max_problems: int = 2
     return VerifyResult(n, tuple(problems[:max_problems]))
 
 
-async def erase_details(conn: AsyncConnection, needle: str, now: datetime) -> int:
-    """Erase the details of every row whose details mention ``needle`` (a caller's
-    number); the chain stays verifiable. Rows erased."""
-    if not needle:
+def _mentions(value: Any, digits: str) -> bool:
+    """True when a text in ``value`` holds the number's digits (+, spaces, dashes and a
+    missing country prefix's + aside: the digits are compared, as the records erase does)."""
+    if isinstance(value, str):
+        return digits in "".join(ch for ch in value if ch.isdigit())
+    if isinstance(value, dict):
+        return any(_mentions(v, digits) for v in value.values())
+    if isinstance(value, list):
+        return any(_mentions(v, digits) for v in value)
+    return False
+
+
+async def erase_details(conn: AsyncConnection, number: str, now: datetime) -> int:
+    """Erase the details of every row whose details mention ``number`` (a caller's,
+    at least 5 digits); the chain stays verifiable. Rows erased."""
+    digits = "".join(ch for ch in number if ch.isdigit())
+    if len(digits) < 5:
         return 0
     seqs: list[int] = []
     last = 0
     while True:
-        rows = (
+        found = (
             await conn.execute(
                 select(audit.c.seq, audit.c.details)
                 .where(audit.c.seq > last, audit.c.details.is_not(None))
@@ -180,11 +193,11 @@ async def erase_details(conn: AsyncConnection, needle: str, now: datetime) -> in
                 .limit(2000)
             )
         ).all()
-        if not rows:
+        if not found:
             break
         # Searched in Python: the JSON column's text form differs between the engines.
-        seqs += [r.seq for r in rows if needle in canonical(r.details).decode()]
-        last = rows[-1].seq
+        seqs += [r.seq for r in found if _mentions(r.details, digits)]
+        last = found[-1].seq
     for i in range(0, len(seqs), 500):
         await conn.execute(
             update(audit)

@@ -57,6 +57,7 @@ def records(syn: Synthetic, *, seed: int = 16, with_week_nine: bool = True) -> l
                 "call_id": f"syn-{n_call:07d}",
                 "entry_site": KEY.site,
                 "arrived_at": at,
+                "queued_at": at + timedelta(seconds=2),
                 "target_site": KEY.site,
                 "queue": QUEUE,
                 "service": KEY.service,

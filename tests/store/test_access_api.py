@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -15,9 +16,11 @@ import aiohttp
 import pytest
 import trustme
 
+from ccbridge.access.passwords import hash_password_sync
 from ccbridge.access.roles import Principal
 from ccbridge.access.users import User, issue_token, revoke_token, set_disabled
 from ccbridge.loopdebug import report_slow_callbacks, stop_reporting
+from ccbridge.store.audit import erase_details, verify
 from ccbridge.store.engine import make_engine
 from tests.polling import until
 from tests.store.access_world import BOOTSTRAP, PASSWORD, World, make_world
@@ -232,10 +235,14 @@ async def test_the_api_speaks_https_with_the_configured_certificate(tmp_path: Pa
 
 
 async def test_login_hashing_never_blocks_the_loop(world: World) -> None:
-    """argon2 (about 250 ms a hash here) runs in a thread: four logins at once and the
-    loop's debug mode reports no callback over 150 ms (a hash on the loop would be one)."""
+    """argon2 runs in a thread: four logins at once, and the loop's debug mode reports
+    no callback as long as three quarters of one hash measured now (a hash on the loop
+    would be one such callback; measured now, the limit follows the machine's load)."""
+    t = time.perf_counter()
+    await asyncio.to_thread(hash_password_sync, PASSWORD)
+    limit_ms = max(100.0, 750 * (time.perf_counter() - t))
     loop = asyncio.get_running_loop()
-    found = report_slow_callbacks(loop, 150)
+    found = report_slow_callbacks(loop, limit_ms)
     try:
         good = {"user": "ada", "password": PASSWORD}
         got = await asyncio.gather(
@@ -244,7 +251,7 @@ async def test_login_hashing_never_blocks_the_loop(world: World) -> None:
     finally:
         stop_reporting(loop, found)
     assert [g[0] for g in got] == [200] * 4
-    assert found.lines == []
+    assert found.lines == [], (limit_ms, found.lines)
 
 
 async def test_a_supervisor_acts_on_a_shared_agent_only_at_their_own_site(world: World) -> None:
@@ -264,3 +271,37 @@ async def test_a_supervisor_acts_on_a_shared_agent_only_at_their_own_site(world:
         ("failed", 400),
         ("failed", 503),
     ]
+
+
+async def test_exports_and_call_lists_are_audited_and_a_number_can_be_erased(world: World) -> None:
+    """A CSV is an export and a call list a sensitive read: both audited with what was
+    asked; erasing the caller's number from the audit details keeps the chain whole."""
+    number = "+8801712345678"
+    st, _, h = await call(world, "GET", f"/api/v1/calls?caller=%2B{number[1:]}&format=csv", "ada")
+    assert st == 200 and h["Content-Type"].startswith("text/csv")
+    st, _, _ = await call(world, "GET", "/api/v1/calls?site=dhaka", "sue")
+    assert st == 200
+    st, _, _ = await call(
+        world,
+        "GET",
+        "/api/v1/reports/intervals?site=bangalore&from=2026-11-25&to=2026-11-26",
+        "sue",
+    )
+    assert st == 403  # not her site
+    rows = await audited(world, 3)
+    got = [(r["actor"], r["action"], r["result"], r["site"]) for r in rows]
+    assert got == [
+        ("ada", "GET /api/v1/calls csv", "ok", None),
+        ("sue", "GET /api/v1/calls", "ok", "dhaka"),
+        ("sue", "GET /api/v1/reports/intervals", "denied", "bangalore"),
+    ]
+    assert rows[0]["details"] == {"query": {"caller": number, "format": "csv"}}
+    engine = make_engine(world.config.store)
+    try:
+        async with engine.begin() as conn:
+            assert await erase_details(conn, number, datetime.now(UTC)) == 1
+        async with engine.connect() as conn:
+            assert (await verify(conn)).ok
+    finally:
+        await engine.dispose()
+    assert number not in str(await world.audit_rows())

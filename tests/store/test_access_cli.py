@@ -118,3 +118,51 @@ def test_without_a_database_it_says_what_to_do(
     path.write_text(text + f"\nstore:\n  url: sqlite:///{tmp_path / 'none.db'}\n")
     code, _, err = run(["audit", "verify", str(path)])
     assert code == 2 and "run `ccbridge db upgrade CONFIG` first" in err
+
+
+def test_erasing_a_number_reaches_the_audit_details_and_the_chain_verifies(
+    deploy: Path, tmp_path: Path
+) -> None:
+    import asyncio
+
+    from ccbridge.access.audit import AuditEvent, append
+    from ccbridge.config import load_config
+    from ccbridge.store.engine import make_engine
+
+    number = "+8801712345678"
+    config = load_config(deploy)
+
+    async def seed() -> None:
+        engine = make_engine(config.store)
+        try:
+            await append(
+                engine,
+                AuditEvent(
+                    "sue",
+                    "10.0.0.7",
+                    "GET /api/v1/calls csv",
+                    "ok",
+                    details={"query": {"caller": "880 1712-345678"}},
+                ),
+                AuditEvent("sue", "10.0.0.7", "GET /api/v1/calls", "ok", details={"query": {}}),
+                AuditEvent(
+                    "ada",
+                    "10.0.0.8",
+                    "GET /api/v1/calls/{id}",
+                    "ok",
+                    details={"query": {"caller": number}},
+                ),
+            )
+        finally:
+            await engine.dispose()
+
+    asyncio.run(seed())
+    code, out, err = run(["records", "erase", str(deploy), "--number", number])
+    assert code == 0, err
+    assert "from the details of 2 audit rows" in out
+    assert run(["audit", "verify", str(deploy)])[1].strip() == "audit chain ok: 4 rows"
+    db = (tmp_path / "ccb.db").read_bytes()
+    assert b"1712345678" not in db and b"1712-345678" not in db
+    # `ccbridge audit erase` does the same on its own (nothing left to erase now).
+    code, out, _ = run(["audit", "erase", str(deploy), "--number", number])
+    assert code == 0 and "details erased from 0 audit rows" in out

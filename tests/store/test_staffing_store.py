@@ -156,12 +156,27 @@ async def test_a_gap_is_flagged_not_zero_demand(
                 "call_id": f"g{i}",
                 "entry_site": "bangalore",
                 "arrived_at": at,
+                "queued_at": at,
                 "target_site": "bangalore",
                 "queue": "orders-en",
             },
         )
         for i, at in enumerate(t)
     ]
+    # a call routed there that never queued (the caller hung up on the way) is not offered,
+    # as in the interval report
+    recs.append(
+        (
+            "calls",
+            {
+                "call_id": "never-queued",
+                "entry_site": "bangalore",
+                "arrived_at": t[0] + timedelta(minutes=2),
+                "target_site": "bangalore",
+                "queue": "orders-en",
+            },
+        )
+    )
     recs.append(("coverage_gaps", {"site": "bangalore", "started_at": t[1] + timedelta(minutes=1)}))
     await write(migrated, recs, tmp_path / "w.journal")
     read = await read_store(migrated.engine(), config, [KEY], [(mon[0], mon[1])])
@@ -213,6 +228,7 @@ def test_the_command_reads_the_store(
                         "call_id": f"w{w}-{i}",
                         "entry_site": "dhaka",  # entered elsewhere, queued at bangalore
                         "arrived_at": t0 + timedelta(seconds=50 * i),
+                        "queued_at": t0 + timedelta(seconds=50 * i + 1),
                         "target_site": "bangalore",
                         "queue": "orders-en",
                         "outcome": "answered",
@@ -310,6 +326,8 @@ async def test_the_api_serves_the_plan_and_refuses_garbage(
                 "entry_site": "dhaka",
                 "arrived_at": datetime(2026, 11, 30, 4, 40, tzinfo=UTC)
                 - timedelta(days=7 * w, seconds=i),
+                "queued_at": datetime(2026, 11, 30, 4, 40, tzinfo=UTC)
+                - timedelta(days=7 * w, seconds=i - 1),
                 "target_site": "dhaka",
                 "queue": "orders-bn",
             },
