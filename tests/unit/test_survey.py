@@ -120,3 +120,15 @@ def test_only_surveyed_queues_continue_into_the_survey() -> None:
     plain = parse(without_survey())
     for site in plain.sites:
         assert "survey" not in _ext(plain, site.name)
+
+
+def test_check_reports_a_survey_prompt_found_nowhere(tmp_path: Path) -> None:
+    from ccbridge.checks import prompt_problems
+
+    sounds = tmp_path / "sounds"
+    (sounds / "en" / "digits").mkdir(parents=True)
+    for name in ("vm-press", "digits/1", "digits/5", "auth-thankyou"):
+        (sounds / "en" / f"{name}.gsm").write_bytes(b"")
+    text, _ = with_survey("  services: [care]\n  prompt: [vm-press, rate-us]\n")
+    got = [p for p in prompt_problems(parse(text), sounds) if "(survey)" in p]
+    assert len(got) == 1 and "prompt 'rate-us' (survey) exists in no language" in got[0], got
