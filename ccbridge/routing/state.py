@@ -25,13 +25,18 @@ state is INVALID (4) or UNAVAILABLE (5); it is *available* when logged in, not p
 and NOT_INUSE (1) or UNKNOWN (0). UNKNOWN counts as available because Asterisk itself
 rings such members (devices without state reporting stay UNKNOWN forever).
 
-The event path calls ``apply_event`` once per event, so its new snapshots are built by
-``_evolve``: a copy of the old object's ``__dict__`` with the changed fields, put in a
-new instance. A frozen dataclass's ``__init__`` (or ``dataclasses.replace``) sets every
-field through ``object.__setattr__``, four times slower; for that the queue, site and
-state classes have no ``__slots__`` (there are few of them). ``Member``s keep theirs:
-there are as many as memberships, and small slotted objects keep the cost per event flat
-with 10,000 agents. Instances are as frozen as before: nothing else writes their dicts.
+The event path applies one update per event (the bridge subscribes ``LIVE_UPDATES``,
+one per event name; ``apply_event`` is the same through ``LIVE_REDUCERS``), so its new
+snapshots are built by ``_evolve``: a copy of the old object's ``__dict__`` with the
+changed fields, put in a new instance. A frozen dataclass's ``__init__`` (or
+``dataclasses.replace``) sets every field through ``object.__setattr__``, four times
+slower; for that the queue, site and state classes have no ``__slots__`` (there are few
+of them). ``Member``s and ``Caller``s are named tuples: there are as many as
+memberships, and small tuples keep the cost per event flat with 10,000 agents.
+Instances are as frozen as before: nothing else writes their dicts, with one exception.
+``Bridge`` (ccbridge/app.py) puts an update's new maps into a SiteState that it made
+itself and that no reader has been handed yet (its state property marks every snapshot
+it hands out): no reader can tell that from a new snapshot.
 """
 
 from __future__ import annotations

@@ -92,7 +92,7 @@ def _metric(bridge: Bridge, name: str, **labels: str) -> float:
     return bridge.registry.get_sample_value(name, labels) or 0.0
 
 
-async def test_held_routes_appear_in_astdb_as_the_engine_decides(
+async def test_held_routes_appear_in_the_globals_as_the_engine_decides(
     lab: Lab, held_config: Config, bridge_at: BridgeFactory
 ) -> None:
     async with bridge_at(WEDNESDAY_MORNING, held_config) as bridge:
