@@ -138,7 +138,7 @@ async def test_a_fresh_held_route_routes_without_asking_the_bridge(
         assert _joins(ami, "bangalore", "orders-hi") == 0
         # no FastAGI route session at all
         assert _metric(bridge, "ccbridge_fastagi_sessions_total", **routed) == sessions
-        # Nor an event per call: it would cost Asterisk more than the two route steps
+        # Nor an event per call: it would cost Asterisk as much as the held path adds
         # (BENCHMARKS.md §1); the bridge counts calls it routes or hears of after a failure.
         assert _user(ami, v.EVENT_HELD_ROUTE) == []
         assert _user(ami, v.EVENT_HELD_REJECTED) == []
