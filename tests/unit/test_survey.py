@@ -102,8 +102,7 @@ def test_only_surveyed_queues_continue_into_the_survey() -> None:
     assert "exten => CONTINUE,1,Goto(ccb-survey,s,1)" in blr
     survey = blr[blr.index("[ccb-survey]") :].split("\n\n")[0].splitlines()
     assert survey[1:] == [
-        "exten => s,1,Set(LOCAL(score)=)",
-        " same => n,Read(score,vm-press&digits/1&digits/5,1,,1,4)",
+        "exten => s,1,Read(score,vm-press&digits/1&digits/5,1,,1,4)",
         ' same => n,GotoIf($["${READSTATUS}"!="OK" | "${score}"="" | '
         '"${FILTER(12345,${score})}"!="${score}"]?done)',
         f" same => n,UserEvent({variables.EVENT_SURVEY},CallID: ${{{variables.CALLID}}},"
