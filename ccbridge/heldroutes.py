@@ -58,7 +58,7 @@ class HeldMetrics:
             "ccbridge_held_route_used_total",
             "Calls the dialplan routed from a held route after the bridge did not answer"
             " (source fallback; calls routed from a fresh held route are not reported one by"
-            " one: that event would cost Asterisk more than the route step itself)",
+            " one: that event would cost Asterisk as much as the held path adds)",
             ["site", "source"],
             registry=registry,
         )

@@ -302,13 +302,14 @@ class AfterHours:
 
 @dataclass(frozen=True, slots=True)
 class HeldRouteSettings:
-    """Routes the bridge keeps in each site's AstDB so the dialplan can route without it."""
+    """Routes the bridge keeps in each site's dialplan globals so the dialplan can route
+    without asking it."""
 
     enabled: bool = True  # write the tables; the dialplan's held steps are rendered only then
     # Route from a fresh held route without the FastAGI round trip (calls with no IVR
-    # service choice). Off by default: measured (BENCHMARKS.md §1, issue 18) the held
-    # dialplan path costs Asterisk as much CPU per call as the FastAGI step it replaces.
-    use_without_bridge: bool = False
+    # choice of another service). On by default: measured (BENCHMARKS.md §1, issue 18) the
+    # held path costs the PBX what a static dialplan does; the guarded FastAGI step ~40 % more.
+    use_without_bridge: bool = True
     fresh_age: float = 5.0  # seconds: a heartbeat younger than this counts as a live bridge
     max_age: float = 300.0  # seconds: the last table still routes while the bridge is silent
     min_interval: float = 0.25  # seconds between two recomputations of a site's table

@@ -6,6 +6,7 @@ are simpler than the bridge's asyncio link and cannot stall an event loop."""
 from __future__ import annotations
 
 import socket
+import ssl
 
 from ccbridge.config.model import Site
 
@@ -24,20 +25,25 @@ class AmiSession:
 
     def __enter__(self) -> AmiSession:
         a = self.site.ami
+        port = a.link_port  # the bridge's own: TLS when sites.X.ami.tls, verified
         try:
-            self._sock = socket.create_connection((a.host, a.port), timeout=self.timeout)
+            raw = socket.create_connection((a.host, port), timeout=self.timeout)
+            self._sock = raw
+            if a.tls is not None:
+                ctx = ssl.create_default_context(cafile=a.tls.ca)
+                self._sock = ctx.wrap_socket(raw, server_hostname=a.host)
             self._sock.settimeout(self.timeout)
             banner = self._read_until(b"\r\n")
         except OSError as exc:
             self.close()
-            raise AmiError(f"AMI {a.host}:{a.port} does not answer: {exc}") from None
+            raise AmiError(f"AMI {a.host}:{port} does not answer: {exc}") from None
         if not banner.startswith(b"Asterisk Call Manager/"):
             self.close()
-            raise AmiError(f"AMI {a.host}:{a.port}: not an AMI banner: {banner[:40]!r}")
+            raise AmiError(f"AMI {a.host}:{port}: not an AMI banner: {banner[:40]!r}")
         reply = self.action("Login", Username=a.username, Secret=a.secret.reveal(), Events="off")
         if reply.get("Response") != "Success":
             self.close()
-            raise AmiError(f"AMI login refused at {a.host}:{a.port}: {reply.get('Message', '')}")
+            raise AmiError(f"AMI login refused at {a.host}:{port}: {reply.get('Message', '')}")
         return self
 
     def __exit__(self, *exc: object) -> None:

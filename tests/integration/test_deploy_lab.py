@@ -17,7 +17,7 @@ from ccbridge.config import Config
 from ccbridge.deploy.state import STAMP_FILE, Stamp
 from ccbridge.lab.sipp import Agent, CallResult, place_calls
 from ccbridge.lab.sites import REPO_ROOT, Lab
-from tests.integration.conftest import LAB_CONFIG, BridgeFactory
+from tests.integration.conftest import BridgeFactory
 
 WEDNESDAY_MORNING = datetime(2026, 11, 25, 5, 0, tzinfo=UTC)  # every site open
 CALLS = {  # site -> (SIP address, a number it answers)
@@ -35,9 +35,10 @@ def templates(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def deploy_config(tmp_path: Path) -> Path:
-    """The lab config, deploying into the lab with its state and lock in tmp_path."""
-    text = LAB_CONFIG.read_text()
+def deploy_config(tmp_path: Path, lab_config: Config) -> Path:
+    """The session's lab config (examples/lab.yaml with the lab's TLS, written by
+    enable_lab_tls), deploying into the lab with its state and lock in tmp_path."""
+    text = Path(lab_config.source).read_text()
     text = re.sub(r"(?m)^  state_dir: .*$", f"  state_dir: {tmp_path / 'state'}", text)
     # a failing post-check is retried until reload_timeout: short here, the reloads are
     # synchronous and the rollback test would wait it out
@@ -72,6 +73,14 @@ async def ccbridge(*args: str) -> tuple[int, str]:
     out, _ = await proc.communicate()
     assert proc.returncode is not None
     return proc.returncode, out.decode(errors="replace")
+
+
+def move_ami(config: Path, site: str, host: str, elsewhere: str) -> None:
+    """Point a site's AMI at an address nothing listens on (the YAML enable_lab_tls wrote)."""
+    text = config.read_text()
+    start = text.index(f"\n  {site}:\n")
+    at = text.index(f"      host: {host}\n", text.index("    ami:\n", start))
+    config.write_text(text[:at] + text[at:].replace(host, elsewhere, 1))
 
 
 def edit(path: Path, old: str, new: str) -> int:
@@ -227,12 +236,8 @@ async def test_an_unreachable_site_stops_the_rollout_before_it_is_touched(
     deploy_config: Path,
     restore_lab: object,
 ) -> None:
-    # manila's AMI on a port nothing listens on: the rollout reaches it third
-    edit(
-        deploy_config,
-        "ami: {<<: *ami, host: 127.0.3.1}",
-        "ami: {<<: *ami, host: 127.0.3.1, port: 5098}",
-    )
+    # manila's AMI at an address nothing listens on: the rollout reaches it third
+    move_ami(deploy_config, "manila", "127.0.3.1", "127.0.3.2")
     edit(templates / "queues.conf.j2", "ringinuse=no", "ringinuse=no\nannounce-holdtime=no")
     async with bridge_at(WEDNESDAY_MORNING):
         code, out = await ccbridge(

@@ -92,7 +92,7 @@ def _metric(bridge: Bridge, name: str, **labels: str) -> float:
     return bridge.registry.get_sample_value(name, labels) or 0.0
 
 
-async def test_held_routes_appear_in_astdb_as_the_engine_decides(
+async def test_held_routes_appear_in_the_globals_as_the_engine_decides(
     lab: Lab, held_config: Config, bridge_at: BridgeFactory
 ) -> None:
     async with bridge_at(WEDNESDAY_MORNING, held_config) as bridge:
@@ -138,7 +138,7 @@ async def test_a_fresh_held_route_routes_without_asking_the_bridge(
         assert _joins(ami, "bangalore", "orders-hi") == 0
         # no FastAGI route session at all
         assert _metric(bridge, "ccbridge_fastagi_sessions_total", **routed) == sessions
-        # Nor an event per call: it would cost Asterisk more than the two route steps
+        # Nor an event per call: it would cost Asterisk as much as the held path adds
         # (BENCHMARKS.md §1); the bridge counts calls it routes or hears of after a failure.
         assert _user(ami, v.EVENT_HELD_ROUTE) == []
         assert _user(ami, v.EVENT_HELD_REJECTED) == []

@@ -41,6 +41,7 @@ from ccbridge.store.records import check_record
 from ccbridge.store.schema import TABLES, calls
 from ccbridge.store.write import write_records
 from tests.integration.conftest import BridgeFactory, fresh_queue_stats
+from tests.integration.staffing_check import assert_staffing_arrivals_equal_offered
 from tests.polling import until
 from tests.store.pg import PASSWORD, PgCluster
 
@@ -187,7 +188,7 @@ async def test_a_scripted_day(
             15,
             "both bangalore agents answered",
         )
-        late = talk(ORDERS, HINDI.format(3), 6621, 1500)
+        late = asyncio.ensure_future(talk(ORDERS, HINDI.format(3), 6621, 1500))  # starts now
         await until(
             lambda: metric("ccbridge_calls_offered_total", "bangalore", "orders-hi") >= 3,
             10,
@@ -219,6 +220,8 @@ async def test_a_scripted_day(
             Step.M15,
         )
         report = await interval_report(engine, config, query, now)
+        # Issue 16: the staffing plan from the same records counts the same arrivals.
+        await assert_staffing_arrivals_equal_offered(engine, config, start, now)
         kpi = {
             (site, queue): {
                 "offered": metric("ccbridge_calls_offered_total", site, queue),

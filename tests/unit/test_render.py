@@ -167,8 +167,10 @@ def test_held_routes_are_read_before_and_after_asking_the_bridge(config: Config)
         assert f"exten => {r.id},1,Set(CCB_HELD=fallback)" in last
     assert "exten => remote.dhaka.orders-bn.blr-dac,1,MSet(" in held
 
-    # The default (measured, BENCHMARKS §1): ask first, the held route when no answer.
-    ask_first = render_site(routing(), blr)["extensions.conf"]
+    # The default (measured, BENCHMARKS §1) takes held routes; off: ask first, the held
+    # route when the bridge does not answer.
+    assert render_site(routing(), blr)["extensions.conf"] == text
+    ask_first = render_site(routing(use_without_bridge=False), blr)["extensions.conf"]
     first = _section(ask_first, "ccb-inbound").split("exten => +918000000001,1,")[1]
     assert first.split("exten =>")[0].strip().endswith("Goto(ccb-route,${EXTEN},1)")
     assert "?ccb-held," not in _section(ask_first, "ccb-route")
