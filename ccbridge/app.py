@@ -53,6 +53,9 @@ from ccbridge.selfservice import SelfServiceClient
 from ccbridge.services import Services
 from ccbridge.services.access import AccessService
 from ccbridge.services.ports import TrunkNow
+from ccbridge.staffing.gauges import StaffingCollector
+from ccbridge.staffing.live import live_staff
+from ccbridge.staffing.refresher import LivePlan
 from ccbridge.store.migrate import SchemaError
 from ccbridge.store.retention import RetentionJob
 
@@ -125,6 +128,16 @@ class Bridge:
             self.activity = ActivityRecorder(self.records.writer.put, self.clock.now)
             self.activity.subscribe(self.bus)
         self.services = Services.over(self)
+        # The current half hour's required and staffed agents per queue (issue 16), from
+        # a plan of the records recomputed every 15 minutes off the hot path.
+        self.live_plan: LivePlan | None = None
+        if config.store.enabled:
+            self.live_plan = LivePlan(
+                self.services.staffing.plan_around,
+                self.clock.now,
+                lambda: live_staff(self.state),
+            )
+            self.registry.register(StaffingCollector(self.live_plan.current))
         # Purges records past records.retention_days (issue 12), on its own engine.
         self.retention = RetentionJob(
             config.store,
@@ -492,6 +505,9 @@ class Bridge:
         await parts.start("FastAGI server", str(agi), self.agi.start, self.agi.stop)
         if self.records is not None:
             await parts.start("records retention", None, self.retention.start, self.retention.stop)
+        if self.live_plan is not None:
+            plan = self.live_plan
+            await parts.start("staffing gauges", None, plan.start, plan.stop)
 
     async def stop(self) -> None:
         """Stop every part, newest first, each even when another fails; raises StopError

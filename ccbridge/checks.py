@@ -120,7 +120,7 @@ class PromptReport:
 
 
 def used_prompts(config: Config) -> dict[str, set[str]]:
-    """Prompt name -> the menus and lookups that play it."""
+    """Prompt name -> the menus, lookups and survey that play it."""
     out: dict[str, set[str]] = {}
     for m in config.ivr.menus:
         for p in (*m.greeting, *m.prompts, *m.invalid_prompts, *m.timeout_prompts):
@@ -132,6 +132,9 @@ def used_prompts(config: Config) -> dict[str, set[str]]:
             played += [f"digits/{d}" for d in range(10)]
         for p in played:
             out.setdefault(p, set()).add(f"lookup {x.name}")
+    if config.survey is not None:
+        for p in (*config.survey.prompt, *config.survey.thanks):
+            out.setdefault(p, set()).add("survey")
     return out
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from ccbridge.services.errors import ServiceError
@@ -12,7 +12,7 @@ from ccbridge.services.ports import Runtime
 from ccbridge.staffing.coverage import Gap, SunRow, coverage_at, follow_the_sun, gaps
 from ccbridge.staffing.history import NoHistory
 from ccbridge.staffing.live import live_staff
-from ccbridge.staffing.plan import Targets
+from ccbridge.staffing.plan import IntervalPlan, Targets
 from ccbridge.staffing.planning import PlanResult, check_weeks, plan_days
 
 if TYPE_CHECKING:
@@ -46,6 +46,13 @@ class StaffingService:
         if self._engine is not None:
             await self._engine.dispose()
             self._engine = None
+
+    async def plan_around(self, now: datetime) -> list[IntervalPlan]:
+        """The plan of the UTC dates around ``now`` (every site's current local slot is
+        in them) under the default targets: what the staffing gauges show."""
+        day = now.date()
+        result = await self.plan(day - timedelta(days=1), day + timedelta(days=1), Targets())
+        return result.rows
 
     async def plan(
         self, first: date, last: date, targets: Targets, *, weeks: int = 8

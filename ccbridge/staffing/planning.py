@@ -13,9 +13,10 @@ from datetime import date, timedelta
 
 from ccbridge.config.model import Config, Schedule
 from ccbridge.routing.schedule import holiday_name
-from ccbridge.staffing.forecast import Forecast, forecast
-from ccbridge.staffing.history import ArrivalHistory, NoHistory
+from ccbridge.staffing.forecast import Basis, Forecast, ForecastSlot, forecast
+from ccbridge.staffing.history import ArrivalHistory, NoHistory, QueueKey
 from ccbridge.staffing.plan import IntervalPlan, Targets, offering_keys, plan
+from ccbridge.staffing.slots import slots_between
 
 __all__ = [
     "MAX_DAYS",
@@ -121,7 +122,19 @@ def forecasts_for(
             )
         except NoHistory as exc:
             notes.append(f"no forecast: {exc}")
+            span = history.span(key)
+            if span is not None and span[1] >= days[0] and span[0] <= days[-1]:
+                # Records only in the planned days (a new queue, a fresh store): rows
+                # without a forecast, so the calls recorded there still show.
+                out.append(_unforecast(key, days))
     return out, notes
+
+
+def _unforecast(key: QueueKey, days: list[date]) -> Forecast:
+    slots = tuple(
+        ForecastSlot(s, None, Basis.NO_HISTORY, 0) for s in slots_between(days[0], days[-1])
+    )
+    return Forecast(key, "profile", (days[0], days[0]), 0, 0.0, slots)
 
 
 def make_plan(
@@ -134,7 +147,9 @@ def make_plan(
     staffed: Mapping[tuple[str, str], int] | None = None,
 ) -> PlanResult:
     """The plan of ``days``; NoHistory when no configured queue has any history before
-    the first day (nothing to plan from: a message, not a table of zeros)."""
+    the first day or in the days (nothing to plan from: a message, not a table of
+    zeros). A queue whose records start inside the days has rows without a forecast
+    (status no_forecast) that show its recorded calls."""
     check_weeks(weeks)
     forecasts, notes = forecasts_for(config, history, days, weeks)
     if not forecasts:

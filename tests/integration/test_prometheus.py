@@ -16,19 +16,24 @@ import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 import yaml
+from prometheus_client import CollectorRegistry
 
 from ccbridge.app import Bridge
 from ccbridge.config import Config
 from ccbridge.config.model import HostPort
+from ccbridge.config.store import StoreSettings
 from ccbridge.lab.sipp import Agent, place_calls
 from ccbridge.lab.sites import Lab
+from ccbridge.store.engine import make_engine
+from ccbridge.store.migrate import upgrade
+from ccbridge.store.writer import RecordWriter
 from tests.integration.conftest import BridgeFactory, fresh_queue_stats
 from tests.polling import until
 from tests.unit.test_metrics_labels import bad_labels
@@ -236,6 +241,38 @@ async def load_overflow(bridge: Bridge) -> None:
     await asyncio.gather(*long_calls)
 
 
+async def seed_staffing_history(store: StoreSettings, now: datetime) -> None:
+    """Migrate the store and write, through the RecordWriter, 20 calls in the half hour
+    of ``now`` on each of the four weeks before, for bangalore's English and dhaka's
+    Bengali orders."""
+    engine = make_engine(store)
+    try:
+        await upgrade(engine)
+        writer = RecordWriter(engine, store.journal, registry=CollectorRegistry())
+        await writer.start()
+        n = 0
+        for week in range(1, 5):
+            for site, queue in (("bangalore", "orders-en"), ("dhaka", "orders-bn")):
+                for i in range(20):
+                    n += 1
+                    at = now - timedelta(days=7 * week) + timedelta(seconds=60 * i)
+                    assert writer.put(
+                        "calls",
+                        {
+                            "call_id": f"seed-{n}",
+                            "entry_site": site,
+                            "arrived_at": at,
+                            "queued_at": at,
+                            "target_site": site,
+                            "queue": queue,
+                        },
+                    )
+        await until(lambda: writer.status().written >= n, 30, "seed records written")
+        await writer.stop()
+    finally:
+        await engine.dispose()
+
+
 async def test_every_dashboard_and_rule_query_has_data(
     lab: Lab,
     agents: dict[str, Agent],
@@ -244,9 +281,18 @@ async def test_every_dashboard_and_rule_query_has_data(
     api: aiohttp.ClientSession,
 ) -> None:
     http = HostPort("127.0.0.1", free_port())
-    config = replace(lab_config, bridge=replace(lab_config.bridge, http_listen=http))
     tmp = await asyncio.to_thread(tempfile.mkdtemp, prefix="ccb-prom-")
+    # A records store with four past Wednesdays of calls: the staffing gauges (and the
+    # dashboard's staffing panels and the understaffing alert's signal) have a plan.
+    store = replace(
+        lab_config.store,
+        enabled=True,
+        url=f"sqlite+aiosqlite:///{tmp}/records.db",
+        journal=f"{tmp}/records.journal",
+    )
+    config = replace(lab_config, bridge=replace(lab_config.bridge, http_listen=http), store=store)
     try:
+        await seed_staffing_history(store, WEDNESDAY_MORNING)
         await fresh_queue_stats(lab, "bangalore")  # load_overflow needs a real expected wait
         async with bridge_at(WEDNESDAY_MORNING, config) as bridge:
             assert bridge.http_port == http.port
@@ -276,6 +322,8 @@ async def test_every_dashboard_and_rule_query_has_data(
                 assert await prom.total(after_hours) == 1
                 routed = 'ccbridge_fastagi_sessions_total{route="route", outcome="ok"}'
                 assert await prom.total(routed) == 8
+                # The staffing plan: required agents for the queues the history has.
+                await prom.wait('count(ccbridge_agents_required{site="dhaka"})', 1, within=30)
                 # Recording rules are evaluated every second here: wait for a value.
                 await prom.wait("count(ccbridge:queue_service_level:ratio_15m >= 0)", 1, 30)
 

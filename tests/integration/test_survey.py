@@ -6,17 +6,33 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
 import pytest
+from sqlalchemy import select
 
 from ccbridge import variables
 from ccbridge.ami.client import SiteLink
+from ccbridge.config import Config
+from ccbridge.config.store import StoreSettings
 from ccbridge.lab.dtmf import Step, survey_call
 from ccbridge.lab.sipp import Agent
 from ccbridge.lab.sites import Lab
-from tests.integration.conftest import AmiRecorder, clear_held_routes, udp_port_taken
+from ccbridge.store.engine import make_engine
+from ccbridge.store.migrate import upgrade
+from ccbridge.store.schema import calls
+from tests.integration.conftest import (
+    AmiRecorder,
+    BridgeFactory,
+    clear_held_routes,
+    udp_port_taken,
+)
 from tests.polling import until, until_sync
 
+WEDNESDAY_MORNING = datetime(2026, 11, 25, 5, 0, tzinfo=UTC)
 CARE_IN = "+918000000004"  # care at bangalore: a surveyed service in examples/lab.yaml
 BANGALORE = "127.0.1.1:5060"
 QUEUE = "care-en"
@@ -92,3 +108,47 @@ async def test_a_score_arrives_and_garbage_or_silence_give_none(
     for port, steps in ((6152, [(3500, "9")]), (6153, [(3500, "*")]), (6154, [])):
         await _call(ami, steps, port=port)
     assert len(_surveys(ami)) == 1
+
+
+async def test_with_the_bridge_the_score_is_in_the_call_record(
+    lab: Lab, lab_config: Config, ami: AmiRecorder, member: SiteLink, bridge_at: BridgeFactory,
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    store = StoreSettings(
+        enabled=True,
+        url=f"sqlite+aiosqlite:///{tmp_path / 'records.db'}",
+        journal=str(tmp_path / "records.journal"),
+    )
+    engine = make_engine(store)
+    try:
+        await upgrade(engine)
+        async with bridge_at(WEDNESDAY_MORNING, replace(lab_config, store=store)) as bridge:
+            # the bridge routes the care call to bangalore, where the phone is a member
+            await until(
+                lambda: bridge.state.sites["bangalore"].queues["care-en"].logged_in == 1,
+                10,
+                "the bridge to see the phone in care-en",
+            )
+            await _call(ami, [(3500, "5")], port=6155)
+            await ami.wait_for(lambda: len(_surveys(ami)) == 1, what="the CCBSurvey UserEvent")
+            call_id = _surveys(ami)[0].get("CallID", "")
+            assert call_id.startswith("bangalore:"), call_id  # the entry site's call ID
+
+            async def scored() -> list[dict[str, Any]]:
+                async with engine.connect() as conn:
+                    rows = await conn.execute(select(calls).where(calls.c.call_id == call_id))
+                    return [dict(r._mapping) for r in rows]
+
+            deadline = asyncio.get_running_loop().time() + 20
+            # the score as the survey sends it, the outcome once the caller's leg ends
+            while not (got := await scored()) or None in (
+                got[0]["satisfaction"],
+                got[0]["outcome"],
+            ):
+                assert asyncio.get_running_loop().time() < deadline, "the scored call recorded"
+                await asyncio.sleep(0.3)
+    finally:
+        await engine.dispose()
+    (row,) = got
+    assert (row["satisfaction"], row["queue"], row["outcome"]) == (5, QUEUE, "answered")
+    assert row["target_site"] == "bangalore" and row["hung_up_by"] == "agent"

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
+from prometheus_client import generate_latest
 
 from ccbridge.app import Bridge
 from ccbridge.cli import main
@@ -21,6 +22,7 @@ from ccbridge.clock import Clock
 from ccbridge.config import load_config
 from ccbridge.config.model import Config
 from ccbridge.config.store import StoreSettings
+from ccbridge.routing.state import set_site_up
 from ccbridge.staffing.forecast import forecast
 from ccbridge.staffing.history import NoHistory
 from ccbridge.staffing.plan import Status, Targets, offering_keys
@@ -403,3 +405,74 @@ async def test_the_api_serves_the_plan_and_refuses_garbage(
             assert text in got["message"]
         await b.services.staffing.close()
     assert not missing.exists()
+
+
+@pytest.mark.parametrize("db_target", ["sqlite"], indirect=True)
+async def test_the_bridge_gauges_show_the_current_slot(
+    migrated: Db, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CCBRIDGE_AMI_SECRET", "x")
+    monkeypatch.setenv("CCBRIDGE_API_TOKEN", "t")
+    # four Mondays of 20 calls at 10:30 in Dhaka (orders-bn), as in the API test
+    recs = [
+        (
+            "calls",
+            {
+                "call_id": f"g{w}-{i}",
+                "entry_site": "dhaka",
+                "arrived_at": datetime(2026, 11, 30, 4, 40, i, tzinfo=UTC) - timedelta(days=7 * w),
+                "queued_at": datetime(2026, 11, 30, 4, 40, i, tzinfo=UTC) - timedelta(days=7 * w),
+                "target_site": "dhaka",
+                "queue": "orders-bn",
+            },
+        )
+        for w in range(4)
+        for i in range(20)
+    ]
+    await write(migrated, recs, tmp_path / "w.journal")
+    url = migrated.settings.url.replace("+aiosqlite", "")
+    # Monday 2026-12-07 04:40 UTC: 10:40 in Dhaka (the 10:30 slot), 10:10 in Bangalore
+    now = datetime(2026, 12, 7, 4, 40, tzinfo=UTC)
+    bridge = Bridge(load_config(_config_with_store(tmp_path, url)), Clock(now))
+    assert bridge.live_plan is not None
+    get = bridge.registry.get_sample_value
+    bn = {"site": "dhaka", "queue": "orders-bn"}
+    assert get("ccbridge_agents_required", bn) is None  # no plan yet: no series
+    assert await bridge.live_plan.refresh_once()
+    assert get("ccbridge_agents_required", bn) == 4.0  # A = 2 Erlangs at 80/20
+    assert get("ccbridge_agents_staffed", bn) == 0.0  # nobody logged in (no AMI link)
+    bridge.state = set_site_up(bridge.state, "dhaka", True, 0.0)
+    for iface in ("PJSIP/dac-agent1", "PJSIP/dac-agent2"):
+        bridge.bus.dispatch("dhaka", _member("orders-bn", iface))
+    assert get("ccbridge_agents_staffed", bn) == 2.0
+    # queues with no records have no forecast: no required series, never a made-up 0
+    assert get("ccbridge_agents_required", {"site": "bangalore", "queue": "orders-en"}) is None
+    # labels are the config's sites and queues: at most one series per queue
+    text = generate_latest(bridge.registry).decode()
+    series = [ln for ln in text.splitlines() if ln.startswith("ccbridge_agents_required{")]
+    assert series == ['ccbridge_agents_required{queue="orders-bn",site="dhaka"} 4.0']
+    await bridge.services.staffing.close()
+
+    # an empty store: no plan, the reason kept, no series, nothing raised
+    empty_db = tmp_path / "e" / "e.db"
+    await run_db("upgrade", StoreSettings(url=f"sqlite+aiosqlite:///{empty_db}"), print, print)
+    cfg = _config_with_store(tmp_path / "e", f"sqlite:///{empty_db}")
+    empty = Bridge(load_config(cfg), Clock(now))
+    assert empty.live_plan is not None
+    assert not await empty.live_plan.refresh_once()
+    assert empty.live_plan.error is not None and "no queue of the config has history" in (
+        empty.live_plan.error
+    )
+    assert empty.registry.get_sample_value("ccbridge_agents_required", bn) is None
+    await empty.services.staffing.close()
+
+
+def _member(queue: str, iface: str) -> dict[str, str]:
+    return {
+        "Event": "QueueMemberAdded",
+        "Queue": queue,
+        "Interface": iface,
+        "MemberName": iface,
+        "Status": "1",
+        "Paused": "0",
+    }

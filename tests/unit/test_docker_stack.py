@@ -270,6 +270,7 @@ def test_dashboard_panels_query_the_provisioned_datasource() -> None:
         "Routing",
         "Trunks",
         "Bridge health",
+        "Staffing",
     }
 
 

@@ -7,7 +7,7 @@ import ast
 from pathlib import Path
 
 STAFFING = Path(__file__).resolve().parents[2] / "ccbridge" / "staffing"
-ADAPTERS = {"gauges.py", "chart.py", "cli.py", "csvhistory.py", "storehistory.py"}
+ADAPTERS = {"gauges.py", "chart.py", "cli.py", "csvhistory.py", "storehistory.py", "refresher.py"}
 FORBIDDEN_MODULES = ("asyncio", "socket", "time", "prometheus_client", "matplotlib", "aiohttp")
 # datetime.now(), date.today() and friends; the time module is out with the imports
 CLOCK_CALLS = {"now", "utcnow", "today", "fromtimestamp", "utcfromtimestamp"}

@@ -102,8 +102,7 @@ def test_only_surveyed_queues_continue_into_the_survey() -> None:
     assert "exten => CONTINUE,1,Goto(ccb-survey,s,1)" in blr
     survey = blr[blr.index("[ccb-survey]") :].split("\n\n")[0].splitlines()
     assert survey[1:] == [
-        "exten => s,1,Set(LOCAL(score)=)",
-        " same => n,Read(score,vm-press&digits/1&digits/5,1,,1,4)",
+        "exten => s,1,Read(score,vm-press&digits/1&digits/5,1,,1,4)",
         ' same => n,GotoIf($["${READSTATUS}"!="OK" | "${score}"="" | '
         '"${FILTER(12345,${score})}"!="${score}"]?done)',
         f" same => n,UserEvent({variables.EVENT_SURVEY},CallID: ${{{variables.CALLID}}},"
@@ -120,3 +119,15 @@ def test_only_surveyed_queues_continue_into_the_survey() -> None:
     plain = parse(without_survey())
     for site in plain.sites:
         assert "survey" not in _ext(plain, site.name)
+
+
+def test_check_reports_a_survey_prompt_found_nowhere(tmp_path: Path) -> None:
+    from ccbridge.checks import prompt_problems
+
+    sounds = tmp_path / "sounds"
+    (sounds / "en" / "digits").mkdir(parents=True)
+    for name in ("vm-press", "digits/1", "digits/5", "auth-thankyou"):
+        (sounds / "en" / f"{name}.gsm").write_bytes(b"")
+    text, _ = with_survey("  services: [care]\n  prompt: [vm-press, rate-us]\n")
+    got = [p for p in prompt_problems(parse(text), sounds) if "(survey)" in p]
+    assert len(got) == 1 and "prompt 'rate-us' (survey) exists in no language" in got[0], got
