@@ -31,7 +31,7 @@ _LOCAL_CHANNEL = re.compile(r"Local/[^@,()]*@([A-Za-z0-9_.-]+)")
 _FUNCTION = re.compile(r"\$\{([A-Z][A-Z0-9_]*)\(")
 _SET_FUNCTION = re.compile(r"^([A-Z][A-Z0-9_]*)\(")
 _CCB_NAME = re.compile(r"(?<![A-Za-z0-9])CCB_[A-Z_]+[0-9]*\b")  # also __CCB_X (inherited)
-_NUMBERED = re.compile(r"CCB_(TRUNK|H|HL)_\w*")
+_NUMBERED = re.compile(r"CCB_(TRUNK|H|HS|HL)_\w*")
 _SECTION = re.compile(r"^\[([^\]]+)\]")
 
 
