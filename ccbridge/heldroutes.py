@@ -29,7 +29,14 @@ from ccbridge.clock import Clock
 from ccbridge.config.model import Config, Site
 from ccbridge.logs import ctx
 from ccbridge.routing.engine import CallRequest, Decision, Router
-from ccbridge.routing.held import Boundaries, HeldEntry, held_entries, held_key, same_routes
+from ccbridge.routing.held import (
+    Boundaries,
+    HeldEntry,
+    held_entries,
+    held_key,
+    held_service_key,
+    same_routes,
+)
 from ccbridge.routing.held import encode as encode_entry
 from ccbridge.routing.state import LiveState
 
@@ -157,9 +164,15 @@ class HeldRoutePublisher:
             # fresh path does not know the language it read: every key of the number then.
             written = self._written.get(site)
             did, lang = event.get("Did", ""), event.get("Lang", "")
-            keys = [held_key(did, lang)] if lang else self._keys_of(written, did)
+            keys = [self._key(event)] if lang else self._keys_of(written, did)
             if written is not None and any([written.values.pop(k, None) for k in keys]):
                 self._dirty[site].set()
+
+    @staticmethod
+    def _key(event: Mapping[str, str]) -> str:
+        """The key an event names: an IVR caller's is the one of the service picked."""
+        did, lang, picked = event.get("Did", ""), event.get("Lang", ""), event.get("IvrService", "")
+        return held_service_key(did, picked, lang) if picked else held_key(did, lang)
 
     @staticmethod
     def _keys_of(written: _Written | None, did: str) -> list[str]:
@@ -174,10 +187,10 @@ class HeldRoutePublisher:
         if written is None or self._on_held_call is None:
             return
         did = event.get("Did", "")
-        found = written.decisions.get(held_key(did, event.get("Lang", "")))
+        found = written.decisions.get(self._key(event))
         if found is not None:
             until, now, after = found
-            call = CallRequest(did, "", site)
+            call = CallRequest(did, "", site, service=event.get("IvrService") or None)
             self._on_held_call(call, now if self.clock.time() < until else after)
 
     # -- lifecycle -----------------------------------------------------------------------

@@ -71,6 +71,10 @@ EVENT_SURVEY = "CCBSurvey"
 # routing/held.py), set over AMI (Setvar with no channel) and read by the dialplan:
 # CCB_H_<did>_<lang> per number and language, and three for the whole table.
 HELD_GLOBAL_PREFIX = "CCB_H_"  # CCB_H_+918000000001_hi: ROUTE_ID/NEXT_ID/until/next_until/...
+# CCB_HS_<did>_<service>_<lang>: the same value for an IVR caller of <did> who picked
+# <service> (routing/held.py menu_services): no FastAGI for any service choice.
+HELD_SERVICE_PREFIX = "CCB_HS_"
+HELD_KEY = "CCB_HK"  # the name of the global ccb-route's slow path reads for this call
 HELD_HEARTBEAT = "CCB_HELD_HB"  # the PBX's epoch when the bridge last confirmed the whole table
 HELD_FRESH_UNTIL = "CCB_HELD_FRESH"  # heartbeat + fresh_age: the bridge counts as alive before
 HELD_NUMBER_LANGUAGE_PREFIX = "CCB_HL_"  # rendered CCB_HL_<did>=hi: the number's own language
@@ -82,8 +86,8 @@ HELD_SOURCE = "CCB_HELD"  # fallback: a held route took the call after the bridg
 HELD_FRESH = "fresh"  # the bridge was alive: no FastAGI round trip
 HELD_FALLBACK = "fallback"  # the bridge did not answer: the last known route
 # Their language field is Lang: every UserEvent already carries the channel's Language.
-EVENT_HELD_ROUTE = "CcbHeldRoute"  # Did, Lang, Source, Site: a held route took the call
-EVENT_HELD_REJECTED = "CcbHeldRejected"  # Did, Lang, Reason, Site: a held value refused
+EVENT_HELD_ROUTE = "CcbHeldRoute"  # Did, Lang, IvrService, Source, Site: a held route took the call
+EVENT_HELD_REJECTED = "CcbHeldRejected"  # Did, Lang, IvrService, Reason, Site: a held value refused
 HELD_REJECT_INVALID = "invalid"  # not a value the bridge writes for this site
 HELD_REJECT_EXPIRED = "expired"  # past both of its validity windows
 
@@ -115,5 +119,11 @@ def all_names() -> frozenset[str]:
         and isinstance(v, str)
         and v.startswith(PREFIX)
         and v != PREFIX
-        and k not in ("TRUNK_PREFIX", "HELD_GLOBAL_PREFIX", "HELD_NUMBER_LANGUAGE_PREFIX")
+        and k
+        not in (
+            "TRUNK_PREFIX",
+            "HELD_GLOBAL_PREFIX",
+            "HELD_SERVICE_PREFIX",
+            "HELD_NUMBER_LANGUAGE_PREFIX",
+        )
     )

@@ -31,7 +31,8 @@ class FailureLimiter:
         times = self._recent(address, now)
         if times is None or len(times) < self.limit:
             return 0.0
-        return max(0.0, times[-self.limit] + self.window - now)
+        # Clamped: float rounding of (t + window - now) may exceed the window by 1 ulp.
+        return min(self.window, max(0.0, times[-self.limit] + self.window - now))
 
     def failed(self, address: str, now: float) -> None:
         times = self._recent(address, now)

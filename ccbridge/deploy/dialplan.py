@@ -31,6 +31,12 @@ class Extension:
     line: int
     priorities: list[Priority] = field(default_factory=list)
     reason: str | None = None  # ENTRY_MARK comment on its first line
+    cid: str = ""  # exten => NAME/CALLERID: the same name, another extension
+
+    @property
+    def key(self) -> str:
+        """NAME, or NAME/CALLERID for a caller-ID match (as `dialplan show` lists them)."""
+        return f"{self.name}/{self.cid}" if self.cid else self.name
 
     def labels(self) -> set[str]:
         return {p.label for p in self.priorities if p.label}
@@ -64,6 +70,9 @@ class Dialplan:
         seen.add(context)
         if exten in ctx.extensions:
             return ctx.extensions[exten]
+        for e in ctx.extensions.values():
+            if e.name == exten:
+                return e  # only caller-ID variants of it
         for e in ctx.extensions.values():
             if e.name.startswith("_") and pattern_matches(e.name, exten):
                 return e
@@ -177,10 +186,11 @@ def _exten_line(
                 (file, line, f"exten line needs name,priority,application: {value}")
             )
             return
-        name = parts[0].strip().split("/", 1)[0]
-        ext = ctx.extensions.get(name)
+        name, _, cid = parts[0].strip().partition("/")
+        key = f"{name}/{cid}" if cid else name
+        ext = ctx.extensions.get(key)
         if ext is None:
-            ext = ctx.extensions[name] = Extension(name, file, line, reason=reason)
+            ext = ctx.extensions[key] = Extension(name, file, line, reason=reason, cid=cid)
         st.last = ext
         prio_text, app_text = parts[1], parts[2]
     else:

@@ -59,7 +59,7 @@ def parse_dialplan_show(text: str) -> dict[str, set[str]]:
 
 
 _PRIORITY_ROW = re.compile(
-    r"^\s+(?:'(?P<exten>[^']+)' (?:\(CID match '[^']*'\) )?=>)?\s*(?:\[[^\]]*\])?\s*"
+    r"^\s+(?:'(?P<exten>[^']+)' (?:\(CID match '(?P<cid>[^']*)'\) )?=>)?\s*(?:\[[^\]]*\])?\s*"
     r"(?P<prio>\d+)\. (?P<app>.*?)\s+\[(?P<file>[^\]\s]+):(?P<line>\d+)\]$"
 )
 
@@ -79,12 +79,13 @@ def parse_dialplan_priorities(text: str) -> dict[str, dict[str, dict[int, str]]]
         row = _PRIORITY_ROW.match(line)
         if row:
             if row.group("exten"):
-                exten = row.group("exten")
+                cid = row.group("cid")
+                exten = f"{row.group('exten')}/{cid}" if cid else row.group("exten")
             context.setdefault(exten, {})[int(row.group("prio"))] = row.group("app").strip()
             continue
-        m = re.match(r"^\s+'([^']+)' (?:\(CID match '[^']*'\) )?=>", line)
+        m = re.match(r"^\s+'([^']+)' (?:\(CID match '([^']*)'\) )?=>", line)
         if m:
-            exten = m.group(1)
+            exten = f"{m.group(1)}/{m.group(2)}" if m.group(2) else m.group(1)
             context.setdefault(exten, {})
     return out
 
@@ -117,7 +118,7 @@ def loaded_findings(
             )
             continue
         for e in ctx.extensions.values():
-            loaded = shown[ctx.name].get(e.name)
+            loaded = shown[ctx.name].get(e.key)
             if loaded is not None and live:
                 # the site runs exactly what was rendered, priority by priority
                 for p in e.priorities:
@@ -129,7 +130,7 @@ def loaded_findings(
                                 site,
                                 ERROR,
                                 "dialplan",
-                                f"{e.name}@{ctx.name} priority {p.number}: the site runs "
+                                f"{e.key}@{ctx.name} priority {p.number}: the site runs "
                                 f"{loaded.get(p.number, 'nothing')!r}, the render says {text!r}",
                                 p.file,
                                 p.line,
@@ -143,7 +144,7 @@ def loaded_findings(
                         site,
                         ERROR,
                         "dialplan",
-                        f"{what} did not load extension {e.name}@{ctx.name}",
+                        f"{what} did not load extension {e.key}@{ctx.name}",
                         e.file,
                         e.line,
                     )

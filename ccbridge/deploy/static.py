@@ -31,7 +31,7 @@ _LOCAL_CHANNEL = re.compile(r"Local/[^@,()]*@([A-Za-z0-9_.-]+)")
 _FUNCTION = re.compile(r"\$\{([A-Z][A-Z0-9_]*)\(")
 _SET_FUNCTION = re.compile(r"^([A-Z][A-Z0-9_]*)\(")
 _CCB_NAME = re.compile(r"(?<![A-Za-z0-9])CCB_[A-Z_]+[0-9]*\b")  # also __CCB_X (inherited)
-_NUMBERED = re.compile(r"CCB_(TRUNK|H|HL)_\w*")
+_NUMBERED = re.compile(r"CCB_(TRUNK|H|HS|HL)_\w*")
 _SECTION = re.compile(r"^\[([^\]]+)\]")
 
 
@@ -300,7 +300,7 @@ def _reachability_findings(
             reach_context(ctx.name)
         for x in ctx.extensions.values():
             if x.reason:
-                todo.append((ctx.name, x.name))
+                todo.append((ctx.name, x.key))
     while todo:
         c, e = todo.pop()
         if (c, e) in reached:
@@ -323,10 +323,15 @@ def _reachability_findings(
                         (n for n, x in plan.contexts.items() if hit in x.extensions.values()),
                         t.context,
                     )
-                    todo.append((owner, hit.name))
+                    # every caller-ID variant of it: the caller decides which runs
+                    todo += [
+                        (owner, k)
+                        for k, x in plan.contexts[owner].extensions.items()
+                        if x.name == hit.name
+                    ]
     out = []
     for ctx in plan.contexts.values():
-        lost = [e for e in ctx.extensions.values() if (ctx.name, e.name) not in reached]
+        lost = [e for e in ctx.extensions.values() if (ctx.name, e.key) not in reached]
         if not lost:
             continue
         if len(lost) == len(ctx.extensions):
@@ -350,7 +355,7 @@ def _reachability_findings(
                     site.name,
                     ERROR,
                     "unreachable",
-                    f"extension {x.name}@{ctx.name}: no inbound call reaches it (add "
+                    f"extension {x.key}@{ctx.name}: no inbound call reaches it (add "
                     "'; entry: <reason>' if something outside the dialplan enters it)",
                     x.file,
                     x.line,

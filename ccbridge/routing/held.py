@@ -18,6 +18,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from ccbridge import variables as v
+from ccbridge.config.ivr import DestKind
 from ccbridge.config.model import Config, Number, Schedule, Site, queue_name
 from ccbridge.routing.engine import AFTER_HOURS, QUEUE, CallRequest, Decision, Router
 from ccbridge.routing.schedule import is_open
@@ -33,7 +34,10 @@ __all__ = [
     "decode",
     "encode",
     "held_entries",
+    "held_key",
+    "held_service_key",
     "languages_for",
+    "menu_services",
     "parse_route_id",
     "route_id",
     "route_of",
@@ -72,15 +76,27 @@ class HeldEntry:
     # The engine's decisions behind ``now`` and ``next`` (what the bridge remembers when
     # the dialplan reports a call routed from this entry); not part of the value.
     decisions: tuple[Decision, Decision] | None = field(default=None, compare=False, repr=False)
+    # An IVR caller's route for the service picked in the menu (keyed by it), or "": the
+    # route of a caller no menu asked (keyed by the number and language only).
+    ivr_service: str = ""
 
     @property
     def key(self) -> str:
+        if self.ivr_service:
+            return held_service_key(self.did, self.ivr_service, self.language)
         return held_key(self.did, self.language)
 
 
 def held_key(did: str, language: str) -> str:
     """The global (a dialplan variable with no channel) of a number's route in a language."""
     return f"{v.HELD_GLOBAL_PREFIX}{did}_{language}"
+
+
+def held_service_key(did: str, service: str, language: str) -> str:
+    """The global of the route of an IVR caller of ``did`` who picked ``service`` in
+    ``language``. The number stays in the key: the engine's decision depends on it (its
+    home site, its country's fallback language), not on the service alone."""
+    return f"{v.HELD_SERVICE_PREFIX}{did}_{service}_{language}"
 
 
 def route_of(decision: Decision, receiving_site: str) -> HeldRoute:
@@ -195,6 +211,22 @@ def languages_for(config: Config, number: Number) -> tuple[str, ...]:
     return tuple(lang for lang in config.languages if lang in reachable)
 
 
+def menu_services(config: Config, number: Number) -> tuple[str, ...]:
+    """Every service an IVR caller of ``number`` can route with: its own (the menu's
+    operator, or a lookup's way back) and every service a menu option or final names.
+    A self-service lookup's per-call decision is its own FastAGI step (ivr.conf.j2), not
+    a route: the route after it is one of these."""
+    if number.menu is None:
+        return ()
+    picked = {number.service}
+    dests = [d for m in config.ivr.menus for d in (*(d for _, d in m.options), m.final)]
+    dests += [d for x in config.ivr.lookups for d in (x.then, x.on_failure)]
+    for dest in dests:
+        if dest.kind == DestKind.SERVICE and dest.target in config.services:
+            picked.add(str(dest.target))
+    return tuple(s for s in config.services if s in picked)
+
+
 def held_entries(
     router: Router,
     boundaries: Boundaries,
@@ -202,7 +234,8 @@ def held_entries(
     state: LiveState,
     now: datetime,
 ) -> Iterator[HeldEntry]:
-    """The held table of ``site`` (every number it receives x every reachable language)."""
+    """The held table of ``site``: every number it receives x every reachable language,
+    and for a number with a menu also x every service its callers can pick."""
     config = router.config
     until = boundaries.next(state, now)
     next_until = boundaries.next(state, until)
@@ -225,6 +258,21 @@ def held_entries(
                 next_until.timestamp(),
                 (d_now, d_next),
             )
+            for svc in menu_services(config, number):
+                call = CallRequest(number.did, "", site.name, ivr_language=lang, service=svc)
+                d_now = router.decide(call, state, now)
+                d_next = router.decide(call, state, until)
+                yield HeldEntry(
+                    number.did,
+                    lang,
+                    d_now.service or svc,
+                    route_of(d_now, site.name),
+                    route_of(d_next, site.name),
+                    until.timestamp(),
+                    next_until.timestamp(),
+                    (d_now, d_next),
+                    ivr_service=svc,
+                )
 
 
 # --- the value the dialplan reads --------------------------------------------------------

@@ -154,6 +154,9 @@ class RecordWriter:
         self._db_reachable: bool | None = None
         self._db_error: str | None = None
         self._in_flight = 0
+        # Records on their way into the journal (in the journal thread): counted too, or
+        # status() said "caught up" while a batch was neither in memory nor written.
+        self._journaling = 0
         self._written = self._rejected = self._unwritten = 0
         self._journaled = 0  # records appended to the journal since start
         self._last_reject_log = -1e9
@@ -191,7 +194,7 @@ class RecordWriter:
             why = str(exc) if isinstance(exc, RecordError) else f"check failed: {exc!r}"
             self._reject(label, 1, why)
             return False
-        if len(self._buffer) + self._backlog_records + self._in_flight >= self.queue_size:
+        if self._depth() >= self.queue_size:
             self._drop(1)
             return False
         self._buffer.append(record)
@@ -205,7 +208,7 @@ class RecordWriter:
         events included, through check_record). Skipping the check per record is what
         lets the ingest keep up with 2,000 calls/s (BENCHMARKS.md §9); anything else goes
         through ``put``. False when dropped (memory full and no journal)."""
-        if len(self._buffer) + self._backlog_records + self._in_flight >= self.queue_size:
+        if self._depth() >= self.queue_size:
             self._drop(1)
             return False
         self._buffer.append(Record(table, values))
@@ -213,8 +216,11 @@ class RecordWriter:
             self._journal_wake.set()
         return True
 
+    def _depth(self) -> int:
+        return len(self._buffer) + self._journaling + self._backlog_records + self._in_flight
+
     def status(self) -> WriterStatus:
-        depth = len(self._buffer) + self._backlog_records + self._in_flight
+        depth = self._depth()
         backlog = max(0, self._journal_end - self._committed)
         return WriterStatus(
             db_reachable=self._db_reachable,
@@ -306,6 +312,7 @@ class RecordWriter:
             self._journal_wake.set()
         end: int | None = None
         if self.journal.is_open:
+            self._journaling = len(batch)
             try:
                 end = await asyncio.to_thread(self.journal.append, batch)
             except OSError as exc:
@@ -316,6 +323,7 @@ class RecordWriter:
                 if self._journal_error is not None:
                     log.info("record journal %s writable again", self.journal.path)
                     self._journal_error = None
+        self._journaling = 0  # handed over in the same step: never counted twice or not at all
         self._hand_over(batch, end)
 
     def _hand_over(self, batch: list[Record], end: int | None) -> None:

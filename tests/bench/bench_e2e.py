@@ -17,11 +17,19 @@ One lab, one site (bangalore), the same target for every path: Answer, Wait(0.2)
   number (+918000000001) from a Hindi caller: ``ccb-inbound``'s two held steps, then the
   held route ``orders-hi`` (its ccb-queue extension is the target). The static fallback
   of the number is replaced by Hangup(34), so a call that missed every route fails.
-* production: the production dialplan with a mix: ``--agi-share`` of the calls (default
-  0.1) are IVR callers who picked another service than the number's, which no held
-  route answers, so ccb-route asks the bridge through the guard (ccb-dispatch's
-  extensions are the target; the IVR choice's static fallback is Hangup(34)); the rest
-  take the held route. Two SIPp callers split the rate.
+* production: the production dialplan with the lab config's mix (three SIPp callers
+  split the rate). ``--ivr-share`` (default 0.08) are IVR callers of the menu number
+  +918000000003 who picked returns in English: ccb-route takes the held route keyed by
+  that service (CCB_HS_..., no FastAGI; ccb-queue's returns-en and ccb-dispatch's
+  extensions are the target, the IVR choice's static fallback is Hangup(34)).
+  ``--agi-share`` (default 0.02) stand for what still needs the bridge per call in the
+  lab's config: the order-status self-service lookup (a per-call answer from caller
+  data; every route, after it too, is held). Its FastAGI round trip through the guard
+  is measured as the routed-guard path's (same guard, one AGI session, one answer);
+  the lookup caller's held route after it is not added. The shares assume IVR callers
+  are 10 % of calls (the previous mix) and one in five of them takes the lookup (one
+  of the main menu's five routing choices: orders, returns, lookup, voicemail,
+  operator): an assumption, not lab traffic. The rest take the number's held route.
 
 At each rate every path runs once per round for ``--seconds``, in a different order each
 round, with a static step before and after each one: the machine is shared and its load
@@ -99,8 +107,10 @@ EXTENS = {
 EXTENS["routed-tls"] = EXTENS["routed-guard"]  # the same route step; another bridge behind it
 TLS_VARIANTS = ("static", "routed", "routed-tls")
 TLS_EXTENS = {**EXTENS, "routed": EXTENS["routed-guard"]}  # both bridges behind the guard
-IVR_OTHER_SERVICE = f"bi{DID}"  # production's FastAGI share: an IVR choice of "returns"
-AGI_SHARE = 0.1
+IVR_DID = "+918000000003"  # the lab's Indian number answered by a menu
+IVR_OTHER_SERVICE = f"bi{IVR_DID}"  # production's IVR share: a choice of "returns" in English
+IVR_SHARE = 0.08
+AGI_SHARE = 0.02  # production's per-call FastAGI share: the self-service lookups
 FLOOR_PORT = 4599
 # What ccbridge sets for a queue decision: six variables in one MSet, CCB_ROUTE last.
 FLOOR_COMMAND = (
@@ -162,9 +172,11 @@ def dialplan_commands(site: str, bridge_agi: str) -> list[str]:
         *_route_context(floor, f"agi://127.0.0.1:{FLOOR_PORT}/route", site),
         # the held route's queue, and every route the bridge may answer, end in the target
         *_target("orders-hi", "ccb-queue"),
+        *_target("returns-en", "ccb-queue"),
         *(line for kind in v.ROUTE_KINDS for line in _target(kind, "ccb-dispatch")),
         # a call that missed its held or FastAGI route fails instead of reaching a queue
         f"dialplan add extension {DID},1,Hangup(34) into ccb-fallback replace",
+        f"dialplan add extension {IVR_DID},1,Hangup(34) into ccb-fallback replace",
         "dialplan add extension returns-en,1,Hangup(34) into ccb-ivr-fallback replace",
     ]
 
@@ -250,14 +262,20 @@ def place(
     seconds: float,
     port: int,
     out: Path,
-    share: float,
+    share: tuple[float, float],
     extens: dict[str, str] = EXTENS,
 ) -> tuple[int, int, int, float | None]:
     """One SIPp caller per part of the path's mix, in parallel; (calls, ok, failed, mean
     INVITE->200 ms) summed over them."""
     parts = [(extens[variant], rate)]
-    if variant == "production" and share > 0:
-        parts = [(extens[variant], rate * (1 - share)), (IVR_OTHER_SERVICE, rate * share)]
+    if variant == "production":
+        ivr, agi = share
+        parts = [
+            (extens[variant], rate * (1 - ivr - agi)),
+            (IVR_OTHER_SERVICE, rate * ivr),
+            (EXTENS["routed-guard"], rate * agi),
+        ]
+        parts = [(x, r) for x, r in parts if r > 0]
     procs, files, calls = [], [], 0
     for i, (exten, r) in enumerate(parts):
         n = int(r * seconds)
@@ -325,7 +343,7 @@ def measured_step(
     seconds: float,
     wd: Path,
     pids: dict[str, int],
-    share: float = AGI_SHARE,
+    share: tuple[float, float] = (IVR_SHARE, AGI_SHARE),
     extens: dict[str, str] = EXTENS,
 ) -> Step:
     """One step, with the CPU seconds per call of every process named in ``pids`` and SIPp."""
@@ -401,7 +419,7 @@ def run(
     seconds: float,
     rounds: int,
     variants: tuple[str, ...] = VARIANTS,
-    share: float = AGI_SHARE,
+    share: tuple[float, float] = (IVR_SHARE, AGI_SHARE),
     records: bool = False,
 ) -> dict[str, object]:
     ensure_lab_secrets()
@@ -447,6 +465,8 @@ def run(
                 servers = {"agi-floor": floor.pid}
                 _wait_for_held_routes(lab, site)
                 _check_path(lab, site, Path(wd), "held")
+                # production's IVR part alone: the service-keyed held route must route it
+                _check_path(lab, site, Path(wd), "production", (1.0, 0.0))
                 order = [var for var in VARIANTS if var in variants and var != "static"]
                 for rnd in range(rounds):
                     for rate in rates:
@@ -483,7 +503,8 @@ def run(
         "seconds_per_step": seconds,
         "rounds": rounds,
         "rates": rates,
-        "agi_share": share,
+        "ivr_share": share[0],
+        "agi_share": share[1],
         "steps": [asdict(s) for s in steps],
         "summary": summary,
         "records": records,
@@ -506,10 +527,12 @@ def _wait_for_held_routes(lab: Lab, site: Site, within: float = 20.0) -> None:
     raise RuntimeError(f"no held route {key} at {site.name} after {within:g}s")
 
 
-def _check_path(lab: Lab, site: Site, wd: Path, variant: str) -> None:
+def _check_path(
+    lab: Lab, site: Site, wd: Path, variant: str, share: tuple[float, float] = (0.0, 0.0)
+) -> None:
     """A few calls at a walk must all succeed, or the bench stops with what the site
     holds: a broken path would otherwise read as a cost."""
-    calls, ok, failed, _ = place(str(site.sip), variant, 2, 2, 6400, wd, 0.0)
+    calls, ok, failed, _ = place(str(site.sip), variant, 2, 2, 6400, wd, share)
     if failed or ok != calls:
         raise RuntimeError(
             f"{variant} path failed {failed} of {calls} calls at 2/s; now {int(time.time())};"
@@ -564,7 +587,15 @@ def run_ami_tls(rates: list[float], seconds: float, trials: int) -> dict[str, ob
                         for _ in range(trials):
                             time.sleep(3)  # the previous step's channels close
                             step = measured_step(
-                                site, variant, rate, 0, seconds, Path(wd), pids, 0.0, TLS_EXTENS
+                                site,
+                                variant,
+                                rate,
+                                0,
+                                seconds,
+                                Path(wd),
+                                pids,
+                                (0.0, 0.0),
+                                TLS_EXTENS,
                             )
                             step.seq = len(steps)
                             steps.append(step)
@@ -656,6 +687,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--agi-share", type=float, default=AGI_SHARE, help="production calls that need FastAGI"
     )
+    ap.add_argument(
+        "--ivr-share", type=float, default=IVR_SHARE, help="production IVR calls (service-held)"
+    )
     ap.add_argument("--variants", help="comma-separated paths to run (default: all)")
     ap.add_argument("--records", action="store_true", help="the bridge keeps call records (SQLite)")
     ap.add_argument(
@@ -678,10 +712,13 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     chosen = [*(args.only or []), *(args.variants.split(",") if args.variants else [])]
     variants = ("static", *(x for x in chosen if x in VARIANTS)) if chosen else VARIANTS
-    result = run(rates, args.seconds, args.rounds, variants, args.agi_share, args.records)
+    result = run(
+        rates, args.seconds, args.rounds, variants, (args.ivr_share, args.agi_share), args.records
+    )
     _print_summary(result)
     print(
-        f"e2e: production ({result['agi_share']:g} of its calls over FastAGI) ratio to static "
+        f"e2e: production ({result['ivr_share']:g} IVR held by service, {result['agi_share']:g} "
+        "over FastAGI) ratio to static "
         f"{result['production_ratio']} (target >= {TARGET_PRODUCTION}): "
         + ("met" if result["met"] else "missed"),
         flush=True,

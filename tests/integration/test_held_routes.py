@@ -16,10 +16,11 @@ from ccbridge import variables as v
 from ccbridge.app import Bridge
 from ccbridge.config import Config
 from ccbridge.config.model import HeldRouteSettings
+from ccbridge.lab.dtmf import ivr_call
 from ccbridge.lab.sipp import Agent, CallResult, place_calls
 from ccbridge.lab.sites import Lab
 from ccbridge.routing.engine import CallRequest
-from ccbridge.routing.held import Decoded, HeldRoute, decode, held_key, route_of
+from ccbridge.routing.held import Decoded, HeldRoute, decode, held_key, held_service_key, route_of
 from tests.integration.conftest import AmiRecorder, BridgeFactory
 from tests.polling import until
 
@@ -267,3 +268,87 @@ async def test_held_route_switches_at_closing_time_without_the_bridge(
     assert result.ok, result.output[-2000:]
     await ami.wait_for(lambda: _joins(ami, "manila", "orders-en") >= 1, what="after 21:00")
     assert _joins(ami, "bangalore", "orders-hi") == 1
+
+
+IVR_IN = "+918000000003"  # answered by the language menu, then the main menu
+RETURNS_EN = held_service_key(IVR_IN, "returns", "en")
+
+
+async def _ivr_returns_en(port: int) -> None:
+    """1 = English in the language menu, then 2 = returns (not the number's own service)."""
+    result = await asyncio.to_thread(
+        ivr_call,
+        "127.0.1.1:5060",
+        IVR_IN,
+        [(1200, "1", "rfc2833"), (1500, "2")],
+        caller=HINDI,
+        hold_ms=3000,
+        local_port=port,
+    )
+    assert result.ok, result.output[-2000:]
+
+
+def _joined(ami: AmiRecorder, route: HeldRoute) -> int:
+    return _joins(ami, route.site or "bangalore", route.queue)
+
+
+async def test_an_ivr_caller_picking_another_service_takes_the_route_held_for_it(
+    lab: Lab,
+    held_config: Config,
+    agents: dict[str, Agent],
+    ami: AmiRecorder,
+    bridge_at: BridgeFactory,
+) -> None:
+    async with bridge_at(WEDNESDAY_MORNING, held_config) as bridge:
+        await _published(bridge)
+        held = decode(await _get(lab, "bangalore", RETURNS_EN), "bangalore")
+        call = CallRequest(IVR_IN, "", "bangalore", ivr_language="en", service="returns")
+        assert held.service == "returns"
+        assert held.now == route_of(
+            bridge.router.decide(call, bridge.state, bridge.clock.now()), "bangalore"
+        )
+        assert held.now.kind in (v.ROUTE_QUEUE, v.ROUTE_REMOTE) and held.now.queue == "returns-en"
+        # Bridge alive, table fresh: the service's held route, no FastAGI route session.
+        routed = {"route": "route", "outcome": "ok"}
+        sessions = _metric(bridge, "ccbridge_fastagi_sessions_total", **routed)
+        await _ivr_returns_en(6310)
+        await ami.wait_for(lambda: _joined(ami, held.now) >= 1, what="held returns-en")
+        assert _metric(bridge, "ccbridge_fastagi_sessions_total", **routed) == sessions
+        assert _user(ami, v.EVENT_FALLBACK) == []
+        # Garbage in the service's key (by hand) with the bridge answering no route: the
+        # fresh step passes it by, the fallback refuses it and takes the static route.
+        await bridge.agi.stop()
+        await _cli(lab, "bangalore", f"dialplan set global {RETURNS_EN} garbage")
+        await _ivr_returns_en(6311)
+        await ami.wait_for(lambda: len(_user(ami, v.EVENT_FALLBACK)) >= 1, what="static")
+        refused = _user(ami, v.EVENT_HELD_REJECTED, Reason=v.HELD_REJECT_INVALID)
+        assert [(e["Did"], e["IvrService"], e["Lang"]) for e in refused] == [
+            (IVR_IN, "returns", "en")
+        ]
+        labels = {"site": "bangalore", "reason": v.HELD_REJECT_INVALID}
+        await until(
+            lambda: _metric(bridge, "ccbridge_held_route_rejected_total", **labels) == 1,
+            5,
+            "the refusal counted",
+        )
+        # The refusal names the service's key: the bridge writes that one again.
+        await until(lambda: bridge.held.passes["bangalore"] >= 4, 10, "passes")
+
+        async def restored() -> bool:
+            return (await _get(lab, "bangalore", RETURNS_EN)) != "garbage"
+
+        for _ in range(40):
+            if await restored():
+                break
+            await asyncio.sleep(0.1)
+        assert decode(await _get(lab, "bangalore", RETURNS_EN), "bangalore").now == held.now
+    # The bridge is gone: FastAGI refused, the heartbeat stops. The IVR caller still
+    # takes the route held for the service picked (the fallback path, reported).
+    heartbeat = int(await _get(lab, "bangalore", v.HELD_HEARTBEAT))
+    await until(lambda: time.time() > heartbeat + HELD.fresh_age + 1, 10, "stale heartbeat")
+    joins = _joined(ami, held.now)
+    await _ivr_returns_en(6312)
+    await ami.wait_for(lambda: _joined(ami, held.now) > joins, what="held route, no bridge")
+    used = _user(ami, v.EVENT_HELD_ROUTE, Source=v.HELD_FALLBACK, IvrService="returns")
+    assert len(used) == 1 and used[0]["Lang"] == "en"
+    assert len(_user(ami, v.EVENT_FALLBACK)) == 1  # only the garbage call went static

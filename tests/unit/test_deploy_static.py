@@ -298,3 +298,23 @@ def test_the_live_dialplan_is_read_priority_by_priority() -> None:
     assert shown["ccb-held"]["held"][5] == "Set(LOCAL(d)=${CALLERID(num)})"
     assert shown["ccb-held"]["held"][1].endswith("> ${ARG1}]?none)")
     assert parse_dialplan_show(DIALPLAN_SHOW) == {"ccb-held": {"+918000000001", "held"}}
+
+
+def test_caller_id_variants_are_extensions_of_their_own() -> None:
+    from ccbridge.deploy.loaded import parse_dialplan_priorities
+
+    plan = parse(
+        {
+            "extensions.conf": "[r]\nexten => _X./_+880.,1,NoOp(bn)\n same => n,Hangup()\n"
+            "exten => _X.,1,NoOp(any)\n"
+        }
+    )
+    assert sorted(plan.contexts["r"].extensions) == ["_X.", "_X./_+880."]
+    assert [p.args for p in plan.contexts["r"].extensions["_X./_+880."].priorities] == ["bn", ""]
+    shown = parse_dialplan_priorities(
+        "[ Context 'r' created by 'pbx_config' ]\n"
+        "  '_X.' (CID match '_+880.') => 1. NoOp(bn)        [extensions.conf:2]\n"
+        "                    2. Hangup()                   [extensions.conf:3]\n"
+        "  '_X.' =>          1. NoOp(any)                  [extensions.conf:4]\n"
+    )
+    assert shown["r"] == {"_X./_+880.": {1: "NoOp(bn)", 2: "Hangup()"}, "_X.": {1: "NoOp(any)"}}

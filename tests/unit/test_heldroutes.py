@@ -18,7 +18,7 @@ from ccbridge.config import Config, load_config
 from ccbridge.heldroutes import HeldRoutePublisher
 from ccbridge.loadtest.predict import rest_state
 from ccbridge.routing.engine import CallRequest, Decision, Router
-from ccbridge.routing.held import decode, held_key, same_routes
+from ccbridge.routing.held import decode, held_key, held_service_key, same_routes
 from ccbridge.routing.state import LiveState, set_drained
 from tests.amifake import FakeAmi
 from tests.polling import until
@@ -102,7 +102,15 @@ async def test_each_key_is_written_once_then_the_heartbeat_and_fresh_deadline(
     assert len(keys) == len(set(keys))  # unchanged routes are not written again
     assert all("Channel" not in m for m in fake.actions_named("Setvar"))  # globals
     dids = {n.did for n in config.numbers if n.site == "bangalore"}
-    assert {k.removeprefix(v.HELD_GLOBAL_PREFIX).rsplit("_", 1)[0] for k in keys} == dids
+    by_number = [k for k in keys if k.startswith(v.HELD_GLOBAL_PREFIX)]
+    assert {k.removeprefix(v.HELD_GLOBAL_PREFIX).rsplit("_", 1)[0] for k in by_number} == dids
+    # The number with a menu also has a key per service its IVR callers can pick.
+    by_service = {
+        k.removeprefix(v.HELD_SERVICE_PREFIX).rsplit("_", 1)[0]
+        for k in keys
+        if k.startswith(v.HELD_SERVICE_PREFIX)
+    }
+    assert by_service == {"+918000000003_orders", "+918000000003_returns"}
     assert decode(harness.puts(fake, KEY_BN)[0], "bangalore").now.site == "dhaka"
     beats = harness.puts(fake, v.HELD_HEARTBEAT)
     assert len(beats) >= 3 and int(beats[-1]) >= int(beats[0])
@@ -229,3 +237,28 @@ async def test_a_held_call_is_remembered_as_the_engines_decision(harness: Harnes
     assert (d.site, d.queue, d.language) == ("dhaka", "orders-bn", "bn")
     labels = {"site": "bangalore", "source": v.HELD_FALLBACK}
     assert harness.metric("ccbridge_held_route_used_total", **labels) == 1
+
+
+KEY_IVR_RETURNS_BN = held_service_key("+918000000003", "returns", "bn")
+
+
+async def test_an_ivr_callers_held_call_and_refusal_name_the_service_picked(
+    harness: Harness, fake: FakeAmi
+) -> None:
+    await until(lambda: harness.pub.passes["bangalore"] >= 2, 5, "two passes")
+    assert decode(fake.globals[KEY_IVR_RETURNS_BN], "bangalore").service == "returns"
+    base = {"Event": "UserEvent", "Did": "+918000000003", "Lang": "bn", "IvrService": "returns"}
+    harness.pub.on_event(
+        "bangalore", {**base, "UserEvent": v.EVENT_HELD_ROUTE, "Source": "fallback"}
+    )
+    [d] = harness.remembered
+    assert harness.calls == [CallRequest("+918000000003", "", "bangalore", service="returns")]
+    assert (d.service, d.language) == ("returns", "bn")
+    other = held_key("+918000000003", "bn")
+    harness.pub.on_event(
+        "bangalore", {**base, "UserEvent": v.EVENT_HELD_REJECTED, "Reason": "invalid"}
+    )
+    await until(
+        lambda: len(harness.puts(fake, KEY_IVR_RETURNS_BN)) == 2, 5, "the service's key again"
+    )
+    assert len(harness.puts(fake, other)) == 1  # the number's own key was not refused

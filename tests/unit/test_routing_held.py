@@ -21,7 +21,9 @@ from ccbridge.routing.held import (
     encode,
     held_entries,
     held_key,
+    held_service_key,
     languages_for,
+    menu_services,
     next_change,
     parse_route_id,
     route_id,
@@ -89,7 +91,7 @@ def test_held_table_switches_at_the_sites_closing(config: Config) -> None:
 def test_held_table_covers_every_number_and_reachable_language(config: Config) -> None:
     table = _table(config, "bangalore", BEFORE_CLOSE)
     dids = {n.did for n in config.numbers if n.site == "bangalore"}
-    assert {e.did for e in table.values()} == dids
+    assert {e.did for e in table.values() if not e.ivr_service} == dids
     number = config.number("+918000000001")
     assert number is not None
     # Every configured language is some country's or the IVR's in the lab config.
@@ -179,3 +181,29 @@ def test_valid_routes_cover_every_held_route_and_every_trunk_order(config: Confi
     for r in routes_at(config, blr):
         assert parse_route_id(r.id, "bangalore")[0] == r.route
         assert set(r.id) <= set("abcdefghijklmnopqrstuvwxyz0123456789_-.")
+
+
+def test_a_number_with_a_menu_holds_a_route_per_service_its_callers_can_pick(
+    config: Config,
+) -> None:
+    ivr, plain = config.number("+918000000003"), config.number("+918000000001")
+    assert ivr is not None and plain is not None
+    # orders (its own, and the operator's), returns (menu main); care is on no menu; the
+    # lookup order-status is a per-call FastAGI step whose way back is a menu.
+    assert menu_services(config, ivr) == ("orders", "returns")
+    assert menu_services(config, plain) == ()
+    table = _table(config, "bangalore", BEFORE_CLOSE)
+    router = Router(config)
+    state = rest_state(config, BEFORE_CLOSE.timestamp(), set(), set())
+    for svc in ("orders", "returns"):
+        for lang in languages_for(config, ivr):
+            e = table[held_service_key(ivr.did, svc, lang)]
+            assert (e.ivr_service, e.service, e.key) == (svc, svc, f"CCB_HS_{ivr.did}_{svc}_{lang}")
+            call = CallRequest(ivr.did, "", "bangalore", ivr_language=lang, service=svc)
+            # What the engine decides for that IVR caller, now and after the boundary.
+            assert e.now == route_of(router.decide(call, state, BEFORE_CLOSE), "bangalore")
+            assert e.next == route_of(router.decide(call, state, BLR_CLOSE), "bangalore")
+            assert accepts(config, config.site("bangalore"), encode(e, 0.0))
+    returns_hi = table[held_service_key(ivr.did, "returns", "hi")]
+    assert returns_hi.now.queue.startswith("returns-")
+    assert not any(k.startswith(held_service_key(plain.did, "", "")) for k in table)
