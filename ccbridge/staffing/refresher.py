@@ -68,7 +68,11 @@ class LivePlan:
             raise
         except Exception as exc:  # a gauge must never take the bridge down
             if str(exc) != self.error:
-                log.warning("staffing gauges: no plan: %s", exc)
+                # A store without past weeks (a new deployment) is normal, not a fault.
+                quiet = getattr(exc, "error_id", None) == "no-history"
+                log.log(
+                    logging.INFO if quiet else logging.WARNING, "staffing gauges: no plan: %s", exc
+                )
             self.error = str(exc)
             self.rows = []
             return False

@@ -205,7 +205,7 @@ def _slow_lines(bridge_log: Path | None, offset: int) -> list[str]:
     with open(bridge_log, "rb") as log:
         log.seek(offset)
         text = log.read().decode(errors="replace")
-    return [f"bridge.log: {line}" for line in text.splitlines() if loopdebug.MARK in line]
+    return [f"bridge.log: {line}" for line in loopdebug.unexplained(text)]
 
 
 def _bridge_log(request: pytest.FixtureRequest) -> Path | None:

@@ -84,8 +84,10 @@ def edit_one_denial(db_file: Path) -> list[tuple[str, str, str]]:
 
 
 class Api:
-    def __init__(self, base: str, ssl_ctx: ssl.SSLContext) -> None:
-        self.base, self.ssl = base, ssl_ctx
+    """The API over one keep-alive session: one TLS handshake, not one per call."""
+
+    def __init__(self, http: aiohttp.ClientSession, base: str, ssl_ctx: ssl.SSLContext) -> None:
+        self.http, self.base, self.ssl = http, base, ssl_ctx
         self.tokens: dict[str, str] = {}
 
     async def login(self, user: str) -> None:
@@ -99,10 +101,9 @@ class Api:
         self, user: str | None, method: str, path: str, body: Any = None
     ) -> tuple[int, Any]:
         headers = {"Authorization": f"Bearer {self.tokens[user]}"} if user else {}
-        async with (
-            aiohttp.ClientSession() as http,
-            http.request(method, self.base + path, json=body, headers=headers, ssl=self.ssl) as r,
-        ):
+        async with self.http.request(
+            method, self.base + path, json=body, headers=headers, ssl=self.ssl
+        ) as r:
             data = await r.json() if r.content_type == "application/json" else await r.text()
             return r.status, data
 
@@ -146,8 +147,8 @@ async def test_a_day_of_four_roles_on_the_lab(
             tls=TlsSettings(str(tmp_path / "api.pem"), str(tmp_path / "api.key")),
         ),
     )
-    async with bridge_at(WEDNESDAY_MORNING, config) as bridge:
-        api = Api(f"https://127.0.0.1:{bridge.http_port}", client)
+    async with bridge_at(WEDNESDAY_MORNING, config) as bridge, aiohttp.ClientSession() as http:
+        api = Api(http, f"https://127.0.0.1:{bridge.http_port}", client)
         for user in ("ada", "sue", "roam", "vic"):
             await api.login(user)
         allowed: list[tuple[str, str, str, Any]] = [

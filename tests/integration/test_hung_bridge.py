@@ -398,11 +398,8 @@ async def test_sigstopped_bridge_costs_at_most_the_guard_timeout(
         load = asyncio.create_task(place_load(BEFORE + FAULT + AFTER, folder))
         await asyncio.sleep(BEFORE)
         stopped = time.time()
-        os.killpg(bridge.proc.pid, signal.SIGSTOP)
-        try:
+        with bridge.stopped():
             await asyncio.sleep(FAULT)
-        finally:
-            os.killpg(bridge.proc.pid, signal.SIGCONT)
         resumed = time.time()
         result = await load
         figures = assert_bounded("bridge SIGSTOPped 30 s behind the guard", result, stopped)
@@ -565,11 +562,8 @@ async def test_lookups_keep_fastagi_with_a_bound_of_their_own(
         assert len(slow_backend) == 2  # the retry answered
         assert guard.route_timeout < slow < bound  # the route's bound would have cut it
         assert bridge.proc is not None
-        os.killpg(bridge.proc.pid, signal.SIGSTOP)
-        try:
+        with bridge.stopped():
             hung, nothing = await fastagi_lookup(host, guard.lookup_port, "5678")
-        finally:
-            os.killpg(bridge.proc.pid, signal.SIGCONT)
         assert nothing == {}  # the dialplan reads an empty result: the failure branch
         assert hung <= bound + 0.3
         report(
