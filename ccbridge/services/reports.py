@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Collection, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import Collection, Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -19,10 +18,9 @@ from ccbridge.reports.query import (
 )
 from ccbridge.services.errors import ServiceError
 from ccbridge.services.ports import Runtime
+from ccbridge.services.recordsread import RecordsReader
 
 if TYPE_CHECKING:
-    from sqlalchemy.ext.asyncio import AsyncEngine
-
     from ccbridge.reports.build import Report
     from ccbridge.reports.calls import CallDetail, CallPage
 
@@ -38,48 +36,14 @@ def _bad_query() -> Iterator[None]:
 
 
 class ReportService:
-    """Reads the record store with its own engine (read-only, never through the writer),
-    opened on first use like the staffing plan's."""
+    """Reads the record store through its own RecordsReader, like the staffing plan."""
 
     def __init__(self, runtime: Runtime) -> None:
         self._rt = runtime
-        self._engine: AsyncEngine | None = None
+        self._records = RecordsReader(runtime)
 
     async def close(self) -> None:
-        if self._engine is not None:
-            await self._engine.dispose()
-            self._engine = None
-
-    @asynccontextmanager
-    async def _read(self) -> AsyncIterator[AsyncEngine]:
-        """The records store's engine, schema checked; faults inside the block become
-        records-unavailable."""
-        from sqlalchemy.exc import DBAPIError
-
-        from ccbridge.store.engine import make_engine, sqlite_path
-        from ccbridge.store.migrate import SchemaError
-        from ccbridge.store.readcheck import ensure_current
-
-        path = sqlite_path(self._rt.config.store)
-        # Opening a missing SQLite file would create an empty one: say so instead.
-        if path is not None and not await asyncio.to_thread(path.exists):
-            raise ServiceError(
-                "records-unavailable",
-                f"no such database file: {path} (the bridge has recorded no calls there)",
-            )
-        if self._engine is None:
-            self._engine = make_engine(self._rt.config.store)  # connects lazily
-        try:
-            await ensure_current(self._engine)
-            yield self._engine
-        except SchemaError as exc:
-            raise ServiceError("records-unavailable", str(exc)) from None
-        except (OSError, TimeoutError, DBAPIError) as exc:
-            why = str(getattr(exc, "orig", None) or exc).splitlines()[0] if str(exc) else ""
-            raise ServiceError(
-                "records-unavailable",
-                f"the records store cannot be read: {why or type(exc).__name__}",
-            ) from None
+        await self._records.close()
 
     def _report_query(
         self, params: Params, accept: str | None, agents: bool, sites: Collection[str] | None
@@ -112,7 +76,7 @@ class ReportService:
         from ccbridge.reports.build import interval_report
 
         q = self._report_query(params, accept, False, sites)
-        async with self._read() as engine:
+        async with self._records.read() as engine:
             with _bad_query():
                 return q, await interval_report(engine, self._rt.config, q, self._rt.clock.now())
 
@@ -122,7 +86,7 @@ class ReportService:
         from ccbridge.reports.build import agent_report
 
         q = self._report_query(params, accept, True, sites)
-        async with self._read() as engine:
+        async with self._records.read() as engine:
             with _bad_query():
                 return q, await agent_report(engine, self._rt.config, q, self._rt.clock.now())
 
@@ -158,7 +122,7 @@ class ReportService:
             raise ServiceError(
                 "numbers-forbidden", "filtering by caller needs the right to read numbers"
             )
-        async with self._read() as engine, engine.connect() as conn:
+        async with self._records.read() as engine, engine.connect() as conn:
             return q, await list_calls(conn, q, numbers)
 
     async def call(
@@ -168,7 +132,7 @@ class ReportService:
 
         if not call_id or len(call_id) > 64 or not call_id.isprintable():
             raise ServiceError("invalid-field", "not a call ID", field="id")
-        async with self._read() as engine, engine.connect() as conn:
+        async with self._records.read() as engine, engine.connect() as conn:
             found = await get_call(conn, call_id, numbers)
         if found is not None and sites is not None:
             touched = {found.call["entry_site"], found.call["target_site"]}

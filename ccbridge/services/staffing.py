@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from ccbridge.services.errors import ServiceError
 from ccbridge.services.ports import Runtime
+from ccbridge.services.recordsread import RecordsReader
 from ccbridge.staffing.coverage import Gap, SunRow, coverage_at, follow_the_sun, gaps
 from ccbridge.staffing.history import NoHistory
 from ccbridge.staffing.live import live_staff
@@ -16,7 +16,7 @@ from ccbridge.staffing.plan import IntervalPlan, Targets
 from ccbridge.staffing.planning import PlanResult, check_weeks, plan_days
 
 if TYPE_CHECKING:
-    from sqlalchemy.ext.asyncio import AsyncEngine
+    pass
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,19 +33,10 @@ class StaffingService:
 
     def __init__(self, runtime: Runtime) -> None:
         self._rt = runtime
-        self._engine: AsyncEngine | None = None  # the records store, opened on first use
-
-    def _records(self) -> AsyncEngine:
-        if self._engine is None:
-            from ccbridge.store.engine import make_engine
-
-            self._engine = make_engine(self._rt.config.store)  # connects lazily
-        return self._engine
+        self._records = RecordsReader(runtime)
 
     async def close(self) -> None:
-        if self._engine is not None:
-            await self._engine.dispose()
-            self._engine = None
+        await self._records.close()
 
     async def plan_around(self, now: datetime) -> list[IntervalPlan]:
         """The plan of the UTC dates around ``now`` (every site's current local slot is
@@ -59,45 +50,25 @@ class StaffingService:
     ) -> PlanResult:
         """The staffing plan of the local dates ``first``..``last`` from the records:
         forecast, recorded calls, required and configured agents per queue and slot."""
-        from sqlalchemy.exc import DBAPIError
-
         from ccbridge.staffing.storehistory import plan_from_store
-        from ccbridge.store.engine import sqlite_path
-        from ccbridge.store.migrate import SchemaError
-        from ccbridge.store.readcheck import ensure_current
 
         try:
             days = plan_days(first, last)
             check_weeks(weeks)
         except ValueError as exc:
             raise ServiceError("invalid-field", str(exc)) from None
-        path = sqlite_path(self._rt.config.store)
-        # Opening a missing SQLite file would create an empty one: say so instead.
-        if path is not None and not await asyncio.to_thread(path.exists):
-            raise ServiceError(
-                "records-unavailable",
-                f"no such database file: {path} (the bridge has recorded no calls there)",
-            )
-        try:
-            await ensure_current(self._records())  # the head read once, off the loop
-            return await plan_from_store(
-                self._records(),
-                self._rt.config,
-                days,
-                targets,
-                now=self._rt.clock.now(),
-                weeks=weeks,
-            )
-        except NoHistory as exc:
-            raise ServiceError("no-history", str(exc)) from None
-        except SchemaError as exc:
-            raise ServiceError("records-unavailable", str(exc)) from None
-        except (OSError, TimeoutError, DBAPIError) as exc:
-            why = str(getattr(exc, "orig", None) or exc).splitlines()[0] if str(exc) else ""
-            raise ServiceError(
-                "records-unavailable",
-                f"the records store cannot be read: {why or type(exc).__name__}",
-            ) from None
+        async with self._records.read() as engine:
+            try:
+                return await plan_from_store(
+                    engine,
+                    self._rt.config,
+                    days,
+                    targets,
+                    now=self._rt.clock.now(),
+                    weeks=weeks,
+                )
+            except NoHistory as exc:
+                raise ServiceError("no-history", str(exc)) from None
 
     def coverage(
         self,
