@@ -12,6 +12,7 @@ from typing import Any
 
 from ccbridge.config.access_loader import AccessSettings, parse_access, parse_tls
 from ccbridge.config.deploy import DeploySettings, parse_deploy
+from ccbridge.config.edge import parse_edge
 from ccbridge.config.guard_loader import check_guard, parse_agi_guard, parse_watchdog
 from ccbridge.config.ivr_loader import parse_ivr
 from ccbridge.config.model import (
@@ -532,6 +533,7 @@ _TOP = {
     "records",
     "access",
     "deploy",
+    "edge",
 }
 
 
@@ -662,6 +664,10 @@ def parse_config(
     if "survey" in top:
         with r.at("survey", top):
             survey = r.collect(lambda: parse_survey(r, top["survey"], services))
+    edge = None
+    if "edge" in top:
+        with r.at("edge", top):
+            edge = r.collect(lambda: parse_edge(r, top["edge"], sites))
     missing = r.missing_secrets()
     if resolve_secrets:
         r.problems += [missing_secret_problem(m) for m in missing]
@@ -684,6 +690,7 @@ def parse_config(
         access=access,
         deploy=deploy,
         survey=survey,
+        edge=edge,
         missing_secrets=missing,
     )
 

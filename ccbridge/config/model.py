@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, ClassVar
 if TYPE_CHECKING:
     from ccbridge.config.access_loader import AccessSettings, TlsSettings
     from ccbridge.config.deploy import DeploySettings
+    from ccbridge.config.edge import EdgeSettings
     from ccbridge.config.ivr import IvrSettings, SelfServiceSettings
     from ccbridge.config.records import RecordsSettings
     from ccbridge.config.store import StoreSettings
@@ -406,6 +407,7 @@ class Config:
     records: RecordsSettings = field(default_factory=lambda: _default_records())
     access: AccessSettings = field(default_factory=lambda: _default_access())
     deploy: DeploySettings = field(default_factory=lambda: _default_deploy())
+    edge: EdgeSettings | None = None  # None: carriers send calls to the sites directly
     # Secrets that gave nothing where the file was read (only when loaded without
     # requiring them, e.g. by `ccbridge check` on an admin's laptop).
     missing_secrets: tuple[MissingSecret, ...] = ()
