@@ -144,6 +144,7 @@ class Bridge:
             config.records.retention_days,
             config.records.purge_interval,
             self.clock.now,
+            audit_days=config.records.audit_retention_days,
         )
         self.agi = FastAgiServer(
             {
