@@ -16,6 +16,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from ccbridge import loopdebug, sdnotify, variables
+from ccbridge.access.metrics import AuditCollector
 from ccbridge.access.runtime import AccessStore
 from ccbridge.agents import AgentMirror
 from ccbridge.agi import allow as agi_allow
@@ -166,6 +167,7 @@ class Bridge:
         # Users and the audit trail join at start (engine and trail set then): a bridge
         # built but not started knows only the bootstrap token.
         self.access = AccessService.from_config(config, None, None)
+        self.registry.register(AuditCollector(lambda: self.access.trail))
 
     @property
     def state(self) -> LiveState:

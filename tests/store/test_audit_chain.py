@@ -8,10 +8,12 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from prometheus_client import CollectorRegistry
 from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ccbridge.access.audit import AuditEvent, AuditTrail, append
+from ccbridge.access.metrics import AuditCollector
 from ccbridge.store.audit import (
     PURGE_ACTION,
     AuditPurged,
@@ -238,3 +240,31 @@ async def test_a_purge_of_every_row_leaves_the_purge_row(migrated: Db) -> None:
     done = await _purge(migrated, 30)
     assert (done.anchor, done.rows) == (3, 3) and await _seqs(migrated) == [4]
     assert await _verify(migrated) == (True, ())
+
+
+async def test_the_audit_writer_on_metrics(migrated: Db) -> None:
+    """Written, failed (rejected) and waiting rows, read at scrape time; a trail that is
+    off shows as store_on 0."""
+    trail = _trail(migrated, migrated.tmp / "m.journal")
+    registry = CollectorRegistry()
+    current: list[AuditTrail | None] = [trail]
+    registry.register(AuditCollector(lambda: current[0]))
+    await trail.start()
+    try:
+        for i in range(5):
+            assert trail.record(_event(i))
+        assert not trail.record(_event(9, result="x" * 40))  # too long: refused
+        await until(lambda: trail.writer.status().caught_up, 20, "5 rows written")
+    finally:
+        await trail.stop()
+    value = registry.get_sample_value
+    assert value("ccbridge_audit_store_on") == 1
+    assert value("ccbridge_audit_rows_written_total") == 5
+    assert value("ccbridge_audit_rows_failed_total", {"why": "rejected"}) == 1
+    assert value("ccbridge_audit_rows_failed_total", {"why": "dropped"}) == 0
+    assert value("ccbridge_audit_queue_depth") == 0
+    assert value("ccbridge_audit_journal_backlog_bytes") == 0
+    assert value("ccbridge_audit_db_up") == 1
+    current[0] = None
+    assert value("ccbridge_audit_store_on") == 0
+    assert value("ccbridge_audit_rows_written_total") is None
