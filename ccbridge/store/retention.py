@@ -27,6 +27,7 @@ from ccbridge.store.schema import agent_activity, call_events, calls, coverage_g
 log = logging.getLogger("ccbridge.store.retention")
 
 BATCH = 2000
+JOB_NAME = "retention"  # its name among the once-only jobs (cluster_jobs)
 ERASED = "erased"  # what an erased number reads, in calls.caller_number and event fields
 
 
@@ -169,11 +170,17 @@ class RetentionJob:
         self._now = now
         self._engine: AsyncEngine | None = None
         self._task: asyncio.Task[None] | None = None
+        # Several bridges on one PostgreSQL purge once per interval between them
+        # (store/cluster.py run_once): this bridge's name in cluster_jobs.
+        self.identity = "bridge"
+        self.skipped = 0  # rounds another bridge had done (or was doing)
         self.rounds = 0
         self.purged: dict[str, int] = {}
         self.last_error: str | None = None
 
     async def run_once(self) -> dict[str, int]:
+        from ccbridge.cluster import wall_now
+        from ccbridge.store.cluster import run_once
         from ccbridge.store.engine import make_engine, sqlite_path
         from ccbridge.store.readcheck import ensure_current
 
@@ -183,7 +190,19 @@ class RetentionJob:
         if self._engine is None:
             self._engine = make_engine(self.settings)
         await ensure_current(self._engine)  # never purge a schema this code does not know
-        gone = await purge_all(self._engine, self._now(), self.days, self.audit_days, "retention")
+        engine = self._engine
+        ran, got = await run_once(
+            engine,
+            JOB_NAME,
+            self.interval,
+            wall_now,
+            self.identity,
+            lambda: purge_all(engine, self._now(), self.days, self.audit_days, "retention"),
+        )
+        if not ran or got is None:
+            self.skipped += 1
+            return {}
+        gone = got
         self.rounds += 1
         for k, v in gone.items():
             self.purged[k] = self.purged.get(k, 0) + v
