@@ -22,6 +22,7 @@ from ccbridge.http.base import SERVICES
 from ccbridge.screenpop.stream import CLOSED
 
 KEEPALIVE: Final = 15.0
+GONE_CHECK: Final = 1.0  # seconds between checks that the client is still there
 _PAGE_DIR = Path(__file__).resolve().parent.parent / "screenpop" / "page"
 # Read once at import (before the loop runs): serving them is then no file work.
 _PAGE: Final = {
@@ -60,11 +61,20 @@ async def stream(request: web.Request) -> web.StreamResponse:
         await response.prepare(request)
         hello = {"user": p.name, "agent": p.agent, "sites": list(p.sites), "numbers": numbers}
         await response.write(b"retry: 2000\n\n" + sse("hello", hello))
+        idle = 0.0
         while True:
             try:
-                event = await asyncio.wait_for(sub.queue.get(), KEEPALIVE)
+                event = await asyncio.wait_for(sub.queue.get(), GONE_CHECK)
             except TimeoutError:
-                await response.write(b": keep-alive\n\n")
+                # aiohttp does not cancel a handler whose client left: look every second,
+                # or a closed page would hold its subscription until the next pop.
+                transport = request.transport
+                if transport is None or transport.is_closing():
+                    break
+                idle += GONE_CHECK
+                if idle >= KEEPALIVE:
+                    idle = 0.0
+                    await response.write(b": keep-alive\n\n")
                 continue
             if event is CLOSED:
                 await response.write(sse("closed", {"why": "too slow: reconnect"}))
