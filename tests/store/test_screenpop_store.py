@@ -250,9 +250,8 @@ async def test_bad_callers_of_the_stream_get_clear_errors(world: World) -> None:
         async with http.post(url, headers=world.auth("ada")) as r:
             assert r.status == 405 and (await r.json())["error"] == "method-not-allowed"
         world.bridge.screen_pop.hub.max_subscribers = 1
-        async with streams(world, "ada"):
-            async with http.get(url, headers=world.auth("sue")) as r:
-                assert r.status == 503 and (await r.json())["error"] == "too-many-streams"
+        async with streams(world, "ada"), http.get(url, headers=world.auth("sue")) as r:
+            assert r.status == 503 and (await r.json())["error"] == "too-many-streams"
         await until(lambda: not world.bridge.screen_pop.hub.subscribers, 5, "the stream closed")
 
 

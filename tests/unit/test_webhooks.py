@@ -177,7 +177,8 @@ async def test_a_hanging_crm_is_retried_until_max_age_and_its_queue_stays_bounde
         )
     )
     # offer never waits: two fit in the queue, the other eight are dropped at once
-    accepted = [sender.targets[0].offer(Outgoing(*event(10 + n), time.monotonic())) for n in range(10)]
+    hang = sender.targets[0]
+    accepted = [hang.offer(Outgoing(*event(10 + n), time.monotonic())) for n in range(10)]
     assert accepted == [True, True] + [False] * 8
     assert value(reg, "ccbridge_webhook_dropped_total", reason="queue_full") == 8
     assert reg.get_sample_value("ccbridge_webhook_queued", {"target": "crm"}) == 2
@@ -219,7 +220,11 @@ async def test_backoff_doubles_up_to_its_cap_with_jitter_below_it() -> None:
         return 0.0
 
     sender = WebhookTargetSender(
-        t, WebhookMetrics(reg), lambda: None, monotonic=lambda: clock[0], jitter=jitter  # type: ignore[arg-type,return-value]
+        t,
+        WebhookMetrics(reg),
+        lambda: None,
+        monotonic=lambda: clock[0],
+        jitter=jitter,  # type: ignore[arg-type,return-value]
     )
 
     async def no_answer(item: Outgoing) -> int | None:
