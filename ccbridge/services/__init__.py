@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from ccbridge.services.agents import AgentService
 from ccbridge.services.calls import CallService
+from ccbridge.services.cluster import ClusterRuntime, ClusterService
 from ccbridge.services.errors import ServiceError
 from ccbridge.services.events import EventService
 from ccbridge.services.ports import Runtime
@@ -16,6 +17,7 @@ from ccbridge.services.staffing import StaffingService
 __all__ = [
     "AgentService",
     "CallService",
+    "ClusterService",
     "EventService",
     "ReportService",
     "Runtime",
@@ -35,15 +37,17 @@ class Services:
     calls: CallService
     staffing: StaffingService
     reports: ReportService
+    cluster: ClusterService
     events: EventService
 
     @classmethod
-    def over(cls, runtime: Runtime) -> Services:
+    def over(cls, runtime: ClusterRuntime) -> Services:
         return cls(
             SiteService(runtime),
             AgentService(runtime),
             CallService(runtime),
             StaffingService(runtime),
             ReportService(runtime),
+            ClusterService(runtime),
             EventService(runtime.screen_pop.hub),
         )
