@@ -16,6 +16,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from ccbridge import loopdebug, sdnotify, variables
+from ccbridge.access.audit import AuditEvent
 from ccbridge.access.runtime import AccessStore
 from ccbridge.agents import AgentMirror
 from ccbridge.agi import allow as agi_allow
@@ -26,6 +27,7 @@ from ccbridge.agi.server import FastAgiServer, SessionOutcome
 from ccbridge.ami.client import AmiError, LinkState, SiteLink
 from ccbridge.clock import Clock
 from ccbridge.config.model import Config
+from ccbridge.desk.live import LiveCalls
 from ccbridge.events import EventBus, EventHandler
 from ccbridge.heldroutes import HeldRoutePublisher
 from ccbridge.http.app import build_app
@@ -127,6 +129,9 @@ class Bridge:
             # Logins, pauses and rings for the agent report (its own records, same writer)
             self.activity = ActivityRecorder(self.records.writer.put, self.clock.now)
             self.activity.subscribe(self.bus)
+        # Calls the desk acts on (supervision, transfer, hold; issue 14), from AMI events.
+        self.desk = LiveCalls(self.clock.time)
+        self.desk.subscribe(self.bus)
         self.services = Services.over(self)
         # The current half hour's required and staffed agents per queue (issue 16), from
         # a plan of the records recomputed every 15 minutes off the hot path.
@@ -394,6 +399,9 @@ class Bridge:
         ]
 
     # -- lifecycle -------------------------------------------------------------------
+    def audit(self, event: AuditEvent) -> None:
+        self.access.audit(event)
+
     def readiness(self) -> dict[str, bool]:
         return {
             "config_loaded": True,

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from ccbridge.services.agents import AgentService
 from ccbridge.services.calls import CallService
+from ccbridge.services.desk import DeskService
 from ccbridge.services.errors import ServiceError
 from ccbridge.services.ports import Runtime
 from ccbridge.services.reports import ReportService
@@ -15,6 +16,7 @@ from ccbridge.services.staffing import StaffingService
 __all__ = [
     "AgentService",
     "CallService",
+    "DeskService",
     "ReportService",
     "Runtime",
     "ServiceError",
@@ -33,6 +35,7 @@ class Services:
     calls: CallService
     staffing: StaffingService
     reports: ReportService
+    desk: DeskService
 
     @classmethod
     def over(cls, runtime: Runtime) -> Services:
@@ -42,4 +45,5 @@ class Services:
             CallService(runtime),
             StaffingService(runtime),
             ReportService(runtime),
+            DeskService(runtime),
         )
