@@ -393,7 +393,6 @@ class RecordMachine:
         key = (leg.site, leg.linkedid)
         call.legs[(leg.site, f"{leg.base}/{n}")] = leg
         new = Leg(leg.site, f"{leg.base}/{n + 1}"[:64], call.cid.text, at, base=leg.base)
-        new.queue, new.queued_at = leg.queue, at
         call.legs[key] = self._legs[key] = new
         return new
 
@@ -405,6 +404,8 @@ class RecordMachine:
         queue = _name(ev.get("Queue"))
         if queue is None:
             return False
+        if leg.answered_at is not None and leg.complete_reason == "transfer":
+            leg = self._segment(call, leg, at)  # the caller queues again after a transfer
         leg.queue = queue
         if leg.queued_at is None:
             leg.queued_at = at
