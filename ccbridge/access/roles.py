@@ -35,6 +35,7 @@ VOCABULARY: Mapping[str, str] = {
     "ccb.supervise.{mode}": "listen to a call, whisper to its agent, or barge in",
     "ccb.staffing.read": "staffing and coverage",
     "ccb.audit.read": "the audit trail",
+    "ccb.cluster.read": "the bridges alive, their sites and sessions",
     "ccb.deploys.write": "apply a deployment",
 }
 TEMPLATES: tuple[tuple[str, ...], ...] = tuple(tuple(p.split(".")) for p in VOCABULARY)
@@ -88,6 +89,7 @@ BUILTIN: Mapping[str, Role] = {
                 "ccb.reports.*.read",
                 "ccb.routes.preview",
                 "ccb.staffing.read",
+                "ccb.cluster.read",
                 "!ccb.numbers.read",
             ),
             "read-only, caller numbers masked",

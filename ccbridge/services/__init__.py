@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from ccbridge.services.agents import AgentService
 from ccbridge.services.calls import CallService
+from ccbridge.services.cluster import ClusterRuntime, ClusterService
 from ccbridge.services.desk import DeskService
 from ccbridge.services.errors import ServiceError
 from ccbridge.services.ports import Runtime
@@ -16,6 +17,7 @@ from ccbridge.services.staffing import StaffingService
 __all__ = [
     "AgentService",
     "CallService",
+    "ClusterService",
     "DeskService",
     "ReportService",
     "Runtime",
@@ -36,9 +38,10 @@ class Services:
     staffing: StaffingService
     reports: ReportService
     desk: DeskService
+    cluster: ClusterService
 
     @classmethod
-    def over(cls, runtime: Runtime) -> Services:
+    def over(cls, runtime: ClusterRuntime) -> Services:
         return cls(
             SiteService(runtime),
             AgentService(runtime),
@@ -46,4 +49,5 @@ class Services:
             StaffingService(runtime),
             ReportService(runtime),
             DeskService(runtime),
+            ClusterService(runtime),
         )
