@@ -187,7 +187,7 @@ class DeskService:
                 "Timeout": str(SUPERVISOR_RING_S * 1000),
                 "Async": "true",
             },
-            failed="originate-failed",
+            originate=True,
         )
         self._rt.desk.add_session(session)
         self._audit(
@@ -483,7 +483,7 @@ class DeskService:
                 "Timeout": str(SUPERVISOR_RING_S * 1000),
                 "Async": "true",
             },
-            failed="originate-failed",
+            originate=True,
         )
         self._audit(actor, "call.conference", call, {"party": party})
         return DeskChange(call.call_id, call.site, call.held, call.room, party)
@@ -536,13 +536,10 @@ class DeskService:
         action: str,
         fields: ActionFields,
         *,
-        failed: str = "ami-error",
+        originate: bool = False,
     ) -> None:
         try:
             await link.action(action, fields, as_list=False)
-        except AmiActionError as exc:
-            message = str(exc.response.get("Message", ""))
-            raise ServiceError(failed, f"{site}: {action} failed: {message}", site=site) from None
         except SiteDownError:
             raise ServiceError("site-down", f"site {site} is not connected", site=site) from None
         except AmiTimeoutError:
@@ -550,7 +547,12 @@ class DeskService:
                 "ami-timeout", f"site {site} did not answer {action}", site=site
             ) from None
         except (AmiError, TimeoutError) as exc:
-            raise ServiceError(failed, f"{site}: {action} failed: {exc}", site=site) from None
+            why = exc.response.get("Message", "") if isinstance(exc, AmiActionError) else exc
+            if originate:
+                raise ServiceError(
+                    "originate-failed", f"{site}: {action} failed: {why}", site=site
+                ) from None
+            raise ServiceError("ami-error", f"{site}: {action} failed: {why}", site=site) from None
 
     def _audit(
         self, actor: str, action: str, call: LiveCall, details: dict[str, Any] | None
