@@ -9,6 +9,7 @@ from ccbridge.services.calls import CallService
 from ccbridge.services.cluster import ClusterRuntime, ClusterService
 from ccbridge.services.desk import DeskService
 from ccbridge.services.errors import ServiceError
+from ccbridge.services.events import EventService
 from ccbridge.services.ports import Runtime
 from ccbridge.services.reports import ReportService
 from ccbridge.services.sites import SiteService
@@ -19,6 +20,7 @@ __all__ = [
     "CallService",
     "ClusterService",
     "DeskService",
+    "EventService",
     "ReportService",
     "Runtime",
     "ServiceError",
@@ -39,6 +41,7 @@ class Services:
     reports: ReportService
     desk: DeskService
     cluster: ClusterService
+    events: EventService
 
     @classmethod
     def over(cls, runtime: ClusterRuntime) -> Services:
@@ -50,4 +53,5 @@ class Services:
             ReportService(runtime),
             DeskService(runtime),
             ClusterService(runtime),
+            EventService(runtime.screen_pop.hub),
         )

@@ -15,6 +15,7 @@ from ccbridge.desk.live import LiveCalls
 from ccbridge.routing.engine import Router
 from ccbridge.routing.state import LiveState
 from ccbridge.routing.trunks import TrunkHealth
+from ccbridge.screenpop.publisher import ScreenPop
 
 ActionFields = Mapping[str, str | Sequence[str]]  # as SiteLink.action takes them
 
@@ -55,6 +56,7 @@ class Runtime(Protocol):
     router: Router
     agents: AgentMirror
     desk: LiveCalls  # calls and supervision sessions the desk may act on
+    screen_pop: ScreenPop  # the pops' hub: what GET /api/v1/events subscribes to
 
     @property
     def links(self) -> Mapping[str, AmiLink]: ...

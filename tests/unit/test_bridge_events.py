@@ -14,6 +14,7 @@ from ccbridge.clock import Clock
 from ccbridge.config import Config, load_config
 from ccbridge.desk import live as desk_live
 from ccbridge.routing.state import HANDLED_EVENTS
+from ccbridge.screenpop import tracker as screenpop
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -34,10 +35,12 @@ def _passes(ami_filter: str, name: str) -> bool:
 
 
 def test_every_event_a_part_reads_passes_the_filter(bridge: Bridge) -> None:
+    pops = frozenset(screenpop.EVENTS)
     read = (
         HANDLED_EVENTS
         | kpi.EVENTS
         | agents.EVENTS
+        | pops
         | desk_live.EVENTS
         | {CONTACT_STATUS, "UserEvent"}
     )
@@ -50,7 +53,7 @@ def test_every_event_a_part_reads_passes_the_filter(bridge: Bridge) -> None:
         variables.EVENT_TRUNK_RESULT,
         variables.EVENT_HELD_ROUTE,
         variables.EVENT_HELD_REJECTED,
-        variables.EVENT_IVR,  # the desk: a transfer carries the caller's IVR path
+        *screenpop.USER_EVENTS,  # the IVR path and lookup answer of a screen pop
     }
 
 
