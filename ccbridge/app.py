@@ -15,7 +15,8 @@ from typing import Final
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from ccbridge import loopdebug, sdnotify, variables
+from ccbridge import cluster, loopdebug, sdnotify, variables
+from ccbridge.access.metrics import AuditCollector
 from ccbridge.access.runtime import AccessStore
 from ccbridge.agents import AgentMirror
 from ccbridge.agi import allow as agi_allow
@@ -25,6 +26,7 @@ from ccbridge.agi.lookup import make_lookup_handler
 from ccbridge.agi.server import FastAgiServer, SessionOutcome
 from ccbridge.ami.client import AmiError, LinkState, SiteLink
 from ccbridge.clock import Clock
+from ccbridge.cluster import Heartbeat
 from ccbridge.config.model import Config
 from ccbridge.events import EventBus, EventHandler
 from ccbridge.heldroutes import HeldRoutePublisher
@@ -60,6 +62,7 @@ from ccbridge.services.ports import TrunkNow
 from ccbridge.staffing.gauges import StaffingCollector
 from ccbridge.staffing.live import live_staff
 from ccbridge.staffing.refresher import LivePlan
+from ccbridge.store.cluster import BridgeBeat
 from ccbridge.store.migrate import SchemaError
 from ccbridge.store.retention import RetentionJob
 
@@ -147,6 +150,13 @@ class Bridge:
             config.records.retention_days,
             config.records.purge_interval,
             self.clock.now,
+            audit_days=config.records.audit_retention_days,
+        )
+        # Several bridges (issue 15): this one's heartbeat row in the shared store, and
+        # the FastAGI sessions it served (route and lookup; the guard's checks are not).
+        self.sessions_served = 0
+        self.heartbeat = Heartbeat(
+            config.store, config.bridge.cluster.heartbeat, self._cluster_snapshot
         )
         self.agi = FastAgiServer(
             {
@@ -168,6 +178,7 @@ class Bridge:
         # Users and the audit trail join at start (engine and trail set then): a bridge
         # built but not started knows only the bootstrap token.
         self.access = AccessService.from_config(config, None, None)
+        self.registry.register(AuditCollector(lambda: self.access.trail))
 
     @property
     def state(self) -> LiveState:
@@ -224,6 +235,17 @@ class Bridge:
 
     def _on_agi_session_end(self, route: str, outcome: SessionOutcome, seconds: float) -> None:
         self.metrics.agi_session_end(route, outcome.value, seconds)
+        if route != variables.AGI_HEALTH:
+            self.sessions_served += 1
+
+    # -- several bridges -------------------------------------------------------------
+    def _cluster_snapshot(self) -> tuple[tuple[str, ...], int]:
+        up = tuple(sorted(name for name, link in self.links.items() if link.connected))
+        return up, self.sessions_served
+
+    def cluster_self(self) -> BridgeBeat:
+        """This bridge as its next heartbeat row will say (GET /api/v1/cluster)."""
+        return self.heartbeat.current()
 
     # -- AMI -----------------------------------------------------------------------
     def _state_handler(self, mutate: SiteMutator, update: SiteUpdate) -> EventHandler:
@@ -469,6 +491,7 @@ class Bridge:
         # The staffing plan's reader of the records store: opened on first use.
         parts.on_stop("staffing records reader", self.services.staffing.close)
         parts.on_stop("reports records reader", self.services.reports.close)
+        parts.on_stop("cluster records reader", self.services.cluster.close)
         if self.selfservice is not None:
             parts.on_stop("self-service client", self.selfservice.close)
         http = self.config.bridge.http_listen
@@ -515,6 +538,11 @@ class Bridge:
             await parts.start("held routes", "each site's AstDB", self.held.start, self.held.stop)
         agi = self.config.bridge.agi_listen
         await parts.start("FastAGI server", str(agi), self.agi.start, self.agi.stop)
+        identity = cluster.identity(self.config, self.http_port)
+        self.heartbeat.identity = self.retention.identity = identity
+        if self.config.store.enabled:
+            beat = self.heartbeat
+            await parts.start("cluster heartbeat", identity, beat.start, beat.stop)
         if self.records is not None:
             await parts.start("records retention", None, self.retention.start, self.retention.stop)
         if self.live_plan is not None:

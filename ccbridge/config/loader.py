@@ -12,7 +12,12 @@ from typing import Any
 
 from ccbridge.config.access_loader import AccessSettings, parse_access, parse_tls
 from ccbridge.config.deploy import DeploySettings, parse_deploy
-from ccbridge.config.guard_loader import check_guard, parse_agi_guard, parse_watchdog
+from ccbridge.config.guard_loader import (
+    check_guard,
+    parse_agi_guard,
+    parse_cluster,
+    parse_watchdog,
+)
 from ccbridge.config.ivr_loader import parse_ivr
 from ccbridge.config.model import (
     AMI_PORT,
@@ -22,6 +27,7 @@ from ccbridge.config.model import (
     AmiSettings,
     BridgeSettings,
     CarrierPrivacy,
+    ClusterSettings,
     Config,
     Country,
     HeldRouteSettings,
@@ -80,6 +86,7 @@ def _bridge(r: Reader, v: Any) -> BridgeSettings:
             "watchdog",
             "agi_allow",
             "tls",
+            "cluster",
         },
         {"agi_listen", "http_listen"},
     )
@@ -95,6 +102,9 @@ def _bridge(r: Reader, v: Any) -> BridgeSettings:
     guard = r.collect(lambda: r.get(d, "agi_guard", partial(parse_agi_guard, r), None))
     watchdog = r.collect(lambda: r.get(d, "watchdog", partial(parse_watchdog, r), Watchdog()))
     tls = r.collect(lambda: r.get(d, "tls", partial(parse_tls, r), None))
+    cluster = r.collect(
+        lambda: r.get(d, "cluster", partial(parse_cluster, r, guard_on=guard is not None), None)
+    )
     return BridgeSettings(
         agi_listen=agi,
         agi_url_host=r.get(d, "agi_url_host", r.host_port(), agi),
@@ -114,6 +124,7 @@ def _bridge(r: Reader, v: Any) -> BridgeSettings:
         agi_guard=guard,
         watchdog=watchdog or Watchdog(),
         tls=tls,
+        cluster=cluster or ClusterSettings(),
     )
 
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from ccbridge.services.agents import AgentService
 from ccbridge.services.calls import CallService
+from ccbridge.services.cluster import ClusterRuntime, ClusterService
 from ccbridge.services.errors import ServiceError
 from ccbridge.services.ports import Runtime
 from ccbridge.services.reports import ReportService
@@ -15,6 +16,7 @@ from ccbridge.services.staffing import StaffingService
 __all__ = [
     "AgentService",
     "CallService",
+    "ClusterService",
     "ReportService",
     "Runtime",
     "ServiceError",
@@ -33,13 +35,15 @@ class Services:
     calls: CallService
     staffing: StaffingService
     reports: ReportService
+    cluster: ClusterService
 
     @classmethod
-    def over(cls, runtime: Runtime) -> Services:
+    def over(cls, runtime: ClusterRuntime) -> Services:
         return cls(
             SiteService(runtime),
             AgentService(runtime),
             CallService(runtime),
             StaffingService(runtime),
             ReportService(runtime),
+            ClusterService(runtime),
         )
