@@ -55,10 +55,13 @@ from ccbridge.routing.state import (
     set_site_up,
     with_site_maps,
 )
+from ccbridge.screenpop.history import store_query
+from ccbridge.screenpop.publisher import ScreenPop
 from ccbridge.selfservice import SelfServiceClient
 from ccbridge.services import Services
 from ccbridge.services.access import AccessService
 from ccbridge.services.ports import TrunkNow
+from ccbridge.services.recordsread import RecordsReader
 from ccbridge.staffing.gauges import StaffingCollector
 from ccbridge.staffing.live import live_staff
 from ccbridge.staffing.refresher import LivePlan
@@ -133,6 +136,16 @@ class Bridge:
             # Logins, pauses and rings for the agent report (its own records, same writer)
             self.activity = ActivityRecorder(self.records.writer.put, self.clock.now)
             self.activity.subscribe(self.bus)
+        # Screen pops (issue 14): the caller's details and history when an agent rings
+        # and answers, to the event stream and webhooks; history from the records.
+        self._pop_reader = RecordsReader(self) if config.store.enabled else None
+        self.screen_pop = ScreenPop(
+            config,
+            self.registry,
+            self.clock.now,
+            store_query(self._pop_reader.read) if self._pop_reader is not None else None,
+        )
+        self.screen_pop.subscribe(self.bus)
         self.services = Services.over(self)
         # The current half hour's required and staffed agents per queue (issue 16), from
         # a plan of the records recomputed every 15 minutes off the hot path.
@@ -232,6 +245,7 @@ class Bridge:
         self.metrics.record_decision(receiving, decision)
         if self.records is not None:
             self.records.ingest.on_decision(call, decision)
+        self.screen_pop.on_decision(call, decision)
 
     def _on_agi_session_end(self, route: str, outcome: SessionOutcome, seconds: float) -> None:
         self.metrics.agi_session_end(route, outcome.value, seconds)
@@ -516,6 +530,11 @@ class Bridge:
             web.TCPSite(runner, http.host, http.port, ssl_context=ssl_context).start,
         )
         self.http_port = runner.addresses[0][1]
+        if self._pop_reader is not None:
+            parts.on_stop("screen pop records reader", self._pop_reader.close)
+        # Before the AMI links: their first pops find the webhook workers running.
+        pop = self.screen_pop
+        await parts.start("screen pop webhooks", None, pop.start, pop.stop)
         if self.records is not None:
             # Before the AMI links: the first events are recorded; stopped after them.
             records = self.records

@@ -8,6 +8,7 @@ from ccbridge.services.agents import AgentService
 from ccbridge.services.calls import CallService
 from ccbridge.services.cluster import ClusterRuntime, ClusterService
 from ccbridge.services.errors import ServiceError
+from ccbridge.services.events import EventService
 from ccbridge.services.ports import Runtime
 from ccbridge.services.reports import ReportService
 from ccbridge.services.sites import SiteService
@@ -17,6 +18,7 @@ __all__ = [
     "AgentService",
     "CallService",
     "ClusterService",
+    "EventService",
     "ReportService",
     "Runtime",
     "ServiceError",
@@ -36,6 +38,7 @@ class Services:
     staffing: StaffingService
     reports: ReportService
     cluster: ClusterService
+    events: EventService
 
     @classmethod
     def over(cls, runtime: ClusterRuntime) -> Services:
@@ -46,4 +49,5 @@ class Services:
             StaffingService(runtime),
             ReportService(runtime),
             ClusterService(runtime),
+            EventService(runtime.screen_pop.hub),
         )

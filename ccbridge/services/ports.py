@@ -13,6 +13,7 @@ from ccbridge.config.model import Config, Trunk
 from ccbridge.routing.engine import Router
 from ccbridge.routing.state import LiveState
 from ccbridge.routing.trunks import TrunkHealth
+from ccbridge.screenpop.publisher import ScreenPop
 
 ActionFields = Mapping[str, str | Sequence[str]]  # as SiteLink.action takes them
 
@@ -52,6 +53,7 @@ class Runtime(Protocol):
     clock: Clock
     router: Router
     agents: AgentMirror
+    screen_pop: ScreenPop  # the pops' hub: what GET /api/v1/events subscribes to
 
     @property
     def links(self) -> Mapping[str, AmiLink]: ...

@@ -22,7 +22,8 @@ from ccbridge.http.access import declared
 
 REPO = Path(__file__).resolve().parents[2]
 # Public on purpose: probes and scrapes carry no token, login is how one gets a token.
-PUBLIC = {"/healthz", "/readyz", "/metrics", "/api/v1/login"}
+# /agent: the agent page (static; it logs in through /api/v1/login like any client).
+PUBLIC = {"/healthz", "/readyz", "/metrics", "/api/v1/login", "/agent", "/agent/agent.js"}
 
 
 @pytest.fixture
