@@ -6,7 +6,10 @@ from dataclasses import dataclass
 
 from ccbridge.services.agents import AgentService
 from ccbridge.services.calls import CallService
+from ccbridge.services.cluster import ClusterRuntime, ClusterService
+from ccbridge.services.desk import DeskService
 from ccbridge.services.errors import ServiceError
+from ccbridge.services.events import EventService
 from ccbridge.services.ports import Runtime
 from ccbridge.services.reports import ReportService
 from ccbridge.services.sites import SiteService
@@ -15,6 +18,9 @@ from ccbridge.services.staffing import StaffingService
 __all__ = [
     "AgentService",
     "CallService",
+    "ClusterService",
+    "DeskService",
+    "EventService",
     "ReportService",
     "Runtime",
     "ServiceError",
@@ -33,13 +39,19 @@ class Services:
     calls: CallService
     staffing: StaffingService
     reports: ReportService
+    desk: DeskService
+    cluster: ClusterService
+    events: EventService
 
     @classmethod
-    def over(cls, runtime: Runtime) -> Services:
+    def over(cls, runtime: ClusterRuntime) -> Services:
         return cls(
             SiteService(runtime),
             AgentService(runtime),
             CallService(runtime),
             StaffingService(runtime),
             ReportService(runtime),
+            DeskService(runtime),
+            ClusterService(runtime),
+            EventService(runtime.screen_pop.hub),
         )
