@@ -39,6 +39,7 @@ from ccbridge.config.model import (
     queue_name,
 )
 from ccbridge.config.reader import Invalid, Reader, kind, missing_secret_problem
+from ccbridge.config.recording import parse_recording
 from ccbridge.config.records import RecordsSettings, parse_records
 from ccbridge.config.store import StoreSettings, parse_store
 from ccbridge.config.survey import parse_survey
@@ -530,6 +531,7 @@ _TOP = {
     "store",
     "survey",
     "records",
+    "recording",
     "access",
     "deploy",
 }
@@ -662,6 +664,14 @@ def parse_config(
     if "survey" in top:
         with r.at("survey", top):
             survey = r.collect(lambda: parse_survey(r, top["survey"], services))
+    recording = None
+    if "recording" in top:
+        with r.at("recording", top):
+            recording = r.collect(
+                lambda: parse_recording(
+                    r, top["recording"], tuple(services), set(smap or {}), set(languages)
+                )
+            )
     missing = r.missing_secrets()
     if resolve_secrets:
         r.problems += [missing_secret_problem(m) for m in missing]
@@ -684,6 +694,7 @@ def parse_config(
         access=access,
         deploy=deploy,
         survey=survey,
+        recording=recording,
         missing_secrets=missing,
     )
 

@@ -10,7 +10,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.aiohttp import make_aiohttp_handler
 
 from ccbridge.config.model import SecretValue
-from ccbridge.http import access, agents, calls, reports, staffing
+from ccbridge.http import access, agents, calls, recordings, reports, staffing
 from ccbridge.http.access import ACCESS, access_middleware, public, requires, scope_sites
 from ccbridge.http.base import (
     API_TOKEN,
@@ -150,4 +150,5 @@ def build_app(
     staffing.add_routes(app)
     reports.add_routes(app)
     access.add_routes(app)
+    recordings.add_routes(app)
     return app

@@ -8,6 +8,7 @@ from ccbridge.services.agents import AgentService
 from ccbridge.services.calls import CallService
 from ccbridge.services.errors import ServiceError
 from ccbridge.services.ports import Runtime
+from ccbridge.services.recordings import RecordingService
 from ccbridge.services.reports import ReportService
 from ccbridge.services.sites import SiteService
 from ccbridge.services.staffing import StaffingService
@@ -15,6 +16,7 @@ from ccbridge.services.staffing import StaffingService
 __all__ = [
     "AgentService",
     "CallService",
+    "RecordingService",
     "ReportService",
     "Runtime",
     "ServiceError",
@@ -33,6 +35,7 @@ class Services:
     calls: CallService
     staffing: StaffingService
     reports: ReportService
+    recordings: RecordingService
 
     @classmethod
     def over(cls, runtime: Runtime) -> Services:
@@ -42,4 +45,5 @@ class Services:
             CallService(runtime),
             StaffingService(runtime),
             ReportService(runtime),
+            RecordingService(runtime, lambda: runtime.recording),
         )

@@ -10,6 +10,7 @@ from ccbridge.ami.client import LinkState
 from ccbridge.ami.codec import AmiMessage
 from ccbridge.clock import Clock
 from ccbridge.config.model import Config, Trunk
+from ccbridge.recording.part import RecordingPart
 from ccbridge.routing.engine import Router
 from ccbridge.routing.state import LiveState
 from ccbridge.routing.trunks import TrunkHealth
@@ -52,6 +53,7 @@ class Runtime(Protocol):
     clock: Clock
     router: Router
     agents: AgentMirror
+    recording: RecordingPart | None  # `recording:` configured (with a store for its index)
 
     @property
     def links(self) -> Mapping[str, AmiLink]: ...

@@ -3,7 +3,10 @@ job in the bridge, or ``ccbridge records purge``), and remove a caller's number 
 record (``ccbridge records erase --number N``), leaving an ``erased`` marker.
 
 Both work in small transactions (``BATCH`` calls each) so the record writer, which
-shares the database, is never locked out for long.
+shares the database, is never locked out for long. Both delete the calls' recordings
+(issue 14): their objects in central storage first (``delete_objects``, off the event
+loop), then their index rows, so a failed delete leaves rows to retry from, never an
+object nobody can find.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -21,6 +24,22 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ccbridge.config.store import StoreSettings
 from ccbridge.store.schema import agent_activity, call_events, calls, coverage_gaps, legs
+
+# Deletes recordings' objects from central storage by key; the number deleted.
+DeleteObjects = Callable[[list[str]], Awaitable[int]]
+
+
+async def _drop_recordings(conn: Any, ids: list[str], delete_objects: DeleteObjects | None) -> int:
+    from ccbridge.recording import index
+
+    keys = await index.keys_of_calls(conn, ids)
+    if keys:
+        if delete_objects is None:
+            log.warning("%d recordings' files left in storage: no recording: section", len(keys))
+        else:
+            await delete_objects(keys)
+    return await index.delete_calls(conn, ids)
+
 
 log = logging.getLogger("ccbridge.store.retention")
 
@@ -32,11 +51,15 @@ def cutoff(now: datetime, days: int) -> datetime:
     return now - timedelta(days=days)
 
 
-async def purge(engine: AsyncEngine, before: datetime) -> dict[str, int]:
-    """Delete every call that arrived before ``before`` with its legs and events, the
-    agent activity before it, and the coverage gaps that ended before it; rows deleted
-    per table."""
-    gone = dict.fromkeys(("calls", "legs", "call_events", "agent_activity", "coverage_gaps"), 0)
+async def purge(
+    engine: AsyncEngine, before: datetime, delete_objects: DeleteObjects | None = None
+) -> dict[str, int]:
+    """Delete every call that arrived before ``before`` with its legs, events and
+    recordings, the agent activity before it, and the coverage gaps that ended before it;
+    rows deleted per table."""
+    gone = dict.fromkeys(
+        ("calls", "legs", "call_events", "recordings", "agent_activity", "coverage_gaps"), 0
+    )
     while True:
         async with engine.begin() as conn:
             ids: list[str] = list(
@@ -53,6 +76,7 @@ async def purge(engine: AsyncEngine, before: datetime) -> dict[str, int]:
             for table in (call_events, legs):
                 r = await conn.execute(delete(table).where(table.c.call_id.in_(ids)))
                 gone[table.name] += r.rowcount
+            gone["recordings"] += await _drop_recordings(conn, ids, delete_objects)
             r = await conn.execute(delete(calls).where(calls.c.call_id.in_(ids)))
             gone["calls"] += r.rowcount
     async with engine.begin() as conn:
@@ -89,13 +113,17 @@ def _scrub(value: Any, digits: str) -> Any:
 class Erased:
     calls: int
     events: int
+    recordings: int = 0
 
 
-async def erase_number(engine: AsyncEngine, number: str) -> Erased:
+async def erase_number(
+    engine: AsyncEngine, number: str, delete_objects: DeleteObjects | None = None
+) -> Erased:
     """Replace ``number`` by ``erased`` in calls.caller_number and in the fields of those
-    calls' events (found over the index calls(caller_number))."""
+    calls' events (found over the index calls(caller_number)), and delete the calls'
+    recordings (the caller's voice)."""
     digits = "".join(ch for ch in number if ch.isdigit())
-    n_calls = n_events = 0
+    n_calls = n_events = n_recordings = 0
     while True:
         async with engine.begin() as conn:
             ids: list[str] = list(
@@ -120,11 +148,12 @@ async def erase_number(engine: AsyncEngine, number: str) -> Erased:
                         update(call_events).where(ev.id == row.id).values(fields=scrubbed)
                     )
                     n_events += 1
+            n_recordings += await _drop_recordings(conn, ids, delete_objects)
             r = await conn.execute(
                 update(calls).where(calls.c.call_id.in_(ids)).values(caller_number=ERASED)
             )
             n_calls += r.rowcount
-    return Erased(n_calls, n_events)
+    return Erased(n_calls, n_events, n_recordings)
 
 
 class RetentionJob:
@@ -139,8 +168,10 @@ class RetentionJob:
         interval: float,
         now: Callable[[], datetime],
         first_delay: float = 60.0,
+        delete_objects: DeleteObjects | None = None,
     ) -> None:
         self.settings = settings
+        self.delete_objects = delete_objects
         self.first_delay = first_delay  # the bridge settles (links, resyncs) first
         self.days = days
         self.interval = interval
@@ -161,7 +192,7 @@ class RetentionJob:
         if self._engine is None:
             self._engine = make_engine(self.settings)
         await ensure_current(self._engine)  # never purge a schema this code does not know
-        gone = await purge(self._engine, cutoff(self._now(), self.days))
+        gone = await purge(self._engine, cutoff(self._now(), self.days), self.delete_objects)
         self.rounds += 1
         for k, v in gone.items():
             self.purged[k] = self.purged.get(k, 0) + v
