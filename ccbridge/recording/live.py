@@ -1,12 +1,15 @@
-"""Recordings in progress, from AMI's MixMonitorStart/Stop events: what pause and resume act on.
+"""Recordings in progress, from AMI's MixMonitorStart and the channel's Hangup: what pause acts on.
 
 MixMonitor runs on the answering agent's channel (dialplans: ccb-record-start); its
 events carry that channel's snapshot with the call's CCB_CALLID (manager.conf
-channelvars). Pure bookkeeping: no I/O, times given by the caller.
+channelvars). Asterisk 22 sends MixMonitorStop only for StopMixMonitor, not when the
+channel hangs up (seen on the lab), so the recording ends with its channel's Hangup.
+Pure bookkeeping: no I/O, times given by the caller.
 """
 
 from __future__ import annotations
 
+import re
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -17,6 +20,7 @@ from ccbridge.recording.naming import RecordingName
 
 ENDED_KEPT = 10_000  # recently ended calls remembered, to answer "ended" rather than "unknown"
 _PREFIX = v.CALLID + "="
+_UNIQUEID_TAIL = re.compile(r"[0-9]{1,12}\.[0-9]{1,12}$")
 
 
 @dataclass
@@ -63,10 +67,13 @@ class LiveRecordings:
         from ccbridge.records import callid
 
         call = call_id_of(event)
-        uniqueid = event.get("Uniqueid", "")
+        # A site with a systemname prefixes its uniqueids (bangalore-1795909152.1); the
+        # dialplan names the file from the number part alone (FILTER(0-9.)), so does this.
+        m = _UNIQUEID_TAIL.search(event.get("Uniqueid", ""))
         channel = event.get("Channel", "")
-        if call is None or callid.parse(call) is None or not channel or not uniqueid:
+        if call is None or callid.parse(call) is None or not channel or m is None:
             return None
+        uniqueid = m.group(0)
         rec = LiveRecording(RecordingName(call, site, uniqueid), channel, at)
         recs = self.by_call.setdefault(call, [])
         recs[:] = [r for r in recs if r.channel != channel] + [rec]

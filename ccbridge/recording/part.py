@@ -22,7 +22,8 @@ from ccbridge.recording.storage import DirectoryStorage, Storage
 log = logging.getLogger("ccbridge.recording")
 
 MIXMONITOR_START = "MixMonitorStart"
-MIXMONITOR_STOP = "MixMonitorStop"
+MIXMONITOR_STOP = "MixMonitorStop"  # StopMixMonitor only
+HANGUP = "Hangup"  # the recorded channel's end: MixMonitor closes the file
 RESCAN_AFTER_STOP = 0.5  # seconds: MixMonitor's command renames the file once it closed it
 
 
@@ -94,6 +95,7 @@ class RecordingPart:
     def subscribe(self, bus: EventBus) -> None:
         bus.subscribe(MIXMONITOR_START, self._on_start)
         bus.subscribe(MIXMONITOR_STOP, self._on_stop)
+        bus.subscribe(HANGUP, self._on_stop)
 
     def _spawn(self, coro: object, what: str) -> None:
         async def run() -> None:
@@ -121,7 +123,9 @@ class RecordingPart:
 
     def _on_stop(self, site: str, event: Mapping[str, str]) -> None:
         rec = self.live.stopped(site, event, self.now())
-        if rec is not None and rec.pauses:
+        if rec is None:
+            return
+        if rec.pauses:
             self.save_pauses_soon(rec.name.call_id, rec.name.recording_id, site, rec.pauses)
         self.shipper.wake(RESCAN_AFTER_STOP)
 
