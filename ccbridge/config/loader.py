@@ -672,6 +672,10 @@ def parse_config(
                     r, top["recording"], tuple(services), set(smap or {}), set(languages)
                 )
             )
+            if recording is not None and (store is None or not store.enabled):
+                # The index is in the record store: without one a recording would reach
+                # storage with nothing to find it by (and retention would never see it).
+                r.collect(lambda: _fail(r, "recording needs a store: section (its index)"))
     missing = r.missing_secrets()
     if resolve_secrets:
         r.problems += [missing_secret_problem(m) for m in missing]
@@ -726,3 +730,7 @@ def _check_tls_trunks(
                         f"{t.remote} is {peer.name}'s UDP SIP address; a TLS trunk ends at "
                         f"its TLS transport {peer.sip_tls}"
                     )
+
+
+def _fail(r: Reader, message: str) -> None:
+    raise r.fail(message)

@@ -232,22 +232,18 @@ def parse_recording(
         return r.req(m, "dir", lambda y: _local_path(r, y))
 
     current, keys = r.req(d, "keys", lambda x: _keys(r, x))
-    return RecordingSettings(
-        keys=keys,
-        current_key=current,
-        services=services,
-        storage_dir=_local_path(r, DEFAULT_STORAGE_DIR),
-        **r.given(
-            d,
-            {
-                "policy": lambda x: _policy(r, x, svc),
-                "sites": site_map,
-                "announcement": announcement,
-                "storage": storage,
-                "scan_interval": r.number(0.1, 3600),
-                "retry_max": r.number(1, 86_400),
-                "chunk_size": r.integer(4096, 4 * 1024 * 1024),
-            },
-            {"storage": "storage_dir"},
-        ),
+    given = r.given(
+        d,
+        {
+            "policy": lambda x: _policy(r, x, svc),
+            "sites": site_map,
+            "announcement": announcement,
+            "storage": storage,
+            "scan_interval": r.number(0.1, 3600),
+            "retry_max": r.number(1, 86_400),
+            "chunk_size": r.integer(4096, 4 * 1024 * 1024),
+        },
+        {"storage": "storage_dir"},
     )
+    given.setdefault("storage_dir", _local_path(r, DEFAULT_STORAGE_DIR))
+    return RecordingSettings(keys=keys, current_key=current, services=services, **given)

@@ -191,8 +191,11 @@ class RecordingShipper:
         self._engine = engine
         self._now = now
         self.metrics = ShipperMetrics(registry)
-        for s in sites:
+        for s in sites:  # every series from the start: an alert sees 0 before the first
             self.metrics.pending.labels(site=s).set(0)
+            self.metrics.stored.labels(site=s)
+            for reason in ("storage", "index", "source"):
+                self.metrics.failed.labels(site=s, reason=reason)
         self.work_dir = Path(settings.storage_dir) / ".work"
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None

@@ -129,7 +129,7 @@ class RecordingService:
             raise ServiceError(
                 "recording-not-stored",
                 f"the recording is {row.status}, not in central storage yet",
-                status=row.status,
+                recording_status=row.status,
             )
         key = row.storage_key
 
