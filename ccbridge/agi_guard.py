@@ -61,11 +61,29 @@ def guard_view(config: Config, site: Site) -> GuardView | None:
     )
 
 
+def route_urls(config: Config, site: Site) -> tuple[str, ...]:
+    """The URLs the site's dialplan tries in order for a route, within the cluster's
+    budget (issue 15): its guard (asked again when it balances over several bridges:
+    a bridge that hung mid-session is out of the guard's rotation by then), else one
+    hagi:// URL when the bridges are listed in DNS SRV, else each bridge in turn."""
+    bridge = config.bridge
+    if bridge.agi_guard is not None:
+        tries = bridge.cluster.guard_tries if len(bridge.guard_servers) > 1 else 1
+        return (agi_urls(config, site)[0],) * tries
+    if bridge.cluster.srv is not None:
+        return (v.hagi_url(bridge.cluster.srv, v.AGI_ROUTE),)
+    return tuple(v.agi_url(str(hp), v.AGI_ROUTE) for hp in bridge.agi_servers)
+
+
 def agi_urls(config: Config, site: Site) -> tuple[str, str]:
-    """What the site's dialplan dials for a route and for a lookup: its guard, when on."""
+    """What the site's dialplan dials first for a route, and for a lookup: its guard,
+    when on; else the SRV name, or the first bridge of the list."""
     guard = config.bridge.agi_guard
     if guard is None:
-        host = str(config.bridge.agi_url_host)
+        srv = config.bridge.cluster.srv
+        if srv is not None:
+            return v.hagi_url(srv, v.AGI_ROUTE), v.hagi_url(srv, v.AGI_LOOKUP)
+        host = str(config.bridge.agi_servers[0])
         return v.agi_url(host, v.AGI_ROUTE), v.agi_url(host, v.AGI_LOOKUP)
     return (
         v.agi_url(f"{site.sip.host}:{guard.port}", v.AGI_ROUTE),

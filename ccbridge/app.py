@@ -15,7 +15,8 @@ from typing import Final
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from ccbridge import loopdebug, sdnotify, variables
+from ccbridge import cluster, loopdebug, sdnotify, variables
+from ccbridge.access.metrics import AuditCollector
 from ccbridge.access.runtime import AccessStore
 from ccbridge.agents import AgentMirror
 from ccbridge.agi import allow as agi_allow
@@ -25,6 +26,7 @@ from ccbridge.agi.lookup import make_lookup_handler
 from ccbridge.agi.server import FastAgiServer, SessionOutcome
 from ccbridge.ami.client import AmiError, LinkState, SiteLink
 from ccbridge.clock import Clock
+from ccbridge.cluster import Heartbeat
 from ccbridge.config.model import Config
 from ccbridge.events import EventBus, EventHandler
 from ccbridge.heldroutes import HeldRoutePublisher
@@ -51,13 +53,17 @@ from ccbridge.routing.state import (
     set_site_up,
     with_site_maps,
 )
+from ccbridge.screenpop.history import store_query
+from ccbridge.screenpop.publisher import ScreenPop
 from ccbridge.selfservice import SelfServiceClient
 from ccbridge.services import Services
 from ccbridge.services.access import AccessService
 from ccbridge.services.ports import TrunkNow
+from ccbridge.services.recordsread import RecordsReader
 from ccbridge.staffing.gauges import StaffingCollector
 from ccbridge.staffing.live import live_staff
 from ccbridge.staffing.refresher import LivePlan
+from ccbridge.store.cluster import BridgeBeat
 from ccbridge.store.migrate import SchemaError
 from ccbridge.store.retention import RetentionJob
 
@@ -134,6 +140,16 @@ class Bridge:
         if config.recording is not None and config.store.enabled:
             self.recording = RecordingPart(config, self.registry, self.clock.now)
             self.recording.subscribe(self.bus)
+        # Screen pops (issue 14): the caller's details and history when an agent rings
+        # and answers, to the event stream and webhooks; history from the records.
+        self._pop_reader = RecordsReader(self) if config.store.enabled else None
+        self.screen_pop = ScreenPop(
+            config,
+            self.registry,
+            self.clock.now,
+            store_query(self._pop_reader.read) if self._pop_reader is not None else None,
+        )
+        self.screen_pop.subscribe(self.bus)
         self.services = Services.over(self)
         # The current half hour's required and staffed agents per queue (issue 16), from
         # a plan of the records recomputed every 15 minutes off the hot path.
@@ -152,6 +168,13 @@ class Bridge:
             config.records.purge_interval,
             self.clock.now,
             delete_objects=object_deleter(self.recording.storage) if self.recording else None,
+            audit_days=config.records.audit_retention_days,
+        )
+        # Several bridges (issue 15): this one's heartbeat row in the shared store, and
+        # the FastAGI sessions it served (route and lookup; the guard's checks are not).
+        self.sessions_served = 0
+        self.heartbeat = Heartbeat(
+            config.store, config.bridge.cluster.heartbeat, self._cluster_snapshot
         )
         self.agi = FastAgiServer(
             {
@@ -175,6 +198,7 @@ class Bridge:
         # Users and the audit trail join at start (engine and trail set then): a bridge
         # built but not started knows only the bootstrap token.
         self.access = AccessService.from_config(config, None, None)
+        self.registry.register(AuditCollector(lambda: self.access.trail))
 
     @property
     def state(self) -> LiveState:
@@ -227,6 +251,7 @@ class Bridge:
         self.metrics.record_decision(receiving, decision)
         if self.records is not None:
             self.records.ingest.on_decision(call, decision)
+        self.screen_pop.on_decision(call, decision)
 
     def _record(self, decision: Decision) -> str:
         """CCB_RECORD for a call the bridge routes to a queue (sampled per call)."""
@@ -236,6 +261,17 @@ class Bridge:
 
     def _on_agi_session_end(self, route: str, outcome: SessionOutcome, seconds: float) -> None:
         self.metrics.agi_session_end(route, outcome.value, seconds)
+        if route != variables.AGI_HEALTH:
+            self.sessions_served += 1
+
+    # -- several bridges -------------------------------------------------------------
+    def _cluster_snapshot(self) -> tuple[tuple[str, ...], int]:
+        up = tuple(sorted(name for name, link in self.links.items() if link.connected))
+        return up, self.sessions_served
+
+    def cluster_self(self) -> BridgeBeat:
+        """This bridge as its next heartbeat row will say (GET /api/v1/cluster)."""
+        return self.heartbeat.current()
 
     # -- AMI -----------------------------------------------------------------------
     def _state_handler(self, update: SiteUpdate) -> EventHandler:
@@ -477,6 +513,7 @@ class Bridge:
         # The staffing plan's reader of the records store: opened on first use.
         parts.on_stop("staffing records reader", self.services.staffing.close)
         parts.on_stop("reports records reader", self.services.reports.close)
+        parts.on_stop("cluster records reader", self.services.cluster.close)
         if self.selfservice is not None:
             parts.on_stop("self-service client", self.selfservice.close)
         http = self.config.bridge.http_listen
@@ -501,6 +538,11 @@ class Bridge:
             web.TCPSite(runner, http.host, http.port, ssl_context=ssl_context).start,
         )
         self.http_port = runner.addresses[0][1]
+        if self._pop_reader is not None:
+            parts.on_stop("screen pop records reader", self._pop_reader.close)
+        # Before the AMI links: their first pops find the webhook workers running.
+        pop = self.screen_pop
+        await parts.start("screen pop webhooks", None, pop.start, pop.stop)
         if self.records is not None:
             # Before the AMI links: the first events are recorded; stopped after them.
             records = self.records
@@ -523,6 +565,11 @@ class Bridge:
             await parts.start("held routes", "each site's AstDB", self.held.start, self.held.stop)
         agi = self.config.bridge.agi_listen
         await parts.start("FastAGI server", str(agi), self.agi.start, self.agi.stop)
+        identity = cluster.identity(self.config, self.http_port)
+        self.heartbeat.identity = self.retention.identity = identity
+        if self.config.store.enabled:
+            beat = self.heartbeat
+            await parts.start("cluster heartbeat", identity, beat.start, beat.stop)
         if self.records is not None:
             await parts.start("records retention", None, self.retention.start, self.retention.stop)
         if self.recording is not None:

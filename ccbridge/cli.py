@@ -73,10 +73,13 @@ def cmd_render(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from ccbridge import logs, loopdebug
     from ccbridge.app import run_bridge
+    from ccbridge.cluster import for_this_process
 
     config = _load(args.config)
     logs.setup(args.log_level or config.bridge.log_level, args.log_format)
     try:
+        # Several bridges on one file: this process's identity and listeners (issue 15).
+        config = for_this_process(config, os.environ)
         slow_ms = args.slow_callback_ms or loopdebug.env_threshold_ms()
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -10,7 +10,7 @@ from pathlib import Path
 import jinja2
 
 from ccbridge import variables
-from ccbridge.agi_guard import agi_urls, guard_view
+from ccbridge.agi_guard import agi_urls, guard_view, route_urls
 from ccbridge.config.model import (
     Config,
     Number,
@@ -282,6 +282,11 @@ def site_context(config: Config, site: Site) -> dict[str, object]:
         "site": site,
         "bridge": config.bridge,
         "agi_url": agi_urls(config, site)[0],
+        # Several bridges (issue 15): the URLs ccb-route tries in order, and the bound.
+        "agi_tries": [
+            (variables.agi_url_global(i), u) for i, u in enumerate(route_urls(config, site), 1)
+        ],
+        "agi_budget_ms": round(config.bridge.cluster.budget * 1000),
         "guard": guard_view(config, site),
         "guard_maxconn": max(4096, 2 * config.bridge.max_agi_sessions),
         "numbers": numbers,

@@ -26,6 +26,8 @@ RING_SECONDS = "CCB_RING_SECONDS"  # Dial timeout per trunk; empty: none (inter-
 CALLER_ID = "CCB_CALLER_ID"  # outbound: the caller ID presented to the customer
 
 # Set by the dialplan itself.
+AGI_URL = "CCB_AGI_URL"  # a global: the first FastAGI URL to try (then CCB_AGI_URL_2, ...)
+AGI_STARTED = "CCB_AGI_T0"  # ms since the epoch when the first FastAGI try started
 DID = "CCB_DID"  # the number the caller dialled, carried across sites in a SIP header
 # One ID per call across every site it passes through (issue 12): set (inherited, as
 # __CCB_CALLID) by the entry site before anything else, carried over inter-site trunks
@@ -120,6 +122,17 @@ ROUTE_KINDS = (ROUTE_QUEUE, ROUTE_REMOTE, ROUTE_AFTER_HOURS, ROUTE_REJECT)
 def agi_url(host: str, route: str) -> str:
     """``agi://127.0.0.1:4573/route``: the URL the dialplan calls for ``route``."""
     return f"agi://{host}/{route}"
+
+
+def hagi_url(name: str, route: str) -> str:
+    """``hagi://bridges.example/route``: Asterisk looks up SRV ``_agi._tcp.NAME`` and
+    tries the targets by priority and weight (a port in the URL would turn SRV off)."""
+    return f"hagi://{name}/{route}"
+
+
+def agi_url_global(index: int) -> str:
+    """The dialplan global holding the ``index``-th URL to try (1: CCB_AGI_URL)."""
+    return AGI_URL if index == 1 else f"{AGI_URL}_{index}"
 
 
 def trunk_var(index: int) -> str:

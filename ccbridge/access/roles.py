@@ -32,6 +32,7 @@ VOCABULARY: Mapping[str, str] = {
     "ccb.routes.preview": "preview a routing decision",
     "ccb.staffing.read": "staffing and coverage",
     "ccb.audit.read": "the audit trail",
+    "ccb.cluster.read": "the bridges alive, their sites and sessions",
     "ccb.deploys.write": "apply a deployment",
 }
 TEMPLATES: tuple[tuple[str, ...], ...] = tuple(tuple(p.split(".")) for p in VOCABULARY)
@@ -84,6 +85,7 @@ BUILTIN: Mapping[str, Role] = {
                 "ccb.reports.*.read",
                 "ccb.routes.preview",
                 "ccb.staffing.read",
+                "ccb.cluster.read",
                 "!ccb.numbers.read",
             ),
             "read-only, caller numbers masked",

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
+import os
+import socket
 import time
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Container, Mapping, Sequence
@@ -44,6 +46,11 @@ _STREAM_LIMIT: Final = 64 * 1024
 # Asterisk opens one connection per AGI() call; a burst of calls must not overflow the
 # accept queue (a dropped SYN costs the caller a 1 s retransmit, Asterisk gives up at 2 s).
 _BACKLOG: Final = 1024
+# asyncio accepts up to its ``backlog`` argument in one loop turn; after a stall (a
+# SIGSTOP, a swap) the whole queue is waiting and accepting 1,000 connections in one
+# callback took 64 ms. The server is started with this batch and the socket listened on
+# again with _BACKLOG, so the kernel queue stays deep and one turn accepts at most this.
+_ACCEPT_BATCH: Final = 64
 # res_agi.c treats a first line starting with "failure" as AGI_RESULT_FAILURE, so
 # AGISTATUS=FAILURE and the dialplan takes its fallback branch.  Closing without a
 # line would give AGISTATUS=SUCCESS (the "script completed" path).
@@ -303,8 +310,12 @@ class FastAgiServer:
         if self._server is not None:
             raise RuntimeError("FastAgiServer already started")
         self._server = await asyncio.start_server(
-            self._on_connect, self._host, self._port, limit=_STREAM_LIMIT, backlog=_BACKLOG
+            self._on_connect, self._host, self._port, limit=_STREAM_LIMIT, backlog=_ACCEPT_BATCH
         )
+        for listening in self._server.sockets:
+            # a second listen() on a listening socket only resizes its queue (Linux)
+            with socket.socket(fileno=os.dup(listening.fileno())) as same:
+                same.listen(_BACKLOG)
         self._log.info(
             "FastAGI listening on %s:%d, routes %s", self._host, self.port, sorted(self._handlers)
         )

@@ -1,11 +1,20 @@
-"""Parse `bridge.agi_guard` and `bridge.watchdog`; errors name file, line and key like the rest."""
+"""Parse `bridge.agi_guard`, `bridge.watchdog` and `bridge.cluster`; errors name file, line
+and key like the rest."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
-from ccbridge.config.model import AgiGuard, BridgeSettings, HostPort, Site, Watchdog
+from ccbridge.config.model import (
+    AgiGuard,
+    BridgeSettings,
+    ClusterSettings,
+    HostPort,
+    Site,
+    Watchdog,
+)
 from ccbridge.config.reader import Reader, kind
 from ccbridge.config.yamlsrc import LineDict
 
@@ -111,3 +120,59 @@ def check_guard(
                             f"address {site.sip.host}, where the guard listens"
                         )
                     break
+
+
+# A bridge's identity goes into the store and the API: printable, no spaces, bounded.
+IDENTITY_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@-]{0,159}")
+# A DNS name for hagi:// (Asterisk looks up _agi._tcp.NAME): letters, digits, '-' labels.
+_DNS_RE = re.compile(r"(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*"
+                     r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?")  # fmt: skip
+
+
+def identity_problem(s: str) -> str | None:
+    """Why ``s`` cannot be a bridge identity, or None."""
+    if IDENTITY_RE.fullmatch(s):
+        return None
+    return (
+        f"bridge identity {s[:40]!r} must be 1-160 letters, digits or '.', '_', ':', '@', '-' "
+        "(starting with a letter or digit)"
+    )
+
+
+def parse_cluster(r: Reader, v: Any, guard_on: bool) -> ClusterSettings:
+    """`bridge.cluster`: identity, every bridge's FastAGI address (or SRV), the bounds."""
+    d = r.mapping(v, set(ClusterSettings.__dataclass_fields__))
+    c = ClusterSettings()
+
+    def identity(x: Any) -> str:
+        s = r.string(x)
+        why = identity_problem(s)
+        if why:
+            raise r.fail(why)
+        return s
+
+    def srv(x: Any) -> str:
+        s = r.string(x)
+        if not _DNS_RE.fullmatch(s):
+            raise r.fail(f"expected a DNS name (Asterisk looks up _agi._tcp.NAME), got {s!r}")
+        if guard_on:
+            raise r.fail(
+                "the AGI guard is on: it balances over `servers` itself; SRV (hagi://) is "
+                "for sites that dial the bridges directly"
+            )
+        return s
+
+    heartbeat = r.get(d, "heartbeat", r.number(0.2, 60), c.heartbeat)
+    alive_after = r.get(d, "alive_after", r.number(0.5, 3600), max(c.alive_after, 3 * heartbeat))
+    if alive_after < 2 * heartbeat:
+        with r.at("alive_after", d):
+            raise r.fail(f"{alive_after:g}s must be at least twice the heartbeat ({heartbeat:g}s)")
+    return ClusterSettings(
+        identity=r.get(d, "identity", identity, None),
+        servers=r.get(d, "servers", lambda x: _servers(r, x), ()),
+        srv=r.get(d, "srv", srv, None),
+        budget=r.get(d, "budget", r.number(0.1, 30), c.budget),
+        guard_tries=r.get(d, "guard_tries", r.integer(1, 5), c.guard_tries),
+        heartbeat=heartbeat,
+        alive_after=alive_after,
+    )

@@ -12,7 +12,12 @@ from typing import Any
 
 from ccbridge.config.access_loader import AccessSettings, parse_access, parse_tls
 from ccbridge.config.deploy import DeploySettings, parse_deploy
-from ccbridge.config.guard_loader import check_guard, parse_agi_guard, parse_watchdog
+from ccbridge.config.guard_loader import (
+    check_guard,
+    parse_agi_guard,
+    parse_cluster,
+    parse_watchdog,
+)
 from ccbridge.config.ivr_loader import parse_ivr
 from ccbridge.config.model import (
     AMI_PORT,
@@ -22,6 +27,7 @@ from ccbridge.config.model import (
     AmiSettings,
     BridgeSettings,
     CarrierPrivacy,
+    ClusterSettings,
     Config,
     Country,
     HeldRouteSettings,
@@ -41,6 +47,7 @@ from ccbridge.config.model import (
 from ccbridge.config.reader import Invalid, Reader, kind, missing_secret_problem
 from ccbridge.config.recording import parse_recording
 from ccbridge.config.records import RecordsSettings, parse_records
+from ccbridge.config.screenpop import ScreenPopSettings, parse_screen_pop
 from ccbridge.config.store import StoreSettings, parse_store
 from ccbridge.config.survey import parse_survey
 from ccbridge.config.tls_loader import parse_ami_tls, parse_site_tls
@@ -81,6 +88,7 @@ def _bridge(r: Reader, v: Any) -> BridgeSettings:
             "watchdog",
             "agi_allow",
             "tls",
+            "cluster",
         },
         {"agi_listen", "http_listen"},
     )
@@ -96,6 +104,9 @@ def _bridge(r: Reader, v: Any) -> BridgeSettings:
     guard = r.collect(lambda: r.get(d, "agi_guard", partial(parse_agi_guard, r), None))
     watchdog = r.collect(lambda: r.get(d, "watchdog", partial(parse_watchdog, r), Watchdog()))
     tls = r.collect(lambda: r.get(d, "tls", partial(parse_tls, r), None))
+    cluster = r.collect(
+        lambda: r.get(d, "cluster", partial(parse_cluster, r, guard_on=guard is not None), None)
+    )
     return BridgeSettings(
         agi_listen=agi,
         agi_url_host=r.get(d, "agi_url_host", r.host_port(), agi),
@@ -115,6 +126,7 @@ def _bridge(r: Reader, v: Any) -> BridgeSettings:
         agi_guard=guard,
         watchdog=watchdog or Watchdog(),
         tls=tls,
+        cluster=cluster or ClusterSettings(),
     )
 
 
@@ -534,6 +546,7 @@ _TOP = {
     "recording",
     "access",
     "deploy",
+    "screen_pop",
 }
 
 
@@ -676,6 +689,10 @@ def parse_config(
                 # The index is in the record store: without one a recording would reach
                 # storage with nothing to find it by (and retention would never see it).
                 r.collect(lambda: _fail(r, "recording needs a store: section (its index)"))
+    screen_pop = None
+    if "screen_pop" in top:
+        with r.at("screen_pop", top):
+            screen_pop = r.collect(lambda: parse_screen_pop(r, top["screen_pop"]))
     missing = r.missing_secrets()
     if resolve_secrets:
         r.problems += [missing_secret_problem(m) for m in missing]
@@ -697,6 +714,7 @@ def parse_config(
         records=records or RecordsSettings(),
         access=access,
         deploy=deploy,
+        screen_pop=screen_pop or ScreenPopSettings(),
         survey=survey,
         recording=recording,
         missing_secrets=missing,

@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from ccbridge.config.ivr import IvrSettings, SelfServiceSettings
     from ccbridge.config.recording import RecordingSettings
     from ccbridge.config.records import RecordsSettings
+    from ccbridge.config.screenpop import ScreenPopSettings
     from ccbridge.config.store import StoreSettings
     from ccbridge.config.survey import SurveySettings
 
@@ -380,13 +381,38 @@ class BridgeSettings:
     agi_allow: tuple[str, ...] = ()
     watchdog: Watchdog = field(default_factory=Watchdog)
     tls: TlsSettings | None = None  # HTTPS for the API when set
+    cluster: ClusterSettings = field(default_factory=lambda: ClusterSettings())
 
     @property
     def guard_servers(self) -> tuple[HostPort, ...]:
-        """The FastAGI ports the guard forwards to."""
-        if self.agi_guard is None or not self.agi_guard.servers:
-            return (self.agi_url_host,)
-        return self.agi_guard.servers
+        """The FastAGI ports the guard forwards to: its own list, else every bridge."""
+        if self.agi_guard is not None and self.agi_guard.servers:
+            return self.agi_guard.servers
+        return self.cluster.servers or (self.agi_url_host,)
+
+    @property
+    def agi_servers(self) -> tuple[HostPort, ...]:
+        """Every bridge's FastAGI address, in the order a site's dialplan tries them."""
+        return self.cluster.servers or (self.agi_url_host,)
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterSettings:
+    """`bridge.cluster`: several bridges on one deployment file (issue 15).
+
+    Without the guard, each site's dialplan tries ``servers`` in order within the call
+    (or, with ``srv``, one ``hagi://`` URL whose SRV records list them), starting no new
+    try ``budget`` seconds after the first; with the guard on, the guard balances over
+    them and the dialplan asks the guard up to ``guard_tries`` times within the budget.
+    """
+
+    identity: str | None = None  # None: $CCBRIDGE_BRIDGE_ID, else hostname:http port
+    servers: tuple[HostPort, ...] = ()  # every bridge's FastAGI address; () = agi_url_host
+    srv: str | None = None  # hagi://SRV/route: Asterisk looks up _agi._tcp.SRV
+    budget: float = 2.5  # seconds after the first try when no new try starts
+    guard_tries: int = 2  # asks through the guard per call (with several servers)
+    heartbeat: float = 1.0  # seconds between heartbeat rows in the store
+    alive_after: float = 5.0  # a bridge not seen this long is not alive
 
 
 @dataclass(frozen=True, slots=True)
@@ -408,6 +434,7 @@ class Config:
     access: AccessSettings = field(default_factory=lambda: _default_access())
     deploy: DeploySettings = field(default_factory=lambda: _default_deploy())
     recording: RecordingSettings | None = None  # None: nothing is recorded
+    screen_pop: ScreenPopSettings = field(default_factory=lambda: _default_screen_pop())
     # Secrets that gave nothing where the file was read (only when loaded without
     # requiring them, e.g. by `ccbridge check` on an admin's laptop).
     missing_secrets: tuple[MissingSecret, ...] = ()
@@ -471,6 +498,12 @@ def _default_records() -> RecordsSettings:
     from ccbridge.config.records import RecordsSettings  # kept beside the store's section
 
     return RecordsSettings()
+
+
+def _default_screen_pop() -> ScreenPopSettings:
+    from ccbridge.config.screenpop import ScreenPopSettings  # imports the reader
+
+    return ScreenPopSettings()
 
 
 def _default_deploy() -> DeploySettings:

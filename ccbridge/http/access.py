@@ -16,7 +16,9 @@ fails)::
 
 A ``{placeholder}`` the path gives is filled from it; one it does not give means "for
 at least one site" (``{site}``) or "at least one agent" (``{agent}``), and the handler
-narrows its answer with ``scope_sites`` / ``can``. ``audit=True`` marks a read of
+narrows its answer with ``scope_sites`` / ``scope_agents`` / ``can``.
+``alternatives=(...)`` lets a caller holding one of those in instead (the call list:
+a site's calls, or an agent's own). ``audit=True`` marks a read of
 sensitive data (call lists with numbers, exports): it is audited like every mutating
 call. Permission names: ``ccbridge/access/roles.py`` VOCABULARY.
 """
@@ -64,13 +66,22 @@ H = TypeVar("H", bound=Callable[..., Any])
 class Declared:
     permission: str | None  # None: public
     audit: bool = False  # audit this read (sensitive data, exports)
+    # Permissions that let the caller in instead (an agent's own calls beside a site's
+    # calls): the handler narrows its answer to what the caller holds.
+    alternatives: tuple[str, ...] = ()
+
+    @property
+    def permissions(self) -> tuple[str, ...]:
+        return () if self.permission is None else (self.permission, *self.alternatives)
 
 
-def requires(permission: str, *, audit: bool = False) -> Callable[[H], H]:
+def requires(
+    permission: str, *, audit: bool = False, alternatives: tuple[str, ...] = ()
+) -> Callable[[H], H]:
     """Declare the permission a handler needs (see the module docstring)."""
 
     def mark(handler: H) -> H:
-        setattr(handler, _ATTR, Declared(permission, audit))
+        setattr(handler, _ATTR, Declared(permission, audit, alternatives))
         return handler
 
     return mark
@@ -101,6 +112,14 @@ def can(request: web.Request, permission: str) -> bool:
 def scope_sites(request: web.Request, template: str) -> list[str]:
     """The configured sites for which the caller holds ``template`` (``{site}`` filled)."""
     return principal(request).sites_with(template, request.app[ACCESS].sites)
+
+
+def scope_agents(request: web.Request, template: str) -> list[str]:
+    """The agents (configured, and the caller's own) for which the caller holds
+    ``template`` (``{agent}`` filled): an agent user's ``me``."""
+    p = principal(request)
+    agents = dict.fromkeys([*request.app[ACCESS].agents, *([p.agent] if p.agent else [])])
+    return [a for a in agents if p.can(template.format(agent=a))]
 
 
 def check_site(request: web.Request, site: str | None) -> None:
@@ -189,7 +208,7 @@ async def access_middleware(request: web.Request, handler: Handler) -> web.Strea
         p = await access.authenticate(request.headers.get("Authorization"), source)
     except AccessDenied as exc:
         return _unauthorised(exc)
-    for key in _fields(decl.permission):
+    for key in {f for perm in decl.permissions for f in _fields(perm)}:
         if key in info and not _SEGMENT.match(info[key]):
             # A '.' would add ACL segments (and no site or agent has one): no such object.
             raise ApiError(404, "not-found", "no such object")
@@ -197,7 +216,7 @@ async def access_middleware(request: web.Request, handler: Handler) -> web.Strea
     obj, site = _object_and_site(info)
     if site is None and "site" in request.query:
         site = request.query["site"][:64]
-    if not _authorised(p, decl.permission, info, access):
+    if not any(_authorised(p, perm, info, access) for perm in decl.permissions):
         access.audit(
             AuditEvent(p.name, source, action, "denied", obj, site, 403, {"needs": decl.permission})
         )

@@ -50,6 +50,7 @@ STATUS: Final[dict[str, int]] = {
     "ami-error": 502,
     "records-unavailable": 503,
     "site-down": 503,
+    "too-many-streams": 503,
     "no-carrier": 503,
     "originate-failed": 503,
     "ami-timeout": 504,

@@ -10,7 +10,14 @@ from typing import Any
 
 from aiohttp import web
 
-from ccbridge.http.access import can, can_read_numbers, requires, scope_sites
+from ccbridge.http.access import (
+    can,
+    can_read_numbers,
+    principal,
+    requires,
+    scope_agents,
+    scope_sites,
+)
 from ccbridge.http.base import SERVICES, ApiError
 from ccbridge.reports.calls import CALL_COLUMNS, EVENT_COLUMNS, LEG_COLUMNS
 from ccbridge.reports.csvout import to_csv
@@ -47,17 +54,33 @@ async def _json(body: Any, headers: Mapping[str, str] | None = None) -> web.Resp
 
 
 CALLS_READ = "ccb.calls.{site}.read"
+# An agent user's own calls (the agent role's ccb.agents.me.#): the calls it answered.
+OWN_CALLS_READ = "ccb.agents.{agent}.calls.read"
 REPORTS_READ = "ccb.reports.{site}.read"
 REPORTS_EXPORT = "ccb.reports.{site}.export"
 
 
-@requires(CALLS_READ, audit=True)
+def _call_params(request: web.Request) -> dict[str, list[str]]:
+    """The query, ``agent=me`` read as the caller's own agent."""
+    params = _params(request)
+    if params.get("agent") == ["me"]:
+        me = principal(request).agent
+        if me is None:
+            raise ApiError(
+                400, "no-agent", "'agent=me': this user is bound to no agent", field="agent"
+            )
+        params["agent"] = [me]
+    return params
+
+
+@requires(CALLS_READ, audit=True, alternatives=(OWN_CALLS_READ,))
 async def list_calls(request: web.Request) -> web.Response:
     q, page = await request.app[SERVICES].reports.list_calls(
-        _params(request),
+        _call_params(request),
         request.headers.get("Accept"),
         numbers=can_read_numbers(request),
         sites=scope_sites(request, CALLS_READ),
+        agents=scope_agents(request, OWN_CALLS_READ),
     )
     nxt = page.next.encode() if page.next is not None else None
     headers = {"X-Next-Cursor": nxt} if nxt else {}
@@ -66,12 +89,13 @@ async def list_calls(request: web.Request) -> web.Response:
     return await _json({"calls": page.rows, "next": nxt}, headers)
 
 
-@requires(CALLS_READ, audit=True)
+@requires(CALLS_READ, audit=True, alternatives=(OWN_CALLS_READ,))
 async def get_call(request: web.Request) -> web.Response:
     detail = await request.app[SERVICES].reports.call(
         request.match_info["id"],
         numbers=can_read_numbers(request),
         sites=scope_sites(request, CALLS_READ),
+        agents=scope_agents(request, OWN_CALLS_READ),
     )
     fmt = request.query.get("format")
     if fmt == "csv" or (fmt is None and "text/csv" in request.headers.get("Accept", "")):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -55,15 +56,39 @@ def mask_fields(fields: Any) -> Any:
 
 
 @dataclass(frozen=True, slots=True)
+class CallScope:
+    """The calls a caller may see: those that touched ``sites`` or that one of
+    ``agents`` answered (an agent user's own calls)."""
+
+    sites: tuple[str, ...] = ()
+    agents: tuple[str, ...] = ()
+
+    def admits(self, call: Mapping[str, Any], leg_sites: Iterable[str]) -> bool:
+        touched = {call["entry_site"], call["target_site"], *leg_sites}
+        return bool(touched & set(self.sites)) or call["agent"] in self.agents
+
+
+@dataclass(frozen=True, slots=True)
 class CallPage:
     rows: list[dict[str, Any]]
     next: Cursor | None  # None: the last page
 
 
-async def list_calls(conn: AsyncConnection, q: CallQuery, numbers: bool) -> CallPage:
-    """One page of calls in arrival order; at most ``q.limit`` rows are read."""
+async def list_calls(
+    conn: AsyncConnection, q: CallQuery, numbers: bool, scope: CallScope | None = None
+) -> CallPage:
+    """One page of calls in arrival order; at most ``q.limit`` rows are read; ``scope``:
+    what the caller may see (None: everything)."""
     c = calls.c
     where = [c.arrived_at >= q.start, c.arrived_at < q.end]
+    if scope is not None:
+        where.append(
+            or_(
+                c.entry_site.in_(scope.sites),
+                c.target_site.in_(scope.sites),
+                c.agent.in_(scope.agents),
+            )
+        )
     if q.sites:
         where.append(or_(c.entry_site.in_(q.sites), c.target_site.in_(q.sites)))
     if q.queue is not None:

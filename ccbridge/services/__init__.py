@@ -6,7 +6,9 @@ from dataclasses import dataclass
 
 from ccbridge.services.agents import AgentService
 from ccbridge.services.calls import CallService
+from ccbridge.services.cluster import ClusterRuntime, ClusterService
 from ccbridge.services.errors import ServiceError
+from ccbridge.services.events import EventService
 from ccbridge.services.ports import Runtime
 from ccbridge.services.recordings import RecordingService
 from ccbridge.services.reports import ReportService
@@ -16,6 +18,8 @@ from ccbridge.services.staffing import StaffingService
 __all__ = [
     "AgentService",
     "CallService",
+    "ClusterService",
+    "EventService",
     "RecordingService",
     "ReportService",
     "Runtime",
@@ -36,9 +40,11 @@ class Services:
     staffing: StaffingService
     reports: ReportService
     recordings: RecordingService
+    cluster: ClusterService
+    events: EventService
 
     @classmethod
-    def over(cls, runtime: Runtime) -> Services:
+    def over(cls, runtime: ClusterRuntime) -> Services:
         return cls(
             SiteService(runtime),
             AgentService(runtime),
@@ -46,4 +52,6 @@ class Services:
             StaffingService(runtime),
             ReportService(runtime),
             RecordingService(runtime, lambda: runtime.recording),
+            ClusterService(runtime),
+            EventService(runtime.screen_pop.hub),
         )

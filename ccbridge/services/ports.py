@@ -14,6 +14,7 @@ from ccbridge.recording.part import RecordingPart
 from ccbridge.routing.engine import Router
 from ccbridge.routing.state import LiveState
 from ccbridge.routing.trunks import TrunkHealth
+from ccbridge.screenpop.publisher import ScreenPop
 
 ActionFields = Mapping[str, str | Sequence[str]]  # as SiteLink.action takes them
 
@@ -54,6 +55,7 @@ class Runtime(Protocol):
     router: Router
     agents: AgentMirror
     recording: RecordingPart | None  # `recording:` configured (with a store for its index)
+    screen_pop: ScreenPop  # the pops' hub: what GET /api/v1/events subscribes to
 
     @property
     def links(self) -> Mapping[str, AmiLink]: ...

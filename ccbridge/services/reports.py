@@ -22,7 +22,7 @@ from ccbridge.services.recordsread import RecordsReader
 
 if TYPE_CHECKING:
     from ccbridge.reports.build import Report
-    from ccbridge.reports.calls import CallDetail, CallPage
+    from ccbridge.reports.calls import CallDetail, CallPage, CallScope
 
 
 @contextmanager
@@ -90,6 +90,20 @@ class ReportService:
             with _bad_query():
                 return q, await agent_report(engine, self._rt.config, q, self._rt.clock.now())
 
+    def _call_scope(
+        self, sites: Collection[str] | None, agents: Collection[str]
+    ) -> CallScope | None:
+        from ccbridge.reports.calls import CallScope
+
+        if sites is None or set(sites) >= {s.name for s in self._rt.config.sites}:
+            return None  # every site: nothing to narrow
+        if not sites and not agents:
+            raise ServiceError("forbidden", "no right to the calls of any site")
+        # A caller with sites sees the calls that touched them, not their agents' calls
+        # at other sites (a shared agent's): those are the other sites' data. Only a
+        # caller with no site (an agent user) sees calls by who answered them.
+        return CallScope(tuple(sites), () if sites else tuple(agents))
+
     async def list_calls(
         self,
         params: Params,
@@ -97,10 +111,12 @@ class ReportService:
         *,
         numbers: bool,
         sites: Collection[str] | None = None,
+        agents: Collection[str] = (),
     ) -> tuple[CallQuery, CallPage]:
         """A page of calls; without ``numbers`` caller numbers are masked, and a caller
         filter (which would tell whether a number called) is refused; ``sites``: the
-        sites whose calls the caller may see (None: all)."""
+        sites whose calls the caller may see (None: all), ``agents``: the agents whose
+        calls it may see besides (an agent user's own)."""
         from ccbridge.reports.calls import list_calls
 
         with _bad_query():
@@ -110,35 +126,41 @@ class ReportService:
                 now=self._rt.clock.now(),
                 accept=accept,
             )
-        if sites is not None:
-            if any(s not in sites for s in q.sites):
-                denied = ", ".join(s for s in q.sites if s not in sites)
-                raise ServiceError("forbidden", f"no right to the calls of {denied}")
-            if not sites:
-                raise ServiceError("forbidden", "no right to the calls of any site")
-            if not q.sites and set(sites) != {s.name for s in self._rt.config.sites}:
-                q = replace(q, sites=tuple(sites))
+        scope = self._call_scope(sites, agents)
+        if scope is not None:
+            outside = [s for s in q.sites if s not in scope.sites]
+            # An agent's own calls at any site: a site filter only narrows them.
+            if outside and not scope.agents:
+                raise ServiceError("forbidden", f"no right to the calls of {', '.join(outside)}")
+            if not scope.sites and q.agent is not None and q.agent not in scope.agents:
+                raise ServiceError(
+                    "forbidden", f"no right to the calls of agent {q.agent}", agent=q.agent
+                )
         if q.caller is not None and not numbers:
             raise ServiceError(
                 "numbers-forbidden", "filtering by caller needs the right to read numbers"
             )
         async with self._records.read() as engine, engine.connect() as conn:
-            return q, await list_calls(conn, q, numbers)
+            return q, await list_calls(conn, q, numbers, scope)
 
     async def call(
-        self, call_id: str, *, numbers: bool, sites: Collection[str] | None = None
+        self,
+        call_id: str,
+        *,
+        numbers: bool,
+        sites: Collection[str] | None = None,
+        agents: Collection[str] = (),
     ) -> CallDetail:
         from ccbridge.reports.calls import get_call
 
         if not call_id or len(call_id) > 64 or not call_id.isprintable():
             raise ServiceError("invalid-field", "not a call ID", field="id")
+        scope = self._call_scope(sites, agents)
         async with self._records.read() as engine, engine.connect() as conn:
             found = await get_call(conn, call_id, numbers)
-        if found is not None and sites is not None:
-            touched = {found.call["entry_site"], found.call["target_site"]}
-            touched |= {leg["site"] for leg in found.legs}
-            if not touched & set(sites):
-                found = None  # not "forbidden": that would tell the call exists
+        legs = (leg["site"] for leg in found.legs) if found is not None else ()
+        if found is not None and scope is not None and not scope.admits(found.call, legs):
+            found = None  # not "forbidden": that would tell the call exists
         if found is None:
             raise ServiceError(
                 "no-such-call", f"no call {call_id!r} in the record", call_id=call_id

@@ -1,6 +1,8 @@
-"""Retention and erasure: purge records older than ``records.retention_days`` (a background
-job in the bridge, or ``ccbridge records purge``), and remove a caller's number from every
-record (``ccbridge records erase --number N``), leaving an ``erased`` marker.
+"""Retention and erasure: purge records older than ``records.retention_days`` and audit
+rows older than ``records.audit_retention_days`` (a background job in the bridge, or
+``ccbridge records purge``; the audit chain stays verifiable), and remove a caller's
+number from every record (``ccbridge records erase --number N``), leaving an ``erased``
+marker.
 
 Both work in small transactions (``BATCH`` calls each) so the record writer, which
 shares the database, is never locked out for long. Both delete the calls' recordings
@@ -44,6 +46,7 @@ async def _drop_recordings(conn: Any, ids: list[str], delete_objects: DeleteObje
 log = logging.getLogger("ccbridge.store.retention")
 
 BATCH = 2000
+JOB_NAME = "retention"  # its name among the once-only jobs (cluster_jobs)
 ERASED = "erased"  # what an erased number reads, in calls.caller_number and event fields
 
 
@@ -156,6 +159,29 @@ async def erase_number(
     return Erased(n_calls, n_events, n_recordings)
 
 
+async def purge_all(
+    engine: AsyncEngine,
+    now: datetime,
+    days: int,
+    audit_days: int,
+    actor: str,
+    delete_objects: DeleteObjects | None = None,
+) -> dict[str, int]:
+    """One retention round: records past ``days`` and audit rows past ``audit_days``
+    (0: kept for ever); rows deleted per table. ``actor`` is who the purge's own audit
+    row names ("retention" for the bridge's job, "cli:USER" by hand)."""
+    from ccbridge.store.audit import purge_before
+
+    gone = await purge(engine, cutoff(now, days), delete_objects) if days > 0 else {}
+    if audit_days > 0:
+        source = "cli" if actor.startswith("cli") else "bridge"
+        done = await purge_before(
+            engine, cutoff(now, audit_days), actor=actor, source=source, now=now
+        )
+        gone["audit"] = done.rows
+    return gone
+
+
 class RetentionJob:
     """Purges every ``interval`` seconds while the bridge runs, on its own engine; a round
     with no database yet (no SQLite file, no schema) or a database down is skipped and
@@ -168,21 +194,29 @@ class RetentionJob:
         interval: float,
         now: Callable[[], datetime],
         first_delay: float = 60.0,
+        audit_days: int = 0,
         delete_objects: DeleteObjects | None = None,
     ) -> None:
         self.settings = settings
         self.delete_objects = delete_objects
         self.first_delay = first_delay  # the bridge settles (links, resyncs) first
         self.days = days
+        self.audit_days = audit_days
         self.interval = interval
         self._now = now
         self._engine: AsyncEngine | None = None
         self._task: asyncio.Task[None] | None = None
+        # Several bridges on one PostgreSQL purge once per interval between them
+        # (store/cluster.py run_once): this bridge's name in cluster_jobs.
+        self.identity = "bridge"
+        self.skipped = 0  # rounds another bridge had done (or was doing)
         self.rounds = 0
         self.purged: dict[str, int] = {}
         self.last_error: str | None = None
 
     async def run_once(self) -> dict[str, int]:
+        from ccbridge.cluster import wall_now
+        from ccbridge.store.cluster import run_once
         from ccbridge.store.engine import make_engine, sqlite_path
         from ccbridge.store.readcheck import ensure_current
 
@@ -192,7 +226,26 @@ class RetentionJob:
         if self._engine is None:
             self._engine = make_engine(self.settings)
         await ensure_current(self._engine)  # never purge a schema this code does not know
-        gone = await purge(self._engine, cutoff(self._now(), self.days), self.delete_objects)
+        engine = self._engine
+        ran, got = await run_once(
+            engine,
+            JOB_NAME,
+            self.interval,
+            wall_now,
+            self.identity,
+            lambda: purge_all(
+                engine,
+                self._now(),
+                self.days,
+                self.audit_days,
+                "retention",
+                self.delete_objects,
+            ),
+        )
+        if not ran or got is None:
+            self.skipped += 1
+            return {}
+        gone = got
         self.rounds += 1
         for k, v in gone.items():
             self.purged[k] = self.purged.get(k, 0) + v
@@ -218,7 +271,7 @@ class RetentionJob:
             await asyncio.sleep(self.interval)
 
     async def start(self) -> None:
-        if self.days > 0 and self._task is None:
+        if (self.days > 0 or self.audit_days > 0) and self._task is None:
             self._task = asyncio.create_task(self._loop(), name="records-retention")
 
     async def stop(self) -> None:

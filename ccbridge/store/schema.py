@@ -292,8 +292,9 @@ audit = Table(
     Index(None, "site", "at"),
 )
 
-# One row: the chain's last sequence number and hash. Deleting the newest audit rows
-# shows as a head that points past the table's end.
+# Row 1: the chain's last sequence number and hash. Deleting the newest audit rows
+# shows as a head that points past the table's end. Row 2, once a retention purge ran:
+# the anchor, the last purged row's sequence number and hash (ccbridge/store/audit.py).
 audit_head = Table(
     "audit_head",
     metadata,
@@ -333,6 +334,32 @@ class RecordingStatus(StrEnum):
     STORED = "stored"  # encrypted in central storage, indexed; the site's copy deleted
     FAILED = "failed"  # the last try to store it failed (retried while the site has it)
 
+
+# -- several bridges (issue 15): who is alive, and the jobs only one of them runs ------
+
+# One row per bridge identity, rewritten every heartbeat (ccbridge/cluster.py); a bridge
+# is alive while its seen_at is recent and it has not said it stopped.
+bridges = Table(
+    "bridges",
+    metadata,
+    Column("identity", String(160), primary_key=True),
+    Column("version", String(32), nullable=False),
+    Column("started_at", UtcDateTime, nullable=False),
+    Column("seen_at", UtcDateTime, nullable=False),
+    Column("stopped_at", UtcDateTime),  # a clean stop; None while it runs (or was killed)
+    Column("sites", JSON, nullable=False),  # the sites whose AMI link is up, by name
+    Column("sessions", Integer, nullable=False),  # FastAGI route and lookup sessions served
+)
+
+# When each once-only job (retention purge, ...) last ran, and where: read and written
+# under the job's PostgreSQL advisory lock (ccbridge/store/cluster.py).
+cluster_jobs = Table(
+    "cluster_jobs",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("ran_at", UtcDateTime, nullable=False),
+    Column("bridge", String(160), nullable=False),
+)
 
 TABLES: dict[str, Table] = {
     t.name: t for t in (calls, legs, call_events, coverage_gaps, agent_activity, audit)

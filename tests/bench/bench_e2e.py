@@ -43,6 +43,11 @@ capacity the path keeps when the PBX's CPU is the limit.
 ``--records`` gives the bridge a call-record store (SQLite), as a deployment with records
 runs it.
 
+``--webhook-hang`` gives the bridge a webhook target that accepts and never answers, and
+pops for it from real queue calls beside the measured ones (tests/bench/webhook_hang.py):
+the route paths' ratios and failures against a run without it show what a hung CRM
+costs routing; the result adds the bridge's pop and webhook counters.
+
 ``--ami-tls`` runs another set in one run: static, routed with the bridge's AMI link to
 bangalore in plain text (port 5038) and routed-tls with it over TLS (5039, verified; the
 lab's TLS pair, ccbridge.lab.tls). The two bridges take turns behind the same AGI guard
@@ -55,6 +60,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
 import json
 import os
@@ -87,6 +93,7 @@ from ccbridge.routing.held import held_key
 from ccbridge.store.engine import make_engine
 from ccbridge.store.migrate import upgrade
 from ccbridge.store.schema import calls
+from tests.bench import webhook_hang as hang
 from tests.bench.bench_fastagi import ServerProcess
 
 SITE = "bangalore"
@@ -421,6 +428,7 @@ def run(
     variants: tuple[str, ...] = VARIANTS,
     share: tuple[float, float] = (IVR_SHARE, AGI_SHARE),
     records: bool = False,
+    webhook_hang: bool = False,
 ) -> dict[str, object]:
     ensure_lab_secrets()
     config = load_config(REPO_ROOT / "examples" / "lab.yaml")
@@ -433,6 +441,10 @@ def run(
         recorded = load_config(path)
         engine = make_engine(recorded.store)
         asyncio.run(_upgrade(engine))
+    crm = hang.HangingCrm() if webhook_hang else None
+    if crm is not None:  # the same file with a screen_pop section for the hung CRM
+        text = path.read_text() if records else (REPO_ROOT / "examples" / "lab.yaml").read_text()
+        path.write_text(text + hang.config_section(crm.url))
     # The production dialplan with held routes taken while the bridge is alive; the
     # bridge itself reads the same YAML (it writes held routes either way).
     held = replace(config.routing.held_routes, enabled=True, use_without_bridge=True)
@@ -440,11 +452,12 @@ def run(
     lab = Lab(config)
     site = config.site(SITE)
     steps: list[Step] = []
+    pops: dict[str, float] | None = None  # --webhook-hang: the bridge's pop counters
     with lab_lock(on_wait=lambda: print("e2e: waiting for the lab lock", flush=True)):
         lab.down()
         lab.up()
         bridge = BridgeProcess(lab, EVERY_SITE_OPEN)
-        if records:
+        if records or webhook_hang:
             bridge.config = dataclasses.replace(config, source=str(path))
         try:
             asyncio.run(bridge.start())
@@ -461,6 +474,9 @@ def run(
             with (
                 ServerProcess("bare", port=FLOOR_PORT, command=FLOOR_COMMAND) as floor,
                 tempfile.TemporaryDirectory(prefix="ccb-e2e-") as wd,
+                hang.PopFeeder(lab, 60 + rounds * len(variants) * 2 * (seconds + 4))
+                if webhook_hang
+                else contextlib.nullcontext(),
             ):
                 servers = {"agi-floor": floor.pid}
                 _wait_for_held_routes(lab, site)
@@ -486,9 +502,12 @@ def run(
                             step.seq = len(steps)
                             steps.append(step)
                             print(f"e2e: {json.dumps(asdict(step))}", flush=True)
+                pops = hang.pop_metrics(bridge.base) if webhook_hang else None
         finally:
             bridge.stop()
             lab.down()
+            if crm is not None:
+                crm.close()
     recorded_calls = asyncio.run(_count_calls(scratch / "records.db")) if records else None
     shutil.rmtree(scratch, ignore_errors=True)
     summary = summarise(steps, rates)
@@ -509,6 +528,7 @@ def run(
         "summary": summary,
         "records": records,
         "recorded_calls": recorded_calls,
+        "webhook_hang": pops,
         "target_production": TARGET_PRODUCTION,
         "production_ratio": min(medians) if medians else 0.0,
         "met": bool(medians) and min(medians) >= TARGET_PRODUCTION,
@@ -693,6 +713,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--variants", help="comma-separated paths to run (default: all)")
     ap.add_argument("--records", action="store_true", help="the bridge keeps call records (SQLite)")
     ap.add_argument(
+        "--webhook-hang", action="store_true", help="pops to a webhook target that never answers"
+    )
+    ap.add_argument(
         "--ami-tls", action="store_true", help="static, routed over plain AMI and over TLS AMI"
     )
     ap.add_argument("--trials", type=int, default=2, help="--ami-tls: tries per rate")
@@ -713,9 +736,17 @@ def main(argv: list[str] | None = None) -> int:
     chosen = [*(args.only or []), *(args.variants.split(",") if args.variants else [])]
     variants = ("static", *(x for x in chosen if x in VARIANTS)) if chosen else VARIANTS
     result = run(
-        rates, args.seconds, args.rounds, variants, (args.ivr_share, args.agi_share), args.records
+        rates,
+        args.seconds,
+        args.rounds,
+        variants,
+        (args.ivr_share, args.agi_share),
+        args.records,
+        args.webhook_hang,
     )
     _print_summary(result)
+    if result["webhook_hang"]:
+        print(f"e2e: webhook target hung: {json.dumps(result['webhook_hang'])}", flush=True)
     print(
         f"e2e: production ({result['ivr_share']:g} IVR held by service, {result['agi_share']:g} "
         "over FastAGI) ratio to static "

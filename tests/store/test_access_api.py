@@ -15,6 +15,7 @@ from typing import Any
 import aiohttp
 import pytest
 import trustme
+from sqlalchemy import insert
 
 from ccbridge.access.passwords import hash_password_sync
 from ccbridge.access.roles import Principal
@@ -22,8 +23,9 @@ from ccbridge.access.users import User, issue_token, revoke_token, set_disabled
 from ccbridge.loopdebug import report_slow_callbacks, stop_reporting
 from ccbridge.store.audit import erase_details, verify
 from ccbridge.store.engine import make_engine
+from ccbridge.store.schema import calls as calls_table
 from tests.polling import until
-from tests.store.access_world import BOOTSTRAP, PASSWORD, World, make_world
+from tests.store.access_world import BOOTSTRAP, PASSWORD, T0, World, make_world
 
 
 @pytest.fixture(autouse=True)
@@ -99,6 +101,54 @@ async def test_an_agent_acts_on_itself_only(world: World) -> None:
     assert (await call(world, "POST", "/api/v1/sites/dhaka/drain", me))[0] == 403
     assert (await call(world, "GET", "/api/v1/sites", me))[0] == 403
     assert (await call(world, "GET", "/api/v1/agents", me))[0] == 200
+
+
+async def test_an_agent_lists_its_own_calls_and_no_one_elses(world: World) -> None:
+    """The agent role's ``ccb.agents.me.#`` reads the calls the user's agent answered
+    (``agent=me`` names it), masked; other calls are not there, and asked for, 403."""
+    start = T0 - timedelta(hours=1)  # the bridge's clock: the default range is the last day
+    rows = [
+        ("a1", "dhaka", "dac-agent1"),
+        ("a2", "bangalore", "dac-agent1"),  # an agent's own call at another site
+        ("b1", "dhaka", "dac-agent2"),
+        ("b2", "dhaka", None),
+    ]
+    engine = make_engine(world.config.store)
+    try:
+        async with engine.begin() as conn:
+            for i, (cid, site, agent) in enumerate(rows):
+                at = start + timedelta(minutes=i)
+                await conn.execute(
+                    insert(calls_table).values(
+                        call_id=cid,
+                        entry_site=site,
+                        target_site=site,
+                        arrived_at=at,
+                        caller_number="+8801712345678",
+                        agent=agent,
+                    )
+                )
+    finally:
+        await engine.dispose()
+    me = "dac-agent1"
+    for query in ("", "?agent=me", "?agent=dac-agent1"):
+        st, body, _ = await call(world, "GET", f"/api/v1/calls{query}", me)
+        assert st == 200, body
+        assert [c["call_id"] for c in body["calls"]] == ["a1", "a2"]
+        assert {c["caller_number"] for c in body["calls"]} == {"+88*********78"}
+    st, body, _ = await call(world, "GET", "/api/v1/calls?site=bangalore", me)
+    assert [c["call_id"] for c in body["calls"]] == ["a2"]
+    st, body, _ = await call(world, "GET", "/api/v1/calls?agent=dac-agent2", me)
+    assert st == 403 and body["error"] == "forbidden"
+    assert (await call(world, "GET", "/api/v1/calls/a2", me))[0] == 200
+    st, body, _ = await call(world, "GET", "/api/v1/calls/b1", me)
+    assert st == 404 and body["error"] == "no-such-call"  # not "forbidden": it would tell
+    # Someone bound to no agent asking for their own: a clear 400, not an empty list.
+    st, body, _ = await call(world, "GET", "/api/v1/calls?agent=me", "ada")
+    assert st == 400 and body["error"] == "no-agent"
+    # The supervisor of dhaka still sees dhaka's calls only (not dac-agent1's at bangalore).
+    st, body, _ = await call(world, "GET", "/api/v1/calls", "sue")
+    assert [c["call_id"] for c in body["calls"]] == ["a1", "b1", "b2"]
 
 
 async def test_a_viewer_reads_everything_and_changes_nothing(world: World) -> None:

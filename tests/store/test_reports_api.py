@@ -175,6 +175,37 @@ async def test_a_caller_scoped_to_sites_sees_only_theirs(api: Any) -> None:
     assert q.sites == ("dhaka",) and {r["site"] for r in rep.rows} == {"dhaka"}
 
 
+async def test_an_agent_user_sees_only_the_calls_it_answered(api: Any) -> None:
+    """No site, an agent (the agent role's ``me``): the calls that agent answered, at
+    any site; filters narrow them; another agent's calls are refused or not there."""
+    _, bridge = api
+    svc = bridge.services.reports
+    own = {"sites": [], "agents": ["dac-agent1"], "numbers": False}
+    _, page = await svc.list_calls({**RANGE_P, "limit": ["100"]}, **own)  # type: ignore[arg-type]
+    assert [r["call_id"] for r in page.rows] == [f"k{i:03d}" for i in range(30) if i % 3]
+    assert {r["agent"] for r in page.rows} == {"dac-agent1"}
+    assert all("*" in r["caller_number"] for r in page.rows)  # no ccb.numbers.read
+    _, page = await svc.list_calls({**RANGE_P, "site": ["manila"]}, **own)  # type: ignore[arg-type]
+    assert page.rows == []  # a site filter narrows an agent's calls: not forbidden
+    _, page = await svc.list_calls(RANGE_P, numbers=False, sites=[], agents=["dac-agent2"])
+    assert page.rows == []
+    with pytest.raises(ServiceError) as info:
+        await svc.list_calls({**RANGE_P, "agent": ["dac-agent2"]}, **own)  # type: ignore[arg-type]
+    assert info.value.error_id == "forbidden" and "dac-agent2" in str(info.value)
+    with pytest.raises(ServiceError) as info:
+        await svc.list_calls(RANGE_P, numbers=False, sites=[], agents=[])
+    assert info.value.error_id == "forbidden"
+    assert (await svc.call("k001", numbers=False, sites=[], agents=["dac-agent1"])).call[
+        "agent"
+    ] == "dac-agent1"
+    with pytest.raises(ServiceError) as info:
+        await svc.call("k000", numbers=False, sites=[], agents=["dac-agent1"])  # abandoned
+    assert info.value.error_id == "no-such-call"
+    # A supervisor's scope stays its sites, whatever agents it holds.
+    _, page = await svc.list_calls(RANGE_P, numbers=True, sites=["manila"], agents=["dac-agent1"])
+    assert page.rows == []
+
+
 async def test_one_call_with_legs_and_events(api: Any) -> None:
     c, bridge = api
     r = await c.get("/api/v1/calls/k000")

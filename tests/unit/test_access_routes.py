@@ -22,7 +22,8 @@ from ccbridge.http.access import declared
 
 REPO = Path(__file__).resolve().parents[2]
 # Public on purpose: probes and scrapes carry no token, login is how one gets a token.
-PUBLIC = {"/healthz", "/readyz", "/metrics", "/api/v1/login"}
+# /agent: the agent page (static; it logs in through /api/v1/login like any client).
+PUBLIC = {"/healthz", "/readyz", "/metrics", "/api/v1/login", "/agent", "/agent/agent.js"}
 
 
 @pytest.fixture
@@ -58,12 +59,13 @@ def test_declared_permissions_are_in_the_vocabulary(app: web.Application) -> Non
         d = declared(handler)
         if d is None or d.permission is None:
             continue
-        fields = {f for _, f, _, _ in Formatter().parse(d.permission) if f}
-        in_path = set(re.findall(r"{(\w+)}", path))
-        # A placeholder the path does not give means "some site" or "some agent".
-        assert fields <= in_path | {"site", "agent"}, (method, path, d.permission)
-        concrete = re.sub(r"{\w+}", "x", d.permission)
-        assert any(overlaps(concrete, t) for t in TEMPLATES), (method, path, d.permission)
+        for permission in d.permissions:  # the declared one and its alternatives
+            fields = {f for _, f, _, _ in Formatter().parse(permission) if f}
+            in_path = set(re.findall(r"{(\w+)}", path))
+            # A placeholder the path does not give means "some site" or "some agent".
+            assert fields <= in_path | {"site", "agent"}, (method, path, permission)
+            concrete = re.sub(r"{\w+}", "x", permission)
+            assert any(overlaps(concrete, t) for t in TEMPLATES), (method, path, permission)
 
 
 def test_mutating_routes_are_not_public(app: web.Application) -> None:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import time
 from collections.abc import AsyncIterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 
@@ -509,3 +511,27 @@ async def test_many_concurrent_sessions() -> None:
         durations = await asyncio.gather(*(normal_session(server.port) for _ in range(50)))
         assert len(durations) == 50
         assert [o for _, o in await ends.wait(50)] == [SessionOutcome.OK] * 50
+
+
+def _connect_all(port: int, count: int) -> list[socket.socket]:
+    """Open ``count`` blocking connections, each allowed 0.5 s for its handshake: a full
+    listen queue drops the SYN and the connect times out."""
+    opened = []
+    for _ in range(count):
+        conn = socket.create_connection(("127.0.0.1", port), timeout=0.5)
+        opened.append(conn)
+    return opened
+
+
+async def test_a_stalled_loop_leaves_a_deep_accept_queue() -> None:
+    """While the loop is held (a SIGSTOP, a swap), 300 connections queue in the kernel,
+    not only the 64 one loop turn accepts; all become sessions when the loop runs again."""
+    async with running({"route": route_two_vars}) as (server, ends):
+        with ThreadPoolExecutor(1) as pool:
+            # .result() blocks the loop itself, as a stall would: nothing is accepted
+            opened = pool.submit(_connect_all, server.port, 300).result(timeout=60)
+        assert len(opened) == 300
+        for conn in opened:
+            conn.close()
+        outcomes = await ends.wait(300, within=20.0)
+        assert outcomes == [("", SessionOutcome.NO_REQUEST)] * 300

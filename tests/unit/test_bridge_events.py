@@ -13,6 +13,7 @@ from ccbridge.app import CONTACT_STATUS, Bridge
 from ccbridge.clock import Clock
 from ccbridge.config import Config, load_config
 from ccbridge.routing.state import HANDLED_EVENTS
+from ccbridge.screenpop import tracker as screenpop
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -33,7 +34,8 @@ def _passes(ami_filter: str, name: str) -> bool:
 
 
 def test_every_event_a_part_reads_passes_the_filter(bridge: Bridge) -> None:
-    read = HANDLED_EVENTS | kpi.EVENTS | agents.EVENTS | {CONTACT_STATUS, "UserEvent"}
+    pops = frozenset(screenpop.EVENTS)
+    read = HANDLED_EVENTS | kpi.EVENTS | agents.EVENTS | pops | {CONTACT_STATUS, "UserEvent"}
     ami_filter = bridge.bus.ami_filter()
     dropped = sorted(name for name in read if not _passes(ami_filter, name))
     assert dropped == []
@@ -43,6 +45,7 @@ def test_every_event_a_part_reads_passes_the_filter(bridge: Bridge) -> None:
         variables.EVENT_TRUNK_RESULT,
         variables.EVENT_HELD_ROUTE,
         variables.EVENT_HELD_REJECTED,
+        *screenpop.USER_EVENTS,  # the IVR path and lookup answer of a screen pop
     }
 
 

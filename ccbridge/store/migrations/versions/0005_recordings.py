@@ -1,7 +1,7 @@
 """recordings: one row per call recording (site, duration, size, sha256, key ID, status)
 
-Revision ID: 0004
-Revises: 0003
+Revision ID: 0005
+Revises: 0004
 Create Date: 2026-11-28
 
 Issue 14: each MixMonitor file, once encrypted in central storage, is indexed on its
@@ -13,8 +13,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0004"
-down_revision = "0003"
+revision = "0005"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 
