@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from ccbridge.services.agents import AgentService
 from ccbridge.services.calls import CallService
 from ccbridge.services.cluster import ClusterRuntime, ClusterService
+from ccbridge.services.desk import DeskService
 from ccbridge.services.errors import ServiceError
 from ccbridge.services.events import EventService
 from ccbridge.services.ports import Runtime
@@ -19,6 +20,7 @@ __all__ = [
     "AgentService",
     "CallService",
     "ClusterService",
+    "DeskService",
     "EventService",
     "RecordingService",
     "ReportService",
@@ -40,6 +42,7 @@ class Services:
     staffing: StaffingService
     reports: ReportService
     recordings: RecordingService
+    desk: DeskService
     cluster: ClusterService
     events: EventService
 
@@ -52,6 +55,7 @@ class Services:
             StaffingService(runtime),
             ReportService(runtime),
             RecordingService(runtime, lambda: runtime.recording),
+            DeskService(runtime),
             ClusterService(runtime),
             EventService(runtime.screen_pop.hub),
         )
