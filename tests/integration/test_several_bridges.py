@@ -34,10 +34,10 @@ from ccbridge.lab.dns import SrvTarget, root_resolver, srv_server
 from ccbridge.lab.sites import Lab
 from ccbridge.render import render_site
 from ccbridge.store.engine import make_engine
-from ccbridge.store.migrate import upgrade
 from ccbridge.store.schema import calls
 from tests.integration.conftest import LAB_CONFIG
 from tests.integration.test_hung_bridge import ORDERS_IN, percentile, place_load, report
+from tests.integration.test_records_lab import migrate
 from tests.store.pg import PASSWORD, PgCluster
 
 WEDNESDAY_MORNING = datetime(2026, 11, 25, 5, 0, tzinfo=UTC)  # every site open
@@ -115,14 +115,6 @@ def two_config(lab: Lab, lab_config: Config, pg: PgCluster, tmp_path: Path) -> I
             yield config
         finally:
             lab.reconfigure_guards(lab_config)
-
-
-async def migrate(settings: StoreSettings) -> None:
-    engine = make_engine(settings)
-    try:
-        await upgrade(engine)
-    finally:
-        await engine.dispose()
 
 
 @contextlib.asynccontextmanager
