@@ -98,6 +98,8 @@ def srv_server(
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(5)
+        if proc.stderr is not None:
+            proc.stderr.close()
 
 
 @contextlib.contextmanager

@@ -4,7 +4,7 @@ guard, sharing one PostgreSQL (a throwaway cluster, tests/store/pg.py).
 A steady 20 calls/s into bangalore's route step (every call asks a bridge: held routes
 off, so a call no bridge routes takes the static fallback and is recorded so), while:
 bridge 2 is SIGKILLed (the guard's connect is refused and redispatched to bridge 1),
-restarted, then bridge 1 is SIGSTOPped for 4 s (a session it held ends at the guard's
+restarted, then bridge 1 is SIGSTOPped for 3 s (a session it held ends at the guard's
 route timeout and the dialplan asks the guard again, which by then sends it to bridge 2),
 then both run again and the load spreads over both. Asserted: 0 failed calls; 0 calls on
 the static fallback outside the first bounded retry window of each fault; every call of
@@ -178,25 +178,25 @@ async def test_two_bridges_sigkill_sigstop_and_back(
         started = datetime.now(UTC) - timedelta(seconds=1)
         load_start = time.time()
         load = asyncio.create_task(
-            place_load(20, tmp_path, rate=RATE, dialled=ORDERS_IN, port=CALLER_PORT)
+            place_load(16, tmp_path, rate=RATE, dialled=ORDERS_IN, port=CALLER_PORT)
         )
         await asyncio.sleep(2)
         marks["kill"] = time.time()
         two.kill()
-        await asyncio.sleep(3)
+        await asyncio.sleep(2)
         await two.start()  # its clock goes on from where it was
         marks["back"] = time.time()
         await asyncio.sleep(max(0.0, load_start + 9 - time.time()))
         assert one.proc is not None
         marks["stop"] = time.time()
         with one.stopped():
-            await asyncio.sleep(4)
+            await asyncio.sleep(3)
         marks["cont"] = time.time()
         spread_from = await asyncio.to_thread(sessions, config, base)
         result = await load
         spread_to = await asyncio.to_thread(sessions, config, base)
 
-        assert result.created >= RATE * 20 * 0.95, result.output[-1500:]
+        assert result.created >= RATE * 16 * 0.95, result.output[-1500:]
         assert result.failed == 0 and result.successful == result.created, result.output[-2500:]
         # Every call of the run once in the shared store, whichever bridge saw it.
         deadline = time.monotonic() + 20
@@ -231,7 +231,7 @@ async def test_two_bridges_sigkill_sigstop_and_back(
             failed=result.failed,
             fallback_kill_window=kill_window,
             fallback_stop_window=stop_window,
-            restart_s=round(marks["back"] - marks["kill"] - 3, 2),
+            restart_s=round(marks["back"] - marks["kill"] - 2, 2),
         )
         # Both back: each bridge took a share of the last phase's calls.
         share = {k: spread_to.get(k, 0) - spread_from.get(k, 0) for k in ("bridge-1", "bridge-2")}
@@ -271,9 +271,9 @@ async def test_hagi_srv_tries_the_next_bridge_by_priority(
             started = datetime.now(UTC) - timedelta(seconds=1)
             load_start = time.time()
             load = asyncio.create_task(
-                place_load(8, tmp_path, rate=5, dialled=ORDERS_IN, port=CALLER_PORT + 2)
+                place_load(6, tmp_path, rate=5, dialled=ORDERS_IN, port=CALLER_PORT + 2)
             )
-            await asyncio.sleep(3)
+            await asyncio.sleep(2.5)
             first = await asyncio.to_thread(sessions, config, one.base)
             killed = time.time()
             one.kill()
@@ -286,8 +286,8 @@ async def test_hagi_srv_tries_the_next_bridge_by_priority(
             await asyncio.sleep(0.5)
         assert not any(r.fallback for r in rows), [r for r in rows if r.fallback]
         # Before the kill, priority 10 took every call; after it, priority 20.
-        assert first["bridge-1"] >= 5 and first["bridge-2"] == 0, first
-        assert last["bridge-2"] >= 5, last
+        assert first["bridge-1"] >= 4 and first["bridge-2"] == 0, first
+        assert last["bridge-2"] >= 4, last
         after = [t.wait_ms for t in result.timings if t.invited >= killed]
         before = [t.wait_ms for t in result.timings if t.invited < killed]
         report(
