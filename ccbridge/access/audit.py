@@ -62,6 +62,18 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+def cli_actor() -> str:
+    """Who runs a command, as audit rows name them: ``cli:`` and the login (sudo's)."""
+    import getpass
+    import os
+
+    try:
+        who = os.environ.get("SUDO_USER") or getpass.getuser()
+    except (KeyError, OSError):
+        who = str(os.getuid())
+    return f"cli:{who}"[:64]
+
+
 class AuditTrail:
     """The bridge's audit trail: ``record`` never waits and never raises."""
 
@@ -94,20 +106,13 @@ async def erase_audit_details(engine: AsyncEngine, number: str, calls: int) -> i
     """The audit side of erasing a caller's number (`ccbridge records erase`): the details
     of every audit row that mention it are erased (the chain still verifies), and the
     erasure itself is audited, without the number. Rows erased."""
-    import getpass
-    import os
-
     from ccbridge.store.audit import erase_details
 
-    try:
-        who = os.environ.get("SUDO_USER") or getpass.getuser()
-    except (KeyError, OSError):
-        who = str(os.getuid())
     now = utc_now()
     async with engine.begin() as conn:
         n = await erase_details(conn, number, now)
         event = AuditEvent(
-            f"cli:{who}", "cli", "records.erase", "ok", details={"calls": calls, "audit_rows": n}
+            cli_actor(), "cli", "records.erase", "ok", details={"calls": calls, "audit_rows": n}
         )
         await append_rows(conn, [check_record("audit", event.values(lambda: now)).values])
     return n

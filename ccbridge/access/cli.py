@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import getpass
-import os
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -68,11 +67,9 @@ def _err(line: str) -> None:
 
 
 def _actor() -> str:
-    try:
-        who = os.environ.get("SUDO_USER") or getpass.getuser()
-    except (KeyError, OSError):
-        who = str(os.getuid())
-    return f"cli:{who}"[:64]
+    from ccbridge.access.audit import cli_actor
+
+    return cli_actor()
 
 
 def cmd_users(args: argparse.Namespace) -> int:

@@ -16,6 +16,7 @@ from typing import Any
 
 from ccbridge.access.roles import BUILTIN, Role, check_pattern
 from ccbridge.config.reader import Reader, kind
+from ccbridge.config.tls_loader import check_key_pair
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,15 +94,9 @@ def parse_tls(r: Reader, v: Any) -> TlsSettings:
     d = r.mapping(v, {"cert", "key"}, {"cert", "key"})
     cert = r.req(d, "cert", lambda x: _pem_file(r, x))
     key = r.req(d, "key", lambda x: _pem_file(r, x))
-    tls = TlsSettings(cert, key)
-    try:
-        tls.server_context()
-    except ssl.SSLError as exc:
-        with r.at("key", d):
-            if "KEY_VALUES_MISMATCH" in str(exc) or "key values mismatch" in str(exc):
-                raise r.fail(f"{key} is not the key of the certificate {cert}") from None
-            raise r.fail(f"cannot use {cert} with {key}: {exc.reason or exc}") from None
-    return tls
+    with r.at("key", d):
+        check_key_pair(r, cert, key)
+    return TlsSettings(cert, key)
 
 
 def _pem_file(r: Reader, v: Any) -> str:

@@ -15,6 +15,9 @@ class RecordsSettings:
     # Records (calls, legs, events, agent activity, closed coverage gaps) older than
     # this many days are purged by the retention job; 0 keeps them for ever.
     retention_days: int = 400
+    # Audit rows older than this many days are purged by the same job, the chain kept
+    # verifiable (ccbridge/store/audit.py purge_before); 0 keeps them for ever.
+    audit_retention_days: int = 400
     purge_interval: float = 3600.0  # seconds between purges
     # A caller who hangs up within this many seconds of queueing is a short abandon:
     # counted apart and left out of the abandon rate and service levels (docs/reports.md).
@@ -22,12 +25,15 @@ class RecordsSettings:
 
 
 def parse_records(r: Reader, v: Any) -> RecordsSettings:
-    d = r.mapping(v, {"retention_days", "purge_interval", "short_abandon_s"})
+    d = r.mapping(
+        v, {"retention_days", "audit_retention_days", "purge_interval", "short_abandon_s"}
+    )
     return RecordsSettings(
         **r.given(
             d,
             {
                 "retention_days": r.integer(0, 36_500),
+                "audit_retention_days": r.integer(0, 36_500),
                 "purge_interval": r.number(1, 86_400),
                 "short_abandon_s": r.number(0, 600),
             },

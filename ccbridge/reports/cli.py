@@ -232,10 +232,10 @@ def cmd_records(args: argparse.Namespace) -> int:
 async def _records(config: Config, action: str, number: str | None) -> int:
     from sqlalchemy.exc import DBAPIError
 
-    from ccbridge.access.audit import erase_audit_details
+    from ccbridge.access.audit import cli_actor, erase_audit_details
     from ccbridge.store.engine import make_engine
     from ccbridge.store.migrate import SchemaError, check_schema
-    from ccbridge.store.retention import cutoff, erase_number, purge
+    from ccbridge.store.retention import erase_number, purge_all
 
     engine = make_engine(config.store)
     try:
@@ -254,11 +254,15 @@ async def _records(config: Config, action: str, number: str | None) -> int:
             )
         else:
             days = config.records.retention_days
-            if days == 0:
-                print("records.retention_days is 0: records are kept for ever")
+            audit_days = config.records.audit_retention_days
+            if days == 0 and audit_days == 0:
+                print("records.retention_days and audit_retention_days are 0: kept for ever")
                 return 0
-            gone = await purge(engine, cutoff(datetime.now(UTC), days))
-            print(f"purged records older than {days} days: " + _counts(gone))
+            gone = await purge_all(engine, datetime.now(UTC), days, audit_days, cli_actor())
+            print(
+                f"purged records older than {days} days and audit rows older than "
+                f"{audit_days} days (0: kept): " + _counts(gone)
+            )
         return 0
     except SchemaError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -13,6 +13,16 @@ the last sequence number and hash. So:
   ``details`` to NULL and ``erased_at``: the row keeps ``details_hash``, so its hash and
   every later one still verify; only that row's details can no longer be checked.
 
+Retention (``purge_before``) keeps the chain verifiable: the last purged row's sequence
+number and hash become the chain's **anchor** (``audit_head`` row ``ANCHOR_ID``; verify
+starts from it instead of the genesis hash), and the purge is itself an audit row
+(action ``audit.purge``) whose ``object`` names the anchor, ``audit-chain:SEQ:HASH``.
+``object`` is covered by the row's hash and never erased, so a verify checks that the
+anchor is the one the newest purge recorded: moving the anchor forward to hide deleted
+rows breaks the chain like deleting them. The anchor and the purge row are written in
+one transaction before any row is deleted, so a purge cut short leaves rows below the
+anchor that verify skips and the next purge deletes.
+
 Who appends: the bridge through its RecordWriter (``write.py`` hands audit records
 here inside the batch's transaction, so journal replay and two bridges are safe: rows
 already written are skipped by event id, and the head row is locked first), and
@@ -23,18 +33,22 @@ from __future__ import annotations
 
 import hashlib
 import json
+import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ccbridge.store.schema import audit, audit_head
 
 GENESIS = "0" * 64
 HEAD_ID = 1
+ANCHOR_ID = 2  # audit_head's second row: the last purged row (absent: nothing purged)
+PURGE_ACTION = "audit.purge"
+PURGE_BATCH = 2000  # rows deleted per transaction: the writer is never locked out long
 _HEAD = select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == HEAD_ID)
 _HEAD_LOCK = update(audit_head).where(audit_head.c.id == HEAD_ID).values(seq=audit_head.c.seq)
 _FIELDS = ("event_id", "at", "actor", "source", "action", "object", "site", "result", "status")
@@ -117,13 +131,102 @@ class VerifyResult:
         return not self.problems
 
 
+def anchor_object(seq: int, hash_: str) -> str:
+    """The ``object`` of the purge row that set the anchor to row ``seq``."""
+    return f"audit-chain:{seq}:{hash_}"
+
+
+async def anchor(conn: AsyncConnection) -> tuple[int, str]:
+    """Where the chain starts: the last purged row's sequence number and hash."""
+    row = (
+        await conn.execute(
+            select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == ANCHOR_ID)
+        )
+    ).first()
+    return (0, GENESIS) if row is None else (int(row.seq), str(row.hash))
+
+
+@dataclass(frozen=True, slots=True)
+class AuditPurged:
+    anchor: int  # the chain now starts after this row
+    rows: int  # rows deleted by this call
+
+
+async def purge_before(
+    engine: AsyncEngine,
+    before: datetime,
+    *,
+    actor: str,
+    source: str,
+    now: datetime,
+) -> AuditPurged:
+    """Delete the audit rows older than ``before`` (the oldest run of them: a row is
+    kept while an older-numbered one is kept), after moving the anchor past them and
+    recording the purge as an audit row. The chain still verifies (module docstring)."""
+    async with engine.begin() as conn:
+        await conn.execute(_HEAD_LOCK)  # one purge or append at a time
+        start, _ = await anchor(conn)
+        head = (await conn.execute(_HEAD)).first()
+        last = int(head.seq) if head is not None else 0
+        first_kept = (
+            await conn.execute(
+                select(func.min(audit.c.seq)).where(audit.c.seq > start, audit.c.at >= before)
+            )
+        ).scalar()
+        through = last if first_kept is None else int(first_kept) - 1
+        if through > start:
+            hash_: str = (
+                await conn.execute(select(audit.c.hash).where(audit.c.seq == through))
+            ).scalar_one()
+            moved = await conn.execute(
+                update(audit_head)
+                .where(audit_head.c.id == ANCHOR_ID)
+                .values(seq=through, hash=hash_)
+            )
+            if moved.rowcount == 0:
+                await conn.execute(
+                    audit_head.insert().values(id=ANCHOR_ID, seq=through, hash=hash_)
+                )
+            event = {
+                "event_id": str(uuid.uuid4()),
+                "at": now,
+                "actor": actor[:64],
+                "source": source[:64],
+                "action": PURGE_ACTION,
+                "object": anchor_object(through, hash_),
+                "site": None,
+                "result": "ok",
+                "status": None,
+                "details": {"rows": through - start, "before": _instant(before)},
+            }
+            await append_rows(conn, [event])
+        else:
+            through = start
+    deleted = 0
+    while True:  # also what an earlier purge cut short left below the anchor
+        async with engine.begin() as conn:
+            low = (
+                await conn.execute(select(func.min(audit.c.seq)).where(audit.c.seq <= through))
+            ).scalar()
+            if low is None:
+                break
+            r = await conn.execute(
+                delete(audit).where(audit.c.seq <= min(through, int(low) + PURGE_BATCH - 1))
+            )
+            deleted += r.rowcount
+    return AuditPurged(through, deleted)
+
+
 async def verify(conn: AsyncConnection, chunk: int = 2000, max_problems: int = 20) -> VerifyResult:
-    """Walk the chain in order; every edited, deleted or reordered row is a problem."""
+    """Walk the chain in order from its anchor; every edited, deleted or reordered row is
+    a problem, and so is an anchor the newest purge row does not name."""
     problems: list[str] = []
-    expected_seq = 1
-    prev = GENESIS
+    start, prev = await anchor(conn)
+    prev0 = prev
+    expected_seq = start + 1
     n = 0
-    last = 0
+    last = start
+    purge_named: str | None = None  # the anchor the newest purge row recorded
     while len(problems) < max_problems:
         rows = (
             (
@@ -147,14 +250,17 @@ async def verify(conn: AsyncConnection, chunk: int = 2000, max_problems: int = 2
                 problems.append(f"row {seq}: its content does not match its hash (edited?)")
             if row["erased_at"] is None and details_hash(row["details"]) != row["details_hash"]:
                 problems.append(f"row {seq}: its details do not match their hash (edited?)")
+            if row["action"] == PURGE_ACTION:
+                purge_named = row["object"]
             prev = row["hash"]
             expected_seq = seq + 1
             last = seq
-    head = (
-        await conn.execute(
-            select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == HEAD_ID)
+    if start > 0 and len(problems) < max_problems and purge_named != anchor_object(start, prev0):
+        problems.append(
+            f"the chain starts after row {start}, but no purge row records that "
+            "(rows deleted and the anchor moved?)"
         )
-    ).first()
+    head = (await conn.execute(_HEAD)).first()
     if head is None:
         problems.append("the audit head row is missing")
     elif len(problems) < max_problems and (head.seq != last or head.hash != prev):

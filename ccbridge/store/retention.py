@@ -1,6 +1,8 @@
-"""Retention and erasure: purge records older than ``records.retention_days`` (a background
-job in the bridge, or ``ccbridge records purge``), and remove a caller's number from every
-record (``ccbridge records erase --number N``), leaving an ``erased`` marker.
+"""Retention and erasure: purge records older than ``records.retention_days`` and audit
+rows older than ``records.audit_retention_days`` (a background job in the bridge, or
+``ccbridge records purge``; the audit chain stays verifiable), and remove a caller's
+number from every record (``ccbridge records erase --number N``), leaving an ``erased``
+marker.
 
 Both work in small transactions (``BATCH`` calls each) so the record writer, which
 shares the database, is never locked out for long.
@@ -128,6 +130,24 @@ async def erase_number(engine: AsyncEngine, number: str) -> Erased:
     return Erased(n_calls, n_events)
 
 
+async def purge_all(
+    engine: AsyncEngine, now: datetime, days: int, audit_days: int, actor: str
+) -> dict[str, int]:
+    """One retention round: records past ``days`` and audit rows past ``audit_days``
+    (0: kept for ever); rows deleted per table. ``actor`` is who the purge's own audit
+    row names ("retention" for the bridge's job, "cli:USER" by hand)."""
+    from ccbridge.store.audit import purge_before
+
+    gone = await purge(engine, cutoff(now, days)) if days > 0 else {}
+    if audit_days > 0:
+        source = "cli" if actor.startswith("cli") else "bridge"
+        done = await purge_before(
+            engine, cutoff(now, audit_days), actor=actor, source=source, now=now
+        )
+        gone["audit"] = done.rows
+    return gone
+
+
 class RetentionJob:
     """Purges every ``interval`` seconds while the bridge runs, on its own engine; a round
     with no database yet (no SQLite file, no schema) or a database down is skipped and
@@ -140,10 +160,12 @@ class RetentionJob:
         interval: float,
         now: Callable[[], datetime],
         first_delay: float = 60.0,
+        audit_days: int = 0,
     ) -> None:
         self.settings = settings
         self.first_delay = first_delay  # the bridge settles (links, resyncs) first
         self.days = days
+        self.audit_days = audit_days
         self.interval = interval
         self._now = now
         self._engine: AsyncEngine | None = None
@@ -175,7 +197,7 @@ class RetentionJob:
             self.interval,
             wall_now,
             self.identity,
-            lambda: purge(engine, cutoff(self._now(), self.days)),
+            lambda: purge_all(engine, self._now(), self.days, self.audit_days, "retention"),
         )
         if not ran or got is None:
             self.skipped += 1
@@ -206,7 +228,7 @@ class RetentionJob:
             await asyncio.sleep(self.interval)
 
     async def start(self) -> None:
-        if self.days > 0 and self._task is None:
+        if (self.days > 0 or self.audit_days > 0) and self._task is None:
             self._task = asyncio.create_task(self._loop(), name="records-retention")
 
     async def stop(self) -> None:

@@ -292,8 +292,9 @@ audit = Table(
     Index(None, "site", "at"),
 )
 
-# One row: the chain's last sequence number and hash. Deleting the newest audit rows
-# shows as a head that points past the table's end.
+# Row 1: the chain's last sequence number and hash. Deleting the newest audit rows
+# shows as a head that points past the table's end. Row 2, once a retention purge ran:
+# the anchor, the last purged row's sequence number and hash (ccbridge/store/audit.py).
 audit_head = Table(
     "audit_head",
     metadata,

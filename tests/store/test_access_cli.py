@@ -166,3 +166,32 @@ def test_erasing_a_number_reaches_the_audit_details_and_the_chain_verifies(
     # `ccbridge audit erase` does the same on its own (nothing left to erase now).
     code, out, _ = run(["audit", "erase", str(deploy), "--number", number])
     assert code == 0 and "details erased from 0 audit rows" in out
+
+
+def test_records_purge_reaches_old_audit_rows_and_the_chain_still_verifies(deploy: Path) -> None:
+    """`ccbridge records purge` deletes audit rows past records.audit_retention_days
+    (400 by default); `ccbridge audit verify` passes after it, from the new anchor."""
+    import asyncio
+    from datetime import UTC, datetime, timedelta
+
+    from ccbridge.access.audit import AuditEvent, append
+    from ccbridge.config import load_config
+    from ccbridge.store.engine import make_engine
+
+    config = load_config(deploy)
+    old = datetime.now(UTC) - timedelta(days=500)
+
+    async def seed() -> None:
+        engine = make_engine(config.store)
+        try:
+            events = [AuditEvent("sue", "10.0.0.7", "login", "ok", at=old) for _ in range(3)]
+            await append(engine, *events, AuditEvent("sue", "10.0.0.7", "login", "ok"))
+        finally:
+            await engine.dispose()
+
+    asyncio.run(seed())
+    code, out, err = run(["records", "purge", str(deploy)])
+    assert code == 0, err
+    assert out.strip().endswith("3 audit"), out
+    # The row of today and the purge's own row (the anchor's witness) remain.
+    assert run(["audit", "verify", str(deploy)])[1].strip() == "audit chain ok: 2 rows"

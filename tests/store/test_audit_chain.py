@@ -5,14 +5,24 @@ an edited or deleted row, and still verifiable after a number's details are eras
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from prometheus_client import CollectorRegistry
 from sqlalchemy import delete, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ccbridge.access.audit import AuditEvent, AuditTrail, append
-from ccbridge.store.audit import erase_details, verify
-from ccbridge.store.schema import audit
+from ccbridge.access.metrics import AuditCollector
+from ccbridge.store.audit import (
+    PURGE_ACTION,
+    AuditPurged,
+    anchor,
+    erase_details,
+    purge_before,
+    verify,
+)
+from ccbridge.store.schema import audit, audit_head
 from ccbridge.store.writer import RecordWriter
 from tests.polling import until
 from tests.store.conftest import Db
@@ -151,3 +161,110 @@ async def test_erasing_a_numbers_details_keeps_the_chain_verifiable(migrated: Db
     async with migrated.engine().begin() as conn:
         await conn.execute(update(audit).where(audit.c.seq == 3).values(result="failed"))
     assert not (await _verify(migrated))[0]
+
+
+DAY0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+async def _seqs(db: Db) -> list[int]:
+    async with db.engine().connect() as conn:
+        return list((await conn.execute(select(audit.c.seq).order_by(audit.c.seq))).scalars())
+
+
+async def _purge(db: Db, days: int) -> AuditPurged:
+    return await purge_before(
+        db.engine(),
+        DAY0 + timedelta(days=days),
+        actor="retention",
+        source="bridge",
+        now=DAY0 + timedelta(days=days, hours=12),
+    )
+
+
+async def test_a_retention_purge_keeps_the_chain_verifiable(migrated: Db) -> None:
+    """The oldest rows go; the last purged row becomes the anchor, the purge is an audit
+    row naming it, and the chain verifies after it, after more appends and a second purge."""
+    events = [_event(i, at=DAY0 + timedelta(days=i)) for i in range(10)]
+    # A row written late (a replayed journal) with an older instant than its neighbour:
+    # a purge stops before the first row it keeps, so the chain has no hole.
+    events[7] = _event(7, at=DAY0 + timedelta(days=1))
+    await append(migrated.engine(), *events)
+    done = await _purge(migrated, 5)  # rows 1..5 (days 0..4)
+    assert (done.anchor, done.rows) == (5, 5)
+    assert await _seqs(migrated) == [6, 7, 8, 9, 10, 11]
+    async with migrated.engine().connect() as conn:
+        assert await anchor(conn) == (5, events_hash := await _hash_of_purged(conn))
+        purge_row = (await conn.execute(select(audit).where(audit.c.seq == 11))).mappings().one()
+    assert purge_row["action"] == PURGE_ACTION and purge_row["actor"] == "retention"
+    assert purge_row["object"] == f"audit-chain:5:{events_hash}"
+    assert purge_row["details"] == {"rows": 5, "before": "2026-01-06T00:00:00.000000Z"}
+    assert await _verify(migrated) == (True, ())
+    assert (await _purge(migrated, 5)).rows == 0  # nothing older: no row, no new anchor
+    assert await _seqs(migrated) == [6, 7, 8, 9, 10, 11]
+    await append(migrated.engine(), _event(20, at=DAY0 + timedelta(days=20)))
+    # Day 9: rows 6, 7 (days 5, 6), 8 (the late day 1) and 9 (day 8) go; 10 (day 9) stays.
+    assert (await _purge(migrated, 9)).anchor == 9
+    assert await _seqs(migrated) == [10, 11, 12, 13]
+    assert await _verify(migrated) == (True, ())
+
+
+async def _hash_of_purged(conn: AsyncConnection) -> str:
+    row = (await conn.execute(select(audit.c.prev_hash).where(audit.c.seq == 6))).scalar_one()
+    return str(row)
+
+
+async def test_moving_the_anchor_to_hide_deleted_rows_breaks_the_chain(migrated: Db) -> None:
+    await append(migrated.engine(), *[_event(i, at=DAY0 + timedelta(days=i)) for i in range(8)])
+    await _purge(migrated, 3)  # anchor: row 3
+    assert (await _verify(migrated))[0]
+    async with migrated.engine().begin() as conn:
+        h5 = (await conn.execute(select(audit.c.hash).where(audit.c.seq == 5))).scalar_one()
+        await conn.execute(delete(audit).where(audit.c.seq.in_([4, 5])))
+        await conn.execute(update(audit_head).where(audit_head.c.id == 2).values(seq=5, hash=h5))
+    ok, problems = await _verify(migrated)
+    assert not ok and any("no purge row records" in p for p in problems), problems
+
+
+async def test_deleting_the_purge_row_breaks_the_chain(migrated: Db) -> None:
+    await append(migrated.engine(), *[_event(i, at=DAY0 + timedelta(days=i)) for i in range(4)])
+    await _purge(migrated, 2)  # rows 1, 2; the purge row is 5
+    await append(migrated.engine(), _event(9, at=DAY0 + timedelta(days=9)))
+    async with migrated.engine().begin() as conn:
+        await conn.execute(delete(audit).where(audit.c.seq == 5))
+    ok, problems = await _verify(migrated)
+    assert not ok and any("5" in p and "missing" in p for p in problems), problems
+
+
+async def test_a_purge_of_every_row_leaves_the_purge_row(migrated: Db) -> None:
+    await append(migrated.engine(), *[_event(i, at=DAY0) for i in range(3)])
+    done = await _purge(migrated, 30)
+    assert (done.anchor, done.rows) == (3, 3) and await _seqs(migrated) == [4]
+    assert await _verify(migrated) == (True, ())
+
+
+async def test_the_audit_writer_on_metrics(migrated: Db) -> None:
+    """Written, failed (rejected) and waiting rows, read at scrape time; a trail that is
+    off shows as store_on 0."""
+    trail = _trail(migrated, migrated.tmp / "m.journal")
+    registry = CollectorRegistry()
+    current: list[AuditTrail | None] = [trail]
+    registry.register(AuditCollector(lambda: current[0]))
+    await trail.start()
+    try:
+        for i in range(5):
+            assert trail.record(_event(i))
+        assert not trail.record(_event(9, result="x" * 40))  # too long: refused
+        await until(lambda: trail.writer.status().caught_up, 20, "5 rows written")
+    finally:
+        await trail.stop()
+    value = registry.get_sample_value
+    assert value("ccbridge_audit_store_on") == 1
+    assert value("ccbridge_audit_rows_written_total") == 5
+    assert value("ccbridge_audit_rows_failed_total", {"why": "rejected"}) == 1
+    assert value("ccbridge_audit_rows_failed_total", {"why": "dropped"}) == 0
+    assert value("ccbridge_audit_queue_depth") == 0
+    assert value("ccbridge_audit_journal_backlog_bytes") == 0
+    assert value("ccbridge_audit_db_up") == 1
+    current[0] = None
+    assert value("ccbridge_audit_store_on") == 0
+    assert value("ccbridge_audit_rows_written_total") is None

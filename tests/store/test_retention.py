@@ -11,9 +11,18 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
+from ccbridge.access.audit import AuditEvent, append
 from ccbridge.config import ConfigError, parse_config
+from ccbridge.store.audit import verify
 from ccbridge.store.retention import ERASED, RetentionJob, erase_number, purge
-from ccbridge.store.schema import agent_activity, call_events, calls, coverage_gaps, legs
+from ccbridge.store.schema import (
+    agent_activity,
+    audit,
+    call_events,
+    calls,
+    coverage_gaps,
+    legs,
+)
 from tests.polling import until
 from tests.store.conftest import Db
 from tests.store.report_world import write
@@ -114,7 +123,11 @@ async def test_erase_removes_the_number_everywhere_and_leaves_a_marker(migrated:
 
 async def test_the_background_job_purges(migrated: Db) -> None:
     await write(migrated, world())
-    job = RetentionJob(migrated.settings, days=30, interval=0.05, now=lambda: NOW, first_delay=0)
+    old = AuditEvent("sue", "10.0.0.7", "login", "ok", at=NOW - timedelta(days=100))
+    await append(migrated.engine(), old, AuditEvent("sue", "10.0.0.7", "login", "ok", at=NOW))
+    job = RetentionJob(
+        migrated.settings, days=30, interval=0.05, now=lambda: NOW, first_delay=0, audit_days=90
+    )
     await job.start()
     try:
         await until(lambda: job.rounds >= 2, 20, "two purge rounds")
@@ -122,6 +135,13 @@ async def test_the_background_job_purges(migrated: Db) -> None:
         await job.stop()
     assert job.purged["calls"] == 2 and job.last_error is None
     assert await _count(migrated, calls) == 2
+    # The old audit row went; the chain verifies from the anchor the purge recorded.
+    assert job.purged["audit"] == 1
+    async with migrated.engine().connect() as conn:
+        result = await verify(conn)
+        actors = (await conn.execute(select(audit.c.actor).order_by(audit.c.seq))).scalars()
+        assert list(actors) == ["sue", "retention"]
+    assert result.ok and result.rows == 2
 
 
 async def test_the_job_waits_for_a_database(db: Db) -> None:
@@ -144,6 +164,8 @@ def test_records_section(monkeypatch: pytest.MonkeyPatch) -> None:
     c = parse_config(lab + "records:\n  retention_days: 90\n  short_abandon_s: 3\n", "d.yaml", REPO)
     assert (c.records.retention_days, c.records.short_abandon_s) == (90, 3.0)
     assert parse_config(lab, "d.yaml", REPO).records.retention_days == 400
+    audit_days = "records:\n  audit_retention_days: 3650\n"
+    assert parse_config(lab + audit_days, "d.yaml", REPO).records.audit_retention_days == 3650
     with pytest.raises(ConfigError) as info:
         parse_config(lab + "records:\n  retention_days: -1\n", "d.yaml", REPO)
     assert "records.retention_days" in str(info.value.problems[0])
