@@ -46,6 +46,7 @@ from ccbridge.config.model import (
 )
 from ccbridge.config.reader import Invalid, Reader, kind, missing_secret_problem
 from ccbridge.config.records import RecordsSettings, parse_records
+from ccbridge.config.screenpop import ScreenPopSettings, parse_screen_pop
 from ccbridge.config.store import StoreSettings, parse_store
 from ccbridge.config.survey import parse_survey
 from ccbridge.config.tls_loader import parse_ami_tls, parse_site_tls
@@ -543,6 +544,7 @@ _TOP = {
     "records",
     "access",
     "deploy",
+    "screen_pop",
 }
 
 
@@ -673,6 +675,10 @@ def parse_config(
     if "survey" in top:
         with r.at("survey", top):
             survey = r.collect(lambda: parse_survey(r, top["survey"], services))
+    screen_pop = None
+    if "screen_pop" in top:
+        with r.at("screen_pop", top):
+            screen_pop = r.collect(lambda: parse_screen_pop(r, top["screen_pop"]))
     missing = r.missing_secrets()
     if resolve_secrets:
         r.problems += [missing_secret_problem(m) for m in missing]
@@ -694,6 +700,7 @@ def parse_config(
         records=records or RecordsSettings(),
         access=access,
         deploy=deploy,
+        screen_pop=screen_pop or ScreenPopSettings(),
         survey=survey,
         missing_secrets=missing,
     )

@@ -12,6 +12,7 @@ if TYPE_CHECKING:
     from ccbridge.config.deploy import DeploySettings
     from ccbridge.config.ivr import IvrSettings, SelfServiceSettings
     from ccbridge.config.records import RecordsSettings
+    from ccbridge.config.screenpop import ScreenPopSettings
     from ccbridge.config.store import StoreSettings
     from ccbridge.config.survey import SurveySettings
 
@@ -431,6 +432,7 @@ class Config:
     records: RecordsSettings = field(default_factory=lambda: _default_records())
     access: AccessSettings = field(default_factory=lambda: _default_access())
     deploy: DeploySettings = field(default_factory=lambda: _default_deploy())
+    screen_pop: ScreenPopSettings = field(default_factory=lambda: _default_screen_pop())
     # Secrets that gave nothing where the file was read (only when loaded without
     # requiring them, e.g. by `ccbridge check` on an admin's laptop).
     missing_secrets: tuple[MissingSecret, ...] = ()
@@ -494,6 +496,12 @@ def _default_records() -> RecordsSettings:
     from ccbridge.config.records import RecordsSettings  # kept beside the store's section
 
     return RecordsSettings()
+
+
+def _default_screen_pop() -> ScreenPopSettings:
+    from ccbridge.config.screenpop import ScreenPopSettings  # imports the reader
+
+    return ScreenPopSettings()
 
 
 def _default_deploy() -> DeploySettings:

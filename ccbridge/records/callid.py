@@ -9,14 +9,18 @@ restarted mid-call) name the call's row with the same key and the same required 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+
+from ccbridge.variables import CALLID
 
 # The site part is a config name (config.reader.NAME_RE); the rest is what the dialplan's
 # STRFTIME(,UTC,%s.%6q) and the uniqueid's last field give. 64 characters at most: the
 # column's width.
 _CALLID = re.compile(r"([a-z][a-z0-9_-]{0,31}):([0-9]{9,11})\.([0-9]{6}):([0-9]{1,18})")
 MAX_LEN = 64
+_VAR_PREFIX = CALLID + "="
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,3 +49,14 @@ def make(site: str, at: datetime, seq: int) -> str:
     """The ID the dialplan would give (tests, benches)."""
     ts = at.astimezone(UTC)
     return f"{site}:{int(ts.timestamp())}.{ts.microsecond:06d}:{seq}"
+
+
+def of_event(event: Mapping[str, str]) -> str | None:
+    """The ``CCB_CALLID`` an AMI event carries (its ``ChanVariable`` lines, manager.conf
+    ``channelvars``: the caller's channel in app_queue's events), as written."""
+    getall = getattr(event, "getall", None)
+    values = getall("ChanVariable") if getall is not None else (event.get("ChanVariable"),)
+    for item in values:
+        if isinstance(item, str) and item.startswith(_VAR_PREFIX):
+            return item[len(_VAR_PREFIX) :]
+    return None

@@ -7,7 +7,9 @@ from dataclasses import dataclass
 from ccbridge.services.agents import AgentService
 from ccbridge.services.calls import CallService
 from ccbridge.services.cluster import ClusterRuntime, ClusterService
+from ccbridge.services.desk import DeskService
 from ccbridge.services.errors import ServiceError
+from ccbridge.services.events import EventService
 from ccbridge.services.ports import Runtime
 from ccbridge.services.reports import ReportService
 from ccbridge.services.sites import SiteService
@@ -17,6 +19,8 @@ __all__ = [
     "AgentService",
     "CallService",
     "ClusterService",
+    "DeskService",
+    "EventService",
     "ReportService",
     "Runtime",
     "ServiceError",
@@ -35,7 +39,9 @@ class Services:
     calls: CallService
     staffing: StaffingService
     reports: ReportService
+    desk: DeskService
     cluster: ClusterService
+    events: EventService
 
     @classmethod
     def over(cls, runtime: ClusterRuntime) -> Services:
@@ -45,5 +51,7 @@ class Services:
             CallService(runtime),
             StaffingService(runtime),
             ReportService(runtime),
+            DeskService(runtime),
             ClusterService(runtime),
+            EventService(runtime.screen_pop.hub),
         )

@@ -32,9 +32,14 @@ One lab, one site (bangalore), the same target for every path: Answer, Wait(0.2)
   operator): an assumption, not lab traffic. The rest take the number's held route.
 
 At each rate every path runs once per round for ``--seconds``, in a different order each
-round, with a static step before and after each one: the machine is shared and its load
+round, with a static step before and after each one (static, A, static, B, ..., one
+static step between rounds, not two: ``plan_steps``): the machine is shared and its load
 drifts, so a path's ratio uses the static steps beside it, and the report gives the
-median and the spread over ``--rounds``. CPU comes from
+median and the spread over ``--rounds``, and for each path the median's bootstrap
+interval with a verdict against the production target (tests/bench/verdict.py): met
+only when the interval clears it, "not resolved" when the median meets it inside the
+noise. For the production figure alone, ``--variants production`` alternates static and
+production only (twice the rounds in the same time). CPU comes from
 /proc/PID/stat (utime + stime, all threads) of the site's Asterisk, its guard, the AGI
 server (bridge or floor) and SIPp. The ratio to static is static's Asterisk CPU per call
 over the path's (its guard's too for the guarded paths): the share of static's call
@@ -42,6 +47,11 @@ capacity the path keeps when the PBX's CPU is the limit.
 
 ``--records`` gives the bridge a call-record store (SQLite), as a deployment with records
 runs it.
+
+``--webhook-hang`` gives the bridge a webhook target that accepts and never answers, and
+pops for it from real queue calls beside the measured ones (tests/bench/webhook_hang.py):
+the route paths' ratios and failures against a run without it show what a hung CRM
+costs routing; the result adds the bridge's pop and webhook counters.
 
 ``--ami-tls`` runs another set in one run: static, routed with the bridge's AMI link to
 bangalore in plain text (port 5038) and routed-tls with it over TLS (5039, verified; the
@@ -55,6 +65,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
 import json
 import os
@@ -87,7 +98,9 @@ from ccbridge.routing.held import held_key
 from ccbridge.store.engine import make_engine
 from ccbridge.store.migrate import upgrade
 from ccbridge.store.schema import calls
+from tests.bench import webhook_hang as hang
 from tests.bench.bench_fastagi import ServerProcess
+from tests.bench.verdict import Estimate, estimate, only
 
 SITE = "bangalore"
 DID = "+918000000001"
@@ -408,6 +421,44 @@ def summarise(steps: list[Step], rates: list[float]) -> dict[str, object]:
     return out
 
 
+def plan_steps(paths: list[str], rounds: int) -> list[tuple[int, str]]:
+    """(round, path) in the order to run them: static between every two paths and at
+    both ends (A S B S A ...: each path's ratio is to the static steps beside it), the
+    paths in another order each round, and no two static steps in a row where one
+    round ends and the next begins (the old plan ran static twice there: a step in
+    every round spent on nothing)."""
+    out = [(0, "static")]
+    for rnd in range(rounds):
+        k = rnd % len(paths) if paths else 0
+        for path in paths[k:] + paths[:k]:
+            out += [(rnd, path), (rnd, "static")]
+    return out
+
+
+def judge_ratio(ratios: list[float], target: float = TARGET_PRODUCTION) -> Estimate:
+    """A path's ratio to static over every round: the median, its bootstrap interval,
+    and whether the interval clears the target (tests/bench/verdict.py)."""
+    return estimate([ratios], only, target, at_least=True)
+
+
+def judge_paths(steps: list[Step], rates: list[float]) -> dict[str, dict[str, object]]:
+    """Per rate and path, the ratio to the static steps beside each clean step, judged
+    against the production target with its interval."""
+    out: dict[str, dict[str, object]] = {}
+    for rate in rates:
+        per: dict[str, object] = {}
+        for var in VARIANTS:
+            if var == "static":
+                continue
+            mine = [s for s in steps if s.rate == rate and s.variant == var and s.clean]
+            around = [(static_around(steps, s), s.pbx_ms) for s in mine]
+            ratios = [st / own for st, own in around if st is not None]
+            if ratios:
+                per[var] = {**judge_ratio(ratios).as_dict(), "rounds": len(ratios)}
+        out[f"{rate:g}"] = per
+    return out
+
+
 def _pid_of(pid: int | None, what: str) -> int:
     if pid is None:
         raise RuntimeError(f"no {what} process")
@@ -421,6 +472,7 @@ def run(
     variants: tuple[str, ...] = VARIANTS,
     share: tuple[float, float] = (IVR_SHARE, AGI_SHARE),
     records: bool = False,
+    webhook_hang: bool = False,
 ) -> dict[str, object]:
     ensure_lab_secrets()
     config = load_config(REPO_ROOT / "examples" / "lab.yaml")
@@ -433,6 +485,10 @@ def run(
         recorded = load_config(path)
         engine = make_engine(recorded.store)
         asyncio.run(_upgrade(engine))
+    crm = hang.HangingCrm() if webhook_hang else None
+    if crm is not None:  # the same file with a screen_pop section for the hung CRM
+        text = path.read_text() if records else (REPO_ROOT / "examples" / "lab.yaml").read_text()
+        path.write_text(text + hang.config_section(crm.url))
     # The production dialplan with held routes taken while the bridge is alive; the
     # bridge itself reads the same YAML (it writes held routes either way).
     held = replace(config.routing.held_routes, enabled=True, use_without_bridge=True)
@@ -440,11 +496,12 @@ def run(
     lab = Lab(config)
     site = config.site(SITE)
     steps: list[Step] = []
+    pops: dict[str, float] | None = None  # --webhook-hang: the bridge's pop counters
     with lab_lock(on_wait=lambda: print("e2e: waiting for the lab lock", flush=True)):
         lab.down()
         lab.up()
         bridge = BridgeProcess(lab, EVERY_SITE_OPEN)
-        if records:
+        if records or webhook_hang:
             bridge.config = dataclasses.replace(config, source=str(path))
         try:
             asyncio.run(bridge.start())
@@ -461,6 +518,9 @@ def run(
             with (
                 ServerProcess("bare", port=FLOOR_PORT, command=FLOOR_COMMAND) as floor,
                 tempfile.TemporaryDirectory(prefix="ccb-e2e-") as wd,
+                hang.PopFeeder(lab, 60 + rounds * len(variants) * 2 * (seconds + 4))
+                if webhook_hang
+                else contextlib.nullcontext(),
             ):
                 servers = {"agi-floor": floor.pid}
                 _wait_for_held_routes(lab, site)
@@ -468,27 +528,25 @@ def run(
                 # production's IVR part alone: the service-keyed held route must route it
                 _check_path(lab, site, Path(wd), "production", (1.0, 0.0))
                 order = [var for var in VARIANTS if var in variants and var != "static"]
-                for rnd in range(rounds):
-                    for rate in rates:
-                        # Static between every two paths (each path's ratio is to the
-                        # static steps beside it); another order each round.
-                        k = rnd % len(order)
-                        plan = [x for var in order[k:] + order[:k] for x in ("static", var)]
-                        for variant in [*plan, "static"]:
-                            time.sleep(2)  # the previous step's channels close
-                            pids = {"asterisk": asterisk, "guard": guard}
-                            pids["agi_server"] = servers.get(variant, bridge.proc.pid)
-                            _, offset = count_routed(bridge.log_file, offset)
-                            step = measured_step(
-                                site, variant, rate, rnd, seconds, Path(wd), pids, share
-                            )
-                            step.routed, offset = count_routed(bridge.log_file, offset)
-                            step.seq = len(steps)
-                            steps.append(step)
-                            print(f"e2e: {json.dumps(asdict(step))}", flush=True)
+                for rate in rates:
+                    for rnd, variant in plan_steps(order, rounds):
+                        time.sleep(2)  # the previous step's channels close
+                        pids = {"asterisk": asterisk, "guard": guard}
+                        pids["agi_server"] = servers.get(variant, bridge.proc.pid)
+                        _, offset = count_routed(bridge.log_file, offset)
+                        step = measured_step(
+                            site, variant, rate, rnd, seconds, Path(wd), pids, share
+                        )
+                        step.routed, offset = count_routed(bridge.log_file, offset)
+                        step.seq = len(steps)
+                        steps.append(step)
+                        print(f"e2e: {json.dumps(asdict(step))}", flush=True)
+                pops = hang.pop_metrics(bridge.base) if webhook_hang else None
         finally:
             bridge.stop()
             lab.down()
+            if crm is not None:
+                crm.close()
     recorded_calls = asyncio.run(_count_calls(scratch / "records.db")) if records else None
     shutil.rmtree(scratch, ignore_errors=True)
     summary = summarise(steps, rates)
@@ -497,6 +555,7 @@ def run(
         for per in summary.values()
     ]
     medians = [p["median"] for p in production if isinstance(p, dict)]
+    judged = judge_paths(steps, rates)
     return {
         "bench": "e2e",
         "site": SITE,
@@ -509,8 +568,10 @@ def run(
         "summary": summary,
         "records": records,
         "recorded_calls": recorded_calls,
+        "webhook_hang": pops,
         "target_production": TARGET_PRODUCTION,
         "production_ratio": min(medians) if medians else 0.0,
+        "judged": judged,
         "met": bool(medians) and min(medians) >= TARGET_PRODUCTION,
     }
 
@@ -678,6 +739,17 @@ def _print_summary(result: dict[str, object]) -> None:
             )
 
 
+def _print_judged(result: dict[str, object]) -> None:
+    """Each path's ratio over all its rounds with its interval: how sure the figure is."""
+    judged = result["judged"]
+    assert isinstance(judged, dict)
+    for rate, per in judged.items():
+        for var, e in per.items():
+            low, high = e["interval"]
+            got = Estimate(e["value"], low, high, e["target"], e["at_least"])
+            print(f"e2e: {rate}/s {var:13} ratio to static, {e['rounds']} rounds: {got.text()}")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     ap.add_argument("--rates", default="150", help="calls/s, comma-separated")
@@ -692,6 +764,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--variants", help="comma-separated paths to run (default: all)")
     ap.add_argument("--records", action="store_true", help="the bridge keeps call records (SQLite)")
+    ap.add_argument(
+        "--webhook-hang", action="store_true", help="pops to a webhook target that never answers"
+    )
     ap.add_argument(
         "--ami-tls", action="store_true", help="static, routed over plain AMI and over TLS AMI"
     )
@@ -713,9 +788,17 @@ def main(argv: list[str] | None = None) -> int:
     chosen = [*(args.only or []), *(args.variants.split(",") if args.variants else [])]
     variants = ("static", *(x for x in chosen if x in VARIANTS)) if chosen else VARIANTS
     result = run(
-        rates, args.seconds, args.rounds, variants, (args.ivr_share, args.agi_share), args.records
+        rates,
+        args.seconds,
+        args.rounds,
+        variants,
+        (args.ivr_share, args.agi_share),
+        args.records,
+        args.webhook_hang,
     )
     _print_summary(result)
+    if result["webhook_hang"]:
+        print(f"e2e: webhook target hung: {json.dumps(result['webhook_hang'])}", flush=True)
     print(
         f"e2e: production ({result['ivr_share']:g} IVR held by service, {result['agi_share']:g} "
         "over FastAGI) ratio to static "
@@ -723,6 +806,7 @@ def main(argv: list[str] | None = None) -> int:
         + ("met" if result["met"] else "missed"),
         flush=True,
     )
+    _print_judged(result)
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
     return 0 if result["met"] else 1

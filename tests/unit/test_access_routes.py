@@ -22,7 +22,8 @@ from ccbridge.http.access import declared
 
 REPO = Path(__file__).resolve().parents[2]
 # Public on purpose: probes and scrapes carry no token, login is how one gets a token.
-PUBLIC = {"/healthz", "/readyz", "/metrics", "/api/v1/login"}
+# /agent: the agent page (static; it logs in through /api/v1/login like any client).
+PUBLIC = {"/healthz", "/readyz", "/metrics", "/api/v1/login", "/agent", "/agent/agent.js"}
 
 
 @pytest.fixture
@@ -61,8 +62,9 @@ def test_declared_permissions_are_in_the_vocabulary(app: web.Application) -> Non
         for permission in d.permissions:  # the declared one and its alternatives
             fields = {f for _, f, _, _ in Formatter().parse(permission) if f}
             in_path = set(re.findall(r"{(\w+)}", path))
-            # A placeholder the path does not give means "some site" or "some agent".
-            assert fields <= in_path | {"site", "agent"}, (method, path, permission)
+            # A placeholder the path does not give means "some site", "some agent" or
+            # (the supervision routes) "some mode".
+            assert fields <= in_path | {"site", "agent", "mode"}, (method, path, permission)
             concrete = re.sub(r"{\w+}", "x", permission)
             assert any(overlaps(concrete, t) for t in TEMPLATES), (method, path, permission)
 
