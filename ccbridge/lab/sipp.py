@@ -258,7 +258,7 @@ def place_calls(
     local_port: int = 6100,
     max_seconds: float = 60.0,
     limit: int | None = None,
-    scenario: str = "caller.xml",
+    scenario: str = "caller.xml",  # talking_caller.xml: sends audio once answered
 ) -> CallResult:
     """Place ``calls`` calls to ``did`` at ``target`` (HOST:PORT), bounded by max_seconds
     (``edge_caller.xml``: through the SIP edge, following its recorded route)."""
