@@ -92,6 +92,18 @@ def same_id(doc: Callable[[int], object]) -> Handler:
 # -- the client: every fault is one EdgeRpcError with a stable reason --------------------------
 
 
+async def failure(url: str, rpc_timeout: float = 1.0) -> EdgeRpcError:
+    """The error one RPC to ``url`` ends in (the test fails if it succeeds)."""
+    client = KamailioRpc(url, rpc_timeout)
+    try:
+        with pytest.raises(EdgeRpcError) as info:
+            await client.set_state("a", 1, "sip:127.0.1.1:5060")
+        assert str(info.value)  # a message a log line can carry
+        return info.value
+    finally:
+        await client.close()
+
+
 async def test_a_good_answer_returns_its_result(edge: Edge) -> None:
     client = KamailioRpc(edge.url, 1.0)
     try:
@@ -128,14 +140,8 @@ async def test_garbage_answers_are_one_error_with_a_stable_reason(
     edge: Edge, what: str, answer: Handler, reason: str
 ) -> None:
     edge.answer = answer
-    client = KamailioRpc(edge.url, 2.0)
-    try:
-        with pytest.raises(EdgeRpcError) as info:
-            await client.set_state("a", 1, "sip:127.0.1.1:5060")
-        assert info.value.reason == reason, str(info.value)
-        assert str(info.value)  # a message a log line can carry
-    finally:
-        await client.close()
+    error = await failure(edge.url, 2.0)
+    assert error.reason == reason, str(error)
 
 
 async def test_a_silent_edge_times_out_and_a_closed_port_is_refused(edge: Edge) -> None:
@@ -147,23 +153,11 @@ async def test_a_silent_edge_times_out_and_a_closed_port_is_refused(edge: Edge) 
         return web.Response()
 
     edge.answer = never
-    client = KamailioRpc(edge.url, 0.2)
-    try:
-        with pytest.raises(EdgeRpcError) as info:
-            await client.call("dispatcher.list")
-        assert info.value.reason == edge_rpc.TIMEOUT and stalled.is_set()
-    finally:
-        await client.close()
+    assert (await failure(edge.url, 0.2)).reason == edge_rpc.TIMEOUT and stalled.is_set()
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # nothing listens once the socket closes
-    client = KamailioRpc(f"http://127.0.0.1:{port}/RPC", 1.0)
-    try:
-        with pytest.raises(EdgeRpcError) as info:
-            await client.call("dispatcher.list")
-        assert info.value.reason == edge_rpc.REFUSED
-    finally:
-        await client.close()
+    assert (await failure(f"http://127.0.0.1:{port}/RPC")).reason == edge_rpc.REFUSED
 
 
 async def test_a_server_that_closes_mid_answer_is_refused() -> None:
@@ -175,13 +169,9 @@ async def test_a_server_that_closes_mid_answer_is_refused() -> None:
 
     server = await asyncio.start_server(half, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
-    client = KamailioRpc(f"http://127.0.0.1:{port}/RPC", 1.0)
     try:
-        with pytest.raises(EdgeRpcError) as info:
-            await client.call("dispatcher.list")
-        assert info.value.reason == edge_rpc.REFUSED
+        assert (await failure(f"http://127.0.0.1:{port}/RPC")).reason == edge_rpc.REFUSED
     finally:
-        await client.close()
         server.close()
         await server.wait_closed()
 
