@@ -10,6 +10,7 @@ import signal
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -178,6 +179,19 @@ async def drain(bridge: Bridge, config: Config, site: str, action: str) -> None:
         assert resp.status == 200, await resp.text()
 
 
+def read_from(path: Path, offset: int) -> str:
+    with open(path, "rb") as f:
+        f.seek(offset)
+        return f.read().decode(errors="replace")
+
+
+async def restart(lab: Lab, name: str) -> None:
+    site = lab.config.site(name)
+    await asyncio.to_thread(lab.stop_site, site)
+    await asyncio.to_thread(lab.start_site, site)
+    await asyncio.to_thread(lab.wait_ami, site, 20)
+
+
 async def test_sigkilled_site_behind_the_edge_costs_no_call(
     lab: Lab,
     edge_config: Config,
@@ -193,6 +207,8 @@ async def test_sigkilled_site_behind_the_edge_costs_no_call(
         edge_config, routing=dataclasses.replace(edge_config.routing, site_holdoff=holdoff)
     )
     rpc = KamailioRpc(edge_config.edge.rpc_url, 1.0)
+    view = edge_view(config)
+    assert view is not None
     try:
         async with bridge_at(WEDNESDAY_MORNING, config=config) as bridge:
             await watch(rpc, config, "dhaka", "active")
@@ -217,20 +233,36 @@ async def test_sigkilled_site_behind_the_edge_costs_no_call(
             result = await load
             assert result.ok, result.output[-2000:]
 
-            await asyncio.to_thread(lab.stop_site, dhaka)
-            await asyncio.to_thread(lab.start_site, dhaka)
-            await asyncio.to_thread(lab.wait_ami, dhaka, 20)
+            await restart(lab, "dhaka")
             back = time.monotonic()
             await watch(rpc, config, "dhaka", "active")
             # Not before the bridge's hold-off: a site just back takes no call at once.
             up_since = bridge.state.sites["dhaka"].up_since
             assert up_since is not None and bridge.clock.time() - up_since >= holdoff
-            report(
-                "edge site killed",
-                calls=result.created,
-                failed=result.failed,
-                edge_disabled_after_s=f"{detect:.2f}",
-                active_again_after_ami_s=f"{time.monotonic() - back:.2f}",
-            )
+            measured = {
+                "calls": result.created,
+                "failed": result.failed,
+                "edge_disabled_after_s": f"{detect:.2f}",
+                "active_again_after_ami_s": f"{time.monotonic() - back:.2f}",
+            }
+        # The edge's own failover, with no bridge to tell it anything: dhaka dead but active
+        # at the edge (as before its probes notice). Three calls at once: round robin sends
+        # dhaka one, which never answers, and that call goes on to the next site.
+        lab.signal_site(dhaka, signal.SIGKILL)
+        log_mark = edge.log.stat().st_size
+        for group in view.sets_of("dhaka"):
+            await rpc.set_state("a", group, view.uris["dhaka"])
+        burst = await through_edge(config, 3, rate=30, port=6630)
+        text = await asyncio.to_thread(read_from, edge.log, log_mark)
+        await restart(lab, "dhaka")
+        assert burst.ok, burst.output[-2000:]
+        failovers = text.count(f"site {dhaka.sip.host} failed")
+        assert failovers >= 1, "no call reached the dead site: the failover was not exercised"
+        report(
+            "edge site killed",
+            failed_over_in_call=failovers,
+            burst_failed=burst.failed,
+            **measured,
+        )
     finally:
         await rpc.close()
