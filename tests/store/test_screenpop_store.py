@@ -77,9 +77,10 @@ async def test_previous_contacts_count_the_last_n_days_and_leave_this_call_out(
 async def test_a_store_that_is_down_gives_a_history_marked_unavailable(
     migrated: Db, tmp_path: Path
 ) -> None:
-    if migrated.kind == "sqlite":  # reads go on under a writer's lock: a file it cannot open
-        gone = f"sqlite+aiosqlite:///{tmp_path}/no-such-dir/records.db"
-        engine = make_engine(replace(migrated.settings, url=gone))
+    if migrated.kind == "sqlite":  # reads go on under a writer's lock: a file that is no
+        not_db = tmp_path / "not-a-database.db"  # database fails every query instead
+        not_db.write_bytes(b"this is not an SQLite database file" * 100)
+        engine = make_engine(replace(migrated.settings, url=f"sqlite+aiosqlite:///{not_db}"))
     else:
         engine = migrated.engine()
         migrated.down()  # the PostgreSQL server stops
