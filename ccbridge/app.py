@@ -16,6 +16,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from ccbridge import cluster, loopdebug, sdnotify, variables
+from ccbridge.access.audit import AuditEvent
 from ccbridge.access.metrics import AuditCollector
 from ccbridge.access.runtime import AccessStore
 from ccbridge.agents import AgentMirror
@@ -28,6 +29,7 @@ from ccbridge.ami.client import AmiError, LinkState, SiteLink
 from ccbridge.clock import Clock
 from ccbridge.cluster import Heartbeat
 from ccbridge.config.model import Config
+from ccbridge.desk.live import LiveCalls
 from ccbridge.events import EventBus, EventHandler
 from ccbridge.heldroutes import HeldRoutePublisher
 from ccbridge.http.app import build_app
@@ -133,6 +135,9 @@ class Bridge:
             # Logins, pauses and rings for the agent report (its own records, same writer)
             self.activity = ActivityRecorder(self.records.writer.put, self.clock.now)
             self.activity.subscribe(self.bus)
+        # Calls the desk acts on (supervision, transfer, hold; issue 14), from AMI events.
+        self.desk = LiveCalls(self.clock.time)
+        self.desk.subscribe(self.bus)
         # Screen pops (issue 14): the caller's details and history when an agent rings
         # and answers, to the event stream and webhooks; history from the records.
         self._pop_reader = RecordsReader(self) if config.store.enabled else None
@@ -445,6 +450,9 @@ class Bridge:
         ]
 
     # -- lifecycle -------------------------------------------------------------------
+    def audit(self, event: AuditEvent) -> None:
+        self.access.audit(event)
+
     def readiness(self) -> dict[str, bool]:
         return {
             "config_loaded": True,

@@ -69,6 +69,26 @@ EVENT_REJECT = "CcbReject"  # Did, Site: the call was refused (no service for it
 # hangs up): CallID (${CCB_CALLID}), Score 1-5, Site.
 EVENT_SURVEY = "CCBSurvey"
 
+# The agent's desk (issue 14, ccbridge/desk/): supervision, transfer, hold, conference.
+# Set by the bridge on the caller's channel (AMI Setvar) before it moves the call on:
+NOTE = "CCB_NOTE"  # a transfer's free-text note, %-encoded by the bridge (desk.encode)
+IVR_PATH = "CCB_IVR_PATH"  # the caller's IVR path ("menu:step menu:step"), %-encoded
+XFER_NUMBER = "CCB_XFER_NUMBER"  # a blind transfer's E.164 number (over carrier trunks)
+ROOM = "CCB_ROOM"  # the call's desk room (a ConfBridge) once it is held or conferenced
+ON_HOLD = "CCB_ON_HOLD"  # 1 on the agent's channel while it is out of the room (hold)
+HEADER_NOTE = "X-CCB-Note"  # NOTE across sites
+HEADER_IVR_PATH = "X-CCB-IVR"  # IVR_PATH across sites
+# The extension prefix another site dials over an inter-site trunk to ring a phone of this
+# site (a supervisor's, for live supervision): ccb-from-site has one per endpoint.
+PHONE_PREFIX = "phone."
+# Extensions of the ccb-transfer context (the kinds of transfer).
+XFER_QUEUE = "queue"  # a queue of this site (CCB_QUEUE)
+XFER_REMOTE = "remote"  # a queue at another site over CCB_TRUNK_1..n (ccb-dispatch's)
+XFER_NUMBER_KIND = "number"  # a number over carrier trunks CCB_TRUNK_1..n
+EVENT_TRANSFER = "CcbTransfer"  # Kind, Target (queue or masked nothing), Site: a transfer began
+EVENT_HOLD = "CcbHold"  # Site: the desk put the caller on hold (the record's hold time)
+EVENT_UNHOLD = "CcbUnhold"  # Site: the caller is back with the agent
+
 # Routes held in each site's dialplan globals by the bridge (ccbridge/heldroutes.py,
 # routing/held.py), set over AMI (Setvar with no channel) and read by the dialplan:
 # CCB_H_<did>_<lang> per number and language, and three for the whole table.

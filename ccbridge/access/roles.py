@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 
 from ccbridge.access.acl import allowed, overlaps, well_formed
 
-# Every permission an endpoint may declare, with what it guards. ``{site}`` and
-# ``{agent}`` stand for one segment: a site's or an agent's name.
+# Every permission an endpoint may declare, with what it guards. ``{site}``, ``{agent}``
+# and ``{mode}`` stand for one segment: a site's or an agent's name, a supervision mode.
 VOCABULARY: Mapping[str, str] = {
     "ccb.sites.{site}.read": "a site's live state: sites, queues, trunks, agents",
     "ccb.sites.{site}.drain": "drain or undrain a site",
@@ -22,6 +22,7 @@ VOCABULARY: Mapping[str, str] = {
     "ccb.agents.{agent}.login": "log an agent in or out of queues",
     "ccb.agents.{agent}.pause": "pause or unpause an agent",
     "ccb.agents.{agent}.calls.read": "the calls an agent took (an agent's own calls)",
+    "ccb.agents.{agent}.calls.control": "transfer, hold and conference the calls an agent is on",
     "ccb.calls.originate": "place an outbound call or callback",
     "ccb.calls.{site}.read": "call records that touched a site",
     "ccb.numbers.read": "caller numbers unmasked in answers and CSV",
@@ -29,6 +30,9 @@ VOCABULARY: Mapping[str, str] = {
     "ccb.reports.{site}.export": "a site's reports as CSV",
     "ccb.recordings.{site}.read": "a site's recordings",
     "ccb.routes.preview": "preview a routing decision",
+    # live supervision of a call (issue 14) from a phone at a site the user answers for;
+    # {mode}: listen, whisper or barge (ccbridge/desk/modes.py)
+    "ccb.supervise.{mode}": "listen to a call, whisper to its agent, or barge in",
     "ccb.staffing.read": "staffing and coverage",
     "ccb.audit.read": "the audit trail",
     "ccb.cluster.read": "the bridges alive, their sites and sessions",
@@ -61,12 +65,14 @@ BUILTIN: Mapping[str, Role] = {
                 "ccb.calls.{site}.read",
                 "ccb.reports.{site}.#",
                 "ccb.recordings.{site}.read",
+                "ccb.supervise.*",
                 "ccb.numbers.read",
                 "ccb.routes.preview",
                 "ccb.staffing.read",
             ),
-            "the sites they are responsible for: live state, drain, their agents, "
-            "calls, reports, recordings",
+            "the sites they are responsible for: live state, drain, their agents (and "
+            "their calls: transfer, hold, conference), calls, reports, recordings, live "
+            "supervision from those sites' phones",
         ),
         Role(
             "agent",

@@ -15,7 +15,8 @@ fails)::
     async def healthz(request): ...
 
 A ``{placeholder}`` the path gives is filled from it; one it does not give means "for
-at least one site" (``{site}``) or "at least one agent" (``{agent}``), and the handler
+at least one site" (``{site}``), "at least one agent" (``{agent}``) or "at least one
+supervision mode" (``{mode}``), and the handler
 narrows its answer with ``scope_sites`` / ``scope_agents`` / ``can``.
 ``alternatives=(...)`` lets a caller holding one of those in instead (the call list:
 a site's calls, or an agent's own). ``audit=True`` marks a read of
@@ -39,6 +40,7 @@ from aiohttp import web
 
 from ccbridge.access.audit import AuditEvent
 from ccbridge.access.roles import Principal
+from ccbridge.desk import modes
 from ccbridge.http.base import (
     PRINCIPAL,
     STATUS,
@@ -168,7 +170,11 @@ def _authorised(
     missing = [f for f in fields if f not in given]
     if not missing:
         return p.can(template.format(**given))
-    choices: dict[str, Iterable[str]] = {"site": access.sites, "agent": access.agents}
+    choices: dict[str, Iterable[str]] = {
+        "site": access.sites,
+        "agent": access.agents,
+        "mode": modes.MODES,  # ccb.supervise.{mode}: the mode is in the body
+    }
     if len(missing) != 1 or missing[0] not in choices:
         raise RuntimeError(f"permission {template!r} names an unknown placeholder")
     key = missing[0]

@@ -10,7 +10,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.aiohttp import make_aiohttp_handler
 
 from ccbridge.config.model import SecretValue
-from ccbridge.http import access, agents, calls, cluster, events, reports, staffing
+from ccbridge.http import access, agents, calls, cluster, desk, events, reports, staffing
 from ccbridge.http.access import ACCESS, access_middleware, public, requires, scope_sites
 from ccbridge.http.base import (
     API_TOKEN,
@@ -146,6 +146,7 @@ def build_app(
     app.router.add_post("/api/v1/sites/{name}/drain", drain)
     app.router.add_post("/api/v1/sites/{name}/undrain", undrain)
     calls.add_routes(app)
+    desk.add_routes(app)
     agents.add_routes(app)
     staffing.add_routes(app)
     reports.add_routes(app)

@@ -64,6 +64,9 @@ USER_EVENTS: Final = (
     v.EVENT_LOOKUP,
     v.EVENT_HELD_ROUTE,
     v.EVENT_SURVEY,
+    v.EVENT_TRANSFER,
+    v.EVENT_HOLD,
+    v.EVENT_UNHOLD,
 )
 # Events that change the record but are no row of their own in call_events: what they
 # say is in the calls and legs rows (who hung up, hold time, the answer) or in another
@@ -111,6 +114,7 @@ _EVENT_FIELDS: Final[dict[str, tuple[str, ...]]] = {
     v.EVENT_LOOKUP: ("Lookup", "Result", "Answer"),
     v.EVENT_HELD_ROUTE: ("Did", "Lang", "Source"),
     v.EVENT_SURVEY: ("Score",),
+    v.EVENT_TRANSFER: ("Kind", "Target"),
 }
 _FIELD_MAX = 80
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
@@ -139,6 +143,11 @@ class Leg:
     hold_since: datetime | None = None
     agent_uniqueid: str | None = None  # the agent's channel (AgentConnect's DestUniqueid)
     first_leave: str | None = None  # the channel that left the answered bridge first
+    base: str = ""  # the linkedid (segments after a transfer within the site: "L/2", ...)
+
+    def __post_init__(self) -> None:
+        if not self.base:
+            self.base = self.linkedid
 
     def row(self) -> dict[str, Any]:
         return {
@@ -235,6 +244,10 @@ class RecordMachine:
             v.EVENT_LOOKUP: self._lookup,
             v.EVENT_HELD_ROUTE: self._nothing,
             v.EVENT_SURVEY: self._survey,
+            v.EVENT_TRANSFER: self._nothing,
+            # the desk's hold (its room, ccb-room-hold): the same as a phone's hold
+            v.EVENT_HOLD: self._hold,
+            v.EVENT_UNHOLD: self._unhold,
         }
 
     # -- input ----------------------------------------------------------------------
@@ -373,6 +386,16 @@ class RecordMachine:
             call.ended = None  # a new leg: the call goes on
         return leg
 
+    def _segment(self, call: Call, leg: Leg, at: datetime) -> Leg:
+        """A new segment of ``leg`` (same site and linkedid) for the next agent: the old
+        one keeps its answer and talk; LINKEDID_END ends them all."""
+        n = sum(1 for lg in call.legs.values() if lg.site == leg.site and lg.base == leg.base)
+        key = (leg.site, leg.linkedid)
+        call.legs[(leg.site, f"{leg.base}/{n}")] = leg
+        new = Leg(leg.site, f"{leg.base}/{n + 1}"[:64], call.cid.text, at, base=leg.base)
+        call.legs[key] = self._legs[key] = new
+        return new
+
     # -- app_queue ----------------------------------------------------------------------
     def _nothing(self, call: Call, leg: Leg, ev: Event, at: datetime, out: list[Out]) -> bool:
         return True
@@ -381,6 +404,8 @@ class RecordMachine:
         queue = _name(ev.get("Queue"))
         if queue is None:
             return False
+        if leg.answered_at is not None and leg.complete_reason == "transfer":
+            leg = self._segment(call, leg, at)  # the caller queues again after a transfer
         leg.queue = queue
         if leg.queued_at is None:
             leg.queued_at = at
@@ -396,6 +421,11 @@ class RecordMachine:
         queue = _name(ev.get("Queue"))
         if agent is None or queue is None:
             return False
+        if leg.answered_at is not None and leg.complete_reason == "transfer":
+            # Transferred within the site (same linkedid): the next agent's answer is a
+            # leg segment of its own, or its talk would run from the first agent's answer
+            # (the Local-channel talk-time trap's cousin).
+            leg = self._segment(call, leg, at)
         leg.agent, leg.queue = agent, queue
         if leg.answered_at is None:
             leg.answered_at = at
@@ -509,10 +539,14 @@ class RecordMachine:
         at = _timestamp(ev.get("Timestamp"), received)
         if at > call.seen:
             call.seen = at
-        leg.ended_at = at
-        if leg.hold_since is not None:
-            leg.hold_s += max(0.0, (at - leg.hold_since).total_seconds())
-            leg.hold_since = None
+        # The leg and its earlier segments (agents before a transfer within the site).
+        ended = [lg for lg in call.legs.values() if lg.site == site and lg.base == leg.base]
+        for lg in ended:
+            if lg.ended_at is None:
+                lg.ended_at = at
+            if lg.hold_since is not None:
+                lg.hold_s += max(0.0, (at - lg.hold_since).total_seconds())
+                lg.hold_since = None
         if site == call.cid.entry_site:
             call.entry_ended = True
         if all(lg.ended_at is not None for lg in call.legs.values()):
@@ -520,7 +554,7 @@ class RecordMachine:
             self._ended.append((at, call.cid.text))
         self.events += 1
         return [
-            ("legs", leg.row()),
+            *(("legs", lg.row()) for lg in ended),
             ("calls", self._summary(call)),
             ("call_events", _event_row(site, f"{CEL}:{LINKEDID_END}", ev, leg.call_id, at)),
         ]

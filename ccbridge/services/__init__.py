@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from ccbridge.services.agents import AgentService
 from ccbridge.services.calls import CallService
 from ccbridge.services.cluster import ClusterRuntime, ClusterService
+from ccbridge.services.desk import DeskService
 from ccbridge.services.errors import ServiceError
 from ccbridge.services.events import EventService
 from ccbridge.services.ports import Runtime
@@ -18,6 +19,7 @@ __all__ = [
     "AgentService",
     "CallService",
     "ClusterService",
+    "DeskService",
     "EventService",
     "ReportService",
     "Runtime",
@@ -37,6 +39,7 @@ class Services:
     calls: CallService
     staffing: StaffingService
     reports: ReportService
+    desk: DeskService
     cluster: ClusterService
     events: EventService
 
@@ -48,6 +51,7 @@ class Services:
             CallService(runtime),
             StaffingService(runtime),
             ReportService(runtime),
+            DeskService(runtime),
             ClusterService(runtime),
             EventService(runtime.screen_pop.hub),
         )

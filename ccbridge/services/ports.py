@@ -5,11 +5,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Literal, NamedTuple, Protocol
 
+from ccbridge.access.audit import AuditEvent
 from ccbridge.agents import AgentMirror
 from ccbridge.ami.client import LinkState
 from ccbridge.ami.codec import AmiMessage
 from ccbridge.clock import Clock
 from ccbridge.config.model import Config, Trunk
+from ccbridge.desk.live import LiveCalls
 from ccbridge.routing.engine import Router
 from ccbridge.routing.state import LiveState
 from ccbridge.routing.trunks import TrunkHealth
@@ -53,6 +55,7 @@ class Runtime(Protocol):
     clock: Clock
     router: Router
     agents: AgentMirror
+    desk: LiveCalls  # calls and supervision sessions the desk may act on
     screen_pop: ScreenPop  # the pops' hub: what GET /api/v1/events subscribes to
 
     @property
@@ -60,6 +63,10 @@ class Runtime(Protocol):
 
     def trunks_now(self) -> list[TrunkNow]:
         """Every configured trunk's health as of now and whether routes may use it."""
+        ...
+
+    def audit(self, event: AuditEvent) -> None:
+        """Append to the audit trail (what the desk does besides answering a request)."""
         ...
 
     def readiness(self) -> dict[str, bool]:

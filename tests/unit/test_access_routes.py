@@ -62,8 +62,9 @@ def test_declared_permissions_are_in_the_vocabulary(app: web.Application) -> Non
         for permission in d.permissions:  # the declared one and its alternatives
             fields = {f for _, f, _, _ in Formatter().parse(permission) if f}
             in_path = set(re.findall(r"{(\w+)}", path))
-            # A placeholder the path does not give means "some site" or "some agent".
-            assert fields <= in_path | {"site", "agent"}, (method, path, permission)
+            # A placeholder the path does not give means "some site", "some agent" or
+            # (the supervision routes) "some mode".
+            assert fields <= in_path | {"site", "agent", "mode"}, (method, path, permission)
             concrete = re.sub(r"{\w+}", "x", permission)
             assert any(overlaps(concrete, t) for t in TEMPLATES), (method, path, permission)
 

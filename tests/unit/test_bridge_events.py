@@ -12,6 +12,7 @@ from ccbridge import agents, kpi, variables
 from ccbridge.app import CONTACT_STATUS, Bridge
 from ccbridge.clock import Clock
 from ccbridge.config import Config, load_config
+from ccbridge.desk import live as desk_live
 from ccbridge.routing.state import HANDLED_EVENTS
 from ccbridge.screenpop import tracker as screenpop
 
@@ -35,7 +36,14 @@ def _passes(ami_filter: str, name: str) -> bool:
 
 def test_every_event_a_part_reads_passes_the_filter(bridge: Bridge) -> None:
     pops = frozenset(screenpop.EVENTS)
-    read = HANDLED_EVENTS | kpi.EVENTS | agents.EVENTS | pops | {CONTACT_STATUS, "UserEvent"}
+    read = (
+        HANDLED_EVENTS
+        | kpi.EVENTS
+        | agents.EVENTS
+        | pops
+        | desk_live.EVENTS
+        | {CONTACT_STATUS, "UserEvent"}
+    )
     ami_filter = bridge.bus.ami_filter()
     dropped = sorted(name for name in read if not _passes(ami_filter, name))
     assert dropped == []

@@ -1,0 +1,263 @@
+"""Calls the desk can act on, and supervision sessions, kept from AMI events (no I/O).
+
+A call is known by its call ID (``CCB_CALLID``, every channel event's ``ChanVariable``)
+from the moment it queues somewhere: where its caller waits or talks, the caller's and
+the agent's channels, and whether it ended. The desk acts only on what this says: a call
+it never saw is unknown (404), one that ended says so (409), one whose site is down is
+refused before anything is sent (503).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Final
+
+from ccbridge import variables as v
+from ccbridge.events import EventBus
+
+log = logging.getLogger("ccbridge.desk")
+
+Event = Mapping[str, str]
+_PREFIX: Final = v.CALLID + "="
+MAX_CALLS: Final = 20_000  # ~0.5 KB each: at most ~10 MB; the oldest goes first
+MAX_SESSIONS: Final = 2_000
+ENDED_KEEP: Final = 3600.0  # seconds an ended call is still known as ended (then: unknown)
+# The AMI events the desk reads (and, as a UserEvent, the dialplan's CcbIvr).
+EVENTS: Final = frozenset(
+    {
+        "QueueCallerJoin",
+        "QueueCallerAbandon",
+        "AgentConnect",
+        "AgentComplete",
+        "ChanSpyStart",
+        "ChanSpyStop",
+        "OriginateResponse",
+    }
+)
+
+
+class CallState(StrEnum):
+    WAITING = "waiting"  # in a queue, no agent yet
+    CONNECTED = "connected"  # talking with an agent (or in its desk room)
+    MOVING = "moving"  # transferred: on its way to another queue
+    ENDED = "ended"
+
+
+class SpyState(StrEnum):
+    RINGING = "ringing"  # the supervisor's phone is being called
+    ACTIVE = "active"  # ChanSpy runs (ChanSpyStart seen)
+    ENDED = "ended"
+
+
+@dataclass(slots=True)
+class LiveCall:
+    call_id: str
+    site: str  # where the caller waits or talks now
+    state: CallState
+    changed: float
+    queue: str | None = None
+    caller_channel: str | None = None  # the caller's channel at ``site``
+    agent_channel: str | None = None
+    agent: str | None = None
+    ivr_path: list[str] = field(default_factory=list)
+    room: str | None = None  # the desk room (ConfBridge) once held or conferenced
+    held: bool = False
+
+
+@dataclass(slots=True)
+class SpySession:
+    """One supervisor listening to, whispering to or barging into one call."""
+
+    id: str
+    call_id: str
+    site: str  # where the agent's leg is: the site that runs ChanSpy
+    mode: str
+    supervisor: str  # the supervisor's phone (a configured endpoint)
+    supervisor_site: str
+    channel_id: str  # the spy channel's uniqueid (Originate ChannelId)
+    actor: str  # who asked (for the end's audit record)
+    started: float
+    state: SpyState = SpyState.RINGING
+    spyer_channel: str | None = None
+    ended_reason: str | None = None
+
+
+EndHandler = Callable[[SpySession], None]
+
+
+class LiveCalls:
+    """The desk's view of calls and supervision sessions, fed by the event bus."""
+
+    def __init__(self, now: Callable[[], float], *, max_calls: int = MAX_CALLS) -> None:
+        self._now = now
+        self._max = max_calls
+        self.calls: OrderedDict[str, LiveCall] = OrderedDict()
+        self.sessions: OrderedDict[str, SpySession] = OrderedDict()
+        self._by_channel: dict[str, str] = {}  # spy channel uniqueid -> session id
+        self.on_session_end: EndHandler | None = None
+
+    def subscribe(self, bus: EventBus) -> None:
+        bus.subscribe("QueueCallerJoin", self._join)
+        bus.subscribe("QueueCallerAbandon", self._abandon)
+        bus.subscribe("AgentConnect", self._connect)
+        bus.subscribe("AgentComplete", self._complete)
+        bus.subscribe("ChanSpyStart", self._spy_start)
+        bus.subscribe("ChanSpyStop", self._spy_stop)
+        bus.subscribe("OriginateResponse", self._originate_response)
+        bus.subscribe_user_event(v.EVENT_IVR, self._ivr)
+
+    # -- lookups --------------------------------------------------------------------
+    def get(self, call_id: str) -> LiveCall | None:
+        call = self.calls.get(call_id)
+        stale = call is not None and call.state is CallState.ENDED
+        if stale and call is not None and self._now() - call.changed > ENDED_KEEP:
+            del self.calls[call_id]
+            return None
+        return call
+
+    def active_sessions(self, call_id: str | None = None) -> list[SpySession]:
+        return [
+            s
+            for s in self.sessions.values()
+            if s.state is not SpyState.ENDED and (call_id is None or s.call_id == call_id)
+        ]
+
+    def session_of_supervisor(self, supervisor: str) -> SpySession | None:
+        return next((s for s in self.active_sessions() if s.supervisor == supervisor), None)
+
+    def add_session(self, session: SpySession) -> None:
+        self.sessions[session.id] = session
+        self._by_channel[session.channel_id] = session.id
+        while len(self.sessions) > MAX_SESSIONS:
+            _, old = self.sessions.popitem(last=False)
+            self._by_channel.pop(old.channel_id, None)
+
+    def end_session(self, session: SpySession, reason: str) -> None:
+        """Mark a session over (once) and tell ``on_session_end``."""
+        if session.state is SpyState.ENDED:
+            return
+        session.state = SpyState.ENDED
+        session.ended_reason = reason
+        if self.on_session_end is not None:
+            try:
+                self.on_session_end(session)
+            except Exception:
+                log.exception("supervision end handler failed")
+
+    # -- the events -------------------------------------------------------------------
+    def _call(self, site: str, event: Event, state: CallState) -> LiveCall | None:
+        cid = call_id_of(event)
+        if cid is None:
+            return None
+        call = self.calls.get(cid)
+        now = self._now()
+        if call is None:
+            call = self.calls[cid] = LiveCall(cid, site, state, now)
+            while len(self.calls) > self._max:
+                self.calls.popitem(last=False)
+        else:
+            self.calls.move_to_end(cid)
+            call.site, call.state, call.changed = site, state, now
+        return call
+
+    def _join(self, site: str, event: Event) -> None:
+        call = self._call(site, event, CallState.WAITING)
+        if call is not None:
+            call.queue = _short(event.get("Queue"))
+            call.caller_channel = _short(event.get("Channel"))
+            call.agent_channel = call.agent = None
+
+    def _abandon(self, site: str, event: Event) -> None:
+        cid = call_id_of(event)
+        call = self.calls.get(cid or "")
+        if call is not None and call.site == site and call.state is CallState.WAITING:
+            call.state, call.changed = CallState.ENDED, self._now()
+
+    def _connect(self, site: str, event: Event) -> None:
+        call = self._call(site, event, CallState.CONNECTED)
+        if call is not None:
+            call.queue = _short(event.get("Queue"))
+            call.caller_channel = _short(event.get("Channel"))
+            call.agent_channel = _short(event.get("DestChannel"))
+            call.agent = _short(event.get("MemberName"))
+            call.room, call.held = None, False
+
+    def _complete(self, site: str, event: Event) -> None:
+        cid = call_id_of(event)
+        call = self.calls.get(cid or "")
+        if call is None or call.site != site or call.state is not CallState.CONNECTED:
+            return
+        if call.room is not None:
+            # In its desk room app_queue no longer follows the call: the room's own
+            # end (the agent's h extension) is what ends it.
+            return
+        # A transfer moves the caller on (a new AgentConnect or QueueCallerJoin follows);
+        # the caller or the agent hanging up ends the call.
+        moved = event.get("Reason") == "transfer"
+        call.state = CallState.MOVING if moved else CallState.ENDED
+        call.changed = self._now()
+        call.agent_channel = None
+        for s in self.active_sessions(call.call_id):
+            if s.site == site:
+                self.end_session(s, "call ended" if not moved else "call transferred")
+
+    def _ivr(self, site: str, event: Event) -> None:
+        cid = call_id_of(event)
+        if cid is None:
+            return
+        call = self.calls.get(cid)
+        if call is None:
+            # IVR steps come before the call queues: keep them on a waiting entry.
+            call = self._call(site, event, CallState.WAITING)
+            if call is None:
+                return
+        menu, step = _short(event.get("Menu")), _short(event.get("Step"))
+        if menu and step and len(call.ivr_path) < 20:
+            call.ivr_path.append(f"{menu}:{step}")
+
+    def _spy_start(self, site: str, event: Event) -> None:
+        session = self._session_of(event.get("SpyerUniqueid"))
+        if session is not None and session.state is SpyState.RINGING:
+            session.state = SpyState.ACTIVE
+            session.spyer_channel = _short(event.get("SpyerChannel"))
+
+    def _spy_stop(self, site: str, event: Event) -> None:
+        session = self._session_of(event.get("SpyerUniqueid"))
+        if session is not None:
+            self.end_session(session, "spy stopped")
+
+    def _originate_response(self, site: str, event: Event) -> None:
+        session = self._session_of(event.get("Uniqueid"))
+        if session is not None and event.get("Response") == "Failure":
+            self.end_session(session, f"supervisor's phone not answered ({event.get('Reason')})")
+
+    def _session_of(self, uniqueid: str | None) -> SpySession | None:
+        sid = self._by_channel.get(uniqueid or "")
+        return self.sessions.get(sid) if sid is not None else None
+
+
+def call_id_of(event: Event) -> str | None:
+    """The event's CCB_CALLID (manager.conf channelvars), as written."""
+    getall = getattr(event, "getall", None)
+    items: Iterable[object]
+    if getall is not None:
+        items = getall("ChanVariable")
+    else:
+        one = event.get("ChanVariable")
+        items = (one,) if one is not None else ()
+    for item in items:
+        if isinstance(item, str) and item.startswith(_PREFIX):
+            value = item[len(_PREFIX) :]
+            if 0 < len(value) <= 64 and value.isprintable() and value.isascii():
+                return value
+    return None
+
+
+def _short(raw: str | None) -> str | None:
+    if not raw or len(raw) > 128 or not raw.isprintable() or not raw.isascii():
+        return None
+    return raw
