@@ -113,6 +113,10 @@ class Bridge:
         self.trunks: dict[str, trunk_health.TrunkHealth] = {
             t.name: trunk_health.TrunkHealth(t.name) for t in config.trunks
         }
+        # The trunks that may be unusable (a qualify said unreachable, or a breaker left
+        # CLOSED): the only ones every decision looks at again, where all trunks cost
+        # O(trunks) a call (2,450 trunks with 50 sites in a full mesh: BENCHMARKS §12).
+        self._suspect_trunks: set[str] = set()
         self.metrics.set_trunk_source(self.trunk_snapshots)
         self.kpi = KpiTracker(config, self.registry)
         self._connected_once: set[str] = set()
@@ -367,7 +371,7 @@ class Bridge:
         if h is None:
             return
         after = trunk_health.record_dial(h, status, self.clock.time(), self.trunk_policy)
-        self.trunks[trunk] = after
+        self._set_trunk(trunk, after)
         if status.upper() in trunk_health.FAILOVER_STATUSES:
             self.metrics.failover(self._trunk_site.get(trunk, ""), "trunk")
             log.warning("trunk failed over", extra=ctx(trunk=trunk, dialstatus=status))
@@ -382,12 +386,22 @@ class Bridge:
         after = trunk_health.record_contact(h, status)
         if after.reachable != h.reachable:
             log.info("trunk %s", status.lower(), extra=ctx(trunk=aor))
-        self.trunks[aor] = after
+        self._set_trunk(aor, after)
         self._refresh_trunks()
 
+    def _set_trunk(self, name: str, health: trunk_health.TrunkHealth) -> None:
+        self.trunks[name] = health
+        if health.reachable is False or health.breaker is not trunk_health.Breaker.CLOSED:
+            self._suspect_trunks.add(name)
+        else:
+            self._suspect_trunks.discard(name)
+
     def _refresh_trunks(self) -> None:
-        bad = trunk_health.unhealthy(self.trunks, self.clock.time(), self.trunk_policy)
-        if bad != self.state.unhealthy_trunks:
+        suspects = {name: self.trunks[name] for name in self._suspect_trunks}
+        bad = trunk_health.unhealthy(suspects, self.clock.time(), self.trunk_policy)
+        # Compared on the state as it is, not handed out (the state property would make
+        # the next AMI event copy its site instead of updating it in place).
+        if bad != self._state.unhealthy_trunks:
             self.state = replace(self.state, unhealthy_trunks=bad)
 
     def trunks_now(self) -> list[TrunkNow]:

@@ -78,6 +78,9 @@ class BridgeProcess:
     ) -> None:
         self.lab = lab
         self.config: Config = lab.config
+        # Another network namespace to run in (`ip netns exec`): the partition tests'
+        # bridges, each on a host of its own; set with ``config`` and ``base`` to match.
+        self.netns: str | None = None
         self.at = at
         self.log_level = log_level  # `run --log-level`; None: the config's
         self.first_start: float | None = None  # wall clock of the first spawn
@@ -117,6 +120,8 @@ class BridgeProcess:
             command += ["--slow-callback-ms", str(self.slow_callback_ms)]
         if self.log_level is not None:
             command += ["--log-level", self.log_level]
+        if self.netns is not None:
+            command = ["ip", "netns", "exec", self.netns, *command]  # it execs: the same pid
         with open(self.log_file, "ab") as log:  # the child keeps its own copy
             if self._log_start is None:
                 self._log_start = log.tell()
@@ -139,7 +144,10 @@ class BridgeProcess:
 
         def ready() -> bool:
             sites = self.lab.config.sites
-            return bridge_ready(self.base) and all(self.lab.guard_forwards(s) for s in sites)
+            guarded = self.config.bridge.agi_guard is not None  # this bridge behind the guards
+            return bridge_ready(self.base) and (
+                not guarded or all(self.lab.guard_forwards(s) for s in sites)
+            )
 
         while not await asyncio.to_thread(ready):
             if proc.poll() is not None:
