@@ -39,6 +39,7 @@ import multiprocessing as mp
 import os
 import random
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -74,7 +75,9 @@ P99_MS = 5.0
 REACHED = 0.95  # of the target rate, or the step failed (the generator fell behind)
 ROWS = ((5, 1_000), (20, 5_000), (50, 10_000))
 RATES = (250, 500, 750, 1_000, 1_250, 1_500, 2_000, 2_500, 3_000)
+QUICK_RATES = (500, 750, 1_000, 1_250, 1_500)
 GOAL = (20, 5_000, 1_000)  # sites, agents, calls/s
+HEADROOM = 0.6  # of a core: the sizing rule's load for one bridge
 
 
 # --------------------------------------------------------------------------- deployment
@@ -567,29 +570,27 @@ def bridge_steps(
     return steps, facts
 
 
-def marginal_us(steps: list[Step]) -> float | None:
-    """CPU per extra call: the slope of the bridges' CPU over the steps' routed rates (a
-    least-squares line; fixed costs such as pings and held-route refreshes drop out)."""
-    pts = [
-        (s.result.sessions / s.result.seconds, s.cpu_share)
+def call_cpu_us(steps: list[Step], idle: float) -> float | None:
+    """CPU a routed call costs the bridge (its AMI events included), the idle share taken
+    off, median over the steps: CPU time counts only while the bridge runs, so another
+    process's load on the machine does not inflate it the way it inflates latency."""
+    costs = [
+        1e6 * (s.cpu_share - idle) * s.result.seconds / s.result.sessions
         for s in steps
         if s.cpu_share is not None and s.result.sessions
     ]
-    if len(pts) < 2:
-        return None
-    mx = sum(x for x, _ in pts) / len(pts)
-    my = sum(y for _, y in pts) / len(pts)
-    den = sum((x - mx) ** 2 for x, _ in pts)
-    return 1e6 * sum((x - mx) * (y - my) for x, y in pts) / den if den else None
+    return statistics.median(costs) if costs else None
 
 
 def summary(label: str, steps: list[Step], floor: float, facts: dict[str, Any]) -> dict[str, Any]:
     best = ceiling(steps)
     at = next((s for s in steps if s.rate == best), None)
-    slope = marginal_us(steps)
-    # A core's worth of calls at that marginal cost, less the idle share: what the bridge
-    # could route if it had a core to itself (CPU time, so other processes' load drops out).
-    per_core = (1.0 - facts.get("idle_core", 0.0)) * 1e6 / slope if slope else None
+    idle = facts.get("idle_core", 0.0)
+    per_call = call_cpu_us(steps, idle)
+    # The calls/s that keep the bridge's core HEADROOM busy (the sizing figure: queueing
+    # stays short, so p99 stays near p50), and a whole core's worth (the CPU bound).
+    at_headroom = (HEADROOM - idle) * 1e6 / per_call if per_call else None
+    per_core = (1.0 - idle) * 1e6 / per_call if per_call else None
     out = {
         "row": label,
         "ceiling_calls_per_s": best,
@@ -597,7 +598,8 @@ def summary(label: str, steps: list[Step], floor: float, facts: dict[str, Any]) 
         "ami_events_per_s_at_ceiling": at.row()["ami_events_per_s"] if at else None,
         "cpu_us_per_call_at_ceiling": at.row()["cpu_us_per_call"] if at else None,
         "rss_mb_at_ceiling": at.row()["rss_mb"] if at else None,
-        "marginal_cpu_us_per_call": slope and round(slope),
+        "cpu_us_per_call_less_idle": per_call and round(per_call),
+        "calls_per_s_at_headroom": at_headroom and round(at_headroom),
         "calls_per_s_per_core": per_core and round(per_core),
         "steps": [s.row() for s in steps],
         **facts,
@@ -606,8 +608,9 @@ def summary(label: str, steps: list[Step], floor: float, facts: dict[str, Any]) 
         f"=> {label}: {best:.0f} calls/s ({out['vs_floor']} of the floor's {floor:.0f}), "
         f"AMI {out['ami_events_per_s_at_ceiling']} events/s, "
         f"{out['cpu_us_per_call_at_ceiling']} us CPU a call, RSS {out['rss_mb_at_ceiling']} MB; "
-        f"marginal {out['marginal_cpu_us_per_call']} us a call, idle "
-        f"{facts.get('idle_core')} core: {out['calls_per_s_per_core']} calls/s a core",
+        f"{out['cpu_us_per_call_less_idle']} us a call less idle ({idle} core): "
+        f"{out['calls_per_s_at_headroom']} calls/s at {HEADROOM:.0%} of a core, "
+        f"{out['calls_per_s_per_core']} at 100 %",
         flush=True,
     )
     return out
@@ -624,11 +627,13 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     rows: tuple[tuple[int, int], ...] = ROWS
     seconds = args.seconds
+    rates: tuple[int, ...] = RATES
     if args.quick:
-        rows, seconds = ((GOAL[0], GOAL[1]),), 3.0
+        rows, seconds, rates = ((GOAL[0], GOAL[1]),), 3.0, QUICK_RATES
     if args.rows:
         rows = tuple((int(a), int(b)) for a, b in (r.split("x") for r in args.rows.split(",")))
-    rates = tuple(int(r) for r in args.rates.split(",")) if args.rates else RATES
+    if args.rates:
+        rates = tuple(int(r) for r in args.rates.split(","))
     print(f"load {os.getloadavg()[0]:.1f} at the start; {os.cpu_count()} cores (shared)")
     floor = ceiling(floor_steps(rates, seconds))
     print(f"=> floor: {floor:.0f} calls/s", flush=True)
