@@ -55,7 +55,7 @@ if __package__ in (None, ""):
 from tests.agiclient import AgiRouteError, ask_route
 from tests.bench.bench_e2e import FLOOR_COMMAND, cpu_seconds
 from tests.bench.bench_fastagi import Result, ServerProcess
-from tests.bench.bench_memory import free_port, rss_mb
+from tests.bench.bench_memory import free_port, queue_member, rss_mb
 
 SECRET = "bench-secret"
 SERVICES = ("orders", "returns", "care")
@@ -172,22 +172,7 @@ def queue_status(site: str, per_site: int) -> list[dict[str, str]]:
         for lang in LANGS
     ]
     for a in range(per_site):
-        for q in agent_queues(a):
-            events.append(
-                {
-                    "Event": "QueueMember",
-                    "Queue": q,
-                    "Name": f"{site}-a{a}",
-                    "Location": f"PJSIP/{site}-a{a}",
-                    "StateInterface": f"PJSIP/{site}-a{a}",
-                    "Membership": "static",
-                    "Penalty": "0",
-                    "CallsTaken": "0",
-                    "Status": "1",
-                    "Paused": "0",
-                    "InCall": "0",
-                }
-            )
+        events += [queue_member(q, f"{site}-a{a}") for q in agent_queues(a)]
     return events
 
 
@@ -424,14 +409,14 @@ class Step:
     rss_mb: list[float] = field(default_factory=list)
 
     @property
-    def passed(self) -> bool:
+    def kept_up(self) -> bool:
+        """Every call routed, at the rate offered (whatever the latency)."""
         r = self.result
-        return (
-            r.errors == 0
-            and bool(r.latencies)
-            and r.pct(0.99) < P99_MS
-            and r.sessions / r.seconds >= REACHED * self.rate
-        )
+        return r.errors == 0 and r.sessions > 0 and r.sessions / r.seconds >= REACHED * self.rate
+
+    @property
+    def passed(self) -> bool:
+        return self.kept_up and self.result.pct(0.99) < P99_MS
 
     def row(self) -> dict[str, Any]:
         r = self.result
@@ -495,7 +480,9 @@ def bridge_steps(
     bridges: int = 1,
     pg: Any = None,
 ) -> tuple[list[Step], dict[str, Any]]:
-    label = f"{sites} sites, {agents} agents" + (f", {bridges} bridges+PG" if pg else "")
+    label = f"{sites} sites, {agents} agents"
+    if pg is not None:
+        label += f", {bridges} bridge{'s' if bridges > 1 else ''} + PG"
     fake = Sites(sites, agents)
     running: list[Bridge] = []
     facts: dict[str, Any] = {}
@@ -537,6 +524,15 @@ def bridge_steps(
             time.sleep(2.0)
             idle = (sum(cpu_seconds(b.proc.pid) for b in running) - cpu0) / (time.monotonic() - w0)
             facts["idle_core"] = round(idle, 3)
+            # The AMI events alone (no FastAGI) at the first rate: what every bridge pays
+            # per call of the deployment, routed by it or not (each ingests every site).
+            fake.rate(rates[0])
+            cpu0, w0 = sum(cpu_seconds(b.proc.pid) for b in running), time.monotonic()
+            time.sleep(seconds)
+            share = (sum(cpu_seconds(b.proc.pid) for b in running) - cpu0) / (time.monotonic() - w0)
+            fake.rate(0)
+            facts["ami_only_us_per_call"] = round(1e6 * (share - idle) / rates[0] / len(running))
+            time.sleep(0.5)
             steps: list[Step] = []
             for rate in rates:
                 fake.rate(rate)
@@ -577,7 +573,9 @@ def call_cpu_us(steps: list[Step], idle: float) -> float | None:
     costs = [
         1e6 * (s.cpu_share - idle) * s.result.seconds / s.result.sessions
         for s in steps
-        if s.cpu_share is not None and s.result.sessions
+        # Only steps that routed every call they offered: the AMI sites push the events
+        # of every offered call, so a step that lost calls charges their events to the rest.
+        if s.cpu_share is not None and s.kept_up
     ]
     return statistics.median(costs) if costs else None
 
@@ -610,7 +608,8 @@ def summary(label: str, steps: list[Step], floor: float, facts: dict[str, Any]) 
         f"{out['cpu_us_per_call_at_ceiling']} us CPU a call, RSS {out['rss_mb_at_ceiling']} MB; "
         f"{out['cpu_us_per_call_less_idle']} us a call less idle ({idle} core): "
         f"{out['calls_per_s_at_headroom']} calls/s at {HEADROOM:.0%} of a core, "
-        f"{out['calls_per_s_per_core']} at 100 %",
+        f"{out['calls_per_s_per_core']} at 100 %; AMI alone "
+        f"{facts.get('ami_only_us_per_call')} us a call a bridge",
         flush=True,
     )
     return out
@@ -663,7 +662,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{P99_MS} ms: {'met' if met else 'MISSED'}; load {os.getloadavg()[0]:.1f} at the end"
     )
     if args.json:
-        out = {"bench": "ceiling", "floor_calls_per_s": floor, "rows": results, "goal_met": met}
+        out = {"bench": "ceiling", "floor_calls_per_s": floor, "rows": results, "met": met}
         Path(args.json).write_text(json.dumps(out, indent=2) + "\n")
     return 0 if met else 1
 
