@@ -5,11 +5,12 @@ sharing one PostgreSQL store. Against a floor measured in the same run.
 Processes: `ccbridge run` (one or two) on a generated deployment; one spawned process
 plays every site (tests/amifake.FakeAmi per site: the bridge's login and QueueStatus
 resync with every membership, then per call the events of the call recorded on the lab
-with CEL on, tests/bench/fixtures/ami_cel_call.json, the ones a records-enabled bridge's
-filter admits: 29 events, 19 of them CEL, with fresh uniqueids, a queue and one of its
-agents); this process is Asterisk's FastAGI side (tests/agiclient.py: a `route` request
-for a random number of the deployment from a random caller, the MSet read, the session
-closed by the bridge), open loop at a fixed rate. Every step raises the rate; the AMI
+with CEL on, tests/bench/fixtures/ami_cel_call.json, the ones the bridge's AMI filter
+admits: 11 events, or 30 with call records on (the PostgreSQL rows), 19 of them CEL; with
+fresh uniqueids, a queue and one of its agents); this process is Asterisk's FastAGI side
+(tests/agiclient.py: a `route` request for a random number of the deployment from a
+random caller, the MSet read, the session closed by the bridge), open loop at a fixed
+rate. Every step raises the rate; the AMI
 sites push one call's events per route request, spread over the sites. A step passes
 with p99 < 5 ms, 0 errors and the rate reached (95 %); the ceiling is the last rate that
 passed before the first that did not.
@@ -182,10 +183,14 @@ def queue_status(site: str, per_site: int) -> list[dict[str, str]]:
 class CallEvents:
     """One recorded call's admitted events as wire bytes, with its ids swapped per call."""
 
-    def __init__(self) -> None:
+    def __init__(self, records: bool) -> None:
+        from ccbridge.events import ALWAYS
         from tests.bench.bench_ami_state import cel_call_template, make_ingest, records_names
 
-        text, ids = cel_call_template(records_names(make_ingest(1, records=True).bus))
+        # What the bridge's AMI filter admits (Asterisk filters per session; this fake
+        # does not): CEL too when the bridge keeps call records.
+        bus = make_ingest(1, records=records).bus
+        text, ids = cel_call_template(records_names(bus) if records else bus.names() | ALWAYS)
         self.events_per_call = text.count("\r\n\r\n")
         # Split once at every id, so a call is one join (a 16 kB text a call, 1,000s a second).
         marks = {ids["interface"]: "I", ids["epoch"]: "E", ids["queue"]: "Q"}
@@ -219,12 +224,12 @@ class CallEvents:
         return "".join(out).encode()
 
 
-async def _sites(conn: Connection, sites: int, agents: int) -> None:
+async def _sites(conn: Connection, sites: int, agents: int, records: bool) -> None:
     from tests.amifake import FakeAmi
 
     per_site = agents // sites
     names = [site_name(i) for i in range(sites)]
-    calls = CallEvents()
+    calls = CallEvents(records)
     fakes = []
     for name in names:
         fake = FakeAmi(secret=SECRET)
@@ -258,17 +263,19 @@ async def _sites(conn: Connection, sites: int, agents: int) -> None:
         await fake.close()
 
 
-def _sites_main(conn: Connection, sites: int, agents: int) -> None:
-    asyncio.run(_sites(conn, sites, agents))
+def _sites_main(conn: Connection, sites: int, agents: int, records: bool) -> None:
+    asyncio.run(_sites(conn, sites, agents, records))
 
 
 class Sites:
     """The fake sites' process: ports, logins seen, and the rate of calls it plays."""
 
-    def __init__(self, sites: int, agents: int) -> None:
+    def __init__(self, sites: int, agents: int, records: bool) -> None:
         ctx = mp.get_context("spawn")
         self._conn, child = ctx.Pipe()
-        self._proc = ctx.Process(target=_sites_main, args=(child, sites, agents), daemon=True)
+        self._proc = ctx.Process(
+            target=_sites_main, args=(child, sites, agents, records), daemon=True
+        )
         self._proc.start()
         child.close()
         if not self._conn.poll(60):
@@ -483,7 +490,7 @@ def bridge_steps(
     label = f"{sites} sites, {agents} agents"
     if pg is not None:
         label += f", {bridges} bridge{'s' if bridges > 1 else ''} + PG"
-    fake = Sites(sites, agents)
+    fake = Sites(sites, agents, records=pg is not None)
     running: list[Bridge] = []
     facts: dict[str, Any] = {}
     try:
