@@ -291,3 +291,91 @@ async def test_transfer_bangalore_to_dhaka_one_call_two_legs_own_talk_times(
         if e["call_id"] == call.call_id and e["name"] == "CcbTransfer"
     ]  # fmt: skip
     assert [t["fields"] for t in transfers] == [{"Kind": "remote", "Target": "orders-bn"}]
+
+
+async def test_hold_plays_music_to_the_caller_and_a_conference_rings_a_third_phone(
+    lab: Lab,
+    agents: dict[str, Agent],
+    bridge_at: BridgeFactory,
+    lab_config: Config,
+    ami: AmiRecorder,
+    tmp_path: Path,
+) -> None:
+    settings = StoreSettings(
+        enabled=True,
+        url=f"sqlite+aiosqlite:///{tmp_path / 'records.db'}",
+        journal=str(tmp_path / "records.journal"),
+    )
+    engine = make_engine(settings)
+    try:
+        await upgrade(engine)
+    finally:
+        await engine.dispose()
+    caller_rtp = await RtpPhone.open()
+    caller_log = tmp_path / "caller.log"
+    try:
+        async with (
+            bridge_at(WEDNESDAY_MORNING, replace(lab_config, store=settings)) as bridge,
+            api(bridge) as http,
+        ):
+            talk = asyncio.create_task(
+                asyncio.to_thread(
+                    desk_call, "127.0.1.1:5060", BANGALORE_ORDERS, HINDI, caller_rtp.port,
+                    caller_log, 14, 6493,
+                )
+            )  # fmt: skip
+            await until(lambda: connected_at(bridge, "bangalore") is not None, 20, "answered")
+            call = connected_at(bridge, "bangalore")
+            assert call is not None
+            await until(lambda: media(caller_log) is not None, 10, "the caller's SDP")
+            caller_rtp.talk_to(*(media(caller_log) or ("", 0)))
+
+            def moh(name: str) -> list[dict[str, str]]:
+                return [
+                    e for e in ami.named(name, "bangalore") if e["Channel"] == call.caller_channel
+                ]
+
+            async with http.post(f"/api/v1/calls/{call.call_id}/hold", json={}) as r:
+                assert r.status == 200, await r.text()
+                room = (await r.json())["room"]
+            await ami.wait_for(lambda: bool(moh("MusicOnHoldStart")), 10, "music on hold")
+            await until(lambda: caller_rtp.heard.loud >= 25, 10, "the caller hears the music")
+            async with http.post(f"/api/v1/calls/{call.call_id}/unhold", json={}) as r:
+                assert r.status == 200, await r.text()
+            await ami.wait_for(lambda: bool(moh("MusicOnHoldStop")), 10, "the music stops")
+
+            async with http.post(
+                f"/api/v1/calls/{call.call_id}/conference", json={"party": "dac-agent2"}
+            ) as r:
+                assert r.status == 202, await r.text()
+
+            def joined() -> list[dict[str, str]]:
+                return [
+                    e for e in ami.named("ConfbridgeJoin", "bangalore") if e["Conference"] == room
+                ]
+
+            # the caller, the agent back from hold, and dhaka's agent over the trunk
+            await ami.wait_for(lambda: len(joined()) == 3, 20, "three in the room")
+            assert any(e["Channel"].startswith("PJSIP/blr-dac-") for e in joined())
+            result = await talk
+            assert result.ok, result.output[-1500:]
+            # the caller gone, the room lets the agents go: nobody stays behind
+            await ami.wait_for(
+                lambda: len([e for e in ami.named("ConfbridgeLeave", "bangalore")
+                             if e["Conference"] == room]) == 3,
+                10,
+                "everyone out of the room",
+            )  # fmt: skip
+
+            async def ended() -> list[dict[str, Any]]:
+                rows = await _records(settings, calls)
+                return [r for r in rows if r["call_id"] == call.call_id and r.get("ended_at")]
+
+            for _ in range(100):
+                if await ended():
+                    break
+                await asyncio.sleep(0.2)
+            (row,) = await ended()
+    finally:
+        await caller_rtp.close()
+    assert row["outcome"] == "answered" and row["hold_s"] > 0.2, row
