@@ -179,6 +179,33 @@ async def test_whisper_is_heard_by_the_agent_only_then_barge_then_stop(
             await phone.close()
 
 
+async def record_store(tmp_path: Path) -> StoreSettings:
+    """A fresh SQLite record store for one test's bridge."""
+    settings = StoreSettings(
+        enabled=True,
+        url=f"sqlite+aiosqlite:///{tmp_path / 'records.db'}",
+        journal=str(tmp_path / "records.journal"),
+    )
+    engine = make_engine(settings)
+    try:
+        await upgrade(engine)
+    finally:
+        await engine.dispose()
+    return settings
+
+
+async def ended_row(settings: StoreSettings, call_id: str, within: float = 20.0) -> dict[str, Any]:
+    """The call's row once the record says it ended (the writer flushes in batches)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while True:
+        rows = [r for r in await _records(settings, calls) if r["call_id"] == call_id]
+        if rows and rows[0].get("ended_at"):
+            return rows[0]
+        assert loop.time() < deadline, f"call {call_id} recorded as ended"
+        await asyncio.sleep(0.2)
+
+
 async def _records(settings: StoreSettings, table: Any) -> list[dict[str, Any]]:
     engine = make_engine(settings)
     try:
@@ -196,16 +223,7 @@ async def test_transfer_bangalore_to_dhaka_one_call_two_legs_own_talk_times(
     ami: AmiRecorder,
     tmp_path: Path,
 ) -> None:
-    settings = StoreSettings(
-        enabled=True,
-        url=f"sqlite+aiosqlite:///{tmp_path / 'records.db'}",
-        journal=str(tmp_path / "records.journal"),
-    )
-    engine = make_engine(settings)
-    try:
-        await upgrade(engine)
-    finally:
-        await engine.dispose()
+    settings = await record_store(tmp_path)
     caller_rtp = await RtpPhone.open()
     try:
         async with (
@@ -240,15 +258,7 @@ async def test_transfer_bangalore_to_dhaka_one_call_two_legs_own_talk_times(
             result = await talk
             assert result.ok, result.output[-1500:]
 
-            async def answered() -> list[dict[str, Any]]:
-                rows = await _records(settings, calls)
-                return [r for r in rows if r["call_id"] == call.call_id and r.get("ended_at")]
-
-            for _ in range(100):
-                if await answered():
-                    break
-                await asyncio.sleep(0.2)
-            row = (await answered())[0]
+            row = await ended_row(settings, call.call_id)
             # Ended: the desk refuses it without sending anything (no supervisor rung).
             before = len(ami.events)
             for path, req in (
@@ -301,16 +311,7 @@ async def test_hold_plays_music_to_the_caller_and_a_conference_rings_a_third_pho
     ami: AmiRecorder,
     tmp_path: Path,
 ) -> None:
-    settings = StoreSettings(
-        enabled=True,
-        url=f"sqlite+aiosqlite:///{tmp_path / 'records.db'}",
-        journal=str(tmp_path / "records.journal"),
-    )
-    engine = make_engine(settings)
-    try:
-        await upgrade(engine)
-    finally:
-        await engine.dispose()
+    settings = await record_store(tmp_path)
     caller_rtp = await RtpPhone.open()
     caller_log = tmp_path / "caller.log"
     try:
@@ -367,15 +368,7 @@ async def test_hold_plays_music_to_the_caller_and_a_conference_rings_a_third_pho
                 "everyone out of the room",
             )  # fmt: skip
 
-            async def ended() -> list[dict[str, Any]]:
-                rows = await _records(settings, calls)
-                return [r for r in rows if r["call_id"] == call.call_id and r.get("ended_at")]
-
-            for _ in range(100):
-                if await ended():
-                    break
-                await asyncio.sleep(0.2)
-            (row,) = await ended()
+            row = await ended_row(settings, call.call_id)
     finally:
         await caller_rtp.close()
     assert row["outcome"] == "answered" and row["hold_s"] > 0.2, row
