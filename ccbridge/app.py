@@ -42,14 +42,18 @@ from ccbridge.records.part import RecordStore
 from ccbridge.routing import trunks as trunk_health
 from ccbridge.routing.engine import CallRequest, Decision, Router, remember
 from ccbridge.routing.state import (
+    LIVE_MUTATORS,
     LIVE_UPDATES,
     LiveState,
+    SiteMaps,
+    SiteMutator,
     SiteState,
     SiteUpdate,
     apply_event,
     begin_sync,
     complete_sync,
     initial_state,
+    mutate_site,
     set_site_up,
     with_site_maps,
 )
@@ -84,12 +88,11 @@ class Bridge:
         self._site_names = frozenset(s.name for s in config.sites)
         self._services = frozenset(config.services)
         self._state: LiveState = initial_state(s.name for s in config.sites)
-        # The event path's own snapshot: a state the AMI reducer made that no reader has
-        # been handed yet (every read goes through the state property or held_state),
-        # and the sites whose SiteState it made in it. Only those take an event's update
-        # in place; anything else gets new snapshots, so a reader's never changes.
-        self._unseen: LiveState | None = None
-        self._unseen_sites: set[str] = set()
+        # The event path's open updates: per site, mutable copies of its queue and member
+        # maps that AMI events change in place, finished into a new snapshot when a
+        # reader asks for the state (every read goes through the state property or
+        # held_state). A snapshot a reader holds never changes.
+        self._open: dict[str, SiteMaps] = {}
         self.registry = CollectorRegistry()
         self.metrics = BridgeMetrics(
             self.registry, lambda: self.state, self._link_snapshots, config=config
@@ -110,6 +113,10 @@ class Bridge:
         self.trunks: dict[str, trunk_health.TrunkHealth] = {
             t.name: trunk_health.TrunkHealth(t.name) for t in config.trunks
         }
+        # The trunks that may be unusable (a qualify said unreachable, or a breaker left
+        # CLOSED): the only ones every decision looks at again, where all trunks cost
+        # O(trunks) a call (2,450 trunks with 50 sites in a full mesh: BENCHMARKS §12).
+        self._suspect_trunks: set[str] = set()
         self.metrics.set_trunk_source(self.trunk_snapshots)
         self.kpi = KpiTracker(config, self.registry)
         self._connected_once: set[str] = set()
@@ -120,8 +127,8 @@ class Bridge:
         # Filter is built from these subscriptions (bus.ami_filter), so none can drift.
         # The reducer first: the KPIs and the mirror see the state after the event.
         self.bus = EventBus()
-        for name, update in sorted(LIVE_UPDATES.items()):
-            self.bus.subscribe(name, self._state_handler(update))
+        for name, mutate in sorted(LIVE_MUTATORS.items()):
+            self.bus.subscribe(name, self._state_handler(mutate, LIVE_UPDATES[name]))
         self.kpi.subscribe(self.bus)
         self.agents.subscribe(self.bus)
         self.bus.subscribe_user_event(variables.EVENT_TRUNK_RESULT, self._on_trunk_result_event)
@@ -197,13 +204,15 @@ class Bridge:
 
     @property
     def state(self) -> LiveState:
-        self._unseen = None  # handed out: from now on, never changed in place
+        if self._open:
+            self._finish_open()
         return self._state
 
     @state.setter
     def state(self, new: LiveState) -> None:
         # Every change of the live state may change a held route: the publisher coalesces.
-        self._unseen = None
+        # A state set without reading the current one replaces it, open updates and all.
+        self._open.clear()
         if new is not self._state:
             self._state = new
             self.held.state_changed()
@@ -213,8 +222,7 @@ class Bridge:
         (its cool-down), never by an event: refreshed here too, or while held routes carry
         every call no FastAGI decision would, and a recovered trunk stayed last forever."""
         self._refresh_trunks()
-        self._unseen = None
-        return self._state
+        return self.state
 
     # -- routing -------------------------------------------------------------------
     def decide(self, call: CallRequest) -> Decision:
@@ -263,36 +271,44 @@ class Bridge:
         return self.heartbeat.current()
 
     # -- AMI -----------------------------------------------------------------------
-    def _state_handler(self, update: SiteUpdate) -> EventHandler:
-        """The live-state update of one event name as its bus handler (the state setter
-        written out, and no second lookup by name, apply_event's).
+    def _state_handler(self, mutate: SiteMutator, update: SiteUpdate) -> EventHandler:
+        """The live-state handler of one event name as its bus handler (no second lookup
+        by name, apply_event's).
 
         Most events change one site's queues and members. Persistently that is a new
-        SiteState and LiveState per event, about a fifth of the event's cost; when no
-        reader has been handed the current state since the reducer made it (``_unseen``),
-        nobody can see it change, and the new maps go into the site's snapshot in place.
+        pair of maps, SiteState and LiveState per event, and with thousands of members
+        a map's copied path grows with the site; the events between two reads change the
+        site's open copies of its maps in place instead (``_open``), and a read makes
+        one new snapshot of them all (``_finish_open``).
         """
         state_changed = self.held.state_changed
+        open_maps = self._open
 
         def on_event(site: str, event: Mapping[str, str]) -> None:
-            state = self._state
-            s = state.sites.get(site)
-            if s is None:  # a site the config does not name: the reducer adds it
-                s = SiteState(site)
-            got = update(s, event, self.clock.time())
-            if got is None:
-                return
-            if state is self._unseen and site in self._unseen_sites:
-                fields = s.__dict__
-                fields["queues"], fields["members"] = got
-            else:
-                if state is not self._unseen:
-                    self._unseen_sites = set()
-                self._unseen_sites.add(site)
-                self._state = self._unseen = with_site_maps(state, s, got)
-            state_changed()
+            maps = open_maps.get(site)
+            if maps is None:
+                s = self._state.sites.get(site)
+                if s is None:  # a site the config does not name: the reducer adds it
+                    s = SiteState(site)
+                    got = update(s, event, self.clock.time())
+                    if got is not None:
+                        self.state = with_site_maps(self.state, s, got)
+                    return
+                maps = open_maps[site] = mutate_site(s)
+            if mutate(maps[0], maps[1], event, self.clock.time()):
+                state_changed()
 
         return on_event
+
+    def _finish_open(self) -> None:
+        """Put the open maps of every site into a new snapshot (a reader is asking)."""
+        state = self._state
+        for site, (queues, members) in self._open.items():
+            s = state.sites.get(site)
+            if s is not None:
+                state = with_site_maps(state, s, (queues.finish(), members.finish()))
+        self._open.clear()
+        self._state = state
 
     def _on_trunk_result_event(self, site: str, event: Mapping[str, str]) -> None:
         self._on_trunk_result(event.get("Trunk", ""), event.get("DialStatus", ""))
@@ -340,7 +356,7 @@ class Bridge:
         if h is None:
             return
         after = trunk_health.record_dial(h, status, self.clock.time(), self.trunk_policy)
-        self.trunks[trunk] = after
+        self._set_trunk(trunk, after)
         if status.upper() in trunk_health.FAILOVER_STATUSES:
             self.metrics.failover(self._trunk_site.get(trunk, ""), "trunk")
             log.warning("trunk failed over", extra=ctx(trunk=trunk, dialstatus=status))
@@ -355,12 +371,22 @@ class Bridge:
         after = trunk_health.record_contact(h, status)
         if after.reachable != h.reachable:
             log.info("trunk %s", status.lower(), extra=ctx(trunk=aor))
-        self.trunks[aor] = after
+        self._set_trunk(aor, after)
         self._refresh_trunks()
 
+    def _set_trunk(self, name: str, health: trunk_health.TrunkHealth) -> None:
+        self.trunks[name] = health
+        if health.reachable is False or health.breaker is not trunk_health.Breaker.CLOSED:
+            self._suspect_trunks.add(name)
+        else:
+            self._suspect_trunks.discard(name)
+
     def _refresh_trunks(self) -> None:
-        bad = trunk_health.unhealthy(self.trunks, self.clock.time(), self.trunk_policy)
-        if bad != self.state.unhealthy_trunks:
+        suspects = {name: self.trunks[name] for name in self._suspect_trunks}
+        bad = trunk_health.unhealthy(suspects, self.clock.time(), self.trunk_policy)
+        # Compared on the state as it is, not handed out (the state property would make
+        # the next AMI event copy its site instead of updating it in place).
+        if bad != self._state.unhealthy_trunks:
             self.state = replace(self.state, unhealthy_trunks=bad)
 
     def trunks_now(self) -> list[TrunkNow]:

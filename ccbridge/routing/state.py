@@ -25,18 +25,21 @@ state is INVALID (4) or UNAVAILABLE (5); it is *available* when logged in, not p
 and NOT_INUSE (1) or UNKNOWN (0). UNKNOWN counts as available because Asterisk itself
 rings such members (devices without state reporting stay UNKNOWN forever).
 
-The event path applies one update per event (the bridge subscribes ``LIVE_UPDATES``,
-one per event name; ``apply_event`` is the same through ``LIVE_REDUCERS``), so its new
-snapshots are built by ``_evolve``: a copy of the old object's ``__dict__`` with the
-changed fields, put in a new instance. A frozen dataclass's ``__init__`` (or
+The event path applies one handler per event (``LIVE_MUTATORS``, one per event name),
+which changes a site's queue and member maps in place: ``MapMutation``s, mutable copies
+of the site's maps (``mutate_site``) that leave those maps as they were. ``apply_event``
+and ``LIVE_UPDATES`` wrap each handler persistently (copies of the maps in, new maps
+out), and the bridge (ccbridge/app.py) keeps a site's copies open between two reads of
+its state, finishing them into a new snapshot when a reader asks: with 20,000 members a
+persistent set copies a path of the trie and touches every entry of each node on it,
+in place it touches one slot, so an event's cost grows less with the site's size.
+New snapshots are built by ``_evolve``: a copy of the old object's ``__dict__`` with
+the changed fields, put in a new instance. A frozen dataclass's ``__init__`` (or
 ``dataclasses.replace``) sets every field through ``object.__setattr__``, four times
 slower; for that the queue, site and state classes have no ``__slots__`` (there are few
 of them). ``Member``s and ``Caller``s are named tuples: there are as many as
 memberships, and small tuples keep the cost per event flat with 10,000 agents.
-Instances are as frozen as before: nothing else writes their dicts, with one exception.
-``Bridge`` (ccbridge/app.py) puts an update's new maps into a SiteState that it made
-itself and that no reader has been handed yet (its state property marks every snapshot
-it hands out): no reader can tell that from a new snapshot.
+Instances are as frozen as before: nothing writes their dicts after they are made.
 """
 
 from __future__ import annotations
@@ -46,11 +49,12 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import NamedTuple, TypeVar
 
-from immutables import Map
+from immutables import Map, MapMutation
 
 __all__ = [
     "DEFAULT_HANDLE_TIME",
     "EWMA_ALPHA",
+    "LIVE_MUTATORS",
     "LIVE_REDUCERS",
     "LIVE_UPDATES",
     "Caller",
@@ -58,6 +62,8 @@ __all__ = [
     "Member",
     "QueueLoad",
     "Reducer",
+    "SiteMaps",
+    "SiteMutator",
     "SiteState",
     "SiteUpdate",
     "SyncBuffer",
@@ -67,6 +73,7 @@ __all__ = [
     "complete_sync",
     "ewt",
     "initial_state",
+    "mutate_site",
     "set_drained",
     "set_site_up",
     "set_sticky",
@@ -282,9 +289,21 @@ def set_sticky(state: LiveState, service: str, language: str, site: str) -> Live
     return replace(state, sticky=sticky)
 
 
-# --- event handlers: (queues, members, event, now) -> new pair, or None if unchanged -----
+# --- event handlers: (queues, members, event, now) -> changed? ------------------------
+#
+# A handler changes the site's maps in place: they are ``MapMutation``s, mutable copies
+# of the site's ``Map``s that leave the maps they came from as they were. The persistent
+# reducers below take the mutations of a snapshot's maps, call the handler and finish
+# them into new maps (``_persistent``); the bridge keeps a site's mutations open between
+# reads instead (``LIVE_MUTATORS``, ``mutate_site``), so the events between two reads
+# change the maps in place rather than copying a path of the trie each.
 
 _Pair = tuple[Map[str, QueueLoad], Map[tuple[str, str], Member]]
+QueuesMut = MapMutation[str, QueueLoad]
+MembersMut = MapMutation[tuple[str, str], Member]
+SiteMaps = tuple[QueuesMut, MembersMut]
+# One live event's effect on one site's maps, changed in place: True if it changed them.
+SiteMutator = Callable[[QueuesMut, MembersMut, Mapping[str, str], float], bool]
 _Handler = Callable[
     [Map[str, QueueLoad], Map[tuple[str, str], Member], Mapping[str, str], float], _Pair | None
 ]
@@ -333,23 +352,23 @@ def _ewma(avg: float, sample: float) -> float:
 
 
 def _member_update(
-    queues: Map[str, QueueLoad],
-    members: Map[tuple[str, str], Member],
+    queues: QueuesMut,
+    members: MembersMut,
     ev: Mapping[str, str],
     name_key: str,
     iface_key: str,
     removed: bool,
-) -> _Pair | None:
+) -> bool:
     qname = ev.get("Queue")
     iface = ev.get(iface_key) or ev.get(name_key)
     if not qname or not iface:
-        return None
+        return False
     key = (qname, iface)
     old = members.get(key)
     new: Member | None
     if removed:
         if old is None:
-            return None
+            return False
         new = None
     else:
         # Written out for the event path; QueueMemberPause and friends may omit fields:
@@ -380,7 +399,7 @@ def _member_update(
             )
         new = _tuple_new(Member, (name, iface, status, paused, in_call, penalty))
         if new == old:
-            return None
+            return False
     q = queues.get(qname, EMPTY_QUEUE)
     count, logged_in, available, paused_n = q.member_count, q.logged_in, q.available, q.paused
     # What the old member counted for goes, what the new one counts for comes (_counts).
@@ -409,42 +428,71 @@ def _member_update(
     qf["member_count"] = count
     new_q = _new(QueueLoad)
     _set(new_q, "__dict__", qf)
-    out = members.delete(key) if new is None else members.set(key, new)
-    return queues.set(qname, new_q), out
+    queues.set(qname, new_q)
+    if new is None:
+        del members[key]
+    else:
+        members.set(key, new)
+    return True
 
 
 def _member_event(
-    queues: Map[str, QueueLoad],
-    members: Map[tuple[str, str], Member],
-    ev: Mapping[str, str],
-    now: float,
-) -> _Pair | None:
+    queues: QueuesMut, members: MembersMut, ev: Mapping[str, str], now: float
+) -> bool:
     return _member_update(queues, members, ev, "MemberName", "Interface", False)
 
 
 def _member_removed(
-    queues: Map[str, QueueLoad],
-    members: Map[tuple[str, str], Member],
-    ev: Mapping[str, str],
-    now: float,
-) -> _Pair | None:
+    queues: QueuesMut, members: MembersMut, ev: Mapping[str, str], now: float
+) -> bool:
     return _member_update(queues, members, ev, "MemberName", "Interface", True)
 
 
 def _status_member(
-    queues: Map[str, QueueLoad],
-    members: Map[tuple[str, str], Member],
-    ev: Mapping[str, str],
-    now: float,
-) -> _Pair | None:
+    queues: QueuesMut, members: MembersMut, ev: Mapping[str, str], now: float
+) -> bool:
     # QueueStatus list replies name the member Name/Location, unlike the events.
     return _member_update(queues, members, ev, "Name", "Location", False)
 
 
-def _per_queue(update: _QueueUpdate) -> _Handler:
+def _per_queue(update: _QueueUpdate) -> SiteMutator:
     """A handler for an event about one queue: ``update`` gets that queue (empty if not
-    seen yet) and returns its new load, or None if the event changes nothing. (For the
-    QueueStatus items; a live event's reducer is made by _queue_reducer.)"""
+    seen yet) and returns its new load, or None if the event changes nothing."""
+
+    def handle(queues: QueuesMut, members: MembersMut, ev: Mapping[str, str], now: float) -> bool:
+        qname = ev.get("Queue")
+        if not qname:
+            return False
+        q = update(queues.get(qname, EMPTY_QUEUE), ev, now)
+        if q is None:
+            return False
+        queues.set(qname, q)
+        return True
+
+    return handle
+
+
+def _persistent(mutator: SiteMutator) -> _Handler:
+    """The handler as a persistent update: new maps, or None if nothing changed (the
+    maps given in stay as they were)."""
+
+    def handle(
+        queues: Map[str, QueueLoad],
+        members: Map[tuple[str, str], Member],
+        ev: Mapping[str, str],
+        now: float,
+    ) -> _Pair | None:
+        q, m = queues.mutate(), members.mutate()
+        if not mutator(q, m, ev, now):
+            return None
+        return q.finish(), m.finish()
+
+    return handle
+
+
+def _persistent_queue(update: _QueueUpdate) -> _Handler:
+    """``_persistent(_per_queue(update))`` that leaves the member map as it is (the
+    same object: unchanged parts of a snapshot are shared)."""
 
     def handle(
         queues: Map[str, QueueLoad],
@@ -456,9 +504,7 @@ def _per_queue(update: _QueueUpdate) -> _Handler:
         if not qname:
             return None
         q = update(queues.get(qname, EMPTY_QUEUE), ev, now)
-        if q is None:
-            return None
-        return queues.set(qname, q), members
+        return None if q is None else (queues.set(qname, q), members)
 
     return handle
 
@@ -590,9 +636,9 @@ def _agent_complete(q: QueueLoad, ev: Mapping[str, str], now: float) -> QueueLoa
 
 # Items of a QueueStatus reply: go to the sync buffer while a sync is in progress.
 _SYNC_HANDLERS: dict[str, _Handler] = {
-    "QueueParams": _per_queue(_queue_params),
-    "QueueMember": _status_member,
-    "QueueEntry": _per_queue(_queue_entry),
+    "QueueParams": _persistent_queue(_queue_params),
+    "QueueMember": _persistent(_status_member),
+    "QueueEntry": _persistent_queue(_queue_entry),
 }
 # Live events about one queue's load, and about its members.
 _QUEUE_UPDATES: dict[str, _QueueUpdate] = {
@@ -603,7 +649,7 @@ _QUEUE_UPDATES: dict[str, _QueueUpdate] = {
     "AgentConnect": _agent_connect,
     "AgentComplete": _agent_complete,
 }
-_MEMBER_HANDLERS: dict[str, _Handler] = {
+_MEMBER_HANDLERS: dict[str, SiteMutator] = {
     "QueueMemberAdded": _member_event,
     "QueueMemberStatus": _member_event,
     "QueueMemberPause": _member_event,
@@ -616,37 +662,17 @@ Reducer = Callable[[LiveState, str, Mapping[str, str], float], LiveState]
 SiteUpdate = Callable[[SiteState, Mapping[str, str], float], "_Pair | None"]
 
 
+def mutate_site(s: SiteState) -> SiteMaps:
+    """Mutable copies of the site's queue and member maps, for ``LIVE_MUTATORS``; the
+    site's own maps never change. ``finish()`` on each gives the new maps."""
+    return _as_map(s.queues).mutate(), _as_map(s.members).mutate()
+
+
 def _site_update(handler: _Handler) -> SiteUpdate:
-    """The SiteUpdate of a handler of the site's (queues, members)."""
+    """The persistent SiteUpdate of a persistent handler of the site's maps."""
 
     def update(s: SiteState, event: Mapping[str, str], now: float) -> _Pair | None:
-        queues, members = s.queues, s.members
-        return handler(
-            queues if type(queues) is Map else Map(queues),
-            members if type(members) is Map else Map(members),
-            event,
-            now,
-        )
-
-    return update
-
-
-def _queue_update(update_queue: _QueueUpdate) -> SiteUpdate:
-    """``_site_update(_per_queue(update_queue))`` in one function: most live events are
-    about one queue, and a call less per event is worth the repetition."""
-
-    def update(s: SiteState, event: Mapping[str, str], now: float) -> _Pair | None:
-        qname = event.get("Queue")
-        if not qname:
-            return None
-        queues = s.queues
-        if type(queues) is not Map:
-            queues = Map(queues)
-        q = update_queue(queues.get(qname, EMPTY_QUEUE), event, now)
-        if q is None:
-            return None
-        members = s.members
-        return queues.set(qname, q), members if type(members) is Map else Map(members)
+        return handler(_as_map(s.queues), _as_map(s.members), event, now)
 
     return update
 
@@ -678,12 +704,17 @@ def _reducer(update: SiteUpdate) -> Reducer:
     return reduce
 
 
-# The live AMI events this reducer folds in, each with its update of the site: what the
-# bridge subscribes to the bus (ccbridge/app.py, which may apply an update in place to
-# a snapshot no reader has seen yet), and as a reducer of the whole state.
+# The live AMI events this reducer folds in, each with its handler of the site's maps:
+# what the bridge subscribes to the bus (ccbridge/app.py: it keeps each site's mutations
+# open between two reads of its state), and as persistent updates of a site and reducers
+# of the whole state.
+LIVE_MUTATORS: Mapping[str, SiteMutator] = {
+    **{name: _per_queue(update) for name, update in _QUEUE_UPDATES.items()},
+    **_MEMBER_HANDLERS,
+}
 LIVE_UPDATES: Mapping[str, SiteUpdate] = {
-    **{name: _queue_update(update) for name, update in _QUEUE_UPDATES.items()},
-    **{name: _site_update(handler) for name, handler in _MEMBER_HANDLERS.items()},
+    **{name: _site_update(_persistent_queue(u)) for name, u in _QUEUE_UPDATES.items()},
+    **{name: _site_update(_persistent(m)) for name, m in _MEMBER_HANDLERS.items()},
 }
 LIVE_REDUCERS: Mapping[str, Reducer] = {
     name: _reducer(update) for name, update in LIVE_UPDATES.items()

@@ -32,9 +32,14 @@ One lab, one site (bangalore), the same target for every path: Answer, Wait(0.2)
   operator): an assumption, not lab traffic. The rest take the number's held route.
 
 At each rate every path runs once per round for ``--seconds``, in a different order each
-round, with a static step before and after each one: the machine is shared and its load
+round, with a static step before and after each one (static, A, static, B, ..., one
+static step between rounds, not two: ``plan_steps``): the machine is shared and its load
 drifts, so a path's ratio uses the static steps beside it, and the report gives the
-median and the spread over ``--rounds``. CPU comes from
+median and the spread over ``--rounds``, and for each path the median's bootstrap
+interval with a verdict against the production target (tests/bench/verdict.py): met
+only when the interval clears it, "not resolved" when the median meets it inside the
+noise. For the production figure alone, ``--variants production`` alternates static and
+production only (twice the rounds in the same time). CPU comes from
 /proc/PID/stat (utime + stime, all threads) of the site's Asterisk, its guard, the AGI
 server (bridge or floor) and SIPp. The ratio to static is static's Asterisk CPU per call
 over the path's (its guard's too for the guarded paths): the share of static's call
@@ -95,6 +100,7 @@ from ccbridge.store.migrate import upgrade
 from ccbridge.store.schema import calls
 from tests.bench import webhook_hang as hang
 from tests.bench.bench_fastagi import ServerProcess
+from tests.bench.verdict import Estimate, estimate, only
 
 SITE = "bangalore"
 DID = "+918000000001"
@@ -415,6 +421,44 @@ def summarise(steps: list[Step], rates: list[float]) -> dict[str, object]:
     return out
 
 
+def plan_steps(paths: list[str], rounds: int) -> list[tuple[int, str]]:
+    """(round, path) in the order to run them: static between every two paths and at
+    both ends (A S B S A ...: each path's ratio is to the static steps beside it), the
+    paths in another order each round, and no two static steps in a row where one
+    round ends and the next begins (the old plan ran static twice there: a step in
+    every round spent on nothing)."""
+    out = [(0, "static")]
+    for rnd in range(rounds):
+        k = rnd % len(paths) if paths else 0
+        for path in paths[k:] + paths[:k]:
+            out += [(rnd, path), (rnd, "static")]
+    return out
+
+
+def judge_ratio(ratios: list[float], target: float = TARGET_PRODUCTION) -> Estimate:
+    """A path's ratio to static over every round: the median, its bootstrap interval,
+    and whether the interval clears the target (tests/bench/verdict.py)."""
+    return estimate([ratios], only, target, at_least=True)
+
+
+def judge_paths(steps: list[Step], rates: list[float]) -> dict[str, dict[str, object]]:
+    """Per rate and path, the ratio to the static steps beside each clean step, judged
+    against the production target with its interval."""
+    out: dict[str, dict[str, object]] = {}
+    for rate in rates:
+        per: dict[str, object] = {}
+        for var in VARIANTS:
+            if var == "static":
+                continue
+            mine = [s for s in steps if s.rate == rate and s.variant == var and s.clean]
+            around = [(static_around(steps, s), s.pbx_ms) for s in mine]
+            ratios = [st / own for st, own in around if st is not None]
+            if ratios:
+                per[var] = {**judge_ratio(ratios).as_dict(), "rounds": len(ratios)}
+        out[f"{rate:g}"] = per
+    return out
+
+
 def _pid_of(pid: int | None, what: str) -> int:
     if pid is None:
         raise RuntimeError(f"no {what} process")
@@ -484,24 +528,19 @@ def run(
                 # production's IVR part alone: the service-keyed held route must route it
                 _check_path(lab, site, Path(wd), "production", (1.0, 0.0))
                 order = [var for var in VARIANTS if var in variants and var != "static"]
-                for rnd in range(rounds):
-                    for rate in rates:
-                        # Static between every two paths (each path's ratio is to the
-                        # static steps beside it); another order each round.
-                        k = rnd % len(order)
-                        plan = [x for var in order[k:] + order[:k] for x in ("static", var)]
-                        for variant in [*plan, "static"]:
-                            time.sleep(2)  # the previous step's channels close
-                            pids = {"asterisk": asterisk, "guard": guard}
-                            pids["agi_server"] = servers.get(variant, bridge.proc.pid)
-                            _, offset = count_routed(bridge.log_file, offset)
-                            step = measured_step(
-                                site, variant, rate, rnd, seconds, Path(wd), pids, share
-                            )
-                            step.routed, offset = count_routed(bridge.log_file, offset)
-                            step.seq = len(steps)
-                            steps.append(step)
-                            print(f"e2e: {json.dumps(asdict(step))}", flush=True)
+                for rate in rates:
+                    for rnd, variant in plan_steps(order, rounds):
+                        time.sleep(2)  # the previous step's channels close
+                        pids = {"asterisk": asterisk, "guard": guard}
+                        pids["agi_server"] = servers.get(variant, bridge.proc.pid)
+                        _, offset = count_routed(bridge.log_file, offset)
+                        step = measured_step(
+                            site, variant, rate, rnd, seconds, Path(wd), pids, share
+                        )
+                        step.routed, offset = count_routed(bridge.log_file, offset)
+                        step.seq = len(steps)
+                        steps.append(step)
+                        print(f"e2e: {json.dumps(asdict(step))}", flush=True)
                 pops = hang.pop_metrics(bridge.base) if webhook_hang else None
         finally:
             bridge.stop()
@@ -516,6 +555,7 @@ def run(
         for per in summary.values()
     ]
     medians = [p["median"] for p in production if isinstance(p, dict)]
+    judged = judge_paths(steps, rates)
     return {
         "bench": "e2e",
         "site": SITE,
@@ -531,6 +571,7 @@ def run(
         "webhook_hang": pops,
         "target_production": TARGET_PRODUCTION,
         "production_ratio": min(medians) if medians else 0.0,
+        "judged": judged,
         "met": bool(medians) and min(medians) >= TARGET_PRODUCTION,
     }
 
@@ -698,6 +739,17 @@ def _print_summary(result: dict[str, object]) -> None:
             )
 
 
+def _print_judged(result: dict[str, object]) -> None:
+    """Each path's ratio over all its rounds with its interval: how sure the figure is."""
+    judged = result["judged"]
+    assert isinstance(judged, dict)
+    for rate, per in judged.items():
+        for var, e in per.items():
+            low, high = e["interval"]
+            got = Estimate(e["value"], low, high, e["target"], e["at_least"])
+            print(f"e2e: {rate}/s {var:13} ratio to static, {e['rounds']} rounds: {got.text()}")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     ap.add_argument("--rates", default="150", help="calls/s, comma-separated")
@@ -754,6 +806,7 @@ def main(argv: list[str] | None = None) -> int:
         + ("met" if result["met"] else "missed"),
         flush=True,
     )
+    _print_judged(result)
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
     return 0 if result["met"] else 1

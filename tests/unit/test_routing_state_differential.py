@@ -205,6 +205,8 @@ BRIDGE_STEP = st.one_of(
     st.tuples(st.just("event"), st.tuples(BRIDGE_SITE, EVENTS)),
     st.tuples(st.just("read"), st.none()),
     st.tuples(st.just("up"), st.tuples(BRIDGE_SITE, st.booleans())),
+    st.tuples(st.just("begin"), BRIDGE_SITE),
+    st.tuples(st.just("complete"), BRIDGE_SITE),
 )
 
 
@@ -213,9 +215,10 @@ BRIDGE_STEP = st.one_of(
 def test_the_bridges_event_path_matches_and_never_changes_a_snapshot_read(
     stream: list[tuple[str, Any]],
 ) -> None:
-    """The bridge applies an event's update in place to a snapshot no reader has had
-    (app.Bridge._state_handler): the states stay equal to the oracle's, and every
-    snapshot a reader took is as it was when read, whatever came after."""
+    """The bridge applies events to each site's open copies of its maps between reads
+    (app.Bridge._state_handler), resyncs and link changes in between: the states stay
+    equal to the oracle's, and every snapshot a reader took is as it was when read,
+    whatever came after."""
     clock = _SetClock()
     bridge = Bridge(_lab_config(), clock)
     a: Any = old.initial_state(s.name for s in _lab_config().sites)
@@ -231,6 +234,12 @@ def test_the_bridges_event_path_matches_and_never_changes_a_snapshot_read(
             site, up = arg
             a = old.set_site_up(a, site, up, clock.now_s)
             bridge.state = new.set_site_up(bridge.state, site, up, clock.now_s)
+        elif op == "begin":  # a resync starting, while events keep coming
+            a = old.begin_sync(a, arg)
+            bridge.state = new.begin_sync(bridge.state, arg)
+        elif op == "complete":
+            a = old.complete_sync(a, arg)
+            bridge.state = new.complete_sync(bridge.state, arg)
         else:
             snapshot = bridge.state
             assert norm(snapshot) == norm(a)
@@ -238,3 +247,30 @@ def test_the_bridges_event_path_matches_and_never_changes_a_snapshot_read(
     assert norm(bridge.state) == norm(a)
     for snapshot, as_read in seen:
         assert norm(snapshot) == as_read
+
+
+def test_the_bridge_makes_no_snapshot_per_event_only_per_read() -> None:
+    """Between two reads the events change the site's open maps, not a new LiveState
+    each (the cost that grew with the site's members); a read makes one snapshot, and
+    the next events leave it as it was."""
+    clock = _SetClock()
+    bridge = Bridge(_lab_config(), clock)
+    stream, _ = generate_stream(40, agents=20, queues=4)
+    parsed = [dict(m) for m in AmiParser().feed(stream)]
+    before = bridge._state
+    for ev in parsed:
+        bridge.bus.dispatch("bangalore", ev)
+    assert bridge._state is before  # nothing built per event
+    first = bridge.state
+    assert first is not before
+    assert first.sites["bangalore"].members  # the events' members are in it
+    as_read = norm(first)
+    oracle: Any = old.initial_state(s.name for s in _lab_config().sites)
+    for ev in parsed:
+        oracle = old.apply_event(oracle, "bangalore", ev, clock.now_s)
+    assert as_read == norm(oracle)
+    for ev in parsed:
+        bridge.bus.dispatch("bangalore", ev)
+    assert norm(first) == as_read  # the snapshot read never changes
+    assert bridge.state is not first
+    assert bridge.state is bridge.state  # a read with nothing new makes nothing new
