@@ -123,7 +123,7 @@ async def test_whisper_is_heard_by_the_agent_only_then_barge_then_stop(
                 talk = asyncio.create_task(
                     asyncio.to_thread(
                         desk_call, "127.0.2.1:5060", DHAKA_ORDERS, ENGLISH, caller_rtp.port,
-                        caller_log, 25, 6491,
+                        caller_log, 15, 6491,
                     )
                 )  # fmt: skip
                 await until(lambda: connected_at(bridge, "dhaka") is not None, 20, "dhaka answers")
@@ -326,7 +326,7 @@ async def test_hold_plays_music_to_the_caller_and_a_conference_rings_a_third_pho
             talk = asyncio.create_task(
                 asyncio.to_thread(
                     desk_call, "127.0.1.1:5060", BANGALORE_ORDERS, HINDI, caller_rtp.port,
-                    caller_log, 14, 6493,
+                    caller_log, 11, 6493,
                 )
             )  # fmt: skip
             await until(lambda: connected_at(bridge, "bangalore") is not None, 20, "answered")
