@@ -20,7 +20,7 @@ from ccbridge.routing.state import LiveState
 log = logging.getLogger("ccbridge.edge")
 
 TICK = 0.1  # seconds between two looks at the live state: a drain reaches the edge in ~this
-RETRY = 1.0  # seconds between attempts while the edge's RPC fails
+RETRY = 1.0  # seconds before the first retry while the edge's RPC fails; doubles to resync
 # A site not seen up since the bridge started is left as the edge has it this long: a
 # bridge (re)starting must not disable every site before its AMI links had a chance.
 START_GRACE = 5.0
@@ -54,6 +54,7 @@ class EdgeDriver:
         self._started = 0.0
         self._next_full = 0.0
         self._retry_at = 0.0
+        self._failures = 0  # failed attempts in a row
         self._failing: str | None = None  # the reason of the current failure streak
         self._task: asyncio.Task[None] | None = None
         self.rpc_total = Counter(
@@ -158,6 +159,12 @@ class EdgeDriver:
                     ok = False
                 if ok and full:
                     self._next_full = mono + self.view.settings.resync
-                if not ok:
-                    self._retry_at = self._mono() + RETRY
+                if ok:
+                    self._failures = 0
+                else:
+                    # An edge that stays unreachable (a bridge on another host than its
+                    # loopback RPC) costs a request every `resync` seconds, not every tick.
+                    self._failures += 1
+                    wait = min(RETRY * 2 ** (self._failures - 1), self.view.settings.resync)
+                    self._retry_at = self._mono() + wait
             await asyncio.sleep(TICK)

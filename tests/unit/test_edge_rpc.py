@@ -384,7 +384,7 @@ async def test_the_loop_survives_a_dead_edge_and_catches_up_when_it_answers(edge
         assert registry.get_sample_value("ccbridge_edge_rpc_total", {"result": "http-status"})
         edge.answer = None
         live[0] = set_drained(live[0], "dhaka", True)
-        for _ in range(300):  # the retry after a failure comes within RETRY (1 s)
+        for _ in range(600):  # retries come after 1 s, 2 s, ... (RETRY doubling)
             if sent_for(edge, view, "dhaka") >= every(view, "dhaka", STATE_DISABLED):
                 break
             await asyncio.sleep(0.01)
