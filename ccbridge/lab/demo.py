@@ -85,6 +85,9 @@ class BridgeProcess:
         self.log_level = log_level  # `run --log-level`; None: the config's
         self.first_start: float | None = None  # wall clock of the first spawn
         self.env: dict[str, str] = {}
+        # More of the child's environment, e.g. a second bridge's identity and listeners
+        # (CCBRIDGE_BRIDGE_ID, CCBRIDGE_AGI_LISTEN, CCBRIDGE_HTTP_LISTEN: ccbridge/cluster.py)
+        self.extra_env: dict[str, str] = {}
         http = self.config.bridge.http_listen
         self.base = f"http://{http.host}:{http.port}"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -115,6 +118,7 @@ class BridgeProcess:
         clock = self.clock_at(now)
         # A restarted bridge goes on from where its clock was, not from ``at`` again.
         self.env = {"CCBRIDGE_CLOCK": clock.isoformat()} if clock is not None else {}
+        self.env.update(self.extra_env)
         command = [sys.executable, "-m", "ccbridge.cli", "run", self.config.source]
         if self.slow_callback_ms is not None:
             command += ["--slow-callback-ms", str(self.slow_callback_ms)]
