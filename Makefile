@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 CONFIG ?= examples/lab.yaml
-SYSTEM_PACKAGES := debootstrap sip-tester prometheus postgresql haproxy systemd openssl iproute2 chromium
+SYSTEM_PACKAGES := debootstrap sip-tester prometheus postgresql haproxy systemd openssl iproute2 chromium dnsmasq-base
 
 .PHONY: test unit integration lint typecheck run down lab status bench bench-quick deps system-deps venv clean
 

@@ -37,6 +37,8 @@ from ccbridge.kpi import KpiTracker
 from ccbridge.lifecycle import Parts, StartError, StopError
 from ccbridge.logs import ctx
 from ccbridge.metrics import BridgeMetrics, LinkSnapshot, TrunkSnapshot
+from ccbridge.recording.part import RecordingPart, object_deleter
+from ccbridge.recording.policy import record_variable
 from ccbridge.records.activity import ActivityRecorder
 from ccbridge.records.part import RecordStore
 from ccbridge.routing import trunks as trunk_health
@@ -113,6 +115,10 @@ class Bridge:
         self.trunks: dict[str, trunk_health.TrunkHealth] = {
             t.name: trunk_health.TrunkHealth(t.name) for t in config.trunks
         }
+        # The trunks that may be unusable (a qualify said unreachable, or a breaker left
+        # CLOSED): the only ones every decision looks at again, where all trunks cost
+        # O(trunks) a call (2,450 trunks with 50 sites in a full mesh: BENCHMARKS §12).
+        self._suspect_trunks: set[str] = set()
         self.metrics.set_trunk_source(self.trunk_snapshots)
         self.kpi = KpiTracker(config, self.registry)
         self._connected_once: set[str] = set()
@@ -138,6 +144,11 @@ class Bridge:
             # Logins, pauses and rings for the agent report (its own records, same writer)
             self.activity = ActivityRecorder(self.records.writer.put, self.clock.now)
             self.activity.subscribe(self.bus)
+        # Call recording (issue 14): with `recording:` and a store for its index.
+        self.recording: RecordingPart | None = None
+        if config.recording is not None and config.store.enabled:
+            self.recording = RecordingPart(config, self.registry, self.clock.now)
+            self.recording.subscribe(self.bus)
         # Calls the desk acts on (supervision, transfer, hold; issue 14), from AMI events.
         self.desk = LiveCalls(self.clock.time)
         self.desk.subscribe(self.bus)
@@ -168,6 +179,7 @@ class Bridge:
             config.records.retention_days,
             config.records.purge_interval,
             self.clock.now,
+            delete_objects=object_deleter(self.recording.storage) if self.recording else None,
             audit_days=config.records.audit_retention_days,
         )
         # Several bridges (issue 15): this one's heartbeat row in the shared store, and
@@ -178,7 +190,9 @@ class Bridge:
         )
         self.agi = FastAgiServer(
             {
-                variables.AGI_ROUTE: make_route_handler(self.decide, self._on_decision),
+                variables.AGI_ROUTE: make_route_handler(
+                    self.decide, self._on_decision, self._record if self.recording else None
+                ),
                 variables.AGI_LOOKUP: make_lookup_handler(config.ivr, self.selfservice),
                 variables.AGI_HEALTH: agi_health.health,  # the AGI guard's check
             },
@@ -252,6 +266,12 @@ class Bridge:
             self.records.ingest.on_decision(call, decision)
         self.screen_pop.on_decision(call, decision)
 
+    def _record(self, decision: Decision) -> str:
+        """CCB_RECORD for a call the bridge routes to a queue (sampled per call)."""
+        if decision.queue is None:
+            return ""
+        return record_variable(self.config.recording, decision.site, decision.service)
+
     def _on_agi_session_end(self, route: str, outcome: SessionOutcome, seconds: float) -> None:
         self.metrics.agi_session_end(route, outcome.value, seconds)
         if route != variables.AGI_HEALTH:
@@ -323,6 +343,10 @@ class Bridge:
         self.held.link_changed(site)
         if self.records is not None:
             self.records.link_state(site, up)
+        if self.recording is not None and up:
+            # MixMonitorStops missed while the link was down: those recordings are
+            # unknown now (their files still reach storage: the shipper scans folders).
+            self.recording.live.forget_site(site)
         log.info("site %s", link_state.value.lower(), extra=ctx(site=site))
 
     async def _sync_site(self, link: SiteLink) -> None:
@@ -352,7 +376,7 @@ class Bridge:
         if h is None:
             return
         after = trunk_health.record_dial(h, status, self.clock.time(), self.trunk_policy)
-        self.trunks[trunk] = after
+        self._set_trunk(trunk, after)
         if status.upper() in trunk_health.FAILOVER_STATUSES:
             self.metrics.failover(self._trunk_site.get(trunk, ""), "trunk")
             log.warning("trunk failed over", extra=ctx(trunk=trunk, dialstatus=status))
@@ -367,12 +391,22 @@ class Bridge:
         after = trunk_health.record_contact(h, status)
         if after.reachable != h.reachable:
             log.info("trunk %s", status.lower(), extra=ctx(trunk=aor))
-        self.trunks[aor] = after
+        self._set_trunk(aor, after)
         self._refresh_trunks()
 
+    def _set_trunk(self, name: str, health: trunk_health.TrunkHealth) -> None:
+        self.trunks[name] = health
+        if health.reachable is False or health.breaker is not trunk_health.Breaker.CLOSED:
+            self._suspect_trunks.add(name)
+        else:
+            self._suspect_trunks.discard(name)
+
     def _refresh_trunks(self) -> None:
-        bad = trunk_health.unhealthy(self.trunks, self.clock.time(), self.trunk_policy)
-        if bad != self.state.unhealthy_trunks:
+        suspects = {name: self.trunks[name] for name in self._suspect_trunks}
+        bad = trunk_health.unhealthy(suspects, self.clock.time(), self.trunk_policy)
+        # Compared on the state as it is, not handed out (the state property would make
+        # the next AMI event copy its site instead of updating it in place).
+        if bad != self._state.unhealthy_trunks:
             self.state = replace(self.state, unhealthy_trunks=bad)
 
     def trunks_now(self) -> list[TrunkNow]:
@@ -572,6 +606,9 @@ class Bridge:
             await parts.start("cluster heartbeat", identity, beat.start, beat.stop)
         if self.records is not None:
             await parts.start("records retention", None, self.retention.start, self.retention.stop)
+        if self.recording is not None:
+            rec = self.recording
+            await parts.start("recording transfer", rec.where, rec.start, rec.stop)
         if self.live_plan is not None:
             plan = self.live_plan
             await parts.start("staffing gauges", None, plan.start, plan.stop)

@@ -112,7 +112,8 @@ class Heartbeat:
         if path is not None and not await asyncio.to_thread(path.exists):
             raise FileNotFoundError(f"no record database yet at {path}")
         if self._engine is None:
-            self._engine = make_engine(self.store)
+            # The driver's first import (asyncpg: tens of ms) stays off the event loop.
+            self._engine = await asyncio.to_thread(make_engine, self.store)
         if not self._checked:
             await ensure_current(self._engine)
             self._checked = True

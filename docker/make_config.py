@@ -30,6 +30,17 @@ BRIDGE_LINES = {
     "agi_url_host": "bridge:4573        # the compose service: Asterisk resolves it by DNS",
     "http_listen": "0.0.0.0:8080        # Prometheus scrapes bridge:8080/metrics",
 }
+CLUSTER_LINES = (
+    "  # Two bridges (compose services bridge and bridge2) run this same file; each\n"
+    "  # site's AGI guard balances over both (README: Several bridges).\n"
+    "  cluster: {servers: [bridge:4573, bridge2:4573]}\n"
+)
+STORE_SECTION = """
+# The records, heartbeats and once-only jobs of both bridges: the `postgres` service.
+store:
+  url: postgresql://ccbridge@postgres:5432/ccbridge
+  password: {env: CCBRIDGE_DB_PASSWORD, file: /run/secrets/db_password}
+"""
 SECRET_FILES = {"../.lab/secrets/ami": "/run/secrets/ami_secret",
                 "../.lab/secrets/api-token": "/run/secrets/api_token"}  # fmt: skip
 
@@ -39,7 +50,8 @@ HEADER = """\
 # replaced by the static address of a compose service (Asterisk needs IP literals for PJSIP
 # bind/identify and AMI bindaddr); the bridge is reached by its service name.
 #   bangalore 172.28.0.11   dhaka 172.28.0.12   manila 172.28.0.13
-#   bridge    172.28.0.20   phones 172.28.0.30 (SIPp agents, carriers and the caller)
+#   bridge    172.28.0.20   bridge2 172.28.0.21   postgres 172.28.0.40
+#   phones    172.28.0.30 (SIPp agents, carriers and the caller)
 # Secrets come from the environment or Docker secrets (/run/secrets), never from this file.
 
 """
@@ -58,14 +70,20 @@ def transform(lab_text: str) -> str:
         raise ValueError("examples/lab.yaml: expected one 'ami_defaults: &ami' anchor")
     # Each site's Asterisk and AGI guard connect from the site's own address, which the
     # bridge accepts anyway: nothing else may open a FastAGI session.
-    body, n = re.subn(
-        r"(?m)^(  agi_allow: ).*$", r"\g<1>[]  # the sites' own addresses only", body
-    )
+    body, n = re.subn(r"(?m)^(  agi_allow: ).*$", r"\g<1>[]  # the sites' own addresses only", body)
     if n != 1:
         raise ValueError("examples/lab.yaml: expected one bridge.agi_allow line")
     # `ccbridge deploy` installs into the lab's folders: the stack's sites are containers
     # built with their configs, so its config has no deploy section.
     body = re.sub(r"(?m)^\n(#[^\n]*\n)*deploy:\n(  [^\n]*\n)*", "", body)
+    # Two bridges on one shared PostgreSQL (issue 15): each site's guard balances over
+    # both, and both keep records, heartbeats and once-only jobs in the `postgres` service.
+    body, n = re.subn(r"(?m)^(  watchdog: .*\n)", rf"\g<1>{CLUSTER_LINES}", body)
+    if n != 1:
+        raise ValueError("examples/lab.yaml: expected one bridge.watchdog line")
+    if re.search(r"(?m)^store:", body):
+        raise ValueError("examples/lab.yaml has a store section: the stack sets its own")
+    body = body.rstrip("\n") + "\n" + STORE_SECTION
     for lab_path, docker_path in SECRET_FILES.items():
         body = body.replace(f"file: {lab_path}}}", f"file: {docker_path}}}")
     for lab_ip, docker_ip in ADDRESSES.items():

@@ -78,10 +78,16 @@ class BridgeProcess:
     ) -> None:
         self.lab = lab
         self.config: Config = lab.config
+        # Another network namespace to run in (`ip netns exec`): the partition tests'
+        # bridges, each on a host of its own; set with ``config`` and ``base`` to match.
+        self.netns: str | None = None
         self.at = at
         self.log_level = log_level  # `run --log-level`; None: the config's
         self.first_start: float | None = None  # wall clock of the first spawn
         self.env: dict[str, str] = {}
+        # More of the child's environment, e.g. a second bridge's identity and listeners
+        # (CCBRIDGE_BRIDGE_ID, CCBRIDGE_AGI_LISTEN, CCBRIDGE_HTTP_LISTEN: ccbridge/cluster.py)
+        self.extra_env: dict[str, str] = {}
         http = self.config.bridge.http_listen
         self.base = f"http://{http.host}:{http.port}"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -112,11 +118,14 @@ class BridgeProcess:
         clock = self.clock_at(now)
         # A restarted bridge goes on from where its clock was, not from ``at`` again.
         self.env = {"CCBRIDGE_CLOCK": clock.isoformat()} if clock is not None else {}
+        self.env.update(self.extra_env)
         command = [sys.executable, "-m", "ccbridge.cli", "run", self.config.source]
         if self.slow_callback_ms is not None:
             command += ["--slow-callback-ms", str(self.slow_callback_ms)]
         if self.log_level is not None:
             command += ["--log-level", self.log_level]
+        if self.netns is not None:
+            command = ["ip", "netns", "exec", self.netns, *command]  # it execs: the same pid
         with open(self.log_file, "ab") as log:  # the child keeps its own copy
             if self._log_start is None:
                 self._log_start = log.tell()
@@ -139,7 +148,10 @@ class BridgeProcess:
 
         def ready() -> bool:
             sites = self.lab.config.sites
-            return bridge_ready(self.base) and all(self.lab.guard_forwards(s) for s in sites)
+            guarded = self.config.bridge.agi_guard is not None  # this bridge behind the guards
+            return bridge_ready(self.base) and (
+                not guarded or all(self.lab.guard_forwards(s) for s in sites)
+            )
 
         while not await asyncio.to_thread(ready):
             if proc.poll() is not None:

@@ -46,7 +46,9 @@ class RecordsReader:
                 f"no such database file: {path} (the bridge has recorded no calls there)",
             )
         if self._engine is None:
-            self._engine = make_engine(self._rt.config.store)  # connects lazily
+            # Connects lazily, but the first engine of a kind imports its driver (asyncpg:
+            # tens of ms): built off the event loop.
+            self._engine = await asyncio.to_thread(make_engine, self._rt.config.store)
         try:
             await ensure_current(self._engine)  # the head read once, off the loop
             yield self._engine

@@ -21,8 +21,8 @@ from ccbridge.services.ports import Runtime
 from ccbridge.services.recordsread import RecordsReader
 
 if TYPE_CHECKING:
-    from ccbridge.reports.build import Report
     from ccbridge.reports.calls import CallDetail, CallPage, CallScope
+    from ccbridge.reports.worker import Encoded, Kind
 
 
 @contextmanager
@@ -39,10 +39,16 @@ class ReportService:
     """Reads the record store through its own RecordsReader, like the staffing plan."""
 
     def __init__(self, runtime: Runtime) -> None:
+        from ccbridge.reports.worker import ReportWorker
+
         self._rt = runtime
         self._records = RecordsReader(runtime)
+        # Reports are built in a process of their own: a month of rows would hold the
+        # loop (ccbridge/reports/worker.py says how much).
+        self._worker = ReportWorker(runtime.config.store)
 
     async def close(self) -> None:
+        await self._worker.close()
         await self._records.close()
 
     def _report_query(
@@ -70,25 +76,50 @@ class ReportService:
         return q
 
     async def interval_report(
-        self, params: Params, accept: str | None = None, *, sites: Collection[str] | None = None
-    ) -> tuple[ReportQuery, Report]:
-        """The interval report; ``sites``: those the caller may see (None: all)."""
-        from ccbridge.reports.build import interval_report
-
+        self,
+        params: Params,
+        accept: str | None = None,
+        *,
+        sites: Collection[str] | None = None,
+        exportable: Collection[str] | None = None,
+    ) -> tuple[ReportQuery, Encoded]:
+        """The interval report, encoded as asked; ``sites``: those the caller may see,
+        ``exportable``: those it may have as CSV (None: all)."""
         q = self._report_query(params, accept, False, sites)
-        async with self._records.read() as engine:
-            with _bad_query():
-                return q, await interval_report(engine, self._rt.config, q, self._rt.clock.now())
+        return q, await self._built("intervals", q, exportable)
 
     async def agent_report(
-        self, params: Params, accept: str | None = None, *, sites: Collection[str] | None = None
-    ) -> tuple[ReportQuery, Report]:
-        from ccbridge.reports.build import agent_report
-
+        self,
+        params: Params,
+        accept: str | None = None,
+        *,
+        sites: Collection[str] | None = None,
+        exportable: Collection[str] | None = None,
+    ) -> tuple[ReportQuery, Encoded]:
         q = self._report_query(params, accept, True, sites)
-        async with self._records.read() as engine:
-            with _bad_query():
-                return q, await agent_report(engine, self._rt.config, q, self._rt.clock.now())
+        return q, await self._built("agents", q, exportable)
+
+    async def _built(
+        self, kind: Kind, q: ReportQuery, exportable: Collection[str] | None
+    ) -> Encoded:
+        from ccbridge.reports.worker import WorkerFault
+
+        if q.format == "csv" and exportable is not None:
+            # A CSV is an export: it needs the export permission for every site it holds.
+            denied = [s for s in q.sites if s not in exportable]
+            if denied:
+                raise ServiceError(
+                    "forbidden", f"exporting reports of {', '.join(denied)} is not allowed"
+                )
+        async with self._records.read():  # the file and the schema, checked here
+            got = await self._worker.run(self._rt.config, kind, q, self._rt.clock.now())
+        if isinstance(got, WorkerFault):
+            if got.kind == "query":
+                raise ServiceError("invalid-field", got.message, field="from")
+            raise ServiceError(
+                "records-unavailable", f"the records store cannot be read: {got.message}"
+            )
+        return got
 
     def _call_scope(
         self, sites: Collection[str] | None, agents: Collection[str]

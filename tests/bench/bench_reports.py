@@ -12,6 +12,9 @@ and pauses: ~2.6 million rows. Loaded in bulk (sqlite3 executemany; asyncpg COPY
 arrival order as the ingest writes them, and ANALYZEd: loading is not what is measured.
 The SQLite file is kept between runs (``--cache``) since building it takes minutes.
 
+``--loop-stall``: how long the report holds the caller's event loop, run on it and on
+a ``ReaderThread`` (what the bridge does), against an idle floor in the same run.
+
 Per engine, in the same run, two floors: the index scan alone (``count(*)`` of the
 site's calls in the range over calls(target_site, arrived_at)) and one pass reading those
 rows (``count(outcome), sum(wait_s)``, no grouping); each report is timed best of
@@ -28,11 +31,13 @@ import random
 import shutil
 import sqlite3
 import tempfile
+import threading
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -308,8 +313,136 @@ async def measure(engine: AsyncEngine, cfg: Config, repeat: int) -> dict[str, An
     return out
 
 
+async def _worst_stall(stop: asyncio.Event) -> float:
+    """The longest the loop was held (ms), from a 5 ms ticker's lateness."""
+    loop = asyncio.get_running_loop()
+    worst = 0.0
+    while not stop.is_set():
+        t = loop.time()
+        await asyncio.sleep(0.005)
+        worst = max(worst, (loop.time() - t - 0.005) * 1000)
+    return worst
+
+
+async def _stalled(work: Any) -> tuple[float, float]:
+    """(seconds, worst loop stall in ms) of awaiting ``work()`` beside the ticker."""
+    stop = asyncio.Event()
+    ticker = asyncio.create_task(_worst_stall(stop))
+    await asyncio.sleep(0.05)
+    t = time.perf_counter()
+    await work()
+    took = time.perf_counter() - t
+    stop.set()
+    return took, await ticker
+
+
+T = TypeVar("T")
+
+
+class ReaderThread:
+    """The alternative measured and not taken (loop_stall): ``fn(engine)`` on a thread
+    with its own loop and engine (an asyncpg connection belongs to the loop that opened
+    it), started on first use."""
+
+    def __init__(self, settings: StoreSettings, name: str = "ccb-store-reader") -> None:
+        self._settings = settings
+        self._name = name
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._engine: AsyncEngine | None = None  # touched on the thread's loop only
+
+    def _started(self) -> asyncio.AbstractEventLoop:
+        with self._lock:
+            if self._loop is None:
+                loop = asyncio.new_event_loop()
+                thread = threading.Thread(target=loop.run_forever, name=self._name, daemon=True)
+                thread.start()
+                self._loop, self._thread = loop, thread
+            return self._loop
+
+    async def _with_engine(self, fn: Callable[[AsyncEngine], Awaitable[T]]) -> T:
+        if self._engine is None:
+            self._engine = make_engine(self._settings)  # connects lazily
+        return await fn(self._engine)
+
+    async def run(self, fn: Callable[[AsyncEngine], Awaitable[T]]) -> T:
+        """``fn``'s result; its exception is raised here. Cancelling the caller cancels
+        ``fn`` on the thread (a client that went away stops its report)."""
+        future = asyncio.run_coroutine_threadsafe(self._with_engine(fn), self._started())
+        return await asyncio.wrap_future(future)
+
+    async def close(self) -> None:
+        """Dispose of the engine and stop the thread (a no-op when never started)."""
+        with self._lock:
+            loop, thread = self._loop, self._thread
+            self._loop = self._thread = None
+        if loop is None or thread is None:
+            return
+
+        async def dispose() -> None:
+            if self._engine is not None:
+                await self._engine.dispose()
+                self._engine = None
+
+        await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(dispose(), loop))
+        loop.call_soon_threadsafe(loop.stop)
+        await asyncio.to_thread(thread.join, 10)
+        loop.close()
+
+
+async def loop_stall(settings: StoreSettings, cfg: Config, repeat: int) -> dict[str, Any]:
+    """The 15-minute interval report for the site and month, built and encoded as JSON:
+    on the caller's loop with the encoding in a thread (as the bridge did), on a thread
+    with its own loop and engine, and in the worker process (as the bridge does); the
+    loop's worst stall for each, and with nothing running (the floor), in the same run."""
+    from ccbridge.reports.worker import ReportWorker, encode
+
+    month = Period(first=FIRST, last=FIRST + timedelta(days=DAYS - 1))
+    q = ReportQuery(month, (SITE,), Step.M15)
+    now = datetime(2026, 12, 1, tzinfo=UTC)
+    engine = make_engine(settings)
+    reader = ReaderThread(settings)
+    worker = ReportWorker(settings)
+
+    async def on_the_loop() -> None:
+        r = await interval_report(engine, cfg, q, now)
+        await asyncio.to_thread(encode, r.columns, r.rows, "json")
+
+    async def in_thread(e: AsyncEngine) -> None:
+        r = await interval_report(e, cfg, q, now)
+        encode(r.columns, r.rows, "json")
+
+    await worker.run(cfg, "intervals", q, now)  # the process started (once per bridge)
+    out: dict[str, Any] = {}
+    try:
+        cases = {
+            "idle_floor": lambda: asyncio.sleep(1.0),
+            "on_the_loop": on_the_loop,
+            "reader_thread": lambda: reader.run(in_thread),
+            "worker_process": lambda: worker.run(cfg, "intervals", q, now),
+        }
+        for name, work in cases.items():
+            runs = [await _stalled(work) for _ in range(repeat)]
+            out[name] = {
+                "seconds": round(min(r[0] for r in runs), 3),
+                "worst_stall_ms": [round(r[1], 1) for r in runs],
+            }
+    finally:
+        await worker.close()
+        await reader.close()
+        await engine.dispose()
+    return out
+
+
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     cfg = config()
+    if args.loop_stall:
+        cache = Path(args.cache) / f"reports-{args.calls}.db"
+        if not cache.exists():
+            raise SystemExit(f"no cached database {cache}: run the bench once without it")
+        settings = StoreSettings(url=f"sqlite+aiosqlite:///{cache}", journal=str(cache) + ".j")
+        return {"loop_stall": await loop_stall(settings, cfg, args.repeat)}
     t = time.perf_counter()
     call_rows, act = generate(args.calls)
     gen_s = time.perf_counter() - t
@@ -368,6 +501,12 @@ def main() -> None:
     p.add_argument("--cache", default=os.path.join(tempfile.gettempdir(), "ccbridge-bench"))
     p.add_argument("--fresh", action="store_true", help="rebuild the cached SQLite file")
     p.add_argument("--json", help="write the results here")
+    p.add_argument(
+        "--loop-stall",
+        action="store_true",
+        help="only: the loop's worst stall during the report, on the loop and on a "
+        "ReaderThread (the cached SQLite file)",
+    )
     args = p.parse_args()
     if args.fresh:
         shutil.rmtree(args.cache, ignore_errors=True)

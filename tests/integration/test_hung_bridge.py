@@ -102,19 +102,27 @@ def _read_rtt(folder: Path, started: float) -> list[CallTiming]:
     return sorted(out, key=lambda t: t.invited)
 
 
-async def place_load(seconds: float, folder: Path) -> LoadResult:
-    """RATE calls/s for ``seconds`` at bangalore; every call hung up by the far end."""
-    calls = int(RATE * seconds)
+async def place_load(
+    seconds: float,
+    folder: Path,
+    *,
+    rate: int = RATE,
+    dialled: str | None = None,
+    port: int = CALLER_PORT,
+) -> LoadResult:
+    """``rate`` calls/s for ``seconds`` at bangalore (by default to the route step that
+    asks the bridge for every call); every call hung up by the far end."""
+    calls = int(rate * seconds)
     argv = caller_command(
         SCENARIOS / "loadtest_far_hangup.xml",
         "127.0.1.1:5060",
-        ASKING + ORDERS_IN,
+        dialled or ASKING + ORDERS_IN,
         caller=HINDI,
-        local_port=CALLER_PORT,
+        local_port=port,
         calls=calls,
         max_seconds=seconds + 25,
         extra=(
-            "-r", str(RATE), "-l", "1000",
+            "-r", str(rate), "-l", "1000",
             # SIPp gives up on a call after 10 s, as in the issue's measurement
             "-recv_timeout", "10000",
             "-trace_rtt", "-rtt_freq", "1",

@@ -8,6 +8,7 @@ import json
 import re
 import shutil
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -16,7 +17,7 @@ import pytest
 import yaml
 
 from ccbridge.config import Config, load_config
-from ccbridge.config.model import TrunkKind
+from ccbridge.config.model import HostPort, TrunkKind
 from ccbridge.render import render_site
 
 REPO = Path(__file__).resolve().parents[2]
@@ -31,6 +32,7 @@ LAB_PHONES = "127.0.0.1"
 def secrets(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CCBRIDGE_AMI_SECRET", SECRET)
     monkeypatch.setenv("CCBRIDGE_API_TOKEN", SECRET)
+    monkeypatch.setenv("CCBRIDGE_DB_PASSWORD", SECRET)
 
 
 def compose() -> dict[str, Any]:
@@ -55,10 +57,14 @@ def lab_config() -> Config:
 
 
 DOCKER_PERMIT = ("172.28.0.0/24",)
+# The second bridge: a lab address nothing else uses, and the compose service.
+LAB_BRIDGE2 = HostPort("127.0.0.99", 4573)
+DOCKER_BRIDGE2 = HostPort("bridge2", 4573)
 
 
 def lab_to_docker(text: str, lab: Config) -> str:
     """Lab-rendered text with lab addresses replaced by the compose ones."""
+    text = text.replace(str(LAB_BRIDGE2), str(DOCKER_BRIDGE2))
     text = text.replace(str(lab.bridge.agi_url_host), str(docker_config().bridge.agi_url_host))
     for site in lab.sites:
         text = text.replace(site.sip.host, address(site.name))
@@ -134,7 +140,7 @@ def test_the_bridge_is_reached_by_service_name() -> None:
     targets = [
         t for job in prom["scrape_configs"] for sc in job["static_configs"] for t in sc["targets"]
     ]
-    assert targets == [f"bridge:{b.http_listen.port}"]
+    assert targets == [f"bridge:{b.http_listen.port}", f"bridge2:{b.http_listen.port}"]
 
 
 def test_each_site_has_its_agi_guard_in_its_own_network() -> None:
@@ -143,7 +149,7 @@ def test_each_site_has_its_agi_guard_in_its_own_network() -> None:
     config, services = docker_config(), compose()["services"]
     guard = config.bridge.agi_guard
     assert guard is not None and lab_config().bridge.agi_guard == guard
-    assert config.bridge.guard_servers == (config.bridge.agi_url_host,)
+    assert config.bridge.guard_servers == (config.bridge.agi_url_host, DOCKER_BRIDGE2)
     for site in config.sites:
         svc = services[f"{site.name}-guard"]
         assert svc["network_mode"] == f"service:{site.name}"
@@ -156,6 +162,7 @@ def test_each_site_has_its_agi_guard_in_its_own_network() -> None:
         assert f"bind {address(site.name)}:{guard.port}" in cfg
         assert f"bind {address(site.name)}:{guard.lookup_port}" in cfg
         assert f"server bridge1 {config.bridge.agi_url_host} check" in cfg
+        assert f"server bridge2 {DOCKER_BRIDGE2} check" in cfg
         extensions = render_site(config, site)["extensions.conf"]
         assert f"CCB_AGI_URL=agi://{address(site.name)}:{guard.port}/route" in extensions
     assert len([n for n in services if n.endswith("-guard")]) == len(config.sites)
@@ -189,6 +196,9 @@ def test_rendered_stack_is_ccbridge_render_plus_the_lab_base_configs(tmp_path: P
 
 def test_docker_renders_what_the_lab_renders_but_for_addresses() -> None:
     docker, lab = docker_config(), lab_config()
+    # The stack runs two bridges (issue 15): the lab with a second bridge beside its own.
+    two = (lab.bridge.agi_url_host, LAB_BRIDGE2)
+    lab = replace(lab, bridge=replace(lab.bridge, cluster=replace(lab.bridge.cluster, servers=two)))
     for site in docker.sites:
         lab_files = render_site(lab, lab.site(site.name))
         for name, text in render_site(docker, site).items():
@@ -283,3 +293,33 @@ def test_promtool_accepts_the_config_and_rules() -> None:
         out = subprocess.run(["promtool", *args], capture_output=True, text=True, timeout=30)
         assert out.returncode == 0, out.stdout + out.stderr
         assert "SUCCESS" in out.stdout + out.stderr
+
+
+def test_two_bridges_share_the_postgres_service() -> None:
+    """Issue 15: a second bridge on the same image, file and store, its own identity and
+    address; PostgreSQL with the schema upgraded once before either starts."""
+    services, config = compose()["services"], docker_config()
+    one, two = services["bridge"], services["bridge2"]
+    for key in ("image", "command", "secrets", "expose", "healthcheck", "depends_on"):
+        assert one[key] == two[key], key
+    assert one["environment"]["CCBRIDGE_BRIDGE_ID"] != two["environment"]["CCBRIDGE_BRIDGE_ID"]
+    assert address("bridge") != address("bridge2") and one["ports"] != two["ports"]
+    assert one["depends_on"]["migrate"] == {"condition": "service_completed_successfully"}
+    migrate = services["migrate"]
+    assert migrate["command"] == ["db", "upgrade", "/opt/ccbridge/docker/ccbridge.yaml"]
+    assert migrate["depends_on"]["postgres"] == {"condition": "service_healthy"}
+    pg = services["postgres"]
+    assert pg["image"].startswith("postgres:")
+    url = config.store.url
+    assert config.store.enabled and url.startswith("postgresql") and "@postgres:5432/" in url
+    assert pg["environment"]["POSTGRES_USER"] in url and url.endswith(
+        "/" + pg["environment"]["POSTGRES_DB"]
+    )
+    secret = pg["environment"]["POSTGRES_PASSWORD_FILE"].removeprefix("/run/secrets/")
+    assert secret in pg["secrets"] and secret in one["secrets"] and secret in compose()["secrets"]
+    assert config.store.password is not None and "@" not in url.split("//", 1)[1].split("@")[0]
+    assert config.bridge.cluster.servers == (config.bridge.agi_url_host, DOCKER_BRIDGE2)
+    for name in ("bridge", "bridge2"):
+        assert str(config.bridge.agi_listen.port) in services[name]["expose"]
+    guard = services["bangalore-guard"]["depends_on"]
+    assert "bridge" in guard and "bridge2" in guard  # both names resolve when it starts

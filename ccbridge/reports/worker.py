@@ -1,0 +1,115 @@
+"""Reports built and encoded in a worker process, so the bridge's event loop never holds
+a month of rows.
+
+Why a process (BENCHMARKS.md §10, "loop stall"): a month's 15-minute report is ~25,000
+answer rows; SQLAlchemy's row processing, the assembly and the JSON encoding are ~1 s of
+Python. On the bridge's loop that held it 70-170 ms at a time; on a reader thread with
+its own loop the loop still stalled 50-220 ms, because that thread holds the GIL (and,
+on a busy two-core machine, the core) whenever the loop wants it. A process shares
+neither: the loop awaits a future and receives the encoded answer as bytes.
+
+One worker, started on first use (``spawn``: nothing of the bridge's state or sockets is
+inherited) and kept; each job opens an engine on the worker's own loop and disposes of
+it. Failures come back as ``WorkerFault`` values, never as exceptions the pickling
+between processes might not carry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+
+from ccbridge.config.model import Config
+from ccbridge.config.store import StoreSettings
+from ccbridge.reports.query import ReportQuery
+
+Kind = Literal["intervals", "agents"]
+
+
+@dataclass(frozen=True, slots=True)
+class Encoded:
+    """A report as the HTTP answer's body."""
+
+    content_type: str  # "application/json" or "text/csv"
+    body: bytes
+    rows: int
+    incomplete: bool  # some interval touches a coverage gap
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerFault:
+    """What went wrong in the worker: ``query`` (the parameters: 400), ``store`` (the
+    database: 503)."""
+
+    kind: Literal["query", "store"]
+    message: str
+
+
+def encode(columns: tuple[str, ...], rows: list[dict[str, object]], fmt: str) -> Encoded:
+    """The JSON answer ({"columns", "rows", "incomplete"}) or the CSV with the same columns."""
+    from ccbridge.reports.csvout import to_csv
+
+    incomplete = any(r["incomplete"] for r in rows)
+    if fmt == "csv":
+        return Encoded("text/csv", to_csv(columns, rows).encode(), len(rows), incomplete)
+    body = {"columns": list(columns), "rows": rows, "incomplete": incomplete}
+    return Encoded("application/json", json.dumps(body).encode(), len(rows), incomplete)
+
+
+async def build(
+    settings: StoreSettings, config: Config, kind: Kind, q: ReportQuery, now: datetime
+) -> Encoded | WorkerFault:
+    """Build and encode one report on the running loop, on an engine of its own."""
+    from sqlalchemy.exc import DBAPIError
+
+    from ccbridge.reports.build import agent_report, interval_report
+    from ccbridge.reports.intervals import IntervalError
+    from ccbridge.store.engine import make_engine
+
+    engine = make_engine(settings)
+    try:
+        fn = interval_report if kind == "intervals" else agent_report
+        report = await fn(engine, config, q, now)
+        return encode(report.columns, report.rows, q.format)
+    except IntervalError as exc:
+        return WorkerFault("query", str(exc))
+    except (OSError, TimeoutError, DBAPIError) as exc:
+        why = str(getattr(exc, "orig", None) or exc).splitlines()[0] if str(exc) else ""
+        return WorkerFault("store", why or type(exc).__name__)
+    finally:
+        await engine.dispose()
+
+
+def _job(
+    settings: StoreSettings, config: Config, kind: Kind, q: ReportQuery, now: datetime
+) -> Encoded | WorkerFault:
+    return asyncio.run(build(settings, config, kind, q, now))
+
+
+class ReportWorker:
+    """The worker process; ``run`` awaits one report, ``close`` stops the process."""
+
+    def __init__(self, settings: StoreSettings) -> None:
+        self._settings = settings
+        self._pool: ProcessPoolExecutor | None = None
+
+    async def run(
+        self, config: Config, kind: Kind, q: ReportQuery, now: datetime
+    ) -> Encoded | WorkerFault:
+        if self._pool is None:
+            ctx = multiprocessing.get_context("spawn")
+            self._pool = ProcessPoolExecutor(max_workers=1, mp_context=ctx)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, _job, self._settings, config, kind, q, now)
+
+    async def close(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            # Joining the process blocks: in a thread. A report still running is let
+            # finish (cancel_futures drops the queued ones).
+            await asyncio.to_thread(pool.shutdown, True, cancel_futures=True)

@@ -1,0 +1,667 @@
+"""The ceiling: the calls/s and AMI events/s one bridge sustains with p99 route latency
+< 5 ms and 0 errors, at 5, 20 and 50 sites and up to 10,000 agents; then two bridges
+sharing one PostgreSQL store. Against a floor measured in the same run.
+
+Processes: `ccbridge run` (one or two) on a generated deployment; one spawned process
+plays every site (tests/amifake.FakeAmi per site: the bridge's login and QueueStatus
+resync with every membership, then per call the events of the call recorded on the lab
+with CEL on, tests/bench/fixtures/ami_cel_call.json, the ones a records-enabled bridge's
+filter admits: 29 events, 19 of them CEL, with fresh uniqueids, a queue and one of its
+agents); this process is Asterisk's FastAGI side (tests/agiclient.py: a `route` request
+for a random number of the deployment from a random caller, the MSet read, the session
+closed by the bridge), open loop at a fixed rate. Every step raises the rate; the AMI
+sites push one call's events per route request, spread over the sites. A step passes
+with p99 < 5 ms, 0 errors and the rate reached (95 %); the ceiling is the last rate that
+passed before the first that did not.
+
+The floor: the same load generator against the cheapest FastAGI server there is
+(bench_fastagi's bare server answering ccbridge's MSet line, no AMI), same rates: what
+this machine and this client sustain at all. Its ceiling is reported beside the
+bridge's, and ratios bridge/floor (the figure to compare across machines and runs).
+
+CPU per call is the bridge's utime + stime over a step divided by the calls routed in
+it (AMI ingest of those calls' events included: that is what a call costs the bridge);
+RSS is read at the end of each step.
+
+    .venv/bin/python -m tests.bench.bench_ceiling --quick       # 20 sites, ~1.5 min
+    .venv/bin/python -m tests.bench.bench_ceiling               # every row, ~8 min
+    .venv/bin/python -m tests.bench.bench_ceiling --rows 20x5000 --rates 500,1000,1500
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import itertools
+import json
+import multiprocessing as mp
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from tests.agiclient import AgiRouteError, ask_route
+from tests.bench.bench_e2e import FLOOR_COMMAND, cpu_seconds
+from tests.bench.bench_fastagi import Result, ServerProcess
+from tests.bench.bench_memory import free_port, rss_mb
+
+SECRET = "bench-secret"
+SERVICES = ("orders", "returns", "care")
+LANGS = ("en", "hi", "bn", "tl", "ur")
+ZONES = ("Asia/Kolkata", "Asia/Dhaka", "Asia/Manila", "Europe/London", "America/New_York")
+COUNTRIES = {  # code: (calling code, default language)
+    "IN": ("91", "hi"),
+    "BD": ("880", "bn"),
+    "PH": ("63", "tl"),
+    "GB": ("44", "en"),
+    "US": ("1", "en"),
+}
+SITE_COUNTRY = ("IN", "BD", "PH", "GB", "US")  # with ZONES, by site index
+CALLERS = ("+919812345678", "+8801712345678", "+639171234567", "+447700900123", "+12025550143")
+AT = "2026-11-25T09:00:00+00:00"  # a Wednesday: some sites open, some closed for returns
+P99_MS = 5.0
+REACHED = 0.95  # of the target rate, or the step failed (the generator fell behind)
+ROWS = ((5, 1_000), (20, 5_000), (50, 10_000))
+RATES = (250, 500, 750, 1_000, 1_250, 1_500, 2_000, 2_500, 3_000)
+GOAL = (20, 5_000, 1_000)  # sites, agents, calls/s
+
+
+# --------------------------------------------------------------------------- deployment
+
+
+def site_name(i: int) -> str:
+    return f"s{i:02d}"
+
+
+def agent_queues(a: int) -> tuple[str, str]:
+    """Two queues per agent: two services in one language."""
+    lang = LANGS[a % len(LANGS)]
+    return f"{SERVICES[a % 3]}-{lang}", f"{SERVICES[(a + 1) % 3]}-{lang}"
+
+
+def numbers(sites: int) -> list[tuple[str, str, str]]:
+    """(did, site, service): two numbers a site, in its country's format."""
+    out = []
+    for i in range(sites):
+        code = COUNTRIES[SITE_COUNTRY[i % 5]][0]
+        for k, service in enumerate(("orders", "returns")):
+            out.append((f"+{code}80{i:04d}{k}", site_name(i), service))
+    return out
+
+
+def deployment(
+    sites: int, agents: int, ami_ports: list[int], agi_port: int, http_port: int, store: str | None
+) -> str:
+    per_site = agents // sites
+    langs = ", ".join(LANGS)
+    lines = [
+        "bridge:",
+        f"  agi_listen: 127.0.0.1:{agi_port}",
+        f"  agi_url_host: 127.0.0.1:{agi_port}",
+        f"  http_listen: 127.0.0.1:{http_port}",
+        "  agi_allow: [127.0.0.1]",
+        "  max_agi_sessions: 5000",
+        "  agi_session_timeout: 5.0",
+        f"languages: [{', '.join(LANGS)}]",
+        f"services: [{', '.join(SERVICES)}]",
+        "countries:",
+        *(
+            f'  {c}: {{calling_code: "{code}", default_language: {lang}}}'
+            for c, (code, lang) in COUNTRIES.items()
+        ),
+        "routing: {site_holdoff: 1}",
+    ]
+    if store is not None:
+        lines += ["store:", f"  url: {store}", "  password: {env: CCB_BENCH_PG}"]
+    lines.append("sites:")
+    for i in range(sites):
+        name = site_name(i)
+        lines += [
+            f"  {name}:",
+            f"    timezone: {ZONES[i % 5]}",
+            f"    country: {SITE_COUNTRY[i % 5]}",
+            f"    sip: 127.1.{i // 200}.{i % 200 + 1}:5060",
+            f"    ami: {{host: 127.0.0.1, port: {ami_ports[i]}, username: ccbridge,"
+            " secret: {env: CCB_BENCH_AMI}}",
+            "    rtp: [20000, 20999]",
+            "    services:",
+            f"      orders: {{languages: [{langs}], hours: always}}",
+            f"      returns: {{languages: [{langs}], hours: {{mon-fri: '08:00-20:00'}}}}",
+            f"      care: {{languages: [{langs}], hours: {{mon-sat: '07:00-22:00'}}}}",
+            "    agents:",
+        ]
+        for a in range(per_site):
+            lines.append(
+                f'      - {{name: {name}-a{a}, contact: "sip:a@127.0.0.1:{30000 + a}",'
+                f" queues: [{', '.join(agent_queues(a))}]}}"
+            )
+    lines.append("trunks:")
+    for a, b in itertools.permutations(range(sites), 2):
+        lines.append(
+            f"  t{a}-{b}: {{site: {site_name(a)}, kind: intersite, peer: {site_name(b)},"
+            f" remote: 127.1.{b // 200}.{b % 200 + 1}:5060}}"
+        )
+    lines.append("numbers:")
+    for did, site, service in numbers(sites):
+        i = int(site[1:])
+        lines.append(
+            f'  "{did}": {{kind: local, country: {SITE_COUNTRY[i % 5]}, service: {service},'
+            f" site: {site}, home_site: {site}}}"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def queue_status(site: str, per_site: int) -> list[dict[str, str]]:
+    events = [
+        {"Event": "QueueParams", "Queue": f"{s}-{lang}", "Calls": "0"}
+        for s in SERVICES
+        for lang in LANGS
+    ]
+    for a in range(per_site):
+        for q in agent_queues(a):
+            events.append(
+                {
+                    "Event": "QueueMember",
+                    "Queue": q,
+                    "Name": f"{site}-a{a}",
+                    "Location": f"PJSIP/{site}-a{a}",
+                    "StateInterface": f"PJSIP/{site}-a{a}",
+                    "Membership": "static",
+                    "Penalty": "0",
+                    "CallsTaken": "0",
+                    "Status": "1",
+                    "Paused": "0",
+                    "InCall": "0",
+                }
+            )
+    return events
+
+
+# --------------------------------------------------------------------------- the sites
+
+
+class CallEvents:
+    """One recorded call's admitted events as wire bytes, with its ids swapped per call."""
+
+    def __init__(self) -> None:
+        from tests.bench.bench_ami_state import cel_call_template, make_ingest, records_names
+
+        text, ids = cel_call_template(records_names(make_ingest(1, records=True).bus))
+        self.events_per_call = text.count("\r\n\r\n")
+        # Split once at every id, so a call is one join (a 16 kB text a call, 1,000s a second).
+        marks = {ids["interface"]: "I", ids["epoch"]: "E", ids["queue"]: "Q"}
+        marks[ids["member"]] = "M"
+        self.parts: list[str | None] = []
+        self.keys: list[str] = []
+        rest = text
+        while rest:
+            hits = [(rest.find(v), v) for v in marks if rest.find(v) >= 0]
+            if not hits:
+                self.parts.append(rest)
+                break
+            at, value = min(hits, key=lambda h: (h[0], -len(h[1])))
+            self.parts.append(rest[:at])
+            self.keys.append(marks[value])
+            rest = rest[at + len(value) :]
+
+    def call(self, site: str, n: int, per_site: int, rng: random.Random) -> bytes:
+        agent = rng.randrange(per_site)
+        values = {
+            "E": f"{site}-{1_760_000_000 + n}.",
+            "I": f"PJSIP/{site}-a{agent}",
+            "M": f"{site}-a{agent}",
+            "Q": rng.choice(agent_queues(agent)),
+        }
+        out: list[str] = []
+        for i, part in enumerate(self.parts):
+            out.append(part or "")
+            if i < len(self.keys):
+                out.append(values[self.keys[i]])
+        return "".join(out).encode()
+
+
+async def _sites(conn: Connection, sites: int, agents: int) -> None:
+    from tests.amifake import FakeAmi
+
+    per_site = agents // sites
+    names = [site_name(i) for i in range(sites)]
+    calls = CallEvents()
+    fakes = []
+    for name in names:
+        fake = FakeAmi(secret=SECRET)
+        fake.script_list("QueueStatus", "QueueStatusComplete", queue_status(name, per_site))
+        await fake.start()
+        fakes.append(fake)
+    conn.send(([f.port for f in fakes], calls.events_per_call))
+    loop = asyncio.get_running_loop()
+    inbox: asyncio.Queue[Any] = asyncio.Queue()
+    loop.add_reader(conn.fileno(), lambda: inbox.put_nowait(conn.recv()))
+    rng = random.Random(15)
+    rate, pushed, since, n = 0.0, 0, time.monotonic(), 0
+    while True:
+        with contextlib.suppress(TimeoutError):
+            msg = await asyncio.wait_for(inbox.get(), 0.01)
+            if msg[0] == "stop":
+                break
+            if msg[0] == "rate":
+                rate, pushed, since = float(msg[1]), 0, time.monotonic()
+            elif msg[0] == "logins":
+                conn.send([f.logins_ok for f in fakes])
+            elif msg[0] == "pushed":
+                conn.send(n)
+        due = int(rate * (time.monotonic() - since)) - pushed
+        for _ in range(max(0, due)):
+            site = rng.randrange(sites)
+            fakes[site].push_raw(calls.call(names[site], n, per_site, rng))
+            n += 1
+        pushed += max(0, due)
+    for fake in fakes:
+        await fake.close()
+
+
+def _sites_main(conn: Connection, sites: int, agents: int) -> None:
+    asyncio.run(_sites(conn, sites, agents))
+
+
+class Sites:
+    """The fake sites' process: ports, logins seen, and the rate of calls it plays."""
+
+    def __init__(self, sites: int, agents: int) -> None:
+        ctx = mp.get_context("spawn")
+        self._conn, child = ctx.Pipe()
+        self._proc = ctx.Process(target=_sites_main, args=(child, sites, agents), daemon=True)
+        self._proc.start()
+        child.close()
+        if not self._conn.poll(60):
+            raise RuntimeError("the fake sites did not start")
+        self.ports, self.events_per_call = self._conn.recv()
+
+    def rate(self, calls_per_s: float) -> None:
+        self._conn.send(("rate", calls_per_s))
+
+    def logins(self) -> list[int]:
+        self._conn.send(("logins",))
+        return list(self._conn.recv())
+
+    def pushed(self) -> int:
+        self._conn.send(("pushed",))
+        return int(self._conn.recv())
+
+    def stop(self) -> None:
+        with contextlib.suppress(OSError):
+            self._conn.send(("stop",))
+        self._proc.join(10)
+        if self._proc.is_alive():
+            self._proc.kill()
+
+
+# --------------------------------------------------------------------------- bridges
+
+
+@dataclass
+class Bridge:
+    proc: subprocess.Popen[bytes]
+    agi_port: int
+    http_port: int
+    log: Path
+
+
+def start_bridge(folder: Path, name: str, text: str, env: dict[str, str]) -> Bridge:
+    cfg = folder / f"{name}.yaml"
+    cfg.write_text(text)
+    log = folder / f"{name}.log"
+    agi = int(text.split("agi_listen: 127.0.0.1:")[1].split()[0])
+    http = int(text.split("http_listen: 127.0.0.1:")[1].split()[0])
+    command = [sys.executable, "-m", "ccbridge.cli", "run", str(cfg)]
+    profile = os.environ.get("CCB_BENCH_PROFILE")  # a folder: cProfile each bridge into it
+    if profile:
+        command[1:1] = ["-m", "cProfile", "-o", f"{profile}/{name}.prof"]
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            command,
+            env={**os.environ, **env, "CCBRIDGE_CLOCK": AT},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    return Bridge(proc, agi, http, log)
+
+
+def stop_bridge(bridge: Bridge) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(bridge.proc.pid, signal.SIGTERM)
+    try:
+        bridge.proc.wait(15)
+    except subprocess.TimeoutExpired:
+        os.killpg(bridge.proc.pid, signal.SIGKILL)
+        bridge.proc.wait(5)
+
+
+def wait_synced(bridges: list[Bridge], sites: Sites, within: float = 120.0) -> float:
+    """Until every bridge logged in to every site and says it is ready with all synced."""
+    from ccbridge.lab.demo import http_json
+
+    t0 = time.monotonic()
+    while True:
+        ok = all(n >= len(bridges) for n in sites.logins())
+        for b in bridges:
+            if b.proc.poll() is not None:
+                raise SystemExit(f"a bridge exited ({b.proc.returncode}): see {b.log}")
+            try:
+                out = http_json(f"http://127.0.0.1:{b.http_port}/readyz")
+            except OSError:
+                ok = False
+                continue
+            detail = out if isinstance(out, dict) else {}
+            ok = ok and bool(detail.get("ready"))
+        if ok:
+            return time.monotonic() - t0
+        if time.monotonic() - t0 > within:
+            raise SystemExit(f"bridges not ready after {within:.0f}s: see {bridges[0].log}")
+        time.sleep(0.2)
+
+
+# --------------------------------------------------------------------------- load
+
+
+async def drive(
+    targets: list[int], rate: float, seconds: float, dids: list[tuple[str, str, str]]
+) -> Result:
+    """Open loop: ``rate`` route requests a second for ``seconds``, round robin over the
+    FastAGI ports in ``targets``."""
+    latencies: list[float] = []
+    errors = 0
+    rng = random.Random(int(rate))
+
+    async def one(n: int) -> None:
+        nonlocal errors
+        did, site, _ = dids[rng.randrange(len(dids))]
+        caller = CALLERS[n % len(CALLERS)]
+        port = targets[n % len(targets)]
+        t0 = time.perf_counter()
+        try:
+            await ask_route("127.0.0.1", port, did, caller, site, f"{site}:{n}.{rate}")
+        except (OSError, AgiRouteError, TimeoutError):
+            errors += 1
+            return
+        latencies.append(time.perf_counter() - t0)
+
+    tasks: set[asyncio.Task[None]] = set()
+    started = time.perf_counter()
+    for i in range(int(rate * seconds)):
+        delay = started + i / rate - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        task = asyncio.create_task(one(i))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+    while tasks:
+        await asyncio.gather(*tasks)
+    return Result(len(latencies), errors, time.perf_counter() - started, latencies)
+
+
+@dataclass
+class Step:
+    rate: float
+    result: Result
+    cpu_us_per_call: float | None = None
+    cpu_share: float | None = None  # of one core, the bridges together
+    ami_events_per_s: float | None = None
+    rss_mb: list[float] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        r = self.result
+        return (
+            r.errors == 0
+            and bool(r.latencies)
+            and r.pct(0.99) < P99_MS
+            and r.sessions / r.seconds >= REACHED * self.rate
+        )
+
+    def row(self) -> dict[str, Any]:
+        r = self.result
+        return {
+            "rate": self.rate,
+            "reached": round(r.sessions / r.seconds) if r.seconds else 0,
+            "p50_ms": round(r.pct(0.5), 2) if r.latencies else None,
+            "p99_ms": round(r.pct(0.99), 2) if r.latencies else None,
+            "errors": r.errors,
+            "cpu_us_per_call": self.cpu_us_per_call and round(self.cpu_us_per_call),
+            "cpu_share": self.cpu_share and round(self.cpu_share, 2),
+            "ami_events_per_s": self.ami_events_per_s and round(self.ami_events_per_s),
+            "rss_mb": [round(m) for m in self.rss_mb],
+            "passed": self.passed,
+        }
+
+
+def ceiling(steps: list[Step]) -> float:
+    best = 0.0
+    for step in steps:
+        if not step.passed:
+            break
+        best = step.rate
+    return best
+
+
+def show(label: str, step: Step) -> None:
+    r = step.row()
+    extra = ""
+    if r["cpu_us_per_call"] is not None:
+        extra = (
+            f"  cpu {r['cpu_us_per_call']} us/call ({r['cpu_share']} core)"
+            f"  ami {r['ami_events_per_s']} ev/s  rss {r['rss_mb']} MB"
+        )
+    print(
+        f"  {label:<22} {r['rate']:>5.0f}/s reached {r['reached']:>5}/s  p50 {r['p50_ms']} ms"
+        f"  p99 {r['p99_ms']} ms  errors {r['errors']}{extra}  {'ok' if r['passed'] else 'MISS'}",
+        flush=True,
+    )
+
+
+def floor_steps(rates: tuple[int, ...], seconds: float) -> list[Step]:
+    dids = [("+918000000001", "s00", "orders")]
+    steps: list[Step] = []
+    with ServerProcess("bare", command=FLOOR_COMMAND) as server:
+        asyncio.run(drive([server.port], 200, 1.0, dids))  # warm-up
+        for rate in rates:
+            step = Step(rate, asyncio.run(drive([server.port], rate, seconds, dids)))
+            show("floor (bare FastAGI)", step)
+            steps.append(step)
+            if not step.passed:
+                break
+    return steps
+
+
+def bridge_steps(
+    sites: int,
+    agents: int,
+    rates: tuple[int, ...],
+    seconds: float,
+    bridges: int = 1,
+    pg: Any = None,
+) -> tuple[list[Step], dict[str, Any]]:
+    label = f"{sites} sites, {agents} agents" + (f", {bridges} bridges+PG" if pg else "")
+    fake = Sites(sites, agents)
+    running: list[Bridge] = []
+    facts: dict[str, Any] = {}
+    try:
+        with tempfile.TemporaryDirectory(prefix="ccb-ceiling-") as wd:
+            folder = Path(wd)
+            env = {"CCB_BENCH_AMI": SECRET}
+            store = None
+            if pg is not None:
+                from tests.store.pg import PASSWORD
+
+                store = pg.url(pg.createdb())
+                env["CCB_BENCH_PG"] = PASSWORD
+            texts = [
+                deployment(sites, agents, fake.ports, free_port(), free_port(), store)
+                for _ in range(bridges)
+            ]
+            if store is not None:
+                cfg = folder / "migrate.yaml"
+                cfg.write_text(texts[0])
+                subprocess.run(
+                    [sys.executable, "-m", "ccbridge.cli", "db", "upgrade", str(cfg)],
+                    env={**os.environ, **env},
+                    check=True,
+                    capture_output=True,
+                    timeout=120,
+                )
+            t0 = time.monotonic()
+            for i, text in enumerate(texts):
+                running.append(start_bridge(folder, f"bridge{i}", text, env))
+            facts["ready_s"] = round(wait_synced(running, fake) + 0, 1)
+            facts["rss_idle_mb"] = [round(rss_mb(b.proc.pid)) for b in running]
+            print(f"{label}: ready in {time.monotonic() - t0:.1f}s, RSS {facts['rss_idle_mb']} MB")
+            dids = numbers(sites)
+            ports = [b.agi_port for b in running]
+            asyncio.run(drive(ports, 100, 1.0, dids))  # warm-up
+            # What the bridges cost with no calls (pings, held-route refreshes, timers).
+            cpu0, w0 = sum(cpu_seconds(b.proc.pid) for b in running), time.monotonic()
+            time.sleep(2.0)
+            idle = (sum(cpu_seconds(b.proc.pid) for b in running) - cpu0) / (time.monotonic() - w0)
+            facts["idle_core"] = round(idle, 3)
+            steps: list[Step] = []
+            for rate in rates:
+                fake.rate(rate)
+                time.sleep(0.3)  # the AMI stream at this rate before the first request
+                cpu0 = sum(cpu_seconds(b.proc.pid) for b in running)
+                ev0, w0 = fake.pushed(), time.monotonic()
+                result = asyncio.run(drive(ports, rate, seconds, dids))
+                cpu = sum(cpu_seconds(b.proc.pid) for b in running) - cpu0
+                wall = time.monotonic() - w0
+                events = (fake.pushed() - ev0) * fake.events_per_call
+                step = Step(
+                    rate,
+                    result,
+                    cpu_us_per_call=1e6 * cpu / max(1, result.sessions),
+                    cpu_share=cpu / wall,
+                    ami_events_per_s=events / wall,
+                    rss_mb=[rss_mb(b.proc.pid) for b in running],
+                )
+                fake.rate(0)
+                show(label, step)
+                steps.append(step)
+                if len(steps) >= 2 and not (steps[-1].passed or steps[-2].passed):
+                    break  # two misses in a row: the ceiling is behind us
+                time.sleep(0.5)  # the calls' last events drain before the next rate
+            slow = sum(b.log.read_text(errors="replace").count("slow callback") for b in running)
+            facts["slow_callback_lines"] = slow
+    finally:
+        for b in running:
+            stop_bridge(b)
+        fake.stop()
+    return steps, facts
+
+
+def marginal_us(steps: list[Step]) -> float | None:
+    """CPU per extra call: the slope of the bridges' CPU over the steps' routed rates (a
+    least-squares line; fixed costs such as pings and held-route refreshes drop out)."""
+    pts = [
+        (s.result.sessions / s.result.seconds, s.cpu_share)
+        for s in steps
+        if s.cpu_share is not None and s.result.sessions
+    ]
+    if len(pts) < 2:
+        return None
+    mx = sum(x for x, _ in pts) / len(pts)
+    my = sum(y for _, y in pts) / len(pts)
+    den = sum((x - mx) ** 2 for x, _ in pts)
+    return 1e6 * sum((x - mx) * (y - my) for x, y in pts) / den if den else None
+
+
+def summary(label: str, steps: list[Step], floor: float, facts: dict[str, Any]) -> dict[str, Any]:
+    best = ceiling(steps)
+    at = next((s for s in steps if s.rate == best), None)
+    slope = marginal_us(steps)
+    # A core's worth of calls at that marginal cost, less the idle share: what the bridge
+    # could route if it had a core to itself (CPU time, so other processes' load drops out).
+    per_core = (1.0 - facts.get("idle_core", 0.0)) * 1e6 / slope if slope else None
+    out = {
+        "row": label,
+        "ceiling_calls_per_s": best,
+        "vs_floor": round(best / floor, 2) if floor else None,
+        "ami_events_per_s_at_ceiling": at.row()["ami_events_per_s"] if at else None,
+        "cpu_us_per_call_at_ceiling": at.row()["cpu_us_per_call"] if at else None,
+        "rss_mb_at_ceiling": at.row()["rss_mb"] if at else None,
+        "marginal_cpu_us_per_call": slope and round(slope),
+        "calls_per_s_per_core": per_core and round(per_core),
+        "steps": [s.row() for s in steps],
+        **facts,
+    }
+    print(
+        f"=> {label}: {best:.0f} calls/s ({out['vs_floor']} of the floor's {floor:.0f}), "
+        f"AMI {out['ami_events_per_s_at_ceiling']} events/s, "
+        f"{out['cpu_us_per_call_at_ceiling']} us CPU a call, RSS {out['rss_mb_at_ceiling']} MB; "
+        f"marginal {out['marginal_cpu_us_per_call']} us a call, idle "
+        f"{facts.get('idle_core')} core: {out['calls_per_s_per_core']} calls/s a core",
+        flush=True,
+    )
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    ap.add_argument("--quick", action="store_true", help="20 sites x 5,000 agents only, 3 s steps")
+    ap.add_argument("--rows", help="SITESxAGENTS,... (default 5x1000,20x5000,50x10000)")
+    ap.add_argument("--rates", help="rising calls/s, comma-separated")
+    ap.add_argument("--seconds", type=float, default=5.0, help="per step")
+    ap.add_argument("--no-pg", action="store_true", help="skip the PostgreSQL rows")
+    ap.add_argument("--json", help="write the result here too")
+    args = ap.parse_args(argv)
+    rows: tuple[tuple[int, int], ...] = ROWS
+    seconds = args.seconds
+    if args.quick:
+        rows, seconds = ((GOAL[0], GOAL[1]),), 3.0
+    if args.rows:
+        rows = tuple((int(a), int(b)) for a, b in (r.split("x") for r in args.rows.split(",")))
+    rates = tuple(int(r) for r in args.rates.split(",")) if args.rates else RATES
+    print(f"load {os.getloadavg()[0]:.1f} at the start; {os.cpu_count()} cores (shared)")
+    floor = ceiling(floor_steps(rates, seconds))
+    print(f"=> floor: {floor:.0f} calls/s", flush=True)
+    results: list[dict[str, Any]] = []
+    for s, a in rows:
+        steps, facts = bridge_steps(s, a, rates, seconds)
+        results.append(summary(f"{s} sites, {a} agents, 1 bridge", steps, floor, facts))
+    if not args.no_pg and not args.quick:
+        from tests.store.pg import PgCluster
+
+        pg = PgCluster()
+        pg.start()
+        try:
+            s, a = GOAL[0], GOAL[1]
+            for n in (1, 2):
+                steps, facts = bridge_steps(s, a, rates, seconds, bridges=n, pg=pg)
+                label = f"{s} sites, {a} agents, {n} bridge{'s' if n > 1 else ''} + PostgreSQL"
+                results.append(summary(label, steps, floor, facts))
+        finally:
+            pg.remove()
+    goal = next(
+        (r for r in results if r["row"] == f"{GOAL[0]} sites, {GOAL[1]} agents, 1 bridge"), None
+    )
+    met = goal is not None and goal["ceiling_calls_per_s"] >= GOAL[2]
+    print(
+        f"goal: 1 bridge, {GOAL[0]} sites, {GOAL[1]} agents >= {GOAL[2]} calls/s at p99 < "
+        f"{P99_MS} ms: {'met' if met else 'MISSED'}; load {os.getloadavg()[0]:.1f} at the end"
+    )
+    if args.json:
+        out = {"bench": "ceiling", "floor_calls_per_s": floor, "rows": results, "goal_met": met}
+        Path(args.json).write_text(json.dumps(out, indent=2) + "\n")
+    return 0 if met else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
