@@ -160,6 +160,7 @@ class Bridge:
             self.registry,
             self.clock.now,
             store_query(self._pop_reader.read) if self._pop_reader is not None else None,
+            channel_var=self._channel_var,
         )
         self.screen_pop.subscribe(self.bus)
         self.services = Services.over(self)
@@ -265,6 +266,20 @@ class Bridge:
         if self.records is not None:
             self.records.ingest.on_decision(call, decision)
         self.screen_pop.on_decision(call, decision)
+
+    async def _channel_var(self, site: str, channel: str, name: str) -> str | None:
+        """One channel variable over the site's AMI link (``Getvar``), None when the link
+        is down, the channel gone or the answer late: a screen pop waits for nothing."""
+        link = self.links.get(site)
+        if link is None or not link.connected:
+            return None
+        try:
+            reply = await link.action(
+                "Getvar", {"Channel": channel, "Variable": name}, as_list=False, timeout=0.5
+            )
+        except (AmiError, TimeoutError):
+            return None
+        return reply.get("Value") or None
 
     def _record(self, decision: Decision) -> str:
         """CCB_RECORD for a call the bridge routes to a queue (sampled per call)."""

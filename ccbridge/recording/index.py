@@ -63,35 +63,46 @@ def _insert(conn: AsyncConnection) -> Any:
     return sqlite.insert(recordings)
 
 
-async def _upsert(conn: AsyncConnection, values: dict[str, Any], update: Sequence[str]) -> None:
-    ins = _insert(conn).values(**values)
-    if update:
-        stmt = ins.on_conflict_do_update(
-            index_elements=_KEYS, set_={k: ins.excluded[k] for k in update}
-        )
-    else:
-        stmt = ins.on_conflict_do_nothing(index_elements=_KEYS)
-    await conn.execute(stmt)
+async def _upsert(
+    engine: AsyncEngine,
+    key: tuple[str, str, str],
+    status: RecordingStatus,
+    now: datetime,
+    fields: dict[str, Any],
+    update: Sequence[str],
+) -> None:
+    """Insert the row of ``key`` (call ID, recording ID, site) or, when it exists, set
+    ``update`` (and updated_at) from ``fields``; ``update`` empty: leave it as it is."""
+    call_id, rid, site = key
+    values = {
+        "call_id": call_id,
+        "recording_id": rid,
+        "site": site,
+        "status": status.value,
+        "pauses": [],
+        "updated_at": now,
+        **fields,
+    }
+    async with engine.begin() as conn:
+        if status == RecordingStatus.FAILED:
+            row = await _get(conn, call_id, rid)
+            if row is not None and row.status == RecordingStatus.STORED:
+                return  # a rescan's late failure never hides a stored recording
+        ins = _insert(conn).values(**values)
+        if update:
+            sets = {k: ins.excluded[k] for k in (*update, "updated_at")}
+            stmt = ins.on_conflict_do_update(index_elements=_KEYS, set_=sets)
+        else:
+            stmt = ins.on_conflict_do_nothing(index_elements=_KEYS)
+        await conn.execute(stmt)
 
 
 async def started(
     engine: AsyncEngine, call_id: str, rid: str, site: str, at: datetime, now: datetime
 ) -> None:
     """MixMonitor started: a row with status recording, unless the recording has one."""
-    async with engine.begin() as conn:
-        await _upsert(
-            conn,
-            {
-                "call_id": call_id,
-                "recording_id": rid,
-                "site": site,
-                "status": RecordingStatus.RECORDING.value,
-                "started_at": at,
-                "pauses": [],
-                "updated_at": now,
-            },
-            (),
-        )
+    key = (call_id, rid, site)
+    await _upsert(engine, key, RecordingStatus.RECORDING, now, {"started_at": at}, ())
 
 
 async def set_pauses(
@@ -102,19 +113,8 @@ async def set_pauses(
     pauses: list[list[str | None]],
     now: datetime,
 ) -> None:
-    async with engine.begin() as conn:
-        await _upsert(
-            conn,
-            {
-                "call_id": call_id,
-                "recording_id": rid,
-                "site": site,
-                "status": RecordingStatus.RECORDING.value,
-                "pauses": pauses,
-                "updated_at": now,
-            },
-            ("pauses", "updated_at"),
-        )
+    key = (call_id, rid, site)
+    await _upsert(engine, key, RecordingStatus.RECORDING, now, {"pauses": pauses}, ("pauses",))
 
 
 async def stored(
@@ -130,46 +130,27 @@ async def stored(
     storage_key: str,
     now: datetime,
 ) -> None:
-    values = {
-        "call_id": call_id,
-        "recording_id": rid,
-        "site": site,
-        "status": RecordingStatus.STORED.value,
+    fields = {
         "duration_s": duration_s,
         "size": size,
         "sha256": sha256,
         "key_id": key_id,
         "storage_key": storage_key,
-        "pauses": [],
         "error": None,
-        "updated_at": now,
     }
-    update = ("status", "duration_s", "size", "sha256", "key_id", "storage_key", "error")
-    async with engine.begin() as conn:
-        await _upsert(conn, values, (*update, "updated_at"))
+    await _upsert(
+        engine, (call_id, rid, site), RecordingStatus.STORED, now, fields, ("status", *fields)
+    )
 
 
 async def failed(
     engine: AsyncEngine, call_id: str, rid: str, site: str, error: str, now: datetime
 ) -> None:
     """The last try failed; a row already stored stays stored (a rescan's late failure)."""
-    async with engine.begin() as conn:
-        row = await _get(conn, call_id, rid)
-        if row is not None and row.status == RecordingStatus.STORED:
-            return
-        await _upsert(
-            conn,
-            {
-                "call_id": call_id,
-                "recording_id": rid,
-                "site": site,
-                "status": RecordingStatus.FAILED.value,
-                "pauses": [],
-                "error": error[:MAX_ERROR],
-                "updated_at": now,
-            },
-            ("status", "error", "updated_at"),
-        )
+    fields = {"error": error[:MAX_ERROR]}
+    await _upsert(
+        engine, (call_id, rid, site), RecordingStatus.FAILED, now, fields, ("status", "error")
+    )
 
 
 def _row(r: Any) -> RecordingRow:

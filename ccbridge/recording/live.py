@@ -11,15 +11,14 @@ from __future__ import annotations
 
 import re
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from ccbridge import variables as v
 from ccbridge.recording.naming import RecordingName
+from ccbridge.records import callid
 
 ENDED_KEPT = 10_000  # recently ended calls remembered, to answer "ended" rather than "unknown"
-_PREFIX = v.CALLID + "="
 _UNIQUEID_TAIL = re.compile(r"[0-9]{1,12}\.[0-9]{1,12}$")
 
 
@@ -36,20 +35,8 @@ class LiveRecording:
         return self.paused_at is not None
 
 
-def _chan_variables(event: Mapping[str, str]) -> Iterable[str]:
-    getall = getattr(event, "getall", None)
-    if getall is not None:
-        values: list[str] = getall("ChanVariable")
-        return values
-    one = event.get("ChanVariable")
-    return (one,) if one is not None else ()
-
-
 def call_id_of(event: Mapping[str, str]) -> str | None:
-    for item in _chan_variables(event):
-        if isinstance(item, str) and item.startswith(_PREFIX):
-            return item[len(_PREFIX) :] or None
-    return None
+    return callid.of_event(event) or None
 
 
 def _iso(t: datetime) -> str:
@@ -64,8 +51,6 @@ class LiveRecordings:
         self.ended: OrderedDict[str, None] = OrderedDict()
 
     def started(self, site: str, event: Mapping[str, str], at: datetime) -> LiveRecording | None:
-        from ccbridge.records import callid
-
         call = call_id_of(event)
         # A site with a systemname prefixes its uniqueids (bangalore-1795909152.1); the
         # dialplan names the file from the number part alone (FILTER(0-9.)), so does this.

@@ -125,6 +125,7 @@ class RecordingPart:
         rec = self.live.stopped(site, event, self.now())
         if rec is None:
             return
+        self.shipper.expect(rec.name)
         if rec.pauses:
             self.save_pauses_soon(rec.name.call_id, rec.name.recording_id, site, rec.pauses)
         self.shipper.wake(RESCAN_AFTER_STOP)

@@ -30,6 +30,7 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from ccbridge import variables as v
 from ccbridge.config.recording import RecordingSettings
 from ccbridge.recording import crypto, index
 from ccbridge.recording.naming import RecordingName, parse_file_name
@@ -38,6 +39,11 @@ from ccbridge.recording.storage import Storage
 log = logging.getLogger("ccbridge.recording")
 
 WAV_HEADER = 44  # a PCM WAV's header: what is left of a file without audio
+# A recorded channel hung up this long ago and its site's folder holds no file of it:
+# MixMonitor could not write (the site's disk full or the folder unwritable). The call
+# went on; the recording is marked failed on the call's record.
+SITE_FILE_GRACE = 60.0
+STRAYS_KEPT = 1000  # stray file names already warned about, per bridge
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +93,8 @@ class ShipperMetrics:
         self.failed = Counter(
             "ccbridge_recordings_failed_total",
             "Tries to store a recording that failed (storage = central storage full or "
-            "unwritable, index = the record database, source = the site's file unreadable)",
+            "unwritable, index = the record database, source = the site's file unreadable, "
+            "site = the site wrote no file)",
             ["site", "reason"],
             registry=r,
         )
@@ -157,18 +164,41 @@ def ship_file(
     return Shipped(name, size, sha, duration, keys.current, key, already=False)
 
 
-def finished_files(folder: Path) -> list[tuple[Path, RecordingName]]:
-    """The finished recordings in a site's folder (blocking), oldest first."""
+@dataclass(frozen=True, slots=True)
+class Listing:
+    """A site's folder: finished recordings (oldest first), the stems of files still being
+    written, and names that are no recording of ours (left alone, warned about)."""
+
+    files: list[tuple[Path, RecordingName]]
+    writing: frozenset[str]
+    strays: list[str]
+
+
+def list_folder(folder: Path) -> Listing:
+    """What a site's folder holds (blocking)."""
     try:
         entries = list(os.scandir(folder))
     except FileNotFoundError:
-        return []
+        return Listing([], frozenset(), [])
     out = []
+    writing = set()
+    strays = []
     for e in entries:
+        if e.name.endswith(v.RECORDING_PART):
+            writing.add(e.name[: -len(v.RECORDING_PART)])
+            continue
         name = parse_file_name(e.name)
         if name is not None and e.is_file(follow_symlinks=False):
             out.append((e.stat().st_mtime, Path(e.path), name))
-    return [(p, n) for _, p, n in sorted(out, key=lambda t: t[0])]
+        elif not e.name.startswith("."):
+            strays.append(e.name)
+    files = [(p, n) for _, p, n in sorted(out, key=lambda t: t[0])]
+    return Listing(files, frozenset(writing), strays)
+
+
+def finished_files(folder: Path) -> list[tuple[Path, RecordingName]]:
+    """The finished recordings in a site's folder (blocking), oldest first."""
+    return list_folder(folder).files
 
 
 class RecordingShipper:
@@ -194,14 +224,24 @@ class RecordingShipper:
         for s in sites:  # every series from the start: an alert sees 0 before the first
             self.metrics.pending.labels(site=s).set(0)
             self.metrics.stored.labels(site=s)
-            for reason in ("storage", "index", "source"):
+            for reason in ("storage", "index", "source", "site"):
                 self.metrics.failed.labels(site=s, reason=reason)
         self.work_dir = Path(settings.storage_dir) / ".work"
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._retry: dict[Path, _Retry] = {}
+        # Recordings whose channel hung up, by recording ID: (name, when to give up
+        # waiting for the site's file, on the loop's clock).
+        self._expected: dict[str, tuple[RecordingName, float]] = {}
+        self.site_grace = SITE_FILE_GRACE
+        self._strays: set[str] = set()
         self.rounds = 0
         self.stored_count = 0
+
+    def expect(self, name: RecordingName) -> None:
+        """The recorded channel hung up: its site's file should appear within the grace."""
+        deadline = asyncio.get_running_loop().time() + self.site_grace
+        self._expected[name.recording_id] = (name, deadline)
 
     def wake(self, delay: float = 0.0) -> None:
         """Scan soon (a MixMonitorStop: the file is renamed when MixMonitor closes it)."""
@@ -216,8 +256,11 @@ class RecordingShipper:
         loop = asyncio.get_running_loop()
         for site in self.sites:
             folder = Path(self.settings.site(site).pickup_dir)
-            files = await asyncio.to_thread(finished_files, folder)
+            listing = await asyncio.to_thread(list_folder, folder)
+            files = listing.files
             self.metrics.pending.labels(site=site).set(len(files))
+            self._warn_strays(site, folder, listing.strays)
+            await self._missing(site, listing, loop.time())
             for path, name in files:
                 retry = self._retry.get(path)
                 if retry is not None and loop.time() < retry.not_before:
@@ -234,8 +277,35 @@ class RecordingShipper:
         self.stored_count += done
         return done
 
+    def _warn_strays(self, site: str, folder: Path, strays: list[str]) -> None:
+        for stray in strays:
+            if stray not in self._strays and len(self._strays) < STRAYS_KEPT:
+                self._strays.add(stray)
+                log.warning(
+                    "a file in %s's recording folder %s is no recording (left alone): %r",
+                    site,
+                    folder,
+                    stray[:120],
+                )
+
+    async def _missing(self, site: str, listing: Listing, now: float) -> None:
+        """Recordings whose channel hung up over the grace ago and whose site wrote no file."""
+        present = {n.recording_id for _, n in listing.files}
+        for rid, (name, deadline) in list(self._expected.items()):
+            if name.site != site:
+                continue
+            if rid in present or name.stem in listing.writing:
+                continue  # there, or still being closed
+            if now < deadline:
+                continue
+            del self._expected[rid]
+            await self._failed(
+                site, name, "site", "site: no file from the site (its disk full or unwritable?)"
+            )
+
     async def _ship(self, site: str, path: Path, name: RecordingName) -> bool:
         rid = name.recording_id
+        self._expected.pop(rid, None)
         try:
             shipped = await asyncio.to_thread(
                 ship_file,

@@ -152,6 +152,31 @@ async def test_a_site_file_is_stored_encrypted_once_indexed_and_then_deleted(
     assert len(await index.for_call(migrated.engine(), name.call_id)) == 1
 
 
+async def test_a_recording_whose_site_wrote_no_file_is_marked_failed(
+    migrated: Db, tmp_path: Path
+) -> None:
+    rec = settings(tmp_path)
+    reg = CollectorRegistry()
+    s = shipper(migrated, rec, reg)
+    s.site_grace = 0.0
+    gone = RecordingName(call_id(4), "dhaka", "1795897311.47")  # MixMonitor could not write
+    closing = RecordingName(call_id(5), "dhaka", "1795897311.48")  # still being closed
+    # the file still being written: MixMonitor's NAME.part.wav
+    drop(rec, closing, b"RIFF").rename(
+        Path(rec.site("dhaka").pickup_dir) / (closing.stem + ".part.wav")
+    )
+    for n in (gone, closing):
+        await index.started(migrated.engine(), n.call_id, n.recording_id, "dhaka", NOW, NOW)
+        s.expect(n)
+    assert await s.run_once() == 0
+    (row,) = await index.for_call(migrated.engine(), gone.call_id)
+    assert row.status == "failed" and row.error is not None and "no file" in row.error
+    (row,) = await index.for_call(migrated.engine(), closing.call_id)
+    assert row.status == "recording"  # its file is still being written: no verdict yet
+    labels = {"site": "dhaka", "reason": "site"}
+    assert reg.get_sample_value("ccbridge_recordings_failed_total", labels) == 1
+
+
 @contextlib.contextmanager
 def tiny_tmpfs(where: Path, size: str) -> Iterator[Path]:
     """A real small filesystem (root mounts it): writes past ``size`` fail with ENOSPC."""

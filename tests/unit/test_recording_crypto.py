@@ -43,7 +43,7 @@ def test_round_trip_of_every_size_around_the_chunk(size: int) -> None:
     assert (h.key_id, h.plain_size, h.chunk_size) == ("k1", size, CHUNK)
     assert len(blob) == h.encrypted_size
     assert decrypt(blob) == data
-    assert data == b"" or data not in blob  # ciphertext, not the audio
+    assert size < 16 or data not in blob  # ciphertext, not the audio (a byte may recur)
 
 
 def test_two_encryptions_of_the_same_audio_differ() -> None:
