@@ -144,7 +144,8 @@ class BridgeProcess:
         """Start and wait for /readyz and every site's AGI guard to forward to it (when
         the config has one), checked every ``poll`` seconds; returns the seconds it took."""
         t0 = time.monotonic()
-        proc = self.spawn()
+        # fork + exec of a large test process can take the loop past the tests' 50 ms gate
+        proc = await asyncio.to_thread(self.spawn)
 
         def ready() -> bool:
             sites = self.lab.config.sites
