@@ -148,7 +148,7 @@ async def test_whisper_is_heard_by_the_agent_only_then_barge_then_stop(
                 shown = await asyncio.to_thread(
                     lab.cli, lab.config.site("dhaka"), f"core show channel {start['SpyerChannel']}"
                 )
-                assert f"{call.agent_channel},qEdw" in shown, shown
+                assert f"{call.agent_channel},qESdw" in shown, shown
                 await until(lambda: media(sup_phone.identity_log_file) is not None, 10, "sup SDP")
                 sup_rtp.talk_to(*(media(sup_phone.identity_log_file) or ("", 0)))
 
