@@ -219,8 +219,8 @@ async def test_sigkilled_site_behind_the_edge_costs_no_call(
     try:
         async with bridge_at(WEDNESDAY_MORNING, config=config) as bridge:
             await watch(rpc, config, "dhaka", "active")
-            # 6 s of calls; a call a dying site held would wait for its answer until then
-            load = asyncio.create_task(through_edge(config, 24, rate=4, port=6620, max_seconds=20))
+            # 8 s of calls, few enough for the lab agents (5 s wrap-up each) to answer in time
+            load = asyncio.create_task(through_edge(config, 16, rate=2, port=6620))
             # Kill dhaka between two of its calls: a call a dead site holds (ringing in a
             # queue, or answered) is lost with it, whatever routes it. On a machine so busy
             # that dhaka never holds none, kill it anyway: then only those calls may fail.
@@ -236,7 +236,7 @@ async def test_sigkilled_site_behind_the_edge_costs_no_call(
             result = await load
             # lost: failed, or still waiting for the answer of a site that died with it
             lost = result.created - result.successful
-            assert result.created == 24 and lost <= held, (held, result.output[-2000:])
+            assert result.created == 16 and lost <= held, (held, result.output[-2000:])
 
             await restart(lab, "dhaka")
             back = time.monotonic()
