@@ -144,7 +144,8 @@ class BridgeProcess:
         """Start and wait for /readyz and every site's AGI guard to forward to it (when
         the config has one), checked every ``poll`` seconds; returns the seconds it took."""
         t0 = time.monotonic()
-        proc = self.spawn()
+        # fork/exec of a Python process: tens of ms on a loaded machine, off the loop
+        proc = await asyncio.to_thread(self.spawn)
 
         def ready() -> bool:
             sites = self.lab.config.sites
