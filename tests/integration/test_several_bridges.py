@@ -174,8 +174,11 @@ async def test_two_bridges_sigkill_sigstop_and_back(
     async with bridges(lab, config) as (one, two):
         base = one.base
         marks: dict[str, float] = {}
-        before = await asyncio.to_thread(sessions, config, base)
-        assert set(before) == {"bridge-1", "bridge-2"}, before  # both alive, one store
+        deadline = time.monotonic() + 10
+        while len(before := await asyncio.to_thread(sessions, config, base)) < 2:
+            assert time.monotonic() < deadline, before  # both alive, one store
+            await asyncio.sleep(0.2)
+        assert set(before) == {"bridge-1", "bridge-2"}, before
         started = datetime.now(UTC) - timedelta(seconds=1)
         load_start = time.time()
         load = asyncio.create_task(
