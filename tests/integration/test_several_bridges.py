@@ -1,7 +1,7 @@
 """Issue 15, proof on the lab: two bridges of one deployment file behind bangalore's AGI
 guard, sharing one PostgreSQL (a throwaway cluster, tests/store/pg.py).
 
-A steady 20 calls/s into bangalore's route step (every call asks a bridge: held routes
+A steady 10 calls/s into bangalore's route step (every call asks a bridge: held routes
 off, so a call no bridge routes takes the static fallback and is recorded so), while:
 bridge 2 is SIGKILLed (the guard's connect is refused and redispatched to bridge 1),
 restarted, then bridge 1 is SIGSTOPped for 3 s (a session it held ends at the guard's
@@ -41,7 +41,7 @@ from tests.integration.test_records_lab import migrate
 from tests.store.pg import PASSWORD, PgCluster
 
 WEDNESDAY_MORNING = datetime(2026, 11, 25, 5, 0, tzinfo=UTC)  # every site open
-RATE = 20  # calls/s: steady and short (the suite's time budget)
+RATE = 10  # calls/s: steady and short (the suite's time budget, the shared 2 cores)
 SECOND = ("127.0.0.1:4574", "127.0.0.1:8081")  # bridge 2's FastAGI and HTTP
 WINDOW = 2.5  # s after a fault: the first bounded retry window (guard checks + retry)
 CALLER_PORT = 6250
