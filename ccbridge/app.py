@@ -37,6 +37,8 @@ from ccbridge.kpi import KpiTracker
 from ccbridge.lifecycle import Parts, StartError, StopError
 from ccbridge.logs import ctx
 from ccbridge.metrics import BridgeMetrics, LinkSnapshot, TrunkSnapshot
+from ccbridge.recording.part import RecordingPart, object_deleter
+from ccbridge.recording.policy import record_variable
 from ccbridge.records.activity import ActivityRecorder
 from ccbridge.records.part import RecordStore
 from ccbridge.routing import trunks as trunk_health
@@ -142,6 +144,11 @@ class Bridge:
             # Logins, pauses and rings for the agent report (its own records, same writer)
             self.activity = ActivityRecorder(self.records.writer.put, self.clock.now)
             self.activity.subscribe(self.bus)
+        # Call recording (issue 14): with `recording:` and a store for its index.
+        self.recording: RecordingPart | None = None
+        if config.recording is not None and config.store.enabled:
+            self.recording = RecordingPart(config, self.registry, self.clock.now)
+            self.recording.subscribe(self.bus)
         # Calls the desk acts on (supervision, transfer, hold; issue 14), from AMI events.
         self.desk = LiveCalls(self.clock.time)
         self.desk.subscribe(self.bus)
@@ -153,6 +160,7 @@ class Bridge:
             self.registry,
             self.clock.now,
             store_query(self._pop_reader.read) if self._pop_reader is not None else None,
+            channel_var=self._channel_var,
         )
         self.screen_pop.subscribe(self.bus)
         self.services = Services.over(self)
@@ -172,6 +180,7 @@ class Bridge:
             config.records.retention_days,
             config.records.purge_interval,
             self.clock.now,
+            delete_objects=object_deleter(self.recording.storage) if self.recording else None,
             audit_days=config.records.audit_retention_days,
         )
         # Several bridges (issue 15): this one's heartbeat row in the shared store, and
@@ -182,7 +191,9 @@ class Bridge:
         )
         self.agi = FastAgiServer(
             {
-                variables.AGI_ROUTE: make_route_handler(self.decide, self._on_decision),
+                variables.AGI_ROUTE: make_route_handler(
+                    self.decide, self._on_decision, self._record if self.recording else None
+                ),
                 variables.AGI_LOOKUP: make_lookup_handler(config.ivr, self.selfservice),
                 variables.AGI_HEALTH: agi_health.health,  # the AGI guard's check
             },
@@ -256,6 +267,26 @@ class Bridge:
             self.records.ingest.on_decision(call, decision)
         self.screen_pop.on_decision(call, decision)
 
+    async def _channel_var(self, site: str, channel: str, name: str) -> str | None:
+        """One channel variable over the site's AMI link (``Getvar``), None when the link
+        is down, the channel gone or the answer late: a screen pop waits for nothing."""
+        link = self.links.get(site)
+        if link is None or not link.connected:
+            return None
+        try:
+            reply = await link.action(
+                "Getvar", {"Channel": channel, "Variable": name}, as_list=False, timeout=0.5
+            )
+        except (AmiError, TimeoutError):
+            return None
+        return reply.get("Value") or None
+
+    def _record(self, decision: Decision) -> str:
+        """CCB_RECORD for a call the bridge routes to a queue (sampled per call)."""
+        if decision.queue is None:
+            return ""
+        return record_variable(self.config.recording, decision.site, decision.service)
+
     def _on_agi_session_end(self, route: str, outcome: SessionOutcome, seconds: float) -> None:
         self.metrics.agi_session_end(route, outcome.value, seconds)
         if route != variables.AGI_HEALTH:
@@ -327,6 +358,10 @@ class Bridge:
         self.held.link_changed(site)
         if self.records is not None:
             self.records.link_state(site, up)
+        if self.recording is not None and up:
+            # MixMonitorStops missed while the link was down: those recordings are
+            # unknown now (their files still reach storage: the shipper scans folders).
+            self.recording.live.forget_site(site)
         log.info("site %s", link_state.value.lower(), extra=ctx(site=site))
 
     async def _sync_site(self, link: SiteLink) -> None:
@@ -586,6 +621,9 @@ class Bridge:
             await parts.start("cluster heartbeat", identity, beat.start, beat.stop)
         if self.records is not None:
             await parts.start("records retention", None, self.retention.start, self.retention.stop)
+        if self.recording is not None:
+            rec = self.recording
+            await parts.start("recording transfer", rec.where, rec.start, rec.stop)
         if self.live_plan is not None:
             plan = self.live_plan
             await parts.start("staffing gauges", None, plan.start, plan.stop)

@@ -224,6 +224,52 @@ def survey_view(config: Config, site: Site) -> SurveyView | None:
     return SurveyView(queues, resolver(survey.prompt), resolver(survey.thanks), survey.timeout)
 
 
+@dataclass(frozen=True, slots=True)
+class QueueRecording:
+    """One queue's recording step: the value RECORD takes when the bridge set none, and
+    the announcement played to the caller of a recorded call before the agent answers."""
+
+    policy: str  # all / none / 25%, for the comment
+    sample: str  # a dialplan expression giving RECORD_YES or RECORD_NO
+    prompt: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class RecordingView:
+    spool: str  # where MixMonitor writes at this site
+    queues: dict[str, QueueRecording]
+
+
+def recording_view(config: Config, site: Site) -> RecordingView | None:
+    """The site's recording policy per queue (config `recording:`), rendered so a call
+    the bridge did not decide for (held route, static fallback) follows it too."""
+    rec = config.recording
+    if rec is None:
+        return None
+    from ccbridge.config.recording import policy_text
+
+    resolver = PromptResolver(custom_prompts(prompts_dir(config.ivr)), config.ivr.prompts_path)
+    queues = {}
+    for q in _queues(site):
+        pct = rec.percent(site.name, q.service)
+        if pct >= 100:
+            sample = variables.RECORD_YES
+        elif pct <= 0:
+            sample = variables.RECORD_NO
+        else:
+            # RAND(0,9999) < percent * 100: the sample to a hundredth of a percent
+            threshold = round(pct * 100)
+            sample = (
+                f"${{IF($[${{RAND(0,9999)}} < {threshold}]?"
+                f"{variables.RECORD_YES}:{variables.RECORD_NO})}}"
+            )
+        prompt = rec.prompt(q.language)
+        queues[q.name] = QueueRecording(
+            policy_text(pct), sample, resolver.one(prompt) if prompt else None
+        )
+    return RecordingView(rec.site(site.name).spool, queues)
+
+
 def site_context(config: Config, site: Site) -> dict[str, object]:
     numbers = [n for n in config.numbers if n.site == site.name]
     fallbacks = [f for n in numbers if (f := fallback_for(config, site, n)) is not None]
@@ -255,6 +301,7 @@ def site_context(config: Config, site: Site) -> dict[str, object]:
         "held": config.routing.held_routes,
         "held_view": held_view(config, site),
         "survey": survey_view(config, site),
+        "recording": recording_view(config, site),
         **ivr_context(config, site),
     }
 

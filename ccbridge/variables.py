@@ -57,6 +57,23 @@ HEADER_DID = "X-CCB-DID"
 HEADER_LANGUAGE = "X-CCB-Lang"
 HEADER_CALLID = "X-CCB-CallID"  # CALLID: one call ID across sites
 
+# Call recording (issue 14, ccbridge/recording/). The bridge's `route` handler decides
+# per call (config `recording:`, sampled for a percentage) and sets RECORD (inherited);
+# a call the bridge did not decide for (held route, static fallback, a peer that sent no
+# header) is sampled by the queue step with the site's rendered policy. "1" records, "0"
+# does not. The answering agent's channel runs ccb-record-start (Queue()'s gosub):
+# MixMonitor with `b` (both sides, only while bridged) into the site's spool folder as
+# RECORDING_PART, renamed to the finished name by MixMonitor's own command when the file
+# is closed, so a file without the suffix is complete (the bridge takes only those).
+RECORD = "CCB_RECORD"
+RECORD_YES = "1"
+RECORD_NO = "0"
+HEADER_RECORD = "X-CCB-Rec"  # RECORD carried to the site that answers
+RECORDING_PART = ".part.wav"  # the suffix while MixMonitor writes
+RECORDING_DONE = ".wav"  # the suffix once MixMonitor closed the file
+RECORDING_SEP = "@"  # between the name's fields: call ID (':' as '+'), site, uniqueid
+RECORDING_ID = "CCB_RECORDING_ID"  # MixMonitor's `i()`: its ID on the agent's channel
+
 # AMI UserEvents the dialplan sends to the bridge.
 EVENT_TRUNK_RESULT = "CcbTrunkResult"  # Trunk, DialStatus, Site: one per trunk attempt
 # For the call record (ccbridge/records/): what only the dialplan knows. Every UserEvent

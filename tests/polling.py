@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 
 async def until(
@@ -35,4 +35,20 @@ def until_sync(
         if time.monotonic() - start > within:
             raise AssertionError(f"timed out after {within}s waiting for {what}")
         time.sleep(interval)
+    return time.monotonic() - start
+
+
+async def until_async(
+    predicate: Callable[[], Awaitable[bool]],
+    within: float,
+    what: str = "condition",
+    interval: float = 0.1,
+) -> float:
+    """:func:`until` for a predicate that awaits (an HTTP call made in a thread, so the
+    test's own loop is never blocked by it): the same contract."""
+    start = time.monotonic()
+    while not await predicate():
+        if time.monotonic() - start > within:
+            raise AssertionError(f"timed out after {within}s waiting for {what}")
+        await asyncio.sleep(interval)
     return time.monotonic() - start

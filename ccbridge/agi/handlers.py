@@ -87,14 +87,21 @@ async def set_all(session: AgiSession, values: Mapping[str, str]) -> None:
 
 
 def make_route_handler(
-    decide: Decide, on_decision: Callable[[CallRequest, Decision], None] | None = None
+    decide: Decide,
+    on_decision: Callable[[CallRequest, Decision], None] | None = None,
+    record: Callable[[Decision], str] | None = None,
 ) -> Callable[[AgiSession], Awaitable[None]]:
+    """``record`` decides whether the call is recorded (v.RECORD, inherited by the agent's
+    channel and carried to another site); empty: the dialplan's own policy decides."""
+
     async def route(session: AgiSession) -> None:
         call = call_request(session)
         decision = decide(call)
         if on_decision is not None:
             on_decision(call, decision)
         values = decision_variables(decision, call.receiving_site)
+        if record is not None and (rec := record(decision)):
+            values[f"__{v.RECORD}"] = rec
         # ROUTE last: the dialplan treats an empty CCB_ROUTE as "take the fallback", so a
         # session cut half-way through leaves the call on the static route, never half-set.
         route_value = values.pop(v.ROUTE)

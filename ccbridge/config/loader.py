@@ -45,6 +45,7 @@ from ccbridge.config.model import (
     queue_name,
 )
 from ccbridge.config.reader import Invalid, Reader, kind, missing_secret_problem
+from ccbridge.config.recording import parse_recording
 from ccbridge.config.records import RecordsSettings, parse_records
 from ccbridge.config.screenpop import ScreenPopSettings, parse_screen_pop
 from ccbridge.config.store import StoreSettings, parse_store
@@ -542,6 +543,7 @@ _TOP = {
     "store",
     "survey",
     "records",
+    "recording",
     "access",
     "deploy",
     "screen_pop",
@@ -675,6 +677,18 @@ def parse_config(
     if "survey" in top:
         with r.at("survey", top):
             survey = r.collect(lambda: parse_survey(r, top["survey"], services))
+    recording = None
+    if "recording" in top:
+        with r.at("recording", top):
+            recording = r.collect(
+                lambda: parse_recording(
+                    r, top["recording"], tuple(services), set(smap or {}), set(languages)
+                )
+            )
+            if recording is not None and (store is None or not store.enabled):
+                # The index is in the record store: without one a recording would reach
+                # storage with nothing to find it by (and retention would never see it).
+                r.collect(lambda: _fail(r, "recording needs a store: section (its index)"))
     screen_pop = None
     if "screen_pop" in top:
         with r.at("screen_pop", top):
@@ -702,6 +716,7 @@ def parse_config(
         deploy=deploy,
         screen_pop=screen_pop or ScreenPopSettings(),
         survey=survey,
+        recording=recording,
         missing_secrets=missing,
     )
 
@@ -733,3 +748,7 @@ def _check_tls_trunks(
                         f"{t.remote} is {peer.name}'s UDP SIP address; a TLS trunk ends at "
                         f"its TLS transport {peer.sip_tls}"
                     )
+
+
+def _fail(r: Reader, message: str) -> None:
+    raise r.fail(message)

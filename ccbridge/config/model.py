@@ -11,6 +11,7 @@ if TYPE_CHECKING:
     from ccbridge.config.access_loader import AccessSettings, TlsSettings
     from ccbridge.config.deploy import DeploySettings
     from ccbridge.config.ivr import IvrSettings, SelfServiceSettings
+    from ccbridge.config.recording import RecordingSettings
     from ccbridge.config.records import RecordsSettings
     from ccbridge.config.screenpop import ScreenPopSettings
     from ccbridge.config.store import StoreSettings
@@ -433,6 +434,7 @@ class Config:
     records: RecordsSettings = field(default_factory=lambda: _default_records())
     access: AccessSettings = field(default_factory=lambda: _default_access())
     deploy: DeploySettings = field(default_factory=lambda: _default_deploy())
+    recording: RecordingSettings | None = None  # None: nothing is recorded
     screen_pop: ScreenPopSettings = field(default_factory=lambda: _default_screen_pop())
     # Secrets that gave nothing where the file was read (only when loaded without
     # requiring them, e.g. by `ccbridge check` on an admin's laptop).

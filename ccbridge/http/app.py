@@ -10,7 +10,17 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.aiohttp import make_aiohttp_handler
 
 from ccbridge.config.model import SecretValue
-from ccbridge.http import access, agents, calls, cluster, desk, events, reports, staffing
+from ccbridge.http import (
+    access,
+    agents,
+    calls,
+    cluster,
+    desk,
+    events,
+    recordings,
+    reports,
+    staffing,
+)
 from ccbridge.http.access import ACCESS, access_middleware, public, requires, scope_sites
 from ccbridge.http.base import (
     API_TOKEN,
@@ -151,6 +161,7 @@ def build_app(
     staffing.add_routes(app)
     reports.add_routes(app)
     access.add_routes(app)
+    recordings.add_routes(app)
     cluster.add_routes(app)
     events.add_routes(app)
     return app

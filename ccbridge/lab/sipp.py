@@ -258,10 +258,11 @@ def place_calls(
     local_port: int = 6100,
     max_seconds: float = 60.0,
     limit: int | None = None,
+    scenario: str = "caller.xml",  # talking_caller.xml: sends audio once answered
 ) -> CallResult:
     """Place ``calls`` calls to ``did`` at ``target`` (HOST:PORT), bounded by max_seconds."""
     cmd = caller_command(
-        SCENARIOS / "caller.xml", target, did, caller=caller, local_port=local_port,
+        SCENARIOS / scenario, target, did, caller=caller, local_port=local_port,
         calls=calls, max_seconds=max_seconds,
         extra=("-r", str(rate), "-d", str(duration_ms), "-l", str(limit or max(calls, 1))),
     )  # fmt: skip

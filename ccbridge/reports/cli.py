@@ -238,6 +238,11 @@ async def _records(config: Config, action: str, number: str | None) -> int:
     from ccbridge.store.retention import erase_number, purge_all
 
     engine = make_engine(config.store)
+    deleter = None
+    if config.recording is not None:
+        from ccbridge.recording.part import make_storage, object_deleter
+
+        deleter = object_deleter(make_storage(config.recording))
     try:
         await check_schema(engine)
         if action == "erase":
@@ -245,11 +250,12 @@ async def _records(config: Config, action: str, number: str | None) -> int:
             if sum(ch.isdigit() for ch in number) < 5:
                 print("error: --number: give the whole phone number", file=sys.stderr)
                 return EXIT_INPUT
-            done = await erase_number(engine, number)
+            done = await erase_number(engine, number, deleter)
             audit_rows = await erase_audit_details(engine, number, done.calls)
             print(
                 f"erased the number from {done.calls} calls and {done.events} call events "
-                f"(kept as 'erased') and from the details of {audit_rows} audit rows "
+                f"(kept as 'erased'), deleted {done.recordings} recordings, and erased it "
+                f"from the details of {audit_rows} audit rows "
                 "(the audit chain still verifies)"
             )
         else:
@@ -258,7 +264,9 @@ async def _records(config: Config, action: str, number: str | None) -> int:
             if days == 0 and audit_days == 0:
                 print("records.retention_days and audit_retention_days are 0: kept for ever")
                 return 0
-            gone = await purge_all(engine, datetime.now(UTC), days, audit_days, cli_actor())
+            gone = await purge_all(
+                engine, datetime.now(UTC), days, audit_days, cli_actor(), deleter
+            )
             print(
                 f"purged records older than {days} days and audit rows older than "
                 f"{audit_days} days (0: kept): " + _counts(gone)

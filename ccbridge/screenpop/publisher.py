@@ -13,12 +13,13 @@ import asyncio
 import json
 import logging
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from datetime import datetime
 from typing import Any, Final
 
 from prometheus_client import CollectorRegistry, Counter
 
+from ccbridge import variables as v
 from ccbridge.config.model import Config, queue_name
 from ccbridge.events import EventBus
 from ccbridge.routing.engine import CallRequest, Decision
@@ -30,6 +31,8 @@ from ccbridge.screenpop.webhooks import WebhookSender
 log = logging.getLogger("ccbridge.screenpop")
 
 BUSY: Final = "busy"  # too many pops waiting for their history: sent without it
+# (site, channel, variable) -> the channel variable's value, None when it cannot be read
+ChannelVar = Callable[[str, str, str], Coroutine[Any, Any, str | None]]
 
 
 def _z(t: datetime | None) -> str | None:
@@ -83,6 +86,7 @@ class ScreenPop:
         now: Callable[[], datetime],
         history_query: Query | None,
         *,
+        channel_var: ChannelVar | None = None,
         max_pending: int = 1000,
     ) -> None:
         settings = config.screen_pop
@@ -96,6 +100,7 @@ class ScreenPop:
         self.hub = EventHub()
         self.webhooks = WebhookSender(settings.webhooks, registry)
         self._now = now
+        self._channel_var = channel_var
         self.max_pending = max_pending
         self._pending: set[asyncio.Task[None]] = set()
         self.pops = Counter(
@@ -131,7 +136,14 @@ class ScreenPop:
             task.add_done_callback(self._pending.discard)
 
     async def _complete(self, pop: Pop) -> None:
+        # A call the dialplan routed from a held route reached no decision here: the
+        # number dialled is read from the caller's channel, beside the history lookup.
+        did: asyncio.Task[str | None] | None = None
+        if pop.did is None and pop.channel and self._channel_var is not None:
+            did = asyncio.create_task(self._channel_var(pop.site, pop.channel, v.DID))
         history = await self.history.lookup(pop.caller, pop.call_id, pop.at)
+        if did is not None:
+            pop = self.tracker.with_did(pop, await did)
         self._publish(pop, history)
 
     def _publish(self, pop: Pop, history: History) -> None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Final
 
@@ -64,6 +64,7 @@ class Pop:
     lookup_result: str | None
     lookup_answer: str | None
     waiting_s: float | None
+    channel: str | None = None  # the caller's channel at ``site`` (not published)
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +122,18 @@ class PopTracker:
             return self._pop(facts, site, name, event, at)
         return None
 
+    def with_did(self, pop: Pop, did: str | None) -> Pop:
+        """``pop`` with the number dialled as the caller's channel tells it (``CCB_DID``,
+        read when no decision gave it: a held route), remembered for the call's next pop."""
+        did = _text(did)
+        if did is None:
+            return pop
+        kind = self.settings.number_kind.get(did)
+        facts = self.calls.get(pop.call_id)
+        if facts is not None:
+            facts.did, facts.did_kind = did, kind
+        return replace(pop, did=did, did_kind=kind)
+
     def forget(self, call_id: str) -> None:
         self.calls.pop(call_id, None)
 
@@ -157,6 +170,7 @@ class PopTracker:
             lookup_result=facts.lookup_result,
             lookup_answer=facts.lookup_answer,
             waiting_s=waiting,
+            channel=_text(event.get("Channel")),
         )
 
     def _caller(self, facts: CallFacts, event: Mapping[str, str]) -> None:

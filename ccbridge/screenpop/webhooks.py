@@ -216,8 +216,14 @@ class WebhookTargetSender:
         }
         timeout = aiohttp.ClientTimeout(total=self.target.timeout)
         try:
+            # No redirects: the signed event goes to the configured URL or nowhere (a 3xx
+            # is retried like a 5xx, and shows in the retried count).
             async with self._session().post(
-                self.target.url, data=item.body, headers=headers, timeout=timeout
+                self.target.url,
+                data=item.body,
+                headers=headers,
+                timeout=timeout,
+                allow_redirects=False,
             ) as resp:
                 # Read a little of the answer so the connection can be reused; never all.
                 with contextlib.suppress(aiohttp.ClientError, ValueError):

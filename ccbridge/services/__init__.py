@@ -11,6 +11,7 @@ from ccbridge.services.desk import DeskService
 from ccbridge.services.errors import ServiceError
 from ccbridge.services.events import EventService
 from ccbridge.services.ports import Runtime
+from ccbridge.services.recordings import RecordingService
 from ccbridge.services.reports import ReportService
 from ccbridge.services.sites import SiteService
 from ccbridge.services.staffing import StaffingService
@@ -21,6 +22,7 @@ __all__ = [
     "ClusterService",
     "DeskService",
     "EventService",
+    "RecordingService",
     "ReportService",
     "Runtime",
     "ServiceError",
@@ -39,6 +41,7 @@ class Services:
     calls: CallService
     staffing: StaffingService
     reports: ReportService
+    recordings: RecordingService
     desk: DeskService
     cluster: ClusterService
     events: EventService
@@ -51,6 +54,7 @@ class Services:
             CallService(runtime),
             StaffingService(runtime),
             ReportService(runtime),
+            RecordingService(runtime, lambda: runtime.recording),
             DeskService(runtime),
             ClusterService(runtime),
             EventService(runtime.screen_pop.hub),

@@ -12,6 +12,7 @@ from ccbridge.ami.codec import AmiMessage
 from ccbridge.clock import Clock
 from ccbridge.config.model import Config, Trunk
 from ccbridge.desk.live import LiveCalls
+from ccbridge.recording.part import RecordingPart
 from ccbridge.routing.engine import Router
 from ccbridge.routing.state import LiveState
 from ccbridge.routing.trunks import TrunkHealth
@@ -55,6 +56,7 @@ class Runtime(Protocol):
     clock: Clock
     router: Router
     agents: AgentMirror
+    recording: RecordingPart | None  # `recording:` configured (with a store for its index)
     desk: LiveCalls  # calls and supervision sessions the desk may act on
     screen_pop: ScreenPop  # the pops' hub: what GET /api/v1/events subscribes to
 

@@ -5,7 +5,10 @@ number from every record (``ccbridge records erase --number N``), leaving an ``e
 marker.
 
 Both work in small transactions (``BATCH`` calls each) so the record writer, which
-shares the database, is never locked out for long.
+shares the database, is never locked out for long. Both delete the calls' recordings
+(issue 14): their objects in central storage first (``delete_objects``, off the event
+loop), then their index rows, so a failed delete leaves rows to retry from, never an
+object nobody can find.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -23,6 +26,22 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ccbridge.config.store import StoreSettings
 from ccbridge.store.schema import agent_activity, call_events, calls, coverage_gaps, legs
+
+# Deletes recordings' objects from central storage by key; the number deleted.
+DeleteObjects = Callable[[list[str]], Awaitable[int]]
+
+
+async def _drop_recordings(conn: Any, ids: list[str], delete_objects: DeleteObjects | None) -> int:
+    from ccbridge.recording import index
+
+    keys = await index.keys_of_calls(conn, ids)
+    if keys:
+        if delete_objects is None:
+            log.warning("%d recordings' files left in storage: no recording: section", len(keys))
+        else:
+            await delete_objects(keys)
+    return await index.delete_calls(conn, ids)
+
 
 log = logging.getLogger("ccbridge.store.retention")
 
@@ -35,11 +54,15 @@ def cutoff(now: datetime, days: int) -> datetime:
     return now - timedelta(days=days)
 
 
-async def purge(engine: AsyncEngine, before: datetime) -> dict[str, int]:
-    """Delete every call that arrived before ``before`` with its legs and events, the
-    agent activity before it, and the coverage gaps that ended before it; rows deleted
-    per table."""
-    gone = dict.fromkeys(("calls", "legs", "call_events", "agent_activity", "coverage_gaps"), 0)
+async def purge(
+    engine: AsyncEngine, before: datetime, delete_objects: DeleteObjects | None = None
+) -> dict[str, int]:
+    """Delete every call that arrived before ``before`` with its legs, events and
+    recordings, the agent activity before it, and the coverage gaps that ended before it;
+    rows deleted per table."""
+    gone = dict.fromkeys(
+        ("calls", "legs", "call_events", "recordings", "agent_activity", "coverage_gaps"), 0
+    )
     while True:
         async with engine.begin() as conn:
             ids: list[str] = list(
@@ -56,6 +79,7 @@ async def purge(engine: AsyncEngine, before: datetime) -> dict[str, int]:
             for table in (call_events, legs):
                 r = await conn.execute(delete(table).where(table.c.call_id.in_(ids)))
                 gone[table.name] += r.rowcount
+            gone["recordings"] += await _drop_recordings(conn, ids, delete_objects)
             r = await conn.execute(delete(calls).where(calls.c.call_id.in_(ids)))
             gone["calls"] += r.rowcount
     async with engine.begin() as conn:
@@ -92,13 +116,17 @@ def _scrub(value: Any, digits: str) -> Any:
 class Erased:
     calls: int
     events: int
+    recordings: int = 0
 
 
-async def erase_number(engine: AsyncEngine, number: str) -> Erased:
+async def erase_number(
+    engine: AsyncEngine, number: str, delete_objects: DeleteObjects | None = None
+) -> Erased:
     """Replace ``number`` by ``erased`` in calls.caller_number and in the fields of those
-    calls' events (found over the index calls(caller_number))."""
+    calls' events (found over the index calls(caller_number)), and delete the calls'
+    recordings (the caller's voice)."""
     digits = "".join(ch for ch in number if ch.isdigit())
-    n_calls = n_events = 0
+    n_calls = n_events = n_recordings = 0
     while True:
         async with engine.begin() as conn:
             ids: list[str] = list(
@@ -123,22 +151,28 @@ async def erase_number(engine: AsyncEngine, number: str) -> Erased:
                         update(call_events).where(ev.id == row.id).values(fields=scrubbed)
                     )
                     n_events += 1
+            n_recordings += await _drop_recordings(conn, ids, delete_objects)
             r = await conn.execute(
                 update(calls).where(calls.c.call_id.in_(ids)).values(caller_number=ERASED)
             )
             n_calls += r.rowcount
-    return Erased(n_calls, n_events)
+    return Erased(n_calls, n_events, n_recordings)
 
 
 async def purge_all(
-    engine: AsyncEngine, now: datetime, days: int, audit_days: int, actor: str
+    engine: AsyncEngine,
+    now: datetime,
+    days: int,
+    audit_days: int,
+    actor: str,
+    delete_objects: DeleteObjects | None = None,
 ) -> dict[str, int]:
     """One retention round: records past ``days`` and audit rows past ``audit_days``
     (0: kept for ever); rows deleted per table. ``actor`` is who the purge's own audit
     row names ("retention" for the bridge's job, "cli:USER" by hand)."""
     from ccbridge.store.audit import purge_before
 
-    gone = await purge(engine, cutoff(now, days)) if days > 0 else {}
+    gone = await purge(engine, cutoff(now, days), delete_objects) if days > 0 else {}
     if audit_days > 0:
         source = "cli" if actor.startswith("cli") else "bridge"
         done = await purge_before(
@@ -161,8 +195,10 @@ class RetentionJob:
         now: Callable[[], datetime],
         first_delay: float = 60.0,
         audit_days: int = 0,
+        delete_objects: DeleteObjects | None = None,
     ) -> None:
         self.settings = settings
+        self.delete_objects = delete_objects
         self.first_delay = first_delay  # the bridge settles (links, resyncs) first
         self.days = days
         self.audit_days = audit_days
@@ -197,7 +233,14 @@ class RetentionJob:
             self.interval,
             wall_now,
             self.identity,
-            lambda: purge_all(engine, self._now(), self.days, self.audit_days, "retention"),
+            lambda: purge_all(
+                engine,
+                self._now(),
+                self.days,
+                self.audit_days,
+                "retention",
+                self.delete_objects,
+            ),
         )
         if not ran or got is None:
             self.skipped += 1

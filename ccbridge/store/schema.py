@@ -303,6 +303,38 @@ audit_head = Table(
     Column("hash", String(64), nullable=False),
 )
 
+# -- recordings (issue 14): one row per MixMonitor file, indexed on its call --------
+
+recordings = Table(
+    "recordings",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("call_id", String(64), nullable=False),
+    Column("recording_id", String(80), nullable=False),  # SITE-UNIQUEID (recording/naming.py)
+    Column("site", _site(), nullable=False),  # where it was recorded
+    Column("status", String(16), nullable=False),  # RecordingStatus
+    Column("started_at", UtcDateTime),
+    Column("duration_s", Float),
+    Column("size", Integer),  # bytes of the audio (the WAV as recorded)
+    Column("sha256", String(64)),  # of the audio as recorded
+    Column("key_id", String(32)),  # the key it is encrypted with at rest
+    Column("storage_key", String(255)),  # where central storage keeps it
+    Column("pauses", JSON),  # [[paused_at, resumed_at or null], ...] ISO 8601
+    Column("error", String(255)),  # why the last try failed (status failed)
+    Column("updated_at", UtcDateTime, nullable=False),
+    UniqueConstraint("call_id", "recording_id"),
+    Index(None, "site", "started_at"),
+)
+
+
+class RecordingStatus(StrEnum):
+    """Where a recording is: being recorded, waiting at its site, stored, or failed."""
+
+    RECORDING = "recording"  # MixMonitor runs (seen over AMI)
+    STORED = "stored"  # encrypted in central storage, indexed; the site's copy deleted
+    FAILED = "failed"  # the last try to store it failed (retried while the site has it)
+
+
 # -- several bridges (issue 15): who is alive, and the jobs only one of them runs ------
 
 # One row per bridge identity, rewritten every heartbeat (ccbridge/cluster.py); a bridge

@@ -105,22 +105,25 @@ def queue_status(site: str) -> list[dict[str, str]]:
             events.append({"Event": "QueueParams", "Queue": f"{svc}-{lang}", "Calls": "0"})
     for a in range(AGENTS_PER_SITE):
         for q in (f"{SERVICES[a % 4]}-{LANGS[a % 5]}", f"{SERVICES[(a + 1) % 4]}-{LANGS[a % 5]}"):
-            events.append(
-                {
-                    "Event": "QueueMember",
-                    "Queue": q,
-                    "Name": f"{site}-a{a}",
-                    "Location": f"PJSIP/{site}-a{a}",
-                    "StateInterface": f"PJSIP/{site}-a{a}",
-                    "Membership": "static",
-                    "Penalty": "0",
-                    "CallsTaken": "0",
-                    "Status": "1",
-                    "Paused": "0",
-                    "InCall": "0",
-                }
-            )
+            events.append(queue_member(q, f"{site}-a{a}"))
     return events
+
+
+def queue_member(queue: str, name: str) -> dict[str, str]:
+    """A QueueStatus reply's item: static member ``name`` (PJSIP/name), idle."""
+    return {
+        "Event": "QueueMember",
+        "Queue": queue,
+        "Name": name,
+        "Location": f"PJSIP/{name}",
+        "StateInterface": f"PJSIP/{name}",
+        "Membership": "static",
+        "Penalty": "0",
+        "CallsTaken": "0",
+        "Status": "1",
+        "Paused": "0",
+        "InCall": "0",
+    }
 
 
 async def ami_traffic(fake: FakeAmi, site: str, stop: asyncio.Event, per_s: float) -> int:

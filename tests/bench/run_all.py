@@ -157,6 +157,16 @@ def benches(quick: bool, soak_minutes: float, out: Path) -> list[Bench]:
             + j("soak"),
             _soak_line,
         ),
+        Bench(
+            "ceiling",
+            _py("tests.bench.bench_ceiling", *(["--quick"] if quick else []), *j("ceiling")),
+            lambda r: "; ".join(
+                f"{row['row']}: {row['ceiling_calls_per_s']:.0f} calls/s at p99 < 5 ms "
+                f"(floor {r['floor_calls_per_s']:.0f}), {row['cpu_us_per_call_less_idle']} us "
+                f"CPU a call"
+                for row in r["rows"]
+            ),
+        ),
     ]
 
 

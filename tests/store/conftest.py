@@ -14,6 +14,7 @@ from ccbridge.config.model import SecretValue
 from ccbridge.config.store import StoreSettings
 from ccbridge.store.engine import make_engine
 from ccbridge.store.migrate import upgrade
+from tests.store.access_world import BOOTSTRAP, World, make_world
 from tests.store.pg import PASSWORD, PgCluster
 
 
@@ -106,3 +107,16 @@ async def db(db_target: Db) -> AsyncIterator[Db]:
 async def migrated(db: Db) -> Db:
     await db.upgrade()
     return db
+
+
+@pytest.fixture
+async def access_world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[World]:
+    """A started bridge over a migrated SQLite store with one user per role and a token
+    each (tests/store/access_world.py), its secrets in the environment."""
+    monkeypatch.setenv("CCBRIDGE_AMI_SECRET", "x")
+    monkeypatch.setenv("CCBRIDGE_API_TOKEN", BOOTSTRAP)
+    w = await make_world(tmp_path)
+    try:
+        yield w
+    finally:
+        await w.bridge.stop()

@@ -86,6 +86,7 @@ async def test_purge_keeps_the_last_30_days(migrated: Db) -> None:
         "calls": 2,
         "legs": 2,
         "call_events": 2,
+        "recordings": 0,
         "agent_activity": 2,
         "coverage_gaps": 2,
     }

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import pytest
 from sqlalchemy import insert
 
 from ccbridge.records.callid import make
@@ -21,7 +20,7 @@ from ccbridge.screenpop.history import ContactHistory, store_query
 from ccbridge.store.engine import make_engine
 from ccbridge.store.schema import calls
 from tests.polling import until
-from tests.store.access_world import BOOTSTRAP, World, make_world
+from tests.store.access_world import World
 from tests.store.conftest import Db
 
 NUMBER = "+8801712345678"
@@ -78,9 +77,10 @@ async def test_previous_contacts_count_the_last_n_days_and_leave_this_call_out(
 async def test_a_store_that_is_down_gives_a_history_marked_unavailable(
     migrated: Db, tmp_path: Path
 ) -> None:
-    if migrated.kind == "sqlite":  # reads go on under a writer's lock: a file it cannot open
-        gone = f"sqlite+aiosqlite:///{tmp_path}/no-such-dir/records.db"
-        engine = make_engine(replace(migrated.settings, url=gone))
+    if migrated.kind == "sqlite":  # reads go on under a writer's lock: a file that is no
+        not_db = tmp_path / "not-a-database.db"  # database fails every query instead
+        not_db.write_bytes(b"this is not an SQLite database file" * 100)
+        engine = make_engine(replace(migrated.settings, url=f"sqlite+aiosqlite:///{not_db}"))
     else:
         engine = migrated.engine()
         migrated.down()  # the PostgreSQL server stops
@@ -116,21 +116,6 @@ async def test_a_slow_store_does_not_hold_the_pop_and_fills_the_cache_later() ->
 
 
 # -- GET /api/v1/events on a started bridge -------------------------------------------
-
-
-@pytest.fixture(autouse=True)
-def secrets(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("CCBRIDGE_AMI_SECRET", "x")
-    monkeypatch.setenv("CCBRIDGE_API_TOKEN", BOOTSTRAP)
-
-
-@pytest.fixture
-async def world(tmp_path: Path) -> AsyncIterator[World]:
-    w = await make_world(tmp_path)
-    try:
-        yield w
-    finally:
-        await w.bridge.stop()
 
 
 def agent_called(site: str, agent: str, queue: str, seq: int, caller: str) -> dict[str, str]:
@@ -193,21 +178,21 @@ async def streams(w: World, *users: str) -> AsyncIterator[dict[str, Stream]]:
 
 
 async def test_each_user_sees_the_pops_their_acl_allows_numbers_masked_without_the_right(
-    world: World,
+    access_world: World,
 ) -> None:
-    engine = make_engine(world.config.store)
+    engine = make_engine(access_world.config.store)
     try:
         await add_calls(engine, [row(1, NOW - timedelta(days=2), NUMBER, "abandoned", None)])
     finally:
         await engine.dispose()
     users = ("dac-agent1", "sue", "vic", "ada")
-    async with streams(world, *users) as s:
+    async with streams(access_world, *users) as s:
         hello = s["dac-agent1"].messages[0]
         assert hello == (
             "hello",
             {"user": "dac-agent1", "agent": "dac-agent1", "sites": [], "numbers": False},
         )
-        bus = world.bridge.bus
+        bus = access_world.bridge.bus
         bus.dispatch("dhaka", agent_called("dhaka", "dac-agent1", "orders-bn", 1, NUMBER))
         bus.dispatch("dhaka", agent_called("dhaka", "dac-agent2", "orders-bn", 2, NUMBER))
         bus.dispatch("bangalore", agent_called("bangalore", "blr-agent1", "orders-hi", 3, NUMBER))
@@ -234,32 +219,35 @@ async def test_each_user_sees_the_pops_their_acl_allows_numbers_masked_without_t
         ids = [p["id"] for p in s["ada"].pops()]
         assert len(set(ids)) == 3 and all(i.startswith("evt_") for i in ids)
         assert mine["id"] in ids  # one event, one ID, whoever receives it
-    sample = world.bridge.registry.get_sample_value
+    sample = access_world.bridge.registry.get_sample_value
     assert sample("ccbridge_screen_pops_total", {"kind": "agent_ringing", "history": "yes"}) == 3
 
 
-async def test_bad_callers_of_the_stream_get_clear_errors(world: World) -> None:
+async def test_bad_callers_of_the_stream_get_clear_errors(access_world: World) -> None:
     async with aiohttp.ClientSession() as http:
-        url = world.base + "/api/v1/events"
+        url = access_world.base + "/api/v1/events"
         async with http.get(url) as r:
             assert r.status == 401 and (await r.json())["error"] == "missing-token"
         async with http.get(url, headers={"Authorization": "Bearer ccb_not-a-token"}) as r:
             assert r.status == 401
-        async with http.get(url, headers=world.auth("crm")) as r:  # a service: no stream
+        async with http.get(url, headers=access_world.auth("crm")) as r:  # a service: no stream
             assert r.status == 403 and (await r.json())["error"] == "forbidden"
-        async with http.post(url, headers=world.auth("ada")) as r:
+        async with http.post(url, headers=access_world.auth("ada")) as r:
             assert r.status == 405 and (await r.json())["error"] == "method-not-allowed"
-        world.bridge.screen_pop.hub.max_subscribers = 1
-        async with streams(world, "ada"), http.get(url, headers=world.auth("sue")) as r:
+        hub = access_world.bridge.screen_pop.hub
+        hub.max_subscribers = 1
+        sue = access_world.auth("sue")
+        async with streams(access_world, "ada"), http.get(url, headers=sue) as r:
             assert r.status == 503 and (await r.json())["error"] == "too-many-streams"
-        await until(lambda: not world.bridge.screen_pop.hub.subscribers, 5, "the stream closed")
+        await until(lambda: not hub.subscribers, 5, "the stream closed")
 
 
-async def test_a_stream_that_does_not_read_is_cut_off_not_waited_for(world: World) -> None:
-    hub = world.bridge.screen_pop.hub
+async def test_a_stream_that_does_not_read_is_cut_off_not_waited_for(access_world: World) -> None:
+    hub = access_world.bridge.screen_pop.hub
     hub.queue_size = 3
     async with aiohttp.ClientSession() as http:
-        resp = await http.get(world.base + "/api/v1/events", headers=world.auth("ada"))
+        url = access_world.base + "/api/v1/events"
+        resp = await http.get(url, headers=access_world.auth("ada"))
         assert resp.status == 200
         await until(lambda: len(hub.subscribers) == 1, 5, "subscribed")
         [sub] = hub.subscribers
@@ -273,15 +261,15 @@ async def test_a_stream_that_does_not_read_is_cut_off_not_waited_for(world: Worl
 
 
 async def test_the_agent_page_and_its_script_are_served_with_a_strict_policy(
-    world: World,
+    access_world: World,
 ) -> None:
     async with aiohttp.ClientSession() as http:
-        async with http.get(world.base + "/agent") as r:
+        async with http.get(access_world.base + "/agent") as r:
             assert r.status == 200 and r.content_type == "text/html"
             assert "default-src 'self'" in r.headers["Content-Security-Policy"]
             assert '<script src="/agent/agent.js">' in await r.text()
-        async with http.get(world.base + "/agent/agent.js") as r:
+        async with http.get(access_world.base + "/agent/agent.js") as r:
             assert r.status == 200 and r.content_type == "text/javascript"
             assert "/api/v1/events" in await r.text()
-        async with http.get(world.base + "/agent/../metrics") as r:
+        async with http.get(access_world.base + "/agent/../metrics") as r:
             assert r.status in (200, 404)  # normalised by the client: never a file read

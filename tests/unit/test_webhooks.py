@@ -60,6 +60,8 @@ async def crm() -> AsyncIterator[Crm]:
             return web.Response(status=410)
         elif request.path == "/bad":
             return web.Response(status=400)
+        elif request.path == "/moved":
+            raise web.HTTPTemporaryRedirect("/elsewhere")
         return web.Response(status=204)
 
     app = web.Application()
@@ -205,6 +207,47 @@ async def test_a_closed_port_is_retried_then_expired(sender_for: object) -> None
         lambda: value(reg, "ccbridge_webhook_dropped_total", reason="expired") == 1, 5, "expiry"
     )
     assert value(reg, "ccbridge_webhook_retried_total") >= 1
+
+
+async def test_garbage_answers_and_redirects_are_retried_never_followed(
+    crm: Crm, sender_for: object
+) -> None:
+    async def garbage(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(100)
+        writer.write(b"\x00\xffnot http at all\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(garbage, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        sender, reg = await sender_for(  # type: ignore[operator]
+            target(f"http://127.0.0.1:{port}/x", max_age=0.3),
+            WebhookTarget(
+                name="redirected",
+                url=crm.base + "/moved",
+                secret=SecretValue(SECRET, "test"),
+                backoff=0.01,
+                max_backoff=0.05,
+                max_age=0.3,
+            ),
+        )
+        sender.offer(*event(40))
+        await until(
+            lambda: value(reg, "ccbridge_webhook_dropped_total", reason="expired") == 1,
+            5,
+            "the garbage-answering target's event given up",
+        )
+        redirected = {"target": "redirected", "reason": "expired"}
+        await until(
+            lambda: reg.get_sample_value("ccbridge_webhook_dropped_total", redirected) == 1,
+            5,
+            "the redirecting target's event given up",
+        )
+        assert crm.on("/elsewhere") == []  # the redirect was never followed
+    finally:
+        server.close()
+        await server.wait_closed()
 
 
 async def test_backoff_doubles_up_to_its_cap_with_jitter_below_it() -> None:
