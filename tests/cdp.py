@@ -65,9 +65,9 @@ class Chromium:
 
         await find_page()
         self._ws = await self._http.ws_connect(pages[0]["webSocketDebuggerUrl"], max_msg_size=0)
+        # No Page.enable or Runtime.enable: their event streams are not needed for
+        # navigate and evaluate, and each event is a callback on the test's loop.
         self._reader = asyncio.create_task(self._read())
-        await self.send("Page.enable")
-        await self.send("Runtime.enable")
         return self
 
     async def __aexit__(self, *exc: object) -> None:

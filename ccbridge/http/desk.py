@@ -96,22 +96,23 @@ async def transfer(request: web.Request) -> web.Response:
     return web.json_response(asdict(done), status=202)
 
 
+async def _hold(request: web.Request, held: bool) -> web.Response:
+    _control(request)
+    desk = request.app[SERVICES].desk
+    change = desk.hold if held else desk.unhold
+    done = await change(request.match_info["id"], actor=principal(request).name)
+    return web.json_response(asdict(done))
+
+
 @requires(_CONTROL)
 async def hold(request: web.Request) -> web.Response:
-    _control(request)
-    done = await request.app[SERVICES].desk.hold(
-        request.match_info["id"], actor=principal(request).name
-    )
-    return web.json_response(asdict(done))
+    """Music on hold for the caller (the call's desk room)."""
+    return await _hold(request, True)
 
 
 @requires(_CONTROL)
 async def unhold(request: web.Request) -> web.Response:
-    _control(request)
-    done = await request.app[SERVICES].desk.unhold(
-        request.match_info["id"], actor=principal(request).name
-    )
-    return web.json_response(asdict(done))
+    return await _hold(request, False)
 
 
 @requires(_CONTROL)

@@ -19,7 +19,7 @@ from aiohttp import web
 
 from ccbridge.http.access import can_read_numbers, principal, public, requires
 from ccbridge.http.base import SERVICES
-from ccbridge.screenpop.stream import CLOSED
+from ccbridge.screenpop.stream import CLOSED, STOPPING
 
 KEEPALIVE: Final = 15.0
 GONE_CHECK: Final = 1.0  # seconds between checks that the client is still there
@@ -76,12 +76,12 @@ async def stream(request: web.Request) -> web.StreamResponse:
                     idle = 0.0
                     await response.write(b": keep-alive\n\n")
                 continue
-            if event is CLOSED:
-                await response.write(sse("closed", {"why": "too slow: reconnect"}))
+            if event is CLOSED or event is STOPPING:
+                await response.write(sse("closed", {"why": event["why"]}))
                 break
             await response.write(sse(str(event["type"]), event, str(event["id"])))
-    except (ConnectionResetError, asyncio.CancelledError):
-        pass  # the client went away (aiohttp cancels the handler or the write fails)
+    except ConnectionResetError:
+        pass  # the client went away while we wrote
     finally:
         events.unsubscribe(sub)
     return response

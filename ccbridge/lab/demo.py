@@ -144,7 +144,7 @@ class BridgeProcess:
         """Start and wait for /readyz and every site's AGI guard to forward to it (when
         the config has one), checked every ``poll`` seconds; returns the seconds it took."""
         t0 = time.monotonic()
-        # fork/exec of a Python process: tens of ms on a loaded machine, off the loop
+        # fork + exec of a large test process can take the loop past the tests' 50 ms gate
         proc = await asyncio.to_thread(self.spawn)
 
         def ready() -> bool:

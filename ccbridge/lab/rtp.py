@@ -1,15 +1,18 @@
 """A lab phone's media: an RTP socket that sends PCMU (silence or a loud tone) and counts
 what it hears, loud packets apart. What proves who hears whom (desk supervision tests).
+
+It runs in threads of its own, off the event loop of the bridge a test runs in process
+(50 packets a second per phone would otherwise share that loop's 50 ms budget).
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import os
+import socket
 import struct
+import threading
+import time
 from dataclasses import dataclass
-from typing import cast
 
 PCMU = 0
 SAMPLES = 160  # 20 ms at 8 kHz
@@ -40,69 +43,79 @@ class Heard:
     loud: int = 0
 
 
-class RtpPhone(asyncio.DatagramProtocol):
+class RtpPhone:
     """Binds 127.0.0.1:``port``; once ``talk_to(host, port)`` is called, sends one PCMU
-    packet every 20 ms (``payload``: SILENCE or TONE) and counts what arrives."""
+    packet every 20 ms (``payload``: SILENCE or TONE); counts what arrives in ``heard``."""
 
-    def __init__(self, payload: bytes = SILENCE) -> None:
+    def __init__(self, port: int = 0, payload: bytes = SILENCE) -> None:
         self.payload = payload
         self.heard = Heard()
-        self.transport: asyncio.DatagramTransport | None = None
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self._sock.bind(("127.0.0.1", port))
+        self._sock.settimeout(0.1)
         self._peer: tuple[str, int] | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._stop = threading.Event()
         self._ssrc = int.from_bytes(os.urandom(4), "big")
-
-    @classmethod
-    async def open(cls, port: int = 0, payload: bytes = SILENCE) -> RtpPhone:
-        loop = asyncio.get_running_loop()
-        _, phone = await loop.create_datagram_endpoint(
-            lambda: cls(payload), local_addr=("127.0.0.1", port)
-        )
-        return phone
+        self._threads = [
+            threading.Thread(target=self._receive, name="rtp-rx", daemon=True),
+            threading.Thread(target=self._send, name="rtp-tx", daemon=True),
+        ]
+        for t in self._threads:
+            t.start()
 
     @property
     def port(self) -> int:
-        assert self.transport is not None
-        port: int = self.transport.get_extra_info("sockname")[1]
+        port: int = self._sock.getsockname()[1]
         return port
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.DatagramTransport, transport)
-
-    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        if len(data) < 12 or data[0] >> 6 != 2:
-            return
-        self.heard.packets += 1
-        if loud(data[12:]):
-            self.heard.loud += 1
 
     def talk_to(self, host: str, port: int) -> None:
         self._peer = (host, port)
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._send())
 
     def reset(self) -> Heard:
         """What was heard so far; counting starts again from zero."""
         heard, self.heard = self.heard, Heard()
         return heard
 
-    async def _send(self) -> None:
-        seq, ts = 0, 0
-        loop = asyncio.get_running_loop()
-        next_at = loop.time()
-        while self.transport is not None and not self.transport.is_closing():
-            header = struct.pack("!BBHII", 0x80, PCMU, seq & 0xFFFF, ts & 0xFFFFFFFF, self._ssrc)
-            if self._peer is not None:
-                self.transport.sendto(header + self.payload, self._peer)
-            seq, ts = seq + 1, ts + SAMPLES
-            next_at += 0.02
-            await asyncio.sleep(max(0.0, next_at - loop.time()))
+    def _receive(self) -> None:
+        while not self._stop.is_set():
+            try:
+                data = self._sock.recv(2048)
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            if len(data) < 12 or data[0] >> 6 != 2:
+                continue
+            heard = self.heard
+            heard.packets += 1
+            if loud(data[12:]):
+                heard.loud += 1
 
-    async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-        if self.transport is not None:
-            self.transport.close()
+    def _send(self) -> None:
+        seq = ts = 0
+        next_at = time.monotonic()
+        while not self._stop.is_set():
+            peer = self._peer
+            if peer is not None:
+                header = struct.pack(
+                    "!BBHII", 0x80, PCMU, seq & 0xFFFF, ts & 0xFFFFFFFF, self._ssrc
+                )
+                try:
+                    self._sock.sendto(header + self.payload, peer)
+                except OSError:
+                    return
+                seq, ts = seq + 1, (ts + SAMPLES) & 0xFFFFFFFF
+            next_at += 0.02
+            self._stop.wait(max(0.0, next_at - time.monotonic()))
+
+    def close(self) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(1.0)
+        self._sock.close()
+
+    def __enter__(self) -> RtpPhone:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -158,6 +158,7 @@ class ScreenPop:
         await self.webhooks.start()
 
     async def stop(self) -> None:
+        self.hub.close_all()
         for task in list(self._pending):
             task.cancel()
         await asyncio.gather(*self._pending, return_exceptions=True)

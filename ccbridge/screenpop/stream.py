@@ -17,7 +17,9 @@ from ccbridge.logs import mask_number
 
 Event = Mapping[str, Any]
 NUMBER_FIELDS: Final = ("caller",)
-CLOSED: Final[dict[str, Any]] = {"type": "closed"}  # queued last for a subscriber cut off
+# Queued last for a subscriber that is cut off: the stream says why and ends.
+CLOSED: Final[dict[str, Any]] = {"type": "closed", "why": "too slow: reconnect"}
+STOPPING: Final[dict[str, Any]] = {"type": "closed", "why": "the bridge is stopping"}
 
 
 class Subscriber:
@@ -30,12 +32,17 @@ class Subscriber:
         self.size = size
         self.overflowed = False
 
+    def close(self, last: Event) -> None:
+        """End the stream after what it has queued, with ``last`` as its final message."""
+        if not self.overflowed:
+            self.overflowed = True
+            self.queue.put_nowait(last)
+
     def put(self, event: Event) -> None:
         if self.overflowed:
             return
         if self.queue.qsize() >= self.size:
-            self.overflowed = True
-            self.queue.put_nowait(CLOSED)
+            self.close(CLOSED)
             return
         self.queue.put_nowait(event if self.numbers else masked(event))
 
@@ -68,6 +75,12 @@ class EventHub:
 
     def unsubscribe(self, sub: Subscriber) -> None:
         self.subscribers.discard(sub)
+
+    def close_all(self) -> None:
+        """Every open stream ends (the bridge stops): no handler waits out the HTTP
+        server's shutdown timeout."""
+        for sub in self.subscribers:
+            sub.close(STOPPING)
 
     def publish(self, event: Event) -> None:
         self.published += 1

@@ -12,7 +12,7 @@ from ccbridge.ami.client import AmiActionError, AmiTimeoutError, SiteDownError
 from ccbridge.config.model import Site, queue_name
 from ccbridge.logs import ctx
 from ccbridge.services.errors import ServiceError
-from ccbridge.services.ports import AmiLink, Runtime
+from ccbridge.services.ports import AmiLink, Runtime, connected_link
 
 log = logging.getLogger("ccbridge.services.agents")
 
@@ -163,12 +163,8 @@ class AgentService:
         return tuple(dict.fromkeys(queues))
 
     def _link(self, site: str) -> AmiLink:
-        # Checked before anything is sent or forgotten: a change asked of a site that is
-        # down fails the same way whether or not it would have needed an AMI action.
-        link = self._rt.links.get(site)
-        if link is None or not link.connected:
-            raise ServiceError("site-down", f"site {site} is not connected", site=site)
-        return link
+        # Checked before anything is sent or forgotten (a logout forgets the mirror's).
+        return connected_link(self._rt.links, site)
 
 
 async def _send(link: AmiLink, site: str, action: str, fields: dict[str, str]) -> None:

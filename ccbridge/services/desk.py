@@ -23,12 +23,12 @@ from ccbridge.desk.live import CallState, LiveCall, SpySession, SpyState
 from ccbridge.logs import ctx, mask_number
 from ccbridge.routing.outbound import plan_outbound
 from ccbridge.routing.state import ewt
+from ccbridge.services.calls import E164
 from ccbridge.services.errors import ServiceError
-from ccbridge.services.ports import ActionFields, AmiLink, Runtime
+from ccbridge.services.ports import ActionFields, AmiLink, Runtime, connected_link
 
 log = logging.getLogger("ccbridge.services.desk")
 
-E164 = re.compile(r"\+[1-9][0-9]{6,15}")
 CALL_ID = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 SESSION_ID = re.compile(r"[0-9a-f]{16}")
 NOTE_MAX = 200
@@ -131,11 +131,7 @@ class DeskService:
             raise ServiceError(
                 "invalid-field", f"'mode' must be one of {', '.join(modes.MODES)}", field="mode"
             )
-        where = self.phone_sites(supervisor)
-        if not where:
-            raise ServiceError(
-                "no-such-phone", f"no phone {supervisor!r} at any site", supervisor=supervisor
-            )
+        where = self._phone_sites_of(supervisor)
         call = self.connected(call_id)
         sup_site = call.site if call.site in where else where[0]
         if scope and sup_site not in scope:
@@ -143,26 +139,15 @@ class DeskService:
                 "forbidden", f"{actor} may not supervise from {sup_site}", site=sup_site
             )
         link = self._link(call.site)
-        if sup_site != call.site:
-            self._link(sup_site)  # its Asterisk must ring the phone: refuse before dialling
+        sup_site, dial = self._ring(call, supervisor)
         if self._rt.desk.session_of_supervisor(supervisor) is not None:
             raise ServiceError(
                 "supervisor-busy",
                 f"{supervisor} is already supervising a call",
                 supervisor=supervisor,
             )
-        trunks = self._trunks(call.site, sup_site)
-        if sup_site != call.site and not trunks:
-            raise ServiceError(
-                "no-trunk", f"no usable trunk from {call.site} to {sup_site}", site=sup_site
-            )
         sid = uuid.uuid4().hex[:16]
         channel_id = f"ccbspy-{sid}"
-        dial = (
-            f"PJSIP/{supervisor}"
-            if sup_site == call.site
-            else f"PJSIP/{v.PHONE_PREFIX}{supervisor}@{trunks[0]}"
-        )
         session = SpySession(
             sid,
             call.call_id,
@@ -391,26 +376,9 @@ class DeskService:
         link = self._link(call.site)
         if call.held:
             return DeskChange(call.call_id, call.site, True, call.room)
-        assert call.agent_channel is not None and call.caller_channel is not None
+        assert call.agent_channel is not None
         if call.room is None:
-            room = self._new_room(call)
-            await self._set_room(link, call, room)
-            await self._send(
-                link,
-                call.site,
-                "Redirect",
-                {
-                    "Channel": call.caller_channel,
-                    "Context": "ccb-room",
-                    "Exten": room,
-                    "Priority": "1",
-                    "ExtraChannel": call.agent_channel,
-                    "ExtraContext": "ccb-room-hold",
-                    "ExtraExten": room,
-                    "ExtraPriority": "1",
-                },
-            )
-            call.room = room
+            await self._enter_room(link, call, "ccb-room-hold")
         else:
             await self._redirect(link, call, call.agent_channel, "ccb-room-hold")
         call.held = True
@@ -431,42 +399,14 @@ class DeskService:
     async def conference(self, call_id: str, party: str, *, actor: str) -> DeskChange:
         """A three-way call: the caller and the agent in the call's desk room, and
         ``party``'s phone (a second agent or a supervisor, at any site) rung into it."""
-        where = self.phone_sites(party)
-        if not where:
-            raise ServiceError("no-such-phone", f"no phone {party!r} at any site", party=party)
+        self._phone_sites_of(party)  # an unknown phone: 404 before the call's state
         call = self._roomable(call_id)
         link = self._link(call.site)
-        party_site = call.site if call.site in where else where[0]
-        if party_site != call.site:
-            self._link(party_site)
-        trunks = self._trunks(call.site, party_site)
-        if party_site != call.site and not trunks:
-            raise ServiceError("no-trunk", f"no usable trunk from {call.site} to {party_site}")
-        assert call.agent_channel is not None and call.caller_channel is not None
+        _, dial = self._ring(call, party)
         if call.room is None:
-            room = self._new_room(call)
-            await self._set_room(link, call, room)
-            await self._send(
-                link,
-                call.site,
-                "Redirect",
-                {
-                    "Channel": call.caller_channel,
-                    "Context": "ccb-room",
-                    "Exten": room,
-                    "Priority": "1",
-                    "ExtraChannel": call.agent_channel,
-                    "ExtraContext": "ccb-room-agent",
-                    "ExtraExten": room,
-                    "ExtraPriority": "1",
-                },
-            )
-            call.room = room
-        dial = (
-            f"PJSIP/{party}"
-            if party_site == call.site
-            else f"PJSIP/{v.PHONE_PREFIX}{party}@{trunks[0]}"
-        )
+            await self._enter_room(link, call, "ccb-room-agent")
+        room = call.room
+        assert room is not None
         await self._send(
             link,
             call.site,
@@ -476,9 +416,9 @@ class DeskService:
                 # through the dialplan (not Application=ConfBridge): its h extension
                 # ends the caller's call when the party leaves the caller alone
                 "Context": "ccb-room-agent",
-                "Exten": call.room,
+                "Exten": room,
                 "Priority": "1",
-                "Variable": f"{v.ROOM}={call.room}",
+                "Variable": f"{v.ROOM}={room}",
                 "CallerID": f'"conference" <{call.agent or "agent"}>',
                 "Timeout": str(SUPERVISOR_RING_S * 1000),
                 "Async": "true",
@@ -490,6 +430,49 @@ class DeskService:
 
     def _roomable(self, call_id: str) -> LiveCall:
         return self.connected(call_id)
+
+    def _phone_sites_of(self, phone: str) -> list[str]:
+        where = self.phone_sites(phone)
+        if not where:
+            raise ServiceError("no-such-phone", f"no phone {phone!r} at any site", phone=phone)
+        return where
+
+    def _ring(self, call: LiveCall, phone: str) -> tuple[str, str]:
+        """Where ``phone`` is rung from the call's site (its site, and the dial string:
+        direct, or over the first usable inter-site trunk to the phone's site); its site's
+        Asterisk must be up and a trunk usable, checked before anything is dialled."""
+        where = self._phone_sites_of(phone)
+        site = call.site if call.site in where else where[0]
+        if site == call.site:
+            return site, f"PJSIP/{phone}"
+        self._link(site)
+        trunks = self._trunks(call.site, site)
+        if not trunks:
+            raise ServiceError("no-trunk", f"no usable trunk from {call.site} to {site}", site=site)
+        return site, f"PJSIP/{v.PHONE_PREFIX}{phone}@{trunks[0]}"
+
+    async def _enter_room(self, link: AmiLink, call: LiveCall, agent_context: str) -> None:
+        """The caller into a new desk room, the agent (in the same action) to
+        ``agent_context``: into the room, or out of it for a hold."""
+        assert call.agent_channel is not None and call.caller_channel is not None
+        room = self._new_room(call)
+        await self._set_room(link, call, room)
+        await self._send(
+            link,
+            call.site,
+            "Redirect",
+            {
+                "Channel": call.caller_channel,
+                "Context": "ccb-room",
+                "Exten": room,
+                "Priority": "1",
+                "ExtraChannel": call.agent_channel,
+                "ExtraContext": agent_context,
+                "ExtraExten": room,
+                "ExtraPriority": "1",
+            },
+        )
+        call.room = room
 
     def _new_room(self, call: LiveCall) -> str:
         # A room is named by the bridge (never by a caller-controlled string): 'r' and hex.
@@ -513,10 +496,7 @@ class DeskService:
 
     # -- plumbing ---------------------------------------------------------------------------
     def _link(self, site: str) -> AmiLink:
-        link = self._rt.links.get(site)
-        if link is None or not link.connected:
-            raise ServiceError("site-down", f"site {site} is not connected", site=site)
-        return link
+        return connected_link(self._rt.links, site)
 
     def _trunks(self, site: str, peer: str) -> tuple[str, ...]:
         """Inter-site trunks from ``site`` to ``peer`` in order, usable ones first."""

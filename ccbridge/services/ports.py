@@ -17,6 +17,7 @@ from ccbridge.routing.engine import Router
 from ccbridge.routing.state import LiveState
 from ccbridge.routing.trunks import TrunkHealth
 from ccbridge.screenpop.publisher import ScreenPop
+from ccbridge.services.errors import ServiceError
 
 ActionFields = Mapping[str, str | Sequence[str]]  # as SiteLink.action takes them
 
@@ -78,3 +79,12 @@ class Runtime(Protocol):
     def readiness_detail(self) -> dict[str, object]:
         """What /readyz shows beside the checks (the record database's state)."""
         ...
+
+
+def connected_link(links: Mapping[str, AmiLink], site: str) -> AmiLink:
+    """The site's AMI link, or 503 ``site-down``: checked before anything is sent, so a
+    change asked of a site that is down fails the same way whatever it would have sent."""
+    link = links.get(site)
+    if link is None or not link.connected:
+        raise ServiceError("site-down", f"site {site} is not connected", site=site)
+    return link

@@ -101,8 +101,8 @@ async def two_bridges(lab: Lab, hosts: Hosts, config: Config) -> AsyncIterator[l
         await asyncio.gather(*(b.proc.start(ready_within=20) for b in bridges))
         yield bridges
     finally:
-        for b in bridges:
-            b.proc.stop()
+        # SIGTERM and a wait for each: off the loop (a clean stop takes a while)
+        await asyncio.gather(*(asyncio.to_thread(b.proc.stop) for b in bridges))
 
 
 def sites_are(bridge: HostBridge, want: dict[str, bool]) -> Callable[[], Awaitable[bool]]:
@@ -146,7 +146,7 @@ async def test_a_bridge_cut_off_from_one_site_reports_it_down_while_the_other_ro
         # After the hold-off bridge b sends dhaka's callers home again.
         await until_routed(b, "dhaka", HOLDOFF + 5)
         for bridge in (a, b):
-            assert bridge.proc.slow_callbacks() == []
+            assert await asyncio.to_thread(bridge.proc.slow_callbacks) == []
 
 
 async def until_routed(bridge: HostBridge, site: str, within: float) -> None:

@@ -273,3 +273,19 @@ async def test_the_agent_page_and_its_script_are_served_with_a_strict_policy(
             assert "/api/v1/events" in await r.text()
         async with http.get(access_world.base + "/agent/../metrics") as r:
             assert r.status in (200, 404)  # normalised by the client: never a file read
+
+
+async def test_a_bridge_that_stops_ends_its_open_streams_with_a_reason(
+    access_world: World,
+) -> None:
+    async with aiohttp.ClientSession() as http:
+        url = access_world.base + "/api/v1/events"
+        resp = await http.get(url, headers=access_world.auth("sue"))
+        assert resp.status == 200
+        hub = access_world.bridge.screen_pop.hub
+        await until(lambda: len(hub.subscribers) == 1, 5, "subscribed")
+        stopping = asyncio.create_task(access_world.bridge.stop())
+        body = (await asyncio.wait_for(resp.content.read(), 10)).decode()
+        await asyncio.wait_for(stopping, 10)
+        assert body.rstrip().endswith('data: {"why":"the bridge is stopping"}')
+        resp.close()
