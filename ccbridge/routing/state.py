@@ -472,9 +472,11 @@ def _per_queue(update: _QueueUpdate) -> SiteMutator:
     return handle
 
 
-def _persistent(mutator: SiteMutator) -> _Handler:
+def _persistent(mutator: SiteMutator, members_too: bool = True) -> _Handler:
     """The handler as a persistent update: new maps, or None if nothing changed (the
-    maps given in stay as they were)."""
+    maps given in stay as they were). A handler of one queue's load (``members_too``
+    False) hands back the member map given in: unchanged parts of a snapshot are the
+    same objects."""
 
     def handle(
         queues: Map[str, QueueLoad],
@@ -485,26 +487,7 @@ def _persistent(mutator: SiteMutator) -> _Handler:
         q, m = queues.mutate(), members.mutate()
         if not mutator(q, m, ev, now):
             return None
-        return q.finish(), m.finish()
-
-    return handle
-
-
-def _persistent_queue(update: _QueueUpdate) -> _Handler:
-    """``_persistent(_per_queue(update))`` that leaves the member map as it is (the
-    same object: unchanged parts of a snapshot are shared)."""
-
-    def handle(
-        queues: Map[str, QueueLoad],
-        members: Map[tuple[str, str], Member],
-        ev: Mapping[str, str],
-        now: float,
-    ) -> _Pair | None:
-        qname = ev.get("Queue")
-        if not qname:
-            return None
-        q = update(queues.get(qname, EMPTY_QUEUE), ev, now)
-        return None if q is None else (queues.set(qname, q), members)
+        return q.finish(), m.finish() if members_too else members
 
     return handle
 
@@ -636,9 +619,9 @@ def _agent_complete(q: QueueLoad, ev: Mapping[str, str], now: float) -> QueueLoa
 
 # Items of a QueueStatus reply: go to the sync buffer while a sync is in progress.
 _SYNC_HANDLERS: dict[str, _Handler] = {
-    "QueueParams": _persistent_queue(_queue_params),
+    "QueueParams": _persistent(_per_queue(_queue_params), members_too=False),
     "QueueMember": _persistent(_status_member),
-    "QueueEntry": _persistent_queue(_queue_entry),
+    "QueueEntry": _persistent(_per_queue(_queue_entry), members_too=False),
 }
 # Live events about one queue's load, and about its members.
 _QUEUE_UPDATES: dict[str, _QueueUpdate] = {
@@ -713,7 +696,10 @@ LIVE_MUTATORS: Mapping[str, SiteMutator] = {
     **_MEMBER_HANDLERS,
 }
 LIVE_UPDATES: Mapping[str, SiteUpdate] = {
-    **{name: _site_update(_persistent_queue(u)) for name, u in _QUEUE_UPDATES.items()},
+    **{
+        name: _site_update(_persistent(_per_queue(u), members_too=False))
+        for name, u in _QUEUE_UPDATES.items()
+    },
     **{name: _site_update(_persistent(m)) for name, m in _MEMBER_HANDLERS.items()},
 }
 LIVE_REDUCERS: Mapping[str, Reducer] = {

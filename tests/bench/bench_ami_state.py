@@ -396,6 +396,41 @@ def judge(results: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+async def subscriber_costs(
+    calls: int, sizes: tuple[int, ...], only: str, passes: int
+) -> dict[int, float]:
+    """µs per event of the bus dispatch to the subscribers whose qualified name contains
+    ``only`` (``_state_handler``: the live state; ``AgentMirror``, ``Kpi``, ...), over
+    the queue mix parsed beforehand: what each part costs at each size, without the
+    parser and the floor. Sizes interleaved pass by pass; the median of the passes."""
+    rows = []
+    for agents in sizes:
+        stream, _ = generate_stream(calls, agents=agents)
+        ingest = make_ingest(agents)
+        parsed: list[Event] = []
+        proto = ccbridge_protocol(parsed.append)
+        for chunk in chunks_of(stream):
+            proto.data_received(chunk)
+        bus = ingest.bus
+        bus._by_name = {
+            name: tuple(h for h in handlers if only in getattr(h, "__qualname__", ""))
+            for name, handlers in bus._by_name.items()
+        }
+        rows.append((agents, ingest, parsed))
+    gc.collect()
+    gc.freeze()
+    costs: dict[int, list[float]] = {agents: [] for agents in sizes}
+    for _ in range(passes):
+        for agents, ingest, parsed in rows:
+            ingest.bridge.state = ingest.start
+            dispatch, site = ingest.bus.dispatch, ingest.site
+            t0 = time.thread_time()
+            for event in parsed:
+                dispatch(site, event)
+            costs[agents].append((time.thread_time() - t0) / len(parsed) * 1e6)
+    return {agents: statistics.median(c) for agents, c in costs.items()}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     ap.add_argument("--calls", type=int, default=4_000, help="calls of the queue mix per run")
@@ -403,8 +438,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--runs", type=int, default=1, help="runs (median and range reported)")
     ap.add_argument("--sizes", default=",".join(map(str, SIZES)), help="agent counts")
     ap.add_argument("--json", help="write the result here too")
+    ap.add_argument(
+        "--subscribers",
+        metavar="NAME",
+        help="only time the dispatch to subscribers whose name contains NAME, per size",
+    )
+    ap.add_argument("--passes", type=int, default=20, help="with --subscribers")
     args = ap.parse_args(argv)
     sizes = tuple(int(x) for x in args.sizes.split(","))
+    if args.subscribers:
+        if hasattr(os, "sched_setaffinity"):
+            os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[-1]})
+        got = asyncio.run(subscriber_costs(args.calls, sizes, args.subscribers, args.passes))
+        for agents, us in got.items():
+            print(f"{args.subscribers} at {agents:>6} agents: {us:.3f} us/event (dispatch)")
+        return 0
     r = asyncio.run(run(args.calls, args.seconds, sizes, args.runs))
     for n, one in enumerate(r["runs"], 1):
         for row in one["rows"]:

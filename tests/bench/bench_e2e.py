@@ -135,6 +135,10 @@ FLOOR_COMMAND = (
     + "\n"
 ).encode()
 TICK = os.sysconf("SC_CLK_TCK")
+# The CPU window of a step runs this long past its last call's start (measured_step): a
+# clean step's SIPp is done 0.8 s after it at 150 calls/s.
+CPU_SETTLE = 1.5
+LATE_AFTER = 2.0  # SIPp still running this long after the window: the step is not used
 TARGET = ("Answer()", "Wait(0.2)", "Hangup()")
 # The call ID as ccb-inbound gives it (dialplans/extensions.conf.j2), sent in the route
 # request: with records on, the bridge's decision starts the call's record. Every path
@@ -256,10 +260,16 @@ class Step:
     routed: int  # route decisions the bridge logged during the step
     seconds: float
     cpu_ms_per_call: dict[str, float] = field(default_factory=dict)
+    late: bool = False  # SIPp ran LATE_AFTER past the CPU window: see measured_step
 
     @property
     def clean(self) -> bool:
         return self.failed == 0 and self.successful == self.calls
+
+    @property
+    def usable(self) -> bool:
+        """Clean and on time: a step whose ratio to static means something."""
+        return self.clean and not self.late
 
     @property
     def pbx_ms(self) -> float:
@@ -359,17 +369,38 @@ def measured_step(
     share: tuple[float, float] = (IVR_SHARE, AGI_SHARE),
     extens: dict[str, str] = EXTENS,
 ) -> Step:
-    """One step, with the CPU seconds per call of every process named in ``pids`` and SIPp."""
+    """One step, with the CPU seconds per call of every process named in ``pids`` and SIPp.
+
+    The processes' CPU is read over the same window for every step, ``seconds`` +
+    CPU_SETTLE from the start, not until SIPp exits: Asterisk burns 30-60 ms/s between
+    calls (SIP transaction timers of earlier calls, its own housekeeping), so a step
+    whose SIPp lingered 3 s on one retransmitted call was charged 0.1 ms more per call
+    (5 % of static's cost: production's three SIPp callers lingered most, and its ratio
+    fell with them). A call still running at the window's end leaves the rest of its
+    hangup uncounted: a BYE's worth, for a few calls at most. A step whose SIPp ran on
+    for LATE_AFTER past the window is ``late`` and left out of the ratios: then the
+    machine was too busy to keep up (at load 17 on the 2 cores SIPp ran 5-13 s past, and
+    Asterisk's rate after the window was 270-320 ms/s, real calls' work the window cut
+    off, where until SIPp's exit charged the waiting), and neither window is right."""
     before = {name: cpu_seconds(pid) for name, pid in pids.items()}
     t0 = time.monotonic()
+    at_end: dict[str, float] = {}
+    window = threading.Timer(
+        seconds + CPU_SETTLE,
+        lambda: at_end.update({name: cpu_seconds(pid) for name, pid in pids.items()}),
+    )
+    window.start()
     with SippCpu(str(wd)) as sipp:
         calls, ok, failed, rt = place(
             str(site.sip), variant, rate, seconds, 6400, wd, share, extens
         )
-    used = {name: cpu_seconds(pid) - before[name] for name, pid in pids.items()}
+    window.join()  # SIPp done early: the window still ends at seconds + CPU_SETTLE
+    used = {name: at_end[name] - before[name] for name in pids}
     used["sipp"] = sipp.total
-    step = Step(variant, rate, rnd, 0, calls, ok, failed, rt, 0, round(time.monotonic() - t0, 1))
+    took = time.monotonic() - t0
+    step = Step(variant, rate, rnd, 0, calls, ok, failed, rt, 0, round(took, 1))
     step.cpu_ms_per_call = {name: round(1000 * sec / calls, 3) for name, sec in used.items()}
+    step.late = took > seconds + CPU_SETTLE + LATE_AFTER
     return step
 
 
@@ -386,7 +417,7 @@ def static_around(steps: list[Step], step: Step) -> float | None:
     before and just after it (the load of this shared machine drifts within a round)."""
     by_seq = {s.seq: s for s in steps}
     near = [by_seq.get(step.seq + d) for d in (-1, 1)]
-    got = [s.pbx_ms for s in near if s is not None and s.variant == "static" and s.clean]
+    got = [s.pbx_ms for s in near if s is not None and s.variant == "static" and s.usable]
     return sum(got) / len(got) if got else None
 
 
@@ -398,7 +429,7 @@ def summarise(steps: list[Step], rates: list[float]) -> dict[str, object]:
         at = [s for s in steps if s.rate == rate]
         per: dict[str, object] = {}
         for var in VARIANTS:
-            mine = [s for s in at if s.variant == var and s.clean]
+            mine = [s for s in at if s.variant == var and s.usable]
             if not mine:
                 per[var] = {"clean_rounds": 0}
                 continue
@@ -407,6 +438,7 @@ def summarise(steps: list[Step], rates: list[float]) -> dict[str, object]:
             per[var] = {
                 "clean_rounds": len(mine),
                 "failed_rounds": sum(1 for s in at if s.variant == var and not s.clean),
+                "late_rounds": sum(1 for s in at if s.variant == var and s.clean and s.late),
                 "pbx_ms": _spread([s.pbx_ms for s in mine]),
                 **{
                     f"{name}_ms": _spread([s.cpu_ms_per_call[name] for s in mine])
@@ -450,7 +482,7 @@ def judge_paths(steps: list[Step], rates: list[float]) -> dict[str, dict[str, ob
         for var in VARIANTS:
             if var == "static":
                 continue
-            mine = [s for s in steps if s.rate == rate and s.variant == var and s.clean]
+            mine = [s for s in steps if s.rate == rate and s.variant == var and s.usable]
             around = [(static_around(steps, s), s.pbx_ms) for s in mine]
             ratios = [st / own for st, own in around if st is not None]
             if ratios:
@@ -734,7 +766,8 @@ def _print_summary(result: dict[str, object]) -> None:
                 f"[{row['pbx_ms']['min']:.3f}-{row['pbx_ms']['max']:.3f}]  ratio to static "
                 f"{r_med:.3f} [{r_lo:.3f}-{r_hi:.3f}]"
                 f"  bridge decisions/call {row['routed_per_call']}  clean rounds "
-                f"{row['clean_rounds']}/{row['clean_rounds'] + row['failed_rounds']}",
+                f"{row['clean_rounds']}/{row['clean_rounds'] + row['failed_rounds']}"
+                f" (+{row['late_rounds']} late, left out)",
                 flush=True,
             )
 

@@ -108,3 +108,41 @@ def test_e2e_ratio_pools_the_rounds_and_says_when_noise_hides_the_target() -> No
     inside = bench_e2e.judge_ratio([0.946, 0.972, 1.05, 0.83, 1.18, 0.9, 0.99, 0.97])
     assert inside.verdict in (NOT_RESOLVED, MISSED)
     assert bench_e2e.judge_ratio([0.93, 0.94, 0.92, 0.95, 0.9, 0.94]).verdict == MISSED
+
+
+def test_e2e_plan_alternates_static_and_rotates_the_paths() -> None:
+    plan = bench_e2e.plan_steps(["held", "production"], rounds=3)
+    names = [name for _, name in plan]
+    assert names[0] == names[-1] == "static"
+    assert names[1::2] == ["held", "production", "production", "held", "held", "production"]
+    assert all(name == "static" for name in names[::2])  # A S B S: never S S
+    assert [rnd for rnd, name in plan if name != "static"] == [0, 0, 1, 1, 2, 2]
+
+
+def _step(seq: int, variant: str, ms: float, late: bool = False) -> bench_e2e.Step:
+    step = bench_e2e.Step(variant, 150.0, 0, seq, 1200, 1200, 0, 2.0, 0, 9.0)
+    step.cpu_ms_per_call = {"asterisk": ms}
+    step.late = late
+    return step
+
+
+def test_e2e_leaves_late_steps_out_of_the_ratios() -> None:
+    """A step whose SIPp ran on past the CPU window is not a ratio, nor a neighbour."""
+    steps = [
+        _step(0, "static", 2.0),
+        _step(1, "production", 2.05),
+        _step(2, "static", 2.1),
+        _step(3, "production", 1.6, late=True),  # the window cut its calls' work off
+        _step(4, "static", 2.0, late=True),
+        _step(5, "production", 2.0),
+        _step(6, "static", 2.0),
+    ]
+    judged = bench_e2e.judge_paths(steps, [150.0])["150"]
+    assert isinstance(judged, dict)
+    production = judged["production"]
+    assert isinstance(production, dict)
+    assert production["rounds"] == 2  # step 3 is late; step 5 has one usable neighbour
+    assert production["value"] == pytest.approx((2.05 / 2.05 + 2.0 / 2.0) / 2)
+    summary = bench_e2e.summarise(steps, [150.0])["150"]
+    assert isinstance(summary, dict)
+    assert summary["production"]["late_rounds"] == 1
