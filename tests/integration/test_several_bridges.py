@@ -284,8 +284,11 @@ async def test_hagi_srv_tries_the_next_bridge_by_priority(
             result = await load
             last = await asyncio.to_thread(sessions, config, two.base)
         assert result.failed == 0 and result.successful == result.created, result.output[-2500:]
+        # The killed bridge's last decisions wait in its journal for its next start (it
+        # is not restarted here): up to a second of calls may be missing, none may be a
+        # static fallback.
         deadline = time.monotonic() + 20
-        while len(rows := await recorded(config.store, started)) < result.created:
+        while len(rows := await recorded(config.store, started)) < result.created - 5:
             assert time.monotonic() < deadline, (len(rows), result.created)
             await asyncio.sleep(0.5)
         assert not any(r.fallback for r in rows), [r for r in rows if r.fallback]
