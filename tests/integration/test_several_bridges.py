@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from ccbridge.cluster import ENV_AGI_LISTEN, ENV_HTTP_LISTEN, ENV_ID
+from ccbridge.cluster import ENV_AGI_LISTEN, ENV_HTTP_LISTEN, ENV_ID, ENV_JOURNAL
 from ccbridge.config import Config, load_config
 from ccbridge.config.store import StoreSettings
 from ccbridge.lab.demo import BridgeProcess, http_json
@@ -122,8 +122,14 @@ async def bridges(lab: Lab, config: Config) -> AsyncIterator[tuple[BridgeProcess
     one, two = BridgeProcess(lab, WEDNESDAY_MORNING), BridgeProcess(lab, WEDNESDAY_MORNING)
     for b in (one, two):
         b.config = config
-    one.extra_env = {ENV_ID: "bridge-1"}
-    two.extra_env = {ENV_ID: "bridge-2", ENV_AGI_LISTEN: SECOND[0], ENV_HTTP_LISTEN: SECOND[1]}
+    journal = Path(config.source).parent  # one record journal each, as on two hosts
+    one.extra_env = {ENV_ID: "bridge-1", ENV_JOURNAL: str(journal / "b1.journal")}
+    two.extra_env = {
+        ENV_ID: "bridge-2",
+        ENV_AGI_LISTEN: SECOND[0],
+        ENV_HTTP_LISTEN: SECOND[1],
+        ENV_JOURNAL: str(journal / "b2.journal"),
+    }
     two.base = f"http://{SECOND[1]}"
     try:
         for b in (one, two):  # one after the other: two starts at once crowd 2 cores
