@@ -91,6 +91,12 @@ def _job(
     return asyncio.run(build(settings, config, kind, q, now))
 
 
+def _started_pool() -> ProcessPoolExecutor:
+    pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+    pool.submit(int).result()  # the process is up and has imported what a job needs
+    return pool
+
+
 class ReportWorker:
     """The worker process; ``run`` awaits one report, ``close`` stops the process."""
 
@@ -102,8 +108,9 @@ class ReportWorker:
         self, config: Config, kind: Kind, q: ReportQuery, now: datetime
     ) -> Encoded | WorkerFault:
         if self._pool is None:
-            ctx = multiprocessing.get_context("spawn")
-            self._pool = ProcessPoolExecutor(max_workers=1, mp_context=ctx)
+            # Starting the process (fork and exec, the pickled preparation data) takes
+            # tens of milliseconds: in a thread, not on the loop.
+            self._pool = await asyncio.to_thread(_started_pool)
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._pool, _job, self._settings, config, kind, q, now)
 
