@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import statistics
@@ -59,6 +60,7 @@ def make_bridge(sites: int, agents: int, folder: Path) -> Bridge:
     cfg = folder / f"bench-{sites}-{agents}.yaml"
     cfg.write_text(deployment(sites, agents, [15038 + i for i in range(sites)], 14573, 18080, None))
     bridge = Bridge(load_config(cfg), Clock(AT))
+    gc.freeze()  # as Bridge.start does with what start-up built (the live state comes later)
     now = bridge.clock.time()
     state = bridge.state
     per_site = agents // sites
