@@ -30,6 +30,8 @@ from ccbridge.clock import Clock
 from ccbridge.cluster import Heartbeat
 from ccbridge.config.model import Config
 from ccbridge.desk.live import LiveCalls
+from ccbridge.edge.driver import EdgeDriver
+from ccbridge.edge.view import edge_view
 from ccbridge.events import EventBus, EventHandler
 from ccbridge.heldroutes import HeldRoutePublisher
 from ccbridge.http.app import build_app
@@ -205,6 +207,12 @@ class Bridge:
             allow=agi_allow.allowlist(config),
             on_forbidden=self.metrics.agi_forbidden.inc,
         )
+        # The SIP edge in front of the sites (config `edge:`): kept told which sites take calls.
+        view = edge_view(config)
+        self.edge: EdgeDriver | None = None
+        if view is not None and view.settings.enabled:
+            hold = config.routing.site_holdoff
+            self.edge = EdgeDriver(view, lambda: self.state, self.clock.time, hold, self.registry)
         self._parts: Parts | None = None
         self.http_port: int | None = None
         self.access_store = AccessStore(config)
@@ -609,6 +617,9 @@ class Bridge:
             await parts.start(
                 f"AMI link to {s.name}", f"{s.ami.host}:{s.ami.port}", link.start, link.stop
             )
+        if self.edge is not None:
+            edge = self.edge
+            await parts.start("SIP edge driver", edge.view.settings.rpc_url, edge.start, edge.stop)
         held = self.config.routing.held_routes
         if held.enabled:
             await parts.start("held routes", "each site's AstDB", self.held.start, self.held.stop)

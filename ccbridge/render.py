@@ -11,6 +11,7 @@ import jinja2
 
 from ccbridge import variables
 from ccbridge.agi_guard import agi_urls, guard_view, route_urls
+from ccbridge.config.edge import EDGE_DIR
 from ccbridge.config.model import (
     Config,
     Number,
@@ -21,6 +22,7 @@ from ccbridge.config.model import (
     TrunkKind,
     queue_name,
 )
+from ccbridge.edge.view import edge_view
 from ccbridge.ivr_render import (
     PromptResolver,
     custom_prompts,
@@ -46,6 +48,10 @@ TEMPLATE_FILES = (
 
 # The AGI guard's HAProxy config, rendered only when `bridge.agi_guard` is on.
 GUARD_FILE = "haproxy.cfg"
+
+# The SIP edge's files (config `edge:`), rendered into OUT/edge/ (EDGE_DIR).
+EDGE_CONFIG = "kamailio.cfg"
+EDGE_LIST = "dispatcher.list"
 
 
 def default_template_dir() -> Path:
@@ -296,6 +302,8 @@ def site_context(config: Config, site: Site) -> dict[str, object]:
         "site_trunks": [t for t in config.trunks if t.site == site.name],
         "inbound_peers": _inbound_peers(config, site),
         "carriers": config.carrier_trunks(site.name),
+        # Calls from carriers come from their own sources, or through the SIP edge.
+        "carrier_sources": _carrier_sources(config, site),
         "tls_names": TlsFiles,
         "ami_secret": site.ami.secret.reveal(),
         "held": config.routing.held_routes,
@@ -304,6 +312,32 @@ def site_context(config: Config, site: Site) -> dict[str, object]:
         "recording": recording_view(config, site),
         **ivr_context(config, site),
     }
+
+
+def _carrier_sources(config: Config, site: Site) -> tuple[str, ...]:
+    edge = config.edge
+    if edge is None or edge.sip.host in site.carrier_sources:
+        return site.carrier_sources
+    return (*site.carrier_sources, edge.sip.host)
+
+
+def render_edge(
+    config: Config, template_dir: Path | None = None, install_dir: str | None = None
+) -> dict[str, str]:
+    """File name -> text of the SIP edge's kamailio.cfg and dispatcher.list; {} without
+    an edge. ``install_dir`` overrides where kamailio.cfg finds the list (the lab's own)."""
+    view = edge_view(config)
+    if view is None:
+        return {}
+    env = make_environment(template_dir or default_template_dir())
+    folder = (install_dir or view.settings.install_dir).rstrip("/")
+    ctx = {
+        "edge": view.settings,
+        "view": view,
+        "algorithm": view.algorithm,
+        "list_file": f"{folder}/{EDGE_LIST}",
+    }
+    return {name: env.get_template(f"{name}.j2").render(ctx) for name in (EDGE_CONFIG, EDGE_LIST)}
 
 
 def render_site(config: Config, site: Site, template_dir: Path | None = None) -> dict[str, str]:
@@ -346,4 +380,11 @@ def render_all(config: Config, out_dir: Path, template_dir: Path | None = None) 
             shutil.copyfile(src, p)
             p.chmod(0o600)  # the key; the others need no secrecy but gain nothing from more
             written.append(p)
+    edge = render_edge(config, template_dir)
+    if edge:
+        d = out_dir / EDGE_DIR
+        d.mkdir(parents=True, exist_ok=True)
+        for name, text in edge.items():
+            (d / name).write_text(text, encoding="utf-8")
+            written.append(d / name)
     return written

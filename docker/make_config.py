@@ -25,11 +25,19 @@ ADDRESSES = {
     "127.0.0.1": "172.28.0.30",  # phones
 }
 SUBNET = "172.28.0.0/24"  # compose.yaml's network
+BRIDGE_ADDRESS = "172.28.0.20"
 BRIDGE_LINES = {
     "agi_listen": "0.0.0.0:4573         # all interfaces of the bridge container",
     "agi_url_host": "bridge:4573        # the compose service: Asterisk resolves it by DNS",
     "http_listen": "0.0.0.0:8080        # Prometheus scrapes bridge:8080/metrics",
 }
+EDGE_LINES = (
+    "# Kamailio as the SIP edge (README: The SIP edge), run by `docker compose --profile edge\n"
+    "# up` in the bridge's network namespace: carriers may call it on the bridge's address;\n"
+    "# the bridge disables down, drained or held-off sites there over its loopback JSON-RPC.\n"
+    f"edge:\n  enabled: true\n  sip: {BRIDGE_ADDRESS}:\\2\n  rpc: 127.0.0.1:\\3\n"
+    "  install_dir: /rendered/edge\n"
+)
 CLUSTER_LINES = (
     "  # Two bridges (compose services bridge and bridge2) run this same file; each\n"
     "  # site's AGI guard balances over both (README: Several bridges).\n"
@@ -88,6 +96,17 @@ def transform(lab_text: str) -> str:
         body = body.replace(f"file: {lab_path}}}", f"file: {docker_path}}}")
     for lab_ip, docker_ip in ADDRESSES.items():
         body = re.sub(rf"(?<![\d.]){re.escape(lab_ip)}(?![\d])", docker_ip, body)
+    # The SIP edge (compose profile `edge`) runs in the bridge's network namespace: SIP on
+    # the bridge's address, its JSON-RPC on that namespace's loopback as in the lab, its
+    # dispatcher.list where the `render` service writes it. The bridge drives it there.
+    body, n = re.subn(
+        r"(?m)^(#[^\n]*\n)*edge:\n  enabled: false\n  sip: 127\.0\.9\.1:(\d+)\n"
+        r"  rpc: 127\.0\.9\.1:(\d+)\n",
+        EDGE_LINES,
+        body,
+    )
+    if n != 1:
+        raise ValueError("examples/lab.yaml: expected the edge section's first four lines")
     if "../.lab" in body:
         raise ValueError("examples/lab.yaml refers to .lab/ files the stack does not have")
     return HEADER + body

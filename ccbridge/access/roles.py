@@ -29,7 +29,6 @@ VOCABULARY: Mapping[str, str] = {
     "ccb.reports.{site}.read": "a site's reports",
     "ccb.reports.{site}.export": "a site's reports as CSV",
     "ccb.recordings.{site}.read": "a site's recordings: list and play back (audited)",
-    "ccb.recordings.{site}.pause": "pause or resume the recording of a call at a site",
     "ccb.routes.preview": "preview a routing decision",
     # live supervision of a call (issue 14) from a phone at a site the user answers for;
     # {mode}: listen, whisper or barge (ccbridge/desk/modes.py)
@@ -66,7 +65,6 @@ BUILTIN: Mapping[str, Role] = {
                 "ccb.calls.{site}.read",
                 "ccb.reports.{site}.#",
                 "ccb.recordings.{site}.read",
-                "ccb.recordings.{site}.pause",
                 "ccb.supervise.*",
                 "ccb.numbers.read",
                 "ccb.routes.preview",

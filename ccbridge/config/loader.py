@@ -12,6 +12,7 @@ from typing import Any
 
 from ccbridge.config.access_loader import AccessSettings, parse_access, parse_tls
 from ccbridge.config.deploy import DeploySettings, parse_deploy
+from ccbridge.config.edge import parse_edge
 from ccbridge.config.guard_loader import (
     check_guard,
     parse_agi_guard,
@@ -547,6 +548,7 @@ _TOP = {
     "access",
     "deploy",
     "screen_pop",
+    "edge",
 }
 
 
@@ -693,6 +695,10 @@ def parse_config(
     if "screen_pop" in top:
         with r.at("screen_pop", top):
             screen_pop = r.collect(lambda: parse_screen_pop(r, top["screen_pop"]))
+    edge = None
+    if "edge" in top:
+        with r.at("edge", top):
+            edge = r.collect(lambda: parse_edge(r, top["edge"], sites))
     missing = r.missing_secrets()
     if resolve_secrets:
         r.problems += [missing_secret_problem(m) for m in missing]
@@ -717,6 +723,7 @@ def parse_config(
         screen_pop=screen_pop or ScreenPopSettings(),
         survey=survey,
         recording=recording,
+        edge=edge,
         missing_secrets=missing,
     )
 

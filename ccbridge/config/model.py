@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, ClassVar
 if TYPE_CHECKING:
     from ccbridge.config.access_loader import AccessSettings, TlsSettings
     from ccbridge.config.deploy import DeploySettings
+    from ccbridge.config.edge import EdgeSettings
     from ccbridge.config.ivr import IvrSettings, SelfServiceSettings
     from ccbridge.config.recording import RecordingSettings
     from ccbridge.config.records import RecordsSettings
@@ -435,6 +436,7 @@ class Config:
     deploy: DeploySettings = field(default_factory=lambda: _default_deploy())
     recording: RecordingSettings | None = None  # None: nothing is recorded
     screen_pop: ScreenPopSettings = field(default_factory=lambda: _default_screen_pop())
+    edge: EdgeSettings | None = None  # None: carriers send calls to the sites directly
     # Secrets that gave nothing where the file was read (only when loaded without
     # requiring them, e.g. by `ccbridge check` on an admin's laptop).
     missing_secrets: tuple[MissingSecret, ...] = ()

@@ -84,6 +84,9 @@ class SpySession:
     state: SpyState = SpyState.RINGING
     spyer_channel: str | None = None
     ended_reason: str | None = None
+    # the call ended while the supervisor's phone still rang: hang that phone up (ChanSpy
+    # would otherwise wait for a channel that will never come back)
+    cancel_ringing: bool = False
 
 
 EndHandler = Callable[[SpySession], None]
@@ -203,6 +206,7 @@ class LiveCalls:
         call.agent_channel = None
         for s in self.active_sessions(call.call_id):
             if s.site == site:
+                s.cancel_ringing = s.state is SpyState.RINGING
                 self.end_session(s, "call ended" if not moved else "call transferred")
 
     def _ivr(self, site: str, event: Event) -> None:

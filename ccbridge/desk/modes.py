@@ -10,9 +10,11 @@ BARGE: Final = "barge"
 MODES: Final = (LISTEN, WHISPER, BARGE)
 
 # ChanSpy's options: q quiet (no beep, no channel name spoken), E exit when the spied
-# channel hangs up, d DTMF 4/5/6 switch the mode (what a mode change sends, below),
-# w whisper to the spied channel (the agent) only, B barge: talk to both sides.
-_BASE: Final = "qEd"
+# channel hangs up, S exit when it is gone already (the call ended while the supervisor's
+# phone rang: ChanSpy would otherwise wait for it), d DTMF 4/5/6 switch the mode (what a
+# mode change sends, below), w whisper to the spied channel (the agent) only, B barge:
+# talk to both sides.
+_BASE: Final = "qESd"
 _MODE_OPTION: Final = {LISTEN: "", WHISPER: "w", BARGE: "B"}
 # With ``d``: 4 = listen (spy), 5 = whisper, 6 = barge (app_chanspy.c, the 'd' option).
 MODE_DIGIT: Final = {LISTEN: "4", WHISPER: "5", BARGE: "6"}

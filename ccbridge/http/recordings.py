@@ -6,7 +6,7 @@ import logging
 
 from aiohttp import web
 
-from ccbridge.http.access import requires, scope_sites
+from ccbridge.http.access import can, requires, scope_sites
 from ccbridge.http.base import SERVICES, error_response, json_body, required_string
 from ccbridge.recording.crypto import CryptoError
 from ccbridge.recording.ranges import RangeError, parse_range
@@ -14,16 +14,20 @@ from ccbridge.recording.ranges import RangeError, parse_range
 log = logging.getLogger("ccbridge.http")
 
 READ = "ccb.recordings.{site}.read"
-PAUSE = "ccb.recordings.{site}.pause"
+# Pausing a recording is a control of the call, like hold: the call's agent (a card
+# number read out) or a supervisor of that agent (ccbridge/http/desk.py).
+CONTROL = "ccb.agents.{agent}.calls.control"
 
 
-@requires(PAUSE)
+@requires(CONTROL)
 async def control(request: web.Request) -> web.Response:
     """Body {"action": "pause" | "resume"}: MixMonitorMute on the call's recording."""
     body = await json_body(request)
     action = required_string(body, "action")
     result = await request.app[SERVICES].recordings.control(
-        request.match_info["id"], action[:20], scope_sites(request, PAUSE)
+        request.match_info["id"],
+        action[:20],
+        lambda agent: can(request, CONTROL.format(agent=agent or "-")),
     )
     return web.json_response(result)
 

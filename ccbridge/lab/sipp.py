@@ -260,7 +260,8 @@ def place_calls(
     limit: int | None = None,
     scenario: str = "caller.xml",  # talking_caller.xml: sends audio once answered
 ) -> CallResult:
-    """Place ``calls`` calls to ``did`` at ``target`` (HOST:PORT), bounded by max_seconds."""
+    """Place ``calls`` calls to ``did`` at ``target`` (HOST:PORT), bounded by max_seconds
+    (``edge_caller.xml``: through the SIP edge, following its recorded route)."""
     cmd = caller_command(
         SCENARIOS / scenario, target, did, caller=caller, local_port=local_port,
         calls=calls, max_seconds=max_seconds,

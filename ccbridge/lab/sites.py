@@ -13,6 +13,7 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import jinja2
 
@@ -20,6 +21,9 @@ from ccbridge.agi import health as agi_health
 from ccbridge.config.model import Config, Site
 from ccbridge.lab.rootfs import LabError, build_root
 from ccbridge.render import GUARD_FILE, render_site, tls_copies
+
+if TYPE_CHECKING:
+    from ccbridge.lab.edge import LabEdge
 
 log = logging.getLogger("ccbridge.lab")
 
@@ -315,7 +319,8 @@ class Lab:
         return out.stdout + out.stderr
 
     def up(self, timeout: float = 60.0) -> dict[str, float]:
-        """Start every site and wait until each answers AMI; returns timings in seconds."""
+        """Start every site and wait until each answers AMI, then the SIP edge when the
+        config enables one; returns timings in seconds."""
         t0 = time.monotonic()
         build = self.prepare()
         t1 = time.monotonic()
@@ -323,6 +328,8 @@ class Lab:
             self.start_site(site)
         for site in self.config.sites:
             self.wait_ami(site, timeout=max(5.0, timeout - (time.monotonic() - t1)))
+        if self.config.edge is not None and self.config.edge.enabled:
+            self.edge().start()
         return {"build": build, "start": time.monotonic() - t1, "total": time.monotonic() - t0}
 
     def reconfigure(self, config: Config, timeout: float = 30.0) -> None:
@@ -355,7 +362,15 @@ class Lab:
             time.sleep(0.2)
         raise LabError(f"site {site.name}: AMI not ready after {timeout:.0f}s ({last})")
 
+    def edge(self, config: Config | None = None) -> LabEdge:
+        """The lab's SIP edge for ``config`` (default: the lab's own), started or not."""
+        from ccbridge.lab.edge import LabEdge  # it imports this module's helpers
+
+        return LabEdge(config or self.config, self.dir)
+
     def down(self) -> None:
+        if self.config.edge is not None:
+            self.edge().stop()
         for site in self.config.sites:
             self.stop_site(site)
         # Leave no process behind, even from an earlier lab whose pid files are gone:
@@ -365,6 +380,7 @@ class Lab:
         strays += processes_mentioning(
             str(self.root) if not self.system else str(self.dir), "haproxy"
         )
+        strays += processes_mentioning(str(self.dir), "kamailio")  # the SIP edge's
         for pid in strays:
             _signal(pid, signal.SIGCONT)
             _signal(pid, signal.SIGKILL)

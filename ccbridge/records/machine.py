@@ -33,7 +33,7 @@ from ccbridge.records import callid
 from ccbridge.routing.engine import CallRequest, Decision
 from ccbridge.routing.reasons import Outcome as RouteOutcome
 from ccbridge.routing.reasons import Reason
-from ccbridge.store.schema import HungUpBy, Outcome
+from ccbridge.store.schema import HungUpBy, Outcome, RouteSource
 
 Out = tuple[str, dict[str, Any]]  # (table, column values) for RecordWriter.put
 Event = Mapping[str, str]
@@ -282,6 +282,12 @@ class RecordMachine:
         if not handler(call, leg, event, at, out):
             return self._skip(f"bad_{name}")
         self.events += 1
+        if site == cid.entry_site and call.columns.get("route_source") in _HELD_MAY_SET:
+            held = _held_source(event)
+            if held is not None:
+                # What the PBX did wins over a decision it may never have received (the
+                # bridge answered after the dialplan gave up on it).
+                call.columns["route_source"] = held
         if site == cid.entry_site and call.caller is None:
             num = event.get("CallerIDNum", "")
             if num and num != "<unknown>" and len(num) <= 64 and _clean(num):
@@ -317,6 +323,8 @@ class RecordMachine:
             "reasons": reasons,
             "static_fallback": False,
         }
+        if state.columns.get("route_source") is None:
+            cols["route_source"] = RouteSource.BRIDGE.value
         if decision.outcome == RouteOutcome.AFTER_HOURS and decision.action in _AFTER_HOURS_OUTCOME:
             state.after_hours = decision.action
             cols["after_hours_action"] = decision.action
@@ -476,6 +484,7 @@ class RecordMachine:
 
     def _fallback(self, call: Call, leg: Leg, ev: Event, at: datetime, out: list[Out]) -> bool:
         call.columns["static_fallback"] = True
+        call.columns["route_source"] = RouteSource.STATIC.value
         did = ev.get("Did", "")
         if did and len(did) <= 32 and _clean(did):
             call.did = did
@@ -690,6 +699,21 @@ def _chan_variables(event: Event) -> Iterable[str]:
 
 
 _PREFIX: Final = v.CALLID + "="
+_HELD_PREFIX: Final = v.HELD_SOURCE + "="
+# CCB_HELD as the dialplan sets it (manager.conf channelvars carries it in every event)
+_HELD_SOURCES: Final = {
+    v.HELD_FRESH: RouteSource.HELD.value,
+    v.HELD_FALLBACK: RouteSource.FALLBACK.value,
+}
+_HELD_MAY_SET: Final = (None, RouteSource.BRIDGE.value)  # static, held, fallback stay
+
+
+def _held_source(event: Event) -> str | None:
+    """The route source the event's CCB_HELD channel variable names, else None."""
+    for item in _chan_variables(event):
+        if isinstance(item, str) and item.startswith(_HELD_PREFIX):
+            return _HELD_SOURCES.get(item[len(_HELD_PREFIX) :])
+    return None
 
 
 def _call_id_text(event: Event, name: str) -> str | None:

@@ -1,5 +1,5 @@
-"""Reports built and encoded in a worker process, so the bridge's event loop never holds
-a month of rows.
+"""Reports and staffing plans built in a worker process, so the bridge's event loop never
+holds a month of rows.
 
 Why a process (BENCHMARKS.md §10, "loop stall"): a month's 15-minute report is ~25,000
 answer rows; SQLAlchemy's row processing, the assembly and the JSON encoding are ~1 s of
@@ -7,6 +7,10 @@ Python. On the bridge's loop that held it 70-170 ms at a time; on a reader threa
 its own loop the loop still stalled 50-220 ms, because that thread holds the GIL (and,
 on a busy two-core machine, the core) whenever the loop wants it. A process shares
 neither: the loop awaits a future and receives the encoded answer as bytes.
+
+The staffing plan (the gauges' refresh and GET /api/v1/staffing) runs here too: read
+from the store on the loop, its first plan held the loop 60-80 ms under load (statement
+compilation, row processing, the holiday calendars), failing the 50 ms gate.
 
 One worker, started on first use (``spawn``: nothing of the bridge's state or sockets is
 inherited) and kept; each job opens an engine on the worker's own loop and disposes of
@@ -21,12 +25,16 @@ import json
 import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Literal
+from datetime import date, datetime
+from typing import TYPE_CHECKING, Literal
 
 from ccbridge.config.model import Config
 from ccbridge.config.store import StoreSettings
 from ccbridge.reports.query import ReportQuery
+
+if TYPE_CHECKING:
+    from ccbridge.staffing.plan import Targets
+    from ccbridge.staffing.planning import PlanResult
 
 Kind = Literal["intervals", "agents"]
 
@@ -44,9 +52,9 @@ class Encoded:
 @dataclass(frozen=True, slots=True)
 class WorkerFault:
     """What went wrong in the worker: ``query`` (the parameters: 400), ``store`` (the
-    database: 503)."""
+    database: 503), ``no-history`` (no records to plan staffing from)."""
 
-    kind: Literal["query", "store"]
+    kind: Literal["query", "store", "no-history"]
     message: str
 
 
@@ -79,10 +87,14 @@ async def build(
     except IntervalError as exc:
         return WorkerFault("query", str(exc))
     except (OSError, TimeoutError, DBAPIError) as exc:
-        why = str(getattr(exc, "orig", None) or exc).splitlines()[0] if str(exc) else ""
-        return WorkerFault("store", why or type(exc).__name__)
+        return _store_fault(exc)
     finally:
         await engine.dispose()
+
+
+def _store_fault(exc: BaseException) -> WorkerFault:
+    why = str(getattr(exc, "orig", None) or exc).splitlines()[0] if str(exc) else ""
+    return WorkerFault("store", why or type(exc).__name__)
 
 
 def _job(
@@ -91,21 +103,83 @@ def _job(
     return asyncio.run(build(settings, config, kind, q, now))
 
 
+async def plan(
+    settings: StoreSettings,
+    config: Config,
+    days: list[date],
+    targets: Targets,
+    now: datetime,
+    weeks: int,
+) -> PlanResult | WorkerFault:
+    """The staffing plan of ``days`` on the running loop, on an engine of its own."""
+    from sqlalchemy.exc import DBAPIError
+
+    from ccbridge.staffing.history import NoHistory
+    from ccbridge.staffing.storehistory import plan_from_store
+    from ccbridge.store.engine import make_engine
+
+    engine = make_engine(settings)
+    try:
+        return await plan_from_store(engine, config, days, targets, now=now, weeks=weeks)
+    except NoHistory as exc:
+        return WorkerFault("no-history", str(exc))
+    except (OSError, TimeoutError, DBAPIError) as exc:
+        return _store_fault(exc)
+    finally:
+        await engine.dispose()
+
+
+def _plan_job(
+    settings: StoreSettings,
+    config: Config,
+    days: list[date],
+    targets: Targets,
+    now: datetime,
+    weeks: int,
+) -> PlanResult | WorkerFault:
+    return asyncio.run(plan(settings, config, days, targets, now, weeks))
+
+
+def _started_pool() -> ProcessPoolExecutor:
+    pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+    pool.submit(int).result()  # the process is up and has imported what a job needs
+    return pool
+
+
 class ReportWorker:
-    """The worker process; ``run`` awaits one report, ``close`` stops the process."""
+    """The worker process; ``run`` awaits one report, ``plan`` one staffing plan,
+    ``close`` stops the process. One is shared by the report and staffing services."""
 
     def __init__(self, settings: StoreSettings) -> None:
         self._settings = settings
         self._pool: ProcessPoolExecutor | None = None
 
+    async def _started(self) -> ProcessPoolExecutor:
+        if self._pool is None:
+            # Starting the process (fork and exec, the pickled preparation data) takes
+            # tens of milliseconds: in a thread, not on the loop.
+            pool = await asyncio.to_thread(_started_pool)
+            if self._pool is None:
+                self._pool = pool
+            else:  # another caller started one meanwhile
+                await asyncio.to_thread(pool.shutdown, True)
+        return self._pool
+
     async def run(
         self, config: Config, kind: Kind, q: ReportQuery, now: datetime
     ) -> Encoded | WorkerFault:
-        if self._pool is None:
-            ctx = multiprocessing.get_context("spawn")
-            self._pool = ProcessPoolExecutor(max_workers=1, mp_context=ctx)
+        pool = await self._started()
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, _job, self._settings, config, kind, q, now)
+        return await loop.run_in_executor(pool, _job, self._settings, config, kind, q, now)
+
+    async def plan(
+        self, config: Config, days: list[date], targets: Targets, now: datetime, weeks: int
+    ) -> PlanResult | WorkerFault:
+        pool = await self._started()
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            pool, _plan_job, self._settings, config, days, targets, now, weeks
+        )
 
     async def close(self) -> None:
         pool, self._pool = self._pool, None

@@ -189,12 +189,9 @@ class Router:
 
     def _usable(self, offer: _Offer, s: SiteState | None, receiving: str, ts: float) -> Skip | None:
         """Why a site cannot take calls regardless of hours, or None."""
-        if s is None or not s.up:
-            return Skip.SITE_DOWN
-        if s.drained:
-            return Skip.DRAINED
-        if s.up_since is None or ts - s.up_since < self._routing.site_holdoff:
-            return Skip.HOLDOFF
+        why = site_unusable(s, ts, self._routing.site_holdoff)
+        if why is not None:
+            return why
         if offer.site != receiving and not self._trunks.get((receiving, offer.site)):
             return Skip.NO_TRUNK
         return None
@@ -400,6 +397,18 @@ class Router:
             None,
             tuple(skipped),
         )
+
+
+def site_unusable(s: SiteState | None, ts: float, holdoff: float) -> Skip | None:
+    """Why a site takes no new calls whatever the call (down, drained, recovered within
+    ``holdoff`` seconds), or None: the router's rule, and the SIP edge's (ccbridge/edge)."""
+    if s is None or not s.up:
+        return Skip.SITE_DOWN
+    if s.drained:
+        return Skip.DRAINED
+    if s.up_since is None or ts - s.up_since < holdoff:
+        return Skip.HOLDOFF
+    return None
 
 
 def remember(state: LiveState, decision: Decision) -> LiveState:

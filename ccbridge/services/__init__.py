@@ -48,12 +48,16 @@ class Services:
 
     @classmethod
     def over(cls, runtime: ClusterRuntime) -> Services:
+        from ccbridge.reports.worker import ReportWorker
+
+        # one worker process for reports and staffing plans, started on first use
+        worker = ReportWorker(runtime.config.store)
         return cls(
             SiteService(runtime),
             AgentService(runtime),
             CallService(runtime),
-            StaffingService(runtime),
-            ReportService(runtime),
+            StaffingService(runtime, worker),
+            ReportService(runtime, worker),
             RecordingService(runtime, lambda: runtime.recording),
             DeskService(runtime),
             ClusterService(runtime),

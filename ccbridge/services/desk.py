@@ -8,6 +8,7 @@ caller dropped. Which site acts is the one holding the agent's leg of the call.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import uuid
@@ -75,6 +76,7 @@ class DeskService:
 
     def __init__(self, runtime: Runtime) -> None:
         self._rt = runtime
+        self._tasks: set[asyncio.Task[None]] = set()
         runtime.desk.on_session_end = self._session_ended
 
     # -- lookups ------------------------------------------------------------------------
@@ -228,6 +230,21 @@ class DeskService:
     def _session_ended(self, s: SpySession) -> None:
         self._audit_session(s.actor, "supervise.end", s, {"reason": s.ended_reason or ""})
         log.info("supervision ended", extra=ctx(call=s.call_id, site=s.site, reason=s.ended_reason))
+        if s.cancel_ringing:
+            task = asyncio.get_running_loop().create_task(self._stop_ringing(s))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _stop_ringing(self, s: SpySession) -> None:
+        """No supervisor left ringing for a call that is gone."""
+        link = self._rt.links.get(s.site)
+        if link is None or not link.connected:
+            return  # the site is down: its Asterisk ends the ring at the originate timeout
+        try:
+            await self._send(link, s.site, "Hangup", {"Channel": s.channel_id})
+        except ServiceError as exc:
+            # answered and gone a moment ago (ChanSpy's S option then ends it anyway)
+            log.info("supervisor's ring not stopped: %s", exc, extra=ctx(call=s.call_id))
 
     # -- transfer -----------------------------------------------------------------------
     async def transfer(

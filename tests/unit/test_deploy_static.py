@@ -174,7 +174,9 @@ def test_a_number_no_context_answers(config: Config, templates: Path) -> None:
 def test_a_variable_outside_the_contract(config: Config, templates: Path) -> None:
     """The contract check of the render test, generalised into the command."""
     line = edit(
-        templates / "extensions.conf.j2", "Set(__{{ v.DID }}=${EXTEN})", "Set(__CCB_DIDD=${EXTEN})"
+        templates / "extensions.conf.j2",
+        "Set(__{{ v.DID }}=${EXTEN})",
+        "Set(__CCB_DIDD=${EXTEN})",
     )
     found = findings(config, templates)
     assert any(

@@ -21,6 +21,7 @@ from ccbridge.config import load_config
 from ccbridge.desk.live import CallState
 from ccbridge.routing.state import set_site_up
 from ccbridge.services.desk import encode
+from tests.polling import until
 
 REPO = Path(__file__).resolve().parents[2]
 AUTH = {"Authorization": "Bearer the-token"}
@@ -126,7 +127,7 @@ async def test_monitor_rings_the_supervisor_over_the_trunk_into_chanspy(setup: S
     ((name, fields),) = links["dhaka"].actions
     assert name == "Originate"
     assert fields["Channel"] == "PJSIP/phone.blr-agent1@dac-blr"
-    assert (fields["Application"], fields["Data"]) == ("ChanSpy", f"{AGENT_CHAN},qEdw")
+    assert (fields["Application"], fields["Data"]) == ("ChanSpy", f"{AGENT_CHAN},qESdw")
     assert links["bangalore"].actions == []
     assert trail.actions()[-1] == "supervise.start"
 
@@ -160,13 +161,26 @@ async def test_a_session_ends_when_the_call_or_the_supervisor_ends(setup: Setup)
         assert status == 201
     # a supervisor at the call's own site is rung directly; listen is ChanSpy without w/B
     assert links["dhaka"].actions[-1][1]["Channel"] == "PJSIP/dac-agent2"
-    assert links["dhaka"].actions[-1][1]["Data"] == f"{AGENT_CHAN},qEd"
+    assert links["dhaka"].actions[-1][1]["Data"] == f"{AGENT_CHAN},qESd"
     first = links["dhaka"].actions[0][1]["ChannelId"]
     bridge.bus.dispatch("dhaka", {"Event": "ChanSpyStop", "SpyerUniqueid": first})
     assert len(bridge.desk.active_sessions()) == 1
     bridge.bus.dispatch("dhaka", event("AgentComplete", Reason="caller", Queue="orders-en"))
     assert bridge.desk.active_sessions() == []
     assert trail.actions().count("supervise.end") == 2
+
+
+async def test_a_call_ending_while_the_supervisor_rings_hangs_the_phone_up(
+    setup: Setup,
+) -> None:
+    c, bridge, links, _ = setup
+    connect(bridge)
+    body = {"mode": "listen", "supervisor": "blr-agent1"}
+    assert (await post(c, f"/api/v1/calls/{CALL}/monitor", body))[0] == 201
+    spy = links["dhaka"].actions[0][1]["ChannelId"]
+    bridge.bus.dispatch("dhaka", event("AgentComplete", Reason="caller", Queue="orders-en"))
+    await until(lambda: len(links["dhaka"].actions) == 2, 5, "the ringing phone hung up")
+    assert links["dhaka"].actions[1] == ("Hangup", {"Channel": spy})
 
 
 async def test_the_supervisor_not_answering_ends_the_session(setup: Setup) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import ipaddress
 import json
@@ -17,8 +18,9 @@ import pytest
 import yaml
 
 from ccbridge.config import Config, load_config
+from ccbridge.config.edge import EDGE_DIR
 from ccbridge.config.model import HostPort, TrunkKind
-from ccbridge.render import render_site
+from ccbridge.render import EDGE_CONFIG, EDGE_LIST, render_edge, render_site
 
 REPO = Path(__file__).resolve().parents[2]
 DOCKER = REPO / "docker"
@@ -64,8 +66,11 @@ DOCKER_BRIDGE2 = HostPort("bridge2", 4573)
 
 def lab_to_docker(text: str, lab: Config) -> str:
     """Lab-rendered text with lab addresses replaced by the compose ones."""
+    docker = docker_config()
     text = text.replace(str(LAB_BRIDGE2), str(DOCKER_BRIDGE2))
-    text = text.replace(str(lab.bridge.agi_url_host), str(docker_config().bridge.agi_url_host))
+    text = text.replace(str(lab.bridge.agi_url_host), str(docker.bridge.agi_url_host))
+    if lab.edge is not None and docker.edge is not None:  # the sites take the edge's calls
+        text = text.replace(f"match={lab.edge.sip.host}", f"match={docker.edge.sip.host}")
     for site in lab.sites:
         text = text.replace(site.sip.host, address(site.name))
         for lab_net in site.ami.permit:  # AMI logins come from the bridge's container
@@ -192,6 +197,42 @@ def test_rendered_stack_is_ccbridge_render_plus_the_lab_base_configs(tmp_path: P
         )
         assert f"systemname={site.name}" in asterisk_conf
         assert ((d / "manager.conf").stat().st_mode & 0o777) == 0o600
+
+
+def test_the_sip_edge_is_an_optional_profile_in_the_bridges_network(tmp_path: Path) -> None:
+    """Kamailio (Debian bookworm's, as the lab's) beside the bridge: SIP on the bridge's
+    address, its JSON-RPC on their shared loopback, the files `render` wrote."""
+    config, lab, services = docker_config(), lab_config(), compose()["services"]
+    edge, lab_edge = config.edge, lab.edge
+    assert edge is not None and lab_edge is not None and edge.enabled
+    svc = services["edge"]
+    assert svc["profiles"] == ["edge"] and svc["network_mode"] == "service:bridge"
+    assert edge.sip.host == address("bridge") and edge.rpc.host == "127.0.0.1"
+    assert (edge.sip.port, edge.rpc.port) == (lab_edge.sip.port, lab_edge.rpc.port)
+    assert f"{edge.sip.port}/udp" in services["bridge"]["expose"]
+    assert svc["command"] == ["-f", f"/rendered/{EDGE_DIR}/{EDGE_CONFIG}"]
+    assert "rendered:/rendered:ro" in svc["volumes"]
+    assert svc["depends_on"]["render"] == {"condition": "service_completed_successfully"}
+    dockerfile = (DOCKER / svc["build"]["context"] / "Dockerfile").read_text()
+    assert "FROM debian:bookworm-slim" in dockerfile and "install" in dockerfile
+    assert re.search(r"--no-install-recommends kamailio\b", dockerfile)
+    assert (
+        "kamailio" in (REPO / "Makefile").read_text().split("SYSTEM_PACKAGES :=")[1].split("\n")[0]
+    )
+    # the rendered volume holds what the edge reads, where kamailio.cfg looks for the list
+    load_script("render_configs.py").render_stack(
+        DOCKER / "ccbridge.yaml", tmp_path, REPO / "asterisk", None
+    )
+    files = render_edge(config)
+    for name in (EDGE_CONFIG, EDGE_LIST):
+        assert (tmp_path / EDGE_DIR / name).read_text() == files[name]
+    assert f'"/rendered/{EDGE_DIR}/{EDGE_LIST}"' in files[EDGE_CONFIG]
+    # the same sets and the same settings as the lab's edge, but for addresses
+    assert files[EDGE_LIST] == lab_to_docker(render_edge(lab)[EDGE_LIST], lab)
+    for field in dataclasses.fields(edge):
+        if field.name not in ("sip", "rpc", "enabled", "install_dir", "carrier_sources"):
+            assert getattr(edge, field.name) == getattr(lab_edge, field.name), field.name
+    assert edge.carrier_sources == (address("phones"),)
 
 
 def test_docker_renders_what_the_lab_renders_but_for_addresses() -> None:

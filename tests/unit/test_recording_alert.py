@@ -3,12 +3,9 @@ and name the site and reason; a backlog at a site fires after 15 minutes; quiet 
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 from pathlib import Path
 
-import pytest
-import yaml
+from tests.promtool import check_rule_case
 
 RULES = Path(__file__).resolve().parents[2] / "docker" / "prometheus" / "rules.yml"
 
@@ -64,12 +61,4 @@ CASE = {
 
 
 def test_recording_alerts_fire_on_failures_and_backlogs(tmp_path: Path) -> None:
-    if shutil.which("promtool") is None:
-        pytest.fail("promtool not installed: make test installs Debian's prometheus")
-    case = tmp_path / "recording_test.yml"
-    case.write_text(yaml.safe_dump(CASE), encoding="utf-8")
-    out = subprocess.run(
-        ["promtool", "test", "rules", str(case)], capture_output=True, text=True, timeout=60
-    )
-    assert out.returncode == 0, out.stdout + out.stderr
-    assert "SUCCESS" in out.stdout
+    check_rule_case(CASE, tmp_path)

@@ -200,3 +200,16 @@ def test_without_the_section_nothing_is_rendered() -> None:
     config = parse("")
     text = render_site(config, config.site("bangalore"))["extensions.conf"]
     assert "MixMonitor" not in text and v.RECORD not in text
+
+
+def test_the_recording_dialplan_passes_the_static_checks() -> None:
+    """Every jump, the gosub context and each CCB_ variable are known to `render --verify`
+    (the lab test loads the same dialplan into a real Asterisk)."""
+    from ccbridge.deploy.static import check_dialplan
+    from ccbridge.deploy.verify import render_mapped
+
+    config = parse(SECTION)
+    for site in config.sites:
+        render = render_mapped(config, site)
+        problems = check_dialplan(render.plan, render.files, config, site)
+        assert problems == [], problems

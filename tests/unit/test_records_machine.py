@@ -363,3 +363,49 @@ def test_a_call_that_never_ends_is_dropped_after_idle_and_counted() -> None:
     assert m.sweep(seen + timedelta(seconds=60)) == 0 and len(m.calls) == 1
     assert m.sweep(seen + timedelta(seconds=700)) == 1 and not m.calls
     assert m.dropped_calls == 1
+
+
+class _Event(dict[str, str]):
+    """An AMI event with repeated ChanVariable lines, as the codec gives them."""
+
+    def __init__(self, fields: dict[str, str], chan_vars: list[str]) -> None:
+        super().__init__(fields)
+        self._vars = chan_vars
+
+    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
+        if key == "ChanVariable":
+            return self._vars[0] if self._vars else default
+        return super().get(key, default)
+
+    def getall(self, key: str) -> list[str]:
+        return list(self._vars) if key == "ChanVariable" else [self[key]]
+
+
+def _marked(stream: Stream, held: str) -> list[tuple[str, Any]]:
+    """The stream as manager.conf's channelvars now give it: CCB_CALLID and CCB_HELD."""
+    out: list[tuple[str, Any]] = []
+    for site, ev in stream:
+        var = ev.get("ChanVariable")
+        out.append((site, _Event(ev, [var, f"{v.HELD_SOURCE}={held}"] if var else [])))
+    return out
+
+
+def test_the_route_source_of_each_path() -> None:
+    """calls.route_source: the bridge's decision, the static fallback, and what the
+    dialplan's CCB_HELD says of a held route (taken without asking the bridge, or after
+    it did not answer, which wins over a decision the PBX never received)."""
+    assert only_call(replay("answered"))["route_source"] == "bridge"
+    assert only_call(replay("fallback"))["route_source"] == "static"
+    config = lab_config()
+    stream = load("answered")
+    m = machine(config)
+    held = only_call(rows(feed_all(m, _marked(stream, v.HELD_FRESH))))
+    assert held["route_source"] == "held" and held["outcome"] == "answered"
+    assert "reasons" not in held  # no decision was made
+    m = machine(config)
+    out = decide(m, config, stream) + feed_all(m, _marked(stream, v.HELD_FALLBACK))
+    assert only_call(rows(out))["route_source"] == "fallback"
+    # A value the dialplan does not write is no source: the decision's stays.
+    m = machine(config)
+    out = decide(m, config, stream) + feed_all(m, _marked(stream, "x" * 40))
+    assert only_call(rows(out))["route_source"] == "bridge"

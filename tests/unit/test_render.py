@@ -28,8 +28,9 @@ def config() -> Config:
 
 def test_every_site_gets_every_file(config: Config, tmp_path: Path) -> None:
     written = render_all(config, tmp_path)
-    # + haproxy.cfg: the lab config turns the AGI guard on
-    assert len(written) == len(config.sites) * (len(TEMPLATE_FILES) + 1)
+    # + haproxy.cfg: the lab config turns the AGI guard on; + the SIP edge's two files
+    # (the lab config has an `edge:` section, turned off: rendered all the same)
+    assert len(written) == len(config.sites) * (len(TEMPLATE_FILES) + 1) + 2
     manager = tmp_path / "dhaka" / "manager.conf"
     assert manager.stat().st_mode & 0o777 == 0o600
     assert "secret=s3cret-ami" in manager.read_text()
@@ -140,7 +141,8 @@ def test_held_routes_are_read_before_and_after_asking_the_bridge(config: Config)
     steps = bengali.strip().splitlines()
     # The call ID every call gets where it enters, and the number, in one step.
     assert steps[0].startswith("MSet(__CCB_CALLID=bangalore:${STRFTIME(")
-    assert steps[0].endswith(",__CCB_DID=${EXTEN})")
+    # and the route source for the call record (ccb-route clears it when asked).
+    assert steps[0].endswith(",__CCB_DID=${EXTEN},__CCB_HELD=fresh)")
     assert "CCB_H_${EXTEN}_bn" in steps[1] and "?ccb-held,${FILTER(--.0-9_a-z," in steps[1]
     assert "${CCB_HELD_FRESH}" in steps[1] and "DB(" not in bengali
     assert steps[2].endswith("Goto(ccb-route,${EXTEN},1)") and len(steps) == 3
@@ -154,7 +156,10 @@ def test_held_routes_are_read_before_and_after_asking_the_bridge(config: Config)
     agi = route.index("n(ask),AGI(${CCB_AGI_URL}")
     fallback = route.index("?ccb-held-last,")
     static = route.index("?ccb-fallback,${EXTEN},1)")
-    assert route.index("?ccb-held,") < agi < fallback < static  # IVR callers' fresh step
+    # IVR callers' fresh step: through ccb-held-fresh, which marks the route source
+    assert route.index("?ccb-held-fresh,") < agi < fallback < static
+    assert "n,MSet(__CCB_DID=${EXTEN},__CCB_HELD=)" in route  # asked: not held
+    fresh = _section(text, "ccb-held-fresh")
     assert "CCB_HL_+918000000001=hi" in text
     # Every route a value may name is an extension of ccb-held (a queue's through the
     # included ccb-queue); anything else lands on `i`.
@@ -165,6 +170,7 @@ def test_held_routes_are_read_before_and_after_asking_the_bridge(config: Config)
     for r in routes_at(config, blr):
         assert f"exten => {r.id},1," in ("\n".join((held, queues))), r.id
         assert f"exten => {r.id},1,Set(CCB_HELD=fallback)" in last
+        assert f"exten => {r.id},1,Set(__CCB_HELD=fresh)" in fresh
     assert "exten => remote.dhaka.orders-bn.blr-dac,1,MSet(" in held
 
     # The default (measured, BENCHMARKS §1) takes held routes; off: ask first, the held

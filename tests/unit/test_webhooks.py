@@ -8,7 +8,7 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import pytest
 from aiohttp import web
@@ -77,9 +77,10 @@ async def crm() -> AsyncIterator[Crm]:
         await runner.cleanup()
 
 
-def target(url: str, **kw: float) -> WebhookTarget:
+def target(url: str, name: str = "crm", **kw: float) -> WebhookTarget:
     defaults = {"timeout": 0.5, "backoff": 0.01, "max_backoff": 0.05, "max_age": 5.0}
-    return WebhookTarget(name="crm", url=url, secret=SecretValue(SECRET, "test"), **(defaults | kw))  # type: ignore[arg-type]
+    secret = SecretValue(SECRET, "test")
+    return WebhookTarget(name=name, url=url, secret=secret, **(defaults | kw))  # type: ignore[arg-type]
 
 
 def event(n: int) -> tuple[str, bytes]:
@@ -165,19 +166,8 @@ async def test_a_4xx_is_refused_without_retries(crm: Crm, sender_for: object) ->
 async def test_a_hanging_crm_is_retried_until_max_age_and_its_queue_stays_bounded(
     crm: Crm, sender_for: object
 ) -> None:
-    sender, reg = await sender_for(  # type: ignore[operator]
-        WebhookTarget(
-            name="crm",
-            url=crm.base + "/hang",
-            secret=SecretValue(SECRET, "test"),
-            timeout=0.2,
-            max_age=0.8,
-            backoff=0.05,
-            max_backoff=0.1,
-            queue=2,
-            concurrency=1,
-        )
-    )
+    hang = target(crm.base + "/hang", timeout=0.2, max_age=0.8, backoff=0.05, max_backoff=0.1)
+    sender, reg = await sender_for(replace(hang, queue=2, concurrency=1))  # type: ignore[operator]
     # offer never waits: two fit in the queue, the other eight are dropped at once
     hang = sender.targets[0]
     accepted = [hang.offer(Outgoing(*event(10 + n), time.monotonic())) for n in range(10)]
@@ -223,14 +213,7 @@ async def test_garbage_answers_and_redirects_are_retried_never_followed(
     try:
         sender, reg = await sender_for(  # type: ignore[operator]
             target(f"http://127.0.0.1:{port}/x", max_age=0.3),
-            WebhookTarget(
-                name="redirected",
-                url=crm.base + "/moved",
-                secret=SecretValue(SECRET, "test"),
-                backoff=0.01,
-                max_backoff=0.05,
-                max_age=0.3,
-            ),
+            target(crm.base + "/moved", name="redirected", max_age=0.3),
         )
         sender.offer(*event(40))
         await until(

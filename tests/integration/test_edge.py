@@ -1,0 +1,268 @@
+"""Kamailio as the SIP edge in front of the lab: SIPp carriers call the edge, the edge spreads
+the calls over the sites, the bridge disables a drained or dead site there, and a site
+that dies costs no call. Each test prints what it measured with `pytest -s`."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import signal
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from ccbridge.app import Bridge
+from ccbridge.config import Config
+from ccbridge.edge.rpc import KamailioRpc
+from ccbridge.edge.view import edge_view
+from ccbridge.lab.edge import LabEdge
+from ccbridge.lab.sipp import Agent, CallResult, place_calls
+from ccbridge.lab.sites import Lab
+from tests.integration.conftest import AmiRecorder, BridgeFactory
+from tests.polling import until
+
+WEDNESDAY_MORNING = datetime(2026, 11, 25, 5, 0, tzinfo=UTC)  # every site open
+ORDERS_IN = "+918000000001"  # orders: served by all three sites, so spread over them
+ENGLISH = "+447700900123"
+POLL = 0.02
+CARRIER_IN = "PJSIP/carrier-in-"  # the channel of a call the edge delivered to a site
+
+
+def report(what: str, **figures: object) -> None:
+    print(f"\nMEASURED {what}: " + ", ".join(f"{k}={v}" for k, v in figures.items()))
+
+
+@pytest.fixture(scope="module")
+def edge_config(lab_config: Config) -> Config:
+    """The lab's config with its edge on (examples/lab.yaml has it, off): the sites already
+    take carrier calls from the edge's address, so none restarts."""
+    assert lab_config.edge is not None, "examples/lab.yaml lost its edge section"
+    return dataclasses.replace(lab_config, edge=dataclasses.replace(lab_config.edge, enabled=True))
+
+
+@pytest.fixture(scope="module")
+def edge(lab: Lab, edge_config: Config) -> Iterator[LabEdge]:
+    running = lab.edge(edge_config)
+    running.start()
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+async def through_edge(
+    config: Config, n: int, *, rate: float = 5, duration_ms: int = 200, port: int = 6600
+) -> CallResult:
+    assert config.edge is not None
+    return await asyncio.to_thread(
+        place_calls,
+        str(config.edge.sip),
+        ORDERS_IN,
+        caller=ENGLISH,
+        calls=n,
+        rate=rate,
+        duration_ms=duration_ms,
+        max_seconds=40,
+        local_port=port,
+        scenario="edge_caller.xml",
+    )
+
+
+def entered(ami: AmiRecorder, site: str, since: int = 0) -> int:
+    """Calls the edge delivered to ``site`` (its carrier endpoint's channels)."""
+    return sum(
+        1
+        for s, e in ami.events[since:]
+        if s == site
+        and e.get("Event") == "Newchannel"
+        and e.get("Channel", "").startswith(CARRIER_IN)
+    )
+
+
+def in_progress(ami: AmiRecorder, site: str) -> int:
+    """Calls from the edge that ``site`` holds now, as its AMI events tell."""
+    held: set[str] = set()
+    for s, e in ami.events:
+        if s != site:
+            continue
+        name, uid = e.get("Event"), e.get("Uniqueid", "")
+        if name == "Newchannel" and e.get("Channel", "").startswith(CARRIER_IN):
+            held.add(uid)
+        elif name == "Hangup":
+            held.discard(uid)
+    return len(held)
+
+
+async def edge_flags(rpc: KamailioRpc, config: Config, site: str) -> set[str]:
+    """The dispatcher flags of ``site`` in every set it is in (``AP``, ``DX``, ...)."""
+    view = edge_view(config)
+    assert view is not None
+    states = await rpc.states()
+    return {states[(group, view.uris[site])] for group in view.sets_of(site)}
+
+
+def disabled(flags: set[str]) -> bool:
+    return bool(flags) and all(f.startswith("D") for f in flags)
+
+
+def active(flags: set[str]) -> bool:
+    return bool(flags) and all(f.startswith("A") for f in flags)
+
+
+async def watch(rpc: KamailioRpc, config: Config, site: str, wanted: str) -> float:
+    """Seconds until the edge shows ``site`` ``wanted`` ("active" or "disabled") in every
+    set it is in, polling its RPC every POLL."""
+    check = disabled if wanted == "disabled" else active
+    t0 = time.monotonic()
+    last: set[str] = set()
+    while time.monotonic() - t0 < 10.0:
+        last = await edge_flags(rpc, config, site)
+        if check(last):
+            return time.monotonic() - t0
+        await asyncio.sleep(POLL)
+    raise AssertionError(f"{site} not {wanted} at the edge within 10s (flags {last})")
+
+
+async def test_edge_spreads_calls_and_a_drained_site_gets_none_within_1s(
+    lab: Lab,
+    edge_config: Config,
+    edge: LabEdge,
+    agents: dict[str, Agent],
+    ami: AmiRecorder,
+    bridge_at: BridgeFactory,
+) -> None:
+    assert edge_config.edge is not None
+    rpc = KamailioRpc(edge_config.edge.rpc_url, 1.0)
+    try:
+        async with bridge_at(WEDNESDAY_MORNING, config=edge_config) as bridge:
+            for site in ("bangalore", "dhaka", "manila"):
+                await watch(rpc, edge_config, site, "active")
+            mark = len(ami.events)
+            spread = await through_edge(edge_config, 6, port=6600)
+            assert spread.ok, spread.output[-1500:]
+            await ami.wait_for(
+                lambda: sum(entered(ami, s, mark) for s in ("bangalore", "dhaka", "manila")) == 6,
+                10,
+                "six calls delivered by the edge",
+            )
+            per_site = {s: entered(ami, s, mark) for s in ("bangalore", "dhaka", "manila")}
+            assert all(n >= 1 for n in per_site.values()), per_site
+
+            drained_at = time.monotonic()
+            await drain(bridge, edge_config, "dhaka", "drain")
+            await watch(rpc, edge_config, "dhaka", "disabled")
+            took = time.monotonic() - drained_at
+            assert took < 1.0, f"the edge learnt of the drain after {took:.2f}s"
+            mark = len(ami.events)
+            after = await through_edge(edge_config, 6, port=6610)
+            assert after.ok, after.output[-1500:]
+            assert entered(ami, "dhaka", mark) == 0
+            await drain(bridge, edge_config, "dhaka", "undrain")
+            await watch(rpc, edge_config, "dhaka", "active")
+            report("edge drain", spread=per_site, edge_disabled_after_s=f"{took:.2f}")
+    finally:
+        await rpc.close()
+
+
+async def drain(bridge: Bridge, config: Config, site: str, action: str) -> None:
+    token = config.bridge.api_token
+    assert token is not None
+    async with aiohttp.ClientSession() as http:
+        resp = await http.post(
+            f"http://127.0.0.1:{bridge.http_port}/api/v1/sites/{site}/{action}",
+            headers={"Authorization": f"Bearer {token.reveal()}"},
+        )
+        assert resp.status == 200, await resp.text()
+
+
+def read_from(path: Path, offset: int) -> str:
+    with open(path, "rb") as f:
+        f.seek(offset)
+        return f.read().decode(errors="replace")
+
+
+async def restart(lab: Lab, name: str) -> None:
+    site = lab.config.site(name)
+    await asyncio.to_thread(lab.stop_site, site)
+    await asyncio.to_thread(lab.start_site, site)
+    await asyncio.to_thread(lab.wait_ami, site, 20)
+
+
+async def test_sigkilled_site_behind_the_edge_costs_no_call(
+    lab: Lab,
+    edge_config: Config,
+    edge: LabEdge,
+    agents: dict[str, Agent],
+    ami: AmiRecorder,
+    bridge_at: BridgeFactory,
+) -> None:
+    assert edge_config.edge is not None
+    dhaka = lab.config.site("dhaka")
+    holdoff = 2.0
+    config = dataclasses.replace(
+        edge_config, routing=dataclasses.replace(edge_config.routing, site_holdoff=holdoff)
+    )
+    rpc = KamailioRpc(edge_config.edge.rpc_url, 1.0)
+    view = edge_view(config)
+    assert view is not None
+    try:
+        async with bridge_at(WEDNESDAY_MORNING, config=config) as bridge:
+            await watch(rpc, config, "dhaka", "active")
+            load = asyncio.create_task(through_edge(config, 24, rate=4, port=6620))
+            # Kill dhaka between two of its calls (a call a dead site holds is lost with
+            # it, whatever routes it): once it has taken one and holds none.
+            mark = len(ami.events)
+            try:
+                await until(
+                    lambda: entered(ami, "dhaka", mark) >= 1 and in_progress(ami, "dhaka") == 0,
+                    15,
+                    "dhaka between two calls",
+                    interval=0.005,
+                )
+            except AssertionError as exc:
+                seen = (entered(ami, "dhaka", mark), in_progress(ami, "dhaka"))
+                raise AssertionError(f"{exc}: (entered, in progress) at dhaka {seen}") from None
+            killed = time.monotonic()
+            lab.signal_site(dhaka, signal.SIGKILL)
+            await watch(rpc, config, "dhaka", "disabled")
+            detect = time.monotonic() - killed
+            result = await load
+            assert result.ok, result.output[-2000:]
+
+            await restart(lab, "dhaka")
+            back = time.monotonic()
+            await watch(rpc, config, "dhaka", "active")
+            # Not before the bridge's hold-off: a site just back takes no call at once.
+            up_since = bridge.state.sites["dhaka"].up_since
+            assert up_since is not None and bridge.clock.time() - up_since >= holdoff
+            measured = {
+                "calls": result.created,
+                "failed": result.failed,
+                "edge_disabled_after_s": f"{detect:.2f}",
+                "active_again_after_ami_s": f"{time.monotonic() - back:.2f}",
+            }
+        # The edge's own failover, with no bridge to tell it anything: dhaka dead but active
+        # at the edge (as before its probes notice). Three calls at once: round robin sends
+        # dhaka one, which never answers, and that call goes on to the next site.
+        lab.signal_site(dhaka, signal.SIGKILL)
+        log_mark = edge.log.stat().st_size
+        for group in view.sets_of("dhaka"):
+            await rpc.set_state("a", group, view.uris["dhaka"])
+        burst = await through_edge(config, 3, rate=30, port=6630)
+        text = await asyncio.to_thread(read_from, edge.log, log_mark)
+        await restart(lab, "dhaka")
+        assert burst.ok, burst.output[-2000:]
+        failovers = text.count(f"site {dhaka.sip.host} failed")
+        assert failovers >= 1, "no call reached the dead site: the failover was not exercised"
+        report(
+            "edge site killed",
+            failed_over_in_call=failovers,
+            burst_failed=burst.failed,
+            **measured,
+        )
+    finally:
+        await rpc.close()
