@@ -64,14 +64,17 @@ def guard_view(config: Config, site: Site) -> GuardView | None:
 def route_urls(config: Config, site: Site) -> tuple[str, ...]:
     """The URLs the site's dialplan tries in order for a route, within the cluster's
     budget (issue 15): its guard (asked again when it balances over several bridges:
-    a bridge that hung mid-session is out of the guard's rotation by then), else one
-    hagi:// URL when the bridges are listed in DNS SRV, else each bridge in turn."""
+    a bridge that hung mid-session is out of the guard's rotation by then), else the
+    hagi:// URL when the bridges are listed in DNS SRV (asked again the same way), else
+    each bridge in turn."""
     bridge = config.bridge
     if bridge.agi_guard is not None:
-        tries = bridge.cluster.guard_tries if len(bridge.guard_servers) > 1 else 1
+        tries = bridge.cluster.tries if len(bridge.guard_servers) > 1 else 1
         return (agi_urls(config, site)[0],) * tries
     if bridge.cluster.srv is not None:
-        return (v.hagi_url(bridge.cluster.srv, v.AGI_ROUTE),)
+        # Asterisk tries the SRV targets only until one accepts: a bridge that dies with
+        # the session open ends that AGI(), and the next ask walks the targets again.
+        return (v.hagi_url(bridge.cluster.srv, v.AGI_ROUTE),) * bridge.cluster.tries
     return tuple(v.agi_url(str(hp), v.AGI_ROUTE) for hp in bridge.agi_servers)
 
 

@@ -3,8 +3,8 @@ deployment file, and its heartbeat row in the shared store.
 
 Several bridges run the same deployment file; what differs per process comes from the
 environment: ``CCBRIDGE_BRIDGE_ID`` (else ``bridge.cluster.identity``, else
-``hostname:HTTP port``), and on a host that runs two of them ``CCBRIDGE_AGI_LISTEN`` and
-``CCBRIDGE_HTTP_LISTEN`` (HOST:PORT).
+``hostname:HTTP port``), and on a host that runs two of them ``CCBRIDGE_AGI_LISTEN``,
+``CCBRIDGE_HTTP_LISTEN`` (HOST:PORT) and ``CCBRIDGE_STORE_JOURNAL`` (a file path).
 """
 
 from __future__ import annotations
@@ -32,6 +32,9 @@ log = logging.getLogger("ccbridge.cluster")
 ENV_ID = "CCBRIDGE_BRIDGE_ID"
 ENV_AGI_LISTEN = "CCBRIDGE_AGI_LISTEN"
 ENV_HTTP_LISTEN = "CCBRIDGE_HTTP_LISTEN"
+# The record journal is a local file of one process (store/writer.py): two bridges on one
+# host need one each, or they replay and truncate each other's records.
+ENV_JOURNAL = "CCBRIDGE_STORE_JOURNAL"
 STOP_WRITE_TIMEOUT = 2.0  # a clean stop says so in the store, but never waits long for it
 
 
@@ -62,7 +65,14 @@ def for_this_process(config: Config, environ: Mapping[str, str]) -> Config:
         bridge = replace(bridge, agi_listen=_host_port(ENV_AGI_LISTEN, agi))
     if (http := environ.get(ENV_HTTP_LISTEN)) is not None:
         bridge = replace(bridge, http_listen=_host_port(ENV_HTTP_LISTEN, http))
-    return config if bridge is config.bridge else replace(config, bridge=bridge)
+    store = config.store
+    if (journal := environ.get(ENV_JOURNAL)) is not None:
+        if not journal.strip() or "\0" in journal:
+            raise ValueError(f"{ENV_JOURNAL} must be a file path, got {journal[:60]!r}")
+        store = replace(store, journal=journal)
+    if bridge is config.bridge and store is config.store:
+        return config
+    return replace(config, bridge=bridge, store=store)
 
 
 def identity(config: Config, http_port: int | None) -> str:

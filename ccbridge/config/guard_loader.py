@@ -172,7 +172,7 @@ def parse_cluster(r: Reader, v: Any, guard_on: bool) -> ClusterSettings:
         servers=r.get(d, "servers", lambda x: _servers(r, x), ()),
         srv=r.get(d, "srv", srv, None),
         budget=r.get(d, "budget", r.number(0.1, 30), c.budget),
-        guard_tries=r.get(d, "guard_tries", r.integer(1, 5), c.guard_tries),
+        tries=r.get(d, "tries", r.integer(1, 5), c.tries),
         heartbeat=heartbeat,
         alive_after=alive_after,
     )

@@ -404,14 +404,15 @@ class ClusterSettings:
     Without the guard, each site's dialplan tries ``servers`` in order within the call
     (or, with ``srv``, one ``hagi://`` URL whose SRV records list them), starting no new
     try ``budget`` seconds after the first; with the guard on, the guard balances over
-    them and the dialplan asks the guard up to ``guard_tries`` times within the budget.
+    them and the dialplan asks the guard up to ``tries`` times within the budget (as it
+    asks the one hagi:// URL: a session a bridge dropped or left silent is asked again).
     """
 
     identity: str | None = None  # None: $CCBRIDGE_BRIDGE_ID, else hostname:http port
     servers: tuple[HostPort, ...] = ()  # every bridge's FastAGI address; () = agi_url_host
     srv: str | None = None  # hagi://SRV/route: Asterisk looks up _agi._tcp.SRV
     budget: float = 2.5  # seconds after the first try when no new try starts
-    guard_tries: int = 2  # asks through the guard per call (with several servers)
+    tries: int = 2  # asks of the guard (with several servers) or of the SRV URL per call
     heartbeat: float = 1.0  # seconds between heartbeat rows in the store
     alive_after: float = 5.0  # a bridge not seen this long is not alive
 

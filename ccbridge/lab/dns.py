@@ -104,14 +104,14 @@ def srv_server(
 
 @contextlib.contextmanager
 def root_resolver(root: Path, address: str = DNS_ADDRESS) -> Iterator[None]:
-    """The lab root's resolv.conf names ``address`` (one try, 1 s) for the block."""
+    """The lab root's resolv.conf names ``address`` (1 s a try, two tries) for the block."""
     if root == Path("/"):
         raise RuntimeError("the lab runs the machine's own Asterisk: its resolver is not ours")
     path = root / "etc" / "resolv.conf"
     before = path.read_bytes() if path.exists() else None
     path.write_text(
         f"# ccbridge lab: a test's dnsmasq (ccbridge/lab/dns.py)\nnameserver {address}\n"
-        "options timeout:1 attempts:1\n",
+        "options timeout:1 attempts:2\n",
         encoding="ascii",
     )
     try:

@@ -96,6 +96,7 @@ def variant(tmp: Path, cluster: str) -> Config:
 
 
 async def measure(lab: Lab, config: Config, tmp: Path, calls: int, rate: int) -> dict[str, object]:
+    tmp = Path(tempfile.mkdtemp(prefix="case-", dir=tmp))  # SIPp's files of this case alone
     with bangalore_dialplan(lab, config):
         bridge = BridgeProcess(lab, WEDNESDAY_MORNING)
         bridge.config = config

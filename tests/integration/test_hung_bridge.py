@@ -148,7 +148,7 @@ async def place_load(
         created=final_stat(text, "Total Calls created"),
         successful=final_stat(text, "Successful call"),
         failed=final_stat(text, "Failed call"),
-        timings=_read_rtt(folder, started),
+        timings=await asyncio.to_thread(_read_rtt, folder, started),  # files: off the loop
         output=text,
     )
 

@@ -16,7 +16,14 @@ from aiohttp import ClientSession
 from sqlalchemy import select
 
 from ccbridge.app import Bridge
-from ccbridge.cluster import ENV_AGI_LISTEN, ENV_HTTP_LISTEN, ENV_ID, for_this_process, wall_now
+from ccbridge.cluster import (
+    ENV_AGI_LISTEN,
+    ENV_HTTP_LISTEN,
+    ENV_ID,
+    ENV_JOURNAL,
+    for_this_process,
+    wall_now,
+)
 from ccbridge.config import Config
 from ccbridge.config.model import HostPort
 from ccbridge.store.cluster import BridgeBeat, alive, beat, lock_key, run_once, stopped
@@ -147,10 +154,15 @@ def _two(config: Config, db: Db) -> tuple[Config, Config]:
     base = with_store(config, db)
     fast = replace(base.bridge.cluster, heartbeat=0.2, alive_after=1.0)
     base = replace(base, bridge=replace(base.bridge, cluster=fast))
-    one = for_this_process(base, {ENV_ID: "blr-bridge-1"})
+    one = for_this_process(base, {ENV_ID: "blr-bridge-1", ENV_JOURNAL: str(db.tmp / "one.journal")})
     two = for_this_process(
         base,
-        {ENV_ID: "blr-bridge-2", ENV_AGI_LISTEN: "127.0.0.1:0", ENV_HTTP_LISTEN: "127.0.0.1:0"},
+        {
+            ENV_ID: "blr-bridge-2",
+            ENV_AGI_LISTEN: "127.0.0.1:0",
+            ENV_HTTP_LISTEN: "127.0.0.1:0",
+            ENV_JOURNAL: str(db.tmp / "two.journal"),  # a local file each, as on two hosts
+        },
     )
     return one, two
 
@@ -247,6 +259,7 @@ def test_bad_environment_overrides_are_one_line_errors(lab_config: Config) -> No
         ({ENV_ID: ""}, ENV_ID),
         ({ENV_AGI_LISTEN: "nope"}, ENV_AGI_LISTEN),
         ({ENV_HTTP_LISTEN: "h:99999"}, ENV_HTTP_LISTEN),
+        ({ENV_JOURNAL: " "}, ENV_JOURNAL),
     ):
         with pytest.raises(ValueError, match=needle):
             for_this_process(lab_config, env)

@@ -54,7 +54,7 @@ def _problems(path: Path) -> list[str]:
         ("  cluster: {servers: ['a:0']}\n", "cannot be 0"),
         ("  cluster: {budget: 0}\n", "out of range 0.1..30"),
         ("  cluster: {budget: '2'}\n", "expected a number"),
-        ("  cluster: {guard_tries: 9}\n", "out of range 1..5"),
+        ("  cluster: {tries: 9}\n", "out of range 1..5"),
         ("  cluster: {heartbeat: 2, alive_after: 3}\n", "at least twice the heartbeat"),
         ("  cluster: {srv: bridges.example}\n", "the AGI guard is on"),
         ("  cluster: {what: 1}\n", "what"),
@@ -116,9 +116,12 @@ def test_a_list_is_tried_in_order_within_the_budget(lab: Config) -> None:
 def test_srv_dials_one_hagi_url(lab: Config) -> None:
     config = _direct(lab, srv="bridges.ccb.test")
     site = config.site("dhaka")
-    assert route_urls(config, site) == ("hagi://bridges.ccb.test/route",)
+    assert route_urls(config, site) == ("hagi://bridges.ccb.test/route",) * 2
     text = render_site(config, site)["extensions.conf"]
     assert "CCB_AGI_URL=hagi://bridges.ccb.test/route" in text
+    assert "CCB_AGI_URL_2=hagi://bridges.ccb.test/route" in text  # a dropped session
+    one = _direct(lab, srv="bridges.ccb.test", tries=1)
+    assert route_urls(one, site) == ("hagi://bridges.ccb.test/route",)
     ivr = render_site(config, site)["ivr.conf"]
     assert "hagi://bridges.ccb.test/lookup" in ivr or "lookup" not in ivr
 
