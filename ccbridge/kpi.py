@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import time
 from bisect import bisect_left
 from collections.abc import Iterable, Iterator, Mapping
@@ -16,6 +17,7 @@ from prometheus_client.utils import floatToGoString
 
 from ccbridge.config.model import Config, queue_name
 from ccbridge.events import EventBus, EventHandler
+from ccbridge.scrape import Deferred
 
 # Seconds. Dense where service-level thresholds usually sit (10-60 s) so quantiles are
 # meaningful there; the exact "within threshold" share comes from its own counter.
@@ -198,25 +200,44 @@ class _KpiCollector(Collector):
         return _families()
 
     def collect(self) -> Iterable[Metric]:
-        offered, answered, in_sl, abandoned, wait, talk = families = _families()
-        names, wait_names = list(QUEUE_LABELS), [*QUEUE_LABELS, "outcome"]
-        for s in self._tracker.series():
-            labels, created = list(s.labels), s.created
-            offered.add_metric(labels, s.offered, created=created)
-            answered.add_metric(labels, s.answered, created=created)
-            in_sl.add_metric(labels, s.answered_in_sl, created=created)
-            abandoned.add_metric(labels, s.abandoned, created=created)
-            wait_answered, wait_abandoned = [*labels, "answered"], [*labels, "abandoned"]
-            _add_histogram(
-                wait, wait_names, wait_answered, WAIT_BUCKETS, s.wait_answered,
-                s.wait_answered_sum, created,
-            )  # fmt: skip
-            _add_histogram(
-                wait, wait_names, wait_abandoned, WAIT_BUCKETS, s.wait_abandoned,
-                s.wait_abandoned_sum, created,
-            )  # fmt: skip
-            _add_histogram(talk, names, labels, TALK_BUCKETS, s.talk, s.talk_sum, created)
-        return families
+        return _build(self._tracker.series())
+
+    def snapshot(self) -> Collector:
+        """On the loop: a copy of every series (the loop's event handlers change their
+        counts and bucket lists in place); one per configured queue and language, plus
+        a bounded "other", whatever the number of agents or calls."""
+        series = [_copy_series(s) for s in self._tracker.series()]
+        return Deferred(lambda: _build(series))
+
+
+def _copy_series(s: _QueueSeries) -> _QueueSeries:
+    out = copy.copy(s)
+    out.wait_answered, out.wait_abandoned = list(s.wait_answered), list(s.wait_abandoned)
+    out.talk = list(s.talk)
+    return out
+
+
+def _build(series: Iterable[_QueueSeries]) -> list[Metric]:
+    """The families of ``series``."""
+    offered, answered, in_sl, abandoned, wait, talk = families = _families()
+    names, wait_names = list(QUEUE_LABELS), [*QUEUE_LABELS, "outcome"]
+    for s in series:
+        labels, created = list(s.labels), s.created
+        offered.add_metric(labels, s.offered, created=created)
+        answered.add_metric(labels, s.answered, created=created)
+        in_sl.add_metric(labels, s.answered_in_sl, created=created)
+        abandoned.add_metric(labels, s.abandoned, created=created)
+        wait_answered, wait_abandoned = [*labels, "answered"], [*labels, "abandoned"]
+        _add_histogram(
+            wait, wait_names, wait_answered, WAIT_BUCKETS, s.wait_answered,
+            s.wait_answered_sum, created,
+        )  # fmt: skip
+        _add_histogram(
+            wait, wait_names, wait_abandoned, WAIT_BUCKETS, s.wait_abandoned,
+            s.wait_abandoned_sum, created,
+        )  # fmt: skip
+        _add_histogram(talk, names, labels, TALK_BUCKETS, s.talk, s.talk_sum, created)
+    return list(families)
 
 
 def _families() -> tuple[

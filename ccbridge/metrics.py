@@ -14,6 +14,7 @@ from ccbridge.config.model import Config, queue_name
 from ccbridge.routing.engine import Decision
 from ccbridge.routing.reasons import Outcome, Reason
 from ccbridge.routing.state import LiveState, Member, ewt, initial_state
+from ccbridge.scrape import Deferred
 from ccbridge.variables import AGI_ROUTES
 
 AGI_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
@@ -278,6 +279,15 @@ class _StateCollector(Collector):
 
     def collect(self) -> Iterable[GaugeMetricFamily | CounterMetricFamily]:
         return self._families(self._state(), self._trunks(), self._links())
+
+    def snapshot(self) -> Collector:
+        """On the loop: the state snapshot (immutable; reading it finishes the bridge's
+        open MapMutations, which only the loop may touch), trunks and links (small
+        frozen dataclasses) copied into tuples. The families over them, the costly part
+        with thousands of members, are built by whoever collects the result (a worker
+        thread): ``_families`` reads nothing else but ``_known``, a frozenset."""
+        st, trunks, links = self._state(), tuple(self._trunks()), tuple(self._links())
+        return Deferred(lambda: self._families(st, trunks, links))
 
     def describe(self) -> Iterable[GaugeMetricFamily | CounterMetricFamily]:
         """The families without samples. The registry learns the collector's names from

@@ -12,6 +12,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from ccbridge.access.audit import AuditTrail
+from ccbridge.scrape import Deferred
+from ccbridge.store.writer import WriterStatus
 
 Family = CounterMetricFamily | GaugeMetricFamily
 
@@ -27,9 +29,19 @@ class AuditCollector(Collector):
         yield from self._families(None)
 
     def collect(self) -> Iterator[Family]:
-        yield from self._families(self._trail())
+        yield from self._families(self._status())
 
-    def _families(self, trail: AuditTrail | None) -> Iterator[Family]:
+    def snapshot(self) -> Collector:
+        """On the loop: the writer's status, a frozen dataclass of counts the writer
+        keeps on the loop."""
+        status = self._status()
+        return Deferred(lambda: self._families(status))
+
+    def _status(self) -> WriterStatus | None:
+        trail = self._trail()
+        return trail.writer.status() if trail is not None else None
+
+    def _families(self, st: WriterStatus | None) -> Iterator[Family]:
         on = GaugeMetricFamily(
             "ccbridge_audit_store_on",
             "1 when audit rows go to the store (0: users and the audit trail are off)",
@@ -53,8 +65,7 @@ class AuditCollector(Collector):
         db_up = GaugeMetricFamily(
             "ccbridge_audit_db_up", "1 when the last audit write to the database succeeded"
         )
-        if trail is not None:
-            st = trail.writer.status()
+        if st is not None:
             on.add_metric([], 1)
             written.add_metric([], st.written)
             failed.add_metric(["rejected"], st.rejected)

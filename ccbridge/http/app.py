@@ -7,7 +7,6 @@ from datetime import datetime
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry
-from prometheus_client.aiohttp import make_aiohttp_handler
 
 from ccbridge.config.model import SecretValue
 from ccbridge.http import (
@@ -32,6 +31,7 @@ from ccbridge.http.base import (
     required_string,
     string_field,
 )
+from ccbridge.http.metrics import metrics_handler
 from ccbridge.services import Services
 from ccbridge.services.access import AccessService
 
@@ -148,7 +148,7 @@ def build_app(
     app[ACCESS] = access_service
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
-    app.router.add_get("/metrics", public(make_aiohttp_handler(registry)))
+    app.router.add_get("/metrics", public(metrics_handler(registry)))
     app.router.add_get("/api/v1/sites", sites)
     app.router.add_get("/api/v1/queues", queues)
     app.router.add_post("/api/v1/route/preview", route_preview)

@@ -28,6 +28,7 @@ from ccbridge.records.machine import (
     RecordMachine,
 )
 from ccbridge.routing.engine import CallRequest, Decision
+from ccbridge.scrape import Deferred
 
 log = logging.getLogger("ccbridge.records")
 
@@ -95,18 +96,30 @@ class RecordIngest:
                 self.put_refused += 1
 
 
+# events, (skip reason, count) sorted, open calls, open coverage gaps
+Counts = tuple[int, list[tuple[str, int]], int, int]
+
+
 class _IngestCollector(Collector):
     def __init__(self, ingest: RecordIngest) -> None:
         self.ingest = ingest
 
     def describe(self) -> Iterator[Any]:
-        yield from self._families(empty=True)
+        yield from self._families(None)
 
     def collect(self) -> Iterator[Any]:
-        yield from self._families(empty=False)
+        yield from self._families(self._counts())
 
-    def _families(self, empty: bool) -> Iterator[Any]:
+    def snapshot(self) -> Collector:
+        """On the loop: the four counts (the machine's dicts change on the loop)."""
+        counts = self._counts()
+        return Deferred(lambda: self._families(counts))
+
+    def _counts(self) -> Counts:
         m = self.ingest.machine
+        return m.events, sorted(m.skipped.items()), len(m.calls), len(self.ingest.gaps.open)
+
+    def _families(self, counts: Counts | None) -> Iterator[Any]:
         events = CounterMetricFamily(
             "ccbridge_records_events", "AMI events and decisions the call record used"
         )
@@ -119,12 +132,13 @@ class _IngestCollector(Collector):
         gaps = GaugeMetricFamily(
             "ccbridge_records_coverage_gaps_open", "Sites whose calls are not being seen now"
         )
-        if not empty:
-            events.add_metric([], m.events)
-            for reason, n in sorted(m.skipped.items()):
+        if counts is not None:
+            n_events, n_skipped, n_calls, n_gaps = counts
+            events.add_metric([], n_events)
+            for reason, n in n_skipped:
                 skipped.add_metric([reason], n)
-            calls.add_metric([], len(m.calls))
-            gaps.add_metric([], len(self.ingest.gaps.open))
+            calls.add_metric([], n_calls)
+            gaps.add_metric([], n_gaps)
         yield events
         yield skipped
         yield calls

@@ -8,6 +8,7 @@ from datetime import datetime
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from ccbridge.scrape import Deferred
 from ccbridge.staffing.plan import IntervalPlan
 
 __all__ = ["StaffingCollector", "current"]
@@ -41,6 +42,12 @@ class StaffingCollector(Collector):
 
     def collect(self) -> Iterable[GaugeMetricFamily]:
         return self._families(self._source())
+
+    def snapshot(self) -> Collector:
+        """On the loop: the current rows (the source reads the live state, which only
+        the loop may read; rows are frozen, one per configured queue)."""
+        rows = tuple(self._source())
+        return Deferred(lambda: self._families(rows))
 
     def _families(self, rows: Iterable[IntervalPlan]) -> list[GaugeMetricFamily]:
         required = GaugeMetricFamily(
