@@ -235,6 +235,8 @@ class Bridge:
         if new is not self._state:
             self._state = new
             self.held.state_changed()
+            if self.edge is not None:
+                self.edge.poke()  # a drain or a site down reaches the SIP edge at once
 
     def held_state(self) -> LiveState:
         """The state held routes are computed from. A breaker leaves OPEN by time alone

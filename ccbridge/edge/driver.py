@@ -19,7 +19,10 @@ from ccbridge.routing.state import LiveState
 
 log = logging.getLogger("ccbridge.edge")
 
-TICK = 0.1  # seconds between two looks at the live state: a drain reaches the edge in ~this
+# Seconds between two looks at the live state when nothing pokes the driver (a hold-off
+# ending is noticed this way); a drain or a link change pokes it (poke()) at once.
+TICK = 0.1
+SETTLE = 0.02  # at least this between two pushes: a burst of state changes is one look
 RETRY = 1.0  # seconds before the first retry while the edge's RPC fails; doubles to resync
 # A site not seen up since the bridge started is left as the edge has it this long: a
 # bridge (re)starting must not disable every site before its AMI links had a chance.
@@ -57,6 +60,7 @@ class EdgeDriver:
         self._failures = 0  # failed attempts in a row
         self._failing: str | None = None  # the reason of the current failure streak
         self._task: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
         self.rpc_total = Counter(
             "ccbridge_edge_rpc_total",
             "JSON-RPC requests to the SIP edge by result (ok or why they failed)",
@@ -75,6 +79,10 @@ class EdgeDriver:
     async def start(self) -> None:
         self._started = self._mono()
         self._task = asyncio.create_task(self._run(), name="edge driver")
+
+    def poke(self) -> None:
+        """The live state changed (the bridge's state setter): look now, not at the tick."""
+        self._wake.set()
 
     async def stop(self) -> None:
         task, self._task = self._task, None
@@ -167,4 +175,7 @@ class EdgeDriver:
                     self._failures += 1
                     wait = min(RETRY * 2 ** (self._failures - 1), self.view.settings.resync)
                     self._retry_at = self._mono() + wait
-            await asyncio.sleep(TICK)
+            await asyncio.sleep(SETTLE)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), TICK - SETTLE)
+            self._wake.clear()

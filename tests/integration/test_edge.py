@@ -5,6 +5,7 @@ that dies costs no call. Each test prints what it measured with `pytest -s`."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import signal
 import time
@@ -55,7 +56,13 @@ def edge(lab: Lab, edge_config: Config) -> Iterator[LabEdge]:
 
 
 async def through_edge(
-    config: Config, n: int, *, rate: float = 5, duration_ms: int = 200, port: int = 6600
+    config: Config,
+    n: int,
+    *,
+    rate: float = 5,
+    duration_ms: int = 200,
+    port: int = 6600,
+    max_seconds: float = 40,
 ) -> CallResult:
     assert config.edge is not None
     return await asyncio.to_thread(
@@ -66,7 +73,7 @@ async def through_edge(
         calls=n,
         rate=rate,
         duration_ms=duration_ms,
-        max_seconds=40,
+        max_seconds=max_seconds,
         local_port=port,
         scenario="edge_caller.xml",
     )
@@ -212,26 +219,24 @@ async def test_sigkilled_site_behind_the_edge_costs_no_call(
     try:
         async with bridge_at(WEDNESDAY_MORNING, config=config) as bridge:
             await watch(rpc, config, "dhaka", "active")
-            load = asyncio.create_task(through_edge(config, 24, rate=4, port=6620))
-            # Kill dhaka between two of its calls (a call a dead site holds is lost with
-            # it, whatever routes it): once it has taken one and holds none.
+            # 8 s of calls, few enough for the lab agents (5 s wrap-up each) to answer in time
+            load = asyncio.create_task(through_edge(config, 16, rate=2, port=6620))
+            # Kill dhaka between two of its calls: a call a dead site holds (ringing in a
+            # queue, or answered) is lost with it, whatever routes it. On a machine so busy
+            # that dhaka never holds none, kill it anyway: then only those calls may fail.
             mark = len(ami.events)
-            try:
-                await until(
-                    lambda: entered(ami, "dhaka", mark) >= 1 and in_progress(ami, "dhaka") == 0,
-                    15,
-                    "dhaka between two calls",
-                    interval=0.005,
-                )
-            except AssertionError as exc:
-                seen = (entered(ami, "dhaka", mark), in_progress(ami, "dhaka"))
-                raise AssertionError(f"{exc}: (entered, in progress) at dhaka {seen}") from None
+            await until(lambda: entered(ami, "dhaka", mark) >= 1, 15, "a load call at dhaka")
+            with contextlib.suppress(AssertionError):
+                await until(lambda: in_progress(ami, "dhaka") == 0, 5, "a gap", interval=0.005)
+            held = in_progress(ami, "dhaka")
             killed = time.monotonic()
             lab.signal_site(dhaka, signal.SIGKILL)
             await watch(rpc, config, "dhaka", "disabled")
             detect = time.monotonic() - killed
             result = await load
-            assert result.ok, result.output[-2000:]
+            # lost: failed, or still waiting for the answer of a site that died with it
+            lost = result.created - result.successful
+            assert result.created == 16 and lost <= held, (held, result.output[-2000:])
 
             await restart(lab, "dhaka")
             back = time.monotonic()
@@ -240,8 +245,10 @@ async def test_sigkilled_site_behind_the_edge_costs_no_call(
             up_since = bridge.state.sites["dhaka"].up_since
             assert up_since is not None and bridge.clock.time() - up_since >= holdoff
             measured = {
+                "held_by_dhaka_at_kill": held,
                 "calls": result.created,
                 "failed": result.failed,
+                "lost": lost,
                 "edge_disabled_after_s": f"{detect:.2f}",
                 "active_again_after_ami_s": f"{time.monotonic() - back:.2f}",
             }
