@@ -35,6 +35,7 @@ from ccbridge.store.engine import make_engine
 from ccbridge.store.migrate import upgrade
 from ccbridge.store.writer import RecordWriter
 from tests.integration.conftest import BridgeFactory, fresh_queue_stats
+from tests.integration.recordingcfg import recording_config
 from tests.polling import until
 from tests.unit.test_metrics_labels import bad_labels
 
@@ -291,6 +292,9 @@ async def test_every_dashboard_and_rule_query_has_data(
         journal=f"{tmp}/records.journal",
     )
     config = replace(lab_config, bridge=replace(lab_config.bridge, http_listen=http), store=store)
+    # Recording on (no service recorded): its metrics, which two alerts watch, exist.
+    recording = recording_config(lab, config, Path(tmp), policy=()).recording
+    config = replace(config, recording=recording)
     try:
         await seed_staffing_history(store, WEDNESDAY_MORNING)
         await fresh_queue_stats(lab, "bangalore")  # load_overflow needs a real expected wait

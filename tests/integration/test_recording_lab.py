@@ -5,13 +5,10 @@ reaches central storage encrypted, is indexed on its call, and plays back with R
 from __future__ import annotations
 
 import asyncio
-import base64
 import hashlib
 import io
-import os
 import wave
 from collections.abc import Iterator
-from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -21,51 +18,18 @@ import pytest
 from sqlalchemy import text
 
 from ccbridge.config import Config
-from ccbridge.config.model import SecretValue
-from ccbridge.config.recording import RecordingKey, RecordingSettings, SiteRecording
-from ccbridge.config.store import StoreSettings
 from ccbridge.lab.sipp import Agent, place_calls
 from ccbridge.lab.sites import Lab
 from ccbridge.recording import crypto, index
 from ccbridge.store.engine import make_engine
 from ccbridge.store.migrate import upgrade
 from tests.integration.conftest import BridgeFactory
+from tests.integration.recordingcfg import recording_config
 from tests.polling import until
 
 WEDNESDAY_MORNING = datetime(2026, 11, 25, 5, 0, tzinfo=UTC)  # bangalore open
 ORDERS_IN = "+918000000001"  # received at bangalore, orders
 HINDI = "+919812345678"  # stays at bangalore (orders-hi)
-SPOOL = "ccb-recordings"
-
-
-def recording_config(lab: Lab, base: Config, tmp: Path) -> Config:
-    sites = tuple(
-        (
-            s.name,
-            SiteRecording(
-                spool=f"{lab.dirs(s).inside['spool']}/{SPOOL}",
-                pickup=str(lab.dirs(s).host("spool") / SPOOL),
-            ),
-        )
-        for s in base.sites
-    )
-    key = SecretValue(base64.b64encode(os.urandom(32)).decode(), "test")
-    rec = RecordingSettings(
-        policy=(("orders", 100.0),),
-        sites=sites,
-        storage_dir=str(tmp / "central"),
-        keys=(RecordingKey("lab1", key),),
-        current_key="lab1",
-        scan_interval=0.5,
-        chunk_size=4096,  # several chunks even for a short call: Range crosses them
-        services=base.services,
-    )
-    store = StoreSettings(
-        enabled=True,
-        url=f"sqlite+aiosqlite:///{tmp / 'records.db'}",
-        journal=str(tmp / "records.journal"),
-    )
-    return replace(base, recording=rec, store=store)
 
 
 @pytest.fixture
