@@ -91,17 +91,18 @@ def entered(ami: AmiRecorder, site: str, since: int = 0) -> int:
 
 
 def in_progress(ami: AmiRecorder, site: str) -> int:
-    """Calls from the edge that ``site`` holds now, as its AMI events tell."""
-    held: set[str] = set()
+    """Calls ``site`` holds now, as its AMI events tell: from the edge, and those another
+    site sent it over a trunk (one call has several channels: counted by Linkedid)."""
+    open_channels: dict[str, str] = {}
     for s, e in ami.events:
         if s != site:
             continue
         name, uid = e.get("Event"), e.get("Uniqueid", "")
-        if name == "Newchannel" and e.get("Channel", "").startswith(CARRIER_IN):
-            held.add(uid)
+        if name == "Newchannel":
+            open_channels[uid] = e.get("Linkedid", uid)
         elif name == "Hangup":
-            held.discard(uid)
-    return len(held)
+            open_channels.pop(uid, None)
+    return len(set(open_channels.values()))
 
 
 async def edge_flags(rpc: KamailioRpc, config: Config, site: str) -> set[str]:
