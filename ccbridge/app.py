@@ -45,6 +45,7 @@ from ccbridge.records.activity import ActivityRecorder
 from ccbridge.records.part import RecordStore
 from ccbridge.routing import trunks as trunk_health
 from ccbridge.routing.engine import CallRequest, Decision, Router, remember
+from ccbridge.routing.schedule import warm_calendars
 from ccbridge.routing.state import (
     LIVE_MUTATORS,
     LIVE_UPDATES,
@@ -542,6 +543,11 @@ class Bridge:
         if self._parts is not None:
             raise RuntimeError("bridge already started")
         parts = self._parts = Parts()
+        # Holiday calendars fill a year in on its first lookup (tens of ms): this year's
+        # and its neighbours' in a thread, before anything routes on the loop.
+        year = self.clock.now().year
+        schedules = [o.schedule for s in self.config.sites for o in s.offerings]
+        await asyncio.to_thread(warm_calendars, schedules, range(year - 1, year + 2))
         try:
             await self._start_parts(parts)
         except BaseException:

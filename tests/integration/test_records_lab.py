@@ -156,6 +156,13 @@ async def test_cross_site_call_two_legs_and_a_sigkill_loses_nothing(
         assert mine[0]["ended_at"] is not None and killed < mine[0]["ended_at"] <= restarted
 
 
+def exclusive_lock(db: Path) -> sqlite3.Connection:
+    """A connection holding ``db``'s exclusive lock (waits up to 30 s for it)."""
+    lock = sqlite3.connect(db, isolation_level=None, timeout=30, check_same_thread=False)
+    lock.execute("BEGIN EXCLUSIVE")
+    return lock
+
+
 async def test_database_lost_mid_run_routes_on_and_catches_up(
     lab: Lab, agents: dict[str, Agent], bridge_at: BridgeFactory, lab_config: Config, tmp_path: Path
 ) -> None:
@@ -168,8 +175,9 @@ async def test_database_lost_mid_run_routes_on_and_catches_up(
         rec = bridge.records
         assert rec is not None
         # Another process holds SQLite's write lock: every write fails ("database is locked").
-        lock = sqlite3.connect(db, isolation_level=None)
-        lock.execute("BEGIN EXCLUSIVE")
+        # Taken in a thread, waiting out the bridge's own short transactions (its writer,
+        # the staffing plan's read): on the loop the wait stalled it and 5 s were too few.
+        lock = await asyncio.to_thread(exclusive_lock, db)
         try:
             result = await call(ORDERS_IN, HINDI, 6484)
             assert result.ok, result.output[-1500:]  # routed and answered all the same
