@@ -42,7 +42,7 @@ from ccbridge.routing.state import LiveState
 
 log = logging.getLogger("ccbridge.held")
 
-SLICE = 32  # entries computed between two yields to the event loop
+SLICE = 8  # entries computed (or encoded) between two yields to the event loop
 SOURCES = (v.HELD_FRESH, v.HELD_FALLBACK)
 REJECT_REASONS = (v.HELD_REJECT_INVALID, v.HELD_REJECT_EXPIRED)
 OTHER = "other"
@@ -267,7 +267,9 @@ class HeldRoutePublisher:
             written = _Written({}, {})
         values: dict[str, str] = {}
         changed: list[tuple[str, str]] = []
-        for e in entries:
+        for i, e in enumerate(entries, 1):
+            if i % SLICE == 0:
+                await asyncio.sleep(0)
             old = written.values.get(e.key)
             value = encode_entry(e, now, offset)
             if old is not None and same_routes(old, value):
