@@ -10,7 +10,6 @@ environment: ``CCBRIDGE_BRIDGE_ID`` (else ``bridge.cluster.identity``, else
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import socket
 from collections.abc import Callable, Mapping
@@ -22,6 +21,7 @@ from ccbridge import __version__
 from ccbridge.config.guard_loader import identity_problem
 from ccbridge.config.model import Config, HostPort
 from ccbridge.config.store import StoreSettings
+from ccbridge.lifecycle import cancel_and_wait
 from ccbridge.store.cluster import BridgeBeat
 
 if TYPE_CHECKING:
@@ -155,11 +155,8 @@ class Heartbeat:
     async def stop(self) -> None:
         from ccbridge.store.cluster import stopped
 
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        task, self._task = self._task, None
+        await cancel_and_wait(task)
         engine = self._engine
         self._engine = None
         if engine is None:

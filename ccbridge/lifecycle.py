@@ -8,11 +8,12 @@ cleanup even when one raises and then reports all of them in one ExceptionGroup.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import errno
 import logging
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 log = logging.getLogger("ccbridge.lifecycle")
 
@@ -102,3 +103,11 @@ class Parts:
         if failures:
             parts = len(failures)
             raise StopError(f"{parts} part{'s' if parts > 1 else ''} failed to stop", failures)
+
+
+async def cancel_and_wait(task: asyncio.Task[Any] | None) -> None:
+    """Cancel a part's background task (if any) and wait until it has ended."""
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

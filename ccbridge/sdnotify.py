@@ -9,13 +9,14 @@ supervise` speaks the same protocol on hosts without systemd.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import signal
 import socket
 import time
 from collections.abc import Mapping
+
+from ccbridge.lifecycle import cancel_and_wait
 
 log = logging.getLogger("ccbridge.watchdog")
 
@@ -126,9 +127,6 @@ class ServiceNotifier:
 
     async def stopping(self) -> None:
         self.notifier.send("STOPPING=1")
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        task, self._task = self._task, None
+        await cancel_and_wait(task)
         self.notifier.close()

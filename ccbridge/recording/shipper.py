@@ -32,6 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ccbridge import variables as v
 from ccbridge.config.recording import RecordingSettings
+from ccbridge.lifecycle import cancel_and_wait
 from ccbridge.recording import crypto, index
 from ccbridge.recording.naming import RecordingName, parse_file_name
 from ccbridge.recording.storage import Storage
@@ -391,11 +392,8 @@ class RecordingShipper:
             self._task = asyncio.create_task(self._loop(), name="recording-transfer")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        task, self._task = self._task, None
+        await cancel_and_wait(task)
 
 
 def _short(exc: BaseException) -> str:

@@ -11,12 +11,12 @@ at most 3 days x 48 slots per configured queue are kept.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
 from datetime import datetime
 
+from ccbridge.lifecycle import cancel_and_wait
 from ccbridge.staffing.gauges import current
 from ccbridge.staffing.plan import IntervalPlan
 
@@ -53,11 +53,8 @@ class LivePlan:
         self._task = asyncio.create_task(self._loop(), name="staffing-plan")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        task, self._task = self._task, None
+        await cancel_and_wait(task)
 
     async def refresh_once(self) -> bool:
         """Recompute the plan; False (the reason in ``error``, the rows emptied) when the

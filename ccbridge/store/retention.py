@@ -14,7 +14,6 @@ object nobody can find.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ccbridge.config.store import StoreSettings
+from ccbridge.lifecycle import cancel_and_wait
 from ccbridge.store.schema import agent_activity, call_events, calls, coverage_gaps, legs
 
 # Deletes recordings' objects from central storage by key; the number deleted.
@@ -275,11 +275,8 @@ class RetentionJob:
             self._task = asyncio.create_task(self._loop(), name="records-retention")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        task, self._task = self._task, None
+        await cancel_and_wait(task)
         if self._engine is not None:
             await self._engine.dispose()
             self._engine = None
