@@ -245,7 +245,7 @@ def rollup_select(
     thresholds: Mapping[str, int],
     default_threshold: int,
     short_abandon_s: float,
-) -> CompoundSelect:
+) -> CompoundSelect[Any]:
     """The rows of report_rollup (ROLLUP_COLUMNS) for a site's calls that arrived in
     [start, end): per UTC quarter hour, the same sums as queue_sums (kind handled) and
     entry_sums (kind nowhere or sent away), over the same indexes. ``start`` and ``end``

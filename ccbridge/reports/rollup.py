@@ -211,7 +211,7 @@ async def _todo(engine: AsyncEngine, sums: SiteSums, first: date, last: date) ->
     an open coverage gap, newest first."""
     d, g = report_rollup_days.c, coverage_gaps.c
     async with engine.connect() as conn:
-        done = set(
+        done: set[str] = set(
             (
                 await conn.execute(
                     select(d.day).where(
@@ -282,3 +282,34 @@ async def roll(
         await roll_day(engine, sums, day, now, stmt)
         out.days[sums.site] = out.days.get(sums.site, 0) + 1
     return out
+
+
+@dataclass(frozen=True, slots=True)
+class Round:
+    """What one round of the roll job did: ``ran`` False when another bridge held the
+    job's lock or rolled less than half an interval ago."""
+
+    ran: bool
+    rolled: Rolled
+
+
+async def roll_round(
+    engine: AsyncEngine,
+    config: Config,
+    now: datetime,
+    bridge: str,
+    every: float,
+    limit: int | None = PER_ROUND,
+) -> Round:
+    """One round as the bridge and ``ccbridge records rollup`` run it: through
+    store/cluster.py run_once (on PostgreSQL an advisory lock: N bridges roll once), on
+    a schema this code knows."""
+    from ccbridge.cluster import wall_now
+    from ccbridge.store.cluster import run_once
+    from ccbridge.store.readcheck import ensure_current
+
+    await ensure_current(engine)
+    ran, got = await run_once(
+        engine, JOB_NAME, every, wall_now, bridge, lambda: roll(engine, config, now, limit=limit)
+    )
+    return Round(ran, got if got is not None else Rolled())
