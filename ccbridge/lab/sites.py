@@ -19,7 +19,9 @@ import jinja2
 
 from ccbridge.agi import health as agi_health
 from ccbridge.config.model import Config, Site
+from ccbridge.lab.rootfs import REPO_ROOT as REPO_ROOT
 from ccbridge.lab.rootfs import LabError, build_root
+from ccbridge.lab.rootfs import default_lab_dir as default_lab_dir
 from ccbridge.render import GUARD_FILE, render_site, tls_copies
 
 if TYPE_CHECKING:
@@ -27,12 +29,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("ccbridge.lab")
 
-REPO_ROOT = Path(__file__).resolve().parent.parent.parent
 BASE_CONFIGS = REPO_ROOT / "asterisk"
-
-
-def default_lab_dir() -> Path:
-    return Path(os.environ.get("CCBRIDGE_LAB_DIR", str(REPO_ROOT / ".lab")))
 
 
 @dataclass(frozen=True, slots=True)
