@@ -43,6 +43,7 @@ from ccbridge.recording.part import RecordingPart, object_deleter
 from ccbridge.recording.policy import record_variable
 from ccbridge.records.activity import ActivityRecorder
 from ccbridge.records.part import RecordStore
+from ccbridge.reports.rollupjob import RollupJob
 from ccbridge.routing import trunks as trunk_health
 from ccbridge.routing.engine import CallRequest, Decision, Router, remember
 from ccbridge.routing.schedule import warm_calendars
@@ -185,6 +186,12 @@ class Bridge:
             self.clock.now,
             delete_objects=object_deleter(self.recording.storage) if self.recording else None,
             audit_days=config.records.audit_retention_days,
+        )
+        # Rolls closed days into the interval report's rollup (ccbridge/reports/rollup.py),
+        # in the report worker process, once between several bridges.
+        self.rollup = RollupJob(
+            lambda: self.services.reports.roll(self.retention.identity),
+            config.records.rollup_interval,
         )
         # Several bridges (issue 15): this one's heartbeat row in the shared store, and
         # the FastAGI sessions it served (route and lookup; the guard's checks are not).
@@ -641,6 +648,7 @@ class Bridge:
             await parts.start("cluster heartbeat", identity, beat.start, beat.stop)
         if self.records is not None:
             await parts.start("records retention", None, self.retention.start, self.retention.stop)
+            await parts.start("records rollup", None, self.rollup.start, self.rollup.stop)
         if self.recording is not None:
             rec = self.recording
             await parts.start("recording transfer", rec.where, rec.start, rec.stop)
