@@ -1,11 +1,12 @@
-"""The event loop ``ccbridge run`` serves on: uvloop when it imports, else asyncio's own.
+"""The event loop ``ccbridge run`` serves on: asyncio's own, or uvloop when asked.
 
-uvloop (libuv under asyncio's API, maintained by the asyncio core developers' circle, MIT
-/Apache) runs the same coroutines, transports and protocols with the loop itself in C:
-on the ceiling bench the bridge's own CPU a call falls (BENCHMARKS §12), mostly in
-accepting, reading, writing and closing the FastAGI connections, which is per call.
-Nothing in ccbridge depends on it: ``bridge.event_loop: asyncio`` (or uvloop missing)
-serves on asyncio's loop, which every unit test uses.
+uvloop (libuv under asyncio's API, from MagicStack, who keep asyncpg) runs the same
+coroutines, transports and protocols with the loop itself in C: the FastAGI server alone
+costs about a third less CPU a session on it. ``bridge.event_loop: uvloop`` (or ``auto``:
+uvloop when it imports) turns it on; the default stays asyncio's loop because on the
+whole bridge the gain was not yet shown out of a shared machine's noise, and the
+hung-bridge lab test's slow-callback gate saw 57-70 ms AMI chunks after its 30 s SIGSTOP
+on uvloop, twice, where asyncio's loop passed (BENCHMARKS §12).
 
 One difference matters to the slow-callback gate (ccbridge/loopdebug.py): uvloop times
 handles, tasks and timers in debug mode like asyncio, but not the protocol callbacks it

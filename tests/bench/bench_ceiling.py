@@ -27,7 +27,7 @@ RSS is read at the end of each step; the generator's and the fake sites' own CPU
 printed per step (they share the machine's cores with the bridge). When the goal is
 missed, the `missing:` lines say by what, in the run's own figures.
 
-The bridge runs on its default loop (uvloop) unless ``--event-loop asyncio``;
+The bridge runs on asyncio's loop, its default, unless ``--event-loop uvloop``;
 ``CCB_BENCH_GC=a,b,c`` starts it with ``gc.set_threshold(a, b, c)``.
 
     .venv/bin/python -m tests.bench.bench_ceiling --quick       # 20 sites, ~1.5 min
@@ -118,7 +118,7 @@ def deployment(
     agi_port: int,
     http_port: int,
     store: str | None,
-    event_loop: str = "auto",
+    event_loop: str = "asyncio",
 ) -> str:
     per_site = agents // sites
     langs = ", ".join(LANGS)
@@ -505,7 +505,7 @@ def bridge_steps(
     seconds: float,
     bridges: int = 1,
     pg: Any = None,
-    event_loop: str = "auto",
+    event_loop: str = "asyncio",
 ) -> tuple[list[Step], dict[str, Any]]:
     label = f"{sites} sites, {agents} agents"
     if pg is not None:
@@ -705,9 +705,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", help="write the result here too")
     ap.add_argument(
         "--event-loop",
-        default="auto",
-        choices=("auto", "uvloop", "asyncio"),
-        help="the bridge's bridge.event_loop (default auto: uvloop)",
+        default="asyncio",
+        choices=("asyncio", "uvloop", "auto"),
+        help="the bridge's bridge.event_loop (default asyncio, as the product's)",
     )
     args = ap.parse_args(argv)
     rows: tuple[tuple[int, int], ...] = ROWS

@@ -91,7 +91,7 @@ def test_the_io_timer_is_only_for_a_debug_loop_that_does_not_time_io_itself() ->
     assert eventloop.run(timers(), EventLoop.UVLOOP) == (True, True)
 
 
-def test_the_loop_is_uvloop_unless_asked_or_missing(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_loop_is_uvloop_when_asked_unless_missing(monkeypatch: pytest.MonkeyPatch) -> None:
     import uvloop
 
     async def kind() -> str:
@@ -113,18 +113,18 @@ def _bridge_yaml(extra: str) -> str:
     return text.replace("  max_agi_sessions: 1000\n", f"  max_agi_sessions: 1000\n{extra}", 1)
 
 
-def test_event_loop_in_the_config_defaults_to_auto_and_refuses_garbage(
+def test_event_loop_in_the_config_defaults_to_asyncio_and_refuses_garbage(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("CCBRIDGE_AMI_SECRET", "ami-secret-from-env")
     monkeypatch.setenv("CCBRIDGE_API_TOKEN", "token-from-env")
     base = REPO / "examples"
-    assert parse_config(_bridge_yaml(""), "d.yaml", base).bridge.event_loop is EventLoop.AUTO
-    got = parse_config(_bridge_yaml("  event_loop: asyncio\n"), "d.yaml", base)
-    assert got.bridge.event_loop is EventLoop.ASYNCIO
+    assert parse_config(_bridge_yaml(""), "d.yaml", base).bridge.event_loop is EventLoop.ASYNCIO
+    got = parse_config(_bridge_yaml("  event_loop: uvloop\n"), "d.yaml", base)
+    assert got.bridge.event_loop is EventLoop.UVLOOP
     for bad in ("libuv", "[uvloop]", "1", "''"):
         with pytest.raises(ConfigError) as info:
             parse_config(_bridge_yaml(f"  event_loop: {bad}\n"), "d.yaml", base)
         (problem,) = info.value.problems
         assert "bridge.event_loop" in str(problem), str(problem)
-        assert "auto, uvloop, asyncio" in str(problem) or "expected" in str(problem)
+        assert "asyncio, uvloop, auto" in str(problem) or "expected" in str(problem)
