@@ -4,7 +4,6 @@ what it measured (detection times, failed and rerouted calls) with `pytest -s`."
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import re
 import signal
@@ -24,7 +23,13 @@ from ccbridge.lab.sites import Lab
 from ccbridge.lab.tls import enable_lab_tls
 from ccbridge.routing.engine import CallRequest
 from ccbridge.routing.trunks import Breaker, BreakerPolicy, at
-from tests.integration.conftest import LAB_CONFIG, AmiRecorder, BridgeFactory
+from tests.integration.conftest import (
+    LAB_CONFIG,
+    AmiRecorder,
+    BridgeFactory,
+    answered_at,
+    answering,
+)
 from tests.polling import until
 
 WEDNESDAY_MORNING = datetime(2026, 11, 25, 5, 0, tzinfo=UTC)  # every site open
@@ -34,7 +39,6 @@ ORDERS_IN = "+918000000001"
 CUSTOMER = "+919876500001"  # a callback's customer: no other test calls from it
 FIRST_SECOND = ["blr-dac", "blr-dac-2"]  # the lab's two trunks from bangalore to dhaka
 DHAKA_HOME = "+918000000009"  # an Indian toll-free number whose home site is dhaka
-JOINED = "CcbTestJoin"  # the UserEvent of a call reaching an answering queue (answering())
 POLL = 0.02  # seconds between checks in `until`: the detection times reported are this fine
 
 
@@ -398,32 +402,6 @@ async def test_drain_under_load_sends_new_calls_elsewhere_and_lets_calls_finish(
 # -- the bridge itself ----------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def answering(lab: Lab, queues: dict[str, str]) -> Iterator[None]:
-    """The queues (site -> queue) answer at once, for longer than a caller talks (the
-    caller hangs up, as its scenario expects); each call reaching one says so with a
-    UserEvent. The tests below are about the route step and the trunks: with the lab's
-    agents (one or two a queue, 5 s wrap-up) their calls waited ~30 s in queues."""
-    for name, queue in queues.items():
-        site = lab.config.site(name)
-        for priority, app in enumerate(
-            (f"UserEvent({JOINED})", "Answer()", "Wait(5)", "Hangup()"), 1
-        ):
-            lab.cli(site, f"dialplan add extension {queue},{priority},{app} into ccb-queue replace")
-        shown = lab.cli(site, f"dialplan show {queue}@ccb-queue")
-        assert JOINED in shown, shown
-    try:
-        yield
-    finally:
-        for name in queues:
-            lab.cli(lab.config.site(name), "dialplan reload")
-
-
-def answered_at(ami: AmiRecorder, site: str, since: int = 0) -> int:
-    """Calls that reached an answering queue at ``site``."""
-    return sum(1 for s, e in ami.events[since:] if s == site and e.get("UserEvent") == JOINED)
-
-
 @pytest.fixture
 def answering_queues(lab: Lab) -> Iterator[None]:
     """The bridge restart's load: orders-bn at dhaka (the bridge's route, and the route
@@ -444,7 +422,7 @@ async def test_bridge_killed_and_restarted_under_load_loses_no_call(
         )
 
         def joined() -> int:
-            return sum(1 for _, e in ami.events[mark:] if e.get("UserEvent") == JOINED)
+            return sum(answered_at(ami, s.name, mark) for s in lab.config.sites)
 
         # Kill the bridge mid-load, and keep it down while calls keep arriving: each of
         # them must take the dialplan's static route.
