@@ -365,6 +365,17 @@ async def watched_series(http_port: int) -> dict[str, float]:
     return out
 
 
+async def snapshot(proc: subprocess.Popen[bytes], folder: Path, n: int) -> Path:
+    """--tracemalloc: the bridge's snapshot number ``n`` (tests/bench/memtrace.py)."""
+    proc.send_signal(signal.SIGUSR1)
+    deadline = time.monotonic() + 120
+    while not (folder / f"snapshot-{n}.done").exists():
+        if time.monotonic() > deadline:
+            raise SystemExit(f"no tracemalloc snapshot {n} in {folder}")
+        await asyncio.sleep(0.5)
+    return folder / f"snapshot-{n}.pickle"
+
+
 def rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -380,6 +391,7 @@ class Settings:
     warmup: float = 60.0  # seconds before growth counts
     records: bool = False  # the bridge keeps call records (SQLite)
     talk: float = 5.0  # --records: seconds from a call's answer to its hang-up
+    trace: Path | None = None  # --tracemalloc: snapshots here, after warm-up and at the end
 
 
 async def soak(
@@ -399,10 +411,11 @@ async def soak(
     stop = asyncio.Event()
     samples: list[tuple[float, float]] = []
     gauges: list[tuple[float, dict[str, float]]] = []
+    snapshots: list[Path] = []
     calls = RecordedCalls(fakes, cfg.talk) if cfg.records else None
     counts: dict[str, int] | None = None
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + (30 if cfg.trace is None else 300)  # tracing is slow
         while not all(f.logins_ok for f in fakes):
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise SystemExit(f"bridge did not log in to every fake site: see {log_file}")
@@ -423,8 +436,12 @@ async def soak(
             if proc.poll() is not None:
                 raise SystemExit(f"the bridge exited ({proc.returncode}) during the soak")
             samples.append((time.monotonic() - t0, rss_mb(proc.pid)))
+            if cfg.trace is not None and not snapshots and samples[-1][0] >= cfg.warmup:
+                snapshots.append(await snapshot(proc, cfg.trace, 1))
             if cfg.records and len(samples) % 6 == 0:
                 gauges.append((samples[-1][0], await watched_series(http_port)))
+        if cfg.trace is not None:
+            snapshots.append(await snapshot(proc, cfg.trace, len(snapshots) + 1))
         stop.set()
         agi_stats = await agi
         events = sum(await asyncio.gather(*traffic))
@@ -471,6 +488,10 @@ async def soak(
             gauges=[(round(t), g) for t, g in gauges],
         )
         met = met and counts["calls_ended"] == calls.ended and counts["legs_ended"] >= calls.ended
+    if len(snapshots) == 2:
+        from tests.bench.memtrace import diff
+
+        result["tracemalloc_growth"] = diff(*snapshots)
     result["met"] = met
     return result
 
@@ -492,8 +513,10 @@ def run(cfg: Settings) -> dict[str, object]:
             )
         log_file = Path(wd) / "bridge.log"
         with open(log_file, "wb") as log:
+            traced = ["-X", "tracemalloc=8", "-m", "tests.bench.memtrace", str(cfg.trace)]
+            command = traced if cfg.trace else ["-m", "ccbridge.cli"]
             proc = subprocess.Popen(
-                [sys.executable, "-m", "ccbridge.cli", "run", str(cfg_file)],
+                [sys.executable, *command, "run", str(cfg_file)],
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -519,6 +542,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--warmup", type=float, default=60.0, help="seconds before growth counts")
     ap.add_argument("--records", action="store_true", help="the bridge keeps call records")
     ap.add_argument("--talk", type=float, default=5.0, help="--records: seconds a call talks")
+    ap.add_argument(
+        "--tracemalloc",
+        metavar="DIR",
+        type=Path,
+        help="debug: run the bridge under tracemalloc, snapshot it after warm-up and at the "
+        "end into DIR, print what grew (RSS figures are then not the bridge's own)",
+    )
     ap.add_argument("--json", help="write the result here too")
     args = ap.parse_args(argv)
     if args.minutes <= 0 or args.concurrent < 1 or args.hold < 0 or args.talk < 0:
@@ -530,6 +560,7 @@ def main(argv: list[str] | None = None) -> int:
         warmup=min(args.warmup, args.minutes * 60 / 3),
         records=args.records,
         talk=args.talk,
+        trace=args.tracemalloc,
     )
     r = run(cfg)
     line = (
@@ -540,6 +571,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     if args.records:
         line += f"; records: {r.get('calls_ended')} calls ended, store {r.get('store')}"
+    for grew in r.get("tracemalloc_growth") or []:  # type: ignore[attr-defined]
+        print(f"  {grew}")
     print(f"{line}: {'met' if r['met'] else 'MISSED'}")
     if args.json:
         Path(args.json).write_text(json.dumps(r, indent=2) + "\n")
