@@ -365,15 +365,16 @@ async def watched_series(http_port: int) -> dict[str, float]:
     return out
 
 
-async def snapshot(proc: subprocess.Popen[bytes], folder: Path, n: int) -> Path:
-    """--tracemalloc: the bridge's snapshot number ``n`` (tests/bench/memtrace.py)."""
+async def snapshot(proc: subprocess.Popen[bytes], folder: Path, n: int, census: bool) -> Path:
+    """--tracemalloc/--census: the bridge's snapshot number ``n`` (tests/bench/memtrace.py)."""
+    name = f"census-{n}" if census else f"snapshot-{n}"
     proc.send_signal(signal.SIGUSR1)
     deadline = time.monotonic() + 120
-    while not (folder / f"snapshot-{n}.done").exists():
+    while not (folder / f"{name}.done").exists():
         if time.monotonic() > deadline:
-            raise SystemExit(f"no tracemalloc snapshot {n} in {folder}")
+            raise SystemExit(f"no {name} in {folder}")
         await asyncio.sleep(0.5)
-    return folder / f"snapshot-{n}.pickle"
+    return folder / (f"{name}.json" if census else f"{name}.pickle")
 
 
 def rss_mb(pid: int) -> float:
@@ -392,6 +393,7 @@ class Settings:
     records: bool = False  # the bridge keeps call records (SQLite)
     talk: float = 5.0  # --records: seconds from a call's answer to its hang-up
     trace: Path | None = None  # --tracemalloc: snapshots here, after warm-up and at the end
+    census: bool = False  # with trace: gc censuses instead of tracemalloc snapshots
 
 
 async def soak(
@@ -415,7 +417,7 @@ async def soak(
     calls = RecordedCalls(fakes, cfg.talk) if cfg.records else None
     counts: dict[str, int] | None = None
     try:
-        deadline = time.monotonic() + (30 if cfg.trace is None else 300)  # tracing is slow
+        deadline = time.monotonic() + (300 if cfg.trace and not cfg.census else 30)  # tracing
         while not all(f.logins_ok for f in fakes):
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise SystemExit(f"bridge did not log in to every fake site: see {log_file}")
@@ -437,11 +439,11 @@ async def soak(
                 raise SystemExit(f"the bridge exited ({proc.returncode}) during the soak")
             samples.append((time.monotonic() - t0, rss_mb(proc.pid)))
             if cfg.trace is not None and not snapshots and samples[-1][0] >= cfg.warmup:
-                snapshots.append(await snapshot(proc, cfg.trace, 1))
+                snapshots.append(await snapshot(proc, cfg.trace, 1, cfg.census))
             if cfg.records and len(samples) % 6 == 0:
                 gauges.append((samples[-1][0], await watched_series(http_port)))
         if cfg.trace is not None:
-            snapshots.append(await snapshot(proc, cfg.trace, len(snapshots) + 1))
+            snapshots.append(await snapshot(proc, cfg.trace, len(snapshots) + 1, cfg.census))
         stop.set()
         agi_stats = await agi
         events = sum(await asyncio.gather(*traffic))
@@ -489,9 +491,9 @@ async def soak(
         )
         met = met and counts["calls_ended"] == calls.ended and counts["legs_ended"] >= calls.ended
     if len(snapshots) == 2:
-        from tests.bench.memtrace import diff
+        from tests.bench.memtrace import census_diff, diff
 
-        result["tracemalloc_growth"] = diff(*snapshots)
+        result["tracemalloc_growth"] = (census_diff if cfg.census else diff)(*snapshots)
     result["met"] = met
     return result
 
@@ -513,7 +515,8 @@ def run(cfg: Settings) -> dict[str, object]:
             )
         log_file = Path(wd) / "bridge.log"
         with open(log_file, "wb") as log:
-            traced = ["-X", "tracemalloc=8", "-m", "tests.bench.memtrace", str(cfg.trace)]
+            probe = ["-m", "tests.bench.memtrace", str(cfg.trace)]
+            traced = probe if cfg.census else ["-X", "tracemalloc=8", *probe]
             command = traced if cfg.trace else ["-m", "ccbridge.cli"]
             proc = subprocess.Popen(
                 [sys.executable, *command, "run", str(cfg_file)],
@@ -549,6 +552,13 @@ def main(argv: list[str] | None = None) -> int:
         help="debug: run the bridge under tracemalloc, snapshot it after warm-up and at the "
         "end into DIR, print what grew (RSS figures are then not the bridge's own)",
     )
+    ap.add_argument(
+        "--census",
+        metavar="DIR",
+        type=Path,
+        help="debug: count the bridge's gc-tracked objects by type after warm-up and at the "
+        "end (full speed, no tracing), print the types that grew",
+    )
     ap.add_argument("--json", help="write the result here too")
     args = ap.parse_args(argv)
     if args.minutes <= 0 or args.concurrent < 1 or args.hold < 0 or args.talk < 0:
@@ -560,7 +570,8 @@ def main(argv: list[str] | None = None) -> int:
         warmup=min(args.warmup, args.minutes * 60 / 3),
         records=args.records,
         talk=args.talk,
-        trace=args.tracemalloc,
+        trace=args.tracemalloc or args.census,
+        census=args.census is not None,
     )
     r = run(cfg)
     line = (

@@ -11,7 +11,10 @@ grouped by the line that allocated it.
 
 from __future__ import annotations
 
+import gc
 import itertools
+import json
+import os
 import signal
 import sys
 import tracemalloc
@@ -25,10 +28,55 @@ def install(folder: Path) -> None:
 
     def dump(signum: int, frame: FrameType | None) -> None:
         n = next(numbers)
-        tracemalloc.take_snapshot().dump(str(folder / f"snapshot-{n}.pickle"))
-        (folder / f"snapshot-{n}.done").touch()
+        if tracemalloc.is_tracing():
+            tracemalloc.take_snapshot().dump(str(folder / f"snapshot-{n}.pickle"))
+            (folder / f"snapshot-{n}.done").touch()
+            return
+        (folder / f"census-{n}.json").write_text(json.dumps(census()))
+        malloc_stats(folder / f"mallocstats-{n}.txt")
+        (folder / f"census-{n}.done").touch()
 
     signal.signal(signal.SIGUSR1, dump)
+
+
+def census() -> dict[str, list[int]]:
+    """Type name -> [objects, shallow bytes] over every object gc tracks."""
+    out: dict[str, list[int]] = {}
+    for obj in gc.get_objects():
+        t = type(obj)
+        row = out.setdefault(f"{t.__module__}.{t.__qualname__}", [0, 0])
+        row[0] += 1
+        row[1] += sys.getsizeof(obj)
+    return out
+
+
+def malloc_stats(path: Path) -> None:
+    """pymalloc's arenas, pools and free blocks (sys._debugmallocstats writes them to the
+    C stderr: pointed at ``path`` meanwhile)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with open(path, "wb") as out:
+        os.dup2(out.fileno(), 2)
+        try:
+            sys._debugmallocstats()
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+def census_diff(before: Path, after: Path, top: int = 25) -> list[str]:
+    """The ``top`` types whose shallow bytes grew most from ``before`` to ``after``."""
+    old = json.loads(before.read_text())
+    new = json.loads(after.read_text())
+    grew = sorted(new, key=lambda k: old.get(k, [0, 0])[1] - new[k][1])[:top]
+    lines = [
+        f"{(new[k][1] - old.get(k, [0, 0])[1]) / 1024:+10.1f} KiB "
+        f"{new[k][0] - old.get(k, [0, 0])[0]:+8d} objects (now {new[k][0]:,})  {k}"
+        for k in grew
+    ]
+    total = sum(v[1] for v in new.values()) - sum(v[1] for v in old.values())
+    lines.append(f"total shallow growth of gc-tracked objects: {total / 2**20:+.1f} MiB")
+    return lines
 
 
 def diff(before: Path, after: Path, top: int = 25) -> list[str]:
@@ -48,8 +96,6 @@ def diff(before: Path, after: Path, top: int = 25) -> list[str]:
 
 
 def main() -> None:
-    if not tracemalloc.is_tracing():
-        raise SystemExit("run with python -X tracemalloc=N")
     folder, *args = sys.argv[1:]
     install(Path(folder))
     from ccbridge.cli import main as ccbridge_main
