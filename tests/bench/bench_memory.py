@@ -343,6 +343,9 @@ WATCHED = (
     "ccbridge_records_queue_depth",
     "ccbridge_records_journal_bytes",
     "ccbridge_records_events_skipped_total",
+    "ccbridge_records_unwritten_total",
+    "ccbridge_ami_reconnects_total",
+    "ccbridge_ami_ping_timeouts_total",
 )
 
 
@@ -352,8 +355,9 @@ async def watched_series(http_port: int) -> dict[str, float]:
     out: dict[str, float] = {}
     try:
         reader, writer = await asyncio.open_connection("127.0.0.1", http_port)
-        writer.write(b"GET /metrics HTTP/1.0\r\nHost: bench\r\n\r\n")
-        body = await asyncio.wait_for(reader.read(), 10)
+        query = "&".join(f"name[]={name}" for name in WATCHED)
+        writer.write(f"GET /metrics?{query} HTTP/1.0\r\nHost: bench\r\n\r\n".encode())
+        body = await asyncio.wait_for(reader.read(), 30)
         writer.close()
     except (OSError, TimeoutError):
         return out
@@ -451,6 +455,7 @@ async def soak(
             calls.end_all()
             counts = await store_caught_up(db, calls.ended)
             samples.append((time.monotonic() - t0, rss_mb(proc.pid)))
+            gauges.append((samples[-1][0], await watched_series(http_port)))
     finally:
         stop.set()
         for f in fakes:
@@ -490,6 +495,10 @@ async def soak(
             gauges=[(round(t), g) for t, g in gauges],
         )
         met = met and counts["calls_ended"] == calls.ended and counts["legs_ended"] >= calls.ended
+        if counts["calls_ended"] != calls.ended:  # what the bridge said about it
+            text = await asyncio.to_thread(log_file.read_text, errors="replace")
+            lines = text.splitlines()
+            result["bridge_log"] = [x for x in lines if " WARNING " in x or " ERROR " in x][-40:]
     if len(snapshots) == 2:
         from tests.bench.memtrace import census_diff, diff
 
