@@ -67,15 +67,26 @@ def route_urls(config: Config, site: Site) -> tuple[str, ...]:
     a bridge that hung mid-session is out of the guard's rotation by then), else the
     hagi:// URL when the bridges are listed in DNS SRV (asked again the same way), else
     each bridge in turn."""
+    return _tries(config, site, v.AGI_ROUTE)
+
+
+def lookup_urls(config: Config, site: Site) -> tuple[str, ...]:
+    """The URLs an IVR self-service lookup tries in order, the same way as a route: a
+    dead or hung first bridge of a list costs the caller the budget, not the lookup."""
+    return _tries(config, site, v.AGI_LOOKUP)
+
+
+def _tries(config: Config, site: Site, route: str) -> tuple[str, ...]:
     bridge = config.bridge
     if bridge.agi_guard is not None:
         tries = bridge.cluster.tries if len(bridge.guard_servers) > 1 else 1
-        return (agi_urls(config, site)[0],) * tries
+        first = agi_urls(config, site)[0 if route == v.AGI_ROUTE else 1]
+        return (first,) * tries
     if bridge.cluster.srv is not None:
         # Asterisk tries the SRV targets only until one accepts: a bridge that dies with
         # the session open ends that AGI(), and the next ask walks the targets again.
-        return (v.hagi_url(bridge.cluster.srv, v.AGI_ROUTE),) * bridge.cluster.tries
-    return tuple(v.agi_url(str(hp), v.AGI_ROUTE) for hp in bridge.agi_servers)
+        return (v.hagi_url(bridge.cluster.srv, route),) * bridge.cluster.tries
+    return tuple(v.agi_url(str(hp), route) for hp in bridge.agi_servers)
 
 
 def agi_urls(config: Config, site: Site) -> tuple[str, str]:

@@ -43,6 +43,7 @@ from ccbridge.recording.part import RecordingPart, object_deleter
 from ccbridge.recording.policy import record_variable
 from ccbridge.records.activity import ActivityRecorder
 from ccbridge.records.part import RecordStore
+from ccbridge.reports.rollupjob import RollupJob
 from ccbridge.routing import trunks as trunk_health
 from ccbridge.routing.engine import CallRequest, Decision, Router, remember
 from ccbridge.routing.schedule import warm_calendars
@@ -125,6 +126,10 @@ class Bridge:
         self.metrics.set_trunk_source(self.trunk_snapshots)
         self.kpi = KpiTracker(config, self.registry)
         self._connected_once: set[str] = set()
+        # Set once every site has synced since start or failed its first connection:
+        # until then the AGI guards' check fails and /readyz says not ready (issue 15).
+        self._first_sync_done = False
+        self.sessions_before_first_sync = 0
         # IVR self-service and the agents' cross-site view (ccbridge/agents.py).
         self.selfservice = SelfServiceClient(config.self_service) if config.self_service else None
         self.agents = AgentMirror(self.clock.time)
@@ -186,6 +191,12 @@ class Bridge:
             delete_objects=object_deleter(self.recording.storage) if self.recording else None,
             audit_days=config.records.audit_retention_days,
         )
+        # Rolls closed days into the interval report's rollup (ccbridge/reports/rollup.py),
+        # in the report worker process, once between several bridges.
+        self.rollup = RollupJob(
+            lambda: self.services.reports.roll(self.retention.identity),
+            config.records.rollup_interval,
+        )
         # Several bridges (issue 15): this one's heartbeat row in the shared store, and
         # the FastAGI sessions it served (route and lookup; the guard's checks are not).
         self.sessions_served = 0
@@ -198,7 +209,8 @@ class Bridge:
                     self.decide, self._on_decision, self._record if self.recording else None
                 ),
                 variables.AGI_LOOKUP: make_lookup_handler(config.ivr, self.selfservice),
-                variables.AGI_HEALTH: agi_health.health,  # the AGI guard's check
+                # the AGI guard's check: passes once the first sync is done
+                variables.AGI_HEALTH: agi_health.health_route(self.first_sync_done),
             },
             config.bridge.agi_listen.host,
             config.bridge.agi_listen.port,
@@ -302,6 +314,9 @@ class Bridge:
         self.metrics.agi_session_end(route, outcome.value, seconds)
         if route != variables.AGI_HEALTH:
             self.sessions_served += 1
+            if not self._first_sync_done:
+                # A call served on queue state not yet synced (none behind a guard).
+                self.sessions_before_first_sync += 1
 
     # -- several bridges -------------------------------------------------------------
     def _cluster_snapshot(self) -> tuple[tuple[str, ...], int]:
@@ -510,19 +525,34 @@ class Bridge:
     def audit(self, event: AuditEvent) -> None:
         self.access.audit(event)
 
+    def first_sync_done(self) -> bool:
+        """True once every site's link has, since start, either completed its first full
+        sync or failed its first connection (a site down does not hold the bridge back);
+        it stays True after that: a later resync of one site does not take the whole
+        bridge out of the guards' rotation. Before it, a route would be decided on empty
+        queue state, so the guards' health check (agi/health.py) fails."""
+        if not self._first_sync_done and self.links:
+            self._first_sync_done = all(
+                link.ready or link.state in (LinkState.DOWN, LinkState.AUTH_FAILED)
+                for link in self.links.values()
+            )
+        return self._first_sync_done
+
     def readiness(self) -> dict[str, bool]:
         return {
             "config_loaded": True,
             "fastagi_listening": self.agi.listening,
             "site_connected": any(link.connected for link in self.links.values()),
+            "sites_synced": self.first_sync_done(),
         }
 
     def readiness_detail(self) -> dict[str, object]:
         """What /readyz shows beside its checks; none of it makes the bridge unready
         (the record database being down never stops routing)."""
+        first = {"sessions_before_first_sync": self.sessions_before_first_sync}
         if self.records is None:
-            return {"records": {"enabled": False}}
-        return {"records": {"enabled": True, **self.records.status()}}
+            return {"records": {"enabled": False}, "routing": first}
+        return {"records": {"enabled": True, **self.records.status()}, "routing": first}
 
     def http_app(self) -> web.Application:
         """The HTTP API over this bridge's services and metrics registry."""
@@ -543,6 +573,7 @@ class Bridge:
         if self._parts is not None:
             raise RuntimeError("bridge already started")
         parts = self._parts = Parts()
+        self._first_sync_done = False
         # Holiday calendars fill a year in on its first lookup (tens of ms): this year's
         # and its neighbours' in a thread, before anything routes on the loop.
         year = self.clock.now().year
@@ -640,6 +671,7 @@ class Bridge:
             await parts.start("cluster heartbeat", identity, beat.start, beat.stop)
         if self.records is not None:
             await parts.start("records retention", None, self.retention.start, self.retention.stop)
+            await parts.start("records rollup", None, self.rollup.start, self.rollup.stop)
         if self.recording is not None:
             rec = self.recording
             await parts.start("recording transfer", rec.where, rec.start, rec.stop)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ccbridge import variables as v
-from ccbridge.agi_guard import agi_urls
+from ccbridge.agi_guard import lookup_urls
 from ccbridge.config.ivr import Destination, DestKind, IvrSettings, Lookup, Menu
 from ccbridge.config.model import Config, Site, queue_name
 
@@ -227,5 +227,7 @@ def ivr_context(config: Config, site: Site) -> dict[str, object]:
         "ivr_menus": [_menu_view(m, resolver) for m in ivr.menus],
         "ivr_lookups": [_lookup_view(x, resolver) for x in ivr.lookups],
         "ivr_fallbacks": choice_fallbacks(config, site),
-        "lookup_agi_url": agi_urls(config, site)[1],
+        # Several bridges (issue 15): each URL in turn, within the cluster's budget.
+        "lookup_tries": lookup_urls(config, site),
+        "lookup_budget_ms": round(config.bridge.cluster.budget * 1000),
     }

@@ -3,7 +3,8 @@
 It answers Login, Ping, scripted list actions (QueueStatus, QueueSummary, ...) and
 scripted single replies, pushes events, and can misbehave on demand: ``hang()`` stops
 reading and answering (a SIGSTOPped Asterisk), ``mute(action)`` drops one action's
-replies, ``cut()`` drops every connection, ``stop()`` closes the listener (connections
+replies, ``hold(action)`` keeps them until ``release()`` (a slow sync), ``cut()`` drops
+every connection, ``stop()`` closes the listener (connections
 refused) and ``start()`` brings it back on the same port. ``push_raw(data)`` writes any
 bytes (garbage, broken framing); ``await stream(chunks)`` writes a long stream at the
 pace the client reads it (flow control), never holding more than one chunk.
@@ -49,6 +50,8 @@ class FakeAmi:
         self.connections = 0
         self.hung = False
         self._muted: set[str] = set()
+        self._holding: set[str] = set()
+        self._held: list[tuple[asyncio.StreamWriter, AmiMessage]] = []
         self._server: asyncio.Server | None = None
         self._writers: dict[asyncio.StreamWriter, bool] = {}  # writer -> logged in
         self._tasks: set[asyncio.Task[None]] = set()
@@ -84,6 +87,18 @@ class FakeAmi:
     def mute(self, action: str) -> None:
         """Never answer ``action`` (the link stays healthy otherwise)."""
         self._muted.add(action.lower())
+
+    def hold(self, action: str) -> None:
+        """Keep the replies to ``action`` until ``release()``."""
+        self._holding.add(action.lower())
+
+    def release(self) -> None:
+        """Answer the held actions now, and every one from now on at once."""
+        self._holding.clear()
+        held, self._held = self._held, []
+        for writer, action in held:
+            if not writer.is_closing():
+                self._reply(writer, action)
 
     def push_event(self, name: str, fields: Fields | None = None) -> None:
         """Send ``Event: name`` to every logged-in client (nothing while hung)."""
@@ -158,6 +173,13 @@ class FakeAmi:
         key = action.get("Action", "").lower()
         if key in self._muted:
             return
+        if key in self._holding:
+            self._held.append((writer, action))
+            return
+        self._reply(writer, action)
+
+    def _reply(self, writer: asyncio.StreamWriter, action: AmiMessage) -> None:
+        key = action.get("Action", "").lower()
         ids = [("ActionID", action["ActionID"])] if "ActionID" in action else []
         out: list[tuple[str, str]]
         if key == "login":

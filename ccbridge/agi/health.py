@@ -1,9 +1,12 @@
-"""FastAGI `health` route: the AGI guard's proof that the bridge's event loop answers."""
+"""FastAGI `health` route: the AGI guard's proof that the bridge's event loop answers and
+that the bridge has synced the sites it can reach."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from ccbridge import variables
-from ccbridge.agi.server import AgiSession
+from ccbridge.agi.server import AgiSession, Handler
 
 ROUTE = variables.AGI_HEALTH
 # The guard (dialplans/haproxy.cfg.j2) sends a request for this path, expects this
@@ -11,6 +14,11 @@ ROUTE = variables.AGI_HEALTH
 # but never writes (stopped, event loop blocked, partitioned) fails the check.
 COMMAND = "NOOP ccbridge-alive"
 REPLY = "200 result=0"
+# Said instead while the bridge has not yet synced every site it reaches (just started or
+# restarted): the guard's check does not match it, so the guard keeps the bridge out of
+# service and calls take the other bridges or the dialplan's fallbacks, not a route
+# decided on empty queue state.
+SYNCING = "NOOP ccbridge-syncing"
 
 
 CHECK_URL = variables.agi_url("guard", ROUTE)
@@ -24,5 +32,11 @@ def check_request() -> str:
     )
 
 
-async def health(session: AgiSession) -> None:
-    await session.command(COMMAND)
+def health_route(ready: Callable[[], bool]) -> Handler:
+    """The route handler: COMMAND once ``ready()`` (the bridge's first sync of every
+    reachable site is done), SYNCING before."""
+
+    async def health(session: AgiSession) -> None:
+        await session.command(COMMAND if ready() else SYNCING)
+
+    return health

@@ -22,11 +22,25 @@ class RecordsSettings:
     # A caller who hangs up within this many seconds of queueing is a short abandon:
     # counted apart and left out of the abandon rate and service levels (docs/reports.md).
     short_abandon_s: float = 5.0
+    # The interval report's quarter-hour rollup (ccbridge/reports/rollup.py): a site's
+    # local day is rolled once it ended this many seconds ago (records of its last calls
+    # come in as they end), by a job every ``rollup_interval`` seconds (0: no job; the
+    # reports read raw rows for every day not rolled, so they stay right, only slower).
+    rollup_interval: float = 900.0
+    rollup_grace: float = 7200.0
 
 
 def parse_records(r: Reader, v: Any) -> RecordsSettings:
     d = r.mapping(
-        v, {"retention_days", "audit_retention_days", "purge_interval", "short_abandon_s"}
+        v,
+        {
+            "retention_days",
+            "audit_retention_days",
+            "purge_interval",
+            "short_abandon_s",
+            "rollup_interval",
+            "rollup_grace",
+        },
     )
     return RecordsSettings(
         **r.given(
@@ -36,6 +50,8 @@ def parse_records(r: Reader, v: Any) -> RecordsSettings:
                 "audit_retention_days": r.integer(0, 36_500),
                 "purge_interval": r.number(1, 86_400),
                 "short_abandon_s": r.number(0, 600),
+                "rollup_interval": r.number(0, 86_400),
+                "rollup_grace": r.number(0, 7 * 86_400),
             },
         )
     )

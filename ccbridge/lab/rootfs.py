@@ -1,4 +1,7 @@
-"""Build and cache a debootstrap root of Debian testing that holds Asterisk 22 for the lab."""
+"""Build and cache a debootstrap root of Debian testing that holds Asterisk 22 for the lab.
+
+Standard library only: `make test` runs `python3 -m ccbridge.lab.rootfs` with the system
+Python, so the root builds while the venv is made and the code checked."""
 
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ import re
 import shutil
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -17,6 +21,11 @@ log = logging.getLogger("ccbridge.lab")
 SUITE = os.environ.get("CCBRIDGE_LAB_SUITE", "forky")
 PACKAGES = ("asterisk", "asterisk-modules", "asterisk-core-sounds-en", "asterisk-moh-opsound-gsm")
 _MARKER = ".ccbridge-root"
+REPO_ROOT = Path(__file__).resolve().parent.parent.parent
+
+
+def default_lab_dir() -> Path:
+    return Path(os.environ.get("CCBRIDGE_LAB_DIR", str(REPO_ROOT / ".lab")))
 
 
 class LabError(RuntimeError):
@@ -137,3 +146,20 @@ def _prepare(root: Path) -> None:
     # Nothing in the root may start services on its own.
     (root / "usr/sbin/policy-rc.d").write_text("#!/bin/sh\nexit 101\n")
     (root / "usr/sbin/policy-rc.d").chmod(0o755)
+
+
+def main() -> int:
+    """Build the lab's root under $CCBRIDGE_LAB_DIR (default: .lab/) if it is missing."""
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    root = default_lab_dir() / "root"
+    try:
+        took = build_root(root)
+    except LabError as exc:
+        print(f"lab root: {exc}", file=sys.stderr)
+        return 1
+    print(f"lab root ready ({f'built in {took:.0f}s' if took else 'cached'}): {root}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -259,13 +260,16 @@ def place_calls(
     max_seconds: float = 60.0,
     limit: int | None = None,
     scenario: str = "caller.xml",  # talking_caller.xml: sends audio once answered
+    extra: Sequence[str] = (),
 ) -> CallResult:
     """Place ``calls`` calls to ``did`` at ``target`` (HOST:PORT), bounded by max_seconds
-    (``edge_caller.xml``: through the SIP edge, following its recorded route)."""
+    (``edge_caller.xml``: through the SIP edge, following its recorded route); ``extra``:
+    more SIPp options (a per-call receive timeout, a call trace)."""
     cmd = caller_command(
         SCENARIOS / scenario, target, did, caller=caller, local_port=local_port,
         calls=calls, max_seconds=max_seconds,
-        extra=("-r", str(rate), "-d", str(duration_ms), "-l", str(limit or max(calls, 1))),
+        extra=("-r", str(rate), "-d", str(duration_ms), "-l", str(limit or max(calls, 1)),
+               *extra),
     )  # fmt: skip
     return run_callers(cmd, None, max_seconds)
 
@@ -279,3 +283,22 @@ def final_stat(text: str, label: str) -> int:
             if len(cols) >= 3 and cols[2].isdigit():
                 value = int(cols[2])
     return value
+
+
+_CALL_DEBUG = "Call debugging information for call "
+# A response SIPp received to the call's INVITE with 200: the call was answered.
+_ANSWER = re.compile(r"^SIP/2\.0 200\b[^\n]*\n(?:[^\n]+\n)*?CSeq:\s*\d+ INVITE\s*$", re.M | re.I)
+
+
+def aborted_calls(text: str) -> dict[str, bool]:
+    """The calls a SIPp run aborted, from its ``-trace_calldebug`` file: Call-ID -> whether
+    the call had been answered (a 200 to its INVITE received) before it failed. Text that
+    is not a call-debug dump gives no calls."""
+    out: dict[str, bool] = {}
+    for block in text.split(_CALL_DEBUG)[1:]:
+        call_id, sep, history = block.partition(":\n")
+        call_id = call_id.strip()
+        if not sep or not call_id or "\n" in call_id:
+            continue
+        out[call_id] = _ANSWER.search(history) is not None
+    return out

@@ -19,7 +19,9 @@ import jinja2
 
 from ccbridge.agi import health as agi_health
 from ccbridge.config.model import Config, Site
+from ccbridge.lab.rootfs import REPO_ROOT as REPO_ROOT
 from ccbridge.lab.rootfs import LabError, build_root
+from ccbridge.lab.rootfs import default_lab_dir as default_lab_dir
 from ccbridge.render import GUARD_FILE, render_site, tls_copies
 
 if TYPE_CHECKING:
@@ -27,12 +29,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("ccbridge.lab")
 
-REPO_ROOT = Path(__file__).resolve().parent.parent.parent
 BASE_CONFIGS = REPO_ROOT / "asterisk"
-
-
-def default_lab_dir() -> Path:
-    return Path(os.environ.get("CCBRIDGE_LAB_DIR", str(REPO_ROOT / ".lab")))
 
 
 @dataclass(frozen=True, slots=True)
@@ -333,14 +330,30 @@ class Lab:
         return {"build": build, "start": time.monotonic() - t1, "total": time.monotonic() - t0}
 
     def reconfigure(self, config: Config, timeout: float = 30.0) -> None:
-        """Restart every site with another config (a test's variant of the same sites)."""
+        """Run the sites with another config (a test's variant of the same sites): a site
+        whose files change restarts with them (every module reads its files again); one
+        whose files stay the same keeps running, as a restart would change nothing."""
+        keep = {
+            s.name
+            for s in config.sites
+            if self._files(self.config, s.name) == self._files(config, s.name)
+        }
         for site in self.config.sites:
-            self.stop_site(site)
+            if site.name not in keep:
+                self.stop_site(site)
         self.config = config
         for site in config.sites:
-            self.start_site(site)
+            self.start_site(site)  # nothing to do for a site still running
         for site in config.sites:
             self.wait_ami(site, timeout)
+
+    def _files(self, config: Config, name: str) -> object:
+        """What install_configs writes for site ``name`` under ``config`` (None: no site)."""
+        site = next((s for s in config.sites if s.name == name), None)
+        if site is None:
+            return None
+        index = [s.name for s in config.sites].index(name)
+        return site, index, render_site(config, site), tls_copies(site)
 
     def wait_ami(self, site: Site, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout

@@ -1,5 +1,6 @@
 """`ccbridge report intervals|agents CONFIG`: a report as a terminal table, CSV or a chart;
-`ccbridge records erase|purge CONFIG`: data-protection erasure and retention by hand."""
+`ccbridge records erase|purge|rollup CONFIG`: data-protection erasure, retention and the
+interval report's rollup by hand."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
     from ccbridge.config.model import Config
     from ccbridge.reports.build import Report
     from ccbridge.reports.query import ReportQuery
@@ -77,7 +80,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--chart", help="intervals: draw offered and service level to FILE.png")
     p.set_defaults(func=cmd_report)
 
-    r = sub.add_parser("records", help="the call record: erase a caller's number, purge")
+    r = sub.add_parser("records", help="the call record: erase a caller's number, purge, roll up")
     rs = r.add_subparsers(dest="action", required=True)
     e = rs.add_parser("erase", help="remove a caller's number from every record")
     e.add_argument("config")
@@ -86,6 +89,14 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     g = rs.add_parser("purge", help="purge records older than records.retention_days now")
     g.add_argument("config")
     g.set_defaults(func=cmd_records)
+    u = rs.add_parser(
+        "rollup",
+        help="roll every closed day not yet rolled into the interval report's rollup now",
+        description="What the bridge's rollup job does every records.rollup_interval, "
+        "without its per-round bound; once between several bridges (docs/reports.md).",
+    )
+    u.add_argument("config")
+    u.set_defaults(func=cmd_records)
 
 
 def _params(args: argparse.Namespace) -> dict[str, list[str]]:
@@ -245,6 +256,8 @@ async def _records(config: Config, action: str, number: str | None) -> int:
         deleter = object_deleter(make_storage(config.recording))
     try:
         await check_schema(engine)
+        if action == "rollup":
+            return await _rollup(engine, config)
         if action == "erase":
             assert number is not None
             if sum(ch.isdigit() for ch in number) < 5:
@@ -280,6 +293,23 @@ async def _records(config: Config, action: str, number: str | None) -> int:
         return EXIT_DB
     finally:
         await engine.dispose()
+
+
+async def _rollup(engine: AsyncEngine, config: Config) -> int:
+    from ccbridge.access.audit import cli_actor
+    from ccbridge.reports.rollup import roll_round
+
+    # every=0: a bridge's recent round does not skip this one; its lock (PostgreSQL) does.
+    got = await roll_round(engine, config, datetime.now(UTC), cli_actor(), 0, None)
+    if not got.ran:
+        print("another bridge is rolling up now: nothing done, try again in a minute")
+        return EXIT_DB
+    per = ", ".join(f"{n} {site}" for site, n in sorted(got.rolled.days.items()))
+    print(
+        f"rolled {got.rolled.total} site-days into the interval rollup"
+        + (f": {per}" if per else "")
+    )
+    return 0
 
 
 def _counts(gone: dict[str, int]) -> str:

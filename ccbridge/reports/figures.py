@@ -5,8 +5,14 @@ writes out)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
+
+from ccbridge.store.schema import RouteSource
+
+# The interval report's route-source columns, one per RouteSource value: the calls of the
+# interval whose calls.route_source is that value (docs/reports.md).
+ROUTE_COLUMNS: tuple[str, ...] = tuple(f"routed_{s.value}" for s in RouteSource)
 
 
 def _ratio(num: float, den: float) -> float | None:
@@ -41,6 +47,8 @@ class QueueSums:
     fallback_routed: int = 0
     satisfaction_sum: int = 0
     satisfaction_count: int = 0
+    # Calls per calls.route_source, in RouteSource order (ROUTE_COLUMNS).
+    routed: list[int] = field(default_factory=lambda: [0] * len(ROUTE_COLUMNS))
 
     def add(self, o: QueueSums) -> None:
         # Written out: this runs once per database row (tens of thousands a report).
@@ -60,6 +68,8 @@ class QueueSums:
         self.fallback_routed += o.fallback_routed
         self.satisfaction_sum += o.satisfaction_sum
         self.satisfaction_count += o.satisfaction_count
+        for i, n in enumerate(o.routed):
+            self.routed[i] += n
 
     def add_row(self, v: Sequence[Any]) -> None:
         """Add one database row's sums, in queries.SUM_COLUMNS order."""
@@ -79,6 +89,9 @@ class QueueSums:
         self.fallback_routed += int(v[12])
         self.satisfaction_sum += int(v[13])
         self.satisfaction_count += int(v[14])
+        routed = self.routed
+        for i in range(len(routed)):
+            routed[i] += int(v[15 + i])
 
     def figures(self) -> dict[str, Any]:
         """The report's columns for these sums (docs/reports.md, "Interval report")."""
@@ -105,6 +118,7 @@ class QueueSums:
             "fallback_routed": self.fallback_routed,
             "satisfaction_avg": _ratio(self.satisfaction_sum, self.satisfaction_count),
             "satisfaction_count": self.satisfaction_count,
+            **dict(zip(ROUTE_COLUMNS, self.routed, strict=True)),
         }
 
 

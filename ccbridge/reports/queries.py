@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import (
     BigInteger,
     ColumnElement,
+    CompoundSelect,
     Integer,
     Select,
     and_,
@@ -25,15 +26,23 @@ from sqlalchemy import (
     text,
     union_all,
 )
+from sqlalchemy.types import SmallInteger, String
 
+from ccbridge.reports.figures import ROUTE_COLUMNS
 from ccbridge.reports.intervals import SLOT_S
 from ccbridge.store.schema import (
     ENTRY_AWAY,
+    ROLLUP_HANDLED,
+    ROLLUP_NOWHERE,
+    ROLLUP_SENT_AWAY,
     ActivityKind,
     Outcome,
+    RouteSource,
     agent_activity,
     calls,
     coverage_gaps,
+    report_rollup,
+    report_rollup_days,
 )
 
 ABANDONS = (Outcome.ABANDONED.value, Outcome.SHORT_ABANDON.value)
@@ -91,6 +100,7 @@ SUM_COLUMNS = (
     "fallback_routed",
     "satisfaction_sum",
     "satisfaction_count",
+    *ROUTE_COLUMNS,
 )
 
 
@@ -126,6 +136,7 @@ def _sums(
         _count(c.static_fallback.is_(True)),
         func.coalesce(func.sum(c.satisfaction), 0),
         func.count(c.satisfaction),
+        *(_count(c.route_source == s.value) for s in RouteSource),
     ]
     return [col.label(name) for col, name in zip(cols, SUM_COLUMNS, strict=True)]
 
@@ -218,6 +229,97 @@ def entry_sums(
             *_filters(service, language, queue),
         )
         .group_by(s, c.service, c.language, c.queue, away)
+    )
+
+
+# -- the quarter-hour rollup (ccbridge/reports/rollup.py) ----------------------------
+
+ROLLUP_COLUMNS = ("site", "kind", "slot", "service", "language", "queue", "n", *SUM_COLUMNS)
+
+
+def rollup_select(
+    dialect: str,
+    site: str,
+    start: datetime | ColumnElement[Any],
+    end: datetime | ColumnElement[Any],
+    thresholds: Mapping[str, int],
+    default_threshold: int,
+    short_abandon_s: float,
+) -> CompoundSelect[Any]:
+    """The rows of report_rollup (ROLLUP_COLUMNS) for a site's calls that arrived in
+    [start, end): per UTC quarter hour, the same sums as queue_sums (kind handled) and
+    entry_sums (kind nowhere or sent away), over the same indexes. ``start`` and ``end``
+    may be bind parameters: the statement is then built once and run for many days."""
+    c = calls.c
+    s = slot(dialect, c.arrived_at).label("slot")
+    name = cast(literal(site), String(64)).label("site")
+    sums = _sums(site, thresholds, default_threshold, short_abandon_s)
+    group = (s, c.service, c.language, c.queue)
+    handled = (
+        select(
+            name,
+            cast(literal(ROLLUP_HANDLED), SmallInteger).label("kind"),
+            *group,
+            func.count().label("n"),
+            *sums,
+        )
+        .where(c.target_site == site, c.arrived_at >= start, c.arrived_at < end)
+        .group_by(*group)
+    )
+    kind = case((c.target_site.is_(None), ROLLUP_NOWHERE), else_=ROLLUP_SENT_AWAY).label("kind")
+    entered = (
+        select(name, kind, *group, func.count().label("n"), *sums)
+        .where(
+            c.entry_site == site,
+            c.arrived_at >= start,
+            c.arrived_at < end,
+            text(f"({ENTRY_AWAY})"),  # as in the partial index ix_calls_entry_site_away
+        )
+        .group_by(*group, kind)
+    )
+    return union_all(handled, entered)
+
+
+def rolled_days(site: str, start: datetime, end: datetime, fingerprint: str) -> Select[Any]:
+    """The days of a site rolled with this fingerprint that overlap [start, end) (index
+    report_rollup_days(site, start_at))."""
+    d = report_rollup_days.c
+    return select(d.start_at, d.end_at).where(
+        d.site == site, d.start_at < end, d.end_at > start, d.fingerprint == fingerprint
+    )
+
+
+def rollup_sums(
+    site: str,
+    spans: list[tuple[int, int]],
+    *,
+    size: int = SLOT_S,
+    service: str | None = None,
+    language: str | None = None,
+    queue: str | None = None,
+) -> Select[Any]:
+    """The rollup's rows in the shape of entry_sums (slot of ``size`` seconds, service,
+    language, queue, sent_away, n, *SUM_COLUMNS), for the UTC quarter-hour spans
+    [a, b) given (index report_rollup(site, slot)). Handled and sent-nowhere rows both
+    read as not sent away: the report adds both to the site's own figures."""
+    r = report_rollup.c
+    per = size // SLOT_S
+    s = (r.slot.op("/")(per) if per > 1 else r.slot).label("slot")
+    away = case((r.kind == ROLLUP_SENT_AWAY, 1), else_=0).label("sent_away")
+    cols: list[ColumnElement[Any]] = [
+        (func.max(r[n]) if n == "longest_wait_s" else func.sum(r[n])).label(n) for n in SUM_COLUMNS
+    ]
+    where: list[Any] = [r.site == site, or_(*(and_(r.slot >= a, r.slot < b) for a, b in spans))]
+    if service is not None:
+        where.append(r.service == service)
+    if language is not None:
+        where.append(r.language == language)
+    if queue is not None:
+        where.append(r.queue == queue)
+    return (
+        select(s, r.service, r.language, r.queue, away, func.sum(r.n).label("n"), *cols)
+        .where(*where)
+        .group_by(s, r.service, r.language, r.queue, away)
     )
 
 

@@ -1,5 +1,5 @@
-"""Reports and staffing plans built in a worker process, so the bridge's event loop never
-holds a month of rows.
+"""Reports, staffing plans and the interval rollup's rounds run in a worker process, so
+the bridge's event loop never holds a month of rows.
 
 Why a process (BENCHMARKS.md §10, "loop stall"): a month's 15-minute report is ~25,000
 answer rows; SQLAlchemy's row processing, the assembly and the JSON encoding are ~1 s of
@@ -33,6 +33,7 @@ from ccbridge.config.store import StoreSettings
 from ccbridge.reports.query import ReportQuery
 
 if TYPE_CHECKING:
+    from ccbridge.reports.rollup import Round
     from ccbridge.staffing.plan import Targets
     from ccbridge.staffing.planning import PlanResult
 
@@ -140,6 +141,32 @@ def _plan_job(
     return asyncio.run(plan(settings, config, days, targets, now, weeks))
 
 
+async def roll(
+    settings: StoreSettings, config: Config, now: datetime, bridge: str, every: float
+) -> Round | WorkerFault:
+    """One round of the interval rollup (ccbridge/reports/rollup.py) on an engine of
+    its own: its statements and their rows never touch the bridge's loop."""
+    from sqlalchemy.exc import DBAPIError
+
+    from ccbridge.reports.rollup import roll_round
+    from ccbridge.store.engine import make_engine
+    from ccbridge.store.migrate import SchemaError
+
+    engine = make_engine(settings)
+    try:
+        return await roll_round(engine, config, now, bridge, every)
+    except (OSError, TimeoutError, DBAPIError, SchemaError) as exc:
+        return _store_fault(exc)
+    finally:
+        await engine.dispose()
+
+
+def _roll_job(
+    settings: StoreSettings, config: Config, now: datetime, bridge: str, every: float
+) -> Round | WorkerFault:
+    return asyncio.run(roll(settings, config, now, bridge, every))
+
+
 def _started_pool() -> ProcessPoolExecutor:
     pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
     pool.submit(int).result()  # the process is up and has imported what a job needs
@@ -148,7 +175,8 @@ def _started_pool() -> ProcessPoolExecutor:
 
 class ReportWorker:
     """The worker process; ``run`` awaits one report, ``plan`` one staffing plan,
-    ``close`` stops the process. One is shared by the report and staffing services."""
+    ``roll`` one round of the rollup, ``close`` stops the process. One is shared by the
+    report and staffing services."""
 
     def __init__(self, settings: StoreSettings) -> None:
         self._settings = settings
@@ -179,6 +207,15 @@ class ReportWorker:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(
             pool, _plan_job, self._settings, config, days, targets, now, weeks
+        )
+
+    async def roll(
+        self, config: Config, now: datetime, bridge: str, every: float
+    ) -> Round | WorkerFault:
+        pool = await self._started()
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            pool, _roll_job, self._settings, config, now, bridge, every
         )
 
     async def close(self) -> None:

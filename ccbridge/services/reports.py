@@ -22,6 +22,7 @@ from ccbridge.services.recordsread import RecordsReader
 
 if TYPE_CHECKING:
     from ccbridge.reports.calls import CallDetail, CallPage, CallScope
+    from ccbridge.reports.rollup import Round
     from ccbridge.reports.worker import Encoded, Kind, ReportWorker
 
 
@@ -117,6 +118,20 @@ class ReportService:
             raise ServiceError(
                 "records-unavailable", f"the records store cannot be read: {got.message}"
             )
+        return got
+
+    async def roll(self, bridge: str) -> Round:
+        """One round of the interval rollup (ccbridge/reports/rollup.py), in the worker
+        process; records-unavailable when the store cannot be read or written."""
+        from ccbridge.reports.worker import WorkerFault
+
+        c = self._rt.config
+        async with self._records.read():  # the file and the schema, checked here
+            got = await self._worker.roll(
+                c, self._rt.clock.now(), bridge, c.records.rollup_interval
+            )
+        if isinstance(got, WorkerFault):
+            raise ServiceError("records-unavailable", f"the rollup failed: {got.message}")
         return got
 
     def _call_scope(

@@ -25,7 +25,15 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ccbridge.config.store import StoreSettings
 from ccbridge.lifecycle import cancel_and_wait
-from ccbridge.store.schema import agent_activity, call_events, calls, coverage_gaps, legs
+from ccbridge.store.schema import (
+    agent_activity,
+    call_events,
+    calls,
+    coverage_gaps,
+    legs,
+    report_rollup,
+    report_rollup_days,
+)
 
 # Deletes recordings' objects from central storage by key; the number deleted.
 DeleteObjects = Callable[[list[str]], Awaitable[int]]
@@ -50,6 +58,25 @@ JOB_NAME = "retention"  # its name among the once-only jobs (cluster_jobs)
 ERASED = "erased"  # what an erased number reads, in calls.caller_number and event fields
 
 
+async def _purge_rollup(conn: Any, before: datetime) -> int:
+    """Drop the interval rollup of every day that began before ``before`` (its calls
+    are purged: the day is partial now); day rows dropped."""
+    d, r = report_rollup_days.c, report_rollup.c
+    last: dict[str, datetime] = {}
+    for site, end in (
+        await conn.execute(select(d.site, d.end_at).where(d.start_at < before))
+    ).all():
+        last[site] = max(last.get(site, end), end)
+    for site, end in last.items():
+        # A site's rolled days never overlap: its rows before the last purged day's end
+        # are those days' rows.
+        await conn.execute(
+            delete(report_rollup).where(r.site == site, r.slot < int(end.timestamp()) // 900)
+        )
+    gone = await conn.execute(delete(report_rollup_days).where(d.start_at < before))
+    return int(gone.rowcount)
+
+
 def cutoff(now: datetime, days: int) -> datetime:
     return now - timedelta(days=days)
 
@@ -59,9 +86,19 @@ async def purge(
 ) -> dict[str, int]:
     """Delete every call that arrived before ``before`` with its legs, events and
     recordings, the agent activity before it, and the coverage gaps that ended before it;
-    rows deleted per table."""
+    rows deleted per table. The interval rollup of the days that began before it goes
+    first: a report never reads a rolled day whose calls are partly gone."""
     gone = dict.fromkeys(
-        ("calls", "legs", "call_events", "recordings", "agent_activity", "coverage_gaps"), 0
+        (
+            "calls",
+            "legs",
+            "call_events",
+            "recordings",
+            "agent_activity",
+            "coverage_gaps",
+            "report_rollup_days",
+        ),
+        0,
     )
     while True:
         async with engine.begin() as conn:
@@ -82,6 +119,8 @@ async def purge(
             gone["recordings"] += await _drop_recordings(conn, ids, delete_objects)
             r = await conn.execute(delete(calls).where(calls.c.call_id.in_(ids)))
             gone["calls"] += r.rowcount
+    async with engine.begin() as conn:
+        gone["report_rollup_days"] += await _purge_rollup(conn, before)
     async with engine.begin() as conn:
         r = await conn.execute(delete(agent_activity).where(agent_activity.c.at < before))
         gone["agent_activity"] += r.rowcount

@@ -33,6 +33,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     Column,
     DateTime,
@@ -41,6 +42,7 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
+    SmallInteger,
     String,
     Table,
     TypeDecorator,
@@ -372,6 +374,62 @@ cluster_jobs = Table(
     Column("name", String(64), primary_key=True),
     Column("ran_at", UtcDateTime, nullable=False),
     Column("bridge", String(160), nullable=False),
+)
+
+# -- the interval report's quarter-hour rollup (issue 12): ccbridge/reports/rollup.py ----
+
+# Per site, UTC quarter hour and (service, language, queue), the interval report's sums
+# of a closed local day, computed by the same SQL as the report itself
+# (ccbridge/reports/queries.py SUM_COLUMNS): re-aggregated, they give every figure of
+# any local bucket exactly. Rows are read only inside a day of report_rollup_days.
+ROLLUP_HANDLED, ROLLUP_NOWHERE, ROLLUP_SENT_AWAY = 0, 1, 2  # report_rollup.kind
+report_rollup = Table(
+    "report_rollup",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("site", _site(), nullable=False),
+    # handled at the site / entered there and sent nowhere / entered there, sent away
+    Column("kind", SmallInteger, nullable=False),
+    Column("slot", BigInteger, nullable=False),  # the UTC quarter hour: epoch seconds // 900
+    Column("service", String(64)),
+    Column("language", String(16)),
+    Column("queue", String(80)),
+    Column("n", Integer, nullable=False),  # calls
+    Column("offered", Integer, nullable=False),
+    Column("answered", Integer, nullable=False),
+    Column("answered_within_sl", Integer, nullable=False),
+    Column("abandoned", Integer, nullable=False),
+    Column("short_abandons", Integer, nullable=False),
+    Column("abandoned_within_sl", Integer, nullable=False),
+    Column("timed_out", Integer, nullable=False),
+    Column("answered_wait_s", Float, nullable=False),
+    Column("handle_s", Float, nullable=False),
+    Column("longest_wait_s", Float),
+    Column("overflowed_in", Integer, nullable=False),
+    Column("after_hours", Integer, nullable=False),
+    Column("fallback_routed", Integer, nullable=False),
+    Column("satisfaction_sum", Integer, nullable=False),
+    Column("satisfaction_count", Integer, nullable=False),
+    *(Column(f"routed_{s.value}", Integer, nullable=False) for s in RouteSource),
+    Index(None, "site", "slot"),
+)
+
+# One row per rolled (site, local day): the day's span in UTC, the site's zone and the
+# config fingerprint (thresholds, short abandons) its sums were computed with. A report
+# uses a day's rows only when its fingerprint is the current one. Any write of a calls
+# row that arrived inside a rolled day deletes the day's row (a trigger, migration 0007):
+# a late record makes the day raw again until the next roll.
+report_rollup_days = Table(
+    "report_rollup_days",
+    metadata,
+    Column("site", _site(), primary_key=True),
+    Column("day", String(10), primary_key=True),  # the local date, YYYY-MM-DD
+    Column("zone", String(64), nullable=False),
+    Column("start_at", UtcDateTime, nullable=False),  # local midnight, in UTC
+    Column("end_at", UtcDateTime, nullable=False),  # the next local midnight
+    Column("fingerprint", String(64), nullable=False),
+    Column("rolled_at", UtcDateTime, nullable=False),
+    Index(None, "site", "start_at"),
 )
 
 TABLES: dict[str, Table] = {

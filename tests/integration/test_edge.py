@@ -5,7 +5,6 @@ that dies costs no call. Each test prints what it measured with `pytest -s`."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import signal
 import time
@@ -21,7 +20,7 @@ from ccbridge.config import Config
 from ccbridge.edge.rpc import KamailioRpc
 from ccbridge.edge.view import edge_view
 from ccbridge.lab.edge import LabEdge
-from ccbridge.lab.sipp import Agent, CallResult, place_calls
+from ccbridge.lab.sipp import Agent, CallResult, aborted_calls, place_calls
 from ccbridge.lab.sites import Lab
 from tests.integration.conftest import AmiRecorder, BridgeFactory
 from tests.polling import until
@@ -31,6 +30,7 @@ ORDERS_IN = "+918000000001"  # orders: served by all three sites, so spread over
 ENGLISH = "+447700900123"
 POLL = 0.02
 CARRIER_IN = "PJSIP/carrier-in-"  # the channel of a call the edge delivered to a site
+CHANNEL_UP = "6"  # AMI ChannelState of an answered channel
 
 
 def report(what: str, **figures: object) -> None:
@@ -63,6 +63,7 @@ async def through_edge(
     duration_ms: int = 200,
     port: int = 6600,
     max_seconds: float = 40,
+    extra: tuple[str, ...] = (),
 ) -> CallResult:
     assert config.edge is not None
     return await asyncio.to_thread(
@@ -76,6 +77,7 @@ async def through_edge(
         max_seconds=max_seconds,
         local_port=port,
         scenario="edge_caller.xml",
+        extra=extra,
     )
 
 
@@ -90,19 +92,29 @@ def entered(ami: AmiRecorder, site: str, since: int = 0) -> int:
     )
 
 
-def in_progress(ami: AmiRecorder, site: str) -> int:
-    """Calls ``site`` holds now, as its AMI events tell: from the edge, and those another
-    site sent it over a trunk (one call has several channels: counted by Linkedid)."""
-    open_channels: dict[str, str] = {}
+def held_calls(ami: AmiRecorder, site: str) -> tuple[int, int]:
+    """Calls ``site`` holds now, as its AMI events tell, from the edge or from another site
+    over a trunk (one call has several channels: counted by Linkedid): (in setup, answered).
+    A call is answered once every open channel of it is Up (the caller's too)."""
+    up: dict[str, bool] = {}  # open channel -> Up
+    linked: dict[str, str] = {}
     for s, e in ami.events:
         if s != site:
             continue
         name, uid = e.get("Event"), e.get("Uniqueid", "")
         if name == "Newchannel":
-            open_channels[uid] = e.get("Linkedid", uid)
+            linked[uid] = e.get("Linkedid", uid)
+            up[uid] = e.get("ChannelState") == CHANNEL_UP
+        elif name == "Newstate" and uid in up:
+            up[uid] = e.get("ChannelState") == CHANNEL_UP
         elif name == "Hangup":
-            open_channels.pop(uid, None)
-    return len(set(open_channels.values()))
+            up.pop(uid, None)
+            linked.pop(uid, None)
+    calls: dict[str, bool] = {}
+    for uid, is_up in up.items():
+        calls[linked[uid]] = calls.get(linked[uid], True) and is_up
+    answered = sum(calls.values())
+    return len(calls) - answered, answered
 
 
 async def edge_flags(rpc: KamailioRpc, config: Config, site: str) -> set[str]:
@@ -207,7 +219,24 @@ async def test_sigkilled_site_behind_the_edge_costs_no_call(
     agents: dict[str, Agent],
     ami: AmiRecorder,
     bridge_at: BridgeFactory,
+    tmp_path: Path,
 ) -> None:
+    """dhaka is SIGKILLed under load through the edge. What is asserted, per call, with
+    SIPp's per-call trace (-trace_calldebug) telling answered calls from unanswered ones:
+
+    - every call dhaka did not hold at the kill succeeds: the ones the edge sends it
+      before it learns of the death get no reply within invite_timeout and fail over to
+      the next site inside the call (the last part shows that failover alone);
+    - a call dhaka had answered dies with it (its BYE finds no one): at most as many
+      answered calls fail as dhaka held answered at the kill;
+    - a call in setup at dhaka (ringing in its queue, or sent on over a trunk) has had
+      dhaka's provisional reply, so the edge waits ring_timeout for it, not
+      invite_timeout: it is lost too, and at most as many unanswered calls fail as dhaka
+      held in setup at the kill.
+
+    The calls dhaka held are counted from AMI at the kill. A per-call receive timeout
+    (15 s) ends the calls left hanging, so the test never waits SIPp's 40 s bound.
+    """
     assert edge_config.edge is not None
     dhaka = lab.config.site("dhaka")
     holdoff = 2.0
@@ -217,36 +246,40 @@ async def test_sigkilled_site_behind_the_edge_costs_no_call(
     rpc = KamailioRpc(edge_config.edge.rpc_url, 1.0)
     view = edge_view(config)
     assert view is not None
+    trace = tmp_path / "calldebug.log"
+    traced = ("-recv_timeout", "15000", "-trace_calldebug", "-calldebug_file", str(trace))
     try:
         async with bridge_at(WEDNESDAY_MORNING, config=config) as bridge:
             await watch(rpc, config, "dhaka", "active")
             # 8 s of calls, few enough for the lab agents (5 s wrap-up each) to answer in time
-            load = asyncio.create_task(through_edge(config, 16, rate=2, port=6620))
-            # Kill dhaka between two of its calls: a call a dead site holds (ringing in a
-            # queue, or answered) is lost with it, whatever routes it. On a machine so busy
-            # that dhaka never holds none, kill it anyway: then only those calls may fail.
-            # Right after a call enters manila: round robin's next for dhaka is two calls
-            # (1 s) away, so no INVITE is on its way there that AMI has not shown yet.
+            load = asyncio.create_task(through_edge(config, 16, rate=2, port=6620, extra=traced))
             mark = len(ami.events)
             await until(lambda: entered(ami, "dhaka", mark) >= 1, 15, "a load call at dhaka")
-            with contextlib.suppress(AssertionError):
-                seen = [entered(ami, "manila", mark)]
+            # Kill right after a call enters manila: round robin's next for dhaka is two
+            # calls (1 s) away, so no INVITE is on its way there that AMI has not shown
+            # yet (one would be in setup at dhaka but not counted).
+            seen = [entered(ami, "manila", mark)]
 
-                def gap() -> bool:
-                    now = entered(ami, "manila", mark)
-                    fresh, seen[0] = now > seen[0], now
-                    return fresh and in_progress(ami, "dhaka") == 0
+            def fresh() -> bool:
+                now = entered(ami, "manila", mark)
+                new, seen[0] = now > seen[0], now
+                return new
 
-                await until(gap, 6, "a gap after a manila call", interval=0.005)
-            held = in_progress(ami, "dhaka")
+            await until(fresh, 6, "a load call entering manila", interval=0.005)
+            ringing, answered = held_calls(ami, "dhaka")
             killed = time.monotonic()
             lab.signal_site(dhaka, signal.SIGKILL)
             await watch(rpc, config, "dhaka", "disabled")
             detect = time.monotonic() - killed
             result = await load
-            # lost: failed, or still waiting for the answer of a site that died with it
-            lost = result.created - result.successful
-            assert result.created == 16 and lost <= held, (held, result.output[-2000:])
+            text = await asyncio.to_thread(read_from, trace, 0) if trace.exists() else ""
+            aborted = aborted_calls(text)
+            died_answered = sum(aborted.values())
+            failed_unanswered = len(aborted) - died_answered
+            why = (ringing, answered, aborted, result.output[-2000:])
+            assert result.created == 16, why
+            assert result.successful + result.failed == 16 and len(aborted) == result.failed, why
+            assert failed_unanswered <= ringing and died_answered <= answered, why
 
             await restart(lab, "dhaka")
             back = time.monotonic()
@@ -255,10 +288,11 @@ async def test_sigkilled_site_behind_the_edge_costs_no_call(
             up_since = bridge.state.sites["dhaka"].up_since
             assert up_since is not None and bridge.clock.time() - up_since >= holdoff
             measured = {
-                "held_by_dhaka_at_kill": held,
+                "in_setup_at_dhaka_at_kill": ringing,
+                "answered_by_dhaka_at_kill": answered,
                 "calls": result.created,
-                "failed": result.failed,
-                "lost": lost,
+                "failed_unanswered": failed_unanswered,
+                "died_answered": died_answered,
                 "edge_disabled_after_s": f"{detect:.2f}",
                 "active_again_after_ami_s": f"{time.monotonic() - back:.2f}",
             }

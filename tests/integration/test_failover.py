@@ -17,7 +17,7 @@ import pytest
 
 from ccbridge.config import Config, parse_config
 from ccbridge.config.model import Number, NumberKind
-from ccbridge.lab.demo import BridgeProcess
+from ccbridge.lab.demo import BridgeProcess, http_json
 from ccbridge.lab.sipp import Agent, CallResult, place_calls
 from ccbridge.lab.sites import Lab
 from ccbridge.lab.tls import enable_lab_tls
@@ -41,7 +41,13 @@ def report(what: str, **figures: object) -> None:
 
 
 async def calls(
-    did: str, caller: str, n: int, rate: float = 4, duration_ms: int = 300, port: int = 6150
+    did: str,
+    caller: str,
+    n: int,
+    rate: float = 4,
+    duration_ms: int = 300,
+    port: int = 6150,
+    extra: tuple[str, ...] = (),
 ) -> CallResult:
     return await asyncio.to_thread(
         place_calls,
@@ -53,6 +59,7 @@ async def calls(
         duration_ms=duration_ms,
         max_seconds=40,
         local_port=port,
+        extra=extra,
     )
 
 
@@ -222,7 +229,12 @@ async def test_site_killed_mid_load_moves_calls_and_takes_them_back_after_holdof
         assert r0.ok and _joins(ami, "dhaka") == 1  # home site first
 
         load_mark = len(ami.events)
-        load = asyncio.create_task(calls(DHAKA_HOME, ENGLISH, 16, rate=4, port=6190))
+        # A call ringing at dhaka (over bangalore's trunk) when it dies waits forever for
+        # its answer: SIPp gives up on it 10 s after its last message instead of
+        # holding the whole run to its 40 s bound (those calls are the site's loss).
+        load = asyncio.create_task(
+            calls(DHAKA_HOME, ENGLISH, 16, rate=4, port=6190, extra=("-recv_timeout", "10000"))
+        )
         # Kill dhaka mid-load: once the load has a call queued there (its one English
         # agent busy, the next ones overflow).
         await until(
@@ -397,6 +409,11 @@ async def test_bridge_killed_and_restarted_under_load_loses_no_call(
         result = await load
         assert result.created == 40
         assert result.failed == 0, result.output[-1500:]
+        # The restarted bridge took no call before its first sync of every site: the
+        # guards' check fails until then, so calls took the static route instead.
+        ready = await asyncio.to_thread(http_json, f"{bridge.base}/readyz")
+        assert isinstance(ready, dict) and ready["checks"]["sites_synced"], ready
+        assert ready["detail"]["routing"] == {"sessions_before_first_sync": 0}, ready
         fallback = sum(
             1 for s, e in ami.events if e.get("Event") == "QueueCallerJoin" and s == "bangalore"
         )

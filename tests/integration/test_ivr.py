@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
 from aiohttp import web
 
+from ccbridge.config import Config
+from ccbridge.config.model import HostPort
 from ccbridge.lab.dtmf import Step, ivr_call
 from ccbridge.lab.sipp import Agent
 from ccbridge.lab.sites import Lab
+from ccbridge.render import render_site
 from tests.integration.conftest import AmiRecorder, BridgeFactory, clear_held_routes
 
 # Wednesday 25 Nov 2026, 10:30 in Bangalore and 11:00 in Dhaka: both open, no holiday.
@@ -105,17 +110,48 @@ async def backend() -> AsyncIterator[list[dict[str, str]]]:
         await runner.cleanup()
 
 
+@contextlib.contextmanager
+def bangalore_lookups_over_a_list(lab: Lab, config: Config) -> Iterator[None]:
+    """Bangalore's ivr.conf as a deployment of several bridges without a guard renders it
+    (issue 15): a dead first bridge (a refused port), then the test's bridge; the lab's
+    own ivr.conf again after."""
+    servers = (HostPort("127.0.0.1", 1), HostPort("127.0.0.1", 4573))
+    listed = replace(
+        config,
+        bridge=replace(
+            config.bridge,
+            agi_guard=None,
+            cluster=replace(config.bridge.cluster, servers=servers),
+        ),
+    )
+    site = config.site("bangalore")
+    ivr = lab.dirs(site).host("etc") / "ivr.conf"
+    original = ivr.read_text(encoding="utf-8")
+    ivr.write_text(render_site(listed, site)["ivr.conf"], encoding="utf-8")
+    try:
+        assert "reloaded" in lab.cli(site, "dialplan reload").lower()
+        yield
+    finally:
+        ivr.write_text(original, encoding="utf-8")
+        lab.cli(site, "dialplan reload")
+
+
 async def test_order_status_lookup_reads_the_answer_back(
     lab: Lab,
+    lab_config: Config,
     agents: dict[str, Agent],
     ami: AmiRecorder,
     bridge_at: BridgeFactory,
     backend: list[dict[str, str]],
 ) -> None:
-    async with bridge_at(WEDNESDAY_MORNING):
-        # English, then 3 = order status, then the order number and #.
-        await _call(IVR_IN, [(1000, "1"), (1500, "3"), (1500, "1234#")], hold_ms=4000, port=6143)
-        await ami.wait_for(lambda: len(_lookups(ami)) >= 1, what="CcbLookup")
+    """Through a list of two bridges whose first is dead: the lookup asks the second."""
+    with bangalore_lookups_over_a_list(lab, lab_config):
+        async with bridge_at(WEDNESDAY_MORNING):
+            # English, then 3 = order status, then the order number and #.
+            await _call(
+                IVR_IN, [(1000, "1"), (1500, "3"), (1500, "1234#")], hold_ms=4000, port=6143
+            )
+            await ami.wait_for(lambda: len(_lookups(ami)) >= 1, what="CcbLookup")
     assert backend == [{"lookup": "order-status", "digits": "1234", "site": "bangalore"}]
     ev = _lookups(ami)[0]
     assert (ev["Result"], ev["Answer"], ev["AgiStatus"]) == ("ok", "shipped", "SUCCESS")

@@ -205,6 +205,12 @@ async def test_two_bridges_sigkill_sigstop_and_back(
         spread_from = await asyncio.to_thread(sessions, config, base)
         result = await load
         spread_to = await asyncio.to_thread(sessions, config, base)
+        # Bridge 2, restarted under load, took no call before its first sync of every
+        # site: the guard's check fails until then (issue 15: before, a restarted bridge
+        # took calls while still syncing).
+        two_ready = await asyncio.to_thread(http_json, f"{two.base}/readyz")
+        assert isinstance(two_ready, dict), two_ready
+        assert two_ready["detail"]["routing"] == {"sessions_before_first_sync": 0}, two_ready
 
         assert result.created >= RATE * 16 * 0.95, result.output[-1500:]
         assert result.failed == 0 and result.successful == result.created, result.output[-2500:]

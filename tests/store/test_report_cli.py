@@ -100,3 +100,20 @@ async def test_erase_from_the_command_line(config: str, capsys: pytest.CaptureFi
         run, ["records", "erase", config, "--number", "12"], capsys
     )
     assert code == 2 and "whole phone number" in err
+
+
+async def test_rollup_from_the_command_line(
+    config: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`records rollup` rolls the closed days after the retention cutoff (2 days kept
+    here: a short run), then has nothing left to roll."""
+    import asyncio
+
+    with Path(config).open("a") as f:  # noqa: ASYNC230 (a few bytes, before any work)
+        f.write("records:\n  retention_days: 2\n")
+    code, out, err = await asyncio.to_thread(run, ["records", "rollup", config], capsys)
+    assert code == 0, err
+    assert out.startswith("rolled ") and "site-days into the interval rollup: " in out
+    assert int(out.split()[1]) >= 3  # a day at least for each of the lab's 3 sites
+    code, out, _ = await asyncio.to_thread(run, ["records", "rollup", config], capsys)
+    assert (code, out) == (0, "rolled 0 site-days into the interval rollup\n")

@@ -126,3 +126,36 @@ async def test_faults_come_back_as_values(month_db: StoreSettings, tmp_path: Pat
     fault = await build(nowhere, cfg, "intervals", q, NOW)
     assert isinstance(fault, WorkerFault) and fault.kind == "store", fault
     assert "unable to open database file" in fault.message
+
+
+async def test_the_rollup_job_rolls_in_the_worker_once_between_bridges(
+    month_db: StoreSettings,
+) -> None:
+    """The bridge's rollup round runs in the worker process under the job's cluster
+    lock, without holding the loop: the closed days after the retention cutoff (3 days
+    here) rolled, then a second round at once skipped (another bridge, or this one,
+    rolled less than half an interval ago)."""
+    cfg = replace(config(), store=month_db)
+    cfg = replace(cfg, records=replace(cfg.records, retention_days=3))
+    b = Bridge(cfg, Clock(NOW))
+    loop = asyncio.get_running_loop()
+    found = report_slow_callbacks(loop, 50)
+    try:
+        first = await b.rollup.run_once()
+        second = await b.rollup.run_once()
+    finally:
+        stop_reporting(loop, found)
+        await b.services.reports.close()
+    assert found.lines == []
+    # NOW is 2026-12-01 00:00 UTC, the cutoff 11-28 00:00 UTC, the grace 2 h: the 29th
+    # and 30th in Asia, the 28th and 29th in New York, London's 29th (its 30th ended
+    # at midnight UTC, less than the grace ago).
+    assert first.ran and first.rolled.left == 0
+    assert first.rolled.days == {
+        "bangalore": 2,
+        "dhaka": 2,
+        "manila": 2,
+        "newyork": 2,
+        "london": 1,
+    }
+    assert not second.ran and b.rollup.rounds == 1 and b.rollup.rolled == 9

@@ -89,6 +89,7 @@ async def test_purge_keeps_the_last_30_days(migrated: Db) -> None:
         "recordings": 0,
         "agent_activity": 2,
         "coverage_gaps": 2,
+        "report_rollup_days": 0,  # nothing rolled here (tests/store/test_rollup.py)
     }
     async with migrated.engine().connect() as conn:
         ids = sorted((await conn.execute(select(calls.c.call_id))).scalars())
@@ -170,3 +171,18 @@ def test_records_section(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(ConfigError) as info:
         parse_config(lab + "records:\n  retention_days: -1\n", "d.yaml", REPO)
     assert "records.retention_days" in str(info.value.problems[0])
+    rollup = "records:\n  rollup_interval: 0\n  rollup_grace: 3600\n"
+    r = parse_config(lab + rollup, "d.yaml", REPO).records
+    assert (r.rollup_interval, r.rollup_grace) == (0.0, 3600.0)  # 0: no rollup job
+    defaults = parse_config(lab, "d.yaml", REPO).records
+    assert (defaults.rollup_interval, defaults.rollup_grace) == (900.0, 7200.0)
+    for bad, says in (
+        ("rollup_interval: -1", "records.rollup_interval: -1 is out of range 0..86400"),
+        ("rollup_interval: soon", "records.rollup_interval: expected a number, got"),
+        ("rollup_grace: 99999999", "records.rollup_grace: 99999999 is out of range"),
+        ("rollup_grace: true", "records.rollup_grace: expected a number, got"),
+        ("rollup_every: 60", "rollup_every"),
+    ):
+        with pytest.raises(ConfigError) as info:
+            parse_config(lab + f"records:\n  {bad}\n", "d.yaml", REPO)
+        assert says in str(info.value.problems[0]), (bad, info.value.problems)

@@ -154,7 +154,7 @@ async def test_a_real_guard_reaches_the_bridge_from_its_sites_address(tmp_path: 
         await session.set_variable("CCB_OK", "1")
 
     server = FastAgiServer(
-        {"route": route, agi_health.ROUTE: agi_health.health},
+        {"route": route, agi_health.ROUTE: agi_health.health_route(lambda: True)},
         agi.host,
         agi.port,
         allow=allowlist(config),

@@ -241,10 +241,16 @@ def test_haproxy_accepts_the_rendered_config(guard: str, tmp_path: Path) -> None
 # -- the bridge's health route -------------------------------------------------------------
 
 
-async def test_health_route_answers_the_guards_check() -> None:
+@pytest.mark.parametrize(
+    ("synced", "says"), [(True, agi_health.COMMAND), (False, agi_health.SYNCING)]
+)
+async def test_health_route_answers_the_guards_check(synced: bool, says: str) -> None:
+    """Alive once the bridge's first sync is done; before it, a line the guard's
+    `expect string` does not match (the check fails: no calls for a bridge still syncing)."""
+    assert agi_health.COMMAND.split()[-1] not in agi_health.SYNCING
     ends: list[tuple[str, SessionOutcome]] = []
     server = FastAgiServer(
-        {agi_health.ROUTE: agi_health.health},
+        {agi_health.ROUTE: agi_health.health_route(lambda: synced)},
         port=0,
         on_session_end=lambda route, outcome, _s: ends.append((route, outcome)),
     )
@@ -252,7 +258,7 @@ async def test_health_route_answers_the_guards_check() -> None:
         reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
         writer.write(agi_health.check_request().encode())
         line = await asyncio.wait_for(reader.readline(), 2)
-        assert line.decode().strip() == agi_health.COMMAND
+        assert line.decode().strip() == says
         writer.write((agi_health.REPLY + "\n").encode())
         assert await asyncio.wait_for(reader.read(), 2) == b""  # done: the bridge closes
         writer.close()

@@ -80,6 +80,7 @@ async def test_health_is_always_ok_and_readiness_says_why_not(client: TestClient
         "config_loaded": True,
         "fastagi_listening": False,
         "site_connected": False,
+        "sites_synced": False,
     }
 
 

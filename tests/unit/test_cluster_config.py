@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from ccbridge import variables as v
-from ccbridge.agi_guard import route_urls
+from ccbridge.agi_guard import lookup_urls, route_urls
 from ccbridge.config import Config, ConfigError, load_config
 from ccbridge.config.model import HostPort
 from ccbridge.render import render_site
@@ -138,3 +138,25 @@ def test_the_guard_is_asked_again_when_it_balances_several_bridges(lab: Config) 
     assert "server bridge2 127.0.0.1:4574 check" in files["haproxy.cfg"]
     assert "option redispatch" in files["haproxy.cfg"]
     assert "CCB_AGI_URL_2=agi://127.0.1.1:4580/route" in files["extensions.conf"]
+
+
+def test_a_lookup_tries_the_list_in_order_within_the_budget(lab: Config) -> None:
+    servers = (HostPort("10.0.0.5", 4573), HostPort("10.0.0.6", 4573))
+    config = _direct(lab, servers=servers, budget=1.5)
+    site = config.site("bangalore")
+    assert lookup_urls(config, site) == tuple(f"agi://{s}/lookup" for s in servers)
+    ivr = render_site(config, site)["ivr.conf"]
+    assert "[ccb-ivr-l-" in ivr, "the lab config has a self-service lookup"
+    lookup = ivr.split("[ccb-ivr-l-", 1)[1].split("exten => answer-", 1)[0]
+    steps = [line for line in lookup.splitlines() if "AGI(agi://" in line or "?asked" in line]
+    # AGI 1; then ask the next only while no result came and within the budget
+    assert steps == [
+        f" same => n,AGI(agi://10.0.0.5:4573/lookup?{steps[0].split('?', 1)[1]}",
+        f' same => n,GotoIf($["${{{v.LOOKUP_RESULT}}}"!="" | ${{STRFTIME(,UTC,%s%3q)}}'
+        f" - ${{{v.AGI_STARTED}}} > 1500]?asked)",
+        f" same => n,AGI(agi://10.0.0.6:4573/lookup?{steps[2].split('?', 1)[1]}",
+    ], steps
+    assert "n(asked)" in lookup and f"Set({v.AGI_STARTED}=" in lookup
+    # one bridge (the lab's guard): one AGI, as before
+    one = render_site(lab, lab.site("bangalore"))["ivr.conf"]
+    assert v.AGI_STARTED not in one.split("[ccb-ivr-l-", 1)[1].split("exten => answer-", 1)[0]
