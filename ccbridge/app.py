@@ -477,6 +477,19 @@ class Bridge:
         made from the bus's subscriptions, so it admits exactly what some part reads.
         """
         try:
+            # One name filter per event (a hash compare in Asterisk), not one regex over
+            # every event's text: the session's thread spent half again as much CPU per
+            # call on the regex (events.EventBus.ami_match_criteria).
+            for criteria in self.bus.ami_match_criteria():
+                await link.action("Filter", {"Operation": "Add", "MatchCriteria": criteria})
+            return
+        except (AmiError, TimeoutError) as exc:
+            log.warning(
+                "AMI name filter refused, using the regex filter: %s",
+                exc,
+                extra=ctx(site=link.site_name),
+            )
+        try:
             await link.action("Filter", {"Operation": "Add", "Filter": self.bus.ami_filter()})
         except (AmiError, TimeoutError) as exc:
             log.warning(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from datetime import UTC, datetime
 from pathlib import Path
@@ -9,12 +10,18 @@ from pathlib import Path
 import pytest
 
 from ccbridge import agents, kpi, variables
+from ccbridge.ami.client import LinkState, SiteLink
+from ccbridge.ami.codec import AmiMessage, encode_fields
 from ccbridge.app import CONTACT_STATUS, Bridge
 from ccbridge.clock import Clock
 from ccbridge.config import Config, load_config
 from ccbridge.desk import live as desk_live
+from ccbridge.events import ALWAYS
 from ccbridge.routing.state import HANDLED_EVENTS
 from ccbridge.screenpop import tracker as screenpop
+from tests.amifake import FakeAmi
+from tests.polling import until
+from tests.unit.test_ami_client import make_settings
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -55,6 +62,16 @@ def test_every_event_a_part_reads_passes_the_filter(bridge: Bridge) -> None:
         variables.EVENT_HELD_REJECTED,
         *screenpop.USER_EVENTS,  # the IVR path and lookup answer of a screen pop
     }
+
+
+def test_the_name_filters_are_the_regex_filters_names(bridge: Bridge) -> None:
+    # One advanced filter per name the regex admits: the same events, cheaper to match.
+    criteria = bridge.bus.ami_match_criteria()
+    names = {c.removeprefix("action(include),name(").removesuffix(")") for c in criteria}
+    assert len(names) == len(criteria) == len(bridge.bus.names() | ALWAYS)
+    assert names == bridge.bus.names() | ALWAYS
+    assert all(_passes(bridge.bus.ami_filter(), name) for name in names)
+    assert not {"Newexten", "VarSet", "Newchannel", "Hangup"} & names
 
 
 def test_every_subscribed_name_has_a_handler_and_nothing_else_passes(bridge: Bridge) -> None:
@@ -100,3 +117,42 @@ def test_each_reader_gets_its_events_through_the_bus(bridge: Bridge) -> None:
     )
     assert bridge.trunks["blr-mnl"].reachable is False  # qualify
     assert bridge.bus.handler_errors == 0
+
+
+class _NoAdvancedFilters(FakeAmi):
+    """An Asterisk without advanced filters: it refuses ``MatchCriteria``, takes a regex."""
+
+    def _answer(self, writer: asyncio.StreamWriter, action: AmiMessage) -> None:
+        if action.get("Action") == "Filter" and "MatchCriteria" in action:
+            self.received.append(action)
+            out = [("Response", "Error"), ("ActionID", action["ActionID"])]
+            writer.write(encode_fields([*out, ("Message", "Filter Not Supported")]))
+            return
+        super()._answer(writer, action)
+
+
+@pytest.mark.parametrize("advanced", [True, False])
+async def test_the_session_asks_for_names_and_falls_back_to_the_regex(
+    bridge: Bridge, advanced: bool
+) -> None:
+    fake = FakeAmi(secret="x") if advanced else _NoAdvancedFilters(secret="x")
+    fake.replies["filter"] = {"Message": "Success"}
+    await fake.start()
+    link = SiteLink("bangalore", make_settings(fake.port, secret="x"), bridge.bus.dispatch)
+    try:
+        await link.start()
+        await until(lambda: link.state is LinkState.UP, 2.0, "the link up")
+        await bridge._filter_events(link)
+    finally:
+        await link.stop()
+        await fake.close()
+    sent = fake.actions_named("Filter")
+    criteria = [a["MatchCriteria"] for a in sent if "MatchCriteria" in a]
+    regexes = [a["Filter"] for a in sent if "Filter" in a]
+    if advanced:  # every name, no regex
+        assert (criteria, regexes) == (bridge.bus.ami_match_criteria(), [])
+    else:  # the first name refused, then the one regex
+        assert (criteria, regexes) == (
+            bridge.bus.ami_match_criteria()[:1],
+            [bridge.bus.ami_filter()],
+        )
