@@ -12,8 +12,9 @@ before its step. The PBX side is the same for both: the rendered cel.conf (CEL o
 difference is what the bridge's record work costs the PBX host's CPU (the bridge shares
 the 2 cores with Asterisk here) and nothing else. Per round the records-on ratio minus
 the records-off ratio; the median over rounds, its bootstrap interval
-(tests/bench/verdict.py) and a two-sided verdict: met when the whole interval is within
-0.02, MISSED when the median is not, else not resolved. The store is counted at the end:
+(tests/bench/verdict.py) against -0.02: met when the whole interval clears it, MISSED when
+the median does not, else not resolved (records on costing less is noise, not a miss).
+A started bridge gets SETTLE seconds before its step. The store is counted at the end:
 every call of the records-on steps has its row.
 
     .venv/bin/python -m tests.bench.bench_e2e_records --rates 150 --seconds 6 --rounds 3
@@ -50,19 +51,23 @@ from tests.bench.bench_e2e import (
     plan_steps,
     static_around,
 )
-from tests.bench.verdict import MET, MISSED, NOT_RESOLVED, Estimate, estimate, only
+from tests.bench.verdict import MET, Estimate, estimate, only
 
 WITHIN = 0.02  # issue 12: records on keeps the routed/static ratio within 0.02 of off
+# Seconds after a bridge starts before its step: a bridge that finds another's held-route
+# heartbeat writes the whole table again (ccbridge/heldroutes.py), Asterisk work the first
+# run charged to the step right after each switch (3.2 ms a call against 2.4-2.9 later).
+SETTLE = 5.0
 PATHS = ["routed", "routed-records"]
 PAIR_EXTENS = {**EXTENS, "routed-records": EXTENS["routed"]}  # the same step, another bridge
 
 
-def within(est: Estimate, bound: float = WITHIN) -> str:
-    """Two-sided: met when the whole interval is inside +-bound, MISSED when the median
-    is outside, else not resolved (the noise is wider than the margin)."""
-    if abs(est.value) > bound:
-        return MISSED
-    return MET if -bound <= est.low and est.high <= bound else NOT_RESOLVED
+def judge(diffs: list[float], bound: float = WITHIN) -> Estimate:
+    """Records on may cost the routed path at most ``bound`` of its ratio to static: the
+    median difference (on - off) and its interval against -bound (a records-on ratio
+    above the records-off one is noise, not a miss): met when the whole interval clears
+    it, MISSED when the median does not, else not resolved."""
+    return estimate([diffs], only, -bound, at_least=True)
 
 
 def differences(steps: list[Step]) -> dict[str, list[float]]:
@@ -124,6 +129,7 @@ def run(rates: list[float], seconds: float, rounds: int) -> dict[str, object]:
                                     bridges[running].stop()
                                 asyncio.run(bridges[variant].start())
                                 running = variant
+                                time.sleep(SETTLE)
                             proc = bridges[variant].proc
                             assert proc is not None
                             pids["agi_server"] = proc.pid
@@ -159,8 +165,7 @@ def run(rates: list[float], seconds: float, rounds: int) -> dict[str, object]:
         },
     }
     if found["difference"]:
-        est = estimate([found["difference"]], only, WITHIN, at_least=False)
-        result["difference"] = {**est.as_dict(), "verdict": within(est), "within": WITHIN}
+        result["difference"] = judge(found["difference"]).as_dict()
     return result
 
 
@@ -181,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
         f"on {got['ratios']['routed-records']}; on - off per round {got['differences']}; "  # type: ignore[index]
         f"recorded {got['recorded_calls']} of {got['records_on_calls']} records-on calls; "
         + (
-            f"median {diff['value']} {diff['interval']} (within +-{WITHIN}): {diff['verdict']}"  # type: ignore[index]
+            f"median {diff['value']} {diff['interval']} (target >= -{WITHIN}): {diff['verdict']}"  # type: ignore[index]
             if isinstance(diff, dict)
             else "no round with both paths clean: not resolved"
         ),
