@@ -315,7 +315,7 @@ class Bridge:
         self.metrics.agi_session_end(route, outcome.value, seconds)
         if route != variables.AGI_HEALTH:
             self.sessions_served += 1
-            if not self._first_sync_done:
+            if not self.first_sync_done():
                 # A call served on queue state not yet synced (none behind a guard).
                 self.sessions_before_first_sync += 1
 
@@ -587,7 +587,7 @@ class Bridge:
         if self._parts is not None:
             raise RuntimeError("bridge already started")
         parts = self._parts = Parts()
-        self._first_sync_done = False
+        self._first_sync_done, self.sessions_before_first_sync = False, 0
         # Holiday calendars fill a year in on its first lookup (tens of ms): this year's
         # and its neighbours' in a thread, before anything routes on the loop.
         year = self.clock.now().year

@@ -23,7 +23,13 @@ from ccbridge.lab.sites import Lab
 from ccbridge.lab.tls import enable_lab_tls
 from ccbridge.routing.engine import CallRequest
 from ccbridge.routing.trunks import Breaker, BreakerPolicy, at
-from tests.integration.conftest import LAB_CONFIG, AmiRecorder, BridgeFactory
+from tests.integration.conftest import (
+    LAB_CONFIG,
+    AmiRecorder,
+    BridgeFactory,
+    answered_at,
+    answering,
+)
 from tests.polling import until
 
 WEDNESDAY_MORNING = datetime(2026, 11, 25, 5, 0, tzinfo=UTC)  # every site open
@@ -95,7 +101,9 @@ def trunk_lab(lab: Lab, lab_config: Config) -> Iterator[Config]:
     assert [t.name for t in config.trunks_between("bangalore", "dhaka")] == FIRST_SECOND
     lab.reconfigure(config)
     try:
-        yield config
+        # The calls go over the trunks to dhaka's orders-bn: answered there at once.
+        with answering(lab, {"dhaka": "orders-bn"}):
+            yield config
     finally:
         lab.reconfigure(lab_config)
 
@@ -144,7 +152,7 @@ async def test_dead_trunk_costs_no_calls_and_returns_after_its_breaker_closes(
             assert results.count(("blr-dac", "CONGESTION")) == 3, results
             assert results.count(("blr-dac-2", "ANSWER")) == 6, results
             assert bridge.trunks["blr-dac-2"].answered_total == 6
-            assert _joins(ami, "dhaka", mark) == 6  # answered at dhaka, over the second path
+            assert answered_at(ami, "dhaka", mark) == 6  # at dhaka, over the second path
 
             # 2. The trunk goes silent (SIGSTOP): qualify marks it Unreachable.
             assert far.proc is not None
@@ -308,10 +316,18 @@ async def test_hung_site_is_marked_down_within_3s_and_back_on_sigcont(
         report("site hung", detect_s=f"{detect:.2f}", back_s=f"{back:.2f}")
 
 
+@pytest.fixture
+def answering_english(lab: Lab) -> Iterator[None]:
+    """orders-en answers at once at every site: the drain's load (dhaka's own English
+    queue has one agent; the calls it overflowed waited on the others' wrap-ups)."""
+    with answering(lab, {site.name: "orders-en" for site in lab.config.sites}):
+        yield
+
+
 async def test_drain_under_load_sends_new_calls_elsewhere_and_lets_calls_finish(
     lab: Lab,
     lab_config: Config,
-    agents: dict[str, Agent],
+    answering_english: None,
     ami: AmiRecorder,
     bridge_at: BridgeFactory,
 ) -> None:
@@ -347,9 +363,12 @@ async def test_drain_under_load_sends_new_calls_elsewhere_and_lets_calls_finish(
             load = asyncio.create_task(
                 calls(DHAKA_HOME, ENGLISH, 12, rate=4, duration_ms=2000, port=6230)
             )
-            # Drain mid-load: once the load has a call queued at dhaka.
+            # Drain mid-load: once the load has a call at dhaka.
             await until(
-                lambda: _joins(ami, "dhaka", load_mark) >= 1, 10, "a call at dhaka", interval=POLL
+                lambda: answered_at(ami, "dhaka", load_mark) >= 1,
+                10,
+                "a call at dhaka",
+                interval=POLL,
             )
             resp = await http.post(
                 f"{base}/api/v1/sites/dhaka/drain",
@@ -357,10 +376,10 @@ async def test_drain_under_load_sends_new_calls_elsewhere_and_lets_calls_finish(
             )
             assert resp.status == 200 and bridge.state.sites["dhaka"].drained
             mark = len(ami.events)
-            before = _joins(ami, "dhaka")
+            before = answered_at(ami, "dhaka")
             result = await load
             assert result.ok, result.output[-1500:]  # calls in progress at dhaka completed
-            assert before >= 1 and _joins(ami, "dhaka", mark) == 0
+            assert before >= 1 and answered_at(ami, "dhaka", mark) == 0
             missing = await http.post(
                 f"{base}/api/v1/sites/nowhere/drain",
                 headers={"Authorization": f"Bearer {token.reveal()}"},
@@ -383,8 +402,16 @@ async def test_drain_under_load_sends_new_calls_elsewhere_and_lets_calls_finish(
 # -- the bridge itself ----------------------------------------------------------------------
 
 
+@pytest.fixture
+def answering_queues(lab: Lab) -> Iterator[None]:
+    """The bridge restart's load: orders-bn at dhaka (the bridge's route, and the route
+    it held) and orders-hi at bangalore (the static one) answer at once."""
+    with answering(lab, {"dhaka": "orders-bn", "bangalore": "orders-hi"}):
+        yield
+
+
 async def test_bridge_killed_and_restarted_under_load_loses_no_call(
-    lab: Lab, agents: dict[str, Agent], ami: AmiRecorder
+    lab: Lab, answering_queues: None, ami: AmiRecorder
 ) -> None:
     bridge = BridgeProcess(lab, WEDNESDAY_MORNING)
     try:
@@ -395,7 +422,7 @@ async def test_bridge_killed_and_restarted_under_load_loses_no_call(
         )
 
         def joined() -> int:
-            return sum(1 for _, e in ami.events[mark:] if e.get("Event") == "QueueCallerJoin")
+            return sum(answered_at(ami, s.name, mark) for s in lab.config.sites)
 
         # Kill the bridge mid-load, and keep it down while calls keep arriving: each of
         # them must take the dialplan's static route.
@@ -414,9 +441,7 @@ async def test_bridge_killed_and_restarted_under_load_loses_no_call(
         ready = await asyncio.to_thread(http_json, f"{bridge.base}/readyz")
         assert isinstance(ready, dict) and ready["checks"]["sites_synced"], ready
         assert ready["detail"]["routing"] == {"sessions_before_first_sync": 0}, ready
-        fallback = sum(
-            1 for s, e in ami.events if e.get("Event") == "QueueCallerJoin" and s == "bangalore"
-        )
+        fallback = answered_at(ami, "bangalore")
         report(
             "bridge restart",
             calls=result.created,
