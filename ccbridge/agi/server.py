@@ -48,8 +48,8 @@ _STREAM_LIMIT: Final = 64 * 1024
 _BACKLOG: Final = 1024
 # After a stall (a SIGSTOP, a swap) the whole queue is waiting: accepting 1,000
 # connections in one callback took 64 ms on asyncio's loop (which accepts up to its
-# ``backlog`` argument a turn) and 61 ms on uvloop (libuv accepts until the queue is
-# empty). The server accepts itself (_accept), at most this many a loop turn, so the
+# ``backlog`` argument a turn), and libuv (uvloop) accepts until the queue is empty.
+# The server accepts itself (_accept), at most this many a loop turn, so the
 # kernel queue stays _BACKLOG deep and one turn stays short on either loop.
 _ACCEPT_BATCH: Final = 64
 # res_agi.c treats a first line starting with "failure" as AGI_RESULT_FAILURE, so
@@ -316,8 +316,8 @@ class FastAgiServer:
         loop = asyncio.get_running_loop()
         # Bound (every address the host resolves to) but not served by the loop: this
         # server accepts itself, at most _ACCEPT_BATCH a loop turn, on asyncio's loop and
-        # on uvloop alike (libuv accepts the whole queue in one callback: 1,000 queued
-        # connections held uvloop 61 ms where asyncio's batches held it 26).
+        # on uvloop alike (libuv accepts until the queue is empty, in one callback that
+        # uvloop does not time for the slow-callback gate).
         self._server = await loop.create_server(
             asyncio.Protocol, self._host, self._port, backlog=_BACKLOG, start_serving=False
         )
