@@ -15,7 +15,7 @@ from typing import Final
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from ccbridge import cluster, loopdebug, sdnotify, variables
+from ccbridge import cluster, eventloop, loopdebug, sdnotify, variables
 from ccbridge.access.audit import AuditEvent
 from ccbridge.access.metrics import AuditCollector
 from ccbridge.access.runtime import AccessStore
@@ -277,15 +277,16 @@ class Bridge:
         # become label values, or any client of the FastAGI port could add series.
         receiving = call.receiving_site if call.receiving_site in self._site_names else "other"
         service = decision.service if decision.service in self._services else "other"
-        self.metrics.decisions.labels(
+        metrics = self.metrics
+        metrics.decision(
             receiving,
             decision.site or "none",
-            decision.outcome,
+            decision.outcome.value,
             service if decision.service else "none",
             decision.language or "none",
         ).inc()
         for reason in decision.reasons:
-            self.metrics.reasons.labels(reason).inc()
+            metrics.reason(reason).inc()
         self.metrics.record_decision(receiving, decision)
         if self.records is not None:
             self.records.ingest.on_decision(call, decision)
@@ -315,7 +316,7 @@ class Bridge:
         self.metrics.agi_session_end(route, outcome.value, seconds)
         if route != variables.AGI_HEALTH:
             self.sessions_served += 1
-            if not self._first_sync_done:
+            if not self.first_sync_done():
                 # A call served on queue state not yet synced (none behind a guard).
                 self.sessions_before_first_sync += 1
 
@@ -587,7 +588,7 @@ class Bridge:
         if self._parts is not None:
             raise RuntimeError("bridge already started")
         parts = self._parts = Parts()
-        self._first_sync_done = False
+        self._first_sync_done, self.sessions_before_first_sync = False, 0
         # Holiday calendars fill a year in on its first lookup (tens of ms): this year's
         # and its neighbours' in a thread, before anything routes on the loop.
         year = self.clock.now().year
@@ -736,7 +737,7 @@ def run_bridge(config: Config, *, slow_callback_ms: float | None = None) -> int:
     """``ccbridge run``: 0 after a clean stop; 1 with one error line when a part cannot
     start (everything started is stopped again) or when parts failed to stop."""
     try:
-        asyncio.run(serve(config, slow_callback_ms=slow_callback_ms))
+        eventloop.run(serve(config, slow_callback_ms=slow_callback_ms), config.bridge.event_loop)
     except StartError as exc:
         log.error("%s", exc)
         # A record database on a schema this ccbridge does not write: exit 2 (bad config

@@ -7,8 +7,10 @@ back, sets only the globals whose routes changed (``Setvar`` with no channel; an
 value for keys no longer in the table), then the heartbeat (the PBX's epoch) and the
 fresh deadline (heartbeat + ``fresh_age``) once every write of the pass succeeded.
 Globals live in Asterisk's memory: a restart or a ``dialplan reload`` (clearglobalvars)
-empties them, so each pass first reads the heartbeat back (``Getvar``) and writes the
-whole table again when it is not the one this bridge wrote; so does every (re)connect.
+empties them, so the first pass of each second reads the heartbeat back (``Getvar``)
+and writes the whole table again when it is not the one this bridge wrote; so does every
+(re)connect. The heartbeat is in whole seconds: the other passes of that second write
+neither it nor the deadline (they would write the same values).
 Until then the dialplan finds no fresh table and asks the bridge over FastAGI.
 """
 
@@ -256,9 +258,14 @@ class HeldRoutePublisher:
         entries = await self.table(site)
         now = self.clock.time()
         offset = self.clock.offset  # a shifted test clock: the PBX compares with its EPOCH
+        beat = str(int(now - offset))
         written = self._written[name]
-        if written is not None:
-            # A reload or restart emptied the globals: everything is written again.
+        if written is not None and beat != written.heartbeat:
+            # A reload or restart emptied the globals: everything is written again. Read
+            # back once a second, with the heartbeat (the passes of the same second write
+            # the same heartbeat and deadline): a site's passes run 4 a second under
+            # traffic, and three AMI round trips each were a third of their cost
+            # (BENCHMARKS §12).
             reply = await link.action("Getvar", {"Variable": v.HELD_HEARTBEAT}, as_list=False)
             if reply.get("Value", "") != written.heartbeat:
                 log.info("held routes gone from the dialplan: rewriting", extra=ctx(site=name))
@@ -290,10 +297,11 @@ class HeldRoutePublisher:
         written.values = values
         written.decisions = {e.key: (e.until, *e.decisions) for e in entries if e.decisions}
         self._written[name] = written
-        beat = int(now - offset)
-        await self._setvar(link, v.HELD_HEARTBEAT, str(beat))
-        written.heartbeat = str(beat)
-        await self._setvar(link, v.HELD_FRESH_UNTIL, str(beat + int(self.settings.fresh_age)))
+        if beat != written.heartbeat:
+            await self._setvar(link, v.HELD_HEARTBEAT, beat)
+            written.heartbeat = beat
+            fresh = int(beat) + int(self.settings.fresh_age)
+            await self._setvar(link, v.HELD_FRESH_UNTIL, str(fresh))
         if count:
             self.metrics.writes.labels(name).inc(count)
             log.info("held routes written", extra=ctx(site=name, keys=count))

@@ -111,3 +111,38 @@ async def cancel_and_wait(task: asyncio.Task[Any] | None) -> None:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+class Rounds:
+    """A background job's rounds, one every ``interval`` seconds after ``first_delay``:
+    a failed round is logged once per distinct reason (kept in ``last_error`` until a
+    round succeeds) and the next round tries again."""
+
+    def __init__(self, what: str, log: logging.Logger) -> None:
+        self.what = what  # the log line's words: "retention purge skipped"
+        self.log = log
+        self.last_error: str | None = None
+
+    async def run(
+        self,
+        round_: Callable[[], Awaitable[object]],
+        first_delay: float,
+        interval: float,
+        quiet: tuple[type[Exception], ...] = (),
+    ) -> None:
+        """Until cancelled; a failure of a ``quiet`` type is logged at INFO (a normal
+        state, such as no database yet), any other at WARNING."""
+        await asyncio.sleep(first_delay)
+        while True:
+            try:
+                await round_()
+                self.last_error = None
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                why = f"{exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+                if why != self.last_error:
+                    level = logging.INFO if isinstance(exc, quiet) else logging.WARNING
+                    self.log.log(level, "%s (next in %gs): %s", self.what, interval, why)
+                self.last_error = why
+            await asyncio.sleep(interval)

@@ -17,6 +17,7 @@ import os
 import re
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import Final
 
 MARK: Final = "slow callback:"
@@ -28,7 +29,8 @@ _TOOK = re.compile(re.escape(MARK) + r".* took (\d+) ms \(limit (\d+(?:\.\d+)?) 
 _STOPPED = re.compile(re.escape(STOPPED_MARK) + r" (\d+(?:\.\d+)?) ms")
 ENV: Final = "CCBRIDGE_LOOP_DEBUG_MS"  # e.g. 50: what ``ccbridge run`` reads by default
 
-_ASYNCIO_MSG = "Executing %s took %.3f seconds"  # asyncio.base_events._run_once
+_ASYNCIO_MSG = "Executing %s took %.3f seconds"  # asyncio.base_events._run_once (uvloop's too)
+_asyncio_log = logging.getLogger("asyncio")
 
 
 def env_threshold_ms() -> float | None:
@@ -90,14 +92,35 @@ def report_slow_callbacks(loop: asyncio.AbstractEventLoop, limit_ms: float) -> S
     loop.set_debug(True)
     loop.slow_callback_duration = limit_ms / 1000
     found = SlowCallbackFilter(limit_ms)
-    logging.getLogger("asyncio").addFilter(found)
+    _asyncio_log.addFilter(found)
     gc.callbacks.append(found.on_gc)
     return found
 
 
+def io_timer(loop: asyncio.AbstractEventLoop, what: str) -> Callable[[float], None] | None:
+    """For a protocol's ``data_received``: a function to call with its start time
+    (``time.perf_counter()``) when it returns, which reports it as the loop's debug mode
+    reports a slow callback; None when the loop needs none.
+
+    asyncio's loop calls ``data_received`` inside a handle it times; uvloop calls it
+    straight from libuv, untimed, so a slow AMI chunk would pass the gate unseen there.
+    Only a loop in debug mode that is not asyncio's own gets a timer.
+    """
+    if not loop.get_debug() or isinstance(loop, asyncio.BaseEventLoop):
+        return None
+    limit = loop.slow_callback_duration
+
+    def done(started: float) -> None:
+        took = time.perf_counter() - started
+        if took >= limit:
+            _asyncio_log.warning(_ASYNCIO_MSG, what, took)
+
+    return done
+
+
 def stop_reporting(loop: asyncio.AbstractEventLoop, found: SlowCallbackFilter) -> None:
     loop.set_debug(False)
-    logging.getLogger("asyncio").removeFilter(found)
+    _asyncio_log.removeFilter(found)
     with contextlib.suppress(ValueError):
         gc.callbacks.remove(found.on_gc)
 

@@ -46,10 +46,11 @@ _STREAM_LIMIT: Final = 64 * 1024
 # Asterisk opens one connection per AGI() call; a burst of calls must not overflow the
 # accept queue (a dropped SYN costs the caller a 1 s retransmit, Asterisk gives up at 2 s).
 _BACKLOG: Final = 1024
-# asyncio accepts up to its ``backlog`` argument in one loop turn; after a stall (a
-# SIGSTOP, a swap) the whole queue is waiting and accepting 1,000 connections in one
-# callback took 64 ms. The server is started with this batch and the socket listened on
-# again with _BACKLOG, so the kernel queue stays deep and one turn accepts at most this.
+# After a stall (a SIGSTOP, a swap) the whole queue is waiting: accepting 1,000
+# connections in one callback took 64 ms on asyncio's loop (which accepts up to its
+# ``backlog`` argument a turn), and libuv (uvloop) accepts until the queue is empty.
+# The server accepts itself (_accept), at most this many a loop turn, so the
+# kernel queue stays _BACKLOG deep and one turn stays short on either loop.
 _ACCEPT_BATCH: Final = 64
 # res_agi.c treats a first line starting with "failure" as AGI_RESULT_FAILURE, so
 # AGISTATUS=FAILURE and the dialplan takes its fallback branch.  Closing without a
@@ -57,6 +58,7 @@ _ACCEPT_BATCH: Final = 64
 _FAILURE_LINE: Final = b"FAILURE\n"
 _BUSY_LOG_INTERVAL_S: Final = 1.0
 _ACCEPT_SETTLE_S: Final = 0.05
+_ACCEPT_RETRY_S: Final = 1.0  # after EMFILE and the like (asyncio's ACCEPT_RETRY_DELAY)
 
 
 class SessionOutcome(enum.StrEnum):
@@ -109,6 +111,7 @@ class FastAgiStats:
     sessions_active: int = 0
     rejected_busy: int = 0
     rejected_source: int = 0  # connections from an address not allowed (dropped at once)
+    largest_accept_batch: int = 0  # the most connections one loop turn accepted
     errors_total: Counter[str] = field(default_factory=Counter)  # by SessionOutcome
 
 
@@ -298,7 +301,8 @@ class FastAgiServer:
         self._on_forbidden = on_forbidden
         self._last_forbidden_log = 0.0
         self._forbidden_unlogged = 0
-        self._server: asyncio.Server | None = None
+        self._server: asyncio.Server | None = None  # bound sockets; accepted by _accept
+        self._listeners: list[socket.socket] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self._last_busy_log = 0.0
         self._busy_unlogged = 0
@@ -309,16 +313,66 @@ class FastAgiServer:
     async def start(self) -> None:
         if self._server is not None:
             raise RuntimeError("FastAgiServer already started")
-        self._server = await asyncio.start_server(
-            self._on_connect, self._host, self._port, limit=_STREAM_LIMIT, backlog=_ACCEPT_BATCH
+        loop = asyncio.get_running_loop()
+        # Bound (every address the host resolves to) but not served by the loop: this
+        # server accepts itself, at most _ACCEPT_BATCH a loop turn, on asyncio's loop and
+        # on uvloop alike (libuv accepts until the queue is empty, in one callback that
+        # uvloop does not time for the slow-callback gate).
+        self._server = await loop.create_server(
+            asyncio.Protocol, self._host, self._port, backlog=_BACKLOG, start_serving=False
         )
         for listening in self._server.sockets:
-            # a second listen() on a listening socket only resizes its queue (Linux)
-            with socket.socket(fileno=os.dup(listening.fileno())) as same:
-                same.listen(_BACKLOG)
+            sock = socket.socket(fileno=os.dup(listening.fileno()))
+            sock.setblocking(False)
+            sock.listen(_BACKLOG)  # start_serving=False: bound, not yet listening
+            self._listeners.append(sock)
+            loop.add_reader(sock.fileno(), self._accept, sock)
         self._log.info(
             "FastAGI listening on %s:%d, routes %s", self._host, self.port, sorted(self._handlers)
         )
+
+    def _accept(self, sock: socket.socket) -> None:
+        """Accept up to _ACCEPT_BATCH waiting connections; the rest wait in the kernel's
+        queue (_BACKLOG deep) for the next loop turn."""
+        loop = asyncio.get_running_loop()
+        accepted = 0
+        while accepted < _ACCEPT_BATCH:
+            try:
+                conn, _ = sock.accept()
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError as exc:
+                # Out of descriptors or memory (EMFILE, ENFILE, ENOBUFS, ENOMEM): stop
+                # accepting for a second, as asyncio's own accept does, and say so.
+                self._log.error("FastAGI accept failed (%s): accepting again in 1 s", exc)
+                loop.remove_reader(sock.fileno())
+                loop.call_later(_ACCEPT_RETRY_S, self._resume_accepting, sock)
+                break
+            accepted += 1
+            conn.setblocking(False)
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # replies are small
+            task = loop.create_task(self._adopt(conn))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        if accepted > self.stats.largest_accept_batch:
+            self.stats.largest_accept_batch = accepted
+
+    def _resume_accepting(self, sock: socket.socket) -> None:
+        if self._server is not None and sock in self._listeners:
+            asyncio.get_running_loop().add_reader(sock.fileno(), self._accept, sock)
+
+    async def _adopt(self, conn: socket.socket) -> None:
+        """One accepted connection as streams, then its session (``_on_connect``)."""
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader(limit=_STREAM_LIMIT)
+        protocol = asyncio.StreamReaderProtocol(reader)
+        try:
+            transport, _ = await loop.connect_accepted_socket(lambda: protocol, conn)
+        except (OSError, asyncio.CancelledError):
+            conn.close()  # reset before it was set up, or the server stopping
+            return
+        writer = asyncio.StreamWriter(transport, protocol, reader, loop)
+        await self._on_connect(reader, writer)
 
     async def stop(self, grace: float = 1.0) -> None:
         """Stop accepting, give running sessions ``grace`` seconds, then cancel them."""
@@ -326,6 +380,11 @@ class FastAgiServer:
         if server is None:
             return
         self._server = None
+        loop = asyncio.get_running_loop()
+        for sock in self._listeners:
+            loop.remove_reader(sock.fileno())
+            sock.close()
+        self._listeners.clear()
         server.close()
         # A connection accepted just before close() reaches _on_connect a few loop turns
         # later (which then drops it); without this pause its transport would outlive the
@@ -363,7 +422,7 @@ class FastAgiServer:
 
     @property
     def listening(self) -> bool:
-        return self._server is not None and self._server.is_serving()
+        return self._server is not None and bool(self._listeners)
 
     # ------------------------------------------------------------------ connections
 
@@ -376,7 +435,7 @@ class FastAgiServer:
             self._forbid(writer)
             return
         task = asyncio.current_task()
-        assert task is not None  # start_server runs this callback as a task
+        assert task is not None  # _adopt runs this as a task
         self._tasks.add(task)
         stats = self.stats
         busy = stats.sessions_active >= self._max_sessions

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 
@@ -38,6 +39,7 @@ from panoramisk.ami_protocol import AMIProtocol
 from panoramisk.manager import Manager
 from panoramisk.message import Message
 
+from ccbridge import loopdebug
 from ccbridge.ami.codec import AmiMessage, AmiParser, AmiProtocolError, action_fields, check_field
 
 ActionFields = Mapping[str, str | Sequence[str]]
@@ -57,6 +59,7 @@ class Protocol(AMIProtocol):  # type: ignore[misc]
     gone: asyncio.Future[None]  # asyncio has closed the socket
     protocol_errors: int  # connections dropped because the peer broke the framing
     unknown_messages: int  # blocks that are neither an event nor a response
+    _slow_io: Callable[[float], None] | None  # loopdebug.io_timer
 
     def __init__(self, on_event: EventSink) -> None:
         self._on_event = on_event
@@ -69,6 +72,8 @@ class Protocol(AMIProtocol):  # type: ignore[misc]
         self.gone = loop.create_future()
         self.protocol_errors = 0
         self.unknown_messages = 0
+        # uvloop calls data_received untimed: the slow-callback gate times it here.
+        self._slow_io = loopdebug.io_timer(loop, "<AMI data_received>")
 
     @property
     def bad_input(self) -> int:
@@ -77,6 +82,15 @@ class Protocol(AMIProtocol):  # type: ignore[misc]
         return p.skipped_lines + p.dropped + self.unknown_messages + self.protocol_errors
 
     def data_received(self, data: bytes) -> None:
+        timer = self._slow_io
+        if timer is None:
+            self._received(data)
+        else:
+            started = time.perf_counter()
+            self._received(data)
+            timer(started)
+
+    def _received(self, data: bytes) -> None:
         try:
             messages = self.parser.feed(data)
         except AmiProtocolError as exc:

@@ -366,6 +366,14 @@ class Watchdog:
     stop_timeout: float = 10.0  # SIGTERM to SIGKILL when the supervisor itself stops
 
 
+class EventLoop(StrEnum):
+    """`bridge.event_loop`: the loop ``ccbridge run`` serves on (ccbridge/eventloop.py)."""
+
+    ASYNCIO = "asyncio"  # the default (BENCHMARKS §12: uvloop is not yet shown better)
+    UVLOOP = "uvloop"  # uvloop, or asyncio's with a warning when it does not import
+    AUTO = "auto"  # uvloop when it imports, else asyncio's
+
+
 @dataclass(frozen=True, slots=True)
 class BridgeSettings:
     agi_listen: HostPort
@@ -376,6 +384,7 @@ class BridgeSettings:
     max_agi_sessions: int = 1000
     agi_session_timeout: float = 5.0
     log_level: str = "INFO"
+    event_loop: EventLoop = EventLoop.ASYNCIO  # ccbridge/eventloop.py
     agi_guard: AgiGuard | None = None  # None: Asterisk dials the bridge directly
     # Networks FastAGI is accepted from besides the sites' own addresses (FastAGI has no
     # authentication or encryption in Asterisk: anything else is dropped and counted).

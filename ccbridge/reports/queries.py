@@ -141,8 +141,10 @@ def _sums(
     return [col.label(name) for col, name in zip(cols, SUM_COLUMNS, strict=True)]
 
 
-def _filters(service: str | None, language: str | None, queue: str | None) -> list[Any]:
-    c = calls.c
+def _filters(
+    service: str | None, language: str | None, queue: str | None, c: Any = calls.c
+) -> list[Any]:
+    """The report's service/language/queue filters over ``c`` (calls or report_rollup)."""
     out: list[Any] = []
     if service is not None:
         out.append(c.service == service)
@@ -304,18 +306,21 @@ def rollup_sums(
     read as not sent away: the report adds both to the site's own figures."""
     r = report_rollup.c
     per = size // SLOT_S
-    s = (r.slot.op("/")(per) if per > 1 else r.slot).label("slot")
     away = case((r.kind == ROLLUP_SENT_AWAY, 1), else_=0).label("sent_away")
+    where: list[Any] = [
+        r.site == site,
+        or_(*(and_(r.slot >= a, r.slot < b) for a, b in spans)),
+        *_filters(service, language, queue, r),
+    ]
+    if per == 1:
+        # Quarter hours: the rows as stored (the report adds rows of one key anyway);
+        # grouping them again would only cost the sorter.
+        plain = [r[n] for n in SUM_COLUMNS]
+        return select(r.slot, r.service, r.language, r.queue, away, r.n, *plain).where(*where)
+    s = r.slot.op("/")(per).label("slot")
     cols: list[ColumnElement[Any]] = [
         (func.max(r[n]) if n == "longest_wait_s" else func.sum(r[n])).label(n) for n in SUM_COLUMNS
     ]
-    where: list[Any] = [r.site == site, or_(*(and_(r.slot >= a, r.slot < b) for a, b in spans))]
-    if service is not None:
-        where.append(r.service == service)
-    if language is not None:
-        where.append(r.language == language)
-    if queue is not None:
-        where.append(r.queue == queue)
     return (
         select(s, r.service, r.language, r.queue, away, func.sum(r.n).label("n"), *cols)
         .where(*where)

@@ -6,7 +6,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
-from ccbridge.lifecycle import cancel_and_wait
+from ccbridge.lifecycle import Rounds, cancel_and_wait
 from ccbridge.reports.rollup import Round
 
 log = logging.getLogger("ccbridge.reports.rollup")
@@ -30,7 +30,7 @@ class RollupJob:
         self._task: asyncio.Task[None] | None = None
         self.rounds = 0
         self.rolled = 0  # site-days rolled by this bridge
-        self.last_error: str | None = None
+        self._rounds = Rounds("rollup round failed", log)
 
     async def run_once(self) -> Round:
         got = await self._round()
@@ -45,24 +45,14 @@ class RollupJob:
                 )
         return got
 
-    async def _loop(self) -> None:
-        await asyncio.sleep(self.first_delay)
-        while True:
-            try:
-                await self.run_once()
-                self.last_error = None
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                why = f"{exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-                if why != self.last_error:
-                    log.warning("rollup round failed (next in %gs): %s", self.interval, why)
-                self.last_error = why
-            await asyncio.sleep(self.interval)
+    @property
+    def last_error(self) -> str | None:
+        return self._rounds.last_error
 
     async def start(self) -> None:
         if self.interval > 0 and self._task is None:
-            self._task = asyncio.create_task(self._loop(), name="records-rollup")
+            loop = self._rounds.run(self.run_once, self.first_delay, self.interval)
+            self._task = asyncio.create_task(loop, name="records-rollup")
 
     async def stop(self) -> None:
         task, self._task = self._task, None

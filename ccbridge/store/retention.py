@@ -24,7 +24,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ccbridge.config.store import StoreSettings
-from ccbridge.lifecycle import cancel_and_wait
+from ccbridge.lifecycle import Rounds, cancel_and_wait
 from ccbridge.store.schema import (
     agent_activity,
     call_events,
@@ -251,7 +251,7 @@ class RetentionJob:
         self.skipped = 0  # rounds another bridge had done (or was doing)
         self.rounds = 0
         self.purged: dict[str, int] = {}
-        self.last_error: str | None = None
+        self._rounds = Rounds("retention purge skipped", log)
 
     async def run_once(self) -> dict[str, int]:
         from ccbridge.cluster import wall_now
@@ -292,26 +292,17 @@ class RetentionJob:
             log.info("retention: purged %s", ", ".join(f"{v} {k}" for k, v in gone.items()))
         return gone
 
-    async def _loop(self) -> None:
-        await asyncio.sleep(self.first_delay)
-        while True:
-            try:
-                await self.run_once()
-                self.last_error = None
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                why = f"{exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-                if why != self.last_error:
-                    # No database yet is the normal state of a bridge not recording.
-                    level = logging.INFO if isinstance(exc, FileNotFoundError) else logging.WARNING
-                    log.log(level, "retention purge skipped (next in %gs): %s", self.interval, why)
-                self.last_error = why
-            await asyncio.sleep(self.interval)
+    @property
+    def last_error(self) -> str | None:
+        return self._rounds.last_error
 
     async def start(self) -> None:
         if (self.days > 0 or self.audit_days > 0) and self._task is None:
-            self._task = asyncio.create_task(self._loop(), name="records-retention")
+            # No database yet is the normal state of a bridge not recording: quiet.
+            loop = self._rounds.run(
+                self.run_once, self.first_delay, self.interval, quiet=(FileNotFoundError,)
+            )
+            self._task = asyncio.create_task(loop, name="records-retention")
 
     async def stop(self) -> None:
         task, self._task = self._task, None

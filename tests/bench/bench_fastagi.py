@@ -120,8 +120,14 @@ async def _run_server(kind: str, conn: Connection, port: int, command: bytes) ->
     await agi.stop()
 
 
-def _server_main(kind: str, conn: Connection, port: int, command: bytes) -> None:
+def _server_main(kind: str, conn: Connection, port: int, command: bytes, uv: bool) -> None:
     logging.basicConfig(level=logging.WARNING)
+    if uv:
+        import uvloop
+
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            runner.run(_run_server(kind, conn, port, command))
+        return
     asyncio.run(_run_server(kind, conn, port, command))
 
 
@@ -132,12 +138,15 @@ class ServerProcess:
     ccbridge's own MSet line) on ``port`` (0: any free port).
     """
 
-    def __init__(self, kind: str, port: int = 0, command: bytes = BARE_COMMAND) -> None:
+    def __init__(
+        self, kind: str, port: int = 0, command: bytes = BARE_COMMAND, *, uvloop: bool = False
+    ) -> None:
+        """``uvloop``: serve on uvloop (bench_ceiling's floor) instead of asyncio's loop."""
         ctx = mp.get_context("spawn")
         self.kind = kind
         self._conn, child = ctx.Pipe()
         self._proc = ctx.Process(
-            target=_server_main, args=(kind, child, port, command), daemon=True
+            target=_server_main, args=(kind, child, port, command, uvloop), daemon=True
         )
         self._proc.start()
         child.close()

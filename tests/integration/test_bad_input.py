@@ -7,6 +7,7 @@ import contextlib
 import logging
 import signal
 import time
+from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
 
@@ -43,13 +44,23 @@ async def _probe(port: int, payload: bytes, linger: float) -> float:
             await writer.wait_closed()
 
 
-async def test_fastagi_garbage_while_real_calls_are_routed(
-    lab: Lab, agents: dict[str, Agent], bridge_at: BridgeFactory
-) -> None:
-    from tests.integration.conftest import clear_held_routes, without_held_routes
+@pytest.fixture
+def answering_hindi(lab: Lab) -> Iterator[None]:
+    """orders-hi at bangalore answers at once: ten calls waited ~20 s on its two agents'
+    wrap-ups, and the test is about the FastAGI server, not agents."""
+    from tests.integration.conftest import answering, clear_held_routes
 
     # The real calls must ask over FastAGI, not take a held route: none is kept.
     clear_held_routes(lab)
+    with answering(lab, {"bangalore": "orders-hi"}):
+        yield
+
+
+async def test_fastagi_garbage_while_real_calls_are_routed(
+    lab: Lab, answering_hindi: None, bridge_at: BridgeFactory
+) -> None:
+    from tests.integration.conftest import without_held_routes
+
     async with bridge_at(WEDNESDAY_MORNING, without_held_routes(lab.config)) as bridge:
         port = bridge.agi.port
         calls = asyncio.create_task(

@@ -23,7 +23,13 @@ from ccbridge.lab.sites import Lab
 from ccbridge.lab.tls import enable_lab_tls
 from ccbridge.routing.engine import CallRequest
 from ccbridge.routing.trunks import Breaker, BreakerPolicy, at
-from tests.integration.conftest import LAB_CONFIG, AmiRecorder, BridgeFactory
+from tests.integration.conftest import (
+    LAB_CONFIG,
+    AmiRecorder,
+    BridgeFactory,
+    answered_at,
+    answering,
+)
 from tests.polling import until
 
 WEDNESDAY_MORNING = datetime(2026, 11, 25, 5, 0, tzinfo=UTC)  # every site open
@@ -95,7 +101,9 @@ def trunk_lab(lab: Lab, lab_config: Config) -> Iterator[Config]:
     assert [t.name for t in config.trunks_between("bangalore", "dhaka")] == FIRST_SECOND
     lab.reconfigure(config)
     try:
-        yield config
+        # The calls go over the trunks to dhaka's orders-bn: answered there at once.
+        with answering(lab, {"dhaka": "orders-bn"}):
+            yield config
     finally:
         lab.reconfigure(lab_config)
 
@@ -144,7 +152,7 @@ async def test_dead_trunk_costs_no_calls_and_returns_after_its_breaker_closes(
             assert results.count(("blr-dac", "CONGESTION")) == 3, results
             assert results.count(("blr-dac-2", "ANSWER")) == 6, results
             assert bridge.trunks["blr-dac-2"].answered_total == 6
-            assert _joins(ami, "dhaka", mark) == 6  # answered at dhaka, over the second path
+            assert answered_at(ami, "dhaka", mark) == 6  # at dhaka, over the second path
 
             # 2. The trunk goes silent (SIGSTOP): qualify marks it Unreachable.
             assert far.proc is not None
@@ -210,10 +218,19 @@ def _joins(ami: AmiRecorder, site: str, since: int = 0) -> int:
     )
 
 
+@pytest.fixture
+def answering_elsewhere(lab: Lab) -> Iterator[None]:
+    """orders-en answers at once at bangalore and manila, where dhaka's calls go while it
+    is down or held off; dhaka keeps its own queue and agent (its load is asserted)."""
+    with answering(lab, {"bangalore": "orders-en", "manila": "orders-en"}):
+        yield
+
+
 async def test_site_killed_mid_load_moves_calls_and_takes_them_back_after_holdoff(
     lab: Lab,
     lab_config: Config,
     agents: dict[str, Agent],
+    answering_elsewhere: None,
     ami: AmiRecorder,
     bridge_at: BridgeFactory,
 ) -> None:
@@ -230,10 +247,10 @@ async def test_site_killed_mid_load_moves_calls_and_takes_them_back_after_holdof
 
         load_mark = len(ami.events)
         # A call ringing at dhaka (over bangalore's trunk) when it dies waits forever for
-        # its answer: SIPp gives up on it 10 s after its last message instead of
-        # holding the whole run to its 40 s bound (those calls are the site's loss).
+        # its answer: SIPp gives up on it 5 s after its last message instead of holding
+        # the whole run to its 40 s bound (those calls are the site's loss).
         load = asyncio.create_task(
-            calls(DHAKA_HOME, ENGLISH, 16, rate=4, port=6190, extra=("-recv_timeout", "10000"))
+            calls(DHAKA_HOME, ENGLISH, 16, rate=4, port=6190, extra=("-recv_timeout", "5000"))
         )
         # Kill dhaka mid-load: once the load has a call queued there (its one English
         # agent busy, the next ones overflow).
@@ -249,10 +266,10 @@ async def test_site_killed_mid_load_moves_calls_and_takes_them_back_after_holdof
         r1 = await load
         # Calls already bridged to dhaka when it died are cut: that is the site's loss,
         # not routing's. Every call placed after the detection must be answered.
-        rerouted = _joins(ami, "bangalore", mark) + _joins(ami, "manila", mark)
+        rerouted = answered_at(ami, "bangalore", mark) + answered_at(ami, "manila", mark)
         r2 = await calls(DHAKA_HOME, ENGLISH, 4, port=6200)
         assert r2.ok, r2.output[-1500:]
-        elsewhere = _joins(ami, "bangalore", mark) + _joins(ami, "manila", mark)
+        elsewhere = answered_at(ami, "bangalore", mark) + answered_at(ami, "manila", mark)
         assert elsewhere >= 4  # every call after the detection was queued at another site
 
         await asyncio.to_thread(lab.stop_site, dhaka)
@@ -308,10 +325,18 @@ async def test_hung_site_is_marked_down_within_3s_and_back_on_sigcont(
         report("site hung", detect_s=f"{detect:.2f}", back_s=f"{back:.2f}")
 
 
+@pytest.fixture
+def answering_english(lab: Lab) -> Iterator[None]:
+    """orders-en answers at once at every site: the drain's load (dhaka's own English
+    queue has one agent; the calls it overflowed waited on the others' wrap-ups)."""
+    with answering(lab, {site.name: "orders-en" for site in lab.config.sites}):
+        yield
+
+
 async def test_drain_under_load_sends_new_calls_elsewhere_and_lets_calls_finish(
     lab: Lab,
     lab_config: Config,
-    agents: dict[str, Agent],
+    answering_english: None,
     ami: AmiRecorder,
     bridge_at: BridgeFactory,
 ) -> None:
@@ -347,9 +372,12 @@ async def test_drain_under_load_sends_new_calls_elsewhere_and_lets_calls_finish(
             load = asyncio.create_task(
                 calls(DHAKA_HOME, ENGLISH, 12, rate=4, duration_ms=2000, port=6230)
             )
-            # Drain mid-load: once the load has a call queued at dhaka.
+            # Drain mid-load: once the load has a call at dhaka.
             await until(
-                lambda: _joins(ami, "dhaka", load_mark) >= 1, 10, "a call at dhaka", interval=POLL
+                lambda: answered_at(ami, "dhaka", load_mark) >= 1,
+                10,
+                "a call at dhaka",
+                interval=POLL,
             )
             resp = await http.post(
                 f"{base}/api/v1/sites/dhaka/drain",
@@ -357,10 +385,10 @@ async def test_drain_under_load_sends_new_calls_elsewhere_and_lets_calls_finish(
             )
             assert resp.status == 200 and bridge.state.sites["dhaka"].drained
             mark = len(ami.events)
-            before = _joins(ami, "dhaka")
+            before = answered_at(ami, "dhaka")
             result = await load
             assert result.ok, result.output[-1500:]  # calls in progress at dhaka completed
-            assert before >= 1 and _joins(ami, "dhaka", mark) == 0
+            assert before >= 1 and answered_at(ami, "dhaka", mark) == 0
             missing = await http.post(
                 f"{base}/api/v1/sites/nowhere/drain",
                 headers={"Authorization": f"Bearer {token.reveal()}"},
@@ -383,8 +411,16 @@ async def test_drain_under_load_sends_new_calls_elsewhere_and_lets_calls_finish(
 # -- the bridge itself ----------------------------------------------------------------------
 
 
+@pytest.fixture
+def answering_queues(lab: Lab) -> Iterator[None]:
+    """The bridge restart's load: orders-bn at dhaka (the bridge's route, and the route
+    it held) and orders-hi at bangalore (the static one) answer at once."""
+    with answering(lab, {"dhaka": "orders-bn", "bangalore": "orders-hi"}):
+        yield
+
+
 async def test_bridge_killed_and_restarted_under_load_loses_no_call(
-    lab: Lab, agents: dict[str, Agent], ami: AmiRecorder
+    lab: Lab, answering_queues: None, ami: AmiRecorder
 ) -> None:
     bridge = BridgeProcess(lab, WEDNESDAY_MORNING)
     try:
@@ -395,7 +431,7 @@ async def test_bridge_killed_and_restarted_under_load_loses_no_call(
         )
 
         def joined() -> int:
-            return sum(1 for _, e in ami.events[mark:] if e.get("Event") == "QueueCallerJoin")
+            return sum(answered_at(ami, s.name, mark) for s in lab.config.sites)
 
         # Kill the bridge mid-load, and keep it down while calls keep arriving: each of
         # them must take the dialplan's static route.
@@ -414,9 +450,7 @@ async def test_bridge_killed_and_restarted_under_load_loses_no_call(
         ready = await asyncio.to_thread(http_json, f"{bridge.base}/readyz")
         assert isinstance(ready, dict) and ready["checks"]["sites_synced"], ready
         assert ready["detail"]["routing"] == {"sessions_before_first_sync": 0}, ready
-        fallback = sum(
-            1 for s, e in ami.events if e.get("Event") == "QueueCallerJoin" and s == "bangalore"
-        )
+        fallback = answered_at(ami, "bangalore")
         report(
             "bridge restart",
             calls=result.created,

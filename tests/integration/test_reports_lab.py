@@ -15,6 +15,10 @@ a Wednesday morning when both bangalore and dhaka serve orders):
   plus 5 s wrap-up, so ~20 s: answered after the 12 s threshold), one who gives up
   after ~2 s (a short abandon: under 5 s) and one after ~8 s (a long abandon, within
   the 12 s threshold).
+
+Every call asks the bridge over FastAGI (the lab config holds no route for calls without
+it): the report's route-source counts say `bridge` for each, none held, fallback or
+static.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from ccbridge.config.store import StoreSettings
 from ccbridge.lab.sipp import SCENARIOS, Agent, caller_command, place_calls, run_callers
 from ccbridge.lab.sites import Lab
 from ccbridge.reports.build import Report, interval_report
+from ccbridge.reports.figures import ROUTE_COLUMNS
 from ccbridge.reports.intervals import Step
 from ccbridge.reports.query import Period, ReportQuery
 from ccbridge.store.engine import make_engine
@@ -123,6 +128,7 @@ def totals(report: Report) -> dict[tuple[str, str | None], dict[str, Any]]:
         "overflowed_out",
         "after_hours",
         "fallback_routed",
+        *ROUTE_COLUMNS,
     )
     out: dict[tuple[str, str | None], dict[str, Any]] = {}
     for r in report.rows:
@@ -265,6 +271,7 @@ async def test_a_scripted_day(
             "abandoned": 1,
             "short_abandons": 1,
             "abandoned_within_sl": 1,
+            "routed_bridge": 5,
         },
         ("bangalore", "orders-bn"): {**zero, "overflowed_out": 1},  # the Bengali caller
         ("dhaka", "orders-bn"): {
@@ -273,16 +280,18 @@ async def test_a_scripted_day(
             "answered": 1,
             "answered_within_sl": 1,
             "overflowed_in": 1,
+            "routed_bridge": 1,  # counted where it was handled, as every figure
         },
     }
     after_hours = {k: v for k, v in got.items() if v["after_hours"]}
     assert [v["after_hours"] for v in after_hours.values()] == [1], got  # the returns call
     assert [k[0] for k in after_hours] == ["bangalore"]
-    for k in after_hours:
+    for k in after_hours:  # the bridge decided it: closed
         if k not in expected:
-            expected[k] = {**zero, "after_hours": 1}
+            expected[k] = {**zero, "after_hours": 1, "routed_bridge": 1}
         else:
             expected[k]["after_hours"] = 1
+            expected[k]["routed_bridge"] += 1
     assert got == expected
 
     # The rates of bangalore's orders-hi, by hand from the same script.

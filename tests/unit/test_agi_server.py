@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from ccbridge import eventloop
 from ccbridge.agi.server import (
     AgiCommandError,
     AgiHangup,
@@ -21,6 +22,7 @@ from ccbridge.agi.server import (
     Handler,
     SessionOutcome,
 )
+from ccbridge.config.model import EventLoop
 
 LOGGER = "ccbridge.agi"
 CALLER = "919876543210"
@@ -523,15 +525,22 @@ def _connect_all(port: int, count: int) -> list[socket.socket]:
     return opened
 
 
-async def test_a_stalled_loop_leaves_a_deep_accept_queue() -> None:
+@pytest.mark.parametrize("loop", [EventLoop.ASYNCIO, EventLoop.UVLOOP])
+def test_a_stalled_loop_leaves_a_deep_accept_queue_and_takes_it_64_a_turn(loop: EventLoop) -> None:
     """While the loop is held (a SIGSTOP, a swap), 300 connections queue in the kernel,
-    not only the 64 one loop turn accepts; all become sessions when the loop runs again."""
-    async with running({"route": route_two_vars}) as (server, ends):
-        with ThreadPoolExecutor(1) as pool:
-            # .result() blocks the loop itself, as a stall would: nothing is accepted
-            opened = pool.submit(_connect_all, server.port, 300).result(timeout=60)
-        assert len(opened) == 300
-        for conn in opened:
-            conn.close()
-        outcomes = await ends.wait(300, within=20.0)
-        assert outcomes == [("", SessionOutcome.NO_REQUEST)] * 300
+    not only the 64 one loop turn accepts; all become sessions when the loop runs again,
+    at most 64 a turn on either loop (uvloop alone would accept all 300 in one callback)."""
+
+    async def stall() -> int:
+        async with running({"route": route_two_vars}) as (server, ends):
+            with ThreadPoolExecutor(1) as pool:
+                # .result() blocks the loop itself, as a stall would: nothing is accepted
+                opened = pool.submit(_connect_all, server.port, 300).result(timeout=60)
+            assert len(opened) == 300
+            for conn in opened:
+                conn.close()
+            outcomes = await ends.wait(300, within=20.0)
+            assert outcomes == [("", SessionOutcome.NO_REQUEST)] * 300
+            return server.stats.largest_accept_batch
+
+    assert eventloop.run(stall(), loop) == 64
