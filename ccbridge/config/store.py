@@ -21,6 +21,11 @@ _SCHEMES = {
 }
 DEFAULT_SQLITE = "var/ccbridge.db"  # relative to the config file's folder
 DEFAULT_JOURNAL_PG = "var/ccbridge-records.journal"
+# Records the writer holds in memory (then it reads them back from the journal; it drops
+# them, counted as unwritten, only when the journal cannot be written either). ~640 bytes
+# each: 20,000 is ~12 MB, a share of the bridge's 100 MB RSS bound
+# (tests/unit/test_records_memory.py; it was 100,000: ~61 MB).
+DEFAULT_QUEUE_SIZE = 20_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,7 +41,7 @@ class StoreSettings:
     url: str = f"sqlite+aiosqlite:///{DEFAULT_SQLITE}"
     password: SecretValue | None = None
     journal: str = f"{DEFAULT_SQLITE}.journal"
-    queue_size: int = 100_000  # records held in memory before they count as unwritten
+    queue_size: int = DEFAULT_QUEUE_SIZE  # records held in memory before the journal only
     batch_size: int = 500  # records per database transaction
     flush_interval: float = 0.05  # seconds: the longest a record waits for the journal
     fsync_interval: float = 1.0  # seconds between fsyncs of the journal

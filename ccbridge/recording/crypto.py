@@ -23,8 +23,9 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+# ``cryptography`` is imported where a file is encrypted or read (in a worker thread), not
+# here: its bindings hold ~8 MB of a bridge's RSS, and only a deployment that encrypts
+# recordings needs them (BENCHMARKS.md section 4).
 
 MAGIC = b"CCBREC1\x00"
 TAG = 16
@@ -106,6 +107,8 @@ def encrypt_stream(
     source holds another number of bytes (it changed while being read)."""
     if plain_size >= 2**32 * chunk_size:
         raise ValueError("recording too large for 32-bit chunk indexes")
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
     h = make_header(key_id, chunk_size, plain_size, os.urandom(8))
     aead = AESGCM(key)
     dst.write(h.raw)
@@ -125,6 +128,9 @@ def decrypt_range(f: BinaryIO, keys: Mapping[str, bytes], start: int, end: int) 
     """Plaintext bytes ``start..end`` (inclusive) of an encrypted file, decrypting only the
     chunks they fall in, one chunk at a time. Raises CryptoError on a changed file or an
     unknown key (before yielding anything for the chunk at fault)."""
+    from cryptography.exceptions import InvalidTag
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
     f.seek(0)
     h = read_header(f)
     key = keys.get(h.key_id)

@@ -1,19 +1,29 @@
-"""Schema versions: apply the packaged alembic migrations, and check a database's revision."""
+"""Schema versions: apply the packaged alembic migrations, and check a database's revision.
+
+Only ``upgrade`` imports alembic. The check every bridge runs at start reads the
+revision graph from the migration files' ``revision``/``down_revision`` lines and the
+database's ``alembic_version`` row itself: alembic with mako and pygments holds ~10 MB
+of a running bridge's RSS (BENCHMARKS.md section 4) for a check that needs neither.
+``tests/store/test_migrations.py`` holds the graph read here equal to alembic's.
+"""
 
 from __future__ import annotations
 
+import ast
+import functools
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from alembic import command
-from alembic.config import Config as AlembicConfig
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, inspect
+from sqlalchemy import Connection, inspect, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+if TYPE_CHECKING:
+    from alembic.config import Config as AlembicConfig
+
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+VERSION_TABLE = "alembic_version"  # alembic's default, which env.py keeps
 
 
 class SchemaState(StrEnum):
@@ -61,6 +71,8 @@ class SchemaError(Exception):
 
 
 def alembic_config(connection: Connection | None = None) -> AlembicConfig:
+    from alembic.config import Config as AlembicConfig
+
     cfg = AlembicConfig()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     # env.py migrates on the connection it is given: the engine (and its secret
@@ -69,24 +81,57 @@ def alembic_config(connection: Connection | None = None) -> AlembicConfig:
     return cfg
 
 
+@functools.cache
+def revisions() -> dict[str, tuple[str, ...]]:
+    """Each packaged revision and the revisions it follows, read from the scripts'
+    module-level ``revision`` and ``down_revision`` assignments (never imported)."""
+    graph: dict[str, tuple[str, ...]] = {}
+    for path in sorted((MIGRATIONS / "versions").glob("*.py")):
+        values: dict[str, object] = {}
+        for node in ast.parse(path.read_text(encoding="utf-8")).body:
+            if isinstance(node, ast.Assign) and len(node.targets) == 1:
+                target = node.targets[0]
+                if isinstance(target, ast.Name) and target.id in ("revision", "down_revision"):
+                    values[target.id] = ast.literal_eval(node.value)
+        rev, down = values.get("revision"), values.get("down_revision")
+        if not isinstance(rev, str):
+            continue  # not a migration (the package's __init__.py)
+        if isinstance(down, str):
+            graph[rev] = (down,)
+        else:  # None for the first; a tuple where branches merge
+            graph[rev] = tuple(str(d) for d in down) if isinstance(down, tuple | list) else ()
+    return graph
+
+
 def head_revision() -> str:
-    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
-    assert head is not None, "the package ships no migrations"
-    return head
+    graph = revisions()
+    followed = {d for downs in graph.values() for d in downs}
+    heads = [rev for rev in graph if rev not in followed]
+    assert len(heads) == 1, f"the package must ship one migration head, not {heads}"
+    return heads[0]
+
+
+def _current_revision(connection: Connection) -> str | None:
+    """The database's revision as alembic stamped it; several rows (a branched history
+    this code never writes) read as one name no revision has."""
+    if not inspect(connection).has_table(VERSION_TABLE):
+        return None
+    result = connection.execute(text(f"SELECT version_num FROM {VERSION_TABLE}"))
+    stamped: list[object] = list(result.scalars())
+    found = sorted(str(r) for r in stamped)
+    return "+".join(found) if found else None
 
 
 def _status(connection: Connection) -> SchemaStatus:
     head = head_revision()
-    current = MigrationContext.configure(connection).get_current_revision()
+    current = _current_revision(connection)
     if current is None:
         tables = set(inspect(connection).get_table_names())
         state = SchemaState.UNKNOWN if tables else SchemaState.EMPTY
         return SchemaStatus(state, None, head)
     if current == head:
         return SchemaStatus(SchemaState.CURRENT, current, head)
-    script = ScriptDirectory.from_config(alembic_config())
-    known = {rev.revision for rev in script.walk_revisions()}
-    state = SchemaState.BEHIND if current in known else SchemaState.UNKNOWN
+    state = SchemaState.BEHIND if current in revisions() else SchemaState.UNKNOWN
     return SchemaStatus(state, current, head)
 
 
@@ -112,6 +157,8 @@ async def upgrade(engine: AsyncEngine) -> tuple[SchemaStatus, SchemaStatus]:
         if before.state is SchemaState.UNKNOWN:
             raise SchemaError(before)
         if before.state is not SchemaState.CURRENT:
+            from alembic import command
+
             await conn.run_sync(lambda c: command.upgrade(alembic_config(c), "head"))
         after = await conn.run_sync(_status)
     return before, after

@@ -35,7 +35,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from sqlalchemy.exc import DataError, IntegrityError, StatementError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ccbridge.config.store import StoreSettings
+from ccbridge.config.store import DEFAULT_QUEUE_SIZE, StoreSettings
 from ccbridge.store.journal import Journal
 from ccbridge.store.records import Record, RecordError, check_record
 from ccbridge.store.schema import TABLES
@@ -129,7 +129,7 @@ class RecordWriter:
         engine: AsyncEngine,
         journal: str | Path,
         *,
-        queue_size: int = 100_000,
+        queue_size: int = DEFAULT_QUEUE_SIZE,
         batch_size: int = 500,
         flush_interval: float = 0.05,
         fsync_interval: float = 1.0,

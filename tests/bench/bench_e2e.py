@@ -46,7 +46,7 @@ over the path's (its guard's too for the guarded paths): the share of static's c
 capacity the path keeps when the PBX's CPU is the limit.
 
 ``--records`` gives the bridge a call-record store (SQLite), as a deployment with records
-runs it.
+runs it (records on against off in one run: tests/bench/bench_e2e_records.py).
 
 ``--webhook-hang`` gives the bridge a webhook target that accepts and never answers, and
 pops for it from real queue calls beside the measured ones (tests/bench/webhook_hang.py):

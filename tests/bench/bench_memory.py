@@ -8,8 +8,19 @@ FastAGI client holding 1,000 route sessions open at once (each answers its first
 VARIABLE only after ``--hold`` seconds). RSS is read from /proc/PID/status every 5 s;
 growth is the last sample minus the first one after warm-up.
 
+``--records``: the bridge keeps call records in a fresh, migrated SQLite store. Each route
+session then carries a call ID (as ``ccb-inbound`` sends it) and its uniqueid is the
+call's linkedid, and once routed, its site plays that call's events: the mix of a real
+lab call with CEL on (tests/bench/fixtures/ami_cel_call.json through bench_ceiling's
+CallEvents, 30 events a call), its ``ChanVariable: CCB_CALLID`` lines and timestamps made
+for the call; the part up to the answer at once, the rest from AgentComplete to CEL
+LINKEDID_END ``--talk`` seconds later. At the end every call still talking is ended, the
+bridge is stopped (its writer drains) and the store is counted: a call row with an end
+for every call ended, its leg and its events.
+
     .venv/bin/python -m tests.bench.bench_memory --minutes 3     # quick
     .venv/bin/python -m tests.bench.bench_memory --minutes 30    # the soak
+    .venv/bin/python -m tests.bench.bench_memory --minutes 30 --records
 """
 
 from __future__ import annotations
@@ -21,14 +32,20 @@ import itertools
 import json
 import os
 import random
+import re
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
+from ccbridge.records import callid
+from ccbridge.variables import CALLID
 from tests.amifake import FakeAmi
 
 SITES = ("s1", "s2", "s3", "s4", "s5")
@@ -46,7 +63,9 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def config_yaml(ami_ports: list[int], agi_port: int, http_port: int) -> str:
+def config_yaml(
+    ami_ports: list[int], agi_port: int, http_port: int, store: Path | None = None
+) -> str:
     lines = [
         "bridge:",
         f"  agi_listen: 127.0.0.1:{agi_port}",
@@ -61,8 +80,10 @@ def config_yaml(ami_ports: list[int], agi_port: int, http_port: int) -> str:
         "countries:",
         '  IN: {calling_code: "91", default_language: hi}',
         '  GB: {calling_code: "44", default_language: en}',
-        "sites:",
     ]
+    if store is not None:
+        lines += ["store:", f"  url: sqlite:///{store}"]
+    lines.append("sites:")
     for i, (name, port) in enumerate(zip(SITES, ami_ports, strict=True)):
         lines += [
             f"  {name}:",
@@ -163,16 +184,87 @@ async def ami_traffic(fake: FakeAmi, site: str, stop: asyncio.Event, per_s: floa
 
 
 HEADER = (
-    "agi_network: yes\nagi_network_script: route?site={site}\n"
-    "agi_request: agi://127.0.0.1/route?site={site}\nagi_channel: PJSIP/carrier-in-{n:08x}\n"
-    "agi_language: en\nagi_type: PJSIP\nagi_uniqueid: {n}.1\nagi_version: 22.10.1\n"
+    "agi_network: yes\nagi_network_script: route?site={site}{query}\n"
+    "agi_request: agi://127.0.0.1/route?site={site}{query}\n"
+    "agi_channel: PJSIP/carrier-in-{n:08x}\n"
+    "agi_language: en\nagi_type: PJSIP\nagi_uniqueid: {uid}\nagi_version: 22.10.1\n"
     "agi_callerid: +919812345678\nagi_calleridname: Bench\nagi_dnid: {did}\n"
     "agi_context: ccb-route\nagi_extension: {did}\nagi_priority: 4\n\n"
 )
+_LINKEDID = re.compile(rb"\r\nLinkedid: ([^\r]*)")  # app_queue's; CEL writes "LinkedID"
+_STAMP = re.compile(rb"\r\nTimestamp: ([0-9]+\.[0-9]+)")
+_ANSWERED_PART_ENDS = b"Event: AgentComplete\r\n"
 
 
-async def agi_session(port: int, n: int, hold: float, stats: dict[str, int]) -> None:
+def restamp(part: bytes, at: float) -> bytes:
+    """``part``'s events moved in time so that its first event is at ``at`` (the spacing
+    between them as recorded): the record reads Asterisk's timestamps, not arrival."""
+    first = _STAMP.search(part)
+    if first is None:
+        return part
+    shift = at - float(first.group(1))
+    return _STAMP.sub(lambda m: b"\r\nTimestamp: %.6f" % (float(m.group(1)) + shift), part)
+
+
+def with_call_id(text: bytes, cid: str) -> bytes:
+    """Every app_queue event of the call carries its ID, as manager.conf channelvars puts
+    it in each channel event (CEL events carry no channel variables)."""
+    line = f"\r\nChanVariable: {CALLID}={cid}".encode()
+    return _LINKEDID.sub(lambda m: m.group(0) + line, text)
+
+
+class RecordedCalls:
+    """--records: the call behind each routed session, played by its entry site."""
+
+    def __init__(self, fakes: list[FakeAmi], talk: float) -> None:
+        from tests.bench.bench_ceiling import CallEvents
+
+        self.events = CallEvents(records=True)
+        self.fakes = fakes
+        self.talk = talk
+        self.rng = random.Random(12)
+        self.ends: dict[int, tuple[asyncio.TimerHandle, int, bytes]] = {}
+        self.started = 0
+        self.ended = 0
+
+    def make(self, site: int, n: int) -> tuple[str, str, bytes]:
+        """(call ID, uniqueid of the caller's channel = the linkedid, the call's events)."""
+        text = self.events.call(SITES[site], n, AGENTS_PER_SITE, self.rng)
+        m = _LINKEDID.search(text)
+        assert m is not None, "the recorded call has no app_queue event"
+        cid = callid.make(SITES[site], datetime.now(UTC), n)
+        return cid, m.group(1).decode(), with_call_id(text, cid)
+
+    def start(self, site: int, n: int, text: bytes) -> None:
+        """The call queued and answered now; the rest after ``talk`` seconds."""
+        cut = text.index(_ANSWERED_PART_ENDS)
+        self.fakes[site].push_raw(restamp(text[:cut], time.time()))
+        self.started += 1
+        handle = asyncio.get_running_loop().call_later(self.talk, self._end, n)
+        self.ends[n] = (handle, site, text[cut:])
+
+    def _end(self, n: int) -> None:
+        _, site, rest = self.ends.pop(n)
+        self.fakes[site].push_raw(restamp(rest, time.time()))
+        self.ended += 1
+
+    def end_all(self) -> None:
+        """Every call still talking hangs up now (the store is checked against them all)."""
+        for n in list(self.ends):
+            self.ends[n][0].cancel()
+            self._end(n)
+
+
+async def agi_session(
+    port: int, n: int, hold: float, stats: dict[str, int], calls: RecordedCalls | None
+) -> None:
     i = n % len(SITES)
+    did = f"+9180000000{i}"
+    if calls is None:
+        query, uid, text = "", f"{n}.1", b""
+    else:
+        cid, uid, text = calls.make(i, n)
+        query = f"&callid={cid}"
     try:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
     except OSError:
@@ -180,7 +272,7 @@ async def agi_session(port: int, n: int, hold: float, stats: dict[str, int]) -> 
         return
     stats["open"] += 1
     try:
-        writer.write(HEADER.format(site=SITES[i], n=n, did=f"+9180000000{i}").encode())
+        writer.write(HEADER.format(site=SITES[i], query=query, n=n, uid=uid, did=did).encode())
         first = True
         while line := await reader.readline():
             if first:
@@ -189,6 +281,8 @@ async def agi_session(port: int, n: int, hold: float, stats: dict[str, int]) -> 
             writer.write(b"200 result=1\n")
             if b"CCB_ROUTE" in line:  # EXEC MSet "...,CCB_ROUTE=..." (or SET VARIABLE)
                 stats["routed"] += 1
+                if calls is not None:
+                    calls.start(i, n, text)
     except (ConnectionError, asyncio.IncompleteReadError):
         stats["errors"] += 1
     finally:
@@ -196,13 +290,15 @@ async def agi_session(port: int, n: int, hold: float, stats: dict[str, int]) -> 
         writer.close()
 
 
-async def agi_load(port: int, concurrent: int, hold: float, stop: asyncio.Event) -> dict[str, int]:
+async def agi_load(
+    port: int, concurrent: int, hold: float, stop: asyncio.Event, calls: RecordedCalls | None
+) -> dict[str, int]:
     stats = {"open": 0, "routed": 0, "refused": 0, "errors": 0, "started": 0, "peak_open": 0}
     tasks: set[asyncio.Task[None]] = set()
     n = 0
     while not stop.is_set():
         while stats["open"] + (len(tasks) - stats["open"]) < concurrent and not stop.is_set():
-            t = asyncio.create_task(agi_session(port, n, hold, stats))
+            t = asyncio.create_task(agi_session(port, n, hold, stats, calls))
             tasks.add(t)
             t.add_done_callback(tasks.discard)
             n += 1
@@ -217,6 +313,74 @@ async def agi_load(port: int, concurrent: int, hold: float, stop: asyncio.Event)
     return stats
 
 
+STORE_COUNTS = {
+    "calls": "SELECT count(*) FROM calls",
+    "calls_ended": "SELECT count(*) FROM calls WHERE ended_at IS NOT NULL",
+    "calls_answered": "SELECT count(*) FROM calls WHERE outcome = 'answered'",
+    "legs_ended": "SELECT count(*) FROM legs WHERE ended_at IS NOT NULL",
+    "call_events": "SELECT count(*) FROM call_events",
+}
+
+
+def store_counts(db: Path) -> dict[str, int]:
+    """What the bridge wrote (read beside it: SQLite in WAL mode lets a reader in)."""
+    with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)) as c:
+        return {k: int(c.execute(q).fetchone()[0]) for k, q in STORE_COUNTS.items()}
+
+
+async def store_caught_up(db: Path, ended: int, within: float = 120.0) -> dict[str, int]:
+    """The store's counts once every ended call's row has its end (or ``within`` passed)."""
+    deadline = time.monotonic() + within
+    while True:
+        counts = await asyncio.to_thread(store_counts, db)
+        if counts["calls_ended"] >= ended or time.monotonic() > deadline:
+            return counts
+        await asyncio.sleep(1)
+
+
+WATCHED = (
+    "ccbridge_records_open_calls",
+    "ccbridge_records_queue_depth",
+    "ccbridge_records_journal_bytes",
+    "ccbridge_records_events_skipped_total",
+    "ccbridge_records_unwritten_total",
+    "ccbridge_ami_reconnects_total",
+    "ccbridge_ami_ping_timeouts_total",
+)
+
+
+async def watched_series(http_port: int) -> dict[str, float]:
+    """A few of the bridge's own gauges (what holds memory when RSS grows), summed over
+    their labels; {} when /metrics does not answer."""
+    out: dict[str, float] = {}
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", http_port)
+        query = "&".join(f"name[]={name}" for name in WATCHED)
+        writer.write(f"GET /metrics?{query} HTTP/1.0\r\nHost: bench\r\n\r\n".encode())
+        body = await asyncio.wait_for(reader.read(), 30)
+        writer.close()
+    except (OSError, TimeoutError):
+        return out
+    for line in body.decode(errors="replace").splitlines():
+        name = line.split("{", 1)[0].split(" ", 1)[0]
+        if name in WATCHED:
+            with contextlib.suppress(ValueError, IndexError):
+                out[name] = out.get(name, 0.0) + float(line.rsplit(" ", 1)[1])
+    return out
+
+
+async def snapshot(proc: subprocess.Popen[bytes], folder: Path, n: int, census: bool) -> Path:
+    """--tracemalloc/--census: the bridge's snapshot number ``n`` (tests/bench/memtrace.py)."""
+    name = f"census-{n}" if census else f"snapshot-{n}"
+    proc.send_signal(signal.SIGUSR1)
+    deadline = time.monotonic() + 120
+    while not (folder / f"{name}.done").exists():
+        if time.monotonic() > deadline:
+            raise SystemExit(f"no {name} in {folder}")
+        await asyncio.sleep(0.5)
+    return folder / (f"{name}.json" if census else f"{name}.pickle")
+
+
 def rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -224,15 +388,26 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
+@dataclass(frozen=True)
+class Settings:
+    minutes: float
+    concurrent: int = 1000  # FastAGI sessions open at once
+    hold: float = 5.0  # seconds each session's first reply is held
+    warmup: float = 60.0  # seconds before growth counts
+    records: bool = False  # the bridge keeps call records (SQLite)
+    talk: float = 5.0  # --records: seconds from a call's answer to its hang-up
+    trace: Path | None = None  # --tracemalloc: snapshots here, after warm-up and at the end
+    census: bool = False  # with trace: gc censuses instead of tracemalloc snapshots
+
+
 async def soak(
     proc: subprocess.Popen[bytes],
     ami_ports: list[int],
     agi_port: int,
+    http_port: int,
     log_file: Path,
-    minutes: float,
-    concurrent: int,
-    hold: float,
-    warmup: float,
+    cfg: Settings,
+    db: Path | None,
 ) -> dict[str, object]:
     fakes = [FakeAmi(secret=SECRET) for _ in SITES]
     for f, port, site in zip(fakes, ami_ports, SITES, strict=True):
@@ -241,42 +416,62 @@ async def soak(
         await f.start()
     stop = asyncio.Event()
     samples: list[tuple[float, float]] = []
+    gauges: list[tuple[float, dict[str, float]]] = []
+    snapshots: list[Path] = []
+    calls = RecordedCalls(fakes, cfg.talk) if cfg.records else None
+    counts: dict[str, int] | None = None
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + (300 if cfg.trace and not cfg.census else 30)  # tracing
         while not all(f.logins_ok for f in fakes):
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise SystemExit(f"bridge did not log in to every fake site: see {log_file}")
             await asyncio.sleep(0.1)
         idle = rss_mb(proc.pid)
+        # Without records: queue traffic of its own, 200 calls in progress a site. With
+        # records: the routed sessions' own calls (about concurrent / hold * talk).
         traffic = [
             asyncio.create_task(ami_traffic(f, s, stop, per_s=20))
             for f, s in zip(fakes, SITES, strict=True)
+            if calls is None
         ]
-        agi = asyncio.create_task(agi_load(agi_port, concurrent, hold, stop))
+        agi = asyncio.create_task(agi_load(agi_port, cfg.concurrent, cfg.hold, stop, calls))
         t0 = time.monotonic()
-        end = t0 + minutes * 60
+        end = t0 + cfg.minutes * 60
         while time.monotonic() < end:
             await asyncio.sleep(5)
             if proc.poll() is not None:
                 raise SystemExit(f"the bridge exited ({proc.returncode}) during the soak")
             samples.append((time.monotonic() - t0, rss_mb(proc.pid)))
+            if cfg.trace is not None and not snapshots and samples[-1][0] >= cfg.warmup:
+                snapshots.append(await snapshot(proc, cfg.trace, 1, cfg.census))
+            if cfg.records and len(samples) % 6 == 0:
+                gauges.append((samples[-1][0], await watched_series(http_port)))
+        if cfg.trace is not None:
+            snapshots.append(await snapshot(proc, cfg.trace, len(snapshots) + 1, cfg.census))
         stop.set()
         agi_stats = await agi
         events = sum(await asyncio.gather(*traffic))
+        if calls is not None and db is not None:
+            calls.end_all()
+            counts = await store_caught_up(db, calls.ended)
+            samples.append((time.monotonic() - t0, rss_mb(proc.pid)))
+            gauges.append((samples[-1][0], await watched_series(http_port)))
     finally:
         stop.set()
         for f in fakes:
             await f.close()
-    after = [mb for t, mb in samples if t >= warmup] or [samples[-1][1]]
+    after = [mb for t, mb in samples if t >= cfg.warmup] or [samples[-1][1]]
     peak = max(mb for _, mb in samples)
     growth = after[-1] - after[0]
-    return {
+    met = peak < TARGET_MB and growth < 5.0
+    result: dict[str, object] = {
         "bench": "memory",
-        "minutes": minutes,
+        "minutes": cfg.minutes,
+        "records": cfg.records,
         "sites": len(SITES),
         "agents": len(SITES) * AGENTS_PER_SITE,
         "calls_in_progress_ami": len(SITES) * CALLS_PER_SITE,
-        "agi_concurrent_target": concurrent,
+        "agi_concurrent_target": cfg.concurrent,
         "agi_peak_open": agi_stats["peak_open"],
         "agi_sessions_routed": agi_stats["routed"],
         "agi_refused": agi_stats["refused"],
@@ -288,29 +483,59 @@ async def soak(
         "growth_mb": round(growth, 1),
         "samples": [(round(t), round(mb, 1)) for t, mb in samples],
         "target_mb": TARGET_MB,
-        "met": peak < TARGET_MB and growth < 5.0,
     }
+    if calls is not None and counts is not None:
+        # The store proves the writes: one ended row per call ended, its leg, its events.
+        result.update(
+            calls_in_progress_ami=round(agi_stats["routed"] / (cfg.minutes * 60) * cfg.talk),
+            ami_calls_pushed=calls.started,
+            calls_ended=calls.ended,
+            events_per_call=calls.events.events_per_call,
+            store=counts,
+            gauges=[(round(t), g) for t, g in gauges],
+        )
+        met = met and counts["calls_ended"] == calls.ended and counts["legs_ended"] >= calls.ended
+        if counts["calls_ended"] != calls.ended:  # what the bridge said about it
+            text = await asyncio.to_thread(log_file.read_text, errors="replace")
+            lines = text.splitlines()
+            result["bridge_log"] = lines[-40:]  # log_level WARNING: all of it is
+    if len(snapshots) == 2:
+        from tests.bench.memtrace import census_diff, diff
+
+        result["tracemalloc_growth"] = (census_diff if cfg.census else diff)(*snapshots)
+    result["met"] = met
+    return result
 
 
-def run(minutes: float, concurrent: int, hold: float, warmup: float) -> dict[str, object]:
+def run(cfg: Settings) -> dict[str, object]:
     ami_ports = [free_port() for _ in SITES]
     agi_port, http_port = free_port(), free_port()
     with tempfile.TemporaryDirectory(prefix="ccb-mem-") as wd:
-        cfg = Path(wd) / "bench.yaml"
-        cfg.write_text(config_yaml(ami_ports, agi_port, http_port))
+        db = Path(wd) / "records.db" if cfg.records else None
+        cfg_file = Path(wd) / "bench.yaml"
+        cfg_file.write_text(config_yaml(ami_ports, agi_port, http_port, db))
+        env = {**os.environ, "CCB_BENCH_AMI": SECRET}
+        if db is not None:
+            subprocess.run(
+                [sys.executable, "-m", "ccbridge.cli", "db", "upgrade", str(cfg_file)],
+                env=env,
+                check=True,
+                capture_output=True,
+            )
         log_file = Path(wd) / "bridge.log"
         with open(log_file, "wb") as log:
+            probe = ["-m", "tests.bench.memtrace", str(cfg.trace)]
+            traced = probe if cfg.census else ["-X", "tracemalloc=8", *probe]
+            command = traced if cfg.trace else ["-m", "ccbridge.cli"]
             proc = subprocess.Popen(
-                [sys.executable, "-m", "ccbridge.cli", "run", str(cfg)],
-                env={**os.environ, "CCB_BENCH_AMI": SECRET},
+                [sys.executable, *command, "run", str(cfg_file)],
+                env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
         try:
-            return asyncio.run(
-                soak(proc, ami_ports, agi_port, log_file, minutes, concurrent, hold, warmup)
-            )
+            return asyncio.run(soak(proc, ami_ports, agi_port, http_port, log_file, cfg, db))
         finally:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGTERM)
@@ -327,16 +552,48 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--concurrent", type=int, default=1000, help="FastAGI sessions open at once")
     ap.add_argument("--hold", type=float, default=5.0, help="seconds each session is held")
     ap.add_argument("--warmup", type=float, default=60.0, help="seconds before growth counts")
+    ap.add_argument("--records", action="store_true", help="the bridge keeps call records")
+    ap.add_argument("--talk", type=float, default=5.0, help="--records: seconds a call talks")
+    ap.add_argument(
+        "--tracemalloc",
+        metavar="DIR",
+        type=Path,
+        help="debug: run the bridge under tracemalloc, snapshot it after warm-up and at the "
+        "end into DIR, print what grew (RSS figures are then not the bridge's own)",
+    )
+    ap.add_argument(
+        "--census",
+        metavar="DIR",
+        type=Path,
+        help="debug: count the bridge's gc-tracked objects by type after warm-up and at the "
+        "end (full speed, no tracing), print the types that grew",
+    )
     ap.add_argument("--json", help="write the result here too")
     args = ap.parse_args(argv)
-    warmup = min(args.warmup, args.minutes * 60 / 3)
-    r = run(args.minutes, args.concurrent, args.hold, warmup)
-    print(
+    if args.minutes <= 0 or args.concurrent < 1 or args.hold < 0 or args.talk < 0:
+        ap.error("--minutes and --concurrent must be positive, --hold and --talk not negative")
+    cfg = Settings(
+        minutes=args.minutes,
+        concurrent=args.concurrent,
+        hold=args.hold,
+        warmup=min(args.warmup, args.minutes * 60 / 3),
+        records=args.records,
+        talk=args.talk,
+        trace=args.tracemalloc or args.census,
+        census=args.census is not None,
+    )
+    r = run(cfg)
+    line = (
         f"memory: RSS idle {r['rss_idle_mb']} MB, peak {r['rss_peak_mb']} MB with "
         f"{r['agi_peak_open']} FastAGI sessions open and {r['calls_in_progress_ami']} calls in "
         f"progress over AMI; growth {r['growth_mb']} MB over {args.minutes:g} min after warm-up "
-        f"(target < {TARGET_MB:g} MB, flat): {'met' if r['met'] else 'MISSED'}"
+        f"(target < {TARGET_MB:g} MB, flat)"
     )
+    if args.records:
+        line += f"; records: {r.get('calls_ended')} calls ended, store {r.get('store')}"
+    for grew in r.get("tracemalloc_growth") or []:  # type: ignore[attr-defined]
+        print(f"  {grew}")
+    print(f"{line}: {'met' if r['met'] else 'MISSED'}")
     if args.json:
         Path(args.json).write_text(json.dumps(r, indent=2) + "\n")
     return 0 if r["met"] else 1

@@ -3,15 +3,25 @@ schema this code does not know is refused with a message (never migrated or used
 
 from __future__ import annotations
 
+import asyncio
+import subprocess
+import sys
+from pathlib import Path
+
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, text
 
+from ccbridge.config.store import StoreSettings
+from ccbridge.store.engine import make_engine
 from ccbridge.store.migrate import (
     SchemaError,
     SchemaState,
+    alembic_config,
     check_schema,
     head_revision,
+    revisions,
     schema_status,
     upgrade,
 )
@@ -77,3 +87,52 @@ async def test_foreign_tables_without_a_version_are_refused(db: Db) -> None:
         pass
     else:
         raise AssertionError("upgrade migrated a database holding another application's tables")
+
+
+def test_the_revision_graph_read_from_the_scripts_is_alembics() -> None:
+    script = ScriptDirectory.from_config(alembic_config())
+    assert head_revision() == script.get_current_head()
+    theirs = {}
+    for rev in script.walk_revisions():
+        down = rev.down_revision
+        theirs[rev.revision] = (down,) if isinstance(down, str) else tuple(down or ())
+    assert revisions() == theirs
+
+
+async def test_an_older_revision_is_behind_and_upgraded(db: Db) -> None:
+    engine = db.engine()
+    await upgrade(engine)
+    older = revisions()[head_revision()][0]
+    async with engine.begin() as conn:
+        await conn.execute(text(f"UPDATE alembic_version SET version_num = '{older}'"))
+    status = await schema_status(engine)
+    assert status.state is SchemaState.BEHIND and status.current == older
+    assert "run `ccbridge db upgrade CONFIG`" in status.message
+
+
+def test_the_start_up_check_loads_neither_alembic_nor_cryptography(tmp_path: Path) -> None:
+    """What a running bridge imports is what it holds in RSS (BENCHMARKS.md section 4)."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'records.db'}"
+    asyncio.run(_upgrade(url))
+    script = (
+        "import asyncio, sys\n"
+        "import ccbridge.app\n"
+        "from ccbridge.config.store import StoreSettings\n"
+        "from ccbridge.store.engine import make_engine\n"
+        "from ccbridge.store.migrate import check_schema\n"
+        f"engine = make_engine(StoreSettings(enabled=True, url={url!r}))\n"
+        "print(asyncio.run(check_schema(engine)).state)\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'alembic', 'cryptography'}))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True
+    ).stdout.split("\n")
+    assert out[:2] == ["current", "[]"], out
+
+
+async def _upgrade(url: str) -> None:
+    engine = make_engine(StoreSettings(enabled=True, url=url))
+    try:
+        await upgrade(engine)
+    finally:
+        await engine.dispose()
