@@ -456,10 +456,18 @@ async def loop_stall(settings: StoreSettings, cfg: Config, repeat: int) -> dict[
     return out
 
 
+def cache_file(args: argparse.Namespace) -> Path:
+    """The cached SQLite file, named by the schema's head: a file of an older schema is
+    never reused (alembic cannot migrate the bench's bulk-loaded tables)."""
+    from ccbridge.store.migrate import head_revision
+
+    return Path(args.cache) / f"reports-{args.calls}-{head_revision()}.db"
+
+
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     cfg = config()
     if args.loop_stall:
-        cache = Path(args.cache) / f"reports-{args.calls}.db"
+        cache = cache_file(args)
         if not cache.exists():
             raise SystemExit(f"no cached database {cache}: run the bench once without it")
         settings = StoreSettings(url=f"sqlite+aiosqlite:///{cache}", journal=str(cache) + ".j")
@@ -475,7 +483,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     }
     for eng in args.engines.split(","):
         if eng == "sqlite":
-            cache = Path(args.cache) / f"reports-{args.calls}.db"
+            cache = cache_file(args)
             cache.parent.mkdir(parents=True, exist_ok=True)
             settings = StoreSettings(url=f"sqlite+aiosqlite:///{cache}", journal=str(cache) + ".j")
             engine = make_engine(settings)

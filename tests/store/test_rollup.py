@@ -165,7 +165,7 @@ async def test_rollup_plus_raw_equals_raw(migrated: Db) -> None:
     assert "2026-10-31" in rolled["manila"] and "2026-11-01" not in rolled["manila"]
     assert "2026-10-04" in rolled["bangalore"] and "2026-10-31" in rolled["bangalore"]
     assert done.left == 0 and done.total == sum(len(v) for v in rolled.values())
-    assert await compare(migrated, cfg, noon) > 100
+    assert await compare(migrated, cfg, noon, sites=("manila",)) > 30  # half rolled, half raw
     await roll(engine, cfg, NOW, limit=None, since=FALL)
     assert "2026-11-01" in (await days_rolled(migrated))["manila"]
     assert await compare(migrated, cfg) > 100
