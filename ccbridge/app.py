@@ -134,7 +134,8 @@ class Bridge:
         self.selfservice = SelfServiceClient(config.self_service) if config.self_service else None
         self.agents = AgentMirror(self.clock.time)
         # Every part subscribes to the AMI events it reads, by name; each AMI session's
-        # Filter is built from these subscriptions (bus.ami_filter), so none can drift.
+        # Filters are built from these subscriptions (bus.ami_match_criteria), so none
+        # can drift.
         # The reducer first: the KPIs and the mirror see the state after the event.
         self.bus = EventBus()
         for name, mutate in sorted(LIVE_MUTATORS.items()):

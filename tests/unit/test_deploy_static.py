@@ -175,8 +175,8 @@ def test_a_variable_outside_the_contract(config: Config, templates: Path) -> Non
     """The contract check of the render test, generalised into the command."""
     line = edit(
         templates / "extensions.conf.j2",
-        "Set(__{{ v.DID }}=${EXTEN})",
-        "Set(__CCB_DIDD=${EXTEN})",
+        "MSet(__{{ v.DID }}=${EXTEN},",
+        "MSet(__CCB_DIDD=${EXTEN},",
     )
     found = findings(config, templates)
     assert any(

@@ -158,7 +158,8 @@ def test_held_routes_are_read_before_and_after_asking_the_bridge(config: Config)
     static = route.index("?ccb-fallback,${EXTEN},1)")
     # IVR callers' fresh step: through ccb-held-fresh, which marks the route source
     assert route.index("?ccb-held-fresh,") < agi < fallback < static
-    assert "n,MSet(__CCB_DID=${EXTEN},__CCB_HELD=)" in route  # asked: not held
+    # asked: not held; the number, the route cleared and the held language in one step
+    assert "n,MSet(__CCB_DID=${EXTEN},CCB_ROUTE=,__CCB_HELD=,CCB_HELD_LANGUAGE=${IF(" in route
     fresh = _section(text, "ccb-held-fresh")
     assert "CCB_HL_+918000000001=hi" in text
     # Every route a value may name is an extension of ccb-held (a queue's through the
