@@ -85,7 +85,15 @@ def _span(syn: Synthetic) -> tuple[Any, Any]:
 async def write(db: Db, recs: list[Any], journal: Any) -> float:
     """Put every record through a RecordWriter and wait until the database holds them:
     the store's normal write path. Returns the seconds it took."""
-    writer = RecordWriter(db.engine(), journal, registry=CollectorRegistry(), batch_size=2000)
+    # Every record is put in one loop turn (the journal task never runs in between), so
+    # the memory queue must hold them all: a bridge's events arrive over many turns.
+    writer = RecordWriter(
+        db.engine(),
+        journal,
+        registry=CollectorRegistry(),
+        batch_size=2000,
+        queue_size=len(recs) + 1,
+    )
     await writer.start()
     try:
         for table, values in recs:
