@@ -17,8 +17,9 @@ One lab, one site (bangalore), the same target for every path: Answer, Wait(0.2)
   number (+918000000001) from a Hindi caller: ``ccb-inbound``'s two held steps, then the
   held route ``orders-hi`` (its ccb-queue extension is the target). The static fallback
   of the number is replaced by Hangup(34), so a call that missed every route fails.
-* production: the production dialplan with the lab config's mix (three SIPp callers
-  split the rate). ``--ivr-share`` (default 0.08) are IVR callers of the menu number
+* production: the production dialplan with the lab config's mix (one SIPp caller
+  dials each call's extension from an injection file, the shares interleaved evenly:
+  ``production_mix``). ``--ivr-share`` (default 0.08) are IVR callers of the menu number
   +918000000003 who picked returns in English: ccb-route takes the held route keyed by
   that service (CCB_HS_..., no FastAGI; ccb-queue's returns-en and ccb-dispatch's
   extensions are the target, the IVR choice's static fallback is Hangup(34)).
@@ -278,6 +279,32 @@ class Step:
         return self.cpu_ms_per_call["asterisk"] + guard
 
 
+def production_mix(n: int, held: str, share: tuple[float, float]) -> list[str]:
+    """The extension each of ``n`` production calls dials: the shares interleaved evenly
+    (each call goes to the part furthest behind its share so far), so one caller places
+    the whole mix in a steady order, as a carrier's trunk delivers it."""
+    ivr, agi = share
+    parts = [(held, 1 - ivr - agi), (IVR_OTHER_SERVICE, ivr), (EXTENS["routed-guard"], agi)]
+    got = dict.fromkeys((x for x, _ in parts), 0)
+    mix = []
+    for i in range(1, n + 1):
+        exten = max(parts, key=lambda p: p[1] * i - got[p[0]])[0]
+        got[exten] += 1
+        mix.append(exten)
+    return mix
+
+
+def _mix_files(out: Path, mix: list[str]) -> tuple[Path, Path]:
+    """A copy of the far-hangup caller dialling each call's own extension (``[field0]`` of
+    an injection file read in order), and that file."""
+    scenario = out / "far_hangup_mix.xml"
+    text = (SCENARIOS / "loadtest_far_hangup.xml").read_text(encoding="utf-8")
+    scenario.write_text(text.replace("[service]", "[field0]"), encoding="utf-8")
+    inf = out / "production_mix.csv"
+    inf.write_text("SEQUENTIAL\n" + "".join(f"{x};\n" for x in mix), encoding="utf-8")
+    return scenario, inf
+
+
 def place(
     target: str,
     variant: str,
@@ -288,25 +315,25 @@ def place(
     share: tuple[float, float],
     extens: dict[str, str] = EXTENS,
 ) -> tuple[int, int, int, float | None]:
-    """One SIPp caller per part of the path's mix, in parallel; (calls, ok, failed, mean
-    INVITE->200 ms) summed over them."""
-    parts = [(extens[variant], rate)]
+    """The path's calls from one SIPp caller (production's mix too: one caller dialling
+    each call's extension from an injection file); (calls, ok, failed, mean INVITE->200
+    ms). Until the sixth session production ran one SIPp per part of its mix, in
+    parallel: two more SIPp processes contending for the two cores than beside static,
+    which the ratio charged to the production dialplan (BENCHMARKS §1)."""
+    parts: list[tuple[str, float, tuple[str, ...]]] = [(extens[variant], rate, ())]
+    scenario = SCENARIOS / "loadtest_far_hangup.xml"
     if variant == "production":
-        ivr, agi = share
-        parts = [
-            (extens[variant], rate * (1 - ivr - agi)),
-            (IVR_OTHER_SERVICE, rate * ivr),
-            (EXTENS["routed-guard"], rate * agi),
-        ]
-        parts = [(x, r) for x, r in parts if r > 0]
+        mix = production_mix(int(rate * seconds), extens[variant], share)
+        scenario, inf = _mix_files(out, mix)
+        parts = [(mix[0], rate, ("-inf", str(inf)))]
     procs, files, calls = [], [], 0
-    for i, (exten, r) in enumerate(parts):
+    for i, (exten, r, extra) in enumerate(parts):
         n = int(r * seconds)
         calls += n
         name = exten.replace("+", "")
         stat, err = out / f"{name}-{rate:g}.csv", out / f"{name}-{rate:g}.err"
         argv = caller_argv(
-            scenario=SCENARIOS / "loadtest_far_hangup.xml",
+            scenario=scenario,
             target=target,
             did=exten,
             caller=CALLER,
@@ -320,6 +347,7 @@ def place(
             error_file=err,
             recv_timeout_ms=10_000,  # a lost 200 or BYE fails the call within the step
         )
+        argv = (*argv, *extra)
         files.append((stat, n))
         procs.append(
             subprocess.Popen(
