@@ -412,6 +412,8 @@ class Bridge:
         log.info(
             "queue state synced", extra=ctx(site=site, queues=len(self.state.sites[site].queues))
         )
+        # The link is ready once this hook returns: look then whether it was the last one.
+        asyncio.get_running_loop().call_soon(self.first_sync_done)
 
     # -- trunks ----------------------------------------------------------------------
     def _on_trunk_result(self, trunk: str, status: str) -> None:
@@ -551,6 +553,12 @@ class Bridge:
                 link.ready or link.state in (LinkState.DOWN, LinkState.AUTH_FAILED)
                 for link in self.links.values()
             )
+            if self._first_sync_done:
+                # Every reachable site's queue state is in now (5,000 members' maps in a
+                # large centre) and lives on, changed in place: out of the collector's
+                # reach like start-up's objects. A full collection walked it in 99-171 ms
+                # under load (BENCHMARKS §12), a loop stall and a latency tail.
+                gc.freeze()
         return self._first_sync_done
 
     def readiness(self) -> dict[str, bool]:

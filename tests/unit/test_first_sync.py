@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import gc
 import json
 import shutil
 import socket
@@ -219,3 +220,24 @@ async def test_a_site_hung_at_start_does_not_keep_the_bridge_out(
         status, body = await asyncio.to_thread(readyz, bridge)
         assert status == 200 and body["checks"]["sites_synced"] is True, body
     fakes["bangalore"].hang(False)  # its connection can end: a quick teardown
+
+
+async def test_the_synced_state_is_frozen_out_of_the_collector_once_every_site_is_in(
+    fakes: dict[str, FakeAmi], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Nobody asks (no guard check, no call): the last site's sync itself ends the first
+    sync, and what the bridge holds then moves to the collector's permanent generation."""
+    config = config_for(fakes, monkeypatch)
+    gc.unfreeze()
+    try:
+        async with started(config) as bridge:
+            frozen_at_start = gc.get_freeze_count()
+            assert frozen_at_start > 0  # Bridge.start froze what start-up built
+            links = bridge.links
+            await until(
+                lambda: links["bangalore"].ready and links["manila"].ready, 5, "both synced"
+            )
+            await until(lambda: bridge._first_sync_done, 5, "the first sync done, unasked")
+            assert gc.get_freeze_count() > frozen_at_start
+    finally:
+        gc.unfreeze()
