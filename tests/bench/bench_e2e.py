@@ -199,6 +199,15 @@ def dialplan_commands(site: str, bridge_agi: str) -> list[str]:
     ]
 
 
+def install_dialplan(lab: Lab, site: Site, agi_listen: str) -> None:
+    """Add the bench paths to the site's running dialplan; a line the CLI refuses stops
+    the bench (a path missing would be measured as failed calls)."""
+    for cmd in dialplan_commands(site.name, agi_listen):
+        out = lab.cli(site, cmd)
+        if "Extension" not in out and out.strip():
+            raise RuntimeError(f"{cmd}: {out.strip()}")
+
+
 # --------------------------------------------------------------------------- CPU per call
 
 
@@ -566,10 +575,7 @@ def run(
         try:
             asyncio.run(bridge.start())
             listen = config.bridge.agi_listen
-            for cmd in dialplan_commands(SITE, f"{listen.host}:{listen.port}"):
-                out = lab.cli(site, cmd)
-                if "Extension" not in out and out.strip():
-                    raise RuntimeError(f"{cmd}: {out.strip()}")
+            install_dialplan(lab, site, f"{listen.host}:{listen.port}")
             offset = bridge.log_file.stat().st_size
             asterisk = _pid_of(lab.pid(site), "asterisk")
             guard = _pid_of(lab.guard_pid(site), "guard")
@@ -681,10 +687,7 @@ def run_ami_tls(rates: list[float], seconds: float, trials: int) -> dict[str, ob
         running: str | None = None
         try:
             listen = tls.bridge.agi_listen
-            for cmd in dialplan_commands(SITE, f"{listen.host}:{listen.port}"):
-                out = lab.cli(site, cmd)
-                if "Extension" not in out and out.strip():
-                    raise RuntimeError(f"{cmd}: {out.strip()}")
+            install_dialplan(lab, site, f"{listen.host}:{listen.port}")
             asterisk_pid = lab.pid(site)
             assert asterisk_pid is not None
             alive = dict.fromkeys(TLS_VARIANTS, True)

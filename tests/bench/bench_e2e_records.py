@@ -2,7 +2,7 @@
 with a records-off bridge and with a records-on bridge, rounds interleaved, and the
 difference of the two ratios judged against 0.02 with its interval.
 
-bench_e2e's lab, site, route step and harness (``dialplan_commands``, ``measured_step``,
+bench_e2e's lab, site, route step and harness (``install_dialplan``, ``measured_step``,
 ``plan_steps``, ``static_around``): static, routed, static, routed-records, static, ...
 (the order of the two paths turns each round). Two bridges on the same YAML but for a
 ``store:`` section (a fresh SQLite file, migrated) take turns behind the same route
@@ -46,7 +46,7 @@ from tests.bench.bench_e2e import (
     SITE,
     Step,
     _upgrade,
-    dialplan_commands,
+    install_dialplan,
     measured_step,
     plan_steps,
     static_around,
@@ -113,10 +113,7 @@ def run(rates: list[float], seconds: float, rounds: int) -> dict[str, object]:
         running: str | None = None
         try:
             listen = config.bridge.agi_listen
-            for cmd in dialplan_commands(SITE, f"{listen.host}:{listen.port}"):
-                out = lab.cli(site, cmd)
-                if "Extension" not in out and out.strip():
-                    raise RuntimeError(f"{cmd}: {out.strip()}")
+            install_dialplan(lab, site, f"{listen.host}:{listen.port}")
             asterisk = lab.pid(site)
             assert asterisk is not None
             with tempfile.TemporaryDirectory(prefix="ccb-e2e-") as wd:
