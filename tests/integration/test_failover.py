@@ -163,9 +163,14 @@ async def test_dead_trunk_costs_no_calls_and_returns_after_its_breaker_closes(
             r2 = await calls(ORDERS_IN, BENGALI, 4, port=6160)
             assert r2.ok, r2.output[-1500:]
 
-            # 3. The trunk's far end is killed.
-            os.killpg(far.proc.pid, signal.SIGCONT)
+            # 3. The trunk's far end is killed, while still stopped: a SIGCONT first would
+            # let it answer the qualifies queued meanwhile, the trunk would read reachable
+            # until the next failed qualify, and phase 4's wait for "reachable again" could
+            # pass on that stale reading (seen in CI: phase 4's calls then went around it).
+            os.killpg(far.proc.pid, signal.SIGKILL)
+            await asyncio.to_thread(far.proc.wait, 5)
             await asyncio.to_thread(far.stop)
+            assert trunk().reachable is False
             r3 = await calls(ORDERS_IN, BENGALI, 4, port=6170)
             assert r3.ok, r3.output[-1500:]
 
