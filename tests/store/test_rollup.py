@@ -23,6 +23,7 @@ from ccbridge.store.retention import erase_number, purge
 from ccbridge.store.schema import Outcome, RouteSource, report_rollup, report_rollup_days
 from tests.store.conftest import Db
 from tests.store.report_world import report_config, write
+from tests.store.test_reports import call
 
 SYDNEY = "Australia/Sydney"  # springs forward 2026-10-04 02:00 -> 03:00
 NY_FALL = date(2026, 11, 1)  # manila is in New York's zone here: 01:00 twice
@@ -70,31 +71,32 @@ def calls_around(day: date, n: int, seed: int) -> list[tuple[str, dict[str, Any]
         outcome = rnd.choice(list(Outcome))
         if outcome in (Outcome.AFTER_HOURS_VOICEMAIL, Outcome.CLOSED) and rnd.random() < 0.7:
             target, queue = None, None
-        service, _, language = (queue or "orders-en").partition("-")
-        v: dict[str, Any] = {
-            "call_id": f"{seed}-{i}",
-            "entry_site": entry,
-            "target_site": target,
-            "arrived_at": arrived,
-            "service": service,
-            "language": language,
-            "queue": queue,
-            "outcome": outcome,
-            "wait_s": wait if queue else None,
+        more: dict[str, Any] = {
             "route_source": rnd.choice(sources),
             "static_fallback": rnd.random() < 0.1,
             "caller_number": f"+88017123456{i % 50:02d}",
         }
-        if queue is not None:
-            v["queued_at"] = arrived + timedelta(seconds=2)
         if outcome is Outcome.ANSWERED:
-            v["talk_s"] = round(rnd.uniform(10, 300), 1)
-            v["hold_s"] = rnd.choice([0.0, 12.5])
-            v["wrapup_s"] = 5.0
-            v["satisfaction"] = rnd.choice([None, 1, 3, 5])
+            more |= {
+                "talk": round(rnd.uniform(10, 300), 1),
+                "hold": rnd.choice([0.0, 12.5]),
+                "wrapup": 5.0,
+                "sat": rnd.choice([None, 1, 3, 5]),
+            }
         if target is None and rnd.random() < 0.5:
-            v["after_hours_action"] = "voicemail"
-        out.append(("calls", {k: x for k, x in v.items() if x is not None}))
+            more["after_hours_action"] = "voicemail"
+        out.append(
+            call(
+                f"{seed}-{i}",
+                arrived,
+                entry=entry,
+                target=target,
+                queue=queue,
+                outcome=outcome,
+                wait=wait if queue else None,
+                **more,
+            )
+        )
     return out
 
 
