@@ -329,59 +329,47 @@ def place(
     ms). Until the sixth session production ran one SIPp per part of its mix, in
     parallel: two more SIPp processes contending for the two cores than beside static,
     which the ratio charged to the production dialplan (BENCHMARKS §1)."""
-    parts: list[tuple[str, float, tuple[str, ...]]] = [(extens[variant], rate, ())]
+    exten, extra = extens[variant], ()
     scenario = SCENARIOS / "loadtest_far_hangup.xml"
+    calls = int(rate * seconds)
     if variant == "production":
-        mix = production_mix(int(rate * seconds), extens[variant], share)
-        scenario, inf = _mix_files(out, mix)
-        parts = [(mix[0], rate, ("-inf", str(inf)))]
-    procs, files, calls = [], [], 0
-    for i, (exten, r, extra) in enumerate(parts):
-        n = int(r * seconds)
-        calls += n
-        name = exten.replace("+", "")
-        stat, err = out / f"{name}-{rate:g}.csv", out / f"{name}-{rate:g}.err"
-        argv = caller_argv(
-            scenario=scenario,
-            target=target,
-            did=exten,
-            caller=CALLER,
-            calls=n,
-            rate=r,
-            limit=max(50, int(r * 3)),
-            talk_ms=0,
-            port=port + i,
-            max_seconds=seconds + 30,
-            stat_file=stat,
-            error_file=err,
-            recv_timeout_ms=10_000,  # a lost 200 or BYE fails the call within the step
-        )
-        argv = (*argv, *extra)
-        files.append((stat, n))
-        procs.append(
-            subprocess.Popen(
-                argv,
-                cwd=out,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-                start_new_session=True,
-            )
-        )
-    for p in procs:
-        try:
-            p.wait(seconds + 45)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
-    ok = failed = 0
-    rts: list[float] = []
-    for stat, n in files:
-        rows = read_stat_file(stat)
-        last = rows[-1] if rows else None
-        ok += last.successful if last else 0
-        failed += last.failed if last else n
-        rts += [r.response_ms for r in rows if r.response_ms > 0]
+        scenario, inf = _mix_files(out, production_mix(calls, exten, share))
+        extra = ("-inf", str(inf))
+    name = exten.replace("+", "")
+    stat, err = out / f"{name}-{rate:g}.csv", out / f"{name}-{rate:g}.err"
+    argv = caller_argv(
+        scenario=scenario,
+        target=target,
+        did=exten,
+        caller=CALLER,
+        calls=calls,
+        rate=rate,
+        limit=max(50, int(rate * 3)),
+        talk_ms=0,
+        port=port,
+        max_seconds=seconds + 30,
+        stat_file=stat,
+        error_file=err,
+        recv_timeout_ms=10_000,  # a lost 200 or BYE fails the call within the step
+    )
+    proc = subprocess.Popen(
+        (*argv, *extra),
+        cwd=out,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        proc.wait(seconds + 45)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    rows = read_stat_file(stat)
+    last = rows[-1] if rows else None
+    ok = last.successful if last else 0
+    failed = last.failed if last else calls
+    rts = [r.response_ms for r in rows if r.response_ms > 0]
     return calls, ok, failed, (round(sum(rts) / len(rts), 2) if rts else None)
 
 
