@@ -135,14 +135,27 @@ class AgentSums:
     talk_s: float = 0.0
     hold_s: float = 0.0
     wrapup_s: float = 0.0
-    login_s: float = 0.0
-    pause_s: float = 0.0
+    login_us: int = 0  # whole microseconds: a rolled day's quarter hours re-add exactly
+    pause_us: int = 0
     satisfaction_sum: int = 0
     satisfaction_count: int = 0
 
     def add(self, other: AgentSums) -> None:
         for f in fields(self):
             setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
+
+    def add_row(self, v: Sequence[Any]) -> None:
+        """Add one agent_rollup row's sums (queries.AGENT_ROLL_COLUMNS order)."""
+        self.offered += int(v[0])
+        self.answered += int(v[1])
+        self.ring_no_answer += int(v[2])
+        self.talk_s += float(v[3])
+        self.hold_s += float(v[4])
+        self.wrapup_s += float(v[5])
+        self.login_us += int(v[6])
+        self.pause_us += int(v[7])
+        self.satisfaction_sum += int(v[8])
+        self.satisfaction_count += int(v[9])
 
     def figures(self) -> dict[str, Any]:
         """The agent report's columns (docs/reports.md, "Agent report")."""
@@ -154,9 +167,9 @@ class AgentSums:
             "talk_s": self.talk_s,
             "hold_s": self.hold_s,
             "wrapup_s": self.wrapup_s,
-            "login_s": self.login_s,
-            "pause_s": self.pause_s,
-            "occupancy": _ratio(handle, self.login_s - self.pause_s),
+            "login_s": self.login_us / 1e6,
+            "pause_s": self.pause_us / 1e6,
+            "occupancy": _ratio(handle, (self.login_us - self.pause_us) / 1e6),
             "aht_s": _ratio(handle, self.answered),
             "satisfaction_avg": _ratio(self.satisfaction_sum, self.satisfaction_count),
             "satisfaction_count": self.satisfaction_count,

@@ -430,6 +430,32 @@ report_rollup_days = Table(
     Column("fingerprint", String(64), nullable=False),
     Column("rolled_at", UtcDateTime, nullable=False),
     Index(None, "site", "start_at"),
+    # A late login/logout/pause/unpause makes every later rolled day raw (migration 0008)
+    Index(None, "site", "end_at"),
+)
+
+# Per site, UTC quarter hour and agent, the agent report's sums of a rolled day (the same
+# days as report_rollup): answered calls and their times by the answer's quarter hour,
+# rings, and login and pause time clipped to the quarter hour in whole microseconds, so
+# re-added they give any local bucket's figure exactly (ccbridge/reports/agentroll.py).
+agent_rollup = Table(
+    "agent_rollup",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("site", _site(), nullable=False),
+    Column("slot", BigInteger, nullable=False),  # the UTC quarter hour: epoch seconds // 900
+    Column("agent", String(64), nullable=False),
+    Column("offered", Integer, nullable=False),
+    Column("answered", Integer, nullable=False),
+    Column("ring_no_answer", Integer, nullable=False),
+    Column("talk_s", Float, nullable=False),
+    Column("hold_s", Float, nullable=False),
+    Column("wrapup_s", Float, nullable=False),
+    Column("login_us", BigInteger, nullable=False),
+    Column("pause_us", BigInteger, nullable=False),
+    Column("satisfaction_sum", Integer, nullable=False),
+    Column("satisfaction_count", Integer, nullable=False),
+    Index(None, "site", "slot"),
 )
 
 TABLES: dict[str, Table] = {
