@@ -13,6 +13,7 @@ from sqlalchemy import delete, insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ccbridge.reports import queries
+from ccbridge.reports.figures import agent_zero
 from ccbridge.reports.intervals import SLOT_S
 from ccbridge.store.schema import ActivityKind, agent_rollup
 
@@ -90,7 +91,6 @@ def spread(lo: int, hi: int, bounds: Sequence[int]) -> Iterable[tuple[int, int]]
 
 
 ROLL_COLUMNS = queries.AGENT_ROLL_COLUMNS
-_ZERO = (0, 0, 0, 0.0, 0.0, 0.0, 0, 0, 0, 0)
 
 
 def slot_rows(
@@ -109,7 +109,7 @@ def slot_rows(
     def at(slot: int, agent: str) -> list[Any]:
         got = per.get((slot, agent))
         if got is None:
-            got = per[(slot, agent)] = list(_ZERO)
+            got = per[(slot, agent)] = agent_zero()
         return got
 
     for r in call_rows:  # slot, agent, answered, talk, hold, wrap-up, score sum, scores

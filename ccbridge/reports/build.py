@@ -14,7 +14,13 @@ from sqlalchemy.sql.base import Executable
 
 from ccbridge.config.model import Config
 from ccbridge.reports import agentroll, queries
-from ccbridge.reports.figures import AGENT_FIGURES, QUEUE_FIGURES, AgentSums, QueueSums
+from ccbridge.reports.figures import (
+    AGENT_FIGURES,
+    QUEUE_FIGURES,
+    QueueSums,
+    agent_row,
+    agent_zero,
+)
 from ccbridge.reports.intervals import Bucket, SlotIndex, buckets, slot_size
 from ccbridge.reports.query import ReportQuery
 from ccbridge.reports.rollup import raw_ranges, site_sums, slot_spans
@@ -204,66 +210,61 @@ def _assemble_agents(
     spans: Iterable[tuple[str, list[agentroll.Span]]],
     incomplete: set[int],
 ) -> list[dict[str, Any]]:
-    index = SlotIndex(items, size)
-    per: list[dict[str, AgentSums]] = [{} for _ in items]
-    for row in call_rows:  # slot, agent, answered, talk, hold, wrap-up, score sum, scores
-        i = index(int(row[0]))
+    # The bucket of each slot of ``size`` seconds: a dict, ~100,000 lookups a month.
+    bucket: dict[int, int] = {}
+    for n, b in enumerate(items):
+        a, z = int(b.start.timestamp()) // size, int(b.end.timestamp()) // size
+        bucket.update(dict.fromkeys(range(a, z), n))
+    acc: dict[tuple[int, str], list[Any]] = {}
+
+    def sums(i: int, agent: str) -> list[Any]:
+        got = acc.get((i, agent))
+        if got is None:
+            got = acc[(i, agent)] = agent_zero()
+        return got
+
+    for row in roll_rows:  # slot, agent, *AGENT_ROLL_COLUMNS (the bulk of a month)
+        i = bucket.get(row[0])
         if i is None:
             continue
-        s = per[i].get(row[1])
-        if s is None:
-            s = per[i][row[1]] = AgentSums()
-        s.answered += int(row[2])
-        s.talk_s += float(row[3])
-        s.hold_s += float(row[4])
-        s.wrapup_s += float(row[5])
-        s.satisfaction_sum += int(row[6])
-        s.satisfaction_count += int(row[7])
+        key = (i, row[1])
+        got = acc.get(key)
+        if got is None:
+            acc[key] = list(row[2:])
+        else:
+            for k, x in enumerate(row[2:]):
+                got[k] += x
+    for row in call_rows:  # slot, agent, answered, talk, hold, wrap-up, score sum, scores
+        i = bucket.get(int(row[0]))
+        if i is None:
+            continue
+        v = sums(i, row[1])
+        v[1] += int(row[2])
+        v[3] += float(row[3])
+        v[4] += float(row[4])
+        v[5] += float(row[5])
+        v[8] += int(row[6])
+        v[9] += int(row[7])
     called = ActivityKind.CALLED.value
     for row in ring_rows:  # slot, agent, kind, n
-        i = index(int(row[0]))
+        i = bucket.get(int(row[0]))
         if i is None:
             continue
-        s = per[i].get(row[1])
-        if s is None:
-            s = per[i][row[1]] = AgentSums()
-        if row[2] == called:
-            s.offered += int(row[3])
-        else:
-            s.ring_no_answer += int(row[3])
-    for row in roll_rows:  # slot, agent, *AGENT_ROLL_COLUMNS
-        i = index(int(row[0]))
-        if i is None:
-            continue
-        s = per[i].get(row[1])
-        if s is None:
-            s = per[i][row[1]] = AgentSums()
-        s.add_row(row[2:])
+        sums(i, row[1])[0 if row[2] == called else 2] += int(row[3])
     bounds = [agentroll.us(b.start_utc) for b in items] + [agentroll.us(items[-1].end_utc)]
     for agent, agent_spans in spans:
         for lo, hi, paused in agent_spans:
-            for i, part in agentroll.spread(lo, hi, bounds):
-                s = per[i].get(agent)
-                if s is None:
-                    s = per[i][agent] = AgentSums()
-                s.login_us += part
+            for n, part in agentroll.spread(lo, hi, bounds):
+                v = sums(n, agent)
+                v[6] += part
                 if paused:
-                    s.pause_us += part
-    out: list[dict[str, Any]] = []
-    for i, b in enumerate(items):
-        if not per[i]:
-            continue
-        head = {
-            "site": site,
-            "interval_start": b.start.isoformat(),
-            "interval_end": b.end.isoformat(),
-        }
-        gap = i in incomplete
-        for agent, sums in sorted(per[i].items()):
-            row_out = {**head, "agent": agent, "incomplete": gap}
-            row_out.update(sums.figures())
-            out.append(row_out)
-    return out
+                    v[7] += part
+    starts = [b.start.isoformat() for b in items]
+    ends = [b.end.isoformat() for b in items]
+    return [
+        agent_row(site, starts[i], ends[i], agent, i in incomplete, acc[(i, agent)])
+        for i, agent in sorted(acc)
+    ]
 
 
 async def agent_report(

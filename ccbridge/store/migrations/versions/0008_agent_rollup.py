@@ -18,7 +18,9 @@ entry and target site), a calls row written or changed makes the day of its answ
 its target site raw, and an agent_activity row makes its own day raw and, for a login,
 logout, pause or unpause, every later rolled day of its site too: the state at each
 day's start is the last change before it. report_rollup_days gains (site, end_at) for
-that "every later day" probe.
+that "every later day" probe, and agent_activity a partial index of the state changes
+(ix_agent_activity_states): each agent's last change before a day (the roll does it for
+every day) read ~200,000 index entries of a busy site's month, nearly all rings.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ OLD_WATCHED = (
 )
 WATCHED = OLD_WATCHED + ", answered_at, agent"
 STATES = "('login', 'logout', 'pause', 'unpause')"  # ActivityKind's state changes
+STATE_CHANGES = f"kind IN {STATES}"  # schema.STATE_CHANGES, as of this revision
 
 
 def _stale(row: str) -> str:
@@ -124,6 +127,14 @@ def upgrade() -> None:
         op.f("ix_agent_rollup_site_slot"), "agent_rollup", ["site", "slot"], unique=False
     )
     op.create_index(
+        "ix_agent_activity_states",
+        "agent_activity",
+        ["site", "agent", "queue", "kind", "at"],
+        unique=False,
+        sqlite_where=sa.text(STATE_CHANGES),
+        postgresql_where=sa.text(STATE_CHANGES),
+    )
+    op.create_index(
         op.f("ix_report_rollup_days_site_end_at"),
         "report_rollup_days",
         ["site", "end_at"],
@@ -156,5 +167,6 @@ def downgrade() -> None:
         op.execute("DROP FUNCTION IF EXISTS ccb_agent_rollup_stale()")
     _calls_triggers(OLD_WATCHED, _stale)
     op.drop_index(op.f("ix_report_rollup_days_site_end_at"), table_name="report_rollup_days")
+    op.drop_index("ix_agent_activity_states", table_name="agent_activity")
     op.drop_index(op.f("ix_agent_rollup_site_slot"), table_name="agent_rollup")
     op.drop_table("agent_rollup")
