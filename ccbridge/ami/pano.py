@@ -68,6 +68,7 @@ class Protocol(AMIProtocol):  # type: ignore[misc]
     protocol_errors: int  # connections dropped because the peer broke the framing
     unknown_messages: int  # blocks that are neither an event nor a response
     _slow_io: Callable[[float], None] | None  # loopdebug.io_timer
+    slice: int = SLICE  # messages handed on per loop turn (benches of parsing lift it)
     _backlog: list[AmiMessage]  # parsed, not yet handed on (reading paused meanwhile)
     _backlog_at: int  # the next one of them
 
@@ -114,7 +115,7 @@ class Protocol(AMIProtocol):  # type: ignore[misc]
             self.version = self.parser.version
         if self._backlog:  # a read that was under way when reading paused: after the rest
             self._backlog += messages
-        elif len(messages) <= SLICE:
+        elif len(messages) <= self.slice:
             self._hand_on(messages)
         else:
             self._backlog, self._backlog_at = messages, 0
@@ -123,11 +124,11 @@ class Protocol(AMIProtocol):  # type: ignore[misc]
 
     def _next_slice(self) -> None:
         """Hand on the backlog's next SLICE messages; then come back, or resume reading."""
-        backlog, at = self._backlog, self._backlog_at
+        backlog, at, end = self._backlog, self._backlog_at, self._backlog_at + self.slice
         if not backlog:
             return  # the connection was lost meanwhile
-        self._backlog_at = at + SLICE
-        self._hand_on(backlog[at : at + SLICE])
+        self._backlog_at = end
+        self._hand_on(backlog[at:end])
         if self._backlog_at < len(self._backlog) and not self.closed:
             asyncio.get_running_loop().call_soon(self._next_slice)
             return
