@@ -177,7 +177,8 @@ async def roll(
 
     engine = make_engine(settings)
     try:
-        return await roll_round(engine, config, now, bridge, every)
+        with collections_paused():  # the agent rollup's rows of 200 site-days, at most
+            return await roll_round(engine, config, now, bridge, every)
     except (OSError, TimeoutError, DBAPIError, SchemaError) as exc:
         return _store_fault(exc)
     finally:
