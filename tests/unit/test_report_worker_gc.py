@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import gc
 
+import pytest
+
 from ccbridge.reports.worker import collections_paused
 
 
@@ -13,11 +15,8 @@ def test_collections_are_paused_inside_and_restored_after_an_error() -> None:
     with collections_paused():
         assert not gc.isenabled()
     assert gc.isenabled()
-    try:
-        with collections_paused():
-            raise ValueError("a report failed")
-    except ValueError:
-        pass
+    with pytest.raises(ValueError), collections_paused():
+        raise ValueError("a report failed")
     assert gc.isenabled()
 
 
