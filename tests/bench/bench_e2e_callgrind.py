@@ -73,11 +73,11 @@ from tests.bench.bench_e2e import (
     _check_path,
     _upgrade,
     _wait_for_held_routes,
-    cpu_seconds,
     install_dialplan,
     place,
     plan_steps,
 )
+from tests.bench.bench_fastagi import cpu_seconds
 from tests.bench.verdict import Estimate, estimate, only
 
 WITHIN = 0.02  # issue 12: records on keeps the routed ratio within 0.02 of off
