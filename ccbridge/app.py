@@ -29,6 +29,7 @@ from ccbridge.ami.client import AmiError, LinkState, SiteLink
 from ccbridge.clock import Clock
 from ccbridge.cluster import Heartbeat
 from ccbridge.config.model import Config
+from ccbridge.desk import live as desk_live
 from ccbridge.desk.live import LiveCalls
 from ccbridge.edge.driver import EdgeDriver
 from ccbridge.edge.view import edge_view
@@ -159,7 +160,9 @@ class Bridge:
             self.recording = RecordingPart(config, self.registry, self.clock.now)
             self.recording.subscribe(self.bus)
         # Calls the desk acts on (supervision, transfer, hold; issue 14), from AMI events.
-        self.desk = LiveCalls(self.clock.time)
+        # Ended calls it remembers: a few with records on (the store answers for the rest).
+        ended = desk_live.ENDED_WITH_STORE if config.store.enabled else desk_live.MAX_ENDED
+        self.desk = LiveCalls(self.clock.time, max_ended=ended)
         self.desk.subscribe(self.bus)
         # Screen pops (issue 14): the caller's details and history when an agent rings
         # and answers, to the event stream and webhooks; history from the records.
@@ -633,6 +636,7 @@ class Bridge:
         parts.on_stop("staffing records reader", self.services.staffing.close)
         parts.on_stop("reports records reader", self.services.reports.close)
         parts.on_stop("cluster records reader", self.services.cluster.close)
+        parts.on_stop("desk records reader", self.services.desk.close)
         if self.selfservice is not None:
             parts.on_stop("self-service client", self.selfservice.close)
         http = self.config.bridge.http_listen
