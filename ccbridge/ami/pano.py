@@ -24,6 +24,11 @@ noticed before it breaks a link.
   exception; ``Protocol`` handles Shutdown itself.
 - panoramisk logs whole actions (a pending Login carries the secret) through the
   manager's ``log``: ``RedactingLog`` hides the secret.
+
+One read may carry hundreds of messages (a tick of a busy site, or what piled up while
+the bridge was stopped): ``Protocol`` hands on at most ``SLICE`` of them per loop turn,
+reading paused until the rest are out, so route requests wait for one slice (~1 ms), not
+the whole read (57-70 ms after a 30 s SIGSTOP, BENCHMARKS §12).
 """
 
 from __future__ import annotations
@@ -46,6 +51,9 @@ ActionFields = Mapping[str, str | Sequence[str]]
 EventSink = Callable[[AmiMessage], None]
 
 ERROR_RESPONSES: Final = frozenset({"Error", "Fail", "Failure"})
+# Messages handed on per loop turn: ~30 us each on the bridge's event path, so one slice
+# holds the loop ~1 ms; a read of more waits for the next turns, reading paused.
+SLICE: Final = 32
 
 
 class Protocol(AMIProtocol):  # type: ignore[misc]
@@ -60,6 +68,9 @@ class Protocol(AMIProtocol):  # type: ignore[misc]
     protocol_errors: int  # connections dropped because the peer broke the framing
     unknown_messages: int  # blocks that are neither an event nor a response
     _slow_io: Callable[[float], None] | None  # loopdebug.io_timer
+    slice: int = SLICE  # messages handed on per loop turn (benches of parsing lift it)
+    _backlog: list[AmiMessage]  # parsed, not yet handed on (reading paused meanwhile)
+    _backlog_at: int  # the next one of them
 
     def __init__(self, on_event: EventSink) -> None:
         self._on_event = on_event
@@ -72,6 +83,8 @@ class Protocol(AMIProtocol):  # type: ignore[misc]
         self.gone = loop.create_future()
         self.protocol_errors = 0
         self.unknown_messages = 0
+        self._backlog = []
+        self._backlog_at = 0
         # uvloop calls data_received untimed: the slow-callback gate times it here.
         self._slow_io = loopdebug.io_timer(loop, "<AMI data_received>")
 
@@ -100,6 +113,30 @@ class Protocol(AMIProtocol):  # type: ignore[misc]
             return
         if self.version is None and self.parser.version is not None:
             self.version = self.parser.version
+        if self._backlog:  # a read that was under way when reading paused: after the rest
+            self._backlog += messages
+        elif len(messages) <= self.slice:
+            self._hand_on(messages)
+        else:
+            self._backlog, self._backlog_at = messages, 0
+            self.transport.pause_reading()
+            self._next_slice()
+
+    def _next_slice(self) -> None:
+        """Hand on the backlog's next SLICE messages; then come back, or resume reading."""
+        backlog, at, end = self._backlog, self._backlog_at, self._backlog_at + self.slice
+        if not backlog:
+            return  # the connection was lost meanwhile
+        self._backlog_at = end
+        self._hand_on(backlog[at:end])
+        if self._backlog_at < len(self._backlog) and not self.closed:
+            asyncio.get_running_loop().call_soon(self._next_slice)
+            return
+        self._backlog, self._backlog_at = [], 0
+        if not self.closed and not self.transport.is_closing():
+            self.transport.resume_reading()
+
+    def _hand_on(self, messages: list[AmiMessage]) -> None:
         responses = self.responses
         deliver = self._on_event
         for msg in messages:
@@ -142,6 +179,7 @@ class Protocol(AMIProtocol):  # type: ignore[misc]
             self.lost.set_result(None)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self._backlog, self._backlog_at = [], 0  # a lost link's events are stale
         super().connection_lost(exc)
         if not self.lost.done():
             self.lost.set_result(None)

@@ -250,6 +250,9 @@ async def plans(conn: AsyncConnection, cfg: Config) -> dict[str, list[str]]:
         "rollup_sums": queries.rollup_sums(
             SITE, [(int(start.timestamp()) // 900, int(end.timestamp()) // 900)]
         ),
+        "agent_rollup_sums": queries.agent_rollup_sums(
+            SITE, [(int(start.timestamp()) // 900, int(end.timestamp()) // 900)], None
+        ),
     }
     out: dict[str, list[str]] = {}
     for name, stmt in stmts.items():
@@ -277,7 +280,11 @@ async def measure(engine: AsyncEngine, cfg: Config, repeat: int) -> dict[str, An
         "interval_60min_all_sites_month": ("i", ReportQuery(month, tuple(SITES), Step.M60)),
         "interval_60min_all_sites_month_raw": ("r", ReportQuery(month, tuple(SITES), Step.M60)),
         "agent_15min_site_month": ("a", ReportQuery(month, (SITE,), Step.M15)),
+        "agent_15min_site_month_raw": ("ar", ReportQuery(month, (SITE,), Step.M15)),
+        "agent_30min_site_month": ("a", ReportQuery(month, (SITE,), Step.M30)),
+        "agent_60min_site_month": ("a", ReportQuery(month, (SITE,), Step.M60)),
         "agent_day_site_month": ("a", ReportQuery(month, (SITE,), Step.DAY)),
+        "agent_day_site_month_raw": ("ar", ReportQuery(month, (SITE,), Step.DAY)),
     }
     now = datetime(2026, 12, 1, tzinfo=UTC)
     out: dict[str, Any] = {}
@@ -318,8 +325,8 @@ async def measure(engine: AsyncEngine, cfg: Config, repeat: int) -> dict[str, An
             rows = 0
             for _ in range(repeat):
                 t = time.perf_counter()
-                if kind == "a":
-                    r = await agent_report(engine, cfg, q, now)
+                if kind in ("a", "ar"):  # "ar": raw rows only, as before the agent rollup
+                    r = await agent_report(engine, cfg, q, now, rollup=kind == "a")
                 else:  # "r": raw rows only, as before the rollup
                     r = await interval_report(engine, cfg, q, now, rollup=kind == "i")
                 best = min(best, time.perf_counter() - t)
