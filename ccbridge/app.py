@@ -39,6 +39,7 @@ from ccbridge.http.app import build_app
 from ccbridge.kpi import KpiTracker
 from ccbridge.lifecycle import Parts, StartError, StopError
 from ccbridge.logs import ctx
+from ccbridge.memtrim import HeapTrim
 from ccbridge.metrics import BridgeMetrics, LinkSnapshot, TrunkSnapshot
 from ccbridge.recording.part import RecordingPart, object_deleter
 from ccbridge.recording.policy import record_variable
@@ -230,6 +231,8 @@ class Bridge:
         if view is not None and view.settings.enabled:
             hold = config.routing.site_holdoff
             self.edge = EdgeDriver(view, lambda: self.state, self.clock.time, hold, self.registry)
+        # glibc keeps what bursts free: trimmed back to the kernel now and then.
+        self.heap_trim = HeapTrim()
         self._parts: Parts | None = None
         self.http_port: int | None = None
         self.access_store = AccessStore(config)
@@ -705,6 +708,7 @@ class Bridge:
         if self.live_plan is not None:
             plan = self.live_plan
             await parts.start("staffing gauges", None, plan.start, plan.stop)
+        await parts.start("heap trim", None, self.heap_trim.start, self.heap_trim.stop)
 
     async def stop(self) -> None:
         """Stop every part, newest first, each even when another fails; raises StopError
