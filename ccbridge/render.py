@@ -43,6 +43,7 @@ TEMPLATE_FILES = (
     "logger.conf",
     "voicemail.conf",
     "cel.conf",
+    "stasis.conf",
 )
 
 

@@ -5,7 +5,7 @@ microseconds, spread over buckets; and a rolled day's sums per UTC quarter hour 
 from __future__ import annotations
 
 from bisect import bisect_right
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -93,6 +93,43 @@ def spread(lo: int, hi: int, bounds: Sequence[int]) -> Iterable[tuple[int, int]]
 ROLL_COLUMNS = queries.AGENT_ROLL_COLUMNS
 
 
+def add_raw(
+    sums: Callable[[int, str], list[Any]],
+    bucket: Callable[[int], int | None],
+    call_rows: Iterable[Any],
+    ring_rows: Iterable[Any],
+    spans: Iterable[tuple[str, list[Span]]],
+    bounds: Sequence[int],
+) -> None:
+    """Add raw rows to the sums of (bucket index, agent) that ``sums`` gives (made on
+    first use): queries.agent_call_sums' and agent_ring_counts' rows, their slot placed
+    by ``bucket`` (None: outside), and login spans spread over buckets bounded by
+    ``bounds`` (epoch microseconds)."""
+    for r in call_rows:  # slot, agent, answered, talk, hold, wrap-up, score sum, scores
+        i = bucket(int(r[0]))
+        if i is None:
+            continue
+        v = sums(i, r[1])
+        v[1] += int(r[2])
+        v[3] += float(r[3])
+        v[4] += float(r[4])
+        v[5] += float(r[5])
+        v[8] += int(r[6])
+        v[9] += int(r[7])
+    called = ActivityKind.CALLED.value
+    for r in ring_rows:  # slot, agent, kind, n
+        i = bucket(int(r[0]))
+        if i is not None:
+            sums(i, r[1])[0 if r[2] == called else 2] += int(r[3])
+    for agent, agent_spans in spans:
+        for lo, hi, paused in agent_spans:
+            for i, part in spread(lo, hi, bounds):
+                v = sums(i, agent)
+                v[6] += part
+                if paused:
+                    v[7] += part
+
+
 def slot_rows(
     site: str,
     call_rows: Iterable[Any],
@@ -106,37 +143,25 @@ def slot_rows(
     (queries.agent_call_sums and agent_ring_counts by quarter hour, agent_states)."""
     per: dict[tuple[int, str], list[Any]] = {}
 
-    def at(slot: int, agent: str) -> list[Any]:
-        got = per.get((slot, agent))
+    def sums(i: int, agent: str) -> list[Any]:
+        got = per.get((i, agent))
         if got is None:
-            got = per[(slot, agent)] = agent_zero()
+            got = per[(i, agent)] = agent_zero()
         return got
 
-    for r in call_rows:  # slot, agent, answered, talk, hold, wrap-up, score sum, scores
-        v = at(int(r[0]), r[1])
-        v[1] += int(r[2])
-        v[3] += float(r[3])
-        v[4] += float(r[4])
-        v[5] += float(r[5])
-        v[8] += int(r[6])
-        v[9] += int(r[7])
-    called = ActivityKind.CALLED.value
-    for r in ring_rows:  # slot, agent, kind, n
-        v = at(int(r[0]), r[1])
-        v[0 if r[2] == called else 2] += int(r[3])
     s0, e0 = us(start), us(end)
     first = s0 // (SLOT_S * US)
+    n = (e0 - s0) // (SLOT_S * US)
+
+    def bucket(slot: int) -> int | None:  # quarter hour i of the range
+        return slot - first if 0 <= slot - first < n else None
+
     bounds = list(range(s0, e0 + 1, SLOT_S * US))
-    for agent, spans in state_spans(state_rows, s0, e0).items():
-        for lo, hi, paused in spans:
-            for i, part in spread(lo, hi, bounds):
-                v = at(first + i, agent)
-                v[6] += part
-                if paused:
-                    v[7] += part
+    spans = state_spans(state_rows, s0, e0).items()
+    add_raw(sums, bucket, call_rows, ring_rows, spans, bounds)
     return [
-        {"site": site, "slot": slot, "agent": agent, **dict(zip(ROLL_COLUMNS, v, strict=True))}
-        for (slot, agent), v in sorted(per.items())
+        {"site": site, "slot": first + i, "agent": agent, **dict(zip(ROLL_COLUMNS, v, strict=True))}
+        for (i, agent), v in sorted(per.items())
     ]
 
 

@@ -24,7 +24,6 @@ from ccbridge.reports.figures import (
 from ccbridge.reports.intervals import Bucket, SlotIndex, buckets, slot_size
 from ccbridge.reports.query import ReportQuery
 from ccbridge.reports.rollup import raw_ranges, site_sums, slot_spans
-from ccbridge.store.schema import ActivityKind
 
 INTERVAL_COLUMNS: tuple[str, ...] = (
     "site",
@@ -234,31 +233,8 @@ def _assemble_agents(
         else:
             for k, x in enumerate(row[2:]):
                 got[k] += x
-    for row in call_rows:  # slot, agent, answered, talk, hold, wrap-up, score sum, scores
-        i = bucket.get(int(row[0]))
-        if i is None:
-            continue
-        v = sums(i, row[1])
-        v[1] += int(row[2])
-        v[3] += float(row[3])
-        v[4] += float(row[4])
-        v[5] += float(row[5])
-        v[8] += int(row[6])
-        v[9] += int(row[7])
-    called = ActivityKind.CALLED.value
-    for row in ring_rows:  # slot, agent, kind, n
-        i = bucket.get(int(row[0]))
-        if i is None:
-            continue
-        sums(i, row[1])[0 if row[2] == called else 2] += int(row[3])
     bounds = [agentroll.us(b.start_utc) for b in items] + [agentroll.us(items[-1].end_utc)]
-    for agent, agent_spans in spans:
-        for lo, hi, paused in agent_spans:
-            for n, part in agentroll.spread(lo, hi, bounds):
-                v = sums(n, agent)
-                v[6] += part
-                if paused:
-                    v[7] += part
+    agentroll.add_raw(sums, bucket.get, call_rows, ring_rows, spans, bounds)
     starts = [b.start.isoformat() for b in items]
     ends = [b.end.isoformat() for b in items]
     return [

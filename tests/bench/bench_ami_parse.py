@@ -170,7 +170,7 @@ def ccbridge_protocol(on_event: Callable[[AmiMessage], None]) -> Protocol:
     proto = Protocol(on_event)
     # One read handed on whole, as before slicing: these benches time parse and dispatch
     # in a plain loop over chunks, with no event loop turn to hand on the rest.
-    proto.slice = sys.maxsize
+    proto.slice = proto.parse_bytes = sys.maxsize
     proto.connection_made(_NullTransport())
     proto.factory = _CountingFactory()
     proto.log = logging.getLogger("bench.ami")

@@ -1,20 +1,24 @@
-"""One AMI read of many messages is handed on SLICE at a time, the loop running between.
+"""One AMI read of many messages is handed on SLICE at a time, the loop running between,
+and parsed PARSE_BYTES at a time.
 
 Over a real socket on either loop: a site writes 100 events in one write; the bridge's
 protocol must let a callback scheduled during the first event run before the slice after
 (a route request waits for one slice, not the whole read), keep every event in wire order
 across slices and reads, resume reading after, and drop what is left when the link is lost.
+A TLS layer hands on all it decrypted as one read (megabytes after a 30 s SIGSTOP): such a
+read must not hold the loop past the slow-callback gate either.
 """
 
 from __future__ import annotations
 
 import asyncio
+import gc
 
 import pytest
 
-from ccbridge import eventloop
+from ccbridge import eventloop, loopdebug
 from ccbridge.ami.codec import AmiMessage
-from ccbridge.ami.pano import SLICE, Protocol
+from ccbridge.ami.pano import PARSE_BYTES, SLICE, Protocol
 from ccbridge.config.model import EventLoop
 from tests.polling import until
 
@@ -27,8 +31,14 @@ class _Manager:  # what panoramisk's Manager is to the protocol when the link cl
         pass
 
 
-def _events(first: int, count: int) -> bytes:
-    return b"".join(b"Event: E\r\nSeq: %d\r\n\r\n" % i for i in range(first, first + count))
+# ~600 bytes in 20 fields, as a queue event (QueueMemberStatus has 20, AgentConnect 37).
+_FIELDS = b"".join(b"Field%02d: value of field %02d\r\n" % (i, i) for i in range(18))
+
+
+def _events(first: int, count: int, fields: bytes = b"") -> bytes:
+    return b"".join(
+        b"Event: E\r\nSeq: %d\r\n%s\r\n" % (i, fields) for i in range(first, first + count)
+    )
 
 
 async def _one_read(site_writes: list[bytes], close_after_first: bool = False) -> list[object]:
@@ -100,3 +110,51 @@ def test_a_lost_link_drops_the_rest_of_its_read() -> None:
     events = [x for x in seen if x != "turn"]
     # The first slice was under way when the link was aborted: nothing after it.
     assert events == list(range(len(events))) and len(events) <= SLICE, seen
+
+
+async def _one_huge_read(size: int) -> tuple[list[int], list[str], int]:
+    """The events handed on after one ``data_received`` of ``size`` bytes (as a TLS layer
+    calls it), the gate's reports, and how many were handed on before the loop's next turn."""
+    loop = asyncio.get_running_loop()
+    seen: list[int] = []
+    first_turn: list[int] = []
+    count = size // len(_events(0, 1, _FIELDS))
+    data = _events(0, count, _FIELDS)
+
+    async def site(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"Asterisk Call Manager/9.0.0\r\n")
+        await writer.drain()
+        await reader.read()
+        writer.close()
+
+    server = await asyncio.start_server(site, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    found = loopdebug.report_slow_callbacks(loop, 50)
+    gc.disable()  # a collection of the test's own objects is not what the gate is after here
+    try:
+        transport, proto = await loop.create_connection(
+            lambda: Protocol(lambda event: seen.append(int(event["Seq"]))), "127.0.0.1", port
+        )
+        proto.factory = _Manager()
+        await until(lambda: proto.version is not None, 5, "the banner")
+        loop.call_soon(proto.data_received, data)  # as the TLS layer's read callback does
+        loop.call_soon(lambda: first_turn.append(len(seen)))
+        await until(lambda: len(seen) == count, 10, "every event")
+        assert transport.is_reading()
+        transport.close()
+        await proto.gone
+    finally:
+        gc.enable()
+        loopdebug.stop_reporting(loop, found)
+        server.close()
+        await server.wait_closed()
+    return seen, found.lines, first_turn[0]
+
+
+def test_a_read_of_megabytes_is_parsed_a_piece_a_turn_within_the_gate() -> None:
+    size = 8 * 1024 * 1024  # ~14,000 events: ~80 ms of parsing in one go, quiet
+    seen, slow, before_turn = eventloop.run(_one_huge_read(size), EventLoop.ASYNCIO)
+    assert seen == list(range(len(seen))) and len(seen) > size // 1000
+    assert before_turn <= SLICE
+    assert slow == []
+    assert size // 100 > PARSE_BYTES  # a read of 100 bounds and more: the bound is at work
