@@ -213,12 +213,21 @@ async def restart(lab: Lab, name: str) -> None:
 
 
 @pytest.fixture
-def answering_elsewhere(lab: Lab) -> Iterator[None]:
-    """orders-en answers at once at bangalore and manila; dhaka keeps its queue and agent.
-    With the lab's agents (5 s wrap-up) the calls dhaka's death sends there waited in
-    their queues past any per-call bound that would still catch a hung call."""
+def ringing_at_dhaka(lab: Lab) -> Iterator[None]:
+    """orders-en answers at once at bangalore and manila; at dhaka a call to ORDERS_IN
+    rings without end (180, never a final reply) before its route step: every call the
+    edge gives dhaka is in setup there when it dies, as one ringing an agent is."""
+    dhaka = lab.config.site("dhaka")
     with answering(lab, {"bangalore": "orders-en", "manila": "orders-en"}):
-        yield
+        for priority, app in enumerate(("Ringing()", "Wait(60)"), 1):
+            lab.cli(
+                dhaka, f"dialplan add extension {ORDERS_IN},{priority},{app} into ccb-route replace"
+            )
+        assert "Ringing()" in lab.cli(dhaka, f"dialplan show {ORDERS_IN}@ccb-route")
+        try:
+            yield
+        finally:
+            lab.cli(dhaka, "dialplan reload")  # the test restarted it: a no-op then
 
 
 async def test_sigkilled_site_behind_the_edge_costs_no_call(
@@ -226,26 +235,25 @@ async def test_sigkilled_site_behind_the_edge_costs_no_call(
     edge_config: Config,
     edge: LabEdge,
     agents: dict[str, Agent],
-    answering_elsewhere: None,
+    ringing_at_dhaka: None,
     ami: AmiRecorder,
     bridge_at: BridgeFactory,
     tmp_path: Path,
 ) -> None:
-    """dhaka is SIGKILLed under load through the edge. What is asserted, per call, with
-    SIPp's per-call trace (-trace_calldebug) telling answered calls from unanswered ones:
+    """dhaka is SIGKILLed under load through the edge while calls ring there. What is
+    asserted, per call, with SIPp's per-call trace (-trace_calldebug) telling answered
+    calls from unanswered ones:
 
-    - every call dhaka did not hold at the kill succeeds: the ones the edge sends it
-      before it learns of the death get no reply within invite_timeout and fail over to
-      the next site inside the call (the last part shows that failover alone);
-    - a call dhaka had answered dies with it (its BYE finds no one): at most as many
-      answered calls fail as dhaka held answered at the kill;
-    - a call in setup at dhaka (ringing in its queue, or sent on over a trunk) has had
-      dhaka's provisional reply, so the edge waits ring_timeout for it, not
-      invite_timeout: it is lost too, and at most as many unanswered calls fail as dhaka
-      held in setup at the kill.
+    - no unanswered call fails. The calls ringing at dhaka (its 180 relayed: the edge
+      would wait ring_timeout for them) move on to the next site inside the call when the
+      bridge reports the site lost (POST /site-lost), and are answered there; the ones the
+      edge sends dhaka before it learns of the death get no reply within invite_timeout
+      and fail over too (the last part shows that failover alone);
+    - a call dhaka had answered dies with it (its media is there): at most as many
+      answered calls fail as dhaka held answered at the kill.
 
     The calls dhaka held are counted from AMI at the kill. A per-call receive timeout
-    (15 s) ends the calls left hanging, so the test never waits SIPp's 40 s bound.
+    (15 s) fails a ringing call that is not moved, well before dhaka's 60 s of ringing.
     """
     assert edge_config.edge is not None
     dhaka = lab.config.site("dhaka")
@@ -260,26 +268,22 @@ async def test_sigkilled_site_behind_the_edge_costs_no_call(
     traced = ("-recv_timeout", "15000", "-trace_calldebug", "-calldebug_file", str(trace))
     try:
         async with bridge_at(WEDNESDAY_MORNING, config=config) as bridge:
+            assert bridge.edge is not None
             await watch(rpc, config, "dhaka", "active")
-            # 8 s of calls; dhaka's agent (5 s wrap-up) takes some, its overflow and the
-            # calls sent elsewhere are answered at once
             load = asyncio.create_task(through_edge(config, 16, rate=2, port=6620, extra=traced))
-            mark = len(ami.events)
-            await until(lambda: entered(ami, "dhaka", mark) >= 1, 15, "a load call at dhaka")
-            # Kill right after a call enters manila: round robin's next for dhaka is two
-            # calls (1 s) away, so no INVITE is on its way there that AMI has not shown
-            # yet (one would be in setup at dhaka but not counted).
-            seen = [entered(ami, "manila", mark)]
-
-            def fresh() -> bool:
-                now = entered(ami, "manila", mark)
-                new, seen[0] = now > seen[0], now
-                return new
-
-            await until(fresh, 6, "a load call entering manila", interval=0.005)
+            await until(lambda: held_calls(ami, "dhaka")[0] >= 2, 15, "two calls ringing at dhaka")
             ringing, answered = held_calls(ami, "dhaka")
             killed = time.monotonic()
             lab.signal_site(dhaka, signal.SIGKILL)
+
+            def moved() -> float:
+                value = bridge.registry.get_sample_value(
+                    "ccbridge_edge_calls_moved_total", {"site": "dhaka"}
+                )
+                return value or 0.0
+
+            await until(lambda: moved() >= ringing, 10, "the calls ringing at dhaka moved on")
+            moved_after = time.monotonic() - killed
             await watch(rpc, config, "dhaka", "disabled")
             detect = time.monotonic() - killed
             result = await load
@@ -290,7 +294,7 @@ async def test_sigkilled_site_behind_the_edge_costs_no_call(
             why = (ringing, answered, aborted, result.output[-2000:])
             assert result.created == 16, why
             assert result.successful + result.failed == 16 and len(aborted) == result.failed, why
-            assert failed_unanswered <= ringing and died_answered <= answered, why
+            assert failed_unanswered == 0 and died_answered <= answered, why
 
             await restart(lab, "dhaka")
             back = time.monotonic()
@@ -300,6 +304,8 @@ async def test_sigkilled_site_behind_the_edge_costs_no_call(
             assert up_since is not None and bridge.clock.time() - up_since >= holdoff
             measured = {
                 "in_setup_at_dhaka_at_kill": ringing,
+                "moved_on": int(moved()),
+                "moved_after_s": f"{moved_after:.2f}",
                 "answered_by_dhaka_at_kill": answered,
                 "calls": result.created,
                 "failed_unanswered": failed_unanswered,
