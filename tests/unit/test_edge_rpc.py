@@ -408,17 +408,27 @@ async def test_the_loop_survives_a_dead_edge_and_catches_up_when_it_answers(edge
 # -- a site lost: the calls in setup there move on -------------------------------------------
 
 
-async def test_a_site_whose_ami_link_drops_is_reported_lost_once(edge: Edge) -> None:
+async def synced(
+    edge: Edge,
+) -> tuple[Config, Clock, list[LiveState], CollectorRegistry, EdgeDriver]:
+    """A driver over the lab's sites, every one up for an hour, past its start grace and
+    with its first full sync done (the test drives sync_once from here)."""
     config = lab()
-    view = lab_view(config)
     clock = Clock()
     live = [all_up(config, clock.t - 3600)]
     registry = CollectorRegistry()
     driver = driver_over(edge, config, live, clock, registry)
     await driver.start()
     await driver.stop()
+    assert await driver.sync_once(full=True)
+    return config, clock, live, registry, driver
+
+
+async def test_a_site_whose_ami_link_drops_is_reported_lost_once(edge: Edge) -> None:
+    config, clock, live, registry, driver = await synced(edge)
+    view = lab_view(config)
     try:
-        assert await driver.sync_once(full=True) and edge.lost == []
+        assert edge.lost == []
         live[0] = set_drained(live[0], "dhaka", True)  # alive: its calls in setup stay
         edge.moved = 3
         live[0] = set_site_up(live[0], "manila", False, clock.t)
@@ -465,16 +475,9 @@ LOST_GARBAGE: list[tuple[str, Handler, str]] = [
 async def test_garbage_answers_to_site_lost_are_one_error_and_retried(
     edge: Edge, what: str, answer: Handler, reason: str
 ) -> None:
-    config = lab()
+    config, clock, live, registry, driver = await synced(edge)
     view = lab_view(config)
-    clock = Clock()
-    live = [all_up(config, clock.t - 3600)]
-    registry = CollectorRegistry()
-    driver = driver_over(edge, config, live, clock, registry)
-    await driver.start()
-    await driver.stop()
     try:
-        assert await driver.sync_once(full=True)
         live[0] = set_site_up(live[0], "dhaka", False, clock.t)
         edge.lost_answer = answer
         assert not await driver.sync_once()
