@@ -4,9 +4,11 @@ uvloop (libuv under asyncio's API, from MagicStack, who keep asyncpg) runs the s
 coroutines, transports and protocols with the loop itself in C: the FastAGI server alone
 costs about a third less CPU a session on it. ``bridge.event_loop: uvloop`` (or ``auto``:
 uvloop when it imports) turns it on; the default stays asyncio's loop because on the
-whole bridge the gain was not yet shown out of a shared machine's noise, and the
-hung-bridge lab test's slow-callback gate saw 57-70 ms AMI chunks after its 30 s SIGSTOP
-on uvloop, twice, where asyncio's loop passed (BENCHMARKS §12).
+whole bridge the gain was not yet shown out of a shared machine's noise, and the whole
+lab suite has not run on uvloop. The hung-bridge lab test's slow-callback gate saw 57-70
+ms AMI chunks after its 30 s SIGSTOP on uvloop; since the AMI protocol parses and hands
+on a bounded piece of a read per loop turn (``ami/pano.py``) it passes there too
+(BENCHMARKS §12).
 
 One difference matters to the slow-callback gate (ccbridge/loopdebug.py): uvloop times
 handles, tasks and timers in debug mode like asyncio, but not the protocol callbacks it

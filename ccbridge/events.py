@@ -12,6 +12,8 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Final
 
+from ccbridge.variables import AMI_DISABLED_EVENTS
+
 Event = Mapping[str, str]
 EventHandler = Callable[[str, Event], None]  # (site, event)
 
@@ -35,6 +37,9 @@ class EventBus:
         """Call ``handler(site, event)`` for every event whose ``Event`` is ``name``
         (case as Asterisk writes it: ``QueueCallerJoin``), in subscription order."""
         _check_name(name)
+        if name in AMI_DISABLED_EVENTS:
+            # the rendered manager.conf has Asterisk never make it: a handler would wait forever
+            raise ValueError(f"{name} is disabled in every site's manager.conf (disabledevents)")
         if name == USER_EVENT:
             raise ValueError("subscribe to a UserEvent by its own name: subscribe_user_event()")
         self._by_name[name] = (*self._by_name.get(name, ()), handler)

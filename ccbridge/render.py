@@ -44,6 +44,7 @@ TEMPLATE_FILES = (
     "logger.conf",
     "voicemail.conf",
     "cel.conf",
+    "stasis.conf",
 )
 
 

@@ -74,6 +74,14 @@ RECORDING_DONE = ".wav"  # the suffix once MixMonitor closed the file
 RECORDING_SEP = "@"  # between the name's fields: call ID (':' as '+'), site, uniqueid
 RECORDING_ID = "CCB_RECORDING_ID"  # MixMonitor's `i()`: its ID on the agent's channel
 
+# AMI events no part of the bridge reads and every call makes several of (one Newexten per
+# dialplan priority, one VarSet per variable set): the rendered manager.conf disables them
+# (`disabledevents`), so Asterisk does not build them for any session. Measured by
+# instructions: BENCHMARKS §1e. The bridge's event bus refuses a subscription to them.
+AMI_DISABLED_EVENTS = ("Newexten", "VarSet")
+# The Stasis message types the rendered stasis.conf declines (never built): VarSet's source.
+STASIS_DECLINED = ("ast_channel_varset_type",)
+
 # AMI UserEvents the dialplan sends to the bridge.
 EVENT_TRUNK_RESULT = "CcbTrunkResult"  # Trunk, DialStatus, Site: one per trunk attempt
 # For the call record (ccbridge/records/): what only the dialplan knows. Every UserEvent

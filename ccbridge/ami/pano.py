@@ -24,6 +24,13 @@ noticed before it breaks a link.
   exception; ``Protocol`` handles Shutdown itself.
 - panoramisk logs whole actions (a pending Login carries the secret) through the
   manager's ``log``: ``RedactingLog`` hides the secret.
+
+One read may carry hundreds of messages (a tick of a busy site, or what piled up while
+the bridge was stopped; over TLS, asyncio's and uvloop's SSL layers hand on everything
+they could decrypt as one read, megabytes after a stop): ``Protocol`` parses at most
+``PARSE_BYTES`` and hands on at most ``SLICE`` messages per loop turn, reading paused
+until the rest are out, so route requests wait for one slice (~1-3 ms), not the whole
+read (51-70 ms after a 30 s SIGSTOP on uvloop, BENCHMARKS §12).
 """
 
 from __future__ import annotations
@@ -46,6 +53,11 @@ ActionFields = Mapping[str, str | Sequence[str]]
 EventSink = Callable[[AmiMessage], None]
 
 ERROR_RESPONSES: Final = frozenset({"Error", "Fail", "Failure"})
+# Messages handed on per loop turn: ~30 us each on the bridge's event path, so one slice
+# holds the loop ~1 ms; a read of more waits for the next turns, reading paused.
+SLICE: Final = 32
+# Bytes parsed per loop turn: ~100 events, ~1 ms of AmiParser.feed.
+PARSE_BYTES: Final = 64 * 1024
 
 
 class Protocol(AMIProtocol):  # type: ignore[misc]
@@ -60,6 +72,14 @@ class Protocol(AMIProtocol):  # type: ignore[misc]
     protocol_errors: int  # connections dropped because the peer broke the framing
     unknown_messages: int  # blocks that are neither an event nor a response
     _slow_io: Callable[[float], None] | None  # loopdebug.io_timer
+    # Per loop turn (benches that time parsing in a plain loop lift both).
+    slice: int = SLICE  # messages handed on
+    parse_bytes: int = PARSE_BYTES  # bytes parsed
+    _backlog: list[AmiMessage]  # parsed, not yet handed on (reading paused meanwhile)
+    _backlog_at: int  # the next one of them
+    _raw: bytes  # read, not yet parsed (reading paused meanwhile)
+    _raw_at: int  # the next byte of it
+    _paused: bool  # reading paused by this protocol until the backlog and raw are done
 
     def __init__(self, on_event: EventSink) -> None:
         self._on_event = on_event
@@ -72,6 +92,11 @@ class Protocol(AMIProtocol):  # type: ignore[misc]
         self.gone = loop.create_future()
         self.protocol_errors = 0
         self.unknown_messages = 0
+        self._backlog = []
+        self._backlog_at = 0
+        self._raw = b""
+        self._raw_at = 0
+        self._paused = False
         # uvloop calls data_received untimed: the slow-callback gate times it here.
         self._slow_io = loopdebug.io_timer(loop, "<AMI data_received>")
 
@@ -91,15 +116,70 @@ class Protocol(AMIProtocol):  # type: ignore[misc]
             timer(started)
 
     def _received(self, data: bytes) -> None:
+        if self._paused:
+            # Still working through an earlier read (a TLS layer may hand on what it had
+            # decrypted before reading paused): this comes after it.
+            self._raw = self._raw[self._raw_at :] + data
+            self._raw_at = 0
+            return
+        self._take(data, 0)
+
+    def _take(self, data: bytes, at: int) -> None:
+        """Parse ``parse_bytes`` of ``data`` from ``at`` (keep the rest), hand on a slice."""
+        end = at + self.parse_bytes
+        if end < len(data):
+            self._raw, self._raw_at = data, end
+            data = data[at:end]
+        else:
+            self._raw, self._raw_at = b"", 0
+            if at:
+                data = data[at:]
         try:
             messages = self.parser.feed(data)
         except AmiProtocolError as exc:
             self.protocol_errors += 1
             self.log.error("AMI protocol error, dropping the connection: %s", exc)
+            self._raw, self._raw_at = b"", 0
             self.transport.abort()
             return
         if self.version is None and self.parser.version is not None:
             self.version = self.parser.version
+        if len(messages) <= self.slice and not self._raw and not self._paused:
+            self._hand_on(messages)  # the usual read: no backlog, reading never paused
+            return
+        if not self._paused:
+            self._paused = True
+            self.transport.pause_reading()
+        self._backlog, self._backlog_at = messages, 0
+        self._next_slice()
+
+    def _next_slice(self) -> None:
+        """Hand on the backlog's next slice; then come back, parse more, or resume reading."""
+        if self.closed or not self._paused:
+            return  # lost meanwhile: connection_lost dropped the rest
+        backlog, at = self._backlog, self._backlog_at
+        end = at + self.slice
+        self._backlog_at = end
+        self._hand_on(backlog[at:end])
+        if self.closed:
+            return
+        loop = asyncio.get_running_loop()
+        if end < len(backlog):
+            loop.call_soon(self._next_slice)
+        elif self._raw:
+            self._backlog, self._backlog_at = [], 0
+            loop.call_soon(self._take_more)
+        else:
+            self._backlog, self._backlog_at = [], 0
+            self._paused = False
+            if not self.transport.is_closing():
+                self.transport.resume_reading()
+
+    def _take_more(self) -> None:
+        if not self.closed and self._paused:
+            self._take(self._raw, self._raw_at)
+
+    def _hand_on(self, messages: list[AmiMessage]) -> None:
         responses = self.responses
         deliver = self._on_event
         for msg in messages:
@@ -142,6 +222,9 @@ class Protocol(AMIProtocol):  # type: ignore[misc]
             self.lost.set_result(None)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        # What a lost link had not handed on is stale.
+        self._backlog, self._backlog_at, self._raw, self._raw_at = [], 0, b"", 0
+        self._paused = False
         super().connection_lost(exc)
         if not self.lost.done():
             self.lost.set_result(None)

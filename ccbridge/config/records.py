@@ -22,7 +22,7 @@ class RecordsSettings:
     # A caller who hangs up within this many seconds of queueing is a short abandon:
     # counted apart and left out of the abandon rate and service levels (docs/reports.md).
     short_abandon_s: float = 5.0
-    # The interval report's quarter-hour rollup (ccbridge/reports/rollup.py): a site's
+    # The interval and agent reports' quarter-hour rollup (reports/rollup.py): a site's
     # local day is rolled once it ended this many seconds ago (records of its last calls
     # come in as they end), by a job every ``rollup_interval`` seconds (0: no job; the
     # reports read raw rows for every day not rolled, so they stay right, only slower).

@@ -4,23 +4,26 @@ site's local buckets, mark the buckets a coverage gap touches, and compute the f
 from __future__ import annotations
 
 import asyncio
-from bisect import bisect_right
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql.base import Executable
 
 from ccbridge.config.model import Config
-from ccbridge.reports import queries
-from ccbridge.reports.figures import AGENT_FIGURES, QUEUE_FIGURES, AgentSums, QueueSums
+from ccbridge.reports import agentroll, queries
+from ccbridge.reports.figures import (
+    AGENT_FIGURES,
+    QUEUE_FIGURES,
+    QueueSums,
+    agent_row,
+    agent_zero,
+)
 from ccbridge.reports.intervals import Bucket, SlotIndex, buckets, slot_size
 from ccbridge.reports.query import ReportQuery
 from ccbridge.reports.rollup import raw_ranges, site_sums, slot_spans
-from ccbridge.store.schema import ActivityKind
 
 INTERVAL_COLUMNS: tuple[str, ...] = (
     "site",
@@ -195,56 +198,6 @@ async def interval_report(
 
 # -- agents ------------------------------------------------------------------------
 
-_ORDER = {
-    ActivityKind.LOGIN.value: 0,
-    ActivityKind.UNPAUSE.value: 1,
-    ActivityKind.PAUSE.value: 2,
-    ActivityKind.LOGOUT.value: 3,
-}
-
-
-def _spans(
-    states: Sequence[Any], start: datetime, end: datetime
-) -> dict[str, list[tuple[float, float, bool]]]:
-    """Per agent, the spans [from, to) (epoch seconds) it was logged in to some queue,
-    each with whether it was paused (paused in every queue it was logged in to)."""
-    by_agent: dict[str, list[tuple[float, int, str, str]]] = {}
-    s0 = start.timestamp()
-    for r in states:
-        t = max(r.at.timestamp(), s0)  # the last state before the range opens it
-        by_agent.setdefault(r.agent, []).append((t, _ORDER.get(r.kind, 9), r.queue, r.kind))
-    e = end.timestamp()
-    out: dict[str, list[tuple[float, float, bool]]] = {}
-    for agent, evs in by_agent.items():
-        evs.sort()
-        member: dict[str, bool] = {}  # queue -> paused
-        spans: list[tuple[float, float, bool]] = []
-        t_prev = s0
-        for t, _, queue, kind in evs:
-            if t > t_prev and member:
-                spans.append((t_prev, t, all(member.values())))
-            t_prev = max(t_prev, t)
-            if kind == ActivityKind.LOGIN.value:
-                member[queue] = False
-            elif kind == ActivityKind.LOGOUT.value:
-                member.pop(queue, None)
-            elif queue in member:
-                member[queue] = kind == ActivityKind.PAUSE.value
-        if member and e > t_prev:
-            spans.append((t_prev, e, all(member.values())))
-        out[agent] = spans
-    return out
-
-
-def _spread(lo: float, hi: float, bounds: list[float]) -> Iterable[tuple[int, float]]:
-    """(bucket index, seconds) of the span [lo, hi) over buckets bounded by ``bounds``."""
-    i = max(0, bisect_right(bounds, lo) - 1)
-    while i < len(bounds) - 1 and bounds[i] < hi:
-        seconds = min(hi, bounds[i + 1]) - max(lo, bounds[i])
-        if seconds > 0:
-            yield i, seconds
-        i += 1
-
 
 def _assemble_agents(
     site: str,
@@ -252,95 +205,110 @@ def _assemble_agents(
     size: int,
     call_rows: Sequence[Any],
     ring_rows: Sequence[Any],
-    state_rows: Sequence[Any],
+    roll_rows: Sequence[Any],
+    spans: Iterable[tuple[str, list[agentroll.Span]]],
     incomplete: set[int],
-    start: datetime,
-    until: datetime,
 ) -> list[dict[str, Any]]:
-    index = SlotIndex(items, size)
-    per: list[dict[str, AgentSums]] = [{} for _ in items]
-    for row in call_rows:  # slot, agent, answered, talk, hold, wrap-up, score sum, scores
-        i = index(int(row[0]))
+    # The bucket of each slot of ``size`` seconds: a dict, ~100,000 lookups a month.
+    bucket: dict[int, int] = {}
+    for n, b in enumerate(items):
+        a, z = int(b.start.timestamp()) // size, int(b.end.timestamp()) // size
+        bucket.update(dict.fromkeys(range(a, z), n))
+    acc: dict[tuple[int, str], list[Any]] = {}
+
+    def sums(i: int, agent: str) -> list[Any]:
+        got = acc.get((i, agent))
+        if got is None:
+            got = acc[(i, agent)] = agent_zero()
+        return got
+
+    for row in roll_rows:  # slot, agent, *AGENT_ROLL_COLUMNS (the bulk of a month)
+        i = bucket.get(row[0])
         if i is None:
             continue
-        s = per[i].get(row[1])
-        if s is None:
-            s = per[i][row[1]] = AgentSums()
-        s.answered += int(row[2])
-        s.talk_s += float(row[3])
-        s.hold_s += float(row[4])
-        s.wrapup_s += float(row[5])
-        s.satisfaction_sum += int(row[6])
-        s.satisfaction_count += int(row[7])
-    called = ActivityKind.CALLED.value
-    for row in ring_rows:  # slot, agent, kind, n
-        i = index(int(row[0]))
-        if i is None:
-            continue
-        s = per[i].get(row[1])
-        if s is None:
-            s = per[i][row[1]] = AgentSums()
-        if row[2] == called:
-            s.offered += int(row[3])
+        key = (i, row[1])
+        got = acc.get(key)
+        if got is None:
+            acc[key] = list(row[2:])
         else:
-            s.ring_no_answer += int(row[3])
-    bounds = [b.start_utc.timestamp() for b in items] + [items[-1].end_utc.timestamp()]
-    for agent, spans in _spans(state_rows, start, until).items():
-        for lo, hi, paused in spans:
-            for i, seconds in _spread(lo, hi, bounds):
-                s = per[i].setdefault(agent, AgentSums())
-                s.login_s += seconds
-                if paused:
-                    s.pause_s += seconds
-    out: list[dict[str, Any]] = []
-    for i, b in enumerate(items):
-        for agent in sorted(per[i]):
-            out.append(
-                {
-                    "site": site,
-                    "interval_start": b.start.isoformat(),
-                    "interval_end": b.end.isoformat(),
-                    "agent": agent,
-                    "incomplete": i in incomplete,
-                    **per[i][agent].figures(),
-                }
-            )
-    return out
+            for k, x in enumerate(row[2:]):
+                got[k] += x
+    bounds = [agentroll.us(b.start_utc) for b in items] + [agentroll.us(items[-1].end_utc)]
+    agentroll.add_raw(sums, bucket.get, call_rows, ring_rows, spans, bounds)
+    starts = [b.start.isoformat() for b in items]
+    ends = [b.end.isoformat() for b in items]
+    return [
+        agent_row(site, starts[i], ends[i], agent, i in incomplete, acc[(i, agent)])
+        for i, agent in sorted(acc)
+    ]
 
 
 async def agent_report(
-    engine: AsyncEngine, config: Config, q: ReportQuery, now: datetime
+    engine: AsyncEngine, config: Config, q: ReportQuery, now: datetime, *, rollup: bool = True
 ) -> Report:
-    """The agent report: per site (in its zone), bucket and agent."""
+    """The agent report: per site (in its zone), bucket and agent.
+
+    The days rolled with the current config (and ended by ``now``) are read from
+    agent_rollup, the rest from calls and agent_activity rows; ``rollup=False`` reads
+    raw rows only. Login time runs until ``now``, never into the future."""
     dialect = engine.dialect.name
     rows: list[dict[str, Any]] = []
     for site in q.sites:
-        zone = ZoneInfo(config.site(site).timezone)
-        start, end = q.period.utc(zone)
-        items = buckets(start, end, zone, q.step)
+        sums = site_sums(config, site)
+        start, end = q.period.utc(sums.zone)
+        items = buckets(start, end, sums.zone, q.step)
         size = slot_size(items)
-        call_rows, ring_rows, state_rows, gap_rows = await _all(
-            engine,
-            [
-                queries.agent_call_sums(dialect, site, start, end, q.agent, size),
-                queries.agent_ring_counts(dialect, site, start, end, q.agent, size),
-                queries.agent_states(site, start, end, q.agent),
-                queries.gaps(site, start, end),
-            ],
-        )
-        incomplete = _touched(items, gap_rows, now)
-        # Login time runs until now, never into the future.
         until = min(end, max(start, now.astimezone(UTC)))
+        first: list[Executable] = [queries.gaps(site, start, end)]
+        if rollup:
+            first.append(queries.rolled_days(site, start, until, sums.fingerprint))
+        gap_rows, *day_rows = await _all(engine, first)
+        days = [(r.start_at, r.end_at) for r in day_rows[0] if r.end_at <= until] if rollup else []
+        rolled = slot_spans(days, start, end)
+        raw = raw_ranges(rolled, start, end)
+        stmts: list[Executable] = []
+        for a, b in raw:
+            stmts += [
+                queries.agent_call_sums(dialect, site, a, b, q.agent, size),
+                queries.agent_ring_counts(dialect, site, a, b, q.agent, size),
+                queries.agent_states(site, a, b, q.agent),
+            ]
+        if rolled:
+            stmts.append(queries.agent_rollup_sums(site, rolled, q.agent, size))
+        got = await _all(engine, stmts)
+        raw_got = [got[3 * k : 3 * k + 3] for k in range(len(raw))]
+        roll_rows = got[-1] if rolled else []
         rows += await asyncio.to_thread(
-            _assemble_agents,
+            _agents_in_thread,
             site,
             items,
             size,
-            call_rows,
-            ring_rows,
-            state_rows,
-            incomplete,
-            start,
+            raw,
+            raw_got,
+            roll_rows,
+            _touched(items, gap_rows, now),
             until,
         )
     return Report(AGENT_COLUMNS, rows)
+
+
+def _agents_in_thread(
+    site: str,
+    items: list[Bucket],
+    size: int,
+    raw: list[tuple[datetime, datetime]],
+    raw_got: list[list[Sequence[Any]]],
+    roll_rows: Sequence[Any],
+    incomplete: set[int],
+    until: datetime,
+) -> list[dict[str, Any]]:
+    """The spans of each raw range (clipped to ``until``), then the rows."""
+    call_rows = [r for got in raw_got for r in got[0]]
+    ring_rows = [r for got in raw_got for r in got[1]]
+    spans: list[tuple[str, list[agentroll.Span]]] = []
+    stop = agentroll.us(until)
+    for (a, b), got in zip(raw, raw_got, strict=True):
+        lo, hi = agentroll.us(a), min(agentroll.us(b), stop)
+        if hi > lo:
+            spans += agentroll.state_spans(got[2], lo, hi).items()
+    return _assemble_agents(site, items, size, call_rows, ring_rows, roll_rows, spans, incomplete)

@@ -1,6 +1,6 @@
 """`ccbridge report intervals|agents CONFIG`: a report as a terminal table, CSV or a chart;
 `ccbridge records erase|purge|rollup CONFIG`: data-protection erasure, retention and the
-interval report's rollup by hand."""
+interval and agent reports' rollup by hand."""
 
 from __future__ import annotations
 
@@ -91,7 +91,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     g.set_defaults(func=cmd_records)
     u = rs.add_parser(
         "rollup",
-        help="roll every closed day not yet rolled into the interval report's rollup now",
+        help="roll every closed day not yet rolled into the reports' rollups now",
         description="What the bridge's rollup job does every records.rollup_interval, "
         "without its per-round bound; once between several bridges (docs/reports.md).",
     )
@@ -306,7 +306,7 @@ async def _rollup(engine: AsyncEngine, config: Config) -> int:
         return EXIT_DB
     per = ", ".join(f"{n} {site}" for site, n in sorted(got.rolled.days.items()))
     print(
-        f"rolled {got.rolled.total} site-days into the interval rollup"
+        f"rolled {got.rolled.total} site-days into the interval and agent rollups"
         + (f": {per}" if per else "")
     )
     return 0

@@ -15,6 +15,7 @@ from sqlalchemy import (
     ColumnElement,
     CompoundSelect,
     Integer,
+    Interval,
     Select,
     and_,
     case,
@@ -35,10 +36,12 @@ from ccbridge.store.schema import (
     ROLLUP_HANDLED,
     ROLLUP_NOWHERE,
     ROLLUP_SENT_AWAY,
+    STATE_CHANGES,
     ActivityKind,
     Outcome,
     RouteSource,
     agent_activity,
+    agent_rollup,
     calls,
     coverage_gaps,
     report_rollup,
@@ -51,14 +54,9 @@ AFTER_HOURS = (
     Outcome.AFTER_HOURS_CALLBACK.value,
     Outcome.CLOSED.value,
 )
-STATE_KINDS = (
-    ActivityKind.LOGIN.value,
-    ActivityKind.LOGOUT.value,
-    ActivityKind.PAUSE.value,
-    ActivityKind.UNPAUSE.value,
-)
-# An agent's call is found by its arrival (the index), counted at its answer: a call
-# answered inside the range arrived at most this long before it.
+# An agent's call is found by its arrival (the index), counted at its answer: the agent
+# report counts the calls answered at most this long after they arrived (a row-by-row
+# rule, so a rolled day and a range read raw count the same calls).
 ANSWER_LOOKBACK = timedelta(hours=2)
 
 
@@ -337,6 +335,16 @@ def gaps(site: str, start: datetime, end: datetime) -> Select[Any]:
     )
 
 
+def _answered_soon(dialect: str) -> ColumnElement[bool]:
+    """The call was answered at most ANSWER_LOOKBACK after it arrived."""
+    c = calls.c
+    if dialect == "sqlite":
+        # UtcDateTime's UTC text against strftime's (milliseconds): the same text order.
+        back = f"-{int(ANSWER_LOOKBACK.total_seconds())} seconds"
+        return c.arrived_at >= func.strftime("%Y-%m-%d %H:%M:%f", c.answered_at, back)
+    return c.arrived_at >= c.answered_at - literal(ANSWER_LOOKBACK, Interval())
+
+
 def agent_call_sums(
     dialect: str,
     site: str,
@@ -347,7 +355,8 @@ def agent_call_sums(
 ) -> Select[Any]:
     """Per (slot of the answer, agent): answered calls, talk, hold, wrap-up and scores of
     the calls a site's agents answered in [start, end) (index calls(target_site,
-    arrived_at): the arrival bounds the scan, the answer places the call)."""
+    arrived_at): the arrival bounds the scan, the answer places the call; a call answered
+    more than ANSWER_LOOKBACK after it arrived is not counted)."""
     c = calls.c
     where = [
         c.target_site == site,
@@ -356,6 +365,7 @@ def agent_call_sums(
         c.answered_at >= start,
         c.answered_at < end,
         c.agent.is_not(None),
+        _answered_soon(dialect),
     ]
     if agent is not None:
         where.append(c.agent == agent)
@@ -405,11 +415,15 @@ def agent_ring_counts(
 
 def agent_states(site: str, start: datetime, end: datetime, agent: str | None) -> Select[Any]:
     """Every login/logout/pause/unpause in [start, end), and per (agent, queue, kind) the
-    last one before ``start`` (the state the range opens with), in time order.
+    last one before ``start`` (the state the range opens with).
 
-    The "last before" part groups on the unique key (site, agent, queue, kind, at)."""
+    The "last before" part groups on the partial index ix_agent_activity_states (site,
+    agent, queue, kind, at): the state changes alone."""
     a = agent_activity.c
-    cond = [a.site == site, a.kind.in_(STATE_KINDS)]
+    # As in the partial index ix_agent_activity_states, written out: an engine uses it
+    # only for a query that says the same (bound parameters would not).
+    states = text(f"({STATE_CHANGES})")
+    cond: list[Any] = [a.site == site, states]
     if agent is not None:
         cond.append(a.agent == agent)
     before = (
@@ -420,3 +434,40 @@ def agent_states(site: str, start: datetime, end: datetime, agent: str | None) -
     inside = select(a.agent, a.queue, a.kind, a.at).where(*cond, a.at >= start, a.at < end)
     both = union_all(before, inside).subquery("states")
     return select(both.c.agent, both.c.queue, both.c.kind, both.c.at)
+
+
+# agent_rollup's figure columns, in the order the roll writes and the report reads them.
+AGENT_ROLL_COLUMNS = (
+    "offered",
+    "answered",
+    "ring_no_answer",
+    "talk_s",
+    "hold_s",
+    "wrapup_s",
+    "login_us",
+    "pause_us",
+    "satisfaction_sum",
+    "satisfaction_count",
+)
+
+
+def agent_rollup_sums(
+    site: str, spans: list[tuple[int, int]], agent: str | None, size: int = SLOT_S
+) -> Select[Any]:
+    """agent_rollup's rows (slot of ``size`` seconds, agent, *AGENT_ROLL_COLUMNS)
+    for the UTC quarter-hour spans [a, b) given (index agent_rollup(site, slot))."""
+    r = agent_rollup.c
+    where: list[Any] = [r.site == site, or_(*(and_(r.slot >= a, r.slot < b) for a, b in spans))]
+    if agent is not None:
+        where.append(r.agent == agent)
+    per = size // SLOT_S
+    if per == 1:
+        # One row per (quarter hour, agent) already: grouping again would only sort.
+        return select(r.slot, r.agent, *(r[n] for n in AGENT_ROLL_COLUMNS)).where(*where)
+    s = r.slot.op("/")(per).label("slot")
+    return (
+        # Each sum cast to its column's type: PostgreSQL sums a bigint as numeric.
+        select(s, r.agent, *(cast(func.sum(r[n]), r[n].type).label(n) for n in AGENT_ROLL_COLUMNS))
+        .where(*where)
+        .group_by(s, r.agent)
+    )

@@ -17,9 +17,12 @@ SHARE ROW EXCLUSIVE lock on report_rollup_days (the trigger's DELETE waits for i
 deletes the fresh row), SQLite because its first statement is a write (one writer at a
 time); so no call written during a roll is both missed by it and left marked rolled.
 
-The agent report is not rolled: its login and pause spans cross days and intervals
-(an agent's state at a range's start is the last change before it), and it already
-meets its target (BENCHMARKS.md §10).
+The agent report's rollup (agent_rollup, ccbridge/reports/agentroll.py) is rolled in
+the same transaction, for the same days: per UTC quarter hour and agent, the answered
+calls by their answer, the rings, and the login and pause time clipped to the quarter
+hour (a closed day's spans are clippable: the state at its start is the last change
+before it). Its triggers (migration 0008) make the day of a late call's answer raw, and
+for a late login, logout, pause or unpause every later rolled day of the site too.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from ccbridge.config.model import Config, QueueSettings
 from ccbridge.kpi import queue_index
 from ccbridge.reports import queries
+from ccbridge.reports.agentroll import roll_agents
 from ccbridge.reports.intervals import SLOT_S, day_range, local_midnight
 from ccbridge.store.schema import (
     UtcDateTime,
@@ -50,7 +54,8 @@ log = logging.getLogger("ccbridge.reports.rollup")
 
 JOB_NAME = "rollup"  # its name among the once-only jobs (store/cluster.py run_once)
 # Bumped when what a rollup row holds changes: every day is then rolled again.
-VERSION = 1
+# 2: the agent rollup (migration 0008) rolls with the interval rollup.
+VERSION = 2
 MAX_DAYS_BACK = 400  # with records kept for ever, days further back stay raw
 PER_ROUND = 200  # site-days one round rolls (the newest first): a round stays short
 
@@ -173,6 +178,7 @@ async def roll_day(
         if stmt is None:
             stmt = rollup_insert(conn.dialect.name, sums)
         await conn.execute(stmt, {"lo": start, "hi": end})
+        await roll_agents(conn, sums.site, start, end)
         await conn.execute(
             insert(report_rollup_days).values(
                 site=sums.site,

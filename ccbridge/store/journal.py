@@ -54,12 +54,26 @@ class Journal:
     def append(self, records: Sequence[Record]) -> int:
         """Write the records' lines; the file's new size. OSError when the disk refuses
         (full, read-only): nothing of this call counts as written then."""
+        return self.append_batches([records])[-1]
+
+    def append_batches(self, batches: Sequence[Sequence[Record]]) -> list[int]:
+        """Write the batches' lines in one write; for each batch, the file's size after
+        its last line (where the database's reading of it may stop). OSError when the disk
+        refuses: nothing of this call counts as written then."""
         assert self._fd is not None, "journal not open"
-        data = "".join(
-            json.dumps(to_json(r), separators=(",", ":"), ensure_ascii=False) + "\n"
-            for r in records
-        ).encode()
         start = os.fstat(self._fd).st_size
+        parts: list[bytes] = []
+        ends: list[int] = []
+        end = start
+        for records in batches:
+            part = "".join(
+                json.dumps(to_json(r), separators=(",", ":"), ensure_ascii=False) + "\n"
+                for r in records
+            ).encode()
+            parts.append(part)
+            end += len(part)
+            ends.append(end)
+        data = b"".join(parts)
         try:
             view = memoryview(data)
             while view:
@@ -72,7 +86,7 @@ class Journal:
             raise
         self._dirty = True
         self.sync_if_due()
-        return start + len(data)
+        return ends
 
     def sync_if_due(self) -> None:
         if self._fd is not None and self._dirty:

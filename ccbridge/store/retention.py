@@ -27,6 +27,7 @@ from ccbridge.config.store import StoreSettings
 from ccbridge.lifecycle import Rounds, cancel_and_wait
 from ccbridge.store.schema import (
     agent_activity,
+    agent_rollup,
     call_events,
     calls,
     coverage_gaps,
@@ -59,7 +60,7 @@ ERASED = "erased"  # what an erased number reads, in calls.caller_number and eve
 
 
 async def _purge_rollup(conn: Any, before: datetime) -> int:
-    """Drop the interval rollup of every day that began before ``before`` (its calls
+    """Drop the interval and agent rollup of every day that began before ``before`` (its calls
     are purged: the day is partial now); day rows dropped."""
     d, r = report_rollup_days.c, report_rollup.c
     last: dict[str, datetime] = {}
@@ -72,6 +73,10 @@ async def _purge_rollup(conn: Any, before: datetime) -> int:
         # are those days' rows.
         await conn.execute(
             delete(report_rollup).where(r.site == site, r.slot < int(end.timestamp()) // 900)
+        )
+        a = agent_rollup.c
+        await conn.execute(
+            delete(agent_rollup).where(a.site == site, a.slot < int(end.timestamp()) // 900)
         )
     gone = await conn.execute(delete(report_rollup_days).where(d.start_at < before))
     return int(gone.rowcount)

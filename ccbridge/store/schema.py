@@ -20,9 +20,13 @@ Indexes, each for a query the reports (issue 12) will run:
 - ``coverage_gaps (site, started_at)`` (the unique key) and ``(site, ended_at)``: the
   gaps a report interval touches;
 - ``agent_activity (site, at, kind, agent)``: the agent report's ring counts (read from
-  the index alone) and state changes over a time range; its unique key
-  ``(site, agent, queue, kind, at)`` also finds each agent's last state before a range
-  (``max(at)`` per agent and queue).
+  the index alone) and state changes over a time range;
+- ``agent_activity (site, agent, queue, kind, at) WHERE kind IN ('login', 'logout',
+  'pause', 'unpause')`` (partial, ``ix_agent_activity_states``): each agent's last state
+  change before a range (``max(at)`` per agent, queue and kind), reading the state
+  changes alone (the unique key, which it was read from before, holds every ring too);
+- ``agent_rollup (site, slot)`` and ``report_rollup_days (site, end_at)``: the agent
+  rollup's rows of a range, and the rolled days a late state change makes raw.
 """
 
 from __future__ import annotations
@@ -105,6 +109,9 @@ class ActivityKind(StrEnum):
     RING_NO_ANSWER = "ring_no_answer"  # AgentRingNoAnswer
 
 
+_NOT_STATES = (ActivityKind.CALLED, ActivityKind.RING_NO_ANSWER)
+
+
 class UtcDateTime(TypeDecorator[datetime]):
     """An aware datetime stored as UTC and read back aware: SQLite keeps no offset, so
     every instant is normalised before it is written and the time-range queries compare
@@ -131,6 +138,10 @@ class UtcDateTime(TypeDecorator[datetime]):
 
 # The partial index's predicate; a query uses the index only when it says the same.
 ENTRY_AWAY = "target_site IS NULL OR target_site != entry_site"
+# ix_agent_activity_states' predicate: the state changes, ~5 % of a site's activity rows.
+STATE_CHANGES = "kind IN ({})".format(
+    ", ".join(f"'{k.value}'" for k in ActivityKind if k not in _NOT_STATES)
+)
 
 
 def _site() -> String:
@@ -248,6 +259,18 @@ agent_activity = Table(
     UniqueConstraint("site", "agent", "queue", "kind", "at"),
     # kind and agent too: the ring counts read the index alone, never the rows
     Index(None, "site", "at", "kind", "agent"),
+    # Each agent's last state change before a range (the agent report, and the agent
+    # rollup for every day it rolls) reads the state changes alone, not every ring.
+    Index(
+        "ix_agent_activity_states",
+        "site",
+        "agent",
+        "queue",
+        "kind",
+        "at",
+        sqlite_where=text(STATE_CHANGES),
+        postgresql_where=text(STATE_CHANGES),
+    ),
 )
 
 
@@ -430,6 +453,32 @@ report_rollup_days = Table(
     Column("fingerprint", String(64), nullable=False),
     Column("rolled_at", UtcDateTime, nullable=False),
     Index(None, "site", "start_at"),
+    # A late login/logout/pause/unpause makes every later rolled day raw (migration 0008)
+    Index(None, "site", "end_at"),
+)
+
+# Per site, UTC quarter hour and agent, the agent report's sums of a rolled day (the same
+# days as report_rollup): answered calls and their times by the answer's quarter hour,
+# rings, and login and pause time clipped to the quarter hour in whole microseconds, so
+# re-added they give any local bucket's figure exactly (ccbridge/reports/agentroll.py).
+agent_rollup = Table(
+    "agent_rollup",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("site", _site(), nullable=False),
+    Column("slot", BigInteger, nullable=False),  # the UTC quarter hour: epoch seconds // 900
+    Column("agent", String(64), nullable=False),
+    Column("offered", Integer, nullable=False),
+    Column("answered", Integer, nullable=False),
+    Column("ring_no_answer", Integer, nullable=False),
+    Column("talk_s", Float, nullable=False),
+    Column("hold_s", Float, nullable=False),
+    Column("wrapup_s", Float, nullable=False),
+    Column("login_us", BigInteger, nullable=False),
+    Column("pause_us", BigInteger, nullable=False),
+    Column("satisfaction_sum", Integer, nullable=False),
+    Column("satisfaction_count", Integer, nullable=False),
+    Index(None, "site", "slot"),
 )
 
 TABLES: dict[str, Table] = {

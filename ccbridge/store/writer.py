@@ -15,8 +15,11 @@ records already written are harmless), then truncated.
 
 When the database falls behind by more than ``queue_size`` records in memory, the
 writer stops keeping them in memory and later reads them back from the journal
-("spilled"). Only when the journal cannot be written either (disk full or read-only)
-are records beyond ``queue_size`` dropped, and counted as unwritten.
+("spilled"). Records beyond ``queue_size`` are dropped, counted as unwritten and logged,
+only when the journal cannot take them either: it cannot be written (disk full or
+read-only), or records arrive faster than it is written for longer than ``queue_size``
+lasts (the journal takes several batches per write so that 2,000 calls/s on a busy loop
+do not; BENCHMARKS.md §9b).
 """
 
 from __future__ import annotations
@@ -46,6 +49,8 @@ log = logging.getLogger("ccbridge.store")
 WRITE_TIMEOUT = 10.0  # seconds: a hung connection fails the batch, which is retried
 RETRY_FIRST = 0.1  # seconds of backoff after the first failed write, doubling
 RETRY_MAX = 5.0
+JOURNAL_BATCHES = 8  # batches appended to the journal per thread call (see _journal_batch)
+DROP_LOG_EVERY = 10.0  # seconds between two log lines about dropped records
 _TABLE_LABELS = (*TABLES, "unknown", "journal")
 
 
@@ -160,6 +165,7 @@ class RecordWriter:
         self._written = self._rejected = self._unwritten = 0
         self._journaled = 0  # records appended to the journal since start
         self._last_reject_log = -1e9
+        self._last_drop_log = -1e9
         self._journal_wake = asyncio.Event()
         self._db_wake = asyncio.Event()
         self._stopping = False
@@ -305,26 +311,35 @@ class RecordWriter:
                 return
 
     async def _journal_batch(self) -> None:
-        # One batch at a time: the database task writes what it is handed in one go on
-        # the loop (parameter processing), so a batch bounds the loop's longest step.
-        batch, self._buffer = self._buffer[: self.batch_size], self._buffer[self.batch_size :]
+        # Up to JOURNAL_BATCHES batches go to the journal in one thread call. One batch a
+        # call journaled ``batch_size`` records per two or three loop turns: with turns of
+        # 50-100 ms beside the database's writes, 2,000 calls/s (16,000 records/s) outran
+        # it, memory filled and records were dropped (BENCHMARKS.md §9b). The database is
+        # still handed one batch at a time: it writes a batch in one go on the loop
+        # (parameter processing), so a batch bounds the loop's longest step.
+        size = self.batch_size
+        take = size * JOURNAL_BATCHES
+        chunk, self._buffer = self._buffer[:take], self._buffer[take:]
         if self._buffer:
             self._journal_wake.set()
-        end: int | None = None
+        batches = [chunk[i : i + size] for i in range(0, len(chunk), size)]
+        ends: list[int | None] = [None] * len(batches)
         if self.journal.is_open:
-            self._journaling = len(batch)
+            self._journaling = len(chunk)
             try:
-                end = await asyncio.to_thread(self.journal.append, batch)
+                written = await asyncio.to_thread(self.journal.append_batches, batches)
             except OSError as exc:
                 self._journal_failed(exc)
             else:
-                self._journal_end = end
-                self._journaled += len(batch)
+                ends = list(written)
+                self._journal_end = written[-1]
+                self._journaled += len(chunk)
                 if self._journal_error is not None:
                     log.info("record journal %s writable again", self.journal.path)
                     self._journal_error = None
         self._journaling = 0  # handed over in the same step: never counted twice or not at all
-        self._hand_over(batch, end)
+        for batch, end in zip(batches, ends, strict=True):
+            self._hand_over(batch, end)
 
     def _hand_over(self, batch: list[Record], end: int | None) -> None:
         if self._spilled and end is not None:
@@ -505,6 +520,18 @@ class RecordWriter:
     def _drop(self, n: int) -> None:
         self._unwritten += n
         self.metrics.unwritten.inc(n)
+        # A lost record is never silent; a flood of them is one line per 10 s.
+        now = time.monotonic()
+        if now - self._last_drop_log >= DROP_LOG_EVERY:
+            self._last_drop_log = now
+            log.error(
+                "record memory full (%d records) and %s: %d records dropped so far",
+                self.queue_size,
+                f"journal unwritable ({self._journal_error})"
+                if self._journal_error
+                else "the journal behind",
+                self._unwritten,
+            )
 
     def _gauges(self) -> None:
         st = self.status()

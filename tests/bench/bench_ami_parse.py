@@ -13,6 +13,7 @@ import argparse
 import asyncio
 import logging
 import random
+import sys
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -167,6 +168,9 @@ def ccbridge_protocol(on_event: Callable[[AmiMessage], None]) -> Protocol:
     """What SiteLink runs per connection, on a transport that goes nowhere. Needs a
     running event loop (its futures), as in SiteLink."""
     proto = Protocol(on_event)
+    # One read handed on whole, as before slicing: these benches time parse and dispatch
+    # in a plain loop over chunks, with no event loop turn to hand on the rest.
+    proto.slice = proto.parse_bytes = sys.maxsize
     proto.connection_made(_NullTransport())
     proto.factory = _CountingFactory()
     proto.log = logging.getLogger("bench.ami")

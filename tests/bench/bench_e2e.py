@@ -100,7 +100,7 @@ from ccbridge.store.engine import make_engine
 from ccbridge.store.migrate import upgrade
 from ccbridge.store.schema import calls
 from tests.bench import webhook_hang as hang
-from tests.bench.bench_fastagi import ServerProcess
+from tests.bench.bench_fastagi import ServerProcess, cpu_seconds
 from tests.bench.verdict import Estimate, estimate, only
 
 SITE = "bangalore"
@@ -135,7 +135,6 @@ FLOOR_COMMAND = (
     )
     + "\n"
 ).encode()
-TICK = os.sysconf("SC_CLK_TCK")
 # The CPU window of a step runs this long past its last call's start (measured_step): a
 # clean step's SIPp is done 0.8 s after it at 150 calls/s.
 CPU_SETTLE = 1.5
@@ -209,16 +208,6 @@ def install_dialplan(lab: Lab, site: Site, agi_listen: str) -> None:
 
 
 # --------------------------------------------------------------------------- CPU per call
-
-
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of a process (all its threads) from /proc; 0 once it is gone."""
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            fields = fh.read().rsplit(")", 1)[1].split()
-    except (FileNotFoundError, ProcessLookupError):
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / TICK
 
 
 class SippCpu:

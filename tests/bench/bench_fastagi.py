@@ -9,6 +9,11 @@ header, read ``SET VARIABLE``, answer ``200 result=1``, read until the server cl
         --rate 300 --rate-seconds 5 --rounds 3
 
 Targets: ccbridge/bare throughput ratio >= 0.7; p99 < 2 ms at 300 sessions/s.
+
+The closed loop also prints each server process's CPU a session (utime + stime over the
+run: another process on the machine does not count) and runs a third server, ``protocol``:
+one ``asyncio.Protocol`` a connection, no streams and no task, the least a Python FastAGI
+server on asyncio's loop can cost (what a session's machinery costs is ccbridge's less it).
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import argparse
 import asyncio
 import logging
 import multiprocessing as mp
+import os
 import statistics
 import sys
 import time
@@ -63,6 +69,19 @@ THREE_VARS = {"CCB_ROUTE": "queue-sales", "CCB_SITE": "in", "CCB_LANG": "hi"}
 EXPECTED_THREE = tuple(f'SET VARIABLE {k} "{v}"\n'.encode() for k, v in THREE_VARS.items())
 
 
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process (all its threads) from /proc; 0 once it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
 # --------------------------------------------------------------------------- servers
 
 
@@ -81,13 +100,44 @@ def _bare_session(command: bytes) -> Callable[[asyncio.StreamReader, asyncio.Str
     return session
 
 
+class _ProtocolSession(asyncio.Protocol):
+    """The same session as ``_bare_session`` with no streams and no task."""
+
+    def __init__(self, command: bytes) -> None:
+        self.command = command
+        self.buf = b""
+        self.sent = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.buf += data
+        if not self.sent:
+            head, found, self.buf = self.buf.partition(b"\n\n")
+            if not found:
+                self.buf = head
+                return
+            self.sent = True
+            self.transport.write(self.command)
+        if b"\n" in self.buf:
+            self.transport.close()
+
+
 async def _run_server(kind: str, conn: Connection, port: int, command: bytes) -> None:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     loop.add_reader(conn.fileno(), stop.set)  # any byte (or EOF) from the parent stops us
-    if kind == "bare":
-        session = _bare_session(command)
-        server = await asyncio.start_server(session, "127.0.0.1", port, backlog=1024)
+    if kind in ("bare", "protocol"):
+        if kind == "bare":
+            server = await asyncio.start_server(
+                _bare_session(command), "127.0.0.1", port, backlog=1024
+            )
+        else:
+            server = await loop.create_server(
+                lambda: _ProtocolSession(command), "127.0.0.1", port, backlog=1024
+            )
         conn.send(server.sockets[0].getsockname()[1])
         await stop.wait()
         server.close()
@@ -168,7 +218,7 @@ class ServerProcess:
 
     def stop(self) -> object:
         self._conn.send(b"stop")
-        stats = self._conn.recv() if self.kind != "bare" and self._conn.poll(5) else None
+        stats = self._conn.recv() if self.kind == "ccbridge" and self._conn.poll(5) else None
         self._proc.join(5)
         if self._proc.is_alive():
             self._proc.kill()
@@ -281,14 +331,17 @@ async def fixed_rate(
 
 def run_against(
     kind: str, body: Callable[[int], Result], expected: tuple[bytes, ...] = EXPECTED
-) -> tuple[Result, object]:
+) -> tuple[Result, object, float]:
+    """The client's result, the server's stats, and the server's CPU us a session."""
     server = ServerProcess(kind)
     try:
         asyncio.run(closed_loop(server.port, 10, 300, 5.0, expected))  # warm-up
+        before = cpu_seconds(server.pid)
         result = body(server.port)
+        cpu = cpu_seconds(server.pid) - before
     finally:
         stats = server.stop()
-    return result, stats
+    return result, stats, cpu / max(len(result.latencies), 1) * 1e6
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -305,25 +358,35 @@ def main(argv: list[str] | None = None) -> int:
         f"closed loop: {args.concurrency} concurrent connections, "
         f"{args.sessions} sessions per run, {args.rounds} rounds (servers alternate)"
     )
-    rates: dict[str, list[float]] = {"ccbridge": [], "bare": []}
+    kinds = ("ccbridge", "bare", "protocol")
+    rates: dict[str, list[float]] = {kind: [] for kind in kinds}
+    cpus: dict[str, list[float]] = {kind: [] for kind in kinds}
     for rnd in range(args.rounds):
-        for kind in ("ccbridge", "bare") if rnd % 2 == 0 else ("bare", "ccbridge"):
-            result, stats = run_against(
+        for kind in kinds if rnd % 2 == 0 else kinds[::-1]:
+            result, stats, cpu_us = run_against(
                 kind,
                 lambda port: asyncio.run(
                     closed_loop(port, args.concurrency, args.sessions, args.max_seconds)
                 ),
             )
             rates[kind].append(result.rate)
-            print(f"  round {rnd + 1} " + result.line(kind) + (f"   {stats}" if stats else ""))
+            cpus[kind].append(cpu_us)
+            print(
+                f"  round {rnd + 1} {result.line(kind)}  server {cpu_us:.0f} us CPU a session"
+                + (f"   {stats}" if stats else "")
+            )
     cc, bare = statistics.median(rates["ccbridge"]), statistics.median(rates["bare"])
     ratio = cc / bare
     print(f"median: ccbridge {cc:.0f}/s, bare {bare:.0f}/s, ratio {ratio:.2f} (target >= 0.7)")
+    print(
+        "median server CPU a session: "
+        + ", ".join(f"{kind} {statistics.median(cpus[kind]):.0f} us" for kind in kinds)
+    )
 
     print(f"\nfixed rate: {args.rate:.0f} sessions/s for {args.rate_seconds:.0f}s")
     p99: dict[str, float] = {}
     for kind in ("ccbridge", "bare"):
-        result, _ = run_against(
+        result, _, _ = run_against(
             kind, lambda port: asyncio.run(fixed_rate(port, args.rate, args.rate_seconds))
         )
         p99[kind] = result.pct(0.99)
@@ -333,7 +396,7 @@ def main(argv: list[str] | None = None) -> int:
         f"\npipelining: 3 variables per call at {args.rate:.0f}/s, one command per RTT vs one write"
     )
     for kind in ("seq3", "pipe3"):
-        result, _ = run_against(
+        result, _, _ = run_against(
             kind,
             lambda port: asyncio.run(
                 fixed_rate(port, args.rate, args.rate_seconds, EXPECTED_THREE)

@@ -377,6 +377,6 @@ def answering(lab: Lab, queues: dict[str, str]) -> Iterator[None]:
             lab.cli(lab.config.site(name), "dialplan reload")
 
 
-def answered_at(ami: AmiRecorder, site: str, since: int = 0) -> int:
-    """Calls that reached an answering queue at ``site``."""
-    return sum(1 for s, e in ami.events[since:] if s == site and e.get("UserEvent") == JOINED)
+def answered_at(ami: AmiRecorder, site: str, since: int = 0, until: int | None = None) -> int:
+    """Calls that reached an answering queue at ``site`` (events ``since`` to ``until``)."""
+    return sum(1 for s, e in ami.events[since:until] if s == site and e.get("UserEvent") == JOINED)

@@ -11,6 +11,7 @@ from ccbridge.config import Config
 from ccbridge.events import ALWAYS
 from ccbridge.lab.sipp import Agent
 from ccbridge.lab.sites import Lab
+from ccbridge.variables import AMI_DISABLED_EVENTS
 from tests.integration.conftest import AmiRecorder
 from tests.polling import until
 
@@ -48,7 +49,7 @@ async def test_asterisk_accepts_the_filter_and_sends_only_what_it_admits(
             {"Queue": QUEUE, "Interface": AGENT, "RingInUse": "false"},
             as_list=False,
         )
-        # A caller in the queue: the Local channel's dialplan makes Newexten and VarSet,
+        # A caller in the queue: the Local channels make Newchannel (no part reads it),
         # the queue QueueCallerJoin; roam1's SIPp answers, Wait(1) ends the call.
         await link.action(
             "Originate",
@@ -66,11 +67,17 @@ async def test_asterisk_accepts_the_filter_and_sends_only_what_it_admits(
             15,
             "the filtered events",
         )
-        # The unfiltered observer saw the dialplan run; the filtered link did not.
-        await ami.wait_for(lambda: bool(ami.named("Newexten", SITE)), what="Newexten unfiltered")
+        # The unfiltered observer saw the channels made; the filtered link did not.
+        await ami.wait_for(
+            lambda: bool(ami.named("Newchannel", SITE)), what="Newchannel unfiltered"
+        )
         admitted = bridge.bus.names() | ALWAYS
         assert {e.get("Event") for e in seen} - admitted == set()
-        assert "Newexten" not in names() and "VarSet" not in names()
+        assert "Newchannel" not in names()
+        # manager.conf's disabledevents: the dialplan's priorities and variable sets made
+        # no event for any session, the unfiltered observer's either
+        for name in AMI_DISABLED_EVENTS:
+            assert not ami.named(name, SITE), name
     finally:
         if link.connected:
             await link.action("QueueRemove", {"Queue": QUEUE, "Interface": AGENT}, as_list=False)

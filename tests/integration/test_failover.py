@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 import aiohttp
 import pytest
 
+from ccbridge.app import Bridge
 from ccbridge.config import Config, parse_config
 from ccbridge.config.model import Number, NumberKind
 from ccbridge.lab.demo import BridgeProcess, http_json
@@ -23,6 +24,7 @@ from ccbridge.lab.sites import Lab
 from ccbridge.lab.tls import enable_lab_tls
 from ccbridge.routing.engine import CallRequest
 from ccbridge.routing.trunks import Breaker, BreakerPolicy, at
+from ccbridge.variables import EVENT_HELD_ROUTE
 from tests.integration.conftest import (
     LAB_CONFIG,
     AmiRecorder,
@@ -330,6 +332,28 @@ async def test_hung_site_is_marked_down_within_3s_and_back_on_sigcont(
         report("site hung", detect_s=f"{detect:.2f}", back_s=f"{back:.2f}")
 
 
+def routed_to(bridge: Bridge, site: str) -> int:
+    """Routing decisions the bridge made for ``site`` so far (every label set summed)."""
+    total = 0.0
+    for family in bridge.metrics.registry.collect():
+        if family.name == "ccbridge_route_decisions":
+            total += sum(
+                s.value
+                for s in family.samples
+                if s.name.endswith("_total") and s.labels.get("site") == site
+            )
+    return int(total)
+
+
+def held_to(ami: AmiRecorder, at: str, site: str, since: int, until: int | None = None) -> int:
+    """Calls at ``at`` that a held route sent to ``site`` (the dialplan's UserEvent)."""
+    return sum(
+        1
+        for s, e in ami.events[since:until]
+        if s == at and e.get("UserEvent") == EVENT_HELD_ROUTE and e.get("Site") == site
+    )
+
+
 @pytest.fixture
 def answering_english(lab: Lab) -> Iterator[None]:
     """orders-en answers at once at every site: the drain's load (dhaka's own English
@@ -389,11 +413,29 @@ async def test_drain_under_load_sends_new_calls_elsewhere_and_lets_calls_finish(
                 headers={"Authorization": f"Bearer {token.reveal()}"},
             )
             assert resp.status == 200 and bridge.state.sites["dhaka"].drained
+            drained = len(ami.events)
+            decided = routed_to(bridge, "dhaka")
+            # bangalore's held table without dhaka: a pass begun after the drain is done
+            passes = bridge.held.passes["bangalore"]
+            await until(
+                lambda: bridge.held.passes["bangalore"] >= passes + 2,
+                5,
+                "a held-route pass at bangalore after the drain",
+                interval=POLL,
+            )
             mark = len(ami.events)
-            before = answered_at(ami, "dhaka")
+            before = answered_at(ami, "dhaka", load_mark, mark)
             result = await load
             assert result.ok, result.output[-1500:]  # calls in progress at dhaka completed
-            assert before >= 1 and answered_at(ami, "dhaka", mark) == 0
+            # Once drained, no decision and no held route sends a call to dhaka, and the
+            # calls after go elsewhere...
+            assert before >= 1 and routed_to(bridge, "dhaka") == decided
+            assert held_to(ami, "bangalore", "dhaka", mark) == 0
+            assert sum(answered_at(ami, s.name, mark) for s in lab.config.sites) >= 1
+            # ...but a call routed there just before (decided, or its held route read before
+            # the pass) may still reach dhaka's queue after: at most those, never more.
+            in_flight = decided + held_to(ami, "bangalore", "dhaka", drained, mark) - before
+            assert answered_at(ami, "dhaka", mark) <= in_flight
             missing = await http.post(
                 f"{base}/api/v1/sites/nowhere/drain",
                 headers={"Authorization": f"Bearer {token.reveal()}"},
@@ -409,7 +451,11 @@ async def test_drain_under_load_sends_new_calls_elsewhere_and_lets_calls_finish(
             calls=result.created,
             failed=result.failed,
             at_dhaka_before=before,
-            at_dhaka_after=0,
+            in_flight_to_dhaka=in_flight,
+            at_dhaka_after=answered_at(ami, "dhaka", mark),
+            held_routes_after=sum(
+                1 for s, e in ami.events[mark:] if e.get("UserEvent") == EVENT_HELD_ROUTE
+            ),
         )
 
 

@@ -113,7 +113,7 @@ async def test_rollup_from_the_command_line(
         f.write("records:\n  retention_days: 2\n")
     code, out, err = await asyncio.to_thread(run, ["records", "rollup", config], capsys)
     assert code == 0, err
-    assert out.startswith("rolled ") and "site-days into the interval rollup: " in out
+    assert out.startswith("rolled ") and "site-days into the interval and agent rollups: " in out
     assert int(out.split()[1]) >= 3  # a day at least for each of the lab's 3 sites
     code, out, _ = await asyncio.to_thread(run, ["records", "rollup", config], capsys)
-    assert (code, out) == (0, "rolled 0 site-days into the interval rollup\n")
+    assert (code, out) == (0, "rolled 0 site-days into the interval and agent rollups\n")

@@ -9,6 +9,7 @@ import asyncio
 import os
 import signal
 import sys
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -139,6 +140,38 @@ async def test_database_lost_mid_run_loses_nothing(
     await until(lambda: h.writer.status().caught_up, 60, "the writer to catch up")
     assert await h.counts() == (250, 250, 500)
     assert h.writer.status().unwritten == 0
+
+
+async def test_records_faster_than_a_batch_a_loop_turn_on_a_busy_loop_are_journaled_not_dropped(
+    migrated: Db, harness_factory: Callable[..., Harness]
+) -> None:
+    """The database down, the loop's turns held 20 ms each (a loaded bridge), records
+    arriving at 3,000 a second for 2 s: memory (2,000) fills unless the journal takes
+    more than one batch a turn. Before it did, this dropped records (BENCHMARKS §9b)."""
+    migrated.down()
+    h = harness_factory(queue_size=2000, batch_size=50)
+    await h.writer.start()
+    stop = False
+
+    async def hog() -> None:
+        while not stop:
+            time.sleep(0.02)  # noqa: ASYNC251 -- a turn's work: blocking on purpose, as a busy loop
+            await asyncio.sleep(0)
+
+    hogging = asyncio.create_task(hog())
+    per_s, seconds = 3000 // PER_CALL, 2.0
+    start = time.monotonic()
+    calls_put = 0
+    while (elapsed := time.monotonic() - start) < seconds:
+        due = int(elapsed * per_s)
+        h.put_calls(calls_put, due)  # asserts each put was taken, not dropped
+        calls_put = due
+        await asyncio.sleep(0.01)
+    stop = True
+    await hogging
+    await until(lambda: h.writer.journaled == calls_put * PER_CALL, 10, "every record journaled")
+    st = h.writer.status()
+    assert calls_put * PER_CALL >= 5000 and st.unwritten == 0 and st.written == 0
 
 
 async def test_an_unwritable_journal_is_reported_and_the_database_still_gets_records(

@@ -55,6 +55,14 @@ def test_names_that_would_break_the_filter_are_refused(bad: str) -> None:
         EventBus().subscribe(bad, lambda s, e: None)
 
 
+@pytest.mark.parametrize("name", ["Newexten", "VarSet"])
+def test_an_event_the_sites_never_make_cannot_be_subscribed(name: str) -> None:
+    # manager.conf's disabledevents (variables.AMI_DISABLED_EVENTS): a handler would wait
+    # forever, so a part that reads one fails at start, not in production
+    with pytest.raises(ValueError, match="disabledevents"):
+        EventBus().subscribe(name, lambda s, e: None)
+
+
 def test_filter_admits_exactly_the_subscribed_names() -> None:
     bus = EventBus()
     bus.subscribe("QueueMemberStatus", lambda s, e: None)

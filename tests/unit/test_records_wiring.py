@@ -39,6 +39,9 @@ def test_cel_sends_only_linkedid_end_over_ami(config: Config) -> None:
     assert "load => cel_manager.so" in files["modules.conf"]
     manager = files["manager.conf"]
     assert "timestampevents=yes" in manager and f"channelvars={v.CALLID}" in manager
+    # the events no part reads are not made at all (every priority and variable set of
+    # every call made one: BENCHMARKS §1e)
+    assert re.search(r"^disabledevents=Newexten,VarSet$", manager, re.M)
 
 
 def test_every_call_gets_its_id_before_routing_and_keeps_it_across_sites(config: Config) -> None:

@@ -1,0 +1,160 @@
+"""One AMI read of many messages is handed on SLICE at a time, the loop running between,
+and parsed PARSE_BYTES at a time.
+
+Over a real socket on either loop: a site writes 100 events in one write; the bridge's
+protocol must let a callback scheduled during the first event run before the slice after
+(a route request waits for one slice, not the whole read), keep every event in wire order
+across slices and reads, resume reading after, and drop what is left when the link is lost.
+A TLS layer hands on all it decrypted as one read (megabytes after a 30 s SIGSTOP): such a
+read must not hold the loop past the slow-callback gate either.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+
+import pytest
+
+from ccbridge import eventloop, loopdebug
+from ccbridge.ami.codec import AmiMessage
+from ccbridge.ami.pano import PARSE_BYTES, SLICE, Protocol
+from ccbridge.config.model import EventLoop
+from tests.polling import until
+
+LOOPS = (EventLoop.ASYNCIO, EventLoop.UVLOOP)
+EVENTS = 3 * SLICE + 4
+
+
+class _Manager:  # what panoramisk's Manager is to the protocol when the link closes
+    def connection_lost(self, exc: object) -> None:
+        pass
+
+
+# ~600 bytes in 20 fields, as a queue event (QueueMemberStatus has 20, AgentConnect 37).
+_FIELDS = b"".join(b"Field%02d: value of field %02d\r\n" % (i, i) for i in range(18))
+
+
+def _events(first: int, count: int, fields: bytes = b"") -> bytes:
+    return b"".join(
+        b"Event: E\r\nSeq: %d\r\n%s\r\n" % (i, fields) for i in range(first, first + count)
+    )
+
+
+async def _one_read(site_writes: list[bytes], close_after_first: bool = False) -> list[object]:
+    """What the protocol handed on (event Seqs), with ``"turn"`` where a callback that the
+    first event scheduled ran; the site writes each of ``site_writes`` in one write."""
+    loop = asyncio.get_running_loop()
+    seen: list[object] = []
+    holder: list[asyncio.Transport] = []
+
+    def on_event(event: AmiMessage) -> None:
+        seen.append(int(event["Seq"]))
+        if len(seen) == 1:
+            loop.call_soon(seen.append, "turn")  # the loop's next turn, e.g. a route request
+            if close_after_first:
+                holder[0].abort()
+
+    written = asyncio.Event()
+
+    async def site(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"Asterisk Call Manager/9.0.0\r\n")
+        for data in site_writes:
+            writer.write(data)
+            await writer.drain()
+        written.set()
+        await reader.read()
+        writer.close()
+
+    server = await asyncio.start_server(site, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        transport, proto = await loop.create_connection(
+            lambda: Protocol(on_event), "127.0.0.1", port
+        )
+        holder.append(transport)
+        proto.factory = _Manager()  # connection_made resets it
+        if close_after_first:
+            await asyncio.wait_for(proto.gone, 5)
+        else:
+            total = sum(data.count(b"Event: ") for data in site_writes)
+            await until(lambda: len(seen) == total + 1, 5, "every event")
+            assert transport.is_reading(), "reading stays paused after the backlog"
+            transport.close()
+            await proto.gone
+    finally:
+        server.close()
+        await server.wait_closed()
+    return seen
+
+
+@pytest.mark.parametrize("choice", LOOPS)
+def test_a_read_of_many_events_gives_the_loop_a_turn_after_each_slice(choice: EventLoop) -> None:
+    seen = eventloop.run(_one_read([_events(0, EVENTS)]), choice)
+    turn = seen.index("turn")
+    # The read may come in pieces; in one piece (the usual case) the turn comes after
+    # exactly one slice. Never later than a slice: that is the bound.
+    assert 1 <= turn <= SLICE, seen
+    assert [x for x in seen if x != "turn"] == list(range(EVENTS))
+
+
+@pytest.mark.parametrize("choice", LOOPS)
+def test_events_keep_their_order_across_slices_and_reads(choice: EventLoop) -> None:
+    writes = [_events(0, EVENTS), _events(EVENTS, 5), _events(EVENTS + 5, EVENTS)]
+    seen = eventloop.run(_one_read(writes), choice)
+    assert [x for x in seen if x != "turn"] == list(range(2 * EVENTS + 5))
+
+
+def test_a_lost_link_drops_the_rest_of_its_read() -> None:
+    seen = eventloop.run(_one_read([_events(0, EVENTS)], close_after_first=True), EventLoop.ASYNCIO)
+    events = [x for x in seen if x != "turn"]
+    # The first slice was under way when the link was aborted: nothing after it.
+    assert events == list(range(len(events))) and len(events) <= SLICE, seen
+
+
+async def _one_huge_read(size: int) -> tuple[list[int], list[str], int]:
+    """The events handed on after one ``data_received`` of ``size`` bytes (as a TLS layer
+    calls it), the gate's reports, and how many were handed on before the loop's next turn."""
+    loop = asyncio.get_running_loop()
+    seen: list[int] = []
+    first_turn: list[int] = []
+    count = size // len(_events(0, 1, _FIELDS))
+    data = _events(0, count, _FIELDS)
+
+    async def site(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"Asterisk Call Manager/9.0.0\r\n")
+        await writer.drain()
+        await reader.read()
+        writer.close()
+
+    server = await asyncio.start_server(site, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    found = loopdebug.report_slow_callbacks(loop, 50)
+    gc.disable()  # a collection of the test's own objects is not what the gate is after here
+    try:
+        transport, proto = await loop.create_connection(
+            lambda: Protocol(lambda event: seen.append(int(event["Seq"]))), "127.0.0.1", port
+        )
+        proto.factory = _Manager()
+        await until(lambda: proto.version is not None, 5, "the banner")
+        loop.call_soon(proto.data_received, data)  # as the TLS layer's read callback does
+        loop.call_soon(lambda: first_turn.append(len(seen)))
+        await until(lambda: len(seen) == count, 10, "every event")
+        assert transport.is_reading()
+        transport.close()
+        await proto.gone
+    finally:
+        gc.enable()
+        loopdebug.stop_reporting(loop, found)
+        server.close()
+        await server.wait_closed()
+    return seen, found.lines, first_turn[0]
+
+
+def test_a_read_of_megabytes_is_parsed_a_piece_a_turn_within_the_gate() -> None:
+    size = 8 * 1024 * 1024  # ~14,000 events: ~80 ms of parsing in one go, quiet
+    seen, slow, before_turn = eventloop.run(_one_huge_read(size), EventLoop.ASYNCIO)
+    assert seen == list(range(len(seen))) and len(seen) > size // 1000
+    assert before_turn <= SLICE
+    assert slow == []
+    assert size // 100 > PARSE_BYTES  # a read of 100 bounds and more: the bound is at work
