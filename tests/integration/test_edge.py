@@ -17,13 +17,14 @@ import pytest
 
 from ccbridge.app import Bridge
 from ccbridge.config import Config
+from ccbridge.config.model import Site
 from ccbridge.edge.rpc import KamailioRpc
 from ccbridge.edge.view import edge_view
 from ccbridge.lab.edge import LabEdge
 from ccbridge.lab.sipp import Agent, CallResult, aborted_calls, place_calls
 from ccbridge.lab.sites import Lab
 from tests.integration.conftest import AmiRecorder, BridgeFactory, answering
-from tests.polling import until
+from tests.polling import until, until_async
 
 WEDNESDAY_MORNING = datetime(2026, 11, 25, 5, 0, tzinfo=UTC)  # every site open
 ORDERS_IN = "+918000000001"  # orders: served by all three sites, so spread over them
@@ -212,22 +213,35 @@ async def restart(lab: Lab, name: str) -> None:
     await asyncio.to_thread(lab.wait_ami, site, 20)
 
 
+def before_route(lab: Lab, site: Site, *apps: str) -> None:
+    """A call to ORDERS_IN at ``site`` runs ``apps`` before its route step: until the
+    site's next dialplan reload."""
+    for priority, app in enumerate(apps, 1):
+        lab.cli(site, f"dialplan add extension {ORDERS_IN},{priority},{app} into ccb-route replace")
+    assert apps[0] in lab.cli(site, f"dialplan show {ORDERS_IN}@ccb-route")
+
+
+RING = ("Ringing()", "Wait(60)")  # 180, never a final reply: a call ringing an agent
+ANSWER = ("Answer()", "Wait(5)", "Hangup()")  # longer than a caller talks
+
+
 @pytest.fixture
 def ringing_at_dhaka(lab: Lab) -> Iterator[None]:
-    """orders-en answers at once at bangalore and manila; at dhaka a call to ORDERS_IN
-    rings without end (180, never a final reply) before its route step: every call the
-    edge gives dhaka is in setup there when it dies, as one ringing an agent is."""
+    """orders-en answers at once at bangalore and manila; every call the edge gives dhaka
+    rings there (RING): it is in setup at dhaka when dhaka dies."""
     dhaka = lab.config.site("dhaka")
     with answering(lab, {"bangalore": "orders-en", "manila": "orders-en"}):
-        for priority, app in enumerate(("Ringing()", "Wait(60)"), 1):
-            lab.cli(
-                dhaka, f"dialplan add extension {ORDERS_IN},{priority},{app} into ccb-route replace"
-            )
-        assert "Ringing()" in lab.cli(dhaka, f"dialplan show {ORDERS_IN}@ccb-route")
+        before_route(lab, dhaka, *RING)
         try:
             yield
         finally:
-            lab.cli(dhaka, "dialplan reload")  # the test restarted it: a no-op then
+            lab.cli(dhaka, "dialplan reload")
+
+
+async def in_setup_at(rpc: KamailioRpc, uri: str) -> bool:
+    """Whether the edge holds a call in setup at the site ``uri`` (its htable `setup`)."""
+    dump = await rpc.call("htable.dump", "setup")
+    return any(item["value"] == uri for entry in dump for item in entry["slot"])
 
 
 async def test_sigkilled_site_behind_the_edge_costs_no_call(
@@ -313,23 +327,40 @@ async def test_sigkilled_site_behind_the_edge_costs_no_call(
                 "edge_disabled_after_s": f"{detect:.2f}",
                 "active_again_after_ami_s": f"{time.monotonic() - back:.2f}",
             }
-        # The edge's own failover, with no bridge to tell it anything: dhaka dead but active
-        # at the edge (as before its probes notice). Three calls at once: round robin sends
-        # dhaka one, which never answers, and that call goes on to the next site.
-        lab.signal_site(dhaka, signal.SIGKILL)
+        # The edge alone, with no bridge to tell it anything: dhaka dead but active at the
+        # edge (as before its probes notice), one call ringing there. Three calls at once:
+        # round robin sends dhaka one, which never answers and goes on to the next site;
+        # that unanswered INVITE (or a probe) tells the edge dhaka is lost, and the call
+        # ringing there moves on too. The others answer before their route step: with no
+        # bridge, a held route could send a call over a trunk to the dead dhaka.
+        alone = time.monotonic()
+        before_route(lab, dhaka, *RING)  # the restart reloaded its dialplan
+        for other in ("bangalore", "manila"):
+            before_route(lab, lab.config.site(other), *ANSWER)
         log_mark = edge.log.stat().st_size
+        ringer = asyncio.create_task(through_edge(config, 3, rate=30, port=6640))
+        await until_async(
+            lambda: in_setup_at(rpc, view.uris["dhaka"]), 10, "a call at dhaka", interval=POLL
+        )
+        lab.signal_site(dhaka, signal.SIGKILL)
         for group in view.sets_of("dhaka"):
             await rpc.set_state("a", group, view.uris["dhaka"])
         burst = await through_edge(config, 3, rate=30, port=6630)
+        ringing_moved = await ringer
         text = await asyncio.to_thread(read_from, edge.log, log_mark)
+        alone = time.monotonic() - alone
         await restart(lab, "dhaka")
         assert burst.ok, burst.output[-2000:]
-        failovers = text.count(f"site {dhaka.sip.host} failed")
+        assert ringing_moved.ok, ringing_moved.output[-2000:]
+        failovers = text.count(f"site {dhaka.sip.host} failed (408)")
         assert failovers >= 1, "no call reached the dead site: the failover was not exercised"
+        assert f"site {view.uris['dhaka']} lost: 1 call(s)" in text, text[-2000:]
         report(
             "edge site killed",
             failed_over_in_call=failovers,
             burst_failed=burst.failed,
+            edge_alone_calls_ok=ringing_moved.successful + burst.successful,
+            edge_alone_part_s=f"{alone:.2f}",
             **measured,
         )
     finally:
