@@ -29,6 +29,7 @@ from ccbridge.ami.client import AmiError, LinkState, SiteLink
 from ccbridge.clock import Clock
 from ccbridge.cluster import Heartbeat
 from ccbridge.config.model import Config
+from ccbridge.desk import live as desk_live
 from ccbridge.desk.live import LiveCalls
 from ccbridge.edge.driver import EdgeDriver
 from ccbridge.edge.view import edge_view
@@ -38,6 +39,7 @@ from ccbridge.http.app import build_app
 from ccbridge.kpi import KpiTracker
 from ccbridge.lifecycle import Parts, StartError, StopError
 from ccbridge.logs import ctx
+from ccbridge.memtrim import HeapTrim
 from ccbridge.metrics import BridgeMetrics, LinkSnapshot, TrunkSnapshot
 from ccbridge.recording.part import RecordingPart, object_deleter
 from ccbridge.recording.policy import record_variable
@@ -159,7 +161,9 @@ class Bridge:
             self.recording = RecordingPart(config, self.registry, self.clock.now)
             self.recording.subscribe(self.bus)
         # Calls the desk acts on (supervision, transfer, hold; issue 14), from AMI events.
-        self.desk = LiveCalls(self.clock.time)
+        # Ended calls it remembers: a few with records on (the store answers for the rest).
+        ended = desk_live.ENDED_WITH_STORE if config.store.enabled else desk_live.MAX_ENDED
+        self.desk = LiveCalls(self.clock.time, max_ended=ended)
         self.desk.subscribe(self.bus)
         # Screen pops (issue 14): the caller's details and history when an agent rings
         # and answers, to the event stream and webhooks; history from the records.
@@ -227,6 +231,8 @@ class Bridge:
         if view is not None and view.settings.enabled:
             hold = config.routing.site_holdoff
             self.edge = EdgeDriver(view, lambda: self.state, self.clock.time, hold, self.registry)
+        # glibc keeps what bursts free: trimmed back to the kernel now and then.
+        self.heap_trim = HeapTrim()
         self._parts: Parts | None = None
         self.http_port: int | None = None
         self.access_store = AccessStore(config)
@@ -633,6 +639,7 @@ class Bridge:
         parts.on_stop("staffing records reader", self.services.staffing.close)
         parts.on_stop("reports records reader", self.services.reports.close)
         parts.on_stop("cluster records reader", self.services.cluster.close)
+        parts.on_stop("desk records reader", self.services.desk.close)
         if self.selfservice is not None:
             parts.on_stop("self-service client", self.selfservice.close)
         http = self.config.bridge.http_listen
@@ -701,6 +708,7 @@ class Bridge:
         if self.live_plan is not None:
             plan = self.live_plan
             await parts.start("staffing gauges", None, plan.start, plan.stop)
+        await parts.start("heap trim", None, self.heap_trim.start, self.heap_trim.stop)
 
     async def stop(self) -> None:
         """Stop every part, newest first, each even when another fails; raises StopError

@@ -207,7 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("-v", "--verbose", action="store_true", help="list every warning")
     r.set_defaults(func=cmd_render)
 
-    from ccbridge.deploy.commands import add_parsers as add_deploy
+    from ccbridge.deploy.parsers import add_parsers as add_deploy
 
     add_deploy(sub)
 

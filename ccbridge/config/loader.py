@@ -329,15 +329,14 @@ def _site(r: Reader, name: str, v: Any, languages: set[str], services: set[str])
 
 def _check_holiday_calendar(r: Reader, country: str, subdivision: str | None) -> None:
     """Refuse a country the `holidays` package has no calendar for: it would fail at routing."""
-    import holidays
+    from ccbridge.routing import holidaycal
 
-    supported = holidays.list_supported_countries()
-    if country not in supported:
+    if not holidaycal.supported(country):
         raise r.fail(
             f"no national holiday calendar for '{country}': "
             "set `holidays: false` or `holidays: {country: XX}` with a supported country"
         )
-    if subdivision is not None and subdivision not in supported[country]:
+    if subdivision is not None and subdivision not in holidaycal.subdivisions(country):
         raise r.fail(f"'{subdivision}' is not a subdivision of {country} in the holiday calendar")
 
 

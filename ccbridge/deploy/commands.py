@@ -167,28 +167,3 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     except DeployBusy as exc:
         _err(f"error: {exc}")
         return EXIT_BUSY
-
-
-def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    d = sub.add_parser("diff", help="unified diff of a new render against the deployed one")
-    d.add_argument("config")
-    d.add_argument(
-        "--against",
-        required=True,
-        help="'site': the last render `ccbridge deploy` installed (deploy.state_dir); "
-        "or a folder of an earlier render (one subfolder per site)",
-    )
-    d.add_argument("--site", help="only this site")
-    d.add_argument("--templates", help="template folder (default: dialplans/)")
-    d.set_defaults(func=cmd_diff)
-
-    p = sub.add_parser(
-        "deploy",
-        help="verify, then per site: drain, install, reload, post-check, undrain (or roll back)",
-    )
-    p.add_argument("config")
-    p.add_argument("--site", help="only this site")
-    p.add_argument("--dry-run", action="store_true", help="show the plan, touch nothing")
-    p.add_argument("--templates", help="template folder (default: dialplans/)")
-    p.add_argument("--static", action="store_true", help="verify without the scratch Asterisk")
-    p.set_defaults(func=cmd_deploy)

@@ -5,6 +5,11 @@ from the moment it queues somewhere: where its caller waits or talks, the caller
 the agent's channels, and whether it ended. The desk acts only on what this says: a call
 it never saw is unknown (404), one that ended says so (409), one whose site is down is
 refused before anything is sent (503).
+
+An ended call leaves ``calls`` at once and is remembered as ended only by its ID and end
+instant, for the last ``max_ended`` calls: with records on, the store answers for older
+ones (services/desk.py). Holding every ended call whole (20,000, ~470 bytes each) was
+~9 MB of the bridge's RSS at 150 calls/s (BENCHMARKS.md §4).
 """
 
 from __future__ import annotations
@@ -23,7 +28,12 @@ log = logging.getLogger("ccbridge.desk")
 
 Event = Mapping[str, str]
 _PREFIX: Final = v.CALLID + "="
-MAX_CALLS: Final = 20_000  # ~0.5 KB each: at most ~10 MB; the oldest goes first
+MAX_CALLS: Final = 20_000  # live calls, ~0.5 KB each: at most ~10 MB; the oldest goes first
+# Ended calls remembered (ID and end instant, ~0.2 KB each) when no store says which ended;
+# with a store the bridge keeps ENDED_WITH_STORE (the last ~15 s at 150 calls/s: the
+# store has their ends by then) and asks the store for the rest.
+MAX_ENDED: Final = 20_000
+ENDED_WITH_STORE: Final = 2_000
 MAX_SESSIONS: Final = 2_000
 ENDED_KEEP: Final = 3600.0  # seconds an ended call is still known as ended (then: unknown)
 # The AMI events the desk reads (and, as a UserEvent, the dialplan's CcbIvr).
@@ -95,10 +105,14 @@ EndHandler = Callable[[SpySession], None]
 class LiveCalls:
     """The desk's view of calls and supervision sessions, fed by the event bus."""
 
-    def __init__(self, now: Callable[[], float], *, max_calls: int = MAX_CALLS) -> None:
+    def __init__(
+        self, now: Callable[[], float], *, max_calls: int = MAX_CALLS, max_ended: int = MAX_ENDED
+    ) -> None:
         self._now = now
         self._max = max_calls
-        self.calls: OrderedDict[str, LiveCall] = OrderedDict()
+        self._max_ended = max_ended
+        self.calls: OrderedDict[str, LiveCall] = OrderedDict()  # not ended
+        self.ended: OrderedDict[str, float] = OrderedDict()  # call ID -> when it ended
         self.sessions: OrderedDict[str, SpySession] = OrderedDict()
         self._by_channel: dict[str, str] = {}  # spy channel uniqueid -> session id
         self.on_session_end: EndHandler | None = None
@@ -115,12 +129,17 @@ class LiveCalls:
 
     # -- lookups --------------------------------------------------------------------
     def get(self, call_id: str) -> LiveCall | None:
-        call = self.calls.get(call_id)
-        stale = call is not None and call.state is CallState.ENDED
-        if stale and call is not None and self._now() - call.changed > ENDED_KEEP:
-            del self.calls[call_id]
+        """The call if it has not ended (an ended one: ``ended_at``)."""
+        return self.calls.get(call_id)
+
+    def ended_at(self, call_id: str) -> float | None:
+        """When the call ended, if it is one of the last ``max_ended`` calls to end and
+        ended less than ENDED_KEEP seconds ago; else None (never seen, or forgotten)."""
+        at = self.ended.get(call_id)
+        if at is not None and self._now() - at > ENDED_KEEP:
+            del self.ended[call_id]
             return None
-        return call
+        return at
 
     def active_sessions(self, call_id: str | None = None) -> list[SpySession]:
         return [
@@ -160,6 +179,7 @@ class LiveCalls:
         now = self._now()
         if call is None:
             call = self.calls[cid] = LiveCall(cid, site, state, now)
+            self.ended.pop(cid, None)  # back after its end (a late event): live again
             while len(self.calls) > self._max:
                 self.calls.popitem(last=False)
         else:
@@ -178,7 +198,7 @@ class LiveCalls:
         cid = call_id_of(event)
         call = self.calls.get(cid or "")
         if call is not None and call.site == site and call.state is CallState.WAITING:
-            call.state, call.changed = CallState.ENDED, self._now()
+            self._ended(call)
 
     def _connect(self, site: str, event: Event) -> None:
         call = self._call(site, event, CallState.CONNECTED)
@@ -201,13 +221,24 @@ class LiveCalls:
         # A transfer moves the caller on (a new AgentConnect or QueueCallerJoin follows);
         # the caller or the agent hanging up ends the call.
         moved = event.get("Reason") == "transfer"
-        call.state = CallState.MOVING if moved else CallState.ENDED
-        call.changed = self._now()
         call.agent_channel = None
+        if moved:
+            call.state, call.changed = CallState.MOVING, self._now()
+        else:
+            self._ended(call)
         for s in self.active_sessions(call.call_id):
             if s.site == site:
                 s.cancel_ringing = s.state is SpyState.RINGING
                 self.end_session(s, "call ended" if not moved else "call transferred")
+
+    def _ended(self, call: LiveCall) -> None:
+        """The call is over: out of ``calls``, its ID and end instant in ``ended``."""
+        call.state, call.changed = CallState.ENDED, self._now()
+        self.calls.pop(call.call_id, None)
+        self.ended[call.call_id] = call.changed
+        self.ended.move_to_end(call.call_id)
+        while len(self.ended) > self._max_ended:
+            self.ended.popitem(last=False)
 
     def _ivr(self, site: str, event: Event) -> None:
         cid = call_id_of(event)

@@ -65,10 +65,10 @@ def _own_session(request: web.Request) -> None:
         raise ApiError(404, "no-such-session", "no such supervision session for this call")
 
 
-def _control(request: web.Request) -> None:
+async def _control(request: web.Request) -> None:
     """Transfer, hold and conference need the permission over the call's agent (an
     agent's own calls, a supervisor's agents' calls)."""
-    call = request.app[SERVICES].desk.connected(request.match_info["id"])
+    call = await request.app[SERVICES].desk.connected(request.match_info["id"])
     if not can(request, _CONTROL.format(agent=call.agent or "-")):
         raise ApiError(403, "forbidden", "may not control this call", needs=_CONTROL)
 
@@ -85,7 +85,7 @@ async def transfer(request: web.Request) -> web.Response:
         "site": string_field(body, "site"),
         "note": string_field(body, "note"),
     }
-    _control(request)
+    await _control(request)
     done = await request.app[SERVICES].desk.transfer(
         request.match_info["id"],
         service=service,
@@ -97,7 +97,7 @@ async def transfer(request: web.Request) -> web.Response:
 
 
 async def _hold(request: web.Request, held: bool) -> web.Response:
-    _control(request)
+    await _control(request)
     desk = request.app[SERVICES].desk
     change = desk.hold if held else desk.unhold
     done = await change(request.match_info["id"], actor=principal(request).name)
@@ -120,7 +120,7 @@ async def conference(request: web.Request) -> web.Response:
     """Body {"party": ENDPOINT}: a second agent or a supervisor joins the call."""
     body = await json_body(request)
     party = required_string(body, "party")
-    _control(request)
+    await _control(request)
     done = await request.app[SERVICES].desk.conference(
         request.match_info["id"], party, actor=principal(request).name
     )

@@ -27,7 +27,7 @@ import multiprocessing
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Literal
 
@@ -134,17 +134,23 @@ async def plan(
     targets: Targets,
     now: datetime,
     weeks: int,
+    until: datetime | None = None,
 ) -> PlanResult | WorkerFault:
-    """The staffing plan of ``days`` on the running loop, on an engine of its own."""
+    """The staffing plan of ``days`` on the running loop, on an engine of its own; with
+    ``until``, only the rows of slots from ``now`` to then go back to the bridge."""
     from sqlalchemy.exc import DBAPIError
 
     from ccbridge.staffing.history import NoHistory
+    from ccbridge.staffing.plan import slots_between
     from ccbridge.staffing.storehistory import plan_from_store
     from ccbridge.store.engine import make_engine
 
     engine = make_engine(settings)
     try:
-        return await plan_from_store(engine, config, days, targets, now=now, weeks=weeks)
+        result = await plan_from_store(engine, config, days, targets, now=now, weeks=weeks)
+        if until is None:
+            return result
+        return replace(result, rows=slots_between(result.rows, now, until))
     except NoHistory as exc:
         return WorkerFault("no-history", str(exc))
     except (OSError, TimeoutError, DBAPIError) as exc:
@@ -160,8 +166,9 @@ def _plan_job(
     targets: Targets,
     now: datetime,
     weeks: int,
+    until: datetime | None,
 ) -> PlanResult | WorkerFault:
-    return asyncio.run(plan(settings, config, days, targets, now, weeks))
+    return asyncio.run(plan(settings, config, days, targets, now, weeks, until))
 
 
 async def roll(
@@ -225,12 +232,18 @@ class ReportWorker:
         return await loop.run_in_executor(pool, _job, self._settings, config, kind, q, now)
 
     async def plan(
-        self, config: Config, days: list[date], targets: Targets, now: datetime, weeks: int
+        self,
+        config: Config,
+        days: list[date],
+        targets: Targets,
+        now: datetime,
+        weeks: int,
+        until: datetime | None = None,
     ) -> PlanResult | WorkerFault:
         pool = await self._started()
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(
-            pool, _plan_job, self._settings, config, days, targets, now, weeks
+            pool, _plan_job, self._settings, config, days, targets, now, weeks, until
         )
 
     async def roll(

@@ -8,9 +8,8 @@ from datetime import date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import holidays
-
 from ccbridge.config.model import Schedule, TimeRange
+from ccbridge.routing import holidaycal
 from ccbridge.routing.reasons import Skip
 
 __all__ = ["OpenState", "holiday_name", "is_open"]
@@ -45,7 +44,7 @@ def _calendar(country: str, subdiv: str | None) -> Any:
     cal = _HOLIDAY_CACHE.get(key)
     if cal is None:
         # years=() plus the library's default expand=True: years fill in on first lookup.
-        cal = holidays.country_holidays(country, subdiv=subdiv, years=())
+        cal = holidaycal.calendar(country, subdiv)
         _HOLIDAY_CACHE[key] = cal
     return cal
 

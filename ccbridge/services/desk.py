@@ -27,6 +27,7 @@ from ccbridge.routing.state import ewt
 from ccbridge.services.calls import E164
 from ccbridge.services.errors import ServiceError
 from ccbridge.services.ports import ActionFields, AmiLink, Runtime, connected_link
+from ccbridge.services.recordsread import RecordsReader
 
 log = logging.getLogger("ccbridge.services.desk")
 
@@ -78,23 +79,47 @@ class DeskService:
         self._rt = runtime
         self._tasks: set[asyncio.Task[None]] = set()
         runtime.desk.on_session_end = self._session_ended
+        # With records on, the store says which calls ended beyond the few the desk
+        # remembers (desk/live.py ENDED_WITH_STORE).
+        self._records = RecordsReader(runtime) if runtime.config.store.enabled else None
+
+    async def close(self) -> None:
+        if self._records is not None:
+            await self._records.close()
 
     # -- lookups ------------------------------------------------------------------------
-    def call(self, call_id: str) -> LiveCall:
+    async def call(self, call_id: str) -> LiveCall:
         """A live call by ID: 404 ``no-such-call`` (never seen, or garbage), 409
-        ``call-ended``."""
+        ``call-ended`` (ended lately, or the record store has its end)."""
         if not CALL_ID.fullmatch(call_id):
             raise ServiceError("no-such-call", "no such call", call=call_id[:64])
         found = self._rt.desk.get(call_id)
-        if found is None:
-            raise ServiceError("no-such-call", f"no live call {call_id}", call=call_id)
-        if found.state is CallState.ENDED:
+        if found is not None:
+            return found
+        if self._rt.desk.ended_at(call_id) is not None or await self._ended_in_store(call_id):
             raise ServiceError("call-ended", f"call {call_id} has ended", call=call_id)
-        return found
+        raise ServiceError("no-such-call", f"no live call {call_id}", call=call_id)
 
-    def connected(self, call_id: str) -> LiveCall:
+    async def _ended_in_store(self, call_id: str) -> bool:
+        """The record store has the call with its end (False without records, or with
+        the store unreadable: the desk then knows only what it remembers)."""
+        if self._records is None:
+            return False
+        from sqlalchemy import select
+
+        from ccbridge.store.schema import calls
+
+        query = select(calls.c.ended_at).where(calls.c.call_id == call_id)
+        try:
+            async with self._records.read() as engine, engine.connect() as conn:
+                ended = (await conn.execute(query)).scalar_one_or_none()
+        except ServiceError:
+            return False
+        return ended is not None
+
+    async def connected(self, call_id: str) -> LiveCall:
         """A call talking with an agent now (409 ``call-not-connected`` otherwise)."""
-        found = self.call(call_id)
+        found = await self.call(call_id)
         if (
             found.state is not CallState.CONNECTED
             or not found.agent_channel
@@ -134,7 +159,7 @@ class DeskService:
                 "invalid-field", f"'mode' must be one of {', '.join(modes.MODES)}", field="mode"
             )
         where = self._phone_sites_of(supervisor)
-        call = self.connected(call_id)
+        call = await self.connected(call_id)
         sup_site = call.site if call.site in where else where[0]
         if scope and sup_site not in scope:
             raise ServiceError(
@@ -280,7 +305,7 @@ class DeskService:
             raise ServiceError("invalid-field", f"no language {language!r}", field="language")
         if site is not None and site not in {s.name for s in config.sites}:
             raise ServiceError("no-such-site", f"no site named {site!r}", site=site)
-        call = self.connected(call_id)
+        call = await self.connected(call_id)
         link = self._link(call.site)
         setvars: dict[str, str] = {}
         if call.ivr_path:
@@ -389,7 +414,7 @@ class DeskService:
     async def hold(self, call_id: str, *, actor: str) -> DeskChange:
         """Music on hold for the caller: the call moves into its desk room (first time),
         the agent steps out of it; the caller, alone there, hears music."""
-        call = self._roomable(call_id)
+        call = await self._roomable(call_id)
         link = self._link(call.site)
         if call.held:
             return DeskChange(call.call_id, call.site, True, call.room)
@@ -403,7 +428,7 @@ class DeskService:
         return DeskChange(call.call_id, call.site, True, call.room)
 
     async def unhold(self, call_id: str, *, actor: str) -> DeskChange:
-        call = self._roomable(call_id)
+        call = await self._roomable(call_id)
         link = self._link(call.site)
         if not call.held or call.room is None:
             return DeskChange(call.call_id, call.site, False, call.room)
@@ -417,7 +442,7 @@ class DeskService:
         """A three-way call: the caller and the agent in the call's desk room, and
         ``party``'s phone (a second agent or a supervisor, at any site) rung into it."""
         self._phone_sites_of(party)  # an unknown phone: 404 before the call's state
-        call = self._roomable(call_id)
+        call = await self._roomable(call_id)
         link = self._link(call.site)
         _, dial = self._ring(call, party)
         if call.room is None:
@@ -445,8 +470,8 @@ class DeskService:
         self._audit(actor, "call.conference", call, {"party": party})
         return DeskChange(call.call_id, call.site, call.held, call.room, party)
 
-    def _roomable(self, call_id: str) -> LiveCall:
-        return self.connected(call_id)
+    async def _roomable(self, call_id: str) -> LiveCall:
+        return await self.connected(call_id)
 
     def _phone_sites_of(self, phone: str) -> list[str]:
         where = self.phone_sites(phone)

@@ -24,6 +24,12 @@ class Coverage:
     now: list[SunRow]  # this instant, staffed by the agents logged in and not paused
 
 
+# The slots a bridge keeps for its staffing gauges: the plan is recomputed every 15
+# minutes (staffing/refresher.py) and a failed refresh empties it, so two hours ahead
+# outlast any refresh that succeeds.
+PLAN_AHEAD = timedelta(hours=2)
+
+
 class StaffingService:
     """Which sites take each language when, and the plan per half hour from the records."""
 
@@ -37,14 +43,24 @@ class StaffingService:
         await self._records.close()
 
     async def plan_around(self, now: datetime) -> list[IntervalPlan]:
-        """The plan of the UTC dates around ``now`` (every site's current local slot is
-        in them) under the default targets: what the staffing gauges show."""
+        """The slots from ``now`` to ``PLAN_AHEAD`` later of the plan of the UTC dates
+        around it (every site's current local slot is in them) under the default
+        targets: what the staffing gauges show. The worker plans the three days; only
+        these rows come back (the three days were 10,800 rows in the bridge's heap for
+        75 queues, ~5 MB: BENCHMARKS.md §4)."""
         day = now.date()
-        result = await self.plan(day - timedelta(days=1), day + timedelta(days=1), Targets())
+        first, last = day - timedelta(days=1), day + timedelta(days=1)
+        result = await self.plan(first, last, Targets(), until=now + PLAN_AHEAD)
         return result.rows
 
     async def plan(
-        self, first: date, last: date, targets: Targets, *, weeks: int = 8
+        self,
+        first: date,
+        last: date,
+        targets: Targets,
+        *,
+        weeks: int = 8,
+        until: datetime | None = None,
     ) -> PlanResult:
         """The staffing plan of the local dates ``first``..``last`` from the records:
         forecast, recorded calls, required and configured agents per queue and slot."""
@@ -57,7 +73,7 @@ class StaffingService:
             # The read, the forecast and Erlang C run in the worker process: on the loop
             # the first plan held it 60-80 ms (ccbridge/reports/worker.py).
             got = await self._worker.plan(
-                self._rt.config, days, targets, self._rt.clock.now(), weeks
+                self._rt.config, days, targets, self._rt.clock.now(), weeks, until
             )
         if isinstance(got, WorkerFault):
             if got.kind == "no-history":

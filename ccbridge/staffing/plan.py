@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from ccbridge.config.model import Config, Offering, Site, queue_name
 from ccbridge.routing.schedule import is_open
@@ -80,6 +80,20 @@ class IntervalPlan:
     # count is only a lower bound.
     recorded: int | None = None
     recorded_complete: bool = True
+
+
+def slots_between(
+    rows: Iterable[IntervalPlan], start: datetime, until: datetime
+) -> list[IntervalPlan]:
+    """The rows whose slot is not over at ``start`` and begins before ``until`` (a
+    bridge keeps these for its gauges, not the three days it plans: BENCHMARKS.md §4)."""
+    return [
+        r
+        for r in rows
+        if r.utc_start is not None
+        and r.utc_start < until
+        and r.utc_start + timedelta(seconds=r.seconds) > start
+    ]
 
 
 def offering_keys(config: Config) -> list[QueueKey]:

@@ -30,7 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 if __package__ in (None, ""):
     # Run as a script from anywhere: make the repository importable (and the spawned
@@ -109,8 +109,8 @@ class _ProtocolSession(asyncio.Protocol):
         self.sent = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's TCPTransport is a Transport by its methods, not by its class.
+        self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
         self.buf += data
@@ -330,10 +330,13 @@ async def fixed_rate(
 
 
 def run_against(
-    kind: str, body: Callable[[int], Result], expected: tuple[bytes, ...] = EXPECTED
+    kind: str,
+    body: Callable[[int], Result],
+    expected: tuple[bytes, ...] = EXPECTED,
+    uvloop: bool = False,
 ) -> tuple[Result, object, float]:
     """The client's result, the server's stats, and the server's CPU us a session."""
-    server = ServerProcess(kind)
+    server = ServerProcess(kind, uvloop=uvloop)
     try:
         asyncio.run(closed_loop(server.port, 10, 300, 5.0, expected))  # warm-up
         before = cpu_seconds(server.pid)
@@ -352,11 +355,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=300.0)
     parser.add_argument("--rate-seconds", type=float, default=5.0)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--uvloop", action="store_true", help="closed loop: servers on uvloop")
     args = parser.parse_args(argv)
 
     print(
         f"closed loop: {args.concurrency} concurrent connections, "
         f"{args.sessions} sessions per run, {args.rounds} rounds (servers alternate)"
+        + (", servers on uvloop" if args.uvloop else "")
     )
     kinds = ("ccbridge", "bare", "protocol")
     rates: dict[str, list[float]] = {kind: [] for kind in kinds}
@@ -368,6 +373,7 @@ def main(argv: list[str] | None = None) -> int:
                 lambda port: asyncio.run(
                     closed_loop(port, args.concurrency, args.sessions, args.max_seconds)
                 ),
+                uvloop=args.uvloop,
             )
             rates[kind].append(result.rate)
             cpus[kind].append(cpu_us)

@@ -23,6 +23,7 @@ from ccbridge.config import load_config
 from ccbridge.config.model import Config
 from ccbridge.config.store import StoreSettings
 from ccbridge.routing.state import set_site_up
+from ccbridge.services.staffing import PLAN_AHEAD
 from ccbridge.staffing.forecast import forecast
 from ccbridge.staffing.history import NoHistory
 from ccbridge.staffing.plan import Status, Targets, offering_keys
@@ -440,6 +441,14 @@ async def test_the_bridge_gauges_show_the_current_slot(
     assert get("ccbridge_agents_required", bn) is None  # no plan yet: no series
     assert await bridge.live_plan.refresh_once()
     assert get("ccbridge_agents_required", bn) == 4.0  # A = 2 Erlangs at 80/20
+    # the bridge keeps the slots of the next two hours, not the three days planned
+    rows = bridge.live_plan.rows
+    assert rows and len(rows) <= 5 * len({r.key for r in rows})  # 30-min slots: now + 4
+    assert all(
+        r.utc_start is not None
+        and now - timedelta(seconds=r.seconds) < r.utc_start < now + PLAN_AHEAD
+        for r in rows
+    )
     assert get("ccbridge_agents_staffed", bn) == 0.0  # nobody logged in (no AMI link)
     bridge.state = set_site_up(bridge.state, "dhaka", True, 0.0)
     for iface in ("PJSIP/dac-agent1", "PJSIP/dac-agent2"):

@@ -116,3 +116,25 @@ def test_memory_is_bounded_the_oldest_call_goes_first() -> None:
     tracker.decision(ids[2], "+918000000001", "", None, None)  # touched: now the newest
     tracker.decision("bangalore:1795897450.000000:9", "+918000000001", "", None, None)
     assert ids[2] in tracker.calls and ids[3] not in tracker.calls
+
+
+def test_a_call_is_forgotten_when_it_ends_and_kept_through_a_transfer() -> None:
+    """The tracker holds calls in progress only (the bridge's RSS: BENCHMARKS.md §4)."""
+    tracker = lab_tracker()
+    tracker.decision(CALL_ID, "+918000000003", "+919812345678", "orders", "hi")
+    tracker.feed("bangalore", user_event("CcbIvr", Menu="language", Step="2"), T)
+    transfer = {
+        "Event": "AgentComplete",
+        "ChanVariable": f"CCB_CALLID={CALL_ID}",
+        "Queue": "orders-hi",
+        "MemberName": "blr-agent2",
+        "Reason": "transfer",
+    }
+    assert tracker.feed("bangalore", transfer, T) is None
+    assert CALL_ID in tracker.calls  # moving on: its next agent's pop needs the facts
+    ringing, answered = replay(tracker, "answered.json")  # ends with AgentComplete caller
+    assert answered.ivr_path == ("language:2",) and ringing.did == "+918000000003"
+    assert CALL_ID not in tracker.calls and len(tracker.calls) == 0
+    for name in ("abandoned.json", "agent_hangup.json", "cross_site.json"):
+        replay(tracker, name)
+        assert len(tracker.calls) == 0, name

@@ -1,0 +1,50 @@
+"""A running bridge imports SQLAlchemy's asyncio extension without the ORM (7.6 MB of
+RSS: ccbridge/leanimports.py), and every name of that package is still there; building
+the command line parser (``ccbridge run`` does) imports no deploy code or jinja2."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+NAMES = """
+import json, sys
+import sqlalchemy.ext.asyncio as m
+names = sorted(n for n in dir(m) if not n.startswith("_"))
+print(json.dumps(names))
+"""
+LEAN = """
+import json, sys
+import ccbridge.app, ccbridge.cli
+ccbridge.cli.build_parser()
+orm_at_start = "sqlalchemy.orm" in sys.modules
+deploy = sorted(m for m in sys.modules if m == "jinja2" or m.startswith("ccbridge.deploy."))
+import sqlalchemy.ext.asyncio as m
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+missing = [n for n in json.loads(sys.argv[1]) if getattr(m, n, None) is None]
+print(json.dumps({"orm_at_start": orm_at_start, "missing": missing,
+                  "engine": AsyncEngine.__module__, "deploy": deploy}))
+"""
+
+
+def _python(code: str, *args: str) -> str:
+    done = subprocess.run(
+        [sys.executable, "-c", code, *args], capture_output=True, text=True, check=True, cwd=REPO
+    )
+    return done.stdout
+
+
+def test_the_bridge_imports_no_orm_and_every_name_is_reachable() -> None:
+    names = json.loads(_python(NAMES))  # the package as it ships (no ccbridge imported)
+    assert "AsyncEngine" in names and "AsyncSession" in names
+    got = json.loads(_python(LEAN, json.dumps(names)))
+    assert got == {
+        "orm_at_start": False,
+        "missing": [],
+        "engine": "sqlalchemy.ext.asyncio.engine",
+        "deploy": ["ccbridge.deploy.parsers"],
+    }
