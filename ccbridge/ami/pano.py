@@ -27,10 +27,10 @@ noticed before it breaks a link.
 
 One read may carry hundreds of messages (a tick of a busy site, or what piled up while
 the bridge was stopped; over TLS, asyncio's and uvloop's SSL layers hand on everything
-they could decrypt as one read, megabytes after a stop): ``Protocol`` parses at most
-``PARSE_BYTES`` and hands on at most ``SLICE`` messages per loop turn, reading paused
-until the rest are out, so route requests wait for one slice (~1-3 ms), not the whole
-read (51-70 ms after a 30 s SIGSTOP on uvloop, BENCHMARKS §12).
+they could decrypt as one read, megabytes after a stop): ``Protocol`` parses it
+``PARSE_BYTES`` and hands it on ``SLICE`` messages at a time for at most ``BUDGET`` (4 ms)
+per loop turn, reading paused until the rest are out, so route requests wait a few ms,
+not the whole read (51-70 ms after a 30 s SIGSTOP on uvloop, BENCHMARKS §12).
 """
 
 from __future__ import annotations
@@ -53,10 +53,13 @@ ActionFields = Mapping[str, str | Sequence[str]]
 EventSink = Callable[[AmiMessage], None]
 
 ERROR_RESPONSES: Final = frozenset({"Error", "Fail", "Failure"})
-# Messages handed on per loop turn: ~30 us each on the bridge's event path, so one slice
-# holds the loop ~1 ms; a read of more waits for the next turns, reading paused.
+# Seconds of work on one read per loop turn: a read after a 30 s SIGSTOP took 51-70 ms
+# in one go (over the 50 ms slow-callback gate); more than this waits for the next turns,
+# reading paused, so a route request waits a few ms, not the whole read.
+BUDGET: Final = 0.004
+# Messages handed on between two looks at the clock: ~30 us each on the event path.
 SLICE: Final = 32
-# Bytes parsed per loop turn: ~100 events, ~1 ms of AmiParser.feed.
+# Bytes parsed between two looks at the clock: ~100 events, ~1 ms of AmiParser.feed.
 PARSE_BYTES: Final = 64 * 1024
 
 
@@ -72,9 +75,10 @@ class Protocol(AMIProtocol):  # type: ignore[misc]
     protocol_errors: int  # connections dropped because the peer broke the framing
     unknown_messages: int  # blocks that are neither an event nor a response
     _slow_io: Callable[[float], None] | None  # loopdebug.io_timer
-    # Per loop turn (benches that time parsing in a plain loop lift both).
-    slice: int = SLICE  # messages handed on
-    parse_bytes: int = PARSE_BYTES  # bytes parsed
+    # Work on one read per loop turn (benches that time parsing in a plain loop lift it).
+    budget: float = BUDGET  # seconds, checked after each slice and each parse
+    slice: int = SLICE  # messages handed on between two checks
+    parse_bytes: int = PARSE_BYTES  # bytes parsed between two checks
     _backlog: list[AmiMessage]  # parsed, not yet handed on (reading paused meanwhile)
     _backlog_at: int  # the next one of them
     _raw: bytes  # read, not yet parsed (reading paused meanwhile)
@@ -122,62 +126,63 @@ class Protocol(AMIProtocol):  # type: ignore[misc]
             self._raw = self._raw[self._raw_at :] + data
             self._raw_at = 0
             return
-        self._take(data, 0)
+        self._raw, self._raw_at = data, 0
+        self._work()
 
-    def _take(self, data: bytes, at: int) -> None:
-        """Parse ``parse_bytes`` of ``data`` from ``at`` (keep the rest), hand on a slice."""
+    def _work(self) -> None:
+        """Parse and hand on what was read, ``parse_bytes`` and ``slice`` at a time, for at
+        most ``budget`` seconds; if some is left, pause reading and go on next loop turn.
+
+        A time budget, not a count: the usual read is done in one callback as before (a
+        count of 32 a turn made the bridge fall behind a busy site under load: AMI ping
+        timeouts and reconnects, ended calls missing from the store, BENCHMARKS §4),
+        while a read of megabytes after a stop still gives the loop a turn every few ms."""
+        deadline = time.perf_counter() + self.budget
+        while not self.closed:
+            if self._backlog_at < len(self._backlog):
+                at = self._backlog_at
+                self._backlog_at = at + self.slice
+                self._hand_on(self._backlog[at : at + self.slice])
+            elif self._raw_at < len(self._raw):
+                if not self._parse_more():
+                    return  # a framing error: the connection is dropped
+            else:
+                self._backlog, self._backlog_at, self._raw, self._raw_at = [], 0, b"", 0
+                if self._paused:
+                    self._paused = False
+                    if not self.transport.is_closing():
+                        self.transport.resume_reading()
+                return
+            if time.perf_counter() >= deadline:
+                if not self._paused:
+                    self._paused = True
+                    self.transport.pause_reading()
+                asyncio.get_running_loop().call_soon(self._work_on)
+                return
+
+    def _work_on(self) -> None:
+        if not self.closed and self._paused:
+            self._work()
+
+    def _parse_more(self) -> bool:
+        """Parse the next ``parse_bytes`` of the read into the backlog; False after a
+        framing error (the connection is aborted)."""
+        raw, at = self._raw, self._raw_at
         end = at + self.parse_bytes
-        if end < len(data):
-            self._raw, self._raw_at = data, end
-            data = data[at:end]
-        else:
-            self._raw, self._raw_at = b"", 0
-            if at:
-                data = data[at:]
+        data = raw if at == 0 and end >= len(raw) else raw[at:end]
+        self._raw_at = min(end, len(raw))
         try:
             messages = self.parser.feed(data)
         except AmiProtocolError as exc:
             self.protocol_errors += 1
             self.log.error("AMI protocol error, dropping the connection: %s", exc)
-            self._raw, self._raw_at = b"", 0
+            self._backlog, self._backlog_at, self._raw, self._raw_at = [], 0, b"", 0
             self.transport.abort()
-            return
+            return False
         if self.version is None and self.parser.version is not None:
             self.version = self.parser.version
-        if len(messages) <= self.slice and not self._raw and not self._paused:
-            self._hand_on(messages)  # the usual read: no backlog, reading never paused
-            return
-        if not self._paused:
-            self._paused = True
-            self.transport.pause_reading()
         self._backlog, self._backlog_at = messages, 0
-        self._next_slice()
-
-    def _next_slice(self) -> None:
-        """Hand on the backlog's next slice; then come back, parse more, or resume reading."""
-        if self.closed or not self._paused:
-            return  # lost meanwhile: connection_lost dropped the rest
-        backlog, at = self._backlog, self._backlog_at
-        end = at + self.slice
-        self._backlog_at = end
-        self._hand_on(backlog[at:end])
-        if self.closed:
-            return
-        loop = asyncio.get_running_loop()
-        if end < len(backlog):
-            loop.call_soon(self._next_slice)
-        elif self._raw:
-            self._backlog, self._backlog_at = [], 0
-            loop.call_soon(self._take_more)
-        else:
-            self._backlog, self._backlog_at = [], 0
-            self._paused = False
-            if not self.transport.is_closing():
-                self.transport.resume_reading()
-
-    def _take_more(self) -> None:
-        if not self.closed and self._paused:
-            self._take(self._raw, self._raw_at)
+        return True
 
     def _hand_on(self, messages: list[AmiMessage]) -> None:
         responses = self.responses

@@ -171,6 +171,7 @@ def ccbridge_protocol(on_event: Callable[[AmiMessage], None]) -> Protocol:
     # One read handed on whole, as before slicing: these benches time parse and dispatch
     # in a plain loop over chunks, with no event loop turn to hand on the rest.
     proto.slice = proto.parse_bytes = sys.maxsize
+    proto.budget = float("inf")
     proto.connection_made(_NullTransport())
     proto.factory = _CountingFactory()
     proto.log = logging.getLogger("bench.ami")

@@ -1,5 +1,6 @@
-"""One AMI read of many messages is handed on SLICE at a time, the loop running between,
-and parsed PARSE_BYTES at a time.
+"""One AMI read is parsed and handed on for at most Protocol.budget a loop turn (checked
+every SLICE messages and PARSE_BYTES bytes), the loop running between; a usual read is
+handed on in one go.
 
 Over a real socket on either loop: a site writes 100 events in one write; the bridge's
 protocol must let a callback scheduled during the first event run before the slice after
@@ -18,7 +19,7 @@ import pytest
 
 from ccbridge import eventloop, loopdebug
 from ccbridge.ami.codec import AmiMessage
-from ccbridge.ami.pano import PARSE_BYTES, SLICE, Protocol
+from ccbridge.ami.pano import BUDGET, PARSE_BYTES, SLICE, Protocol
 from ccbridge.config.model import EventLoop
 from tests.polling import until
 
@@ -41,9 +42,12 @@ def _events(first: int, count: int, fields: bytes = b"") -> bytes:
     )
 
 
-async def _one_read(site_writes: list[bytes], close_after_first: bool = False) -> list[object]:
+async def _one_read(
+    site_writes: list[bytes], close_after_first: bool = False, budget: float = 0.0
+) -> list[object]:
     """What the protocol handed on (event Seqs), with ``"turn"`` where a callback that the
-    first event scheduled ran; the site writes each of ``site_writes`` in one write."""
+    first event scheduled ran; the site writes each of ``site_writes`` in one write. The
+    protocol's budget is 0 unless given: a turn after every slice."""
     loop = asyncio.get_running_loop()
     seen: list[object] = []
     holder: list[asyncio.Transport] = []
@@ -69,9 +73,13 @@ async def _one_read(site_writes: list[bytes], close_after_first: bool = False) -
     server = await asyncio.start_server(site, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     try:
-        transport, proto = await loop.create_connection(
-            lambda: Protocol(on_event), "127.0.0.1", port
-        )
+
+        def protocol() -> Protocol:
+            made = Protocol(on_event)
+            made.budget = budget
+            return made
+
+        transport, proto = await loop.create_connection(protocol, "127.0.0.1", port)
         holder.append(transport)
         proto.factory = _Manager()  # connection_made resets it
         if close_after_first:
@@ -95,6 +103,15 @@ def test_a_read_of_many_events_gives_the_loop_a_turn_after_each_slice(choice: Ev
     # The read may come in pieces; in one piece (the usual case) the turn comes after
     # exactly one slice. Never later than a slice: that is the bound.
     assert 1 <= turn <= SLICE, seen
+    assert [x for x in seen if x != "turn"] == list(range(EVENTS))
+
+
+@pytest.mark.parametrize("choice", LOOPS)
+def test_a_usual_read_is_handed_on_in_one_go(choice: EventLoop) -> None:
+    # With the default budget (4 ms) a read of 100 events (~1 ms) is not cut: a count of
+    # SLICE a turn made the bridge fall behind busy sites under load (BENCHMARKS §4).
+    seen = eventloop.run(_one_read([_events(0, EVENTS)], budget=BUDGET), choice)
+    assert seen.index("turn") > SLICE, seen
     assert [x for x in seen if x != "turn"] == list(range(EVENTS))
 
 
@@ -155,6 +172,6 @@ def test_a_read_of_megabytes_is_parsed_a_piece_a_turn_within_the_gate() -> None:
     size = 8 * 1024 * 1024  # ~14,000 events: ~80 ms of parsing in one go, quiet
     seen, slow, before_turn = eventloop.run(_one_huge_read(size), EventLoop.ASYNCIO)
     assert seen == list(range(len(seen))) and len(seen) > size // 1000
-    assert before_turn <= SLICE
+    assert before_turn < len(seen)  # the loop had turns while the read was worked through
     assert slow == []
     assert size // 100 > PARSE_BYTES  # a read of 100 bounds and more: the bound is at work
