@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 from dataclasses import dataclass
@@ -337,6 +338,9 @@ def render_edge(
         "view": view,
         "algorithm": view.algorithm,
         "list_file": f"{folder}/{EDGE_LIST}",
+        # a call in setup is over by ring_timeout: its htable entries outlive it a minute
+        "expire": math.ceil(view.settings.ring_timeout) + 60,
+        "site_lost_path": variables.EDGE_SITE_LOST,
     }
     return {name: env.get_template(f"{name}.j2").render(ctx) for name in (EDGE_CONFIG, EDGE_LIST)}
 

@@ -147,6 +147,11 @@ ROUTE_REJECT = "reject"
 ROUTE_KINDS = (ROUTE_QUEUE, ROUTE_REMOTE, ROUTE_AFTER_HOURS, ROUTE_REJECT)
 
 
+# The SIP edge's HTTP path (dialplans/kamailio.cfg.j2, ccbridge/edge/rpc.py) where the
+# bridge POSTs a site whose AMI link it lost: the calls in setup there go to the next site.
+EDGE_SITE_LOST = "/site-lost"
+
+
 def agi_url(host: str, route: str) -> str:
     """``agi://127.0.0.1:4573/route``: the URL the dialplan calls for ``route``."""
     return f"agi://{host}/{route}"

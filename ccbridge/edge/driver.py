@@ -1,5 +1,6 @@
 """The bridge keeps the SIP edge's view of the sites right: disabled while down, drained or
-held off, active again after (Kamailio `dispatcher.set_state` over JSON-RPC)."""
+held off, active again after (Kamailio `dispatcher.set_state` over JSON-RPC); and a site
+whose AMI link drops is reported lost, so the calls in setup there move on at once."""
 
 from __future__ import annotations
 
@@ -54,6 +55,7 @@ class EdgeDriver:
         self.rpc = rpc or KamailioRpc(view.settings.rpc_url, view.settings.rpc_timeout)
         self._sent: dict[Key, str] = {}  # what the edge confirmed, per set and site
         self._seen: set[str] = set()  # sites seen up since start
+        self._lost: set[str] = set()  # sites down since seen up, reported lost to the edge
         self._started = 0.0
         self._next_full = 0.0
         self._retry_at = 0.0
@@ -69,6 +71,13 @@ class EdgeDriver:
         )
         for result in ("ok", *REASONS):
             self.rpc_total.labels(result)
+        self.calls_moved = Counter(
+            "ccbridge_edge_calls_moved_total",
+            "Calls in setup at a site whose AMI link dropped that the SIP edge moved on to "
+            "the next site",
+            ["site"],
+            registry=registry,
+        )
         self.site_active = Gauge(
             "ccbridge_edge_site_active",
             "1 when the SIP edge confirmed the site takes calls, 0 when disabled",
@@ -119,7 +128,52 @@ class EdgeDriver:
         return out
 
     async def sync_once(self, full: bool = False) -> bool:
-        """Push what changed (everything when ``full``); False when the edge failed."""
+        """Push what changed (everything when ``full``), then report sites newly lost;
+        False when the edge failed."""
+        return await self._push_states(full) and await self._report_lost()
+
+    def newly_lost(self) -> list[str]:
+        """Sites seen up since start whose AMI link is down and that the edge was not told
+        of yet. Drained or held-off sites are alive: their calls in setup stay. A site in
+        no dispatcher set gets no call from the edge (nor is it in its list)."""
+        live = self._state()
+        lost = []
+        for site in self._seen:
+            if not self.view.sets_of(site):
+                continue
+            s = live.sites.get(site)
+            if s is not None and s.up:
+                self._lost.discard(site)
+            elif site not in self._lost:
+                lost.append(site)
+        return sorted(lost)
+
+    async def _report_lost(self) -> bool:
+        for site in self.newly_lost():
+            try:
+                moved = await self.rpc.site_lost(self.view.uris[site])
+            except EdgeRpcError as exc:
+                self._failed(exc, site)
+                return False
+            self.rpc_total.labels("ok").inc()
+            self._lost.add(site)
+            self.calls_moved.labels(site).inc(moved)
+            log.warning(
+                "SIP edge: site lost, %d call(s) in setup there moved on",
+                moved,
+                extra=ctx(site=site),
+            )
+        return True
+
+    def _failed(self, exc: EdgeRpcError, site: str) -> None:
+        self.rpc_total.labels(exc.reason).inc()
+        if self._failing != exc.reason:
+            self._failing = exc.reason
+            log.warning(
+                "SIP edge RPC failed, retrying: %s", exc, extra=ctx(site=site, reason=exc.reason)
+            )
+
+    async def _push_states(self, full: bool) -> bool:
         for key, state in self.wanted().items():
             if not full and self._sent.get(key) == state:
                 continue
@@ -127,15 +181,8 @@ class EdgeDriver:
             try:
                 await self.rpc.set_state(state, group, self.view.uris[site])
             except EdgeRpcError as exc:
-                self.rpc_total.labels(exc.reason).inc()
                 self._sent.pop(key, None)
-                if self._failing != exc.reason:
-                    self._failing = exc.reason
-                    log.warning(
-                        "SIP edge RPC failed, retrying: %s",
-                        exc,
-                        extra=ctx(site=site, reason=exc.reason),
-                    )
+                self._failed(exc, site)
                 return False
             self.rpc_total.labels("ok").inc()
             if self._failing is not None:

@@ -11,8 +11,11 @@ import asyncio
 import itertools
 import json
 from typing import Any, Final
+from urllib.parse import urljoin
 
 import aiohttp
+
+from ccbridge.variables import EDGE_SITE_LOST
 
 # Why an RPC failed: the `result` label of ccbridge_edge_rpc_total besides "ok".
 REFUSED: Final = "refused"  # nothing listens, or the connection broke
@@ -41,6 +44,7 @@ class KamailioRpc:
 
     def __init__(self, url: str, timeout: float) -> None:
         self.url = url
+        self.site_lost_url = urljoin(url, EDGE_SITE_LOST)  # same listener, the cfg's own path
         self.timeout = timeout
         self._ids = itertools.count(1)
         self._session: aiohttp.ClientSession | None = None
@@ -52,14 +56,33 @@ class KamailioRpc:
 
     async def call(self, method: str, *params: object) -> Any:
         """The ``result`` of one JSON-RPC call; EdgeRpcError for anything else."""
+        rid = next(self._ids)
+        body = {"jsonrpc": "2.0", "method": method, "params": list(params), "id": rid}
+        status, raw = await self._post(self.url, json=body)
+        if status != 200:
+            raise EdgeRpcError(HTTP_STATUS, f"HTTP {status}: {_excerpt(raw)}")
+        return _result(raw, rid)
+
+    async def site_lost(self, uri: str) -> int:
+        """Tell the edge the site at ``uri`` (``sip:HOST:PORT``) is lost: the calls in setup
+        there move to the next site of their set. How many moved; HTTP_STATUS with the
+        edge's reason for a malformed or unknown site (kamailio.cfg.j2, SITE_LOST_HTTP)."""
+        status, raw = await self._post(self.site_lost_url, data=uri.encode())
+        if status != 200:
+            raise EdgeRpcError(HTTP_STATUS, f"HTTP {status}: {_excerpt(raw)}")
+        text = raw.decode("ascii", "replace").strip()
+        if not text.isdigit() or len(text) > 9:
+            raise EdgeRpcError(BAD_REPLY, f"not a count of calls: {_excerpt(raw)}")
+        return int(text)
+
+    async def _post(self, url: str, **body: Any) -> tuple[int, bytes]:
+        """(HTTP status, body) of one POST; EdgeRpcError when there is no whole answer."""
         if self._session is None:
             # One connection at most: the edge's RPC is one small request at a time.
             self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1))
-        rid = next(self._ids)
-        body = {"jsonrpc": "2.0", "method": method, "params": list(params), "id": rid}
         try:
             async with asyncio.timeout(self.timeout):
-                async with self._session.post(self.url, json=body) as resp:
+                async with self._session.post(url, **body) as resp:
                     raw = await _read_capped(resp)
                     status = resp.status
         except TimeoutError:
@@ -68,9 +91,7 @@ class KamailioRpc:
             raise EdgeRpcError(REFUSED, f"{type(exc).__name__}: {exc}") from None
         if len(raw) > MAX_REPLY:
             raise EdgeRpcError(TOO_LARGE, f"answer over {MAX_REPLY} bytes")
-        if status != 200:
-            raise EdgeRpcError(HTTP_STATUS, f"HTTP {status}: {_excerpt(raw)}")
-        return _result(raw, rid)
+        return status, raw
 
     async def set_state(self, state: str, group: int, uri: str) -> None:
         """``dispatcher.set_state``: one destination of one set (see edge/view.py)."""

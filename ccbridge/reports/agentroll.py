@@ -93,23 +93,31 @@ def spread(lo: int, hi: int, bounds: Sequence[int]) -> Iterable[tuple[int, int]]
 ROLL_COLUMNS = queries.AGENT_ROLL_COLUMNS
 
 
+class Sums(dict[tuple[int, str], list[Any]]):
+    """The sums of each (bucket index, agent), made (agent_zero) on first use."""
+
+    def __missing__(self, key: tuple[int, str]) -> list[Any]:
+        got = self[key] = agent_zero()
+        return got
+
+
 def add_raw(
-    sums: Callable[[int, str], list[Any]],
+    sums: Sums,
     bucket: Callable[[int], int | None],
     call_rows: Iterable[Any],
     ring_rows: Iterable[Any],
     spans: Iterable[tuple[str, list[Span]]],
     bounds: Sequence[int],
 ) -> None:
-    """Add raw rows to the sums of (bucket index, agent) that ``sums`` gives (made on
-    first use): queries.agent_call_sums' and agent_ring_counts' rows, their slot placed
+    """Add raw rows to ``sums``: queries.agent_call_sums' and agent_ring_counts' rows,
+    their slot placed
     by ``bucket`` (None: outside), and login spans spread over buckets bounded by
     ``bounds`` (epoch microseconds)."""
     for r in call_rows:  # slot, agent, answered, talk, hold, wrap-up, score sum, scores
         i = bucket(int(r[0]))
         if i is None:
             continue
-        v = sums(i, r[1])
+        v = sums[(i, r[1])]
         v[1] += int(r[2])
         v[3] += float(r[3])
         v[4] += float(r[4])
@@ -120,11 +128,11 @@ def add_raw(
     for r in ring_rows:  # slot, agent, kind, n
         i = bucket(int(r[0]))
         if i is not None:
-            sums(i, r[1])[0 if r[2] == called else 2] += int(r[3])
+            sums[(i, r[1])][0 if r[2] == called else 2] += int(r[3])
     for agent, agent_spans in spans:
         for lo, hi, paused in agent_spans:
             for i, part in spread(lo, hi, bounds):
-                v = sums(i, agent)
+                v = sums[(i, agent)]
                 v[6] += part
                 if paused:
                     v[7] += part
@@ -141,14 +149,7 @@ def slot_rows(
     """agent_rollup's rows for a site's [start, end) (whole quarter hours): one per
     (quarter hour, agent) with anything in it, from the report's own queries' rows
     (queries.agent_call_sums and agent_ring_counts by quarter hour, agent_states)."""
-    per: dict[tuple[int, str], list[Any]] = {}
-
-    def sums(i: int, agent: str) -> list[Any]:
-        got = per.get((i, agent))
-        if got is None:
-            got = per[(i, agent)] = agent_zero()
-        return got
-
+    per = Sums()
     s0, e0 = us(start), us(end)
     first = s0 // (SLOT_S * US)
     n = (e0 - s0) // (SLOT_S * US)
@@ -158,7 +159,7 @@ def slot_rows(
 
     bounds = list(range(s0, e0 + 1, SLOT_S * US))
     spans = state_spans(state_rows, s0, e0).items()
-    add_raw(sums, bucket, call_rows, ring_rows, spans, bounds)
+    add_raw(per, bucket, call_rows, ring_rows, spans, bounds)
     return [
         {"site": site, "slot": first + i, "agent": agent, **dict(zip(ROLL_COLUMNS, v, strict=True))}
         for (i, agent), v in sorted(per.items())

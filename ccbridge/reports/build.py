@@ -19,7 +19,6 @@ from ccbridge.reports.figures import (
     QUEUE_FIGURES,
     QueueSums,
     agent_row,
-    agent_zero,
 )
 from ccbridge.reports.intervals import Bucket, SlotIndex, buckets, slot_size
 from ccbridge.reports.query import ReportQuery
@@ -214,14 +213,7 @@ def _assemble_agents(
     for n, b in enumerate(items):
         a, z = int(b.start.timestamp()) // size, int(b.end.timestamp()) // size
         bucket.update(dict.fromkeys(range(a, z), n))
-    acc: dict[tuple[int, str], list[Any]] = {}
-
-    def sums(i: int, agent: str) -> list[Any]:
-        got = acc.get((i, agent))
-        if got is None:
-            got = acc[(i, agent)] = agent_zero()
-        return got
-
+    acc = agentroll.Sums()
     for row in roll_rows:  # slot, agent, *AGENT_ROLL_COLUMNS (the bulk of a month)
         i = bucket.get(row[0])
         if i is None:
@@ -234,7 +226,7 @@ def _assemble_agents(
             for k, x in enumerate(row[2:]):
                 got[k] += x
     bounds = [agentroll.us(b.start_utc) for b in items] + [agentroll.us(items[-1].end_utc)]
-    agentroll.add_raw(sums, bucket.get, call_rows, ring_rows, spans, bounds)
+    agentroll.add_raw(acc, bucket.get, call_rows, ring_rows, spans, bounds)
     starts = [b.start.isoformat() for b in items]
     ends = [b.end.isoformat() for b in items]
     return [

@@ -13,10 +13,10 @@ mounted in a private mount namespace that ends with the process: ``install_valgr
 ``vgdb``, what ``callgrind_control -z`` sends), N calls of one path at a walk (default 4
 calls/s: Asterisk under callgrind is ~50x slower, and SIP timers must not fire), the
 window held for a fixed time after the first call, ``dump``: the dump's total is the
-window's instructions (Ir). An ``idle`` step (no
-calls, the same window) measures what Asterisk does by itself meanwhile (the bridge's
-held-route heartbeat, AMI pings, timers); a path's cost per call is (window Ir - idle Ir
-of the same round) / calls. A step counts only when every call completed and SIPp sent no
+window's instructions (Ir). An ``idle`` step each round (no calls, the same window)
+measures what Asterisk does by itself meanwhile (the bridge's held-route heartbeat, AMI
+pings, qualifies, timers); a path's cost per call is (window Ir - the idle windows'
+median) / calls. A step counts only when every call completed and SIPp sent no
 retransmission (its timers did not fire).
 
 Paths (bench_e2e's, installed the same way: ``install_dialplan``): static, held, production
@@ -73,11 +73,11 @@ from tests.bench.bench_e2e import (
     _check_path,
     _upgrade,
     _wait_for_held_routes,
-    cpu_seconds,
     install_dialplan,
     place,
     plan_steps,
 )
+from tests.bench.bench_fastagi import cpu_seconds
 from tests.bench.verdict import Estimate, estimate, only
 
 WITHIN = 0.02  # issue 12: records on keeps the routed ratio within 0.02 of off
@@ -245,13 +245,15 @@ def idle_of(steps: list[CgStep], rnd: int) -> CgStep | None:
 
 
 def per_call(steps: list[CgStep], step: CgStep, what: str = "ir") -> float | None:
-    """The step's instructions (or CPU seconds) per call, its round's idle window taken
-    off; None without an idle step or calls."""
-    idle = idle_of(steps, step.round)
-    if idle is None or step.calls == 0:
+    """The step's instructions (or CPU seconds) per call with the idle windows' median
+    taken off (the machine's own work in a window varies between windows: a qualify, a
+    held-table pass; the median of every round's is steadier than one round's); None
+    without an idle step or calls."""
+    idle = [s.ir if what == "ir" else s.cpu_s for s in steps if s.variant == "idle"]
+    if not idle or step.calls == 0:
         return None
-    own, base = (step.ir, idle.ir) if what == "ir" else (step.cpu_s, idle.cpu_s)
-    return (own - base) / step.calls
+    own = step.ir if what == "ir" else step.cpu_s
+    return (own - statistics.median(idle)) / step.calls
 
 
 def static_beside(steps: list[CgStep], step: CgStep, what: str = "ir") -> float | None:
@@ -607,6 +609,20 @@ def top_functions(steps: list[CgStep], variants: list[str], n: int = 40) -> dict
     return out
 
 
+def resummarise(saved: dict[str, object]) -> dict[str, object]:
+    """An earlier run's result with its summary and profile made again from its steps
+    (this module's arithmetic as it is now)."""
+    raw = saved["steps"]
+    assert isinstance(raw, list)
+    steps = [CgStep(**row) for row in raw]
+    seen = list(dict.fromkeys(s.variant for s in steps if s.variant != "idle"))
+    share = (float(saved["ivr_share"]), float(saved["agi_share"]))  # type: ignore[arg-type]
+    out = dict(saved)
+    out["summary"] = summarise(steps, seen, share)
+    out["profile"] = top_functions(steps, seen) if saved.get("profile") else {}
+    return out
+
+
 def _print(result: dict[str, object]) -> None:
     summary = result["summary"]
     assert isinstance(summary, dict)
@@ -651,7 +667,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--agi-share", type=float, default=AGI_SHARE)
     ap.add_argument("--profile", action="store_true", help="where each path's Ir go")
     ap.add_argument("--json", help="write the result here too")
+    ap.add_argument("--from-json", help="summarise the steps of an earlier run's --json again")
     args = ap.parse_args(argv)
+    if args.from_json:
+        _print(resummarise(json.loads(Path(args.from_json).read_text())))
+        return 0
     paths = [p for p in args.paths.split(",") if p]
     if bad := [p for p in paths if p not in PATHS]:
         ap.error(f"unknown paths {bad}; known: {', '.join(PATHS)}")

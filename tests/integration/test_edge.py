@@ -17,13 +17,14 @@ import pytest
 
 from ccbridge.app import Bridge
 from ccbridge.config import Config
+from ccbridge.config.model import Site
 from ccbridge.edge.rpc import KamailioRpc
 from ccbridge.edge.view import edge_view
 from ccbridge.lab.edge import LabEdge
 from ccbridge.lab.sipp import Agent, CallResult, aborted_calls, place_calls
 from ccbridge.lab.sites import Lab
 from tests.integration.conftest import AmiRecorder, BridgeFactory, answering
-from tests.polling import until
+from tests.polling import until, until_async
 
 WEDNESDAY_MORNING = datetime(2026, 11, 25, 5, 0, tzinfo=UTC)  # every site open
 ORDERS_IN = "+918000000001"  # orders: served by all three sites, so spread over them
@@ -212,13 +213,35 @@ async def restart(lab: Lab, name: str) -> None:
     await asyncio.to_thread(lab.wait_ami, site, 20)
 
 
+def before_route(lab: Lab, site: Site, *apps: str) -> None:
+    """A call to ORDERS_IN at ``site`` runs ``apps`` before its route step: until the
+    site's next dialplan reload."""
+    for priority, app in enumerate(apps, 1):
+        lab.cli(site, f"dialplan add extension {ORDERS_IN},{priority},{app} into ccb-route replace")
+    assert apps[0] in lab.cli(site, f"dialplan show {ORDERS_IN}@ccb-route")
+
+
+RING = ("Ringing()", "Wait(60)")  # 180, never a final reply: a call ringing an agent
+ANSWER = ("Answer()", "Wait(5)", "Hangup()")  # longer than a caller talks
+
+
 @pytest.fixture
-def answering_elsewhere(lab: Lab) -> Iterator[None]:
-    """orders-en answers at once at bangalore and manila; dhaka keeps its queue and agent.
-    With the lab's agents (5 s wrap-up) the calls dhaka's death sends there waited in
-    their queues past any per-call bound that would still catch a hung call."""
+def ringing_at_dhaka(lab: Lab) -> Iterator[None]:
+    """orders-en answers at once at bangalore and manila; every call the edge gives dhaka
+    rings there (RING): it is in setup at dhaka when dhaka dies."""
+    dhaka = lab.config.site("dhaka")
     with answering(lab, {"bangalore": "orders-en", "manila": "orders-en"}):
-        yield
+        before_route(lab, dhaka, *RING)
+        try:
+            yield
+        finally:
+            lab.cli(dhaka, "dialplan reload")
+
+
+async def in_setup_at(rpc: KamailioRpc, uri: str) -> bool:
+    """Whether the edge holds a call in setup at the site ``uri`` (its htable `setup`)."""
+    dump = await rpc.call("htable.dump", "setup")
+    return any(item["value"] == uri for entry in dump for item in entry["slot"])
 
 
 async def test_sigkilled_site_behind_the_edge_costs_no_call(
@@ -226,26 +249,25 @@ async def test_sigkilled_site_behind_the_edge_costs_no_call(
     edge_config: Config,
     edge: LabEdge,
     agents: dict[str, Agent],
-    answering_elsewhere: None,
+    ringing_at_dhaka: None,
     ami: AmiRecorder,
     bridge_at: BridgeFactory,
     tmp_path: Path,
 ) -> None:
-    """dhaka is SIGKILLed under load through the edge. What is asserted, per call, with
-    SIPp's per-call trace (-trace_calldebug) telling answered calls from unanswered ones:
+    """dhaka is SIGKILLed under load through the edge while calls ring there. What is
+    asserted, per call, with SIPp's per-call trace (-trace_calldebug) telling answered
+    calls from unanswered ones:
 
-    - every call dhaka did not hold at the kill succeeds: the ones the edge sends it
-      before it learns of the death get no reply within invite_timeout and fail over to
-      the next site inside the call (the last part shows that failover alone);
-    - a call dhaka had answered dies with it (its BYE finds no one): at most as many
-      answered calls fail as dhaka held answered at the kill;
-    - a call in setup at dhaka (ringing in its queue, or sent on over a trunk) has had
-      dhaka's provisional reply, so the edge waits ring_timeout for it, not
-      invite_timeout: it is lost too, and at most as many unanswered calls fail as dhaka
-      held in setup at the kill.
+    - no unanswered call fails. The calls ringing at dhaka (its 180 relayed: the edge
+      would wait ring_timeout for them) move on to the next site inside the call when the
+      bridge reports the site lost (POST /site-lost), and are answered there; the ones the
+      edge sends dhaka before it learns of the death get no reply within invite_timeout
+      and fail over too (the last part shows that failover alone);
+    - a call dhaka had answered dies with it (its media is there): at most as many
+      answered calls fail as dhaka held answered at the kill.
 
     The calls dhaka held are counted from AMI at the kill. A per-call receive timeout
-    (15 s) ends the calls left hanging, so the test never waits SIPp's 40 s bound.
+    (15 s) fails a ringing call that is not moved, well before dhaka's 60 s of ringing.
     """
     assert edge_config.edge is not None
     dhaka = lab.config.site("dhaka")
@@ -260,26 +282,22 @@ async def test_sigkilled_site_behind_the_edge_costs_no_call(
     traced = ("-recv_timeout", "15000", "-trace_calldebug", "-calldebug_file", str(trace))
     try:
         async with bridge_at(WEDNESDAY_MORNING, config=config) as bridge:
+            assert bridge.edge is not None
             await watch(rpc, config, "dhaka", "active")
-            # 8 s of calls; dhaka's agent (5 s wrap-up) takes some, its overflow and the
-            # calls sent elsewhere are answered at once
             load = asyncio.create_task(through_edge(config, 16, rate=2, port=6620, extra=traced))
-            mark = len(ami.events)
-            await until(lambda: entered(ami, "dhaka", mark) >= 1, 15, "a load call at dhaka")
-            # Kill right after a call enters manila: round robin's next for dhaka is two
-            # calls (1 s) away, so no INVITE is on its way there that AMI has not shown
-            # yet (one would be in setup at dhaka but not counted).
-            seen = [entered(ami, "manila", mark)]
-
-            def fresh() -> bool:
-                now = entered(ami, "manila", mark)
-                new, seen[0] = now > seen[0], now
-                return new
-
-            await until(fresh, 6, "a load call entering manila", interval=0.005)
+            await until(lambda: held_calls(ami, "dhaka")[0] >= 2, 15, "two calls ringing at dhaka")
             ringing, answered = held_calls(ami, "dhaka")
             killed = time.monotonic()
             lab.signal_site(dhaka, signal.SIGKILL)
+
+            def moved() -> float:
+                value = bridge.registry.get_sample_value(
+                    "ccbridge_edge_calls_moved_total", {"site": "dhaka"}
+                )
+                return value or 0.0
+
+            await until(lambda: moved() >= ringing, 10, "the calls ringing at dhaka moved on")
+            moved_after = time.monotonic() - killed
             await watch(rpc, config, "dhaka", "disabled")
             detect = time.monotonic() - killed
             result = await load
@@ -290,7 +308,7 @@ async def test_sigkilled_site_behind_the_edge_costs_no_call(
             why = (ringing, answered, aborted, result.output[-2000:])
             assert result.created == 16, why
             assert result.successful + result.failed == 16 and len(aborted) == result.failed, why
-            assert failed_unanswered <= ringing and died_answered <= answered, why
+            assert failed_unanswered == 0 and died_answered <= answered, why
 
             await restart(lab, "dhaka")
             back = time.monotonic()
@@ -300,6 +318,8 @@ async def test_sigkilled_site_behind_the_edge_costs_no_call(
             assert up_since is not None and bridge.clock.time() - up_since >= holdoff
             measured = {
                 "in_setup_at_dhaka_at_kill": ringing,
+                "moved_on": int(moved()),
+                "moved_after_s": f"{moved_after:.2f}",
                 "answered_by_dhaka_at_kill": answered,
                 "calls": result.created,
                 "failed_unanswered": failed_unanswered,
@@ -307,23 +327,40 @@ async def test_sigkilled_site_behind_the_edge_costs_no_call(
                 "edge_disabled_after_s": f"{detect:.2f}",
                 "active_again_after_ami_s": f"{time.monotonic() - back:.2f}",
             }
-        # The edge's own failover, with no bridge to tell it anything: dhaka dead but active
-        # at the edge (as before its probes notice). Three calls at once: round robin sends
-        # dhaka one, which never answers, and that call goes on to the next site.
-        lab.signal_site(dhaka, signal.SIGKILL)
+        # The edge alone, with no bridge to tell it anything: dhaka dead but active at the
+        # edge (as before its probes notice), one call ringing there. Three calls at once:
+        # round robin sends dhaka one, which never answers and goes on to the next site;
+        # that unanswered INVITE (or a probe) tells the edge dhaka is lost, and the call
+        # ringing there moves on too. The others answer before their route step: with no
+        # bridge, a held route could send a call over a trunk to the dead dhaka.
+        alone = time.monotonic()
+        before_route(lab, dhaka, *RING)  # the restart reloaded its dialplan
+        for other in ("bangalore", "manila"):
+            before_route(lab, lab.config.site(other), *ANSWER)
         log_mark = edge.log.stat().st_size
+        ringer = asyncio.create_task(through_edge(config, 3, rate=30, port=6640))
+        await until_async(
+            lambda: in_setup_at(rpc, view.uris["dhaka"]), 10, "a call at dhaka", interval=POLL
+        )
+        lab.signal_site(dhaka, signal.SIGKILL)
         for group in view.sets_of("dhaka"):
             await rpc.set_state("a", group, view.uris["dhaka"])
         burst = await through_edge(config, 3, rate=30, port=6630)
+        ringing_moved = await ringer
         text = await asyncio.to_thread(read_from, edge.log, log_mark)
+        alone = time.monotonic() - alone
         await restart(lab, "dhaka")
         assert burst.ok, burst.output[-2000:]
-        failovers = text.count(f"site {dhaka.sip.host} failed")
+        assert ringing_moved.ok, ringing_moved.output[-2000:]
+        failovers = text.count(f"site {dhaka.sip.host} failed (408)")
         assert failovers >= 1, "no call reached the dead site: the failover was not exercised"
+        assert f"site {view.uris['dhaka']} lost: 1 call(s)" in text, text[-2000:]
         report(
             "edge site killed",
             failed_over_in_call=failovers,
             burst_failed=burst.failed,
+            edge_alone_calls_ok=ringing_moved.successful + burst.successful,
+            edge_alone_part_s=f"{alone:.2f}",
             **measured,
         )
     finally:

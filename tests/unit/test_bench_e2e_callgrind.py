@@ -3,6 +3,9 @@ from instructions per window to each path's ratio to static."""
 
 from __future__ import annotations
 
+import json
+from dataclasses import asdict
+
 import pytest
 
 from tests.bench.bench_e2e_callgrind import (
@@ -15,6 +18,7 @@ from tests.bench.bench_e2e_callgrind import (
     per_call,
     plan,
     ratios,
+    resummarise,
     sipp_retransmissions,
     summarise,
 )
@@ -198,3 +202,18 @@ def test_the_command_runs_valgrind_inside_the_root_with_its_own_proc() -> None:
     inner = argv[-1]
     assert inner.startswith("mount -t proc proc /lab/root/proc && exec chroot /lab/root env")
     assert "--tool=callgrind" in inner and inner.endswith("/usr/sbin/asterisk -f")
+
+
+def test_the_idle_windows_median_is_taken_off_every_step() -> None:
+    # one round's idle window caught a qualify: the median of the three is the baseline
+    steps = run_of({"held": [10_000, 10_000, 10_000]})
+    idle = [s for s in steps if s.variant == "idle"]
+    idle[0].ir = 31_000
+    assert per_call(steps, next(s for s in steps if s.variant == "held")) == 10_000
+
+
+def test_a_saved_run_is_summarised_again_from_its_steps() -> None:
+    steps = run_of({"held": [10_000, 10_500], "routed": [12_500, 12_500]})
+    saved = {"steps": [asdict(s) for s in steps], "ivr_share": 0.0, "agi_share": 0.0}
+    again = resummarise(json.loads(json.dumps(saved)))
+    assert again["summary"] == summarise(steps, ["static", "held", "routed"], (0.0, 0.0))

@@ -15,6 +15,7 @@ from ccbridge.config.edge import EDGE_DIR, EdgeAlgorithm
 from ccbridge.config.model import HostPort
 from ccbridge.edge.view import edge_view, serving_sites
 from ccbridge.render import EDGE_CONFIG, EDGE_LIST, render_all, render_edge, render_site
+from ccbridge.variables import EDGE_SITE_LOST
 
 REPO = Path(__file__).resolve().parents[2]
 LAB = REPO / "examples" / "lab.yaml"
@@ -186,6 +187,25 @@ def test_priority_algorithm_and_no_carrier_filter() -> None:
     assert 'ds_select_domain("$var(set)", "8")' in cfg
     assert "FROM_CARRIER" not in cfg
     assert 'list_file", "/etc/kamailio/dispatcher.list"' in cfg
+
+
+def test_calls_in_setup_are_tracked_and_a_lost_site_moves_them_on() -> None:
+    """Every branch to a site records its provisional replies (onreply_route SITE_REPLY),
+    the failover path too; a lost site, told by the bridge or seen by the edge itself,
+    runs SITE_LOST; the htables outlive ring_timeout; the 503 goes to the edge's own SIP
+    address."""
+    text = with_edge("edge:\n  sip: 192.0.2.10:5060\n  rpc: 127.0.0.1:5080\n  ring_timeout: 600.5")
+    cfg = render_edge(parse(text))[EDGE_CONFIG]
+    relays = cfg.count("route(RELAY);\n")
+    assert cfg.count('t_on_reply("SITE_REPLY");') == cfg.count('t_on_failure("NEXT_SITE");') == 2
+    assert relays >= 2 and "onreply_route[SITE_REPLY]" in cfg
+    assert cfg.count("autoexpire=661") == 4  # ceil(600.5) + 60
+    dst_down = cfg.split("event_route[dispatcher:dst-down]", 1)[1].split("}", 1)[0]
+    assert "route(SITE_LOST);" in dst_down
+    assert f'if ($hu == "{EDGE_SITE_LOST}")' in cfg
+    assert 'send_data("sip:192.0.2.10:5060", ' in cfg
+    # a lost call fails over whatever its branch's final reply was
+    assert "$var(lost) != $null || t_branch_timeout()" in cfg
 
 
 def test_every_site_takes_carrier_calls_from_the_edge() -> None:

@@ -22,6 +22,7 @@ from ccbridge.edge.driver import START_GRACE, EdgeDriver
 from ccbridge.edge.rpc import EdgeRpcError, KamailioRpc, parse_list
 from ccbridge.edge.view import STATE_ACTIVE, STATE_DISABLED, EdgeView, edge_view
 from ccbridge.routing.state import LiveState, initial_state, set_drained, set_site_up
+from ccbridge.variables import EDGE_SITE_LOST
 
 REPO = Path(__file__).resolve().parents[2]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -41,6 +42,15 @@ class Edge:
         self.requests: list[dict[str, Any]] = []
         self.answer: Handler | None = None
         self.server: TestServer | None = None
+        self.lost: list[str] = []  # the sites POSTed to /site-lost, in order
+        self.lost_answer: Handler | None = None
+        self.moved = 0  # what /site-lost answers: the calls moved on
+
+    async def handle_lost(self, request: web.Request) -> web.StreamResponse:
+        if self.lost_answer is not None:
+            return await self.lost_answer(request)
+        self.lost.append((await request.read()).decode())
+        return web.Response(text=f"{self.moved}\n")
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         if self.answer is not None:
@@ -63,6 +73,7 @@ async def edge() -> AsyncIterator[Edge]:
     fake = Edge()
     app = web.Application()
     app.router.add_post("/RPC", fake.handle)
+    app.router.add_post(EDGE_SITE_LOST, fake.handle_lost)
     fake.server = TestServer(app, host="127.0.0.1")
     await fake.server.start_server()
     try:
@@ -304,7 +315,8 @@ async def test_down_drained_and_held_off_sites_are_disabled_in_every_set(edge: E
         all_sets = sum(len(s.sites) for s in view.sets)
         changes = 2 * len(view.sets_of("dhaka")) + 2 * len(view.sets_of("manila"))
         ok = registry.get_sample_value("ccbridge_edge_rpc_total", {"result": "ok"})
-        assert ok == all_sets + changes
+        assert ok == all_sets + changes + 1  # + manila's link lost, reported once
+        assert edge.lost == [view.uris["manila"]]
     finally:
         await driver.stop()
 
@@ -341,6 +353,11 @@ async def test_a_site_never_seen_is_left_alone_for_the_start_grace(edge: Edge) -
     clock.t += START_GRACE
     wanted = driver.wanted()
     assert wanted[(lab_view(config).sets_of("dhaka")[0], "dhaka")] == STATE_DISABLED
+    # disabled, but never seen up: its link never dropped, no call of it to move
+    try:
+        assert await driver.sync_once() and edge.lost == []
+    finally:
+        await driver.stop()
 
 
 async def test_rpc_failures_are_counted_and_retried_never_raised(edge: Edge) -> None:
@@ -389,5 +406,77 @@ async def test_the_loop_survives_a_dead_edge_and_catches_up_when_it_answers(edge
                 break
             await asyncio.sleep(0.01)
         assert sent_for(edge, view, "dhaka") == every(view, "dhaka", STATE_DISABLED)
+    finally:
+        await driver.stop()
+
+
+# -- a site lost: the calls in setup there move on -------------------------------------------
+
+
+async def synced(
+    edge: Edge,
+) -> tuple[Config, Clock, list[LiveState], CollectorRegistry, EdgeDriver]:
+    """A driver over the lab's sites, every one up for an hour, past its start grace and
+    with its first full sync done (the test drives sync_once from here)."""
+    config = lab()
+    clock = Clock()
+    live = [all_up(config, clock.t - 3600)]
+    registry = CollectorRegistry()
+    driver = driver_over(edge, config, live, clock, registry)
+    await driver.start()
+    await driver.stop()
+    assert await driver.sync_once(full=True)
+    return config, clock, live, registry, driver
+
+
+async def test_a_site_whose_ami_link_drops_is_reported_lost_once(edge: Edge) -> None:
+    config, clock, live, registry, driver = await synced(edge)
+    view = lab_view(config)
+    try:
+        assert edge.lost == []
+        live[0] = set_drained(live[0], "dhaka", True)  # alive: its calls in setup stay
+        edge.moved = 3
+        live[0] = set_site_up(live[0], "manila", False, clock.t)
+        assert await driver.sync_once()
+        assert edge.lost == [view.uris["manila"]]
+        moved = registry.get_sample_value("ccbridge_edge_calls_moved_total", {"site": "manila"})
+        assert moved == 3
+        assert await driver.sync_once(full=True) and edge.lost == [view.uris["manila"]]
+        # back, then lost again: told again
+        live[0] = set_site_up(live[0], "manila", True, clock.t)
+        assert await driver.sync_once() and len(edge.lost) == 1
+        live[0] = set_site_up(live[0], "manila", False, clock.t)
+        assert await driver.sync_once()
+        assert edge.lost == [view.uris["manila"]] * 2
+    finally:
+        await driver.stop()
+
+
+LOST_GARBAGE: list[tuple[str, Handler, str]] = [
+    ("unknown site", reply(404, b"no such site\n"), edge_rpc.HTTP_STATUS),
+    ("not a count", reply(body=b"moved some"), edge_rpc.BAD_REPLY),
+    ("empty", reply(), edge_rpc.BAD_REPLY),
+    ("negative", reply(body=b"-1\n"), edge_rpc.BAD_REPLY),
+    ("huge number", reply(body=b"9" * 40), edge_rpc.BAD_REPLY),
+    ("too large", reply(body=b"1" * (edge_rpc.MAX_REPLY + 10)), edge_rpc.TOO_LARGE),
+]
+
+
+@pytest.mark.parametrize(
+    ("what", "answer", "reason"), LOST_GARBAGE, ids=[g[0] for g in LOST_GARBAGE]
+)
+async def test_garbage_answers_to_site_lost_are_one_error_and_retried(
+    edge: Edge, what: str, answer: Handler, reason: str
+) -> None:
+    config, clock, live, registry, driver = await synced(edge)
+    view = lab_view(config)
+    try:
+        live[0] = set_site_up(live[0], "dhaka", False, clock.t)
+        edge.lost_answer = answer
+        assert not await driver.sync_once()
+        assert registry.get_sample_value("ccbridge_edge_rpc_total", {"result": reason}) == 1
+        edge.lost_answer = None
+        assert await driver.sync_once()  # not confirmed before: told now
+        assert edge.lost == [view.uris["dhaka"]]
     finally:
         await driver.stop()
