@@ -8,7 +8,7 @@ its ``engine`` and ``result`` modules are imported and their names set on it, so
 the package (``AsyncSession``, ``async_sessionmaker``, ...) imports the module holding it
 on first use, so nothing is missing, only deferred. The package's own last step (the
 greenlet shim's ``_initialize``) runs here too. Nothing is done when the package is
-already imported.
+already imported, or when SQLAlchemy is not installed.
 """
 
 from __future__ import annotations
@@ -37,7 +37,12 @@ _DEFERRED = ("scoping", "session")  # the ORM's part: imported when a name of th
 def install() -> None:
     if PACKAGE in sys.modules:
         return
-    spec = importlib.util.find_spec(PACKAGE)
+    try:
+        spec = importlib.util.find_spec(PACKAGE)
+    except ModuleNotFoundError:
+        # No SQLAlchemy: the lab's root is built by the system Python (make test), which
+        # imports ccbridge.lab.rootfs, standard library only, through this package.
+        return
     if spec is None or spec.submodule_search_locations is None:
         return
     package = types.ModuleType(PACKAGE, "sqlalchemy.ext.asyncio, its ORM part deferred")

@@ -60,3 +60,22 @@ def test_the_bridge_imports_no_orm_and_every_name_is_reachable() -> None:
         "engine": "sqlalchemy.ext.asyncio.engine",
         "deploy": ["ccbridge.deploy.parsers"],
     }
+
+
+WITHOUT_SQLALCHEMY = """
+import sys
+class NoSqlAlchemy:  # as on the system Python that builds the lab's root (make test)
+    def find_spec(self, name, path=None, target=None):
+        if name == "sqlalchemy" or name.startswith("sqlalchemy."):
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return None
+sys.meta_path.insert(0, NoSqlAlchemy())
+import ccbridge.lab.rootfs
+print("sqlalchemy" in sys.modules)
+"""
+
+
+def test_the_package_imports_without_sqlalchemy() -> None:
+    # `make test` builds the lab's root with the system Python (standard library only)
+    # while the venv is made: importing ccbridge must not need SQLAlchemy there.
+    assert _python(WITHOUT_SQLALCHEMY).strip() == "False"
