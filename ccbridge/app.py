@@ -39,7 +39,6 @@ from ccbridge.http.app import build_app
 from ccbridge.kpi import KpiTracker
 from ccbridge.lifecycle import Parts, StartError, StopError
 from ccbridge.logs import ctx
-from ccbridge.memtrim import HeapTrim
 from ccbridge.metrics import BridgeMetrics, LinkSnapshot, TrunkSnapshot
 from ccbridge.recording.part import RecordingPart, object_deleter
 from ccbridge.recording.policy import record_variable
@@ -231,8 +230,6 @@ class Bridge:
         if view is not None and view.settings.enabled:
             hold = config.routing.site_holdoff
             self.edge = EdgeDriver(view, lambda: self.state, self.clock.time, hold, self.registry)
-        # glibc keeps what bursts free: trimmed back to the kernel now and then.
-        self.heap_trim = HeapTrim()
         self._parts: Parts | None = None
         self.http_port: int | None = None
         self.access_store = AccessStore(config)
@@ -603,6 +600,29 @@ class Bridge:
             raise RuntimeError("bridge already started")
         parts = self._parts = Parts()
         self._first_sync_done, self.sessions_before_first_sync = False, 0
+        # No collection while starting: what start builds lives as long as the process
+        # (frozen below), and a full collection meanwhile walked all of it on the loop:
+        # serve()'s start steps of 61-70 ms in CI, once the holiday countries were
+        # imported by the calendars' warm-up thread during start (seventh session).
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            await self._start_collector_paused(parts)
+        finally:
+            if collecting:
+                gc.enable()
+        log.info(
+            "bridge started",
+            extra=ctx(
+                agi=f"{self.config.bridge.agi_listen.host}:{self.agi.port}",
+                http=f"{self.config.bridge.http_listen.host}:{self.http_port}",
+                sites=len(self.links),
+                clock=self.clock.now().isoformat() if self.clock.fixed else "real",
+            ),
+        )
+
+    async def _start_collector_paused(self, parts: Parts) -> None:
+        """``start``'s work, with the collector paused around it."""
         # Holiday calendars fill a year in on its first lookup (tens of ms): this year's
         # and its neighbours' in a thread, before anything routes on the loop.
         year = self.clock.now().year
@@ -624,15 +644,6 @@ class Bridge:
         # otherwise walks it all and stalls the loop (81-126 ms measured with the lab's
         # config on the shared 2-core machine; 0.002 ms after the freeze).
         gc.freeze()
-        log.info(
-            "bridge started",
-            extra=ctx(
-                agi=f"{self.config.bridge.agi_listen.host}:{self.agi.port}",
-                http=f"{self.config.bridge.http_listen.host}:{self.http_port}",
-                sites=len(self.links),
-                clock=self.clock.now().isoformat() if self.clock.fixed else "real",
-            ),
-        )
 
     async def _start_parts(self, parts: Parts) -> None:
         # The staffing plan's reader of the records store: opened on first use.
@@ -708,7 +719,6 @@ class Bridge:
         if self.live_plan is not None:
             plan = self.live_plan
             await parts.start("staffing gauges", None, plan.start, plan.stop)
-        await parts.start("heap trim", None, self.heap_trim.start, self.heap_trim.stop)
 
     async def stop(self) -> None:
         """Stop every part, newest first, each even when another fails; raises StopError

@@ -11,6 +11,7 @@ at most 3 days x 48 slots per configured queue are kept.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
@@ -48,6 +49,7 @@ class LivePlan:
         self.error: str | None = None  # why the last refresh gave no plan
         self.refreshes = 0
         self._task: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()  # a scrape found the kept plan over: refresh now
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._loop(), name="staffing-plan")
@@ -80,13 +82,20 @@ class LivePlan:
     async def _loop(self) -> None:
         while True:
             ok = await self.refresh_once()
-            await asyncio.sleep(self.refresh if ok else self.retry)
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.refresh if ok else self.retry):
+                    await self._wake.wait()
 
     def current(self) -> list[IntervalPlan]:
         """Each queue's row for the slot holding now, staffed by the agents logged in
         and not paused (what the gauges show)."""
+        now = self._now()
+        rows = current(self.rows, now)
+        if self.rows and not rows and self.error is None:
+            # The bridge keeps a few hours of the plan (services/staffing.PLAN_AHEAD):
+            # a clock that moved on past them (or a late refresh) is asked for now, not
+            # shown as no plan until the next refresh.
+            self._wake.set()
         live = self._staffed()
-        return [
-            replace(r, staffed=live.get((r.key.site, r.key.queue), 0))
-            for r in current(self.rows, self._now())
-        ]
+        return [replace(r, staffed=live.get((r.key.site, r.key.queue), 0)) for r in rows]
