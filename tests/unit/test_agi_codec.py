@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ccbridge.agi import codec
 from ccbridge.agi.codec import (
@@ -364,3 +366,22 @@ def unquote_like_asterisk(line: str) -> list[str]:
 @pytest.mark.parametrize("value", ["", "plain", 'q"uote', "back\\slash", ' lead "\\" ', "\t"])
 def test_quoting_round_trips_through_asterisk_parser(value: str) -> None:
     assert unquote_like_asterisk(codec.set_variable("V", value)) == ["SET", "VARIABLE", "V", value]
+
+
+_QUERY_CHARS = "ab=&%+2041Ff;é "
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.text(alphabet=_QUERY_CHARS, max_size=30))
+def test_the_query_parser_is_parse_qs_last_value_wins(raw: str) -> None:
+    from urllib.parse import parse_qs
+
+    expected = {k: v[-1] for k, v in parse_qs(raw, keep_blank_values=True).items()}
+    assert codec.parse_query(raw) == expected
+
+
+def test_common_replies_are_shared_and_equal_to_a_full_parse() -> None:
+    for raw in ("200 result=0", "200 result=1"):
+        assert codec.parse_reply(raw + "\n") is codec.parse_reply(raw)
+        assert codec.parse_reply(raw) == codec._parse_reply(raw)
+    assert codec.parse_reply("200 result=1 (x)").data == "x"
