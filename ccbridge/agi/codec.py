@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from operator import methodcaller
 from types import MappingProxyType
 from typing import Final
 from urllib.parse import unquote
@@ -73,6 +74,13 @@ _CONTROL_RE: Final = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 _BLOCK_RE: Final = re.compile(rb"(?:agi_[a-z0-9_]+:[^\x00-\x08\x0a-\x1f\x7f]*\r?\n)*")
 # Asterisk writes "agi_key: value": drop exactly one space, keep the rest verbatim.
 _PAIR_RE: Final = re.compile(r"(agi_[a-z0-9_]+): ?([^\r\n]*)\r?\n")
+# The fast path (_fast_env) takes a block only without CR and control bytes but TAB,
+# every line "agi_key: value"; anything else goes the checked way above.
+# (bytes.translate deletes in a C loop at a few instructions a byte; a regex over the
+# block costs ten times that.)
+_FAST_REFUSED: Final = bytes([*range(0x09), *range(0x0B, 0x20), 0x7F])
+_KEY_BYTES: Final = b"abcdefghijklmnopqrstuvwxyz0123456789_\n"
+_FAST_SPLIT: Final = methodcaller("split", ": ", 1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,10 +106,11 @@ class AgiRequest:
         return cls._own(dict(env))
 
     @classmethod
-    def _own(cls, env: dict[str, str]) -> AgiRequest:
-        """``from_env`` for a dict nobody else holds (the parser's): no copy."""
+    def _own(cls, env: dict[str, str], arg_keys: int | None = None) -> AgiRequest:
+        """``from_env`` for a dict nobody else holds (the parser's): no copy.
+        ``arg_keys``: how many keys start with ``agi_arg_``, when the caller knows."""
         frozen = MappingProxyType(env)
-        args = _numbered_args(env)
+        args = _numbered_args(env) if arg_keys is None else _args_in_order(env, arg_keys)
         script = env.get("agi_network_script", "")
         raw_path, _, raw_query = script.partition("?")
         return cls(
@@ -151,6 +160,46 @@ def _numbered_args(env: Mapping[str, str]) -> tuple[str, ...]:
     if len(numbered) > 1:
         numbered.sort()
     return tuple([value for _, value in numbered])
+
+
+def _args_in_order(env: Mapping[str, str], arg_keys: int) -> tuple[str, ...]:
+    """``_numbered_args`` without looking at every key when ``agi_arg_1..arg_keys`` are
+    all there (as Asterisk writes them); else the same full look."""
+    found = []
+    for i in range(1, arg_keys + 1):
+        value = env.get(f"agi_arg_{i}")
+        if value is None:
+            return _numbered_args(env)
+        found.append(value)
+    return tuple(found)
+
+
+def _fast_env(block: bytes, max_lines: int) -> tuple[dict[str, str], int] | None:
+    """The pairs of a complete header block as Asterisk writes it, and how many keys start
+    with ``agi_arg_``; None when the block needs the checked path (which then accepts or
+    refuses it with the precise error). The same pairs as that path, with C loops only:
+    a third of the instructions for a 23-line header."""
+    if len(block.translate(None, _FAST_REFUSED)) != len(block):
+        return None
+    text = block.decode("utf-8", errors="replace")
+    lines = text.split("\n")
+    lines.pop()  # the block ends with "\n"
+    if len(lines) > max_lines:
+        return None
+    try:
+        env = dict(map(_FAST_SPLIT, lines))
+    except ValueError:  # a line without ": "
+        return None
+    keys = "\n" + "\n".join(env)
+    if (
+        len(env) != len(lines)  # a duplicate
+        or keys.count("\nagi_") != len(env)
+        or "agi_" in env
+        or not keys.isascii()
+        or keys.encode().translate(None, _KEY_BYTES)
+    ):
+        return None  # a key that is not agi_[a-z0-9_]+
+    return env, keys.count("\nagi_arg_")
 
 
 def parse_query(raw: str) -> dict[str, str]:
@@ -264,6 +313,15 @@ class AgiRequestParser:
             block_end, tail_start = crlf + 1, crlf + 3
         if tail_start > self._max_header:
             raise AgiProtocolError(f"header block larger than {self._max_header} bytes")
+        if self._checked == 0 and block_end <= self._max_line and tail_start == block_end + 1:
+            # The whole block in one read, short enough that no line is over the limit,
+            # LF-terminated: the usual case.
+            fast = _fast_env(bytes(buf[:block_end]), self._max_lines)
+            if fast is not None:
+                self.tail = bytes(buf[tail_start:])
+                buf.clear()
+                self._request = AgiRequest._own(*fast)
+                return self._request
         self._validate(self._checked, block_end)
         text = buf[:block_end].decode("utf-8", errors="replace")
         pairs = _PAIR_RE.findall(text)
