@@ -389,7 +389,7 @@ class _Connection(asyncio.Protocol):
         self.parser = None
         self.request = request
         server = self._server
-        handler = server.handlers.get(request.path)
+        handler = server._handlers.get(request.path)
         if handler is None:
             server.log.warning(
                 "FastAGI %s: no handler for path %r (uniqueid %s), answered FAILURE",
@@ -689,7 +689,7 @@ class FastAgiServer:
             if norm in routes:
                 raise ValueError(f"handler paths {key!r} and {norm!r} collide")
             routes[norm] = handler
-        self.handlers: Mapping[str, Handler | ScriptHandler] = MappingProxyType(routes)
+        self._handlers: Mapping[str, Handler | ScriptHandler] = MappingProxyType(routes)
         self._host = host
         self._port = port
         self._max_sessions = max_sessions
@@ -737,7 +737,7 @@ class FastAgiServer:
             self._listeners.append(sock)
             loop.add_reader(sock.fileno(), self._accept, sock)
         self.log.info(
-            "FastAGI listening on %s:%d, routes %s", self._host, self.port, sorted(self.handlers)
+            "FastAGI listening on %s:%d, routes %s", self._host, self.port, sorted(self._handlers)
         )
 
     def _accept(self, sock: socket.socket) -> None:
