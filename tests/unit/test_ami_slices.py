@@ -135,6 +135,7 @@ async def _one_huge_read(size: int) -> tuple[list[int], list[str], int]:
     loop = asyncio.get_running_loop()
     seen: list[int] = []
     first_turn: list[int] = []
+    reading: list[bool] = []  # at the next turn: megabytes wait, so reading is paused
     count = size // len(_events(0, 1, _FIELDS))
     data = _events(0, count, _FIELDS)
 
@@ -156,6 +157,7 @@ async def _one_huge_read(size: int) -> tuple[list[int], list[str], int]:
         await until(lambda: proto.version is not None, 5, "the banner")
         loop.call_soon(proto.data_received, data)  # as the TLS layer's read callback does
         loop.call_soon(lambda: first_turn.append(len(seen)))
+        loop.call_soon(lambda: reading.append(transport.is_reading()))
         await until(lambda: len(seen) == count, 10, "every event")
         assert transport.is_reading()
         transport.close()
@@ -165,6 +167,7 @@ async def _one_huge_read(size: int) -> tuple[list[int], list[str], int]:
         loopdebug.stop_reporting(loop, found)
         server.close()
         await server.wait_closed()
+    assert reading == [False], "reading is paused while megabytes wait"
     return seen, found.lines, first_turn[0]
 
 
@@ -184,6 +187,7 @@ async def _two_links_one_turn(budget: float) -> tuple[list[tuple[int, int]], int
     loop = asyncio.get_running_loop()
     seen: list[tuple[int, int]] = []
     before_turn: list[int] = []
+    reading: list[bool] = []
 
     async def site(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         writer.write(b"Asterisk Call Manager/9.0.0\r\n")
@@ -202,6 +206,8 @@ async def _two_links_one_turn(budget: float) -> tuple[list[tuple[int, int]], int
                     seen.append((n, int(event["Seq"])))
                     if len(seen) == 1:  # the loop's next turn, e.g. a route request
                         loop.call_soon(lambda: before_turn.append(len(seen)))
+                        # A short rest waits a turn without pausing reading (epoll_ctl).
+                        loop.call_soon(lambda: reading.extend(t.is_reading() for t, _ in links))
 
                 made = Protocol(on_event)
                 made.budget = budget
@@ -221,6 +227,7 @@ async def _two_links_one_turn(budget: float) -> tuple[list[tuple[int, int]], int
     finally:
         server.close()
         await server.wait_closed()
+    assert reading == [True, True]
     return seen, before_turn[0]
 
 
