@@ -129,6 +129,14 @@ def test_a_lost_link_drops_the_rest_of_its_read() -> None:
     assert events == list(range(len(events))) and len(events) <= SLICE, seen
 
 
+async def _banner_only(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """A site that says its banner and nothing else (the test hands reads on itself)."""
+    writer.write(b"Asterisk Call Manager/9.0.0\r\n")
+    await writer.drain()
+    await reader.read()
+    writer.close()
+
+
 async def _one_huge_read(size: int) -> tuple[list[int], list[str], int]:
     """The events handed on after one ``data_received`` of ``size`` bytes (as a TLS layer
     calls it), the gate's reports, and how many were handed on before the loop's next turn."""
@@ -139,13 +147,7 @@ async def _one_huge_read(size: int) -> tuple[list[int], list[str], int]:
     count = size // len(_events(0, 1, _FIELDS))
     data = _events(0, count, _FIELDS)
 
-    async def site(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        writer.write(b"Asterisk Call Manager/9.0.0\r\n")
-        await writer.drain()
-        await reader.read()
-        writer.close()
-
-    server = await asyncio.start_server(site, "127.0.0.1", 0)
+    server = await asyncio.start_server(_banner_only, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     found = loopdebug.report_slow_callbacks(loop, 50)
     gc.disable()  # a collection of the test's own objects is not what the gate is after here
@@ -189,13 +191,7 @@ async def _two_links_one_turn(budget: float) -> tuple[list[tuple[int, int]], int
     before_turn: list[int] = []
     reading: list[bool] = []
 
-    async def site(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        writer.write(b"Asterisk Call Manager/9.0.0\r\n")
-        await writer.drain()
-        await reader.read()
-        writer.close()
-
-    server = await asyncio.start_server(site, "127.0.0.1", 0)
+    server = await asyncio.start_server(_banner_only, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     links: list[tuple[asyncio.BaseTransport, Protocol]] = []
     try:
