@@ -42,7 +42,7 @@ from ccbridge.config.store import DEFAULT_QUEUE_SIZE, StoreSettings
 from ccbridge.store.journal import Journal
 from ccbridge.store.records import Record, RecordError, check_record
 from ccbridge.store.schema import TABLES
-from ccbridge.store.write import write_records
+from ccbridge.store.write import DriverError, write_batch, write_records
 
 log = logging.getLogger("ccbridge.store")
 
@@ -50,6 +50,7 @@ WRITE_TIMEOUT = 10.0  # seconds: a hung connection fails the batch, which is ret
 RETRY_FIRST = 0.1  # seconds of backoff after the first failed write, doubling
 RETRY_MAX = 5.0
 JOURNAL_BATCHES = 8  # batches appended to the journal per thread call (see _journal_batch)
+BATCHES_WHEN_BEHIND = 4  # batches the database takes in one transaction when behind
 DROP_LOG_EVERY = 10.0  # seconds between two log lines about dropped records
 _TABLE_LABELS = (*TABLES, "unknown", "journal")
 
@@ -408,14 +409,25 @@ class RecordWriter:
                 return
             records, end, from_file = got
             self._in_flight = 0 if from_file else len(records)
+            fast = True
             while True:
                 try:
                     async with asyncio.timeout(WRITE_TIMEOUT):
-                        async with self.engine.begin() as conn:
-                            sent = await write_records(conn, records)
+                        if fast:
+                            sent = await write_batch(self.engine, records)
+                        else:
+                            async with self.engine.begin() as conn:
+                                sent = await write_records(conn, records)
                 except asyncio.CancelledError:
                     raise
+                except DriverError:
+                    # The driver's own exception says little in common terms: the batch
+                    # goes again at once through SQLAlchemy, whose errors tell a bad
+                    # record (written one by one) from a database that is down (retried).
+                    fast = False
+                    continue
                 except Exception as exc:
+                    fast = False
                     if _is_bad_data(exc):
                         await self._write_each(records)
                         break
@@ -443,10 +455,16 @@ class RecordWriter:
         """The next records for the database, the journal offset after them and whether
         they were read back from the journal; None when stopping with nothing left."""
         while True:
+            # Behind by more than a batch: bigger transactions, fewer commits (each is a
+            # WAL fsync on SQLite, a round trip on PostgreSQL). The loop's share of a
+            # batch is a few thread hops now (write.write_batch), not its size.
+            limit = self.batch_size * (
+                BATCHES_WHEN_BEHIND if self._backlog_records > self.batch_size else 1
+            )
             if self._backlog:
                 records: list[Record] = []
                 end: int | None = None
-                while self._backlog and len(records) < self.batch_size:
+                while self._backlog and len(records) < limit:
                     batch, off = self._backlog.popleft()
                     self._backlog_records -= len(batch)
                     records += batch
@@ -459,7 +477,10 @@ class RecordWriter:
                     continue
                 try:
                     records, nxt, bad = await asyncio.to_thread(
-                        self.journal.read, self._read_offset, self._journal_end, self.batch_size
+                        self.journal.read,
+                        self._read_offset,
+                        self._journal_end,
+                        self.batch_size * BATCHES_WHEN_BEHIND,
                     )
                 except OSError as exc:
                     self._journal_failed(exc)
