@@ -13,9 +13,10 @@ nothing older than that; a power loss loses nothing older than ``fsync_interval`
 more. On start the journal is replayed into the database (writes are idempotent, so
 records already written are harmless), then truncated.
 
-When the database falls behind by more than ``queue_size`` records in memory, the
-writer stops keeping them in memory and later reads them back from the journal
-("spilled"). Records beyond ``queue_size`` are dropped, counted as unwritten and logged,
+When the database falls behind by more than half of ``queue_size`` records or
+``queue_bytes`` of memory (estimated from the records' journal lines), the writer stops
+keeping them in memory and later reads them back from the journal ("spilled"). Records
+beyond either bound are dropped, counted as unwritten and logged,
 only when the journal cannot take them either: it cannot be written (disk full or
 read-only), or records arrive faster than it is written for longer than ``queue_size``
 lasts (the journal takes several batches per write so that 2,000 calls/s on a busy loop
@@ -38,7 +39,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from sqlalchemy.exc import DataError, IntegrityError, StatementError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ccbridge.config.store import DEFAULT_QUEUE_SIZE, StoreSettings
+from ccbridge.config.store import DEFAULT_QUEUE_BYTES, DEFAULT_QUEUE_SIZE, StoreSettings
 from ccbridge.store.journal import Journal
 from ccbridge.store.records import Record, RecordError, check_record
 from ccbridge.store.schema import TABLES
@@ -52,6 +53,11 @@ RETRY_MAX = 5.0
 JOURNAL_BATCHES = 8  # batches appended to the journal per thread call (see _journal_batch)
 BATCHES_WHEN_BEHIND = 4  # batches the database takes in one transaction when behind
 DROP_LOG_EVERY = 10.0  # seconds between two log lines about dropped records
+# Bytes of memory a record holds per byte of its journal line (its values dict, the
+# strings and instants in it): 1.9 for the ingest's records, measured with tracemalloc
+# in tests/unit/test_records_memory.py, which also checks the estimate stays above it.
+MEMORY_PER_JSON_BYTE = 2.0
+FIRST_LINE_GUESS = 400  # bytes of a journal line, until the first lines are written
 _TABLE_LABELS = (*TABLES, "unknown", "journal")
 
 
@@ -71,6 +77,7 @@ class WriterStatus:
     db_reachable: bool | None  # None: no write tried yet
     db_error: str | None  # the last failure while the database is unreachable
     queue_depth: int  # records in memory not yet in the database
+    queue_bytes: int  # their memory, estimated from their journal lines
     journal_bytes: int  # size of the journal file
     journal_backlog_bytes: int  # journal bytes not yet in the database
     journal_error: str | None  # set while the journal cannot be written
@@ -116,6 +123,11 @@ class WriterMetrics:
             "Records in memory not yet in the database",
             registry=registry,
         )
+        self.queue_bytes = Gauge(
+            "ccbridge_records_queue_bytes",
+            "Memory of the records in memory, estimated from their journal lines",
+            registry=registry,
+        )
         self.journal_bytes = Gauge(
             "ccbridge_records_journal_bytes", "Size of the record journal", registry=registry
         )
@@ -136,6 +148,7 @@ class RecordWriter:
         journal: str | Path,
         *,
         queue_size: int = DEFAULT_QUEUE_SIZE,
+        queue_bytes: int = DEFAULT_QUEUE_BYTES,
         batch_size: int = 500,
         flush_interval: float = 0.05,
         fsync_interval: float = 1.0,
@@ -144,18 +157,26 @@ class RecordWriter:
         self.engine = engine
         self.journal = Journal(journal, fsync_interval)
         self.queue_size = queue_size
+        self.queue_bytes = queue_bytes
         self.batch_size = batch_size
         self.flush_interval = flush_interval
         self.metrics = WriterMetrics(registry if registry is not None else CollectorRegistry())
         self._buffer: list[Record] = []
         # Batches handed to the database task: (records, journal offset after them, or
-        # None when the journal could not take them).
-        self._backlog: deque[tuple[list[Record], int | None]] = deque()
+        # None when the journal could not take them, their journal lines' bytes).
+        self._backlog: deque[tuple[list[Record], int | None, int]] = deque()
         self._backlog_records = 0
+        self._backlog_bytes = 0
+        # Bytes of journal line per record lately: the estimate for records not yet
+        # journaled (the buffer, a batch in flight) and for batches the journal refused.
+        self._line_bytes = float(FIRST_LINE_GUESS)
         self._spilled = False  # journaled records are read back from the file
         self._read_offset = 0  # next journal byte to replay while spilled
         self._committed = 0  # the database holds every journal byte before this
         self._journal_end = 0
+        # Journal bytes from here on were written by this process (journal.read's own):
+        # what a file held when it was opened is checked as it is read back.
+        self._own_from = 0
         self._journal_error: str | None = None
         self._db_reachable: bool | None = None
         self._db_error: str | None = None
@@ -183,6 +204,7 @@ class RecordWriter:
             engine,
             settings.journal,
             queue_size=settings.queue_size,
+            queue_bytes=settings.queue_bytes,
             batch_size=settings.batch_size,
             flush_interval=settings.flush_interval,
             fsync_interval=settings.fsync_interval,
@@ -201,7 +223,7 @@ class RecordWriter:
             why = str(exc) if isinstance(exc, RecordError) else f"check failed: {exc!r}"
             self._reject(label, 1, why)
             return False
-        if self._depth() >= self.queue_size:
+        if self._full():
             self._drop(1)
             return False
         self._buffer.append(record)
@@ -215,7 +237,7 @@ class RecordWriter:
         events included, through check_record). Skipping the check per record is what
         lets the ingest keep up with 2,000 calls/s (BENCHMARKS.md §9); anything else goes
         through ``put``. False when dropped (memory full and no journal)."""
-        if self._depth() >= self.queue_size:
+        if self._full():
             self._drop(1)
             return False
         self._buffer.append(Record(table, values))
@@ -226,6 +248,14 @@ class RecordWriter:
     def _depth(self) -> int:
         return len(self._buffer) + self._journaling + self._backlog_records + self._in_flight
 
+    def _full(self) -> bool:
+        return self._depth() >= self.queue_size or self.memory_bytes() >= self.queue_bytes
+
+    def memory_bytes(self) -> int:
+        """The records in memory, in bytes (estimated from their journal lines)."""
+        unjournaled = len(self._buffer) + self._journaling + self._in_flight
+        return int((unjournaled * self._line_bytes + self._backlog_bytes) * MEMORY_PER_JSON_BYTE)
+
     def status(self) -> WriterStatus:
         depth = self._depth()
         backlog = max(0, self._journal_end - self._committed)
@@ -233,6 +263,7 @@ class RecordWriter:
             db_reachable=self._db_reachable,
             db_error=self._db_error,
             queue_depth=depth,
+            queue_bytes=self.memory_bytes(),
             journal_bytes=self._journal_end,
             journal_backlog_bytes=backlog,
             journal_error=self._journal_error,
@@ -283,7 +314,7 @@ class RecordWriter:
         except OSError as exc:
             self._journal_failed(exc)
             return
-        self._journal_end = size
+        self._journal_end = self._own_from = size
         if size:
             log.info("replaying record journal %s (%d bytes)", self.journal.path, size)
             self._spilled = True
@@ -315,9 +346,7 @@ class RecordWriter:
         # Up to JOURNAL_BATCHES batches go to the journal in one thread call. One batch a
         # call journaled ``batch_size`` records per two or three loop turns: with turns of
         # 50-100 ms beside the database's writes, 2,000 calls/s (16,000 records/s) outran
-        # it, memory filled and records were dropped (BENCHMARKS.md §9b). The database is
-        # still handed one batch at a time: it writes a batch in one go on the loop
-        # (parameter processing), so a batch bounds the loop's longest step.
+        # it, memory filled and records were dropped (BENCHMARKS.md §9b).
         size = self.batch_size
         take = size * JOURNAL_BATCHES
         chunk, self._buffer = self._buffer[:take], self._buffer[take:]
@@ -325,6 +354,7 @@ class RecordWriter:
             self._journal_wake.set()
         batches = [chunk[i : i + size] for i in range(0, len(chunk), size)]
         ends: list[int | None] = [None] * len(batches)
+        start = self._journal_end
         if self.journal.is_open:
             self._journaling = len(chunk)
             try:
@@ -334,32 +364,45 @@ class RecordWriter:
             else:
                 ends = list(written)
                 self._journal_end = written[-1]
+                # Lines written since the last known end (a truncate in between only
+                # makes the guess smaller for a batch): the memory estimate's unit.
+                if written[-1] > start:
+                    self._line_bytes = (written[-1] - start) / len(chunk)
                 self._journaled += len(chunk)
                 if self._journal_error is not None:
                     log.info("record journal %s writable again", self.journal.path)
                     self._journal_error = None
         self._journaling = 0  # handed over in the same step: never counted twice or not at all
+        prev = start
         for batch, end in zip(batches, ends, strict=True):
-            self._hand_over(batch, end)
+            if end is None:
+                nbytes = int(len(batch) * self._line_bytes)
+            else:
+                nbytes, prev = end - prev, end
+            self._hand_over(batch, end, nbytes)
 
-    def _hand_over(self, batch: list[Record], end: int | None) -> None:
+    def _hand_over(self, batch: list[Record], end: int | None, nbytes: int) -> None:
         if self._spilled and end is not None:
             self._db_wake.set()  # in the file; the database task reads it from there
             return
-        self._backlog.append((batch, end))
+        self._backlog.append((batch, end, nbytes))
         self._backlog_records += len(batch)
+        self._backlog_bytes += nbytes
         # Half the memory for the database's backlog, half for records arriving.
-        if self._backlog_records > self.queue_size // 2:
+        if (
+            self._backlog_records > self.queue_size // 2
+            or self._backlog_bytes * MEMORY_PER_JSON_BYTE > self.queue_bytes // 2
+        ):
             self._spill()
         self._db_wake.set()
 
     def _spill(self) -> None:
         """The database is behind: keep journaled records in the file only."""
-        kept: deque[tuple[list[Record], int | None]] = deque()
+        kept: deque[tuple[list[Record], int | None, int]] = deque()
         journaled = 0
-        for batch, end in self._backlog:
+        for batch, end, nbytes in self._backlog:
             if end is None:
-                kept.append((batch, end))
+                kept.append((batch, end, nbytes))
             else:
                 journaled += len(batch)
         if journaled:
@@ -371,11 +414,16 @@ class RecordWriter:
             self._spilled = True
             self._read_offset = self._committed
         self._backlog = kept
-        self._backlog_records = sum(len(b) for b, _ in kept)
+        self._backlog_records = sum(len(b) for b, _, _ in kept)
+        self._backlog_bytes = sum(n for _, _, n in kept)
         # Records no journal holds and memory cannot: the oldest go.
-        while self._backlog_records > self.queue_size and self._backlog:
-            batch, _ = self._backlog.popleft()
+        while self._backlog and (
+            self._backlog_records > self.queue_size
+            or self._backlog_bytes * MEMORY_PER_JSON_BYTE > self.queue_bytes
+        ):
+            batch, _, nbytes = self._backlog.popleft()
             self._backlog_records -= len(batch)
+            self._backlog_bytes -= nbytes
             self._drop(len(batch))
 
     async def _maybe_truncate(self) -> None:
@@ -391,7 +439,7 @@ class RecordWriter:
             except OSError as exc:
                 self._journal_failed(exc)
                 return
-            self._journal_end = self._committed = self._read_offset = 0
+            self._journal_end = self._committed = self._read_offset = self._own_from = 0
 
     def _journal_failed(self, exc: OSError) -> None:
         self.metrics.journal_errors.inc()
@@ -465,8 +513,9 @@ class RecordWriter:
                 records: list[Record] = []
                 end: int | None = None
                 while self._backlog and len(records) < limit:
-                    batch, off = self._backlog.popleft()
+                    batch, off, nbytes = self._backlog.popleft()
                     self._backlog_records -= len(batch)
+                    self._backlog_bytes -= nbytes
                     records += batch
                     end = off if off is not None else end
                 return records, end, False
@@ -481,6 +530,7 @@ class RecordWriter:
                         self._read_offset,
                         self._journal_end,
                         self.batch_size * BATCHES_WHEN_BEHIND,
+                        own=self._read_offset >= self._own_from,
                     )
                 except OSError as exc:
                     self._journal_failed(exc)
@@ -557,4 +607,5 @@ class RecordWriter:
     def _gauges(self) -> None:
         st = self.status()
         self.metrics.queue_depth.set(st.queue_depth)
+        self.metrics.queue_bytes.set(st.queue_bytes)
         self.metrics.journal_bytes.set(st.journal_bytes)
