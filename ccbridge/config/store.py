@@ -26,7 +26,7 @@ DEFAULT_JOURNAL_PG = "var/ccbridge-records.journal"
 # each: 20,000 is ~12 MB, a share of the bridge's 100 MB RSS bound
 # (tests/unit/test_records_memory.py; it was 100,000: ~61 MB).
 DEFAULT_QUEUE_SIZE = 20_000
-# The same memory in bytes, estimated from the records' journal lines (MEMORY_PER_JSON_BYTE
+# The memory in bytes, estimated from the records' journal lines (MEMORY_PER_JSON_BYTE
 # in ccbridge/store/writer.py): a count alone let 20,000 records of 64 KiB JSON each hold
 # over a gigabyte.
 DEFAULT_QUEUE_BYTES = 16 * 2**20

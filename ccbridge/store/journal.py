@@ -81,10 +81,7 @@ class Journal:
         parts: list[bytes] = []
         ends: list[int] = []
         end = start
-        for records in batches:
-            part = "".join(
-                [_encode({"t": r.table, "v": r.values}) + "\n" for r in records]
-            ).encode()
+        for part in _lines(batches):
             parts.append(part)
             end += len(part)
             ends.append(end)
@@ -164,6 +161,19 @@ class Journal:
                 os.fsync(fd)
             finally:
                 os.close(fd)
+
+
+def _lines(batches: Sequence[Sequence[Record]]) -> list[bytes]:
+    return [
+        "".join([_encode({"t": r.table, "v": r.values}) + "\n" for r in records]).encode()
+        for records in batches
+    ]
+
+
+def line_bytes(batches: Sequence[Sequence[Record]]) -> list[int]:
+    """Each batch's bytes as journal lines, for when the journal cannot take them: the
+    writer's memory bound is counted in these."""
+    return [len(part) for part in _lines(batches)]
 
 
 def _own_record(obj: Any) -> Record:

@@ -40,7 +40,7 @@ from sqlalchemy.exc import DataError, IntegrityError, StatementError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ccbridge.config.store import DEFAULT_QUEUE_BYTES, DEFAULT_QUEUE_SIZE, StoreSettings
-from ccbridge.store.journal import Journal
+from ccbridge.store.journal import Journal, line_bytes
 from ccbridge.store.records import Record, RecordError, check_record
 from ccbridge.store.schema import TABLES
 from ccbridge.store.write import DriverError, write_batch, write_records
@@ -54,9 +54,10 @@ JOURNAL_BATCHES = 8  # batches appended to the journal per thread call (see _jou
 BATCHES_WHEN_BEHIND = 4  # batches the database takes in one transaction when behind
 DROP_LOG_EVERY = 10.0  # seconds between two log lines about dropped records
 # Bytes of memory a record holds per byte of its journal line (its values dict, the
-# strings and instants in it): 1.9 for the ingest's records, measured with tracemalloc
-# in tests/unit/test_records_memory.py, which also checks the estimate stays above it.
-MEMORY_PER_JSON_BYTE = 2.0
+# strings and instants in it): 1.9-2.0 for the ingest's records of the recorded lab
+# calls, measured with tracemalloc by tests/unit/test_records_memory.py, which checks that
+# this stays above it.
+MEMORY_PER_JSON_BYTE = 2.2
 FIRST_LINE_GUESS = 400  # bytes of a journal line, until the first lines are written
 _TABLE_LABELS = (*TABLES, "unknown", "journal")
 
@@ -355,8 +356,8 @@ class RecordWriter:
         batches = [chunk[i : i + size] for i in range(0, len(chunk), size)]
         ends: list[int | None] = [None] * len(batches)
         start = self._journal_end
+        self._journaling = len(chunk)
         if self.journal.is_open:
-            self._journaling = len(chunk)
             try:
                 written = await asyncio.to_thread(self.journal.append_batches, batches)
             except OSError as exc:
@@ -372,13 +373,20 @@ class RecordWriter:
                 if self._journal_error is not None:
                     log.info("record journal %s writable again", self.journal.path)
                     self._journal_error = None
+        sizes: list[int] = []
+        if ends[-1] is None:
+            # Held in memory only: what they hold is measured all the same (the bound is
+            # in bytes), at the cost of encoding them, while the journal is unwritable.
+            sizes = await asyncio.to_thread(line_bytes, batches)
+            self._line_bytes = sum(sizes) / len(chunk)
+        else:
+            prev = start
+            for end in ends:
+                assert end is not None
+                sizes.append(end - prev)
+                prev = end
         self._journaling = 0  # handed over in the same step: never counted twice or not at all
-        prev = start
-        for batch, end in zip(batches, ends, strict=True):
-            if end is None:
-                nbytes = int(len(batch) * self._line_bytes)
-            else:
-                nbytes, prev = end - prev, end
+        for batch, end, nbytes in zip(batches, ends, sizes, strict=True):
             self._hand_over(batch, end, nbytes)
 
     def _hand_over(self, batch: list[Record], end: int | None, nbytes: int) -> None:
