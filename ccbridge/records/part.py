@@ -150,6 +150,7 @@ class RecordStore:
             "schema_error": self.schema_error,
             "queue_depth": st.queue_depth,
             "queue_bytes": st.queue_bytes,
+            "spilled": st.spilled,
             "journal_backlog_bytes": st.journal_backlog_bytes,
             "journal_error": st.journal_error,
             "caught_up": st.caught_up,

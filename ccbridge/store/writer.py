@@ -88,6 +88,8 @@ class WriterStatus:
     rejected: int  # records refused (bad fields, or the database refused them)
     unwritten: int  # records dropped: memory full and the journal unwritable
     caught_up: bool  # everything put so far is in the database
+    # The database fell behind: records are kept in the journal only and read back
+    spilled: bool = False
 
 
 class WriterMetrics:
@@ -272,6 +274,7 @@ class RecordWriter:
             rejected=self._rejected,
             unwritten=self._unwritten,
             caught_up=depth == 0 and backlog == 0 and not self._spilled,
+            spilled=self._spilled,
         )
 
     @property
