@@ -416,18 +416,15 @@ async def test_memory_is_bounded_in_bytes_as_well_as_in_records(
         await until(lambda b=base: h.writer.journaled >= b, 10, "records journaled")
         peak = max(peak, h.writer.status().queue_bytes)
     st = h.writer.status()
-    assert st.unwritten == 0 and h.writer.journaled == 300
+    assert st.unwritten == 0 and h.writer.journaled == 300 and st.spilled
     assert 0 < peak <= bound + slack and st.queue_depth < 300
-    migrated.up()
-    await until(lambda: h.writer.status().caught_up, 60, "the journal written")
-    assert (await h.counts())[2] == 300
 
-    # No journal either: memory holds what the byte bound allows, the rest is dropped.
+    # No journal either (the database still down): memory holds what the byte bound
+    # allows, the rest is dropped and counted.
     blocker = migrated.tmp / "no-folder"
     blocker.write_text("a file where the journal's folder should be\n")
     h2 = harness_factory(journal=blocker / "j", queue_size=10_000, queue_bytes=bound, batch_size=20)
     await h2.writer.start()
-    migrated.down()
     taken = 0
     for n in range(1000, 1300):
         taken += h2.writer.put(*_big_event(n))
@@ -436,3 +433,8 @@ async def test_memory_is_bounded_in_bytes_as_well_as_in_records(
         assert h2.writer.status().queue_bytes <= bound + slack
     st = h2.writer.status()
     assert 0 < taken < 300 and st.unwritten == 300 - taken
+
+    migrated.up()
+    await until(lambda: h.writer.status().caught_up, 60, "the journal written")
+    await until(lambda: h2.writer.status().caught_up, 60, "the memory written")
+    assert (await h.counts())[2] == 300 + taken
