@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 
 from ccbridge import variables as v
 from ccbridge.agi import codec
-from ccbridge.agi.server import AgiSession
+from ccbridge.agi.codec import AgiCommandError, AgiRequest
+from ccbridge.agi.server import Script, ScriptHandler, script
 from ccbridge.logs import ctx, mask_number
 from ccbridge.routing.engine import CallRequest, Decision
 from ccbridge.routing.reasons import Outcome
@@ -43,9 +44,8 @@ def decision_variables(decision: Decision, receiving_site: str) -> dict[str, str
     return out
 
 
-def call_request(session: AgiSession, default_site: str | None = None) -> CallRequest:
+def call_request(req: AgiRequest, default_site: str | None = None) -> CallRequest:
     """What the dialplan told us: the DID is the extension, the site is in the query."""
-    req = session.request
     site = req.query.get("site") or default_site or ""
     lang = req.query.get("lang") or None
     service = req.query.get("service") or None
@@ -67,7 +67,7 @@ def mset_argument(values: Mapping[str, str]) -> str | None:
     return ",".join(f"{name}={val}" for name, val in values.items())
 
 
-async def set_all(session: AgiSession, values: Mapping[str, str]) -> None:
+def set_all(values: Mapping[str, str]) -> Script:
     """Set every variable in one round trip with ``EXEC MSet``, which is also atomic: a
     session cut before the reply leaves CCB_ROUTE empty, so the call takes the fallback.
 
@@ -78,24 +78,30 @@ async def set_all(session: AgiSession, values: Mapping[str, str]) -> None:
     """
     arg = mset_argument(values)
     if arg is not None:
-        reply = await session.command(codec.exec_app("MSet", arg))
+        reply = yield codec.exec_app("MSet", arg)
         if reply.ok and reply.result != -2:
             return
         log.warning("MSet unavailable (%s): setting route variables one by one", reply.raw)
     for name, value in values.items():
-        await session.set_variable(name, value)
+        line = codec.set_variable(name, value)
+        reply = yield line
+        if not reply.ok:
+            raise AgiCommandError(line, reply)
 
 
 def make_route_handler(
     decide: Decide,
     on_decision: Callable[[CallRequest, Decision], None] | None = None,
     record: Callable[[Decision], str] | None = None,
-) -> Callable[[AgiSession], Awaitable[None]]:
+) -> ScriptHandler:
     """``record`` decides whether the call is recorded (v.RECORD, inherited by the agent's
-    channel and carried to another site); empty: the dialplan's own policy decides."""
+    channel and carried to another site); empty: the dialplan's own policy decides.
 
-    async def route(session: AgiSession) -> None:
-        call = call_request(session)
+    A script: the decision is pure and the session one MSet round trip, so it runs in
+    the connection's callbacks with no task (BENCHMARKS.md §2)."""
+
+    def route(request: AgiRequest) -> Script:
+        call = call_request(request)
         decision = decide(call)
         if on_decision is not None:
             on_decision(call, decision)
@@ -106,7 +112,7 @@ def make_route_handler(
         # session cut half-way through leaves the call on the static route, never half-set.
         route_value = values.pop(v.ROUTE)
         values[v.ROUTE] = route_value
-        await set_all(session, values)
+        yield from set_all(values)
         log.info(
             "routed",
             extra=ctx(
@@ -120,4 +126,4 @@ def make_route_handler(
             ),
         )
 
-    return route
+    return script(route)

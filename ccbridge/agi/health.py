@@ -6,7 +6,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ccbridge import variables
-from ccbridge.agi.server import AgiSession, Handler
+from ccbridge.agi.codec import AgiRequest
+from ccbridge.agi.server import Script, ScriptHandler, script
 
 ROUTE = variables.AGI_HEALTH
 # The guard (dialplans/haproxy.cfg.j2) sends a request for this path, expects this
@@ -32,11 +33,11 @@ def check_request() -> str:
     )
 
 
-def health_route(ready: Callable[[], bool]) -> Handler:
+def health_route(ready: Callable[[], bool]) -> ScriptHandler:
     """The route handler: COMMAND once ``ready()`` (the bridge's first sync of every
     reachable site is done), SYNCING before."""
 
-    async def health(session: AgiSession) -> None:
-        await session.command(COMMAND if ready() else SYNCING)
+    def health(request: AgiRequest) -> Script:
+        yield COMMAND if ready() else SYNCING
 
-    return health
+    return script(health)

@@ -28,9 +28,11 @@ noticed before it breaks a link.
 One read may carry hundreds of messages (a tick of a busy site, or what piled up while
 the bridge was stopped; over TLS, asyncio's and uvloop's SSL layers hand on everything
 they could decrypt as one read, megabytes after a stop): ``Protocol`` parses it
-``PARSE_BYTES`` and hands it on ``SLICE`` messages at a time for at most ``BUDGET`` (4 ms)
-per loop turn, reading paused until the rest are out, so route requests wait a few ms,
-not the whole read (51-70 ms after a 30 s SIGSTOP on uvloop, BENCHMARKS §12).
+``PARSE_BYTES`` and hands it on ``SLICE`` messages at a time for at most ``BUDGET`` (2 ms)
+per loop turn **over all sites' links together** (``TURN``), reading paused until the rest
+are out, so route requests wait a few ms, not the whole read (51-70 ms after a 30 s
+SIGSTOP on uvloop, BENCHMARKS §12), nor every site's read of the same tick (20 sites each
+with a read ready in one turn held it for their sum, BENCHMARKS §3).
 """
 
 from __future__ import annotations
@@ -48,15 +50,18 @@ from panoramisk.message import Message
 
 from ccbridge import loopdebug
 from ccbridge.ami.codec import AmiMessage, AmiParser, AmiProtocolError, action_fields, check_field
+from ccbridge.turns import TurnShare
 
 ActionFields = Mapping[str, str | Sequence[str]]
 EventSink = Callable[[AmiMessage], None]
 
 ERROR_RESPONSES: Final = frozenset({"Error", "Fail", "Failure"})
-# Seconds of work on one read per loop turn: a read after a 30 s SIGSTOP took 51-70 ms
-# in one go (over the 50 ms slow-callback gate); more than this waits for the next turns,
-# reading paused, so a route request waits a few ms, not the whole read.
-BUDGET: Final = 0.004
+# Seconds of AMI work per loop turn, over every site's link: a read after a 30 s SIGSTOP
+# took 51-70 ms in one go (over the 50 ms slow-callback gate), and 20 sites' reads of one
+# tick, each bounded alone (4 ms), held a turn for their sum; more than this waits for the
+# next turns, reading paused, so a route request waits ~2 ms of AMI work, not all of it.
+BUDGET: Final = 0.002
+TURN: Final = TurnShare(BUDGET)  # shared by every Protocol of the process
 # Messages handed on between two looks at the clock: ~30 us each on the event path.
 SLICE: Final = 32
 # Bytes parsed between two looks at the clock: ~100 events, ~1 ms of AmiParser.feed.
@@ -75,7 +80,8 @@ class Protocol(AMIProtocol):  # type: ignore[misc]
     protocol_errors: int  # connections dropped because the peer broke the framing
     unknown_messages: int  # blocks that are neither an event nor a response
     _slow_io: Callable[[float], None] | None  # loopdebug.io_timer
-    # Work on one read per loop turn (benches that time parsing in a plain loop lift it).
+    # AMI work per loop turn when this link opens the turn's share (benches that time
+    # parsing in a plain loop lift it; tests set 0: one slice a turn).
     budget: float = BUDGET  # seconds, checked after each slice and each parse
     slice: int = SLICE  # messages handed on between two checks
     parse_bytes: int = PARSE_BYTES  # bytes parsed between two checks
@@ -130,14 +136,18 @@ class Protocol(AMIProtocol):  # type: ignore[misc]
         self._work()
 
     def _work(self) -> None:
-        """Parse and hand on what was read, ``parse_bytes`` and ``slice`` at a time, for at
-        most ``budget`` seconds; if some is left, pause reading and go on next loop turn.
+        """Parse and hand on what was read, ``parse_bytes`` and ``slice`` at a time, until
+        this loop turn's AMI share (``TURN``) is spent; if some is left, pause reading and
+        go on next turn. The link that opens a turn's share does at least one piece.
 
         A time budget, not a count: the usual read is done in one callback as before (a
         count of 32 a turn made the bridge fall behind a busy site under load: AMI ping
         timeouts and reconnects, ended calls missing from the store, BENCHMARKS §4),
         while a read of megabytes after a stop still gives the loop a turn every few ms."""
-        deadline = time.perf_counter() + self.budget
+        deadline, first = TURN.begin(self.budget)
+        if not first and time.perf_counter() >= deadline and not self.closed:
+            self._defer(worked=False)  # other links spent this turn's share
+            return
         while not self.closed:
             if self._backlog_at < len(self._backlog):
                 at = self._backlog_at
@@ -154,11 +164,16 @@ class Protocol(AMIProtocol):  # type: ignore[misc]
                         self.transport.resume_reading()
                 return
             if time.perf_counter() >= deadline:
-                if not self._paused:
-                    self._paused = True
-                    self.transport.pause_reading()
-                asyncio.get_running_loop().call_soon(self._work_on)
+                self._defer(worked=True)
                 return
+
+    def _defer(self, worked: bool) -> None:
+        """Go on in a later loop turn, reading paused until then; a link that did some of
+        this turn's share goes after the links that did none (``TurnShare.later``)."""
+        if not self._paused:
+            self._paused = True
+            self.transport.pause_reading()
+        TURN.later(self._work_on, worked)
 
     def _work_on(self) -> None:
         if not self.closed and self._paused:

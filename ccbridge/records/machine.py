@@ -295,6 +295,11 @@ class RecordMachine:
                 # What the PBX did wins over a decision it may never have received (the
                 # bridge answered after the dialplan gave up on it).
                 call.columns["route_source"] = held
+            elif name in _ROUTED and call.columns.get("route_source") is None:
+                # A route step with no decision, no fallback event and no CCB_HELD before
+                # it: the fresh held route ccb-inbound took (it sets no variable: each
+                # variable set costs Asterisk a channel snapshot, BENCHMARKS §1e).
+                call.columns["route_source"] = RouteSource.HELD.value
         if site == cid.entry_site and call.caller is None:
             num = event.get("CallerIDNum", "")
             if num and num != "<unknown>" and len(num) <= 64 and _clean(num):
@@ -718,6 +723,11 @@ _HELD_SOURCES: Final = {
     v.HELD_FALLBACK: RouteSource.FALLBACK.value,
 }
 _HELD_MAY_SET: Final = (None, RouteSource.BRIDGE.value)  # static, held, fallback stay
+# The events of a route taken at the entry site (a queue joined, a trunk tried, after
+# hours, a reject): none of them comes before the route step of a call.
+_ROUTED: Final = frozenset(
+    ("QueueCallerJoin", v.EVENT_TRUNK_RESULT, v.EVENT_AFTER_HOURS, v.EVENT_REJECT)
+)
 
 
 def _held_source(event: Event) -> str | None:

@@ -608,7 +608,10 @@ def bridge_steps(
             got = [len(s.gen2_ms) for s in steps_run]
             longest = max((max(s.gen2_ms, default=0.0) for s in steps_run), default=0.0)
             print(f"  gen-2 collections per step {got}, longest {longest:.1f} ms", flush=True)
-        shutil.rmtree(folder, ignore_errors=True)
+        if os.environ.get("CCB_BENCH_KEEP"):  # the bridges' logs (loopwatch, gcwatch) stay
+            print(f"  logs kept in {folder}", flush=True)
+        else:
+            shutil.rmtree(folder, ignore_errors=True)
         fake.stop()
     return steps, facts
 

@@ -14,6 +14,8 @@ The closed loop also prints each server process's CPU a session (utime + stime o
 run: another process on the machine does not count) and runs a third server, ``protocol``:
 one ``asyncio.Protocol`` a connection, no streams and no task, the least a Python FastAGI
 server on asyncio's loop can cost (what a session's machinery costs is ccbridge's less it).
+``ccbridge`` runs an async handler (a task a session, as ``lookup``); ``script`` runs a
+script handler in the connection's callbacks, as ccbridge's ``route`` does.
 """
 
 from __future__ import annotations
@@ -143,10 +145,15 @@ async def _run_server(kind: str, conn: Connection, port: int, command: bytes) ->
         server.close()
         await server.wait_closed()
         return
-    from ccbridge.agi.server import AgiSession, FastAgiServer
+    from ccbridge.agi.codec import AgiRequest
+    from ccbridge.agi.server import AgiSession, FastAgiServer, Script, script
 
     async def route(session: AgiSession) -> None:
         await session.set_variable("CCB_ROUTE", "queue-sales")
+
+    def route_script(request: AgiRequest) -> Script:
+        # As ccbridge's route handler runs: in the connection's callbacks, no task.
+        yield BARE_COMMAND.decode().rstrip("\n")
 
     async def three_sequential(session: AgiSession) -> None:
         for name, value in THREE_VARS.items():
@@ -155,7 +162,12 @@ async def _run_server(kind: str, conn: Connection, port: int, command: bytes) ->
     async def three_pipelined(session: AgiSession) -> None:
         await session.set_variables(THREE_VARS, pipelined=True)
 
-    handler = {"ccbridge": route, "seq3": three_sequential, "pipe3": three_pipelined}[kind]
+    handler: Any = {
+        "ccbridge": route,
+        "script": script(route_script),
+        "seq3": three_sequential,
+        "pipe3": three_pipelined,
+    }[kind]
     agi = FastAgiServer({"route": handler}, "127.0.0.1", 0, max_sessions=10_000)
     await agi.start()
     conn.send(agi.port)
@@ -218,7 +230,8 @@ class ServerProcess:
 
     def stop(self) -> object:
         self._conn.send(b"stop")
-        stats = self._conn.recv() if self.kind == "ccbridge" and self._conn.poll(5) else None
+        ours = self.kind in ("ccbridge", "script")
+        stats = self._conn.recv() if ours and self._conn.poll(5) else None
         self._proc.join(5)
         if self._proc.is_alive():
             self._proc.kill()
@@ -363,7 +376,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.sessions} sessions per run, {args.rounds} rounds (servers alternate)"
         + (", servers on uvloop" if args.uvloop else "")
     )
-    kinds = ("ccbridge", "bare", "protocol")
+    kinds = ("ccbridge", "script", "bare", "protocol")
     rates: dict[str, list[float]] = {kind: [] for kind in kinds}
     cpus: dict[str, list[float]] = {kind: [] for kind in kinds}
     for rnd in range(args.rounds):
@@ -384,6 +397,8 @@ def main(argv: list[str] | None = None) -> int:
     cc, bare = statistics.median(rates["ccbridge"]), statistics.median(rates["bare"])
     ratio = cc / bare
     print(f"median: ccbridge {cc:.0f}/s, bare {bare:.0f}/s, ratio {ratio:.2f} (target >= 0.7)")
+    sc = statistics.median(rates["script"])
+    print(f"        script {sc:.0f}/s, ratio to bare {sc / bare:.2f}")
     print(
         "median server CPU a session: "
         + ", ".join(f"{kind} {statistics.median(cpus[kind]):.0f} us" for kind in kinds)

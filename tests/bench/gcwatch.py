@@ -51,6 +51,11 @@ def main() -> int:
         a, b, c = (int(x) for x in raw.split(","))
         gc.set_threshold(a, b, c)
     gc.callbacks.append(_on_gc)
+    watch = os.environ.get("CCB_BENCH_LOOPWATCH", "")
+    if watch:  # milliseconds: what holds the event loop (tests/bench/loopwatch.py)
+        from tests.bench import loopwatch
+
+        loopwatch.install(float(watch))
     atexit.register(lambda: print(summary(), file=sys.stderr, flush=True))
     from ccbridge.cli import main as ccbridge_main
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ccbridge.agi import codec
 from ccbridge.agi.codec import (
@@ -364,3 +366,58 @@ def unquote_like_asterisk(line: str) -> list[str]:
 @pytest.mark.parametrize("value", ["", "plain", 'q"uote', "back\\slash", ' lead "\\" ', "\t"])
 def test_quoting_round_trips_through_asterisk_parser(value: str) -> None:
     assert unquote_like_asterisk(codec.set_variable("V", value)) == ["SET", "VARIABLE", "V", value]
+
+
+_QUERY_CHARS = "ab=&%+2041Ff;é "
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.text(alphabet=_QUERY_CHARS, max_size=30))
+def test_the_query_parser_is_parse_qs_last_value_wins(raw: str) -> None:
+    from urllib.parse import parse_qs
+
+    expected = {k: v[-1] for k, v in parse_qs(raw, keep_blank_values=True).items()}
+    assert codec.parse_query(raw) == expected
+
+
+def test_common_replies_are_shared_and_equal_to_a_full_parse() -> None:
+    for raw in ("200 result=0", "200 result=1"):
+        assert codec.parse_reply(raw + "\n") is codec.parse_reply(raw)
+        assert codec.parse_reply(raw) == codec._parse_reply(raw)
+    assert codec.parse_reply("200 result=1 (x)").data == "x"
+
+
+# Mostly lines Asterisk could write, sometimes one the checked path refuses or reads
+# its own way (no space, CR, control bytes, a bad key, a duplicate).
+_GOOD_KEYS = ["agi_arg_1", "agi_arg_2", "agi_arg_3", "agi_x", "agi_y", "agi_z"] * 3
+_HEADER_LINE = st.tuples(
+    st.sampled_from([*_GOOD_KEYS, "agi_arg_01", "agi_", "agi_A", "agi_a-b", "x_y", "agi_a:b"]),
+    st.sampled_from([": "] * 8 + [":", ":  ", " : ", ":\t"]),
+    st.one_of(
+        st.text(alphabet="ab :\té", max_size=8),
+        st.text(alphabet="ab :\t\ré\x01\x7f", max_size=8),
+    ),
+).map("".join)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_HEADER_LINE, max_size=4))
+def test_the_one_read_fast_path_parses_as_the_checked_path(lines: list[str]) -> None:
+    """A whole header in one read takes a fast path (codec._fast_env); a header that
+    arrives in two reads is checked line by line: both accept and refuse alike."""
+    block = "agi_network: yes\n" + "".join(line + "\n" for line in lines) + "\n"
+    assert "\n\n" not in block[:-1]
+    data = block.encode()
+
+    def parse(*chunks: bytes) -> AgiRequest | str:
+        parser = AgiRequestParser()
+        try:
+            for chunk in chunks:
+                request = parser.feed(chunk)
+        except AgiProtocolError:
+            return "refused"
+        assert request is not None
+        return request
+
+    split = len("agi_network: yes\n")
+    assert parse(data) == parse(data[:split], data[split:])

@@ -21,6 +21,10 @@ from panoramisk.message import Message
 from ccbridge.ami.codec import AmiMessage
 from ccbridge.ami.pano import OneShotManager, Protocol, RedactingLog, build_action
 
+# These tests feed reads one after another in one loop turn, with no loop turn between:
+# the AMI share of a turn (pano.TURN) would make a read after 2 ms wait for the next.
+UNBOUNDED = float("inf")
+
 
 class Loop:
     """Records what panoramisk schedules (only the calls it makes)."""
@@ -136,6 +140,7 @@ async def test_panoramisk_keeps_a_list_action_waiting_after_an_error_reply() -> 
     theirs.handle_message(Message({**error, "ActionID": action.id}))
     assert not action.future.done()
     ours = Protocol(lambda event: None)
+    ours.budget = UNBOUNDED
     ours.connection_made(Transport())
     action = pano_actions.Action({"Action": "PJSIPShowContacts"}, as_list=True)
     ours.send(action, as_list=True)
@@ -156,6 +161,7 @@ async def test_pending_actions_are_found_by_action_id_and_keep_their_list_events
     ``AMIProtocol.responses`` keyed by ActionID: check that layout and the routing."""
     seen: list[AmiMessage] = []
     proto = Protocol(seen.append)
+    proto.budget = UNBOUNDED
     proto.connection_made(Transport())
     action = pano_actions.Action({"Action": "QueueStatus"}, as_list=True)
     proto.send(action, as_list=True)
@@ -192,6 +198,7 @@ async def test_panoramisk_closes_with_a_message_on_shutdown() -> None:
     assert len(got) == 1 and isinstance(got[0], Message)  # not an exception, not None
     seen: list[AmiMessage] = []
     ours = Protocol(seen.append)
+    ours.budget = UNBOUNDED
     ours.connection_made(Transport())
     ours.factory = Factory()
     ours.data_received(b"Asterisk Call Manager/9.0.0\r\nEvent: Shutdown\r\n\r\n")

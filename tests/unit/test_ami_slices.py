@@ -175,3 +175,63 @@ def test_a_read_of_megabytes_is_parsed_a_piece_a_turn_within_the_gate() -> None:
     assert before_turn < len(seen)  # the loop had turns while the read was worked through
     assert slow == []
     assert size // 100 > PARSE_BYTES  # a read of 100 bounds and more: the bound is at work
+
+
+async def _two_links_one_turn(budget: float) -> tuple[list[tuple[int, int]], int]:
+    """Two sites' links each handed a read of EVENTS events in the same loop turn: what
+    both handed on ((link, Seq) in order), and how many of them before a callback that the
+    first event scheduled ran."""
+    loop = asyncio.get_running_loop()
+    seen: list[tuple[int, int]] = []
+    before_turn: list[int] = []
+
+    async def site(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"Asterisk Call Manager/9.0.0\r\n")
+        await writer.drain()
+        await reader.read()
+        writer.close()
+
+    server = await asyncio.start_server(site, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    links: list[tuple[asyncio.BaseTransport, Protocol]] = []
+    try:
+        for n in range(2):
+
+            def protocol(n: int = n) -> Protocol:
+                def on_event(event: AmiMessage) -> None:
+                    seen.append((n, int(event["Seq"])))
+                    if len(seen) == 1:  # the loop's next turn, e.g. a route request
+                        loop.call_soon(lambda: before_turn.append(len(seen)))
+
+                made = Protocol(on_event)
+                made.budget = budget
+                return made
+
+            transport, proto = await loop.create_connection(protocol, "127.0.0.1", port)
+            proto.factory = _Manager()
+            await until(lambda proto=proto: proto.version is not None, 5, "the banner")
+            links.append((transport, proto))
+        for _, proto in links:  # both reads ready in one turn, as after one select
+            loop.call_soon(proto.data_received, _events(0, EVENTS))
+        await until(lambda: len(seen) == 2 * EVENTS, 5, "every event of both links")
+        for transport, proto in links:
+            assert transport.is_reading()  # type: ignore[attr-defined]
+            transport.close()
+            await proto.gone
+    finally:
+        server.close()
+        await server.wait_closed()
+    return seen, before_turn[0]
+
+
+@pytest.mark.parametrize("choice", LOOPS)
+def test_links_with_reads_in_one_turn_share_one_budget(choice: EventLoop) -> None:
+    # Each link bounded alone, 20 sites' reads of one tick held a turn for their sum:
+    # the budget is per turn over all links. With it spent (0), the first link does one
+    # slice and the second waits for the next turn, then takes its share in its turn.
+    seen, before_turn = eventloop.run(_two_links_one_turn(0.0), choice)
+    assert 1 <= before_turn <= SLICE, seen[: before_turn + 1]
+    for n in range(2):
+        assert [s for link, s in seen if link == n] == list(range(EVENTS))
+    # Neither link waits for the other's whole read: the second starts before the first ends.
+    assert seen.index((1, 0)) < seen.index((0, EVENTS - 1))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
+from contextlib import suppress
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from ccbridge import variables as v
 from ccbridge.agi.handlers import decision_variables
+from ccbridge.agi.server import Script
 from ccbridge.app import Bridge
 from ccbridge.clock import Clock
 from ccbridge.config import Config, load_config
@@ -190,50 +192,53 @@ def test_key_value_log_lines_quote_and_carry_context() -> None:
     assert 'msg="routed call"' in line and "site=dhaka" in line and 'reasons="a b"' in line
 
 
-class _RecordingSession:
-    """Stands in for an AgiSession: records command lines, answers from a script."""
+def _play(script: Script, *replies: str) -> list[str]:
+    """Run a script handler as Asterisk would: each command line answered in turn from
+    ``replies`` (then ``200 result=1``); the command lines it sent."""
+    from ccbridge.agi.codec import parse_reply
 
-    def __init__(self, *replies: str) -> None:
-        self.lines: list[str] = []
-        self.replies = list(replies)
-
-    async def command(self, line: str) -> object:
-        from ccbridge.agi.codec import parse_reply
-
-        self.lines.append(line)
-        return parse_reply(self.replies.pop(0) if self.replies else "200 result=1")
-
-    async def set_variable(self, name: str, value: str) -> None:
-        from ccbridge.agi import codec
-
-        await self.command(codec.set_variable(name, value))
+    lines: list[str] = []
+    answers = list(replies)
+    with suppress(StopIteration):
+        line = next(script)
+        while True:
+            lines.append(line)
+            line = script.send(parse_reply(answers.pop(0) if answers else "200 result=1"))
+    return lines
 
 
-async def test_route_variables_go_in_one_mset_round_trip() -> None:
+def test_route_variables_go_in_one_mset_round_trip() -> None:
     from ccbridge.agi.handlers import set_all
 
-    session = _RecordingSession("200 result=0")
-    await set_all(session, {v.QUEUE: "orders-bn", v.REASONS: "a b", v.ROUTE: "remote"})  # type: ignore[arg-type]
-    assert session.lines == ['EXEC MSet "CCB_QUEUE=orders-bn,CCB_REASONS=a b,CCB_ROUTE=remote"']
+    lines = _play(
+        set_all({v.QUEUE: "orders-bn", v.REASONS: "a b", v.ROUTE: "remote"}), "200 result=0"
+    )
+    assert lines == ['EXEC MSet "CCB_QUEUE=orders-bn,CCB_REASONS=a b,CCB_ROUTE=remote"']
 
 
-async def test_without_mset_each_variable_is_set_route_last() -> None:
+def test_without_mset_each_variable_is_set_route_last() -> None:
     from ccbridge.agi.handlers import set_all
 
-    session = _RecordingSession("200 result=-2")
-    await set_all(session, {v.QUEUE: "orders-bn", v.ROUTE: "queue"})  # type: ignore[arg-type]
-    assert session.lines[1:] == [
+    lines = _play(set_all({v.QUEUE: "orders-bn", v.ROUTE: "queue"}), "200 result=-2")
+    assert lines[1:] == [
         'SET VARIABLE CCB_QUEUE "orders-bn"',
         'SET VARIABLE CCB_ROUTE "queue"',
     ]
 
 
-async def test_a_comma_in_a_value_skips_mset() -> None:
+def test_a_comma_in_a_value_skips_mset() -> None:
     from ccbridge.agi.handlers import set_all
 
-    session = _RecordingSession()
-    await set_all(session, {v.QUEUE: "a,b", v.ROUTE: "queue"})  # type: ignore[arg-type]
-    assert [line.split()[0] for line in session.lines] == ["SET", "SET"]
+    lines = _play(set_all({v.QUEUE: "a,b", v.ROUTE: "queue"}))
+    assert [line.split()[0] for line in lines] == ["SET", "SET"]
+
+
+def test_a_refused_set_variable_fails_the_route_session() -> None:
+    from ccbridge.agi.codec import AgiCommandError
+    from ccbridge.agi.handlers import set_all
+
+    with pytest.raises(AgiCommandError, match="510"):
+        _play(set_all({v.QUEUE: "a,b", v.ROUTE: "queue"}), "510 Invalid or unknown command")
 
 
 def test_request_supplied_names_never_become_label_values(config: Config) -> None:

@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -110,3 +111,59 @@ async def test_a_collection_inside_a_slow_callback_is_named() -> None:
     del garbage
     assert any("collect" in line and "ms during it)" in line for line in found.lines), found.lines
     assert found.on_gc not in gc.callbacks
+
+
+def test_a_line_over_the_limit_only_by_its_wait_for_a_cpu_is_excused() -> None:
+    line = "{} <Handle x> took {} ms (limit 50 ms; {} {} ms)"
+    slow_by_itself = line.format(loopdebug.MARK, 90, loopdebug.WAITED, 40)  # 50 of its own
+    preempted = line.format(loopdebug.MARK, 90, loopdebug.WAITED, 41)  # 49 of its own
+    no_figure = f"{loopdebug.MARK} <Handle y> took 61 ms (limit 50 ms)"
+    text = "\n".join((slow_by_itself, preempted, no_figure))
+    assert loopdebug.unexplained(text) == [slow_by_itself, no_figure]
+
+
+def _hog(cpu: int) -> subprocess.Popen[bytes]:
+    code = f"import os; os.sched_setaffinity(0, {{{cpu}}}); print(flush=True)\nwhile True: pass"
+    hog = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE)
+    assert hog.stdout is not None and hog.stdout.readline() == b"\n"  # pinned and spinning
+    return hog
+
+
+async def test_a_callback_slow_only_because_its_thread_waited_for_a_cpu_is_kept_apart() -> None:
+    """Two spinning processes pinned to the loop thread's CPU leave it about a third of
+    that CPU: a callback that spins 90 ms of wall time runs ~30 ms of it, so against a
+    60 ms limit it is preempted, not slow; a callback that sleeps 90 ms stays slow (sleep
+    is not run-queue wait)."""
+    if loopdebug.read_schedstat(f"/proc/self/task/{threading.get_native_id()}/schedstat") is None:
+        pytest.fail("this test needs Linux's schedstat, which the bridge's hosts have")
+    loop = asyncio.get_running_loop()
+    cpu = min(os.sched_getaffinity(0))
+    before = os.sched_getaffinity(0)
+    hogs = [_hog(cpu), _hog(cpu)]
+    os.sched_setaffinity(0, {cpu})  # this (the loop's) thread only
+    found = loopdebug.report_slow_callbacks(loop, 60)
+    try:
+        # Spinning and sleeping on the loop's thread are the things under test here.
+        loop.call_soon(_spin, 0.09)
+        await until(lambda: any("_spin" in x for x in found.preempted + found.lines), 10, "spin")
+        loop.call_soon(time.sleep, 0.09)
+        await until(lambda: any("sleep" in x for x in found.lines), 10, "the sleep's report")
+    finally:
+        loopdebug.stop_reporting(loop, found)
+        os.sched_setaffinity(0, before)
+        for hog in hogs:
+            hog.kill()
+            hog.wait()
+            if hog.stdout is not None:
+                hog.stdout.close()
+    (spun,) = [x for x in found.preempted if "_spin" in x]
+    assert loopdebug.WAITED in spun and loopdebug.unexplained(spun) == []
+    (slept,) = [x for x in found.lines if "sleep" in x]
+    assert loopdebug.unexplained(slept) == [slept]
+    assert found.count == len(found.lines)
+
+
+def _spin(seconds: float) -> None:
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        pass

@@ -1,6 +1,6 @@
 """The record writer's memory queue at its default size, full of the ingest's own records,
-fits a fixed share of the bridge's 100 MB RSS bound, and so does the record machine's
-per-call state (BENCHMARKS.md section 4)."""
+fits a fixed share of the bridge's 100 MB RSS bound (BENCHMARKS.md section 4), and its
+bound in bytes estimates what records hold."""
 
 from __future__ import annotations
 
@@ -8,84 +8,23 @@ import gc
 import tracemalloc
 from datetime import UTC, datetime
 
+import pytest
+
 from ccbridge.config.store import StoreSettings
+from ccbridge.store.journal import line_bytes
 from ccbridge.store.records import Record
-from tests.unit.records_streams import (
-    Stream,
-    call_id_of,
-    decide,
-    feed_all,
-    lab_config,
-    load,
-    machine,
-)
+from ccbridge.store.writer import MEMORY_PER_JSON_BYTE
+from tests.unit.records_streams import call_id_of, feed_all, load, machine
 
 SHARE = 16 * 2**20  # bytes: the queue's share of the 100 MB bound
 SAMPLE = 4_000  # records measured; every call has the same shape, so the cost is linear
 LATER = datetime(2100, 1, 1, tzinfo=UTC)  # every ended call's linger is over
-# Bytes the machine holds for an answered call with its decision, ended and lingering for
-# a late site's events (the longest a call is held: 10 s at 150 calls/s is 1,500 calls).
-# 2,326 before its state was compacted (interned names, no uniqueids kept past the
-# first BridgeLeave, no empty IVR list, the reasons' own enum strings): 1,653 after.
-CALL_SHARE = 1_800
 
 
-def _nth(stream: Stream, n: int) -> Stream:
-    """The recorded call again with its own call ID and channels, every string new (as
-    the AMI parser gives them: what the machine keeps of them is what it costs)."""
-    cid = call_id_of(stream)
-    entry, epoch = cid.split(":")[0], cid.split(":")[1].split(".")[0]
-    ids = {cid: f"{entry}:{int(epoch) + n}.000000:{n}"}
-    ids[f"{entry}-{epoch}."] = f"{entry}-{int(epoch) + n}."
-    call = []
-    for site, ev in stream:
-        values = dict(ev)
-        for k, v in values.items():
-            for old, new in ids.items():
-                v = v.replace(old, new)
-            values[k] = "".join(v)  # a new string even where nothing was replaced
-        call.append((site, values))
-    return call
-
-
-def test_an_ended_call_lingering_in_the_record_machine_costs_under_its_share() -> None:
-    config = lab_config()
-    stream = load("answered")
-    m = machine(config)
-    n = 600
-    for i in range(n, n + 50):  # the router's and the machine's one-time costs, first
-        warm = _nth(stream, i)
-        decide(m, config, warm)
-        feed_all(m, warm)
-    m.sweep(LATER)
-    del warm
-    gc.collect()
-    tracemalloc.start()
-    try:
-        base = tracemalloc.get_traced_memory()[0]
-        for i in range(n):
-            call = _nth(stream, i)
-            decide(m, config, call)
-            feed_all(m, call)
-        del call
-        gc.collect()
-        per_call = (tracemalloc.get_traced_memory()[0] - base) / n
-    finally:
-        tracemalloc.stop()
-    held = list(m.calls.values())
-    assert len(held) == n and all(c.ended is not None for c in held)  # ended, lingering
-    assert per_call < CALL_SHARE, f"{per_call:.0f} bytes a call"
-    # what it no longer keeps: the channels' uniqueids once the bridge said who left first
-    legs = [lg for c in held for lg in c.legs.values()]
-    assert all(lg.agent_uniqueid is None and lg.first_leave == "caller" for lg in legs)
-    # names held once, not once a call
-    assert len({id(lg.agent) for lg in legs}) == 1
-    assert len({id(c.cid.entry_site) for c in held}) == 1
-
-
-def test_a_full_default_memory_queue_fits_its_share_of_the_rss_bound() -> None:
-    size = StoreSettings().queue_size
-    stream = load("answered")
+def _held(name: str) -> tuple[list[Record], int]:
+    """SAMPLE records of the recorded call ``name`` again and again (each time with its
+    own call ID and channels), as the writer's queue holds them, and their bytes."""
+    stream = load(name)
     cid = call_id_of(stream)
     entry, epoch = cid.split(":")[0], cid.split(":")[1].split(".")[0]
     m = machine()
@@ -95,7 +34,6 @@ def test_a_full_default_memory_queue_fits_its_share_of_the_rss_bound() -> None:
         base = tracemalloc.get_traced_memory()[0]
         n = 0
         while len(held) < SAMPLE:
-            # the recorded call again with its own call ID and channels
             ids = {cid: f"{entry}:{int(epoch) + n}.000000:{n}"}
             ids[f"{entry}-{epoch}."] = f"{entry}-{int(epoch) + n}."
             call = []
@@ -114,6 +52,23 @@ def test_a_full_default_memory_queue_fits_its_share_of_the_rss_bound() -> None:
         used = tracemalloc.get_traced_memory()[0] - base
     finally:
         tracemalloc.stop()
-    full = used / len(held) * size
     assert len(m.calls) == 0 and n > 100
+    return held, used
+
+
+def test_a_full_default_memory_queue_fits_its_share_of_the_rss_bound() -> None:
+    size = StoreSettings().queue_size
+    held, used = _held("answered")
+    full = used / len(held) * size
     assert full < SHARE, f"{size:,} queued records would hold {full / 2**20:.1f} MiB"
+    assert StoreSettings().queue_bytes <= SHARE
+
+
+@pytest.mark.parametrize("name", ["answered", "abandoned", "cross_site", "agent_hangup"])
+def test_the_writers_memory_estimate_covers_what_the_records_hold(name: str) -> None:
+    """The byte bound counts a record as its journal line x MEMORY_PER_JSON_BYTE: that
+    must not be less than the memory it holds (else the bound lets more in), nor far
+    more (else the writer spills to the journal for nothing)."""
+    held, used = _held(name)
+    estimate = sum(line_bytes([held])) * MEMORY_PER_JSON_BYTE
+    assert used <= estimate <= 1.6 * used, (name, used / len(held), estimate / len(held))
