@@ -12,6 +12,12 @@ and writes the whole table again when it is not the one this bridge wrote; so do
 (re)connect. The heartbeat is in whole seconds: the other passes of that second write
 neither it nor the deadline (they would write the same values).
 Until then the dialplan finds no fresh table and asks the bridge over FastAGI.
+
+With ``use_without_bridge`` the pass also writes the fresh path: each ccb-inbound
+extension of a number without a menu gets its route step replaced (DialplanExtensionAdd
+with Replace) when its route changed, and the fresh deadline is capped at the table's
+first ``until`` (routing/held.py ``fresh_steps``). A reload puts the rendered steps back
+with the globals gone: the same read-back rewrites both.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter
 
@@ -32,11 +38,17 @@ from ccbridge.config.model import Config, Site
 from ccbridge.logs import ctx
 from ccbridge.routing.engine import CallRequest, Decision, Router
 from ccbridge.routing.held import (
+    ASK_BRIDGE,
     Boundaries,
     HeldEntry,
+    InboundVariant,
+    fresh_steps,
     held_entries,
     held_key,
     held_service_key,
+    inbound_variants,
+    route_id,
+    routes_at,
     same_routes,
 )
 from ccbridge.routing.held import encode as encode_entry
@@ -62,6 +74,9 @@ class _Written:
     values: dict[str, str]
     decisions: dict[str, tuple[float, Decision, Decision]]  # key -> (until, now, next)
     heartbeat: str = ""  # the last heartbeat written: read back, it proves the table is there
+    fresh: str = ""  # the last fresh deadline written
+    # ccb-inbound extension -> the route steps written into it (the fresh path)
+    steps: dict[str, tuple[tuple[str, str], ...]] = field(default_factory=dict)
 
 
 class HeldMetrics:
@@ -125,6 +140,16 @@ class HeldRoutePublisher:
         self.clock = clock
         self.links = links
         self._sites = {s.name: s for s in config.sites}
+        # The fresh path's extensions, and the route ids each site's ccb-queue has (a held
+        # queue route not among them goes through ccb-held, whose `i` catches it).
+        fresh = self.settings.use_without_bridge
+        self._variants: dict[str, list[InboundVariant]] = {
+            s.name: inbound_variants(config, s) if fresh else [] for s in config.sites
+        }
+        self._queues = {
+            s.name: {r.id for r in routes_at(config, s) if r.route.kind == v.ROUTE_QUEUE}
+            for s in config.sites
+        }
         self.metrics = HeldMetrics(registry, tuple(self._sites))
         self._on_held_call = on_held_call
         self._dirty = {name: asyncio.Event() for name in self._sites}
@@ -314,13 +339,58 @@ class HeldRoutePublisher:
         written.values = values
         written.decisions = {e.key: (e.until, *e.decisions) for e in entries if e.decisions}
         self._written[name] = written
+        routes = await self._write_routes(site, link, written, entries)
         if beat != written.heartbeat:
             await self._setvar(link, v.HELD_HEARTBEAT, beat)
             written.heartbeat = beat
-            fresh = int(beat) + int(self.settings.fresh_age)
+        # The fresh path checks no route's own validity: the deadline never passes the
+        # first instant any route of the table changes with time (the PBX's whole second
+        # before it), and the next pass writes the routes after it, then a new deadline.
+        fresh = int(beat) + int(self.settings.fresh_age)
+        if entries:
+            fresh = min(fresh, int(min(e.until for e in entries) - offset))
+        if str(fresh) != written.fresh:
             await self._setvar(link, v.HELD_FRESH_UNTIL, str(fresh))
+            written.fresh = str(fresh)
         if count:
             self.metrics.writes.labels(name).inc(count)
             log.info("held routes written", extra=ctx(site=name, keys=count))
+        if routes:
+            log.info("held routes written into ccb-inbound", extra=ctx(site=name, keys=routes))
         self.passes[name] += 1
+        return count
+
+    async def _write_routes(
+        self, site: Site, link: SiteLink, written: _Written, entries: list[HeldEntry]
+    ) -> int:
+        """The fresh path: each ccb-inbound extension's route steps whose route changed
+        (all of them after a reload); returns the extensions written."""
+        by_key = {e.key: e for e in entries if not e.ivr_service}
+        queues = self._queues[site.name]
+        count = 0
+        for i, var in enumerate(self._variants[site.name], 1):
+            if i % SLICE == 0:
+                await asyncio.sleep(0)
+            e = by_key.get(held_key(var.did, var.language))
+            if e is None:
+                steps: tuple[tuple[str, str], ...] = (ASK_BRIDGE,)
+            else:
+                rid = route_id(e.now, e.service)
+                steps = fresh_steps(e.now, rid, rid in queues)
+            if written.steps.get(var.extension) == steps:
+                continue
+            for n, (app, data) in enumerate(steps, v.HELD_ROUTE_PRIORITY):
+                await link.action(
+                    "DialplanExtensionAdd",
+                    {
+                        "Context": v.HELD_INBOUND_CONTEXT,
+                        "Extension": var.extension,
+                        "Priority": str(n),
+                        "Application": app,
+                        "ApplicationData": data,
+                        "Replace": "yes",
+                    },
+                )
+            written.steps[var.extension] = steps
+            count += 1
         return count

@@ -30,7 +30,7 @@ from ccbridge.ivr_render import (
     ivr_context,
     prompts_dir,
 )
-from ccbridge.routing.held import RouteView, routes_at
+from ccbridge.routing.held import RouteView, caller_patterns, routes_at
 from ccbridge.routing.language import LanguageResolver
 
 TEMPLATE_FILES = (
@@ -199,9 +199,7 @@ def _route_lines(r: RouteView) -> tuple[str, ...]:
 
 def held_view(config: Config, site: Site) -> HeldView:
     lang = LanguageResolver.from_config(config)
-    codes = sorted(lang.calling_codes().items(), key=lambda c: (-len(c[0]), c[0]))
-    # A code decides only with a subscriber part after it: `.` is one or more characters.
-    callers = tuple((f"/_{p}{code}.", language) for code, language in codes for p in ("+", "00"))
+    callers = caller_patterns(config)
     numbers = tuple((n.did, lang.did_language(n)) for n in config.numbers if n.site == site.name)
     return HeldView(
         numbers,

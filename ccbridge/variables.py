@@ -124,6 +124,12 @@ HELD_SERVICE_PREFIX = "CCB_HS_"
 HELD_KEY = "CCB_HK"  # the name of the global ccb-route's slow path reads for this call
 HELD_HEARTBEAT = "CCB_HELD_HB"  # the PBX's epoch when the bridge last confirmed the whole table
 HELD_FRESH_UNTIL = "CCB_HELD_FRESH"  # heartbeat + fresh_age: the bridge counts as alive before
+# The fresh path: the bridge replaces this priority of each number's ccb-inbound
+# extensions (one per caller-ID pattern, i.e. per language) with the held route itself
+# (routing/held.py fresh_steps, AMI DialplanExtensionAdd with Replace); the rendered one
+# asks the bridge. A `dialplan reload` or a restart puts the rendered one back.
+HELD_INBOUND_CONTEXT = "ccb-inbound"
+HELD_ROUTE_PRIORITY = 2
 HELD_NUMBER_LANGUAGE_PREFIX = "CCB_HL_"  # rendered CCB_HL_<did>=hi: the number's own language
 HELD_VALUE = "CCB_HV"  # the value ccb-route read for this call (its slow paths)
 HELD_SEP = "/"  # between the fields of a held value

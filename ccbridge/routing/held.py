@@ -21,21 +21,27 @@ from ccbridge import variables as v
 from ccbridge.config.ivr import DestKind
 from ccbridge.config.model import Config, Number, Schedule, Site, queue_name
 from ccbridge.routing.engine import AFTER_HOURS, QUEUE, CallRequest, Decision, Router
+from ccbridge.routing.language import LanguageResolver
 from ccbridge.routing.schedule import is_open
 from ccbridge.routing.state import LiveState
 
 __all__ = [
+    "ASK_BRIDGE",
     "HORIZON",
     "Boundaries",
     "HeldEntry",
     "HeldRoute",
+    "InboundVariant",
     "RouteView",
     "accepts",
+    "caller_patterns",
     "decode",
     "encode",
+    "fresh_steps",
     "held_entries",
     "held_key",
     "held_service_key",
+    "inbound_variants",
     "languages_for",
     "menu_services",
     "parse_route_id",
@@ -465,3 +471,73 @@ def accepts(config: Config, site: Site, text: str) -> bool:
         return False
     known = {r.id for r in routes_at(config, site)}
     return parts[4] in config.services and parts[0] in known and parts[1] in known
+
+
+# --- the fresh path: the route itself in ccb-inbound ------------------------------------
+# While the bridge is alive a call to a number without a menu takes its held route from
+# the number's own ccb-inbound extension: the bridge replaces its second priority (the
+# rendered one asks the bridge) with one GotoIf holding the route (AMI DialplanExtensionAdd
+# with Replace). The dialplan then reads nothing hand-writable but the fresh deadline, a
+# single global compared inside $[...] (a garbage deadline cannot reach the Goto's
+# arguments; it can only make the call ask the bridge, or take the route the bridge
+# wrote). The deadline is capped at the earliest ``until`` of the table, so a route
+# written here is never taken past its own validity: no per-route time check.
+# BENCHMARKS.md §1e: this is what brings the production dialplan within 0.97 of static.
+
+
+@dataclass(frozen=True, slots=True)
+class InboundVariant:
+    """One ccb-inbound extension of a number without a menu: the number, the caller-ID
+    pattern that picks its language ("" for callers no pattern decides), the language."""
+
+    did: str
+    callers: str
+    language: str
+
+    @property
+    def extension(self) -> str:
+        """The extension as the dialplan and AMI name it (``+918000000001/_+880.``)."""
+        return self.did + self.callers
+
+
+def caller_patterns(config: Config) -> tuple[tuple[str, str], ...]:
+    """(caller-ID pattern, language) for every calling code that decides a language
+    (the dialplan's copy of routing.language), the longest code first. A code decides
+    only with a subscriber part after it: `.` is one or more characters."""
+    resolver = LanguageResolver.from_config(config)
+    codes = sorted(resolver.calling_codes().items(), key=lambda c: (-len(c[0]), c[0]))
+    return tuple((f"/_{p}{code}.", lang) for code, lang in codes for p in ("+", "00"))
+
+
+def inbound_variants(config: Config, site: Site) -> list[InboundVariant]:
+    """Every ccb-inbound extension at ``site`` whose route priority the bridge writes."""
+    resolver = LanguageResolver.from_config(config)
+    patterns = caller_patterns(config)
+    return [
+        InboundVariant(n.did, cid, lang)
+        for n in config.numbers
+        if n.site == site.name and n.menu is None
+        for cid, lang in (*patterns, ("", resolver.did_language(n)))
+    ]
+
+
+ASK_BRIDGE = ("Goto", "ccb-route,${EXTEN},1")  # the rendered route priority: ask the bridge
+
+
+def fresh_steps(route: HeldRoute, rid: str, direct: bool) -> tuple[tuple[str, str], ...]:
+    """(application, data) of the priorities from HELD_ROUTE_PRIORITY on that take
+    ``route`` (id ``rid``) while the deadline holds, else ask the bridge. ``direct``: a
+    queue of this site, straight to its ccb-queue steps; any other route goes through
+    ccb-held (its `i` catches an id the site lacks) with the number set first (the remote
+    step's SIP header, a fallback's or an after-hours callback's number need it; a queue
+    call does not: one variable set costs a channel snapshot, BENCHMARKS §1e)."""
+    fresh = f"$[${{EPOCH}}<0${{{v.HELD_FRESH_UNTIL}}}]"
+    ask = ASK_BRIDGE[1]
+    if route.kind == v.ROUTE_QUEUE and direct:
+        return (("GotoIf", f"{fresh}?ccb-queue,{rid},1:{ask}"),)
+    then = v.HELD_ROUTE_PRIORITY + 1
+    return (
+        ("GotoIf", f"{fresh}?{then}:{ask}"),
+        ("Set", f"__{v.DID}=${{EXTEN}}"),
+        ("Goto", f"ccb-held,{rid},1"),
+    )

@@ -140,11 +140,18 @@ class ScreenPop:
         # number dialled is read from the caller's channel, beside the history lookup.
         did: asyncio.Task[str | None] | None = None
         if pop.did is None and pop.channel and self._channel_var is not None:
-            did = asyncio.create_task(self._channel_var(pop.site, pop.channel, v.DID))
+            did = asyncio.create_task(self._dialled(pop.site, pop.channel))
         history = await self.history.lookup(pop.caller, pop.call_id, pop.at)
         if did is not None:
             pop = self.tracker.with_did(pop, await did)
         self._publish(pop, history)
+
+    async def _dialled(self, site: str, channel: str) -> str | None:
+        """The number the caller dialled: CCB_DID, else (ccb-inbound's fresh held route to
+        a queue sets no variable) the channel's DNID, the same number at the entry site."""
+        assert self._channel_var is not None
+        did = await self._channel_var(site, channel, v.DID)
+        return did or await self._channel_var(site, channel, "CALLERID(dnid)")
 
     def _publish(self, pop: Pop, history: History) -> None:
         event_id = "evt_" + uuid.uuid4().hex

@@ -198,6 +198,20 @@ def dialplan_commands(site: str, bridge_agi: str) -> list[str]:
     ]
 
 
+LAB_HELD_LINE = "  held_routes: {use_without_bridge: false, fresh_age: 5, max_age: 300}\n"
+
+
+def held_config_text() -> str:
+    """examples/lab.yaml with held routes taken while the bridge is alive, for the bench's
+    bridge process: it writes the routes into ccb-inbound only when its own config says
+    so (the dialplan rendered from the same setting has the steps it writes into)."""
+    text = (REPO_ROOT / "examples" / "lab.yaml").read_text(encoding="utf-8")
+    assert LAB_HELD_LINE in text, "examples/lab.yaml's held_routes line changed"
+    text = text.replace(LAB_HELD_LINE, LAB_HELD_LINE.replace("false", "true"))
+    # its secrets' paths are relative to examples/
+    return text.replace("file: ../.lab/", f"file: {REPO_ROOT / '.lab'}/")
+
+
 def install_dialplan(lab: Lab, site: Site, agi_listen: str) -> None:
     """Add the bench paths to the site's running dialplan; a line the CLI refuses stops
     the bench (a path missing would be measured as failed calls)."""
@@ -524,19 +538,19 @@ def run(
     config = load_config(REPO_ROOT / "examples" / "lab.yaml")
     scratch = Path(tempfile.mkdtemp(prefix="ccb-e2e-records-"))
     path = scratch / "lab-records.yaml"
+    path.write_text(held_config_text(), encoding="utf-8")
     if records:
         # The lab's config with a store: the bridge records every call (SQLite, migrated).
-        text = (REPO_ROOT / "examples" / "lab.yaml").read_text(encoding="utf-8")
+        text = held_config_text()
         path.write_text(text + f"\nstore:\n  url: sqlite:///{scratch}/records.db\n")
         recorded = load_config(path)
         engine = make_engine(recorded.store)
         asyncio.run(_upgrade(engine))
     crm = hang.HangingCrm() if webhook_hang else None
     if crm is not None:  # the same file with a screen_pop section for the hung CRM
-        text = path.read_text() if records else (REPO_ROOT / "examples" / "lab.yaml").read_text()
-        path.write_text(text + hang.config_section(crm.url))
+        path.write_text(path.read_text() + hang.config_section(crm.url))
     # The production dialplan with held routes taken while the bridge is alive; the
-    # bridge itself reads the same YAML (it writes held routes either way).
+    # bridge reads the same setting from its YAML (``held_config_text``).
     held = replace(config.routing.held_routes, enabled=True, use_without_bridge=True)
     config = replace(config, routing=replace(config.routing, held_routes=held))
     lab = Lab(config)
@@ -547,8 +561,7 @@ def run(
         lab.down()
         lab.up()
         bridge = BridgeProcess(lab, EVERY_SITE_OPEN)
-        if records or webhook_hang:
-            bridge.config = dataclasses.replace(config, source=str(path))
+        bridge.config = dataclasses.replace(config, source=str(path))
         try:
             asyncio.run(bridge.start())
             listen = config.bridge.agi_listen
@@ -620,12 +633,16 @@ def run(
 
 
 def _wait_for_held_routes(lab: Lab, site: Site, within: float = 20.0) -> None:
-    """The bridge has written the site's held table and keeps its deadline fresh."""
+    """The bridge has written the site's held table, and the held path's route into
+    ccb-inbound (without it the held path would ask the bridge: measured as held, it
+    would be FastAGI's cost)."""
     key = held_key(DID, "hi")
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
         out = lab.cli(site, f"dialplan eval function GLOBAL({key})")
-        if "Result: orders-hi/" in out:
+        if "Result: orders-hi/" in out and "ccb-queue,orders-hi,1:" in lab.cli(
+            site, "dialplan show ccb-inbound"
+        ):
             return
         time.sleep(0.2)
     raise RuntimeError(f"no held route {key} at {site.name} after {within:g}s")

@@ -73,6 +73,7 @@ from tests.bench.bench_e2e import (
     _check_path,
     _upgrade,
     _wait_for_held_routes,
+    held_config_text,
     install_dialplan,
     place,
     plan_steps,
@@ -520,10 +521,15 @@ def run(
     config = replace(config, routing=replace(config.routing, held_routes=held))
     lab = Lab(config)
     site = config.site(SITE)
+    # The bridges read the same held-route setting as the rendered dialplan: they write
+    # the routes into ccb-inbound only with use_without_bridge on.
     bridges = {"off": BridgeProcess(lab, EVERY_SITE_OPEN)}
+    held_path = scratch / "lab-held.yaml"
+    held_path.write_text(held_config_text(), encoding="utf-8")
+    bridges["off"].config = dataclasses.replace(config, source=str(held_path))
     if records:
         path = scratch / "lab-records.yaml"
-        text = (REPO_ROOT / "examples" / "lab.yaml").read_text(encoding="utf-8")
+        text = held_config_text()
         path.write_text(text + f"\nstore:\n  url: sqlite:///{scratch}/records.db\n")
         asyncio.run(_upgrade(make_engine(load_config(path).store)))
         bridges["on"] = BridgeProcess(lab, EVERY_SITE_OPEN)

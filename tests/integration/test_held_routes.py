@@ -148,13 +148,13 @@ async def test_a_fresh_held_route_routes_without_asking_the_bridge(
 @pytest.mark.parametrize(
     ("value", "reason", "refusals"),
     [
-        # No time to trust: the fresh step passes it by, the fallback refuses it.
+        # No time to trust: the fallback refuses it.
         ("garbage", v.HELD_REJECT_INVALID, 1),
         # Well formed, but dhaka's queue as a local route at bangalore (no such queue
-        # here): refused on the fresh step (ccb-held's `i`) and again after FastAGI failed.
-        ("orders-bn/reject/9999999999/9999999999/orders/0", v.HELD_REJECT_INVALID, 2),
+        # here): refused by ccb-held-last's `i`.
+        ("orders-bn/reject/9999999999/9999999999/orders/0", v.HELD_REJECT_INVALID, 1),
         # Goto's separators (comma, colon, question mark) are filtered out: no such route.
-        ("a,b:c?d/reject/9999999999/9999999999/orders/0", v.HELD_REJECT_INVALID, 2),
+        ("a,b:c?d/reject/9999999999/9999999999/orders/0", v.HELD_REJECT_INVALID, 1),
         ("remote.dhaka.orders-bn.blr-dac/reject/1/2/orders/0", v.HELD_REJECT_EXPIRED, 1),
     ],
 )
@@ -170,7 +170,12 @@ async def test_garbage_written_by_hand_goes_static_and_is_counted(
 ) -> None:
     async with bridge_at(WEDNESDAY_MORNING, held_config) as bridge:
         await _published(bridge)
-        await bridge.agi.stop()  # the bridge answers no route: the fallback path is taken
+        # The bridge answers no route and writes nothing; its fresh deadline is put in the
+        # past by hand: the call asks, gets nothing, and reads the held value (the fresh
+        # path reads no value: the bridge wrote the route into ccb-inbound itself).
+        await bridge.agi.stop()
+        await bridge.held.stop()
+        await _cli(lab, "bangalore", f"dialplan set global {v.HELD_FRESH_UNTIL} 0")
         key = held_key(ORDERS_IN, "bn")
         await _cli(lab, "bangalore", f"dialplan set global {key} {value}")
         assert await _get(lab, "bangalore", key) == value
@@ -190,6 +195,7 @@ async def test_garbage_written_by_hand_goes_static_and_is_counted(
             "the bridge to count the refusals",
         )
         # The bridge writes the key again: the hand edit is undone.
+        await bridge.held.start()
         got: list[str] = []
 
         async def rewritten() -> bool:
@@ -201,6 +207,39 @@ async def test_garbage_written_by_hand_goes_static_and_is_counted(
                 break
             await asyncio.sleep(0.1)
         assert decode(got[0], "bangalore").now.site == "dhaka"
+
+
+@pytest.mark.parametrize(
+    "deadline",
+    [
+        "garbage",  # `0garbage` compares as text, below any epoch: ask the bridge
+        "1|1",  # an expression of its own: true, the route the bridge wrote
+        "9999999999,x)?ccb-fallback",  # stays inside $[...]: a syntax error, ask
+    ],
+)
+async def test_a_hand_written_fresh_deadline_never_sends_a_call_nowhere(
+    lab: Lab,
+    held_config: Config,
+    agents: dict[str, Agent],
+    ami: AmiRecorder,
+    bridge_at: BridgeFactory,
+    deadline: str,
+) -> None:
+    """The one hand-writable value the fresh path reads: whatever it holds, the call
+    takes the route the bridge wrote, or asks and takes the held fallback (the bridge
+    answers no route here): dhaka's Bengali queue either way, never static or nowhere."""
+    async with bridge_at(WEDNESDAY_MORNING, held_config) as bridge:
+        await _published(bridge)
+        shown = await _cli(lab, "bangalore", "dialplan show ccb-inbound")
+        assert "ccb-held,remote.dhaka.orders-bn" in shown and "CCB_HELD_FRESH" in shown
+        await bridge.agi.stop()
+        await bridge.held.stop()
+        await _cli(lab, "bangalore", f"dialplan set global {v.HELD_FRESH_UNTIL} {deadline}")
+        result = await _calls(BENGALI, 1, port=6307)
+        assert result.ok, result.output[-2000:]
+        await ami.wait_for(lambda: _joins(ami, "dhaka", "orders-bn") >= 1, what="held route")
+        assert _joins(ami, "bangalore", "orders-hi") == 0
+        assert _user(ami, v.EVENT_FALLBACK) == []
 
 
 async def test_a_dialplan_reload_empties_the_globals_and_the_bridge_writes_them_again(
@@ -216,6 +255,9 @@ async def test_a_dialplan_reload_empties_the_globals_and_the_bridge_writes_them_
         await until(lambda: bridge.held.passes["bangalore"] >= passes + 2, 10, "two passes")
         assert decode(await _get(lab, "bangalore", key), "bangalore").now.site == "dhaka"
         assert int(await _get(lab, "bangalore", v.HELD_FRESH_UNTIL)) > time.time()
+        # and the routes written into ccb-inbound: the rendered step was back meanwhile
+        shown = await _cli(lab, "bangalore", "dialplan show ccb-inbound")
+        assert "ccb-held,remote.dhaka.orders-bn" in shown
 
 
 async def test_bridge_gone_held_route_then_static_after_the_bound(

@@ -20,7 +20,13 @@ from ccbridge.config import Config, load_config
 from ccbridge.heldroutes import HeldRoutePublisher
 from ccbridge.loadtest.predict import rest_state
 from ccbridge.routing.engine import CallRequest, Decision, Router
-from ccbridge.routing.held import decode, held_key, held_service_key, same_routes
+from ccbridge.routing.held import (
+    decode,
+    held_key,
+    held_service_key,
+    inbound_variants,
+    same_routes,
+)
 from ccbridge.routing.state import LiveState, set_drained
 from tests.amifake import FakeAmi
 from tests.polling import until
@@ -42,6 +48,7 @@ def config(monkeypatch: pytest.MonkeyPatch) -> Config:
 @pytest.fixture
 async def fake() -> AsyncIterator[FakeAmi]:
     server = FakeAmi()  # it keeps the globals Setvar sets and Getvar reads
+    server.replies["dialplanextensionadd"] = {"Message": "Added extension"}
     await server.start()
     yield server
     await server.close()
@@ -269,6 +276,53 @@ async def test_an_ivr_callers_held_call_and_refusal_name_the_service_picked(
         lambda: len(harness.puts(fake, KEY_IVR_RETURNS_BN)) == 2, 5, "the service's key again"
     )
     assert len(harness.puts(fake, other)) == 1  # the number's own key was not refused
+
+
+async def test_the_fresh_path_writes_each_inbound_route_once_and_caps_the_deadline(
+    config: Config, fake: FakeAmi
+) -> None:
+    """use_without_bridge: each ccb-inbound extension of a number without a menu gets its
+    route step (a queue here: one GotoIf; dhaka's: the number first), written again only
+    after a reload; the fresh deadline never passes the table's first boundary."""
+    held = replace(config.routing.held_routes, use_without_bridge=True, fresh_age=60)
+    config = replace(config, routing=replace(config.routing, held_routes=held))
+    h = Harness(config, fake)
+    # 10 s before Dhaka's orders close (18:00 there, 12:00 UTC): the boundary caps it.
+    h.clock = h.pub.clock = Clock(datetime(2026, 11, 25, 11, 59, 50, tzinfo=UTC))
+    await h.link.start()
+    await h.pub.start()
+    try:
+        blr = config.site("bangalore")
+        variants = {x.extension: x for x in inbound_variants(config, blr)}
+        await until(lambda: h.pub.passes["bangalore"] >= 3, 5, "three passes")
+        adds = fake.actions_named("DialplanExtensionAdd")
+        firsts = [m["Extension"] for m in adds if m["Priority"] == str(v.HELD_ROUTE_PRIORITY)]
+        assert sorted(firsts) == sorted(variants)  # each once: unchanged routes stay
+        assert {m["Context"] for m in adds} == {v.HELD_INBOUND_CONTEXT}
+        assert all(m["Replace"] == "yes" for m in adds)
+        hindi = [m for m in adds if m["Extension"] == "+918000000001/_+91."]
+        assert [(m["Application"], m["ApplicationData"]) for m in hindi] == [
+            ("GotoIf", "$[${EPOCH}<0${CCB_HELD_FRESH}]?ccb-queue,orders-hi,1:ccb-route,${EXTEN},1")
+        ]
+        bengali = [m for m in adds if m["Extension"] == "+918000000001/_+880."]
+        assert [m["Priority"] for m in bengali] == ["2", "3", "4"]
+        assert bengali[1]["ApplicationData"] == "__CCB_DID=${EXTEN}"
+        assert bengali[2]["ApplicationData"].startswith("ccb-held,remote.dhaka.orders-bn.")
+        # No number with a menu: its callers go through the IVR.
+        assert not any(e.startswith("+918000000003") for e in firsts)
+        closes = int(datetime(2026, 11, 25, 12, 0, tzinfo=UTC).timestamp() - h.clock.offset)
+        fresh = int(fake.globals[v.HELD_FRESH_UNTIL])
+        assert fresh == closes < int(fake.globals[v.HELD_HEARTBEAT]) + 60
+        # A reload puts the rendered steps back and empties the globals: all written again.
+        fake.globals.clear()
+        await until(
+            lambda: len(fake.actions_named("DialplanExtensionAdd")) == 2 * len(adds),
+            5,
+            "every route step written again",
+        )
+    finally:
+        await h.pub.stop()
+        await h.link.stop()
 
 
 class CountingRouter(Router):

@@ -405,6 +405,11 @@ def test_the_route_source_of_each_path() -> None:
     m = machine(config)
     out = decide(m, config, stream) + feed_all(m, _marked(stream, v.HELD_FALLBACK))
     assert only_call(rows(out))["route_source"] == "fallback"
+    # ccb-inbound's fresh route sets no variable: a queue joined with no decision, no
+    # fallback event and no CCB_HELD before it is the fresh held route.
+    m = machine(config)
+    fresh = only_call(rows(feed_all(m, stream)))
+    assert fresh["route_source"] == "held" and fresh["outcome"] == "answered"
     # A value the dialplan does not write is no source: the decision's stays.
     m = machine(config)
     out = decide(m, config, stream) + feed_all(m, _marked(stream, "x" * 40))

@@ -81,6 +81,25 @@ async def test_a_held_route_call_gets_its_number_from_the_channel_once() -> None
     await pop.stop()
 
 
+async def test_a_fresh_held_queue_call_gets_its_number_from_the_dnid() -> None:
+    """ccb-inbound's fresh route to a queue sets no CCB_DID: the channel's DNID (the
+    number the carrier sent to this, the entry site) is the number dialled."""
+    asked: list[str] = []
+    channel = {"CALLERID(dnid)": "+918000000001"}
+
+    async def channel_var(site: str, chan: str, name: str) -> str | None:
+        asked.append(name)
+        return channel.get(name)
+
+    pop, bus, _ = make(channel_var)
+    sub = listen(pop)
+    replay(bus)
+    ringing, _ = await drain(sub, 2)
+    assert (ringing["did"], ringing["did_kind"]) == ("+918000000001", "tollfree")
+    assert asked[:2] == ["CCB_DID", "CALLERID(dnid)"]
+    await pop.stop()
+
+
 async def test_a_channel_that_cannot_be_read_leaves_the_number_out() -> None:
     async def gone(site: str, channel: str, name: str) -> str | None:
         return None
