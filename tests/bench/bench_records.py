@@ -144,15 +144,17 @@ async def offered(
     gen = Calls()
     depth: list[int] = []
     spilled = False
+    spilled_at: float | None = None  # seconds after the first call
     backlog: list[int] = []
     lag: list[float] = []
     stop = False
 
     async def sample() -> None:
-        nonlocal spilled
+        nonlocal spilled, spilled_at
         while not stop:
             st = writer.status()
-            spilled = spilled or st.spilled
+            if st.spilled and not spilled:
+                spilled, spilled_at = True, round(time.perf_counter() - start, 2)
             depth.append(st.queue_depth)
             backlog.append(st.journal_backlog_bytes)
             await asyncio.sleep(0.1)
@@ -209,6 +211,8 @@ async def offered(
     )
     return {
         "kept_up": kept_up,
+        "queue_depth_every_100ms": depth,
+        "spilled_at_s": spilled_at,
         "spilled": spilled,
         "cpu_us_per_call": round(cpu / max(1, n) * 1e6, 1),
         "calls": n,
@@ -311,7 +315,8 @@ def main() -> None:
         o = e["offered"]
         print(
             f"{e['engine']:<10} verdict: {'KEPT UP' if o['kept_up'] else 'FELL BEHIND'} at "
-            f"{args.rate:,} calls/s (spilled {o['spilled']}); process CPU {o['cpu_us_per_call']}"
+            f"{args.rate:,} calls/s (spilled {o['spilled']}, at {o['spilled_at_s']} s); "
+            f"process CPU {o['cpu_us_per_call']}"
             f" us/call = {o['cpu_us_per_call'] / m['cpu_us_per_call']:.2f} x the machine alone's"
             f" {m['cpu_us_per_call']} us/call; one core's worth: "
             f"{1e6 / o['cpu_us_per_call']:,.0f} calls/s"
