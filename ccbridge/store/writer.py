@@ -258,7 +258,14 @@ class RecordWriter:
         return len(self._buffer) + self._journaling + self._backlog_records + self._in_flight
 
     def _full(self) -> bool:
-        return self._depth() >= self.queue_size or self.memory_bytes() >= self.queue_bytes
+        if self._depth() < self.queue_size and self.memory_bytes() < self.queue_bytes:
+            return False
+        # Records arriving faster than the journal takes them: the database's backlog in
+        # memory is in the journal already, so it gives up its room first.
+        if any(end is not None for _, end, _ in self._backlog):
+            self._spill()
+            return self._depth() >= self.queue_size or self.memory_bytes() >= self.queue_bytes
+        return True
 
     def memory_bytes(self) -> int:
         """The records in memory, in bytes (estimated from their journal lines)."""
