@@ -12,8 +12,19 @@ on a bounded piece of a read per loop turn (``ami/pano.py``) it passes there too
 
 One difference matters to the slow-callback gate (ccbridge/loopdebug.py): uvloop times
 handles, tasks and timers in debug mode like asyncio, but not the protocol callbacks it
-calls straight from libuv (``data_received``). The AMI protocol, the one that does work
-there, times itself (``loopdebug.IoTimer``).
+calls straight from libuv (``data_received``). The two protocols that do work there time
+themselves (``loopdebug.io_timer``): the AMI protocol, and the FastAGI server's
+connections, which run the ``route`` decision in ``data_received``
+(tests/unit/test_agi_script.py checks the gate sees a slow one on uvloop).
+
+The eighth session ran the lab suite's bridge tests on uvloop (``auto`` as the default in
+a copy of the tree, the in-process bridges on uvloop too), on a machine shared with four
+other helpers (load 4-7): 72 passed, 1 failed once and passed on a rerun
+(test_held_routes' fresh held route), and 7 ended in the 50 ms gate at teardown, all on
+callbacks outside FastAGI (held-route passes 52-70 ms, an AMI ping, the records journal,
+a SQLAlchemy close), the kind asyncio's loop also showed on that machine. Not a clean pass,
+so asyncio's loop stays the default; rerun the suite with ``bridge.event_loop: auto`` on a
+quiet machine before changing it (BENCHMARKS §12).
 """
 
 from __future__ import annotations
