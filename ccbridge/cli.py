@@ -71,6 +71,9 @@ def cmd_render(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from ccbridge import malloc
+
+    malloc.tune()  # before any thread: they share one malloc arena
     from ccbridge import logs, loopdebug
     from ccbridge.app import run_bridge
     from ccbridge.cluster import for_this_process

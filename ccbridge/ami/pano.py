@@ -29,8 +29,8 @@ One read may carry hundreds of messages (a tick of a busy site, or what piled up
 the bridge was stopped; over TLS, asyncio's and uvloop's SSL layers hand on everything
 they could decrypt as one read, megabytes after a stop): ``Protocol`` parses it
 ``PARSE_BYTES`` and hands it on ``SLICE`` messages at a time for at most ``BUDGET`` (2 ms)
-per loop turn **over all sites' links together** (``TURN``), reading paused until the rest
-are out, so route requests wait a few ms, not the whole read (51-70 ms after a 30 s
+per loop turn **over all sites' links together** (``TURN``), reading paused while a large
+rest waits, so route requests wait a few ms, not the whole read (51-70 ms after a 30 s
 SIGSTOP on uvloop, BENCHMARKS §12), nor every site's read of the same tick (20 sites each
 with a read ready in one turn held it for their sum, BENCHMARKS §3).
 """
@@ -59,7 +59,7 @@ ERROR_RESPONSES: Final = frozenset({"Error", "Fail", "Failure"})
 # Seconds of AMI work per loop turn, over every site's link: a read after a 30 s SIGSTOP
 # took 51-70 ms in one go (over the 50 ms slow-callback gate), and 20 sites' reads of one
 # tick, each bounded alone (4 ms), held a turn for their sum; more than this waits for the
-# next turns, reading paused, so a route request waits ~2 ms of AMI work, not all of it.
+# next turns, so a route request waits ~2 ms of AMI work, not all of it.
 BUDGET: Final = 0.002
 TURN: Final = TurnShare(BUDGET)  # shared by every Protocol of the process
 # Messages handed on between two looks at the clock: ~30 us each on the event path.
@@ -85,11 +85,12 @@ class Protocol(AMIProtocol):  # type: ignore[misc]
     budget: float = BUDGET  # seconds, checked after each slice and each parse
     slice: int = SLICE  # messages handed on between two checks
     parse_bytes: int = PARSE_BYTES  # bytes parsed between two checks
-    _backlog: list[AmiMessage]  # parsed, not yet handed on (reading paused meanwhile)
+    _backlog: list[AmiMessage]  # parsed, not yet handed on
     _backlog_at: int  # the next one of them
-    _raw: bytes  # read, not yet parsed (reading paused meanwhile)
+    _raw: bytes  # read, not yet parsed
     _raw_at: int  # the next byte of it
-    _paused: bool  # reading paused by this protocol until the backlog and raw are done
+    _waiting: bool  # work left for a later loop turn (TURN.later holds _work_on)
+    _paused: bool  # reading paused by this protocol: PARSE_BYTES or more wait unparsed
 
     def __init__(self, on_event: EventSink) -> None:
         self._on_event = on_event
@@ -106,6 +107,7 @@ class Protocol(AMIProtocol):  # type: ignore[misc]
         self._backlog_at = 0
         self._raw = b""
         self._raw_at = 0
+        self._waiting = False
         self._paused = False
         # uvloop calls data_received untimed: the slow-callback gate times it here.
         self._slow_io = loopdebug.io_timer(loop, "<AMI data_received>")
@@ -126,19 +128,22 @@ class Protocol(AMIProtocol):  # type: ignore[misc]
             timer(started)
 
     def _received(self, data: bytes) -> None:
-        if self._paused:
+        if self._waiting:
             # Still working through an earlier read (a TLS layer may hand on what it had
             # decrypted before reading paused): this comes after it.
             self._raw = self._raw[self._raw_at :] + data
             self._raw_at = 0
+            self._pause_if_behind()
             return
         self._raw, self._raw_at = data, 0
         self._work()
 
     def _work(self) -> None:
         """Parse and hand on what was read, ``parse_bytes`` and ``slice`` at a time, until
-        this loop turn's AMI share (``TURN``) is spent; if some is left, pause reading and
-        go on next turn. The link that opens a turn's share does at least one piece.
+        this loop turn's AMI share (``TURN``) is spent; if some is left, go on next turn,
+        reading paused while ``PARSE_BYTES`` or more wait unparsed (a short wait is not
+        worth the two epoll_ctl calls: ~5 % of the AMI CPU under load). The link that
+        opens a turn's share does at least one piece.
 
         A time budget, not a count: the usual read is done in one callback as before (a
         count of 32 a turn made the bridge fall behind a busy site under load: AMI ping
@@ -158,6 +163,7 @@ class Protocol(AMIProtocol):  # type: ignore[misc]
                     return  # a framing error: the connection is dropped
             else:
                 self._backlog, self._backlog_at, self._raw, self._raw_at = [], 0, b"", 0
+                self._waiting = False
                 if self._paused:
                     self._paused = False
                     if not self.transport.is_closing():
@@ -168,15 +174,19 @@ class Protocol(AMIProtocol):  # type: ignore[misc]
                 return
 
     def _defer(self, worked: bool) -> None:
-        """Go on in a later loop turn, reading paused until then; a link that did some of
-        this turn's share goes after the links that did none (``TurnShare.later``)."""
-        if not self._paused:
-            self._paused = True
-            self.transport.pause_reading()
+        """Go on in a later loop turn; a link that did some of this turn's share goes
+        after the links that did none (``TurnShare.later``)."""
+        self._waiting = True
+        self._pause_if_behind()
         TURN.later(self._work_on, worked)
 
+    def _pause_if_behind(self) -> None:
+        if not self._paused and len(self._raw) - self._raw_at >= self.parse_bytes:
+            self._paused = True
+            self.transport.pause_reading()
+
     def _work_on(self) -> None:
-        if not self.closed and self._paused:
+        if not self.closed and self._waiting:
             self._work()
 
     def _parse_more(self) -> bool:
@@ -244,7 +254,7 @@ class Protocol(AMIProtocol):  # type: ignore[misc]
     def connection_lost(self, exc: Exception | None) -> None:
         # What a lost link had not handed on is stale.
         self._backlog, self._backlog_at, self._raw, self._raw_at = [], 0, b"", 0
-        self._paused = False
+        self._waiting = self._paused = False
         super().connection_lost(exc)
         if not self.lost.done():
             self.lost.set_result(None)

@@ -26,6 +26,10 @@ DEFAULT_JOURNAL_PG = "var/ccbridge-records.journal"
 # each: 20,000 is ~12 MB, a share of the bridge's 100 MB RSS bound
 # (tests/unit/test_records_memory.py; it was 100,000: ~61 MB).
 DEFAULT_QUEUE_SIZE = 20_000
+# The memory in bytes, estimated from the records' journal lines (MEMORY_PER_JSON_BYTE
+# in ccbridge/store/writer.py): a count alone let 20,000 records of 64 KiB JSON each hold
+# over a gigabyte.
+DEFAULT_QUEUE_BYTES = 16 * 2**20
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +46,7 @@ class StoreSettings:
     password: SecretValue | None = None
     journal: str = f"{DEFAULT_SQLITE}.journal"
     queue_size: int = DEFAULT_QUEUE_SIZE  # records held in memory before the journal only
+    queue_bytes: int = DEFAULT_QUEUE_BYTES  # the same bound in bytes of memory (estimated)
     batch_size: int = 500  # records per database transaction
     flush_interval: float = 0.05  # seconds: the longest a record waits for the journal
     fsync_interval: float = 1.0  # seconds between fsyncs of the journal
@@ -61,6 +66,7 @@ def parse_store(r: Reader, v: Any) -> StoreSettings:
             "password",
             "journal",
             "queue_size",
+            "queue_bytes",
             "batch_size",
             "flush_interval",
             "fsync_interval",
@@ -89,6 +95,7 @@ def parse_store(r: Reader, v: Any) -> StoreSettings:
             d,
             {
                 "queue_size": r.integer(100, 10_000_000),
+                "queue_bytes": r.integer(2**20, 2**34),
                 "batch_size": r.integer(1, 100_000),
                 "flush_interval": r.number(0.001, 10),
                 "fsync_interval": r.number(0, 3600),

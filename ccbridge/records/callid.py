@@ -9,6 +9,7 @@ restarted mid-call) name the call's row with the same key and the same required 
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -42,7 +43,8 @@ def parse(text: str) -> CallId | None:
         at = datetime.fromtimestamp(seconds, UTC).replace(microsecond=micros)
     except (OverflowError, OSError, ValueError):
         return None
-    return CallId(text, m.group(1), at)
+    # the site's name interned: a few names, one per call otherwise
+    return CallId(text, sys.intern(m.group(1)), at)
 
 
 def make(site: str, at: datetime, seq: int) -> str:

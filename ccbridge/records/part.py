@@ -149,6 +149,8 @@ class RecordStore:
             "schema_ok": self.schema_ok,
             "schema_error": self.schema_error,
             "queue_depth": st.queue_depth,
+            "queue_bytes": st.queue_bytes,
+            "spilled": st.spilled,
             "journal_backlog_bytes": st.journal_backlog_bytes,
             "journal_error": st.journal_error,
             "caught_up": st.caught_up,

@@ -161,7 +161,10 @@ class Router:
             if a != b
         }
         self._minute_ok = _minute_resolution(config)
-        self._open_memo: dict[tuple[str, str], tuple[int, OpenState]] = {}
+        # (site, service) -> the two minutes asked last, newest first: a held-route pass
+        # asks for now and for the next boundary in turn, and one slot missed every time
+        # (schedule look-ups were ~12 % of the bridge's AMI-only CPU, BENCHMARKS §3).
+        self._open_memo: dict[tuple[str, str], tuple[int, OpenState, int, OpenState]] = {}
 
     # --- helpers -----------------------------------------------------------------------
 
@@ -171,10 +174,16 @@ class Router:
         minute = int(ts // 60)
         key = (offer.site, service)
         hit = self._open_memo.get(key)
-        if hit is not None and hit[0] == minute:
-            return hit[1]
+        if hit is not None:
+            if hit[0] == minute:
+                return hit[1]
+            if hit[2] == minute:
+                return hit[3]
         st = is_open(offer.schedule, offer.tz, now)
-        self._open_memo[key] = (minute, st)
+        if hit is None:
+            self._open_memo[key] = (minute, st, minute, st)
+        else:
+            self._open_memo[key] = (minute, st, hit[0], hit[1])
         return st
 
     def _trunks_to(self, receiving: str, target: str, unhealthy: frozenset[str]) -> tuple[str, ...]:

@@ -15,9 +15,25 @@ import json
 import os
 import time
 from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
-from ccbridge.store.records import Record, RecordError, from_json, to_json
+from ccbridge.store.records import COLUMNS, Record, RecordError, from_json
+
+_INSTANTS = {t: tuple(n for n, c in cols.items() if c.instant) for t, cols in COLUMNS.items()}
+
+
+def _instant(v: object) -> str:
+    # The only value a record holds that JSON has no form for (records.to_json's form).
+    if isinstance(v, datetime):
+        return v.isoformat()
+    raise TypeError(f"{type(v).__name__} is not a record value")
+
+
+# One C encoder for every line; instants through ``default``, so the line is the one
+# records.to_json gives, without a copy of each record's values first.
+_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=_instant).encode
 
 
 class Journal:
@@ -65,11 +81,7 @@ class Journal:
         parts: list[bytes] = []
         ends: list[int] = []
         end = start
-        for records in batches:
-            part = "".join(
-                json.dumps(to_json(r), separators=(",", ":"), ensure_ascii=False) + "\n"
-                for r in records
-            ).encode()
+        for part in _lines(batches):
             parts.append(part)
             end += len(part)
             ends.append(end)
@@ -97,10 +109,20 @@ class Journal:
                 self._dirty = False
 
     def read(
-        self, offset: int, end: int, max_records: int = 500, max_bytes: int = 1 << 20
+        self,
+        offset: int,
+        end: int,
+        max_records: int = 500,
+        max_bytes: int = 1 << 20,
+        own: bool = False,
     ) -> tuple[list[Record], int, int]:
         """Records of the whole lines in [offset, end), at most ``max_records`` lines:
-        (records, the offset after the last line read, lines that were not records)."""
+        (records, the offset after the last line read, lines that were not records).
+        ``own``: this process wrote these lines from records it had checked (or built to
+        the checks), so they are read back without checking each value again; a line
+        from before the start (another process's, or a file anyone could edit) is
+        checked like any input."""
+        parse = _own_record if own else from_json
         assert self._fd is not None, "journal not open"
         want = min(end - offset, max_bytes)
         if want <= 0:
@@ -116,8 +138,8 @@ class Journal:
             if nl < 0:
                 break
             try:
-                records.append(from_json(json.loads(data[pos:nl])))
-            except (ValueError, RecordError):  # json's errors are ValueErrors
+                records.append(parse(json.loads(data[pos:nl])))
+            except (ValueError, RecordError, KeyError, TypeError):  # json's: ValueErrors
                 bad += 1
             pos = nl + 1
         return records, offset + pos, bad
@@ -139,6 +161,31 @@ class Journal:
                 os.fsync(fd)
             finally:
                 os.close(fd)
+
+
+def _lines(batches: Sequence[Sequence[Record]]) -> list[bytes]:
+    return [
+        "".join([_encode({"t": r.table, "v": r.values}) + "\n" for r in records]).encode()
+        for records in batches
+    ]
+
+
+def line_bytes(batches: Sequence[Sequence[Record]]) -> list[int]:
+    """Each batch's bytes as journal lines, for when the journal cannot take them: the
+    writer's memory bound is counted in these."""
+    return [len(part) for part in _lines(batches)]
+
+
+def _own_record(obj: Any) -> Record:
+    """A line this process wrote: only its instants turned back into datetimes (5x
+    cheaper than records.from_json's check of every value; BENCHMARKS.md §9b)."""
+    table = obj["t"]
+    values = obj["v"]
+    for name in _INSTANTS[table]:
+        v = values.get(name)
+        if v is not None:
+            values[name] = datetime.fromisoformat(v)
+    return Record(table, values)
 
 
 def _complete_lines_end(fd: int, size: int) -> int:

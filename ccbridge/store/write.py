@@ -4,22 +4,37 @@ A record's values replace the row's values for the columns it gives; columns it 
 out (or gives as None) keep what the row has. So records may arrive in parts, twice, or
 from two bridges, and a row ends up the same. ``call_events`` rows never change: a second
 copy of an event is ignored (``ON CONFLICT DO NOTHING``).
+
+Two ways in, the same statements: ``write_records`` through SQLAlchemy (any caller, any
+table), and ``write_batch``, the record writer's, which hands SQLAlchemy's compiled SQL and
+rows of plain values to the driver's own ``executemany`` (BENCHMARKS.md §9b: SQLAlchemy's
+per-row parameter processing was most of the writer's cost on the loop).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import asyncio
+import contextlib
+import json
+from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func
+from sqlalchemy import JSON, func
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.engine import Dialect
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql.dml import Insert
 
 from ccbridge.store.records import COLUMNS, Record
 from ccbridge.store.schema import CONFLICT_KEYS, INSERT_ONLY, TABLES
 
 _statements: dict[tuple[str, str, tuple[str, ...]], Insert] = {}
+# JSON columns per table: a row that leaves one out must not send JSON ``null`` for it.
+_JSON_COLUMNS: dict[str, frozenset[str]] = {
+    name: frozenset(c.name for c in t.columns if isinstance(c.type, JSON))
+    for name, t in TABLES.items()
+}
 
 
 def merge(records: Iterable[Record]) -> dict[tuple[str, tuple[str, ...]], list[dict[str, Any]]]:
@@ -39,12 +54,21 @@ def merge(records: Iterable[Record]) -> dict[tuple[str, tuple[str, ...]], list[d
     for table, rows in by_table.items():
         # executemany needs the same columns in every row: the ones any row gives, in
         # table order (so the statement cache sees few shapes); None means "keep".
-        given = set().union(*rows.values())
-        names = tuple(n for n in COLUMNS[table] if n in given)
-        out[(table, names)] = [
-            row if len(row) == len(names) else {n: row.get(n) for n in names}
-            for row in rows.values()
-        ]
+        # Except JSON columns: SQLAlchemy sends None there as JSON null, which is not
+        # SQL NULL, so coalesce() took it and a call's reasons were erased by a batch that
+        # held another call's decision. Rows are grouped by the JSON columns they give.
+        json_cols = _JSON_COLUMNS[table]
+        groups: dict[frozenset[str], list[dict[str, Any]]] = {}
+        for row in rows.values():
+            groups.setdefault(json_cols.intersection(row), []).append(row)
+        for has_json, group in groups.items():
+            given = set().union(*group)
+            names = tuple(
+                n for n in COLUMNS[table] if n in given and (n not in json_cols or n in has_json)
+            )
+            out[(table, names)] = [
+                row if len(row) == len(names) else {n: row.get(n) for n in names} for row in group
+            ]
     return out
 
 
@@ -81,4 +105,104 @@ async def write_records(conn: AsyncConnection, records: Iterable[Record]) -> dic
             continue
         await conn.execute(upsert(dialect, table, names), rows)
         sent[table] = sent.get(table, 0) + len(rows)
+    return sent
+
+
+# -- the record writer's way: the driver's executemany ---------------------------------
+
+_Convert = Callable[[Any], Any]
+_compiled: dict[tuple[str, str, tuple[str, ...]], tuple[str, list[tuple[int, _Convert]]]] = {}
+
+
+def _sqlite_instant(v: datetime) -> str:
+    # SQLAlchemy's SQLite DATETIME text (UtcDateTime: in UTC, without the offset), so
+    # rows written either way compare and sort alike: "YYYY-MM-DD HH:MM:SS.ffffff".
+    if v.tzinfo is not UTC:
+        v = v.astimezone(UTC)
+    return v.isoformat(" ", "microseconds")[:26]
+
+
+_json_text = json.JSONEncoder().encode  # json.dumps(v): SQLAlchemy's JSON serializer
+
+
+def compiled(
+    dialect: Dialect, table: str, names: tuple[str, ...]
+) -> tuple[str, list[tuple[int, _Convert]]]:
+    """The upsert's SQL in the driver's own parameter style, and which positions need a
+    conversion (instants on SQLite, JSON on both), built once per shape."""
+    key = (dialect.name, table, names)
+    got = _compiled.get(key)
+    if got is not None:
+        return got
+    c = upsert(dialect.name, table, names).compile(dialect=dialect, column_keys=list(names))
+    assert c.positiontup is not None and tuple(c.positiontup) == names, c.positiontup
+    cols = COLUMNS[table]
+    json_cols = _JSON_COLUMNS[table]
+    convert: list[tuple[int, _Convert]] = []
+    for i, n in enumerate(names):
+        if n in json_cols:
+            convert.append((i, _json_text))
+        elif cols[n].instant and dialect.name == "sqlite":
+            convert.append((i, _sqlite_instant))
+    _compiled[key] = got = (c.string, convert)
+    return got
+
+
+def driver_rows(
+    dialect: Dialect, records: Iterable[Record]
+) -> tuple[list[tuple[str, list[tuple[Any, ...]]]], dict[str, int]]:
+    """The batch as (SQL, rows of plain values) per statement, and rows per table."""
+    statements: list[tuple[str, list[tuple[Any, ...]]]] = []
+    sent: dict[str, int] = {}
+    for (table, names), rows in merge(records).items():
+        sql, convert = compiled(dialect, table, names)
+        out = []
+        for row in rows:
+            vals = [row[n] for n in names]
+            for i, f in convert:
+                v = vals[i]
+                if v is not None:
+                    vals[i] = f(v)
+            out.append(tuple(vals))
+        statements.append((sql, out))
+        sent[table] = sent.get(table, 0) + len(out)
+    return statements, sent
+
+
+class DriverError(Exception):
+    """The driver refused the batch (its own exception is the cause): the database is
+    down or locked, or the batch holds a value the database will not take."""
+
+
+async def write_batch(engine: AsyncEngine, records: Sequence[Record]) -> dict[str, int]:
+    """``write_records`` in one transaction of its own, through the driver's executemany:
+    rows sent per table. DriverError when the driver fails mid-batch (nothing of it is
+    committed); SQLAlchemy's errors when no connection could be had."""
+    if any(r.table == "audit" for r in records):  # chained, see audit.py: the other way
+        async with engine.begin() as conn:
+            return await write_records(conn, records)
+    async with engine.connect() as conn:
+        dialect = conn.dialect
+        # Off the loop: a batch's merge and rows are ~10 ms of Python at 2,000 records.
+        statements, sent = await asyncio.to_thread(driver_rows, dialect, records)
+        raw = await conn.get_raw_connection()
+        driver: Any = raw.driver_connection
+        try:
+            if dialect.name == "postgresql":  # asyncpg
+                async with driver.transaction():
+                    for sql, out in statements:
+                        await driver.executemany(sql, out)
+            else:  # aiosqlite: one thread hop a statement
+                await driver.execute("BEGIN IMMEDIATE")
+                for sql, out in statements:
+                    await driver.executemany(sql, out)
+                await driver.commit()
+        except BaseException as exc:
+            # Its state is unknown (mid-transaction, or an operation cut by a timeout):
+            # closed, which rolls back; the pool opens a new one.
+            with contextlib.suppress(Exception):
+                await conn.invalidate()
+            if isinstance(exc, Exception):
+                raise DriverError(f"{exc.__class__.__name__}: {exc}") from exc
+            raise
     return sent

@@ -13,9 +13,10 @@ nothing older than that; a power loss loses nothing older than ``fsync_interval`
 more. On start the journal is replayed into the database (writes are idempotent, so
 records already written are harmless), then truncated.
 
-When the database falls behind by more than ``queue_size`` records in memory, the
-writer stops keeping them in memory and later reads them back from the journal
-("spilled"). Records beyond ``queue_size`` are dropped, counted as unwritten and logged,
+When the database falls behind by more than half of ``queue_size`` records or
+``queue_bytes`` of memory (estimated from the records' journal lines), the writer stops
+keeping them in memory and later reads them back from the journal ("spilled"). Records
+beyond either bound are dropped, counted as unwritten and logged,
 only when the journal cannot take them either: it cannot be written (disk full or
 read-only), or records arrive faster than it is written for longer than ``queue_size``
 lasts (the journal takes several batches per write so that 2,000 calls/s on a busy loop
@@ -38,11 +39,11 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from sqlalchemy.exc import DataError, IntegrityError, StatementError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ccbridge.config.store import DEFAULT_QUEUE_SIZE, StoreSettings
-from ccbridge.store.journal import Journal
+from ccbridge.config.store import DEFAULT_QUEUE_BYTES, DEFAULT_QUEUE_SIZE, StoreSettings
+from ccbridge.store.journal import Journal, line_bytes
 from ccbridge.store.records import Record, RecordError, check_record
 from ccbridge.store.schema import TABLES
-from ccbridge.store.write import write_records
+from ccbridge.store.write import DriverError, write_batch, write_records
 
 log = logging.getLogger("ccbridge.store")
 
@@ -50,7 +51,14 @@ WRITE_TIMEOUT = 10.0  # seconds: a hung connection fails the batch, which is ret
 RETRY_FIRST = 0.1  # seconds of backoff after the first failed write, doubling
 RETRY_MAX = 5.0
 JOURNAL_BATCHES = 8  # batches appended to the journal per thread call (see _journal_batch)
+BATCHES_WHEN_BEHIND = 4  # batches the database takes in one transaction when behind
 DROP_LOG_EVERY = 10.0  # seconds between two log lines about dropped records
+# Bytes of memory a record holds per byte of its journal line (its values dict, the
+# strings and instants in it): 1.9-2.0 for the ingest's records of the recorded lab
+# calls, measured with tracemalloc by tests/unit/test_records_memory.py, which checks that
+# this stays above it.
+MEMORY_PER_JSON_BYTE = 2.2
+FIRST_LINE_GUESS = 400  # bytes of a journal line, until the first lines are written
 _TABLE_LABELS = (*TABLES, "unknown", "journal")
 
 
@@ -70,6 +78,7 @@ class WriterStatus:
     db_reachable: bool | None  # None: no write tried yet
     db_error: str | None  # the last failure while the database is unreachable
     queue_depth: int  # records in memory not yet in the database
+    queue_bytes: int  # their memory, estimated from their journal lines
     journal_bytes: int  # size of the journal file
     journal_backlog_bytes: int  # journal bytes not yet in the database
     journal_error: str | None  # set while the journal cannot be written
@@ -79,6 +88,8 @@ class WriterStatus:
     rejected: int  # records refused (bad fields, or the database refused them)
     unwritten: int  # records dropped: memory full and the journal unwritable
     caught_up: bool  # everything put so far is in the database
+    # The database fell behind: records are kept in the journal only and read back
+    spilled: bool = False
 
 
 class WriterMetrics:
@@ -115,6 +126,11 @@ class WriterMetrics:
             "Records in memory not yet in the database",
             registry=registry,
         )
+        self.queue_bytes = Gauge(
+            "ccbridge_records_queue_bytes",
+            "Memory of the records in memory, estimated from their journal lines",
+            registry=registry,
+        )
         self.journal_bytes = Gauge(
             "ccbridge_records_journal_bytes", "Size of the record journal", registry=registry
         )
@@ -135,6 +151,7 @@ class RecordWriter:
         journal: str | Path,
         *,
         queue_size: int = DEFAULT_QUEUE_SIZE,
+        queue_bytes: int = DEFAULT_QUEUE_BYTES,
         batch_size: int = 500,
         flush_interval: float = 0.05,
         fsync_interval: float = 1.0,
@@ -143,18 +160,26 @@ class RecordWriter:
         self.engine = engine
         self.journal = Journal(journal, fsync_interval)
         self.queue_size = queue_size
+        self.queue_bytes = queue_bytes
         self.batch_size = batch_size
         self.flush_interval = flush_interval
         self.metrics = WriterMetrics(registry if registry is not None else CollectorRegistry())
         self._buffer: list[Record] = []
         # Batches handed to the database task: (records, journal offset after them, or
-        # None when the journal could not take them).
-        self._backlog: deque[tuple[list[Record], int | None]] = deque()
+        # None when the journal could not take them, their journal lines' bytes).
+        self._backlog: deque[tuple[list[Record], int | None, int]] = deque()
         self._backlog_records = 0
+        self._backlog_bytes = 0
+        # Bytes of journal line per record lately: the estimate for records not yet
+        # journaled (the buffer, a batch in flight) and for batches the journal refused.
+        self._line_bytes = float(FIRST_LINE_GUESS)
         self._spilled = False  # journaled records are read back from the file
         self._read_offset = 0  # next journal byte to replay while spilled
         self._committed = 0  # the database holds every journal byte before this
         self._journal_end = 0
+        # Journal bytes from here on were written by this process (journal.read's own):
+        # what a file held when it was opened is checked as it is read back.
+        self._own_from = 0
         self._journal_error: str | None = None
         self._db_reachable: bool | None = None
         self._db_error: str | None = None
@@ -182,6 +207,7 @@ class RecordWriter:
             engine,
             settings.journal,
             queue_size=settings.queue_size,
+            queue_bytes=settings.queue_bytes,
             batch_size=settings.batch_size,
             flush_interval=settings.flush_interval,
             fsync_interval=settings.fsync_interval,
@@ -200,7 +226,7 @@ class RecordWriter:
             why = str(exc) if isinstance(exc, RecordError) else f"check failed: {exc!r}"
             self._reject(label, 1, why)
             return False
-        if self._depth() >= self.queue_size:
+        if self._full():
             self._drop(1)
             return False
         self._buffer.append(record)
@@ -214,7 +240,7 @@ class RecordWriter:
         events included, through check_record). Skipping the check per record is what
         lets the ingest keep up with 2,000 calls/s (BENCHMARKS.md §9); anything else goes
         through ``put``. False when dropped (memory full and no journal)."""
-        if self._depth() >= self.queue_size:
+        if self._full():
             self._drop(1)
             return False
         self._buffer.append(Record(table, values))
@@ -225,6 +251,14 @@ class RecordWriter:
     def _depth(self) -> int:
         return len(self._buffer) + self._journaling + self._backlog_records + self._in_flight
 
+    def _full(self) -> bool:
+        return self._depth() >= self.queue_size or self.memory_bytes() >= self.queue_bytes
+
+    def memory_bytes(self) -> int:
+        """The records in memory, in bytes (estimated from their journal lines)."""
+        unjournaled = len(self._buffer) + self._journaling + self._in_flight
+        return int((unjournaled * self._line_bytes + self._backlog_bytes) * MEMORY_PER_JSON_BYTE)
+
     def status(self) -> WriterStatus:
         depth = self._depth()
         backlog = max(0, self._journal_end - self._committed)
@@ -232,6 +266,7 @@ class RecordWriter:
             db_reachable=self._db_reachable,
             db_error=self._db_error,
             queue_depth=depth,
+            queue_bytes=self.memory_bytes(),
             journal_bytes=self._journal_end,
             journal_backlog_bytes=backlog,
             journal_error=self._journal_error,
@@ -239,6 +274,7 @@ class RecordWriter:
             rejected=self._rejected,
             unwritten=self._unwritten,
             caught_up=depth == 0 and backlog == 0 and not self._spilled,
+            spilled=self._spilled,
         )
 
     @property
@@ -282,7 +318,7 @@ class RecordWriter:
         except OSError as exc:
             self._journal_failed(exc)
             return
-        self._journal_end = size
+        self._journal_end = self._own_from = size
         if size:
             log.info("replaying record journal %s (%d bytes)", self.journal.path, size)
             self._spilled = True
@@ -314,9 +350,7 @@ class RecordWriter:
         # Up to JOURNAL_BATCHES batches go to the journal in one thread call. One batch a
         # call journaled ``batch_size`` records per two or three loop turns: with turns of
         # 50-100 ms beside the database's writes, 2,000 calls/s (16,000 records/s) outran
-        # it, memory filled and records were dropped (BENCHMARKS.md §9b). The database is
-        # still handed one batch at a time: it writes a batch in one go on the loop
-        # (parameter processing), so a batch bounds the loop's longest step.
+        # it, memory filled and records were dropped (BENCHMARKS.md §9b).
         size = self.batch_size
         take = size * JOURNAL_BATCHES
         chunk, self._buffer = self._buffer[:take], self._buffer[take:]
@@ -324,8 +358,9 @@ class RecordWriter:
             self._journal_wake.set()
         batches = [chunk[i : i + size] for i in range(0, len(chunk), size)]
         ends: list[int | None] = [None] * len(batches)
+        start = self._journal_end
+        self._journaling = len(chunk)
         if self.journal.is_open:
-            self._journaling = len(chunk)
             try:
                 written = await asyncio.to_thread(self.journal.append_batches, batches)
             except OSError as exc:
@@ -333,32 +368,52 @@ class RecordWriter:
             else:
                 ends = list(written)
                 self._journal_end = written[-1]
+                # Lines written since the last known end (a truncate in between only
+                # makes the guess smaller for a batch): the memory estimate's unit.
+                if written[-1] > start:
+                    self._line_bytes = (written[-1] - start) / len(chunk)
                 self._journaled += len(chunk)
                 if self._journal_error is not None:
                     log.info("record journal %s writable again", self.journal.path)
                     self._journal_error = None
+        sizes: list[int] = []
+        if ends[-1] is None:
+            # Held in memory only: what they hold is measured all the same (the bound is
+            # in bytes), at the cost of encoding them, while the journal is unwritable.
+            sizes = await asyncio.to_thread(line_bytes, batches)
+            self._line_bytes = sum(sizes) / len(chunk)
+        else:
+            prev = start
+            for end in ends:
+                assert end is not None
+                sizes.append(end - prev)
+                prev = end
         self._journaling = 0  # handed over in the same step: never counted twice or not at all
-        for batch, end in zip(batches, ends, strict=True):
-            self._hand_over(batch, end)
+        for batch, end, nbytes in zip(batches, ends, sizes, strict=True):
+            self._hand_over(batch, end, nbytes)
 
-    def _hand_over(self, batch: list[Record], end: int | None) -> None:
+    def _hand_over(self, batch: list[Record], end: int | None, nbytes: int) -> None:
         if self._spilled and end is not None:
             self._db_wake.set()  # in the file; the database task reads it from there
             return
-        self._backlog.append((batch, end))
+        self._backlog.append((batch, end, nbytes))
         self._backlog_records += len(batch)
+        self._backlog_bytes += nbytes
         # Half the memory for the database's backlog, half for records arriving.
-        if self._backlog_records > self.queue_size // 2:
+        if (
+            self._backlog_records > self.queue_size // 2
+            or self._backlog_bytes * MEMORY_PER_JSON_BYTE > self.queue_bytes // 2
+        ):
             self._spill()
         self._db_wake.set()
 
     def _spill(self) -> None:
         """The database is behind: keep journaled records in the file only."""
-        kept: deque[tuple[list[Record], int | None]] = deque()
+        kept: deque[tuple[list[Record], int | None, int]] = deque()
         journaled = 0
-        for batch, end in self._backlog:
+        for batch, end, nbytes in self._backlog:
             if end is None:
-                kept.append((batch, end))
+                kept.append((batch, end, nbytes))
             else:
                 journaled += len(batch)
         if journaled:
@@ -370,11 +425,16 @@ class RecordWriter:
             self._spilled = True
             self._read_offset = self._committed
         self._backlog = kept
-        self._backlog_records = sum(len(b) for b, _ in kept)
+        self._backlog_records = sum(len(b) for b, _, _ in kept)
+        self._backlog_bytes = sum(n for _, _, n in kept)
         # Records no journal holds and memory cannot: the oldest go.
-        while self._backlog_records > self.queue_size and self._backlog:
-            batch, _ = self._backlog.popleft()
+        while self._backlog and (
+            self._backlog_records > self.queue_size
+            or self._backlog_bytes * MEMORY_PER_JSON_BYTE > self.queue_bytes
+        ):
+            batch, _, nbytes = self._backlog.popleft()
             self._backlog_records -= len(batch)
+            self._backlog_bytes -= nbytes
             self._drop(len(batch))
 
     async def _maybe_truncate(self) -> None:
@@ -390,7 +450,7 @@ class RecordWriter:
             except OSError as exc:
                 self._journal_failed(exc)
                 return
-            self._journal_end = self._committed = self._read_offset = 0
+            self._journal_end = self._committed = self._read_offset = self._own_from = 0
 
     def _journal_failed(self, exc: OSError) -> None:
         self.metrics.journal_errors.inc()
@@ -408,14 +468,25 @@ class RecordWriter:
                 return
             records, end, from_file = got
             self._in_flight = 0 if from_file else len(records)
+            fast = True
             while True:
                 try:
                     async with asyncio.timeout(WRITE_TIMEOUT):
-                        async with self.engine.begin() as conn:
-                            sent = await write_records(conn, records)
+                        if fast:
+                            sent = await write_batch(self.engine, records)
+                        else:
+                            async with self.engine.begin() as conn:
+                                sent = await write_records(conn, records)
                 except asyncio.CancelledError:
                     raise
+                except DriverError:
+                    # The driver's own exception says little in common terms: the batch
+                    # goes again at once through SQLAlchemy, whose errors tell a bad
+                    # record (written one by one) from a database that is down (retried).
+                    fast = False
+                    continue
                 except Exception as exc:
+                    fast = False
                     if _is_bad_data(exc):
                         await self._write_each(records)
                         break
@@ -443,12 +514,19 @@ class RecordWriter:
         """The next records for the database, the journal offset after them and whether
         they were read back from the journal; None when stopping with nothing left."""
         while True:
+            # Behind by more than a batch: bigger transactions, fewer commits (each is a
+            # WAL fsync on SQLite, a round trip on PostgreSQL). The loop's share of a
+            # batch is a few thread hops now (write.write_batch), not its size.
+            limit = self.batch_size * (
+                BATCHES_WHEN_BEHIND if self._backlog_records > self.batch_size else 1
+            )
             if self._backlog:
                 records: list[Record] = []
                 end: int | None = None
-                while self._backlog and len(records) < self.batch_size:
-                    batch, off = self._backlog.popleft()
+                while self._backlog and len(records) < limit:
+                    batch, off, nbytes = self._backlog.popleft()
                     self._backlog_records -= len(batch)
+                    self._backlog_bytes -= nbytes
                     records += batch
                     end = off if off is not None else end
                 return records, end, False
@@ -459,7 +537,11 @@ class RecordWriter:
                     continue
                 try:
                     records, nxt, bad = await asyncio.to_thread(
-                        self.journal.read, self._read_offset, self._journal_end, self.batch_size
+                        self.journal.read,
+                        self._read_offset,
+                        self._journal_end,
+                        self.batch_size * BATCHES_WHEN_BEHIND,
+                        own=self._read_offset >= self._own_from,
                     )
                 except OSError as exc:
                     self._journal_failed(exc)
@@ -536,4 +618,5 @@ class RecordWriter:
     def _gauges(self) -> None:
         st = self.status()
         self.metrics.queue_depth.set(st.queue_depth)
+        self.metrics.queue_bytes.set(st.queue_bytes)
         self.metrics.journal_bytes.set(st.journal_bytes)

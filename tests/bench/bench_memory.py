@@ -388,6 +388,37 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
+def cpu_s(pid: int) -> float:
+    """The process's CPU seconds so far (user + system, /proc/PID/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+_THREAD_HEAP = 64 * 2**20  # glibc's thread arenas: heaps of up to 64 MiB, aligned to it
+
+
+def rss_split_mb(pid: int) -> dict[str, float]:
+    """RSS by kind of mapping (/proc/PID/smaps): glibc's main heap, its thread arenas,
+    other anonymous memory (pymalloc's arenas, mapped blocks, stacks), files."""
+    out = dict.fromkeys(("main_heap", "thread_arenas", "anon_other", "files"), 0.0)
+    kind = "anon_other"
+    for line in Path(f"/proc/{pid}/smaps").read_text().splitlines():
+        head = re.match(r"([0-9a-f]+)-([0-9a-f]+) \S+ \S+ \S+ \S+\s*(.*)", line)
+        if head is not None:
+            start, end, path = int(head[1], 16), int(head[2], 16), head[3].strip()
+            if path == "[heap]":
+                kind = "main_heap"
+            elif path and not path.startswith("["):
+                kind = "files"
+            elif not path and start % _THREAD_HEAP == 0 and end - start <= _THREAD_HEAP:
+                kind = "thread_arenas"
+            else:
+                kind = "anon_other"
+        elif line.startswith("Rss:"):
+            out[kind] += int(line.split()[1]) / 1024
+    return {k: round(v, 1) for k, v in out.items()}
+
+
 @dataclass(frozen=True)
 class Settings:
     minutes: float
@@ -436,6 +467,7 @@ async def soak(
         ]
         agi = asyncio.create_task(agi_load(agi_port, cfg.concurrent, cfg.hold, stop, calls))
         t0 = time.monotonic()
+        cpu0 = cpu_s(proc.pid)
         end = t0 + cfg.minutes * 60
         while time.monotonic() < end:
             await asyncio.sleep(5)
@@ -446,6 +478,8 @@ async def soak(
                 snapshots.append(await snapshot(proc, cfg.trace, 1, cfg.census))
             if cfg.records and len(samples) % 6 == 0:
                 gauges.append((samples[-1][0], await watched_series(http_port)))
+        cpu = cpu_s(proc.pid) - cpu0
+        split = rss_split_mb(proc.pid)
         if cfg.trace is not None:
             snapshots.append(await snapshot(proc, cfg.trace, len(snapshots) + 1, cfg.census))
         stop.set()
@@ -481,6 +515,9 @@ async def soak(
         "rss_after_warmup_mb": round(after[0], 1),
         "rss_final_mb": round(after[-1], 1),
         "growth_mb": round(growth, 1),
+        "rss_split_mb": split,  # at the end of the load, before the calls talking end
+        "bridge_cpu_s": round(cpu, 1),
+        "bridge_cpu_ms_per_session": round(cpu * 1000 / max(1, agi_stats["routed"]), 3),
         "samples": [(round(t), round(mb, 1)) for t, mb in samples],
         "target_mb": TARGET_MB,
     }
@@ -587,7 +624,8 @@ def main(argv: list[str] | None = None) -> int:
         f"memory: RSS idle {r['rss_idle_mb']} MB, peak {r['rss_peak_mb']} MB with "
         f"{r['agi_peak_open']} FastAGI sessions open and {r['calls_in_progress_ami']} calls in "
         f"progress over AMI; growth {r['growth_mb']} MB over {args.minutes:g} min after warm-up "
-        f"(target < {TARGET_MB:g} MB, flat)"
+        f"(target < {TARGET_MB:g} MB, flat); at the end of the load {r['rss_split_mb']}; "
+        f"bridge CPU {r['bridge_cpu_ms_per_session']} ms a session"
     )
     if args.records:
         line += f"; records: {r.get('calls_ended')} calls ended, store {r.get('store')}"

@@ -14,8 +14,13 @@ minus AMI parsing (BENCHMARKS.md §3). Per engine, in one run:
   ingest's own ceiling in calls/s (CPU on the loop);
 * offered: ``--rate`` calls/s for ``--seconds``, each call's events put on the loop every
   10 ms as the AMI readers would, the writer's queue depth and journal backlog sampled
-  every 100 ms; the queue must not grow (second half's max not above the first's by more
-  than a batch) and must drain soon after the last event.
+  every 100 ms. "Kept up" (the verdict) is all of: the rate was offered (>= 98 %), the
+  writer never spilled to the journal (a spill shows as a queue of 0 later), the queue's
+  second half max is not above the first half's by more than four batches, it drained
+  within 1 s of the last event, and nothing was unwritten;
+* CPU: the process's CPU time (every thread: loop, journal, driver threads; not the
+  PostgreSQL server) per call while offered and draining, beside the machine alone's per
+  call in the same run: the figures that carry over to another (or a quieter) machine.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import argparse
 import asyncio
 import json
 import os
+import resource
 import shutil
 import statistics
 import tempfile
@@ -101,18 +107,26 @@ class Counter:
         return True
 
 
+def _cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
 def machine_only(config: Config, calls: int) -> dict[str, Any]:
     gen = Calls()
     sink = Counter()
     ingest = RecordIngest(settings_from_config(config), sink, lambda: datetime.now(UTC))
     made = [gen.call(n, 2000.0) for n in range(calls)]
+    cpu0 = _cpu()
     start = time.perf_counter()
     for req, events in made:
         ingest.on_decision(req, DECISION)
         for site, ev in events:
             ingest.on_event(site, ev)
     took = time.perf_counter() - start
+    cpu = _cpu() - cpu0
     return {
+        "cpu_us_per_call": round(cpu / calls * 1e6, 1),
         "calls_per_s": round(calls / took),
         "records_per_call": round(sink.records / calls, 2),
         "us_per_call": round(took / calls * 1e6, 1),
@@ -129,13 +143,16 @@ async def offered(
     await writer.start()
     gen = Calls()
     depth: list[int] = []
+    spilled = False
     backlog: list[int] = []
     lag: list[float] = []
     stop = False
 
     async def sample() -> None:
+        nonlocal spilled
         while not stop:
             st = writer.status()
+            spilled = spilled or st.spilled
             depth.append(st.queue_depth)
             backlog.append(st.journal_backlog_bytes)
             await asyncio.sleep(0.1)
@@ -149,6 +166,7 @@ async def offered(
     per_tick = rate / 100
     n = 0
     owed = 0.0
+    cpu0 = _cpu()
     start = time.perf_counter()
     next_tick = start
     feed_time = gen_time = 0.0
@@ -172,6 +190,7 @@ async def offered(
     offered_s = time.perf_counter() - start
     await until(lambda: writer.status().caught_up, 600, "the writer to catch up", 0.005)
     drain_s = time.perf_counter() - start - offered_s
+    cpu = _cpu() - cpu0
     stop = True
     for t in tasks:
         await t
@@ -179,7 +198,19 @@ async def offered(
     await writer.stop()
     await engine.dispose()
     half = len(depth) // 2
+    first, second = max(depth[:half] or [0]), max(depth[half:] or [0])
+    offered_rate = n / offered_s
+    kept_up = (
+        offered_rate >= 0.98 * rate
+        and not spilled
+        and second <= first + 4 * settings.batch_size
+        and drain_s <= 1.0
+        and st.unwritten == 0
+    )
     return {
+        "kept_up": kept_up,
+        "spilled": spilled,
+        "cpu_us_per_call": round(cpu / max(1, n) * 1e6, 1),
         "calls": n,
         "offered_calls_per_s": round(n / offered_s),
         "written": st.written,
@@ -275,6 +306,15 @@ def main() -> None:
             f"{o['ingest_us_per_call']} us/call, tick lag p99 {o['tick_lag_p99_ms']} ms, "
             f"written {o['written']:,} rejected {o['rejected']} unwritten {o['unwritten']} "
             f"skipped {o['skipped']}"
+        )
+    for e in results["engines"]:
+        o = e["offered"]
+        print(
+            f"{e['engine']:<10} verdict: {'KEPT UP' if o['kept_up'] else 'FELL BEHIND'} at "
+            f"{args.rate:,} calls/s (spilled {o['spilled']}); process CPU {o['cpu_us_per_call']}"
+            f" us/call = {o['cpu_us_per_call'] / m['cpu_us_per_call']:.2f} x the machine alone's"
+            f" {m['cpu_us_per_call']} us/call; one core's worth: "
+            f"{1e6 / o['cpu_us_per_call']:,.0f} calls/s"
         )
     print(f"load average {results['load_average']}")
     if args.json:

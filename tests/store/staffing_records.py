@@ -93,6 +93,7 @@ async def write(db: Db, recs: list[Any], journal: Any) -> float:
         registry=CollectorRegistry(),
         batch_size=2000,
         queue_size=len(recs) + 1,
+        queue_bytes=(len(recs) + 1) * 4096,  # and their bytes: far over the 16 MiB default
     )
     await writer.start()
     try:

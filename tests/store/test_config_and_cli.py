@@ -56,10 +56,11 @@ def test_a_postgresql_store_takes_its_password_from_a_secret() -> None:
     s = _store(
         "store:\n  url: postgresql://ccbridge@db.example:5433/records\n"
         "  password: {env: CCBRIDGE_TEST_DB_PASSWORD}\n  batch_size: 200\n"
+        "  queue_bytes: 33554432\n"
     )
     assert s.url == "postgresql+asyncpg://ccbridge@db.example:5433/records"
     assert s.password is not None and s.password.reveal() == PASSWORD
-    assert PASSWORD not in repr(s) and s.batch_size == 200
+    assert PASSWORD not in repr(s) and s.batch_size == 200 and s.queue_bytes == 32 * 2**20
     assert s.journal == str(REPO / "examples" / "var" / "ccbridge-records.journal")
 
 
@@ -77,6 +78,9 @@ def test_a_postgresql_store_takes_its_password_from_a_secret() -> None:
         ("store:\n  password: hunter2\n", "secrets must not be written in the config"),
         ("store:\n  password: {env: CCBRIDGE_TEST_DB_PASSWORD}\n", "takes no password"),
         ("store:\n  batch_size: 0\n", "store.batch_size"),
+        ("store:\n  queue_bytes: 1000\n", "store.queue_bytes"),  # under 1 MiB
+        ("store:\n  queue_bytes: lots\n", "store.queue_bytes"),
+        ("store:\n  queue_bytes: 99999999999999\n", "store.queue_bytes"),
         ("store:\n  urll: sqlite:///x.db\n", "unknown key 'urll' (did you mean 'url'?)"),
         ("store: 5\n", "store: expected a mapping"),
         ("store:\n  enabled: maybe\n", "store.enabled"),

@@ -1,15 +1,19 @@
 """Idempotent writes on both engines: the same records twice make one row; a record in
-parts builds one row; a value left out keeps what the row has."""
+parts builds one row; a value left out keeps what the row has; the record writer's way
+through the driver writes the same rows as SQLAlchemy's."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import timedelta, timezone
+from typing import Any
 
-from sqlalchemy import func, select
+import pytest
+from sqlalchemy import func, select, text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ccbridge.store.records import check_record
+from ccbridge.store.records import Record, check_record
 from ccbridge.store.schema import Outcome, call_events, calls, coverage_gaps, legs
-from ccbridge.store.write import write_records
+from ccbridge.store.write import write_batch, write_records
 from tests.store.conftest import Db
 from tests.store.records_factory import T0, call_records
 
@@ -83,3 +87,87 @@ async def test_a_coverage_gap_is_opened_then_closed(migrated: Db) -> None:
     async with engine.connect() as conn:
         rows = (await conn.execute(select(coverage_gaps))).all()
     assert [(r.site, r.ended_at - r.started_at) for r in rows] == [("manila", timedelta(minutes=3))]
+
+
+async def _write_both_ways(engine: AsyncEngine, batches: list[list[Record]], fast: bool) -> None:
+    for batch in batches:
+        if fast:
+            await write_batch(engine, batch)
+        else:
+            async with engine.begin() as conn:
+                await write_records(conn, batch)
+
+
+@pytest.mark.parametrize("fast", [False, True], ids=["sqlalchemy", "driver"])
+async def test_a_batch_mixing_rows_with_and_without_json_keeps_each_rows_json(
+    migrated: Db, fast: bool
+) -> None:
+    # A call's end (no reasons) beside another call's decision (reasons) in one batch:
+    # SQLAlchemy sent the missing reasons as JSON null, coalesce() kept that, and the
+    # first call's reasons were gone.
+    a = {"call_id": "A", "entry_site": "dhaka", "arrived_at": T0}
+    b = {"call_id": "B", "entry_site": "dhaka", "arrived_at": T0}
+    await _write_both_ways(
+        migrated.engine(),
+        [
+            [check_record("calls", {**a, "reasons": ["caller_prefix"], "ivr_path": ["1"]})],
+            [
+                check_record("calls", {**a, "outcome": "answered"}),
+                check_record("calls", {**b, "reasons": ["home_site_open"]}),
+            ],
+        ],
+        fast,
+    )
+    async with migrated.engine().connect() as conn:
+        rows = (await conn.execute(select(calls).order_by(calls.c.call_id))).all()
+    assert [(r.call_id, r.reasons, r.ivr_path, r.outcome) for r in rows] == [
+        ("A", ["caller_prefix"], ["1"], "answered"),
+        ("B", ["home_site_open"], None, None),
+    ]
+
+
+def _apart(values: Any) -> dict[str, str]:
+    """The key columns of a second copy: call ID and event key with an x before them."""
+    return {k: "x" + values[k] for k in ("call_id", "event_key") if k in values}
+
+
+async def test_the_drivers_way_writes_the_rows_sqlalchemy_writes(migrated: Db) -> None:
+    # The same records through both ways into two copies of every row (call IDs apart):
+    # every column reads back equal, instants in UTC and aware, JSON as given.
+    ist = timezone(timedelta(hours=5, minutes=30))
+    recs = [check_record(t, v) for n in range(40) for t, v in call_records(n)]
+    recs.append(
+        check_record(
+            "calls",
+            {
+                "call_id": "c00000003",
+                "entry_site": "dhaka",
+                "arrived_at": T0.astimezone(ist),  # not in UTC: stored as UTC
+                "reasons": ["caller_prefix", "ünïcode"],
+                "static_fallback": True,
+                "trunk_failovers": 2,
+                "wait_s": 1.25,
+            },
+        )
+    )
+    engine = migrated.engine()
+    await _write_both_ways(engine, [recs[i : i + 37] for i in range(0, len(recs), 37)], False)
+    shifted = [Record(r.table, {**r.values, **_apart(r.values)}) for r in recs]
+    await _write_both_ways(engine, [shifted[i : i + 37] for i in range(0, len(shifted), 37)], True)
+
+    async with engine.connect() as conn:
+        for t in (calls, legs, call_events):
+            rows = (await conn.execute(select(t))).mappings().all()
+            by_way: dict[bool, dict[str, Any]] = {False: {}, True: {}}
+            for row in rows:
+                d = {k: v for k, v in row.items() if k != "id"}
+                cid = d.pop("call_id")
+                key = (cid.removeprefix("x"), d.pop("event_key", "").removeprefix("x"))
+                by_way[cid.startswith("x")][str(key)] = d
+            assert by_way[True] == by_way[False] and len(by_way[True]) > 0, t.name
+        if migrated.kind == "sqlite":  # the very same text, so ranges compare alike
+            texts = (
+                await conn.execute(text("SELECT call_id, arrived_at FROM calls ORDER BY 1"))
+            ).all()
+            stored = {cid: at for cid, at in texts}
+            assert stored["c00000003"] == stored["xc00000003"] == "2026-11-28 14:00:00.000000"

@@ -6,6 +6,7 @@ raised, and a journal left by a killed process is replayed without loss or dupli
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import sys
@@ -367,3 +368,73 @@ async def test_a_full_disk_under_the_journal_is_reported_and_routing_goes_on(
     assert refused > 0 and h.writer.status().unwritten == refused
     migrated.up()
     await until(lambda: h.writer.status().caught_up, 60, "the records in memory written")
+
+
+async def test_a_record_the_database_refuses_in_a_fast_batch_costs_only_itself(
+    harness_factory: Callable[..., Harness],
+) -> None:
+    """A built record (unchecked, as the ingest's are) that breaks a NOT NULL column in
+    the middle of a batch: the driver's way fails, the batch goes again through
+    SQLAlchemy, which finds the one bad record; the rest are written."""
+    h = harness_factory(batch_size=1000)
+    await h.writer.start()
+    h.put_calls(0, 10)
+    bad = {"call_id": "bad", "entry_site": None, "arrived_at": call_records(0)[0][1]["arrived_at"]}
+    assert h.writer.put_built("calls", bad)
+    h.put_calls(10, 20)
+    await until(lambda: h.writer.status().caught_up, 30, "the batch written")
+    assert await h.counts() == (20, 20, 40)
+    st = h.writer.status()
+    assert st.rejected == 1 and st.written == 20 * PER_CALL and st.unwritten == 0
+    assert h.metric("ccbridge_records_rejected_total", table="calls") == 1
+    assert "bad" not in await h.call_ids()
+
+
+def _big_event(n: int) -> tuple[str, dict[str, Any]]:
+    """An event with 20 KB of fields: 100 of them are the memory of 3,000 small records."""
+    ev = dict(call_records(n)[2][1])
+    return "call_events", {**ev, "fields": {f"f{i}": "v" * 1000 for i in range(20)}}
+
+
+async def test_memory_is_bounded_in_bytes_as_well_as_in_records(
+    migrated: Db, harness_factory: Callable[..., Harness]
+) -> None:
+    """Records of 20 KB with the database down: the writer spills to the journal by
+    bytes long before its record count (10,000) would, and nothing is lost; with the
+    journal unwritable too, what is over the byte bound is dropped and counted, and the
+    memory estimate never goes over it by more than the record that crossed it."""
+    bound = 2 * 2**20
+    slack = 2 * len(json.dumps(_big_event(0)[1]["fields"]))  # one record's estimate, ~42 KB
+    migrated.down()
+    h = harness_factory(queue_size=10_000, queue_bytes=bound, batch_size=20)
+    await h.writer.start()
+    peak = 0
+    for first in range(0, 300, 10):  # 300 records, ~6 MB of JSON: three times the bound
+        for n in range(first, first + 10):
+            assert h.writer.put(*_big_event(n))
+        base = h.writer.journaled + len(h.writer._buffer)
+        await until(lambda b=base: h.writer.journaled >= b, 10, "records journaled")
+        peak = max(peak, h.writer.status().queue_bytes)
+    st = h.writer.status()
+    assert st.unwritten == 0 and h.writer.journaled == 300 and st.spilled
+    assert 0 < peak <= bound + slack and st.queue_depth < 300
+
+    # No journal either (the database still down): memory holds what the byte bound
+    # allows, the rest is dropped and counted.
+    blocker = migrated.tmp / "no-folder"
+    blocker.write_text("a file where the journal's folder should be\n")
+    h2 = harness_factory(journal=blocker / "j", queue_size=10_000, queue_bytes=bound, batch_size=20)
+    await h2.writer.start()
+    taken = 0
+    for n in range(1000, 1300):
+        taken += h2.writer.put(*_big_event(n))
+        if n % 20 == 0:
+            await asyncio.sleep(0.01)  # the journal task tries, fails, hands batches over
+        assert h2.writer.status().queue_bytes <= bound + slack
+    st = h2.writer.status()
+    assert 0 < taken < 300 and st.unwritten == 300 - taken
+
+    migrated.up()
+    await until(lambda: h.writer.status().caught_up, 60, "the journal written")
+    await until(lambda: h2.writer.status().caught_up, 60, "the memory written")
+    assert (await h.counts())[2] == 300 + taken

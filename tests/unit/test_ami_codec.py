@@ -150,6 +150,22 @@ def test_repeated_keys_keep_every_value_and_first_wins() -> None:
     assert len(msg) == 3
 
 
+def test_getall_folds_case_on_keys_of_any_length_and_script() -> None:
+    # getall skips keys of another length than an ASCII key: a key whose lower case is
+    # that ASCII key is as long (the Kelvin sign folds to "k"); a non-ASCII key (whose
+    # lower case may be longer, U+0130) is compared the long way.
+    data = (
+        "Event: X\r\nChannel: a\r\nCHANNEL: b\r\n\u212aind: kelvin\r\n"
+        "Chan: short\r\n\u0130d: dotted\r\n\r\n"
+    ).encode()
+    (msg,) = AmiParser(expect_banner=False).feed(data)
+    assert msg.getall("channel") == ["a", "b"]
+    assert msg.getall("Kind") == ["kelvin"]
+    assert msg.getall("chan") == ["short"]
+    assert msg.getall("\u0130D") == ["dotted"]
+    assert msg.getall("i\u0307d") == ["dotted"]  # what U+0130 folds to: two characters
+
+
 def test_lookup_falls_back_to_case_insensitive() -> None:
     (msg,) = parse_all(STREAM)[:1]
     assert msg["actionid"] == "a1"

@@ -129,22 +129,25 @@ def test_a_lost_link_drops_the_rest_of_its_read() -> None:
     assert events == list(range(len(events))) and len(events) <= SLICE, seen
 
 
+async def _banner_only(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """A site that says its banner and nothing else (the test hands reads on itself)."""
+    writer.write(b"Asterisk Call Manager/9.0.0\r\n")
+    await writer.drain()
+    await reader.read()
+    writer.close()
+
+
 async def _one_huge_read(size: int) -> tuple[list[int], list[str], int]:
     """The events handed on after one ``data_received`` of ``size`` bytes (as a TLS layer
     calls it), the gate's reports, and how many were handed on before the loop's next turn."""
     loop = asyncio.get_running_loop()
     seen: list[int] = []
     first_turn: list[int] = []
+    reading: list[bool] = []  # at the next turn: megabytes wait, so reading is paused
     count = size // len(_events(0, 1, _FIELDS))
     data = _events(0, count, _FIELDS)
 
-    async def site(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        writer.write(b"Asterisk Call Manager/9.0.0\r\n")
-        await writer.drain()
-        await reader.read()
-        writer.close()
-
-    server = await asyncio.start_server(site, "127.0.0.1", 0)
+    server = await asyncio.start_server(_banner_only, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     found = loopdebug.report_slow_callbacks(loop, 50)
     gc.disable()  # a collection of the test's own objects is not what the gate is after here
@@ -156,6 +159,7 @@ async def _one_huge_read(size: int) -> tuple[list[int], list[str], int]:
         await until(lambda: proto.version is not None, 5, "the banner")
         loop.call_soon(proto.data_received, data)  # as the TLS layer's read callback does
         loop.call_soon(lambda: first_turn.append(len(seen)))
+        loop.call_soon(lambda: reading.append(transport.is_reading()))
         await until(lambda: len(seen) == count, 10, "every event")
         assert transport.is_reading()
         transport.close()
@@ -165,6 +169,7 @@ async def _one_huge_read(size: int) -> tuple[list[int], list[str], int]:
         loopdebug.stop_reporting(loop, found)
         server.close()
         await server.wait_closed()
+    assert reading == [False], "reading is paused while megabytes wait"
     return seen, found.lines, first_turn[0]
 
 
@@ -184,14 +189,9 @@ async def _two_links_one_turn(budget: float) -> tuple[list[tuple[int, int]], int
     loop = asyncio.get_running_loop()
     seen: list[tuple[int, int]] = []
     before_turn: list[int] = []
+    reading: list[bool] = []
 
-    async def site(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        writer.write(b"Asterisk Call Manager/9.0.0\r\n")
-        await writer.drain()
-        await reader.read()
-        writer.close()
-
-    server = await asyncio.start_server(site, "127.0.0.1", 0)
+    server = await asyncio.start_server(_banner_only, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     links: list[tuple[asyncio.BaseTransport, Protocol]] = []
     try:
@@ -202,6 +202,8 @@ async def _two_links_one_turn(budget: float) -> tuple[list[tuple[int, int]], int
                     seen.append((n, int(event["Seq"])))
                     if len(seen) == 1:  # the loop's next turn, e.g. a route request
                         loop.call_soon(lambda: before_turn.append(len(seen)))
+                        # A short rest waits a turn without pausing reading (epoll_ctl).
+                        loop.call_soon(lambda: reading.extend(t.is_reading() for t, _ in links))
 
                 made = Protocol(on_event)
                 made.budget = budget
@@ -221,6 +223,7 @@ async def _two_links_one_turn(budget: float) -> tuple[list[tuple[int, int]], int
     finally:
         server.close()
         await server.wait_closed()
+    assert reading == [True, True]
     return seen, before_turn[0]
 
 

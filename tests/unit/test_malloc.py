@@ -1,0 +1,87 @@
+"""``ccbridge run``'s glibc malloc settings (ccbridge/malloc.py), each against glibc's
+defaults in a fresh interpreter: what it keeps is read from glibc's own statistics."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+from ccbridge import malloc
+
+# The module alone (the package would import SQLAlchemy, which allocates on its own).
+TUNE = textwrap.dedent(
+    """
+    import ctypes, importlib.util, sys
+    libc = ctypes.CDLL(None)
+    if sys.argv[1] == "tuned":
+        spec = importlib.util.spec_from_file_location("malloc", sys.argv[2])
+        malloc = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(malloc)
+        assert malloc.tune()
+    """
+)
+# Eight threads allocate through glibc's malloc (buffers over pymalloc's 512 bytes) at
+# once; malloc_stats (on stderr) lists the arenas.
+ARENAS = TUNE + textwrap.dedent(
+    """
+    import threading
+    barrier = threading.Barrier(8)
+    def work():
+        held = [bytearray(4096) for _ in range(64)]
+        barrier.wait()
+        held.clear()
+    threads = [threading.Thread(target=work) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    libc.malloc_stats()
+    """
+)
+# One 8 MB buffer freed, then a burst of 200 KiB buffers freed: the bytes the main heap
+# still holds from the system after (mallinfo2's ``arena``).
+BURST = TUNE + textwrap.dedent(
+    """
+    class Info(ctypes.Structure):
+        _fields_ = [(name, ctypes.c_size_t) for name in (
+            "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks",
+            "uordblks", "fordblks", "keepcost")]
+    libc.mallinfo2.restype = Info
+    big = bytearray(8 << 20)
+    del big
+    burst = [bytearray(200 << 10) for _ in range(40)]
+    del burst
+    print(libc.mallinfo2().arena)
+    """
+)
+
+
+def _run(probe: str, mode: str) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run(
+        [sys.executable, "-c", probe, mode, malloc.__file__],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    return done
+
+
+def _arenas(mode: str) -> int:
+    err = _run(ARENAS, mode).stderr
+    return sum(1 for line in err.splitlines() if line.startswith("Arena "))
+
+
+def test_the_threads_share_one_arena_beside_the_main_one() -> None:
+    assert _arenas("tuned") == malloc.ARENAS
+    # the same threads on glibc's defaults: an arena each (what the limit saves)
+    assert _arenas("default") > malloc.ARENAS + 4
+
+
+def test_a_burst_of_large_blocks_goes_back_to_the_system_after_one_huge_one() -> None:
+    tuned = int(_run(BURST, "tuned").stdout)
+    default = int(_run(BURST, "default").stdout)
+    assert tuned < 2 << 20, f"the heap kept {tuned:,} bytes"
+    # glibc's defaults: the freed 8 MB raised the thresholds, the burst stayed in the heap
+    assert default > 6 << 20, f"the heap kept {default:,} bytes"
