@@ -151,22 +151,36 @@ def compiled(
 def driver_rows(
     dialect: Dialect, records: Iterable[Record]
 ) -> tuple[list[tuple[str, list[tuple[Any, ...]]]], dict[str, int]]:
-    """The batch as (SQL, rows of plain values) per statement, and rows per table."""
-    statements: list[tuple[str, list[tuple[Any, ...]]]] = []
-    sent: dict[str, int] = {}
-    for (table, names), rows in merge(records).items():
-        sql, convert = compiled(dialect, table, names)
-        out = []
-        for row in rows:
-            vals = [row[n] for n in names]
-            for i, f in convert:
-                v = vals[i]
-                if v is not None:
-                    vals[i] = f(v)
-            out.append(tuple(vals))
-        statements.append((sql, out))
-        sent[table] = sent.get(table, 0) + len(out)
-    return statements, sent
+    """The batch as (SQL, rows of plain values) per table, and rows per table.
+
+    No merge here: every row gives every column (None is SQL NULL, which the upsert's
+    coalesce() keeps as "no value"), so one statement serves a table, and the driver runs
+    it once per row in the batch's order, so a later record's values win as in merge().
+    A merge cost more than it saved: most records are events, one row each."""
+    by_table: dict[str, list[tuple[Any, ...]]] = {}
+    specs: dict[str, tuple[tuple[str, ...], list[tuple[int, _Convert]]]] = {}
+    for rec in records:
+        table = rec.table
+        spec = specs.get(table)
+        if spec is None:
+            names = tuple(COLUMNS[table])
+            spec = specs[table] = (names, compiled(dialect, table, names)[1])
+        names, convert = spec
+        get = rec.values.get
+        vals = [get(n) for n in names]
+        for i, f in convert:
+            v = vals[i]
+            if v is not None:
+                vals[i] = f(v)
+        rows = by_table.get(table)
+        if rows is None:
+            rows = by_table[table] = []
+        rows.append(tuple(vals))
+    statements = [
+        (compiled(dialect, table, tuple(COLUMNS[table]))[0], rows)
+        for table, rows in by_table.items()
+    ]
+    return statements, {table: len(rows) for table, rows in by_table.items()}
 
 
 class DriverError(Exception):

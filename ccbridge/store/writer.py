@@ -15,8 +15,9 @@ records already written are harmless), then truncated.
 
 When the database falls behind by more than half of ``queue_size`` records or
 ``queue_bytes`` of memory (estimated from the records' journal lines), the writer stops
-keeping them in memory and later reads them back from the journal ("spilled"). Records
-beyond either bound are dropped, counted as unwritten and logged,
+keeping them in memory and later reads them back from the journal ("spilled"); records
+arriving after that are kept in memory again while there is room, and written once the
+journal's part is. Records beyond either bound are dropped, counted as unwritten and logged,
 only when the journal cannot take them either: it cannot be written (disk full or
 read-only), or records arrive faster than it is written for longer than ``queue_size``
 lasts (the journal takes several batches per write so that 2,000 calls/s on a busy loop
@@ -175,6 +176,11 @@ class RecordWriter:
         self._line_bytes = float(FIRST_LINE_GUESS)
         self._spilled = False  # journaled records are read back from the file
         self._read_offset = 0  # next journal byte to replay while spilled
+        # While spilled, journal bytes before this are in the file only; batches after it
+        # are kept in memory again as they arrive (while memory has room), and written
+        # once the file's part is: a spill costs a read-back of what was behind then,
+        # not of everything until the database is ahead again (BENCHMARKS.md §9b).
+        self._spill_end = 0
         self._committed = 0  # the database holds every journal byte before this
         self._journal_end = 0
         # Journal bytes from here on were written by this process (journal.read's own):
@@ -252,7 +258,14 @@ class RecordWriter:
         return len(self._buffer) + self._journaling + self._backlog_records + self._in_flight
 
     def _full(self) -> bool:
-        return self._depth() >= self.queue_size or self.memory_bytes() >= self.queue_bytes
+        if self._depth() < self.queue_size and self.memory_bytes() < self.queue_bytes:
+            return False
+        # Records arriving faster than the journal takes them: the database's backlog in
+        # memory is in the journal already, so it gives up its room first.
+        if any(end is not None for _, end, _ in self._backlog):
+            self._spill()
+            return self._depth() >= self.queue_size or self.memory_bytes() >= self.queue_bytes
+        return True
 
     def memory_bytes(self) -> int:
         """The records in memory, in bytes (estimated from their journal lines)."""
@@ -318,7 +331,7 @@ class RecordWriter:
         except OSError as exc:
             self._journal_failed(exc)
             return
-        self._journal_end = self._own_from = size
+        self._journal_end = self._own_from = self._spill_end = size
         if size:
             log.info("replaying record journal %s (%d bytes)", self.journal.path, size)
             self._spilled = True
@@ -393,9 +406,6 @@ class RecordWriter:
             self._hand_over(batch, end, nbytes)
 
     def _hand_over(self, batch: list[Record], end: int | None, nbytes: int) -> None:
-        if self._spilled and end is not None:
-            self._db_wake.set()  # in the file; the database task reads it from there
-            return
         self._backlog.append((batch, end, nbytes))
         self._backlog_records += len(batch)
         self._backlog_bytes += nbytes
@@ -408,22 +418,26 @@ class RecordWriter:
         self._db_wake.set()
 
     def _spill(self) -> None:
-        """The database is behind: keep journaled records in the file only."""
+        """The database is behind: keep the journaled records in the file only."""
         kept: deque[tuple[list[Record], int | None, int]] = deque()
         journaled = 0
+        last_end = -1
         for batch, end, nbytes in self._backlog:
             if end is None:
                 kept.append((batch, end, nbytes))
             else:
                 journaled += len(batch)
+                last_end = max(last_end, end)
         if journaled:
             if not self._spilled:
                 log.warning(
                     "record database behind by %d records: keeping them in the journal only",
                     self._backlog_records,
                 )
-            self._spilled = True
-            self._read_offset = self._committed
+                self._spilled = True
+                # A batch in flight now is read back and written again (idempotent).
+                self._read_offset = self._committed
+            self._spill_end = max(self._spill_end, last_end)
         self._backlog = kept
         self._backlog_records = sum(len(b) for b, _, _ in kept)
         self._backlog_bytes = sum(n for _, _, n in kept)
@@ -450,7 +464,8 @@ class RecordWriter:
             except OSError as exc:
                 self._journal_failed(exc)
                 return
-            self._journal_end = self._committed = self._read_offset = self._own_from = 0
+            self._journal_end = self._committed = self._read_offset = 0
+            self._own_from = self._spill_end = 0
 
     def _journal_failed(self, exc: OSError) -> None:
         self.metrics.journal_errors.inc()
@@ -520,18 +535,8 @@ class RecordWriter:
             limit = self.batch_size * (
                 BATCHES_WHEN_BEHIND if self._backlog_records > self.batch_size else 1
             )
-            if self._backlog:
-                records: list[Record] = []
-                end: int | None = None
-                while self._backlog and len(records) < limit:
-                    batch, off, nbytes = self._backlog.popleft()
-                    self._backlog_records -= len(batch)
-                    self._backlog_bytes -= nbytes
-                    records += batch
-                    end = off if off is not None else end
-                return records, end, False
-            if self._spilled:
-                if self._read_offset >= self._journal_end:
+            if self._spilled:  # the file's part first: those records came earlier
+                if self._read_offset >= self._spill_end:
                     self._spilled = False
                     log.info("record database caught up with the journal")
                     continue
@@ -539,7 +544,7 @@ class RecordWriter:
                     records, nxt, bad = await asyncio.to_thread(
                         self.journal.read,
                         self._read_offset,
-                        self._journal_end,
+                        self._spill_end,
                         self.batch_size * BATCHES_WHEN_BEHIND,
                         own=self._read_offset >= self._own_from,
                     )
@@ -551,6 +556,16 @@ class RecordWriter:
                     self._reject("journal", bad, "journal lines that are not records")
                 self._read_offset = nxt
                 return records, nxt, True
+            if self._backlog:
+                records = []
+                end: int | None = None
+                while self._backlog and len(records) < limit:
+                    batch, off, nbytes = self._backlog.popleft()
+                    self._backlog_records -= len(batch)
+                    self._backlog_bytes -= nbytes
+                    records += batch
+                    end = off if off is not None else end
+                return records, end, False
             if self._stopping:
                 return None
             await self._db_wake.wait()

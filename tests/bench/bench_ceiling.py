@@ -248,6 +248,9 @@ async def _sites(conn: Connection, sites: int, agents: int, records: bool) -> No
     for name in names:
         fake = FakeAmi(secret=SECRET)
         fake.script_list("QueueStatus", "QueueStatusComplete", queue_status(name, per_site))
+        # The held routes' fresh path replaces ccb-inbound steps: answered as Asterisk
+        # does, or every pass fails and rewrites the whole table (a bench of errors).
+        fake.replies["dialplanextensionadd"] = {"Message": "Added extension"}
         await fake.start()
         fakes.append(fake)
     conn.send(([f.port for f in fakes], calls.events_per_call))

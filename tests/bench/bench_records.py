@@ -20,7 +20,9 @@ minus AMI parsing (BENCHMARKS.md §3). Per engine, in one run:
   within 1 s of the last event, and nothing was unwritten;
 * CPU: the process's CPU time (every thread: loop, journal, driver threads; not the
   PostgreSQL server) per call while offered and draining, beside the machine alone's per
-  call in the same run: the figures that carry over to another (or a quieter) machine.
+  call in the same run: the figures that carry over to another (or a quieter) machine;
+* steady (``--steady-calls``): the writer's own CPU a call where it never spills (see
+  ``steady``), the figure to compare between two versions of the writer.
 """
 
 from __future__ import annotations
@@ -144,15 +146,17 @@ async def offered(
     gen = Calls()
     depth: list[int] = []
     spilled = False
+    spilled_at: float | None = None  # seconds after the first call
     backlog: list[int] = []
     lag: list[float] = []
     stop = False
 
     async def sample() -> None:
-        nonlocal spilled
+        nonlocal spilled, spilled_at
         while not stop:
             st = writer.status()
-            spilled = spilled or st.spilled
+            if st.spilled and not spilled:
+                spilled, spilled_at = True, round(time.perf_counter() - start, 2)
             depth.append(st.queue_depth)
             backlog.append(st.journal_backlog_bytes)
             await asyncio.sleep(0.1)
@@ -209,6 +213,8 @@ async def offered(
     )
     return {
         "kept_up": kept_up,
+        "queue_depth_every_100ms": depth,
+        "spilled_at_s": spilled_at,
         "spilled": spilled,
         "cpu_us_per_call": round(cpu / max(1, n) * 1e6, 1),
         "calls": n,
@@ -229,13 +235,51 @@ async def offered(
     }
 
 
+async def steady(config: Config, settings: StoreSettings, calls: int) -> dict[str, Any]:
+    """The writer's CPU a call where it never spills: calls fed as fast as the writer takes
+    them while its memory queue stays under 4,000 records; the process's CPU time (every
+    thread) a call, less the machine alone's, is the writer's (journal, rows, driver)."""
+    engine = make_engine(settings)
+    writer = RecordWriter.from_settings(settings, engine)
+    ingest = RecordIngest(settings_from_config(config), writer, lambda: datetime.now(UTC))
+    await writer.start()
+    gen = Calls()
+    made = [gen.call(n, 2000.0) for n in range(calls)]
+    cpu0 = _cpu()
+    start = time.perf_counter()
+    for i, (req, events) in enumerate(made):
+        ingest.on_decision(req, DECISION)
+        for site, ev in events:
+            ingest.on_event(site, ev)
+        if i % 20 == 19:
+            await asyncio.sleep(0)
+            if writer.status().queue_depth > 4000:
+                await until(lambda: writer.status().queue_depth <= 4000, 600, "room", 0.005)
+    await until(lambda: writer.status().caught_up, 600, "the writer to catch up", 0.005)
+    cpu, took = _cpu() - cpu0, time.perf_counter() - start
+    st = writer.status()
+    await writer.stop()
+    await engine.dispose()
+    return {
+        "calls": calls,
+        "cpu_us_per_call": round(cpu / calls * 1e6, 1),
+        "calls_per_s": round(calls / took),
+        "spilled": st.spilled,
+        "unwritten": st.unwritten,
+    }
+
+
 async def run_engine(
     name: str, config: Config, settings: StoreSettings, args: argparse.Namespace
 ) -> dict[str, Any]:
     engine = make_engine(settings)
     await upgrade(engine)
     await engine.dispose()
-    return {"engine": name, "offered": await offered(config, settings, args.rate, args.seconds)}
+    out: dict[str, Any] = {"engine": name}
+    if args.steady_calls:
+        out["steady"] = await steady(config, settings, args.steady_calls)
+    out["offered"] = await offered(config, settings, args.rate, args.seconds)
+    return out
 
 
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
@@ -286,6 +330,9 @@ def main() -> None:
     p.add_argument("--seconds", type=float, default=10.0)
     p.add_argument("--machine-calls", type=int, default=20_000)
     p.add_argument("--engines", default="sqlite,postgresql")
+    p.add_argument(
+        "--steady-calls", type=int, default=20_000, help="calls for the writer's CPU (0: skip)"
+    )
     p.add_argument("--batch", type=int, default=500, help="store.batch_size (default 500)")
     p.add_argument("--json", help="write the results here")
     args = p.parse_args()
@@ -311,11 +358,20 @@ def main() -> None:
         o = e["offered"]
         print(
             f"{e['engine']:<10} verdict: {'KEPT UP' if o['kept_up'] else 'FELL BEHIND'} at "
-            f"{args.rate:,} calls/s (spilled {o['spilled']}); process CPU {o['cpu_us_per_call']}"
+            f"{args.rate:,} calls/s (spilled {o['spilled']}, at {o['spilled_at_s']} s); "
+            f"process CPU {o['cpu_us_per_call']}"
             f" us/call = {o['cpu_us_per_call'] / m['cpu_us_per_call']:.2f} x the machine alone's"
             f" {m['cpu_us_per_call']} us/call; one core's worth: "
             f"{1e6 / o['cpu_us_per_call']:,.0f} calls/s"
         )
+    for e in results["engines"]:
+        if "steady" in e:
+            w = e["steady"]
+            print(
+                f"{e['engine']:<10} steady (never spilled): process CPU {w['cpu_us_per_call']}"
+                f" us/call, of it the writer {w['cpu_us_per_call'] - m['cpu_us_per_call']:.1f}"
+                f" (machine alone {m['cpu_us_per_call']}); {w['calls_per_s']:,} calls/s"
+            )
     print(f"load average {results['load_average']}")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))

@@ -64,7 +64,9 @@ def test_a_full_default_memory_queue_fits_its_share_of_the_rss_bound() -> None:
     assert StoreSettings().queue_bytes <= SHARE
 
 
-@pytest.mark.parametrize("name", ["answered", "abandoned", "cross_site", "agent_hangup"])
+# The commonest call and the one with the largest factor (2.0); cross_site and agent_hangup
+# were within too when checked (left out for test time).
+@pytest.mark.parametrize("name", ["answered", "abandoned"])
 def test_the_writers_memory_estimate_covers_what_the_records_hold(name: str) -> None:
     """The byte bound counts a record as its journal line x MEMORY_PER_JSON_BYTE: that
     must not be less than the memory it holds (else the bound lets more in), nor far
