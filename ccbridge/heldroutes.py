@@ -42,6 +42,7 @@ from ccbridge.routing.held import (
     Boundaries,
     HeldEntry,
     InboundVariant,
+    call_id_step,
     fresh_steps,
     held_entries,
     held_key,
@@ -379,7 +380,10 @@ class HeldRoutePublisher:
                 steps = fresh_steps(e.now, rid, rid in queues)
             if written.steps.get(var.extension) == steps:
                 continue
-            for n, (app, data) in enumerate(steps, v.HELD_ROUTE_PRIORITY):
+            # The call ID's step too, the first time (the extension may be missing from
+            # the rendered dialplan: a route step alone would end the call there).
+            first = () if var.extension in written.steps else (call_id_step(site.name),)
+            for n, (app, data) in enumerate((*first, *steps), v.HELD_ROUTE_PRIORITY - len(first)):
                 await link.action(
                     "DialplanExtensionAdd",
                     {

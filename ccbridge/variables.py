@@ -36,6 +36,17 @@ DID = "CCB_DID"  # the number the caller dialled, carried across sites in a SIP 
 # entry site and the arrival instant read from the ID alone, so a record from any site
 # (or after a restart) names the call's row without the entry site's state.
 CALLID = "CCB_CALLID"
+
+
+def new_callid(site: str) -> str:
+    """The dialplan expression of the call ID a call gets where it enters (CALLID,
+    ccbridge/records/callid.py): this site, the instant to the microsecond, and the
+    channel's sequence number (the last dot-separated field of its uniqueid) so two calls
+    in one microsecond differ. Rendered by extensions.conf.j2, written by the held-route
+    publisher into the ccb-inbound extensions it completes."""
+    return site + ":${STRFTIME(,UTC,%s.%6q)}:${CUT(UNIQUEID,.,${FIELDQTY(UNIQUEID,.)})}"
+
+
 FALLBACK = "CCB_FALLBACK"  # 1 when the static fallback route took the call
 IVR_LANGUAGE = "CCB_IVR_LANGUAGE"  # the language picked in an IVR menu
 IVR_SERVICE = "CCB_IVR_SERVICE"  # the service picked in an IVR menu (the number's until then)
@@ -129,7 +140,7 @@ HELD_FRESH_UNTIL = "CCB_HELD_FRESH"  # heartbeat + fresh_age: the bridge counts 
 # (routing/held.py fresh_steps, AMI DialplanExtensionAdd with Replace); the rendered one
 # asks the bridge. A `dialplan reload` or a restart puts the rendered one back.
 HELD_INBOUND_CONTEXT = "ccb-inbound"
-HELD_ROUTE_PRIORITY = 2
+HELD_ROUTE_PRIORITY = 2  # after the call ID's Set, which the bridge writes too (held.py)
 HELD_NUMBER_LANGUAGE_PREFIX = "CCB_HL_"  # rendered CCB_HL_<did>=hi: the number's own language
 HELD_VALUE = "CCB_HV"  # the value ccb-route read for this call (its slow paths)
 HELD_SEP = "/"  # between the fields of a held value

@@ -34,6 +34,7 @@ __all__ = [
     "InboundVariant",
     "RouteView",
     "accepts",
+    "call_id_step",
     "caller_patterns",
     "decode",
     "encode",
@@ -522,6 +523,13 @@ def inbound_variants(config: Config, site: Site) -> list[InboundVariant]:
 
 
 ASK_BRIDGE = ("Goto", "ccb-route,${EXTEN},1")  # the rendered route priority: ask the bridge
+
+
+def call_id_step(site: str) -> tuple[str, str]:
+    """The first priority of every ccb-inbound extension: the call ID (as rendered). The
+    bridge writes it too, so an extension the rendered dialplan lacks (rendered from an
+    older config, or without use_without_bridge) is whole, never a route step alone."""
+    return ("Set", f"__{v.CALLID}={v.new_callid(site)}")
 
 
 def fresh_steps(route: HeldRoute, rid: str, direct: bool) -> tuple[tuple[str, str], ...]:

@@ -8,7 +8,8 @@ task by its coroutine, a transport or protocol method by its class.
 ``CCB_BENCH_LOOPWATCH=MS`` (read by tests/bench/gcwatch.py) installs it; at exit one
 ``loopwatch:`` JSON line goes to stderr with, per owner, the callbacks run, their total
 and longest ms and how many took over MS; the turns over MS; the turns' busy CPU
-quantiles; and the 20 longest turns with their five dearest owners.
+quantiles; and the 20 longest turns, when (seconds since start) and their five dearest
+owners.
 """
 
 from __future__ import annotations
@@ -26,9 +27,10 @@ _by_name: dict[str, list[float]] = {}  # name: [count, total s, max s, over]
 _turn: list[tuple[float, str]] = []  # this turn's callbacks: (seconds, name)
 _turn_started: float | None = None
 _turns = [0, 0]  # turns with callbacks, turns over the limit
-_longest: list[tuple[float, int, list[tuple[float, str]]]] = []  # heap of the longest turns
+_longest: list[tuple[float, int, tuple[float, list[tuple[float, str]]]]] = []  # longest turns
 _seq = 0
 _busy: list[float] = []  # every turn's busy CPU seconds
+_installed = time.monotonic()
 clock = time.thread_time
 
 
@@ -45,7 +47,8 @@ def describe(handle: asyncio.Handle) -> str:
 
 
 def install(limit_ms: float) -> None:
-    global _limit
+    global _limit, _installed
+    _installed = time.monotonic()
     _limit = limit_ms / 1000
     run = asyncio.Handle._run
     run_once = asyncio.BaseEventLoop._run_once  # type: ignore[attr-defined]
@@ -86,7 +89,8 @@ def install(limit_ms: float) -> None:
         owners: dict[str, float] = {}
         for took, name in _turn:
             owners[name] = owners.get(name, 0.0) + took
-        item = (busy, _seq, sorted(((t, n) for n, t in owners.items()), reverse=True)[:5])
+        top = sorted(((t, n) for n, t in owners.items()), reverse=True)[:5]
+        item = (busy, _seq, (time.monotonic() - _installed, top))
         if len(_longest) < 20:
             heapq.heappush(_longest, item)
         elif busy > _longest[0][0]:
@@ -124,8 +128,12 @@ def summary() -> str:
             for n, (c, t, m, o) in owners
         ],
         "longest_turns": [
-            {"ms": round(b * 1000, 2), "top": [(round(s * 1000, 2), n) for s, n in top]}
-            for b, _, top in sorted(_longest, reverse=True)
+            {
+                "ms": round(b * 1000, 2),
+                "at_s": round(at, 1),
+                "top": [(round(s * 1000, 2), n) for s, n in top],
+            }
+            for b, _, (at, top) in sorted(_longest, reverse=True)
         ],
     }
     return "loopwatch: " + json.dumps(out)

@@ -301,13 +301,18 @@ async def test_the_fresh_path_writes_each_inbound_route_once_and_caps_the_deadli
         assert {m["Context"] for m in adds} == {v.HELD_INBOUND_CONTEXT}
         assert all(m["Replace"] == "yes" for m in adds)
         hindi = [m for m in adds if m["Extension"] == "+918000000001/_+91."]
+        # The call ID's step too, as rendered: an extension the rendered dialplan lacks
+        # (an older config's render) is whole, never a route step alone.
+        callid = "__CCB_CALLID=" + v.new_callid("bangalore")
         assert [(m["Application"], m["ApplicationData"]) for m in hindi] == [
-            ("GotoIf", "$[${EPOCH}<0${CCB_HELD_FRESH}]?ccb-queue,orders-hi,1:ccb-route,${EXTEN},1")
+            ("Set", callid),
+            ("GotoIf", "$[${EPOCH}<0${CCB_HELD_FRESH}]?ccb-queue,orders-hi,1:ccb-route,${EXTEN},1"),
         ]
+        assert [m["Priority"] for m in hindi] == ["1", "2"]
         bengali = [m for m in adds if m["Extension"] == "+918000000001/_+880."]
-        assert [m["Priority"] for m in bengali] == ["2", "3", "4"]
-        assert bengali[1]["ApplicationData"] == "__CCB_DID=${EXTEN}"
-        assert bengali[2]["ApplicationData"].startswith("ccb-held,remote.dhaka.orders-bn.")
+        assert [m["Priority"] for m in bengali] == ["1", "2", "3", "4"]
+        assert bengali[2]["ApplicationData"] == "__CCB_DID=${EXTEN}"
+        assert bengali[3]["ApplicationData"].startswith("ccb-held,remote.dhaka.orders-bn.")
         # No number with a menu: its callers go through the IVR.
         assert not any(e.startswith("+918000000003") for e in firsts)
         closes = int(datetime(2026, 11, 25, 12, 0, tzinfo=UTC).timestamp() - h.clock.offset)
