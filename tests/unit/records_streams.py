@@ -44,6 +44,25 @@ def call_id_of(stream: Stream) -> str:
     raise AssertionError("no call ID in the stream")
 
 
+def renumbered(stream: Stream, n: int) -> Stream:
+    """The recorded call again with its own call ID and channels (the ``n``-th copy),
+    every string new, as the AMI parser gives them: what the machine or the writer's
+    queue keeps of them is what they cost."""
+    cid = call_id_of(stream)
+    entry, epoch = cid.split(":")[0], cid.split(":")[1].split(".")[0]
+    ids = {cid: f"{entry}:{int(epoch) + n}.000000:{n}"}
+    ids[f"{entry}-{epoch}."] = f"{entry}-{int(epoch) + n}."
+    call = []
+    for site, ev in stream:
+        values = dict(ev)
+        for k, v in values.items():
+            for old, new in ids.items():
+                v = v.replace(old, new)
+            values[k] = "".join(v)  # a new string even where nothing was replaced
+        call.append((site, values))
+    return call
+
+
 def machine(config: Config | None = None, **limits: Any) -> RecordMachine:
     return RecordMachine(settings_from_config(config or lab_config(), **limits))
 

@@ -7,15 +7,7 @@ import gc
 import tracemalloc
 from datetime import UTC, datetime
 
-from tests.unit.records_streams import (
-    Stream,
-    call_id_of,
-    decide,
-    feed_all,
-    lab_config,
-    load,
-    machine,
-)
+from tests.unit.records_streams import decide, feed_all, lab_config, load, machine, renumbered
 
 LATER = datetime(2100, 1, 1, tzinfo=UTC)  # every ended call's linger is over
 # Bytes the machine holds for an answered call with its decision, ended and lingering for
@@ -25,31 +17,13 @@ LATER = datetime(2100, 1, 1, tzinfo=UTC)  # every ended call's linger is over
 CALL_SHARE = 1_800
 
 
-def _nth(stream: Stream, n: int) -> Stream:
-    """The recorded call again with its own call ID and channels, every string new (as
-    the AMI parser gives them: what the machine keeps of them is what it costs)."""
-    cid = call_id_of(stream)
-    entry, epoch = cid.split(":")[0], cid.split(":")[1].split(".")[0]
-    ids = {cid: f"{entry}:{int(epoch) + n}.000000:{n}"}
-    ids[f"{entry}-{epoch}."] = f"{entry}-{int(epoch) + n}."
-    call = []
-    for site, ev in stream:
-        values = dict(ev)
-        for k, v in values.items():
-            for old, new in ids.items():
-                v = v.replace(old, new)
-            values[k] = "".join(v)  # a new string even where nothing was replaced
-        call.append((site, values))
-    return call
-
-
 def test_an_ended_call_lingering_in_the_record_machine_costs_under_its_share() -> None:
     config = lab_config()
     stream = load("answered")
     m = machine(config)
     n = 600
     for i in range(n, n + 50):  # the router's and the machine's one-time costs, first
-        warm = _nth(stream, i)
+        warm = renumbered(stream, i)
         decide(m, config, warm)
         feed_all(m, warm)
     m.sweep(LATER)
@@ -59,7 +33,7 @@ def test_an_ended_call_lingering_in_the_record_machine_costs_under_its_share() -
     try:
         base = tracemalloc.get_traced_memory()[0]
         for i in range(n):
-            call = _nth(stream, i)
+            call = renumbered(stream, i)
             decide(m, config, call)
             feed_all(m, call)
         del call
