@@ -27,38 +27,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests.bench.bench_fastagi import BARE_COMMAND, closed_loop
+from tests.bench.bench_fastagi import BARE_COMMAND, _ProtocolSession, closed_loop
 
 ROOT = Path(__file__).resolve().parents[2]
 FEW, MANY = 200, 1200
 
 
 # --------------------------------------------------------------------------- server
-
-
-class _Bare(asyncio.Protocol):
-    """bench_fastagi's ``protocol`` server."""
-
-    def __init__(self) -> None:
-        self.buf = b""
-        self.sent = False
-        self.transport: asyncio.Transport | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]  # uvloop's is one by its methods
-
-    def data_received(self, data: bytes) -> None:
-        assert self.transport is not None
-        self.buf += data
-        if not self.sent:
-            head, found, self.buf = self.buf.partition(b"\n\n")
-            if not found:
-                self.buf = head
-                return
-            self.sent = True
-            self.transport.write(BARE_COMMAND)
-        if b"\n" in self.buf:
-            self.transport.close()
 
 
 def _announce(port_file: str, port: int) -> None:
@@ -72,7 +47,9 @@ async def _serve(kind: str, port_file: str) -> None:
     stop = asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     if kind == "protocol":
-        server = await loop.create_server(_Bare, "127.0.0.1", 0, backlog=1024)
+        server = await loop.create_server(
+            lambda: _ProtocolSession(BARE_COMMAND), "127.0.0.1", 0, backlog=1024
+        )
         port = server.sockets[0].getsockname()[1]
     else:
         from ccbridge.agi.codec import AgiRequest
