@@ -14,7 +14,7 @@ from ccbridge.config.store import StoreSettings
 from ccbridge.store.journal import line_bytes
 from ccbridge.store.records import Record
 from ccbridge.store.writer import MEMORY_PER_JSON_BYTE
-from tests.unit.records_streams import call_id_of, feed_all, load, machine
+from tests.unit.records_streams import feed_all, load, machine, renumbered
 
 SHARE = 16 * 2**20  # bytes: the queue's share of the 100 MB bound
 SAMPLE = 4_000  # records measured; every call has the same shape, so the cost is linear
@@ -25,8 +25,6 @@ def _held(name: str) -> tuple[list[Record], int]:
     """SAMPLE records of the recorded call ``name`` again and again (each time with its
     own call ID and channels), as the writer's queue holds them, and their bytes."""
     stream = load(name)
-    cid = call_id_of(stream)
-    entry, epoch = cid.split(":")[0], cid.split(":")[1].split(".")[0]
     m = machine()
     held: list[Record] = []
     tracemalloc.start()
@@ -34,16 +32,7 @@ def _held(name: str) -> tuple[list[Record], int]:
         base = tracemalloc.get_traced_memory()[0]
         n = 0
         while len(held) < SAMPLE:
-            ids = {cid: f"{entry}:{int(epoch) + n}.000000:{n}"}
-            ids[f"{entry}-{epoch}."] = f"{entry}-{int(epoch) + n}."
-            call = []
-            for site, ev in stream:
-                values = dict(ev)
-                for k, v in values.items():
-                    for old, new in ids.items():
-                        v = v.replace(old, new)
-                    values[k] = v
-                call.append((site, values))
+            call = renumbered(stream, n)
             held += [Record(table, values) for table, values in feed_all(m, call)]
             m.sweep(LATER)  # the machine forgets the ended call: the queue alone holds it
             n += 1
