@@ -76,10 +76,14 @@ def _halves(items: list[Bucket], start: datetime, end: datetime) -> list[tuple[d
 
 
 def _touched(items: Sequence[Bucket], gap_rows: Iterable[Any], now: datetime) -> set[int]:
-    """Indexes of the buckets a coverage gap overlaps (an open gap runs until now)."""
+    """Indexes of the buckets a coverage gap overlaps as of ``now`` (an open gap runs
+    until now; a gap that began at or after now is not there yet: a report made at an
+    instant, as the API's ``now`` or a test's, reads the same later)."""
     out: set[int] = set()
     for row in gap_rows:
         g_start, g_end = row.started_at, row.ended_at or now
+        if g_start >= now:
+            continue
         for i, b in enumerate(items):
             if g_start < b.end_utc and g_end > b.start_utc:
                 out.add(i)

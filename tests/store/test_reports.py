@@ -208,6 +208,24 @@ async def test_local_days_and_coverage_gaps(migrated: Db) -> None:
     assert by_interval(hours, at(13, 0))[0]["offered"] == 0
 
 
+async def test_a_gap_that_begins_after_the_reports_instant_is_not_there_yet(
+    migrated: Db,
+) -> None:
+    # A report made at 10:15 reads the same after a stop opened a gap at 10:30 (the lab's
+    # scripted day compares a report made while the bridge ran with one made after).
+    records = [
+        call("seen", at(10, 0), outcome=A, wait=8, talk=10),
+        ("coverage_gaps", {"site": "dhaka", "started_at": at(10, 30)}),
+    ]
+    await write(migrated, records)
+    engine = migrated.engine()
+    hours = q(DAY, DAY, Step.M60)
+    before = await interval_report(engine, report_config(), hours, at(10, 15))
+    after = await interval_report(engine, report_config(), hours, at(10, 45))
+    assert [r["incomplete"] for r in by_interval(before, at(10, 0))] == [False]
+    assert [r["incomplete"] for r in by_interval(after, at(10, 0))] == [True]
+
+
 async def test_dst_nights_in_a_dst_zone(migrated: Db) -> None:
     fall = date(2026, 11, 1)  # New York falls back: 01:00-02:00 happens twice
     spring = date(2026, 3, 8)  # springs forward: no 02:00
