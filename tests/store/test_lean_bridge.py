@@ -4,6 +4,7 @@ its first report request still answers."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -70,16 +71,20 @@ asyncio.run(main(sys.argv[1], sys.argv[2]))
 """
 
 
-async def test_a_bridge_on_sqlite_loads_no_postgresql_dialect_and_reports(tmp_path: Path) -> None:
-    settings = StoreSettings(
-        url=f"sqlite+aiosqlite:///{tmp_path / 'records.db'}",
-        journal=str(tmp_path / "records.journal"),
-    )
+async def _migrate(settings: StoreSettings) -> None:
     engine = make_engine(settings)
     try:
         await upgrade(engine)  # here: alembic's own PostgreSQL module loads the dialect
     finally:
         await engine.dispose()
+
+
+def test_a_bridge_on_sqlite_loads_no_postgresql_dialect_and_reports(tmp_path: Path) -> None:
+    settings = StoreSettings(
+        url=f"sqlite+aiosqlite:///{tmp_path / 'records.db'}",
+        journal=str(tmp_path / "records.journal"),
+    )
+    asyncio.run(_migrate(settings))
     env = {**os.environ, "CCBRIDGE_AMI_SECRET": "x", "CCBRIDGE_API_TOKEN": "the-token"}
     done = subprocess.run(
         [sys.executable, "-c", BRIDGE, settings.url, settings.journal],
