@@ -437,7 +437,7 @@ class Bridge:
             )
             return
         channels = [ev for ev in listed if ev.get("Event") == "CoreShowChannel"]
-        closed = records.close_gone(site, channels) if records is not None else 0
+        closed = await records.close_gone(site, channels) if records is not None else 0
         names = {ev["Channel"] for ev in channels if "Channel" in ev}
         desk = self.desk.close_gone(site, names)
         if closed or desk:

@@ -362,14 +362,14 @@ class RecordMachine:
 
     def close_gone(self, site: str, alive: Collection[str], at: datetime) -> list[Out]:
         """After ``site``'s AMI link came back at ``at`` (its coverage gap's end): the
-        site's open legs whose channels are gone (their linkedid is not in ``alive``, the
-        site's channels' linkedids and uniqueids from CoreShowChannels) ended unseen in
-        the gap. They end at ``at`` and are marked (``end_lost``, an ``EndUnseen`` event):
-        their talk, hold and who hung up are left out, and an unanswered call gets no
-        outcome it could only guess. Without this they stayed in memory for ``idle``
-        (4 h) or until ``max_calls``: ~1.7 KB each, a reconnect storm's worth is 30 MB.
-        Calls that saw an event at or after ``at`` are left alone (their channels may be
-        younger than the list)."""
+        site's open legs whose channels are gone (``gone``) end unseen (``end_unseen``)."""
+        return self.end_unseen(site, self.gone(site, alive, at), at)
+
+    def gone(self, site: str, alive: Collection[str], at: datetime) -> list[Leg]:
+        """``site``'s open legs whose channels are gone: their linkedid is not in
+        ``alive`` (the site's channels' linkedids and uniqueids from CoreShowChannels),
+        one leg a call and linkedid. Calls that saw an event at or after ``at`` are left
+        alone (their channels may be younger than the list)."""
         gone: dict[tuple[str, str], Leg] = {}
         for (leg_site, _), leg in self._legs.items():
             if leg_site != site or leg.ended_at is not None or leg.base in alive:
@@ -377,9 +377,20 @@ class RecordMachine:
             call = self.calls.get(leg.call_id)
             if call is not None and call.seen < at:
                 gone.setdefault((leg.call_id, leg.base), leg)
+        return list(gone.values())
+
+    def end_unseen(self, site: str, legs: Iterable[Leg], at: datetime) -> list[Out]:
+        """``legs`` (of ``gone``) ended unseen while the link was down: they end at ``at``
+        and are marked (``end_lost``, an ``EndUnseen`` event): their talk, hold and who
+        hung up are left out, and an unanswered call gets no outcome it could only
+        guess. Without this they stayed in memory for ``idle`` (4 h) or until
+        ``max_calls``: ~1.7 KB each, a reconnect storm's worth is 30 MB. A leg that has
+        ended meanwhile, or whose call is gone or active since ``at``, is left alone."""
         out: list[Out] = []
-        for leg in gone.values():
-            call = self.calls[leg.call_id]
+        for leg in legs:
+            call = self.calls.get(leg.call_id)
+            if call is None or leg.ended_at is not None or call.seen >= at:
+                continue
             ended = [lg for lg in call.legs.values() if lg.site == site and lg.base == leg.base]
             for lg in ended:
                 if lg.ended_at is None:
