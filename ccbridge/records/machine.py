@@ -391,17 +391,7 @@ class RecordMachine:
             call = self.calls.get(leg.call_id)
             if call is None or leg.ended_at is not None or call.seen >= at:
                 continue
-            ended = [lg for lg in call.legs.values() if lg.site == site and lg.base == leg.base]
-            for lg in ended:
-                if lg.ended_at is None:
-                    lg.ended_at = at
-                    lg.end_lost = True
-                lg.hold_since = None
-            if site == call.cid.entry_site:
-                call.entry_ended = True
-            if all(lg.ended_at is not None for lg in call.legs.values()):
-                call.ended = at
-                self._ended.append((at, call.cid.text))
+            ended = self._end_leg(call, site, leg.base, at, lost=True)
             out += [("legs", lg.row()) for lg in ended]
             out.append(("calls", self._summary(call)))
             row = {"Uniqueid": leg.base, "Timestamp": f"{at.timestamp():.6f}"}
@@ -622,25 +612,33 @@ class RecordMachine:
         at = _timestamp(ev.get("Timestamp"), received)
         if at > call.seen:
             call.seen = at
-        # The leg and its earlier segments (agents before a transfer within the site).
-        ended = [lg for lg in call.legs.values() if lg.site == site and lg.base == leg.base]
-        for lg in ended:
-            if lg.ended_at is None:
-                lg.ended_at = at
-            if lg.hold_since is not None:
-                lg.hold_s += max(0.0, (at - lg.hold_since).total_seconds())
-                lg.hold_since = None
-        if site == call.cid.entry_site:
-            call.entry_ended = True
-        if all(lg.ended_at is not None for lg in call.legs.values()):
-            call.ended = at
-            self._ended.append((at, call.cid.text))
+        ended = self._end_leg(call, site, leg.base, at, lost=False)
         self.events += 1
         return [
             *(("legs", lg.row()) for lg in ended),
             ("calls", self._summary(call)),
             ("call_events", _event_row(site, f"{CEL}:{LINKEDID_END}", ev, leg.call_id, at)),
         ]
+
+    def _end_leg(self, call: Call, site: str, base: str, at: datetime, lost: bool) -> list[Leg]:
+        """The leg ``base`` at ``site`` and its earlier segments (agents before a transfer
+        within the site) end at ``at``; the call too once every leg has. ``lost``: the
+        end went unseen (close_gone), so a hold running then is not counted."""
+        ended = [lg for lg in call.legs.values() if lg.site == site and lg.base == base]
+        for lg in ended:
+            if lg.ended_at is None:
+                lg.ended_at = at
+                lg.end_lost = lost
+            if lg.hold_since is not None:
+                if not lost:
+                    lg.hold_s += max(0.0, (at - lg.hold_since).total_seconds())
+                lg.hold_since = None
+        if site == call.cid.entry_site:
+            call.entry_ended = True
+        if all(lg.ended_at is not None for lg in call.legs.values()):
+            call.ended = at
+            self._ended.append((at, call.cid.text))
+        return ended
 
     # -- the summary ---------------------------------------------------------------------
     def _caller_columns(self, call: Call) -> dict[str, Any]:
