@@ -3,7 +3,6 @@ not by a later collection (ccbridge/gcsetup.py makes full collections rare)."""
 
 from __future__ import annotations
 
-import asyncio
 import gc
 import logging
 import weakref
