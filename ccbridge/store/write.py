@@ -27,11 +27,11 @@ from typing import Any
 from sqlalchemy import JSON, func, select
 from sqlalchemy import column as sa_column
 from sqlalchemy import table as sa_table
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql.dml import Insert
 
+from ccbridge.store import dialects
 from ccbridge.store.records import COLUMNS, Record
 from ccbridge.store.schema import CONFLICT_KEYS, INSERT_ONLY, TABLES
 
@@ -85,7 +85,7 @@ def upsert(dialect: str, table: str, names: tuple[str, ...]) -> Insert:
     if stmt is not None:
         return stmt
     t = TABLES[table]
-    ins = postgresql.insert(t) if dialect == "postgresql" else sqlite.insert(t)
+    ins = dialects.insert(dialect, t)
     keys = CONFLICT_KEYS[table]
     updates = {
         name: func.coalesce(ins.excluded[name], t.c[name]) for name in names if name not in keys
@@ -223,7 +223,9 @@ def from_stage_sql(dialect: Dialect, table: str, names: tuple[str, ...]) -> str:
         return sql
     t = TABLES[table]
     stage = sa_table(STAGE_PREFIX + table, *(sa_column(n) for n in names), schema="pg_temp")
-    ins = postgresql.insert(t).from_select(list(names), select(*(stage.c[n] for n in names)))
+    ins = dialects.insert("postgresql", t).from_select(
+        list(names), select(*(stage.c[n] for n in names))
+    )
     keys = CONFLICT_KEYS[table]
     updates = {
         name: func.coalesce(ins.excluded[name], t.c[name]) for name in names if name not in keys
