@@ -415,6 +415,8 @@ class Bridge:
         log.info(
             "queue state synced", extra=ctx(site=site, queues=len(self.state.sites[site].queues))
         )
+        if self.records is not None:
+            await self.records.close_gone(link)  # calls whose end the link missed
         # The link is ready once this hook returns: look then whether it was the last one.
         asyncio.get_running_loop().call_soon(self.first_sync_done)
 

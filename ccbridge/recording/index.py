@@ -12,9 +12,9 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import delete, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from ccbridge.store import dialects
 from ccbridge.store.schema import RecordingStatus, recordings
 
 _KEYS = ["call_id", "recording_id"]
@@ -58,9 +58,7 @@ def _iso(t: datetime | None) -> str | None:
 
 
 def _insert(conn: AsyncConnection) -> Any:
-    if conn.dialect.name == "postgresql":
-        return postgresql.insert(recordings)
-    return sqlite.insert(recordings)
+    return dialects.insert(conn.dialect.name, recordings)
 
 
 async def _upsert(

@@ -8,7 +8,7 @@ counts is read at scrape time by a collector (client_python's Collector protocol
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -85,6 +85,18 @@ class RecordIngest:
             log.exception("record ingest failed on a routing decision")
             return
         self.put_all(out)
+
+    def close_gone(self, site: str, alive: Collection[str], at: datetime) -> int:
+        """The site's calls whose channels went away while its link was down: ended
+        (RecordMachine.close_gone); how many legs closed."""
+        try:
+            out = self.machine.close_gone(site, alive, at)
+        except Exception:
+            self.handler_errors += 1
+            log.exception("record ingest failed closing %s's unseen ends", site)
+            return 0
+        self.put_all(out)
+        return sum(1 for table, _ in out if table == "call_events")
 
     def sweep(self) -> None:
         self.machine.sweep(self.now())

@@ -23,7 +23,7 @@ from __future__ import annotations
 import heapq
 import sys
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
@@ -121,6 +121,8 @@ _FIELD_MAX = 80
 # AgentComplete's Reason as the machine keeps it: these strings, not one per event
 _COMPLETE_REASONS: Final = {r: r for r in ("caller", "agent", "transfer")}
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+# The call_events row close_gone writes: the call's history says its end went unseen.
+END_UNSEEN: Final = "EndUnseen"
 _IDLE_SCAN: Final = timedelta(seconds=60)
 
 
@@ -150,6 +152,9 @@ class Leg:
     # its end, and 3,500 calls held at 150 calls/s are the machine's share of the RSS.
     agent_uniqueid: str | None = None
     first_leave: str | None = None
+    # Its end came while the site's AMI link was down (close_gone): when it ended, and
+    # so its talk and hold and who hung up, are not known.
+    end_lost: bool = False
     base: str = ""  # the linkedid (segments after a transfer within the site: "L/2", ...)
 
     def __post_init__(self) -> None:
@@ -350,6 +355,47 @@ class RecordMachine:
             state.caller = call.caller
         row = {**state.key_columns(), **cols, **self._caller_columns(state)}
         return [("calls", {k: val for k, val in row.items() if val is not None})]
+
+    def open_legs(self, site: str) -> bool:
+        """Has ``site`` a leg not yet ended?"""
+        return any(k[0] == site and lg.ended_at is None for k, lg in self._legs.items())
+
+    def close_gone(self, site: str, alive: Collection[str], at: datetime) -> list[Out]:
+        """After ``site``'s AMI link came back at ``at`` (its coverage gap's end): the
+        site's open legs whose channels are gone (their linkedid is not in ``alive``, the
+        site's channels' linkedids and uniqueids from CoreShowChannels) ended unseen in
+        the gap. They end at ``at`` and are marked (``end_lost``, an ``EndUnseen`` event):
+        their talk, hold and who hung up are left out, and an unanswered call gets no
+        outcome it could only guess. Without this they stayed in memory for ``idle``
+        (4 h) or until ``max_calls``: ~1.7 KB each, a reconnect storm's worth is 30 MB.
+        Calls that saw an event at or after ``at`` are left alone (their channels may be
+        younger than the list)."""
+        gone: dict[tuple[str, str], Leg] = {}
+        for (leg_site, _), leg in self._legs.items():
+            if leg_site != site or leg.ended_at is not None or leg.base in alive:
+                continue
+            call = self.calls.get(leg.call_id)
+            if call is not None and call.seen < at:
+                gone.setdefault((leg.call_id, leg.base), leg)
+        out: list[Out] = []
+        for leg in gone.values():
+            call = self.calls[leg.call_id]
+            ended = [lg for lg in call.legs.values() if lg.site == site and lg.base == leg.base]
+            for lg in ended:
+                if lg.ended_at is None:
+                    lg.ended_at = at
+                    lg.end_lost = True
+                lg.hold_since = None
+            if site == call.cid.entry_site:
+                call.entry_ended = True
+            if all(lg.ended_at is not None for lg in call.legs.values()):
+                call.ended = at
+                self._ended.append((at, call.cid.text))
+            out += [("legs", lg.row()) for lg in ended]
+            out.append(("calls", self._summary(call)))
+            row = {"Uniqueid": leg.base, "Timestamp": f"{at.timestamp():.6f}"}
+            out.append(("call_events", _event_row(site, END_UNSEEN, row, call.cid.text, at)))
+        return out
 
     def sweep(self, now: datetime) -> int:
         """Forget calls that ended ``linger`` ago (in the order they ended: no scan of
@@ -627,7 +673,7 @@ class RecordMachine:
                 row["queue"] = leg.queue
             if queued_at is not None:
                 row["wait_s"] = _seconds(queued_at, leg.answered_at)
-            end = leg.talk_end or leg.ended_at
+            end = leg.talk_end or (None if leg.end_lost else leg.ended_at)
             if end is not None:
                 row["hold_s"] = leg.hold_s
                 row["talk_s"] = max(0.0, _seconds(leg.answered_at, end) - leg.hold_s)
@@ -636,6 +682,8 @@ class RecordMachine:
                 by = _hung_up_by(leg)
                 if by is not None:
                     row["hung_up_by"] = by.value
+            elif leg.end_lost:
+                row["outcome"] = Outcome.ANSWERED.value  # certain; its talk is not known
         if "target_site" not in row:
             # No decision seen (a held or static route took the call): where it queued.
             queued_legs = [lg for lg in legs if lg.queue is not None]
@@ -651,16 +699,25 @@ class RecordMachine:
         # The entry site's leg is over: so is the call for the caller.
         row["ended_at"] = max(ends)
         if not answered and call.whole:
-            self._unanswered(call, legs, queued_at, row)
+            self._unanswered(call, legs, queued_at, row, lost=any(lg.end_lost for lg in legs))
         return {k: val for k, val in row.items() if val is not None}
 
     def _unanswered(
-        self, call: Call, legs: list[Leg], queued_at: datetime | None, row: dict[str, Any]
+        self,
+        call: Call,
+        legs: list[Leg],
+        queued_at: datetime | None,
+        row: dict[str, Any],
+        lost: bool = False,
     ) -> None:
         abandoned = [lg.abandoned_at for lg in legs if lg.abandoned_at is not None]
         statuses = {lg.queue_status for lg in legs if lg.queue_status is not None}
         end: datetime = row["ended_at"]
-        if queued_at is not None:
+        known = abandoned or "TIMEOUT" in statuses or call.after_hours or call.rejected
+        if lost and not known:
+            # Its end went unseen (close_gone): how it ended, and its wait, are not known.
+            return
+        if queued_at is not None and (abandoned or not lost):
             row["wait_s"] = _seconds(queued_at, abandoned[0] if abandoned else end)
         if abandoned:
             short = row.get("wait_s", 0.0) < self.settings.short_abandon

@@ -27,7 +27,9 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from ccbridge.ami.client import AmiError, SiteLink
 from ccbridge.config.model import Config
+from ccbridge.logs import ctx
 from ccbridge.records import alive
 from ccbridge.records.ingest import RecordIngest
 from ccbridge.records.machine import settings_from_config
@@ -79,6 +81,7 @@ class RecordStore:
         self.schema_ok: bool | None = None  # None: not checked yet (database unreachable)
         self.schema_error: str | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._up_at: dict[str, datetime] = {}  # site -> when its link last came up
 
     @property
     def where(self) -> str:
@@ -135,9 +138,42 @@ class RecordStore:
 
     def link_state(self, site: str, up: bool) -> None:
         at = self.now()
+        if up:
+            self._up_at[site] = at
         self.ingest.put_all(
             self.ingest.gaps.up(site, at) if up else self.ingest.gaps.down(site, at)
         )
+
+    async def close_gone(self, link: SiteLink) -> None:
+        """On each (re)connect of a site's link: ask the site for its channels and end
+        the calls whose channels went away while the link was down (their ends were
+        never seen; RecordMachine.close_gone). Nothing is asked while no leg of the site
+        is open. A site that cannot answer leaves those calls to the machine's idle
+        limit, as before."""
+        site = link.site_name
+        at = self._up_at.get(site)
+        machine = self.ingest.machine
+        if at is None or not machine.open_legs(site):
+            return
+        try:
+            channels = await link.action("CoreShowChannels", {}, as_list=True)
+        except (AmiError, TimeoutError) as exc:
+            log.warning(
+                "calls whose end the link missed not checked: %s", exc, extra=ctx(site=site)
+            )
+            return
+        alive = {
+            ev[key]
+            for ev in channels
+            if ev.get("Event") == "CoreShowChannel"
+            for key in ("Linkedid", "Uniqueid")
+            if key in ev
+        }
+        closed = self.ingest.close_gone(site, alive, at)
+        if closed:
+            log.info(
+                "calls ended while the link was down closed", extra=ctx(site=site, calls=closed)
+            )
 
     def status(self) -> dict[str, Any]:
         """For /readyz detail: never a failing readiness check (routing goes on)."""

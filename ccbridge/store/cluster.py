@@ -21,9 +21,9 @@ from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from sqlalchemy import Executable, Table, select, text, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from ccbridge.store import dialects
 from ccbridge.store.schema import bridges, cluster_jobs
 
 T = TypeVar("T")
@@ -44,14 +44,9 @@ class BridgeBeat:
 
 def _upsert(conn: AsyncConnection, table: Table, key: str, values: dict[str, Any]) -> Executable:
     """INSERT ... ON CONFLICT (key) DO UPDATE, the same statement on both engines."""
-    if conn.dialect.name == "postgresql":
-        pg = postgresql.insert(table).values(**values)
-        return pg.on_conflict_do_update(
-            index_elements=[key], set_={k: pg.excluded[k] for k in values if k != key}
-        )
-    lite = sqlite.insert(table).values(**values)
-    return lite.on_conflict_do_update(
-        index_elements=[key], set_={k: lite.excluded[k] for k in values if k != key}
+    ins = dialects.insert(conn.dialect.name, table).values(**values)
+    return ins.on_conflict_do_update(
+        index_elements=[key], set_={k: ins.excluded[k] for k in values if k != key}
     )
 
 

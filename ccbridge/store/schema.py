@@ -53,6 +53,9 @@ from sqlalchemy import (
     UniqueConstraint,
     text,
 )
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.compiler import DDLCompiler
+from sqlalchemy.sql.ddl import CreateIndex
 
 # Named constraints: alembic can then drop or alter them by name on both engines.
 metadata = MetaData(
@@ -144,6 +147,26 @@ STATE_CHANGES = "kind IN ({})".format(
 )
 
 
+def _partial(name: str, columns: tuple[str, ...], where: str) -> Index:
+    """A partial index (``WHERE where``) on both engines. PostgreSQL's clause is set when
+    the index is compiled for it (``_postgresql_where``), not as ``postgresql_where=``:
+    that keyword loads the whole PostgreSQL dialect (asyncpg, psycopg, pg8000 modules:
+    2.2 MB) in every bridge on SQLite (BENCHMARKS.md section 4)."""
+    index = Index(name, *columns, sqlite_where=text(where))
+    index.info["postgresql_where"] = where
+    return index
+
+
+@compiles(CreateIndex, "postgresql")
+def _postgresql_where(create: CreateIndex, compiler: DDLCompiler, **kw: Any) -> str:
+    index = create.element
+    where = index.info.get("postgresql_where")
+    if where is not None:  # the dialect is loaded now: the engine compiling is its own
+        index.dialect_options["postgresql"]["where"] = text(where)
+    sql: str = compiler.visit_create_index(create, **kw)  # type: ignore[no-untyped-call]
+    return sql
+
+
 def _site() -> String:
     return String(64)
 
@@ -191,13 +214,7 @@ calls = Table(
     Index(None, "caller_number"),
     # Only the calls sent away from where they entered, or sent nowhere (~15 %): the
     # interval report's overflow-out and after-hours pass reads these alone.
-    Index(
-        "ix_calls_entry_site_away",
-        "entry_site",
-        "arrived_at",
-        sqlite_where=text(ENTRY_AWAY),
-        postgresql_where=text(ENTRY_AWAY),
-    ),
+    _partial("ix_calls_entry_site_away", ("entry_site", "arrived_at"), ENTRY_AWAY),
 )
 
 legs = Table(
@@ -261,16 +278,7 @@ agent_activity = Table(
     Index(None, "site", "at", "kind", "agent"),
     # Each agent's last state change before a range (the agent report, and the agent
     # rollup for every day it rolls) reads the state changes alone, not every ring.
-    Index(
-        "ix_agent_activity_states",
-        "site",
-        "agent",
-        "queue",
-        "kind",
-        "at",
-        sqlite_where=text(STATE_CHANGES),
-        postgresql_where=text(STATE_CHANGES),
-    ),
+    _partial("ix_agent_activity_states", ("site", "agent", "queue", "kind", "at"), STATE_CHANGES),
 )
 
 

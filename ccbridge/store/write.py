@@ -21,11 +21,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import JSON, func
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql.dml import Insert
 
+from ccbridge.store import dialects
 from ccbridge.store.records import COLUMNS, Record
 from ccbridge.store.schema import CONFLICT_KEYS, INSERT_ONLY, TABLES
 
@@ -79,7 +79,7 @@ def upsert(dialect: str, table: str, names: tuple[str, ...]) -> Insert:
     if stmt is not None:
         return stmt
     t = TABLES[table]
-    ins = postgresql.insert(t) if dialect == "postgresql" else sqlite.insert(t)
+    ins = dialects.insert(dialect, t)
     keys = CONFLICT_KEYS[table]
     updates = {
         name: func.coalesce(ins.excluded[name], t.c[name]) for name in names if name not in keys

@@ -40,6 +40,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -213,6 +214,27 @@ def with_call_id(text: bytes, cid: str) -> bytes:
     return _LINKEDID.sub(lambda m: m.group(0) + line, text)
 
 
+class LiveChannels(list[dict[str, str]]):
+    """A fake site's CoreShowChannels answer: one CoreShowChannel a call it has now (from
+    its route step to its hang-up), made when the bridge asks (on each reconnect)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linkedids: set[str] = set()
+
+    def _items(self) -> list[dict[str, str]]:
+        return [
+            {"Event": "CoreShowChannel", "Channel": f"PJSIP/c-{u}", "Uniqueid": u, "Linkedid": u}
+            for u in sorted(self.linkedids)
+        ]
+
+    def __iter__(self) -> Iterator[dict[str, str]]:
+        return iter(self._items())
+
+    def __len__(self) -> int:
+        return len(self.linkedids)
+
+
 class RecordedCalls:
     """--records: the call behind each routed session, played by its entry site."""
 
@@ -226,6 +248,10 @@ class RecordedCalls:
         self.ends: dict[int, tuple[asyncio.TimerHandle, int, bytes]] = {}
         self.started = 0
         self.ended = 0
+        self.channels = [LiveChannels() for _ in fakes]
+        self._linkedid: dict[int, str] = {}
+        for fake, live in zip(fakes, self.channels, strict=True):
+            fake.lists["coreshowchannels"] = (live, "CoreShowChannelsComplete")
 
     def make(self, site: int, n: int) -> tuple[str, str, bytes]:
         """(call ID, uniqueid of the caller's channel = the linkedid, the call's events)."""
@@ -233,7 +259,10 @@ class RecordedCalls:
         m = _LINKEDID.search(text)
         assert m is not None, "the recorded call has no app_queue event"
         cid = callid.make(SITES[site], datetime.now(UTC), n)
-        return cid, m.group(1).decode(), with_call_id(text, cid)
+        linkedid = m.group(1).decode()
+        self.channels[site].linkedids.add(linkedid)  # the caller's channel is up
+        self._linkedid[n] = linkedid
+        return cid, linkedid, with_call_id(text, cid)
 
     def start(self, site: int, n: int, text: bytes) -> None:
         """The call queued and answered now; the rest after ``talk`` seconds."""
@@ -246,6 +275,7 @@ class RecordedCalls:
     def _end(self, n: int) -> None:
         _, site, rest = self.ends.pop(n)
         self.fakes[site].push_raw(restamp(rest, time.time()))
+        self.channels[site].linkedids.discard(self._linkedid.pop(n, ""))
         self.ended += 1
 
     def end_all(self) -> None:

@@ -34,9 +34,23 @@ def install(folder: Path) -> None:
             return
         (folder / f"census-{n}.json").write_text(json.dumps(census()))
         malloc_stats(folder / f"mallocstats-{n}.txt")
+        # What of it was garbage waiting for the collector (cycles): gone after a full
+        # collection (this stops the loop: a debugging run).
+        rss = _rss_kb()
+        found = gc.collect()
+        (folder / f"census-{n}-collected.json").write_text(json.dumps(census()))
+        summary = {"collected": found, "rss_kb_before": rss, "rss_kb_after": _rss_kb()}
+        (folder / f"collect-{n}.json").write_text(json.dumps(summary))
         (folder / f"census-{n}.done").touch()
 
     signal.signal(signal.SIGUSR1, dump)
+
+
+def _rss_kb() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
 
 
 def census() -> dict[str, list[int]]:
