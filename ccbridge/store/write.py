@@ -5,10 +5,13 @@ out (or gives as None) keep what the row has. So records may arrive in parts, tw
 from two bridges, and a row ends up the same. ``call_events`` rows never change: a second
 copy of an event is ignored (``ON CONFLICT DO NOTHING``).
 
-Two ways in, the same statements: ``write_records`` through SQLAlchemy (any caller, any
-table), and ``write_batch``, the record writer's, which hands SQLAlchemy's compiled SQL and
-rows of plain values to the driver's own ``executemany`` (BENCHMARKS.md §9b: SQLAlchemy's
-per-row parameter processing was most of the writer's cost on the loop).
+Two ways in, the same conflict rules: ``write_records`` through SQLAlchemy (any caller,
+any table), and ``write_batch``, the record writer's, with rows of plain values and a
+row's parts in the batch merged: SQLite takes SQLAlchemy's compiled upsert through the
+driver's own ``executemany`` (SQLAlchemy's per-row parameter processing was most of the
+writer's cost on the loop), PostgreSQL a binary COPY into a staging table and one upsert
+from it a table (one statement executed a row was most of the server's CPU; BENCHMARKS.md
+§9b).
 """
 
 from __future__ import annotations
@@ -16,11 +19,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import weakref
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, func
+from sqlalchemy import JSON, func, select
+from sqlalchemy import column as sa_column
+from sqlalchemy import table as sa_table
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql.dml import Insert
@@ -150,37 +156,108 @@ def compiled(
 
 def driver_rows(
     dialect: Dialect, records: Iterable[Record]
-) -> tuple[list[tuple[str, list[tuple[Any, ...]]]], dict[str, int]]:
-    """The batch as (SQL, rows of plain values) per table, and rows per table.
+) -> tuple[list[tuple[str, tuple[str, ...], list[tuple[Any, ...]]]], dict[str, int]]:
+    """The batch as (table, columns, rows of plain values) per table, and records per
+    table.
 
-    No merge here: every row gives every column (None is SQL NULL, which the upsert's
-    coalesce() keeps as "no value"), so one statement serves a table, and the driver runs
-    it once per row in the batch's order, so a later record's values win as in merge().
-    A merge cost more than it saved: most records are events, one row each."""
-    by_table: dict[str, list[tuple[Any, ...]]] = {}
-    specs: dict[str, tuple[tuple[str, ...], list[tuple[int, _Convert]]]] = {}
+    Every row gives every column (None is SQL NULL, which the upsert's coalesce() keeps
+    as "no value"), so one statement serves a table. A row's parts in the same batch (a
+    call's decision and its end, a leg's updates) are merged into one row, later values
+    over earlier ones as the upserts in a row would leave it: one upsert a row, not one a
+    part (the calls table's indexes cost SQLite most of a write), and PostgreSQL's
+    ``INSERT ... SELECT ... ON CONFLICT DO UPDATE`` refuses to touch a row twice. Rows
+    of insert-only tables are left as they come (the first copy of an event wins either
+    way)."""
+    by_table: dict[str, list[list[Any]]] = {}
+    keyed: dict[str, dict[tuple[Any, ...], list[Any]]] = {}
+    specs: dict[str, tuple[tuple[str, ...], list[tuple[int, _Convert]], tuple[int, ...]]] = {}
+    counts: dict[str, int] = {}
     for rec in records:
         table = rec.table
         spec = specs.get(table)
         if spec is None:
             names = tuple(COLUMNS[table])
-            spec = specs[table] = (names, compiled(dialect, table, names)[1])
-        names, convert = spec
+            keys = (
+                () if table in INSERT_ONLY else tuple(names.index(k) for k in CONFLICT_KEYS[table])
+            )
+            spec = specs[table] = (names, compiled(dialect, table, names)[1], keys)
+            by_table[table], keyed[table], counts[table] = [], {}, 0
+        names, convert, keys = spec
         get = rec.values.get
         vals = [get(n) for n in names]
         for i, f in convert:
             v = vals[i]
             if v is not None:
                 vals[i] = f(v)
-        rows = by_table.get(table)
-        if rows is None:
-            rows = by_table[table] = []
-        rows.append(tuple(vals))
+        counts[table] += 1
+        if keys:
+            key = tuple([vals[i] for i in keys])
+            row = keyed[table].get(key)
+            if row is not None:
+                for i, v in enumerate(vals):
+                    if v is not None:
+                        row[i] = v
+                continue
+            keyed[table][key] = vals
+        by_table[table].append(vals)
     statements = [
-        (compiled(dialect, table, tuple(COLUMNS[table]))[0], rows)
-        for table, rows in by_table.items()
+        (table, specs[table][0], [tuple(row) for row in rows]) for table, rows in by_table.items()
     ]
-    return statements, {table: len(rows) for table, rows in by_table.items()}
+    return statements, counts
+
+
+# PostgreSQL: a batch's rows go by binary COPY into a session's staging table, then one
+# INSERT ... SELECT ... ON CONFLICT a table: the server's cost a row was most of the
+# machine's CPU at 2,000 calls/s with one upsert executed a row (BENCHMARKS.md §9b).
+STAGE_PREFIX = "ccb_stage_"
+_staged: weakref.WeakKeyDictionary[Any, set[str]] = weakref.WeakKeyDictionary()
+_from_stage: dict[tuple[str, tuple[str, ...]], str] = {}
+
+
+def from_stage_sql(dialect: Dialect, table: str, names: tuple[str, ...]) -> str:
+    """The upsert of ``table``'s columns ``names`` from its staging table: the same
+    conflict rule as ``upsert`` (coalesce over the row's values; events: nothing)."""
+    key = (table, names)
+    sql = _from_stage.get(key)
+    if sql is not None:
+        return sql
+    t = TABLES[table]
+    stage = sa_table(STAGE_PREFIX + table, *(sa_column(n) for n in names), schema="pg_temp")
+    ins = dialects.insert("postgresql", t).from_select(
+        list(names), select(*(stage.c[n] for n in names))
+    )
+    keys = CONFLICT_KEYS[table]
+    updates = {
+        name: func.coalesce(ins.excluded[name], t.c[name]) for name in names if name not in keys
+    }
+    if table in INSERT_ONLY or not updates:
+        stmt = ins.on_conflict_do_nothing(index_elements=list(keys))
+    else:
+        stmt = ins.on_conflict_do_update(index_elements=list(keys), set_=updates)
+    _from_stage[key] = sql = str(stmt.compile(dialect=dialect))
+    return sql
+
+
+async def _pg_copy(driver: Any, dialect: Dialect, statements: Sequence[Any]) -> None:
+    """The batch through the staging tables, in one transaction (asyncpg)."""
+    have = _staged.setdefault(driver, set())
+    for table, names, _ in statements:
+        if table not in have:
+            # Temporary: the session's own (two bridges never see each other's rows);
+            # emptied at each commit. Made outside the batch's transaction, so a batch
+            # that fails does not take it away unnoticed.
+            cols = ", ".join(names)
+            await driver.execute(
+                f"CREATE TEMPORARY TABLE IF NOT EXISTS {STAGE_PREFIX}{table} "
+                f"ON COMMIT DELETE ROWS AS SELECT {cols} FROM {table} WITH NO DATA"
+            )
+            have.add(table)
+    async with driver.transaction():
+        for table, names, rows in statements:
+            await driver.copy_records_to_table(
+                STAGE_PREFIX + table, records=rows, columns=names, schema_name="pg_temp"
+            )
+            await driver.execute(from_stage_sql(dialect, table, names))
 
 
 class DriverError(Exception):
@@ -203,13 +280,11 @@ async def write_batch(engine: AsyncEngine, records: Sequence[Record]) -> dict[st
         driver: Any = raw.driver_connection
         try:
             if dialect.name == "postgresql":  # asyncpg
-                async with driver.transaction():
-                    for sql, out in statements:
-                        await driver.executemany(sql, out)
+                await _pg_copy(driver, dialect, statements)
             else:  # aiosqlite: one thread hop a statement
                 await driver.execute("BEGIN IMMEDIATE")
-                for sql, out in statements:
-                    await driver.executemany(sql, out)
+                for table, names, out in statements:
+                    await driver.executemany(compiled(dialect, table, names)[0], out)
                 await driver.commit()
         except BaseException as exc:
             # Its state is unknown (mid-transaction, or an operation cut by a timeout):

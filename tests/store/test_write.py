@@ -4,6 +4,7 @@ through the driver writes the same rows as SQLAlchemy's."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta, timezone
 from typing import Any
 
@@ -171,3 +172,88 @@ async def test_the_drivers_way_writes_the_rows_sqlalchemy_writes(migrated: Db) -
             ).all()
             stored = {cid: at for cid, at in texts}
             assert stored["c00000003"] == stored["xc00000003"] == "2026-11-28 14:00:00.000000"
+
+
+async def _rows(engine: AsyncEngine) -> dict[str, list[dict[str, Any]]]:
+    async with engine.connect() as conn:
+        return {
+            t.name: [
+                {k: v for k, v in row.items() if k != "id"}
+                for row in (await conn.execute(select(t))).mappings().all()
+            ]
+            for t in (calls, legs, call_events)
+        }
+
+
+async def test_a_rows_parts_in_one_batch_make_the_row_its_parts_make_one_by_one(
+    migrated: Db,
+) -> None:
+    # One batch: a call's parts merged into one row (PostgreSQL's upsert from its staging
+    # table refuses to touch a row twice), a leg updated twice, an event given twice: the
+    # rows are the ones the same records make written one per transaction, over a row the
+    # database already holds (its values stay where the batch gives none).
+    a = {"call_id": "A", "entry_site": "dhaka", "arrived_at": T0}
+    leg = {"call_id": "A", "site": "dhaka", "linkedid": "1.1"}
+    ev = {"site": "dhaka", "event_key": "k1", "call_id": "A", "at": T0, "name": "Hangup"}
+    before = [check_record("calls", {**a, "did": "+8809600000001", "reasons": ["caller_prefix"]})]
+    batch = [
+        check_record("calls", {**a, "queue": "orders-en", "outcome": "abandoned"}),
+        check_record("legs", {**leg, "queued_at": T0}),
+        check_record("call_events", {**ev, "fields": {"n": "1"}}),
+        check_record("calls", {**a, "outcome": "answered", "agent": "dac-agent2"}),
+        check_record("call_events", {**ev, "fields": {"n": "2"}}),
+        check_record("legs", {**leg, "answered_at": T0 + timedelta(seconds=7), "agent": "x"}),
+        check_record("calls", {**a, "satisfaction": 4, "queue": None}),
+        check_record("legs", {**leg, "agent": "dac-agent2", "queued_at": None}),
+    ]
+    engine = migrated.engine()
+    await write_batch(engine, before)
+    sent = await write_batch(engine, batch)
+    assert sent == {"calls": 3, "legs": 3, "call_events": 2}  # records, as the metric counts
+    fast = await _rows(engine)
+
+    async with engine.begin() as conn:
+        for t in (calls, legs, call_events):
+            await conn.execute(t.delete())
+    for rec in [*before, *batch]:
+        async with engine.begin() as conn:
+            await write_records(conn, [rec])
+    assert fast == await _rows(engine)
+    (row,) = fast["calls"]
+    assert (row["did"], row["queue"], row["outcome"], row["agent"], row["satisfaction"]) == (
+        "+8809600000001",
+        "orders-en",
+        "answered",
+        "dac-agent2",
+        4,
+    )
+    assert row["reasons"] == ["caller_prefix"]
+    assert [e["fields"] for e in fast["call_events"]] == [{"n": "1"}]
+
+
+async def test_two_bridges_writing_the_same_batches_at_once_make_one_record_each(
+    migrated: Db,
+) -> None:
+    # Two engines (two bridges, each PostgreSQL session with its own staging tables)
+    # write the same records at the same moment, in batches cut differently.
+    recs = _records(60)
+    one, two = migrated.engine(), migrated.engine()
+
+    async def write(engine: AsyncEngine, size: int) -> None:
+        for i in range(0, len(recs), size):
+            await write_batch(engine, recs[i : i + size])
+
+    await asyncio.gather(write(one, 50), write(two, 77))
+    assert await _counts(migrated) == {
+        "calls": 60,
+        "legs": 60,
+        "call_events": 120,
+        "coverage_gaps": 0,
+    }
+    async with one.connect() as conn:
+        done = (
+            await conn.execute(
+                select(func.count()).select_from(calls).where(calls.c.talk_s == 63.5)
+            )
+        ).scalar()
+    assert done == 60
