@@ -12,6 +12,7 @@ import signal
 import sys
 import time
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from sqlalchemy import func, select
 from ccbridge.store.journal import Journal
 from ccbridge.store.records import check_record
 from ccbridge.store.schema import call_events, calls, legs
+from ccbridge.store.writeproc import WriteProcess
 from ccbridge.store.writer import RecordWriter
 from tests.polling import until
 from tests.store.conftest import Db
@@ -438,3 +440,40 @@ async def test_memory_is_bounded_in_bytes_as_well_as_in_records(
     await until(lambda: h.writer.status().caught_up, 60, "the journal written")
     await until(lambda: h2.writer.status().caught_up, 60, "the memory written")
     assert (await h.counts())[2] == 300 + taken
+
+
+def _gone(pid: int) -> bool:
+    """The process ended (a zombie nobody reaped yet counts as ended)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] == "Z"
+
+
+async def test_the_writer_process_writes_the_batches_and_a_killed_one_is_replaced(
+    migrated: Db, harness_factory: Callable[..., Harness]
+) -> None:
+    # store.writer_process: the batches go to a child process. Killed (SIGKILL) between
+    # batches, its batch in flight is written the SQLAlchemy way and the next goes to a
+    # new child; nothing lost, nothing twice. The password is never on a command line.
+    process = WriteProcess(replace(migrated.settings, writer_process=True))
+    h = harness_factory(process=process, batch_size=50)
+    await h.writer.start()
+    await h.put_paced(0, 60)
+    await until(lambda: h.writer.status().caught_up, 30, "the writer to catch up")
+    first = process.pid
+    assert first is not None and process.starts == 1
+    cmdline = await asyncio.to_thread(Path(f"/proc/{first}/cmdline").read_bytes)
+    assert PASSWORD.encode() not in cmdline and b"ccbridge.store.writeproc" in cmdline
+    os.kill(first, signal.SIGKILL)
+    await h.put_paced(60, 120)
+    await until(lambda: h.writer.status().caught_up, 30, "the writer to catch up")
+    assert await h.counts() == (120, 120, 240)
+    assert await h.call_ids() == [f"c{n:08d}" for n in range(120)]
+    second = process.pid
+    assert process.starts == 2 and second is not None and second != first
+    st = h.writer.status()
+    assert st.written == 120 * PER_CALL and st.rejected == 0 and st.unwritten == 0
+    await h.writer.stop()
+    assert process.pid is None and _gone(second)  # the stop ended the child too
