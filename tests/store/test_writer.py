@@ -299,6 +299,9 @@ async def test_sigkill_loses_no_journaled_record_and_replay_duplicates_none(
     env = dict(os.environ)
     if migrated.kind == "postgresql":
         env["CCBRIDGE_TEST_DB_PASSWORD"] = PASSWORD
+        # On PostgreSQL the killed writer writes through store.writer_process: the crash
+        # guarantee is the journal's either way, and its child must end with it.
+        env["CCBRIDGE_TEST_WRITER_PROCESS"] = "1"
     child = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -310,7 +313,7 @@ async def test_sigkill_loses_no_journaled_record_and_replay_duplicates_none(
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
-    journaled = written = 0
+    journaled = written = grandchild = 0
     try:
         assert child.stdout is not None
         async with asyncio.timeout(60):
@@ -319,8 +322,8 @@ async def test_sigkill_loses_no_journaled_record_and_replay_duplicates_none(
                 line = await child.stdout.readline()
                 if not line:
                     break
-                _, j, _, w = line.split()
-                journaled, written = int(j), int(w)
+                _, j, _, w, _, pid = line.split()
+                journaled, written, grandchild = int(j), int(w), int(pid) or grandchild
         child.send_signal(signal.SIGKILL)
     finally:
         if child.returncode is None:
@@ -328,6 +331,9 @@ async def test_sigkill_loses_no_journaled_record_and_replay_duplicates_none(
         _, err = await child.communicate()
     assert child.returncode == -signal.SIGKILL, err.decode()
     assert journaled >= 3000 and written > 0, err.decode()
+    if migrated.kind == "postgresql":
+        assert grandchild, "the writer process never started"
+        await until(lambda: _gone(grandchild), 10, "the writer process to end with its bridge")
     h = harness_factory(journal=journal)
     await h.writer.start()
     await until(lambda: h.writer.status().caught_up, 120, "the killed writer's journal replayed")
