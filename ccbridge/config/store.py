@@ -51,7 +51,7 @@ class StoreSettings:
     flush_interval: float = 0.05  # seconds: the longest a record waits for the journal
     fsync_interval: float = 1.0  # seconds between fsyncs of the journal
     # The database writes in a child process (ccbridge/store/writeproc.py): the bridge's
-    # GIL keeps the loop and the journal only. Off by default: the child is ~40 MB more
+    # GIL keeps the loop and the journal only. Off by default: the child is ~48 MB more
     # RSS of its own, worth it where the records come faster than ~1,500 calls/s.
     writer_process: bool = False
 
