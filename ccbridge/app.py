@@ -415,10 +415,36 @@ class Bridge:
         log.info(
             "queue state synced", extra=ctx(site=site, queues=len(self.state.sites[site].queues))
         )
-        if self.records is not None:
-            await self.records.close_gone(link)  # calls whose end the link missed
+        await self._close_gone(link)
         # The link is ready once this hook returns: look then whether it was the last one.
         asyncio.get_running_loop().call_soon(self.first_sync_done)
+
+    async def _close_gone(self, link: SiteLink) -> None:
+        """Calls whose end came while the link was down (their events are lost): ask the
+        site for its channels and end, in the record and the desk, the site's calls
+        whose channels are gone. Without it they stayed in memory: the record's for 4 h,
+        the desk's until 20,000 newer calls pushed them out. Nothing is asked while
+        neither follows a call at the site; a site that cannot answer leaves them."""
+        site = link.site_name
+        records = self.records
+        if not (records is not None and records.open_legs(site)) and not self.desk.has_calls(site):
+            return
+        try:
+            listed = await link.action("CoreShowChannels", {}, as_list=True)
+        except (AmiError, TimeoutError) as exc:
+            log.warning(
+                "calls ended while the link was down not checked: %s", exc, extra=ctx(site=site)
+            )
+            return
+        channels = [ev for ev in listed if ev.get("Event") == "CoreShowChannel"]
+        closed = await records.close_gone(site, channels) if records is not None else 0
+        names = {ev["Channel"] for ev in channels if "Channel" in ev}
+        desk = self.desk.close_gone(site, names)
+        if closed or desk:
+            log.info(
+                "calls ended while the link was down closed",
+                extra=ctx(site=site, records=closed, desk=desk),
+            )
 
     # -- trunks ----------------------------------------------------------------------
     def _on_trunk_result(self, trunk: str, status: str) -> None:

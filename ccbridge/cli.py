@@ -71,9 +71,10 @@ def cmd_render(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from ccbridge import malloc
+    from ccbridge import gcsetup, malloc
 
     malloc.tune()  # before any thread: they share one malloc arena
+    gcsetup.tune()  # before the deployment file is parsed (full collections made rare)
     from ccbridge import logs, loopdebug
     from ccbridge.app import run_bridge
     from ccbridge.cluster import for_this_process

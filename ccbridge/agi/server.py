@@ -359,6 +359,12 @@ class _Connection(asyncio.Protocol):
         elif state is _State.LINGER:
             self.state = _State.DONE
         self._cancel_timer()
+        # asyncio's socket transport keeps a bound method of itself (``_read_ready_cb``),
+        # so every closed connection's transport, socket and buffers are cyclic garbage
+        # that only a collection frees: a session's, and in generation 2 a held one's
+        # (ccbridge/gcsetup.py). Nothing reads it once the connection is lost.
+        if getattr(self.transport, "_read_ready_cb", None) is not None:
+            self.transport._read_ready_cb = None  # type: ignore[attr-defined]
         if self.outcome is not None:
             self._server.ended(self)
         # else an async handler still runs: its end reports (finish, then ended)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Final
@@ -230,6 +230,25 @@ class LiveCalls:
             if s.site == site:
                 s.cancel_ringing = s.state is SpyState.RINGING
                 self.end_session(s, "call ended" if not moved else "call transferred")
+
+    def has_calls(self, site: str) -> bool:
+        return any(c.site == site for c in self.calls.values())
+
+    def close_gone(self, site: str, channels: Collection[str]) -> int:
+        """``site``'s AMI link is back and ``channels`` names its channels now
+        (CoreShowChannels): its calls whose caller's channel is not there ended while the
+        link was down. They end now; without this they stayed until 20,000 newer calls
+        pushed them out (~0.5 KB each). A call whose events come again is live again."""
+        gone = [
+            c
+            for c in self.calls.values()
+            if c.site == site and c.caller_channel is not None and c.caller_channel not in channels
+        ]
+        for call in gone:
+            self._ended(call)
+            for s in self.active_sessions(call.call_id):
+                self.end_session(s, "call ended")
+        return len(gone)
 
     def _ended(self, call: LiveCall) -> None:
         """The call is over: out of ``calls``, its ID and end instant in ``ended``."""

@@ -8,7 +8,7 @@ counts is read at scrape time by a collector (client_python's Collector protocol
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Collection, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -24,6 +24,7 @@ from ccbridge.records.machine import (
     HOLD_EVENTS,
     QUEUE_EVENTS,
     USER_EVENTS,
+    Leg,
     MachineSettings,
     RecordMachine,
 )
@@ -86,11 +87,11 @@ class RecordIngest:
             return
         self.put_all(out)
 
-    def close_gone(self, site: str, alive: Collection[str], at: datetime) -> int:
-        """The site's calls whose channels went away while its link was down: ended
-        (RecordMachine.close_gone); how many legs closed."""
+    def end_unseen(self, site: str, legs: Iterable[Leg], at: datetime) -> int:
+        """The site's legs whose ends the link missed, ended (RecordMachine.end_unseen);
+        how many."""
         try:
-            out = self.machine.close_gone(site, alive, at)
+            out = self.machine.end_unseen(site, legs, at)
         except Exception:
             self.handler_errors += 1
             log.exception("record ingest failed closing %s's unseen ends", site)

@@ -362,14 +362,14 @@ class RecordMachine:
 
     def close_gone(self, site: str, alive: Collection[str], at: datetime) -> list[Out]:
         """After ``site``'s AMI link came back at ``at`` (its coverage gap's end): the
-        site's open legs whose channels are gone (their linkedid is not in ``alive``, the
-        site's channels' linkedids and uniqueids from CoreShowChannels) ended unseen in
-        the gap. They end at ``at`` and are marked (``end_lost``, an ``EndUnseen`` event):
-        their talk, hold and who hung up are left out, and an unanswered call gets no
-        outcome it could only guess. Without this they stayed in memory for ``idle``
-        (4 h) or until ``max_calls``: ~1.7 KB each, a reconnect storm's worth is 30 MB.
-        Calls that saw an event at or after ``at`` are left alone (their channels may be
-        younger than the list)."""
+        site's open legs whose channels are gone (``gone``) end unseen (``end_unseen``)."""
+        return self.end_unseen(site, self.gone(site, alive, at), at)
+
+    def gone(self, site: str, alive: Collection[str], at: datetime) -> list[Leg]:
+        """``site``'s open legs whose channels are gone: their linkedid is not in
+        ``alive`` (the site's channels' linkedids and uniqueids from CoreShowChannels),
+        one leg a call and linkedid. Calls that saw an event at or after ``at`` are left
+        alone (their channels may be younger than the list)."""
         gone: dict[tuple[str, str], Leg] = {}
         for (leg_site, _), leg in self._legs.items():
             if leg_site != site or leg.ended_at is not None or leg.base in alive:
@@ -377,20 +377,21 @@ class RecordMachine:
             call = self.calls.get(leg.call_id)
             if call is not None and call.seen < at:
                 gone.setdefault((leg.call_id, leg.base), leg)
+        return list(gone.values())
+
+    def end_unseen(self, site: str, legs: Iterable[Leg], at: datetime) -> list[Out]:
+        """``legs`` (of ``gone``) ended unseen while the link was down: they end at ``at``
+        and are marked (``end_lost``, an ``EndUnseen`` event): their talk, hold and who
+        hung up are left out, and an unanswered call gets no outcome it could only
+        guess. Without this they stayed in memory for ``idle`` (4 h) or until
+        ``max_calls``: ~1.7 KB each, a reconnect storm's worth is 30 MB. A leg that has
+        ended meanwhile, or whose call is gone or active since ``at``, is left alone."""
         out: list[Out] = []
-        for leg in gone.values():
-            call = self.calls[leg.call_id]
-            ended = [lg for lg in call.legs.values() if lg.site == site and lg.base == leg.base]
-            for lg in ended:
-                if lg.ended_at is None:
-                    lg.ended_at = at
-                    lg.end_lost = True
-                lg.hold_since = None
-            if site == call.cid.entry_site:
-                call.entry_ended = True
-            if all(lg.ended_at is not None for lg in call.legs.values()):
-                call.ended = at
-                self._ended.append((at, call.cid.text))
+        for leg in legs:
+            call = self.calls.get(leg.call_id)
+            if call is None or leg.ended_at is not None or call.seen >= at:
+                continue
+            ended = self._end_leg(call, site, leg.base, at, lost=True)
             out += [("legs", lg.row()) for lg in ended]
             out.append(("calls", self._summary(call)))
             row = {"Uniqueid": leg.base, "Timestamp": f"{at.timestamp():.6f}"}
@@ -611,25 +612,33 @@ class RecordMachine:
         at = _timestamp(ev.get("Timestamp"), received)
         if at > call.seen:
             call.seen = at
-        # The leg and its earlier segments (agents before a transfer within the site).
-        ended = [lg for lg in call.legs.values() if lg.site == site and lg.base == leg.base]
-        for lg in ended:
-            if lg.ended_at is None:
-                lg.ended_at = at
-            if lg.hold_since is not None:
-                lg.hold_s += max(0.0, (at - lg.hold_since).total_seconds())
-                lg.hold_since = None
-        if site == call.cid.entry_site:
-            call.entry_ended = True
-        if all(lg.ended_at is not None for lg in call.legs.values()):
-            call.ended = at
-            self._ended.append((at, call.cid.text))
+        ended = self._end_leg(call, site, leg.base, at, lost=False)
         self.events += 1
         return [
             *(("legs", lg.row()) for lg in ended),
             ("calls", self._summary(call)),
             ("call_events", _event_row(site, f"{CEL}:{LINKEDID_END}", ev, leg.call_id, at)),
         ]
+
+    def _end_leg(self, call: Call, site: str, base: str, at: datetime, lost: bool) -> list[Leg]:
+        """The leg ``base`` at ``site`` and its earlier segments (agents before a transfer
+        within the site) end at ``at``; the call too once every leg has. ``lost``: the
+        end went unseen (close_gone), so a hold running then is not counted."""
+        ended = [lg for lg in call.legs.values() if lg.site == site and lg.base == base]
+        for lg in ended:
+            if lg.ended_at is None:
+                lg.ended_at = at
+                lg.end_lost = lost
+            if lg.hold_since is not None:
+                if not lost:
+                    lg.hold_s += max(0.0, (at - lg.hold_since).total_seconds())
+                lg.hold_since = None
+        if site == call.cid.entry_site:
+            call.entry_ended = True
+        if all(lg.ended_at is not None for lg in call.legs.values()):
+            call.ended = at
+            self._ended.append((at, call.cid.text))
+        return ended
 
     # -- the summary ---------------------------------------------------------------------
     def _caller_columns(self, call: Call) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -27,9 +27,7 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ccbridge.ami.client import AmiError, SiteLink
 from ccbridge.config.model import Config
-from ccbridge.logs import ctx
 from ccbridge.records import alive
 from ccbridge.records.ingest import RecordIngest
 from ccbridge.records.machine import settings_from_config
@@ -49,6 +47,7 @@ HEARTBEAT = 1.0  # seconds between heartbeat file writes (the gap's precision af
 SWEEP = 1.0  # seconds between sweeps of ended calls from memory
 SCHEMA_RETRY = 5.0  # seconds between schema checks while the database is unreachable
 START_CHECK = 3.0  # seconds the start waits for the schema check
+CLOSE_SLICE = 200  # calls whose end a link outage hid, ended a loop turn (~20 us each)
 
 
 class NoDatabase(SchemaError):
@@ -144,24 +143,18 @@ class RecordStore:
             self.ingest.gaps.up(site, at) if up else self.ingest.gaps.down(site, at)
         )
 
-    async def close_gone(self, link: SiteLink) -> None:
-        """On each (re)connect of a site's link: ask the site for its channels and end
-        the calls whose channels went away while the link was down (their ends were
-        never seen; RecordMachine.close_gone). Nothing is asked while no leg of the site
-        is open. A site that cannot answer leaves those calls to the machine's idle
-        limit, as before."""
-        site = link.site_name
+    def open_legs(self, site: str) -> bool:
+        """Does the record follow a call leg at ``site`` whose end it has not seen?"""
+        return site in self._up_at and self.ingest.machine.open_legs(site)
+
+    async def close_gone(self, site: str, channels: Iterable[Mapping[str, str]]) -> int:
+        """``site``'s link is back and ``channels`` is its CoreShowChannels list: end the
+        calls whose channels went away while the link was down, at the gap's end (their
+        ends were never seen; RecordMachine.gone, end_unseen); how many. A slice of calls
+        a loop turn: a long outage's thousands of calls would otherwise hold the loop."""
         at = self._up_at.get(site)
-        machine = self.ingest.machine
-        if at is None or not machine.open_legs(site):
-            return
-        try:
-            channels = await link.action("CoreShowChannels", {}, as_list=True)
-        except (AmiError, TimeoutError) as exc:
-            log.warning(
-                "calls whose end the link missed not checked: %s", exc, extra=ctx(site=site)
-            )
-            return
+        if at is None:
+            return 0
         alive = {
             ev[key]
             for ev in channels
@@ -169,11 +162,13 @@ class RecordStore:
             for key in ("Linkedid", "Uniqueid")
             if key in ev
         }
-        closed = self.ingest.close_gone(site, alive, at)
-        if closed:
-            log.info(
-                "calls ended while the link was down closed", extra=ctx(site=site, calls=closed)
-            )
+        legs = self.ingest.machine.gone(site, alive, at)
+        closed = 0
+        for i in range(0, len(legs), CLOSE_SLICE):
+            if i:
+                await asyncio.sleep(0)
+            closed += self.ingest.end_unseen(site, legs[i : i + CLOSE_SLICE], at)
+        return closed
 
     def status(self) -> dict[str, Any]:
         """For /readyz detail: never a failing readiness check (routing goes on)."""

@@ -193,6 +193,7 @@ HEADER = (
     "agi_context: ccb-route\nagi_extension: {did}\nagi_priority: 4\n\n"
 )
 _LINKEDID = re.compile(rb"\r\nLinkedid: ([^\r]*)")  # app_queue's; CEL writes "LinkedID"
+_CHANNEL = re.compile(rb"Event: QueueCallerJoin\r\n(?:[^\r]*\r\n)*?Channel: ([^\r]*)")
 _STAMP = re.compile(rb"\r\nTimestamp: ([0-9]+\.[0-9]+)")
 _ANSWERED_PART_ENDS = b"Event: AgentComplete\r\n"
 
@@ -220,12 +221,12 @@ class LiveChannels(list[dict[str, str]]):
 
     def __init__(self) -> None:
         super().__init__()
-        self.linkedids: set[str] = set()
+        self.linkedids: dict[str, str] = {}  # the caller's channel: linkedid -> its name
 
     def _items(self) -> list[dict[str, str]]:
         return [
-            {"Event": "CoreShowChannel", "Channel": f"PJSIP/c-{u}", "Uniqueid": u, "Linkedid": u}
-            for u in sorted(self.linkedids)
+            {"Event": "CoreShowChannel", "Channel": name, "Uniqueid": u, "Linkedid": u}
+            for u, name in sorted(self.linkedids.items())
         ]
 
     def __iter__(self) -> Iterator[dict[str, str]]:
@@ -260,7 +261,9 @@ class RecordedCalls:
         assert m is not None, "the recorded call has no app_queue event"
         cid = callid.make(SITES[site], datetime.now(UTC), n)
         linkedid = m.group(1).decode()
-        self.channels[site].linkedids.add(linkedid)  # the caller's channel is up
+        channel = _CHANNEL.search(text)
+        # the caller's channel is up (its name as the call's events give it)
+        self.channels[site].linkedids[linkedid] = channel.group(1).decode() if channel else ""
         self._linkedid[n] = linkedid
         return cid, linkedid, with_call_id(text, cid)
 
@@ -275,7 +278,7 @@ class RecordedCalls:
     def _end(self, n: int) -> None:
         _, site, rest = self.ends.pop(n)
         self.fakes[site].push_raw(restamp(rest, time.time()))
-        self.channels[site].linkedids.discard(self._linkedid.pop(n, ""))
+        self.channels[site].linkedids.pop(self._linkedid.pop(n, ""), None)
         self.ended += 1
 
     def end_all(self) -> None:

@@ -17,25 +17,48 @@ import sys
 import time
 
 _started = 0.0
+_SIZES = os.environ.get("CCB_BENCH_GCSIZES", "")  # walk generation 2 before each full one
 _counts = [0, 0, 0]
 _gen2: list[tuple[float, float]] = []  # (monotonic at the end, seconds)
+_collected = [0, 0, 0]  # objects each generation's collections freed
+_sizes: list[tuple[int, int, float]] = []  # generation 2's collections: (objects walked, freed)
+_walked = 0
+_cpu_started = [0.0]
 
 
 def _on_gc(phase: str, info: dict[str, int]) -> None:
-    global _started
-    if phase == "start":
-        _started = time.perf_counter()
-        return
+    global _started, _walked
     generation = info.get("generation", 0)
+    if phase == "start":
+        if generation == 2 and _SIZES:
+            _walked = len(gc.get_objects(2)) + len(gc.get_objects(1)) + len(gc.get_objects(0))
+            if _SIZES == "gen2":
+                from collections import Counter
+
+                top = Counter(type(o).__qualname__ for o in gc.get_objects(2)).most_common(12)
+                print(f"gen2 at {time.monotonic():.3f}: {_walked} {top}", file=sys.stderr)
+        _started = time.perf_counter()
+        _cpu_started[0] = time.thread_time()
+        return
+    took = time.perf_counter() - _started
     _counts[generation] += 1
+    _collected[generation] += info.get("collected", 0)
     if generation == 2:
-        _gen2.append((time.monotonic(), time.perf_counter() - _started))
+        _gen2.append((time.monotonic(), took))
+        cpu_ms = round(1000 * (time.thread_time() - _cpu_started[0]), 1)
+        _sizes.append((_walked, info.get("collected", 0), cpu_ms))
 
 
 def summary() -> str:
     gen2 = " ".join(f"{end:.3f}:{1000 * took:.1f}" for end, took in _gen2)
     threshold = ",".join(map(str, gc.get_threshold()))
-    return f"gcwatch: threshold {threshold} collections {_counts} gen2 {gen2}"
+    if _SIZES == "types":  # what the collections found unreachable, by type (DEBUG_SAVEALL)
+        from collections import Counter
+
+        top = Counter(type(o).__qualname__ for o in gc.garbage).most_common(25)
+        print(f"gctypes: {len(gc.garbage)} {top}", file=sys.stderr, flush=True)
+    sizes = f" sizes {_sizes} collected {_collected}" if _SIZES else ""
+    return f"gcwatch: threshold {threshold} collections {_counts}{sizes} gen2 {gen2}"
 
 
 def parse(line: str) -> tuple[str, list[tuple[float, float]]]:
@@ -47,10 +70,15 @@ def parse(line: str) -> tuple[str, list[tuple[float, float]]]:
 
 def main() -> int:
     raw = os.environ.get("CCB_BENCH_GC", "")
-    if raw:
+    if raw:  # in place of ccbridge run's own (ccbridge/gcsetup.py)
+        from ccbridge import gcsetup
+
         a, b, c = (int(x) for x in raw.split(","))
+        gcsetup.THRESHOLDS = (a, b, c)
         gc.set_threshold(a, b, c)
     gc.callbacks.append(_on_gc)
+    if _SIZES == "types":
+        gc.set_debug(gc.DEBUG_SAVEALL)
     watch = os.environ.get("CCB_BENCH_LOOPWATCH", "")
     if watch:  # milliseconds: what holds the event loop (tests/bench/loopwatch.py)
         from tests.bench import loopwatch

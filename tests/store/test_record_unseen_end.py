@@ -1,6 +1,7 @@
 """A call that ends while its site's AMI link is down is closed when the link comes back:
 the bridge asks the site for its channels (CoreShowChannels, a fake AMI server here) and
-ends the calls whose channels are gone at the gap's end, marked; a call still up stays."""
+ends the calls whose channels are gone, in the record (at the gap's end, marked) and in
+the desk's view; a call still up stays."""
 
 from __future__ import annotations
 
@@ -23,12 +24,14 @@ __all__ = ["lab_config"]  # the fixture, from the record bridge's tests
 T0 = datetime(2026, 11, 25, 5, 0, tzinfo=UTC)
 
 
-def start_of(bridge: Bridge, name: str, upto: str) -> tuple[str, str]:
+def start_of(bridge: Bridge, name: str, upto: str) -> tuple[str, str, str]:
     """The recorded call's decision and its events up to its first ``upto`` event, as the
-    bridge would have them before the link drops; (call ID, entry linkedid)."""
+    bridge would have them before the link drops; (call ID, entry linkedid, the caller's
+    channel)."""
     events = stream(name)
     call_id = next(e for _, e in events if "ChanVariable" in e)["ChanVariable"].split("=", 1)[1]
     linkedid = next(e["Linkedid"] for s, e in events if s == "bangalore" and "Linkedid" in e)
+    channel = next(e["Channel"] for _, e in events if e.get("Event") == "QueueCallerJoin")
     call = CallRequest(
         "+918000000001", "+919812345678", "bangalore", call_id=call_id, uniqueid=linkedid
     )
@@ -37,7 +40,7 @@ def start_of(bridge: Bridge, name: str, upto: str) -> tuple[str, str]:
         bridge.bus.dispatch(site, ev)
         if ev.get("Event") == upto:
             break
-    return call_id, linkedid
+    return call_id, linkedid, channel
 
 
 async def test_a_call_ended_during_an_ami_outage_is_closed_on_reconnect(
@@ -59,11 +62,11 @@ async def test_a_call_ended_during_an_ami_outage_is_closed_on_reconnect(
     try:
         link = bridge.links["bangalore"]
         await until(lambda: link.ready, 10, "bangalore synced")
-        gone, _ = start_of(bridge, "answered", "AgentConnect")  # talking when the link drops
-        talking, up = start_of(bridge, "abandoned", "QueueCallerJoin")  # still queued after
+        gone, _, _ = start_of(bridge, "answered", "AgentConnect")  # talking when the link drops
+        talking, up, name = start_of(bridge, "abandoned", "QueueCallerJoin")  # queued after
         channel = {
             "Event": "CoreShowChannel",
-            "Channel": "PJSIP/c-1",
+            "Channel": name,
             "Uniqueid": up,
             "Linkedid": up,
         }
@@ -72,6 +75,9 @@ async def test_a_call_ended_during_an_ami_outage_is_closed_on_reconnect(
         await fake.cut()  # the link drops; the answered call hangs up meanwhile
         await until(lambda: machine.calls[gone].ended is not None, 10, "the unseen end closed")
         assert machine.calls[talking].ended is None
+        # the desk's view too: the gone call ended, the queued one still live
+        assert bridge.desk.get(gone) is None and bridge.desk.ended_at(gone) is not None
+        assert bridge.desk.get(talking) is not None
         assert fake.actions_named("CoreShowChannels")
         await until(lambda: rec.writer.status().caught_up, 10, "records written")
     finally:

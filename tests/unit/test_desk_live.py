@@ -55,3 +55,19 @@ def test_ended_calls_leave_the_live_map_and_only_the_last_are_remembered() -> No
 
     clock.t += ENDED_KEEP + 1  # an hour on: an ended call is no longer known as ended
     assert desk.ended_at(cid(9)) is None and cid(9) not in desk.ended
+
+
+def test_calls_whose_end_a_link_outage_hid_end_when_the_site_lists_its_channels() -> None:
+    clock = Clock()
+    desk = LiveCalls(clock)
+    bus = EventBus()
+    desk.subscribe(bus)
+    for n in range(3):
+        bus.dispatch("dhaka", ev("QueueCallerJoin", n, Queue="orders-en", Channel=f"PJSIP/c-{n}"))
+    bus.dispatch("manila", ev("QueueCallerJoin", 7, Queue="orders-en", Channel="PJSIP/c-7"))
+    assert desk.has_calls("dhaka") and not desk.has_calls("bangalore")
+    # dhaka's link was down while calls 0 and 2 hung up: only c-1 is still there
+    assert desk.close_gone("dhaka", {"PJSIP/c-1", "PJSIP/other"}) == 2
+    assert sorted(desk.calls) == [cid(1), cid(7)]  # another site's calls are its own
+    assert desk.ended_at(cid(0)) == 1000.0 and desk.ended_at(cid(2)) == 1000.0
+    assert desk.close_gone("dhaka", {"PJSIP/c-1"}) == 0

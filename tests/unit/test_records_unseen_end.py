@@ -113,3 +113,17 @@ def test_a_cross_site_call_ends_only_when_every_sites_leg_has() -> None:
         "dhaka": gap_end,
         "bangalore": gap_end + timedelta(seconds=5),
     }
+
+
+def test_a_leg_that_ends_between_the_list_and_its_slice_is_left_alone() -> None:
+    # The bridge ends gone legs a slice a loop turn: events may come in between.
+    m, part, _ = started("answered", "AgentConnect")
+    gap_end = at_of(part[-1][1], 30)
+    legs = m.gone("bangalore", set(), gap_end)
+    assert len(legs) == 1
+    rest = load("answered")[len(part) :]
+    feed_all(m, rest)  # its LINKEDID_END came after all
+    (call,) = m.calls.values()
+    ended = call.ended
+    assert ended is not None and m.end_unseen("bangalore", legs, gap_end) == []
+    assert call.ended == ended and not any(lg.end_lost for lg in call.legs.values())
