@@ -181,6 +181,8 @@ def driver_rows(
                 () if table in INSERT_ONLY else tuple(names.index(k) for k in CONFLICT_KEYS[table])
             )
             spec = specs[table] = (names, compiled(dialect, table, names)[1], keys)
+            if dialect.name == "postgresql":  # compiled here, in the thread, once
+                from_stage_sql(dialect, table, names)
             by_table[table], keyed[table], counts[table] = [], {}, 0
         names, convert, keys = spec
         get = rec.values.get
