@@ -85,6 +85,14 @@ class AmiMessage(dict[str, str]):
 
     def getall(self, key: str) -> list[str]:
         """Every value of ``key`` in wire order (case-insensitive), ``[]`` if absent."""
+        global _last_getall
+        # The same question of the same event again: every subscriber that wants an
+        # event's call ID (screen pop, live calls, records) asks it for its ChanVariable
+        # in turn, and a message never changes, so the last answer stands (the scan was
+        # 17 % of the in-process AMI ingest's CPU, BENCHMARKS §12, ninth session).
+        last = _last_getall
+        if last[0] is self and last[1] == key:
+            return list(last[2])
         folded = key.lower()
         if key.isascii():
             # Only a key of the same length can fold to an ASCII key (the one character
@@ -92,8 +100,15 @@ class AmiMessage(dict[str, str]):
             # lower() of every other key. Subscribers ask each event for its ChanVariable,
             # usually absent: with _wire's getattr, 2.25 -> 1.56 us an event of 25 fields.
             n = len(key)
-            return [v for k, v in self._wire() if len(k) == n and (k == key or k.lower() == folded)]
-        return [v for k, v in self._wire() if k == key or k.lower() == folded]
+            found = [
+                v for k, v in self._wire() if len(k) == n and (k == key or k.lower() == folded)
+            ]
+        else:
+            found = [v for k, v in self._wire() if k == key or k.lower() == folded]
+        # One tuple, replaced whole: a reader on another thread sees an old or a new
+        # answer, never a mix. It keeps the last message alive until the next question.
+        _last_getall = (self, key, tuple(found))
+        return found
 
     @property
     def fields(self) -> tuple[tuple[str, str], ...]:
@@ -143,6 +158,10 @@ class AmiMessage(dict[str, str]):
             f"{k}={'<hidden>' if k.lower() in _HIDDEN_KEYS else v!r}" for k, v in self._wire()
         )
         return f"<AmiMessage {self.kind} {shown}>"
+
+
+# AmiMessage.getall's last answer: (message, key, values).
+_last_getall: tuple[AmiMessage | None, str, tuple[str, ...]] = (None, "", ())
 
 
 def _first_values(pairs: Iterable[Sequence[str]]) -> dict[str, str]:

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import contextlib
 import itertools
 import json
@@ -270,6 +271,10 @@ async def _sites(conn: Connection, sites: int, agents: int, records: bool) -> No
                 conn.send([f.logins_ok for f in fakes])
             elif msg[0] == "pushed":
                 conn.send(n)
+            elif msg[0] == "actions":  # the bridge's actions so far, by name, all sites
+                conn.send(
+                    collections.Counter(a.get("Action", "") for f in fakes for a in f.received)
+                )
         due = int(rate * (time.monotonic() - since)) - pushed
         # The calls due this tick, one write per site: each call's events are one
         # chunk, several calls of a site one write (a busy Asterisk's socket holds
@@ -315,6 +320,11 @@ class Sites:
     def pushed(self) -> int:
         self._conn.send(("pushed",))
         return int(self._conn.recv())
+
+    def actions(self) -> collections.Counter[str]:
+        self._conn.send(("actions",))
+        got: collections.Counter[str] = self._conn.recv()
+        return got
 
     @property
     def pid(self) -> int:
@@ -557,10 +567,16 @@ def bridge_steps(
         # The AMI events alone (no FastAGI) at the first rate: what every bridge pays
         # per call of the deployment, routed by it or not (each ingests every site).
         fake.rate(rates[0])
+        acts0 = fake.actions()
         cpu0, w0 = sum(cpu_seconds(b.proc.pid) for b in running), time.monotonic()
         time.sleep(seconds)
         share = (sum(cpu_seconds(b.proc.pid) for b in running) - cpu0) / (time.monotonic() - w0)
         fake.rate(0)
+        # The AMI actions the bridges sent meanwhile (held-route passes: Setvar, Getvar,
+        # DialplanExtensionAdd; pings), a second.
+        acts = fake.actions() - acts0
+        facts["ami_actions_per_s"] = {k: round(n / seconds) for k, n in acts.most_common()}
+        print(f"  AMI alone at {rates[0]}/s: actions a second {facts['ami_actions_per_s']}")
         facts["ami_only_us_per_call"] = round(1e6 * (share - idle) / rates[0] / len(running))
         time.sleep(0.5)
         steps: list[Step] = []

@@ -49,6 +49,9 @@ async def watched() -> AsyncIterator[LoopWatch]:
     task = asyncio.create_task(watch.run())
     try:
         yield watch
+        # One tick at least, so the interval that held the work is measured: a case
+        # handled within the ticker's first millisecond left none (a flaky 0 ticks).
+        await wait_until(lambda: watch.ticks > 0)
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):

@@ -390,3 +390,22 @@ def test_mixed_line_ends_any_chunking(
         if sum(1 for k, _ in fields if k == "Event") <= 1
     ]
     assert got == expected
+
+
+def test_getall_asked_again_answers_the_same_and_never_another_messages_answer() -> None:
+    # Subscribers ask one event for its ChanVariable in turn: the second question is
+    # answered from the first (a message never changes), a copy each time.
+    parser = AmiParser(expect_banner=False)
+    one, two = parser.feed(
+        b"Event: AgentConnect\r\nChanVariable: CCB_CALLID=a\r\nchanvariable: X=1\r\n\r\n"
+        b"Event: AgentConnect\r\nChanVariable: CCB_CALLID=b\r\n\r\n"
+    )
+    first = one.getall("ChanVariable")
+    assert first == ["CCB_CALLID=a", "X=1"]
+    first.append("changed by a subscriber")
+    assert one.getall("ChanVariable") == ["CCB_CALLID=a", "X=1"]
+    assert one.getall("CHANVARIABLE") == ["CCB_CALLID=a", "X=1"]  # another key: scanned
+    assert one.getall("Event") == ["AgentConnect"]
+    assert two.getall("ChanVariable") == ["CCB_CALLID=b"]
+    assert one.getall("ChanVariable") == ["CCB_CALLID=a", "X=1"]
+    assert one.getall("Missing") == [] and one.getall("Missing") == []

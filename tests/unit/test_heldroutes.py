@@ -21,6 +21,7 @@ from ccbridge.heldroutes import HeldRoutePublisher
 from ccbridge.loadtest.predict import rest_state
 from ccbridge.routing.engine import CallRequest, Decision, Router
 from ccbridge.routing.held import (
+    HeldRoute,
     decode,
     held_key,
     held_service_key,
@@ -370,3 +371,51 @@ async def test_sites_woken_together_compute_their_tables_one_slice_a_loop_turn(
     # Each table is the same as one computed alone.
     alone = await pub.table(config.sites[0])
     assert [e.key for e in alone] == [e.key for e in tables[0]]
+
+
+async def test_the_fresh_path_skips_its_extensions_while_the_routes_stay_and_not_after(
+    config: Config, fake: FakeAmi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pass whose routes are the ones last written makes no route steps at all (the
+    state moves on every AMI event, the routes rarely: BENCHMARKS §12); a pass after a
+    route changed writes that extension's steps again."""
+    held = replace(config.routing.held_routes, use_without_bridge=True)
+    config = replace(config, routing=replace(config.routing, held_routes=held))
+    made: list[str] = []
+    real = heldroutes.fresh_steps
+
+    def counted(route: HeldRoute, rid: str, direct: bool) -> tuple[tuple[str, str], ...]:
+        made.append(rid)
+        return real(route, rid, direct)
+
+    monkeypatch.setattr(heldroutes, "fresh_steps", counted)
+    h = Harness(config, fake)
+    await h.link.start()
+    await h.pub.start()
+    try:
+        await until(lambda: h.pub.passes["bangalore"] >= 1, 5, "a first pass")
+        first, passes = len(made), h.pub.passes["bangalore"]
+        assert first > 0  # the first pass made every extension's steps
+        adds = len(fake.actions_named("DialplanExtensionAdd"))
+        # The state moves without changing a route: passes run, no step is made.
+        for _ in range(3):
+            h.pub.state_changed()
+            await until(lambda n=passes: h.pub.passes["bangalore"] > n, 5, "another pass")
+            passes = h.pub.passes["bangalore"]
+        assert len(made) == first
+        assert len(fake.actions_named("DialplanExtensionAdd")) == adds
+        # Dhaka drained: the Bengali caller's route changes, its extension is rewritten.
+        h.state = set_drained(h.state, "dhaka", True)
+        h.pub.state_changed()
+        bengali = "+918000000001/_+880."
+        await until(
+            lambda: any(
+                m["Extension"] == bengali for m in fake.actions_named("DialplanExtensionAdd")[adds:]
+            ),
+            5,
+            "the Bengali extension written again",
+        )
+        assert len(made) > first
+    finally:
+        await h.pub.stop()
+        await h.link.stop()

@@ -85,3 +85,35 @@ def test_a_burst_of_large_blocks_goes_back_to_the_system_after_one_huge_one() ->
     assert tuned < 2 << 20, f"the heap kept {tuned:,} bytes"
     # glibc's defaults: the freed 8 MB raised the thresholds, the burst stayed in the heap
     assert default > 6 << 20, f"the heap kept {default:,} bytes"
+
+
+# 200 socket reads as asyncio's selector loop makes them (recv of ``max_size``, shrunk
+# to what came): the mmapped blocks glibc made meanwhile (mallinfo2's ``hblks`` counts
+# the live ones; a read's block lives across the shrink, so the most seen is read).
+READS = TUNE + textwrap.dedent(
+    """
+    import asyncio.selector_events, socket
+    class Info(ctypes.Structure):
+        _fields_ = [(name, ctypes.c_size_t) for name in (
+            "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks",
+            "uordblks", "fordblks", "keepcost")]
+    libc.mallinfo2.restype = Info
+    size = asyncio.selector_events._SelectorSocketTransport.max_size
+    a, b = socket.socketpair()
+    before, mapped = libc.mallinfo2().hblks, 0
+    kept = []
+    for _ in range(200):
+        a.send(b"x" * 1500)
+        kept.append(b.recv(size))  # alive, as a read is until its events are handed on
+        mapped = max(mapped, libc.mallinfo2().hblks - before)
+    print(mapped)
+    """
+)
+
+
+def test_a_socket_read_of_asyncios_size_is_no_mapping_of_its_own() -> None:
+    # Each read of the selector loop allocates 256 KiB: above the mmap threshold that
+    # was an mmap, a page fault, an mremap and a munmap per read (BENCHMARKS §12).
+    assert int(_run(READS, "tuned").stdout) == 0
+    assert malloc.MMAP_THRESHOLD > 256 * 1024 + 4096
+    assert malloc.TRIM_THRESHOLD >= 2 * malloc.MMAP_THRESHOLD
