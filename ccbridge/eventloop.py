@@ -25,6 +25,15 @@ callbacks outside FastAGI (held-route passes 52-70 ms, an AMI ping, the records 
 a SQLAlchemy close), the kind asyncio's loop also showed on that machine. Not a clean pass,
 so asyncio's loop stays the default; rerun the suite with ``bridge.event_loop: auto`` on a
 quiet machine before changing it (BENCHMARKS §12).
+
+The ninth session ran the lab files whose bridges are ``ccbridge run`` subprocesses
+(several_bridges, failover, hung_bridge, log_privacy) with ``auto`` as the default, and
+the same files on asyncio's loop right after (load 4-5): uvloop 13 passed, 3 errors;
+asyncio 13 passed, 1 error, all the 50 ms gate. Two of uvloop's were its own: uvloop's
+``SSLProtocol._do_read`` (the AMI link over TLS after the hung-bridge test's SIGSTOP)
+decrypts everything the socket holds and hands it on in one callback, 65 ms; and the
+PostgreSQL heartbeat's ``stopped()`` at stop, 60 ms. Still not a clean pass: the default
+stays. (uvloop times ``call_soon`` handles and tasks in debug mode as asyncio does.)
 """
 
 from __future__ import annotations

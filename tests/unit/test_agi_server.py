@@ -15,6 +15,7 @@ import pytest
 
 from ccbridge import eventloop
 from ccbridge.agi.server import (
+    _ADOPT_NOW,
     AgiCommandError,
     AgiHangup,
     AgiSession,
@@ -544,3 +545,48 @@ def test_a_stalled_loop_leaves_a_deep_accept_queue_and_takes_it_64_a_turn(loop: 
             return server.stats.largest_accept_batch
 
     assert eventloop.run(stall(), loop) == 64
+
+
+@pytest.mark.parametrize("loop", [EventLoop.ASYNCIO, EventLoop.UVLOOP])
+def test_a_burst_sets_up_a_few_connections_in_the_accept_callback_and_the_rest_later(
+    loop: EventLoop,
+) -> None:
+    """The first connections an accept callback takes are set up in it (their header is
+    read a loop turn sooner); a burst's rest one a callback, so one callback stays short."""
+
+    adopted_inside: list[int] = []  # per accept callback: connections set up in it
+    inside = [False]
+
+    class Counted(FastAgiServer):
+        def _accept(self, sock: socket.socket) -> None:
+            inside[0] = True
+            adopted_inside.append(0)
+            try:
+                super()._accept(sock)
+            finally:
+                inside[0] = False
+
+        def _adopt(self, conn: socket.socket) -> None:
+            if inside[0]:
+                adopted_inside[-1] += 1
+            super()._adopt(conn)
+
+    async def burst() -> list[int]:
+        ends = Ends()
+        server = Counted({"route": route_two_vars}, "127.0.0.1", 0, on_session_end=ends)
+        await server.start()
+        try:
+            with ThreadPoolExecutor(1) as pool:
+                # .result() holds the loop: all 30 wait in the kernel's queue
+                opened = pool.submit(_connect_all, server.port, 30).result(timeout=60)
+            for conn in opened:
+                conn.close()
+            outcomes = await ends.wait(30, within=20.0)
+            assert [o for _, o in outcomes] == [SessionOutcome.NO_REQUEST] * 30
+            return adopted_inside
+        finally:
+            await server.stop()
+
+    adopted = eventloop.run(burst(), loop)
+    assert max(adopted) == _ADOPT_NOW  # the burst's first callback
+    assert all(n <= _ADOPT_NOW for n in adopted)

@@ -80,7 +80,7 @@ async def test_ccbridge_run_logs_slow_callbacks_and_still_stops_cleanly(tmp_path
         returncode = await asyncio.to_thread(proc.wait, 30)
     assert returncode == 0, err.read_text()[-2000:]
     line = next(x for x in err.read_text().splitlines() if loopdebug.MARK in x)
-    assert "logger=asyncio" in line and "(limit 0 ms)" in line
+    assert "logger=asyncio" in line and "(limit 0 ms" in line  # and its wait for a CPU
 
 
 def _run_bridge(cfg: Path, err: Path, *args: str) -> subprocess.Popen[bytes]:
@@ -120,6 +120,26 @@ def test_a_line_over_the_limit_only_by_its_wait_for_a_cpu_is_excused() -> None:
     no_figure = f"{loopdebug.MARK} <Handle y> took 61 ms (limit 50 ms)"
     text = "\n".join((slow_by_itself, preempted, no_figure))
     assert loopdebug.unexplained(text) == [slow_by_itself, no_figure]
+
+
+def test_a_wait_with_no_reading_inside_is_bounded_by_the_readings_around_it() -> None:
+    """The sampler's thread needs the GIL: a loop thread preempted while holding it
+    leaves no reading inside its callback. The last reading before it and one taken
+    after it on the loop's thread bound the wait, less the time outside the callback."""
+    sampler = loopdebug.RunQueueSampler(threading.get_native_id())  # its thread not run
+    sampler.samples.append((1.000, 1.0001, 5_000_000))  # 5 ms waited so far
+    began, ended = 1.002, 1.102  # a 100 ms callback, no reading inside
+    assert sampler.waited_ms(began, ended) is None
+    # 85 ms waited by 1.1025: 80 ms between the readings, of which at most 2.5 ms outside
+    assert sampler.waited_ms(began, ended, (1.1025, 85_000_000)) == pytest.approx(77.5)
+    # A reading long before the callback bounds nothing: 0, not an excuse.
+    far = loopdebug.RunQueueSampler(threading.get_native_id())
+    far.samples.append((0.0, 0.0001, 5_000_000))
+    assert far.waited_ms(began, ended, (1.1025, 85_000_000)) == 0.0
+    # Readings inside still count, and the larger lower bound wins.
+    sampler.samples.extend([(1.010, 1.0101, 10_000_000), (1.090, 1.0901, 60_000_000)])
+    assert sampler.waited_ms(began, ended) == pytest.approx(50.0)
+    assert sampler.waited_ms(began, ended, (1.1025, 85_000_000)) == pytest.approx(77.5)
 
 
 def _hog(cpu: int) -> subprocess.Popen[bytes]:
