@@ -437,9 +437,16 @@ class Bridge:
             )
             return
         channels = [ev for ev in listed if ev.get("Event") == "CoreShowChannel"]
-        closed = await records.close_gone(site, channels) if records is not None else 0
-        names = {ev["Channel"] for ev in channels if "Channel" in ev}
-        desk = self.desk.close_gone(site, names)
+        try:
+            closed = await records.close_gone(site, channels) if records is not None else 0
+            names = {ev["Channel"] for ev in channels if "Channel" in ev}
+            desk = self.desk.close_gone(site, names)
+        except Exception:
+            # A bug, not the site: raising here would drop the link and loop the sync.
+            log.exception(
+                "closing calls ended while the link was down failed", extra=ctx(site=site)
+            )
+            return
         if closed or desk:
             log.info(
                 "calls ended while the link was down closed",
