@@ -82,6 +82,9 @@ class _Written:
     # What those steps were made from (each key's route and service), once every
     # extension was written: the same again writes nothing, so the pass skips them.
     steps_from: tuple[tuple[str, HeldRoute, str], ...] | None = None
+    # key -> what its value was encoded from (routes, times, service, clock offset): the
+    # same again is the same value but its computed time, which is kept as written.
+    made: dict[str, tuple[object, ...]] = field(default_factory=dict)
 
 
 class HeldMetrics:
@@ -321,11 +324,19 @@ class HeldRoutePublisher:
         if written is None:
             written = _Written({}, {})
         values: dict[str, str] = {}
+        made: dict[str, tuple[object, ...]] = {}
         changed: list[tuple[str, str]] = []
         for i, e in enumerate(entries, 1):
             if i % SLICE == 0:
                 await asyncio.sleep(0)
             old = written.values.get(e.key)
+            inputs = (e.now, e.next, e.until, e.next_until, e.service, offset)
+            made[e.key] = inputs
+            if old is not None and written.made.get(e.key) == inputs:
+                # Made from the same: encoding it again and comparing the two strings
+                # was a seventh of a pass (BENCHMARKS §12, ninth session).
+                values[e.key] = old
+                continue
             value = encode_entry(e, now, offset)
             if old is not None and same_routes(old, value):
                 value = old  # unchanged: keep the time it was first computed
@@ -343,6 +354,7 @@ class HeldRoutePublisher:
             written.values.pop(key, None)
             count += 1
         written.values = values
+        written.made = made
         written.decisions = {e.key: (e.until, *e.decisions) for e in entries if e.decisions}
         self._written[name] = written
         routes = await self._write_routes(site, link, written, entries)

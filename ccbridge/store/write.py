@@ -181,6 +181,8 @@ def driver_rows(
                 () if table in INSERT_ONLY else tuple(names.index(k) for k in CONFLICT_KEYS[table])
             )
             spec = specs[table] = (names, compiled(dialect, table, names)[1], keys)
+            if dialect.name == "postgresql":  # compiled here, in the thread, once
+                from_stage_sql(dialect, table, names)
             by_table[table], keyed[table], counts[table] = [], {}, 0
         names, convert, keys = spec
         get = rec.values.get
@@ -201,7 +203,9 @@ def driver_rows(
             keyed[table][key] = vals
         by_table[table].append(vals)
     statements = [
-        (table, specs[table][0], [tuple(row) for row in rows]) for table, rows in by_table.items()
+        (table, specs[table][0], [tuple(row) for row in by_table[table]])
+        for table in TABLES  # one order for every batch: see from_stage_sql
+        if table in by_table
     ]
     return statements, counts
 
@@ -223,10 +227,12 @@ def from_stage_sql(dialect: Dialect, table: str, names: tuple[str, ...]) -> str:
         return sql
     t = TABLES[table]
     stage = sa_table(STAGE_PREFIX + table, *(sa_column(n) for n in names), schema="pg_temp")
-    ins = dialects.insert("postgresql", t).from_select(
-        list(names), select(*(stage.c[n] for n in names))
-    )
     keys = CONFLICT_KEYS[table]
+    # In key order: two bridges writing the same rows lock them in the same order (tables
+    # too, see driver_rows), so neither waits for the other in a circle (PostgreSQL
+    # aborted one as a deadlock when their batches were cut differently).
+    rows = select(*(stage.c[n] for n in names)).order_by(*(stage.c[k] for k in keys))
+    ins = dialects.insert("postgresql", t).from_select(list(names), rows)
     updates = {
         name: func.coalesce(ins.excluded[name], t.c[name]) for name in names if name not in keys
     }

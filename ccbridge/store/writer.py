@@ -45,6 +45,7 @@ from ccbridge.store.journal import Journal, line_bytes
 from ccbridge.store.records import Record, RecordError, check_record
 from ccbridge.store.schema import TABLES
 from ccbridge.store.write import DriverError, write_batch, write_records
+from ccbridge.store.writeproc import WriteProcess, WriteProcessGone
 
 log = logging.getLogger("ccbridge.store")
 
@@ -157,8 +158,11 @@ class RecordWriter:
         flush_interval: float = 0.05,
         fsync_interval: float = 1.0,
         registry: CollectorRegistry | None = None,
+        process: WriteProcess | None = None,
     ) -> None:
         self.engine = engine
+        # The fast way's batches go to this child process when set (store.writer_process)
+        self.process = process
         self.journal = Journal(journal, fsync_interval)
         self.queue_size = queue_size
         self.queue_bytes = queue_bytes
@@ -218,6 +222,7 @@ class RecordWriter:
             flush_interval=settings.flush_interval,
             fsync_interval=settings.fsync_interval,
             registry=registry,
+            process=WriteProcess(settings) if settings.writer_process else None,
         )
 
     # -- the caller's side: the event loop, never waiting --------------------
@@ -323,6 +328,8 @@ class RecordWriter:
         if self.journal.is_open:
             with contextlib.suppress(OSError):
                 await asyncio.to_thread(self.journal.close)
+        if self.process is not None:
+            await self.process.close()
 
     # -- journal task ---------------------------------------------------------
     async def _open_journal(self) -> None:
@@ -488,7 +495,7 @@ class RecordWriter:
                 try:
                     async with asyncio.timeout(WRITE_TIMEOUT):
                         if fast:
-                            sent = await write_batch(self.engine, records)
+                            sent = await self._write_fast(records)
                         else:
                             async with self.engine.begin() as conn:
                                 sent = await write_records(conn, records)
@@ -524,6 +531,16 @@ class RecordWriter:
             self._in_flight = 0
             if end is not None:
                 self._committed = max(self._committed, end)
+
+    async def _write_fast(self, records: list[Record]) -> dict[str, int]:
+        if self.process is None:
+            return await write_batch(self.engine, records)
+        try:
+            return await self.process.write(records)
+        except WriteProcessGone as exc:
+            # This batch goes the SQLAlchemy way here; the next one to a new child.
+            log.warning("record writer process ended (%s): started again", exc)
+            raise DriverError(str(exc)) from exc
 
     async def _next_batch(self) -> tuple[list[Record], int | None, bool] | None:
         """The next records for the database, the journal offset after them and whether

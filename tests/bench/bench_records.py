@@ -114,6 +114,13 @@ def _cpu() -> float:
     return r.ru_utime + r.ru_stime
 
 
+def _child_cpu() -> float:
+    """CPU of the children waited for: the writer process (store.writer_process) once
+    the writer stopped; not the PostgreSQL server (pg_ctl's daemon is no child of ours)."""
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
 def machine_only(config: Config, calls: int) -> dict[str, Any]:
     gen = Calls()
     sink = Counter()
@@ -170,6 +177,7 @@ async def offered(
     per_tick = rate / 100
     n = 0
     owed = 0.0
+    child0 = _child_cpu()
     cpu0 = _cpu()
     start = time.perf_counter()
     next_tick = start
@@ -201,6 +209,7 @@ async def offered(
     st = writer.status()
     await writer.stop()
     await engine.dispose()
+    child = _child_cpu() - child0
     half = len(depth) // 2
     first, second = max(depth[:half] or [0]), max(depth[half:] or [0])
     offered_rate = n / offered_s
@@ -217,6 +226,7 @@ async def offered(
         "spilled_at_s": spilled_at,
         "spilled": spilled,
         "cpu_us_per_call": round(cpu / max(1, n) * 1e6, 1),
+        "writer_process_cpu_us_per_call": round(child / max(1, n) * 1e6, 1),
         "calls": n,
         "offered_calls_per_s": round(n / offered_s),
         "written": st.written,
@@ -245,6 +255,7 @@ async def steady(config: Config, settings: StoreSettings, calls: int) -> dict[st
     await writer.start()
     gen = Calls()
     made = [gen.call(n, 2000.0) for n in range(calls)]
+    child0 = _child_cpu()
     cpu0 = _cpu()
     start = time.perf_counter()
     for i, (req, events) in enumerate(made):
@@ -263,6 +274,7 @@ async def steady(config: Config, settings: StoreSettings, calls: int) -> dict[st
     return {
         "calls": calls,
         "cpu_us_per_call": round(cpu / calls * 1e6, 1),
+        "writer_process_cpu_us_per_call": round((_child_cpu() - child0) / calls * 1e6, 1),
         "calls_per_s": round(calls / took),
         "spilled": st.spilled,
         "unwritten": st.unwritten,
@@ -286,6 +298,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     config = load_config(REPO / "examples" / "lab.yaml", resolve_secrets=False)
     tmp = Path(tempfile.mkdtemp(prefix="ccbridge-bench-records-"))
     results: dict[str, Any] = {
+        "writer_process": args.writer_process,
         "rate": args.rate,
         "seconds": args.seconds,
         "batch_size": args.batch,
@@ -299,6 +312,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                 url=f"sqlite+aiosqlite:///{tmp}/bench.db",
                 journal=str(tmp / "sq.journal"),
                 batch_size=args.batch,
+                writer_process=args.writer_process,
             )
             results["engines"].append(await run_engine("sqlite", config, s, args))
         if "postgresql" in args.engines:
@@ -312,6 +326,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                     password=SecretValue(PASSWORD, "bench"),
                     journal=str(tmp / "pg.journal"),
                     batch_size=args.batch,
+                    writer_process=args.writer_process,
                 )
                 results["engines"].append(await run_engine("postgresql", config, s, args))
             finally:
@@ -334,6 +349,11 @@ def main() -> None:
         "--steady-calls", type=int, default=20_000, help="calls for the writer's CPU (0: skip)"
     )
     p.add_argument("--batch", type=int, default=500, help="store.batch_size (default 500)")
+    p.add_argument(
+        "--writer-process",
+        action="store_true",
+        help="store.writer_process: the database writes in a child process",
+    )
     p.add_argument("--json", help="write the results here")
     args = p.parse_args()
     results = asyncio.run(main_async(args))
@@ -362,7 +382,8 @@ def main() -> None:
             f"process CPU {o['cpu_us_per_call']}"
             f" us/call = {o['cpu_us_per_call'] / m['cpu_us_per_call']:.2f} x the machine alone's"
             f" {m['cpu_us_per_call']} us/call; one core's worth: "
-            f"{1e6 / o['cpu_us_per_call']:,.0f} calls/s"
+            f"{1e6 / o['cpu_us_per_call']:,.0f} calls/s; writer process "
+            f"{o['writer_process_cpu_us_per_call']} us/call"
         )
     for e in results["engines"]:
         if "steady" in e:
@@ -370,7 +391,8 @@ def main() -> None:
             print(
                 f"{e['engine']:<10} steady (never spilled): process CPU {w['cpu_us_per_call']}"
                 f" us/call, of it the writer {w['cpu_us_per_call'] - m['cpu_us_per_call']:.1f}"
-                f" (machine alone {m['cpu_us_per_call']}); {w['calls_per_s']:,} calls/s"
+                f" (machine alone {m['cpu_us_per_call']}); {w['calls_per_s']:,} calls/s; writer"
+                f" process {w['writer_process_cpu_us_per_call']} us/call"
             )
     print(f"load average {results['load_average']}")
     if args.json:

@@ -5,7 +5,10 @@ does; ``CCB_BENCH_GC=a,b,c`` sets ``gc.set_threshold(a, b, c)`` first. At exit i
 one line, ``gcwatch: ...``: collections per generation, then every generation-2 one
 (each holds the event loop for its whole length) as ``monotonic_end:ms``, for
 bench_ceiling to place in its steps (``time.monotonic`` is the system's clock, the same
-in every process).
+in every process). ``CCB_BENCH_GCSIZES=1`` adds each full collection's objects walked,
+objects freed and thread CPU ms (``sizes``); ``gen2`` also prints generation 2's content
+by type before each; ``types`` keeps every unreachable object (``gc.DEBUG_SAVEALL``) and
+prints them by type at exit (``gctypes:``). Each walks the heap: bench only.
 """
 
 from __future__ import annotations

@@ -84,6 +84,8 @@ def test_a_postgresql_store_takes_its_password_from_a_secret() -> None:
         ("store:\n  urll: sqlite:///x.db\n", "unknown key 'urll' (did you mean 'url'?)"),
         ("store: 5\n", "store: expected a mapping"),
         ("store:\n  enabled: maybe\n", "store.enabled"),
+        ("store:\n  writer_process: 1\n", "store.writer_process: expected true or false"),
+        ("store:\n  writer_process: [yes]\n", "store.writer_process: expected true or false"),
     ],
 )
 def test_bad_store_sections_name_the_key(section: str, message: str) -> None:

@@ -1,5 +1,6 @@
-"""A process that puts call records as fast as it can and reports how many are journaled;
-the SIGKILL test kills it (python -m tests.store.writer_child URL JOURNAL)."""
+"""A process that puts call records as fast as it can and reports how many are journaled
+(and its writer process, with CCBRIDGE_TEST_WRITER_PROCESS=1); the SIGKILL test kills it
+(python -m tests.store.writer_child URL JOURNAL)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,10 @@ PER_CALL = len(call_records(0))
 async def main(url: str, journal: str) -> None:
     password = os.environ.get("CCBRIDGE_TEST_DB_PASSWORD")
     settings = StoreSettings(
-        url=url, password=SecretValue(password, "env") if password else None, journal=journal
+        url=url,
+        password=SecretValue(password, "env") if password else None,
+        journal=journal,
+        writer_process=os.environ.get("CCBRIDGE_TEST_WRITER_PROCESS") == "1",
     )
     writer = RecordWriter.from_settings(settings, make_engine(settings))
     await writer.start()
@@ -34,7 +38,11 @@ async def main(url: str, journal: str) -> None:
         done = writer.journaled // PER_CALL
         if done != reported:
             # Calls whose every record is in the journal: the parent's lower bound.
-            print(f"journaled {done} written {writer.status().written}", flush=True)
+            pid = writer.process.pid if writer.process is not None else None
+            print(
+                f"journaled {done} written {writer.status().written} process {pid or 0}",
+                flush=True,
+            )
             reported = done
 
 

@@ -21,6 +21,7 @@ from ccbridge.heldroutes import HeldRoutePublisher
 from ccbridge.loadtest.predict import rest_state
 from ccbridge.routing.engine import CallRequest, Decision, Router
 from ccbridge.routing.held import (
+    HeldEntry,
     HeldRoute,
     decode,
     held_key,
@@ -373,12 +374,12 @@ async def test_sites_woken_together_compute_their_tables_one_slice_a_loop_turn(
     assert [e.key for e in alone] == [e.key for e in tables[0]]
 
 
-async def test_the_fresh_path_skips_its_extensions_while_the_routes_stay_and_not_after(
+async def test_a_pass_skips_what_its_routes_were_made_from_while_they_stay_and_not_after(
     config: Config, fake: FakeAmi, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A pass whose routes are the ones last written makes no route steps at all (the
-    state moves on every AMI event, the routes rarely: BENCHMARKS §12); a pass after a
-    route changed writes that extension's steps again."""
+    """A pass whose routes are the ones last written makes no route steps and encodes no
+    value (the state moves on every AMI event, the routes rarely: BENCHMARKS §12); a pass
+    after a route changed writes that key's value and extension's steps again."""
     held = replace(config.routing.held_routes, use_without_bridge=True)
     config = replace(config, routing=replace(config.routing, held_routes=held))
     made: list[str] = []
@@ -389,6 +390,14 @@ async def test_the_fresh_path_skips_its_extensions_while_the_routes_stay_and_not
         return real(route, rid, direct)
 
     monkeypatch.setattr(heldroutes, "fresh_steps", counted)
+    encoded: list[str] = []
+    real_encode = heldroutes.encode_entry
+
+    def encode_counted(entry: HeldEntry, computed: float, wall_offset: float = 0.0) -> str:
+        encoded.append(entry.key)
+        return real_encode(entry, computed, wall_offset)
+
+    monkeypatch.setattr(heldroutes, "encode_entry", encode_counted)
     h = Harness(config, fake)
     await h.link.start()
     await h.pub.start()
@@ -396,6 +405,8 @@ async def test_the_fresh_path_skips_its_extensions_while_the_routes_stay_and_not
         await until(lambda: h.pub.passes["bangalore"] >= 1, 5, "a first pass")
         first, passes = len(made), h.pub.passes["bangalore"]
         assert first > 0  # the first pass made every extension's steps
+        values = len(encoded)
+        assert values > 0  # ... and encoded every key's value
         adds = len(fake.actions_named("DialplanExtensionAdd"))
         # The state moves without changing a route: passes run, no step is made.
         for _ in range(3):
@@ -403,6 +414,7 @@ async def test_the_fresh_path_skips_its_extensions_while_the_routes_stay_and_not
             await until(lambda n=passes: h.pub.passes["bangalore"] > n, 5, "another pass")
             passes = h.pub.passes["bangalore"]
         assert len(made) == first
+        assert len(encoded) == values  # made from the same: not encoded again
         assert len(fake.actions_named("DialplanExtensionAdd")) == adds
         # Dhaka drained: the Bengali caller's route changes, its extension is rewritten.
         h.state = set_drained(h.state, "dhaka", True)
@@ -416,6 +428,8 @@ async def test_the_fresh_path_skips_its_extensions_while_the_routes_stay_and_not
             "the Bengali extension written again",
         )
         assert len(made) > first
+        assert KEY_BN in encoded[values:]
+        assert decode(h.puts(fake, KEY_BN)[-1], "bangalore").now.site == "manila"
     finally:
         await h.pub.stop()
         await h.link.stop()

@@ -39,21 +39,30 @@ ARENAS = TUNE + textwrap.dedent(
     libc.malloc_stats()
     """
 )
-# One 8 MB buffer freed, then a burst of 200 KiB buffers freed: the bytes the main heap
-# still holds from the system after (mallinfo2's ``arena``).
-BURST = TUNE + textwrap.dedent(
+# glibc's statistics of the main arena: libc.mallinfo2().
+MALLINFO = textwrap.dedent(
     """
     class Info(ctypes.Structure):
         _fields_ = [(name, ctypes.c_size_t) for name in (
             "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks",
             "uordblks", "fordblks", "keepcost")]
     libc.mallinfo2.restype = Info
+    """
+)
+# One 8 MB buffer freed, then a burst of 200 KiB buffers freed: the bytes the main heap
+# still holds from the system after (mallinfo2's ``arena``).
+BURST = (
+    TUNE
+    + MALLINFO
+    + textwrap.dedent(
+        """
     big = bytearray(8 << 20)
     del big
     burst = [bytearray(200 << 10) for _ in range(40)]
     del burst
     print(libc.mallinfo2().arena)
     """
+    )
 )
 
 
@@ -90,14 +99,12 @@ def test_a_burst_of_large_blocks_goes_back_to_the_system_after_one_huge_one() ->
 # 200 socket reads as asyncio's selector loop makes them (recv of ``max_size``, shrunk
 # to what came): the mmapped blocks glibc made meanwhile (mallinfo2's ``hblks`` counts
 # the live ones; a read's block lives across the shrink, so the most seen is read).
-READS = TUNE + textwrap.dedent(
-    """
+READS = (
+    TUNE
+    + MALLINFO
+    + textwrap.dedent(
+        """
     import asyncio.selector_events, socket
-    class Info(ctypes.Structure):
-        _fields_ = [(name, ctypes.c_size_t) for name in (
-            "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks",
-            "uordblks", "fordblks", "keepcost")]
-    libc.mallinfo2.restype = Info
     size = asyncio.selector_events._SelectorSocketTransport.max_size
     a, b = socket.socketpair()
     before, mapped = libc.mallinfo2().hblks, 0
@@ -108,6 +115,7 @@ READS = TUNE + textwrap.dedent(
         mapped = max(mapped, libc.mallinfo2().hblks - before)
     print(mapped)
     """
+    )
 )
 
 
