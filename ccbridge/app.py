@@ -77,6 +77,7 @@ from ccbridge.staffing.refresher import LivePlan
 from ccbridge.store.cluster import BridgeBeat
 from ccbridge.store.migrate import SchemaError
 from ccbridge.store.retention import RetentionJob
+from ccbridge.workers import start_workers
 
 __all__ = ["Bridge", "TrunkNow", "run_bridge", "serve"]
 
@@ -658,6 +659,9 @@ class Bridge:
 
     async def _start_collector_paused(self, parts: Parts) -> None:
         """``start``'s work, with the collector paused around it."""
+        # Every worker thread of to_thread's pool started now, not by a later submit
+        # that would hold the loop until the new thread runs (ccbridge/workers.py).
+        await start_workers()
         # Holiday calendars fill a year in on its first lookup (tens of ms): this year's
         # and its neighbours' in a thread, before anything routes on the loop.
         year = self.clock.now().year
