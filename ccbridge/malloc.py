@@ -11,13 +11,13 @@ glibc also raises its mmap threshold to the size of any mapped block freed (up t
 and its trim threshold to twice that: after one large buffer (a journal batch, a big
 read) every block below that size comes from the heap, and up to twice it stays in the
 heap unreturned after a burst. The thresholds are set fixed instead (which turns that
-off): blocks of 512 KiB and more are mapped and unmapped on their own, and the heap's
-free top is given back past 1 MiB. Not lower: every socket read of asyncio's selector
-loop allocates ``max_size`` (256 KiB) and shrinks it to what came, so with the mmap
-threshold under that each read was an mmap, a page fault, an mremap and a munmap (13-15
-us more a read, ~3 reads a routed call; and with the trim threshold at 256 KiB the freed
-rest of each read was given back with brk: BENCHMARKS §12, ninth session). Both sit
-above that read with room (tests/unit/test_malloc.py).
+off): blocks of 128 KiB and more are mapped and unmapped on their own, and the heap's
+free top is given back past 256 KiB (3 MB less peak RSS in the memory bench than 512
+KiB / 1 MiB). A plain asyncio ``Protocol``'s every socket read allocates ``max_size``
+(256 KiB) and shrinks it to what came: under these thresholds an mmap, a page fault, an
+mremap and a munmap a read (13-15 us; BENCHMARKS §12, ninth session). The bridge's busy
+sockets (AMI, FastAGI) therefore read into one buffer a thread (ccbridge/readbuf.py),
+and copy out only what came (tests/unit/test_malloc.py).
 
 Set once in ``ccbridge run`` before any thread starts (glibc reads the arena limit when
 a thread first needs an arena). The heap is never trimmed on a timer: ``malloc_trim``
@@ -34,8 +34,8 @@ M_TRIM_THRESHOLD = -1  # glibc malloc.h
 M_MMAP_THRESHOLD = -3
 M_ARENA_MAX = -8
 ARENAS = 2  # the main arena and one for every other thread
-MMAP_THRESHOLD = 512 * 1024  # over asyncio's 256 KiB read buffer (module docstring)
-TRIM_THRESHOLD = 1024 * 1024  # a read's freed rest stays for the next read
+MMAP_THRESHOLD = 128 * 1024  # under asyncio's 256 KiB read: see the module docstring
+TRIM_THRESHOLD = 256 * 1024
 
 
 def tune() -> bool:

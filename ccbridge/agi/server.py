@@ -27,6 +27,7 @@ from ccbridge.agi.codec import (
     AgiRequestParser,
 )
 from ccbridge.logs import mask_number
+from ccbridge.readbuf import ReadInto
 
 __all__ = [
     "AgiCommandError",
@@ -255,7 +256,7 @@ class _State(enum.Enum):
     DONE = 5  # outcome known, the transport closing
 
 
-class _Connection(asyncio.Protocol):
+class _Connection(ReadInto):
     """One accepted FastAGI connection, from the first byte to the report of its outcome.
 
     The header is parsed and a script handler run straight from ``data_received``: a

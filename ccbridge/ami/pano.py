@@ -50,6 +50,7 @@ from panoramisk.message import Message
 
 from ccbridge import loopdebug
 from ccbridge.ami.codec import AmiMessage, AmiParser, AmiProtocolError, action_fields, check_field
+from ccbridge.readbuf import ReadInto
 from ccbridge.turns import TurnShare
 
 ActionFields = Mapping[str, str | Sequence[str]]
@@ -68,7 +69,7 @@ SLICE: Final = 32
 PARSE_BYTES: Final = 64 * 1024
 
 
-class Protocol(AMIProtocol):  # type: ignore[misc]
+class Protocol(ReadInto, AMIProtocol):  # type: ignore[misc]
     """panoramisk's protocol with ccbridge's parser (limits, bare LF, old command output),
     events delivered to ``on_event`` without panoramisk, an Error reply that ends a list
     action, and futures that tell when the link is over."""
