@@ -12,7 +12,9 @@ from ccbridge.readbuf import READ_SIZE, ReadInto
 from tests.polling import until
 
 
-class _Collect(ReadInto):
+class _Gather:
+    """What a protocol read, kept; done at the end of the stream."""
+
     def __init__(self) -> None:
         self.got: list[bytes] = []
         self.done = asyncio.get_running_loop().create_future()
@@ -25,17 +27,12 @@ class _Collect(ReadInto):
         return False
 
 
-class _Plain(asyncio.Protocol):
-    def __init__(self) -> None:
-        self.got: list[bytes] = []
-        self.done = asyncio.get_running_loop().create_future()
+class _Collect(_Gather, ReadInto):
+    """Reads into the thread's buffer, as the bridge's AMI and FastAGI protocols do."""
 
-    def data_received(self, data: bytes) -> None:
-        self.got.append(data)
 
-    def eof_received(self) -> bool:
-        self.done.set_result(None)
-        return False
+class _Plain(_Gather, asyncio.Protocol):
+    """Reads as a plain asyncio Protocol does."""
 
 
 async def _read(protocol: _Collect | _Plain, chunks: list[bytes]) -> tuple[bytes, int]:
