@@ -21,10 +21,10 @@ DEFAULT_WORKERS = min(32, (os.cpu_count() or 1) + 4)
 FILL_TIMEOUT = 10.0  # s a worker waits for the others at start: bounded, never a hang
 
 
-def _fill(pool: ThreadPoolExecutor, workers: int) -> int:
+def _fill(pool: ThreadPoolExecutor, workers: int) -> None:
     """Run in one of the pool's threads: submit a task for each other worker, all of
     them waiting at one barrier, so the pool starts every thread (from here, not from
-    the loop); returns the workers that met."""
+    the loop). A barrier broken by the timeout leaves the rest to be started later."""
     met = threading.Barrier(workers)
 
     def wait() -> None:
@@ -34,10 +34,9 @@ def _fill(pool: ThreadPoolExecutor, workers: int) -> int:
     try:
         met.wait(FILL_TIMEOUT)
     except threading.BrokenBarrierError:
-        return sum(1 for f in others if f.done() and f.exception() is None)
+        return
     for f in others:
         f.result(FILL_TIMEOUT)
-    return workers
 
 
 async def start_workers(workers: int = DEFAULT_WORKERS) -> ThreadPoolExecutor:
