@@ -85,11 +85,7 @@ class WriteProcess:
             try:
                 proc.stdin.write(_frame([(r.table, r.values) for r in records]))
                 await proc.stdin.drain()
-                (size,) = _HEAD.unpack(await proc.stdout.readexactly(_HEAD.size))
-                if size > MAX_FRAME:
-                    raise ValueError(f"a frame of {size} bytes")
-                reply = pickle.loads(await proc.stdout.readexactly(size))
-                kind, value = reply
+                kind, value = await _read_frame(proc.stdout)
             except BaseException as exc:
                 # Cut mid-frame (a timeout, a cancel) or gone: the pipe is out of step,
                 # so this child is done; the next write starts another.
@@ -132,6 +128,14 @@ def _frame(obj: Any) -> bytes:
     return _HEAD.pack(len(data)) + data
 
 
+async def _read_frame(reader: asyncio.StreamReader) -> Any:
+    """The next frame's object (either end); IncompleteReadError when the pipe ended."""
+    (size,) = _HEAD.unpack(await reader.readexactly(_HEAD.size))
+    if size > MAX_FRAME:
+        raise ValueError(f"a frame of {size} bytes")
+    return pickle.loads(await reader.readexactly(size))
+
+
 # -- the child ---------------------------------------------------------------------------
 
 
@@ -144,12 +148,8 @@ async def _serve() -> None:
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
     out = sys.stdout.buffer
 
-    async def read() -> Any:
-        (size,) = _HEAD.unpack(await reader.readexactly(_HEAD.size))
-        return pickle.loads(await reader.readexactly(size))
-
     try:
-        _, url, password = await read()
+        _, url, password = await _read_frame(reader)
     except asyncio.IncompleteReadError:
         return
     settings = StoreSettings(
@@ -161,7 +161,7 @@ async def _serve() -> None:
     try:
         while True:
             try:
-                pairs = await read()
+                pairs = await _read_frame(reader)
             except asyncio.IncompleteReadError:
                 return  # the bridge closed the pipe, or is gone
             reply: tuple[str, Any]
