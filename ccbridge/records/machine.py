@@ -35,11 +35,9 @@ from ccbridge.records import callid
 from ccbridge.records.state import (
     Call,
     CallTable,
-    Key,
     Leg,
     Unpackable,
     ended_of,
-    index_of,
     pack,
     unpack,
 )
@@ -167,8 +165,10 @@ class RecordMachine:
         self._live: dict[str, Call] = {}
         self._packed: dict[str, bytes] = {}
         self.calls: Mapping[str, Call] = CallTable(self._live, self._packed, self._revive)
-        self._legs: dict[Key, Leg] = {}  # the live calls' legs
-        self._packed_legs: dict[Key, str] = {}  # a packed call's leg keys -> its call ID
+        # The live calls' legs: LINKEDID_END names a leg, not a call. A packed call's
+        # legs have all ended, and Asterisk ends a linkedid once: a repeat (the same event
+        # twice) would write its rows again as they are, so it is skipped (leg_unknown).
+        self._legs: dict[tuple[str, str], Leg] = {}
         self.skipped: dict[str, int] = {}
         self.events = 0  # events that taught something
         self.dropped_calls = 0  # calls forgotten before they ended (idle or memory)
@@ -296,6 +296,11 @@ class RecordMachine:
         row = {**state.key_columns(), **cols, **self._caller_columns(state)}
         return [("calls", {k: val for k, val in row.items() if val is not None})]
 
+    @property
+    def packed(self) -> int:
+        """Ended calls waiting packed for late events (of ``len(calls)``)."""
+        return len(self._packed)
+
     def open_legs(self, site: str) -> bool:
         """Has ``site`` a leg not yet ended?"""
         return any(k[0] == site and lg.ended_at is None for k, lg in self._legs.items())
@@ -356,7 +361,7 @@ class RecordMachine:
                 continue
             packed = self._packed.get(key)
             if packed is not None and now - ended_of(packed) >= linger:
-                self._forget_packed(key, packed)
+                del self._packed[key]
                 gone += 1
         if now - self._idle_scan >= _IDLE_SCAN:
             self._idle_scan = now
@@ -372,39 +377,25 @@ class RecordMachine:
         for leg_key in call.legs:
             self._legs.pop(leg_key, None)
 
-    def _forget_packed(self, text: str, packed: bytes) -> None:
-        del self._packed[text]
-        for key in index_of(packed):
-            if self._packed_legs.get(key) == text:
-                del self._packed_legs[key]
-
     # -- ended calls packed -------------------------------------------------------------
     def _settle(self, call: Call) -> None:
         """An ended call waits for late events packed (state.pack): a few hundred bytes
         instead of ~1,650 as objects. Kept as objects when it cannot be packed exactly."""
         if call.ended is None:
             return
-        text = call.cid.text
-        index = tuple(k for k, lg in call.legs.items() if self._legs.get(k) is lg)
         try:
-            packed = pack(call, index)
+            packed = pack(call)
         except Unpackable:
             return
-        del self._live[text]
-        self._packed[text] = packed
-        for key in call.legs:
-            self._legs.pop(key, None)
-        for key in index:
-            self._packed_legs[key] = text
+        self._forget(call)
+        self._packed[call.cid.text] = packed
 
     def _revive(self, text: str) -> Call:
         """The packed call ``text`` as objects again (a late event, or a reader)."""
-        call, index = unpack(self._packed.pop(text))
-        self._live[text] = call
-        for key in index:
-            if self._packed_legs.get(key) == text:
-                del self._packed_legs[key]
-                self._legs.setdefault(key, call.legs[key])
+        call = self._live[text] = unpack(self._packed.pop(text))
+        for key, leg in call.legs.items():
+            if key[1] == leg.base:  # not an earlier segment's key (_segment)
+                self._legs.setdefault(key, leg)
         return call
 
     def _find(self, text: str) -> Call | None:
@@ -429,16 +420,16 @@ class RecordMachine:
         return call
 
     def _evict(self) -> None:
-        # A tenth at once: one scan per thousands of new calls, not one per call.
+        # A tenth at once: one scan per thousands of new calls, not one per call. Ended
+        # (packed) calls first, earliest ended first: their rows are written, only a late
+        # event of theirs is lost; then the live calls seen least recently.
         n = max(1, (len(self._live) + len(self._packed)) // 10)
-        for c in heapq.nsmallest(n, self._live.values(), key=lambda c: c.seen):
-            self._forget(c)
+        for text in list(itertools.islice(self._packed, n)):
+            del self._packed[text]
             self.dropped_calls += 1
             n -= 1
-        # Ended calls are packed (their last event is older than any live call's,
-        # mostly): the earliest packed go when live ones are not enough.
-        for text in list(itertools.islice(self._packed, n)):
-            self._forget_packed(text, self._packed[text])
+        for c in heapq.nsmallest(n, self._live.values(), key=lambda c: c.seen):
+            self._forget(c)
             self.dropped_calls += 1
 
     def _leg(self, call: Call, site: str, linkedid: str, at: datetime) -> Leg:
@@ -447,8 +438,6 @@ class RecordMachine:
         if leg is None:
             leg = call.legs[key] = Leg(site, linkedid, call.cid.text, at)
             self._legs[key] = leg
-            if self._packed_legs:  # the key is this call's now (as it was before packing)
-                self._packed_legs.pop(key, None)
             call.ended = None  # a new leg: the call goes on
         return leg
 
@@ -460,8 +449,6 @@ class RecordMachine:
         call.legs[(leg.site, f"{leg.base}/{n}")] = leg
         new = Leg(leg.site, f"{leg.base}/{n + 1}"[:64], call.cid.text, at, base=leg.base)
         call.legs[key] = self._legs[key] = new
-        if self._packed_legs:
-            self._packed_legs.pop(key, None)
         return new
 
     # -- app_queue ----------------------------------------------------------------------
@@ -601,15 +588,11 @@ class RecordMachine:
     # -- CEL: a site's leg is over ----------------------------------------------------
     def _linkedid_end(self, site: str, ev: Event, received: datetime) -> list[Out]:
         linkedid = ev.get("LinkedID", "")
-        key = (site, linkedid)
-        leg = self._legs.get(key)
-        if leg is None and self._packed_legs:
-            text = self._packed_legs.get(key)
-            if text is not None:  # a leg of an ended call (packed): its events again
-                leg = self._revive(text).legs[key]
+        leg = self._legs.get((site, linkedid))
         if leg is None:
-            # A call without CCB_CALLID (an outbound call, a probe) or one whose events
-            # all came before this bridge started: nothing to close.
+            # A call without CCB_CALLID (an outbound call, a probe), one whose events all
+            # came before this bridge started, or a repeat of an ended call's end: nothing
+            # to close.
             return self._skip("leg_unknown")
         call = self._live.get(leg.call_id)
         if call is None:  # pragma: no cover - legs go with their call

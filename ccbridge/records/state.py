@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import marshal
 import struct
+import sys
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime, timedelta
@@ -24,7 +25,6 @@ from ccbridge.records import callid
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _US: Final = timedelta(microseconds=1)
 _ENDED: Final = struct.Struct("<q")  # a packed call starts with its end (us): the sweep's key
-Key = tuple[str, str]  # (site, linkedid): a leg's key
 
 
 @dataclass(slots=True)
@@ -116,78 +116,92 @@ _LEG_TIMES: Final = tuple(
     i for i, n in enumerate(_LEG_FIELDS) if n.endswith("_at") or n in ("talk_end", "hold_since")
 )
 _LEG_CALL_ID: Final = _LEG_FIELDS.index("call_id")  # the call's own ID: not packed again
+_LEG_LINKEDID: Final = _LEG_FIELDS.index("linkedid")
+_LEG_SITE: Final = _LEG_FIELDS.index("site")
+_LEG_BASE: Final = _LEG_FIELDS.index("base")  # "" when the linkedid (Leg.__post_init__)
+# The columns the machine sets (decision and dialplan facts), packed as their number
+# here: a call's columns dict would otherwise carry each name's text.
+_COLUMNS: Final = (
+    "service",
+    "language",
+    "language_source",
+    "target_site",
+    "queue",
+    "reasons",
+    "static_fallback",
+    "route_source",
+    "after_hours_action",
+    "lookup_outcome",
+    "satisfaction",
+)
+_COLUMN_CODE: Final = {name: i for i, name in enumerate(_COLUMNS)}
 
 
-def _us(at: datetime | None) -> int | None:
+def _us(at: datetime | None, since: int) -> int | None:
+    """``at`` in microseconds after ``since`` (the call's arrival: small ints pack short)."""
     if at is None:
         return None
     if at.tzinfo is not UTC:
         raise Unpackable(f"instant not in UTC: {at!r}")
-    return (at - _EPOCH) // _US
+    return (at - _EPOCH) // _US - since
 
 
-def _at(us: int | None) -> datetime | None:
-    return None if us is None else _EPOCH + timedelta(microseconds=us)
+def _at(us: int | None, since: int) -> datetime | None:
+    return None if us is None else _EPOCH + timedelta(microseconds=us + since)
 
 
-def pack(call: Call, index: tuple[Key, ...]) -> bytes:
-    """``call`` (ended) as bytes; ``index``: its leg keys the machine finds legs by
-    (LINKEDID_END names a leg, not a call). Raises Unpackable."""
-    if call.ended is None:
-        raise Unpackable("the call has not ended")
+def pack(call: Call) -> bytes:
+    """``call`` (ended) as bytes. Raises Unpackable."""
+    cid = call.cid
+    ended = call.ended
+    if ended is None or cid.arrived_at.tzinfo is not UTC:
+        raise Unpackable("the call has not ended, or its arrival is not in UTC")
+    since = (cid.arrived_at - _EPOCH) // _US
     legs = []
-    for key, leg in call.legs.items():
+    for (_, linkedid), leg in call.legs.items():
         values = list(_LEG_GET(leg))
         for i in _LEG_TIMES:
-            values[i] = _us(values[i])
+            values[i] = _us(values[i], since)
         values[_LEG_CALL_ID] = None
-        legs.append((*key, tuple(values)))
-    cid = call.cid
+        if values[_LEG_BASE] == values[_LEG_LINKEDID]:
+            values[_LEG_BASE] = ""
+        # the key's linkedid, None when the leg's own (a segment's key is not)
+        legs.append((None if linkedid == leg.linkedid else linkedid, tuple(values)))
+    columns: list[Any] = []
+    for name, value in call.columns.items():
+        columns += (_COLUMN_CODE.get(name, name), value)
     state = (
         cid.text,
-        cid.entry_site,
-        _us(cid.arrived_at),
-        _us(call.seen),
+        _us(call.seen, since),
         call.whole,
         call.entry_ended,
         call.did,
         call.caller,
         call.after_hours,
         call.rejected,
-        call.columns,
+        tuple(columns),
         call.ivr_path,
         call.trunk_failovers,
         tuple(legs),
-        index,
     )
     try:
         body = marshal.dumps(state)
     except ValueError as exc:  # a column value marshal does not write
         raise Unpackable(str(exc)) from exc
-    ended = _us(call.ended)
-    assert ended is not None
-    return _ENDED.pack(ended) + body
+    return _ENDED.pack((ended - _EPOCH) // _US) + body
 
 
 def ended_of(packed: bytes) -> datetime:
     """When the packed call ended (without unpacking it)."""
-    at = _at(_ENDED.unpack_from(packed)[0])
+    at = _at(_ENDED.unpack_from(packed)[0], 0)
     assert at is not None
     return at
 
 
-def index_of(packed: bytes) -> tuple[Key, ...]:
-    """The packed call's leg keys the machine finds legs by."""
-    index: tuple[Key, ...] = marshal.loads(packed[_ENDED.size :])[-1]
-    return index
-
-
-def unpack(packed: bytes) -> tuple[Call, tuple[Key, ...]]:
-    """The call ``pack`` was given, equal in every field, and its index."""
+def unpack(packed: bytes) -> Call:
+    """The call ``pack`` was given, equal in every field."""
     (
         text,
-        entry_site,
-        arrived,
         seen,
         whole,
         entry_ended,
@@ -199,12 +213,14 @@ def unpack(packed: bytes) -> tuple[Call, tuple[Key, ...]]:
         ivr_path,
         trunk_failovers,
         legs,
-        index,
     ) = marshal.loads(packed[_ENDED.size :])
-    arrived_at, seen_at = _at(arrived), _at(seen)
-    assert arrived_at is not None and seen_at is not None
+    cid = callid.parse(text)
+    assert cid is not None  # packed from a parsed call ID
+    since = (cid.arrived_at - _EPOCH) // _US
+    seen_at = _at(seen, since)
+    assert seen_at is not None
     call = Call(
-        callid.CallId(text, entry_site, arrived_at),
+        cid,
         seen=seen_at,
         ended=ended_of(packed),
         whole=whole,
@@ -213,17 +229,22 @@ def unpack(packed: bytes) -> tuple[Call, tuple[Key, ...]]:
         caller=caller,
         after_hours=after_hours,
         rejected=rejected,
-        columns=columns,
+        columns={
+            _COLUMNS[name] if isinstance(name, int) else name: value
+            for name, value in zip(columns[::2], columns[1::2], strict=True)
+        },
         ivr_path=ivr_path,
         trunk_failovers=trunk_failovers,
     )
-    for site, linkedid, values in legs:
+    for linkedid, values in legs:
         values = list(values)
         for i in _LEG_TIMES:
-            values[i] = _at(values[i])
+            values[i] = _at(values[i], since)
         values[_LEG_CALL_ID] = text
-        call.legs[(site, linkedid)] = Leg(*values)
-    return call, index
+        values[_LEG_SITE] = sys.intern(values[_LEG_SITE])  # the caller's, one a site
+        leg = Leg(*values)
+        call.legs[(leg.site, linkedid or leg.linkedid)] = leg
+    return call
 
 
 class CallTable(Mapping[str, Call]):
