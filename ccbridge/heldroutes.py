@@ -28,6 +28,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from prometheus_client import CollectorRegistry, Counter
 
@@ -36,7 +37,14 @@ from ccbridge.ami.client import AmiError, SiteLink
 from ccbridge.clock import Clock
 from ccbridge.config.model import Config, Site
 from ccbridge.logs import ctx
-from ccbridge.routing.engine import CallRequest, Decision, Router
+from ccbridge.routing.engine import (
+    CallRequest,
+    Decision,
+    Router,
+    reads_sticky,
+    site_inputs,
+    site_unusable,
+)
 from ccbridge.routing.held import (
     ASK_BRIDGE,
     Boundaries,
@@ -45,16 +53,17 @@ from ccbridge.routing.held import (
     InboundVariant,
     call_id_step,
     fresh_steps,
-    held_entries,
+    held_entry,
     held_key,
     held_service_key,
     inbound_variants,
     route_id,
     routes_at,
     same_routes,
+    table_keys,
 )
 from ccbridge.routing.held import encode as encode_entry
-from ccbridge.routing.state import LiveState
+from ccbridge.routing.state import LiveState, SiteState
 
 log = logging.getLogger("ccbridge.held")
 
@@ -85,6 +94,38 @@ class _Written:
     # key -> what its value was encoded from (routes, times, service, clock offset): the
     # same again is the same value but its computed time, which is kept as written.
     made: dict[str, tuple[object, ...]] = field(default_factory=dict)
+
+
+# What one site's table was made from beside the sticky sites: the instant's minute (or
+# the instant), the boundaries, the unhealthy trunks, each site's hold-off verdict and
+# inputs (engine.site_inputs).
+_Inputs = tuple[object, ...]
+
+
+@dataclass(slots=True)
+class _Row:
+    """One row of a site's last table: the (service, language) pairs whose sticky site
+    its decisions read (engine.reads_sticky; none for most), and its entry for each
+    sticky site seen since the table's inputs last changed."""
+
+    pairs: tuple[tuple[str, str], ...]
+    by_sticky: dict[tuple[str | None, ...], HeldEntry]
+
+
+@dataclass(slots=True)
+class _Table:
+    """A site's last table and what it was made from: a pass whose inputs are the same
+    takes each row from it (the state moves on every AMI event, but under traffic what
+    the decisions read of it rarely does; the sticky sites move with every call)."""
+
+    inputs: _Inputs
+    rows: list[_Row]
+
+
+def _sticky_pairs(entry: HeldEntry) -> tuple[tuple[str, str], ...]:
+    """The sticky sites ``entry``'s decisions read (engine.reads_sticky)."""
+    assert entry.decisions is not None
+    return tuple({(d.service or "", d.language or "") for d in entry.decisions if reads_sticky(d)})
 
 
 class HeldMetrics:
@@ -171,6 +212,13 @@ class HeldRoutePublisher:
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
         self.passes: dict[str, int] = dict.fromkeys(self._sites, 0)  # complete passes per site
+        self._keys = {s.name: table_keys(config, s) for s in config.sites}
+        self._tables: dict[str, _Table] = {}
+        # Each site's inputs (engine.site_inputs), with the SiteState they were read from:
+        # a state keeps the SiteState of every site no event touched, and an equal
+        # reading keeps the old object, so most comparisons are identities.
+        self._site_inputs: dict[str, tuple[SiteState | None, object]] = {}
+        self.decided = 0  # table rows computed (decided), not reused
 
     # -- inputs ---------------------------------------------------------------------
     def state_changed(self) -> None:
@@ -284,21 +332,74 @@ class HeldRoutePublisher:
     async def table(self, site: Site) -> list[HeldEntry]:
         """The site's table now, computed in slices of ``COMPUTE_SLICE`` seconds so the
         event loop keeps running, one site at a time so the slices of sites woken
-        together do not add up in one loop turn."""
+        together do not add up in one loop turn. A row whose inputs are those of the
+        site's last table is that table's row (``_Table``)."""
         out: list[HeldEntry] = []
         async with self._gate:
             # The state as of when this site's turn came: the wait may have been a while.
             state = self._state()
-            entries = held_entries(self.router, self.boundaries, site, state, self.clock.now())
-            while True:
-                deadline = time.perf_counter() + COMPUTE_SLICE
-                for entry in entries:
-                    out.append(entry)
-                    if time.perf_counter() >= deadline:
-                        break
-                else:
-                    return out
-                await asyncio.sleep(0)
+            now = self.clock.now()
+            until = self.boundaries.next(state, now)
+            next_until = self.boundaries.next(state, until)
+            inputs = self._inputs(state, now, until, next_until)
+            last = self._tables.get(site.name)
+            if last is None or last.inputs != inputs:
+                last = _Table(inputs, [])
+                self._tables[site.name] = last
+            rows = last.rows
+            sticky = state.sticky
+            deadline = time.perf_counter() + COMPUTE_SLICE
+            for i, key in enumerate(self._keys[site.name]):
+                row = rows[i] if i < len(rows) else None
+                seen: tuple[str | None, ...] = ()
+                if row is not None:
+                    seen = tuple(sticky.get(p) for p in row.pairs) if row.pairs else ()
+                    hit = row.by_sticky.get(seen)
+                    if hit is not None:
+                        out.append(hit)
+                        continue
+                entry = held_entry(self.router, site, key, state, now, until, next_until)
+                self.decided += 1
+                out.append(entry)
+                pairs = _sticky_pairs(entry)
+                if row is None or row.pairs != pairs:
+                    # Which pairs a row reads depends on the inputs alone: a row is new
+                    # here, or made again (never met, kept for safety).
+                    row = _Row(pairs, {})
+                    if i < len(rows):
+                        rows[i] = row
+                    else:
+                        rows.append(row)
+                row.by_sticky[tuple(sticky.get(p) for p in pairs)] = entry
+                if time.perf_counter() >= deadline:
+                    await asyncio.sleep(0)
+                    deadline = time.perf_counter() + COMPUTE_SLICE
+            return out
+
+    def _inputs(self, state: LiveState, now: datetime, until: datetime, after: datetime) -> _Inputs:
+        """What every decision of a table reads but the sticky sites (engine.site_inputs):
+        equal inputs, equal decisions."""
+        ts = now.timestamp()
+        # Schedules on whole minutes: the instant matters through its minute alone.
+        instant: object = int(ts // 60) if self.router.minute_resolution else ts
+        holdoff = self.config.routing.site_holdoff
+        sites = state.sites
+        seen = self._site_inputs
+        verdicts = []
+        views = []
+        for name in self._sites:
+            s = sites.get(name)
+            verdicts.append(site_unusable(s, ts, holdoff))
+            hit = seen.get(name)
+            if hit is not None and hit[0] is s:
+                views.append(hit[1])
+                continue
+            view = site_inputs(s)
+            if hit is not None and hit[1] == view:
+                view = hit[1]  # the old object: the next comparison is an identity
+            seen[name] = (s, view)
+            views.append(view)
+        return (instant, until, after, state.unhealthy_trunks, tuple(verdicts), tuple(views))
 
     async def _setvar(self, link: SiteLink, name: str, value: str) -> None:
         await link.action("Setvar", {"Variable": name, "Value": value})

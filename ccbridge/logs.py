@@ -32,10 +32,18 @@ def mask_number(number: str | None) -> str:
 class KeyValueFormatter(logging.Formatter):
     """`ts=... level=info logger=ccbridge.agi msg="..." key=value` on one line."""
 
+    # The last second's stamp: the bridge logs a line a routed call, and strftime was a
+    # tenth of the line's cost (BENCHMARKS §12, tenth session). One tuple, replaced whole.
+    _second: tuple[int, str] = (-1, "")
+
     def format(self, record: logging.LogRecord) -> str:
+        second = int(record.created)
+        last = self._second
+        if last[0] != second:
+            last = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
+            self._second = last
         fields: dict[str, Any] = {
-            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-            + f".{int(record.msecs):03d}Z",
+            "ts": f"{last[1]}.{int(record.msecs):03d}Z",
             "level": record.levelname.lower(),
             "logger": record.name,
             "msg": record.getMessage(),
@@ -43,7 +51,7 @@ class KeyValueFormatter(logging.Formatter):
         fields.update(getattr(record, "ctx", {}))
         if record.exc_info:
             fields["exc"] = self.formatException(record.exc_info)
-        return " ".join(f"{k}={_quote(v)}" for k, v in fields.items())
+        return " ".join([f"{k}={_quote(v)}" for k, v in fields.items()])
 
 
 class JsonFormatter(logging.Formatter):
@@ -61,8 +69,10 @@ class JsonFormatter(logging.Formatter):
 
 
 def _quote(v: Any) -> str:
-    s = str(v)
-    if s == "" or any(c in s for c in ' "=\n'):
+    s = v if type(v) is str else str(v)
+    # Four C-level searches, not a generator over the four characters: a log line has
+    # a dozen fields (BENCHMARKS §12, tenth session).
+    if not s or " " in s or '"' in s or "=" in s or "\n" in s:
         return json.dumps(s)
     return s
 
@@ -73,6 +83,13 @@ def setup(level: str = "INFO", fmt: str = "kv") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    # What no formatter of ours prints, not gathered for every record: the caller's
+    # frame (a stack walk), the thread's and the process's names (the logging docs'
+    # "Optimization"). The bridge logs a line a routed call.
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     # panoramisk logs every reconnect attempt with a traceback; the wrapper logs its own.
     logging.getLogger("panoramisk").setLevel(logging.CRITICAL)
 

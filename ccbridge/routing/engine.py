@@ -25,7 +25,9 @@ __all__ = [
     "Router",
     "Skip",
     "decide",
+    "reads_sticky",
     "remember",
+    "site_inputs",
 ]
 
 QUEUE = Outcome.QUEUE
@@ -165,6 +167,12 @@ class Router:
         # asks for now and for the next boundary in turn, and one slot missed every time
         # (schedule look-ups were ~12 % of the bridge's AMI-only CPU, BENCHMARKS §3).
         self._open_memo: dict[tuple[str, str], tuple[int, OpenState, int, OpenState]] = {}
+
+    @property
+    def minute_resolution(self) -> bool:
+        """True when every schedule changes on whole minutes: a decision then depends on
+        its instant only through the minute (schedules) and ``site_unusable`` (hold-off)."""
+        return self._minute_ok
 
     # --- helpers -----------------------------------------------------------------------
 
@@ -418,6 +426,30 @@ def site_unusable(s: SiteState | None, ts: float, holdoff: float) -> Skip | None
     if s.up_since is None or ts - s.up_since < holdoff:
         return Skip.HOLDOFF
     return None
+
+
+def site_inputs(s: SiteState | None) -> tuple[object, ...] | None:
+    """What ``Router.decide`` reads of a site's state beside the instant (which it reads
+    through ``site_unusable`` and the schedules): two states whose sites give equal inputs,
+    with the same sticky sites and unhealthy trunks, give every call the same decision at
+    the same instant. A queue with nobody logged in counts as absent, as in ``decide``;
+    of the others only what the score is made of (BENCHMARKS §12, tenth session)."""
+    if s is None:
+        return None
+    queues = {
+        # ewt's own first answer inline: a queue with an agent free and nobody waiting
+        # (most, most of the time) costs no call (3.4 against 7.7 us a site of 15 queues).
+        name: (0.0 if q.available > 0 and q.waiting == 0 else ewt(q), q.waiting)
+        for name, q in s.queues.items()
+        if q.logged_in > 0
+    }
+    return (s.up, s.drained, s.up_since, s.synced, queues)
+
+
+def reads_sticky(decision: Decision) -> bool:
+    """Whether ``Router.decide`` read ``state.sticky[(service, language)]`` to reach
+    ``decision``: only a queued call that did not go straight to its open home site."""
+    return decision.outcome == QUEUE and _HOME_SITE_OPEN not in decision.reasons
 
 
 def remember(state: LiveState, decision: Decision) -> LiveState:

@@ -40,6 +40,7 @@ __all__ = [
     "encode",
     "fresh_steps",
     "held_entries",
+    "held_entry",
     "held_key",
     "held_service_key",
     "inbound_variants",
@@ -49,6 +50,7 @@ __all__ = [
     "route_id",
     "route_of",
     "routes_at",
+    "table_keys",
     "valid_routes",
 ]
 
@@ -272,6 +274,49 @@ def menu_services(config: Config, number: Number) -> tuple[str, ...]:
     return tuple(s for s in config.services if s in picked)
 
 
+def table_keys(config: Config, site: Site) -> list[tuple[Number, str, str | None]]:
+    """The held table's rows at ``site``: (number, language, service picked in its menu
+    or None), in ``held_entries``' order; they depend on the config alone."""
+    keys: list[tuple[Number, str, str | None]] = []
+    for number in config.numbers:
+        if number.site != site.name:
+            continue
+        for lang in languages_for(config, number):
+            keys.append((number, lang, None))
+            keys += [(number, lang, svc) for svc in menu_services(config, number)]
+    return keys
+
+
+def held_entry(
+    router: Router,
+    site: Site,
+    key: tuple[Number, str, str | None],
+    state: LiveState,
+    now: datetime,
+    until: datetime,
+    next_until: datetime,
+) -> HeldEntry:
+    """One row of the held table (``table_keys``): the decisions at ``now`` and at
+    ``until``, the next boundary (``Boundaries.next``), valid until ``next_until``."""
+    number, lang, svc = key
+    # The language as an IVR choice: the engine then uses exactly that language, which
+    # is what a caller whose prefix resolves to it would get.
+    call = CallRequest(number.did, "", site.name, ivr_language=lang, service=svc)
+    d_now = router.decide(call, state, now)
+    d_next = router.decide(call, state, until)
+    return HeldEntry(
+        number.did,
+        lang,
+        d_now.service or svc or number.service,
+        route_of(d_now, site.name),
+        route_of(d_next, site.name),
+        until.timestamp(),
+        next_until.timestamp(),
+        (d_now, d_next),
+        ivr_service=svc or "",
+    )
+
+
 def held_entries(
     router: Router,
     boundaries: Boundaries,
@@ -281,43 +326,10 @@ def held_entries(
 ) -> Iterator[HeldEntry]:
     """The held table of ``site``: every number it receives x every reachable language,
     and for a number with a menu also x every service its callers can pick."""
-    config = router.config
     until = boundaries.next(state, now)
     next_until = boundaries.next(state, until)
-    for number in config.numbers:
-        if number.site != site.name:
-            continue
-        for lang in languages_for(config, number):
-            # The language as an IVR choice: the engine then uses exactly that language,
-            # which is what a caller whose prefix resolves to it would get.
-            call = CallRequest(number.did, "", site.name, ivr_language=lang)
-            d_now = router.decide(call, state, now)
-            d_next = router.decide(call, state, until)
-            yield HeldEntry(
-                number.did,
-                lang,
-                d_now.service or number.service,
-                route_of(d_now, site.name),
-                route_of(d_next, site.name),
-                until.timestamp(),
-                next_until.timestamp(),
-                (d_now, d_next),
-            )
-            for svc in menu_services(config, number):
-                call = CallRequest(number.did, "", site.name, ivr_language=lang, service=svc)
-                d_now = router.decide(call, state, now)
-                d_next = router.decide(call, state, until)
-                yield HeldEntry(
-                    number.did,
-                    lang,
-                    d_now.service or svc,
-                    route_of(d_now, site.name),
-                    route_of(d_next, site.name),
-                    until.timestamp(),
-                    next_until.timestamp(),
-                    (d_now, d_next),
-                    ivr_service=svc,
-                )
+    for key in table_keys(router.config, site):
+        yield held_entry(router, site, key, state, now, until, next_until)
 
 
 # --- the value the dialplan reads --------------------------------------------------------

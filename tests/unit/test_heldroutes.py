@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -21,15 +22,26 @@ from ccbridge.heldroutes import HeldRoutePublisher
 from ccbridge.loadtest.predict import rest_state
 from ccbridge.routing.engine import CallRequest, Decision, Router
 from ccbridge.routing.held import (
+    Boundaries,
     HeldEntry,
     HeldRoute,
     decode,
+    held_entries,
     held_key,
     held_service_key,
     inbound_variants,
     same_routes,
 )
-from ccbridge.routing.state import LiveState, set_drained
+from ccbridge.routing.state import (
+    LiveState,
+    QueueLoad,
+    begin_sync,
+    complete_sync,
+    set_drained,
+    set_site_up,
+    set_sticky,
+    set_trunk_health,
+)
 from tests.amifake import FakeAmi
 from tests.polling import until
 
@@ -433,3 +445,98 @@ async def test_a_pass_skips_what_its_routes_were_made_from_while_they_stay_and_n
     finally:
         await h.pub.stop()
         await h.link.stop()
+
+
+class StillClock(Clock):
+    """A clock that moves only when told (``offset``): the memo and a fresh table are
+    computed at the same instant."""
+
+    def __init__(self, start: datetime) -> None:
+        super().__init__(start)
+        self.at = start.timestamp()
+
+    def time(self) -> float:
+        return self.at + self.offset
+
+
+async def test_a_table_from_the_memo_is_the_table_computed_anew_at_every_step(
+    config: Config,
+) -> None:
+    """A random walk over what a decision reads (queue loads, sites up, down, drained and
+    unsynced, hold-offs, sticky sites, trunk health, time across schedule boundaries) and
+    what it does not: after every step each site's table equals a fresh engine's."""
+    rng = random.Random(15)
+    router = CountingRouter(config)
+    clock = StillClock(WEDNESDAY)
+    state = rest_state(config, clock.time(), set(), set())
+    pub = HeldRoutePublisher(config, router, lambda: state, clock, {}, CollectorRegistry())
+    names = [s.name for s in config.sites]
+    queues = sorted({q for s in config.sites for a in s.agents for q in a.queues})
+    pairs = sorted({tuple(q.split("-", 1)) for q in queues})
+    rows = reused = 0
+    for step in range(120):
+        what = rng.randrange(9)
+        name = rng.choice(names)
+        s = state.sites[name]
+        if what <= 1:  # a queue's load moves (read when it changes the expected wait)
+            q = QueueLoad(
+                logged_in=(n := rng.randrange(4)),
+                available=rng.randrange(n + 1),
+                waiting=rng.choice((0, 0, 1, 6)),
+                avg_talk=rng.choice((0.0, 60.0, 600.0)),
+            )
+            state = replace(
+                state,
+                sites={**state.sites, name: replace(s, queues={**s.queues, rng.choice(queues): q})},
+            )
+        elif what == 2:  # what no decision reads
+            q_name = rng.choice(queues)
+            q = s.queues.get(q_name, QueueLoad())
+            state = replace(
+                state,
+                sites={
+                    **state.sites,
+                    name: replace(
+                        s,
+                        queues={
+                            **s.queues,
+                            q_name: replace(q, avg_hold=rng.random(), completed=step),
+                        },
+                    ),
+                },
+            )
+        elif what <= 4:
+            svc, lang = rng.choice(pairs)
+            state = set_sticky(state, svc, lang, rng.choice(names))
+        elif what == 5:
+            state = set_site_up(state, name, not s.up, clock.time())
+            if state.sites[name].up:
+                state = (
+                    complete_sync(begin_sync(state, name), name) if rng.random() < 0.5 else state
+                )
+                state = replace(
+                    state,
+                    sites={
+                        **state.sites,
+                        name: replace(
+                            state.sites[name], queues=s.queues, synced=rng.random() < 0.7
+                        ),
+                    },
+                )
+        elif what == 6:
+            state = set_drained(state, name, not s.drained)
+        elif what == 7:
+            trunk = rng.choice(config.trunks).name
+            state = set_trunk_health(state, trunk, trunk in state.unhealthy_trunks)
+        else:  # time: within a hold-off, a minute, past a schedule boundary
+            clock.offset += rng.choice((1.0, 4.0, 30.0, 61.0, 1800.0, 3 * 3600.0))
+        for site in config.sites:
+            before = router.decisions
+            table = await pub.table(site)
+            fresh = list(held_entries(Router(config), Boundaries(config), site, state, clock.now()))
+            assert [(e, e.decisions) for e in table] == [(e, e.decisions) for e in fresh], step
+            rows += len(table)
+            reused += len(table) - (router.decisions - before) // 2
+    # Not vacuous: many rows came from the memo (most steps change what they read, on
+    # purpose), and the others were decided again.
+    assert rows > 0 and rows // 4 < reused < rows
