@@ -417,7 +417,8 @@ class RecordMachine:
         """One dict for every call given the same decision columns (a deployment has a
         few hundred distinct decisions, not one a call: ~280 bytes a call in progress);
         a call writing to its columns copies them first (``_columns``)."""
-        key = tuple((k, tuple(x) if isinstance(x, list) else x) for k, x in columns.items())
+        # (reasons: a list, unhashable)
+        key = (*columns, *[tuple(x) if type(x) is list else x for x in columns.values()])
         shared = self._decisions.get(key)
         if shared is None:
             if len(self._decisions) >= _DECISIONS_HELD:

@@ -140,49 +140,51 @@ _COLUMNS: Final = (
 _COLUMN_CODE: Final = {name: i for i, name in enumerate(_COLUMNS)}
 
 
-def _us(at: datetime | None, since: int) -> int | None:
-    """``at`` in microseconds after ``since`` (the call's arrival: small ints pack short)."""
+def _us(at: datetime | None, arrived: datetime) -> int | None:
+    """``at`` in microseconds after the call's arrival (small ints pack short)."""
     if at is None:
         return None
     if at.tzinfo is not UTC:
         raise Unpackable(f"instant not in UTC: {at!r}")
-    return (at - _EPOCH) // _US - since
+    return (at - arrived) // _US
 
 
-def _at(us: int | None, since: int) -> datetime | None:
-    return None if us is None else _EPOCH + timedelta(microseconds=us + since)
+def _at(us: int | None, arrived: datetime) -> datetime | None:
+    return None if us is None else arrived + timedelta(microseconds=us)
 
 
 def pack(call: Call) -> bytes:
-    """``call`` (ended) as bytes. Raises Unpackable."""
+    """``call`` (ended) as bytes. Raises Unpackable. ~5 us: C calls where it can."""
     cid = call.cid
-    ended = call.ended
-    if ended is None or cid.arrived_at.tzinfo is not UTC:
+    ended, arrived = call.ended, cid.arrived_at
+    if ended is None or arrived.tzinfo is not UTC:
         raise Unpackable("the call has not ended, or its arrival is not in UTC")
-    since = (cid.arrived_at - _EPOCH) // _US
     legs = []
     for (_, linkedid), leg in call.legs.items():
         values = list(_LEG_GET(leg))
         for i in _LEG_TIMES:
-            values[i] = _us(values[i], since)
+            at = values[i]
+            if at is not None:
+                if at.tzinfo is not UTC:
+                    raise Unpackable(f"instant not in UTC: {at!r}")
+                values[i] = (at - arrived) // _US
         values[_LEG_CALL_ID] = None
         if values[_LEG_BASE] == values[_LEG_LINKEDID]:
             values[_LEG_BASE] = ""
         # the key's linkedid, None when the leg's own (a segment's key is not)
         legs.append((None if linkedid == leg.linkedid else linkedid, tuple(values)))
-    columns: list[Any] = []
-    for name, value in call.columns.items():
-        columns += (_COLUMN_CODE.get(name, name), value)
+    columns = call.columns
     state = (
         cid.text,
-        _us(call.seen, since),
+        _us(call.seen, arrived),
         call.whole,
         call.entry_ended,
         call.did,
         call.caller,
         call.after_hours,
         call.rejected,
-        tuple(columns),
+        tuple(map(_COLUMN_CODE.get, columns, columns)),  # a name's number, or the name
+        tuple(columns.values()),
         call.ivr_path,
         call.trunk_failovers,
         tuple(legs),
@@ -196,9 +198,7 @@ def pack(call: Call) -> bytes:
 
 def ended_of(packed: bytes) -> datetime:
     """When the packed call ended (without unpacking it)."""
-    at = _at(_ENDED.unpack_from(packed)[0], 0)
-    assert at is not None
-    return at
+    return _EPOCH + timedelta(microseconds=_ENDED.unpack_from(packed)[0])
 
 
 def unpack(packed: bytes) -> Call:
@@ -212,15 +212,16 @@ def unpack(packed: bytes) -> Call:
         caller,
         after_hours,
         rejected,
-        columns,
+        names,
+        values,
         ivr_path,
         trunk_failovers,
         legs,
     ) = marshal.loads(packed[_ENDED.size :])
     cid = callid.parse(text)
     assert cid is not None  # packed from a parsed call ID
-    since = (cid.arrived_at - _EPOCH) // _US
-    seen_at = _at(seen, since)
+    arrived = cid.arrived_at
+    seen_at = _at(seen, arrived)
     assert seen_at is not None
     call = Call(
         cid,
@@ -234,18 +235,18 @@ def unpack(packed: bytes) -> Call:
         rejected=rejected,
         columns={
             _COLUMNS[name] if isinstance(name, int) else name: value
-            for name, value in zip(columns[::2], columns[1::2], strict=True)
+            for name, value in zip(names, values, strict=True)
         },
         ivr_path=ivr_path,
         trunk_failovers=trunk_failovers,
     )
-    for linkedid, values in legs:
-        values = list(values)
+    for linkedid, packed_leg in legs:
+        fields_ = list(packed_leg)
         for i in _LEG_TIMES:
-            values[i] = _at(values[i], since)
-        values[_LEG_CALL_ID] = text
-        values[_LEG_SITE] = sys.intern(values[_LEG_SITE])  # the caller's, one a site
-        leg = Leg(*values)
+            fields_[i] = _at(fields_[i], arrived)
+        fields_[_LEG_CALL_ID] = text
+        fields_[_LEG_SITE] = sys.intern(fields_[_LEG_SITE])  # the caller's, one a site
+        leg = Leg(*fields_)
         call.legs[(leg.site, linkedid or leg.linkedid)] = leg
     return call
 
