@@ -228,7 +228,7 @@ class RecordMachine:
             return self._skip("no_call_id")
         if not linkedid or len(linkedid) > 64 or not _clean(linkedid):
             return self._skip("bad_linkedid")
-        call = self._call(cid, at)
+        call = self._call(cid, at, known)
         if not call.legs and name in _STARTS:
             call.whole = True
         leg = self._leg(call, site, linkedid, at)
@@ -437,8 +437,8 @@ class RecordMachine:
         self.skipped[why] = self.skipped.get(why, 0) + 1
         return []
 
-    def _call(self, cid: callid.CallId, at: datetime) -> Call:
-        call = self._find(cid.text)
+    def _call(self, cid: callid.CallId, at: datetime, known: Call | None = None) -> Call:
+        call = known or self._find(cid.text)  # known: found by the caller already
         if call is None:
             if len(self._live) + len(self._packed) >= self.settings.max_calls:
                 self._evict()
