@@ -502,7 +502,6 @@ async def test_with_the_writer_process_journaled_records_wait_in_the_file_not_in
     await h.writer.start()
     migrated.down()
     await h.put_paced(0, 100)
-    await until(lambda: h.writer.status().db_reachable is False, 30, "a failed write")
     st = h.writer.status()
     assert st.queue_depth == 100 * PER_CALL and st.queue_bytes == 0, st
     assert not st.spilled and not st.caught_up and st.journal_backlog_bytes > 0, st
