@@ -167,6 +167,8 @@ class RecordWriter:
         # journal could not take as pickles.
         self.process = process
         self.journal = Journal(journal, fsync_interval)
+        # The child opens the journal by name: an absolute one, whatever its folder.
+        self._journal_for_child = str(self.journal.path.absolute())
         self.queue_size = queue_size
         self.queue_bytes = queue_bytes
         self.batch_size = batch_size
@@ -590,7 +592,7 @@ class RecordWriter:
         try:
             async with asyncio.timeout(WRITE_TIMEOUT):
                 sent, nxt, n, bad = await self.process.write_range(
-                    str(self.journal.path), offset, end, most, own
+                    self._journal_for_child, offset, end, most, own
                 )
         except asyncio.CancelledError:
             raise
