@@ -23,7 +23,7 @@ from sqlalchemy import func, select
 from ccbridge.store.journal import Journal
 from ccbridge.store.records import check_record
 from ccbridge.store.schema import call_events, calls, legs
-from ccbridge.store.writeproc import WriteProcess, _frame, _read_frame
+from ccbridge.store.writeproc import NICE, WriteProcess, _frame, _read_frame
 from ccbridge.store.writer import RecordWriter
 from tests.polling import until
 from tests.store.conftest import Db
@@ -478,6 +478,9 @@ async def test_the_writer_process_writes_the_batches_and_a_killed_one_is_replace
     assert first is not None and process.starts == 1
     cmdline = await asyncio.to_thread(Path(f"/proc/{first}/cmdline").read_bytes)
     assert PASSWORD.encode() not in cmdline and b"ccbridge.store.writeproc" in cmdline
+    # Under the bridge's CPU priority (field 19 of /proc/PID/stat: its nice value)
+    stat = await asyncio.to_thread(Path(f"/proc/{first}/stat").read_text)
+    assert int(stat.rsplit(")", 1)[1].split()[16]) == os.nice(0) + NICE
     os.kill(first, signal.SIGKILL)
     await h.put_paced(60, 120)
     await until(lambda: h.writer.status().caught_up, 30, "the writer to catch up")
