@@ -79,7 +79,9 @@ class WriterStatus:
 
     db_reachable: bool | None  # None: no write tried yet
     db_error: str | None  # the last failure while the database is unreachable
-    queue_depth: int  # records in memory not yet in the database
+    # records not yet in the database: in memory, or with the writer process in the
+    # journal waiting for the child
+    queue_depth: int
     queue_bytes: int  # their memory, estimated from their journal lines
     journal_bytes: int  # size of the journal file
     journal_backlog_bytes: int  # journal bytes not yet in the database
@@ -125,7 +127,7 @@ class WriterMetrics:
         )
         self.queue_depth = Gauge(
             "ccbridge_records_queue_depth",
-            "Records in memory not yet in the database",
+            "Records not yet in the database (in memory, or in the journal for the writer process)",
             registry=registry,
         )
         self.queue_bytes = Gauge(
