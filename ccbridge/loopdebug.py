@@ -78,15 +78,53 @@ def read_schedstat(path: str) -> tuple[int, int] | None:
         return None
 
 
+def read_threads_cpu() -> dict[int, int]:
+    """ns on a CPU so far of every thread of this process, by native thread id."""
+    found: dict[int, int] = {}
+    try:
+        tids = os.listdir("/proc/self/task")
+    except OSError:
+        return found
+    for name in tids:
+        read = read_schedstat(_schedstat_path(int(name)))
+        if read is not None:
+            found[int(name)] = read[0]
+    return found
+
+
+def thread_name(tid: int) -> str:
+    """A thread's Python name, or the kernel's for a thread Python did not start."""
+    for thread in threading.enumerate():
+        if thread.native_id == tid:
+            return thread.name
+    try:
+        with open(f"/proc/self/task/{tid}/comm") as f:
+            return f.read().strip() or str(tid)
+    except OSError:
+        return str(tid)
+
+
 class RunQueueSampler:
     """Reads the loop thread's schedstat every SAMPLE_EVERY seconds in a thread of its
     own and keeps the last two seconds, so a slow callback's run-queue wait can be told
-    after it returned. A few microseconds a reading: only while the report is on."""
+    after it returned. A few microseconds a reading: only while the report is on.
+
+    Every THREADS_EVERY readings it also reads every thread's CPU time, so a slow
+    callback's report can say where the process's CPU went meanwhile: a loop thread that
+    was neither on a CPU nor waiting for one slept, in a blocking call or waiting for
+    the GIL that another thread held (whose CPU time then shows)."""
+
+    THREADS_EVERY = 2
 
     def __init__(self, tid: int) -> None:
+        self.tid = tid
         self.path = _schedstat_path(tid)
         # (perf_counter before the read, after it, ns waited): the figure was read between
         self.samples: deque[tuple[float, float, int]] = deque(maxlen=int(2 / SAMPLE_EVERY))
+        # (perf_counter before the reads, {tid: ns on a CPU})
+        self.threads: deque[tuple[float, dict[int, int]]] = deque(
+            maxlen=int(2 / SAMPLE_EVERY / self.THREADS_EVERY)
+        )
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="loopdebug-schedstat", daemon=True)
 
@@ -102,12 +140,35 @@ class RunQueueSampler:
             self._thread.join(1)
 
     def _run(self) -> None:
+        tick = 0
         while not self._stop.wait(SAMPLE_EVERY):
             before = time.perf_counter()
             read = read_schedstat(self.path)
             if read is None:
                 return
             self.samples.append((before, time.perf_counter(), read[1]))
+            tick += 1
+            if tick % self.THREADS_EVERY == 0:
+                self.threads.append((time.perf_counter(), read_threads_cpu()))
+
+    def cpu_meanwhile(self, began: float) -> str:
+        """Where the process's CPU went from the last all-threads reading before
+        ``began`` until now (called right after the slow callback, on the loop's
+        thread): ``this thread on a CPU 12 ms; others 48 ms (asyncio_1 40 ms, ...) in
+        the 70 ms around it``; empty when there is no reading before it."""
+        before = [(t, cpu) for t, cpu in self.threads if t <= began]
+        if not before:
+            return ""
+        t0, then = before[-1]
+        now = read_threads_cpu()
+        span_ms = (time.perf_counter() - t0) * 1000
+        ms = {tid: (ns - then.get(tid, 0)) / 1e6 for tid, ns in now.items()}
+        own = ms.pop(self.tid, 0.0)
+        busy = sorted(((v, tid) for tid, v in ms.items() if v >= 1), reverse=True)
+        others = ", ".join(f"{thread_name(tid)} {v:.0f} ms" for v, tid in busy[:4])
+        total = sum(ms.values())
+        text = f"this thread on a CPU {own:.0f} ms; others {total:.0f} ms"
+        return text + (f" ({others})" if others else "") + f" in the {span_ms:.0f} ms around it"
 
     def waited_ms(
         self, began: float, ended: float, now: tuple[float, int] | None = None
@@ -189,6 +250,9 @@ class SlowCallbackFilter(logging.Filter):
                 waited = self.sampler.waited_ms(ended - ms / 1000, ended, now)
             during = f"; {WAITED} {waited:.0f} ms" if waited is not None else ""
             during += f"; gc {gc_ms:.0f} ms during it" if gc_ms >= 1 else ""
+            if self.sampler is not None:
+                meanwhile = self.sampler.cpu_meanwhile(ended - ms / 1000)
+                during += f"; {meanwhile}" if meanwhile else ""
             record.msg = MARK + " %s took %.0f ms (limit %.0f ms%s)"
             record.args = (handle, ms, self.limit_ms, during)
             if waited is not None and ms - waited < self.limit_ms:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 from collections import OrderedDict
 from collections.abc import Callable, Collection, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Final
 
@@ -73,7 +73,7 @@ class LiveCall:
     caller_channel: str | None = None  # the caller's channel at ``site``
     agent_channel: str | None = None
     agent: str | None = None
-    ivr_path: list[str] = field(default_factory=list)
+    ivr_path: tuple[str, ...] = ()  # most calls have none: no empty list each
     room: str | None = None  # the desk room (ConfBridge) once held or conferenced
     held: bool = False
 
@@ -271,7 +271,7 @@ class LiveCalls:
                 return
         menu, step = _short(event.get("Menu")), _short(event.get("Step"))
         if menu and step and len(call.ivr_path) < 20:
-            call.ivr_path.append(f"{menu}:{step}")
+            call.ivr_path = (*call.ivr_path, f"{menu}:{step}")
 
     def _spy_start(self, site: str, event: Event) -> None:
         session = self._session_of(event.get("SpyerUniqueid"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import shutil
@@ -30,6 +31,17 @@ if TYPE_CHECKING:
 log = logging.getLogger("ccbridge.lab")
 
 BASE_CONFIGS = REPO_ROOT / "asterisk"
+
+
+@functools.lru_cache(maxsize=1)
+def _base_environment() -> jinja2.Environment:
+    """The lab's own templates (asterisk.conf.j2), compiled once a process: a site
+    restart renders them again beside an in-process bridge (ccbridge.render's cache)."""
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(BASE_CONFIGS)),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,11 +162,7 @@ class Lab:
         for base in sorted(BASE_CONFIGS.iterdir()):
             if base.suffix == ".conf":
                 shutil.copyfile(base, etc / base.name)
-        env = jinja2.Environment(
-            loader=jinja2.FileSystemLoader(str(BASE_CONFIGS)),
-            undefined=jinja2.StrictUndefined,
-            keep_trailing_newline=True,
-        )
+        env = _base_environment()
         index = [s.name for s in self.config.sites].index(site.name) + 1
         (etc / "asterisk.conf").write_text(
             env.get_template("asterisk.conf.j2").render(site=site, dirs=d.inside, site_index=index)

@@ -24,10 +24,10 @@ from ccbridge.records.machine import (
     HOLD_EVENTS,
     QUEUE_EVENTS,
     USER_EVENTS,
-    Leg,
     MachineSettings,
     RecordMachine,
 )
+from ccbridge.records.state import Leg
 from ccbridge.routing.engine import CallRequest, Decision
 from ccbridge.scrape import Deferred
 

@@ -15,22 +15,34 @@ build one row (store/write.py: a column given replaces, a column left out keeps)
 When a leg ends the call's summary is computed again from every leg seen (outcome,
 wait, talk, hold, wrap-up, agent, who hung up) and written: a call answered at dhaka
 after entering at bangalore is one row whatever order the two sites' events arrive in.
-An ended call stays in memory for ``linger`` seconds for a late leg's events, then goes.
+An ended call stays in memory for ``linger`` seconds for a late leg's events, then goes;
+meanwhile it is packed (records/state.py: ~600 bytes instead of ~1,650) and a late event
+unpacks it to the same values.
 """
 
 from __future__ import annotations
 
 import heapq
+import itertools
 import sys
 from collections import deque
 from collections.abc import Collection, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 from ccbridge import variables as v
 from ccbridge.config.model import Config, queue_name
 from ccbridge.records import callid
+from ccbridge.records.state import (
+    Call,
+    CallTable,
+    Leg,
+    Unpackable,
+    ended_of,
+    pack,
+    unpack,
+)
 from ccbridge.routing.engine import CallRequest, Decision
 from ccbridge.routing.reasons import Outcome as RouteOutcome
 from ccbridge.routing.reasons import Reason
@@ -126,85 +138,6 @@ END_UNSEEN: Final = "EndUnseen"
 _IDLE_SCAN: Final = timedelta(seconds=60)
 
 
-@dataclass(slots=True)
-class Leg:
-    """One site's part of a call (a ``legs`` row) and what its summary needs."""
-
-    site: str
-    linkedid: str
-    call_id: str
-    arrived_at: datetime
-    queue: str | None = None
-    queued_at: datetime | None = None
-    answered_at: datetime | None = None
-    ended_at: datetime | None = None
-    agent: str | None = None
-    ring_no_answers: int = 0
-    abandoned_at: datetime | None = None
-    queue_status: str | None = None
-    talk_end: datetime | None = None
-    complete_reason: str | None = None
-    hold_s: float = 0.0
-    hold_since: datetime | None = None
-    # The agent's channel (AgentConnect's DestUniqueid) until the first BridgeLeave
-    # after the answer says who left first; then only the answer is kept (first_leave:
-    # "agent" or "caller", or "" when the bridge could not tell): a call lingers after
-    # its end, and 3,500 calls held at 150 calls/s are the machine's share of the RSS.
-    agent_uniqueid: str | None = None
-    first_leave: str | None = None
-    # Its end came while the site's AMI link was down (close_gone): when it ended, and
-    # so its talk and hold and who hung up, are not known.
-    end_lost: bool = False
-    base: str = ""  # the linkedid (segments after a transfer within the site: "L/2", ...)
-
-    def __post_init__(self) -> None:
-        if not self.base:
-            self.base = self.linkedid
-
-    def row(self) -> dict[str, Any]:
-        return {
-            "call_id": self.call_id,
-            "site": self.site,
-            "linkedid": self.linkedid,
-            "queue": self.queue,
-            "arrived_at": self.arrived_at,
-            "queued_at": self.queued_at,
-            "answered_at": self.answered_at,
-            "ended_at": self.ended_at,
-            "agent": self.agent,
-            "ring_no_answers": self.ring_no_answers,
-        }
-
-
-@dataclass(slots=True)
-class Call:
-    """What is known of one call across its sites (the ``calls`` row's source)."""
-
-    cid: callid.CallId
-    legs: dict[tuple[str, str], Leg] = field(default_factory=dict)
-    seen: datetime = field(default_factory=lambda: _EPOCH)  # the last event's instant
-    ended: datetime | None = None  # every leg seen has ended (linger from here)
-    # Seen from its start (the decision, or a first event that only a call's start
-    # sends)? A call first seen mid-way (the bridge restarted, its link came back) gets
-    # the facts its events teach but no outcome it could only guess.
-    whole: bool = False
-    entry_ended: bool = False
-    did: str | None = None
-    caller: str | None = None
-    after_hours: str | None = None
-    rejected: bool = False
-    columns: dict[str, Any] = field(default_factory=dict)  # decision / dialplan facts
-    ivr_path: tuple[str, ...] = ()  # most calls have none: no empty list each
-    trunk_failovers: int = 0
-
-    def key_columns(self) -> dict[str, Any]:
-        return {
-            "call_id": self.cid.text,
-            "entry_site": self.cid.entry_site,
-            "arrived_at": self.cid.arrived_at,
-        }
-
-
 @dataclass(frozen=True, slots=True)
 class MachineSettings:
     """What the record needs from the config; ``from_config`` builds it."""
@@ -229,7 +162,14 @@ class RecordMachine:
 
     def __init__(self, settings: MachineSettings) -> None:
         self.settings = settings
-        self.calls: dict[str, Call] = {}
+        # Calls in progress (and ended ones a late event brought back) as objects, ended
+        # calls packed (state.pack) while they linger; ``calls`` reads both as one.
+        self._live: dict[str, Call] = {}
+        self._packed: dict[str, bytes] = {}
+        self.calls: Mapping[str, Call] = CallTable(self._live, self._packed, self._revive)
+        # The live calls' legs: LINKEDID_END names a leg, not a call. A packed call's
+        # legs have all ended, and Asterisk ends a linkedid once: a repeat (the same event
+        # twice) would write its rows again as they are, so it is skipped (leg_unknown).
         self._legs: dict[tuple[str, str], Leg] = {}
         self.skipped: dict[str, int] = {}
         self.events = 0  # events that taught something
@@ -280,7 +220,7 @@ class RecordMachine:
         at = _timestamp(event.get("Timestamp"), received)
         linkedid = event.get("Linkedid", "")
         text = _call_id_text(event, name)
-        known = self.calls.get(text) if text is not None else None
+        known = self._find(text) if text is not None else None
         cid = known.cid if known is not None else callid.parse(text) if text else None
         if cid is None:
             return self._skip("no_call_id")
@@ -311,6 +251,8 @@ class RecordMachine:
                 call.caller = num  # written with the summary
         if name not in _UNRECORDED:
             out.append(("call_events", _event_row(site, name, event, cid.text, at)))
+        if call.ended is not None:  # a late event of an ended call: packed again
+            self._settle(call)
         return out
 
     def decision(self, call: CallRequest, decision: Decision, at: datetime) -> list[Out]:
@@ -356,6 +298,11 @@ class RecordMachine:
         row = {**state.key_columns(), **cols, **self._caller_columns(state)}
         return [("calls", {k: val for k, val in row.items() if val is not None})]
 
+    @property
+    def packed(self) -> int:
+        """Ended calls waiting packed for late events (of ``len(calls)``)."""
+        return len(self._packed)
+
     def open_legs(self, site: str) -> bool:
         """Has ``site`` a leg not yet ended?"""
         return any(k[0] == site and lg.ended_at is None for k, lg in self._legs.items())
@@ -374,7 +321,7 @@ class RecordMachine:
         for (leg_site, _), leg in self._legs.items():
             if leg_site != site or leg.ended_at is not None or leg.base in alive:
                 continue
-            call = self.calls.get(leg.call_id)
+            call = self._live.get(leg.call_id)
             if call is not None and call.seen < at:
                 gone.setdefault((leg.call_id, leg.base), leg)
         return list(gone.values())
@@ -388,14 +335,17 @@ class RecordMachine:
         ended meanwhile, or whose call is gone or active since ``at``, is left alone."""
         out: list[Out] = []
         for leg in legs:
-            call = self.calls.get(leg.call_id)
-            if call is None or leg.ended_at is not None or call.seen >= at:
+            if leg.ended_at is not None:  # (before the lookup: a packed call stays packed)
+                continue
+            call = self._find(leg.call_id)
+            if call is None or call.seen >= at:
                 continue
             ended = self._end_leg(call, site, leg.base, at, lost=True)
             out += [("legs", lg.row()) for lg in ended]
             out.append(("calls", self._summary(call)))
             row = {"Uniqueid": leg.base, "Timestamp": f"{at.timestamp():.6f}"}
             out.append(("call_events", _event_row(site, END_UNSEEN, row, call.cid.text, at)))
+            self._settle(call)
         return out
 
     def sweep(self, now: datetime) -> int:
@@ -405,23 +355,56 @@ class RecordMachine:
         gone = 0
         while self._ended and now - self._ended[0][0] >= linger:
             _, key = self._ended.popleft()
-            c = self.calls.get(key)
-            if c is not None and c.ended is not None and now - c.ended >= linger:
-                self._forget(c)
+            c = self._live.get(key)
+            if c is not None:
+                if c.ended is not None and now - c.ended >= linger:
+                    self._forget(c)
+                    gone += 1
+                continue
+            packed = self._packed.get(key)
+            if packed is not None and now - ended_of(packed) >= linger:
+                del self._packed[key]
                 gone += 1
         if now - self._idle_scan >= _IDLE_SCAN:
             self._idle_scan = now
             idle = timedelta(seconds=self.settings.idle)
-            for c in [c for c in self.calls.values() if c.ended is None and now - c.seen >= idle]:
+            for c in [c for c in self._live.values() if c.ended is None and now - c.seen >= idle]:
                 self._forget(c)
                 self.dropped_calls += 1
                 gone += 1
         return gone
 
     def _forget(self, call: Call) -> None:
-        del self.calls[call.cid.text]
+        del self._live[call.cid.text]
         for leg_key in call.legs:
             self._legs.pop(leg_key, None)
+
+    # -- ended calls packed -------------------------------------------------------------
+    def _settle(self, call: Call) -> None:
+        """An ended call waits for late events packed (state.pack): a few hundred bytes
+        instead of ~1,650 as objects. Kept as objects when it cannot be packed exactly."""
+        if call.ended is None:
+            return
+        try:
+            packed = pack(call)
+        except Unpackable:
+            return
+        self._forget(call)
+        self._packed[call.cid.text] = packed
+
+    def _revive(self, text: str) -> Call:
+        """The packed call ``text`` as objects again (a late event, or a reader)."""
+        call = self._live[text] = unpack(self._packed.pop(text))
+        for key, leg in call.legs.items():
+            if key[1] == leg.base:  # not an earlier segment's key (_segment)
+                self._legs.setdefault(key, leg)
+        return call
+
+    def _find(self, text: str) -> Call | None:
+        call = self._live.get(text)
+        if call is None and text in self._packed:
+            call = self._revive(text)
+        return call
 
     # -- state --------------------------------------------------------------------------
     def _skip(self, why: str) -> list[Out]:
@@ -429,19 +412,25 @@ class RecordMachine:
         return []
 
     def _call(self, cid: callid.CallId, at: datetime) -> Call:
-        call = self.calls.get(cid.text)
+        call = self._find(cid.text)
         if call is None:
-            if len(self.calls) >= self.settings.max_calls:
+            if len(self._live) + len(self._packed) >= self.settings.max_calls:
                 self._evict()
-            call = self.calls[cid.text] = Call(cid)
+            call = self._live[cid.text] = Call(cid)
         if at > call.seen:
             call.seen = at
         return call
 
     def _evict(self) -> None:
-        # A tenth at once: one scan per thousands of new calls, not one per call.
-        n = max(1, len(self.calls) // 10)
-        for c in heapq.nsmallest(n, self.calls.values(), key=lambda c: c.seen):
+        # A tenth at once: one scan per thousands of new calls, not one per call. Ended
+        # (packed) calls first, earliest ended first: their rows are written, only a late
+        # event of theirs is lost; then the live calls seen least recently.
+        n = max(1, (len(self._live) + len(self._packed)) // 10)
+        for text in list(itertools.islice(self._packed, n)):
+            del self._packed[text]
+            self.dropped_calls += 1
+            n -= 1
+        for c in heapq.nsmallest(n, self._live.values(), key=lambda c: c.seen):
             self._forget(c)
             self.dropped_calls += 1
 
@@ -603,10 +592,11 @@ class RecordMachine:
         linkedid = ev.get("LinkedID", "")
         leg = self._legs.get((site, linkedid))
         if leg is None:
-            # A call without CCB_CALLID (an outbound call, a probe) or one whose events
-            # all came before this bridge started: nothing to close.
+            # A call without CCB_CALLID (an outbound call, a probe), one whose events all
+            # came before this bridge started, or a repeat of an ended call's end: nothing
+            # to close.
             return self._skip("leg_unknown")
-        call = self.calls.get(leg.call_id)
+        call = self._live.get(leg.call_id)
         if call is None:  # pragma: no cover - legs go with their call
             return self._skip("leg_unknown")
         at = _timestamp(ev.get("Timestamp"), received)
@@ -614,11 +604,13 @@ class RecordMachine:
             call.seen = at
         ended = self._end_leg(call, site, leg.base, at, lost=False)
         self.events += 1
-        return [
+        out: list[Out] = [
             *(("legs", lg.row()) for lg in ended),
             ("calls", self._summary(call)),
             ("call_events", _event_row(site, f"{CEL}:{LINKEDID_END}", ev, leg.call_id, at)),
         ]
+        self._settle(call)
+        return out
 
     def _end_leg(self, call: Call, site: str, base: str, at: datetime, lost: bool) -> list[Leg]:
         """The leg ``base`` at ``site`` and its earlier segments (agents before a transfer

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Final
 
@@ -49,7 +49,7 @@ class CallFacts:
     caller: str | None = None
     service: str | None = None
     language: str | None = None
-    ivr_path: list[str] = field(default_factory=list)
+    ivr_path: tuple[str, ...] = ()  # most calls have none: no empty list each
     lookup_result: str | None = None
     lookup_answer: str | None = None
     queued_at: datetime | None = None
@@ -127,7 +127,7 @@ class PopTracker:
         if name == v.EVENT_IVR:
             menu, step = _text(event.get("Menu")), _text(event.get("Step"))
             if menu and step and len(facts.ivr_path) < _MAX_PATH:
-                facts.ivr_path.append(f"{menu}:{step}")
+                facts.ivr_path = (*facts.ivr_path, f"{menu}:{step}")
         elif name == v.EVENT_LOOKUP:
             facts.lookup_result = _text(event.get("Result"))
             facts.lookup_answer = _text(event.get("Answer"))
@@ -183,7 +183,7 @@ class PopTracker:
             did_kind=facts.did_kind,
             service=service,
             language=language,
-            ivr_path=tuple(facts.ivr_path),
+            ivr_path=facts.ivr_path,
             lookup_result=facts.lookup_result,
             lookup_answer=facts.lookup_answer,
             waiting_s=waiting,

@@ -88,6 +88,30 @@ def test_header_byte_by_byte() -> None:
     _check_request(last)
 
 
+def test_sessions_share_the_header_keys_and_repeating_values_not_their_own() -> None:
+    """1,000 sessions open at once hold one copy of each key, DID, context and version
+    (BENCHMARKS.md section 4): in one read and byte by byte (the checked path) alike."""
+    one = AgiRequestParser().feed(HEADER)
+    parser = AgiRequestParser()
+    two = [parser.feed(HEADER[i : i + 1]) for i in range(len(HEADER))][-1]
+    other = HEADER.replace(b"1732265000.1", b"1732265000.2").replace(b"-00000001", b"-00000002")
+    three = AgiRequestParser().feed(other)
+    assert one is not None and two is not None and three is not None
+    _check_request(two)
+    for req in (two, three):
+        for key in one.env:
+            (same,) = (k for k in req.env if k == key)
+            assert same is key  # the key itself, not an equal copy
+        for key in ("agi_dnid", "agi_context", "agi_version", "agi_language", "agi_priority"):
+            assert req.env[key] is one.env[key]
+        assert next(k for k in req.query if k == "site") is next(
+            k for k in one.query if k == "site"
+        )
+    # what is the call's own stays its own: nothing else would hold it longer
+    assert three.uniqueid == "1732265000.2" and three.uniqueid is not one.uniqueid
+    assert three.channel.endswith("-00000002")
+
+
 def test_header_crlf_tolerated() -> None:
     req = AgiRequestParser().feed(HEADER.replace(b"\n", b"\r\n"))
     assert req is not None

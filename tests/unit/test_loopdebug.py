@@ -6,6 +6,7 @@ import asyncio
 import gc
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -109,7 +110,7 @@ async def test_a_collection_inside_a_slow_callback_is_named() -> None:
     finally:
         loopdebug.stop_reporting(loop, found)
     del garbage
-    assert any("collect" in line and "ms during it)" in line for line in found.lines), found.lines
+    assert any("collect" in line and "ms during it" in line for line in found.lines), found.lines
     assert found.on_gc not in gc.callbacks
 
 
@@ -190,3 +191,31 @@ def _spin(seconds: float) -> None:
     end = time.perf_counter() + seconds
     while time.perf_counter() < end:
         pass
+
+
+async def test_a_slow_callback_says_which_threads_had_the_cpu_meanwhile() -> None:
+    """A loop thread that sleeps (here in a blocking call; in CI, waiting for the GIL a
+    thread held) is neither on a CPU nor waiting for one: the report names the thread
+    that ran instead, so the fix goes where the time went."""
+    loop = asyncio.get_running_loop()
+    found = loopdebug.report_slow_callbacks(loop, 20)
+    stop = threading.Event()
+
+    def spin() -> None:
+        while not stop.is_set():
+            sum(range(2_000))
+
+    burner = threading.Thread(target=spin, name="test-burner")
+    try:
+        await asyncio.sleep(0.05)  # an all-threads reading before the callback
+        burner.start()
+        loop.call_soon(time.sleep, 0.08)
+        await until(lambda: found.count >= 1, 5, "the slow callback's report")
+    finally:
+        stop.set()
+        loopdebug.stop_reporting(loop, found)
+        if burner.is_alive():
+            burner.join(5)
+    (line,) = [x for x in found.lines if "sleep" in x]
+    assert re.search(r"this thread on a CPU \d+ ms; others \d+ ms \(.*test-burner \d+ ms", line)
+    assert re.search(r"in the \d+ ms around it\)$", line)
