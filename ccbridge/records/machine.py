@@ -136,6 +136,7 @@ _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 # The call_events row close_gone writes: the call's history says its end went unseen.
 END_UNSEEN: Final = "EndUnseen"
 _IDLE_SCAN: Final = timedelta(seconds=60)
+_DECISIONS_HELD: Final = 4096  # distinct decision columns shared at once (_shared)
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,6 +177,7 @@ class RecordMachine:
         self.dropped_calls = 0  # calls forgotten before they ended (idle or memory)
         self._ended: deque[tuple[datetime, str]] = deque()  # (ended at, call ID), in order
         self._idle_scan = _EPOCH
+        self._decisions: dict[tuple[Any, ...], dict[str, Any]] = {}  # _shared
         self._handlers = {
             "QueueCallerJoin": self._join,
             "QueueCallerLeave": self._nothing,
@@ -239,12 +241,12 @@ class RecordMachine:
             if held is not None:
                 # What the PBX did wins over a decision it may never have received (the
                 # bridge answered after the dialplan gave up on it).
-                call.columns["route_source"] = held
+                self._columns(call)["route_source"] = held
             elif name in _ROUTED and call.columns.get("route_source") is None:
                 # A route step with no decision, no fallback event and no CCB_HELD before
                 # it: the fresh held route ccb-inbound took (it sets no variable: each
                 # variable set costs Asterisk a channel snapshot, BENCHMARKS §1e).
-                call.columns["route_source"] = RouteSource.HELD.value
+                self._columns(call)["route_source"] = RouteSource.HELD.value
         if site == cid.entry_site and call.caller is None:
             num = event.get("CallerIDNum", "")
             if num and num != "<unknown>" and len(num) <= 64 and _clean(num):
@@ -290,7 +292,11 @@ class RecordMachine:
             cols["after_hours_action"] = decision.action
         if decision.outcome == RouteOutcome.REJECT:
             state.rejected = True
-        state.columns.update({k: val for k, val in cols.items() if val is not None})
+        given = {k: val for k, val in cols.items() if val is not None}
+        if state.columns:
+            self._columns(state).update(given)
+        else:
+            state.columns, state.shared_columns = self._shared(given), True
         if call.did and len(call.did) <= 32 and _clean(call.did):
             state.did = call.did
         if call.caller and len(call.caller) <= 64 and _clean(call.caller):
@@ -407,6 +413,25 @@ class RecordMachine:
         return call
 
     # -- state --------------------------------------------------------------------------
+    def _shared(self, columns: dict[str, Any]) -> dict[str, Any]:
+        """One dict for every call given the same decision columns (a deployment has a
+        few hundred distinct decisions, not one a call: ~280 bytes a call in progress);
+        a call writing to its columns copies them first (``_columns``)."""
+        key = tuple((k, tuple(x) if isinstance(x, list) else x) for k, x in columns.items())
+        shared = self._decisions.get(key)
+        if shared is None:
+            if len(self._decisions) >= _DECISIONS_HELD:
+                self._decisions.clear()  # calls keep theirs; new ones start a new set
+            shared = self._decisions[key] = columns
+        return shared
+
+    def _columns(self, call: Call) -> dict[str, Any]:
+        """The call's own columns, to write to (shared ones are copied first)."""
+        if call.shared_columns:
+            call.columns = dict(call.columns)
+            call.shared_columns = False
+        return call.columns
+
     def _skip(self, why: str) -> list[Out]:
         self.skipped[why] = self.skipped.get(why, 0) + 1
         return []
@@ -536,8 +561,9 @@ class RecordMachine:
         return True
 
     def _fallback(self, call: Call, leg: Leg, ev: Event, at: datetime, out: list[Out]) -> bool:
-        call.columns["static_fallback"] = True
-        call.columns["route_source"] = RouteSource.STATIC.value
+        columns = self._columns(call)
+        columns["static_fallback"] = True
+        columns["route_source"] = RouteSource.STATIC.value
         did = ev.get("Did", "")
         if did and len(did) <= 32 and _clean(did):
             call.did = did
@@ -551,7 +577,7 @@ class RecordMachine:
         if action not in _AFTER_HOURS_OUTCOME:
             return False
         call.after_hours = action
-        call.columns["after_hours_action"] = action
+        self._columns(call)["after_hours_action"] = action
         return True
 
     def _reject(self, call: Call, leg: Leg, ev: Event, at: datetime, out: list[Out]) -> bool:
@@ -576,14 +602,14 @@ class RecordMachine:
     def _lookup(self, call: Call, leg: Leg, ev: Event, at: datetime, out: list[Out]) -> bool:
         result = ev.get("Result", "")
         outcome = result if result in (v.LOOKUP_OK, v.LOOKUP_FAILED) else "unavailable"
-        call.columns["lookup_outcome"] = outcome
+        self._columns(call)["lookup_outcome"] = outcome
         return True
 
     def _survey(self, call: Call, leg: Leg, ev: Event, at: datetime, out: list[Out]) -> bool:
         score = ev.get("Score", "")
         if len(score) != 1 or score not in "12345":
             return False
-        call.columns["satisfaction"] = int(score)
+        self._columns(call)["satisfaction"] = int(score)
         out.append(("calls", {**call.key_columns(), "satisfaction": int(score)}))
         return True
 

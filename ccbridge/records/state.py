@@ -95,6 +95,9 @@ class Call:
     after_hours: str | None = None
     rejected: bool = False
     columns: dict[str, Any] = field(default_factory=dict)  # decision / dialplan facts
+    # ``columns`` is one dict for every call with the same decision (never written to
+    # then: RecordMachine._columns copies it first)
+    shared_columns: bool = field(default=False, compare=False)
     ivr_path: tuple[str, ...] = ()  # most calls have none: no empty list each
     trunk_failovers: int = 0
 
