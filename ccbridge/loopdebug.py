@@ -156,7 +156,8 @@ class RunQueueSampler:
         ``began`` until now (called right after the slow callback, on the loop's
         thread): ``this thread on a CPU 12 ms; others 48 ms (asyncio_1 40 ms, ...) in
         the 70 ms around it``; empty when there is no reading before it."""
-        before = [(t, cpu) for t, cpu in self.threads if t <= began]
+        # A copy first: the sampler's thread appends meanwhile (list() of a deque is one C call).
+        before = [(t, cpu) for t, cpu in list(self.threads) if t <= began]
         if not before:
             return ""
         t0, then = before[-1]
