@@ -502,12 +502,20 @@ class HeldRoutePublisher:
             else:
                 rid = route_id(e.now, e.service)
                 steps = fresh_steps(e.now, rid, rid in queues)
-            if written.steps.get(var.extension) == steps:
+            old = written.steps.get(var.extension)
+            if old == steps:
                 continue
             # The call ID's step too, the first time (the extension may be missing from
             # the rendered dialplan: a route step alone would end the call there).
-            first = () if var.extension in written.steps else (call_id_step(site.name),)
+            first = () if old is not None else (call_id_step(site.name),)
             for n, (app, data) in enumerate((*first, *steps), v.HELD_ROUTE_PRIORITY - len(first)):
+                k = n - v.HELD_ROUTE_PRIORITY
+                if old is not None and k < len(old) and old[k] == (app, data):
+                    # That priority holds it already: a route moved to another site
+                    # changes its last step alone (ccb-held's id), one action of three.
+                    # Under calls the sticky sites move with every call, and with them
+                    # the routes of rows that read them (BENCHMARKS §12, tenth session).
+                    continue
                 await link.action(
                     "DialplanExtensionAdd",
                     {

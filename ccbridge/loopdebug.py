@@ -156,7 +156,8 @@ class RunQueueSampler:
         ``began`` until now (called right after the slow callback, on the loop's
         thread): ``this thread on a CPU 12 ms; others 48 ms (asyncio_1 40 ms, ...) in
         the 70 ms around it``; empty when there is no reading before it."""
-        before = [(t, cpu) for t, cpu in self.threads if t <= began]
+        # A copy first: the sampler's thread appends meanwhile (list() of a deque is one C call).
+        before = [(t, cpu) for t, cpu in list(self.threads) if t <= began]
         if not before:
             return ""
         t0, then = before[-1]
@@ -232,6 +233,16 @@ class SlowCallbackFilter(logging.Filter):
         elif self._gc_started:
             self._gcs.append((now, now - self._gc_started))
 
+    def _meanwhile(self, began: float) -> str:
+        """The threads' CPU part of the line; a failure to read it costs only that part
+        (this runs inside asyncio's loop step: an exception here would end the loop's run)."""
+        assert self.sampler is not None
+        try:
+            meanwhile = self.sampler.cpu_meanwhile(began)
+        except Exception as exc:  # never the loop's problem
+            return f"; threads' CPU not read ({type(exc).__name__})"
+        return f"; {meanwhile}" if meanwhile else ""
+
     def filter(self, record: logging.LogRecord) -> bool:
         if record.msg == _ASYNCIO_MSG and isinstance(record.args, tuple) and len(record.args) == 2:
             handle, seconds = record.args
@@ -251,8 +262,7 @@ class SlowCallbackFilter(logging.Filter):
             during = f"; {WAITED} {waited:.0f} ms" if waited is not None else ""
             during += f"; gc {gc_ms:.0f} ms during it" if gc_ms >= 1 else ""
             if self.sampler is not None:
-                meanwhile = self.sampler.cpu_meanwhile(ended - ms / 1000)
-                during += f"; {meanwhile}" if meanwhile else ""
+                during += self._meanwhile(ended - ms / 1000)
             record.msg = MARK + " %s took %.0f ms (limit %.0f ms%s)"
             record.args = (handle, ms, self.limit_ms, during)
             if waited is not None and ms - waited < self.limit_ms:

@@ -23,13 +23,14 @@ from __future__ import annotations
 import asyncio
 import enum
 import functools
+import itertools
 import logging
 import random
 import ssl
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import Any, Final, Literal, overload
 
-from ccbridge.ami.codec import AmiMessage
+from ccbridge.ami.codec import AmiMessage, action_fields, encode_fields
 from ccbridge.ami.pano import (
     ERROR_RESPONSES,
     ActionFields,
@@ -62,6 +63,10 @@ LIST_ACTIONS: Final = frozenset(
 )
 # panoramisk 1.4 reads "Added interface to queue" as the start of a list that never comes.
 SINGLE_ACTIONS: Final = frozenset({"queueadd"})
+# Actions answered by one reply alone, sent without panoramisk (Protocol.send_plain): the
+# held-route writes. An Action and a Message of panoramisk's, a dozen case-folding dict
+# writes each, for every one of them (BENCHMARKS §12, tenth session).
+PLAIN_ACTIONS: Final = frozenset({"setvar", "getvar", "dialplanextensionadd"})
 _CLOSE_GRACE: Final = 1.0  # seconds to wait for the socket to close before aborting it
 
 
@@ -134,6 +139,7 @@ class SiteLink:
         self._manager: OneShotManager | None = None
         self._protocol: Protocol | None = None
         self._pending: dict[str, asyncio.Future[Any]] = {}
+        self._action_ids = itertools.count(1)  # the plain actions' ActionIDs
         self._side_tasks: set[asyncio.Task[None]] = set()
         self._stopping = False
         self._tls: ssl.SSLContext | None = None
@@ -237,9 +243,16 @@ class SiteLink:
         manager, protocol = self._manager, self._protocol
         if self._state is not LinkState.UP or manager is None or protocol is None:
             raise SiteDownError(f"{self.site_name}: AMI link is {self._state.value}")
-        pano = build_action(name, fields or {}, _list_mode(name, as_list))
-        action_id: str = pano.id
-        future: asyncio.Future[Any] = manager.send_action(pano, as_list=pano.as_list)
+        mode = _list_mode(name, as_list)
+        future: asyncio.Future[Any]
+        if not mode and name.lower() in PLAIN_ACTIONS:
+            action_id = f"ccb/{next(self._action_ids)}"
+            data = encode_fields([*action_fields(name, fields or {}), ("ActionID", action_id)])
+            future = protocol.send_plain(action_id, data)
+        else:
+            pano = build_action(name, fields or {}, mode)
+            action_id = pano.id
+            future = manager.send_action(pano, as_list=pano.as_list)
         self._pending[action_id] = future
         limit = self.settings.action_timeout if timeout is None else timeout
         try:
@@ -247,6 +260,7 @@ class SiteLink:
         except TimeoutError:
             self.action_timeouts += 1
             protocol.responses.pop(action_id, None)
+            protocol.replies.pop(action_id, None)
             raise AmiTimeoutError(
                 f"{self.site_name}: no reply to {name} within {limit:.1f}s"
             ) from None

@@ -92,6 +92,8 @@ class Protocol(ReadInto, AMIProtocol):  # type: ignore[misc]
     _raw_at: int  # the next byte of it
     _waiting: bool  # work left for a later loop turn (TURN.later holds _work_on)
     _paused: bool  # reading paused by this protocol: PARSE_BYTES or more wait unparsed
+    # ActionID -> the future of an action sent by ``send_plain`` (one reply, no panoramisk)
+    replies: dict[str, asyncio.Future[AmiMessage]]
 
     def __init__(self, on_event: EventSink) -> None:
         self._on_event = on_event
@@ -110,6 +112,7 @@ class Protocol(ReadInto, AMIProtocol):  # type: ignore[misc]
         self._raw_at = 0
         self._waiting = False
         self._paused = False
+        self.replies = {}
         # uvloop calls data_received untimed: the slow-callback gate times it here.
         self._slow_io = loopdebug.io_timer(loop, "<AMI data_received>")
 
@@ -227,7 +230,23 @@ class Protocol(ReadInto, AMIProtocol):  # type: ignore[misc]
             elif "Response" not in msg:
                 self.unknown_messages += 1
                 continue
+            else:
+                plain = self.replies.pop(msg.get("ActionID", ""), None)
+                if plain is not None:
+                    if not plain.done():
+                        plain.set_result(msg)
+                    continue
             self.handle_message(to_panoramisk(msg))
+
+    def send_plain(self, action_id: str, data: bytes) -> asyncio.Future[AmiMessage]:
+        """Send an encoded action (its ActionID ``action_id``) whose answer is its one reply,
+        the AmiMessage itself: no panoramisk Action or Message for it either way. A held
+        pass writes its routes with these, about one a call while the sticky sites move
+        (BENCHMARKS §12, tenth session)."""
+        future: asyncio.Future[AmiMessage] = asyncio.get_running_loop().create_future()
+        self.replies[action_id] = future
+        self.transport.write(data)
+        return future
 
     def handle_message(self, message: Message) -> None:
         action = self.responses.get(message.id)
@@ -253,8 +272,10 @@ class Protocol(ReadInto, AMIProtocol):  # type: ignore[misc]
             self.lost.set_result(None)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        # What a lost link had not handed on is stale.
+        # What a lost link had not handed on is stale; its plain actions' futures are the
+        # link's to fail (SiteLink's pending actions).
         self._backlog, self._backlog_at, self._raw, self._raw_at = [], 0, b"", 0
+        self.replies = {}
         self._waiting = self._paused = False
         super().connection_lost(exc)
         if not self.lost.done():
@@ -346,8 +367,11 @@ def _one_or_all(values: list[str]) -> str | list[str]:
     return values[0] if len(values) == 1 else values
 
 
-def as_ami(message: Message) -> AmiMessage:
-    """The AmiMessage a reply was made from (or one built from a Message panoramisk made)."""
+def as_ami(message: Message | AmiMessage) -> AmiMessage:
+    """The AmiMessage a reply was made from (or one built from a Message panoramisk made);
+    a plain action's reply is one already."""
+    if isinstance(message, AmiMessage):
+        return message
     ami: AmiMessage | None = getattr(message, "ami", None)
     if ami is not None:
         return ami

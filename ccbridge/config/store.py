@@ -50,10 +50,12 @@ class StoreSettings:
     batch_size: int = 500  # records per database transaction
     flush_interval: float = 0.05  # seconds: the longest a record waits for the journal
     fsync_interval: float = 1.0  # seconds between fsyncs of the journal
-    # The database writes in a child process (ccbridge/store/writeproc.py): the bridge's
-    # GIL keeps the loop and the journal only. Off by default: the child is ~48 MB more
-    # RSS of its own, worth it where the records come faster than ~1,500 calls/s.
-    writer_process: bool = False
+    # The database writes in a child process (ccbridge/store/writeproc.py), which reads
+    # the journaled records from the journal itself: the bridge's GIL keeps the loop and
+    # the journal's lines only. On by default since the tenth session: the one setting
+    # that kept up with 2,000 calls/s on both engines (BENCHMARKS.md §9b); the child is
+    # ~48 MB of RSS of its own, beside the bridge's (``false``: all in one process).
+    writer_process: bool = True
 
     @property
     def engine(self) -> str:

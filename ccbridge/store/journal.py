@@ -122,27 +122,8 @@ class Journal:
         the checks), so they are read back without checking each value again; a line
         from before the start (another process's, or a file anyone could edit) is
         checked like any input."""
-        parse = _own_record if own else from_json
         assert self._fd is not None, "journal not open"
-        want = min(end - offset, max_bytes)
-        if want <= 0:
-            return [], offset, 0
-        data = os.pread(self._fd, want, offset)
-        if data.rfind(b"\n") < 0:  # one line longer than max_bytes: read it whole
-            data = os.pread(self._fd, end - offset, offset)
-        records: list[Record] = []
-        bad = 0
-        pos = 0
-        for _ in range(max_records):
-            nl = data.find(b"\n", pos)
-            if nl < 0:
-                break
-            try:
-                records.append(parse(json.loads(data[pos:nl])))
-            except (ValueError, RecordError, KeyError, TypeError):  # json's: ValueErrors
-                bad += 1
-            pos = nl + 1
-        return records, offset + pos, bad
+        return read_lines(self._fd, offset, end, max_records, max_bytes, own)
 
     def truncate(self) -> None:
         """Empty the file: everything in it is in the database."""
@@ -161,6 +142,38 @@ class Journal:
                 os.fsync(fd)
             finally:
                 os.close(fd)
+
+
+def read_lines(
+    fd: int,
+    offset: int,
+    end: int,
+    max_records: int = 500,
+    max_bytes: int = 1 << 20,
+    own: bool = False,
+) -> tuple[list[Record], int, int]:
+    """``Journal.read`` on a file descriptor of the journal: the writer process reads the
+    bridge's journal through one of its own (``store.writer_process``)."""
+    parse = _own_record if own else from_json
+    want = min(end - offset, max_bytes)
+    if want <= 0:
+        return [], offset, 0
+    data = os.pread(fd, want, offset)
+    if data.rfind(b"\n") < 0:  # one line longer than max_bytes: read it whole
+        data = os.pread(fd, end - offset, offset)
+    records: list[Record] = []
+    bad = 0
+    pos = 0
+    for _ in range(max_records):
+        nl = data.find(b"\n", pos)
+        if nl < 0:
+            break
+        try:
+            records.append(parse(json.loads(data[pos:nl])))
+        except (ValueError, RecordError, KeyError, TypeError):  # json's: ValueErrors
+            bad += 1
+        pos = nl + 1
+    return records, offset + pos, bad
 
 
 def _lines(batches: Sequence[Sequence[Record]]) -> list[bytes]:

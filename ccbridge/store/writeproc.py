@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import pickle
 import struct
 import sys
@@ -29,7 +30,9 @@ from typing import Any
 
 from ccbridge.config.model import SecretValue
 from ccbridge.config.store import StoreSettings
+from ccbridge.store.journal import read_lines
 from ccbridge.store.records import Record
+from ccbridge.store.write import DriverError, write_batch
 
 log = logging.getLogger("ccbridge.store")
 
@@ -41,13 +44,20 @@ class WriteProcessGone(Exception):
     """The child ended or answered nonsense: the batch is written another way."""
 
 
+# What the child answers a journal range with: rows sent per table, the offset after the
+# last line it read, the records in those lines, the lines that were not records.
+RangeWritten = tuple[dict[str, int], int, int, int]
+
+
 class WriteProcess:
-    """The parent's end: ``write`` is ``write_batch`` done in the child."""
+    """The parent's end: ``write`` is ``write_batch`` done in the child, ``write_range``
+    the same for records the child reads from the bridge's journal itself."""
 
     def __init__(self, settings: StoreSettings) -> None:
         self.settings = settings
         self._proc: asyncio.subprocess.Process | None = None
         self._lock = asyncio.Lock()
+        self._starting: asyncio.Task[None] | None = None
         self.starts = 0  # children started (a second one means the first one ended)
 
     @property
@@ -56,7 +66,28 @@ class WriteProcess:
         proc = self._proc
         return proc.pid if proc is not None and proc.returncode is None else None
 
-    async def _start(self) -> asyncio.subprocess.Process:
+    def start_soon(self) -> None:
+        """Start the child now, in the background: its imports take ~0.5 s of CPU, which
+        at 2,000 calls/s is 8,000 records behind when the first batch waits for them
+        (BENCHMARKS.md §9b). The bridge's start does not wait (FastAGI listens after it);
+        the first write does."""
+        if self._starting is None or self._starting.done():
+            self._starting = asyncio.create_task(self._start(), name="records-writer-process")
+
+    async def _start(self) -> None:
+        try:
+            await self.ready()
+        except Exception as exc:  # the first write starts one again, or writes here
+            log.warning("record writer process did not start: %s", exc)
+
+    async def ready(self) -> None:
+        """The child is running and has its engine; WriteProcessGone when it could not."""
+        async with self._lock:
+            await self._running()
+
+    async def _running(self) -> asyncio.subprocess.Process:
+        if self._proc is not None and self._proc.returncode is None:
+            return self._proc
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
@@ -65,39 +96,60 @@ class WriteProcess:
             stdout=asyncio.subprocess.PIPE,
             limit=MAX_FRAME,
         )
+        self._proc = proc
         self.starts += 1
         password = self.settings.password.reveal() if self.settings.password else None
         assert proc.stdin is not None
-        proc.stdin.write(_frame(("open", self.settings.url, password)))
+        await self._ask(proc, ("open", self.settings.url, password), "ready")
         return proc
 
     async def write(self, records: Sequence[Record]) -> dict[str, int]:
         """Rows sent per table, as ``write.write_batch`` answers. DriverError when the
         driver refused the batch (the caller goes the SQLAlchemy way, as in-process),
         WriteProcessGone when the child ended (started again at the next write)."""
-        from ccbridge.store.write import DriverError
-
         async with self._lock:
-            if self._proc is None or self._proc.returncode is not None:
-                self._proc = await self._start()
-            proc = self._proc
-            assert proc.stdin is not None and proc.stdout is not None
-            try:
-                proc.stdin.write(_frame([(r.table, r.values) for r in records]))
-                await proc.stdin.drain()
-                kind, value = await _read_frame(proc.stdout)
-            except BaseException as exc:
-                # Cut mid-frame (a timeout, a cancel) or gone: the pipe is out of step,
-                # so this child is done; the next write starts another.
-                await self._kill()
-                if isinstance(exc, Exception):
-                    raise WriteProcessGone(f"{exc.__class__.__name__}: {exc}") from exc
-                raise
-            if kind == "ok" and isinstance(value, dict):
-                return value
-            if kind == "driver":
-                raise DriverError(str(value))
-            raise DriverError(f"in the writer process: {value}")
+            proc = await self._running()
+            sent = await self._ask(proc, ("batch", [(r.table, r.values) for r in records]))
+        if not isinstance(sent, dict):
+            raise DriverError(f"in the writer process: an answer of {type(sent).__name__}")
+        return sent
+
+    async def write_range(
+        self, path: str, offset: int, end: int, max_records: int, own: bool
+    ) -> RangeWritten:
+        """The records of the journal's lines in [offset, end), at most ``max_records``,
+        read and written by the child (``journal.read_lines`` then ``write_batch``): the
+        bridge neither holds them nor reads them back. Errors as ``write``."""
+        async with self._lock:
+            proc = await self._running()
+            got = await self._ask(proc, ("range", path, offset, end, max_records, own))
+        if not (
+            isinstance(got, tuple)
+            and len(got) == 4
+            and isinstance(got[0], dict)
+            and all(isinstance(v, int) for v in got[1:])
+        ):
+            raise DriverError(f"in the writer process: an answer of {got!r:.80}")
+        return got
+
+    async def _ask(self, proc: asyncio.subprocess.Process, request: Any, want: str = "ok") -> Any:
+        assert proc.stdin is not None and proc.stdout is not None
+        try:
+            proc.stdin.write(_frame(request))
+            await proc.stdin.drain()
+            kind, value = await _read_frame(proc.stdout)
+        except BaseException as exc:
+            # Cut mid-frame (a timeout, a cancel) or gone: the pipe is out of step,
+            # so this child is done; the next write starts another.
+            await self._kill()
+            if isinstance(exc, Exception):
+                raise WriteProcessGone(f"{exc.__class__.__name__}: {exc}") from exc
+            raise
+        if kind == want:
+            return value
+        if kind == "driver":
+            raise DriverError(str(value))
+        raise DriverError(f"in the writer process: {value}")
 
     async def _kill(self) -> None:
         proc, self._proc = self._proc, None
@@ -108,6 +160,10 @@ class WriteProcess:
 
     async def close(self) -> None:
         """End the child: its input closed, it finishes its batch and exits."""
+        if self._starting is not None:
+            with contextlib.suppress(Exception):
+                await self._starting  # a child half started is ended below, not left
+            self._starting = None
         async with self._lock:
             proc, self._proc = self._proc, None
             if proc is None or proc.returncode is not None:
@@ -139,9 +195,43 @@ async def _read_frame(reader: asyncio.StreamReader) -> Any:
 # -- the child ---------------------------------------------------------------------------
 
 
+class _JournalReader:
+    """The child's own read-only descriptor of the bridge's journal, opened again when
+    the path names another file (the bridge made a new one)."""
+
+    def __init__(self) -> None:
+        self._path: str | None = None
+        self._fd: int | None = None
+        self._ino = -1
+
+    def read(
+        self, path: str, offset: int, end: int, max_records: int, own: bool
+    ) -> tuple[list[Record], int, int]:
+        ino = os.stat(path).st_ino
+        if self._fd is None or path != self._path or ino != self._ino:
+            self.close()
+            self._fd, self._path, self._ino = os.open(path, os.O_RDONLY), path, ino
+        return read_lines(self._fd, offset, end, max_records, own=own)
+
+    def close(self) -> None:
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            os.close(fd)
+
+
+async def _handle(engine: Any, journal: _JournalReader, request: Any) -> tuple[str, Any]:
+    match request:
+        case ("batch", list() as pairs):
+            return "ok", await write_batch(engine, [Record(t, v) for t, v in pairs])
+        case ("range", str() as path, int() as offset, int() as end, int() as most, bool() as own):
+            records, nxt, bad = await asyncio.to_thread(journal.read, path, offset, end, most, own)
+            sent = await write_batch(engine, records) if records else {}
+            return "ok", (sent, nxt, len(records), bad)
+    return "error", f"not a request: {request!r:.80}"
+
+
 async def _serve() -> None:
     from ccbridge.store.engine import make_engine
-    from ccbridge.store.write import DriverError, write_batch
 
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader(limit=MAX_FRAME)
@@ -158,15 +248,18 @@ async def _serve() -> None:
         password=SecretValue(password, "store.password") if password else None,
     )
     engine = make_engine(settings)
+    journal = _JournalReader()
+    out.write(_frame(("ready", None)))
+    out.flush()
     try:
         while True:
             try:
-                pairs = await _read_frame(reader)
+                request = await _read_frame(reader)
             except asyncio.IncompleteReadError:
                 return  # the bridge closed the pipe, or is gone
             reply: tuple[str, Any]
             try:
-                reply = ("ok", await write_batch(engine, [Record(t, v) for t, v in pairs]))
+                reply = await _handle(engine, journal, request)
             except DriverError as exc:
                 reply = ("driver", str(exc))
             except Exception as exc:  # the parent writes the batch its own way
@@ -174,11 +267,20 @@ async def _serve() -> None:
             out.write(_frame(reply))
             out.flush()
     finally:
+        journal.close()
         await engine.dispose()
+
+
+# The child's CPU priority under the bridge's: on a busy machine the database's writes
+# wait (the journal holds them, at no memory), not the bridge's loop and journal, which
+# drop records only when the journal falls behind (BENCHMARKS.md §9b).
+NICE = 5
 
 
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="ccbridge writer process: %(message)s")
+    with contextlib.suppress(OSError):
+        os.nice(NICE)
     with contextlib.suppress(KeyboardInterrupt, BrokenPipeError):
         asyncio.run(_serve())
 

@@ -79,7 +79,9 @@ class WriterStatus:
 
     db_reachable: bool | None  # None: no write tried yet
     db_error: str | None  # the last failure while the database is unreachable
-    queue_depth: int  # records in memory not yet in the database
+    # records not yet in the database: in memory, or with the writer process in the
+    # journal waiting for the child
+    queue_depth: int
     queue_bytes: int  # their memory, estimated from their journal lines
     journal_bytes: int  # size of the journal file
     journal_backlog_bytes: int  # journal bytes not yet in the database
@@ -125,7 +127,7 @@ class WriterMetrics:
         )
         self.queue_depth = Gauge(
             "ccbridge_records_queue_depth",
-            "Records in memory not yet in the database",
+            "Records not yet in the database (in memory, or in the journal for the writer process)",
             registry=registry,
         )
         self.queue_bytes = Gauge(
@@ -161,9 +163,14 @@ class RecordWriter:
         process: WriteProcess | None = None,
     ) -> None:
         self.engine = engine
-        # The fast way's batches go to this child process when set (store.writer_process)
+        # The database work goes to this child process when set (store.writer_process):
+        # journaled records as byte ranges of the journal, which the child reads itself,
+        # so the bridge neither holds them in memory nor reads a spill back; batches the
+        # journal could not take as pickles.
         self.process = process
         self.journal = Journal(journal, fsync_interval)
+        # The child opens the journal by name: an absolute one, whatever its folder.
+        self._journal_for_child = str(self.journal.path.absolute())
         self.queue_size = queue_size
         self.queue_bytes = queue_bytes
         self.batch_size = batch_size
@@ -199,6 +206,10 @@ class RecordWriter:
         self._journaling = 0
         self._written = self._rejected = self._unwritten = 0
         self._journaled = 0  # records appended to the journal since start
+        # With the writer process: records handed over as journal bytes, not yet written
+        # (not in memory; counted in the queue's depth, not in its memory).
+        self._file_records = 0
+        self._spill_logged = False  # the spill's warning was logged: log the catch-up
         self._last_reject_log = -1e9
         self._last_drop_log = -1e9
         self._journal_wake = asyncio.Event()
@@ -259,17 +270,22 @@ class RecordWriter:
             self._journal_wake.set()
         return True
 
-    def _depth(self) -> int:
+    def _held(self) -> int:
+        """Records in memory."""
         return len(self._buffer) + self._journaling + self._backlog_records + self._in_flight
 
+    def _depth(self) -> int:
+        """Records not yet in the database."""
+        return self._held() + self._file_records
+
     def _full(self) -> bool:
-        if self._depth() < self.queue_size and self.memory_bytes() < self.queue_bytes:
+        if self._held() < self.queue_size and self.memory_bytes() < self.queue_bytes:
             return False
         # Records arriving faster than the journal takes them: the database's backlog in
         # memory is in the journal already, so it gives up its room first.
         if any(end is not None for _, end, _ in self._backlog):
             self._spill()
-            return self._depth() >= self.queue_size or self.memory_bytes() >= self.queue_bytes
+            return self._held() >= self.queue_size or self.memory_bytes() >= self.queue_bytes
         return True
 
     def memory_bytes(self) -> int:
@@ -280,6 +296,14 @@ class RecordWriter:
     def status(self) -> WriterStatus:
         depth = self._depth()
         backlog = max(0, self._journal_end - self._committed)
+        spilled = self._spilled
+        if self.process is not None and spilled and not self._spill_logged:
+            # The child reads every journaled record from the file: "spilled" is where
+            # the in-memory writer would have spilled, behind by half the memory bound.
+            spilled = (
+                self._file_records > self.queue_size // 2
+                or backlog * MEMORY_PER_JSON_BYTE > self.queue_bytes // 2
+            )
         return WriterStatus(
             db_reachable=self._db_reachable,
             db_error=self._db_error,
@@ -292,7 +316,7 @@ class RecordWriter:
             rejected=self._rejected,
             unwritten=self._unwritten,
             caught_up=depth == 0 and backlog == 0 and not self._spilled,
-            spilled=self._spilled,
+            spilled=spilled,
         )
 
     @property
@@ -306,6 +330,8 @@ class RecordWriter:
         replayed first. Neither an unreachable database nor an unwritable journal
         stops the start: both are reported in status() and retried."""
         await self._open_journal()
+        if self.process is not None:
+            self.process.start_soon()
         self._tasks = [
             asyncio.create_task(self._journal_loop(), name="records-journal"),
             asyncio.create_task(self._db_loop(), name="records-db"),
@@ -413,6 +439,16 @@ class RecordWriter:
             self._hand_over(batch, end, nbytes)
 
     def _hand_over(self, batch: list[Record], end: int | None, nbytes: int) -> None:
+        if self.process is not None and end is not None and not self._backlog:
+            # The child reads them from the journal (after any file part before them):
+            # nothing of them stays in memory, and falling behind costs no read-back here.
+            if not self._spilled:
+                self._spilled = True
+                self._read_offset = self._committed
+            self._spill_end = end
+            self._file_records += len(batch)
+            self._db_wake.set()
+            return
         self._backlog.append((batch, end, nbytes))
         self._backlog_records += len(batch)
         self._backlog_bytes += nbytes
@@ -437,13 +473,15 @@ class RecordWriter:
                 last_end = max(last_end, end)
         if journaled:
             if not self._spilled:
+                self._spilled = True
+                # A batch in flight now is read back and written again (idempotent).
+                self._read_offset = self._committed
+            if not self._spill_logged:
+                self._spill_logged = True
                 log.warning(
                     "record database behind by %d records: keeping them in the journal only",
                     self._backlog_records,
                 )
-                self._spilled = True
-                # A batch in flight now is read back and written again (idempotent).
-                self._read_offset = self._committed
             self._spill_end = max(self._spill_end, last_end)
         self._backlog = kept
         self._backlog_records = sum(len(b) for b, _, _ in kept)
@@ -488,9 +526,17 @@ class RecordWriter:
             got = await self._next_batch()
             if got is None:
                 return
-            records, end, from_file = got
+            got_records, end, from_file = got
+            if got_records is None:
+                assert end is not None
+                read = await self._write_range(end)
+                if read is None:
+                    continue  # written by the child, or to be tried again
+                records, end, release = read
+                fast = False  # the child could not: the SQLAlchemy way, here
+            else:
+                records, fast, release = got_records, True, 0
             self._in_flight = 0 if from_file else len(records)
-            fast = True
             while True:
                 try:
                     async with asyncio.timeout(WRITE_TIMEOUT):
@@ -526,11 +572,60 @@ class RecordWriter:
                     for table, n in sent.items():
                         self.metrics.written.labels(table).inc(n)
                     self._written += len(records)
+                    self._file_records = max(0, self._file_records - release)
                     backoff = RETRY_FIRST
                     break
             self._in_flight = 0
             if end is not None:
                 self._committed = max(self._committed, end)
+
+    async def _write_range(self, end: int) -> tuple[list[Record], int, int] | None:
+        """The writer process reads the journal from ``_read_offset`` (up to ``end``) and
+        writes what it read. None when it did (or when the journal could not be read
+        here: tried again later); else the records it could not write, read here, the
+        offset after them and how many of them the queue's depth counts, for the
+        SQLAlchemy way in this process."""
+        assert self.process is not None
+        offset = self._read_offset
+        own = offset >= self._own_from
+        if not own:  # another run's lines, checked as they are read: not mixed with ours
+            end = min(end, self._own_from)
+        most = self.batch_size * BATCHES_WHEN_BEHIND
+        try:
+            async with asyncio.timeout(WRITE_TIMEOUT):
+                sent, nxt, n, bad = await self.process.write_range(
+                    self._journal_for_child, offset, end, most, own
+                )
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            if isinstance(exc, WriteProcessGone):
+                log.warning("record writer process ended (%s): started again", exc)
+            try:
+                records, nxt, bad = await asyncio.to_thread(
+                    self.journal.read, offset, end, most, own=own
+                )
+            except OSError as err:
+                self._journal_failed(err)
+                await asyncio.sleep(RETRY_MAX)
+                return None
+            self._read_offset = nxt
+            if bad:
+                self._reject("journal", bad, "journal lines that are not records")
+            if own:  # the bad ones; the others leave the count once written
+                self._file_records = max(0, self._file_records - bad)
+            return records, nxt, len(records) if own else 0
+        self._db_ok()
+        for table, k in sent.items():
+            self.metrics.written.labels(table).inc(k)
+        self._written += n
+        if bad:
+            self._reject("journal", bad, "journal lines that are not records")
+        if own:
+            self._file_records = max(0, self._file_records - n - bad)
+        self._read_offset = nxt
+        self._committed = max(self._committed, nxt)
+        return None
 
     async def _write_fast(self, records: list[Record]) -> dict[str, int]:
         if self.process is None:
@@ -542,9 +637,11 @@ class RecordWriter:
             log.warning("record writer process ended (%s): started again", exc)
             raise DriverError(str(exc)) from exc
 
-    async def _next_batch(self) -> tuple[list[Record], int | None, bool] | None:
+    async def _next_batch(self) -> tuple[list[Record] | None, int | None, bool] | None:
         """The next records for the database, the journal offset after them and whether
-        they were read back from the journal; None when stopping with nothing left."""
+        they were read back from the journal; None when stopping with nothing left.
+        Records None: the writer process is to read them, from ``_read_offset`` up to
+        the offset given."""
         while True:
             # Behind by more than a batch: bigger transactions, fewer commits (each is a
             # WAL fsync on SQLite, a round trip on PostgreSQL). The loop's share of a
@@ -555,8 +652,13 @@ class RecordWriter:
             if self._spilled:  # the file's part first: those records came earlier
                 if self._read_offset >= self._spill_end:
                     self._spilled = False
-                    log.info("record database caught up with the journal")
+                    self._file_records = 0
+                    if self._spill_logged:
+                        self._spill_logged = False
+                        log.info("record database caught up with the journal")
                     continue
+                if self.process is not None:
+                    return None, self._spill_end, True  # the child reads it: _write_range
                 try:
                     records, nxt, bad = await asyncio.to_thread(
                         self.journal.read,

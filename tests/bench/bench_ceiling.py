@@ -585,7 +585,7 @@ def bridge_steps(
             time.sleep(0.3)  # the AMI stream at this rate before the first request
             cpu0 = sum(cpu_seconds(b.proc.pid) for b in running)
             me0, sites0 = time.process_time(), cpu_seconds(fake.pid)
-            ev0, w0 = fake.pushed(), time.monotonic()
+            ev0, w0, acts0 = fake.pushed(), time.monotonic(), fake.actions()
             result = drive(ports, rate, seconds, dids)
             cpu = sum(cpu_seconds(b.proc.pid) for b in running) - cpu0
             wall = time.monotonic() - w0
@@ -605,6 +605,12 @@ def bridge_steps(
             steps_run.append(step)
             fake.rate(0)
             show(label, step)
+            # The bridges' AMI actions in the step: under calls the sticky sites move, and
+            # with them the held routes of rows that read them (held-route writes).
+            acts = fake.actions() - acts0
+            per_call = sum(acts.values()) / max(1, result.sessions)
+            shown = {k: round(n / wall) for k, n in acts.most_common()}
+            print(f"    AMI actions a second {shown}, {per_call:.2f} a call", flush=True)
             steps.append(step)
             if len(steps) >= 2 and not (steps[-1].passed or steps[-2].passed):
                 break  # two misses in a row: the ceiling is behind us

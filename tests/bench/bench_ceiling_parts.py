@@ -5,10 +5,13 @@ its own base in the same run (a figure a shared machine moves far less than the 
   5,000-agent deployment while the live state moves between two sites' passes as it
   does under 750 calls/s (~9 calls: an agent busy then free, the sticky site moved), against
   ``held_entries`` computing every row (what a pass did before the tenth session);
-- the ``routed`` line the bridge logs a call (``logs.setup``'s handler, stderr to a file).
+- the ``routed`` line the bridge logs a call (``logs.setup``'s handler, stderr to a file);
+- a held-route write (``SiteLink.action("Setvar", ...)``, awaited) against tests/amifake's
+  server in another process: this process's CPU a round trip (~0.6 writes a call at 500
+  calls/s in the ceiling bench, while the sticky sites move).
 
     .venv/bin/python -m tests.bench.bench_ceiling_parts                       # ~20 s
-    .venv/bin/python -m tests.bench.bench_ceiling_parts --code /path/to/tree  # that tree's log line
+    .venv/bin/python -m tests.bench.bench_ceiling_parts --code /path/to/tree  # its log line, write
 """
 
 from __future__ import annotations
@@ -23,8 +26,13 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
+from typing import Any
+
+from ccbridge.config.model import Config
+from ccbridge.routing.state import LiveState
 
 ROOT = Path(__file__).resolve().parents[2]
 if __package__ in (None, ""):
@@ -35,7 +43,9 @@ CALLS_BETWEEN_PASSES = 9  # 750 calls/s over 20 sites' passes, 4 a second each
 ROUNDS = 7
 
 
-def _moving_state(sites: int, agents: int) -> tuple[object, object, object]:
+def _moving_state(
+    sites: int, agents: int
+) -> tuple[Config, LiveState, Callable[[LiveState], LiveState]]:
     """(config, synced state, a function making one call's moves on a state)."""
     from ccbridge.config.loader import load_config
     from ccbridge.routing import state as st
@@ -106,7 +116,7 @@ def held_pass(rounds: int) -> dict[str, float]:
             for _ in range(10):
                 for site in config.sites:
                     for _ in range(CALLS_BETWEEN_PASSES):
-                        holder[0] = call(holder[0])  # type: ignore[operator]
+                        holder[0] = call(holder[0])
                     t = time.thread_time()
                     if mode == "memo":
                         got = len(await pub.table(site))
@@ -127,6 +137,65 @@ def held_pass(rounds: int) -> dict[str, float]:
     return result
 
 
+def _serve_fake(port_out: Any, stop: Any) -> None:
+    """The child: tests/amifake's server until ``stop`` is set."""
+    from tests.amifake import FakeAmi
+
+    async def serve() -> None:
+        server = FakeAmi(secret="bench-secret")
+        port_out.send(await server.start())
+        await asyncio.to_thread(stop.wait)
+        await server.close()
+
+    asyncio.run(serve())
+
+
+def held_write(rounds: int) -> float:
+    """This process's CPU of one awaited Setvar through a SiteLink, us (median of rounds)."""
+    import multiprocessing as mp
+
+    from ccbridge.ami.client import LinkState, SiteLink
+    from ccbridge.config.model import AmiSettings, SecretValue
+    from tests.polling import until
+
+    spawn = mp.get_context("spawn")
+    port_in, port_out = spawn.Pipe(duplex=False)
+    stop = spawn.Event()
+    child = spawn.Process(target=_serve_fake, args=(port_out, stop), daemon=True)
+    child.start()
+    settings = AmiSettings(
+        host="127.0.0.1",
+        port=port_in.recv(),
+        username="ccbridge",
+        secret=SecretValue("bench-secret", "bench"),
+        ping_interval=5.0,
+        ping_timeout=5.0,
+        action_timeout=5.0,
+    )
+    got: list[float] = []
+    log = logging.getLogger("bench.ami")
+
+    async def run() -> None:
+        link = SiteLink("s00", settings, lambda s, e: None, lambda s, st: None, log)
+        await link.start()
+        await until(lambda: link.state is LinkState.UP, 10, "the AMI link up")
+        n = 2_000
+        for r in range(rounds + 1):
+            t = time.process_time()
+            for i in range(n):
+                await link.action("Setvar", {"Variable": f"CCB_H_{i % 20}", "Value": str(r)})
+            if r:  # the first round warms up
+                got.append(1e6 * (time.process_time() - t) / n)
+        await link.stop()
+
+    try:
+        asyncio.run(run())
+    finally:
+        stop.set()
+        child.join(5)
+    return statistics.median(got)
+
+
 def log_line(rounds: int) -> float:
     """Thread CPU of one ``routed`` line, us (median of ``rounds`` rounds)."""
     from ccbridge import logs
@@ -135,6 +204,8 @@ def log_line(rounds: int) -> float:
     # A file, as the bench's bridge logs to one: each line is a write.
     sink = tempfile.TemporaryFile("w")  # noqa: SIM115
     stderr, sys.stderr = sys.stderr, sink
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
     try:
         logs.setup("INFO")
         log = logging.getLogger("ccbridge.agi")
@@ -156,6 +227,8 @@ def log_line(rounds: int) -> float:
                 )
             got.append(1e6 * (time.thread_time() - t) / n)
     finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
         sys.stderr = stderr
         sink.close()
     return statistics.median(got)
@@ -163,28 +236,21 @@ def log_line(rounds: int) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--code", type=Path, help="another tree: its routed log line only")
-    ap.add_argument("--log-only", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--code", type=Path, help="another tree: its log line and write only")
+    ap.add_argument("--part", choices=sorted(PARTS), help=argparse.SUPPRESS)
     args = ap.parse_args()
-    if args.log_only:
-        print(f"{log_line(ROUNDS):.2f}")
+    if args.part:
+        print(f"{PARTS[args.part](ROUNDS):.2f}")
         return
     if args.code is not None:
         env = dict(os.environ, PYTHONPATH=f"{args.code}{os.pathsep}{ROOT}")
-        command = [sys.executable, str(Path(__file__).resolve()), "--log-only"]
-        done = subprocess.run(command, env=env, cwd=args.code, capture_output=True, text=True)
-        got = done.stdout.strip() or done.stderr[-400:]
-        import_from = (
-            done.stdout
-            and subprocess.run(
-                [sys.executable, "-c", "import ccbridge; print(ccbridge.__file__)"],
-                env=env,
-                cwd=args.code,
-                capture_output=True,
-                text=True,
-            ).stdout.strip()
-        )
-        print(f"routed log line ({import_from}): {got} us")
+        where = [sys.executable, "-c", "import ccbridge; print(ccbridge.__file__)"]
+        found = subprocess.run(where, env=env, cwd=args.code, capture_output=True, text=True)
+        for part, what in (("log", "routed log line"), ("write", "held write (Setvar)")):
+            command = [sys.executable, str(Path(__file__).resolve()), "--part", part]
+            done = subprocess.run(command, env=env, cwd=args.code, capture_output=True, text=True)
+            got = done.stdout.strip() or done.stderr[-400:]
+            print(f"{what} ({found.stdout.strip()}): {got} us")
         return
     print(f"load {os.getloadavg()[0]:.1f} at the start; thread CPU, medians of {ROUNDS} rounds")
     held = held_pass(ROUNDS)
@@ -195,6 +261,10 @@ def main() -> None:
         f" rows decided {held['memo rows decided %']:.0f} %)"
     )
     print(f"routed log line: {log_line(ROUNDS):.2f} us")
+    print(f"held write (Setvar, awaited; this process's CPU): {held_write(ROUNDS):.2f} us")
+
+
+PARTS = {"log": log_line, "write": held_write}
 
 
 if __name__ == "__main__":

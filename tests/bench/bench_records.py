@@ -2,6 +2,7 @@
 RecordWriter into SQLite and PostgreSQL, without the writer's queue growing?
 
     .venv/bin/python -m tests.bench.bench_records                    # 2,000 calls/s, 10 s
+    .venv/bin/python -m tests.bench.bench_records --in-process       # store.writer_process: false
     .venv/bin/python -m tests.bench.bench_records --rate 3000 --engines sqlite --json out.json
 
 Each call is a real lab call's events (tests/unit/fixtures/records/answered.json: queue
@@ -15,7 +16,9 @@ minus AMI parsing (BENCHMARKS.md §3). Per engine, in one run:
 * offered: ``--rate`` calls/s for ``--seconds``, each call's events put on the loop every
   10 ms as the AMI readers would, the writer's queue depth and journal backlog sampled
   every 100 ms. "Kept up" (the verdict) is all of: the rate was offered (>= 98 %), the
-  writer never spilled to the journal (a spill shows as a queue of 0 later), the queue's
+  writer never spilled to the journal (a spill shows as a queue of 0 later; with the
+  writer process, which holds no journaled record in memory, "spilled" is its backlog
+  past the point where the in-memory writer spills: ``backlog_of_spill_point`` > 1), the queue's
   second half max is not above the first half's by more than four batches, it drained
   within 1 s of the last event, and nothing was unwritten;
 * CPU: the process's CPU time (every thread: loop, journal, driver threads; not the
@@ -29,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import resource
@@ -51,7 +55,7 @@ from ccbridge.routing.reasons import Outcome as RouteOutcome
 from ccbridge.routing.reasons import Reason
 from ccbridge.store.engine import make_engine
 from ccbridge.store.migrate import upgrade
-from ccbridge.store.writer import RecordWriter
+from ccbridge.store.writer import MEMORY_PER_JSON_BYTE, RecordWriter
 from tests.polling import until
 from tests.store.pg import PASSWORD, PgCluster
 
@@ -114,6 +118,12 @@ def _cpu() -> float:
     return r.ru_utime + r.ru_stime
 
 
+def _rss(pid: int) -> int:
+    """A process's resident set in bytes, from /proc."""
+    with open(f"/proc/{pid}/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
 def _child_cpu() -> float:
     """CPU of the children waited for: the writer process (store.writer_process) once
     the writer stopped; not the PostgreSQL server (pg_ctl's daemon is no child of ours)."""
@@ -151,10 +161,21 @@ async def offered(
     ingest = RecordIngest(settings_from_config(config), writer, lambda: datetime.now(UTC))
     await writer.start()
     gen = Calls()
+    # Warm: one call written before the clock starts, so the database connection (and
+    # the writer process, started with the writer: ~0.5 s of imports) is there, as it
+    # is by the time a bridge's AMI links are up; both ways alike. Not counted.
+    req, events = gen.call(10**9, rate)
+    ingest.on_decision(req, DECISION)
+    for site, ev in events:
+        ingest.on_event(site, ev)
+    await until(lambda: writer.status().caught_up, 60, "the warm-up call written", 0.005)
+    warm_written = writer.status().written
     depth: list[int] = []
     spilled = False
     spilled_at: float | None = None  # seconds after the first call
     backlog: list[int] = []
+    held: list[int] = []  # the writer's records in memory, in bytes (estimated)
+    child_rss: list[int] = []  # the writer process's RSS, bytes
     lag: list[float] = []
     stop = False
 
@@ -166,6 +187,11 @@ async def offered(
                 spilled, spilled_at = True, round(time.perf_counter() - start, 2)
             depth.append(st.queue_depth)
             backlog.append(st.journal_backlog_bytes)
+            held.append(st.queue_bytes)
+            pid = writer.process.pid if writer.process is not None else None
+            if pid is not None:
+                with contextlib.suppress(OSError):
+                    child_rss.append(_rss(pid))
             await asyncio.sleep(0.1)
 
     async def sweep() -> None:
@@ -229,7 +255,7 @@ async def offered(
         "writer_process_cpu_us_per_call": round(child / max(1, n) * 1e6, 1),
         "calls": n,
         "offered_calls_per_s": round(n / offered_s),
-        "written": st.written,
+        "written": st.written - warm_written,
         "rejected": st.rejected,
         "unwritten": st.unwritten,
         "skipped": dict(ingest.machine.skipped),
@@ -238,6 +264,13 @@ async def offered(
         "queue_depth_first_half_max": max(depth[:half] or [0]),
         "queue_depth_second_half_max": max(depth[half:] or [0]),
         "journal_backlog_bytes_max": max(backlog),
+        # The in-memory writer spills at half the byte bound: the backlog's journal bytes
+        # past queue_bytes / 2 / MEMORY_PER_JSON_BYTE (the verdict's "spilled").
+        "backlog_of_spill_point": round(
+            max(backlog) / (settings.queue_bytes / 2 / MEMORY_PER_JSON_BYTE), 2
+        ),
+        "memory_queue_bytes_max": max(held),
+        "writer_process_rss_max_mb": round(max(child_rss) / 2**20, 1) if child_rss else None,
         "drain_after_last_event_s": round(drain_s, 3),
         "ingest_us_per_call": round(feed_time / max(1, n) * 1e6, 1),
         "generate_us_per_call": round(gen_time / max(1, n) * 1e6, 1),
@@ -350,11 +383,19 @@ def main() -> None:
     )
     p.add_argument("--batch", type=int, default=500, help="store.batch_size (default 500)")
     p.add_argument(
+        "--in-process",
+        dest="writer_process",
+        action="store_false",
+        help="store.writer_process: false (the default is true: the writes in a child)",
+    )
+    p.add_argument(
         "--writer-process",
+        dest="writer_process",
         action="store_true",
-        help="store.writer_process: the database writes in a child process",
+        help="store.writer_process: true (the default)",
     )
     p.add_argument("--json", help="write the results here")
+    p.set_defaults(writer_process=StoreSettings().writer_process)
     args = p.parse_args()
     results = asyncio.run(main_async(args))
     m = results["machine"]
@@ -383,7 +424,10 @@ def main() -> None:
             f" us/call = {o['cpu_us_per_call'] / m['cpu_us_per_call']:.2f} x the machine alone's"
             f" {m['cpu_us_per_call']} us/call; one core's worth: "
             f"{1e6 / o['cpu_us_per_call']:,.0f} calls/s; writer process "
-            f"{o['writer_process_cpu_us_per_call']} us/call"
+            f"{o['writer_process_cpu_us_per_call']} us/call, RSS max "
+            f"{o['writer_process_rss_max_mb']} MB; backlog max "
+            f"{o['backlog_of_spill_point']:.2f} x the spill point; records in memory max "
+            f"{o['memory_queue_bytes_max'] / 2**20:.1f} MB"
         )
     for e in results["engines"]:
         if "steady" in e:

@@ -23,7 +23,7 @@ from sqlalchemy import func, select
 from ccbridge.store.journal import Journal
 from ccbridge.store.records import check_record
 from ccbridge.store.schema import call_events, calls, legs
-from ccbridge.store.writeproc import WriteProcess
+from ccbridge.store.writeproc import NICE, WriteProcess, _frame, _read_frame
 from ccbridge.store.writer import RecordWriter
 from tests.polling import until
 from tests.store.conftest import Db
@@ -265,9 +265,12 @@ async def test_garbage_records_are_refused_and_counted_and_good_ones_still_writt
     assert h.metric("ccbridge_records_rejected_total", table="unknown") == 2  # no such table
 
 
+@pytest.mark.parametrize("in_child", [False, True], ids=["in_process", "writer_process"])
 async def test_a_journal_left_behind_is_replayed_and_its_garbage_counted(
-    migrated: Db, harness_factory: Callable[..., Harness]
+    migrated: Db, harness_factory: Callable[..., Harness], in_child: bool
 ) -> None:
+    # With store.writer_process the child reads the left journal itself, its lines
+    # checked as any input (another run's), then this run's own lines.
     path = migrated.tmp / "left.journal"
     j = Journal(path, 0)
     await asyncio.to_thread(j.open)
@@ -283,10 +286,13 @@ async def test_a_journal_left_behind_is_replayed_and_its_garbage_counted(
     await asyncio.to_thread(j.close)
     with path.open("ab") as f:
         f.write(b'{"t": "calls", "v": {"call_id": "c9')  # torn by a kill mid-write
-    h = harness_factory(journal=path)
+    process = WriteProcess(migrated.settings) if in_child else None
+    h = harness_factory(journal=path, process=process)
     await h.writer.start()
+    h.put_calls(20, 25)
     await until(lambda: h.writer.status().caught_up, 30, "the journal replayed")
-    assert await h.counts() == (20, 20, 40)
+    assert await h.counts() == (25, 25, 50)
+    assert h.writer.status().written == 25 * PER_CALL
     assert h.writer.status().rejected == 2
     assert h.metric("ccbridge_records_rejected_total", table="journal") == 2
     await until(lambda: path.stat().st_size == 0, 5, "the replayed journal truncated")
@@ -472,6 +478,9 @@ async def test_the_writer_process_writes_the_batches_and_a_killed_one_is_replace
     assert first is not None and process.starts == 1
     cmdline = await asyncio.to_thread(Path(f"/proc/{first}/cmdline").read_bytes)
     assert PASSWORD.encode() not in cmdline and b"ccbridge.store.writeproc" in cmdline
+    # Under the bridge's CPU priority (field 19 of /proc/PID/stat: its nice value)
+    stat = await asyncio.to_thread(Path(f"/proc/{first}/stat").read_text)
+    assert int(stat.rsplit(")", 1)[1].split()[16]) == os.nice(0) + NICE
     os.kill(first, signal.SIGKILL)
     await h.put_paced(60, 120)
     await until(lambda: h.writer.status().caught_up, 30, "the writer to catch up")
@@ -483,3 +492,81 @@ async def test_the_writer_process_writes_the_batches_and_a_killed_one_is_replace
     assert st.written == 120 * PER_CALL and st.rejected == 0 and st.unwritten == 0
     await h.writer.stop()
     assert process.pid is None and _gone(second)  # the stop ended the child too
+
+
+async def test_with_the_writer_process_journaled_records_wait_in_the_file_not_in_memory(
+    migrated: Db, harness_factory: Callable[..., Harness]
+) -> None:
+    # store.writer_process: a journaled batch is handed to the child as journal bytes, so
+    # while the database is down the queue counts the records but memory holds none, and
+    # a backlog far below the memory bound is not a spill. Back up: all written, once.
+    process = WriteProcess(migrated.settings)
+    h = harness_factory(process=process, batch_size=50)
+    await h.writer.start()
+    migrated.down()
+    await h.put_paced(0, 100)
+    st = h.writer.status()
+    assert st.queue_depth == 100 * PER_CALL and st.queue_bytes == 0, st
+    assert not st.spilled and not st.caught_up and st.journal_backlog_bytes > 0, st
+    migrated.up()
+    await until(lambda: h.writer.status().caught_up, 60, "the writer to catch up")
+    assert await h.counts() == (100, 100, 200)
+    st = h.writer.status()
+    assert st.written == 100 * PER_CALL and st.rejected == 0 and st.unwritten == 0, st
+    await until(lambda: h.writer.status().journal_bytes == 0, 5, "the journal truncated")
+
+
+async def test_the_writer_process_answers_garbage_requests_with_an_error_and_serves_on(
+    migrated: Db,
+) -> None:
+    # Only the bridge writes to the child's pipe, but a request it cannot serve (a bad
+    # shape, a journal that is not there, an offset past the end) is an answer of
+    # "error", never the child's end: the bridge then writes that batch itself.
+    path = migrated.tmp / "garbage.journal"
+    j = Journal(path, 0)
+    await asyncio.to_thread(j.open)
+    end = await asyncio.to_thread(j.append, [check_record(t, v) for t, v in call_records(0)])
+    await asyncio.to_thread(j.close)
+    child = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "ccbridge.store.writeproc",
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    assert child.stdin is not None and child.stdout is not None
+    password = PASSWORD if migrated.kind == "postgresql" else None
+
+    async def ask(request: Any) -> Any:
+        assert child.stdin is not None and child.stdout is not None
+        child.stdin.write(_frame(request))
+        async with asyncio.timeout(30):
+            return await _read_frame(child.stdout)
+
+    try:
+        assert await ask(("open", migrated.settings.url, password)) == ("ready", None)
+        for request in (
+            "range",
+            ("batch", "not a list"),
+            ("batch", [("no_such_table", {})]),
+            ("range", str(path), "0", end, 10, True),
+            ("range", str(migrated.tmp / "missing.journal"), 0, 10, 10, True),
+            ("vacuum", str(path)),
+            None,
+        ):
+            kind, why = await ask(request)
+            assert kind in ("error", "driver") and isinstance(why, str) and why, request
+        # Past the end: nothing read, nothing written, the offset unchanged.
+        assert await ask(("range", str(path), end + 100, end + 200, 10, True)) == (
+            "ok",
+            ({}, end + 100, 0, 0),
+        )
+        assert await ask(("range", str(path), 0, end, 100, False)) == (
+            "ok",
+            ({"calls": 2, "legs": 1, "call_events": 2}, end, PER_CALL, 0),
+        )
+    finally:
+        child.stdin.close()
+        async with asyncio.timeout(10):
+            await child.wait()
+    assert child.returncode == 0

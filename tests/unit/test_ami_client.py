@@ -450,3 +450,38 @@ async def test_every_subscriber_reads_the_one_parsed_mapping(fake: FakeAmi) -> N
     assert isinstance(first, AmiMessage) and first["Queue"] == "sales-en"
     with pytest.raises(TypeError, match="read-only"):
         first["Queue"] = "other"  # type: ignore[index]
+
+
+async def test_plain_actions_answer_their_one_reply_without_panoramisk(
+    fake: FakeAmi, make_link: LinkFactory
+) -> None:
+    """Setvar, Getvar and DialplanExtensionAdd (the held-route writes) go out encoded by
+    ccbridge with an ActionID of its own; the reply is the parsed AmiMessage itself, an
+    Error raises, a late reply after a timeout is dropped, and a cut fails them at once."""
+    link = await up_link(make_link, fake, action_timeout=5.0)
+    protocol = link._protocol
+    assert protocol is not None
+    sent = await link.action("Setvar", {"Variable": "CCB_X", "Value": "a: b"})
+    assert isinstance(sent, AmiMessage) and sent["Message"] == "Variable Set"
+    got = await link.action("Getvar", {"Variable": "CCB_X"}, as_list=False)
+    assert isinstance(got, AmiMessage) and got["Value"] == "a: b"
+    ids = [m["ActionID"] for m in fake.actions_named("Setvar") + fake.actions_named("Getvar")]
+    assert ids == ["ccb/1", "ccb/2"] and protocol.replies == {} and protocol.responses == {}
+    with pytest.raises(AmiActionError, match="Invalid/unknown command"):
+        await link.action("DialplanExtensionAdd", {"Context": "c", "Extension": "1"})
+    with pytest.raises(ValueError, match="CR/LF"):
+        await link.action("Setvar", {"Variable": "CCB_X", "Value": "1\r\nAction: Hangup"})
+    assert len(fake.actions_named("Setvar")) == 1  # the injection never left
+    fake.mute("Setvar")
+    with pytest.raises(AmiTimeoutError):
+        await link.action("Setvar", {"Variable": "CCB_Y", "Value": "1"}, timeout=0.1)
+    assert protocol.replies == {}  # a reply still to come finds nobody waiting
+    fake.push_raw(b"Response: Success\r\nActionID: ccb/4\r\nMessage: Variable Set\r\n\r\n")
+    reply = await link.action("Ping")  # read after that late reply: it was dropped
+    assert not isinstance(reply, list) and reply["Ping"] == "Pong"
+    assert link.state is LinkState.UP
+    held = asyncio.create_task(link.action("Setvar", {"Variable": "CCB_Z", "Value": "1"}))
+    await wait_until(lambda: len(fake.actions_named("Setvar")) == 3)
+    await fake.cut()
+    with pytest.raises(SiteDownError):
+        await held

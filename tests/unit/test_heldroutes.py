@@ -25,11 +25,14 @@ from ccbridge.routing.held import (
     Boundaries,
     HeldEntry,
     HeldRoute,
+    call_id_step,
     decode,
+    fresh_steps,
     held_entries,
     held_key,
     held_service_key,
     inbound_variants,
+    route_id,
     same_routes,
 )
 from ccbridge.routing.state import (
@@ -442,6 +445,26 @@ async def test_a_pass_skips_what_its_routes_were_made_from_while_they_stay_and_n
         assert len(made) > first
         assert KEY_BN in encoded[values:]
         assert decode(h.puts(fake, KEY_BN)[-1], "bangalore").now.site == "manila"
+        # Its steps (the deadline's GotoIf, the number, the Goto into ccb-held) differ in
+        # the last alone: that priority is the one written again, and the extension's
+        # priorities are those a whole write gives.
+        passes = h.pub.passes["bangalore"]
+        await until(lambda: h.pub.passes["bangalore"] > passes, 5, "the pass done")
+        again = [
+            m
+            for m in fake.actions_named("DialplanExtensionAdd")[adds:]
+            if m["Extension"] == bengali
+        ]
+        assert [(m["Priority"], m["Application"]) for m in again] == [("4", "Goto")]
+        assert again[0]["ApplicationData"].startswith("ccb-held,remote.manila.")
+        now = {}
+        for m in fake.actions_named("DialplanExtensionAdd"):
+            if m["Extension"] == bengali:
+                now[int(m["Priority"])] = (m["Application"], m["ApplicationData"])
+        entry = next(e for e in await h.pub.table(config.site("bangalore")) if e.key == KEY_BN)
+        rid = route_id(entry.now, entry.service)
+        whole = (call_id_step("bangalore"), *fresh_steps(entry.now, rid, False))
+        assert [now[p] for p in sorted(now)] == list(whole)
     finally:
         await h.pub.stop()
         await h.link.stop()

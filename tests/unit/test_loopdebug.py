@@ -219,3 +219,21 @@ async def test_a_slow_callback_says_which_threads_had_the_cpu_meanwhile() -> Non
     (line,) = [x for x in found.lines if "sleep" in x]
     assert re.search(r"this thread on a CPU \d+ ms; others \d+ ms \(.*test-burner \d+ ms", line)
     assert re.search(r"in the \d+ ms around it\)$", line)
+
+
+async def test_a_failure_to_read_the_threads_cpu_costs_only_that_part_of_the_line() -> None:
+    loop = asyncio.get_running_loop()
+    found = loopdebug.report_slow_callbacks(loop, 20)
+    assert found.sampler is not None
+
+    def broken(began: float) -> str:
+        raise RuntimeError("deque mutated during iteration")
+
+    found.sampler.cpu_meanwhile = broken  # type: ignore[method-assign]
+    try:
+        loop.call_soon(time.sleep, 0.06)
+        await until(lambda: found.count >= 1, 5, "the slow callback's report")
+    finally:
+        loopdebug.stop_reporting(loop, found)
+    (line,) = [x for x in found.lines if "sleep" in x]
+    assert line.endswith("; threads' CPU not read (RuntimeError))")
