@@ -54,7 +54,7 @@ class StoreSettings:
     # the journaled records from the journal itself: the bridge's GIL keeps the loop and
     # the journal's lines only. On by default since the tenth session: the one setting
     # that kept up with 2,000 calls/s on both engines (BENCHMARKS.md §9b); the child is
-    # ~48 MB of RSS of its own, beside the bridge's (``false``: all in one process).
+    # ~50-60 MB of RSS of its own, beside the bridge's (``false``: all in one process).
     writer_process: bool = True
 
     @property
