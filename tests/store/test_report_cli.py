@@ -105,12 +105,18 @@ async def test_erase_from_the_command_line(config: str, capsys: pytest.CaptureFi
 async def test_rollup_from_the_command_line(
     config: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """`records rollup` rolls the closed days after the retention cutoff (2 days kept
-    here: a short run), then has nothing left to roll."""
+    """`records rollup` rolls the closed days after the retention cutoff (3 days kept
+    here: a short run), then has nothing left to roll.
+
+    Three days, not two: a local day is closed only ``rollup_grace`` after its midnight,
+    so with two days kept a site whose midnight had just passed (Manila's at 16:00 UTC)
+    had no day left to roll and the count came out 2 (a CI rehearsal at 16:30 UTC). With
+    three, every site has one closed day after the cutoff at any hour, two outside that
+    window."""
     import asyncio
 
     with Path(config).open("a") as f:  # noqa: ASYNC230 (a few bytes, before any work)
-        f.write("records:\n  retention_days: 2\n")
+        f.write("records:\n  retention_days: 3\n")
     code, out, err = await asyncio.to_thread(run, ["records", "rollup", config], capsys)
     assert code == 0, err
     assert out.startswith("rolled ") and "site-days into the interval and agent rollups: " in out
