@@ -409,3 +409,49 @@ def test_getall_asked_again_answers_the_same_and_never_another_messages_answer()
     assert two.getall("ChanVariable") == ["CCB_CALLID=b"]
     assert one.getall("ChanVariable") == ["CCB_CALLID=a", "X=1"]
     assert one.getall("Missing") == [] and one.getall("Missing") == []
+
+
+def _scanned(msg: AmiMessage, key: str) -> list[str]:
+    """What getall answers by definition: every pair whose key folds to ``key``'s."""
+    return [v for k, v in msg.fields if k.lower() == key.lower()]
+
+
+# A few names in several cases (and one whose lower case is another's: the Kelvin sign).
+_KEY_NAMES = st.sampled_from(
+    ["ChanVariable", "chanvariable", "CHANVARIABLE", "Channel", "Kind", "\u212aind", "Queue"]
+)
+
+
+@given(
+    st.lists(st.tuples(_KEY_NAMES, st.sampled_from(["", "a", "CCB_CALLID=x"])), max_size=6),
+    st.lists(_KEY_NAMES, min_size=1, max_size=4),
+)
+def test_getall_from_the_keys_seen_answers_as_the_scan_does(
+    pairs: list[tuple[str, str]], asked: list[str]
+) -> None:
+    # A message whose keys were all seen before is answered from the keys seen that fold
+    # to the key asked (ChanVariable absent: no scan of every field); with repeats, two
+    # cases of one name or a key never seen, by the scan. Each answer is the scan's.
+    msg = AmiMessage([("Event", "AgentConnect"), *pairs])
+    again = AmiMessage([("Event", "AgentConnect"), *pairs])
+    for key in asked:
+        assert msg.getall(key) == _scanned(msg, key)  # seen now, if not before
+        assert again.getall(key) == _scanned(again, key)  # another message: keys seen
+
+
+def test_getall_scans_a_message_with_a_key_past_the_ones_kept(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from ccbridge.ami import codec
+
+    monkeypatch.setattr(codec, "_SEEN_KEYS", set())
+    monkeypatch.setattr(codec, "_KEYS_OF_FOLD", {})
+    monkeypatch.setattr(codec, "_SEEN_MAX", 2)
+    one = AmiMessage([("Event", "X"), ("Queue", "q"), ("chanvariable", "CCB_CALLID=a")])
+    assert one.getall("ChanVariable") == ["CCB_CALLID=a"]  # scanned; two keys kept
+    assert sorted(codec._SEEN_KEYS) == ["Event", "Queue"]
+    two = AmiMessage([("Event", "X"), ("ChanVariable", "CCB_CALLID=b")])
+    assert two.getall("CHANVARIABLE") == ["CCB_CALLID=b"]  # a key never kept: scanned
+    three = AmiMessage([("Event", "X"), ("Queue", "q")])
+    assert three.getall("chanvariable") == []  # every key kept: none folds to it
+    assert three.getall("QUEUE") == ["q"]
