@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 import pytest
 
 from ccbridge.ami.client import LinkState, SiteDownError
+from ccbridge.app import Bridge
 from ccbridge.config import Config
 from ccbridge.config.model import SecretValue
 from ccbridge.lab.sipp import Agent, place_calls
@@ -103,8 +104,18 @@ async def test_fastagi_garbage_while_real_calls_are_routed(
                 "language": "hi",
             },
         )
-        assert routed == 10.0
+        assert routed == 10.0, _agi_seen(bridge)
         assert bridge.agi.listening
+
+
+def _agi_seen(bridge: Bridge) -> str:
+    """What the bridge's FastAGI server saw: the failure message of a route count."""
+    stats = bridge.agi.stats
+    return (
+        f"FastAGI sessions {stats.sessions_total}, outcomes other than ok "
+        f"{dict(stats.errors_total)}, refused busy {stats.rejected_busy}, "
+        f"refused by source {stats.rejected_source}"
+    )
 
 
 def _with_site(config: Config, name: str, **ami: object) -> Config:
@@ -247,6 +258,6 @@ async def test_a_failing_route_handler_sends_the_call_to_the_static_fallback(
                 what="fallback queue at bangalore",
             )
             assert recorder.named("QueueCallerJoin", "dhaka") == []
-            assert bridge.agi.stats.errors_total["handler_error"] >= 2
+            assert bridge.agi.stats.errors_total["handler_error"] >= 2, _agi_seen(bridge)
         finally:
             await recorder.stop()
