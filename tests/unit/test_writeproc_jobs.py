@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from ccbridge.config.store import StoreSettings
-from ccbridge.reports.worker import Encoded, ReportWorker, WorkerFault
+from ccbridge.reports.worker import JSON_CHUNK, Encoded, ReportWorker, WorkerFault, json_body
 from ccbridge.store import writeproc
 from ccbridge.store.writeproc import JobFailed, WriteProcessGone, _Jobs, serve_jobs
 
@@ -186,7 +186,7 @@ def test_the_child_imports_neither_the_routing_side_nor_the_reports_before_a_job
     )
 
 
-def test_the_routing_process_imports_no_process_pool_and_nothing_of_the_tools() -> None:
+def test_the_routing_process_imports_no_process_pool_nor_the_tools_nor_argon2() -> None:
     loaded = _modules_after("import ccbridge.app")
     assert (
         _under(
@@ -197,6 +197,21 @@ def test_the_routing_process_imports_no_process_pool_and_nothing_of_the_tools() 
             "matplotlib",
             "hypothesis",
             "pytest",
+            "argon2",  # the password hasher: made on the first login with a password
         )
         == []
     )
+
+
+@pytest.mark.parametrize(
+    "n", [0, 1, JSON_CHUNK - 1, JSON_CHUNK, JSON_CHUNK + 1, 3 * JSON_CHUNK + 7]
+)
+def test_a_report_is_encoded_in_pieces_byte_for_byte_as_one_json_dumps(n: int) -> None:
+    # In pieces: the C encoder holds the GIL a call, and the writer's batches share it.
+    rows: list[dict[str, object]] = [
+        {"site": "dhaka", "n": i, "x": None, "name": 'Zoë \u2014 "q"', "v": [1.5, True]}
+        for i in range(n)
+    ]
+    for incomplete in (False, True):
+        body = {"columns": ["site", "n"], "rows": rows, "incomplete": incomplete}
+        assert json_body(("site", "n"), rows, incomplete) == json.dumps(body).encode()
