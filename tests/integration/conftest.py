@@ -291,13 +291,26 @@ async def ami(lab: Lab, lab_config: Config) -> AsyncIterator[AmiRecorder]:
 
 
 async def guards_forward(lab: Lab, within: float = 10.0) -> None:
-    """Every site's AGI guard passes calls to the bridge again: it marks a bridge up one
-    health check after it answers, and calls before that take the static route. The check
-    blocks, so it runs in a thread (the bridge may share this event loop)."""
+    """Every site's AGI guard passes calls to the bridge, and goes on doing so: call it
+    once the bridge has finished its first sync (its health route says "alive" from then on).
+
+    A guard marks a bridge up one health check after it answers, and calls before that
+    take the static route. One request forwarded is not enough: a check sent before the
+    sync finished (answered "syncing") may still be in flight, and after one refused
+    while no bridge listened (the previous test's had just stopped) it is the second
+    failure that marks the bridge down, for a check interval, after the request got
+    through: the first call of a test then took the static route (1 of 2 in
+    test_bad_input, seen with the lab's verbose log). Checks sent before this call end
+    within the check timeout, so a request forwarded after that time stays forwarded.
+    The check blocks, so it runs in a thread (the bridge may share this event loop)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + within
+    guard = lab.config.bridge.agi_guard
+    settled = loop.time()
+    if guard is not None:
+        settled += min(guard.check_interval, guard.route_timeout) + 0.05
     for site in lab.config.sites:
-        while not await asyncio.to_thread(lab.guard_forwards, site):
+        while loop.time() < settled or not await asyncio.to_thread(lab.guard_forwards, site):
             assert loop.time() < deadline, f"{site.name}'s AGI guard not forwarding"
             await asyncio.sleep(0.05)
 
@@ -317,7 +330,11 @@ def bridge_at(lab: Lab, lab_config: Config) -> BridgeFactory:
         await bridge.start()
         try:
             await until(
-                lambda: bridge.state.synced and all(s.up for s in bridge.state.sites.values()),
+                lambda: (
+                    bridge.state.synced
+                    and all(s.up for s in bridge.state.sites.values())
+                    and bridge.first_sync_done()
+                ),
                 10,
                 f"the bridge to sync every site: {sorted(bridge.state.sites)}",
             )
