@@ -176,7 +176,9 @@ class Bridge:
             channel_var=self._channel_var,
         )
         self.screen_pop.subscribe(self.bus)
-        self.services = Services.over(self)
+        # Reports run in the record writer's child when it has one (one child, not two).
+        writer_child = self.records.writer.process if self.records is not None else None
+        self.services = Services.over(self, writer_child)
         # The current half hour's required and staffed agents per queue (issue 16), from
         # a plan of the records recomputed every 15 minutes off the hot path.
         self.live_plan: LivePlan | None = None

@@ -6,7 +6,6 @@ import copy
 import time
 from bisect import bisect_left
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
 from typing import Final
 
 from prometheus_client import CollectorRegistry, Gauge
@@ -15,8 +14,9 @@ from prometheus_client.registry import Collector
 from prometheus_client.samples import Sample
 from prometheus_client.utils import floatToGoString
 
-from ccbridge.config.model import Config, queue_name
+from ccbridge.config.model import Config
 from ccbridge.events import EventBus, EventHandler
+from ccbridge.queueindex import queue_index
 from ccbridge.scrape import Deferred
 
 # Seconds. Dense where service-level thresholds usually sit (10-60 s) so quantiles are
@@ -31,26 +31,6 @@ EVENTS: Final = frozenset(
 
 OTHER = "other"  # label value for a queue or site the config does not know: keeps labels bounded
 QUEUE_LABELS = ("site", "service", "language", "queue")
-
-
-@dataclass(frozen=True, slots=True)
-class QueueInfo:
-    """What the config says about one queue at one site."""
-
-    service: str
-    language: str
-    servicelevel: int  # seconds: an answer within this counts towards the service level
-
-
-def queue_index(config: Config) -> dict[tuple[str, str], QueueInfo]:
-    """(site, queue) -> service, language and service-level threshold, for every offering."""
-    out: dict[tuple[str, str], QueueInfo] = {}
-    for site in config.sites:
-        for o in site.offerings:
-            for lang in o.languages:
-                info = QueueInfo(o.service, lang, o.queue.servicelevel)
-                out[(site.name, queue_name(o.service, lang))] = info
-    return out
 
 
 def _seconds(event: Mapping[str, str], key: str) -> float | None:

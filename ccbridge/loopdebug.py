@@ -78,9 +78,10 @@ def read_schedstat(path: str) -> tuple[int, int] | None:
         return None
 
 
-def read_threads_cpu() -> dict[int, int]:
-    """ns on a CPU so far of every thread of this process, by native thread id."""
-    found: dict[int, int] = {}
+def read_threads_cpu() -> dict[int, tuple[int, int]]:
+    """(ns on a CPU, ns waiting for one) so far of every thread of this process, by
+    native thread id."""
+    found: dict[int, tuple[int, int]] = {}
     try:
         tids = os.listdir("/proc/self/task")
     except OSError:
@@ -88,7 +89,7 @@ def read_threads_cpu() -> dict[int, int]:
     for name in tids:
         read = read_schedstat(_schedstat_path(int(name)))
         if read is not None:
-            found[int(name)] = read[0]
+            found[int(name)] = read
     return found
 
 
@@ -102,6 +103,13 @@ def thread_name(tid: int) -> str:
             return f.read().strip() or str(tid)
     except OSError:
         return str(tid)
+
+
+def _by_thread(ms: dict[int, float]) -> str:
+    """``48 ms (ccbridge-worker_4 40 ms, ...)``: the total and its four largest shares."""
+    busy = sorted(((v, tid) for tid, v in ms.items() if v >= 1), reverse=True)
+    names = ", ".join(f"{thread_name(tid)} {v:.0f} ms" for v, tid in busy[:4])
+    return f"{sum(ms.values()):.0f} ms" + (f" ({names})" if names else "")
 
 
 class RunQueueSampler:
@@ -121,8 +129,8 @@ class RunQueueSampler:
         self.path = _schedstat_path(tid)
         # (perf_counter before the read, after it, ns waited): the figure was read between
         self.samples: deque[tuple[float, float, int]] = deque(maxlen=int(2 / SAMPLE_EVERY))
-        # (perf_counter before the reads, {tid: ns on a CPU})
-        self.threads: deque[tuple[float, dict[int, int]]] = deque(
+        # (perf_counter before the reads, {tid: (ns on a CPU, ns waiting for one)})
+        self.threads: deque[tuple[float, dict[int, tuple[int, int]]]] = deque(
             maxlen=int(2 / SAMPLE_EVERY / self.THREADS_EVERY)
         )
         self._stop = threading.Event()
@@ -154,8 +162,10 @@ class RunQueueSampler:
     def cpu_meanwhile(self, began: float) -> str:
         """Where the process's CPU went from the last all-threads reading before
         ``began`` until now (called right after the slow callback, on the loop's
-        thread): ``this thread on a CPU 12 ms; others 48 ms (asyncio_1 40 ms, ...) in
-        the 70 ms around it``; empty when there is no reading before it."""
+        thread): ``this thread on a CPU 12 ms; others 48 ms (asyncio_1 40 ms, ...),
+        waiting for a CPU 30 ms (asyncio_1 30 ms); threads started meanwhile: x in the
+        70 ms around it`` (the last two parts only when there is something to say);
+        empty when there is no reading before it."""
         # A copy first: the sampler's thread appends meanwhile (list() of a deque is one C call).
         before = [(t, cpu) for t, cpu in list(self.threads) if t <= began]
         if not before:
@@ -163,13 +173,23 @@ class RunQueueSampler:
         t0, then = before[-1]
         now = read_threads_cpu()
         span_ms = (time.perf_counter() - t0) * 1000
-        ms = {tid: (ns - then.get(tid, 0)) / 1e6 for tid, ns in now.items()}
-        own = ms.pop(self.tid, 0.0)
-        busy = sorted(((v, tid) for tid, v in ms.items() if v >= 1), reverse=True)
-        others = ", ".join(f"{thread_name(tid)} {v:.0f} ms" for v, tid in busy[:4])
-        total = sum(ms.values())
-        text = f"this thread on a CPU {own:.0f} ms; others {total:.0f} ms"
-        return text + (f" ({others})" if others else "") + f" in the {span_ms:.0f} ms around it"
+        ran: dict[int, float] = {}
+        waited: dict[int, float] = {}
+        for tid, (on_cpu, queued) in now.items():
+            was = then.get(tid, (0, 0))
+            ran[tid] = (on_cpu - was[0]) / 1e6
+            waited[tid] = (queued - was[1]) / 1e6
+        own = ran.pop(self.tid, 0.0)
+        waited.pop(self.tid, None)
+        text = f"this thread on a CPU {own:.0f} ms; others {_by_thread(ran)}"
+        # Another thread that waited for a CPU while holding the GIL holds the loop too:
+        # on an overloaded machine that is the loop thread's sleep (a GIL convoy).
+        if sum(waited.values()) >= 1:
+            text += f", waiting for a CPU {_by_thread(waited)}"
+        born = sorted(tid for tid in now if tid not in then)
+        if born:
+            text += "; threads started meanwhile: " + ", ".join(thread_name(t) for t in born[:4])
+        return text + f" in the {span_ms:.0f} ms around it"
 
     def waited_ms(
         self, began: float, ended: float, now: tuple[float, int] | None = None

@@ -58,3 +58,19 @@ def tune() -> bool:
         (M_TRIM_THRESHOLD, TRIM_THRESHOLD),
     )
     return all([mallopt(option, value) == 1 for option, value in settings])  # each tried
+
+
+def trim() -> bool:
+    """``malloc_trim(0)``: the free pages of every arena given back to the system. Not
+    for the bridge's own process (see above: its loop would wait on the arena's lock);
+    for a child between jobs (ccbridge/store/writeproc.py). False on another libc."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        malloc_trim = ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):
+        return False
+    malloc_trim.argtypes = (ctypes.c_size_t,)
+    malloc_trim.restype = ctypes.c_int
+    malloc_trim(0)
+    return True

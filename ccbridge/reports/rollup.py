@@ -39,7 +39,7 @@ from sqlalchemy import Executable, bindparam, delete, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ccbridge.config.model import Config, QueueSettings
-from ccbridge.kpi import queue_index
+from ccbridge.queueindex import queue_index
 from ccbridge.reports import queries
 from ccbridge.reports.agentroll import roll_agents
 from ccbridge.reports.intervals import SLOT_S, day_range, local_midnight

@@ -12,10 +12,13 @@ The staffing plan (the gauges' refresh and GET /api/v1/staffing) runs here too: 
 from the store on the loop, its first plan held the loop 60-80 ms under load (statement
 compilation, row processing, the holiday calendars), failing the 50 ms gate.
 
-One worker, started on first use (``spawn``: nothing of the bridge's state or sockets is
-inherited) and kept; each job opens an engine on the worker's own loop and disposes of
-it. Failures come back as ``WorkerFault`` values, never as exceptions the pickling
-between processes might not carry.
+The jobs run in the record writer's child process (ccbridge/store/writeproc.py, its job
+channel and thread) when ``store.writer_process`` is on: no second interpreter and no
+multiprocessing resource tracker beside the bridge (they were ~65 MB of RSS,
+BENCHMARKS.md §4). With it off, the worker starts that same program for its jobs alone,
+on first use. Each job opens an engine on the job thread's own loop and disposes of it.
+Failures come back as ``WorkerFault`` values; a child that ends under a job is started
+again and the job run once more, and a second end is a ``store`` fault that says so.
 """
 
 from __future__ import annotations
@@ -23,9 +26,8 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
-import multiprocessing
+import logging
 from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import date, datetime
@@ -39,8 +41,11 @@ if TYPE_CHECKING:
     from ccbridge.reports.rollup import Round
     from ccbridge.staffing.plan import Targets
     from ccbridge.staffing.planning import PlanResult
+    from ccbridge.store.writeproc import WriteProcess
 
 Kind = Literal["intervals", "agents"]
+
+log = logging.getLogger("ccbridge.reports")
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,8 +74,26 @@ def encode(columns: tuple[str, ...], rows: list[dict[str, object]], fmt: str) ->
     incomplete = any(r["incomplete"] for r in rows)
     if fmt == "csv":
         return Encoded("text/csv", to_csv(columns, rows).encode(), len(rows), incomplete)
-    body = {"columns": list(columns), "rows": rows, "incomplete": incomplete}
-    return Encoded("application/json", json.dumps(body).encode(), len(rows), incomplete)
+    return Encoded("application/json", json_body(columns, rows, incomplete), len(rows), incomplete)
+
+
+JSON_CHUNK = 500  # rows a json.dumps call
+
+
+def json_body(columns: tuple[str, ...], rows: list[dict[str, object]], incomplete: bool) -> bytes:
+    """``json.dumps({"columns", "rows", "incomplete"})``, byte for byte, encoded
+    ``JSON_CHUNK`` rows a call: json's C encoder holds the GIL for a whole call, and in one
+    call a month's agent report (46,000 rows, 17 MB) held it 1-2 s, in which the record
+    writer's batches (the same child process, ccbridge/store/writeproc.py) waited."""
+    parts = [json.dumps(r)[1:-1] for r in _chunks(rows)]
+    head = json.dumps({"columns": list(columns), "rows": []})[:-2]  # up to the rows' "["
+    tail = json.dumps({"incomplete": incomplete})[1:]
+    return f"{head}{', '.join(parts)}], {tail}".encode()
+
+
+def _chunks(rows: list[dict[str, object]]) -> Iterator[list[dict[str, object]]]:
+    for i in range(0, len(rows), JSON_CHUNK):
+        yield rows[i : i + JSON_CHUNK]
 
 
 @contextmanager
@@ -198,38 +221,56 @@ def _roll_job(
     return asyncio.run(roll(settings, config, now, bridge, every))
 
 
-def _started_pool() -> ProcessPoolExecutor:
-    pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
-    pool.submit(int).result()  # the process is up and has imported what a job needs
-    return pool
-
-
 class ReportWorker:
-    """The worker process; ``run`` awaits one report, ``plan`` one staffing plan,
-    ``roll`` one round of the rollup, ``close`` stops the process. One is shared by the
-    report and staffing services."""
+    """Where reports run off the loop; ``run`` awaits one report, ``plan`` one staffing
+    plan, ``roll`` one round of the rollup, ``close`` stops a process of its own. One is
+    shared by the report and staffing services.
 
-    def __init__(self, settings: StoreSettings) -> None:
+    ``process``: the record writer's child (``store.writer_process``), whose job channel
+    runs them; it is the writer's to start and stop. Without it the worker starts one
+    such child of its own on the first job and ends it on ``close``."""
+
+    def __init__(self, settings: StoreSettings, process: WriteProcess | None = None) -> None:
         self._settings = settings
-        self._pool: ProcessPoolExecutor | None = None
+        self._shared = process
+        self._own: WriteProcess | None = None
 
-    async def _started(self) -> ProcessPoolExecutor:
-        if self._pool is None:
-            # Starting the process (fork and exec, the pickled preparation data) takes
-            # tens of milliseconds: in a thread, not on the loop.
-            pool = await asyncio.to_thread(_started_pool)
-            if self._pool is None:
-                self._pool = pool
-            else:  # another caller started one meanwhile
-                await asyncio.to_thread(pool.shutdown, True)
-        return self._pool
+    @property
+    def process(self) -> WriteProcess | None:
+        """The child the jobs go to (None: none started yet)."""
+        return self._shared if self._shared is not None else self._own
+
+    def _process(self) -> WriteProcess:
+        if self._shared is not None:
+            return self._shared
+        if self._own is None:
+            from ccbridge.store.writeproc import WriteProcess
+
+            self._own = WriteProcess(self._settings)
+        return self._own
+
+    async def _job(self, name: str, *args: object) -> object:
+        from ccbridge.store.writeproc import WriteProcessGone
+
+        why = ""
+        for attempt in (1, 2):
+            process = self._process()
+            if process.closed:
+                return WorkerFault("store", "the bridge is stopping")
+            try:
+                return await process.job(name, args)
+            except WriteProcessGone as exc:
+                why = str(exc)
+                if attempt == 1:
+                    log.warning("report process ended under a %s job (%s): run again", name, why)
+        return WorkerFault("store", f"the report process ended twice under the job: {why}")
 
     async def run(
         self, config: Config, kind: Kind, q: ReportQuery, now: datetime
     ) -> Encoded | WorkerFault:
-        pool = await self._started()
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(pool, _job, self._settings, config, kind, q, now)
+        got = await self._job("report", self._settings, config, kind, q, now)
+        assert isinstance(got, Encoded | WorkerFault)
+        return got
 
     async def plan(
         self,
@@ -240,24 +281,18 @@ class ReportWorker:
         weeks: int,
         until: datetime | None = None,
     ) -> PlanResult | WorkerFault:
-        pool = await self._started()
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(
-            pool, _plan_job, self._settings, config, days, targets, now, weeks, until
-        )
+        got = await self._job("plan", self._settings, config, days, targets, now, weeks, until)
+        return got  # type: ignore[return-value]  # the child's plan job: one of the two
 
     async def roll(
         self, config: Config, now: datetime, bridge: str, every: float
     ) -> Round | WorkerFault:
-        pool = await self._started()
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(
-            pool, _roll_job, self._settings, config, now, bridge, every
-        )
+        got = await self._job("roll", self._settings, config, now, bridge, every)
+        return got  # type: ignore[return-value]  # the child's roll job: one of the two
 
     async def close(self) -> None:
-        pool, self._pool = self._pool, None
-        if pool is not None:
-            # Joining the process blocks: in a thread. A report still running is let
-            # finish (cancel_futures drops the queued ones).
-            await asyncio.to_thread(pool.shutdown, True, cancel_futures=True)
+        """End the worker's own child (a job still running is cut: its caller gets a
+        fault); the writer's child is the writer's to end."""
+        own, self._own = self._own, None
+        if own is not None:
+            await own.close()

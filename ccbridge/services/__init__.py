@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ccbridge.services.agents import AgentService
 from ccbridge.services.calls import CallService
@@ -15,6 +16,9 @@ from ccbridge.services.recordings import RecordingService
 from ccbridge.services.reports import ReportService
 from ccbridge.services.sites import SiteService
 from ccbridge.services.staffing import StaffingService
+
+if TYPE_CHECKING:
+    from ccbridge.store.writeproc import WriteProcess
 
 __all__ = [
     "AgentService",
@@ -47,11 +51,12 @@ class Services:
     events: EventService
 
     @classmethod
-    def over(cls, runtime: ClusterRuntime) -> Services:
+    def over(cls, runtime: ClusterRuntime, process: WriteProcess | None = None) -> Services:
+        """``process``: the record writer's child, which then runs the reports and
+        staffing plans too (without it, a child of their own, started on first use)."""
         from ccbridge.reports.worker import ReportWorker
 
-        # one worker process for reports and staffing plans, started on first use
-        worker = ReportWorker(runtime.config.store)
+        worker = ReportWorker(runtime.config.store, process)
         return cls(
             SiteService(runtime),
             AgentService(runtime),

@@ -14,18 +14,35 @@ one batch at a time. Pickle is safe here: both ends are this program, over a pip
 nothing else holds. The first frame carries the database URL and its password (never on
 the command line, where ``ps`` shows it). The child ends when its input closes: when the
 bridge stops, or is killed (even by SIGKILL), the child goes too.
+
+The same child runs the report worker's jobs (reports, staffing plans, the rollup's
+rounds: ccbridge/reports/worker.py) over a second channel, a socket pair whose child end
+it inherits (``--jobs FD``): one interpreter beside the bridge instead of three (the
+writer's child, a ``spawn`` process pool's worker and multiprocessing's resource tracker:
+~65 MB of RSS, BENCHMARKS.md §4). In the child the jobs run one at a time on a thread of
+their own, each on its own event loop, while the writes go on on the main thread's: a
+report of a month (~1 s of Python) does not hold the batches behind it, they share the
+GIL with it (a switch every 5 ms), not wait for its end. Slicing a report into bounded
+steps between batches would have meant cutting SQLAlchemy's row processing and the
+assembly into pieces; a thread costs nothing of the kind. Jobs carry a number and their
+answers name it, so a job whose caller gave up (a cancelled request) leaves nothing out
+of step: its answer is dropped.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
+import itertools
 import logging
 import os
 import pickle
+import socket
 import struct
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from ccbridge.config.model import SecretValue
@@ -59,6 +76,14 @@ class WriteProcess:
         self._lock = asyncio.Lock()
         self._starting: asyncio.Task[None] | None = None
         self.starts = 0  # children started (a second one means the first one ended)
+        self._jobs: _Jobs | None = None  # the current child's job channel
+        self._closed = False  # close() was called: jobs refused until started again
+
+    @property
+    def closed(self) -> bool:
+        """close() ended the child and nothing started it again: jobs are refused (a
+        report arriving while the bridge stops does not start a child nobody ends)."""
+        return self._closed
 
     @property
     def pid(self) -> int | None:
@@ -71,6 +96,7 @@ class WriteProcess:
         at 2,000 calls/s is 8,000 records behind when the first batch waits for them
         (BENCHMARKS.md §9b). The bridge's start does not wait (FastAGI listens after it);
         the first write does."""
+        self._closed = False
         if self._starting is None or self._starting.done():
             self._starting = asyncio.create_task(self._start(), name="records-writer-process")
 
@@ -82,22 +108,40 @@ class WriteProcess:
 
     async def ready(self) -> None:
         """The child is running and has its engine; WriteProcessGone when it could not."""
+        self._closed = False
         async with self._lock:
             await self._running()
 
     async def _running(self) -> asyncio.subprocess.Process:
         if self._proc is not None and self._proc.returncode is None:
-            return self._proc
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "ccbridge.store.writeproc",
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            limit=MAX_FRAME,
-        )
+            if self._jobs is not None and not self._jobs.gone:
+                return self._proc
+            await self._kill()  # its job channel broke: a new child for both
+        if self._jobs is not None:  # the last child's channel: its jobs are failed
+            self._jobs.close()
+            self._jobs = None
+        ours, theirs = socket.socketpair()
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "ccbridge.store.writeproc",
+                "--jobs",
+                str(theirs.fileno()),
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                limit=MAX_FRAME,
+                pass_fds=(theirs.fileno(),),
+            )
+        except BaseException:
+            ours.close()
+            raise
+        finally:
+            theirs.close()
         self._proc = proc
         self.starts += 1
+        reader, writer = await asyncio.open_connection(sock=ours, limit=MAX_FRAME)
+        self._jobs = _Jobs(reader, writer)
         password = self.settings.password.reveal() if self.settings.password else None
         assert proc.stdin is not None
         await self._ask(proc, ("open", self.settings.url, password), "ready")
@@ -132,6 +176,21 @@ class WriteProcess:
             raise DriverError(f"in the writer process: an answer of {got!r:.80}")
         return got
 
+    async def job(self, name: str, args: tuple[Any, ...]) -> Any:
+        """Run the job ``name`` of the child's table (``_job_table``) with ``args`` and
+        return what it returned; the child is started when it is not running.
+        WriteProcessGone when the child ended before answering (or close() was called),
+        JobFailed when the job raised."""
+        if self._closed:
+            raise WriteProcessGone("the writer process was closed")
+        jobs = self._jobs
+        if jobs is None or self.pid is None or jobs.gone:
+            async with self._lock:  # starting it: not beside a write's start
+                await self._running()
+                jobs = self._jobs
+        assert jobs is not None
+        return await jobs.ask(name, args)
+
     async def _ask(self, proc: asyncio.subprocess.Process, request: Any, want: str = "ok") -> Any:
         assert proc.stdin is not None and proc.stdout is not None
         try:
@@ -153,6 +212,9 @@ class WriteProcess:
 
     async def _kill(self) -> None:
         proc, self._proc = self._proc, None
+        if self._jobs is not None:
+            self._jobs.close()
+            self._jobs = None
         if proc is not None and proc.returncode is None:
             with contextlib.suppress(ProcessLookupError):
                 proc.kill()
@@ -164,7 +226,11 @@ class WriteProcess:
             with contextlib.suppress(Exception):
                 await self._starting  # a child half started is ended below, not left
             self._starting = None
+        self._closed = True
         async with self._lock:
+            if self._jobs is not None:
+                self._jobs.close()
+                self._jobs = None
             proc, self._proc = self._proc, None
             if proc is None or proc.returncode is not None:
                 return
@@ -177,6 +243,90 @@ class WriteProcess:
                 with contextlib.suppress(ProcessLookupError):
                     proc.kill()
                 await proc.wait()
+
+
+class JobFailed(Exception):
+    """A job raised in the child (a bug, not a fault it answers as a value): its type
+    and message."""
+
+
+# Frames larger than this are pickled and unpickled on a thread, not on the loop (a
+# staffing plan's rows, a month's CSV); the loop then gets the GIL every 5 ms meanwhile.
+_LOOP_PICKLE = 64 * 1024
+
+
+class _Jobs:
+    """The parent's end of one child's job channel: numbered requests written as they
+    come, answers read by one task and handed to their askers."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._reader = reader
+        self._writer = writer
+        self._numbers = itertools.count(1)
+        self._waiting: dict[int, asyncio.Future[tuple[str, Any]]] = {}
+        self._why = "the writer process ended"
+        self._task = asyncio.create_task(self._answers(), name="records-writer-jobs")
+
+    @property
+    def gone(self) -> bool:
+        return self._task.done()
+
+    async def ask(self, name: str, args: tuple[Any, ...]) -> Any:
+        if self.gone:
+            raise WriteProcessGone(self._why)
+        number = next(self._numbers)
+        answer: asyncio.Future[tuple[str, Any]] = asyncio.get_running_loop().create_future()
+        self._waiting[number] = answer
+        try:
+            # Pickled on a thread (a config of 1,000 agents is ~80 KB, ~11 ms of pickling:
+            # the loop gets the GIL every 5 ms meanwhile), then written whole: nothing else
+            # writes between its bytes.
+            frame = await asyncio.to_thread(_frame, (number, name, args))
+            if self.gone:
+                raise WriteProcessGone(self._why)
+            self._writer.write(frame)
+            await self._writer.drain()
+            kind, value = await answer
+        except (OSError, RuntimeError) as exc:  # the socket closed under the write
+            raise WriteProcessGone(f"{exc.__class__.__name__}: {exc}") from exc
+        finally:
+            self._waiting.pop(number, None)
+        if kind == "ok":
+            return value
+        raise JobFailed(str(value))
+
+    async def _answers(self) -> None:
+        try:
+            while True:
+                (size,) = _HEAD.unpack(await self._reader.readexactly(_HEAD.size))
+                if size > MAX_FRAME:
+                    raise ValueError(f"a frame of {size} bytes")
+                data = await self._reader.readexactly(size)
+                if size > _LOOP_PICKLE:
+                    got = await asyncio.to_thread(pickle.loads, data)
+                else:
+                    got = pickle.loads(data)
+                number, kind, value = got
+                answer = self._waiting.get(number)
+                if answer is not None and not answer.done():  # else its asker gave up
+                    answer.set_result((kind, value))
+        except asyncio.CancelledError:
+            self._why = "the writer process was stopped"
+        except Exception as exc:  # the child ended (EOF) or sent nonsense
+            self._why = f"the writer process ended ({exc.__class__.__name__}: {exc})"
+        finally:
+            self._fail_waiting()
+            self._writer.close()
+
+    def _fail_waiting(self) -> None:
+        for answer in self._waiting.values():
+            if not answer.done():
+                answer.set_exception(WriteProcessGone(self._why))
+
+    def close(self) -> None:
+        self._task.cancel()
+        self._fail_waiting()
+        self._writer.close()
 
 
 def _frame(obj: Any) -> bytes:
@@ -193,6 +343,66 @@ async def _read_frame(reader: asyncio.StreamReader) -> Any:
 
 
 # -- the child ---------------------------------------------------------------------------
+
+
+def _job_table() -> dict[str, Callable[..., Any]]:
+    """The jobs the child runs, by name; the report worker's module is imported with the
+    first job, not before (a bridge that never asks for a report never loads it)."""
+    from ccbridge.reports import worker
+
+    return {"report": worker._job, "plan": worker._plan_job, "roll": worker._roll_job}
+
+
+def _give_back() -> None:
+    """After a job: its garbage collected and the free pages of malloc's heaps handed back
+    to the system (``malloc_trim``). A month's report leaves tens of MB of freed blocks
+    that the fixed trim threshold does not give back (they are not at the heap's top);
+    the walk holds an arena's lock for milliseconds, which here delays the writer's
+    batch, not the bridge's loop."""
+    gc.collect()
+    from ccbridge import malloc
+
+    malloc.trim()
+
+
+def _recv_exactly(sock: socket.socket, n: int) -> bytes | None:
+    parts: list[bytes] = []
+    while n:
+        part = sock.recv(min(n, 1 << 20))
+        if not part:
+            return None
+        parts.append(part)
+        n -= len(part)
+    return b"".join(parts)
+
+
+def serve_jobs(sock: socket.socket) -> None:
+    """The child's job thread: each request in turn, its answer (or the exception's type
+    and message) written back with its number; returns when the bridge's end closes."""
+    table: dict[str, Callable[..., Any]] | None = None
+    with sock:
+        while True:
+            head = _recv_exactly(sock, _HEAD.size)
+            if head is None:
+                return
+            (size,) = _HEAD.unpack(head)
+            data = _recv_exactly(sock, size) if size <= MAX_FRAME else None
+            if data is None:
+                return
+            number = 0
+            try:
+                number, name, args = pickle.loads(data)
+                if table is None:
+                    table = _job_table()
+                reply = _frame((number, "ok", table[name](*args)))
+            except Exception as exc:
+                reply = _frame((number, "error", f"{exc.__class__.__name__}: {exc}"))
+            del data
+            _give_back()
+            try:
+                sock.sendall(reply)
+            except OSError:
+                return
 
 
 class _JournalReader:
@@ -277,10 +487,21 @@ async def _serve() -> None:
 NICE = 5
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
     logging.basicConfig(level=logging.WARNING, format="ccbridge writer process: %(message)s")
+    # glibc's malloc as in the bridge (ccbridge/malloc.py), before any thread starts: the
+    # job thread, the SQLite connections' threads and the to_thread helpers share one
+    # arena instead of one each.
+    from ccbridge import malloc
+
+    malloc.tune()
     with contextlib.suppress(OSError):
         os.nice(NICE)
+    if args[:1] == ["--jobs"] and len(args) == 2:
+        sock = socket.socket(fileno=int(args[1]))
+        # a daemon: the process ends with the write loop (its input closed), a job or not
+        threading.Thread(target=serve_jobs, args=(sock,), name="jobs", daemon=True).start()
     with contextlib.suppress(KeyboardInterrupt, BrokenPipeError):
         asyncio.run(_serve())
 

@@ -97,6 +97,11 @@ async def test_the_agent_page_pops_the_masked_caller_and_history_and_sets_state(
     # No held routes: the call asks the bridge, and their recomputation (CPU-heavy for a
     # moment at start) does not share the two cores with Chromium starting up.
     config = without_held_routes(replace(lab_config, store=settings))
+    # The pop's history is asked with a 0.5 s bound by default, and a history that misses
+    # it is shown "unavailable" (by design). On a loaded 2-core machine the first query on
+    # a fresh SQLite file (aiosqlite's thread starting, the schema read) took longer: this
+    # test is about the page showing the history, so it gives the store 5 s.
+    config = replace(config, screen_pop=replace(config.screen_pop, history_timeout=5.0))
     await prepare_store(config)
     # The browser first: its start-up burst is over before the bridge's loop is timed.
     async with (

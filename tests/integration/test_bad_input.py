@@ -13,12 +13,14 @@ from datetime import UTC, datetime
 
 import pytest
 
+from ccbridge import variables as v
 from ccbridge.ami.client import LinkState, SiteDownError
+from ccbridge.app import Bridge
 from ccbridge.config import Config
 from ccbridge.config.model import SecretValue
 from ccbridge.lab.sipp import Agent, place_calls
 from ccbridge.lab.sites import Lab
-from tests.integration.conftest import BridgeFactory
+from tests.integration.conftest import AmiRecorder, BridgeFactory
 from tests.polling import until
 
 WEDNESDAY_MORNING = datetime(2026, 11, 25, 5, 0, tzinfo=UTC)
@@ -57,7 +59,7 @@ def answering_hindi(lab: Lab) -> Iterator[None]:
 
 
 async def test_fastagi_garbage_while_real_calls_are_routed(
-    lab: Lab, answering_hindi: None, bridge_at: BridgeFactory
+    lab: Lab, answering_hindi: None, ami: AmiRecorder, bridge_at: BridgeFactory
 ) -> None:
     from tests.integration.conftest import without_held_routes
 
@@ -103,8 +105,23 @@ async def test_fastagi_garbage_while_real_calls_are_routed(
                 "language": "hi",
             },
         )
-        assert routed == 10.0
+        # Where the calls went, when not all by the bridge: the dialplan's reports.
+        went = {
+            name: sum(1 for e in ami.named("UserEvent", "bangalore") if e.get("UserEvent") == name)
+            for name in (v.EVENT_FALLBACK, v.EVENT_HELD_ROUTE)
+        }
+        assert routed == 10.0, f"{_agi_seen(bridge)}; dialplan events {went}"
         assert bridge.agi.listening
+
+
+def _agi_seen(bridge: Bridge) -> str:
+    """What the bridge's FastAGI server saw: the failure message of a route count."""
+    stats = bridge.agi.stats
+    return (
+        f"FastAGI sessions {stats.sessions_total}, outcomes other than ok "
+        f"{dict(stats.errors_total)}, refused busy {stats.rejected_busy}, "
+        f"refused by source {stats.rejected_source}"
+    )
 
 
 def _with_site(config: Config, name: str, **ami: object) -> Config:
@@ -247,6 +264,6 @@ async def test_a_failing_route_handler_sends_the_call_to_the_static_fallback(
                 what="fallback queue at bangalore",
             )
             assert recorder.named("QueueCallerJoin", "dhaka") == []
-            assert bridge.agi.stats.errors_total["handler_error"] >= 2
+            assert bridge.agi.stats.errors_total["handler_error"] >= 2, _agi_seen(bridge)
         finally:
             await recorder.stop()

@@ -104,7 +104,11 @@ async def store_bridge(lab: Lab, config: Config) -> AsyncIterator[Bridge]:
     await bridge.start()
     try:
         await until(
-            lambda: bridge.state.synced and all(s.up for s in bridge.state.sites.values()),
+            lambda: (
+                bridge.state.synced
+                and all(s.up for s in bridge.state.sites.values())
+                and bridge.first_sync_done()
+            ),
             10,
             "the bridge to sync every site",
         )

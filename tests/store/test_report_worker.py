@@ -1,6 +1,8 @@
 """Reports built in the worker process (ccbridge/reports/worker.py): a month of one
 site's quarter hours answered without holding the bridge's loop past the 50 ms limit,
-the same figures as built in place, and faults returned as values with their error ids."""
+the same figures as built in place, and faults returned as values with their error ids.
+The worker process is the record writer's child (ccbridge/store/writeproc.py) when the
+store has one, else a child of the worker's own."""
 
 from __future__ import annotations
 
@@ -9,6 +11,8 @@ import csv
 import gc
 import io
 import json
+import os
+import signal
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
@@ -24,10 +28,11 @@ from ccbridge.loopdebug import report_slow_callbacks, stop_reporting
 from ccbridge.reports.build import interval_report
 from ccbridge.reports.intervals import Step
 from ccbridge.reports.query import Period, ReportQuery
-from ccbridge.reports.worker import Encoded, WorkerFault, build
+from ccbridge.reports.worker import Encoded, ReportWorker, WorkerFault, build
 from ccbridge.services import ServiceError
 from ccbridge.store.engine import make_engine
 from ccbridge.store.migrate import upgrade
+from ccbridge.store.writeproc import WriteProcess
 from tests.bench.bench_reports import DAYS, FIRST, SITE, config, generate, load_sqlite
 
 NOW = datetime(2026, 12, 1, tzinfo=UTC)
@@ -65,7 +70,13 @@ async def bridge(month_db: StoreSettings) -> AsyncIterator[Bridge]:
     try:
         yield b
     finally:
-        await b.services.reports.close()
+        await _close(b)
+
+
+async def _close(b: Bridge) -> None:
+    await b.services.reports.close()
+    if b.records is not None and b.records.writer.process is not None:
+        await b.records.writer.process.close()  # the writer's child: the writer's to end
 
 
 def _cfg(b: Bridge) -> Config:
@@ -145,7 +156,7 @@ async def test_the_rollup_job_rolls_in_the_worker_once_between_bridges(
         second = await b.rollup.run_once()
     finally:
         stop_reporting(loop, found)
-        await b.services.reports.close()
+        await _close(b)
     assert found.lines == []
     # NOW is 2026-12-01 00:00 UTC, the cutoff 11-28 00:00 UTC, the grace 2 h: the 29th
     # and 30th in Asia, the 28th and 29th in New York, London's 29th (its 30th ended
@@ -159,3 +170,62 @@ async def test_the_rollup_job_rolls_in_the_worker_once_between_bridges(
         "london": 1,
     }
     assert not second.ran and b.rollup.rounds == 1 and b.rollup.rolled == 9
+
+
+def _dead(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+@pytest.fixture
+async def recording_bridge(month_db: StoreSettings) -> AsyncIterator[Bridge]:
+    """A bridge that keeps records (its writer has the child process, not started)."""
+    b = Bridge(replace(config(), store=replace(month_db, enabled=True)), Clock(NOW))
+    try:
+        yield b
+    finally:
+        await _close(b)
+
+
+async def test_reports_run_in_the_writers_child_and_a_killed_child_is_started_again(
+    recording_bridge: Bridge,
+) -> None:
+    """store.writer_process (the default): the report worker's jobs go to the record
+    writer's child, no process of their own; killed (SIGKILL) between two reports, the
+    next one starts a new child and answers the same; the writer's batches go to it too."""
+    bridge = recording_bridge
+    assert bridge.records is not None
+    process = bridge.records.writer.process
+    assert process is not None and bridge.services.reports._worker.process is process
+    params = {**MONTH, "site": [SITE], "step": ["day"]}
+    _, first = await bridge.services.reports.interval_report(params)
+    pid = process.pid
+    assert pid is not None and process.starts == 1 and first.rows > DAYS
+    os.kill(pid, signal.SIGKILL)  # asked at once: the job finds it dead or dying
+    _, again = await bridge.services.reports.interval_report(params)
+    assert again == first and process.starts == 2 and process.pid not in (None, pid)
+    assert await process.write([]) == {}  # the same child takes the writer's batches
+
+
+async def test_without_the_writer_process_the_worker_starts_a_child_of_its_own(
+    month_db: StoreSettings,
+) -> None:
+    """store.writer_process off: the worker's own child, started by the first job (the
+    same answer as built in place) and ended by close()."""
+    settings = replace(month_db, writer_process=False)
+    cfg = replace(config(), store=settings)
+    q = ReportQuery(Period(first=date(2026, 10, 1), last=date(2026, 10, 2)), (SITE,), Step.M60)
+    worker = ReportWorker(settings)
+    assert worker.process is None  # nothing started before a job
+    try:
+        got = await worker.run(cfg, "agents", q, NOW)
+        process = worker.process
+        assert isinstance(process, WriteProcess) and process.pid is not None
+        pid = process.pid
+    finally:
+        await worker.close()
+    assert got == await build(settings, cfg, "agents", q, NOW) and isinstance(got, Encoded)
+    assert worker.process is None and process.pid is None and _dead(pid)

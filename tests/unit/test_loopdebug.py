@@ -237,3 +237,26 @@ async def test_a_failure_to_read_the_threads_cpu_costs_only_that_part_of_the_lin
         loopdebug.stop_reporting(loop, found)
     (line,) = [x for x in found.lines if "sleep" in x]
     assert line.endswith("; threads' CPU not read (RuntimeError))")
+
+
+async def test_a_slow_callback_names_the_threads_started_meanwhile() -> None:
+    """``Thread.start`` waits until the new thread runs: on a loaded machine the loop
+    sleeps there (the reason ccbridge/workers.py starts every worker at start). The
+    report names a thread born in the span, so that wait is found, not guessed."""
+    loop = asyncio.get_running_loop()
+    found = loopdebug.report_slow_callbacks(loop, 20)
+    done = threading.Event()
+
+    def start_and_sleep() -> None:
+        threading.Thread(target=done.wait, args=(5,), name="test-newborn").start()
+        time.sleep(0.08)
+
+    try:
+        await asyncio.sleep(0.05)  # an all-threads reading before the callback
+        loop.call_soon(start_and_sleep)
+        await until(lambda: found.count >= 1, 5, "the slow callback's report")
+    finally:
+        done.set()
+        loopdebug.stop_reporting(loop, found)
+    (line,) = [x for x in found.lines if "start_and_sleep" in x]
+    assert "threads started meanwhile: test-newborn" in line, line

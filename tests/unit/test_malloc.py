@@ -136,3 +136,8 @@ def test_a_socket_read_of_the_bridges_protocols_is_no_mapping_of_its_own() -> No
     assert int(_run(_reads(INTO_BUFFER), "tuned").stdout) == 0
     assert int(_run(_reads(PLAIN), "tuned").stdout) > 0  # why they read so
     assert malloc.TRIM_THRESHOLD >= 2 * malloc.MMAP_THRESHOLD
+
+
+def test_trim_hands_back_free_pages_on_glibc() -> None:
+    # The writer's child calls it between jobs (ccbridge/store/writeproc.py).
+    assert malloc.trim()
