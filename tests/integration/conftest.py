@@ -160,6 +160,47 @@ def agents(lab: Lab) -> Iterator[dict[str, Agent]]:
             agent.stop()
 
 
+# Set to a verbose level (1-10), e.g. `CCB_TEST_ASTERISK_VERBOSE=4 pytest tests/integration`:
+# each site's Asterisk logs its dialplan steps (AGI results, fallbacks, queue joins) during
+# every lab test into verbose.log beside messages.log, which a failed test keeps and shows
+# the tail of. Off by default: the load tests' thousands of calls would make Asterisk
+# format and write ~30 lines each. How a call that should have reached the bridge took the
+# static route was found this way (test_bad_input, eleventh session).
+ASTERISK_VERBOSE_ENV = "CCB_TEST_ASTERISK_VERBOSE"
+VERBOSE_LOG = "verbose.log"
+
+
+def asterisk_verbose_level() -> int | None:
+    raw = os.environ.get(ASTERISK_VERBOSE_ENV, "").strip()
+    if not raw:
+        return None
+    if not raw.isdigit() or not 1 <= int(raw) <= 10:
+        raise pytest.UsageError(f"{ASTERISK_VERBOSE_ENV}={raw!r}: a verbose level from 1 to 10")
+    return int(raw)
+
+
+@pytest.fixture(autouse=True)
+def asterisk_verbose(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Each site's verbose trace of this test (``ASTERISK_VERBOSE_ENV``), started afresh.
+    A site restarted by the test logs to messages.log only from then on."""
+    level = asterisk_verbose_level()
+    if level is None or "lab" not in request.fixturenames:
+        yield
+        return
+    lab: Lab = request.getfixturevalue("lab")
+    channels = []
+    for site in lab.config.sites:
+        inside = f"{lab.dirs(site).inside['log']}/{VERBOSE_LOG}"
+        (lab.dirs(site).host("log") / VERBOSE_LOG).unlink(missing_ok=True)
+        lab.cli(site, f"logger add channel {inside} notice,warning,error,verbose({level})")
+        channels.append((site, inside))
+    try:
+        yield
+    finally:
+        for site, inside in channels:
+            lab.cli(site, f"logger remove channel {inside}")
+
+
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> object:
     report = yield
@@ -170,11 +211,15 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         keep = lab.dir / "failed" / item.name
         keep.mkdir(parents=True, exist_ok=True)
         for site in lab.config.sites:
-            for src in (lab.messages_log(site), lab.console_log(site)):
+            verbose = lab.dirs(site).host("log") / VERBOSE_LOG
+            for src in (lab.messages_log(site), lab.console_log(site), verbose):
                 if src.exists():
                     shutil.copyfile(src, keep / f"{site.name}-{src.name}")
             tail = _tail(lab.messages_log(site))
             report.sections.append((f"asterisk {site.name} messages.log (tail)", tail))
+            if asterisk_verbose_level() is not None and verbose.exists():
+                shown = _tail(verbose, 150)
+                report.sections.append((f"asterisk {site.name} {VERBOSE_LOG} (tail)", shown))
         report.sections.append(("kept Asterisk logs", str(keep)))
     return report
 
