@@ -205,18 +205,24 @@ async def test_a_slow_callback_says_which_threads_had_the_cpu_meanwhile() -> Non
         while not stop.is_set():
             sum(range(2_000))
 
+    def sleep_a_while() -> None:
+        time.sleep(0.08)
+
     burner = threading.Thread(target=spin, name="test-burner")
     try:
         await asyncio.sleep(0.05)  # an all-threads reading before the callback
         burner.start()
-        loop.call_soon(time.sleep, 0.08)
-        await until(lambda: found.count >= 1, 5, "the slow callback's report")
+        loop.call_soon(sleep_a_while)
+        # Its own line, not just any: on a loaded machine another step may pass 20 ms first.
+        await until(
+            lambda: any("sleep_a_while" in x for x in found.lines), 5, "the callback's report"
+        )
     finally:
         stop.set()
         loopdebug.stop_reporting(loop, found)
         if burner.is_alive():
             burner.join(5)
-    (line,) = [x for x in found.lines if "sleep" in x]
+    (line,) = [x for x in found.lines if "sleep_a_while" in x]
     assert re.search(r"this thread on a CPU \d+ ms; others \d+ ms \(.*test-burner \d+ ms", line)
     assert re.search(r"in the \d+ ms around it\)$", line)
 
@@ -254,7 +260,10 @@ async def test_a_slow_callback_names_the_threads_started_meanwhile() -> None:
     try:
         await asyncio.sleep(0.05)  # an all-threads reading before the callback
         loop.call_soon(start_and_sleep)
-        await until(lambda: found.count >= 1, 5, "the slow callback's report")
+        # Its own line, not just any: on a loaded machine another step may pass 20 ms first.
+        await until(
+            lambda: any("start_and_sleep" in x for x in found.lines), 5, "the callback's report"
+        )
     finally:
         done.set()
         loopdebug.stop_reporting(loop, found)
