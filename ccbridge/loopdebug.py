@@ -122,7 +122,10 @@ class RunQueueSampler:
     was neither on a CPU nor waiting for one slept, in a blocking call or waiting for
     the GIL that another thread held (whose CPU time then shows)."""
 
-    THREADS_EVERY = 2
+    # Every 40 ms: each reading opens every thread's schedstat, and a process with many
+    # threads (a lab test's: SIPp wrappers, workers) spent 21 ms of 106 on it every 10 ms
+    # (CI rehearsal, eleventh session), CPU and GIL the loop then waited for.
+    THREADS_EVERY = 8
 
     def __init__(self, tid: int) -> None:
         self.tid = tid

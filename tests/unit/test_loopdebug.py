@@ -210,7 +210,7 @@ async def test_a_slow_callback_says_which_threads_had_the_cpu_meanwhile() -> Non
 
     burner = threading.Thread(target=spin, name="test-burner")
     try:
-        await asyncio.sleep(0.05)  # an all-threads reading before the callback
+        await asyncio.sleep(0.12)  # an all-threads reading before the callback
         burner.start()
         loop.call_soon(sleep_a_while)
         # Its own line, not just any: on a loaded machine another step may pass 20 ms first.
@@ -258,7 +258,7 @@ async def test_a_slow_callback_names_the_threads_started_meanwhile() -> None:
         time.sleep(0.08)
 
     try:
-        await asyncio.sleep(0.05)  # an all-threads reading before the callback
+        await asyncio.sleep(0.12)  # an all-threads reading before the callback
         loop.call_soon(start_and_sleep)
         # Its own line, not just any: on a loaded machine another step may pass 20 ms first.
         await until(
