@@ -109,10 +109,13 @@ def freeze(registry: CollectorRegistry, names: Sequence[str] | None = None) -> F
     wanted = frozenset(names) if names is not None else None
     out: list[Collector] = []
     for c in _collectors(registry, wanted):
-        if isinstance(c, Snapshotting):
-            out.append(c.snapshot())
-        elif isinstance(c, MetricWrapperBase):
+        # The plain class check first: most collectors are prometheus_client's metrics,
+        # and isinstance against the runtime Protocol costs ~24 us a collector (Python
+        # 3.11), milliseconds of the loop a scrape for nothing.
+        if isinstance(c, MetricWrapperBase):
             out.append(c)
+        elif isinstance(c, Snapshotting):
+            out.append(c.snapshot())
         else:
             out.append(_Collected(list(c.collect())))
     return Frozen(tuple(out), wanted)
