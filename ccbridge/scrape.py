@@ -111,7 +111,7 @@ def freeze(registry: CollectorRegistry, names: Sequence[str] | None = None) -> F
     for c in _collectors(registry, wanted):
         # The plain class check first: most collectors are prometheus_client's metrics,
         # and isinstance against the runtime Protocol costs ~24 us a collector (Python
-        # 3.11), milliseconds of the loop a scrape for nothing.
+        # 3.11): ~0.5 ms of the loop a scrape over the lab's 22 collectors, for nothing.
         if isinstance(c, MetricWrapperBase):
             out.append(c)
         elif isinstance(c, Snapshotting):
