@@ -265,11 +265,15 @@ class _Jobs:
         self._numbers = itertools.count(1)
         self._waiting: dict[int, asyncio.Future[tuple[str, Any]]] = {}
         self._why = "the writer process ended"
+        self._broken = False  # a write failed: the channel is done, its reader or not
         self._task = asyncio.create_task(self._answers(), name="records-writer-jobs")
 
     @property
     def gone(self) -> bool:
-        return self._task.done()
+        """No job may be sent: the answers' reader ended, or a write failed. A write that
+        failed makes it gone at once: the reader sees the end a loop step or more later,
+        and a job sent meanwhile (the report worker's second try) would be lost too."""
+        return self._broken or self._task.done()
 
     async def ask(self, name: str, args: tuple[Any, ...]) -> Any:
         if self.gone:
@@ -288,7 +292,9 @@ class _Jobs:
             await self._writer.drain()
             kind, value = await answer
         except (OSError, RuntimeError) as exc:  # the socket closed under the write
-            raise WriteProcessGone(f"{exc.__class__.__name__}: {exc}") from exc
+            self._why = f"the writer process ended ({exc.__class__.__name__}: {exc})"
+            self._broken = True
+            raise WriteProcessGone(self._why) from exc
         finally:
             self._waiting.pop(number, None)
         if kind == "ok":

@@ -107,6 +107,45 @@ async def test_a_child_that_ends_under_a_job_fails_it_and_the_next_one(
                 await jobs.ask("echo", (1,))
 
 
+class _CutWriter:
+    """A job channel's writer whose peer is gone: the write is taken, the drain fails
+    (as asyncio's transport does on EPIPE), while the reader has seen nothing yet."""
+
+    def __init__(self) -> None:
+        self.frames = 0
+
+    def write(self, data: bytes) -> None:
+        self.frames += 1
+
+    async def drain(self) -> None:
+        raise ConnectionResetError("Connection lost")
+
+    def close(self) -> None:
+        pass
+
+
+async def test_a_failed_write_makes_the_channel_gone_at_once() -> None:
+    """The CI failure of the eleventh stop: the report worker's second try went to the
+    killed child's channel, because its reader had not yet seen the end when the first
+    try's write failed. The write's failure alone now ends the channel."""
+    ours, theirs = socket.socketpair()
+    try:
+        reader, real = await asyncio.open_connection(sock=ours)
+        writer = _CutWriter()
+        jobs = _Jobs(reader, writer)  # type: ignore[arg-type]
+        with pytest.raises(WriteProcessGone, match=r"ended \(ConnectionResetError"):
+            await jobs.ask("echo", (1,))
+        assert jobs.gone  # no loop step in between: the next try sees it
+        with pytest.raises(WriteProcessGone, match="ConnectionResetError"):
+            await jobs.ask("echo", (2,))
+        assert writer.frames == 1  # the second job was not sent
+        jobs.close()
+        real.close()
+        await real.wait_closed()
+    finally:
+        theirs.close()
+
+
 ANSWER = Encoded("application/json", b"{}", 0, False)
 
 
