@@ -15,6 +15,8 @@ Per size it reports
   over and over and notes how late it woke (what a call event arriving during a
   scrape waits: the loop step in progress, and with ``after`` the GIL the formatting
   thread holds, which CPython hands over every 5 ms);
+- ``after, 1 ms switch``: ``after`` with the interpreter's switch interval at 1 ms, as a
+  started bridge runs (ccbridge/workers.py), not CPython's 5 ms;
 - ``floor``: the same with nobody scraping, in the same run, so the figures can be
   read as a ratio on a shared, busy machine.
 
@@ -47,6 +49,7 @@ from ccbridge.clock import Clock
 from ccbridge.config import load_config
 from ccbridge.http.metrics import metrics_handler
 from ccbridge.routing.state import apply_event, begin_sync, complete_sync, set_site_up
+from ccbridge.workers import SWITCH_INTERVAL
 from tests.bench.bench_ceiling import deployment, queue_status, site_name
 
 SIZES = ((3, 100), (3, 1_000), (3, 10_000), (20, 100), (20, 1_000), (20, 10_000))
@@ -149,6 +152,13 @@ async def measure(sites: int, agents: int, scrapes: int, folder: Path) -> dict[s
     floor = await longest_step(None, scrapes)
     before = await longest_step(app_with(make_aiohttp_handler(bridge.registry)), scrapes)
     after = await longest_step(app_with(metrics_handler(bridge.registry)), scrapes)
+    # The same with the switch interval a started bridge runs with (ccbridge/workers.py).
+    default = sys.getswitchinterval()
+    sys.setswitchinterval(SWITCH_INTERVAL)
+    try:
+        after_switch = await longest_step(app_with(metrics_handler(bridge.registry)), scrapes)
+    finally:
+        sys.setswitchinterval(default)
     return {
         "sites": sites,
         "agents": agents,
@@ -158,8 +168,10 @@ async def measure(sites: int, agents: int, scrapes: int, folder: Path) -> dict[s
         "floor_ms": round(floor, 2),
         "before_ms": round(before, 2),
         "after_ms": round(after, 2),
+        "after_1ms_switch_ms": round(after_switch, 2),
         "before_x_floor": round(before / floor, 1) if floor else None,
         "after_x_floor": round(after / floor, 1) if floor else None,
+        "after_1ms_switch_x_floor": round(after_switch / floor, 1) if floor else None,
     }
 
 
@@ -178,7 +190,8 @@ def main(argv: list[str] | None = None) -> int:
                     f"{r['sites']:>2} sites {r['agents']:>6} agents {r['bytes']:>8} B: "
                     f"collect {r['collect_ms']:7.2f} ms  format {r['format_ms']:7.2f} ms | "
                     f"longest loop step: floor {r['floor_ms']:6.2f}  before {r['before_ms']:7.2f}"
-                    f"  after {r['after_ms']:6.2f} ms",
+                    f"  after {r['after_ms']:6.2f}"
+                    f"  after, 1 ms switch {r['after_1ms_switch_ms']:6.2f} ms",
                     flush=True,
                 )
     if args.json:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 import threading
 
 import pytest
 
-from ccbridge.workers import start_workers
+from ccbridge.workers import SWITCH_INTERVAL, start_workers
 
 
 def _workers() -> list[threading.Thread]:
@@ -45,3 +46,18 @@ async def test_the_pythons_own_pool_starts_threads_on_the_loop_for_contrast() ->
 async def test_no_workers_is_a_clear_error() -> None:
     with pytest.raises(ValueError, match="at least 1"):
         await start_workers(0)
+
+
+async def test_the_start_shortens_the_gils_switch_interval_and_never_lengthens_it() -> None:
+    before = sys.getswitchinterval()
+    try:
+        sys.setswitchinterval(0.005)  # CPython's default
+        pool = await start_workers(1)
+        pool.shutdown(wait=True)
+        assert sys.getswitchinterval() == pytest.approx(SWITCH_INTERVAL)
+        sys.setswitchinterval(0.0002)  # a process that chose shorter keeps it
+        pool = await start_workers(1)
+        pool.shutdown(wait=True)
+        assert sys.getswitchinterval() == pytest.approx(0.0002)
+    finally:
+        sys.setswitchinterval(before)
