@@ -2,7 +2,8 @@
 
 The loop takes the snapshots (ccbridge/scrape.py ``freeze``, a few ms whatever the
 number of agents); families and text are built, and gzipped when the client accepts it,
-in a worker thread. Query: only ``name[]`` (repeatable), the sample names to keep, as
+in a worker thread, the text with each line's name and labels cached
+(ccbridge/exposition.py). Query: only ``name[]`` (repeatable), the sample names to keep, as
 prometheus_client's handler takes it; anything else is refused with a clear error.
 """
 
@@ -16,6 +17,7 @@ from aiohttp import hdrs, web
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder, gzip_accepted
 
+from ccbridge.exposition import Exposition
 from ccbridge.http.base import ApiError, Handler
 from ccbridge.scrape import freeze, render
 
@@ -61,10 +63,12 @@ def _names(request: web.Request) -> list[str] | None:
 
 def metrics_handler(registry: CollectorRegistry) -> Handler:
     """The /metrics handler over ``registry``."""
+    exposition = Exposition()  # its caches live as long as the handler
 
     async def handle(request: web.Request) -> web.Response:
         names = _names(request)
-        encoder, content_type = choose_encoder(",".join(request.headers.getall(hdrs.ACCEPT, [])))
+        chosen, content_type = choose_encoder(",".join(request.headers.getall(hdrs.ACCEPT, [])))
+        encoder = exposition.encoder(chosen)
         compress = gzip_accepted(",".join(request.headers.getall(hdrs.ACCEPT_ENCODING, [])))
         frozen = freeze(registry, names)  # on the loop: copies of loop-owned state only
         body = await asyncio.to_thread(render, frozen, encoder, compress)

@@ -43,10 +43,12 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import generate_latest
 from prometheus_client.aiohttp import make_aiohttp_handler
+from prometheus_client.openmetrics.exposition import generate_latest as om_generate_latest
 
 from ccbridge.app import Bridge
 from ccbridge.clock import Clock
 from ccbridge.config import load_config
+from ccbridge.exposition import Exposition
 from ccbridge.http.metrics import metrics_handler
 from ccbridge.routing.state import apply_event, begin_sync, complete_sync, set_site_up
 from ccbridge.workers import SWITCH_INTERVAL
@@ -79,9 +81,13 @@ def make_bridge(sites: int, agents: int, folder: Path) -> Bridge:
     return bridge
 
 
-def halves(bridge: Bridge, scrapes: int) -> tuple[float, float, int]:
-    """Median ms of collect and of format over ``scrapes`` full scrapes, and the bytes."""
-    collect, fmt, size = [], [], 0
+def halves(bridge: Bridge, scrapes: int) -> dict[str, float]:
+    """Median ms of collect and of format over ``scrapes`` full scrapes (format: the
+    library's text and OpenMetrics encoders, and ccbridge/exposition.py's cached ones,
+    warm after the first scrape), and the text's bytes."""
+    times: dict[str, list[float]] = {}
+    size = 0
+    cached = Exposition()
 
     class Collected:
         def __init__(self, families: list[Any]) -> None:
@@ -90,15 +96,21 @@ def halves(bridge: Bridge, scrapes: int) -> tuple[float, float, int]:
         def collect(self) -> list[Any]:
             return self.families
 
-    for _ in range(scrapes):
+    def timed(key: str, fn: Any, arg: Any) -> bytes:
         t0 = time.perf_counter()
-        families = list(bridge.registry.collect())
-        t1 = time.perf_counter()
-        size = len(generate_latest(Collected(families)))  # type: ignore[arg-type]
-        t2 = time.perf_counter()
-        collect.append((t1 - t0) * 1e3)
-        fmt.append((t2 - t1) * 1e3)
-    return statistics.median(collect), statistics.median(fmt), size
+        out: bytes = fn(arg)
+        times.setdefault(key, []).append((time.perf_counter() - t0) * 1e3)
+        return out
+
+    for _ in range(scrapes):
+        families = timed("collect", lambda _: list(bridge.registry.collect()), None)
+        got = Collected(families)  # type: ignore[arg-type]
+        text = timed("format", generate_latest, got)
+        size = len(text)
+        om = timed("format_om", om_generate_latest, got)
+        assert timed("format_cached", cached.text, got) == text
+        assert timed("format_om_cached", cached.openmetrics, got) == om
+    return {k: statistics.median(v) for k, v in times.items()} | {"bytes": size}
 
 
 async def longest_step(app: web.Application | None, scrapes: int) -> float:
@@ -148,7 +160,7 @@ def app_with(handler: Any) -> web.Application:
 
 async def measure(sites: int, agents: int, scrapes: int, folder: Path) -> dict[str, Any]:
     bridge = make_bridge(sites, agents, folder)
-    collect, fmt, size = halves(bridge, scrapes)
+    took = halves(bridge, scrapes)
     floor = await longest_step(None, scrapes)
     before = await longest_step(app_with(make_aiohttp_handler(bridge.registry)), scrapes)
     after = await longest_step(app_with(metrics_handler(bridge.registry)), scrapes)
@@ -162,9 +174,12 @@ async def measure(sites: int, agents: int, scrapes: int, folder: Path) -> dict[s
     return {
         "sites": sites,
         "agents": agents,
-        "bytes": size,
-        "collect_ms": round(collect, 2),
-        "format_ms": round(fmt, 2),
+        "bytes": int(took["bytes"]),
+        "collect_ms": round(took["collect"], 2),
+        "format_ms": round(took["format"], 2),
+        "format_cached_ms": round(took["format_cached"], 2),
+        "format_om_ms": round(took["format_om"], 2),
+        "format_om_cached_ms": round(took["format_om_cached"], 2),
         "floor_ms": round(floor, 2),
         "before_ms": round(before, 2),
         "after_ms": round(after, 2),
@@ -188,7 +203,9 @@ def main(argv: list[str] | None = None) -> int:
                 r = rows[-1]
                 print(
                     f"{r['sites']:>2} sites {r['agents']:>6} agents {r['bytes']:>8} B: "
-                    f"collect {r['collect_ms']:7.2f} ms  format {r['format_ms']:7.2f} ms | "
+                    f"collect {r['collect_ms']:7.2f} ms  format {r['format_ms']:7.2f} ms"
+                    f" (cached {r['format_cached_ms']:6.2f}), OpenMetrics {r['format_om_ms']:7.2f}"
+                    f" (cached {r['format_om_cached_ms']:6.2f}) | "
                     f"longest loop step: floor {r['floor_ms']:6.2f}  before {r['before_ms']:7.2f}"
                     f"  after {r['after_ms']:6.2f}"
                     f"  after, 1 ms switch {r['after_1ms_switch_ms']:6.2f} ms",
