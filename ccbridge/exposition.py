@@ -9,11 +9,12 @@ GIL the event loop needs: a lab test's /metrics scrape held the loop past the 50
 ``Exposition`` keeps the line's text before the value per (name, labels), built by the
 library's own escaping functions, and formats only the value per scrape.
 
-What it formats: the plain text format (0.0.4, and text/plain with underscore escaping)
-and OpenMetrics 1.0.0 with underscore escaping, which is what Prometheus asks for. Any
-other Accept, and any scrape with an exemplar or a native histogram (the bridge exports
-neither), is written by prometheus_client itself. tests/unit/test_exposition.py checks
-the bytes against prometheus_client's on the lab's registry and on generated ones.
+What it formats: the text format (0.0.4, and 1.0.0 with any escaping) and OpenMetrics
+1.0.0 with any escaping: Prometheus 2 asks for OpenMetrics with underscores, Prometheus 3
+with allow-utf-8. Other versions, and any scrape with an exemplar or a native histogram
+(the bridge exports neither), are written by prometheus_client itself.
+tests/unit/test_exposition.py checks the bytes against prometheus_client's on the lab's
+registry and on generated ones, in every escaping.
 """
 
 from __future__ import annotations
@@ -29,9 +30,11 @@ from prometheus_client.openmetrics import exposition as om_format
 from prometheus_client.registry import Collector
 from prometheus_client.samples import Sample
 from prometheus_client.utils import floatToGoString as _untyped_go
+from prometheus_client.validation import _is_valid_legacy_metric_name
 
 _go: Callable[[float], str] = _untyped_go  # the library's value format (untyped)
-_om_latest: Callable[[Collector], bytes] = om_format.generate_latest  # (untyped)
+_om_latest: Callable[[Collector, str], bytes] = om_format.generate_latest  # (untyped)
+_legacy_name: Callable[[str], bool] = _is_valid_legacy_metric_name
 
 __all__ = ["MAX_CACHED", "Exposition"]
 
@@ -41,6 +44,10 @@ Encoder = Callable[[Collector], bytes]
 # ~23,000 lines.
 MAX_CACHED: Final = 200_000
 _UNDERSCORES: Final = om_format.UNDERSCORES
+_ALLOWUTF8: Final = om_format.ALLOWUTF8
+_ESCAPINGS: Final = frozenset(
+    {om_format.UNDERSCORES, om_format.ALLOWUTF8, om_format.DOTS, om_format.VALUES}
+)
 _SUFFIXES: Final = ("_created", "_gsum", "_gcount")  # the text format's OpenMetrics extras
 
 
@@ -66,54 +73,56 @@ class Exposition:
     """Encoders for one registry's scrapes, sharing their caches (any thread)."""
 
     def __init__(self) -> None:
-        self._text: dict[tuple[object, ...], str] = {}
-        self._om: dict[tuple[object, ...], str] = {}
-        self._lock = threading.Lock()  # only around a cache's reset
+        # Per (format, escaping): the line's text before its value, per sample key.
+        self._caches: dict[tuple[str, str], dict[tuple[object, ...], str]] = {}
+        self._lock = threading.Lock()  # only around a cache's creation and reset
         self.fallbacks = 0  # scrapes written by prometheus_client (not cached)
 
     def encoder(self, chosen: Encoder) -> Encoder:
         """The cached equivalent of ``chosen`` (what ``choose_encoder`` picked), or
-        ``chosen`` itself when it is a format or escaping this module does not write."""
+        ``chosen`` itself when it is a format or version this module does not write."""
         if chosen is text_format.generate_latest:
             return self.text
         if isinstance(chosen, partial) and not chosen.args:
-            if chosen.func is text_format.generate_latest and chosen.keywords == {
-                "escaping": _UNDERSCORES
-            }:
-                return self.text
-            if chosen.func is om_format.generate_latest and chosen.keywords == {
-                "escaping": _UNDERSCORES,
-                "version": "1.0.0",
-            }:
-                return self.openmetrics
+            kw = chosen.keywords
+            escaping = kw.get("escaping")
+            if escaping not in _ESCAPINGS:
+                return chosen
+            if chosen.func is text_format.generate_latest and kw.keys() == {"escaping"}:
+                return partial(self.text, escaping=escaping)
+            if (
+                chosen.func is om_format.generate_latest
+                and kw.keys() == {"escaping", "version"}
+                and kw["version"] == "1.0.0"
+            ):
+                return partial(self.openmetrics, escaping=escaping)
         return chosen
 
-    def _fits(self, cache: dict[tuple[object, ...], str]) -> None:
-        if len(cache) > MAX_CACHED:
-            with self._lock:
+    def _cache(self, kind: str, escaping: str) -> dict[tuple[object, ...], str]:
+        with self._lock:
+            cache = self._caches.setdefault((kind, escaping), {})
+            if len(cache) > MAX_CACHED:
                 cache.clear()
+            return cache
 
-    def text(self, registry: Collector) -> bytes:
-        """``prometheus_client.exposition.generate_latest(registry)``."""
+    def text(self, registry: Collector, escaping: str = _UNDERSCORES) -> bytes:
+        """``prometheus_client.exposition.generate_latest(registry, escaping)``."""
         families = list(registry.collect())
         try:
-            return _text(families, self._text)
+            return _text(families, escaping, self._cache("text", escaping))
         except _Unsupported:
             self.fallbacks += 1
-            return text_format.generate_latest(_Families(families))
-        finally:
-            self._fits(self._text)
+            return text_format.generate_latest(_Families(families), escaping)
 
-    def openmetrics(self, registry: Collector) -> bytes:
-        """``prometheus_client.openmetrics.exposition.generate_latest(registry)``."""
+    def openmetrics(self, registry: Collector, escaping: str = _UNDERSCORES) -> bytes:
+        """``prometheus_client.openmetrics.exposition.generate_latest(registry, escaping)``
+        (version 1.0.0)."""
         families = list(registry.collect())
         try:
-            return _openmetrics(families, self._om)
+            return _openmetrics(families, escaping, self._cache("om", escaping))
         except _Unsupported:
             self.fallbacks += 1
-            return _om_latest(_Families(families))
-        finally:
-            self._fits(self._om)
+            return _om_latest(_Families(families), escaping)
 
 
 def _escape_value(v: str) -> str:
@@ -122,32 +131,24 @@ def _escape_value(v: str) -> str:
     return om_format._escape(v, om_format.ALLOWUTF8, om_format._is_legacy_labelname_rune)
 
 
+def _labels(s: Sample, escaping: str) -> str:
+    return ",".join(
+        f'{om_format.escape_label_name(k, escaping)}="{_escape_value(v)}"'
+        for k, v in sorted(s.labels.items())
+    )
+
+
 def _help(text: str) -> str:
     return text.replace("\\", r"\\").replace("\n", r"\n")
 
 
-def _text_prefix(s: Sample) -> str:
+def _text_prefix(s: Sample, escaping: str) -> str:
     """The text format's line up to its value, as ``generate_latest``'s sample_line."""
-    name = om_format.escape_metric_name(s.name, _UNDERSCORES)
-    if not s.labels:
-        return name
-    labels = ",".join(
-        f'{om_format.escape_label_name(k, _UNDERSCORES)}="{_escape_value(v)}"'
-        for k, v in sorted(s.labels.items())
-    )
-    return f"{name}{{{labels}}}"
-
-
-def _text_line(s: Sample, cache: dict[tuple[object, ...], str]) -> str:
-    if s.exemplar is not None or s.native_histogram is not None:
-        raise _Unsupported
-    key = _key(s)
-    prefix = cache.get(key)
-    if prefix is None:
-        prefix = cache[key] = _text_prefix(s)
-    if s.timestamp is None:
-        return f"{prefix} {_go(s.value)}\n"
-    return f"{prefix} {_go(s.value)} {int(float(s.timestamp) * 1000):d}\n"
+    labels = _labels(s, escaping) if s.labels else ""
+    name = om_format.escape_metric_name(s.name, escaping)
+    if escaping != _ALLOWUTF8 or _legacy_name(s.name):
+        return f"{name}{{{labels}}}" if labels else name
+    return f"{{{name},{labels}}}" if labels else f"{{{name}}}"
 
 
 _TEXT_TYPES: Final = {
@@ -158,7 +159,7 @@ _TEXT_TYPES: Final = {
 }
 
 
-def _text(families: list[Metric], cache: dict[tuple[object, ...], str]) -> bytes:
+def _text(families: list[Metric], escaping: str, cache: dict[tuple[object, ...], str]) -> bytes:
     out: list[str] = []
     for metric in families:
         mname, mtype = metric.name, metric.type
@@ -167,43 +168,58 @@ def _text(families: list[Metric], cache: dict[tuple[object, ...], str]) -> bytes
         elif mtype == "info":
             mname += "_info"
         mtype = _TEXT_TYPES.get(mtype, mtype)
-        name = om_format.escape_metric_name(mname, _UNDERSCORES)
+        name = om_format.escape_metric_name(mname, escaping)
         out.append(f"# HELP {name} {_help(metric.documentation)}\n")
         out.append(f"# TYPE {name} {mtype}\n")
         extras: dict[str, list[str]] = {}
         special = {metric.name + suffix: suffix for suffix in _SUFFIXES}
         for s in metric.samples:
+            if s.exemplar is not None or s.native_histogram is not None:
+                raise _Unsupported
+            key = _key(s)
+            prefix = cache.get(key)
+            if prefix is None:
+                prefix = cache[key] = _text_prefix(s, escaping)
+            if s.timestamp is None:
+                line = f"{prefix} {_go(s.value)}\n"
+            else:
+                line = f"{prefix} {_go(s.value)} {int(float(s.timestamp) * 1000):d}\n"
             suffix = special.get(s.name)
             if suffix is None:
-                out.append(_text_line(s, cache))
+                out.append(line)
             else:
-                extras.setdefault(suffix, []).append(_text_line(s, cache))
+                extras.setdefault(suffix, []).append(line)
         for suffix, lines in sorted(extras.items()):
-            name = om_format.escape_metric_name(metric.name + suffix, _UNDERSCORES)
+            name = om_format.escape_metric_name(metric.name + suffix, escaping)
             out.append(f"# HELP {name} {_help(metric.documentation)}\n")
             out.append(f"# TYPE {name} gauge\n")
             out.extend(lines)
     return "".join(out).encode("utf-8")
 
 
-def _om_prefix(s: Sample) -> str:
+def _om_prefix(s: Sample, escaping: str) -> str:
     """OpenMetrics' line up to its value, as its ``generate_latest`` writes it."""
-    name = om_format._escape(s.name, _UNDERSCORES, om_format._is_legacy_labelname_rune)
-    if not s.labels:
-        return name
-    labels = ",".join(
-        f'{om_format.escape_label_name(k, _UNDERSCORES)}="{_escape_value(v)}"'
-        for k, v in sorted(s.labels.items())
-    )
-    return f"{name}{{{labels}}}"
+    legacy = _legacy_name(s.name)
+    labels = ""
+    if escaping == _ALLOWUTF8 and not legacy:
+        labels = om_format.escape_metric_name(s.name, escaping) + ("," if s.labels else "")
+    if s.labels:
+        labels += _labels(s, escaping)
+    if labels:
+        labels = "{" + labels + "}"
+    if escaping != _ALLOWUTF8 or legacy:
+        return om_format._escape(s.name, escaping, om_format._is_legacy_labelname_rune) + labels
+    return labels
 
 
-def _openmetrics(families: list[Metric], cache: dict[tuple[object, ...], str]) -> bytes:
+def _openmetrics(
+    families: list[Metric], escaping: str, cache: dict[tuple[object, ...], str]
+) -> bytes:
     out: list[str] = []
     for metric in families:
-        name = om_format.escape_metric_name(metric.name, _UNDERSCORES)
+        name = om_format.escape_metric_name(metric.name, escaping)
         doc = om_format._escape(
-            metric.documentation, om_format.ALLOWUTF8, om_format._is_legacy_labelname_rune
+            metric.documentation, _ALLOWUTF8, om_format._is_legacy_labelname_rune
         )
         out.append(f"# HELP {name} {doc}\n")
         out.append(f"# TYPE {name} {metric.type}\n")
@@ -215,7 +231,7 @@ def _openmetrics(families: list[Metric], cache: dict[tuple[object, ...], str]) -
             key = _key(s)
             prefix = cache.get(key)
             if prefix is None:
-                prefix = cache[key] = _om_prefix(s)
+                prefix = cache[key] = _om_prefix(s, escaping)
             value = "" if s.value is None else _go(s.value)
             if s.timestamp is None:
                 out.append(f"{prefix} {value}\n")

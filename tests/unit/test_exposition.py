@@ -40,27 +40,39 @@ REPO = Path(__file__).resolve().parents[2]
 OPENMETRICS = "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5"
 
 
+ESCAPINGS = (om_format.UNDERSCORES, om_format.ALLOWUTF8, om_format.DOTS, om_format.VALUES)
+
+
 def _both(e: Exposition, registry: Collector) -> None:
-    assert e.text(registry) == text_format.generate_latest(registry)
-    assert e.openmetrics(registry) == om_format.generate_latest(registry)  # type: ignore[no-untyped-call]
+    for escaping in ESCAPINGS:
+        assert e.text(registry, escaping) == text_format.generate_latest(registry, escaping)
+        want = om_format.generate_latest(registry, escaping)  # type: ignore[no-untyped-call]
+        assert e.openmetrics(registry, escaping) == want, escaping
 
 
 def test_the_encoders_prometheus_and_the_bridge_ask_for_are_the_cached_ones() -> None:
     e = Exposition()
+    reg = CollectorRegistry()
+    Gauge("a_b", "A", ["l"], registry=reg).labels("x").set(1)
     assert e.encoder(choose_encoder("")[0]) == e.text  # curl, a browser
-    assert e.encoder(choose_encoder(OPENMETRICS)[0]) == e.openmetrics  # Prometheus
-    plain_1 = choose_encoder("text/plain;version=1.0.0;escaping=underscores")[0]
-    assert e.encoder(plain_1) == e.text
-    # Escapings this module does not write: the library's own encoder, unchanged.
     for accept in (
-        "application/openmetrics-text;version=1.0.0;escaping=allow-utf-8",
+        # Prometheus 2 (Debian bookworm's 2.42), then Prometheus 3.
+        "application/openmetrics-text;version=1.0.0,application/openmetrics-text;"
+        "version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1",
+        "application/openmetrics-text;version=1.0.0;escaping=allow-utf-8;q=0.6,"
+        "text/plain;version=0.0.4;q=0.3,*/*;q=0.2",
         "application/openmetrics-text;version=1.0.0;escaping=dots",
         "text/plain;version=1.0.0;escaping=values",
     ):
         chosen = choose_encoder(accept)[0]
-        assert e.encoder(chosen) is chosen, accept
-    other = partial(text_format.generate_latest, escaping=om_format.ALLOWUTF8)
+        mine = e.encoder(chosen)
+        assert isinstance(mine, partial) and mine.func in (e.text, e.openmetrics), accept
+        assert mine(reg) == chosen(reg), accept
+    # A version this module does not write: the library's own encoder, unchanged.
+    other = partial(om_format.generate_latest, escaping=om_format.UNDERSCORES, version="2.0.0")
     assert e.encoder(other) is other
+    odd = partial(text_format.generate_latest, escaping="no-such-escaping")
+    assert e.encoder(odd) is odd
 
 
 async def test_the_lab_registry_gives_the_librarys_bytes_cold_and_warm() -> None:
@@ -159,8 +171,13 @@ def test_custom_families_with_units_timestamps_and_openmetrics_types() -> None:
     summary.add_metric(["lahore"], count_value=4, sum_value=1e21)
     states = StateSetMetricFamily("breaker", "Breaker", labels=["trunk"])
     states.add_metric(["t1"], {"open": False, "closed": True})
+    # Names outside the legacy character set: each escaping writes them its own way.
+    dotted = GaugeMetricFamily("site.agents", "Agents", labels=["site.name", "q"])
+    dotted.add_metric(["dhaka", "orders"], 4)
+    plain = GaugeMetricFamily("up", "Up")
+    plain.add_metric([], 1)
     e = Exposition()
-    _both(e, _Families([counter, gauge, histogram, gh, summary, states]))
+    _both(e, _Families([counter, gauge, histogram, gh, summary, states, dotted, plain]))
     assert e.fallbacks == 0
 
 
@@ -173,7 +190,7 @@ def test_an_exemplar_is_written_by_the_library_and_counted() -> None:
     )
     e = Exposition()
     _both(e, _Families([h]))
-    assert e.fallbacks == 2  # one for each format
+    assert e.fallbacks == 2 * len(ESCAPINGS)  # every format and escaping
 
 
 def test_the_cache_starts_again_past_its_bound(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -181,7 +198,10 @@ def test_the_cache_starts_again_past_its_bound(monkeypatch: pytest.MonkeyPatch) 
     reg = CollectorRegistry()
     g = Gauge("agents", "Agents", ["n"], registry=reg)
     e = Exposition()
-    for n in range(30):  # a label set new every scrape: the cache must not grow with it
+    for n in range(30):  # one label set a scrape, a new one each time (an agent id, say)
+        if n:
+            g.remove(str(n - 1))
         g.labels(str(n)).set(n)
         _both(e, reg)
-        assert len(e._text) <= 11 and len(e._om) <= 11
+        # Reset when over the bound before a scrape: the bound plus one scrape's lines.
+        assert all(len(c) <= 10 + 1 for c in e._caches.values())
