@@ -65,8 +65,21 @@ class _Families(Collector):
         return self._families
 
 
-def _key(s: Sample) -> tuple[object, ...]:
-    return (s.name, *s.labels.items())
+def _prefix(
+    s: Sample,
+    escaping: str,
+    cache: dict[tuple[object, ...], str],
+    build: Callable[[Sample, str], str],
+) -> str:
+    """The line's text before its value, from the cache or built once; _Unsupported
+    for what this module does not write."""
+    if s.exemplar is not None or s.native_histogram is not None:
+        raise _Unsupported
+    key = (s.name, *s.labels.items())
+    prefix = cache.get(key)
+    if prefix is None:
+        prefix = cache[key] = build(s, escaping)
+    return prefix
 
 
 class Exposition:
@@ -174,12 +187,7 @@ def _text(families: list[Metric], escaping: str, cache: dict[tuple[object, ...],
         extras: dict[str, list[str]] = {}
         special = {metric.name + suffix: suffix for suffix in _SUFFIXES}
         for s in metric.samples:
-            if s.exemplar is not None or s.native_histogram is not None:
-                raise _Unsupported
-            key = _key(s)
-            prefix = cache.get(key)
-            if prefix is None:
-                prefix = cache[key] = _text_prefix(s, escaping)
+            prefix = _prefix(s, escaping, cache, _text_prefix)
             if s.timestamp is None:
                 line = f"{prefix} {_go(s.value)}\n"
             else:
@@ -226,12 +234,7 @@ def _openmetrics(
         if metric.unit:
             out.append(f"# UNIT {name} {metric.unit}\n")
         for s in metric.samples:
-            if s.exemplar is not None or s.native_histogram is not None:
-                raise _Unsupported
-            key = _key(s)
-            prefix = cache.get(key)
-            if prefix is None:
-                prefix = cache[key] = _om_prefix(s, escaping)
+            prefix = _prefix(s, escaping, cache, _om_prefix)
             value = "" if s.value is None else _go(s.value)
             if s.timestamp is None:
                 out.append(f"{prefix} {value}\n")
