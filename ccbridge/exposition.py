@@ -25,29 +25,43 @@ from functools import partial
 from typing import Final
 
 from prometheus_client import exposition as text_format
+from prometheus_client import validation as _validation
 from prometheus_client.metrics_core import Metric
 from prometheus_client.openmetrics import exposition as om_format
 from prometheus_client.registry import Collector
 from prometheus_client.samples import Sample
 from prometheus_client.utils import floatToGoString as _untyped_go
-from prometheus_client.validation import _is_valid_legacy_metric_name
+
+__all__ = ["AVAILABLE", "MAX_CACHED", "Exposition"]
+
+# The library's helpers the lines are built with. Some are private to it, so they are
+# looked for, not assumed: a prometheus_client without them (pyproject allows >=0.20)
+# gets its own encoders, uncached, rather than a bridge that fails to import or scrape.
+_ESCAPING_NAMES: Final = ("UNDERSCORES", "ALLOWUTF8", "DOTS", "VALUES")
+_HELPERS: Final = (
+    "_escape",
+    "_is_legacy_labelname_rune",
+    "escape_metric_name",
+    "escape_label_name",
+)
+AVAILABLE: Final = all(hasattr(om_format, n) for n in _HELPERS + _ESCAPING_NAMES) and hasattr(
+    _validation, "_is_valid_legacy_metric_name"
+)
 
 _go: Callable[[float], str] = _untyped_go  # the library's value format (untyped)
 _om_latest: Callable[[Collector, str], bytes] = om_format.generate_latest  # (untyped)
-_legacy_name: Callable[[str], bool] = _is_valid_legacy_metric_name
-
-__all__ = ["MAX_CACHED", "Exposition"]
+_legacy_name: Callable[[str], bool] = getattr(
+    _validation, "_is_valid_legacy_metric_name", lambda name: True
+)
 
 Encoder = Callable[[Collector], bytes]
 # Lines' prefixes kept per format; past this the cache starts again (a label set that
 # changes every scrape must not grow it without bound). 20 sites x 10,000 agents is
 # ~23,000 lines.
 MAX_CACHED: Final = 200_000
-_UNDERSCORES: Final = om_format.UNDERSCORES
-_ALLOWUTF8: Final = om_format.ALLOWUTF8
-_ESCAPINGS: Final = frozenset(
-    {om_format.UNDERSCORES, om_format.ALLOWUTF8, om_format.DOTS, om_format.VALUES}
-)
+_UNDERSCORES: Final[str] = getattr(om_format, "UNDERSCORES", "underscores")
+_ALLOWUTF8: Final[str] = getattr(om_format, "ALLOWUTF8", "allow-utf-8")
+_ESCAPINGS: Final = frozenset(getattr(om_format, n, n) for n in _ESCAPING_NAMES)
 _SUFFIXES: Final = ("_created", "_gsum", "_gcount")  # the text format's OpenMetrics extras
 
 
@@ -94,6 +108,8 @@ class Exposition:
     def encoder(self, chosen: Encoder) -> Encoder:
         """The cached equivalent of ``chosen`` (what ``choose_encoder`` picked), or
         ``chosen`` itself when it is a format or version this module does not write."""
+        if not AVAILABLE:
+            return chosen
         if chosen is text_format.generate_latest:
             return self.text
         if isinstance(chosen, partial) and not chosen.args:

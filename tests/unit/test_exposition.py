@@ -75,6 +75,17 @@ def test_the_encoders_prometheus_and_the_bridge_ask_for_are_the_cached_ones() ->
     assert e.encoder(odd) is odd
 
 
+def test_a_library_without_the_helpers_gets_its_own_encoders(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert module.AVAILABLE  # the installed prometheus_client has them
+    monkeypatch.setattr(module, "AVAILABLE", False)
+    e = Exposition()
+    for accept in ("", OPENMETRICS):
+        chosen = choose_encoder(accept)[0]
+        assert e.encoder(chosen) is chosen
+
+
 async def test_the_lab_registry_gives_the_librarys_bytes_cold_and_warm() -> None:
     bridge = Bridge(
         load_config(REPO / "examples" / "lab.yaml", resolve_secrets=False),
