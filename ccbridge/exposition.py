@@ -20,7 +20,7 @@ registry and on generated ones, in every escaping.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from functools import partial
 from typing import Final
 
@@ -31,6 +31,8 @@ from prometheus_client.openmetrics import exposition as om_format
 from prometheus_client.registry import Collector
 from prometheus_client.samples import Sample
 from prometheus_client.utils import floatToGoString as _untyped_go
+
+from ccbridge.scrape import Collected
 
 __all__ = ["AVAILABLE", "MAX_CACHED", "Exposition"]
 
@@ -68,16 +70,6 @@ _SUFFIXES: Final = ("_created", "_gsum", "_gcount")  # the text format's OpenMet
 
 class _Unsupported(Exception):
     """A sample this module does not format (an exemplar, a native histogram)."""
-
-
-class _Families(Collector):
-    """Families collected already: the library's encoder is given the same ones."""
-
-    def __init__(self, families: list[Metric]) -> None:
-        self._families = families
-
-    def collect(self) -> Iterable[Metric]:
-        return self._families
 
 
 def _prefix(
@@ -142,7 +134,7 @@ class Exposition:
             return _text(families, escaping, self._cache("text", escaping))
         except _Unsupported:
             self.fallbacks += 1
-            return text_format.generate_latest(_Families(families), escaping)
+            return text_format.generate_latest(Collected(families), escaping)
 
     def openmetrics(self, registry: Collector, escaping: str = _UNDERSCORES) -> bytes:
         """``prometheus_client.openmetrics.exposition.generate_latest(registry, escaping)``
@@ -152,7 +144,7 @@ class Exposition:
             return _openmetrics(families, escaping, self._cache("om", escaping))
         except _Unsupported:
             self.fallbacks += 1
-            return _om_latest(_Families(families), escaping)
+            return _om_latest(Collected(families), escaping)
 
 
 def _escape_value(v: str) -> str:

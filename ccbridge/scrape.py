@@ -34,7 +34,7 @@ from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
-__all__ = ["Deferred", "Frozen", "Snapshotting", "freeze", "render"]
+__all__ = ["Collected", "Deferred", "Frozen", "Snapshotting", "freeze", "render"]
 
 Encoder = Callable[[Collector], bytes]
 
@@ -58,8 +58,9 @@ class Deferred(Collector):
         return self._build()
 
 
-class _Collected(Collector):
-    """Families collected on the loop already (a collector with no ``snapshot``)."""
+class Collected(Collector):
+    """Families collected already: on the loop (a collector with no ``snapshot``), or
+    in the thread, for the library's encoder (ccbridge/exposition.py's fallback)."""
 
     def __init__(self, families: list[Metric]) -> None:
         self._families = families
@@ -117,7 +118,7 @@ def freeze(registry: CollectorRegistry, names: Sequence[str] | None = None) -> F
         elif isinstance(c, Snapshotting):
             out.append(c.snapshot())
         else:
-            out.append(_Collected(list(c.collect())))
+            out.append(Collected(list(c.collect())))
     return Frozen(tuple(out), wanted)
 
 

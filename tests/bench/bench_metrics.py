@@ -51,6 +51,7 @@ from ccbridge.config import load_config
 from ccbridge.exposition import Exposition
 from ccbridge.http.metrics import metrics_handler
 from ccbridge.routing.state import apply_event, begin_sync, complete_sync, set_site_up
+from ccbridge.scrape import Collected
 from ccbridge.workers import SWITCH_INTERVAL
 from tests.bench.bench_ceiling import deployment, queue_status, site_name
 
@@ -89,13 +90,6 @@ def halves(bridge: Bridge, scrapes: int) -> dict[str, float]:
     size = 0
     cached = Exposition()
 
-    class Collected:
-        def __init__(self, families: list[Any]) -> None:
-            self.families = families
-
-        def collect(self) -> list[Any]:
-            return self.families
-
     def timed(key: str, fn: Any, arg: Any) -> bytes:
         t0 = time.perf_counter()
         out: bytes = fn(arg)
@@ -104,7 +98,7 @@ def halves(bridge: Bridge, scrapes: int) -> dict[str, float]:
 
     for _ in range(scrapes):
         families = timed("collect", lambda _: list(bridge.registry.collect()), None)
-        got = Collected(families)  # type: ignore[arg-type]
+        got = Collected(families)
         text = timed("format", generate_latest, got)
         size = len(text)
         om = timed("format_om", om_generate_latest, got)

@@ -5,7 +5,6 @@ generated registries of every metric type with any label value."""
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
@@ -24,7 +23,6 @@ from prometheus_client.core import (
     SummaryMetricFamily,
 )
 from prometheus_client.exposition import choose_encoder
-from prometheus_client.metrics_core import Metric
 from prometheus_client.openmetrics import exposition as om_format
 from prometheus_client.registry import Collector
 from prometheus_client.samples import Exemplar
@@ -34,7 +32,7 @@ from ccbridge.app import Bridge
 from ccbridge.clock import Clock
 from ccbridge.config import load_config
 from ccbridge.exposition import Exposition
-from ccbridge.scrape import freeze
+from ccbridge.scrape import Collected, freeze
 
 REPO = Path(__file__).resolve().parents[2]
 OPENMETRICS = "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5"
@@ -160,14 +158,6 @@ def test_generated_registries_give_the_librarys_bytes(reg: CollectorRegistry) ->
     assert e.fallbacks == 0
 
 
-class _Families(Collector):
-    def __init__(self, families: list[Metric]) -> None:
-        self.families = families
-
-    def collect(self) -> Iterable[Metric]:
-        return self.families
-
-
 def test_custom_families_with_units_timestamps_and_openmetrics_types() -> None:
     counter = CounterMetricFamily("calls", 'Calls\\n "routed"', labels=["site"], unit="")
     counter.add_metric(["dhaka"], 3, created=1_700_000_000.5, timestamp=1_700_000_100.25)
@@ -188,7 +178,7 @@ def test_custom_families_with_units_timestamps_and_openmetrics_types() -> None:
     plain = GaugeMetricFamily("up", "Up")
     plain.add_metric([], 1)
     e = Exposition()
-    _both(e, _Families([counter, gauge, histogram, gh, summary, states, dotted, plain]))
+    _both(e, Collected([counter, gauge, histogram, gh, summary, states, dotted, plain]))
     assert e.fallbacks == 0
 
 
@@ -200,7 +190,7 @@ def test_an_exemplar_is_written_by_the_library_and_counted() -> None:
         sum_value=3.0,
     )
     e = Exposition()
-    _both(e, _Families([h]))
+    _both(e, Collected([h]))
     assert e.fallbacks == 2 * len(ESCAPINGS)  # every format and escaping
 
 
