@@ -45,9 +45,19 @@ class CallResult:
         return self.failed == 0 and self.successful == self.created and self.created > 0
 
 
+# SIPp's media port defaults to 6000 for every process: each gets its own block of four
+# (audio RTP/RTCP, video RTP/RTCP) in [MEDIA_FLOOR, MEDIA_FLOOR + 4 * MEDIA_SLOTS). The
+# blocks lie above the lab sites' Asterisk RTP ranges (10000-12999, examples/lab.yaml)
+# and below Linux's ephemeral ports (32768-60999 by default), where any connect() or
+# bind to port 0 may already hold the port SIPp wants ("Unable to bind ... RTP socket").
+MEDIA_FLOOR = 13000
+MEDIA_SLOTS = 4900
+
+
 def _port_for(sip_port: int) -> int:
-    # SIPp's media port defaults to 6000 for every process: give each its own.
-    return 20000 + (sip_port % 10000) * 4
+    """The first of the four media ports of the SIPp process whose SIP port is ``sip_port``
+    (distinct for SIP ports that differ by less than MEDIA_SLOTS)."""
+    return MEDIA_FLOOR + (sip_port % MEDIA_SLOTS) * 4
 
 
 class Agent:
