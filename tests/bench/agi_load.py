@@ -20,6 +20,7 @@ previous generator measured it.
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import socket
 import time
@@ -83,6 +84,7 @@ class _Call(asyncio.Protocol):
 class _Load:
     def __init__(self, total: int) -> None:
         self.latencies: list[float] = []
+        self.starts: list[float] = []  # each latency's call start (perf_counter), same order
         self.errors = 0
         self.left = total
         self.finished = asyncio.get_running_loop().create_future()
@@ -90,6 +92,7 @@ class _Load:
     def done(self, started: float, ok: bool) -> None:
         if ok:
             self.latencies.append(time.perf_counter() - started)
+            self.starts.append(started)
         else:
             self.errors += 1
         self.left -= 1
@@ -115,6 +118,15 @@ def headers(
         caller = callers[n % len(callers)]
         out.append((port, route_header("127.0.0.1", port, did, caller, site, f"{site}:{n}.{tag}")))
     return out
+
+
+def _dump(path: str, rate: float, started: float, starts: list[float], lat: list[float]) -> None:
+    """Append the step's calls to ``path``: a header with its start (perf_counter, the
+    system's monotonic clock, as other processes' logs), then each call's start (s into
+    the step) and latency (ms). tests/bench/latency_clusters.py reads it."""
+    with open(path, "a") as f:
+        f.write(f"# step at {rate:g}/s from {started:.6f} (the monotonic clock)\n")
+        f.writelines(f"{s - started:.6f} {1e3 * x:.3f}\n" for s, x in zip(starts, lat, strict=True))
 
 
 async def drive(calls: Sequence[tuple[int, bytes]], rate: float, within: float = 5.0) -> Result:
@@ -152,6 +164,9 @@ async def drive(calls: Sequence[tuple[int, bytes]], rate: float, within: float =
         await asyncio.wait_for(asyncio.shield(load.finished), within)
     except TimeoutError:
         load.errors += load.left  # never ended: the bridge did not answer in time
+    dump = os.environ.get("CCB_BENCH_LATENCY_DUMP")
+    if dump:  # after the step: the load is over
+        _dump(dump, rate, started, load.starts, load.latencies)
     return Result(len(load.latencies), load.errors, time.perf_counter() - started, load.latencies)
 
 
@@ -166,5 +181,15 @@ def runner(main: Coroutine[Any, Any, T]) -> T:
 
 
 def run(calls: Sequence[tuple[int, bytes]], rate: float) -> Result:
-    """``drive`` on a fresh loop (``runner``)."""
-    return runner(drive(calls, rate))
+    """``drive`` on a fresh loop (``runner``). CCB_BENCH_GEN_NOGC=1: the collector off
+    meanwhile, in this process (the generator's own pauses out of the latencies)."""
+    if not os.environ.get("CCB_BENCH_GEN_NOGC"):
+        return runner(drive(calls, rate))
+    import gc
+
+    gc.collect()
+    gc.disable()
+    try:
+        return runner(drive(calls, rate))
+    finally:
+        gc.enable()

@@ -30,6 +30,15 @@ missed, the `missing:` lines say by what, in the run's own figures.
 The bridge runs on asyncio's loop, its default, unless ``--event-loop uvloop``;
 ``CCB_BENCH_GC=a,b,c`` starts it with ``gc.set_threshold(a, b, c)``.
 
+To take the tail apart (BENCHMARKS.md §12, thirteenth session), each set to 1 or a value:
+``CCB_BENCH_LATENCY_DUMP=FILE`` appends every call's start and latency to FILE
+(``tests.bench.latency_clusters FILE`` groups the slow ones); ``CCB_BENCH_NO_AMI`` plays
+no call's events under the calls; ``CCB_BENCH_NO_HELD`` turns held routes off;
+``CCB_BENCH_LOG_LEVEL=WARNING`` drops the line a call; ``CCB_BENCH_GEN_NOGC`` and
+``CCB_BENCH_SITES_NOGC`` turn the collector off in the generator and the fake sites;
+``CCB_BENCH_GCLONG=MS`` has gcwatch print the bridge's collections of any generation over
+MS ms (``gclong:``).
+
     .venv/bin/python -m tests.bench.bench_ceiling --quick       # 20 sites, ~1.5 min
     .venv/bin/python -m tests.bench.bench_ceiling               # every row, ~8 min
     .venv/bin/python -m tests.bench.bench_ceiling --rows 20x5000 --rates 500,1000,1500
@@ -132,6 +141,8 @@ def deployment(
         "  max_agi_sessions: 5000",
         "  agi_session_timeout: 5.0",
         f"  event_loop: {event_loop}",
+        # CCB_BENCH_LOG_LEVEL=WARNING: no line a call (what the log costs the tail)
+        f"  log_level: {os.environ.get('CCB_BENCH_LOG_LEVEL', 'INFO')}",
         f"languages: [{', '.join(LANGS)}]",
         f"services: [{', '.join(SERVICES)}]",
         "countries:",
@@ -139,7 +150,9 @@ def deployment(
             f'  {c}: {{calling_code: "{code}", default_language: {lang}}}'
             for c, (code, lang) in COUNTRIES.items()
         ),
-        "routing: {site_holdoff: 1}",
+        # CCB_BENCH_NO_HELD=1: held routes off (what their passes and writes cost the tail)
+        "routing: {site_holdoff: 1"
+        + (", held_routes: {enabled: false}}" if os.environ.get("CCB_BENCH_NO_HELD") else "}"),
     ]
     if store is not None:
         lines += ["store:", f"  url: {store}", "  password: {env: CCB_BENCH_PG}"]
@@ -292,6 +305,10 @@ async def _sites(conn: Connection, sites: int, agents: int, records: bool) -> No
 
 
 def _sites_main(conn: Connection, sites: int, agents: int, records: bool) -> None:
+    if os.environ.get("CCB_BENCH_SITES_NOGC"):
+        import gc
+
+        gc.disable()
     agi_load.runner(_sites(conn, sites, agents, records))
 
 
@@ -581,7 +598,8 @@ def bridge_steps(
         time.sleep(0.5)
         steps: list[Step] = []
         for rate in rates:
-            fake.rate(rate)
+            # CCB_BENCH_NO_AMI=1: no call's events under the calls (what AMI costs the tail)
+            fake.rate(0 if os.environ.get("CCB_BENCH_NO_AMI") else rate)
             time.sleep(0.3)  # the AMI stream at this rate before the first request
             cpu0 = sum(cpu_seconds(b.proc.pid) for b in running)
             me0, sites0 = time.process_time(), cpu_seconds(fake.pid)

@@ -27,6 +27,8 @@ _collected = [0, 0, 0]  # objects each generation's collections freed
 _sizes: list[tuple[int, int, float]] = []  # generation 2's collections: (objects walked, freed)
 _walked = 0
 _cpu_started = [0.0]
+_LONG_MS = float(os.environ.get("CCB_BENCH_GCLONG", "0") or 0)  # any generation's over this
+_long: list[tuple[int, float, float]] = []  # (generation, monotonic at the end, ms)
 
 
 def _on_gc(phase: str, info: dict[str, int]) -> None:
@@ -46,6 +48,8 @@ def _on_gc(phase: str, info: dict[str, int]) -> None:
     took = time.perf_counter() - _started
     _counts[generation] += 1
     _collected[generation] += info.get("collected", 0)
+    if _LONG_MS and 1000 * took >= _LONG_MS:
+        _long.append((generation, time.monotonic(), 1000 * took))
     if generation == 2:
         _gen2.append((time.monotonic(), took))
         cpu_ms = round(1000 * (time.thread_time() - _cpu_started[0]), 1)
@@ -61,6 +65,9 @@ def summary() -> str:
         top = Counter(type(o).__qualname__ for o in gc.garbage).most_common(25)
         print(f"gctypes: {len(gc.garbage)} {top}", file=sys.stderr, flush=True)
     sizes = f" sizes {_sizes} collected {_collected}" if _SIZES else ""
+    if _LONG_MS:
+        long = " ".join(f"{g}@{end:.3f}:{ms:.1f}" for g, end, ms in _long)
+        print(f"gclong: {long}", file=sys.stderr)
     return f"gcwatch: threshold {threshold} collections {_counts}{sizes} gen2 {gen2}"
 
 
