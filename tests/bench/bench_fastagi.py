@@ -87,11 +87,23 @@ def cpu_seconds(pid: int) -> float:
 # --------------------------------------------------------------------------- servers
 
 
+# CCB_BENCH_FLOOR_BURN_US=N: the bare and protocol servers spend N us of CPU on each call before
+# its answer (bench_ceiling's floor: does the tail follow the CPU a call on this machine?)
+BURN_S = float(os.environ.get("CCB_BENCH_FLOOR_BURN_US", "0") or 0) / 1e6
+
+
+def _burn() -> None:
+    until = time.perf_counter() + BURN_S
+    while BURN_S and time.perf_counter() < until:
+        pass
+
+
 def _bare_session(command: bytes) -> Callable[[asyncio.StreamReader, asyncio.StreamWriter], Any]:
     async def session(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         # The minimum a FastAGI server must do: read the header, one command, one reply.
         try:
             await reader.readuntil(b"\n\n")
+            _burn()
             writer.write(command)
             await reader.readline()
         except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
@@ -122,6 +134,7 @@ class _ProtocolSession(asyncio.Protocol):
                 self.buf = head
                 return
             self.sent = True
+            _burn()
             self.transport.write(self.command)
         if b"\n" in self.buf:
             self.transport.close()
