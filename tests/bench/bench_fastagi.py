@@ -275,6 +275,12 @@ async def one_session(port: int, expected: tuple[bytes, ...] = EXPECTED) -> floa
         writer.close()
 
 
+def percentile(ordered: list[float], q: float) -> float:
+    """The ``q`` quantile of ``ordered`` (sorted, not empty) as every bench here reports it:
+    the value at rank ``int(q * n)``, the last one for q = 1."""
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
 @dataclass
 class Result:
     sessions: int
@@ -287,8 +293,7 @@ class Result:
         return self.sessions / self.seconds
 
     def pct(self, q: float) -> float:
-        ordered = sorted(self.latencies)
-        return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000.0
+        return percentile(sorted(self.latencies), q) * 1000.0
 
     def line(self, label: str) -> str:
         return (

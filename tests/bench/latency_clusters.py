@@ -19,6 +19,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.bench.bench_fastagi import percentile
+
 _HEADER = re.compile(r"# step at (\S+)/s from ([0-9.]+)")
 
 
@@ -39,10 +41,6 @@ def read(path: Path) -> list[Step]:
             start, latency = line.split()
             steps[-1].calls.append((float(start), float(latency)))
     return steps
-
-
-def percentile(sorted_values: list[float], q: float) -> float:
-    return sorted_values[min(len(sorted_values) - 1, int(q * len(sorted_values)))]
 
 
 def clusters(
