@@ -707,7 +707,10 @@ class Bridge:
         self.access.trail = self.access_store.trail
         tls = self.config.bridge.tls
         ssl_context = await asyncio.to_thread(tls.server_context) if tls is not None else None
-        runner = web.AppRunner(self.http_app(), access_log=None, handle_signals=False)
+        # Built in a thread: aiohttp compiles a regular expression for each route with a
+        # variable part (~20 ms of CPU for the API's routes), which the loop need not wait on.
+        app = await asyncio.to_thread(self.http_app)
+        runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await parts.start("HTTP API", str(http), runner.setup, runner.cleanup)
         # The runner's cleanup (just pushed) also closes the site's socket.
         await parts.start(

@@ -12,12 +12,16 @@ import asyncio
 import contextlib
 import errno
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 log = logging.getLogger("ccbridge.lifecycle")
 
 T = TypeVar("T")
+
+# A part whose start kept the loop thread on a CPU this long is logged at INFO.
+SLOW_START_CPU_MS = 20.0
 
 # How a failed bind reads in the one line ``ccbridge run`` prints.
 _ERRNO_WORDS = {
@@ -71,6 +75,7 @@ class Parts:
         A failure raises StartError naming the part and address; the parts already
         started are not stopped here: the caller's ``aclose`` does that, in reverse.
         """
+        began, cpu = time.perf_counter(), time.thread_time()
         try:
             result = await start()
         except Exception as exc:
@@ -78,6 +83,15 @@ class Parts:
         if stop is not None:
             self._stack.push_async_callback(self._stop_one, part, stop)
         self.started.append(part)
+        took_ms = (time.perf_counter() - began) * 1000
+        # The loop thread's CPU while this part started (its own work and whatever else
+        # ran on the loop meanwhile): the figure a slow start step is traced to.
+        cpu_ms = (time.thread_time() - cpu) * 1000
+        level = logging.INFO if cpu_ms >= SLOW_START_CPU_MS else logging.DEBUG
+        log.log(level, "started the %s in %.1f ms (loop thread CPU %.1f ms)", part, took_ms, cpu_ms)
+        # A loop turn between parts: the next part's first synchronous stretch is a step of
+        # its own, not added to this one's (the slow-callback report judges each step).
+        await asyncio.sleep(0)
         return result
 
     def on_stop(self, part: str, stop: Callable[[], Awaitable[object]]) -> None:

@@ -168,6 +168,7 @@ def agents(lab: Lab) -> Iterator[dict[str, Agent]]:
 # static route was found this way (test_bad_input, eleventh session).
 ASTERISK_VERBOSE_ENV = "CCB_TEST_ASTERISK_VERBOSE"
 VERBOSE_LOG = "verbose.log"
+KEPT_BRIDGE_LOG = 4 << 20  # bytes of bridge.log kept beside the Asterisk logs of a failed test
 
 
 def asterisk_verbose_level() -> int | None:
@@ -220,7 +221,14 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
             if asterisk_verbose_level() is not None and verbose.exists():
                 shown = _tail(verbose, 150)
                 report.sections.append((f"asterisk {site.name} {VERBOSE_LOG} (tail)", shown))
-        report.sections.append(("kept Asterisk logs", str(keep)))
+        # The bridge subprocesses' own log (ccbridge.lab.demo appends every one of them
+        # there): its last part, where a failure of a bridge's is told.
+        bridge_log = lab.log_dir / "bridge.log"
+        if bridge_log.exists():
+            with open(bridge_log, "rb") as src_log:
+                src_log.seek(max(0, bridge_log.stat().st_size - KEPT_BRIDGE_LOG))
+                (keep / "bridge.log").write_bytes(src_log.read())
+        report.sections.append(("kept Asterisk and bridge logs", str(keep)))
     return report
 
 

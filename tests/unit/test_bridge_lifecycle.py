@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import logging
 import os
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -20,7 +22,7 @@ from ccbridge.app import Bridge
 from ccbridge.clock import Clock
 from ccbridge.config import Config, load_config
 from ccbridge.config.model import HostPort
-from ccbridge.lifecycle import Parts, StartError, StopError
+from ccbridge.lifecycle import SLOW_START_CPU_MS, Parts, StartError, StopError
 
 REPO = Path(__file__).resolve().parents[2]
 T0 = datetime(2026, 11, 25, 5, 0, tzinfo=UTC)
@@ -184,6 +186,38 @@ async def test_parts_stop_newest_first_and_report_every_failure() -> None:
     assert stopped == ["c", "b", "a"]
     assert [str(e) for e in failed.value.exceptions] == ["c", "a"]
     await parts.aclose()  # nothing left to stop: no error the second time
+
+
+async def test_each_part_starts_in_a_loop_step_of_its_own(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Parts whose start never suspends still start in separate loop steps: another task
+    runs between them, so the slow-callback report judges one part's work at a time. A
+    part that kept the loop thread busy is named in the log with its CPU time."""
+    order: list[str] = []
+
+    def at_once(name: str, spin_ms: float = 0.0):  # type: ignore[no-untyped-def]
+        async def start() -> None:
+            order.append(name)
+            end = time.thread_time() + spin_ms / 1000
+            while time.thread_time() < end:
+                pass
+
+        return start
+
+    async def other() -> None:
+        order.append("other task")
+
+    parts = Parts()
+    caplog.set_level(logging.DEBUG, logger="ccbridge.lifecycle")
+    task = asyncio.create_task(other())
+    await parts.start("a", None, at_once("a"))
+    await parts.start("b", None, at_once("b", spin_ms=SLOW_START_CPU_MS + 5))
+    await task
+    assert order == ["a", "other task", "b"]
+    lines = {r.getMessage().split(" in ")[0]: r.levelno for r in caplog.records}
+    assert lines == {"started the a": logging.DEBUG, "started the b": logging.INFO}, lines
+    await parts.aclose()
 
 
 def test_ccbridge_run_exits_non_zero_with_one_line(tmp_path: Path, taken: int) -> None:
