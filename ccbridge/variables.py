@@ -90,6 +90,11 @@ RECORDING_ID = "CCB_RECORDING_ID"  # MixMonitor's `i()`: its ID on the agent's c
 # (`disabledevents`), so Asterisk does not build them for any session. Measured by
 # instructions: BENCHMARKS §1e. The bridge's event bus refuses a subscription to them.
 AMI_DISABLED_EVENTS = ("Newexten", "VarSet")
+# The CEL event types the rendered cel.conf sends over AMI (its `events=`): the call record
+# uses LINKEDID_END alone (ccbridge/records/machine.py), which closes a call's leg at a
+# site. Every other type would cost Asterisk work on every channel and the bridge a parse.
+CEL_LINKEDID_END = "LINKEDID_END"
+CEL_EVENTS = (CEL_LINKEDID_END,)
 # The Stasis message types the rendered stasis.conf declines (never built): VarSet's source.
 STASIS_DECLINED = ("ast_channel_varset_type",)
 

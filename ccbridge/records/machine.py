@@ -52,7 +52,7 @@ Out = tuple[str, dict[str, Any]]  # (table, column values) for RecordWriter.put
 Event = Mapping[str, str]
 
 CEL: Final = "CEL"
-LINKEDID_END: Final = "LINKEDID_END"
+LINKEDID_END: Final = v.CEL_LINKEDID_END
 QUEUE_EVENTS: Final = (
     "QueueCallerJoin",
     "QueueCallerLeave",

@@ -49,6 +49,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from ccbridge import variables
 from ccbridge.app import Bridge
 from ccbridge.clock import Clock
 from ccbridge.config import load_config
@@ -105,13 +106,30 @@ def records_names(bus: EventBus) -> frozenset[str]:
     return bus.names() | ALWAYS | {"CEL"}
 
 
-def cel_call_template(names: frozenset[str]) -> tuple[str, dict[str, str]]:
+def cel_types() -> frozenset[str] | None:
+    """The CEL event types a call's mix keeps: those the rendered cel.conf makes
+    (variables.CEL_EVENTS), or every type of the recording (None) with
+    ``CCB_BENCH_CEL_ALL=1``, the mix of the benches' figures before the fourteenth session."""
+    return None if os.environ.get("CCB_BENCH_CEL_ALL") else frozenset(variables.CEL_EVENTS)
+
+
+def cel_call_template(
+    names: frozenset[str], cel: frozenset[str] | None = None
+) -> tuple[str, dict[str, str]]:
     """The recorded call's admitted events as wire text, and the values that identify
-    that call (to be replaced per generated call)."""
+    that call (to be replaced per generated call). The recording was made with CEL's
+    every event type on (record_cel_call.py); of its CEL events only the types in ``cel``
+    are kept (default ``cel_types()``: what a ccbridge-rendered site sends)."""
     events: list[dict[str, str]] = json.loads(CEL_FIXTURE.read_text(encoding="utf-8"))
+    cel = cel_types() if cel is None else cel
     # Trunk qualify results (ContactStatus) that fell in the recording window come at
     # their own pace, not per call: they are not part of a call's shape.
-    kept = [ev for ev in events if ev.get("Event") in names - NOT_PER_CALL]
+    kept = [
+        ev
+        for ev in events
+        if ev.get("Event") in names - NOT_PER_CALL
+        and (ev.get("Event") != "CEL" or cel is None or ev.get("EventName") in cel)
+    ]
     connect = next(ev for ev in kept if ev.get("Event") == "AgentConnect")
     ids = {
         "epoch": connect["Linkedid"].split(".")[0] + ".",
