@@ -6,7 +6,9 @@ Processes: `ccbridge run` (one or two) on a generated deployment; one spawned pr
 plays every site (tests/amifake.FakeAmi per site: the bridge's login and QueueStatus
 resync with every membership, then per call the events of the call recorded on the lab
 with CEL on, tests/bench/fixtures/ami_cel_call.json, the ones the bridge's AMI filter
-admits: 11 events, or 30 with call records on (the PostgreSQL rows), 19 of them CEL; with
+admits: 11 events, or 12 with call records on (the PostgreSQL rows: CEL LINKEDID_END, the
+one CEL type the rendered cel.conf sends; ``CCB_BENCH_CEL_ALL=1``: the recording's every
+CEL type, 30 events a call, 19 of them CEL, the mix before the fourteenth session); with
 fresh uniqueids, a queue and one of its agents); this process is Asterisk's FastAGI side
 (tests/bench/agi_load.py: a `route` request for a random number of the deployment from
 a random caller, the MSet answered, the session closed by the bridge; headers encoded

@@ -12,11 +12,12 @@ growth is the last sample minus the first one after warm-up.
 session then carries a call ID (as ``ccb-inbound`` sends it) and its uniqueid is the
 call's linkedid, and once routed, its site plays that call's events: the mix of a real
 lab call with CEL on (tests/bench/fixtures/ami_cel_call.json through bench_ceiling's
-CallEvents, 30 events a call), its ``ChanVariable: CCB_CALLID`` lines and timestamps made
-for the call; the part up to the answer at once, the rest from AgentComplete to CEL
-LINKEDID_END ``--talk`` seconds later. At the end every call still talking is ended, the
-bridge is stopped (its writer drains) and the store is counted: a call row with an end
-for every call ended, its leg and its events.
+CallEvents: 12 events a call, the one CEL type the rendered cel.conf sends among them;
+``CCB_BENCH_CEL_ALL=1``: 30, every CEL type of the recording), its ``ChanVariable:
+CCB_CALLID`` lines and timestamps made for the call; the part up to the answer at
+once, the rest from AgentComplete to CEL LINKEDID_END ``--talk`` seconds later. At the
+end every call still talking is ended, the bridge is stopped (its writer drains) and the
+store is counted: a call row with an end for every call ended, its leg and its events.
 
     .venv/bin/python -m tests.bench.bench_memory --minutes 3     # quick
     .venv/bin/python -m tests.bench.bench_memory --minutes 30    # the soak
