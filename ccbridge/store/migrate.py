@@ -136,11 +136,17 @@ def _status(connection: Connection) -> SchemaStatus:
     return SchemaStatus(state, current, head)
 
 
+async def load_revisions() -> None:
+    """Read and parse the packaged revisions (~10-20 ms of file reads and ``ast.parse``)
+    in a thread, the first time in a process: ``revisions`` keeps them, so the checks that
+    follow on the loop find them read."""
+    if revisions.cache_info().currsize == 0:
+        await asyncio.to_thread(revisions)
+
+
 async def schema_status(engine: AsyncEngine) -> SchemaStatus:
     """Where the database stands; connection errors propagate (the database is down)."""
-    # The packaged revisions are read and parsed from their files once a process (~10-20
-    # ms of file reads and ``ast.parse``): in a thread, not in the loop step that checks.
-    await asyncio.to_thread(revisions)
+    await load_revisions()
     async with engine.connect() as conn:
         return await conn.run_sync(_status)
 
