@@ -59,6 +59,11 @@ class BridgeError(RuntimeError):
     pass
 
 
+def bridge_log_file(lab: Lab) -> Path:
+    """Where every BridgeProcess of ``lab`` appends its output."""
+    return lab.log_dir / "bridge.log"
+
+
 class BridgeProcess:
     """`ccbridge run` on the lab's config as a subprocess of its own session, its output
     appended to ``log_file``, its clock set to ``at``: start, wait ready, kill, stop.
@@ -99,7 +104,7 @@ class BridgeProcess:
 
     @property
     def log_file(self) -> Path:
-        return self.lab.log_dir / "bridge.log"
+        return bridge_log_file(self.lab)
 
     def clock_at(self, wall: float) -> datetime | None:
         """The bridge's clock at the wall-clock instant ``wall``: it started at ``at`` on

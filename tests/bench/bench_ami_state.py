@@ -113,15 +113,13 @@ def cel_types() -> frozenset[str] | None:
     return None if os.environ.get("CCB_BENCH_CEL_ALL") else frozenset(variables.CEL_EVENTS)
 
 
-def cel_call_template(
-    names: frozenset[str], cel: frozenset[str] | None = None
-) -> tuple[str, dict[str, str]]:
+def cel_call_template(names: frozenset[str]) -> tuple[str, dict[str, str]]:
     """The recorded call's admitted events as wire text, and the values that identify
     that call (to be replaced per generated call). The recording was made with CEL's
-    every event type on (record_cel_call.py); of its CEL events only the types in ``cel``
-    are kept (default ``cel_types()``: what a ccbridge-rendered site sends)."""
+    every event type on (record_cel_call.py); of its CEL events only ``cel_types()`` are
+    kept (what a ccbridge-rendered site sends)."""
     events: list[dict[str, str]] = json.loads(CEL_FIXTURE.read_text(encoding="utf-8"))
-    cel = cel_types() if cel is None else cel
+    cel = cel_types()
     # Trunk qualify results (ContactStatus) that fell in the recording window come at
     # their own pace, not per call: they are not part of a call's shape.
     kept = [

@@ -26,6 +26,7 @@ from ccbridge.ami.client import SiteLink
 from ccbridge.app import Bridge
 from ccbridge.clock import Clock
 from ccbridge.config import Config, load_config
+from ccbridge.lab.demo import bridge_log_file
 from ccbridge.lab.secrets import ensure_lab_secrets
 from ccbridge.lab.sipp import Agent, start_member_agents
 from ccbridge.lab.sites import REPO_ROOT, Lab
@@ -223,7 +224,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
                 report.sections.append((f"asterisk {site.name} {VERBOSE_LOG} (tail)", shown))
         # The bridge subprocesses' own log (ccbridge.lab.demo appends every one of them
         # there): its last part, where a failure of a bridge's is told.
-        bridge_log = lab.log_dir / "bridge.log"
+        bridge_log = bridge_log_file(lab)
         if bridge_log.exists():
             with open(bridge_log, "rb") as src_log:
                 src_log.seek(max(0, bridge_log.stat().st_size - KEPT_BRIDGE_LOG))
@@ -279,7 +280,7 @@ def _bridge_log(request: pytest.FixtureRequest) -> Path | None:
     if "lab" not in request.fixturenames:
         return None
     lab: Lab = request.getfixturevalue("lab")
-    return lab.log_dir / "bridge.log"
+    return bridge_log_file(lab)
 
 
 def _tail(path: Path, lines: int = 40) -> str:
