@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import linecache
 import logging
 import os
 import re
@@ -296,9 +297,55 @@ class SlowCallbackFilter(logging.Filter):
         return True
 
 
+class _SourceLinesKept:
+    """``linecache.checkcache`` without its per-file ``os.stat`` while a report is on.
+
+    Debug mode records where each future, task and handle was made. The C ``Future``
+    (``_asyncio``) does it with ``traceback.extract_stack()``: the whole stack, each
+    frame's source line, and ``linecache.checkcache(file)`` for every file on it, an
+    ``os.stat`` each. Every stat gives the GIL up, and while a worker thread computes (a
+    /metrics text, a report's CSV) the loop thread waits up to a switch interval to get
+    it back, every time. A lab test's /metrics request spent 5-15 ms of its step in
+    ``wrap_future`` alone on a quiet machine (0.2-0.4 ms with the stats skipped), and 53
+    ms in a CI rehearsal, failing the 50 ms gate: the report measuring its own cost, which
+    a bridge not in debug mode never pays. A line read once stays the one shown; the code
+    that runs is the code loaded then, so it is the right line anyway. A full check
+    (``checkcache()``, no file) runs as linecache's own does.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._users = 0
+        self._own: Callable[..., None] = linecache.checkcache
+
+    def _checkcache(self, filename: str | None = None) -> None:
+        if filename is None:
+            self._own()
+
+    def keep(self) -> None:
+        with self._lock:
+            if self._users == 0:
+                self._own = linecache.checkcache
+                linecache.checkcache = self._checkcache
+            self._users += 1
+
+    def release(self) -> None:
+        with self._lock:
+            if self._users == 0:
+                return
+            self._users -= 1
+            if self._users == 0 and linecache.checkcache == self._checkcache:
+                linecache.checkcache = self._own
+
+
+_lines_kept = _SourceLinesKept()
+
+
 def report_slow_callbacks(loop: asyncio.AbstractEventLoop, limit_ms: float) -> SlowCallbackFilter:
     """Turn on ``loop``'s debug mode with ``slow_callback_duration = limit_ms``; return
-    the filter that rewrites and counts the reports (remove it with ``stop_reporting``)."""
+    the filter that rewrites and counts the reports (remove it with ``stop_reporting``).
+    Until then, debug mode's stack records stat no source file (``_SourceLinesKept``)."""
+    _lines_kept.keep()
     loop.set_debug(True)
     loop.slow_callback_duration = limit_ms / 1000
     sampler = RunQueueSampler(threading.get_native_id())  # called on the loop's thread
@@ -331,6 +378,7 @@ def io_timer(loop: asyncio.AbstractEventLoop, what: str) -> Callable[[float], No
 
 def stop_reporting(loop: asyncio.AbstractEventLoop, found: SlowCallbackFilter) -> None:
     loop.set_debug(False)
+    _lines_kept.release()
     _asyncio_log.removeFilter(found)
     if found.sampler is not None:
         found.sampler.stop()

@@ -269,3 +269,37 @@ async def test_a_slow_callback_names_the_threads_started_meanwhile() -> None:
         loopdebug.stop_reporting(loop, found)
     (line,) = [x for x in found.lines if "start_and_sleep" in x]
     assert "threads started meanwhile: test-newborn" in line, line
+
+
+async def test_debug_mode_stack_records_stat_no_source_file_while_reporting(
+    tmp_path: Path,
+) -> None:
+    """Debug mode's stack record (a C Future's ``traceback.extract_stack``) checks every
+    file on the stack with an ``os.stat`` that gives the GIL up; while a report is on a
+    line read once is kept, and after it linecache checks files again."""
+    import linecache
+
+    own = linecache.checkcache
+    source = tmp_path / "edited.py"
+    source.write_text("first = 1\n")
+    assert linecache.getline(str(source), 1) == "first = 1\n"
+    source.write_text("second = 2\n")
+    os.utime(source, (1, 1))  # another mtime, as an edit would leave
+    loop = asyncio.get_running_loop()
+    outer = loopdebug.report_slow_callbacks(loop, 50)
+    inner = loopdebug.report_slow_callbacks(loop, 50)
+    try:
+        assert linecache.checkcache is not own
+        linecache.checkcache(str(source))
+        assert linecache.getline(str(source), 1) == "first = 1\n"  # not stat'ed: kept
+        made = loop.create_future()  # debug mode: where it was made, lines looked up
+        assert made._source_traceback and made._source_traceback[-1].line  # type: ignore[attr-defined]
+        loopdebug.stop_reporting(loop, inner)
+        assert linecache.checkcache is not own  # the other report is still on
+    finally:
+        loopdebug.stop_reporting(loop, outer)
+    assert linecache.checkcache is own
+    loopdebug.stop_reporting(loop, outer)  # once more: nothing to give back
+    assert linecache.checkcache is own
+    linecache.checkcache(str(source))  # its own check again: the edit is seen
+    assert linecache.getline(str(source), 1) == "second = 2\n"
