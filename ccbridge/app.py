@@ -788,11 +788,13 @@ async def serve(config: Config, *, slow_callback_ms: float | None = None) -> Non
     # The store's dialect and driver imported off the loop: building the bridge makes its
     # engines, and the first one imported them (60-90 ms of CPU for PostgreSQL).
     await asyncio.to_thread(import_driver, config.store)
-    bridge = Bridge(config)
-    # A step of its own for building the bridge, apart from the start that follows
-    # (7-8 ms of CPU with the driver imported; 70-81 ms when building it imported
-    # PostgreSQL's: measured on the lab's two-bridge file, fourteenth session).
-    await asyncio.sleep(0)
+    # The bridge is built in a thread too: 6-9 ms of CPU on a quiet machine with the
+    # driver imported (70-81 ms when building it imported PostgreSQL's, fourteenth
+    # session), but a bridge restarted under the lab's load took 40 ms in that step, 7 ms
+    # of it a collection (fifteenth session, the gate at 25 ms). Nothing waits on the
+    # loop meanwhile, and building binds nothing to it: asyncio's primitives bind to a
+    # loop when first used, and the parts start on the loop below.
+    bridge = await asyncio.to_thread(Bridge, config)
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)

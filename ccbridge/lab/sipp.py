@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import errno
 import math
 import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 from collections.abc import Sequence
@@ -58,6 +60,40 @@ def _port_for(sip_port: int) -> int:
     """The first of the four media ports of the SIPp process whose SIP port is ``sip_port``
     (distinct for SIP ports that differ by less than MEDIA_SLOTS)."""
     return MEDIA_FLOOR + (sip_port % MEDIA_SLOTS) * 4
+
+
+def _block_free(host: str, first: int) -> bool:
+    """Whether UDP ports first..first+3 bind on ``host`` now. An address this namespace
+    does not have (a test's network namespace) cannot be probed from here: taken as free."""
+    held: list[socket.socket] = []
+    try:
+        for port in range(first, first + 4):
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            held.append(s)
+            s.bind((host, port))
+    except OSError as exc:
+        return exc.errno != errno.EADDRINUSE
+    finally:
+        for s in held:
+            s.close()
+    return True
+
+
+def media_port(host: str, sip_port: int) -> int:
+    """``-mp`` for the SIPp process at ``host``:``sip_port``: its block (``_port_for``), or
+    the next one whose four ports are free. SIP ports MEDIA_SLOTS apart share a block: a
+    test's free port (from the kernel's ephemeral range) met a lab phone's long-lived
+    SIPp there ("Unable to bind audio RTP socket ... Address already in use", port 21528:
+    56032 and 7032). A block taken between this probe and SIPp's bind still fails at
+    SIPp's start, with its own clear error."""
+    slot = sip_port % MEDIA_SLOTS
+    for step in range(MEDIA_SLOTS):
+        first = MEDIA_FLOOR + ((slot + step) % MEDIA_SLOTS) * 4
+        if _block_free(host, first):
+            return first
+    raise SippError(
+        f"no free block of four media ports in {MEDIA_FLOOR}-{MEDIA_FLOOR + 4 * MEDIA_SLOTS - 1}"
+    )
 
 
 class Agent:
@@ -117,7 +153,7 @@ class Agent:
             "-p",
             str(self.port),
             "-mp",
-            str(_port_for(self.port)),
+            str(media_port(self.host, self.port)),
             "-nostdin",
             # A UAS is bounded by time, not count: Asterisk may send it OPTIONS too.
             "-timeout",
@@ -225,7 +261,7 @@ def caller_command(
         target,
         "-i", "127.0.0.1",
         "-p", str(local_port),
-        "-mp", str(_port_for(local_port)),
+        "-mp", str(media_port("127.0.0.1", local_port)),
         "-m", str(calls),
         *extra,
         "-nostdin",
