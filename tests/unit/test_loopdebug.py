@@ -303,3 +303,33 @@ async def test_debug_mode_stack_records_stat_no_source_file_while_reporting(
     assert linecache.checkcache is own
     linecache.checkcache(str(source))  # its own check again: the edit is seen
     assert linecache.getline(str(source), 1) == "second = 2\n"
+
+
+def test_the_samplers_kept_open_files_read_fresh_figures_and_close_for_gone_threads() -> None:
+    files = loopdebug._KeptOpen()
+    me = threading.get_native_id()
+    try:
+        first = files.read(me)
+        assert first is not None
+        spin_until = time.thread_time() + 0.02
+        while time.thread_time() < spin_until:  # 20 ms on a CPU: the figure must move
+            pass
+        again = files.read(me)
+        assert again is not None and again[0] - first[0] >= 15_000_000  # ns
+        opened = loopdebug.read_schedstat(f"/proc/self/task/{me}/schedstat")
+        assert opened is not None and again[0] <= opened[0]  # the same figure, read later
+        release = threading.Event()
+        other = threading.Thread(target=release.wait, args=(5,))
+        other.start()
+        assert other.native_id is not None
+        tid = other.native_id
+        listed, found = files.threads()
+        assert tid in found and me in found and listed <= time.perf_counter()
+        release.set()
+        other.join(5)
+        assert tid not in files.threads()[1]  # its file closed, not read again
+        assert tid not in files._fds
+        assert files.read(tid) is None
+    finally:
+        files.close()
+    assert not files._fds

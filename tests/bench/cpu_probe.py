@@ -1,0 +1,112 @@
+"""Bench only: does this machine hold a busy CPU back now and then, with no network at all?
+
+Issue 15's tail (BENCHMARKS.md §12) is made of clusters of slow calls every ~1.5 s, which
+the bare FastAGI floor shows too, smaller. This takes the bridge, the load generator and
+the sockets out: one process pinned to each CPU times a fixed unit of Python arithmetic
+(~0.1 ms) over and over, idling between units to a chosen duty, and reports the units
+that took over 3 times the median and 2 ms more: a vCPU the host takes away, or slows,
+shows as such units on that CPU, and a periodic cause as clusters at a steady gap.
+
+    .venv/bin/python -m tests.bench.cpu_probe --seconds 20 --duty 1.0
+    .venv/bin/python -m tests.bench.cpu_probe --seconds 20 --duty 0.5
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import multiprocessing as mp
+import os
+import statistics
+import time
+from dataclasses import dataclass
+from multiprocessing.queues import Queue
+
+CLUSTER_GAP = 0.1  # s: slow units closer than this are one cluster
+
+
+def unit(n: int) -> int:
+    x = 0
+    for i in range(n):
+        x += i * i
+    return x
+
+
+def worker(
+    cpu: int, seconds: float, n: int, duty: float, out: Queue[tuple[int, list[tuple[float, float]]]]
+) -> None:
+    """On ``cpu``: (start, duration) of every unit for ``seconds``, busy ``duty`` of the time."""
+    os.sched_setaffinity(0, {cpu})
+    units: list[tuple[float, float]] = []
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        began = time.perf_counter()
+        unit(n)
+        took = time.perf_counter() - began
+        units.append((began, took))
+        if duty < 1.0:
+            time.sleep(took * (1 - duty) / duty)
+    out.put((cpu, units))
+
+
+@dataclass
+class Cluster:
+    start: float  # s into the run
+    last: float
+    units: int
+    worst: float  # s
+
+
+def clusters(slow: list[tuple[float, float]]) -> list[Cluster]:
+    found: list[Cluster] = []
+    for at, took in slow:
+        if found and at - found[-1].last < CLUSTER_GAP:
+            c = found[-1]
+            c.last, c.units, c.worst = at, c.units + 1, max(c.worst, took)
+        else:
+            found.append(Cluster(at, at, 1, took))
+    return found
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    ap.add_argument("--seconds", type=float, default=20.0)
+    ap.add_argument("--duty", type=float, default=1.0, help="busy share of each CPU, 0-1")
+    ap.add_argument("--unit", type=int, default=2000, help="loop turns a unit (~0.1 ms)")
+    args = ap.parse_args(argv)
+    if not 0 < args.duty <= 1 or not 0 < args.seconds <= 600:
+        ap.error("--duty in (0, 1], --seconds in (0, 600]")
+    out: Queue[tuple[int, list[tuple[float, float]]]] = mp.Queue()
+    cpus = sorted(os.sched_getaffinity(0))
+    procs = [
+        mp.Process(target=worker, args=(c, args.seconds, args.unit, args.duty, out)) for c in cpus
+    ]
+    for p in procs:
+        p.start()
+    results = sorted(out.get(timeout=args.seconds + 60) for _ in procs)
+    for p in procs:
+        p.join(10)
+    t0 = min(units[0][0] for _, units in results if units)
+    print(f"{len(cpus)} CPUs, {args.seconds:g} s, duty {args.duty:g}, load {os.getloadavg()}")
+    for cpu, units in results:
+        took = sorted(x for _, x in units)
+        med = statistics.median(took)
+        slow = [(b - t0, x) for b, x in units if x > 3 * med and x - med > 0.002]
+        found = clusters(slow)
+        gaps = [b.start - a.start for a, b in itertools.pairwise(found)]
+        print(
+            f"cpu{cpu}: {len(took)} units, median {med * 1e6:.0f} us, "
+            f"p99 {took[int(len(took) * 0.99)] * 1e6:.0f} us, max {took[-1] * 1e3:.2f} ms; "
+            f"slow {len(slow)} in {len(found)} clusters"
+            + (f", median gap {statistics.median(gaps):.2f} s" if gaps else "")
+        )
+        if found:
+            print(
+                "   "
+                + " ".join(f"{c.start:.2f}s:{c.units}x{c.worst * 1e3:.1f}ms" for c in found[:30])
+            )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
