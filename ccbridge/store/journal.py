@@ -100,13 +100,24 @@ class Journal:
         self.sync_if_due()
         return ends
 
+    @property
+    def sync_due(self) -> bool:
+        """Whether ``sync_if_due`` would fsync now: lines appended and none synced for
+        ``fsync_interval``. No I/O: the writer asks it on the loop, and hops to a thread
+        only for a sync (an idle writer woke every flush_interval to hop for nothing)."""
+        return (
+            self._fd is not None
+            and self._dirty
+            and time.monotonic() - self._last_sync >= self.fsync_interval
+        )
+
     def sync_if_due(self) -> None:
-        if self._fd is not None and self._dirty:
+        if self.sync_due:
+            assert self._fd is not None
             now = time.monotonic()
-            if now - self._last_sync >= self.fsync_interval:
-                os.fsync(self._fd)
-                self._last_sync = now
-                self._dirty = False
+            os.fsync(self._fd)
+            self._last_sync = now
+            self._dirty = False
 
     def read(
         self,

@@ -382,10 +382,11 @@ class RecordWriter:
             else:
                 await self._maybe_truncate()
                 if self.journal.is_open:
-                    try:
-                        await asyncio.to_thread(self.journal.sync_if_due)
-                    except OSError as exc:
-                        self._journal_failed(exc)
+                    if self.journal.sync_due:  # idle: no thread hop unless there is a sync
+                        try:
+                            await asyncio.to_thread(self.journal.sync_if_due)
+                        except OSError as exc:
+                            self._journal_failed(exc)
                 elif self._journal_error is not None:
                     await self._open_journal()  # the disk may be back
             self._gauges()

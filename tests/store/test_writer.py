@@ -570,3 +570,22 @@ async def test_the_writer_process_answers_garbage_requests_with_an_error_and_ser
         async with asyncio.timeout(10):
             await child.wait()
     assert child.returncode == 0
+
+
+def test_a_journal_says_without_io_when_a_sync_is_due(tmp_path: Path) -> None:
+    """The idle writer asks ``sync_due`` on the loop and hops to a thread only for a sync."""
+    j = Journal(tmp_path / "due.journal", fsync_interval=3600)
+    assert not j.sync_due  # not open
+    j.open()
+    try:
+        assert not j.sync_due  # open, nothing appended
+        records = [check_record(t, v) for t, v in call_records(1)]
+        j.append(records)
+        assert not j.sync_due  # appended, but synced less than an hour ago (at open)
+        j.fsync_interval = 0
+        assert j.sync_due  # appended and the interval passed
+        j.sync_if_due()
+        assert not j.sync_due  # synced: nothing left to sync
+    finally:
+        j.close()
+    assert not j.sync_due
