@@ -72,30 +72,50 @@ def _schedstat_path(tid: int) -> str:
     return f"/proc/self/task/{tid}/schedstat"
 
 
+def _parse_schedstat(text: bytes) -> tuple[int, int]:
+    """(ns on a CPU, ns waiting for one) from a schedstat file's text; ValueError if it
+    is not one."""
+    on_cpu, waited = text.split()[:2]
+    return int(on_cpu), int(waited)
+
+
 def read_schedstat(path: str) -> tuple[int, int] | None:
     """(ns on a CPU, ns runnable but waiting for one) of a thread; None where Linux's
     schedstat is not there or not readable."""
     try:
         with open(path, "rb") as f:
-            on_cpu, waited = f.read().split()[:2]
-        return int(on_cpu), int(waited)
+            return _parse_schedstat(f.read())
     except (OSError, ValueError):
         return None
+
+
+def _thread_ids() -> set[int] | None:
+    """This process's threads' native ids; None when /proc cannot list them."""
+    try:
+        return {int(name) for name in os.listdir("/proc/self/task")}
+    except OSError:
+        return None
+
+
+def _each(
+    tids: set[int], read: Callable[[int], tuple[int, int] | None]
+) -> dict[int, tuple[int, int]]:
+    """``read(tid)`` of each thread that gave a figure, by native id."""
+    found: dict[int, tuple[int, int]] = {}
+    for tid in tids:
+        figure = read(tid)
+        if figure is not None:
+            found[tid] = figure
+    return found
 
 
 def read_threads_cpu() -> dict[int, tuple[int, int]]:
     """(ns on a CPU, ns waiting for one) so far of every thread of this process, by
     native thread id."""
-    found: dict[int, tuple[int, int]] = {}
-    try:
-        tids = os.listdir("/proc/self/task")
-    except OSError:
-        return found
-    for name in tids:
-        read = read_schedstat(_schedstat_path(int(name)))
-        if read is not None:
-            found[int(name)] = read
-    return found
+    tids = _thread_ids()
+    if tids is None:
+        return {}
+    return _each(tids, lambda tid: read_schedstat(_schedstat_path(tid)))
 
 
 class _KeptOpen:
@@ -112,8 +132,7 @@ class _KeptOpen:
             fd = self._fds.get(tid)
             if fd is None:
                 fd = self._fds[tid] = os.open(_schedstat_path(tid), os.O_RDONLY | os.O_CLOEXEC)
-            on_cpu, waited = os.pread(fd, 256, 0).split()[:2]
-            return int(on_cpu), int(waited)
+            return _parse_schedstat(os.pread(fd, 256, 0))
         except (OSError, ValueError):
             self._close(tid)
             return None
@@ -122,19 +141,13 @@ class _KeptOpen:
         """As ``read_threads_cpu``, the files kept open; with the perf_counter right after
         the threads were listed: a thread started after it is not in the reading (stamped
         before the listing, a thread born just after the stamp was taken for an old one)."""
-        try:
-            tids = {int(name) for name in os.listdir("/proc/self/task")}
-        except OSError:
-            return time.perf_counter(), {}
+        tids = _thread_ids()
         listed = time.perf_counter()
+        if tids is None:
+            return listed, {}
         for gone in set(self._fds) - tids:
             self._close(gone)
-        found = {}
-        for tid in tids:
-            read = self.read(tid)
-            if read is not None:
-                found[tid] = read
-        return listed, found
+        return listed, _each(tids, self.read)
 
     def _close(self, tid: int) -> None:
         fd = self._fds.pop(tid, None)
