@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 CONFIG ?= examples/lab.yaml
-SYSTEM_PACKAGES := debootstrap sip-tester prometheus postgresql haproxy systemd openssl iproute2 chromium dnsmasq-base kamailio
+SYSTEM_PACKAGES := debootstrap sip-tester prometheus postgresql haproxy systemd openssl iproute2 chromium dnsmasq-base kamailio gcc
 
 .PHONY: test checks lab-root unit integration lint typecheck run down lab status bench bench-quick deps system-deps venv clean
 
@@ -71,7 +71,8 @@ $(VENV)/.installed: pyproject.toml
 # the unit in deploy/; openssl makes the lab's TLS certificates (and the stand-in keys of
 # `render --verify`); iproute2's `ip` brings up the loopback of verify's scratch Asterisk
 # in its own network namespace; kamailio is the SIP edge the lab can put in front of the
-# sites (`edge:`; `kamailio -c` checks the rendered kamailio.cfg in the unit tests).
+# sites (`edge:`; `kamailio -c` checks the rendered kamailio.cfg in the unit tests); gcc
+# builds the ceiling bench's C load generator (tests/bench/agi_gen.c, driven by a unit test).
 system-deps:
 	@missing=""; for p in $(SYSTEM_PACKAGES); do \
 	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \

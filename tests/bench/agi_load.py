@@ -20,11 +20,16 @@ previous generator measured it.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import random
+import shutil
 import socket
+import subprocess
+import tempfile
 import time
 from collections.abc import Coroutine, Sequence
+from pathlib import Path
 from typing import Any, TypeVar, cast
 
 from ccbridge import variables as v
@@ -193,3 +198,64 @@ def run(calls: Sequence[tuple[int, bytes]], rate: float) -> Result:
         return runner(drive(calls, rate))
     finally:
         gc.enable()
+
+
+# --------------------------------------------------------------------------- in C
+
+GENERATOR_C = Path(__file__).with_name("agi_gen.c")
+
+
+def compile_generator() -> Path | None:
+    """agi_gen.c built with the system's C compiler (once a source: the binary is kept in
+    the temp folder under the source's hash); None when there is no compiler."""
+    compiler = shutil.which("cc") or shutil.which("gcc")
+    if compiler is None:
+        return None
+    source = GENERATOR_C.read_bytes()
+    digest = hashlib.sha256(source).hexdigest()[:16]
+    binary = Path(tempfile.gettempdir()) / f"ccbridge-agi-gen-{digest}"
+    if not binary.exists():
+        partial = binary.with_suffix(f".{os.getpid()}")
+        subprocess.run(
+            [compiler, "-O2", "-Wall", "-o", str(partial), str(GENERATOR_C)],
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
+        partial.replace(binary)
+    return binary
+
+
+def run_c(
+    binary: Path, calls: Sequence[tuple[int, bytes]], rate: float, within: float = 5.0
+) -> Result:
+    """``drive``'s load from agi_gen.c's process: the same calls, rate, latency (connect to
+    the bridge's close), routed test and errors, for a tenth of the Python generator's CPU
+    (its CPU is the caller's children's: ``resource.RUSAGE_CHILDREN``)."""
+    feed = b"".join(b"%d %d\n%s" % (port, len(header), header) for port, header in calls)
+    done = subprocess.run(
+        [str(binary), f"{rate:g}", f"{within:g}", v.ROUTE],
+        input=feed,
+        capture_output=True,
+        check=True,
+        timeout=len(calls) / rate + within + 60,
+    )
+    starts: list[float] = []
+    latencies: list[float] = []
+    errors, first = 0, 0.0
+    for line in done.stdout.decode().splitlines():
+        fields = line.split()
+        if fields[0] == "left":
+            errors += int(fields[1])
+            first = float(fields[2])
+        elif fields[2] == "1":
+            starts.append(float(fields[0]))
+            latencies.append(float(fields[1]) / 1e3)
+        else:
+            errors += 1
+    # The calls' span from the first start to the last end, as drive's elapsed time.
+    seconds = max((s + x for s, x in zip(starts, latencies, strict=True)), default=0.0)
+    dump = os.environ.get("CCB_BENCH_LATENCY_DUMP")
+    if dump:
+        _dump(dump, rate, first, [first + s for s in starts], latencies)
+    return Result(len(latencies), errors, seconds, latencies)

@@ -10,9 +10,13 @@ admits: 11 events, or 12 with call records on (the PostgreSQL rows: CEL LINKEDID
 one CEL type the rendered cel.conf sends; ``CCB_BENCH_CEL_ALL=1``: the recording's every
 CEL type, 30 events a call, 19 of them CEL, the mix before the fourteenth session); with
 fresh uniqueids, a queue and one of its agents); this process is Asterisk's FastAGI side
-(tests/bench/agi_load.py: a `route` request for a random number of the deployment from
-a random caller, the MSet answered, the session closed by the bridge; headers encoded
-before the step, a protocol per connection on uvloop), open loop at a fixed rate. Every
+(a `route` request for a random number of the deployment from a random caller, the MSet
+answered, the session closed by the bridge; headers encoded before the step), open loop
+at a fixed rate: by default tests/bench/agi_gen.c, a C program built with the system's C
+compiler, which costs ~0.05-0.1 of a core at 250-1,000 calls/s; ``--generator python``
+(or no compiler) plays it from this process with tests/bench/agi_load.py (a protocol per
+connection on uvloop, 0.2-0.26 of a core at 250-500/s: on 2 cores its own CPU and its
+loop's delays set the floor's p99 at 4-7 ms, BENCHMARKS.md §12, sixteenth session). Every
 step raises the rate; the AMI
 sites push one call's events per route request, spread over the sites. A step passes
 with p99 < 5 ms, 0 errors and the rate reached (95 %); the ceiling is the last rate that
@@ -57,6 +61,7 @@ import json
 import multiprocessing as mp
 import os
 import random
+import resource
 import shutil
 import signal
 import statistics
@@ -436,7 +441,32 @@ def drive(
     """Open loop: ``rate`` route requests a second for ``seconds``, round robin over the
     FastAGI ports in ``targets`` (tests/bench/agi_load.py; headers encoded first)."""
     calls = agi_load.headers(targets, int(rate * seconds), dids, CALLERS, f"{rate}", int(rate))
+    if GENERATOR.binary is not None:
+        return agi_load.run_c(GENERATOR.binary, calls, rate)
     return agi_load.run(calls, rate)
+
+
+@dataclass
+class Generator:
+    """Which load generator drives the steps: agi_gen.c's binary, or agi_load's Python
+    generator in this process when ``binary`` is None (``--generator``)."""
+
+    binary: Path | None = None
+
+    @property
+    def name(self) -> str:
+        return "python" if self.binary is None else "c"
+
+
+GENERATOR = Generator()
+
+
+def generator_cpu() -> float:
+    """The generator's CPU seconds so far: this process's own (the Python generator) and
+    its reaped children's (the C generator's runs; the bridges and the sites' process are
+    reaped only after the steps)."""
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + children.ru_utime + children.ru_stime
 
 
 @dataclass
@@ -445,7 +475,7 @@ class Step:
     result: Result
     cpu_us_per_call: float | None = None
     cpu_share: float | None = None  # of one core, the bridges together
-    load_share: float | None = None  # of one core: the load generator (this process)
+    load_share: float | None = None  # of one core: the load generator (GENERATOR)
     sites_share: float | None = None  # of one core: the fake AMI sites' process
     window: tuple[float, float] = (0.0, 0.0)  # time.monotonic() at its start and end
     gen2_ms: list[float] = field(default_factory=list)  # the bridges' gen-2 collections
@@ -517,11 +547,11 @@ def floor_steps(rates: tuple[int, ...], seconds: float) -> list[Step]:
     with ServerProcess("bare", command=FLOOR_COMMAND, uvloop=True) as server:
         drive([server.port], 200, 1.0, dids)  # warm-up
         for rate in rates:
-            me0, w0 = time.process_time(), time.monotonic()
+            me0, w0 = generator_cpu(), time.monotonic()
             cpu0 = cpu_seconds(server.pid)
             result = drive([server.port], rate, seconds, dids)
             wall = time.monotonic() - w0
-            step = Step(rate, result, load_share=(time.process_time() - me0) / wall)
+            step = Step(rate, result, load_share=(generator_cpu() - me0) / wall)
             step.cpu_share = (cpu_seconds(server.pid) - cpu0) / wall
             show("floor (bare FastAGI)", step)
             steps.append(step)
@@ -604,12 +634,12 @@ def bridge_steps(
             fake.rate(0 if os.environ.get("CCB_BENCH_NO_AMI") else rate)
             time.sleep(0.3)  # the AMI stream at this rate before the first request
             cpu0 = sum(cpu_seconds(b.proc.pid) for b in running)
-            me0, sites0 = time.process_time(), cpu_seconds(fake.pid)
+            me0, sites0 = generator_cpu(), cpu_seconds(fake.pid)
             ev0, w0, acts0 = fake.pushed(), time.monotonic(), fake.actions()
             result = drive(ports, rate, seconds, dids)
             cpu = sum(cpu_seconds(b.proc.pid) for b in running) - cpu0
             wall = time.monotonic() - w0
-            me, sites_cpu = time.process_time() - me0, cpu_seconds(fake.pid) - sites0
+            me, sites_cpu = generator_cpu() - me0, cpu_seconds(fake.pid) - sites0
             events = (fake.pushed() - ev0) * fake.events_per_call
             step = Step(
                 rate,
@@ -757,7 +787,16 @@ def main(argv: list[str] | None = None) -> int:
         choices=("asyncio", "uvloop", "auto"),
         help="the bridge's bridge.event_loop (default asyncio, as the product's)",
     )
+    ap.add_argument(
+        "--generator",
+        default="c",
+        choices=("c", "python"),
+        help="Asterisk's side: agi_gen.c (default; built with the system's C compiler, "
+        "the Python one when there is none) or agi_load's Python generator",
+    )
     args = ap.parse_args(argv)
+    if args.generator == "c":
+        GENERATOR.binary = agi_load.compile_generator()
     rows: tuple[tuple[int, int], ...] = ROWS
     seconds = args.seconds
     rates: tuple[int, ...] = RATES
@@ -767,7 +806,10 @@ def main(argv: list[str] | None = None) -> int:
         rows = tuple((int(a), int(b)) for a, b in (r.split("x") for r in args.rows.split(",")))
     if args.rates:
         rates = tuple(int(r) for r in args.rates.split(","))
-    print(f"load {os.getloadavg()[0]:.1f} at the start; {os.cpu_count()} cores (shared)")
+    print(
+        f"load {os.getloadavg()[0]:.1f} at the start; {os.cpu_count()} cores (shared); "
+        f"generator {GENERATOR.name}"
+    )
     floor = ceiling(floor_steps(rates, seconds))
     print(f"=> floor: {floor:.0f} calls/s", flush=True)
     results: list[dict[str, Any]] = []
@@ -799,7 +841,13 @@ def main(argv: list[str] | None = None) -> int:
         f"{P99_MS} ms: {'met' if met else 'MISSED'}; load {os.getloadavg()[0]:.1f} at the end"
     )
     if args.json:
-        out = {"bench": "ceiling", "floor_calls_per_s": floor, "rows": results, "met": met}
+        out = {
+            "bench": "ceiling",
+            "generator": GENERATOR.name,
+            "floor_calls_per_s": floor,
+            "rows": results,
+            "met": met,
+        }
         Path(args.json).write_text(json.dumps(out, indent=2) + "\n")
     return 0 if met else 1
 

@@ -9,17 +9,26 @@ task by its coroutine, a transport or protocol method by its class.
 ``loopwatch:`` JSON line goes to stderr with, per owner, the callbacks run, their total
 and longest ms and how many took over MS; the turns over MS; the turns' busy CPU
 quantiles; and the 20 longest turns, when (seconds since start) and their five dearest
-owners.
+owners. ``CCB_BENCH_LOOPWATCH_DUMP=FILE`` also writes every callback at exit, one line
+each (the monotonic clock when it ended, its CPU in us, its owner); ``python -m
+tests.bench.loopwatch FILE --since T0`` then prints it in 50 ms bins: how many callbacks,
+their CPU, and the two dearest owners' count and mean CPU a callback. A bin whose
+callbacks are as many as its neighbours' but each several times dearer is a CPU that ran
+slower then (BENCHMARKS.md §12, sixteenth session), not more work.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import atexit
 import heapq
 import json
+import os
 import sys
 import time
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 _limit = 0.005
@@ -32,6 +41,15 @@ _seq = 0
 _busy: list[float] = []  # every turn's busy CPU seconds
 _installed = time.monotonic()
 clock = time.thread_time
+_keep_timeline = False
+_timeline: list[tuple[float, float, str]] = []  # CCB_BENCH_LOOPWATCH_DUMP: (ended, s, owner)
+
+
+def _dump_timeline() -> None:
+    path = os.environ.get("CCB_BENCH_LOOPWATCH_DUMP")
+    if path:
+        with open(path, "w") as f:
+            f.writelines(f"{t:.6f} {x * 1e6:.1f} {n.replace(' ', '_')}\n" for t, x, n in _timeline)
 
 
 def describe(handle: asyncio.Handle) -> str:
@@ -72,6 +90,8 @@ def install(limit_ms: float) -> None:
             if took > _limit:
                 row[3] += 1
             _turn.append((took, name))
+            if _keep_timeline:
+                _timeline.append((time.monotonic(), took, name))
 
     def timed_run_once(self: asyncio.BaseEventLoop) -> None:
         global _turn_started, _seq
@@ -96,9 +116,12 @@ def install(limit_ms: float) -> None:
         elif busy > _longest[0][0]:
             heapq.heapreplace(_longest, item)
 
+    global _keep_timeline
+    _keep_timeline = bool(os.environ.get("CCB_BENCH_LOOPWATCH_DUMP"))
     asyncio.Handle._run = timed_run  # type: ignore[method-assign]
     asyncio.BaseEventLoop._run_once = timed_run_once  # type: ignore[attr-defined]
     atexit.register(lambda: print(summary(), file=sys.stderr, flush=True))
+    atexit.register(_dump_timeline)
 
 
 def quantiles() -> list[float]:
@@ -137,3 +160,71 @@ def summary() -> str:
         ],
     }
     return "loopwatch: " + json.dumps(out)
+
+
+# --------------------------------------------------------------------------- the timeline
+
+BIN = 0.05  # s
+
+
+@dataclass
+class Bin:
+    start: float  # s since the timeline's T0
+    callbacks: int = 0
+    cpu: float = 0.0  # us
+    owners: dict[str, list[float]] = field(default_factory=dict)  # owner: [count, us]
+
+
+def bins(rows: list[tuple[float, float, str]], since: float, seconds: float) -> list[Bin]:
+    """The callbacks (ended on the monotonic clock, CPU us, owner) from ``since`` for
+    ``seconds``, in ``BIN``-long bins (every bin, an empty one too)."""
+    out = [Bin(round(i * BIN, 6)) for i in range(round(seconds / BIN))]
+    for ended, us, owner in rows:
+        k = int((ended - since) // BIN)
+        if 0 <= k < len(out):
+            b = out[k]
+            b.callbacks += 1
+            b.cpu += us
+            row = b.owners.setdefault(owner, [0, 0.0])
+            row[0] += 1
+            row[1] += us
+    return out
+
+
+def read_timeline(path: Path) -> list[tuple[float, float, str]]:
+    rows = []
+    for line in path.read_text().splitlines():
+        ended, us, owner = line.split(" ", 2)
+        rows.append((float(ended), float(us), owner))
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description="A CCB_BENCH_LOOPWATCH_DUMP timeline in bins")
+    ap.add_argument("timeline", type=Path)
+    ap.add_argument("--since", type=float, required=True, help="T0 on the monotonic clock")
+    ap.add_argument("--seconds", type=float, default=10.0)
+    args = ap.parse_args(argv)
+    rows = read_timeline(args.timeline)
+    totals: dict[str, float] = {}
+    for ended, us, owner in rows:
+        if args.since <= ended < args.since + args.seconds:
+            totals[owner] = totals.get(owner, 0.0) + us
+    top = sorted(totals, key=lambda o: -totals[o])[:2]
+    print(f"bins of {BIN * 1e3:.0f} ms; the two dearest owners: {', '.join(top)}")
+    for b in bins(rows, args.since, args.seconds):
+        parts = []
+        for owner in top:
+            n, us = b.owners.get(owner, [0, 0.0])
+            parts.append(f"{int(n):4d} x {us / n if n else 0:6.1f} us")
+        print(
+            f"{b.start:6.2f} s  {b.callbacks:5d} callbacks {b.cpu / 1e3:6.1f} ms  "
+            + "  ".join(parts)
+            + "  "
+            + "#" * int(b.cpu / 1e3 / 5)
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
