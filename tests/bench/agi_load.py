@@ -172,7 +172,8 @@ async def drive(calls: Sequence[tuple[int, bytes]], rate: float, within: float =
     dump = os.environ.get("CCB_BENCH_LATENCY_DUMP")
     if dump:  # after the step: the load is over
         _dump(dump, rate, started, load.starts, load.latencies)
-    return Result(len(load.latencies), load.errors, time.perf_counter() - started, load.latencies)
+    elapsed = time.perf_counter() - started
+    return Result(len(load.latencies), load.errors, elapsed, load.latencies, load.starts)
 
 
 def runner(main: Coroutine[Any, Any, T]) -> T:
@@ -255,7 +256,8 @@ def run_c(
             errors += 1
     # The calls' span from the first start to the last end, as drive's elapsed time.
     seconds = max((s + x for s, x in zip(starts, latencies, strict=True)), default=0.0)
+    starts = [first + s for s in starts]  # on the monotonic clock
     dump = os.environ.get("CCB_BENCH_LATENCY_DUMP")
     if dump:
-        _dump(dump, rate, first, [first + s for s in starts], latencies)
-    return Result(len(latencies), errors, seconds, latencies)
+        _dump(dump, rate, first, starts, latencies)
+    return Result(len(latencies), errors, seconds, latencies, starts)

@@ -29,7 +29,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, cast
@@ -287,6 +287,9 @@ class Result:
     errors: int
     seconds: float
     latencies: list[float]
+    # each latency's call start on the monotonic clock, where the generator keeps it
+    # (bench_ceiling's: tests/bench/agi_load.py), else empty
+    starts: list[float] = field(default_factory=list)
 
     @property
     def rate(self) -> float:
