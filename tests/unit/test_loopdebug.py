@@ -333,3 +333,71 @@ def test_the_samplers_kept_open_files_read_fresh_figures_and_close_for_gone_thre
     finally:
         files.close()
     assert not files._fds
+
+
+def test_the_host_speed_counts_only_units_slowed_past_the_mark() -> None:
+    base = [(0.01 * i, 20_000) for i in range(100)]  # the median unit: 20 us
+    inside = [(1.01, 20_000), (1.02, 100_000), (1.03, 80_000), (1.04, 20_000)]  # 5x, 4x
+    assert loopdebug.host_speed(base + inside, 1.005, 1.045) == pytest.approx(
+        (1 + 0.2 + 0.25 + 1) / 4
+    )
+    # a unit 2.5 times the median is a cold cache or a busy sibling, not the host: no figure
+    mild = [(1.01, 50_000), (1.02, 50_000)]
+    assert loopdebug.host_speed(base + mild, 1.005, 1.045) is None
+    # one unit inside says too little
+    assert loopdebug.host_speed([*base, (1.01, 200_000)], 1.005, 1.045) is None
+    assert loopdebug.host_speed([], 0.0, 1.0) is None
+
+
+def test_a_line_under_the_limit_at_the_hosts_normal_speed_is_excused() -> None:
+    line = "{} <Handle x> took 120 ms (limit 50 ms; the host ran the CPU at {}% of its speed "
+    line += "meanwhile: ~{} ms {})"
+    slowed = line.format(loopdebug.MARK, 25, 30, loopdebug.NORMAL_SPEED)
+    slow_anyway = line.format(loopdebug.MARK, 42, 50, loopdebug.NORMAL_SPEED)
+    assert loopdebug.unexplained("\n".join((slowed, slow_anyway))) == [slow_anyway]
+
+
+def _asyncio_record(handle: str, seconds: float) -> logging.LogRecord:
+    """The record asyncio's debug mode logs for a slow callback, made just now."""
+    return logging.LogRecord(
+        "asyncio", logging.WARNING, __file__, 1, loopdebug._ASYNCIO_MSG, (handle, seconds), None
+    )
+
+
+@pytest.mark.parametrize(("factor", "excused"), [(5, True), (2, False), (1, False)])
+def test_a_callback_the_host_slowed_is_excused_by_its_time_at_normal_speed(
+    factor: int, excused: bool
+) -> None:
+    sampler = loopdebug.RunQueueSampler(threading.get_native_id())  # its thread not run
+    found = loopdebug.SlowCallbackFilter(50, sampler)
+    now = time.perf_counter()
+    sampler.units.extend((now - 1.9 + 0.01 * i, 20_000) for i in range(150))
+    # a 100 ms callback ending now, three readings inside it, each unit ``factor`` times dearer
+    sampler.units.extend((now - t, 20_000 * factor) for t in (0.08, 0.05, 0.02))
+    record = _asyncio_record("<Handle slowed>", 0.100)
+    assert found.filter(record)
+    text = record.getMessage()
+    assert text.startswith(loopdebug.MARK) and "took 100 ms" in text
+    if excused:  # ~20 ms of its own at full speed
+        assert found.preempted == [text] and found.lines == [] and found.count == 0
+        assert f"~20 ms {loopdebug.NORMAL_SPEED}" in text and "at 20% of its speed" in text
+        assert loopdebug.unexplained(text) == []
+    else:
+        assert found.lines == [text] and found.count == 1
+        assert loopdebug.NORMAL_SPEED not in text
+        assert loopdebug.unexplained(text) == [text]
+
+
+def test_the_sampler_times_a_unit_at_each_reading() -> None:
+    sampler = loopdebug.RunQueueSampler(threading.get_native_id())
+    assert sampler.start()
+    try:
+        deadline = time.monotonic() + 5
+        while len(sampler.units) < 5 and time.monotonic() < deadline:
+            time.sleep(0.02)
+    finally:
+        sampler.stop()
+    units = list(sampler.units)
+    assert len(units) >= 5
+    assert all(ns > 0 for _, ns in units)
+    assert [t for t, _ in units] == sorted(t for t, _ in units)
