@@ -125,6 +125,9 @@ async def build(
     from ccbridge.reports.intervals import IntervalError
     from ccbridge.store.engine import make_engine
 
+    missing = await _missing_sqlite(settings)
+    if missing is not None:
+        return missing
     engine = make_engine(settings)
     try:
         fn = interval_report if kind == "intervals" else agent_report
@@ -137,6 +140,19 @@ async def build(
         return _store_fault(exc)
     finally:
         await engine.dispose()
+
+
+async def _missing_sqlite(settings: StoreSettings) -> WorkerFault | None:
+    """A store fault for an SQLite file that is not there, else None. Opening it would
+    create an empty one (the records reader refuses it likewise), and a failed connect
+    leaves aiosqlite stopping its thread with a future on this loop, which a loop closed
+    right after (``asyncio.run`` of a job) makes an exception in that thread."""
+    from ccbridge.store.engine import sqlite_path
+
+    path = sqlite_path(settings)
+    if path is not None and not await asyncio.to_thread(path.exists):
+        return WorkerFault("store", f"no such database file: {path}")
+    return None
 
 
 def _store_fault(exc: BaseException) -> WorkerFault:
@@ -168,6 +184,9 @@ async def plan(
     from ccbridge.staffing.storehistory import plan_from_store
     from ccbridge.store.engine import make_engine
 
+    missing = await _missing_sqlite(settings)
+    if missing is not None:
+        return missing
     engine = make_engine(settings)
     try:
         result = await plan_from_store(engine, config, days, targets, now=now, weeks=weeks)
@@ -205,6 +224,9 @@ async def roll(
     from ccbridge.store.engine import make_engine
     from ccbridge.store.migrate import SchemaError
 
+    missing = await _missing_sqlite(settings)
+    if missing is not None:
+        return missing
     engine = make_engine(settings)
     try:
         with collections_paused():  # the agent rollup's rows of 200 site-days, at most

@@ -28,8 +28,9 @@ from ccbridge.loopdebug import report_slow_callbacks, stop_reporting
 from ccbridge.reports.build import interval_report
 from ccbridge.reports.intervals import Step
 from ccbridge.reports.query import Period, ReportQuery
-from ccbridge.reports.worker import Encoded, ReportWorker, WorkerFault, build
+from ccbridge.reports.worker import Encoded, ReportWorker, WorkerFault, build, plan, roll
 from ccbridge.services import ServiceError
+from ccbridge.staffing.plan import Targets
 from ccbridge.store.engine import make_engine
 from ccbridge.store.migrate import upgrade
 from ccbridge.store.writeproc import WriteProcess
@@ -133,10 +134,16 @@ async def test_faults_come_back_as_values(month_db: StoreSettings, tmp_path: Pat
     bad = replace(q, period=Period(start=NOW, end=NOW - timedelta(hours=1)))
     fault = await build(month_db, cfg, "intervals", bad, NOW)
     assert fault == WorkerFault("query", "the range ends before it starts")
+    # A file that is not there is refused before any connect: opening it would make an
+    # empty one, and a failed connect's aiosqlite thread outlived a test's loop once
+    # (an exception in that thread, which failed the next test).
     nowhere = replace(month_db, url=f"sqlite+aiosqlite:///{tmp_path}/no/such/dir/x.db")
-    fault = await build(nowhere, cfg, "intervals", q, NOW)
-    assert isinstance(fault, WorkerFault) and fault.kind == "store", fault
-    assert "unable to open database file" in fault.message
+    for fault in (
+        await build(nowhere, cfg, "intervals", q, NOW),
+        await plan(nowhere, cfg, [date(2026, 10, 1)], Targets(), NOW, 4),
+        await roll(nowhere, cfg, NOW, "b1", 900.0),
+    ):
+        assert fault == WorkerFault("store", f"no such database file: {tmp_path}/no/such/dir/x.db")
 
 
 async def test_the_rollup_job_rolls_in_the_worker_once_between_bridges(
