@@ -25,6 +25,7 @@ import multiprocessing as mp
 import os
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.queues import Queue
 
@@ -83,15 +84,21 @@ class Spell:
     factor: float  # the slowest window's mean unit against the run's median
 
 
-def spells(units: list[tuple[float, float]], median: float) -> list[Spell]:
-    """Runs of ``WINDOW``-long windows whose units (start s into the run, seconds) took
-    on average ``SPELL_FACTOR`` times ``median`` or more."""
+def windows_of(units: list[tuple[float, float]]) -> dict[int, list[float]]:
+    """The units' times (start s, seconds) by ``WINDOW``-long window: window k starts at
+    k * WINDOW."""
     windows: dict[int, list[float]] = {}
     for at, took in units:
         windows.setdefault(int(at // WINDOW), []).append(took)
+    return windows
+
+
+def runs(windows: dict[int, list[float]], baseline: Callable[[int], float]) -> list[Spell]:
+    """Runs of windows whose units took on average ``SPELL_FACTOR`` times the window's
+    ``baseline`` or more, each run one spell."""
     found: list[Spell] = []
     for k in sorted(windows):
-        factor = statistics.fmean(windows[k]) / median
+        factor = statistics.fmean(windows[k]) / baseline(k)
         if factor < SPELL_FACTOR:
             continue
         start = k * WINDOW
@@ -101,6 +108,12 @@ def spells(units: list[tuple[float, float]], median: float) -> list[Spell]:
         else:
             found.append(Spell(start, start + WINDOW, factor))
     return found
+
+
+def spells(units: list[tuple[float, float]], median: float) -> list[Spell]:
+    """Runs of ``WINDOW``-long windows whose units (start s into the run, seconds) took
+    on average ``SPELL_FACTOR`` times ``median`` or more."""
+    return runs(windows_of(units), lambda _: median)
 
 
 def shared(per_cpu: list[list[Spell]]) -> list[Spell]:

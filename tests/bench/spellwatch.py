@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from types import TracebackType
 
-from tests.bench.cpu_probe import SPELL_FACTOR, WINDOW, Spell, shared, unit
+from tests.bench.cpu_probe import WINDOW, Spell, runs, shared, unit, windows_of
 
 DUTY = 0.02  # of each CPU
 UNIT = 2000  # loop turns: ~0.1 ms
@@ -50,26 +50,18 @@ def _watch(cpu: int, conn: Connection) -> None:
 def local_spells(units: list[tuple[float, float]]) -> list[Spell]:
     """``cpu_probe.spells`` of ``units`` (monotonic start, seconds), each window against
     the median unit within ``BASELINE_S`` around it; the spells on the monotonic clock."""
-    if not units:
-        return []
-    units = sorted(units)
-    windows: dict[int, list[float]] = {}
-    for at, took in units:
-        windows.setdefault(int(at // WINDOW), []).append(took)
+    windows = windows_of(units)
     keys = sorted(windows)
+    at = {k: i for i, k in enumerate(keys)}
     span = round(BASELINE_S / 2 / WINDOW)
-    found: list[Spell] = []
-    for i, k in enumerate(keys):
-        around = [x for j in keys[max(0, i - span) : i + span + 1] for x in windows[j]]
-        factor = statistics.fmean(windows[k]) / statistics.median(around)
-        if factor < SPELL_FACTOR:
-            continue
-        start = k * WINDOW
-        if found and abs(found[-1].end - start) < WINDOW / 2:
-            found[-1].end, found[-1].factor = start + WINDOW, max(found[-1].factor, factor)
-        else:
-            found.append(Spell(start, start + WINDOW, factor))
-    return found
+
+    def baseline(k: int) -> float:
+        i = at[k]
+        return statistics.median(
+            x for j in keys[max(0, i - span) : i + span + 1] for x in windows[j]
+        )
+
+    return runs(windows, baseline)
 
 
 @dataclass
