@@ -115,11 +115,11 @@ class Heartbeat:
 
     async def beat_once(self) -> None:
         from ccbridge.store.cluster import beat
-        from ccbridge.store.engine import make_engine, sqlite_path
+        from ccbridge.store.engine import make_engine, missing_sqlite_file
         from ccbridge.store.readcheck import ensure_current
 
-        path = sqlite_path(self.store)
-        if path is not None and not await asyncio.to_thread(path.exists):
+        path = await missing_sqlite_file(self.store)
+        if path is not None:
             raise FileNotFoundError(f"no record database yet at {path}")
         if self._engine is None:
             # The driver's first import (asyncpg: tens of ms) stays off the event loop.

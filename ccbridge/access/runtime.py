@@ -9,7 +9,6 @@ until it is back, and audit rows wait in the journal.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from pathlib import Path
 
@@ -19,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from ccbridge.access.audit import AuditTrail
 from ccbridge.config.model import Config
 from ccbridge.config.store import StoreSettings
-from ccbridge.store.engine import make_engine, sqlite_path
+from ccbridge.store.engine import make_engine, missing_sqlite_file
 from ccbridge.store.migrate import SchemaError, check_schema
 from ccbridge.store.writer import RecordWriter
 
@@ -49,8 +48,8 @@ class AccessStore:
         self._started = False
 
     async def start(self) -> None:
-        path = sqlite_path(self.settings)
-        if path is not None and not await asyncio.to_thread(path.exists):
+        path = await missing_sqlite_file(self.settings)
+        if path is not None:
             self._off(f"no database file {path}: run `ccbridge db upgrade CONFIG`")
             return
         assert self.engine is not None

@@ -31,7 +31,7 @@ from ccbridge.config.model import Config
 from ccbridge.records import alive
 from ccbridge.records.ingest import RecordIngest
 from ccbridge.records.machine import settings_from_config
-from ccbridge.store.engine import CONNECT_TIMEOUT, make_engine, sqlite_path
+from ccbridge.store.engine import CONNECT_TIMEOUT, make_engine, missing_sqlite_file
 from ccbridge.store.migrate import (
     SchemaError,
     SchemaState,
@@ -88,8 +88,8 @@ class RecordStore:
         return make_url(self.settings.url).render_as_string(hide_password=True)
 
     async def start(self) -> None:
-        path = sqlite_path(self.settings)
-        if path is not None and not await asyncio.to_thread(path.exists):
+        path = await missing_sqlite_file(self.settings)
+        if path is not None:
             # Checking would create an empty file (or fail on a missing folder, which
             # would read as "unreachable"): say what to do instead.
             await self.engine.dispose()

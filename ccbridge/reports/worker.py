@@ -147,10 +147,10 @@ async def _missing_sqlite(settings: StoreSettings) -> WorkerFault | None:
     create an empty one (the records reader refuses it likewise), and a failed connect
     leaves aiosqlite stopping its thread with a future on this loop, which a loop closed
     right after (``asyncio.run`` of a job) makes an exception in that thread."""
-    from ccbridge.store.engine import sqlite_path
+    from ccbridge.store.engine import missing_sqlite_file
 
-    path = sqlite_path(settings)
-    if path is not None and not await asyncio.to_thread(path.exists):
+    path = await missing_sqlite_file(settings)
+    if path is not None:
         return WorkerFault("store", f"no such database file: {path}")
     return None
 

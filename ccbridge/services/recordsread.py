@@ -34,13 +34,13 @@ class RecordsReader:
         records-unavailable (a ServiceError raised inside passes unchanged)."""
         from sqlalchemy.exc import DBAPIError
 
-        from ccbridge.store.engine import make_engine, sqlite_path
+        from ccbridge.store.engine import make_engine, missing_sqlite_file
         from ccbridge.store.migrate import SchemaError
         from ccbridge.store.readcheck import ensure_current
 
-        path = sqlite_path(self._rt.config.store)
         # Opening a missing SQLite file would create an empty one: say so instead.
-        if path is not None and not await asyncio.to_thread(path.exists):
+        path = await missing_sqlite_file(self._rt.config.store)
+        if path is not None:
             raise ServiceError(
                 "records-unavailable",
                 f"no such database file: {path} (the bridge has recorded no calls there)",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,17 @@ def sqlite_path(settings: StoreSettings) -> Path | None:
     """The database file of an SQLite store, None for PostgreSQL."""
     url = make_url(settings.url)
     return Path(url.database) if url.get_backend_name() == "sqlite" and url.database else None
+
+
+async def missing_sqlite_file(settings: StoreSettings) -> Path | None:
+    """An SQLite store's database file when it is not there, else None (PostgreSQL, or
+    the file exists); the check off the event loop. Opening a missing file would create
+    an empty one (or fail on a missing folder, which reads as "unreachable"): callers
+    say what to do instead."""
+    path = sqlite_path(settings)
+    if path is not None and not await asyncio.to_thread(path.exists):
+        return path
+    return None
 
 
 def import_driver(settings: StoreSettings) -> None:

@@ -261,11 +261,11 @@ class RetentionJob:
     async def run_once(self) -> dict[str, int]:
         from ccbridge.cluster import wall_now
         from ccbridge.store.cluster import run_once
-        from ccbridge.store.engine import make_engine, sqlite_path
+        from ccbridge.store.engine import make_engine, missing_sqlite_file
         from ccbridge.store.readcheck import ensure_current
 
-        path = sqlite_path(self.settings)
-        if path is not None and not await asyncio.to_thread(path.exists):
+        path = await missing_sqlite_file(self.settings)
+        if path is not None:
             raise FileNotFoundError(f"no record database yet at {path}")
         if self._engine is None:
             self._engine = make_engine(self.settings)
