@@ -45,11 +45,9 @@ _keep_timeline = False
 _timeline: list[tuple[float, float, str]] = []  # CCB_BENCH_LOOPWATCH_DUMP: (ended, s, owner)
 
 
-def _dump_timeline() -> None:
-    path = os.environ.get("CCB_BENCH_LOOPWATCH_DUMP")
-    if path:
-        with open(path, "w") as f:
-            f.writelines(f"{t:.6f} {x * 1e6:.1f} {n.replace(' ', '_')}\n" for t, x, n in _timeline)
+def _dump_timeline(path: str) -> None:
+    with open(path, "w") as f:
+        f.writelines(f"{t:.6f} {x * 1e6:.1f} {n.replace(' ', '_')}\n" for t, x, n in _timeline)
 
 
 def describe(handle: asyncio.Handle) -> str:
@@ -117,11 +115,13 @@ def install(limit_ms: float) -> None:
             heapq.heapreplace(_longest, item)
 
     global _keep_timeline
-    _keep_timeline = bool(os.environ.get("CCB_BENCH_LOOPWATCH_DUMP"))
+    dump = os.environ.get("CCB_BENCH_LOOPWATCH_DUMP")
+    _keep_timeline = bool(dump)
     asyncio.Handle._run = timed_run  # type: ignore[method-assign]
     asyncio.BaseEventLoop._run_once = timed_run_once  # type: ignore[attr-defined]
     atexit.register(lambda: print(summary(), file=sys.stderr, flush=True))
-    atexit.register(_dump_timeline)
+    if dump:
+        atexit.register(_dump_timeline, dump)
 
 
 def quantiles() -> list[float]:
@@ -205,14 +205,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--since", type=float, required=True, help="T0 on the monotonic clock")
     ap.add_argument("--seconds", type=float, default=10.0)
     args = ap.parse_args(argv)
-    rows = read_timeline(args.timeline)
+    binned = bins(read_timeline(args.timeline), args.since, args.seconds)
     totals: dict[str, float] = {}
-    for ended, us, owner in rows:
-        if args.since <= ended < args.since + args.seconds:
+    for b in binned:
+        for owner, (_, us) in b.owners.items():
             totals[owner] = totals.get(owner, 0.0) + us
     top = sorted(totals, key=lambda o: -totals[o])[:2]
     print(f"bins of {BIN * 1e3:.0f} ms; the two dearest owners: {', '.join(top)}")
-    for b in bins(rows, args.since, args.seconds):
+    for b in binned:
         parts = []
         for owner in top:
             n, us = b.owners.get(owner, [0, 0.0])
