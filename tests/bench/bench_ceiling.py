@@ -63,6 +63,7 @@ import argparse
 import asyncio
 import collections
 import contextlib
+import functools
 import itertools
 import json
 import multiprocessing as mp
@@ -504,9 +505,10 @@ class Step:
     rss_mb: list[float] = field(default_factory=list)
     spells: list[Spell] | None = None  # the host's slow spells in the step (SpellWatch)
 
-    @property
+    @functools.cached_property
     def split(self) -> Split | None:
-        """The step's calls by whether they touched one of the host's slow spells."""
+        """The step's calls by whether they touched one of the host's slow spells (once a
+        step: its result and spells are set when it is made)."""
         if self.spells is None or not self.result.starts:
             return None
         return clear(self.result.starts, self.result.latencies, self.spells)
@@ -616,9 +618,14 @@ def floor_steps(rates: tuple[int, ...], seconds: float) -> list[Step]:
                 cpu0 = cpu_seconds(server.pid)
                 result = drive([server.port], rate, seconds, dids)
                 wall = time.monotonic() - w0
-                step = Step(rate, result, load_share=(generator_cpu() - me0) / wall)
-                step.cpu_share = (cpu_seconds(server.pid) - cpu0) / wall
-            step.spells = None if watch is None else watch.spells
+                me, cpu = generator_cpu() - me0, cpu_seconds(server.pid) - cpu0
+            step = Step(
+                rate,
+                result,
+                cpu_share=cpu / wall,
+                load_share=me / wall,
+                spells=None if watch is None else watch.spells,
+            )
             show("floor (bare FastAGI)", step)
             steps.append(step)
             if not (step.passed or step.passed_clear):
