@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import asyncio.selector_events
 import enum
 import logging
 import os
@@ -26,6 +27,7 @@ from ccbridge.agi.codec import (
     AgiRequest,
     AgiRequestParser,
 )
+from ccbridge.agi.transport import SessionTransport
 from ccbridge.logs import mask_number
 from ccbridge.readbuf import ReadInto
 
@@ -721,6 +723,7 @@ class FastAgiServer:
         self._forbidden_unlogged = 0
         self._server: asyncio.Server | None = None  # bound sockets; accepted by _accept
         self._listeners: list[socket.socket] = []
+        self._lean = False  # set by start(): SessionTransport on asyncio's selector loop
         self.loop: asyncio.AbstractEventLoop = cast(asyncio.AbstractEventLoop, None)
         # Times protocol callbacks for the slow-callback gate where the loop does not
         # (uvloop in debug mode; ccbridge/loopdebug.py); None elsewhere.
@@ -740,6 +743,9 @@ class FastAgiServer:
         loop = asyncio.get_running_loop()
         self.loop = loop
         self.io_timer = loopdebug.io_timer(loop, "FastAGI connection callback")
+        # asyncio's selector loop: a transport of the server's own (agi/transport.py);
+        # uvloop's own C transport is cheaper still, and any other loop keeps its own.
+        self._lean = isinstance(loop, asyncio.selector_events.BaseSelectorEventLoop)
         # Bound (every address the host resolves to) but not served by the loop: this
         # server accepts itself, at most _ACCEPT_BATCH a loop turn, on asyncio's loop and
         # on uvloop alike (libuv accepts until the queue is empty, in one callback that
@@ -796,6 +802,13 @@ class FastAgiServer:
         connection learns by itself. It runs here up to that wait and is resumed by the
         wait's own callback, as a task would, minus the task.
         """
+        if self._lean:
+            try:
+                SessionTransport(self.loop, conn, _Connection(self))
+            except Exception as exc:  # the socket gone before it was watched
+                self.log.debug("FastAGI: an accepted connection could not be set up (%r)", exc)
+                conn.close()
+            return
         coro = self.loop.connect_accepted_socket(lambda: _Connection(self), conn)
         _step_adoption(coro, conn, self.log)
 
