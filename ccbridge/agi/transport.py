@@ -72,13 +72,21 @@ class SessionTransport(asyncio.Transport):
         self._paused = False
         self._peer: Any = _UNASKED  # None when the kernel would not say
         loop.add_reader(self._fd, self._read_ready)
-        protocol.connection_made(self)
+        try:
+            protocol.connection_made(self)
+        except BaseException:
+            # The caller closes the socket: its descriptor must leave the selector first,
+            # or the next socket given the same number could not be watched.
+            self._lost = self._closing = self._paused = True
+            self._protocol = None
+            loop.remove_reader(self._fd)
+            raise
 
     # ------------------------------------------------------------------ reading
 
     def _read_ready(self) -> None:
         protocol = self._protocol
-        if protocol is None or self._lost:
+        if protocol is None or self._paused:  # lost, or paused after this read was due
             return
         try:
             buffer = protocol.get_buffer(-1)

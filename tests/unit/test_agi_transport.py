@@ -239,6 +239,25 @@ async def test_extra_info_asks_the_kernel_and_survives_the_close() -> None:
         transport.set_protocol(Recorder())
 
 
+async def test_a_connection_made_that_raises_leaves_the_descriptor_unwatched() -> None:
+    class Refusing(Recorder):
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            raise ValueError("refused")
+
+    loop = asyncio.get_running_loop()
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        peer = socket.create_connection(listener.getsockname())
+        accepted, _ = listener.accept()
+    with peer, accepted:
+        accepted.setblocking(False)
+        protocol = Refusing()
+        with pytest.raises(ValueError, match="refused"):
+            SessionTransport(loop, accepted, protocol)
+        assert not loop.remove_reader(accepted.fileno())  # nothing left registered
+        await asyncio.sleep(0.01)
+        assert protocol.events == []  # and no connection_lost for what was never made
+
+
 @pytest.mark.parametrize("loop", LOOPS)
 def test_the_server_uses_it_on_asyncios_loop_only(loop: EventLoop) -> None:
     seen: list[type] = []
