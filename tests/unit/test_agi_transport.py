@@ -57,7 +57,11 @@ async def pair(protocol: Recorder) -> AsyncIterator[tuple[SessionTransport, sock
     """A transport on the accepted end of a loopback connection, and the peer's socket."""
     loop = asyncio.get_running_loop()
     with socket.create_server(("127.0.0.1", 0)) as listener:
-        peer = socket.create_connection(listener.getsockname())
+        peer = socket.socket()
+        # A small receive window, set before the handshake: what the peer takes before
+        # the transport must buffer does not hang on the host's TCP defaults.
+        peer.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        peer.connect(listener.getsockname())
         accepted, _ = listener.accept()
     accepted.setblocking(False)
     peer.setblocking(False)
