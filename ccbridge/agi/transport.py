@@ -9,7 +9,7 @@ protocol sees its first byte. This one registers the reader and calls
 ``connection_made`` in the accept callback, asks for the peer's name only when
 something reads it, and ends with the one ``call_soon`` that asyncio's own transports
 also use for ``connection_lost`` (so the protocol is never re-entered from its own
-``close``). A session costs ~75-100 us less CPU (BENCHMARKS §12, eighteenth session).
+``close``). A routed call costs ~70-100 us less CPU (BENCHMARKS §12, eighteenth session).
 
 What it keeps of asyncio's contract, for ``_Connection`` (ccbridge/agi/server.py):
 - reads land through the protocol's ``get_buffer``/``buffer_updated`` (a
@@ -137,33 +137,32 @@ class SessionTransport(asyncio.Transport):
         if not data or self._lost:
             return
         if not self._buffer:
-            try:
-                sent = self._sock.send(data)
-            except (BlockingIOError, InterruptedError):
-                sent = 0
-            except (SystemExit, KeyboardInterrupt):
-                raise
-            except BaseException as exc:
-                self._fatal(exc, "writing")
-                return
-            if sent == len(data):
+            sent = self._send(data)
+            if sent is None or sent == len(data):
                 return
             data = memoryview(data)[sent:]
             self._loop.add_writer(self._fd, self._write_ready)
         self._buffer += data
 
-    def _write_ready(self) -> None:
-        if self._lost:
-            return
-        buffer = self._buffer
+    def _send(self, data: bytes | bytearray | memoryview) -> int | None:
+        """What the socket took of ``data`` (0 when it is full); None when the connection
+        failed, which is then closing."""
         try:
-            sent = self._sock.send(buffer)
+            return self._sock.send(data)
         except (BlockingIOError, InterruptedError):
-            return
+            return 0
         except (SystemExit, KeyboardInterrupt):
             raise
         except BaseException as exc:
             self._fatal(exc, "writing")
+            return None
+
+    def _write_ready(self) -> None:
+        if self._lost:
+            return
+        buffer = self._buffer
+        sent = self._send(buffer)
+        if not sent:
             return
         del buffer[:sent]
         if buffer:
