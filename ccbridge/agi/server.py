@@ -365,12 +365,6 @@ class _Connection(ReadInto):
         elif state is _State.LINGER:
             self.state = _State.DONE
         self._cancel_timer()
-        # asyncio's socket transport keeps a bound method of itself (``_read_ready_cb``),
-        # so every closed connection's transport, socket and buffers are cyclic garbage
-        # that only a collection frees: a session's, and in generation 2 a held one's
-        # (ccbridge/gcsetup.py). Nothing reads it once the connection is lost.
-        if getattr(self.transport, "_read_ready_cb", None) is not None:
-            self.transport._read_ready_cb = None  # type: ignore[attr-defined]
         if self.outcome is not None:
             self._server.ended(self)
         # else an async handler still runs: its end reports (finish, then ended)
@@ -797,15 +791,17 @@ class FastAgiServer:
     def _adopt(self, conn: socket.socket) -> None:
         """Give an accepted socket a transport and a _Connection, with no task.
 
-        ``connect_accepted_socket`` is the loops' public way (asyncio's and uvloop's);
-        it is a coroutine only to wait until ``connection_made`` ran, which the
-        connection learns by itself. It runs here up to that wait and is resumed by the
-        wait's own callback, as a task would, minus the task.
+        On asyncio's selector loop the transport is the server's own (agi/transport.py),
+        which also leaves no cyclic garbage (asyncio's keeps a bound method of itself).
+        Elsewhere (uvloop) ``connect_accepted_socket``, the loops' public way: a coroutine
+        only to wait until ``connection_made`` ran, which the connection learns by
+        itself. It runs here up to that wait and is resumed by the wait's own callback,
+        as a task would, minus the task.
         """
         if self._lean:
             try:
                 SessionTransport(self.loop, conn, _Connection(self))
-            except Exception as exc:  # the socket gone before it was watched
+            except Exception as exc:  # the descriptor unwatchable, or connection_made failed
                 self.log.debug("FastAGI: an accepted connection could not be set up (%r)", exc)
                 conn.close()
             return
