@@ -23,9 +23,11 @@ the sampling thread also times a fixed unit of work (a SHA-256 of 16 KiB, ~15-50
 its own thread's CPU clock at each reading. A unit that took ``SLOWED`` times the median
 of the last two seconds' or more says the host ran the CPUs that much slower then; a
 callback with such units inside its span gets ``~12 ms at the host's normal speed``: its
-own time (less any run-queue wait) with each stretch between readings scaled by the
-speed its unit measured (units under ``SLOWED`` count as full speed, so a CPU shared with
-a busy sibling thread excuses nothing). Under the limit at normal speed, the line is
+thread's time on a CPU inside it (a lower bound, from the same readings) scaled by the
+speed its units measured (units under ``SLOWED`` count as full speed, so a CPU shared with
+a busy sibling thread excuses nothing), and the rest of its own time (less any run-queue
+wait) as it was: a spell slows work, not a sleep or a blocking call, so a callback that
+blocked the loop is never excused by one. Under the limit at normal speed, the line is
 excused like a preempted one: the host's doing, not the callback's.
 """
 
@@ -243,8 +245,9 @@ class RunQueueSampler:
     def __init__(self, tid: int) -> None:
         self.tid = tid
         self.path = _schedstat_path(tid)
-        # (perf_counter before the read, after it, ns waited): the figure was read between
-        self.samples: deque[tuple[float, float, int]] = deque(maxlen=int(2 / SAMPLE_EVERY))
+        # (perf_counter before the read, after it, ns waited, ns on a CPU): the figures were
+        # read between the two instants
+        self.samples: deque[tuple[float, float, int, int]] = deque(maxlen=int(2 / SAMPLE_EVERY))
         # (perf_counter once the threads were listed, {tid: (ns on a CPU, ns waiting)})
         self.threads: deque[tuple[float, dict[int, tuple[int, int]]]] = deque(
             maxlen=int(2 / SAMPLE_EVERY / self.THREADS_EVERY)
@@ -279,7 +282,7 @@ class RunQueueSampler:
                 read = files.read(self.tid)
                 if read is None:
                     return
-                self.samples.append((before, time.perf_counter(), read[1]))
+                self.samples.append((before, time.perf_counter(), read[1], read[0]))
                 self.units.append(_time_unit())
                 tick += 1
                 if tick % self.THREADS_EVERY == 0:
@@ -320,7 +323,7 @@ class RunQueueSampler:
         return text + f" in the {span_ms:.0f} ms around it"
 
     def waited_ms(
-        self, began: float, ended: float, now: tuple[float, int] | None = None
+        self, began: float, ended: float, now: tuple[float, int, int] | None = None
     ) -> float | None:
         """A lower bound of the loop thread's run-queue wait in [began, ended]
         (perf_counter instants): between two readings taken inside it, or between the
@@ -332,18 +335,32 @@ class RunQueueSampler:
         a reading, and a loop thread preempted while it holds the GIL gives it to nobody,
         so a callback that only waited for a CPU had no reading inside it (the 50 ms gate
         then failed lab tests on a loaded machine, BENCHMARKS §12 ninth session)."""
+        return self._grown_ms(0, began, ended, now)
+
+    def ran_ms(
+        self, began: float, ended: float, now: tuple[float, int, int] | None = None
+    ) -> float | None:
+        """A lower bound of the loop thread's time on a CPU in [began, ended], from the
+        same readings as ``waited_ms``; None when neither pair is there."""
+        return self._grown_ms(1, began, ended, now)
+
+    def _grown_ms(
+        self, figure: int, began: float, ended: float, now: tuple[float, int, int] | None
+    ) -> float | None:
+        """How much one schedstat figure (0: ns waited, 1: ns on a CPU) at least grew in
+        [began, ended]: ``waited_ms``'s two pairs of readings."""
         samples = list(self.samples)
         bounds = []
-        inside = [w for t0, t1, w in samples if t0 >= began and t1 <= ended]
+        inside = [s[2 + figure] for s in samples if s[0] >= began and s[1] <= ended]
         if len(inside) >= 2:
             bounds.append(inside[-1] - inside[0])
-        before = [(t0, w) for t0, t1, w in samples if t1 <= began]
+        before = [(s[0], s[2 + figure]) for s in samples if s[1] <= began]
         if now is not None and before:
             # The reading before was taken at or after t0; the one now at or before its
-            # perf_counter: at most that much of the wait between them is outside.
-            t0, w = before[-1]
+            # perf_counter: at most that much of the time between them is outside.
+            t0, was = before[-1]
             outside = (began - t0) + max(0.0, now[0] - ended)
-            bounds.append(now[1] - w - int(outside * 1e9))
+            bounds.append(now[1 + figure] - was - int(outside * 1e9))
         if not bounds:
             return None
         return max(0, *bounds) / 1e6
@@ -352,10 +369,11 @@ class RunQueueSampler:
         """``host_speed`` over this sampler's units (a copy: its thread appends)."""
         return host_speed(list(self.units), began, ended)
 
-    def read_now(self) -> tuple[float, int] | None:
-        """(perf_counter after it, ns waited): a reading taken by the calling thread."""
+    def read_now(self) -> tuple[float, int, int] | None:
+        """(perf_counter after it, ns waited, ns on a CPU): a reading taken by the calling
+        thread."""
         read = read_schedstat(self.path)
-        return None if read is None else (time.perf_counter(), read[1])
+        return None if read is None else (time.perf_counter(), read[1], read[0])
 
 
 class SlowCallbackFilter(logging.Filter):
@@ -406,18 +424,25 @@ class SlowCallbackFilter(logging.Filter):
             ended = time.perf_counter() - max(0.0, time.time() - record.created)
             since = ended - ms / 1000 - 0.001
             gc_ms = 1000 * sum(took for gc_end, took in self._gcs if gc_end >= since)
-            waited = speed = None
+            waited = speed = ran = None
             if self.sampler is not None:
                 # On the loop's thread, right after the callback (asyncio logs there).
                 now = self.sampler.read_now()
-                waited = self.sampler.waited_ms(ended - ms / 1000, ended, now)
-                speed = self.sampler.speed(ended - ms / 1000, ended)
+                began = ended - ms / 1000
+                waited = self.sampler.waited_ms(began, ended, now)
+                speed = self.sampler.speed(began, ended)
+                if speed is not None:
+                    ran = self.sampler.ran_ms(began, ended, now)
             own = ms - (waited or 0.0)
             during = f"; {WAITED} {waited:.0f} ms" if waited is not None else ""
+            normal = None
             if speed is not None:
+                # Only the time on a CPU ran slow: the rest (asleep, blocked) counts whole.
+                on_cpu = min(ran or 0.0, own)
+                normal = own - on_cpu * (1.0 - speed)
                 during += (
                     f"; the host ran the CPU at {speed:.0%} of its speed meanwhile: "
-                    f"~{own * speed:.0f} ms {NORMAL_SPEED}"
+                    f"~{normal:.0f} ms {NORMAL_SPEED} (its {on_cpu:.0f} ms on a CPU scaled)"
                 )
             during += f"; gc {gc_ms:.0f} ms during it" if gc_ms >= 1 else ""
             if self.sampler is not None:
@@ -425,7 +450,7 @@ class SlowCallbackFilter(logging.Filter):
             record.msg = MARK + " %s took %.0f ms (limit %.0f ms%s)"
             record.args = (handle, ms, self.limit_ms, during)
             excused = waited is not None and own < self.limit_ms
-            if excused or (speed is not None and round(own * speed) < self.limit_ms):
+            if excused or (normal is not None and round(normal) < self.limit_ms):
                 self.preempted.append(record.getMessage())
             else:
                 self.count += 1

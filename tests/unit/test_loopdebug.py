@@ -128,19 +128,32 @@ def test_a_wait_with_no_reading_inside_is_bounded_by_the_readings_around_it() ->
     leaves no reading inside its callback. The last reading before it and one taken
     after it on the loop's thread bound the wait, less the time outside the callback."""
     sampler = loopdebug.RunQueueSampler(threading.get_native_id())  # its thread not run
-    sampler.samples.append((1.000, 1.0001, 5_000_000))  # 5 ms waited so far
+    sampler.samples.append((1.000, 1.0001, 5_000_000, 0))  # 5 ms waited so far
     began, ended = 1.002, 1.102  # a 100 ms callback, no reading inside
     assert sampler.waited_ms(began, ended) is None
     # 85 ms waited by 1.1025: 80 ms between the readings, of which at most 2.5 ms outside
-    assert sampler.waited_ms(began, ended, (1.1025, 85_000_000)) == pytest.approx(77.5)
+    assert sampler.waited_ms(began, ended, (1.1025, 85_000_000, 0)) == pytest.approx(77.5)
     # A reading long before the callback bounds nothing: 0, not an excuse.
     far = loopdebug.RunQueueSampler(threading.get_native_id())
-    far.samples.append((0.0, 0.0001, 5_000_000))
-    assert far.waited_ms(began, ended, (1.1025, 85_000_000)) == 0.0
+    far.samples.append((0.0, 0.0001, 5_000_000, 0))
+    assert far.waited_ms(began, ended, (1.1025, 85_000_000, 0)) == 0.0
     # Readings inside still count, and the larger lower bound wins.
-    sampler.samples.extend([(1.010, 1.0101, 10_000_000), (1.090, 1.0901, 60_000_000)])
+    sampler.samples.extend([(1.010, 1.0101, 10_000_000, 0), (1.090, 1.0901, 60_000_000, 0)])
     assert sampler.waited_ms(began, ended) == pytest.approx(50.0)
-    assert sampler.waited_ms(began, ended, (1.1025, 85_000_000)) == pytest.approx(77.5)
+    assert sampler.waited_ms(began, ended, (1.1025, 85_000_000, 0)) == pytest.approx(77.5)
+
+
+def test_the_time_on_a_cpu_is_bounded_below_as_the_wait_is() -> None:
+    sampler = loopdebug.RunQueueSampler(threading.get_native_id())  # its thread not run
+    sampler.samples.append((1.000, 1.0001, 0, 40_000_000))  # 40 ms on a CPU so far
+    began, ended = 1.002, 1.102
+    assert sampler.ran_ms(began, ended) is None
+    # 130 ms by 1.1025: 90 ms between the readings, at most 2.5 ms of it outside
+    assert sampler.ran_ms(began, ended, (1.1025, 0, 130_000_000)) == pytest.approx(87.5)
+    sampler.samples.extend([(1.010, 1.0101, 0, 45_000_000), (1.090, 1.0901, 0, 120_000_000)])
+    assert sampler.ran_ms(began, ended) == pytest.approx(75.0)
+    # The figures are apart: the wait between those readings was none.
+    assert sampler.waited_ms(began, ended) == 0.0
 
 
 def _hog(cpu: int) -> subprocess.Popen[bytes]:
@@ -364,27 +377,40 @@ def _asyncio_record(handle: str, seconds: float) -> logging.LogRecord:
     )
 
 
-@pytest.mark.parametrize(("factor", "excused"), [(5, True), (2, False), (1, False)])
+@pytest.mark.parametrize(
+    ("factor", "on_cpu_ms", "normal_ms"),
+    [(5, 90, 28), (5, 60, 52), (5, 2, None), (2, 90, None), (1, 90, None)],
+)
 def test_a_callback_the_host_slowed_is_excused_by_its_time_at_normal_speed(
-    factor: int, excused: bool
+    factor: int, on_cpu_ms: int, normal_ms: int | None
 ) -> None:
+    """A 100 ms callback whose units ran ``factor`` times dearer: its time on a CPU
+    (``on_cpu_ms`` between the readings inside it) at the host's normal speed, the rest as
+    it was. Working through a 5x spell it is excused (~28 ms); half asleep it is not
+    (~52 ms); asleep, blocking the loop, a spell excuses nothing (~98 ms)."""
     sampler = loopdebug.RunQueueSampler(threading.get_native_id())  # its thread not run
     found = loopdebug.SlowCallbackFilter(50, sampler)
     now = time.perf_counter()
     sampler.units.extend((now - 1.9 + 0.01 * i, 20_000) for i in range(150))
     # a 100 ms callback ending now, three readings inside it, each unit ``factor`` times dearer
     sampler.units.extend((now - t, 20_000 * factor) for t in (0.08, 0.05, 0.02))
+    sampler.samples.append((now - 0.095, now - 0.0949, 0, 10_000_000))
+    sampler.samples.append((now - 0.005, now - 0.0049, 0, (10 + on_cpu_ms) * 1_000_000))
     record = _asyncio_record("<Handle slowed>", 0.100)
     assert found.filter(record)
     text = record.getMessage()
     assert text.startswith(loopdebug.MARK) and "took 100 ms" in text
-    if excused:  # ~20 ms of its own at full speed
+    if factor >= loopdebug.SLOWED:
+        expected = 100 - on_cpu_ms * 0.8
+        assert f"~{expected:.0f} ms {loopdebug.NORMAL_SPEED}" in text and "at 20% of" in text
+        assert f"(its {on_cpu_ms} ms on a CPU scaled)" in text
+    else:
+        assert loopdebug.NORMAL_SPEED not in text
+    if normal_ms is not None and normal_ms < 50:
         assert found.preempted == [text] and found.lines == [] and found.count == 0
-        assert f"~20 ms {loopdebug.NORMAL_SPEED}" in text and "at 20% of its speed" in text
         assert loopdebug.unexplained(text) == []
     else:
         assert found.lines == [text] and found.count == 1
-        assert loopdebug.NORMAL_SPEED not in text
         assert loopdebug.unexplained(text) == [text]
 
 
