@@ -34,6 +34,7 @@ from ccbridge.lab.tls import enable_lab_tls
 from ccbridge.logs import KeyValueFormatter
 from tests.logscan import Leak, scan
 from tests.polling import until, until_sync
+from tests.slowsteps import is_test_step
 
 LAB_CONFIG = REPO_ROOT / "examples" / "lab.yaml"
 LOCK_FILE = Path("/tmp/ccbridge-lab.lock")
@@ -238,14 +239,17 @@ async def no_slow_callbacks(request: pytest.FixtureRequest) -> AsyncIterator[Non
     """Fail the test if a callback ran over SLOW_CALLBACK_MS on its loop (in-process
     bridges, AMI observers) or in a bridge subprocess of the lab.
 
-    A step of the test function's own coroutine (``coro=<test_...>``) is test code, not
-    the bridge: it is listed in the test's report ("slow test steps") but does not fail
-    it, since on this shared 2-core machine a plain step of test code sometimes takes
-    60-80 ms of wall time. Known blocking calls in tests run in threads instead. Nor does
-    a callback that was over the limit only by the time its thread waited for a CPU
-    (the kernel's run-queue wait, ccbridge/loopdebug.py), or only because the host ran
-    the CPUs several times slower meanwhile (under the limit at the host's normal speed,
-    the same module): it is listed, not failed.
+    A step of the test function's own coroutine (``coro=<test_...>``), or of an async
+    fixture's set-up or tear-down (tests/slowsteps.py), is test code, not the bridge: it
+    is listed in the test's report ("slow test steps") but does not fail it, since on
+    this shared 2-core machine a plain step of test code sometimes takes 60-80 ms of wall
+    time (test_prometheus's fixture that opens an aiohttp client session took 64 ms once,
+    with no collection in it, in a lab run on a machine just booted). Known blocking
+    calls in tests run in threads instead. Nor does a callback that was over the limit
+    only by the time its thread waited for a CPU (the kernel's run-queue wait,
+    ccbridge/loopdebug.py), or only because the host ran the CPUs several times slower
+    meanwhile (under the limit at the host's normal speed, the same module): it is
+    listed, not failed.
     """
     loop = asyncio.get_running_loop()
     found = loopdebug.report_slow_callbacks(loop, SLOW_CALLBACK_MS)
@@ -255,7 +259,7 @@ async def no_slow_callbacks(request: pytest.FixtureRequest) -> AsyncIterator[Non
         yield
     finally:
         loopdebug.stop_reporting(loop, found)
-    own = [line for line in found.lines if "coro=<test_" in line]
+    own = [line for line in found.lines if is_test_step(line)]
     if own:
         request.node.add_report_section("call", "slow test steps", "\n".join(own))
     if found.preempted:  # under the limit but for a wait for a CPU or the host's slow CPU
