@@ -258,8 +258,24 @@ class RunQueueSampler:
         self._thread = threading.Thread(target=self._run, name="loopdebug-schedstat", daemon=True)
 
     def start(self) -> bool:
-        if read_schedstat(self.path) is None:
+        """Take the first readings on the calling thread (the loop's), then start sampling.
+
+        They are what a callback slow right after the start is measured from. The
+        sampler's own first reading of this thread comes ``SAMPLE_EVERY`` later, and of
+        every thread ``THREADS_EVERY`` readings later: a slow callback in those first 10
+        and 40 ms had no wait for a CPU, or no threads' CPU, in its line (a lab test's
+        fixture step right after its gate started, 64 ms, said "waited for a CPU 0 ms"
+        and nothing of where the rest went)."""
+        before = time.perf_counter()
+        read = read_schedstat(self.path)
+        if read is None:
             return False
+        self.samples.append((before, time.perf_counter(), read[1], read[0]))
+        files = _KeptOpen()
+        try:
+            self.threads.append(files.threads())
+        finally:
+            files.close()
         self._thread.start()
         return True
 

@@ -18,7 +18,7 @@ import pytest
 
 from ccbridge import loopdebug
 from ccbridge.cli import build_parser
-from tests.polling import until
+from tests.polling import until, until_sync
 from tests.unit.test_bridge_lifecycle import REPO, free_port
 
 
@@ -340,6 +340,9 @@ def test_the_samplers_kept_open_files_read_fresh_figures_and_close_for_gone_thre
         assert tid in found and me in found and listed <= time.perf_counter()
         release.set()
         other.join(5)
+        # join returns once Python is done with the thread; the kernel's task can stay
+        # listed a moment longer (seen: 1 run in ~20 beside a unit suite).
+        until_sync(lambda: not Path(f"/proc/self/task/{tid}").exists(), 5, "the task gone")
         assert tid not in files.threads()[1]  # its file closed, not read again
         assert tid not in files._fds
         assert files.read(tid) is None
@@ -429,3 +432,21 @@ def test_the_sampler_times_a_unit_at_each_reading() -> None:
     assert len(units) >= 5
     assert all(ns > 0 for _, ns in units)
     assert [t for t, _ in units] == sorted(t for t, _ in units)
+
+
+async def test_a_callback_slow_right_after_the_start_has_the_readings_before_it() -> None:
+    """The sampler takes its first readings as the report starts: a callback slow at once
+    says how long its thread waited for a CPU and where the process's CPU went, as one
+    later does (the sampler's own readings of every thread come 40 ms in)."""
+    loop = asyncio.get_running_loop()
+    found = loopdebug.report_slow_callbacks(loop, 20)
+    assert found.sampler is not None
+    assert len(found.sampler.samples) >= 1 and len(found.sampler.threads) >= 1
+    try:
+        loop.call_soon(time.sleep, 0.06)  # blocking the loop at once is the thing under test
+        await until(lambda: any("sleep" in x for x in found.lines), 5, "the callback's report")
+    finally:
+        loopdebug.stop_reporting(loop, found)
+    (line,) = [x for x in found.lines if "sleep" in x]
+    assert re.search(rf"{loopdebug.WAITED} \d+ ms", line), line
+    assert re.search(r"this thread on a CPU \d+ ms; others .* in the \d+ ms around it\)$", line)
