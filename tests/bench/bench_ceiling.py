@@ -46,7 +46,8 @@ The bridge runs on asyncio's loop, its default, unless ``--event-loop uvloop``;
 To take the tail apart (BENCHMARKS.md §12, thirteenth session), each set to 1 or a value:
 ``CCB_BENCH_LATENCY_DUMP=FILE`` appends every call's start and latency to FILE
 (``tests.bench.latency_clusters FILE`` groups the slow ones); ``CCB_BENCH_NO_AMI`` plays
-no call's events under the calls; ``CCB_BENCH_NO_HELD`` turns held routes off;
+no call's events under the calls; ``CCB_BENCH_NO_HELD`` turns held routes off
+(``CCB_BENCH_HELD_MIN=S`` sets their ``min_interval``);
 ``CCB_BENCH_LOG_LEVEL=WARNING`` drops the line a call; ``CCB_BENCH_GEN_NOGC`` and
 ``CCB_BENCH_SITES_NOGC`` turn the collector off in the generator and the fake sites;
 ``CCB_BENCH_GCLONG=MS`` has gcwatch print the bridge's collections of any generation over
@@ -168,9 +169,9 @@ def deployment(
             f'  {c}: {{calling_code: "{code}", default_language: {lang}}}'
             for c, (code, lang) in COUNTRIES.items()
         ),
-        # CCB_BENCH_NO_HELD=1: held routes off (what their passes and writes cost the tail)
-        "routing: {site_holdoff: 1"
-        + (", held_routes: {enabled: false}}" if os.environ.get("CCB_BENCH_NO_HELD") else "}"),
+        # CCB_BENCH_NO_HELD=1: held routes off (what their passes and writes cost the tail);
+        # CCB_BENCH_HELD_MIN=S: their min_interval (seconds between a site's passes)
+        "routing: {site_holdoff: 1" + _held_setting() + "}",
     ]
     if store is not None:
         lines += ["store:", f"  url: {store}", "  password: {env: CCB_BENCH_PG}"]
@@ -384,6 +385,14 @@ class Bridge:
     agi_port: int
     http_port: int
     log: Path
+
+
+def _held_setting() -> str:
+    if os.environ.get("CCB_BENCH_NO_HELD"):
+        return ", held_routes: {enabled: false}"
+    if os.environ.get("CCB_BENCH_HELD_MIN"):
+        return f", held_routes: {{min_interval: {float(os.environ['CCB_BENCH_HELD_MIN'])}}}"
+    return ""
 
 
 def start_bridge(folder: Path, name: str, text: str, env: dict[str, str]) -> Bridge:
