@@ -255,6 +255,9 @@ class RunQueueSampler:
         # (perf_counter when it started, ns of CPU): the host's speed, one a reading
         self.units: deque[tuple[float, int]] = deque(maxlen=int(2 / SAMPLE_EVERY))
         self._stop = threading.Event()
+        # The schedstat files, opened by the first reading (start's, on the calling
+        # thread) and kept for the sampling thread's.
+        self._files = _KeptOpen()
         self._thread = threading.Thread(target=self._run, name="loopdebug-schedstat", daemon=True)
 
     def start(self) -> bool:
@@ -266,17 +269,21 @@ class RunQueueSampler:
         and 40 ms had no wait for a CPU, or no threads' CPU, in its line (a lab test's
         fixture step right after its gate started, 64 ms, said "waited for a CPU 0 ms"
         and nothing of where the rest went)."""
+        if not self._sample():
+            self._files.close()
+            return False
+        self.threads.append(self._files.threads())
+        self._thread.start()
+        return True
+
+    def _sample(self) -> bool:
+        """One reading of the loop thread's schedstat into ``samples``; False when it
+        cannot be read (the thread is gone, or the kernel has no schedstat)."""
         before = time.perf_counter()
-        read = read_schedstat(self.path)
+        read = self._files.read(self.tid)
         if read is None:
             return False
         self.samples.append((before, time.perf_counter(), read[1], read[0]))
-        files = _KeptOpen()
-        try:
-            self.threads.append(files.threads())
-        finally:
-            files.close()
-        self._thread.start()
         return True
 
     def stop(self) -> None:
@@ -286,25 +293,19 @@ class RunQueueSampler:
 
     def _run(self) -> None:
         tick = 0
-        files = _KeptOpen()
         try:
             # A plain sleep, the stop flag looked at after it: a timed wait on an Event
             # cost 2-3 times a sleep's CPU a wake-up here (120 against 45 us).
             while not self._stop.is_set():
                 time.sleep(SAMPLE_EVERY)
-                if self._stop.is_set():
+                if self._stop.is_set() or not self._sample():
                     return
-                before = time.perf_counter()
-                read = files.read(self.tid)
-                if read is None:
-                    return
-                self.samples.append((before, time.perf_counter(), read[1], read[0]))
                 self.units.append(_time_unit())
                 tick += 1
                 if tick % self.THREADS_EVERY == 0:
-                    self.threads.append(files.threads())
+                    self.threads.append(self._files.threads())
         finally:
-            files.close()
+            self._files.close()
 
     def cpu_meanwhile(self, began: float) -> str:
         """Where the process's CPU went from the last all-threads reading before

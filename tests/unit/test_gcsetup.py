@@ -38,8 +38,8 @@ def test_ccbridge_run_makes_full_collections_rare_before_reading_its_configurati
     after, _, code = line.partition(") ")[2].rpartition(" ")
     assert after == str(gcsetup.THRESHOLDS), line
     young, middle, full = gcsetup.THRESHOLDS
-    # Full collections after as many allocations as a hundred of Python's (700 x 10 x 10),
-    # and the young ones no more than a few times rarer than that bound allows.
+    # Full collections a hundred times rarer than Python's (700 x 10 x 10 allocations),
+    # and a young collection bounded: it walks at most ~20,000 objects.
     assert young * middle * full >= 100 * 700 * 10 * 10
     assert 700 <= young <= 20_000 and middle == 10
     assert code != "0" and "no-such-deployment.yaml" in done.stdout + done.stderr
