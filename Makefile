@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 CONFIG ?= examples/lab.yaml
-SYSTEM_PACKAGES := debootstrap sip-tester prometheus postgresql haproxy systemd openssl iproute2 chromium dnsmasq-base kamailio gcc
+SYSTEM_PACKAGES := debootstrap sip-tester prometheus postgresql haproxy systemd openssl iproute2 chromium dnsmasq-base kamailio gcc python3-dev
 
 .PHONY: test checks lab-root unit integration lint typecheck run down lab status bench bench-quick deps system-deps venv clean
 
@@ -58,7 +58,7 @@ deps: venv system-deps
 
 venv: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml ccbridge/ami/_fastparse.c
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[test]'
@@ -72,7 +72,8 @@ $(VENV)/.installed: pyproject.toml
 # `render --verify`); iproute2's `ip` brings up the loopback of verify's scratch Asterisk
 # in its own network namespace; kamailio is the SIP edge the lab can put in front of the
 # sites (`edge:`; `kamailio -c` checks the rendered kamailio.cfg in the unit tests); gcc
-# builds the ceiling bench's C load generator (tests/bench/agi_gen.c, driven by a unit test).
+# builds the ceiling bench's C load generator (tests/bench/agi_gen.c, driven by a unit test)
+# and, with python3-dev's headers, the AMI parser's C step (ccbridge/ami/_fastparse.c).
 system-deps:
 	@missing=""; for p in $(SYSTEM_PACKAGES); do \
 	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \

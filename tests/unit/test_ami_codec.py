@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import copy
 import pickle
+from collections.abc import Iterator
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from ccbridge.ami import codec
 from ccbridge.ami.codec import (
     AmiMessage,
     AmiParser,
@@ -30,6 +32,17 @@ MEMBER_STATUS = (
     b"\r\n"
 )
 STREAM = BANNER + LOGIN_OK + MEMBER_STATUS
+
+
+@pytest.fixture(autouse=True, scope="module", params=["c", "python"])
+def parse_step(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Every test twice: with feed's C step (ccbridge/ami/_fastparse.c), and in Python
+    alone, as on a machine where the extension could not be built."""
+    kept = codec._fill
+    if request.param == "python":
+        codec._fill = None
+    yield str(request.param)
+    codec._fill = kept
 
 
 def parse_all(data: bytes, **kwargs: object) -> list[AmiMessage]:

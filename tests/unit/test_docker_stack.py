@@ -282,6 +282,9 @@ def test_the_image_holds_what_the_services_run() -> None:
     for copied in ("ccbridge", "dialplans", "asterisk", "docker"):
         assert f"COPY {copied} ./{copied}" in dockerfile
     assert "CCBRIDGE_TEMPLATES=/opt/ccbridge/dialplans" in dockerfile
+    # the AMI parser's C step is built in the image (the install fails if it was not)
+    assert 'python -c "import ccbridge.ami._fastparse"' in dockerfile
+    assert "**/*.so" in (DOCKER / "Dockerfile.dockerignore").read_text().split()
     for script in ("phones.sh", "caller.sh", "render_configs.py"):
         assert (DOCKER / script).is_file()
     for scenario in ("agent.xml", "caller.xml"):
