@@ -3,19 +3,61 @@
    fill(msg, block, crlf, max_fields) -> int
 
    ``block`` is one message without its blank line: lines ending in CR LF (``crlf``) or in
-   LF. Each line is ``Key: value``, split at the first ": ", the key interned (Asterisk
-   sends a few hundred names; a handler's ``msg["Queue"]`` then finds the same object),
-   the pair set in ``msg`` (a dict or subclass; a repeated key keeps its last value, as
-   dict.update does). Returns the number of lines, or without a complete answer:
+   LF. Each line is ``Key: value``, split at the first ": ", the pair set in ``msg`` (a
+   dict or subclass; a repeated key keeps its last value, as dict.update does). Returns
+   the number of lines, or without a complete answer:
      -1  a line has no ": " (the caller's careful path)
      -2  ``crlf`` and a bare LF in the block (the caller's mixed-line-end path)
      -3  more than ``max_fields`` lines (nothing set)
      -4  the text is not one byte a character (the caller's Python path)
-   After -1 or -2 ``msg`` may hold some fields: the caller drops it. */
+   After -1 or -2 ``msg`` may hold some fields: the caller drops it.
+
+   Asterisk repeats itself: a few hundred key names, and most short values are states,
+   counts, queue and context names. Keys (interned: a handler's ``msg["Queue"]`` then
+   finds the very object) and values of up to SHORT_VALUE characters come from two small
+   tables of strings seen, by a hash of their bytes, so most fields cost no allocation.
+   A string whose slot holds another replaces it. Strings are immutable: sharing one
+   between messages is safe. The tables live as long as the module (a few hundred kB at
+   most) and are only touched with the GIL held. */
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <string.h>
+
+#define SLOTS 1024 /* a power of two, per table */
+#define SHORT_VALUE 16
+
+static PyObject *seen_keys[SLOTS];
+static PyObject *seen_values[SLOTS];
+
+/* block[start:end] from ``table``, or made (and kept there); a new reference. */
+static PyObject *
+seen(PyObject **table, int intern, PyObject *block, const char *s, Py_ssize_t start,
+     Py_ssize_t end)
+{
+    Py_ssize_t len = end - start;
+    size_t h = 2166136261u; /* FNV-1a over the bytes, then the length */
+    for (Py_ssize_t i = start; i < end; i++)
+        h = (h ^ (unsigned char)s[i]) * 16777619u;
+    h = (h ^ (size_t)len) * 16777619u;
+    PyObject **slot = &table[h & (SLOTS - 1)];
+    PyObject *str = *slot;
+    if (str != NULL && PyUnicode_GET_LENGTH(str) == len
+        && memcmp(PyUnicode_1BYTE_DATA(str), s + start, (size_t)len) == 0) {
+        Py_INCREF(str);
+        return str;
+    }
+    str = PyUnicode_Substring(block, start, end);
+    if (str == NULL)
+        return NULL;
+    if (intern)
+        PyUnicode_InternInPlace(&str);
+    if (PyUnicode_KIND(str) == PyUnicode_1BYTE_KIND) { /* what memcmp above reads */
+        Py_INCREF(str);
+        Py_XSETREF(*slot, str);
+    }
+    return str;
+}
 
 static PyObject *
 fill(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
@@ -57,10 +99,10 @@ fill(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     Py_ssize_t start = 0;
     for (Py_ssize_t i = 0; i < lines; i++) {
         const char *nl = memchr(s + start, '\n', (size_t)(n - start));
-        Py_ssize_t end = nl ? (Py_ssize_t)(nl - s) : n;  /* the line's end, LF excluded */
+        Py_ssize_t end = nl ? (Py_ssize_t)(nl - s) : n; /* the line's end, LF excluded */
         Py_ssize_t next = end + 1;
         if (nl && crlf)
-            end--;  /* CR excluded */
+            end--; /* and its CR */
         Py_ssize_t sep = -1;
         for (Py_ssize_t j = start; j + 1 < end; j++) {
             if (s[j] == ':' && s[j + 1] == ' ') {
@@ -70,11 +112,12 @@ fill(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         }
         if (sep < 0)
             return PyLong_FromLong(-1);
-        PyObject *key = PyUnicode_Substring(block, start, sep);
+        PyObject *key = seen(seen_keys, 1, block, s, start, sep);
         if (key == NULL)
             return NULL;
-        PyUnicode_InternInPlace(&key);
-        PyObject *value = PyUnicode_Substring(block, sep + 2, end);
+        PyObject *value = end - (sep + 2) <= SHORT_VALUE
+                              ? seen(seen_values, 0, block, s, sep + 2, end)
+                              : PyUnicode_Substring(block, sep + 2, end);
         if (value == NULL) {
             Py_DECREF(key);
             return NULL;

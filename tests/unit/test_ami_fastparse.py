@@ -94,6 +94,25 @@ def test_keys_are_interned_values_are_not() -> None:
     assert key is sys.intern("Queue")
 
 
+def test_short_values_are_shared_between_messages_long_ones_are_not() -> None:
+    _, one = fill("Event: X\r\nStatus: 1\r\nUniqueid: 1760000000.123456789")
+    _, two = fill("Event: X\r\nStatus: 1\r\nUniqueid: 1760000000.123456789")
+    assert one == two
+    assert one["Status"] is two["Status"]  # up to 16 characters: from the table
+    assert one["Uniqueid"] is not two["Uniqueid"]
+
+
+def test_a_slot_taken_by_another_string_answers_the_right_one() -> None:
+    # More distinct keys and values than the tables have slots: every answer is still
+    # its own text (a slot is checked by length and bytes, then replaced).
+    blocks = [f"Event: E{i}\r\nK{i}: v{i}" for i in range(5000)]
+    for i, block in enumerate(blocks):
+        assert fill(block) == (2, {"Event": f"E{i}", f"K{i}": f"v{i}"})
+    for i, block in enumerate(reversed(blocks)):
+        j = len(blocks) - 1 - i
+        assert fill(block) == (2, {"Event": f"E{j}", f"K{j}": f"v{j}"})
+
+
 def test_wrong_arguments_raise_type_error() -> None:
     assert codec._fill is not None
     with pytest.raises(TypeError):
