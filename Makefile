@@ -58,7 +58,7 @@ deps: venv system-deps
 
 venv: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml ccbridge/ami/_fastparse.c
+$(VENV)/.installed: pyproject.toml setup.py ccbridge/ami/_fastparse.c
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[test]'

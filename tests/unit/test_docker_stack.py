@@ -285,6 +285,8 @@ def test_the_image_holds_what_the_services_run() -> None:
     # the AMI parser's C step is built in the image (the install fails if it was not)
     assert 'python -c "import ccbridge.ami._fastparse"' in dockerfile
     assert "**/*.so" in (DOCKER / "Dockerfile.dockerignore").read_text().split()
+    assert "COPY pyproject.toml setup.py ./" in dockerfile  # setup.py names the extension
+    assert "!setup.py" in (DOCKER / "Dockerfile.dockerignore").read_text().split()
     for script in ("phones.sh", "caller.sh", "render_configs.py"):
         assert (DOCKER / script).is_file()
     for scenario in ("agent.xml", "caller.xml"):
