@@ -29,6 +29,14 @@ a busy sibling thread excuses nothing), and the rest of its own time (less any r
 wait) as it was: a spell slows work, not a sleep or a blocking call, so a callback that
 blocked the loop is never excused by one. Under the limit at normal speed, the line is
 excused like a preempted one: the host's doing, not the callback's.
+
+A line also counts the process's major page faults meanwhile (``3 major page faults in
+the process (pages read back from the disk)``): a thread that touches a page of code or
+a mapped file that the host's memory reclaim dropped sleeps until the disk reads it
+back. The lab's host runs such a reclaim (DAMON's pageout of memory idle for a minute),
+and a lab bridge's first API request once slept 414 of its 423 ms, neither on a CPU nor
+waiting for one (CI rehearsal, twenty-first session). Faults excuse nothing: they are
+said, so a stall they explain is told from a blocking call in the code.
 """
 
 from __future__ import annotations
@@ -41,6 +49,7 @@ import linecache
 import logging
 import os
 import re
+import resource
 import threading
 import time
 from collections import deque
@@ -57,6 +66,7 @@ WAITED: Final = "waited for a CPU"
 _WAITED = re.compile(re.escape(WAITED) + r" (\d+) ms")
 _STOPPED = re.compile(re.escape(STOPPED_MARK) + r" (\d+(?:\.\d+)?) ms")
 NORMAL_SPEED: Final = "at the host's normal speed"
+MAJOR_FAULTS: Final = "pages read back from the disk"
 _NORMAL = re.compile(r"~(\d+) ms " + re.escape(NORMAL_SPEED))
 ENV: Final = "CCBRIDGE_LOOP_DEBUG_MS"  # e.g. 50: what ``ccbridge run`` reads by default
 
@@ -135,6 +145,11 @@ def read_schedstat(path: str) -> tuple[int, int] | None:
             return _parse_schedstat(f.read())
     except (OSError, ValueError):
         return None
+
+
+def _major_faults() -> int:
+    """The process's major page faults so far (getrusage: one system call, no file)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_majflt
 
 
 def _thread_ids() -> set[int] | None:
@@ -254,6 +269,8 @@ class RunQueueSampler:
         )
         # (perf_counter when it started, ns of CPU): the host's speed, one a reading
         self.units: deque[tuple[float, int]] = deque(maxlen=int(2 / SAMPLE_EVERY))
+        # (perf_counter after it, the process's major page faults so far), one a reading
+        self.faults: deque[tuple[float, int]] = deque(maxlen=int(2 / SAMPLE_EVERY))
         self._stop = threading.Event()
         # The schedstat files, opened by the first reading (start's, on the calling
         # thread) and kept for the sampling thread's.
@@ -284,6 +301,7 @@ class RunQueueSampler:
         if read is None:
             return False
         self.samples.append((before, time.perf_counter(), read[1], read[0]))
+        self.faults.append((time.perf_counter(), _major_faults()))
         return True
 
     def stop(self) -> None:
@@ -338,6 +356,14 @@ class RunQueueSampler:
         if born:
             text += "; threads started meanwhile: " + ", ".join(thread_name(t) for t in born[:4])
         return text + f" in the {span_ms:.0f} ms around it"
+
+    def faults_meanwhile(self, began: float) -> int | None:
+        """The process's major page faults (pages its threads waited for the disk to read
+        back: code or files the host had evicted) since the last reading before
+        ``began``; None without one. A loop thread that slept through a callback, neither
+        on a CPU nor waiting for one, may have been waiting for those."""
+        before = [n for t, n in list(self.faults) if t <= began]
+        return _major_faults() - before[-1] if before else None
 
     def waited_ms(
         self, began: float, ended: float, now: tuple[float, int, int] | None = None
@@ -426,9 +452,11 @@ class SlowCallbackFilter(logging.Filter):
         assert self.sampler is not None
         try:
             meanwhile = self.sampler.cpu_meanwhile(began)
+            faults = self.sampler.faults_meanwhile(began)
         except Exception as exc:  # never the loop's problem
             return f"; threads' CPU not read ({type(exc).__name__})"
-        return f"; {meanwhile}" if meanwhile else ""
+        text = f"; {faults} major page faults in the process ({MAJOR_FAULTS})" if faults else ""
+        return text + (f"; {meanwhile}" if meanwhile else "")
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.msg == _ASYNCIO_MSG and isinstance(record.args, tuple) and len(record.args) == 2:

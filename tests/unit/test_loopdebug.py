@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import mmap
 import os
 import re
 import signal
@@ -449,4 +450,42 @@ async def test_a_callback_slow_right_after_the_start_has_the_readings_before_it(
         loopdebug.stop_reporting(loop, found)
     (line,) = [x for x in found.lines if "sleep" in x]
     assert re.search(rf"{loopdebug.WAITED} \d+ ms", line), line
+    assert re.search(r"this thread on a CPU \d+ ms; others .* in the \d+ ms around it\)$", line)
+
+
+async def test_a_callback_that_waited_for_the_disk_to_page_code_back_in_says_so(
+    tmp_path: Path,
+) -> None:
+    """A callback that touches pages the host dropped (here: a mapped file's, dropped
+    from the page cache with POSIX_FADV_DONTNEED) sleeps until the disk reads them back:
+    its line counts the process's major page faults, and is not excused for them."""
+    data = tmp_path / "cold.bin"
+    size = 64 * mmap.PAGESIZE
+    data.write_bytes(os.urandom(size))
+    with data.open("rb") as f:
+        os.fsync(f.fileno())
+        os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+        mapped = mmap.mmap(f.fileno(), size, prot=mmap.PROT_READ)
+    try:
+
+        def touch_cold_pages() -> None:
+            sum(mapped[i] for i in range(0, size, mmap.PAGESIZE))  # one read a page
+            time.sleep(0.06)  # and over the limit whatever the disk's speed
+
+        loop = asyncio.get_running_loop()
+        found = loopdebug.report_slow_callbacks(loop, 20)
+        try:
+            await asyncio.sleep(0.03)  # a reading of the faults before the callback
+            loop.call_soon(touch_cold_pages)
+            await until(lambda: any("touch_cold" in x for x in found.lines), 5, "the report")
+        finally:
+            loopdebug.stop_reporting(loop, found)
+    finally:
+        mapped.close()
+    (line,) = [x for x in found.lines if "touch_cold" in x]
+    faults = re.search(
+        rf"; (\d+) major page faults in the process \({loopdebug.MAJOR_FAULTS}\)", line
+    )
+    assert faults is not None, line
+    assert int(faults.group(1)) >= 1
     assert re.search(r"this thread on a CPU \d+ ms; others .* in the \d+ ms around it\)$", line)
