@@ -300,8 +300,9 @@ class RunQueueSampler:
         read = self._files.read(self.tid)
         if read is None:
             return False
-        self.samples.append((before, time.perf_counter(), read[1], read[0]))
-        self.faults.append((time.perf_counter(), _major_faults()))
+        after = time.perf_counter()
+        self.samples.append((before, after, read[1], read[0]))
+        self.faults.append((after, _major_faults()))
         return True
 
     def stop(self) -> None:

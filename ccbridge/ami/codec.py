@@ -31,8 +31,7 @@ except ImportError:  # no C compiler at install: the same parse in Python
     _fill = None
 _NO_SEPARATOR: Final = -1
 _MIXED: Final = -2
-_TOO_MANY: Final = -3
-_WIDE: Final = -4
+_TOO_MANY: Final = -3  # and -4: characters over one byte, left to the Python lines
 
 _dict_new = dict.__new__
 _dict_update = dict.update
@@ -356,12 +355,12 @@ class AmiParser:
                     self._mixed([block, *blocks_left], out)
                     break
                 if n == _NO_SEPARATOR:
-                    self._slow(block if eol == "\n" else block.replace("\r\n", "\n"), out)
+                    self._slow_block(block, eol, out)
                     continue
                 if n == _TOO_MANY:
                     self.dropped += 1
                     continue
-                # _WIDE: characters over one byte, the Python lines below
+                # -4: characters over one byte, the Python lines below
             lines = block.split(eol)
             if unchecked and block.count("\n") != len(lines) - 1:
                 self._mixed([block, *blocks_left], out)
@@ -376,7 +375,7 @@ class AmiParser:
                 # Each item is one [key, value] list: what dict.update takes at C speed.
                 update(msg, map(str.split, lines, _SEP, _ONE))  # type: ignore[arg-type]
             except ValueError:  # a line without ": "
-                self._slow(block if eol == "\n" else block.replace("\r\n", "\n"), out)
+                self._slow_block(block, eol, out)
                 continue
             if len(msg) != len(lines):  # a repeated key: keep every pair
                 self._repeated(msg, lines, out)
@@ -426,7 +425,7 @@ class AmiParser:
         new, update = _dict_new, _dict_update
         for block in blocks:
             if self._fields or block.startswith("Response: Follows"):
-                self._slow(block if eol == "\n" else block.replace("\r\n", "\n"), out)
+                self._slow_block(block, eol, out)
                 continue
             if not block or block[0] in "\r\n":
                 block = block.lstrip("\r\n")  # extra blank lines between messages
@@ -442,7 +441,7 @@ class AmiParser:
             try:
                 update(msg, map(str.split, lines, _SEP, _ONE))  # type: ignore[arg-type]
             except ValueError:
-                self._slow(block if eol == "\n" else block.replace("\r\n", "\n"), out)
+                self._slow_block(block, eol, out)
                 continue
             if len(msg) != len(lines):
                 self._repeated(msg, lines, out)
@@ -454,6 +453,10 @@ class AmiParser:
             raise AmiProtocolError(f"not an AMI banner: {line[:80]!r}")
         self.banner = line
         self._need_banner = False
+
+    def _slow_block(self, block: str, eol: str, out: list[AmiMessage]) -> None:
+        """``_slow`` for a block split from a text whose line end is ``eol``."""
+        self._slow(block if eol == "\n" else block.replace("\r\n", "\n"), out)
 
     def _slow(self, block: str, out: list[AmiMessage]) -> None:
         """Line by line, for old command output and odd lines; the blank line that ended
