@@ -22,6 +22,20 @@ def mask_number(number: str | None) -> str:
     """
     if not number:
         return ""
+    # Most numbers are ASCII digits with or without a leading "+": slices, no loop over
+    # the characters (the general path below was ~1.5 % of the bridge's CPU at 1,000
+    # routed calls/s, one masked caller a call's log line; BENCHMARKS §12).
+    body = number[1:] if number[0] == "+" else number
+    if body.isascii() and body.isdigit():
+        sign = number[: len(number) - len(body)]
+        if len(body) <= 4:
+            return sign + "*" * len(body)
+        return sign + body[:2] + "*" * (len(body) - 4) + body[-2:]
+    return _mask_any(number)
+
+
+def _mask_any(number: str) -> str:
+    """``mask_number`` for any text: spaces, dashes, non-ASCII digits."""
     digits = [i for i, ch in enumerate(number) if ch.isdigit()]
     if len(digits) <= 4:
         return _DIGITS.sub("*", number)

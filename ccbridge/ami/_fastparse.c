@@ -1,4 +1,5 @@
-/* One AMI message block into a dict at C speed: the hot step of ccbridge.ami.codec.
+/* One AMI message block into a dict at C speed: the hot step of ccbridge.ami.codec (and
+   of the FastAGI header's one-read path, ccbridge.agi.codec._fast_env: the same lines).
 
    fill(msg, block, crlf, max_fields) -> int
 

@@ -1,2 +1,3 @@
-# The C step of AmiParser.feed (ccbridge/ami/_fastparse.c): its answers are there.
+# The C step of AmiParser.feed and of the FastAGI header's split
+# (ccbridge/ami/_fastparse.c): its answers are there.
 def fill(msg: dict[str, str], block: str, crlf: bool, max_fields: int, /) -> int: ...

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -42,6 +44,19 @@ HEADER = (
     b"agi_arg_2: vip\n"
     b"\n"
 )
+
+
+@pytest.fixture(autouse=True, scope="module", params=["c", "python"])
+def split_step(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Every test twice: the header's fast path split by the AMI parser's C step
+    (ccbridge/ami/_fastparse.c), and in Python alone, as where it could not be built."""
+    kept = codec._fill
+    if request.param == "python":
+        codec._fill = None
+    elif kept is None:
+        pytest.fail("the C extension ccbridge.ami._fastparse is not built (make venv)")
+    yield str(request.param)
+    codec._fill = kept
 
 
 def _check_request(req: AgiRequest) -> None:
@@ -445,3 +460,18 @@ def test_the_one_read_fast_path_parses_as_the_checked_path(lines: list[str]) -> 
 
     split = len("agi_network: yes\n")
     assert parse(data) == parse(data[:split], data[split:])
+
+
+def test_the_fast_path_splits_with_the_c_step_where_built(split_step: str) -> None:
+    """One read of a header as Asterisk writes it: split by fill when it is there, in
+    Python otherwise (a caller name of wider characters too), the same pairs."""
+    block = HEADER[: HEADER.index(b"\n\n") + 1]
+    fast = codec._fast_env(block, codec.MAX_HEADER_LINES)
+    assert fast is not None
+    env, arg_keys, filled = fast
+    assert filled is (split_step == "c")
+    assert arg_keys == 2 and env["agi_calleridname"] == "Asha \u00c9"
+    wide = block.replace("Asha \u00c9".encode(), "\u0986\u09b6\u09be".encode())
+    wide_fast = codec._fast_env(wide, codec.MAX_HEADER_LINES)
+    assert wide_fast is not None and wide_fast[2] is False  # fill's -4: split in Python
+    assert wide_fast[0] == {**env, "agi_calleridname": "\u0986\u09b6\u09be"}

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ccbridge import variables as v
 from ccbridge.agi.handlers import decision_variables
@@ -17,7 +19,7 @@ from ccbridge.agi.server import Script
 from ccbridge.app import Bridge
 from ccbridge.clock import Clock
 from ccbridge.config import Config, load_config
-from ccbridge.logs import KeyValueFormatter, ctx, mask_number
+from ccbridge.logs import KeyValueFormatter, _mask_any, ctx, mask_number
 from ccbridge.routing.engine import Decision
 
 # Reads need a token too (issue 13): the config's bootstrap admin token.
@@ -183,6 +185,13 @@ def test_clock_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 )
 def test_mask_number(number: str, masked: str) -> None:
     assert mask_number(number) == masked
+    assert _mask_any(number) == masked  # the general path agrees with the fast one
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet="+0123456789 -()x\u00b2\u0663", max_size=20))
+def test_mask_number_fast_path_is_the_general_one(number: str) -> None:
+    assert mask_number(number) == (_mask_any(number) if number else "")
 
 
 def test_key_value_log_lines_quote_and_carry_context() -> None:
