@@ -34,6 +34,7 @@ from prometheus_client import CollectorRegistry, Counter
 
 from ccbridge import variables as v
 from ccbridge.ami.client import AmiError, SiteLink
+from ccbridge.ami.pano import ActionFields
 from ccbridge.clock import Clock
 from ccbridge.config.model import Config, Site
 from ccbridge.logs import ctx
@@ -73,6 +74,9 @@ SLICE = 8  # entries encoded between two yields to the event loop
 # each computing 8 entries in the same loop turn held it 6-12 ms four times a second,
 # the route latency's tail at 500 calls/s (BENCHMARKS §12).
 COMPUTE_SLICE = 0.001
+# Writes sent in one AMI write (SiteLink.plain_actions), their replies awaited together: a
+# pass's few in one round trip; after a reload a site's every key, in writes of this many.
+BATCH = 64
 SOURCES = (v.HELD_FRESH, v.HELD_FALLBACK)
 REJECT_REASONS = (v.HELD_REJECT_INVALID, v.HELD_REJECT_EXPIRED)
 OTHER = "other"
@@ -401,9 +405,6 @@ class HeldRoutePublisher:
             views.append(view)
         return (instant, until, after, state.unhealthy_trunks, tuple(verdicts), tuple(views))
 
-    async def _setvar(self, link: SiteLink, name: str, value: str) -> None:
-        await link.action("Setvar", {"Variable": name, "Value": value})
-
     async def publish(self, site: Site, link: SiteLink) -> int:
         """Write what changed, the heartbeat and the fresh deadline; returns the keys written."""
         name = site.name
@@ -426,7 +427,7 @@ class HeldRoutePublisher:
             written = _Written({}, {})
         values: dict[str, str] = {}
         made: dict[str, tuple[object, ...]] = {}
-        changed: list[tuple[str, str]] = []
+        writes: list[tuple[str, ActionFields]] = []
         for i, e in enumerate(entries, 1):
             if i % SLICE == 0:
                 await asyncio.sleep(0)
@@ -442,57 +443,69 @@ class HeldRoutePublisher:
             if old is not None and same_routes(old, value):
                 value = old  # unchanged: keep the time it was first computed
             else:
-                changed.append((e.key, value))
+                writes.append(_setvar(e.key, value))
             values[e.key] = value
-        gone = [k for k in written.values if k not in values]
-        count = 0
-        for key, value in changed:
-            await self._setvar(link, key, value)
-            written.values[key] = value
-            count += 1
-        for key in gone:
-            await self._setvar(link, key, "")  # an empty value routes nothing
-            written.values.pop(key, None)
-            count += 1
-        written.values = values
-        written.made = made
-        written.decisions = {e.key: (e.until, *e.decisions) for e in entries if e.decisions}
-        self._written[name] = written
-        routes = await self._write_routes(site, link, written, entries)
-        if beat != written.heartbeat:
-            await self._setvar(link, v.HELD_HEARTBEAT, beat)
-            written.heartbeat = beat
+        # A key no longer in the table: an empty value routes nothing.
+        writes += [_setvar(k, "") for k in written.values if k not in values]
+        count = len(writes)
+        routes = await self._route_writes(site, written, entries, writes)
         # The fresh path checks no route's own validity: the deadline never passes the
         # first instant any route of the table changes with time (the PBX's whole second
         # before it), and the next pass writes the routes after it, then a new deadline.
         fresh = int(beat) + int(self.settings.fresh_age)
         if entries:
             fresh = min(fresh, int(min(e.until for e in entries) - offset))
+        if beat != written.heartbeat:
+            writes.append(_setvar(v.HELD_HEARTBEAT, beat))
         if str(fresh) != written.fresh:
-            await self._setvar(link, v.HELD_FRESH_UNTIL, str(fresh))
-            written.fresh = str(fresh)
+            writes.append(_setvar(v.HELD_FRESH_UNTIL, str(fresh)))
+        # In the order above (routes, then heartbeat and deadline), a batch a write:
+        # Asterisk runs them in that order.
+        for at in range(0, len(writes), BATCH):
+            await link.plain_actions(writes[at : at + BATCH])
+        # All written: what the globals hold now (a failed batch raised, and the pass's
+        # caller forgets the site's globals: the next pass writes them all).
+        written.values = values
+        written.made = made
+        written.decisions = {e.key: (e.until, *e.decisions) for e in entries if e.decisions}
+        if routes is not None:
+            written.steps.update(routes[0])
+            written.steps_from = routes[1]
+        written.heartbeat = beat
+        written.fresh = str(fresh)
+        self._written[name] = written
         if count:
             self.metrics.writes.labels(name).inc(count)
             log.info("held routes written", extra=ctx(site=name, keys=count))
-        if routes:
-            log.info("held routes written into ccb-inbound", extra=ctx(site=name, keys=routes))
+        if routes is not None and routes[0]:
+            log.info(
+                "held routes written into ccb-inbound", extra=ctx(site=name, keys=len(routes[0]))
+            )
         self.passes[name] += 1
         return count
 
-    async def _write_routes(
-        self, site: Site, link: SiteLink, written: _Written, entries: list[HeldEntry]
-    ) -> int:
+    async def _route_writes(
+        self,
+        site: Site,
+        written: _Written,
+        entries: list[HeldEntry],
+        writes: list[tuple[str, ActionFields]],
+    ) -> (
+        tuple[dict[str, tuple[tuple[str, str], ...]], tuple[tuple[str, HeldRoute, str], ...]] | None
+    ):
         """The fresh path: each ccb-inbound extension's route steps whose route changed
-        (all of them after a reload); returns the extensions written."""
+        (all of them after a reload), as actions appended to ``writes``; returns the steps
+        of each extension written and what they were made from, to keep once written, or
+        None when the routes are the ones last written."""
         by_key = {e.key: e for e in entries if not e.ivr_service}
         # The steps depend only on each key's route and service: a pass whose routes are
         # the ones last written (most passes: the state moves, the routes rarely) has
         # nothing to compare extension by extension (BENCHMARKS §12, ninth session).
         made_from = tuple((k, e.now, e.service) for k, e in by_key.items())
         if made_from == written.steps_from:
-            return 0
+            return None
         queues = self._queues[site.name]
-        count = 0
+        changed: dict[str, tuple[tuple[str, str], ...]] = {}
         for i, var in enumerate(self._variants[site.name], 1):
             if i % SLICE == 0:
                 await asyncio.sleep(0)
@@ -516,18 +529,22 @@ class HeldRoutePublisher:
                     # Under calls the sticky sites move with every call, and with them
                     # the routes of rows that read them (BENCHMARKS §12, tenth session).
                     continue
-                await link.action(
-                    "DialplanExtensionAdd",
-                    {
-                        "Context": v.HELD_INBOUND_CONTEXT,
-                        "Extension": var.extension,
-                        "Priority": str(n),
-                        "Application": app,
-                        "ApplicationData": data,
-                        "Replace": "yes",
-                    },
+                writes.append(
+                    (
+                        "DialplanExtensionAdd",
+                        {
+                            "Context": v.HELD_INBOUND_CONTEXT,
+                            "Extension": var.extension,
+                            "Priority": str(n),
+                            "Application": app,
+                            "ApplicationData": data,
+                            "Replace": "yes",
+                        },
+                    )
                 )
-            written.steps[var.extension] = steps
-            count += 1
-        written.steps_from = made_from
-        return count
+            changed[var.extension] = steps
+        return changed, made_from
+
+
+def _setvar(name: str, value: str) -> tuple[str, ActionFields]:
+    return ("Setvar", {"Variable": name, "Value": value})

@@ -248,6 +248,21 @@ class Protocol(ReadInto, AMIProtocol):  # type: ignore[misc]
         self.transport.write(data)
         return future
 
+    def send_plain_batch(
+        self, action_ids: Sequence[str], data: bytes
+    ) -> list[asyncio.Future[AmiMessage]]:
+        """``send_plain`` for several encoded actions in one write (``data``, their blocks
+        in order, ``action_ids`` theirs): one send for a held pass's writes."""
+        loop = asyncio.get_running_loop()
+        futures: list[asyncio.Future[AmiMessage]] = []
+        replies = self.replies
+        for action_id in action_ids:
+            future: asyncio.Future[AmiMessage] = loop.create_future()
+            replies[action_id] = future
+            futures.append(future)
+        self.transport.write(data)
+        return futures
+
     def handle_message(self, message: Message) -> None:
         action = self.responses.get(message.id)
         if action is None and message.action_id:

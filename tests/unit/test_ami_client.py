@@ -485,3 +485,45 @@ async def test_plain_actions_answer_their_one_reply_without_panoramisk(
     await fake.cut()
     with pytest.raises(SiteDownError):
         await held
+
+
+async def test_plain_actions_in_one_write_answer_in_order_and_fail_as_one_would(
+    fake: FakeAmi, make_link: LinkFactory
+) -> None:
+    """A held pass's writes in one write (SiteLink.plain_actions): every reply in the
+    order sent; an Error raises once all are in (the actions after it ran, as Asterisk
+    runs them); nothing leaves on a bad field or a non-plain action; late replies find
+    nobody; a cut fails the batch at once; not UP, nothing is sent."""
+    link = await up_link(make_link, fake, action_timeout=5.0)
+    protocol = link._protocol
+    assert protocol is not None
+    assert await link.plain_actions([]) == []
+    writes = [("Setvar", {"Variable": f"CCB_{i}", "Value": str(i)}) for i in range(5)]
+    replies = await link.plain_actions([*writes, ("Getvar", {"Variable": "CCB_3"})])
+    assert [r["ActionID"] for r in replies] == [f"ccb/{i}" for i in range(1, 7)]
+    assert replies[-1]["Value"] == "3" and fake.globals["CCB_4"] == "4"
+    assert protocol.replies == {} and link._pending == {}
+    bad = ("DialplanExtensionAdd", {"Context": "c", "Extension": "1"})  # the fake: Error
+    with pytest.raises(AmiActionError, match="Invalid/unknown command"):
+        await link.plain_actions([writes[0], bad, ("Setvar", {"Variable": "AFTER", "Value": "1"})])
+    assert fake.globals["AFTER"] == "1"
+    before = len(fake.received)
+    with pytest.raises(ValueError, match="CR/LF"):
+        await link.plain_actions([writes[0], ("Setvar", {"Variable": "X", "Value": "1\r\n"})])
+    with pytest.raises(ValueError, match="PLAIN_ACTIONS"):
+        await link.plain_actions([writes[0], ("Hangup", {"Channel": "PJSIP/1"})])
+    assert len(fake.received) == before  # neither batch left, not even its good actions
+    fake.mute("Setvar")
+    with pytest.raises(AmiTimeoutError, match="no reply to 2 actions"):
+        await link.plain_actions(writes[:2], timeout=0.1)
+    assert link.action_timeouts == 1 and protocol.replies == {} and link._pending == {}
+    ping = await link.action("Ping")
+    assert not isinstance(ping, list) and ping["Ping"] == "Pong"
+    held = asyncio.create_task(link.plain_actions(writes[:3]))
+    await wait_until(lambda: len(fake.actions_named("Setvar")) == 12)
+    await fake.cut()
+    with pytest.raises(SiteDownError):
+        await held
+    await link.stop()
+    with pytest.raises(SiteDownError, match="down"):
+        await link.plain_actions(writes[:1])
