@@ -16,20 +16,51 @@
    Asterisk repeats itself: a few hundred key names, and most short values are states,
    counts, queue and context names. Keys (interned: a handler's ``msg["Queue"]`` then
    finds the very object) and values of up to SHORT_VALUE characters come from two small
-   tables of strings seen, by a hash of their bytes, so most fields cost no allocation.
-   A string whose slot holds another replaces it. Strings are immutable: sharing one
+   tables of strings seen, by a hash of their bytes (slot_of), so most fields cost no
+   allocation. A string whose slot holds another replaces it. Strings are immutable: sharing one
    between messages is safe. The tables live as long as the module (a few hundred kB at
    most) and are only touched with the GIL held. */
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <stdint.h>
 #include <string.h>
 
-#define SLOTS 1024 /* a power of two, per table */
+#define SLOT_BITS 10
+#define SLOTS (1 << SLOT_BITS) /* per table */
 #define SHORT_VALUE 16
 
 static PyObject *seen_keys[SLOTS];
 static PyObject *seen_values[SLOTS];
+
+/* The slot of the string p[0:len]: its first and last 8 bytes (all of a string of up to
+   16, which is what the value table holds) and its length, mixed by two multiplies. Two
+   word loads instead of a byte loop: a byte-at-a-time hash was most of this module's
+   time in the bridge (perf, BENCHMARKS §12). A collision costs a slot, never a wrong
+   string: a hit is checked byte for byte. */
+static inline size_t
+slot_of(const char *p, Py_ssize_t len)
+{
+    uint64_t a = 0, b = 0;
+    if (len >= 8) {
+        memcpy(&a, p, 8);
+        memcpy(&b, p + len - 8, 8);
+    }
+    else if (len >= 4) {
+        uint32_t x, y;
+        memcpy(&x, p, 4);
+        memcpy(&y, p + len - 4, 4);
+        a = x;
+        b = y;
+    }
+    else {
+        for (Py_ssize_t i = 0; i < len; i++)
+            a = (a << 8) | (unsigned char)p[i];
+    }
+    /* Multiplicative hashing: a product's top bits depend on every bit of the word. */
+    uint64_t h = (a * 0x9E3779B97F4A7C15ull) ^ ((b + (uint64_t)len) * 0xC2B2AE3D27D4EB4Full);
+    return (size_t)(h >> (64 - SLOT_BITS));
+}
 
 /* block[start:end] from ``table``, or made (and kept there); a new reference. */
 static PyObject *
@@ -37,11 +68,7 @@ seen(PyObject **table, int intern, PyObject *block, const char *s, Py_ssize_t st
      Py_ssize_t end)
 {
     Py_ssize_t len = end - start;
-    size_t h = 2166136261u; /* FNV-1a over the bytes, then the length */
-    for (Py_ssize_t i = start; i < end; i++)
-        h = (h ^ (unsigned char)s[i]) * 16777619u;
-    h = (h ^ (size_t)len) * 16777619u;
-    PyObject **slot = &table[h & (SLOTS - 1)];
+    PyObject **slot = &table[slot_of(s + start, len)];
     PyObject *str = *slot;
     if (str != NULL && PyUnicode_GET_LENGTH(str) == len
         && memcmp(PyUnicode_1BYTE_DATA(str), s + start, (size_t)len) == 0) {
