@@ -8,7 +8,8 @@ its own base in the same run (a figure a shared machine moves far less than the 
 - the ``routed`` line the bridge logs a call (``logs.setup``'s handler, stderr to a file);
 - a held-route write (``SiteLink.action("Setvar", ...)``, awaited) against tests/amifake's
   server in another process: this process's CPU a round trip (~0.6 writes a call at 500
-  calls/s in the ceiling bench, while the sticky sites move).
+  calls/s in the ceiling bench, while the sticky sites move); and the same a write when a
+  pass sends its writes 4 in one (``SiteLink.plain_actions``, twenty-second session).
 
     .venv/bin/python -m tests.bench.bench_ceiling_parts                       # ~20 s
     .venv/bin/python -m tests.bench.bench_ceiling_parts --code /path/to/tree  # its log line, write
@@ -26,7 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -152,6 +153,30 @@ def _serve_fake(port_out: Any, stop: Any) -> None:
 
 def held_write(rounds: int) -> float:
     """This process's CPU of one awaited Setvar through a SiteLink, us (median of rounds)."""
+
+    async def one(link: Any, i: int, r: int) -> int:
+        await link.action("Setvar", {"Variable": f"CCB_H_{i % 20}", "Value": str(r)})
+        return 1
+
+    return _writes(rounds, one)
+
+
+def held_batch(rounds: int) -> float:
+    """The same a write, when a pass's writes go 4 in one (SiteLink.plain_actions), us."""
+
+    async def four(link: Any, i: int, r: int) -> int:
+        batch = [
+            ("Setvar", {"Variable": f"CCB_H_{(i + k) % 20}", "Value": str(r)}) for k in range(4)
+        ]
+        await link.plain_actions(batch)
+        return 4
+
+    return _writes(rounds, four)
+
+
+def _writes(rounds: int, step: Callable[[Any, int, int], Awaitable[int]]) -> float:
+    """This process's CPU a write through a SiteLink to tests/amifake's server in a child
+    process, ``step`` writing one or more a call, us (median of rounds)."""
     import multiprocessing as mp
 
     from ccbridge.ami.client import LinkState, SiteLink
@@ -179,13 +204,14 @@ def held_write(rounds: int) -> float:
         link = SiteLink("s00", settings, lambda s, e: None, lambda s, st: None, log)
         await link.start()
         await until(lambda: link.state is LinkState.UP, 10, "the AMI link up")
-        n = 2_000
         for r in range(rounds + 1):
             t = time.process_time()
-            for i in range(n):
-                await link.action("Setvar", {"Variable": f"CCB_H_{i % 20}", "Value": str(r)})
+            i = written = 0
+            while written < 2_000:
+                written += await step(link, i, r)
+                i += 1
             if r:  # the first round warms up
-                got.append(1e6 * (time.process_time() - t) / n)
+                got.append(1e6 * (time.process_time() - t) / written)
         await link.stop()
 
     try:
@@ -246,7 +272,8 @@ def main() -> None:
         env = dict(os.environ, PYTHONPATH=f"{args.code}{os.pathsep}{ROOT}")
         where = [sys.executable, "-c", "import ccbridge; print(ccbridge.__file__)"]
         found = subprocess.run(where, env=env, cwd=args.code, capture_output=True, text=True)
-        for part, what in (("log", "routed log line"), ("write", "held write (Setvar)")):
+        parts = (("log", "routed log line"), ("write", "held write (Setvar)"))
+        for part, what in (*parts, ("batch", "held writes 4 a batch, a write")):
             command = [sys.executable, str(Path(__file__).resolve()), "--part", part]
             done = subprocess.run(command, env=env, cwd=args.code, capture_output=True, text=True)
             got = done.stdout.strip() or done.stderr[-400:]
@@ -262,9 +289,10 @@ def main() -> None:
     )
     print(f"routed log line: {log_line(ROUNDS):.2f} us")
     print(f"held write (Setvar, awaited; this process's CPU): {held_write(ROUNDS):.2f} us")
+    print(f"held writes 4 a batch (plain_actions), a write: {held_batch(ROUNDS):.2f} us")
 
 
-PARTS = {"log": log_line, "write": held_write}
+PARTS = {"log": log_line, "write": held_write, "batch": held_batch}
 
 
 if __name__ == "__main__":
