@@ -58,7 +58,7 @@ deps: venv system-deps
 
 venv: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml setup.py ccbridge/ami/_fastparse.c
+$(VENV)/.installed: pyproject.toml setup.py ccbridge/ami/_fastparse.c ccbridge/agi/_closer.c
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[test]'
@@ -73,7 +73,8 @@ $(VENV)/.installed: pyproject.toml setup.py ccbridge/ami/_fastparse.c
 # in its own network namespace; kamailio is the SIP edge the lab can put in front of the
 # sites (`edge:`; `kamailio -c` checks the rendered kamailio.cfg in the unit tests); gcc
 # builds the ceiling bench's C load generator (tests/bench/agi_gen.c, driven by a unit test)
-# and, with python3-dev's headers, the AMI parser's C step (ccbridge/ami/_fastparse.c).
+# and, with python3-dev's headers, the AMI parser's C step (ccbridge/ami/_fastparse.c) and
+# the FastAGI server's socket closer (ccbridge/agi/_closer.c).
 system-deps:
 	@missing=""; for p in $(SYSTEM_PACKAGES); do \
 	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \

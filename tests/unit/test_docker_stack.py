@@ -282,8 +282,8 @@ def test_the_image_holds_what_the_services_run() -> None:
     for copied in ("ccbridge", "dialplans", "asterisk", "docker"):
         assert f"COPY {copied} ./{copied}" in dockerfile
     assert "CCBRIDGE_TEMPLATES=/opt/ccbridge/dialplans" in dockerfile
-    # the AMI parser's C step is built in the image (the install fails if it was not)
-    assert 'python -c "import ccbridge.ami._fastparse"' in dockerfile
+    # the C extensions are built in the image (the install fails if one was not)
+    assert 'python -c "import ccbridge.ami._fastparse, ccbridge.agi._closer"' in dockerfile
     assert "**/*.so" in (DOCKER / "Dockerfile.dockerignore").read_text().split()
     assert "COPY pyproject.toml setup.py ./" in dockerfile  # setup.py names the extension
     assert "!setup.py" in (DOCKER / "Dockerfile.dockerignore").read_text().split()
