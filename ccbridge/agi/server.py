@@ -750,6 +750,9 @@ class FastAgiServer:
         for listening in self._server.sockets:
             sock = socket.socket(fileno=os.dup(listening.fileno()))
             sock.setblocking(False)
+            # Replies are small: no Nagle delay. Linux gives an accepted socket the
+            # listener's TCP_NODELAY, one setsockopt here instead of one a session.
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             sock.listen(_BACKLOG)  # start_serving=False: bound, not yet listening
             self._listeners.append(sock)
             loop.add_reader(sock.fileno(), self._accept, sock)
@@ -775,8 +778,7 @@ class FastAgiServer:
                 loop.call_later(_ACCEPT_RETRY_S, self._resume_accepting, sock)
                 break
             accepted += 1
-            conn.setblocking(False)
-            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # replies are small
+            conn.setblocking(False)  # TCP_NODELAY comes from the listener (start)
             if accepted <= _ADOPT_NOW:
                 # Set up here: a session one loop turn sooner (a turn under load is the
                 # AMI share, held slices and other sessions: 1-5 ms; ~4 turns a session).

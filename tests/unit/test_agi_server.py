@@ -590,3 +590,25 @@ def test_a_burst_sets_up_a_few_connections_in_the_accept_callback_and_the_rest_l
     adopted = eventloop.run(burst(), loop)
     assert max(adopted) == _ADOPT_NOW  # the burst's first callback
     assert all(n <= _ADOPT_NOW for n in adopted)
+
+
+@pytest.mark.parametrize("kind", [EventLoop.ASYNCIO, EventLoop.UVLOOP])
+def test_a_sessions_socket_sends_without_nagles_delay(kind: EventLoop) -> None:
+    """TCP_NODELAY is set once on the listener, and every accepted socket has it (Linux
+    copies it to the accepted socket): no setsockopt a session, on either loop."""
+    seen: list[int] = []
+
+    async def handler(session: AgiSession) -> None:
+        sock = session._conn.transport.get_extra_info("socket")
+        seen.append(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+        await session.set_variable("CCB_ROUTE", "queue-sales")
+        await session.set_variable("CCB_SITE", "in")
+
+    async def main() -> None:
+        async with running({"/route": handler}) as (server, ends):
+            for _ in range(3):
+                await normal_session(server.port)
+            await ends.wait(3)
+
+    eventloop.run(main(), kind)
+    assert seen == [1, 1, 1]
