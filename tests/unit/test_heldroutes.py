@@ -563,3 +563,35 @@ async def test_a_table_from_the_memo_is_the_table_computed_anew_at_every_step(
     # Not vacuous: many rows came from the memo (most steps change what they read, on
     # purpose), and the others were decided again.
     assert rows > 0 and rows // 4 < reused < rows
+
+
+async def test_a_pass_writes_in_batches_in_order_routes_then_heartbeat_and_deadline(
+    config: Config, fake: FakeAmi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first pass writes every key, ccb-inbound's route steps, then the heartbeat and
+    the fresh deadline, in batches of BATCH actions (3 here, so many): in that order, each
+    once; a link that answers nothing fails the pass (the next writes it all again)."""
+    monkeypatch.setattr(heldroutes, "BATCH", 3)
+    fresh = replace(config.routing.held_routes, use_without_bridge=True)
+    h = Harness(replace(config, routing=replace(config.routing, held_routes=fresh)), fake)
+    await h.link.start()
+    try:
+        await until(lambda: h.link.ready, 5, "the link up")
+        site = config.site("bangalore")
+        written = await h.pub.publish(site, h.link)
+        got = [m for m in fake.received if m["Action"] in ("Setvar", "DialplanExtensionAdd")]
+        names = [m.get("Variable") or m["Action"] for m in got]
+        assert names[-2:] == [v.HELD_HEARTBEAT, v.HELD_FRESH_UNTIL]
+        routes = names[:-2]
+        keys = [n for n in routes if n != "DialplanExtensionAdd"]
+        assert len(keys) == written == len(set(keys)) and written > 3 * heldroutes.BATCH
+        adds = [i for i, n in enumerate(routes) if n == "DialplanExtensionAdd"]
+        assert adds and min(adds) > max(routes.index(k) for k in keys)  # keys, then steps
+        assert fake.globals[v.HELD_HEARTBEAT] and fake.globals[v.HELD_FRESH_UNTIL]
+        fake.mute("Setvar")
+        h.pub._written["bangalore"] = None  # everything again, and nobody answers
+        h.link.settings = replace(h.link.settings, action_timeout=0.2)
+        with pytest.raises(heldroutes.AmiError):
+            await h.pub.publish(site, h.link)
+    finally:
+        await h.link.stop()
