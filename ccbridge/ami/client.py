@@ -240,19 +240,15 @@ class SiteLink:
         link drops meanwhile, AmiTimeoutError after ``timeout`` (default
         ``settings.action_timeout``), AmiActionError on an Error reply, ValueError on CR/LF.
         """
+        mode = _list_mode(name, as_list)
+        if not mode and name.lower() in PLAIN_ACTIONS:
+            return (await self.plain_actions(((name, fields or {}),), timeout=timeout))[0]
         manager, protocol = self._manager, self._protocol
         if self._state is not LinkState.UP or manager is None or protocol is None:
             raise SiteDownError(f"{self.site_name}: AMI link is {self._state.value}")
-        mode = _list_mode(name, as_list)
-        future: asyncio.Future[Any]
-        if not mode and name.lower() in PLAIN_ACTIONS:
-            action_id = f"ccb/{next(self._action_ids)}"
-            data = encode_fields([*action_fields(name, fields or {}), ("ActionID", action_id)])
-            future = protocol.send_plain(action_id, data)
-        else:
-            pano = build_action(name, fields or {}, mode)
-            action_id = pano.id
-            future = manager.send_action(pano, as_list=pano.as_list)
+        pano = build_action(name, fields or {}, mode)
+        action_id = pano.id
+        future: asyncio.Future[Any] = manager.send_action(pano, as_list=pano.as_list)
         self._pending[action_id] = future
         limit = self.settings.action_timeout if timeout is None else timeout
         try:
@@ -260,7 +256,6 @@ class SiteLink:
         except TimeoutError:
             self.action_timeouts += 1
             protocol.responses.pop(action_id, None)
-            protocol.replies.pop(action_id, None)
             raise AmiTimeoutError(
                 f"{self.site_name}: no reply to {name} within {limit:.1f}s"
             ) from None
@@ -306,7 +301,7 @@ class SiteLink:
             action_id = f"ccb/{next(self._action_ids)}"
             blocks.append(encode_fields([*action_fields(name, fields), ("ActionID", action_id)]))
             ids.append(action_id)
-        futures = protocol.send_plain_batch(ids, b"".join(blocks))
+        futures = protocol.send_plain(ids, b"".join(blocks))
         pending = self._pending
         pending.update(zip(ids, futures, strict=True))
         limit = self.settings.action_timeout if timeout is None else timeout
@@ -318,8 +313,9 @@ class SiteLink:
             self.action_timeouts += 1
             for action_id in ids:
                 protocol.replies.pop(action_id, None)
+            what = actions[0][0] if len(ids) == 1 else f"{len(ids)} actions"
             raise AmiTimeoutError(
-                f"{self.site_name}: no reply to {len(ids)} actions within {limit:.1f}s"
+                f"{self.site_name}: no reply to {what} within {limit:.1f}s"
             ) from None
         finally:
             for action_id in ids:

@@ -238,21 +238,14 @@ class Protocol(ReadInto, AMIProtocol):  # type: ignore[misc]
                     continue
             self.handle_message(to_panoramisk(msg))
 
-    def send_plain(self, action_id: str, data: bytes) -> asyncio.Future[AmiMessage]:
-        """Send an encoded action (its ActionID ``action_id``) whose answer is its one reply,
-        the AmiMessage itself: no panoramisk Action or Message for it either way. A held
-        pass writes its routes with these, about one a call while the sticky sites move
-        (BENCHMARKS §12, tenth session)."""
-        future: asyncio.Future[AmiMessage] = asyncio.get_running_loop().create_future()
-        self.replies[action_id] = future
-        self.transport.write(data)
-        return future
-
-    def send_plain_batch(
+    def send_plain(
         self, action_ids: Sequence[str], data: bytes
     ) -> list[asyncio.Future[AmiMessage]]:
-        """``send_plain`` for several encoded actions in one write (``data``, their blocks
-        in order, ``action_ids`` theirs): one send for a held pass's writes."""
+        """Send encoded actions (``data``, their blocks in order, ``action_ids`` theirs)
+        whose answer is each one reply, the AmiMessage itself: no panoramisk Action or
+        Message for them either way, and one write for them all. A held pass writes its
+        routes with these, about one a call while the sticky sites move (BENCHMARKS §12,
+        tenth and twenty-second sessions)."""
         loop = asyncio.get_running_loop()
         futures: list[asyncio.Future[AmiMessage]] = []
         replies = self.replies
