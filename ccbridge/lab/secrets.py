@@ -12,11 +12,12 @@ from ccbridge.lab.sites import default_lab_dir
 LAB_SECRETS = {"ami": "CCBRIDGE_AMI_SECRET", "api-token": "CCBRIDGE_API_TOKEN"}
 
 
-def ensure_lab_secrets(lab_dir: Path | None = None) -> Path:
+def ensure_lab_secrets(lab_dir: Path | None = None, export: bool = False) -> Path:
     """Create .lab/secrets/{ami,api-token} once; the lab config reads them as files.
 
     examples/lab.yaml names the files relative to the checkout (../.lab/secrets); when
-    CCBRIDGE_LAB_DIR puts the lab elsewhere (a second checkout sharing one lab), the
+    CCBRIDGE_LAB_DIR puts the lab elsewhere (a second checkout sharing one lab), or with
+    ``export`` (a copy of the config in another folder, as the lab tests make), the
     secrets are also put in the variables the config reads first, unless already set."""
     d = (lab_dir or default_lab_dir()) / "secrets"
     d.mkdir(parents=True, exist_ok=True)
@@ -26,6 +27,6 @@ def ensure_lab_secrets(lab_dir: Path | None = None) -> Path:
         if not p.exists() or not p.read_text().strip():
             p.write_text(secrets.token_hex(16) + "\n")
             p.chmod(0o600)
-        if os.environ.get("CCBRIDGE_LAB_DIR") and not os.environ.get(variable):
+        if (export or os.environ.get("CCBRIDGE_LAB_DIR")) and not os.environ.get(variable):
             os.environ[variable] = p.read_text().strip()
     return d

@@ -54,8 +54,12 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 @pytest.fixture(scope="session")
 def lab_config() -> Config:
     """examples/lab.yaml with TLS on between bangalore and manila (ccbridge.lab.tls): their
-    AMI links over TLS, their trunks over SIP TLS with SRTP; certificates made for the run."""
-    ensure_lab_secrets()
+    AMI links over TLS, their trunks over SIP TLS with SRTP; certificates made for the run.
+
+    The secrets go into the variables the config reads first: tests write copies of
+    examples/lab.yaml into their temporary folders, where its relative secret files
+    (../.lab/secrets) name nothing."""
+    ensure_lab_secrets(export=True)
     return enable_lab_tls(load_config(LAB_CONFIG))
 
 
