@@ -315,7 +315,7 @@ class HeldRouteSettings:
     use_without_bridge: bool = True
     fresh_age: float = 5.0  # seconds: a heartbeat younger than this counts as a live bridge
     max_age: float = 300.0  # seconds: the last table still routes while the bridge is silent
-    min_interval: float = 0.25  # seconds between two recomputations of a site's table
+    min_interval: float = 0.25  # seconds between two recomputations of a site's table (slots)
     refresh: float = 1.0  # seconds: heartbeat and recomputation on the timer
 
 
