@@ -15,9 +15,10 @@ SYSTEM_PACKAGES := debootstrap sip-tester prometheus postgresql haproxy systemd 
 # The unit and store tests (no lab, ~6.5 min on one core) run on two workers
 # (pytest-xdist; each worker makes its own PostgreSQL cluster on a free port); the lab's
 # tests hold the lab lock and run one at a time after them.
+UNIT_TESTS := -n 2 tests/unit tests/store
 test: system-deps
 	$(MAKE) --no-print-directory -j2 lab-root checks
-	$(BIN)/pytest -n 2 tests/unit tests/store
+	$(BIN)/pytest $(UNIT_TESTS)
 	$(BIN)/pytest tests/integration
 
 checks: lint typecheck
@@ -26,7 +27,7 @@ lab-root: system-deps
 	$(PYTHON) -m ccbridge.lab.rootfs
 
 unit: venv
-	$(BIN)/pytest -n 2 tests/unit tests/store
+	$(BIN)/pytest $(UNIT_TESTS)
 
 integration: deps
 	$(BIN)/pytest tests/integration
