@@ -611,6 +611,10 @@ async def soak(
     # The bridge's memory is its processes': the writer's child counts (sampled together).
     total_peak = max(mb + c for (_, mb), c in zip(samples, child_samples, strict=True))
     growth = after[-1] - after[0]
+    # Two readings of the bound, both printed: the routing process (the bridge that
+    # routes, holds the calls and the AMI links) and every process of the bridge (the
+    # record writer's child too). ``met`` is the stricter, every process.
+    met_routing = peak < TARGET_MB and growth < 5.0
     met = total_peak < TARGET_MB and growth < 5.0
     result: dict[str, object] = {
         "bench": "memory",
@@ -654,7 +658,8 @@ async def soak(
             store=counts,
             gauges=[(round(t), g) for t, g in gauges],
         )
-        met = met and counts["calls_ended"] == calls.ended and counts["legs_ended"] >= calls.ended
+        stored = counts["calls_ended"] == calls.ended and counts["legs_ended"] >= calls.ended
+        met, met_routing = met and stored, met_routing and stored
         if counts["calls_ended"] != calls.ended:  # what the bridge said about it
             text = await asyncio.to_thread(log_file.read_text, errors="replace")
             lines = text.splitlines()
@@ -663,6 +668,7 @@ async def soak(
         from tests.bench.memtrace import census_diff, diff
 
         result["tracemalloc_growth"] = (census_diff if cfg.census else diff)(*snapshots)
+    result["met_routing_process"] = met_routing
     result["met"] = met
     return result
 
@@ -767,7 +773,8 @@ def main(argv: list[str] | None = None) -> int:
         )
     for grew in r.get("tracemalloc_growth") or []:  # type: ignore[attr-defined]
         print(f"  {grew}")
-    print(f"{line}: {'met' if r['met'] else 'MISSED'}")
+    routing = "met" if r["met_routing_process"] else "MISSED"
+    print(f"{line}: the routing process {routing}, every process {'met' if r['met'] else 'MISSED'}")
     if args.json:
         Path(args.json).write_text(json.dumps(r, indent=2) + "\n")
     return 0 if r["met"] else 1
